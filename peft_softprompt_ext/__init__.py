@@ -1,0 +1,22 @@
+"""peft_softprompt_ext: soft prompts as a first-class PEFT tool.
+
+`import peft_softprompt_ext` registers the plugin's prompt methods with PEFT, so
+`peft.get_peft_model(model, VocabSampledPromptTuningConfig(...))` works like any PEFT method.
+"""
+
+from ._peft_compat import SUPPORTED_PEFT, install_patches
+from .describe import describe_prompt
+from .export import export_prompt_tuning
+from .vocab_sampled import VocabSampledPromptEmbedding, VocabSampledPromptTuningConfig, VocabSampling
+
+install_patches()
+
+__version__ = "0.1.0"
+__all__ = [
+    "SUPPORTED_PEFT",
+    "VocabSampledPromptTuningConfig",
+    "VocabSampledPromptEmbedding",
+    "VocabSampling",
+    "describe_prompt",
+    "export_prompt_tuning",
+]

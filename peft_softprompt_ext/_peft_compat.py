@@ -1,0 +1,350 @@
+"""The ONLY module that touches PEFT internals.
+
+PEFT 0.21's seam for third-party prompt methods is narrow (see README, "How the plugin hooks
+into PEFT"): `PeftType` is a closed enum, `PeftModel._setup_prompt_encoder` dispatches on a
+hard-coded list, `from_pretrained(is_trainable=True)` refuses prompt methods, seq2seq generate
+raises for unknown prompt types and causal `generate(use_cache=True)` re-feeds the virtual tokens
+at every step under transformers 5. Everything the plugin does about that lives here:
+
+* `check_peft_version` refuses a PEFT release outside `SUPPORTED_PEFT` at import time;
+* `register_prompt_method` adds an enum member and registers config + encoder with PEFT;
+* `PluginPromptEncoder` is the base of every plugin encoder (PEFT's state-dict hooks);
+* `install_patches` wraps a fixed list of `PeftModel` methods (`PATCHED_METHODS`). Each wrapper
+  runs PEFT's own code unless the active adapter is a plugin method, so vanilla PEFT behaves
+  exactly as before. The plugin's own behaviour is in `prompt_injection.py`, which knows nothing
+  about PEFT.
+
+`tests/test_peft_compat.py` fails loudly when any of these assumptions stops holding.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import peft
+import torch
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+# Keep equal to the `peft` requirement in pyproject.toml (a test checks it).
+SUPPORTED_PEFT = SpecifierSet(">=0.21.2,<0.22")
+
+
+def check_peft_version(version: str | None = None) -> None:
+    """Raise ImportError with one clear message if the installed PEFT is outside our range."""
+    version = version if version is not None else peft.__version__
+    if Version(version) not in SUPPORTED_PEFT:
+        raise ImportError(
+            f"peft_softprompt_ext supports peft{SUPPORTED_PEFT} but peft=={version} is installed. "
+            f"Install a supported release: pip install 'peft{SUPPORTED_PEFT}'."
+        )
+
+
+check_peft_version()
+
+# These imports are the PEFT internals we depend on; they come after the version check so an
+# unsupported PEFT fails with the message above rather than an obscure ImportError.
+from peft import PeftConfig, PeftModel  # noqa: E402
+from peft.config import PromptLearningConfig  # noqa: E402
+from peft.mapping import (  # noqa: E402
+    PEFT_TYPE_TO_CONFIG_MAPPING,
+    PEFT_TYPE_TO_PREFIX_MAPPING,
+    PEFT_TYPE_TO_TUNER_MAPPING,
+)
+from peft.peft_model import (  # noqa: E402
+    PeftModelForCausalLM,
+    PeftModelForSeq2SeqLM,
+    PeftModelForSequenceClassification,
+)
+from peft.tuners.tuners_utils import BasePromptEncoder  # noqa: E402
+from peft.utils import PeftType, TaskType, register_peft_method  # noqa: E402
+
+from . import prompt_injection  # noqa: E402
+
+__all__ = [
+    "PromptLearningConfig",
+    "PluginPromptEncoder",
+    "PeftType",
+    "TaskType",
+    "SUPPORTED_PEFT",
+    "PLUGIN_PEFT_TYPES",
+    "register_prompt_method",
+    "is_plugin_config",
+    "install_patches",
+    "prompt_encoder_of",
+    "input_embeddings_of",
+]
+
+SUPPORTED_TASK_TYPES = (TaskType.CAUSAL_LM, TaskType.SEQ_2_SEQ_LM, TaskType.SEQ_CLS)
+# Names of the PEFT types this plugin registered, e.g. {"VOCAB_SAMPLED_PROMPT_TUNING"}.
+PLUGIN_PEFT_TYPES: set[str] = set()
+_PATCH_MARKER = "__peft_softprompt_ext_original__"
+
+
+# --------------------------------------------------------------------------- registration
+def _add_peft_type_member(name: str) -> PeftType:
+    """Add `name` to PEFT's closed `PeftType` str-enum (idempotent); name and value are equal.
+
+    Equal name and value keep plain-string lookups working: JSON configs hold the value, and
+    PEFT's mapping dicts are keyed by members whose hash is the hash of the name.
+    """
+    if name in PeftType.__members__:
+        return PeftType[name]
+    member = str.__new__(PeftType, name)
+    member._name_ = name
+    member._value_ = name
+    member.__objclass__ = PeftType
+    member.__init__(name)
+    type.__setattr__(PeftType, name, member)
+    PeftType._member_map_[name] = member
+    PeftType._value2member_map_[name] = member
+    PeftType._member_names_.append(name)
+    return member
+
+
+def register_prompt_method(name: str, config_cls: type, encoder_cls: type) -> PeftType:
+    """Register a plugin prompt method with PEFT under the PEFT type `name.upper()`.
+
+    Re-registering the same name (a module reload) replaces the classes and adds nothing.
+    """
+    peft_type = _add_peft_type_member(name.upper())
+    if peft_type in PEFT_TYPE_TO_CONFIG_MAPPING:
+        PEFT_TYPE_TO_CONFIG_MAPPING[peft_type] = config_cls
+        PEFT_TYPE_TO_TUNER_MAPPING[peft_type] = encoder_cls
+    else:
+        register_peft_method(name=name, config_cls=config_cls, model_cls=encoder_cls)
+    PLUGIN_PEFT_TYPES.add(peft_type.value)
+    return peft_type
+
+
+def is_plugin_config(config) -> bool:
+    """True if `config` is a config of one of this plugin's methods."""
+    peft_type = getattr(config, "peft_type", None)
+    return peft_type is not None and str(getattr(peft_type, "value", peft_type)) in PLUGIN_PEFT_TYPES
+
+
+def validate_task_type(task_type) -> None:
+    """Plugin methods support CAUSAL_LM, SEQ_2_SEQ_LM and SEQ_CLS; anything else is refused."""
+    supported = [t.value for t in SUPPORTED_TASK_TYPES]
+    if task_type is None or str(getattr(task_type, "value", task_type)) not in supported:
+        raise ValueError(f"task_type={task_type!r} is not supported by peft_softprompt_ext; expected one of {supported}.")
+
+
+# --------------------------------------------------------------------------- encoder base
+class PluginPromptEncoder(BasePromptEncoder):
+    """Base class of every plugin prompt encoder.
+
+    Subclasses implement:
+      * `forward(batch_size, task_ids=None, inputs_embeds=None, attention_mask=None)`
+        -> prompts [batch_size, num_virtual_tokens, token_dim];
+      * `adapter_state_dict()` -> the tensors to save (safetensors names -> tensors);
+      * `load_adapter_state(state_dict)`: validate names and shapes, then load.
+    PEFT calls the two class-level hooks below when it saves and loads an adapter.
+    """
+
+    @classmethod
+    def _get_adapter_state_dict(cls, model, config, adapter_name, state_dict, unwanted_adapter_names):
+        return model.prompt_encoder[adapter_name].adapter_state_dict()
+
+    def _load_adapter_state_dict(self, state_dict):
+        self.load_adapter_state(state_dict)
+
+    def set_trainable(self) -> None:
+        """Make the trainable part of the encoder require grad (all parameters by default)."""
+        for parameter in self.parameters():
+            parameter.requires_grad_(True)
+
+
+# --------------------------------------------------------------------------- accessors
+def prompt_encoder_of(peft_model, adapter_name: str | None = None) -> PluginPromptEncoder:
+    """The prompt encoder of `adapter_name` (default: the active adapter) of a PeftModel."""
+    adapter_name = adapter_name or peft_model.active_adapter
+    if not hasattr(peft_model, "prompt_encoder") or adapter_name not in peft_model.prompt_encoder:
+        known = list(getattr(peft_model, "prompt_encoder", {}).keys())
+        raise ValueError(f"adapter_name={adapter_name!r} is not a prompt adapter of this model; known: {known}.")
+    return peft_model.prompt_encoder[adapter_name]
+
+
+def input_embeddings_of(model) -> torch.nn.Module:
+    """The input-embedding module of a PeftModel's base model (or of a plain transformers model)."""
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    return base.get_input_embeddings()
+
+
+def prompt_table_of(peft_model, adapter_name: str | None = None, task: int | None = None) -> torch.Tensor:
+    """The prompt [num_virtual_tokens, token_dim] an adapter feeds the model (plugin or vanilla PROMPT_TUNING)."""
+    config = adapter_config_of(peft_model, adapter_name)
+    encoder = prompt_encoder_of(peft_model, adapter_name)
+    if isinstance(encoder, PluginPromptEncoder):
+        return encoder.prompt_table(task)
+    if config.peft_type == PeftType.PROMPT_TUNING:
+        return encoder.embedding.weight[: config.num_virtual_tokens]  # seq2seq: the encoder half
+    raise ValueError(f"Adapter of PEFT type {config.peft_type} has no prompt table; expected a prompt-tuning method.")
+
+
+def adapter_config_of(peft_model, adapter_name: str | None = None):
+    adapter_name = adapter_name or peft_model.active_adapter
+    if adapter_name not in peft_model.peft_config:
+        raise ValueError(f"adapter_name={adapter_name!r} not found; known: {list(peft_model.peft_config)}.")
+    return peft_model.peft_config[adapter_name]
+
+
+# --------------------------------------------------------------------------- patched methods
+def _setup_prompt_encoder(original, self, adapter_name):
+    config = self.peft_config[adapter_name]
+    if not is_plugin_config(config):
+        return original(self, adapter_name)
+    # PEFT's own version would freeze the base, find the embeddings and then raise "Not supported"
+    # for our type; we do the same steps with transformers' public get_input_embeddings().
+    for parameter in self.base_model.parameters():
+        parameter.requires_grad_(False)
+    config.num_transformer_submodules = 1  # plugin prompts go in front of the (encoder) input only
+    self.word_embeddings = self.base_model.get_input_embeddings()
+    if not hasattr(self, "prompt_encoder"):
+        self.prompt_encoder = torch.nn.ModuleDict({})
+        self.prompt_tokens = {}
+    encoder_cls = PEFT_TYPE_TO_TUNER_MAPPING[config.peft_type]
+    encoder = encoder_cls(config, self.word_embeddings, model_config=self.base_model.config)
+    self.prompt_encoder.update(torch.nn.ModuleDict({adapter_name: encoder.to(self.device)}))
+    self.prompt_tokens[adapter_name] = torch.arange(config.num_virtual_tokens).long()
+
+
+def _get_prompt(original, self, batch_size, task_ids=None, max_cache_len=None):
+    if not is_plugin_config(self.active_peft_config):
+        return original(self, batch_size, task_ids=task_ids, max_cache_len=max_cache_len)
+    return self.prompt_encoder[self.active_adapter](batch_size, task_ids=task_ids)
+
+
+def _plugin_parts(self) -> prompt_injection.PromptParts:
+    config = self.active_peft_config
+    return prompt_injection.PromptParts(
+        base_model=self.base_model,
+        word_embeddings=self.word_embeddings,
+        encoder=self.prompt_encoder[self.active_adapter],
+        num_virtual_tokens=config.num_virtual_tokens,
+    )
+
+
+def _causal_forward(original, self, *args, **kwargs):
+    if not is_plugin_config(self.active_peft_config):
+        return original(self, *args, **kwargs)
+    return prompt_injection.causal_lm_forward(_plugin_parts(self), *args, **kwargs)
+
+
+def _causal_prepare_inputs_for_generation(original, self, *args, task_ids=None, **kwargs):
+    if not is_plugin_config(self.active_peft_config):
+        return original(self, *args, task_ids=task_ids, **kwargs)
+    model_inputs = self.base_model_prepare_inputs_for_generation(*args, **kwargs)
+    return prompt_injection.prepare_causal_generation_step(_plugin_parts(self), model_inputs, task_ids=task_ids)
+
+
+def _seq2seq_forward(original, self, *args, **kwargs):
+    if not is_plugin_config(self.active_peft_config):
+        return original(self, *args, **kwargs)
+    return prompt_injection.seq2seq_forward(_plugin_parts(self), *args, **kwargs)
+
+
+def _seq2seq_generate(original, self, *args, **kwargs):
+    if not is_plugin_config(self.active_peft_config):
+        return original(self, *args, **kwargs)
+    return prompt_injection.seq2seq_generate(_plugin_parts(self), *args, **kwargs)
+
+
+def _seq_cls_forward(original, self, *args, **kwargs):
+    if not is_plugin_config(self.active_peft_config):
+        return original(self, *args, **kwargs)
+    return prompt_injection.encoder_forward(_plugin_parts(self), *args, **kwargs)
+
+
+def _save_pretrained(original, self, save_directory, *args, **kwargs):
+    if not any(is_plugin_config(config) for config in self.peft_config.values()):
+        return original(self, save_directory, *args, **kwargs)
+    from .atomic_io import atomic_directory_write
+
+    # PEFT writes files in place; we let it write into a fresh folder and move each file over
+    # atomically, so an interrupted save never leaves a truncated adapter behind.
+    with atomic_directory_write(save_directory) as staging:
+        original(self, staging, *args, **kwargs)
+
+
+def _peft_type_of(model_id, config, kwargs) -> str | None:
+    if config is not None:
+        return str(getattr(config.peft_type, "value", config.peft_type))
+    hub_kwargs = {k: kwargs[k] for k in ("subfolder", "revision", "cache_dir", "token") if kwargs.get(k) is not None}
+    return PeftConfig._get_peft_type(model_id, **hub_kwargs)
+
+
+def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_trainable=False, config=None, **kwargs):
+    peft_type = _peft_type_of(model_id, config, kwargs)
+    if str(peft_type) not in PLUGIN_PEFT_TYPES:
+        return original(model, model_id, adapter_name=adapter_name, is_trainable=is_trainable, config=config, **kwargs)
+    from .atomic_io import check_adapter_files
+
+    check_adapter_files(model_id, subfolder=kwargs.get("subfolder"))
+    # PEFT refuses is_trainable=True for every prompt method; ours resume training: load frozen, then unfreeze.
+    peft_model = original(model, model_id, adapter_name=adapter_name, is_trainable=False, config=config, **kwargs)
+    if is_trainable:
+        peft_model.peft_config[adapter_name].inference_mode = False
+        peft_model.prompt_encoder[adapter_name].set_trainable()
+        peft_model.train()
+    return peft_model
+
+
+PATCHED_METHODS = [
+    (PeftModel, "_setup_prompt_encoder", _setup_prompt_encoder),
+    (PeftModel, "get_prompt", _get_prompt),
+    (PeftModel, "save_pretrained", _save_pretrained),
+    (PeftModelForCausalLM, "forward", _causal_forward),
+    (PeftModelForCausalLM, "prepare_inputs_for_generation", _causal_prepare_inputs_for_generation),
+    (PeftModelForSeq2SeqLM, "forward", _seq2seq_forward),
+    (PeftModelForSeq2SeqLM, "generate", _seq2seq_generate),
+    (PeftModelForSequenceClassification, "forward", _seq_cls_forward),
+]
+
+
+def _install_method(owner: type, name: str, implementation) -> None:
+    current = owner.__dict__[name]  # KeyError here means PEFT moved the method: the tests say so
+    original = getattr(current, _PATCH_MARKER, current)
+
+    @functools.wraps(original)
+    def wrapper(self, *args, **kwargs):
+        return implementation(original, self, *args, **kwargs)
+
+    setattr(wrapper, _PATCH_MARKER, original)
+    setattr(owner, name, wrapper)
+
+
+def _install_from_pretrained() -> None:
+    current = PeftModel.__dict__["from_pretrained"]
+    original = getattr(current, _PATCH_MARKER, current)
+
+    def from_pretrained(cls, model, model_id, *args, **kwargs):
+        bound = original.__get__(None, cls)
+        return _from_pretrained(bound, cls, model, model_id, *args, **kwargs)
+
+    functools.update_wrapper(from_pretrained, original.__func__)
+    patched = classmethod(from_pretrained)
+    setattr(patched, _PATCH_MARKER, original)
+    PeftModel.from_pretrained = patched
+
+
+def install_patches() -> None:
+    """Install the wrappers listed in PATCHED_METHODS (idempotent: re-installing rewraps the originals)."""
+    for owner, name, implementation in PATCHED_METHODS:
+        _install_method(owner, name, implementation)
+    _install_from_pretrained()
+
+
+def original_method(owner: type, name: str):
+    """PEFT's own implementation behind one of our wrappers (for tests and diagnostics)."""
+    current = owner.__dict__[name]
+    return getattr(current, _PATCH_MARKER, current)
+
+
+def peft_internals_signature_report() -> dict[str, list[str]]:
+    """Parameter names of the PEFT methods we wrap, so tests notice when PEFT changes them."""
+    report = {}
+    for owner, name, _ in PATCHED_METHODS:
+        report[f"{owner.__name__}.{name}"] = list(inspect.signature(original_method(owner, name)).parameters)
+    return report

@@ -1,0 +1,51 @@
+"""Export any plugin prompt as a plain PEFT PROMPT_TUNING adapter.
+
+The result is `adapter_config.json` + `adapter_model.safetensors` holding one tensor,
+`prompt_embeddings` [num_virtual_tokens, token_dim]: vanilla PEFT loads it in a process that
+never imports this plugin, and gives the same logits.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from peft import PromptTuningConfig
+from safetensors.torch import save_file
+
+from ._peft_compat import adapter_config_of, prompt_table_of
+from .atomic_io import ADAPTER_WEIGHTS_NAME, atomic_directory_write
+
+
+def vanilla_prompt_tuning_config(config, num_virtual_tokens: int, token_dim: int) -> PromptTuningConfig:
+    """A PROMPT_TUNING config for the same base model and task as `config`."""
+    return PromptTuningConfig(
+        task_type=config.task_type,
+        num_virtual_tokens=num_virtual_tokens,
+        token_dim=token_dim,
+        num_transformer_submodules=1,  # plugin prompts sit in front of the (encoder) input only
+        num_attention_heads=config.num_attention_heads,
+        num_layers=config.num_layers,
+        base_model_name_or_path=config.base_model_name_or_path,
+        revision=config.revision,
+        inference_mode=True,
+    )
+
+
+def export_prompt_tuning(peft_model, save_directory: str | os.PathLike, adapter_name: str = "default", task=None) -> str:
+    """Write the adapter's prompt as a vanilla PEFT PROMPT_TUNING adapter; returns the folder.
+
+    Args:
+        peft_model: a PeftModel holding a plugin (or vanilla prompt-tuning) adapter.
+        save_directory: the folder to write; existing files that the export does not write stay.
+        adapter_name: which adapter to export.
+        task: for multi-task methods, the task whose prompt to export.
+    """
+    config = adapter_config_of(peft_model, adapter_name)
+    with torch.no_grad():
+        prompt = prompt_table_of(peft_model, adapter_name, task).detach().float().cpu().contiguous()
+    vanilla = vanilla_prompt_tuning_config(config, prompt.shape[0], prompt.shape[1])
+    with atomic_directory_write(save_directory) as staging:
+        vanilla.save_pretrained(staging)
+        save_file({"prompt_embeddings": prompt.clone()}, os.path.join(staging, ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
+    return os.fspath(save_directory)

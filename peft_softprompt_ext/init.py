@@ -1,0 +1,179 @@
+"""Prompt initialisers shared by every method: small factory functions over a vocabulary.
+
+A soft prompt lives in the OUTPUT space of the model's input-embedding module (Gemma multiplies
+rows by sqrt(hidden) in its forward), so every initialiser embeds token ids by calling that
+module, never by reading its `.weight` rows.
+
+The sampling population is the "usable" vocabulary: embedding rows that the tokenizer maps to a
+real token, minus special/padding tokens, added special tokens, reserved/unused slots and
+byte-fallback pieces (`<0x0A>`), which are not words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import warnings
+from collections.abc import Sequence
+
+import torch
+
+# Reserved/unused vocabulary slots across tokenizer families (Gemma <unused12>, BERT [unused3],
+# T5 <extra_id_0>, Llama-3 <|reserved_special_token_4|>, chat markers <|im_start|>) and
+# SentencePiece byte-fallback pieces.
+_RESERVED_TOKEN = re.compile(
+    r"^(<unused\d+>|\[unused\d+\]|<extra_id_\d+>|<\|.*\|>|<[^<>]*reserved[^<>]*>|<0x[0-9A-Fa-f]{2}>)$",
+    re.IGNORECASE,
+)
+_SPECIAL_ID_ATTRIBUTES = (
+    "pad_token_id", "bos_token_id", "eos_token_id", "unk_token_id", "sep_token_id", "cls_token_id",
+    "mask_token_id", "decoder_start_token_id",
+)  # fmt: skip
+
+
+def _flatten_ids(value) -> list[int]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value if v is not None]
+    return [int(value)]
+
+
+def usable_token_ids(num_embeddings: int, tokenizer=None, model_config=None) -> torch.Tensor:
+    """Sorted ids [n] that may seed a prompt: real tokens, no special/padding/reserved ones.
+
+    Without a tokenizer only the special ids named in `model_config` can be excluded.
+    """
+    excluded = set()
+    for attribute in _SPECIAL_ID_ATTRIBUTES:
+        excluded.update(_flatten_ids(getattr(model_config, attribute, None)))
+    limit = num_embeddings
+    if tokenizer is not None:
+        if len(tokenizer) > num_embeddings:
+            raise ValueError(
+                f"The tokenizer has {len(tokenizer)} tokens but the model's input embedding has only "
+                f"{num_embeddings} rows: tokenizer and model do not match."
+            )
+        limit = len(tokenizer)
+        excluded.update(tokenizer.all_special_ids)
+        excluded.update(i for i, token in tokenizer.added_tokens_decoder.items() if token.special)
+        for index, token in enumerate(tokenizer.convert_ids_to_tokens(list(range(limit)))):
+            if token is None or token == "" or _RESERVED_TOKEN.match(token):
+                excluded.add(index)
+    keep = torch.ones(limit, dtype=torch.bool)
+    keep[[i for i in excluded if 0 <= i < limit]] = False
+    return keep.nonzero().squeeze(1)
+
+
+def merge_rank_order(tokenizer) -> torch.Tensor:
+    """All token ids [V], most frequent first, as the tokenizer's training ranked them.
+
+    BPE: the alphabet first, then tokens in the order their merges were learned. Unigram
+    (SentencePiece): by piece log-probability. Other models (WordPiece): id order.
+    """
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"] if hasattr(tokenizer, "backend_tokenizer") else {}
+    size = len(tokenizer)
+    if model.get("type") == "Unigram":
+        scores = torch.full((size,), float("-inf"))
+        for index, (_, score) in enumerate(model["vocab"][:size]):
+            scores[index] = score
+        return torch.argsort(scores, descending=True, stable=True)
+    if model.get("type") == "BPE":
+        vocab, rank = model["vocab"], torch.arange(size, dtype=torch.float64)
+        for merge_index, merge in enumerate(model.get("merges", [])):
+            left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+            token_id = vocab.get(left + right)
+            if token_id is not None and token_id < size:
+                rank[token_id] = size + merge_index  # merged tokens come after the alphabet
+        return torch.argsort(rank, stable=True)
+    return torch.arange(size)
+
+
+def read_corpus(corpus) -> list[str]:
+    """A corpus given as texts, or as a path to a UTF-8 file with one text per line."""
+    if isinstance(corpus, str):
+        with open(corpus, encoding="utf-8") as handle:
+            return [line.rstrip("\n") for line in handle if line.strip()]
+    texts = list(corpus)
+    if not all(isinstance(text, str) for text in texts):
+        raise ValueError("corpus must be a list of strings or a path to a text file.")
+    return texts
+
+
+def corpus_digest(texts: Sequence[str]) -> str:
+    """sha256 over the texts (order matters): saved instead of the corpus to identify it."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def corpus_token_counts(tokenizer, texts: Sequence[str], num_embeddings: int) -> torch.Tensor:
+    """How often each token id occurs in `texts` (no special tokens added): float [num_embeddings]."""
+    counts = torch.zeros(num_embeddings, dtype=torch.float64)
+    for start in range(0, len(texts), 1024):
+        encoded = tokenizer(list(texts[start : start + 1024]), add_special_tokens=False)["input_ids"]
+        flat = torch.tensor([i for ids in encoded for i in ids], dtype=torch.long)
+        if flat.numel():
+            counts += torch.bincount(flat, minlength=num_embeddings)[:num_embeddings].double()
+    return counts
+
+
+def sample_without_replacement(population: torch.Tensor, count: int, generator: torch.Generator, weights=None):
+    """`count` ids from `population` [n] (optionally weighted), without replacement when n allows."""
+    if weights is None:
+        weights = torch.ones(len(population), dtype=torch.float64)
+    available = int((weights > 0).sum())
+    if available == 0:
+        raise ValueError("Cannot sample prompt tokens: the population is empty.")
+    replacement = available < count
+    if replacement:
+        warnings.warn(f"Only {available} distinct tokens to sample {count} virtual tokens from: sampling with replacement.")
+    picks = torch.multinomial(weights.double(), count, replacement=replacement, generator=generator)
+    return population[picks]
+
+
+def top_frequent_population(ranked_ids: torch.Tensor, usable_ids: torch.Tensor, num_frequent: int) -> torch.Tensor:
+    """The `num_frequent` highest-ranked usable ids."""
+    usable = torch.zeros(int(max(ranked_ids.max(), usable_ids.max())) + 1, dtype=torch.bool)
+    usable[usable_ids] = True
+    ranked_usable = ranked_ids[usable[ranked_ids]]
+    if num_frequent > len(ranked_usable):
+        raise ValueError(
+            f"num_frequent_tokens={num_frequent} is larger than the usable vocabulary ({len(ranked_usable)} tokens)."
+        )
+    return ranked_usable[:num_frequent]
+
+
+@torch.no_grad()
+def embed_token_ids(word_embeddings: torch.nn.Module, token_ids: torch.Tensor) -> torch.Tensor:
+    """Rows [n, D] (float32) as the model consumes them: the embedding module applied to the ids."""
+    device = next(word_embeddings.parameters()).device
+    return word_embeddings(token_ids.to(device)).float().cpu()
+
+
+@torch.no_grad()
+def mean_row_norm(word_embeddings: torch.nn.Module, token_ids: torch.Tensor, chunk: int = 8192) -> float:
+    """Mean L2 norm of the embedded `token_ids`, computed in chunks to bound memory."""
+    total = 0.0
+    for start in range(0, len(token_ids), chunk):
+        total += embed_token_ids(word_embeddings, token_ids[start : start + chunk]).norm(dim=-1).sum().item()
+    return total / max(len(token_ids), 1)
+
+
+def embed_label_words(word_embeddings: torch.nn.Module, tokenizer, labels: Sequence[str]) -> torch.Tensor:
+    """One row [len(labels), D] per label: the mean of its tokens' embeddings (multi-token labels)."""
+    rows = []
+    for label in labels:
+        ids = tokenizer(label, add_special_tokens=False)["input_ids"]
+        if len(ids) == 0:
+            raise ValueError(f"class label {label!r} tokenizes to no tokens; give a non-empty label word.")
+        rows.append(embed_token_ids(word_embeddings, torch.tensor(ids)).mean(dim=0))
+    return torch.stack(rows)
+
+
+def match_row_norms(rows: torch.Tensor, target_norm: float) -> torch.Tensor:
+    """Rescale every row [n, D] to L2 norm `target_norm` (direction kept)."""
+    return rows * (target_norm / rows.norm(dim=-1, keepdim=True).clamp_min(1e-12))

@@ -1,0 +1,210 @@
+"""Putting soft prompts in front of a frozen transformers model's input.
+
+Plain functions over a transformers model, its input-embedding module and a prompt encoder; they
+know nothing about PEFT (`_peft_compat.py` calls them from `PeftModel`'s forward and generate).
+
+What differs from PEFT's own prompt-tuning path, and why:
+* Position ids follow the attention mask (`cumsum - 1`), the way `generate` computes them, and
+  user-given position ids are shifted by the prompt length instead of being dropped. So a
+  left-padded batch gets the same positions in `forward`, in `generate` with a cache and in
+  `generate` without one.
+* The prompt is injected only when the key/value cache is empty. PEFT 0.21 looks for the cache
+  under `past_key_values` while transformers 5 passes `cache`, so it re-feeds the virtual tokens
+  at every decoding step; here a forward that continues a cache never re-injects them.
+* Seq2seq models get the prompt in front of the encoder input only, so decoding with a cache is
+  the model's own.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class PromptParts:
+    """What injecting a prompt needs: the frozen model, its embedding module, the encoder."""
+
+    base_model: torch.nn.Module
+    word_embeddings: torch.nn.Module
+    encoder: torch.nn.Module
+    num_virtual_tokens: int
+
+
+@functools.lru_cache(maxsize=64)
+def _forward_accepts(model_class: type, name: str) -> bool:
+    return name in inspect.signature(model_class.forward).parameters
+
+
+def _cache_length(kwargs: dict) -> int:
+    cache = kwargs.get("cache", kwargs.get("past_key_values"))
+    if cache is None:
+        return 0
+    if isinstance(cache, (tuple, list)):
+        return cache[0][0].shape[-2] if len(cache) else 0
+    return int(cache.get_seq_length())
+
+
+def _with_prompt_mask(attention_mask: torch.Tensor | None, num_virtual_tokens: int) -> torch.Tensor | None:
+    """[B, L] mask -> [B, P + L] mask whose first P columns (the prompt) are ones."""
+    if attention_mask is None:
+        return None
+    if not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2:
+        raise NotImplementedError(
+            "peft_softprompt_ext supports 2D attention masks [batch, sequence] (dynamic caches); got "
+            f"{type(attention_mask).__name__} with shape {getattr(attention_mask, 'shape', None)}. "
+            "Use the default DynamicCache (no static/compiled cache) with soft prompts."
+        )
+    ones = attention_mask.new_ones(attention_mask.shape[0], num_virtual_tokens)
+    return torch.cat((ones, attention_mask), dim=1)
+
+
+def _positions_from_mask(full_mask: torch.Tensor) -> torch.Tensor:
+    positions = full_mask.long().cumsum(-1) - 1
+    return positions.masked_fill(full_mask == 0, 0)
+
+
+def _shifted_positions(position_ids, full_mask, num_virtual_tokens, new_length, injecting):
+    """Position ids for the tokens fed in this call (prompt rows included when injecting)."""
+    if position_ids is not None:
+        shifted = position_ids + num_virtual_tokens
+        if not injecting:
+            return shifted
+        prompt_positions = torch.arange(num_virtual_tokens, device=shifted.device).expand(shifted.shape[0], -1)
+        return torch.cat((prompt_positions, shifted), dim=1)
+    if full_mask is not None:
+        return _positions_from_mask(full_mask)[:, -new_length:]
+    return None  # the model counts positions from its cache length, which includes the prompt
+
+
+def embed_prompts(parts: PromptParts, inputs_embeds, attention_mask, task_ids) -> torch.Tensor:
+    """The encoder's prompts [B, P, D] for this batch, in the dtype of the input embeddings."""
+    prompts = parts.encoder(
+        inputs_embeds.shape[0], task_ids=task_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask
+    )
+    return prompts.to(inputs_embeds.dtype)
+
+
+def causal_lm_forward(
+    parts: PromptParts,
+    input_ids=None,
+    attention_mask=None,
+    inputs_embeds=None,
+    labels=None,
+    output_attentions=None,
+    output_hidden_states=None,
+    return_dict=None,
+    task_ids=None,
+    position_ids=None,
+    **kwargs,
+):
+    """Causal LM forward with the prompt in front; continuing a non-empty cache skips the prompt."""
+    if inputs_embeds is None:
+        inputs_embeds = parts.word_embeddings(input_ids)
+    num_virtual, new_length = parts.num_virtual_tokens, inputs_embeds.shape[1]
+    injecting = _cache_length(kwargs) == 0
+    full_mask = _with_prompt_mask(attention_mask, num_virtual)
+    if injecting:
+        prompts = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
+        inputs_embeds = torch.cat((prompts, inputs_embeds), dim=1)
+        new_length += num_virtual
+        if labels is not None:
+            labels = torch.cat((labels.new_full((labels.shape[0], num_virtual), -100), labels), dim=1)
+    if _forward_accepts(type(parts.base_model), "position_ids"):
+        kwargs["position_ids"] = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)
+    elif position_ids is not None:
+        raise ValueError(f"{type(parts.base_model).__name__}.forward takes no position_ids, but position_ids were given.")
+    return parts.base_model(
+        inputs_embeds=inputs_embeds,
+        attention_mask=full_mask,
+        labels=labels,
+        output_attentions=output_attentions,
+        output_hidden_states=output_hidden_states,
+        return_dict=return_dict,
+        **kwargs,
+    )
+
+
+def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_ids=None) -> dict:
+    """Adjust one decoding step's model inputs (from transformers' prepare_inputs_for_generation).
+
+    The first step (empty cache, or every step without a cache) gets the prompt in front; later
+    steps only see the prompt through the cache. Masks and positions always count the prompt.
+    """
+    num_virtual = parts.num_virtual_tokens
+    injecting = _cache_length(model_inputs) == 0
+    user_mask = model_inputs.get("attention_mask")
+    full_mask = _with_prompt_mask(user_mask, num_virtual)
+    if full_mask is not None:
+        model_inputs["attention_mask"] = full_mask
+    position_ids = model_inputs.get("position_ids")
+    if injecting:
+        input_ids = model_inputs.get("input_ids")
+        embeds = model_inputs.get("inputs_embeds") if input_ids is None else parts.word_embeddings(input_ids)
+        prompts = embed_prompts(parts, embeds, user_mask, task_ids)
+        model_inputs["inputs_embeds"] = torch.cat((prompts, embeds), dim=1)
+        model_inputs["input_ids"] = None
+    if position_ids is not None:
+        new_length = position_ids.shape[-1] + (num_virtual if injecting else 0)
+        model_inputs["position_ids"] = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)
+    return model_inputs
+
+
+def _encoder_inputs(parts: PromptParts, input_ids, attention_mask, inputs_embeds, task_ids):
+    """(inputs_embeds with the prompt in front, extended attention mask) for an encoder input."""
+    if inputs_embeds is None:
+        inputs_embeds = parts.word_embeddings(input_ids)
+    prompts = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
+    return torch.cat((prompts, inputs_embeds), dim=1), _with_prompt_mask(attention_mask, parts.num_virtual_tokens)
+
+
+def seq2seq_forward(
+    parts: PromptParts, input_ids=None, attention_mask=None, inputs_embeds=None, task_ids=None, **kwargs
+):
+    """Encoder-decoder forward with the prompt in front of the encoder input.
+
+    With `encoder_outputs` given (they already hold the prompt), the call passes through and the
+    caller's attention mask must already cover the prompt.
+    """
+    if kwargs.get("encoder_outputs") is not None:
+        return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+    inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
+    return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+
+def seq2seq_generate(parts: PromptParts, input_ids=None, attention_mask=None, inputs_embeds=None, task_ids=None, **kwargs):
+    """Encoder-decoder generate: the encoder reads prompt + input; decoding is the model's own."""
+    if input_ids is None and inputs_embeds is None:
+        raise ValueError("generate needs input_ids or inputs_embeds; got neither.")
+    if kwargs.pop("encoder_outputs", None) is not None:
+        raise ValueError("Do not pass encoder_outputs to generate with a soft prompt: the prompt is added to the encoder input.")
+    if attention_mask is None:
+        reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
+        attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
+    inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
+    return parts.base_model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+
+def encoder_forward(
+    parts: PromptParts,
+    input_ids=None,
+    attention_mask=None,
+    inputs_embeds=None,
+    task_ids=None,
+    token_type_ids=None,
+    position_ids=None,
+    **kwargs,
+):
+    """Encoder-only (e.g. BERT sequence classification) forward with the prompt in front."""
+    batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+    num_virtual = parts.num_virtual_tokens
+    inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
+    if token_type_ids is not None:
+        prompt_types = token_type_ids.new_zeros(batch_size, num_virtual)
+        kwargs["token_type_ids"] = torch.cat((prompt_types, token_type_ids), dim=1)
+    if position_ids is not None:
+        kwargs["position_ids"] = _shifted_positions(position_ids, None, num_virtual, None, injecting=True)
+    return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)

@@ -1,0 +1,101 @@
+"""The encoder of vocabulary-sampled prompt tuning: a table of virtual-token embeddings."""
+
+from __future__ import annotations
+
+import torch
+
+from .._peft_compat import PluginPromptEncoder
+from .. import init
+from .config import VocabSampling
+
+
+def _load_tokenizer(config):
+    from transformers import AutoTokenizer
+
+    kwargs = dict(config.tokenizer_kwargs or {})
+    kwargs.pop("trust_remote_code", None)  # a saved config must never run remote code
+    return AutoTokenizer.from_pretrained(config.tokenizer_name_or_path, **kwargs)
+
+
+def _ranked_ids(config, tokenizer, num_embeddings: int) -> torch.Tensor:
+    """Token ids, most frequent first: counted in the corpus if given, else the merge ranking."""
+    if config.corpus is not None:
+        counts = init.corpus_token_counts(tokenizer, config.corpus, num_embeddings)
+        return torch.argsort(counts, descending=True, stable=True)
+    return init.merge_rank_order(tokenizer)
+
+
+def initial_token_rows(config, word_embeddings: torch.nn.Module, model_config=None) -> torch.Tensor:
+    """The initial prompt [num_virtual_tokens, token_dim] (float32) that `config` describes."""
+    tokenizer = _load_tokenizer(config) if config.tokenizer_name_or_path else None
+    num_embeddings = word_embeddings.weight.shape[0]
+    usable = init.usable_token_ids(num_embeddings, tokenizer, model_config)
+    generator = torch.Generator().manual_seed(config.seed)
+    count = config.num_virtual_tokens
+    strategy = config.vocab_sampling
+    label_rows = None
+    if strategy == VocabSampling.CLASS_LABELS:
+        label_rows = init.embed_label_words(word_embeddings, tokenizer, config.class_labels)
+        count -= len(label_rows)
+    if strategy == VocabSampling.UNIFORM:
+        ids = init.sample_without_replacement(usable, count, generator)
+    elif strategy == VocabSampling.TASK_CORPUS:
+        if config.corpus is None:
+            raise ValueError("vocab_sampling='task_corpus' needs corpus= to initialise a new prompt (only its digest was given).")
+        counts = init.corpus_token_counts(tokenizer, config.corpus, num_embeddings)
+        ids = init.sample_without_replacement(usable, count, generator, weights=counts[usable])
+    else:  # TOP_FREQUENT, and the fill after the class labels
+        population = init.top_frequent_population(_ranked_ids(config, tokenizer, num_embeddings), usable, config.num_frequent_tokens)
+        ids = init.sample_without_replacement(population, count, generator)
+    rows = init.embed_token_ids(word_embeddings, ids)
+    if label_rows is not None:
+        rows = torch.cat((label_rows, rows), dim=0)
+    if config.norm_matching:
+        rows = init.match_row_norms(rows, init.mean_row_norm(word_embeddings, usable))
+    return rows
+
+
+class VocabSampledPromptEmbedding(PluginPromptEncoder):
+    """A [num_virtual_tokens, token_dim] table initialised from sampled vocabulary embeddings.
+
+    Example:
+        >>> config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20,
+        ...     vocab_sampling="top_frequent", tokenizer_name_or_path="path/to/tokenizer")
+        >>> peft_model = peft.get_peft_model(model, config)   # builds this encoder
+
+    Input: batch_size (int); task_ids, inputs_embeds and attention_mask are accepted and unused.
+    Output shape: [batch_size, num_virtual_tokens, token_dim], the same rows for every batch item.
+    """
+
+    def __init__(self, config, word_embeddings: torch.nn.Module, model_config=None):
+        super().__init__()
+        self.num_virtual_tokens = config.num_virtual_tokens
+        self.token_dim = config.token_dim
+        self.embedding = torch.nn.Embedding(config.num_virtual_tokens, config.token_dim)
+        if not config.inference_mode:  # a loaded adapter gets its weights from the checkpoint
+            with torch.no_grad():
+                self.embedding.weight.copy_(initial_token_rows(config, word_embeddings, model_config))
+
+    def prompt_table(self, task: int | None = None) -> torch.Tensor:
+        """The prompt [num_virtual_tokens, token_dim] the model sees (one task: `task` is ignored)."""
+        return self.embedding.weight
+
+    def forward(self, batch_size: int, task_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
+        return self.embedding.weight.unsqueeze(0).expand(batch_size, -1, -1)
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        # Same tensor name and layout as PEFT's PROMPT_TUNING: plain PEFT can read the weights.
+        return {"prompt_embeddings": self.embedding.weight.detach()}
+
+    def load_adapter_state(self, state_dict: dict[str, torch.Tensor]) -> None:
+        expected = (self.num_virtual_tokens, self.token_dim)
+        if "prompt_embeddings" not in state_dict:
+            raise ValueError(f"Adapter weights lack 'prompt_embeddings'; found {sorted(state_dict)}.")
+        tensor = state_dict["prompt_embeddings"]
+        if tuple(tensor.shape) != expected or not tensor.is_floating_point():
+            raise ValueError(
+                f"'prompt_embeddings' has shape {tuple(tensor.shape)} and dtype {tensor.dtype}; expected a float "
+                f"tensor of shape {expected} (num_virtual_tokens, token_dim) for this base model."
+            )
+        with torch.no_grad():
+            self.embedding.weight.copy_(tensor)

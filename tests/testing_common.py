@@ -1,0 +1,168 @@
+"""Tiny offline models and tokenizers, and the shared checks the parametrised tests call."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    GPT2Config,
+    LlamaConfig,
+    PreTrainedTokenizerFast,
+    T5Config,
+)
+
+VOCAB_SIZE = 512  # model embedding rows; the tokenizer is a little smaller (rows past it are unused)
+CORPUS = [
+    "the movie was great and the actors were wonderful",
+    "a terrible film with a boring plot and bad acting",
+    "positive review of a lovely story",
+    "negative review of an awful story",
+    "the cat sat on the mat while the dog ran in the park",
+    "i really liked this film , it was fun and moving",
+    "what a waste of time , the worst movie this year",
+] * 20
+SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<unused0>", "<unused1>"]
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_tokenizer_dir() -> str:
+    """A byte-level BPE tokenizer trained on CORPUS, saved to a temp folder (path for configs)."""
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    tokenizer.train_from_iterator(CORPUS, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
+    folder = tempfile.mkdtemp(prefix="tiny-tokenizer-")
+    fast.save_pretrained(folder)
+    return folder
+
+
+def tiny_tokenizer():
+    return PreTrainedTokenizerFast.from_pretrained(tiny_tokenizer_dir())
+
+
+def _gpt2():
+    config = GPT2Config(vocab_size=VOCAB_SIZE, n_positions=256, n_embd=32, n_layer=2, n_head=4, initializer_range=0.2)
+    return AutoModelForCausalLM.from_config(config)
+
+
+def _llama():
+    config = LlamaConfig(
+        vocab_size=VOCAB_SIZE, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.2, pad_token_id=0,
+    )  # fmt: skip
+    return AutoModelForCausalLM.from_config(config)
+
+
+def _t5():
+    config = T5Config(
+        vocab_size=VOCAB_SIZE, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, decoder_start_token_id=0,
+        pad_token_id=0, eos_token_id=3, initializer_factor=2.0,
+    )  # fmt: skip
+    return AutoModelForSeq2SeqLM.from_config(config)
+
+
+def _bert():
+    config = BertConfig(
+        vocab_size=VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=256, num_labels=2, pad_token_id=0,
+    )  # fmt: skip
+    return AutoModelForSequenceClassification.from_config(config)
+
+
+TINY_MODELS = {
+    "gpt2": (_gpt2, "CAUSAL_LM"),
+    "llama": (_llama, "CAUSAL_LM"),
+    "t5": (_t5, "SEQ_2_SEQ_LM"),
+    "bert": (_bert, "SEQ_CLS"),
+}
+CAUSAL_MODELS = ["gpt2", "llama"]
+
+
+def tiny_model(name: str, seed: int = 0):
+    """A fresh tiny random model (eval mode, fixed seed) and its PEFT task type."""
+    build, task_type = TINY_MODELS[name]
+    torch.manual_seed(seed)
+    model = build().eval()
+    return model, task_type
+
+
+def batch_for(name: str, batch_size: int = 3, length: int = 7, seed: int = 1, left_pad: bool = False):
+    """Random token ids (no specials) with an attention mask, plus labels fitting the task."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(6, 300, (batch_size, length), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    if left_pad:
+        attention_mask[0, :2] = 0
+        input_ids[0, :2] = 0
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    task_type = TINY_MODELS[name][1]
+    if task_type == "SEQ_CLS":
+        batch["labels"] = torch.tensor([i % 2 for i in range(batch_size)])
+    elif task_type == "SEQ_2_SEQ_LM":
+        batch["labels"] = torch.randint(6, 300, (batch_size, 4), generator=generator)
+    else:
+        batch["labels"] = input_ids.masked_fill(attention_mask == 0, -100)
+    return batch
+
+
+def forward_logits(model, batch) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+def greedy_manual_loop(peft_model, input_ids, attention_mask, max_new_tokens: int, **forward_kwargs) -> torch.Tensor:
+    """Greedy decoding by repeated full forwards over PeftModel.forward (no cache at all)."""
+    ids, mask = input_ids.clone(), attention_mask.clone()
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            logits = peft_model(input_ids=ids, attention_mask=mask, use_cache=False, **forward_kwargs).logits
+            next_token = logits[:, -1].argmax(dim=-1, keepdim=True)
+            ids = torch.cat((ids, next_token), dim=1)
+            mask = torch.cat((mask, torch.ones_like(next_token)), dim=1)
+    return ids
+
+
+def train_steps(peft_model, batch, steps: int = 5, lr: float = 0.1) -> list[float]:
+    """A few AdamW steps on one batch; returns the losses."""
+    peft_model.train()
+    parameters = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = peft_model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    peft_model.eval()
+    return losses
+
+
+def run_python_without_plugin(code: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter that cannot import peft_softprompt_ext."""
+    guard = (
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'peft_softprompt_ext':\n"
+        "            raise ImportError('plugin blocked in this process')\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return subprocess.run(
+        [sys.executable, "-c", guard + code], capture_output=True, text=True, timeout=timeout, env=env
+    )
