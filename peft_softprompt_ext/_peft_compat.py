@@ -284,10 +284,13 @@ def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_
     check_adapter_files(model_id, subfolder=kwargs.get("subfolder"))
     # PEFT refuses is_trainable=True for every prompt method; ours resume training: load frozen, then unfreeze.
     peft_model = original(model, model_id, adapter_name=adapter_name, is_trainable=False, config=config, **kwargs)
+    encoder = peft_model.prompt_encoder[adapter_name]
     if is_trainable:
         peft_model.peft_config[adapter_name].inference_mode = False
-        peft_model.prompt_encoder[adapter_name].set_trainable()
+        encoder.set_trainable()
         peft_model.train()
+    else:
+        encoder.requires_grad_(False)
     return peft_model
 
 

@@ -1,8 +1,9 @@
 """Export any plugin prompt as a plain PEFT PROMPT_TUNING adapter.
 
-The result is `adapter_config.json` + `adapter_model.safetensors` holding one tensor,
-`prompt_embeddings` [num_virtual_tokens, token_dim]: vanilla PEFT loads it in a process that
-never imports this plugin, and gives the same logits.
+The result is `adapter_config.json` + `adapter_model.safetensors` holding
+`prompt_embeddings` [num_virtual_tokens, token_dim] (and, for SEQ_CLS, the trained classifier
+head PEFT keeps beside every prompt): vanilla PEFT loads it in a process that never imports
+this plugin, and gives the same logits.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 
 import torch
-from peft import PromptTuningConfig
+from peft import PromptTuningConfig, get_peft_model_state_dict
 from safetensors.torch import save_file
 
 from ._peft_compat import adapter_config_of, prompt_table_of
@@ -28,8 +29,15 @@ def vanilla_prompt_tuning_config(config, num_virtual_tokens: int, token_dim: int
         num_layers=config.num_layers,
         base_model_name_or_path=config.base_model_name_or_path,
         revision=config.revision,
+        modules_to_save=sorted(set(config.modules_to_save)) if config.modules_to_save else None,
         inference_mode=True,
     )
+
+
+def _trained_base_modules(peft_model, adapter_name: str) -> dict[str, torch.Tensor]:
+    """Tensors PEFT saves beside the prompt (e.g. a SEQ_CLS classifier head), keyed as PEFT saves them."""
+    state = get_peft_model_state_dict(peft_model, adapter_name=adapter_name)
+    return {name: tensor.detach().cpu().contiguous() for name, tensor in state.items() if name.startswith("base_model.")}
 
 
 def export_prompt_tuning(peft_model, save_directory: str | os.PathLike, adapter_name: str = "default", task=None) -> str:
@@ -47,5 +55,6 @@ def export_prompt_tuning(peft_model, save_directory: str | os.PathLike, adapter_
     vanilla = vanilla_prompt_tuning_config(config, prompt.shape[0], prompt.shape[1])
     with atomic_directory_write(save_directory) as staging:
         vanilla.save_pretrained(staging)
-        save_file({"prompt_embeddings": prompt.clone()}, os.path.join(staging, ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
+        tensors = {"prompt_embeddings": prompt.clone(), **_trained_base_modules(peft_model, adapter_name)}
+        save_file(tensors, os.path.join(staging, ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
     return os.fspath(save_directory)

@@ -55,7 +55,8 @@ def tiny_tokenizer():
 
 
 def _gpt2():
-    config = GPT2Config(vocab_size=VOCAB_SIZE, n_positions=256, n_embd=32, n_layer=2, n_head=4, initializer_range=0.2)
+    config = GPT2Config(vocab_size=VOCAB_SIZE, n_positions=256, n_embd=32, n_layer=2, n_head=4, initializer_range=0.2,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     return AutoModelForCausalLM.from_config(config)
 
 
@@ -70,7 +71,7 @@ def _llama():
 def _t5():
     config = T5Config(
         vocab_size=VOCAB_SIZE, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, decoder_start_token_id=0,
-        pad_token_id=0, eos_token_id=3, initializer_factor=2.0,
+        pad_token_id=0, eos_token_id=3, initializer_factor=2.0, dropout_rate=0.0,
     )  # fmt: skip
     return AutoModelForSeq2SeqLM.from_config(config)
 
@@ -78,7 +79,8 @@ def _t5():
 def _bert():
     config = BertConfig(
         vocab_size=VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=256, num_labels=2, pad_token_id=0,
+        max_position_embeddings=256, num_labels=2, pad_token_id=0, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )  # fmt: skip
     return AutoModelForSequenceClassification.from_config(config)
 
@@ -116,6 +118,14 @@ def batch_for(name: str, batch_size: int = 3, length: int = 7, seed: int = 1, le
         batch["labels"] = torch.randint(6, 300, (batch_size, 4), generator=generator)
     else:
         batch["labels"] = input_ids.masked_fill(attention_mask == 0, -100)
+    return batch
+
+
+def inference_batch(name: str, **kwargs):
+    """batch_for without labels; seq2seq gets two decoder start tokens instead."""
+    batch = {k: v for k, v in batch_for(name, **kwargs).items() if k != "labels"}
+    if TINY_MODELS[name][1] == "SEQ_2_SEQ_LM":
+        batch["decoder_input_ids"] = torch.zeros((batch["input_ids"].shape[0], 2), dtype=torch.long)
     return batch
 
 
@@ -166,3 +176,66 @@ def run_python_without_plugin(code: str, timeout: int = 300) -> subprocess.Compl
     return subprocess.run(
         [sys.executable, "-c", guard + code], capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+# --------------------------------------------------------------------------- configs
+def all_configs():
+    """name -> factory(task_type) of every plugin config variant the matrix tests cover."""
+    from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    tokenizer_dir = tiny_tokenizer_dir()
+
+    def vocab(**kwargs):
+        return lambda task_type: VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, **kwargs)
+
+    return {
+        "vocab_uniform": vocab(vocab_sampling="uniform", seed=3),
+        "vocab_top_frequent": vocab(vocab_sampling="top_frequent", num_frequent_tokens=50, tokenizer_name_or_path=tokenizer_dir),
+        "vocab_task_corpus": vocab(vocab_sampling="task_corpus", corpus=CORPUS[:7], tokenizer_name_or_path=tokenizer_dir),
+        "vocab_class_labels": vocab(
+            vocab_sampling="class_labels", class_labels=[" positive", " negative review"], num_frequent_tokens=50,
+            norm_matching=True, tokenizer_name_or_path=tokenizer_dir,
+        ),  # fmt: skip
+    }
+
+
+ALL_CONFIG_NAMES = ["vocab_uniform", "vocab_top_frequent", "vocab_task_corpus", "vocab_class_labels"]
+
+
+def make_peft_model(model_name: str, config_name: str, seed: int = 0):
+    import peft
+
+    model, task_type = tiny_model(model_name, seed=seed)
+    config = all_configs()[config_name](task_type)
+    return peft.get_peft_model(model, config), config
+
+
+# --------------------------------------------------------------------------- shared checks
+def check_only_prompt_gets_grad(peft_model, batch):
+    """Every trainable parameter is a prompt parameter (or, for SEQ_CLS, the classifier head PEFT
+    keeps trainable in `modules_to_save`) and gets a non-zero gradient; the frozen base gets none."""
+    peft_model.train()
+    peft_model(**batch).loss.backward()
+    trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert trainable, "no trainable parameters"
+    for name, parameter in trainable.items():
+        assert "prompt_encoder" in name or "modules_to_save" in name, f"non-prompt parameter {name} is trainable"
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"{name} got no gradient"
+    for name, parameter in peft_model.named_parameters():
+        if not parameter.requires_grad:
+            assert parameter.grad is None, f"frozen parameter {name} got a gradient"
+    peft_model.zero_grad()
+    peft_model.eval()
+
+
+def check_generate_matches_no_cache(peft_model, batch, max_new_tokens: int = 32):
+    """Greedy generate with cache == without cache == a manual no-cache loop over forward."""
+    kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=max_new_tokens,
+                  do_sample=False, min_new_tokens=max_new_tokens)  # fmt: skip
+    with torch.no_grad():
+        cached = peft_model.generate(**kwargs, use_cache=True)
+        uncached = peft_model.generate(**kwargs, use_cache=False)
+    manual = greedy_manual_loop(peft_model, batch["input_ids"], batch["attention_mask"], max_new_tokens)
+    assert cached.shape[1] == batch["input_ids"].shape[1] + max_new_tokens
+    torch.testing.assert_close(cached, uncached, rtol=0, atol=0)
+    torch.testing.assert_close(cached, manual, rtol=0, atol=0)

@@ -1,0 +1,122 @@
+"""The PEFT seam: registration, version guard, patched methods. Fails loudly when PEFT changes."""
+
+import importlib
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import peft
+import pytest
+import torch
+
+import peft_softprompt_ext
+from peft_softprompt_ext import _peft_compat
+from testing_common import batch_for, greedy_manual_loop, tiny_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_supported_range_matches_pyproject():
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    peft_requirement = next(d for d in dependencies if d.startswith("peft"))
+    from packaging.requirements import Requirement
+
+    assert Requirement(peft_requirement).specifier == _peft_compat.SUPPORTED_PEFT
+
+
+def test_installed_peft_is_in_supported_range():
+    assert peft.__version__ in _peft_compat.SUPPORTED_PEFT
+
+
+@pytest.mark.parametrize("version", ["0.20.0", "0.22.0", "1.0.0"])
+def test_unsupported_peft_version_fails_at_import_with_one_message(version):
+    code = f"import peft; peft.__version__ = {version!r}; import peft_softprompt_ext"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("ImportError: peft_softprompt_ext supports peft")
+    assert f"peft=={version} is installed" in last_line
+
+
+def test_plugin_types_are_enum_members_and_registered():
+    for name in _peft_compat.PLUGIN_PEFT_TYPES:
+        member = peft.PeftType(name)
+        assert member is peft.PeftType[name] and member in list(peft.PeftType)
+        assert peft.mapping.PEFT_TYPE_TO_CONFIG_MAPPING[name].__module__.startswith("peft_softprompt_ext")
+        assert peft.mapping.PEFT_TYPE_TO_TUNER_MAPPING[name].__module__.startswith("peft_softprompt_ext")
+
+
+def test_importing_twice_changes_nothing():
+    members_before = list(peft.PeftType)
+    mappings_before = {k: len(v) for k, v in vars(peft.mapping).items() if k.startswith("PEFT_TYPE_TO_")}
+    wrapped_before = {(owner, name): _peft_compat.original_method(owner, name) for owner, name, _ in _peft_compat.PATCHED_METHODS}
+    importlib.reload(importlib.import_module("peft_softprompt_ext.vocab_sampled"))
+    importlib.reload(peft_softprompt_ext)
+    assert list(peft.PeftType) == members_before
+    assert {k: len(v) for k, v in vars(peft.mapping).items() if k.startswith("PEFT_TYPE_TO_")} == mappings_before
+    for owner, name, _ in _peft_compat.PATCHED_METHODS:
+        assert _peft_compat.original_method(owner, name) is wrapped_before[(owner, name)], f"{name} was wrapped twice"
+        assert not hasattr(_peft_compat.original_method(owner, name), "__peft_softprompt_ext_original__")
+
+
+# PEFT methods we wrap, with the parameters our wrappers assume. A change here means PEFT moved
+# under us: re-read the method and update _peft_compat.py before widening SUPPORTED_PEFT.
+EXPECTED_SIGNATURES = {
+    "PeftModel._setup_prompt_encoder": ["self", "adapter_name"],
+    "PeftModel.get_prompt": ["self", "batch_size", "task_ids", "max_cache_len"],
+    "PeftModel.save_pretrained": ["self", "save_directory", "safe_serialization", "selected_adapters",
+                                  "save_embedding_layers", "is_main_process", "path_initial_model_for_weight_conversion",
+                                  "kwargs"],  # fmt: skip
+    "PeftModelForCausalLM.forward": ["self", "input_ids", "attention_mask", "inputs_embeds", "labels",
+                                     "output_attentions", "output_hidden_states", "return_dict", "task_ids", "kwargs"],  # fmt: skip
+    "PeftModelForCausalLM.prepare_inputs_for_generation": ["self", "args", "task_ids", "kwargs"],
+    "PeftModelForSeq2SeqLM.forward": ["self", "input_ids", "attention_mask", "inputs_embeds", "decoder_input_ids",
+                                      "decoder_attention_mask", "decoder_inputs_embeds", "labels", "output_attentions",
+                                      "output_hidden_states", "return_dict", "task_ids", "kwargs"],  # fmt: skip
+    "PeftModelForSeq2SeqLM.generate": ["self", "kwargs"],
+    "PeftModelForSequenceClassification.forward": ["self", "input_ids", "attention_mask", "inputs_embeds", "labels",
+                                                   "output_attentions", "output_hidden_states", "return_dict",
+                                                   "task_ids", "kwargs"],  # fmt: skip
+}
+
+
+def test_wrapped_peft_methods_keep_their_signatures():
+    assert _peft_compat.peft_internals_signature_report() == EXPECTED_SIGNATURES
+
+
+def test_peft_internals_we_rely_on_exist():
+    from peft.tuners.tuners_utils import BasePromptEncoder
+
+    assert {"_get_adapter_state_dict", "_load_adapter_state_dict"} <= set(vars(BasePromptEncoder))
+    assert "is_trainable" in peft.PeftModel.from_pretrained.__wrapped__.__code__.co_varnames
+    model, _ = tiny_model("gpt2")
+    vanilla = peft.get_peft_model(model, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
+    assert hasattr(vanilla, "base_model_prepare_inputs_for_generation")
+    assert {"prompt_encoder", "prompt_tokens", "word_embeddings"} <= set(vars(vanilla)) | set(vanilla._modules)
+
+
+def test_vanilla_prompt_tuning_still_runs_peft_code():
+    """Our wrappers must not change vanilla PEFT: its forward equals a hand-built prompt concat."""
+    model, _ = tiny_model("gpt2")
+    vanilla = peft.get_peft_model(model, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
+    batch = batch_for("gpt2")
+    with torch.no_grad():
+        logits = vanilla(input_ids=batch["input_ids"]).logits
+        prompt = vanilla.prompt_encoder["default"].embedding.weight.unsqueeze(0).expand(3, -1, -1)
+        embeds = torch.cat((prompt, vanilla.word_embeddings(batch["input_ids"])), dim=1)
+        expected = vanilla.get_base_model()(inputs_embeds=embeds).logits
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_vanilla_prompt_tuning_generate_with_cache_is_still_wrong_upstream():
+    """Documents the upstream bug our methods avoid. If this fails, PEFT fixed it: revisit the patch."""
+    model, _ = tiny_model("gpt2")
+    torch.manual_seed(0)
+    vanilla = peft.get_peft_model(model, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    batch = batch_for("gpt2")
+    with torch.no_grad():
+        cached = vanilla.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  max_new_tokens=16, do_sample=False, use_cache=True)  # fmt: skip
+    manual = greedy_manual_loop(vanilla, batch["input_ids"], batch["attention_mask"], 16)
+    assert not torch.equal(cached, manual)

@@ -1,0 +1,188 @@
+"""ALL_CONFIGS x TINY_MODELS: the checks every plugin prompt method must pass (like PEFT's own)."""
+
+import json
+import os
+
+import peft
+import pytest
+import torch
+from peft import AutoPeftModelForCausalLM, PeftConfig, PeftModel
+
+import testing_common as common
+from testing_common import ALL_CONFIG_NAMES, CAUSAL_MODELS, TINY_MODELS, batch_for, forward_logits, make_peft_model
+
+MATRIX = [(model, config) for model in TINY_MODELS for config in ALL_CONFIG_NAMES]
+
+
+def comparable_fields(config) -> dict:
+    """Config fields to compare across save/load. PEFT's SEQ_CLS model appends the classifier names
+    to modules_to_save every time it builds (vanilla too), so that list compares as a set."""
+    fields = {k: v for k, v in config.to_dict().items() if k != "inference_mode"}
+    fields["modules_to_save"] = sorted(set(fields.get("modules_to_save") or []))
+    return fields
+
+
+@pytest.mark.parametrize("model_name,config_name", MATRIX)
+def test_only_prompt_parameters_get_gradients(model_name, config_name):
+    peft_model, _ = make_peft_model(model_name, config_name)
+    common.check_only_prompt_gets_grad(peft_model, batch_for(model_name))
+
+
+@pytest.mark.parametrize("model_name,config_name", MATRIX)
+def test_a_few_steps_lower_the_loss(model_name, config_name):
+    peft_model, _ = make_peft_model(model_name, config_name)
+    losses = common.train_steps(peft_model, batch_for(model_name), steps=8, lr=0.1)
+    assert losses[-1] < losses[0] - 1e-3, losses
+
+
+@pytest.mark.parametrize("model_name,config_name", MATRIX)
+def test_save_then_load_restores_config_class_and_logits(model_name, config_name, tmp_path):
+    peft_model, config = make_peft_model(model_name, config_name)
+    common.train_steps(peft_model, batch_for(model_name), steps=2)  # move away from the init
+    batch = common.inference_batch(model_name)
+    expected = forward_logits(peft_model, batch)
+    peft_model.save_pretrained(tmp_path)
+
+    base, _ = common.tiny_model(model_name)
+    loaded = PeftModel.from_pretrained(base, tmp_path)
+    assert type(loaded.peft_config["default"]) is type(config)
+    assert comparable_fields(loaded.peft_config["default"]) == comparable_fields(config)
+    torch.testing.assert_close(forward_logits(loaded, batch), expected, rtol=1e-5, atol=1e-5)
+    assert type(PeftConfig.from_pretrained(tmp_path)) is type(config)
+
+
+@pytest.mark.parametrize("model_name", list(TINY_MODELS))
+def test_load_with_is_trainable_resumes_training(model_name, tmp_path):
+    peft_model, _ = make_peft_model(model_name, "vocab_top_frequent")
+    peft_model.save_pretrained(tmp_path)
+    batch = batch_for(model_name)
+    base, _ = common.tiny_model(model_name)
+    resumed = PeftModel.from_pretrained(base, tmp_path, is_trainable=True)
+    assert resumed.peft_config["default"].inference_mode is False
+    before = resumed.prompt_encoder["default"].embedding.weight.detach().clone()
+    torch.testing.assert_close(before, peft_model.prompt_encoder["default"].embedding.weight.detach())
+    common.check_only_prompt_gets_grad(resumed, batch)
+    losses = common.train_steps(resumed, batch, steps=5)
+    assert losses[-1] < losses[0]
+    assert not torch.equal(before, resumed.prompt_encoder["default"].embedding.weight.detach())
+
+
+def test_load_without_is_trainable_is_frozen(tmp_path):
+    peft_model, _ = make_peft_model("gpt2", "vocab_uniform")
+    peft_model.save_pretrained(tmp_path)
+    loaded = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], tmp_path)
+    assert not any(p.requires_grad for p in loaded.parameters())
+
+
+@pytest.mark.parametrize("model_name", CAUSAL_MODELS)
+@pytest.mark.parametrize("config_name", ALL_CONFIG_NAMES)
+@pytest.mark.parametrize("left_pad", [False, True])
+def test_generate_with_cache_equals_no_cache_and_manual_loop(model_name, config_name, left_pad):
+    peft_model, _ = make_peft_model(model_name, config_name)
+    common.check_generate_matches_no_cache(peft_model, batch_for(model_name, left_pad=left_pad), max_new_tokens=32)
+
+
+@pytest.mark.parametrize("config_name", ALL_CONFIG_NAMES)
+def test_seq2seq_generate_with_and_without_cache(config_name):
+    peft_model, _ = make_peft_model("t5", config_name)
+    batch = batch_for("t5")
+    kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=12,
+                  min_new_tokens=12, do_sample=False)  # fmt: skip
+    with torch.no_grad():
+        cached = peft_model.generate(**kwargs, use_cache=True)
+        uncached = peft_model.generate(**kwargs, use_cache=False)
+        # the decoder's first step must see the prompt: compare with a manual forward
+        start = torch.zeros((3, 1), dtype=torch.long)
+        first = peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=start)
+    torch.testing.assert_close(cached, uncached, rtol=0, atol=0)
+    torch.testing.assert_close(cached[:, 1], first.logits[:, -1].argmax(-1), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("config_name", ALL_CONFIG_NAMES)
+def test_config_json_round_trip(config_name, tmp_path):
+    config = common.all_configs()[config_name]("CAUSAL_LM")
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert "corpus" not in saved
+    loaded = PeftConfig.from_pretrained(tmp_path)
+    assert type(loaded) is type(config)
+    assert loaded.to_dict() == config.to_dict()
+
+
+def test_auto_peft_model_for_causal_lm_with_local_base_folder(tmp_path):
+    base, _ = common.tiny_model("llama")
+    base.save_pretrained(tmp_path / "base")
+    base = type(base).from_pretrained(tmp_path / "base")
+    peft_model = peft.get_peft_model(base, common.all_configs()["vocab_top_frequent"]("CAUSAL_LM"))
+    assert peft_model.peft_config["default"].base_model_name_or_path == str(tmp_path / "base")
+    peft_model.save_pretrained(tmp_path / "adapter")
+    batch = common.inference_batch("llama")
+    loaded = AutoPeftModelForCausalLM.from_pretrained(tmp_path / "adapter")
+    torch.testing.assert_close(forward_logits(loaded, batch), forward_logits(peft_model, batch), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- vanilla export, one subprocess
+VANILLA_LOADER = """
+import json, sys, torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+AUTO = {"CAUSAL_LM": AutoModelForCausalLM, "SEQ_2_SEQ_LM": AutoModelForSeq2SeqLM, "SEQ_CLS": AutoModelForSequenceClassification}
+root = sys.argv[1] if len(sys.argv) > 1 else ROOT
+results = {}
+for case in json.load(open(f"{root}/cases.json")):
+    base = AUTO[case["task_type"]].from_pretrained(case["base"]).eval()
+    model = PeftModel.from_pretrained(base, case["adapter"]).eval()
+    batch = torch.load(case["batch"])
+    with torch.no_grad():
+        logits = model(**batch).logits
+    expected = torch.load(case["expected"])
+    results[case["name"]] = {"max_abs_diff": (logits - expected).abs().max().item(), "type": str(model.peft_config["default"].peft_type)}
+print("RESULTS" + json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def vanilla_export_results(tmp_path_factory):
+    from peft_softprompt_ext import export_prompt_tuning
+
+    root = tmp_path_factory.mktemp("export")
+    cases = []
+    for model_name, config_name in MATRIX:
+        name = f"{model_name}-{config_name}"
+        peft_model, config = make_peft_model(model_name, config_name)
+        common.train_steps(peft_model, batch_for(model_name), steps=2)
+        base, _ = common.tiny_model(model_name)
+        base.save_pretrained(root / f"base-{model_name}")
+        export_prompt_tuning(peft_model, root / name)
+        batch = common.inference_batch(model_name)
+        torch.save(batch, root / f"{name}-batch.pt")
+        torch.save(forward_logits(peft_model, batch), root / f"{name}-expected.pt")
+        cases.append({"name": name, "task_type": str(config.task_type.value if hasattr(config.task_type, "value") else config.task_type),
+                      "base": str(root / f"base-{model_name}"), "adapter": str(root / name),
+                      "batch": str(root / f"{name}-batch.pt"), "expected": str(root / f"{name}-expected.pt")})  # fmt: skip
+    (root / "cases.json").write_text(json.dumps(cases))
+    result = common.run_python_without_plugin(VANILLA_LOADER.replace("ROOT", repr(str(root))))
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(l for l in result.stdout.splitlines() if l.startswith("RESULTS"))
+    return json.loads(line[len("RESULTS"):])
+
+
+@pytest.mark.parametrize("model_name,config_name", MATRIX)
+def test_vanilla_export_loads_without_plugin_with_equal_logits(vanilla_export_results, model_name, config_name):
+    result = vanilla_export_results[f"{model_name}-{config_name}"]
+    assert result["type"] == "PeftType.PROMPT_TUNING"
+    assert result["max_abs_diff"] <= 1e-5
+
+
+def test_export_writes_one_plain_tensor(tmp_path):
+    from safetensors.torch import load_file
+
+    from peft_softprompt_ext import export_prompt_tuning
+
+    peft_model, _ = make_peft_model("gpt2", "vocab_uniform")
+    export_prompt_tuning(peft_model, tmp_path)
+    tensors = load_file(tmp_path / "adapter_model.safetensors")
+    assert list(tensors) == ["prompt_embeddings"]
+    torch.testing.assert_close(tensors["prompt_embeddings"], peft_model.prompt_encoder["default"].embedding.weight.detach())
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["peft_type"] == "PROMPT_TUNING"
+    assert sorted(os.listdir(tmp_path)) == ["adapter_config.json", "adapter_model.safetensors"]
