@@ -271,6 +271,11 @@ def _save_pretrained(original, self, save_directory, *args, **kwargs):
 def _peft_type_of(model_id, config, kwargs) -> str | None:
     if config is not None:
         return str(getattr(config.peft_type, "value", config.peft_type))
+    from .atomic_io import read_local_adapter_config
+
+    local = read_local_adapter_config(model_id, subfolder=kwargs.get("subfolder"))
+    if local is not None:
+        return local.get("peft_type")
     hub_kwargs = {k: kwargs[k] for k in ("subfolder", "revision", "cache_dir", "token") if kwargs.get(k) is not None}
     return PeftConfig._get_peft_type(model_id, **hub_kwargs)
 

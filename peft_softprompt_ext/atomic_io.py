@@ -57,16 +57,8 @@ def check_adapter_files(model_id: str | os.PathLike, subfolder: str | None = Non
     Hub repo ids (not local folders) are left to the Hub client.
     """
     folder = os.path.join(os.fspath(model_id), subfolder) if subfolder else os.fspath(model_id)
-    if not os.path.isdir(folder):
+    if read_local_adapter_config(model_id, subfolder) is None:
         return
-    config_path = os.path.join(folder, ADAPTER_CONFIG_NAME)
-    try:
-        with open(config_path, encoding="utf-8") as handle:
-            json.load(handle)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Adapter folder {folder!r} has no {ADAPTER_CONFIG_NAME}.") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{config_path!r} is not valid JSON (truncated?): {error}") from None
     weights_path = os.path.join(folder, ADAPTER_WEIGHTS_NAME)
     if not os.path.isfile(weights_path):
         if os.path.isfile(os.path.join(folder, PICKLE_WEIGHTS_NAME)):
@@ -76,6 +68,21 @@ def check_adapter_files(model_id: str | os.PathLike, subfolder: str | None = Non
             )
         raise FileNotFoundError(f"Adapter folder {folder!r} has no {ADAPTER_WEIGHTS_NAME}.")
     check_safetensors_file(weights_path)
+
+
+def read_local_adapter_config(model_id, subfolder: str | None = None) -> dict | None:
+    """The parsed adapter_config.json of a LOCAL adapter folder; None if there is none to read."""
+    folder = os.path.join(os.fspath(model_id), subfolder) if subfolder else os.fspath(model_id)
+    if not os.path.isdir(folder):
+        return None
+    config_path = os.path.join(folder, ADAPTER_CONFIG_NAME)
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None  # PEFT then says "Can't find 'adapter_config.json'", as it always has
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{config_path!r} is not valid JSON (truncated?): {error}") from None
 
 
 def check_safetensors_file(path: str) -> None:

@@ -163,13 +163,18 @@ def mean_row_norm(word_embeddings: torch.nn.Module, token_ids: torch.Tensor, chu
     return total / max(len(token_ids), 1)
 
 
-def embed_label_words(word_embeddings: torch.nn.Module, tokenizer, labels: Sequence[str]) -> torch.Tensor:
-    """One row [len(labels), D] per label: the mean of its tokens' embeddings (multi-token labels)."""
+def embed_label_words(word_embeddings: torch.nn.Module, tokenizer, labels: Sequence[str], usable_ids) -> torch.Tensor:
+    """One row [len(labels), D] per label: the mean of its usable tokens' embeddings (multi-token labels)."""
+    usable = set(usable_ids.tolist())
     rows = []
     for label in labels:
-        ids = tokenizer(label, add_special_tokens=False)["input_ids"]
+        all_ids = tokenizer(label, add_special_tokens=False)["input_ids"]
+        ids = [i for i in all_ids if i in usable]
         if len(ids) == 0:
-            raise ValueError(f"class label {label!r} tokenizes to no tokens; give a non-empty label word.")
+            raise ValueError(
+                f"class label {label!r} tokenizes to no usable tokens (ids {all_ids} are special, reserved or "
+                "absent); give a real label word."
+            )
         rows.append(embed_token_ids(word_embeddings, torch.tensor(ids)).mean(dim=0))
     return torch.stack(rows)
 

@@ -35,7 +35,7 @@ def initial_token_rows(config, word_embeddings: torch.nn.Module, model_config=No
     strategy = config.vocab_sampling
     label_rows = None
     if strategy == VocabSampling.CLASS_LABELS:
-        label_rows = init.embed_label_words(word_embeddings, tokenizer, config.class_labels)
+        label_rows = init.embed_label_words(word_embeddings, tokenizer, config.class_labels, usable)
         count -= len(label_rows)
     if strategy == VocabSampling.UNIFORM:
         ids = init.sample_without_replacement(usable, count, generator)

@@ -1,0 +1,122 @@
+"""Saving is atomic; loading refuses missing, truncated, pickle-only or mis-shaped adapters."""
+
+import json
+import os
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import save_file
+
+import testing_common as common
+from peft_softprompt_ext.atomic_io import atomic_directory_write
+
+
+@pytest.fixture
+def saved(tmp_path):
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    peft_model.save_pretrained(tmp_path)
+    return peft_model, tmp_path
+
+
+def load(folder):
+    return PeftModel.from_pretrained(common.tiny_model("gpt2")[0], folder)
+
+
+def test_missing_weights_file_is_refused(saved):
+    _, folder = saved
+    os.remove(folder / "adapter_model.safetensors")
+    with pytest.raises(FileNotFoundError, match="has no adapter_model.safetensors"):
+        load(folder)
+
+
+def test_missing_config_is_refused(saved):
+    _, folder = saved
+    os.remove(folder / "adapter_config.json")
+    with pytest.raises(ValueError, match="adapter_config.json"):
+        load(folder)
+
+
+@pytest.mark.parametrize("keep_bytes", [4, 60, -8])
+def test_truncated_weights_are_refused(saved, keep_bytes):
+    _, folder = saved
+    path = folder / "adapter_model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[:keep_bytes])
+    with pytest.raises(ValueError, match="truncated"):
+        load(folder)
+
+
+def test_truncated_config_is_refused(saved):
+    _, folder = saved
+    path = folder / "adapter_config.json"
+    path.write_text(path.read_text()[:40])
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load(folder)
+
+
+def test_pickle_only_adapter_is_refused(saved):
+    _, folder = saved
+    os.rename(folder / "adapter_model.safetensors", folder / "adapter_model.bin")
+    with pytest.raises(ValueError, match="holds only adapter_model.bin \\(pickle\\)"):
+        load(folder)
+
+
+def test_wrong_prompt_shape_is_refused_with_both_shapes(saved):
+    _, folder = saved
+    save_file({"prompt_embeddings": torch.zeros(7, 32)}, folder / "adapter_model.safetensors")
+    with pytest.raises(ValueError, match=r"shape \(7, 32\).*expected a float tensor of shape \(5, 32\)"):
+        load(folder)
+
+
+def test_missing_prompt_tensor_is_refused(saved):
+    _, folder = saved
+    save_file({"something_else": torch.zeros(5, 32)}, folder / "adapter_model.safetensors")
+    with pytest.raises(ValueError, match="lack 'prompt_embeddings'"):
+        load(folder)
+
+
+def test_save_keeps_unrelated_files_and_leaves_no_staging_folder(saved):
+    peft_model, folder = saved
+    (folder / "results.json").write_text("{}")
+    peft_model.save_pretrained(folder)
+    assert (folder / "results.json").exists()
+    assert not [name for name in os.listdir(folder.parent) if name.startswith(".staging-")]
+
+
+def test_interrupted_save_leaves_the_previous_adapter_intact(saved, monkeypatch):
+    peft_model, folder = saved
+    before = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+    import safetensors.torch
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", crash)
+    monkeypatch.setattr("peft.peft_model.safe_save_file", crash, raising=False)
+    with torch.no_grad():
+        peft_model.prompt_encoder["default"].embedding.weight.add_(1.0)
+    with pytest.raises(RuntimeError, match="disk full"):
+        peft_model.save_pretrained(folder)
+    assert {name: (folder / name).read_bytes() for name in os.listdir(folder)} == before
+    assert not [name for name in os.listdir(folder.parent) if name.startswith(".staging-")]
+
+
+def test_atomic_directory_write_moves_weights_before_configs(tmp_path):
+    order = []
+    real_replace = os.replace
+
+    def spy(source, destination):
+        order.append(os.path.basename(destination))
+        real_replace(source, destination)
+
+    os.replace = spy
+    try:
+        with atomic_directory_write(tmp_path / "out") as staging:
+            for name in ["adapter_config.json", "adapter_model.safetensors", "README.md"]:
+                with open(os.path.join(staging, name), "w") as handle:
+                    handle.write("x")
+    finally:
+        os.replace = real_replace
+    assert order[-1] == "adapter_config.json"
+    assert json.dumps(sorted(os.listdir(tmp_path / "out"))) == json.dumps(sorted(order))
