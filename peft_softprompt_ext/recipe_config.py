@@ -1,0 +1,148 @@
+"""The recipes' configuration: one dataclass, YAML defaults, `--key value` overrides.
+
+`--config file.yaml` sets defaults, command-line flags override them, and the resolved config is
+saved next to the results (`resolved_config.yaml`). A key that does not exist is an error, in
+the YAML file and on the command line alike: a typo must not be silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+import yaml
+
+METHODS = (
+    "vocab_sampled",  # this plugin: VocabSampledPromptTuningConfig (see vocab_sampling)
+    "prompt_tuning_random",  # vanilla PEFT PromptTuningConfig, RANDOM init
+    "prompt_tuning_sample_vocab",  # vanilla PEFT, SAMPLE_VOCAB init
+    "prompt_tuning_text",  # vanilla PEFT, TEXT init (init_text)
+    "lora",  # vanilla PEFT LoraConfig
+    "full_finetune",  # every base parameter trains
+    "zero_shot",  # no training: the frozen base model, evaluated as is
+)
+
+
+@dataclass
+class RecipeConfig:
+    """Everything a training run depends on. Field docs double as `--help`."""
+
+    method: str = field(default="vocab_sampled", metadata={"help": f"One of {', '.join(METHODS)}."})
+    model: str = field(default="smollm2-135m", metadata={"help": "Model alias (smollm2-135m, gemma3-270m, minilm-l6) or path."})
+    task: str = field(default="movie_sentiment", metadata={"help": "Embedded task name, datasets id or local data path."})
+    text_column: str = field(default="text", metadata={"help": "Text column of the data."})
+    label_column: str = field(default="label", metadata={"help": "Label column of the data."})
+    label_words: Optional[list] = field(default=None, metadata={"help": "Verbaliser words (label order); default per task."})
+    template: Optional[str] = field(default=None, metadata={"help": "Prompt template with {text}; default per task."})
+    train_size: int = field(default=2000, metadata={"help": "Training examples used (first N of the train split)."})
+    eval_size: int = field(default=500, metadata={"help": "Validation examples scored (first N)."})
+    max_length: int = field(default=64, metadata={"help": "Max tokens of the text part of an input."})
+    steps: int = field(default=100, metadata={"help": "Optimizer steps."})
+    batch_size: int = field(default=8, metadata={"help": "Global batch size (split across processes)."})
+    lr: float = field(default=3e-2, metadata={"help": "Peak learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
+    lr_schedule: str = field(default="constant", metadata={"help": "'constant' or 'linear' (decay to 0) after warm-up."})
+    eval_every: int = field(default=0, metadata={"help": "Evaluate every N steps (0: only at the end)."})
+    checkpoint_every: int = field(default=25, metadata={"help": "Save the trainable state every N steps (for --resume)."})
+    seed: int = field(default=0, metadata={"help": "Seed of init, data order and evaluation subset."})
+    num_virtual_tokens: int = field(default=20, metadata={"help": "Prompt length for prompt methods."})
+    vocab_sampling: str = field(default="class_labels", metadata={"help": "vocab_sampled: uniform/top_frequent/task_corpus/class_labels."})
+    norm_matching: bool = field(default=False, metadata={"help": "vocab_sampled: rescale initial rows to the vocabulary norm."})
+    init_text: str = field(default="Classify the sentiment of this review as positive or negative.", metadata={"help": "prompt_tuning_text init."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    lora_target_modules: list = field(default_factory=lambda: ["q_proj", "v_proj"], metadata={"help": "LoRA targets."})
+    output_dir: str = field(default="runs/latest", metadata={"help": "Where the adapter and results go."})
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is unknown; expected one of {list(METHODS)}.")
+        if self.lr_schedule not in ("constant", "linear"):
+            raise ValueError(f"lr_schedule={self.lr_schedule!r} is unknown; expected 'constant' or 'linear'.")
+        for name in ("steps", "batch_size", "train_size", "eval_size", "max_length", "num_virtual_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def training_digest(self) -> str:
+        """Identifies what a checkpoint depends on (everything but where it is written)."""
+        relevant = {k: v for k, v in self.to_dict().items() if k not in ("output_dir", "eval_every", "checkpoint_every")}
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RecipeConfig)}
+
+
+def _coerce(name: str, raw):
+    """A CLI string or YAML value -> the field's type, with an error naming the key."""
+    default = FIELDS[name].default if FIELDS[name].default is not dataclasses.MISSING else FIELDS[name].default_factory()
+    if not isinstance(raw, str):
+        return raw
+    if isinstance(default, bool):
+        if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"--{name} expects true/false, got {raw!r}.")
+        return raw.lower() in ("true", "1", "yes")
+    if isinstance(default, int) and not isinstance(default, bool):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"--{name} expects an integer, got {raw!r}.") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"--{name} expects a number, got {raw!r}.") from None
+    if isinstance(default, list) or name == "label_words":
+        return yaml.safe_load(raw) if raw.strip().startswith("[") else [part for part in raw.split(",")]
+    return raw
+
+
+def check_keys(keys, source: str) -> None:
+    unknown = sorted(set(keys) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"Unknown config key(s) {unknown} in {source}; known keys: {sorted(FIELDS)}.")
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = None) -> RecipeConfig:
+    """YAML file (optional) + `--key value` / `--key=value` overrides -> RecipeConfig."""
+    values = {}
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            values = yaml.safe_load(handle) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} must hold a mapping of config keys, got {type(values).__name__}.")
+        check_keys(values, path)
+    parsed = _parse_overrides(overrides or [])
+    check_keys(parsed, "the command line")
+    values.update(parsed)
+    return RecipeConfig(**{name: _coerce(name, value) for name, value in values.items()})
+
+
+def _parse_overrides(arguments: list[str]) -> dict:
+    parsed, index = {}, 0
+    while index < len(arguments):
+        argument = arguments[index]
+        if not argument.startswith("--"):
+            raise ValueError(f"Expected --key value, got {argument!r}.")
+        key, equals, value = argument[2:].partition("=")
+        key = key.replace("-", "_")
+        if not equals:
+            if index + 1 >= len(arguments):
+                raise ValueError(f"--{key} needs a value.")
+            index += 1
+            value = arguments[index]
+        parsed[key] = value
+        index += 1
+    return parsed
+
+
+def save_config(config: RecipeConfig, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)

@@ -1,0 +1,208 @@
+"""The building blocks `recipes/train.py` tells its story with: setup, batches, evaluation, saving.
+
+Functions, not a trainer class: the loop itself stays in the recipe where it can be read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import classification
+from .atomic_io import atomic_directory_write
+from .data import label_words as task_label_words
+from .data import load_task, prompt_template
+from .data.tasks import EMBEDDED_TASKS
+from .embedded_models import MODEL_ALIASES, resolve_model
+from .methods import build_peft_config
+from .metrics import compute_metrics
+
+DEFAULT_TEMPLATE = "Text: {text}\nLabel:"
+
+
+@dataclass
+class Setup:
+    """Everything the training loop and evaluation need, built once per run."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer | None
+    scheduler: torch.optim.lr_scheduler.LambdaLR | None
+    tokenizer: object
+    is_causal: bool
+    train_examples: list
+    eval_inputs: list  # causal: prompt ids; SEQ_CLS: examples
+    eval_labels: list
+    label_ids: list
+    label_names: list
+    pad_token_id: int
+    trainable_params: int
+    total_params: int
+    extras: dict = field(default_factory=dict)
+
+
+def resolve_model_folder(name: str) -> str:
+    """An alias or local folder -> folder; an unknown alias-looking name is a clear error offline."""
+    if name in MODEL_ALIASES or os.path.isdir(name):
+        return resolve_model(name)
+    if "/" not in name:
+        raise ValueError(f"model={name!r} is neither a known alias {sorted(MODEL_ALIASES)} nor a local folder.")
+    return name  # a Hub id: transformers resolves it (from the cache when offline)
+
+
+def _is_causal(model_folder: str) -> bool:
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.from_pretrained(model_folder)
+    if model_config.is_encoder_decoder:
+        raise ValueError(f"{model_folder!r} is an encoder-decoder model; the recipes train causal LMs and encoders.")
+    return any(arch.endswith("ForCausalLM") for arch in (model_config.architectures or []))
+
+
+def _label_words(config, names) -> list[str]:
+    if config.label_words:
+        if len(config.label_words) != len(names):
+            raise ValueError(f"label_words={config.label_words!r} has {len(config.label_words)} words for {len(names)} labels {names}.")
+        return list(config.label_words)
+    return task_label_words(config.task) if config.task in EMBEDDED_TASKS else [f" {name}" for name in names]
+
+
+def _data(config, tokenizer, is_causal):
+    data = load_task(config.task, text_column=config.text_column, label_column=config.label_column)
+    names = data["train"].features["label"].names
+    train = data["train"].select(range(min(config.train_size, len(data["train"]))))
+    evaluation = data["validation"].select(range(min(config.eval_size, len(data["validation"]))))
+    words = _label_words(config, names)
+    if not is_causal:
+        return (names, words, [], classification.seq_cls_examples(tokenizer, train["text"], train["label"], config.max_length),
+                classification.seq_cls_examples(tokenizer, evaluation["text"], evaluation["label"], config.max_length),
+                evaluation["label"], train["text"])  # fmt: skip
+    template = config.template or (prompt_template(config.task) if config.task in EMBEDDED_TASKS else DEFAULT_TEMPLATE)
+    label_ids = classification.label_token_ids(tokenizer, words)
+    train_examples = classification.causal_examples(tokenizer, train["text"], train["label"], template, label_ids, config.max_length)
+    eval_prompts = [classification.prompt_ids(tokenizer, text, template, config.max_length) for text in evaluation["text"]]
+    return names, words, label_ids, train_examples, eval_prompts, evaluation["label"], train["text"]
+
+
+def _schedule(config):
+    def factor(step: int) -> float:
+        if config.warmup_steps and step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        if config.lr_schedule == "linear":
+            remaining = config.steps - config.warmup_steps
+            return max(0.0, (config.steps - step) / max(remaining, 1))
+        return 1.0
+
+    return factor
+
+
+def build_setup(config, accelerator) -> Setup:
+    """Model, tokenizer, data and optimizer for `config`; the model and optimizer go through accelerate."""
+    import peft
+    from accelerate.utils import set_seed
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    if config.batch_size % accelerator.num_processes:
+        raise ValueError(f"batch_size={config.batch_size} must be divisible by the {accelerator.num_processes} processes.")
+    set_seed(config.seed)
+    folder = resolve_model_folder(config.model)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    is_causal = _is_causal(folder)
+    names, words, label_ids, train_examples, eval_inputs, eval_labels, train_texts = _data(config, tokenizer, is_causal)
+    if is_causal:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=len(names), dtype=torch.float32)
+    model.config.pad_token_id = pad_token_id
+    task_type = "CAUSAL_LM" if is_causal else "SEQ_CLS"
+    torch.manual_seed(config.seed)  # vanilla PEFT inits draw from the global RNG
+    peft_config = build_peft_config(config, task_type, folder, words, corpus=train_texts)
+    if peft_config is not None:
+        model = peft.get_peft_model(model, peft_config)
+    elif config.method == "zero_shot":
+        model.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = scheduler = None
+    if trainable:
+        optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+        # The scheduler is not prepared: accelerate would step it once per process, and our
+        # global batch is already split across processes.
+        model, optimizer = accelerator.prepare(model, optimizer)
+    else:
+        model = accelerator.prepare(model)
+    return Setup(
+        model=model, optimizer=optimizer, scheduler=scheduler, tokenizer=tokenizer, is_causal=is_causal,
+        train_examples=train_examples, eval_inputs=eval_inputs, eval_labels=list(eval_labels), label_ids=label_ids,
+        label_names=list(names), pad_token_id=pad_token_id, trainable_params=sum(p.numel() for p in trainable),
+        total_params=sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
+    )  # fmt: skip
+
+
+def batch_for_step(setup: Setup, config, step: int, accelerator) -> dict:
+    """This process's share of global batch `step`: a fixed function of (seed, step), so a resumed
+    run sees exactly the batches an uninterrupted one would."""
+    count = len(setup.train_examples)
+    per_epoch = max(count // config.batch_size, 1)
+    epoch, index = divmod(step, per_epoch)
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
+    chosen = order[index * config.batch_size : (index + 1) * config.batch_size]
+    local = chosen[accelerator.process_index :: accelerator.num_processes]
+    batch = classification.collate([setup.train_examples[i] for i in local.tolist()], setup.pad_token_id)
+    return {key: value.to(accelerator.device) for key, value in batch.items()}
+
+
+def evaluate(accelerator, setup: Setup, config) -> dict:
+    """Accuracy and macro-F1 on the validation subset; each process scores a contiguous shard."""
+    from accelerate.utils import gather_object
+
+    model = accelerator.unwrap_model(setup.model)
+    model.eval()
+    shard = _shard(len(setup.eval_inputs), accelerator)
+    inputs = [setup.eval_inputs[i] for i in shard]
+    if setup.is_causal:
+        predictions = classification.rank_classify(model, inputs, setup.label_ids, setup.pad_token_id)
+    else:
+        predictions = classification.seq_cls_classify(model, inputs, setup.pad_token_id)
+    gathered = gather_object([(i, p) for i, p in zip(shard, predictions)])
+    ordered = [p for _, p in sorted(gathered)]
+    return compute_metrics(ordered, setup.eval_labels)
+
+
+def _shard(count: int, accelerator) -> list[int]:
+    per_process = -(-count // accelerator.num_processes)
+    start = accelerator.process_index * per_process
+    return list(range(start, min(start + per_process, count)))
+
+
+def library_versions() -> dict:
+    import accelerate
+    import datasets
+    import evaluate
+    import peft
+    import transformers
+
+    import peft_softprompt_ext
+
+    return {
+        "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+        "peft": peft.__version__, "accelerate": accelerate.__version__, "datasets": datasets.__version__,
+        "evaluate": evaluate.__version__, "peft_softprompt_ext": peft_softprompt_ext.__version__,
+    }  # fmt: skip
+
+
+def save_run(accelerator, setup: Setup, config, record: dict) -> None:
+    """adapter/ (PEFT methods), results.json. Full fine-tuning keeps metrics only (the weights are the base's size)."""
+    output_dir = Path(config.output_dir)
+    model = accelerator.unwrap_model(setup.model)
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(str(output_dir / "adapter"))
+        record["adapter"] = str(output_dir / "adapter")
+    with atomic_directory_write(output_dir) as staging:
+        with open(os.path.join(staging, "results.json"), "w", encoding="utf-8") as handle:
+            json.dump(record, handle, indent=2)

@@ -1,0 +1,125 @@
+"""Train one method on one classification task with a frozen base model, then evaluate and save.
+
+    accelerate launch --config_file recipes/accelerate/cpu_1proc.yaml recipes/train.py \
+        --config recipes/configs/smollm2_movie_vocab_sampled.yaml [--key value ...] [--resume]
+
+Methods: this plugin's `vocab_sampled`, vanilla PEFT prompt tuning (`prompt_tuning_random`,
+`prompt_tuning_sample_vocab`, `prompt_tuning_text`), `lora`, `full_finetune`, `zero_shot`.
+A causal LM classifies by rank over label words; an encoder (minilm-l6) as SEQ_CLS.
+Each run writes to `output_dir`: `adapter/`, `resolved_config.yaml`, `results.json`, and
+`checkpoint/` (trainable state only) which `--resume` continues from after a kill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import peft_softprompt_ext  # noqa: E402,F401  (registers the plugin methods)
+from peft_softprompt_ext import recipe_support as support  # noqa: E402
+from peft_softprompt_ext.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from peft_softprompt_ext.recipe_config import load_config, save_config  # noqa: E402
+
+
+def train(accelerator, setup, config, resume: bool) -> dict:
+    """The training loop: deterministic batches, one optimizer step each, periodic eval/checkpoint."""
+    model, optimizer, scheduler = setup.model, setup.optimizer, setup.scheduler
+    checkpoint_dir = Path(config.output_dir) / "checkpoint"
+    history = {"loss": [], "eval": [], "step_seconds": []}
+    start_step = 0
+    if resume and has_checkpoint(checkpoint_dir):
+        start_step, history = load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler, config.training_digest())
+        accelerator.print(f"resumed from {checkpoint_dir} at step {start_step}")
+    progress = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps,
+                    disable=not accelerator.is_main_process, desc=config.method)  # fmt: skip
+    model.train()
+    for step in progress:
+        began = time.perf_counter()
+        batch = support.batch_for_step(setup, config, step, accelerator)
+        loss = model(**batch).loss
+        accelerator.backward(loss)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+        history["step_seconds"].append(time.perf_counter() - began)
+        history["loss"].append([step + 1, mean_loss])
+        progress.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < config.steps:
+            metrics = support.evaluate(accelerator, setup, config)
+            history["eval"].append({"step": step + 1, **metrics})
+            accelerator.print(f"step {step + 1}: loss {mean_loss:.4f} accuracy {metrics['accuracy']:.4f} macro_f1 {metrics['macro_f1']:.4f}")
+            model.train()
+        if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and accelerator.is_main_process:
+            save_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler, step + 1, config.training_digest(), history)
+        accelerator.wait_for_everyone()
+    return history
+
+
+def results_record(accelerator, setup, config, history, metrics, wall_seconds) -> dict:
+    step_seconds = history["step_seconds"]
+    return {
+        "method": config.method,
+        "model": config.model,
+        "task": config.task,
+        "seed": config.seed,
+        "metrics": metrics,
+        "trainable_params": setup.trainable_params,
+        "total_params": setup.total_params,
+        "steps": config.steps,
+        "batch_size": config.batch_size,
+        "wall_time_s": wall_seconds,
+        "time_per_step_s": statistics.median(step_seconds) if step_seconds else None,
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "world_size": accelerator.num_processes,
+        "loss_curve": history["loss"],
+        "eval_history": history["eval"],
+        "config": config.to_dict(),
+        "versions": support.library_versions(),
+        "platform": platform.platform(),
+    }
+
+
+def run(config, resume: bool = False) -> dict:
+    """setup -> train -> evaluate -> save; returns the results record."""
+    began = time.perf_counter()
+    accelerator = Accelerator()
+    output_dir = Path(config.output_dir)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, str(output_dir / "resolved_config.yaml"))
+    setup = support.build_setup(config, accelerator)
+    accelerator.print(f"{config.method} on {config.model} / {config.task}: {setup.trainable_params:,} trainable parameters, "
+                      f"{accelerator.num_processes} process(es)")  # fmt: skip
+    history = train(accelerator, setup, config, resume) if config.method != "zero_shot" else {"loss": [], "eval": [], "step_seconds": []}
+    metrics = support.evaluate(accelerator, setup, config)
+    accelerator.print(f"final: accuracy {metrics['accuracy']:.4f} macro_f1 {metrics['macro_f1']:.4f}")
+    record = results_record(accelerator, setup, config, history, metrics, time.perf_counter() - began)
+    if accelerator.is_main_process:
+        support.save_run(accelerator, setup, config, record)
+        accelerator.print(f"saved to {output_dir}")
+    accelerator.wait_for_everyone()
+    return record
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="YAML file of RecipeConfig keys (see recipes/configs/)")
+    parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoint")
+    args, overrides = parser.parse_known_args(argv)
+    run(load_config(args.config, overrides), resume=args.resume)
+
+
+if __name__ == "__main__":
+    main()

