@@ -21,6 +21,7 @@ def build_peft_config(config, task_type: str, tokenizer_dir: str, label_words: l
             extra["corpus"] = list(corpus)
         return VocabSampledPromptTuningConfig(
             vocab_sampling=config.vocab_sampling, seed=config.seed, norm_matching=config.norm_matching,
+            num_frequent_tokens=config.num_frequent_tokens,
             tokenizer_name_or_path=tokenizer_dir, **prompt_common, **extra,
         )  # fmt: skip
     if method == "prompt_tuning_random":

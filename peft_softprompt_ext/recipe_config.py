@@ -51,6 +51,7 @@ class RecipeConfig:
     seed: int = field(default=0, metadata={"help": "Seed of init, data order and evaluation subset."})
     num_virtual_tokens: int = field(default=20, metadata={"help": "Prompt length for prompt methods."})
     vocab_sampling: str = field(default="class_labels", metadata={"help": "vocab_sampled: uniform/top_frequent/task_corpus/class_labels."})
+    num_frequent_tokens: int = field(default=5000, metadata={"help": "vocab_sampled: N of top_frequent / class-label fill."})
     norm_matching: bool = field(default=False, metadata={"help": "vocab_sampled: rescale initial rows to the vocabulary norm."})
     init_text: str = field(default="Classify the sentiment of this review as positive or negative.", metadata={"help": "prompt_tuning_text init."})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})

@@ -180,6 +180,20 @@ def _shard(count: int, accelerator) -> list[int]:
     return list(range(start, min(start + per_process, count)))
 
 
+def rank_parameter_digests(accelerator, model) -> list[str]:
+    """sha256 of this process's trainable parameters, gathered from every process (rank order)."""
+    import hashlib
+
+    from accelerate.utils import gather_object
+
+    digest = hashlib.sha256()
+    for name, parameter in accelerator.unwrap_model(model).named_parameters():
+        if parameter.requires_grad:
+            digest.update(name.encode())
+            digest.update(parameter.detach().cpu().float().numpy().tobytes())
+    return gather_object([digest.hexdigest()[:16]])
+
+
 def library_versions() -> dict:
     import accelerate
     import datasets

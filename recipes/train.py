@@ -83,6 +83,8 @@ def results_record(accelerator, setup, config, history, metrics, wall_seconds) -
         "time_per_step_s": statistics.median(step_seconds) if step_seconds else None,
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "world_size": accelerator.num_processes,
+        # one digest of the trainable parameters per process: data parallelism kept them identical
+        "rank_parameter_digests": support.rank_parameter_digests(accelerator, setup.model),
         "loss_curve": history["loss"],
         "eval_history": history["eval"],
         "config": config.to_dict(),
@@ -94,7 +96,9 @@ def results_record(accelerator, setup, config, history, metrics, wall_seconds) -
 def run(config, resume: bool = False) -> dict:
     """setup -> train -> evaluate -> save; returns the results record."""
     began = time.perf_counter()
-    accelerator = Accelerator()
+    # cpu=True on a machine without CUDA: with the 2-process launcher config this turns two
+    # independent world-size-1 jobs into one gloo data-parallel group (a silent trap otherwise).
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     output_dir = Path(config.output_dir)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)

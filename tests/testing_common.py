@@ -239,3 +239,13 @@ def check_generate_matches_no_cache(peft_model, batch, max_new_tokens: int = 32)
     assert cached.shape[1] == batch["input_ids"].shape[1] + max_new_tokens
     torch.testing.assert_close(cached, uncached, rtol=0, atol=0)
     torch.testing.assert_close(cached, manual, rtol=0, atol=0)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_model_folder(name: str = "llama") -> str:
+    """A saved tiny model + the tiny tokenizer in one folder, usable as a recipe `model:` path."""
+    model, _ = tiny_model(name)
+    folder = tempfile.mkdtemp(prefix=f"tiny-{name}-")
+    model.save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder

@@ -1,0 +1,163 @@
+"""The recipes on a tiny model: train, compare, 2-process data parallel, kill-and-resume, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import testing_common as common
+from peft_softprompt_ext.recipe_config import RecipeConfig, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_RUN = ["--train_size", "32", "--eval_size", "16", "--batch_size", "4", "--max_length", "16",
+            "--num_virtual_tokens", "4", "--num_frequent_tokens", "50", "--lr", "0.1"]  # fmt: skip
+
+
+def recipe(script: str, *args, launcher=None, timeout=600):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    command = [sys.executable, str(REPO / "recipes" / script), *map(str, args)]
+    if launcher:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "recipes/accelerate" / launcher),
+                   str(REPO / "recipes" / script), *map(str, args)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def tiny_args(output_dir, method="vocab_sampled", steps=6, **extra):
+    args = ["--model", common.tiny_model_folder("llama"), "--method", method, "--steps", steps, "--output_dir", output_dir, *TINY_RUN]
+    for key, value in extra.items():
+        args += [f"--{key}", value]
+    return args
+
+
+@pytest.mark.parametrize("method", ["vocab_sampled", "prompt_tuning_random", "prompt_tuning_sample_vocab", "lora",
+                                    "full_finetune", "zero_shot"])  # fmt: skip
+def test_train_writes_results_config_and_adapter(method, tmp_path):
+    extra = {"lora_target_modules": "q_proj,v_proj"} if method == "lora" else {}
+    recipe("train.py", *tiny_args(tmp_path, method=method, eval_every=3, **extra))
+    results = json.loads((tmp_path / "results.json").read_text())
+    for key in ("metrics", "trainable_params", "wall_time_s", "time_per_step_s", "peak_memory_mb", "seed", "versions", "loss_curve"):
+        assert key in results, key
+    assert set(results["metrics"]) >= {"accuracy", "macro_f1"}
+    assert yaml.safe_load((tmp_path / "resolved_config.yaml").read_text())["method"] == method
+    has_adapter = method not in ("full_finetune", "zero_shot")
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists() == has_adapter
+    if method == "zero_shot":
+        assert results["trainable_params"] == 0 and results["loss_curve"] == []
+    else:
+        assert len(results["loss_curve"]) == 6 and results["trainable_params"] > 0
+
+
+def test_train_with_text_init_and_seq_cls_encoder(tmp_path):
+    recipe("train.py", *tiny_args(tmp_path / "text", method="prompt_tuning_text", init_text="a review"))
+    recipe("train.py", "--model", common.tiny_model_folder("bert"), "--output_dir", tmp_path / "bert", "--steps", 3, *TINY_RUN)
+    assert json.loads((tmp_path / "bert" / "results.json").read_text())["trainable_params"] > 4 * 32  # prompt + head
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_two_processes_train_one_data_parallel_prompt(tmp_path):
+    result = recipe("train.py", *tiny_args(tmp_path, steps=4), launcher="cpu_2proc.yaml")
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["world_size"] == 2, result.stdout
+    digests = results["rank_parameter_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_killed_run_resumes_to_the_same_prompt(tmp_path):
+    from safetensors.torch import load_file
+
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    recipe("train.py", *tiny_args(full, steps=12, checkpoint_every=2))
+    command = [sys.executable, str(REPO / "recipes/train.py"), *map(str, tiny_args(killed, steps=12, checkpoint_every=2))]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = killed / "checkpoint" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["step"] >= 4):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "results.json").exists(), "the run finished before it could be killed"
+    recipe("train.py", *tiny_args(killed, steps=12, checkpoint_every=2), "--resume")
+    final = load_file(full / "adapter" / "adapter_model.safetensors")["prompt_embeddings"]
+    resumed = load_file(killed / "adapter" / "adapter_model.safetensors")["prompt_embeddings"]
+    assert (final - resumed).abs().max().item() <= 1e-6
+    assert json.loads((killed / "results.json").read_text())["loss_curve"] == json.loads((full / "results.json").read_text())["loss_curve"]
+
+
+def test_resume_from_another_config_is_refused(tmp_path):
+    recipe("train.py", *tiny_args(tmp_path, steps=2, checkpoint_every=2))
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, str(REPO / "recipes/train.py"), *map(str, tiny_args(tmp_path, steps=2, lr=0.5)), "--resume"],
+                            capture_output=True, text=True, env=env, cwd=REPO)  # fmt: skip
+    assert result.returncode != 0 and "was written by a run with another config" in result.stderr
+
+
+def test_compare_runs_methods_over_seeds_and_writes_table_json_plot(tmp_path):
+    plan = {
+        "output_dir": str(tmp_path / "cmp"),
+        "seeds": [0, 1],
+        "base": {"model": common.tiny_model_folder("llama"), "steps": 3, "train_size": 32, "eval_size": 16, "batch_size": 4,
+                 "max_length": 16, "num_virtual_tokens": 4, "num_frequent_tokens": 50, "lr": 0.1, "checkpoint_every": 0},
+        "methods": [{"name": "plugin", "method": "vocab_sampled", "vocab_sampling": "uniform"},
+                    {"name": "LoRA", "method": "lora", "lr": 0.01}],
+    }  # fmt: skip
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    result = recipe("compare.py", "--config", tmp_path / "plan.yaml")
+    table = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| plugin |" in table and "| LoRA |" in table and "±" in table
+    rows = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"]
+    assert [r["seeds"] for r in rows] == [[0, 1], [0, 1]]
+    assert (tmp_path / "cmp" / "comparison.png").stat().st_size > 10_000
+    assert "table:" in result.stdout and "plot:" in result.stdout
+    collected = recipe("compare.py", "--config", tmp_path / "plan.yaml", "--collect")  # re-collects, trains nothing
+    assert "| plugin |" in collected.stdout
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_unknown_method_is_named():
+    with pytest.raises(ValueError, match=r"method='prefix' is unknown"):
+        RecipeConfig(method="prefix")
+
+
+def test_unknown_config_key_is_refused_in_yaml_and_cli(tmp_path):
+    (tmp_path / "c.yaml").write_text("learning_rate: 0.1\n")
+    with pytest.raises(ValueError, match=r"Unknown config key\(s\) \['learning_rate'\]"):
+        load_config(str(tmp_path / "c.yaml"))
+    with pytest.raises(ValueError, match=r"Unknown config key\(s\) \['stpes'\]"):
+        load_config(None, ["--stpes", "3"])
+
+
+def test_cli_values_are_typed_and_checked():
+    config = load_config(None, ["--steps", "7", "--lr=0.5", "--norm_matching", "true", "--lora_target_modules", "q,k"])
+    assert (config.steps, config.lr, config.norm_matching, config.lora_target_modules) == (7, 0.5, True, ["q", "k"])
+    with pytest.raises(ValueError, match=r"--steps expects an integer, got 'many'"):
+        load_config(None, ["--steps", "many"])
+
+
+def test_unknown_model_alias_is_named(tmp_path):
+    from peft_softprompt_ext.recipe_support import resolve_model_folder
+
+    with pytest.raises(ValueError, match=r"model='smollm3' is neither a known alias"):
+        resolve_model_folder("smollm3")
+
+
+def test_missing_columns_and_empty_label_words_are_named(tmp_path):
+    from peft_softprompt_ext.classification import label_token_ids
+    from peft_softprompt_ext.data import load_task
+
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"sentence": "good", "label": 1}\n{"sentence": "bad", "label": 0}\n' * 10)
+    with pytest.raises(ValueError, match="text"):
+        load_task(str(path))
+    with pytest.raises(ValueError, match=r"label word '' tokenizes to no tokens"):
+        label_token_ids(common.tiny_tokenizer(), [" positive", ""])
