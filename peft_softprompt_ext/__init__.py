@@ -7,6 +7,8 @@
 from ._peft_compat import SUPPORTED_PEFT, install_patches
 from .describe import describe_prompt
 from .export import export_prompt_tuning
+from .fingerprint import base_model_fingerprint
+from .hub import attach_results, build_model_card
 from .vocab_sampled import VocabSampledPromptEmbedding, VocabSampledPromptTuningConfig, VocabSampling
 
 install_patches()
@@ -17,6 +19,9 @@ __all__ = [
     "VocabSampledPromptTuningConfig",
     "VocabSampledPromptEmbedding",
     "VocabSampling",
+    "attach_results",
+    "base_model_fingerprint",
+    "build_model_card",
     "describe_prompt",
     "export_prompt_tuning",
 ]

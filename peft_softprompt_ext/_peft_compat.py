@@ -200,6 +200,10 @@ def _setup_prompt_encoder(original, self, adapter_name):
     for parameter in self.base_model.parameters():
         parameter.requires_grad_(False)
     config.num_transformer_submodules = 1  # plugin prompts go in front of the (encoder) input only
+    if getattr(config, "base_model_fingerprint", "absent") is None:
+        from .fingerprint import base_model_fingerprint
+
+        config.base_model_fingerprint = base_model_fingerprint(self.base_model)
     self.word_embeddings = self.base_model.get_input_embeddings()
     if not hasattr(self, "prompt_encoder"):
         self.prompt_encoder = torch.nn.ModuleDict({})
@@ -261,11 +265,20 @@ def _save_pretrained(original, self, save_directory, *args, **kwargs):
     if not any(is_plugin_config(config) for config in self.peft_config.values()):
         return original(self, save_directory, *args, **kwargs)
     from .atomic_io import atomic_directory_write
+    from .hub import write_sharing_files
 
+    if kwargs.get("safe_serialization", True) is False:
+        raise ValueError("safe_serialization=False would write a pickle file; plugin adapters are saved as safetensors only.")
     # PEFT writes files in place; we let it write into a fresh folder and move each file over
-    # atomically, so an interrupted save never leaves a truncated adapter behind.
+    # atomically, so an interrupted save never leaves a truncated adapter behind. The vanilla
+    # export and the model card are added there too, so push_to_hub uploads them.
     with atomic_directory_write(save_directory) as staging:
         original(self, staging, *args, **kwargs)
+        write_sharing_files(self, staging, kwargs.get("selected_adapters"))
+
+
+def _hub_kwargs(kwargs) -> dict:
+    return {k: kwargs[k] for k in ("subfolder", "revision", "cache_dir", "token") if kwargs.get(k) is not None}
 
 
 def _peft_type_of(model_id, config, kwargs) -> str | None:
@@ -276,17 +289,23 @@ def _peft_type_of(model_id, config, kwargs) -> str | None:
     local = read_local_adapter_config(model_id, subfolder=kwargs.get("subfolder"))
     if local is not None:
         return local.get("peft_type")
-    hub_kwargs = {k: kwargs[k] for k in ("subfolder", "revision", "cache_dir", "token") if kwargs.get(k) is not None}
-    return PeftConfig._get_peft_type(model_id, **hub_kwargs)
+    return PeftConfig._get_peft_type(model_id, **_hub_kwargs(kwargs))
 
 
-def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_trainable=False, config=None, **kwargs):
+def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_trainable=False, config=None,
+                     allow_base_model_mismatch=False, **kwargs):  # fmt: skip
     peft_type = _peft_type_of(model_id, config, kwargs)
     if str(peft_type) not in PLUGIN_PEFT_TYPES:
         return original(model, model_id, adapter_name=adapter_name, is_trainable=is_trainable, config=config, **kwargs)
     from .atomic_io import check_adapter_files
+    from .fingerprint import base_model_fingerprint, check_fingerprint
 
-    check_adapter_files(model_id, subfolder=kwargs.get("subfolder"))
+    check_adapter_files(model_id, subfolder=kwargs.get("subfolder"), hub_kwargs=_hub_kwargs(kwargs))
+    if config is None:
+        config = PEFT_TYPE_TO_CONFIG_MAPPING[peft_type].from_pretrained(model_id, **kwargs)
+    check_fingerprint(config.base_model_fingerprint, model, f"Adapter {str(model_id)!r}", allow_base_model_mismatch)
+    if allow_base_model_mismatch:
+        config.base_model_fingerprint = base_model_fingerprint(model)  # the prompt now lives on this model
     # PEFT refuses is_trainable=True for every prompt method; ours resume training: load frozen, then unfreeze.
     peft_model = original(model, model_id, adapter_name=adapter_name, is_trainable=False, config=config, **kwargs)
     encoder = peft_model.prompt_encoder[adapter_name]

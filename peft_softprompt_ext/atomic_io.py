@@ -51,12 +51,16 @@ def _move_tree(source: str, target: str) -> None:
         os.replace(os.path.join(source, relative), destination)
 
 
-def check_adapter_files(model_id: str | os.PathLike, subfolder: str | None = None) -> None:
-    """Raise a clear error if a LOCAL adapter folder is incomplete, truncated or pickle-only.
+def check_adapter_files(model_id: str | os.PathLike, subfolder: str | None = None, hub_kwargs: dict | None = None) -> None:
+    """Raise a clear error if an adapter is incomplete, truncated or pickle-only (`.bin`).
 
-    Hub repo ids (not local folders) are left to the Hub client.
+    A local folder is checked in place; for a Hub repo id the safetensors file is fetched (or
+    found in the cache) first, so PEFT never falls back to a pickle file.
     """
     folder = os.path.join(os.fspath(model_id), subfolder) if subfolder else os.fspath(model_id)
+    if not os.path.isdir(folder):
+        check_safetensors_file(_download_weights(os.fspath(model_id), dict(hub_kwargs or {}, subfolder=subfolder)))
+        return
     if read_local_adapter_config(model_id, subfolder) is None:
         return
     weights_path = os.path.join(folder, ADAPTER_WEIGHTS_NAME)
@@ -68,6 +72,20 @@ def check_adapter_files(model_id: str | os.PathLike, subfolder: str | None = Non
             )
         raise FileNotFoundError(f"Adapter folder {folder!r} has no {ADAPTER_WEIGHTS_NAME}.")
     check_safetensors_file(weights_path)
+
+
+def _download_weights(repo_id: str, hub_kwargs: dict) -> str:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    hub_kwargs = {k: v for k, v in hub_kwargs.items() if v is not None}
+    try:
+        return hf_hub_download(repo_id, ADAPTER_WEIGHTS_NAME, **hub_kwargs)
+    except EntryNotFoundError:
+        raise ValueError(
+            f"Adapter {repo_id!r} has no {ADAPTER_WEIGHTS_NAME}; peft_softprompt_ext loads safetensors only "
+            f"(never a pickle {PICKLE_WEIGHTS_NAME})."
+        ) from None
 
 
 def read_local_adapter_config(model_id, subfolder: str | None = None) -> dict | None:

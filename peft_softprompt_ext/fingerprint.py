@@ -1,0 +1,61 @@
+"""Base-model fingerprints: a soft prompt only works on the exact model it was trained on.
+
+A fingerprint is saved in every plugin adapter config (`base_model_fingerprint`): architecture,
+width, vocabulary size and a digest of the input-embedding matrix. Loading a prompt into a base
+model with another fingerprint raises a ValueError saying what differs, unless the caller passes
+`allow_base_model_mismatch=True` (e.g. after moving a prompt across models by projection).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+# Rows hashed: every k-th row so that at most this many are read (a 262k x 640 matrix hashes in
+# milliseconds); values are rounded to bfloat16 first, so a bf16 copy of an fp32 model matches.
+_MAX_HASHED_ROWS = 4096
+
+
+@torch.no_grad()
+def embedding_digest(weight: torch.Tensor) -> str:
+    stride = max(1, weight.shape[0] // _MAX_HASHED_ROWS)
+    sample = weight[::stride].detach().to(torch.bfloat16).to(torch.float32).cpu().contiguous()
+    digest = hashlib.sha256(f"{tuple(weight.shape)}|{stride}|".encode())
+    digest.update(sample.numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def base_model_fingerprint(model) -> dict:
+    """The fingerprint of a transformers model (or of a PeftModel's base model)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    embeddings = base.get_input_embeddings().weight
+    config = base.config
+    return {
+        "architecture": (getattr(config, "architectures", None) or [type(base).__name__])[0],
+        "model_type": getattr(config, "model_type", None),
+        "hidden_size": int(embeddings.shape[1]),
+        "vocab_size": int(embeddings.shape[0]),
+        "embedding_digest": embedding_digest(embeddings),
+    }
+
+
+def fingerprint_differences(saved: dict, actual: dict) -> list[str]:
+    """Human-readable differences between a saved fingerprint and a model's ('' if none)."""
+    differences = []
+    for key in ("architecture", "model_type", "hidden_size", "vocab_size", "embedding_digest"):
+        if key in saved and saved[key] != actual.get(key):
+            differences.append(f"{key}: adapter {saved[key]!r} vs base model {actual.get(key)!r}")
+    return differences
+
+
+def check_fingerprint(saved: dict | None, model, what: str, allow_mismatch: bool = False) -> None:
+    """Raise ValueError naming the differences if `model` is not the base `saved` describes."""
+    if not saved or allow_mismatch:
+        return
+    differences = fingerprint_differences(saved, base_model_fingerprint(model))
+    if differences:
+        raise ValueError(
+            f"{what} was trained on another base model: " + "; ".join(differences) + ". Load it into the model it "
+            "was trained on, or pass allow_base_model_mismatch=True if you know the prompt fits (e.g. after projection)."
+        )

@@ -1,0 +1,113 @@
+"""Sharing soft prompts: the files a saved/pushed plugin adapter carries beside PEFT's own.
+
+`save_pretrained` (and so PEFT's own `push_to_hub`, which saves then uploads) writes, for every
+plugin adapter:
+* the native adapter (`adapter_config.json`, `adapter_model.safetensors`), as PEFT does;
+* `vanilla/`: the same prompt as a plain PROMPT_TUNING adapter (where the method allows one), so
+  users without this plugin load it with `PeftModel.from_pretrained(base, repo, subfolder="vanilla")`;
+* `README.md`: a model card (`huggingface_hub.ModelCard`) with `library_name: peft`, the base
+  model, tags, the method and init settings, the prompt size, trainable parameters, the recipe's
+  metrics when results are attached (`attach_results`), the nearest-token readout and how to
+  load it with and without the plugin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from huggingface_hub import ModelCard, ModelCardData
+
+from ._peft_compat import PLUGIN_PEFT_TYPES
+
+CARD_TAGS = ["prompt-tuning", "soft-prompt", "peft-softprompt-ext"]
+_RESULTS_ATTRIBUTE = "_softprompt_card_results"
+_HIDDEN_CONFIG_KEYS = {"base_model_fingerprint", "corpus", "auto_mapping", "revision", "modules_to_save"}
+
+
+def attach_results(peft_model, results) -> None:
+    """Attach a recipe's `results.json` (path or dict) so the next save/push puts its metrics on the card."""
+    if isinstance(results, (str, os.PathLike)):
+        with open(results, encoding="utf-8") as handle:
+            results = json.load(handle)
+    if not isinstance(results, dict):
+        raise ValueError(f"results must be a results.json path or a dict, got {type(results).__name__}.")
+    setattr(peft_model, _RESULTS_ATTRIBUTE, results)
+
+
+def _method_name(config) -> str:
+    return str(getattr(config.peft_type, "value", config.peft_type)).lower()
+
+
+def _readout_lines(peft_model, adapter_name: str, config) -> list[str]:
+    """Nearest-token readout of the prompt, if a tokenizer can be loaded offline; else a note why not."""
+    from transformers import AutoTokenizer
+
+    from .describe import describe_prompt
+
+    source = getattr(config, "tokenizer_name_or_path", None) or config.base_model_name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        description = describe_prompt(peft_model, tokenizer, k=3, adapter_name=adapter_name)
+    except (OSError, ValueError, TypeError) as error:
+        return [f"Nearest-token readout unavailable (no tokenizer at {source!r}: {type(error).__name__})."]
+    lines = ["| virtual token | nearest tokens (cosine) |", "|---:|---|"]
+    for entry in description:
+        nearest = ", ".join(f"`{n['token']}` ({n['cosine']:.2f})" for n in entry["nearest"])
+        lines.append(f"| {entry['position']} | {nearest} |")
+    return lines
+
+
+def _metrics_lines(results: dict | None) -> list[str]:
+    if not results:
+        return ["No recipe results attached."]
+    lines = [f"Recipe run: method `{results.get('method')}`, task `{results.get('task')}`, seed {results.get('seed')}, "
+             f"{results.get('steps')} steps, batch {results.get('batch_size')}.", "", "| metric | value |", "|---|---:|"]  # fmt: skip
+    for name, value in (results.get("metrics") or {}).items():
+        lines.append(f"| {name} | {value:.4f} |" if isinstance(value, float) else f"| {name} | {value} |")
+    return lines
+
+
+def build_model_card(peft_model, adapter_name: str = "default", has_vanilla: bool = True) -> ModelCard:
+    """The model card of one plugin adapter (see module docstring for what it holds)."""
+    config = peft_model.peft_config[adapter_name]
+    method = _method_name(config)
+    trainable = sum(p.numel() for p in peft_model.prompt_encoder[adapter_name].parameters())
+    results = getattr(peft_model, _RESULTS_ATTRIBUTE, None)
+    data = ModelCardData(
+        library_name="peft", base_model=config.base_model_name_or_path, tags=CARD_TAGS + [method],
+        model_index=None,
+    )  # fmt: skip
+    settings = {k: v for k, v in config.to_dict().items() if k not in _HIDDEN_CONFIG_KEYS and v is not None}
+    base = config.base_model_name_or_path
+    sections = [
+        f"# Soft prompt: {method}", "",
+        f"A soft prompt of **{config.num_virtual_tokens} virtual tokens** ({trainable:,} trainable parameters) for "
+        f"`{base}`, made with [peft_softprompt_ext](https://pypi.org/project/peft-softprompt-ext/).", "",
+        "## Settings", "", "```json", json.dumps(settings, indent=2, default=str), "```", "",
+        "## Results", "", *_metrics_lines(results), "",
+        "## What the prompt reads as", "", *_readout_lines(peft_model, adapter_name, config), "",
+        "## How to load", "", "With the plugin (the native adapter; the base model's fingerprint is checked):", "",
+        "```python", "import peft_softprompt_ext  # registers the method", "from peft import PeftModel",
+        "model = PeftModel.from_pretrained(base_model, REPO_ID)", "```", "",
+    ]  # fmt: skip
+    if has_vanilla:
+        sections += ["Without the plugin (plain PEFT PROMPT_TUNING, same logits):", "", "```python",
+                     "from peft import PeftModel", 'model = PeftModel.from_pretrained(base_model, REPO_ID, subfolder="vanilla")',
+                     "```", ""]  # fmt: skip
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(sections))
+
+
+def write_sharing_files(peft_model, save_directory: str, selected_adapters=None) -> None:
+    """Add `vanilla/` and the model card for every plugin adapter saved into `save_directory`."""
+    from .export import export_prompt_tuning
+
+    for adapter_name in selected_adapters or list(peft_model.peft_config):
+        config = peft_model.peft_config[adapter_name]
+        if str(getattr(config.peft_type, "value", config.peft_type)) not in PLUGIN_PEFT_TYPES:
+            continue
+        folder = save_directory if adapter_name == "default" else os.path.join(save_directory, adapter_name)
+        has_vanilla = getattr(peft_model.prompt_encoder[adapter_name], "exportable", True)
+        if has_vanilla:
+            export_prompt_tuning(peft_model, os.path.join(folder, "vanilla"), adapter_name=adapter_name)
+        build_model_card(peft_model, adapter_name, has_vanilla).save(os.path.join(folder, "README.md"))

@@ -1,0 +1,32 @@
+"""What every plugin prompt config shares: validation and the base-model fingerprint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ._peft_compat import PeftType, PromptLearningConfig, validate_task_type
+
+
+@dataclass
+class PluginPromptConfig(PromptLearningConfig):
+    """Base of the plugin's prompt configs (subclasses set `PEFT_TYPE_NAME`).
+
+    Args:
+        num_virtual_tokens (`int`): Number of virtual tokens (prompt length), > 0.
+        base_model_fingerprint (`dict`): Architecture, width, vocabulary size and embedding digest
+            of the base model, filled in when the prompt is created; loading checks it.
+    """
+
+    PEFT_TYPE_NAME = None  # set by each subclass, e.g. "VOCAB_SAMPLED_PROMPT_TUNING"
+
+    base_model_fingerprint: Optional[dict] = field(
+        default=None, metadata={"help": "Fingerprint of the base model the prompt was made for (set automatically)."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.peft_type = PeftType[self.PEFT_TYPE_NAME]
+        validate_task_type(self.task_type)
+        if not isinstance(self.num_virtual_tokens, int) or isinstance(self.num_virtual_tokens, bool) or self.num_virtual_tokens <= 0:
+            raise ValueError(f"num_virtual_tokens must be a positive integer, got {self.num_virtual_tokens!r}.")

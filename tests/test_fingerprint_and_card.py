@@ -1,0 +1,95 @@
+"""Base-model fingerprints and the files a saved plugin adapter carries for sharing (offline)."""
+
+import json
+
+import peft
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from peft import PeftModel
+
+import testing_common as common
+from peft_softprompt_ext import attach_results
+from peft_softprompt_ext.fingerprint import base_model_fingerprint, embedding_digest
+
+
+@pytest.fixture
+def saved(tmp_path):
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_top_frequent")
+    peft_model.save_pretrained(tmp_path)
+    return peft_model, tmp_path
+
+
+def test_fingerprint_is_saved_in_the_adapter_config(saved):
+    peft_model, folder = saved
+    fingerprint = json.loads((folder / "adapter_config.json").read_text())["base_model_fingerprint"]
+    assert fingerprint == base_model_fingerprint(peft_model)
+    assert fingerprint["hidden_size"] == 32 and fingerprint["vocab_size"] == common.VOCAB_SIZE
+    assert fingerprint["architecture"] == "GPT2LMHeadModel" and fingerprint["embedding_digest"].startswith("sha256:")
+
+
+def test_same_shapes_other_weights_is_refused_with_what_differs(saved):
+    _, folder = saved
+    other, _ = common.tiny_model("gpt2", seed=1)
+    with pytest.raises(ValueError, match=r"trained on another base model: embedding_digest: adapter 'sha256:"):
+        PeftModel.from_pretrained(other, folder)
+
+
+def test_other_architecture_is_refused_naming_it(saved):
+    _, folder = saved
+    llama, _ = common.tiny_model("llama")
+    with pytest.raises(ValueError, match=r"architecture: adapter 'GPT2LMHeadModel' vs base model 'LlamaForCausalLM'"):
+        PeftModel.from_pretrained(llama, folder)
+
+
+def test_override_loads_and_adopts_the_new_base(saved, tmp_path):
+    peft_model, folder = saved
+    other, _ = common.tiny_model("gpt2", seed=1)
+    loaded = PeftModel.from_pretrained(other, folder, allow_base_model_mismatch=True)
+    torch.testing.assert_close(loaded.prompt_encoder["default"].embedding.weight, peft_model.prompt_encoder["default"].embedding.weight)
+    assert loaded.peft_config["default"].base_model_fingerprint == base_model_fingerprint(other)
+
+
+def test_digest_ignores_dtype_but_not_values():
+    weight = torch.randn(100, 8)
+    assert embedding_digest(weight) == embedding_digest(weight.to(torch.bfloat16))
+    changed = weight.clone()
+    changed[0, 0] += 1.0
+    assert embedding_digest(changed) != embedding_digest(weight)
+
+
+def test_save_writes_a_vanilla_copy_that_plain_peft_loads(saved):
+    peft_model, folder = saved
+    assert json.loads((folder / "vanilla" / "adapter_config.json").read_text())["peft_type"] == "PROMPT_TUNING"
+    base, _ = common.tiny_model("gpt2")
+    vanilla = PeftModel.from_pretrained(base, folder, subfolder="vanilla")
+    batch = common.inference_batch("gpt2")
+    torch.testing.assert_close(common.forward_logits(vanilla, batch), common.forward_logits(peft_model, batch), rtol=1e-5, atol=1e-5)
+
+
+def test_model_card_parses_and_carries_the_fields(tmp_path):
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_top_frequent")
+    attach_results(peft_model, {"method": "vocab_sampled", "task": "movie_sentiment", "seed": 0, "steps": 5, "batch_size": 4,
+                                "metrics": {"accuracy": 0.8125, "macro_f1": 0.8}})  # fmt: skip
+    peft_model.save_pretrained(tmp_path)
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.library_name == "peft"
+    assert {"prompt-tuning", "soft-prompt", "peft-softprompt-ext", "vocab_sampled_prompt_tuning"} <= set(card.data.tags)
+    text = card.text
+    assert '"vocab_sampling": "top_frequent"' in text and '"num_virtual_tokens": 5' in text
+    assert "| accuracy | 0.8125 |" in text
+    assert "nearest tokens (cosine)" in text and "(1.00)" in text  # sampled rows read back as themselves
+    assert 'subfolder="vanilla"' in text and "import peft_softprompt_ext" in text
+
+
+def test_pickle_saves_are_refused(tmp_path):
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    with pytest.raises(ValueError, match="safetensors only"):
+        peft_model.save_pretrained(tmp_path, safe_serialization=False)
+
+
+def test_vanilla_peft_save_is_unchanged(tmp_path):
+    model, _ = common.tiny_model("gpt2")
+    vanilla = peft.get_peft_model(model, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
+    vanilla.save_pretrained(tmp_path)
+    assert not (tmp_path / "vanilla").exists()
