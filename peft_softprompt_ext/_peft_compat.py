@@ -236,11 +236,24 @@ def _causal_forward(original, self, *args, **kwargs):
     return prompt_injection.causal_lm_forward(_plugin_parts(self), *args, **kwargs)
 
 
+def _causal_generate(original, self, *args, **kwargs):
+    if not is_plugin_config(self.active_peft_config):
+        return original(self, *args, **kwargs)
+    # The prompt is computed once from the original input, so it stays the same at every step with
+    # or without a cache (input-dependent mixing would otherwise see the generated tokens too).
+    self._plugin_generation_prompts = prompt_injection.generation_prompts(_plugin_parts(self), args, kwargs)
+    try:
+        return original(self, *args, **kwargs)
+    finally:
+        del self._plugin_generation_prompts
+
+
 def _causal_prepare_inputs_for_generation(original, self, *args, task_ids=None, **kwargs):
     if not is_plugin_config(self.active_peft_config):
         return original(self, *args, task_ids=task_ids, **kwargs)
     model_inputs = self.base_model_prepare_inputs_for_generation(*args, **kwargs)
-    return prompt_injection.prepare_causal_generation_step(_plugin_parts(self), model_inputs, task_ids=task_ids)
+    fixed = getattr(self, "_plugin_generation_prompts", None)
+    return prompt_injection.prepare_causal_generation_step(_plugin_parts(self), model_inputs, task_ids, fixed)
 
 
 def _seq2seq_forward(original, self, *args, **kwargs):
@@ -318,11 +331,29 @@ def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_
     return peft_model
 
 
+def _push_to_hub(original, self, repo_id, *args, **kwargs):
+    result = original(self, repo_id, *args, **kwargs)
+    if "default" in self.peft_config and is_plugin_config(self.peft_config["default"]):
+        # transformers' push replaces the README that save_pretrained wrote with a generic card;
+        # put the plugin's card back in a second commit.
+        from huggingface_hub import upload_file
+
+        from .hub import build_model_card
+
+        has_vanilla = getattr(self.prompt_encoder["default"], "exportable", True)
+        card = str(build_model_card(self, "default", has_vanilla)).replace("REPO_ID", repr(repo_id))
+        upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=repo_id, token=kwargs.get("token"),
+                    revision=kwargs.get("revision"), commit_message="Soft-prompt model card (peft_softprompt_ext)")  # fmt: skip
+    return result
+
+
 PATCHED_METHODS = [
     (PeftModel, "_setup_prompt_encoder", _setup_prompt_encoder),
     (PeftModel, "get_prompt", _get_prompt),
     (PeftModel, "save_pretrained", _save_pretrained),
+    (PeftModel, "push_to_hub", _push_to_hub),
     (PeftModelForCausalLM, "forward", _causal_forward),
+    (PeftModelForCausalLM, "generate", _causal_generate),
     (PeftModelForCausalLM, "prepare_inputs_for_generation", _causal_prepare_inputs_for_generation),
     (PeftModelForSeq2SeqLM, "forward", _seq2seq_forward),
     (PeftModelForSeq2SeqLM, "generate", _seq2seq_generate),
@@ -330,8 +361,15 @@ PATCHED_METHODS = [
 ]
 
 
+def _own_or_inherited(owner: type, name: str):
+    """The attribute as defined on `owner` or inherited (push_to_hub comes from transformers)."""
+    if name in owner.__dict__:
+        return owner.__dict__[name]
+    return getattr(owner, name)  # AttributeError here means PEFT moved the method: the tests say so
+
+
 def _install_method(owner: type, name: str, implementation) -> None:
-    current = owner.__dict__[name]  # KeyError here means PEFT moved the method: the tests say so
+    current = _own_or_inherited(owner, name)
     original = getattr(current, _PATCH_MARKER, current)
 
     @functools.wraps(original)
@@ -365,7 +403,7 @@ def install_patches() -> None:
 
 def original_method(owner: type, name: str):
     """PEFT's own implementation behind one of our wrappers (for tests and diagnostics)."""
-    current = owner.__dict__[name]
+    current = _own_or_inherited(owner, name)
     return getattr(current, _PATCH_MARKER, current)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import peft_softprompt_ext  # noqa: E402,F401  (registers the plugin methods)
 from peft_softprompt_ext import recipe_support as support  # noqa: E402
 from peft_softprompt_ext.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from peft_softprompt_ext.peak_memory import peak_memory_mb, reset_peak_memory  # noqa: E402
 from peft_softprompt_ext.recipe_config import load_config, save_config  # noqa: E402
 
 
@@ -81,7 +81,7 @@ def results_record(accelerator, setup, config, history, metrics, wall_seconds) -
         "batch_size": config.batch_size,
         "wall_time_s": wall_seconds,
         "time_per_step_s": statistics.median(step_seconds) if step_seconds else None,
-        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_memory_mb": peak_memory_mb(),
         "world_size": accelerator.num_processes,
         # one digest of the trainable parameters per process: data parallelism kept them identical
         "rank_parameter_digests": support.rank_parameter_digests(accelerator, setup.model),
@@ -96,6 +96,7 @@ def results_record(accelerator, setup, config, history, metrics, wall_seconds) -
 def run(config, resume: bool = False) -> dict:
     """setup -> train -> evaluate -> save; returns the results record."""
     began = time.perf_counter()
+    reset_peak_memory()
     # cpu=True on a machine without CUDA: with the 2-process launcher config this turns two
     # independent world-size-1 jobs into one gloo data-parallel group (a silent trap otherwise).
     accelerator = Accelerator(cpu=not torch.cuda.is_available())

@@ -68,8 +68,11 @@ EXPECTED_SIGNATURES = {
     "PeftModel.save_pretrained": ["self", "save_directory", "safe_serialization", "selected_adapters",
                                   "save_embedding_layers", "is_main_process", "path_initial_model_for_weight_conversion",
                                   "kwargs"],  # fmt: skip
+    "PeftModel.push_to_hub": ["self", "repo_id", "commit_message", "commit_description", "private", "token",
+                              "revision", "create_pr", "max_shard_size", "tags"],  # fmt: skip
     "PeftModelForCausalLM.forward": ["self", "input_ids", "attention_mask", "inputs_embeds", "labels",
                                      "output_attentions", "output_hidden_states", "return_dict", "task_ids", "kwargs"],  # fmt: skip
+    "PeftModelForCausalLM.generate": ["self", "args", "kwargs"],
     "PeftModelForCausalLM.prepare_inputs_for_generation": ["self", "args", "task_ids", "kwargs"],
     "PeftModelForSeq2SeqLM.forward": ["self", "input_ids", "attention_mask", "inputs_embeds", "decoder_input_ids",
                                       "decoder_attention_mask", "decoder_inputs_embeds", "labels", "output_attentions",

@@ -1,0 +1,130 @@
+"""Hub sharing with the real huggingface_hub client against a loopback Hub (tests/hub_server.py)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from huggingface_hub import ModelCard, upload_folder
+from peft import PeftModel
+
+import testing_common as common
+from hub_server import hub_client
+from peft_softprompt_ext import MixturePromptTuningConfig, attach_results
+
+REPO_ID = "org/tiny-soft-prompt"
+
+
+@pytest.fixture
+def hub(tmp_path):
+    yield from hub_client(tmp_path / "client")
+
+
+@pytest.fixture
+def pushed(hub):
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_top_frequent")
+    common.train_steps(peft_model, common.batch_for("gpt2"), steps=2)
+    attach_results(peft_model, {"method": "vocab_sampled", "task": "movie_sentiment", "seed": 0, "steps": 2,
+                                "batch_size": 3, "metrics": {"accuracy": 0.75, "macro_f1": 0.7}})  # fmt: skip
+    peft_model.push_to_hub(REPO_ID)
+    return peft_model
+
+
+def logits(model):
+    return common.forward_logits(model, common.inference_batch("gpt2"))
+
+
+def test_push_then_pull_gives_equal_logits(hub, pushed):
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "vanilla/adapter_config.json",
+            "vanilla/adapter_model.safetensors"} <= set(hub.files(REPO_ID))  # fmt: skip
+    pulled = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], REPO_ID)
+    torch.testing.assert_close(logits(pulled), logits(pushed), rtol=1e-5, atol=1e-5)
+
+
+def test_pushed_card_parses_and_carries_the_fields(hub, pushed):
+    card = ModelCard.load(REPO_ID)
+    assert card.data.library_name == "peft"
+    assert {"prompt-tuning", "soft-prompt", "peft-softprompt-ext", "vocab_sampled_prompt_tuning"} <= set(card.data.tags)
+    for needle in ('"vocab_sampling": "top_frequent"', '"num_virtual_tokens": 5', "| accuracy | 0.7500 |",
+                   "nearest tokens (cosine)", 'subfolder="vanilla"', f"'{REPO_ID}'", "trainable parameters"):  # fmt: skip
+        assert needle in card.text, needle
+
+
+def test_plain_peft_pulls_the_vanilla_copy_in_a_process_without_the_plugin(hub, pushed, tmp_path):
+    base_dir = tmp_path / "base"
+    common.tiny_model("gpt2")[0].save_pretrained(base_dir)
+    batch = common.inference_batch("gpt2")
+    torch.save(batch, tmp_path / "batch.pt")
+    torch.save(logits(pushed), tmp_path / "expected.pt")
+    code = (
+        "import torch\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n"
+        f"base = AutoModelForCausalLM.from_pretrained({str(base_dir)!r}).eval()\n"
+        f"model = PeftModel.from_pretrained(base, {REPO_ID!r}, subfolder='vanilla').eval()\n"
+        f"out = model(**torch.load({str(tmp_path / 'batch.pt')!r})).logits\n"
+        f"print('DIFF', (out - torch.load({str(tmp_path / 'expected.pt')!r})).abs().max().item())\n"
+    )
+    env = hub.env(tmp_path / "other-cache")
+    guard = "import sys\nsys.modules['peft_softprompt_ext'] = None\n"
+    result = subprocess.run([sys.executable, "-c", guard + code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.split("DIFF")[-1]) <= 1e-5
+
+
+def test_pull_at_a_revision(hub, pushed):
+    first = hub.head(REPO_ID)
+    with torch.no_grad():
+        pushed.prompt_encoder["default"].embedding.weight.add_(0.5)
+    pushed.push_to_hub(REPO_ID)
+    assert hub.head(REPO_ID) != first
+    old = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], REPO_ID, revision=first)
+    new = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], REPO_ID, revision="main")
+    assert not torch.allclose(logits(old), logits(new))
+    torch.testing.assert_close(logits(new), logits(pushed), rtol=1e-5, atol=1e-5)
+
+
+def test_mixture_bank_accepts_repo_ids(hub, pushed):
+    model, _ = common.tiny_model("gpt2")
+    config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, num_tasks=1, mixing="one_hot",
+                                       source_prompts=[REPO_ID])  # fmt: skip
+    import peft
+
+    served = peft.get_peft_model(model, config)
+    torch.testing.assert_close(served.prompt_encoder["default"].bank[0], pushed.prompt_encoder["default"].embedding.weight.detach())
+
+
+def test_pickle_only_repo_is_refused(hub, tmp_path):
+    from huggingface_hub import create_repo
+
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    peft_model.save_pretrained(tmp_path / "adapter")
+    os.rename(tmp_path / "adapter" / "adapter_model.safetensors", tmp_path / "adapter" / "adapter_model.bin")
+    create_repo("org/pickled")
+    upload_folder(repo_id="org/pickled", folder_path=str(tmp_path / "adapter"))
+    with pytest.raises(ValueError, match="safetensors only"):
+        PeftModel.from_pretrained(common.tiny_model("gpt2")[0], "org/pickled")
+
+
+def test_pull_from_a_prepopulated_offline_cache(tmp_path):
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    commit = "a" * 40
+    snapshot = tmp_path / "hub" / "models--org--cached" / "snapshots" / commit
+    peft_model.save_pretrained(snapshot)
+    (tmp_path / "hub" / "models--org--cached" / "refs").mkdir(parents=True)
+    (tmp_path / "hub" / "models--org--cached" / "refs" / "main").write_text(commit)
+    base_dir = tmp_path / "base"
+    common.tiny_model("gpt2")[0].save_pretrained(base_dir)
+    torch.save(logits(peft_model), tmp_path / "expected.pt")
+    torch.save(common.inference_batch("gpt2"), tmp_path / "batch.pt")
+    code = (
+        "import torch, peft_softprompt_ext\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n"
+        f"base = AutoModelForCausalLM.from_pretrained({str(base_dir)!r}).eval()\n"
+        "model = PeftModel.from_pretrained(base, 'org/cached').eval()\n"
+        f"out = model(**torch.load({str(tmp_path / 'batch.pt')!r})).logits\n"
+        f"print('DIFF', (out - torch.load({str(tmp_path / 'expected.pt')!r})).abs().max().item())\n"
+    )
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                            cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.split("DIFF")[-1]) <= 1e-5
