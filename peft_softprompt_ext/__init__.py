@@ -9,6 +9,7 @@ from .describe import describe_prompt
 from .export import export_prompt_tuning
 from .fingerprint import base_model_fingerprint
 from .hub import attach_results, build_model_card
+from .mixture import MixturePromptTuningConfig, Mixing, mixing_weights, serve_prompts
 from .vocab_sampled import VocabSampledPromptEmbedding, VocabSampledPromptTuningConfig, VocabSampling
 
 install_patches()
@@ -17,6 +18,10 @@ __version__ = "0.1.0"
 __all__ = [
     "SUPPORTED_PEFT",
     "VocabSampledPromptTuningConfig",
+    "MixturePromptTuningConfig",
+    "Mixing",
+    "mixing_weights",
+    "serve_prompts",
     "VocabSampledPromptEmbedding",
     "VocabSampling",
     "attach_results",

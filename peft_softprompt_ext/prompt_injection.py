@@ -128,7 +128,16 @@ def causal_lm_forward(
     )
 
 
-def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_ids=None) -> dict:
+def generation_prompts(parts: PromptParts, args: tuple, kwargs: dict) -> torch.Tensor:
+    """The prompts [B, P, D] for a whole `generate` call, from its original input."""
+    input_ids = kwargs.get("input_ids", args[0] if args else None)
+    embeds = kwargs.get("inputs_embeds") if input_ids is None else parts.word_embeddings(input_ids)
+    if embeds is None:
+        raise ValueError("generate needs input_ids or inputs_embeds with a soft prompt; got neither.")
+    return embed_prompts(parts, embeds, kwargs.get("attention_mask"), kwargs.get("task_ids"))
+
+
+def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_ids=None, fixed_prompts=None) -> dict:
     """Adjust one decoding step's model inputs (from transformers' prepare_inputs_for_generation).
 
     The first step (empty cache, or every step without a cache) gets the prompt in front; later
@@ -144,7 +153,10 @@ def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_
     if injecting:
         input_ids = model_inputs.get("input_ids")
         embeds = model_inputs.get("inputs_embeds") if input_ids is None else parts.word_embeddings(input_ids)
-        prompts = embed_prompts(parts, embeds, user_mask, task_ids)
+        if fixed_prompts is not None:  # computed once per generate call; beams/samples repeat rows
+            prompts = fixed_prompts.to(embeds.dtype).repeat_interleave(embeds.shape[0] // fixed_prompts.shape[0], dim=0)
+        else:
+            prompts = embed_prompts(parts, embeds, user_mask, task_ids)
         model_inputs["inputs_embeds"] = torch.cat((prompts, embeds), dim=1)
         model_inputs["input_ids"] = None
     if position_ids is not None:

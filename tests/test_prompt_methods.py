@@ -12,6 +12,7 @@ import testing_common as common
 from testing_common import ALL_CONFIG_NAMES, CAUSAL_MODELS, TINY_MODELS, batch_for, forward_logits, make_peft_model
 
 MATRIX = [(model, config) for model in TINY_MODELS for config in ALL_CONFIG_NAMES]
+EXPORTABLE_MATRIX = [(m, c) for m, c in MATRIX if c not in common.INPUT_DEPENDENT_CONFIGS]
 
 
 def comparable_fields(config) -> dict:
@@ -31,7 +32,9 @@ def test_only_prompt_parameters_get_gradients(model_name, config_name):
 @pytest.mark.parametrize("model_name,config_name", MATRIX)
 def test_a_few_steps_lower_the_loss(model_name, config_name):
     peft_model, _ = make_peft_model(model_name, config_name)
-    losses = common.train_steps(peft_model, batch_for(model_name), steps=8, lr=0.1)
+    # mixtures also train their mixing logits: a smaller step keeps the tiny random T5 stable
+    lr = 0.01 if config_name.startswith("mixture") else 0.03
+    losses = common.train_steps(peft_model, batch_for(model_name), steps=8, lr=lr)
     assert losses[-1] < losses[0] - 1e-3, losses
 
 
@@ -67,6 +70,19 @@ def test_load_with_is_trainable_resumes_training(model_name, tmp_path):
     assert not torch.equal(before, resumed.prompt_encoder["default"].embedding.weight.detach())
 
 
+@pytest.mark.parametrize("config_name", ["mixture_task", "mixture_attention"])
+def test_mixture_resumes_training_with_the_bank_frozen(config_name, tmp_path):
+    peft_model, _ = make_peft_model("llama", config_name)
+    peft_model.save_pretrained(tmp_path)
+    resumed = PeftModel.from_pretrained(common.tiny_model("llama")[0], tmp_path, is_trainable=True)
+    encoder = resumed.prompt_encoder["default"]
+    bank = encoder.bank.clone()
+    common.check_only_prompt_gets_grad(resumed, batch_for("llama"))
+    common.train_steps(resumed, batch_for("llama"), steps=3)
+    torch.testing.assert_close(encoder.bank, bank, rtol=0, atol=0)
+    assert "bank" not in dict(encoder.named_parameters())
+
+
 def test_load_without_is_trainable_is_frozen(tmp_path):
     peft_model, _ = make_peft_model("gpt2", "vocab_uniform")
     peft_model.save_pretrained(tmp_path)
@@ -79,7 +95,8 @@ def test_load_without_is_trainable_is_frozen(tmp_path):
 @pytest.mark.parametrize("left_pad", [False, True])
 def test_generate_with_cache_equals_no_cache_and_manual_loop(model_name, config_name, left_pad):
     peft_model, _ = make_peft_model(model_name, config_name)
-    common.check_generate_matches_no_cache(peft_model, batch_for(model_name, left_pad=left_pad), max_new_tokens=32)
+    common.check_generate_matches_no_cache(peft_model, batch_for(model_name, left_pad=left_pad), max_new_tokens=32,
+                                           manual_loop=config_name not in common.INPUT_DEPENDENT_CONFIGS)  # fmt: skip
 
 
 @pytest.mark.parametrize("config_name", ALL_CONFIG_NAMES)
@@ -100,7 +117,7 @@ def test_seq2seq_generate_with_and_without_cache(config_name):
 
 @pytest.mark.parametrize("config_name", ALL_CONFIG_NAMES)
 def test_config_json_round_trip(config_name, tmp_path):
-    config = common.all_configs()[config_name]("CAUSAL_LM")
+    config = common.all_configs()[config_name]("CAUSAL_LM", "gpt2")
     config.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "adapter_config.json").read_text())
     assert "corpus" not in saved
@@ -113,7 +130,7 @@ def test_auto_peft_model_for_causal_lm_with_local_base_folder(tmp_path):
     base, _ = common.tiny_model("llama")
     base.save_pretrained(tmp_path / "base")
     base = type(base).from_pretrained(tmp_path / "base")
-    peft_model = peft.get_peft_model(base, common.all_configs()["vocab_top_frequent"]("CAUSAL_LM"))
+    peft_model = peft.get_peft_model(base, common.all_configs()["vocab_top_frequent"]("CAUSAL_LM", "llama"))
     assert peft_model.peft_config["default"].base_model_name_or_path == str(tmp_path / "base")
     peft_model.save_pretrained(tmp_path / "adapter")
     batch = common.inference_batch("llama")
@@ -147,7 +164,7 @@ def vanilla_export_results(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("export")
     cases = []
-    for model_name, config_name in MATRIX:
+    for model_name, config_name in EXPORTABLE_MATRIX:
         name = f"{model_name}-{config_name}"
         peft_model, config = make_peft_model(model_name, config_name)
         common.train_steps(peft_model, batch_for(model_name), steps=2)
@@ -167,7 +184,7 @@ def vanilla_export_results(tmp_path_factory):
     return json.loads(line[len("RESULTS"):])
 
 
-@pytest.mark.parametrize("model_name,config_name", MATRIX)
+@pytest.mark.parametrize("model_name,config_name", EXPORTABLE_MATRIX)
 def test_vanilla_export_loads_without_plugin_with_equal_logits(vanilla_export_results, model_name, config_name):
     result = vanilla_export_results[f"{model_name}-{config_name}"]
     assert result["type"] == "PeftType.PROMPT_TUNING"

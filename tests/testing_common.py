@@ -179,14 +179,36 @@ def run_python_without_plugin(code: str, timeout: int = 300) -> subprocess.Compl
 
 
 # --------------------------------------------------------------------------- configs
-def all_configs():
-    """name -> factory(task_type) of every plugin config variant the matrix tests cover."""
+@functools.lru_cache(maxsize=None)
+def bank_folders(model_name: str, count: int = 2) -> tuple[str, ...]:
+    """`count` saved single-prompt adapters (5 virtual tokens) for tiny `model_name`: a mixture's bank."""
+    import peft
+
     from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    folders = []
+    for index in range(count):
+        model, task_type = tiny_model(model_name)
+        config = VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, seed=100 + index)
+        folder = tempfile.mkdtemp(prefix=f"bank-{model_name}-{index}-")
+        peft.get_peft_model(model, config).save_pretrained(folder)
+        folders.append(folder)
+    return tuple(folders)
+
+
+def all_configs():
+    """name -> factory(task_type, model_name) of every plugin config variant the matrix tests cover."""
+    from peft_softprompt_ext import MixturePromptTuningConfig, VocabSampledPromptTuningConfig
 
     tokenizer_dir = tiny_tokenizer_dir()
 
     def vocab(**kwargs):
-        return lambda task_type: VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, **kwargs)
+        return lambda task_type, model_name: VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, **kwargs)
+
+    def mixture(**kwargs):
+        return lambda task_type, model_name: MixturePromptTuningConfig(
+            task_type=task_type, num_virtual_tokens=5, source_prompts=list(bank_folders(model_name)), **kwargs
+        )
 
     return {
         "vocab_uniform": vocab(vocab_sampling="uniform", seed=3),
@@ -196,17 +218,23 @@ def all_configs():
             vocab_sampling="class_labels", class_labels=[" positive", " negative review"], num_frequent_tokens=50,
             norm_matching=True, tokenizer_name_or_path=tokenizer_dir,
         ),  # fmt: skip
+        "mixture_task": mixture(mixing="task"),
+        "mixture_attention": mixture(mixing="attention", attention_hidden=8),
     }
 
 
-ALL_CONFIG_NAMES = ["vocab_uniform", "vocab_top_frequent", "vocab_task_corpus", "vocab_class_labels"]
+ALL_CONFIG_NAMES = ["vocab_uniform", "vocab_top_frequent", "vocab_task_corpus", "vocab_class_labels", "mixture_task",
+                    "mixture_attention"]  # fmt: skip
+# Configs whose prompt depends on the input: no single exportable prompt, and a no-cache loop
+# over forward (which re-reads the generated tokens) is not what generate computes.
+INPUT_DEPENDENT_CONFIGS = {"mixture_attention"}
 
 
 def make_peft_model(model_name: str, config_name: str, seed: int = 0):
     import peft
 
     model, task_type = tiny_model(model_name, seed=seed)
-    config = all_configs()[config_name](task_type)
+    config = all_configs()[config_name](task_type, model_name)
     return peft.get_peft_model(model, config), config
 
 
@@ -228,17 +256,19 @@ def check_only_prompt_gets_grad(peft_model, batch):
     peft_model.eval()
 
 
-def check_generate_matches_no_cache(peft_model, batch, max_new_tokens: int = 32):
-    """Greedy generate with cache == without cache == a manual no-cache loop over forward."""
+def check_generate_matches_no_cache(peft_model, batch, max_new_tokens: int = 32, manual_loop: bool = True, **extra):
+    """Greedy generate with cache == without cache (== a manual no-cache loop over forward)."""
     kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=max_new_tokens,
-                  do_sample=False, min_new_tokens=max_new_tokens)  # fmt: skip
+                  do_sample=False, min_new_tokens=max_new_tokens, **extra)  # fmt: skip
     with torch.no_grad():
         cached = peft_model.generate(**kwargs, use_cache=True)
         uncached = peft_model.generate(**kwargs, use_cache=False)
-    manual = greedy_manual_loop(peft_model, batch["input_ids"], batch["attention_mask"], max_new_tokens)
     assert cached.shape[1] == batch["input_ids"].shape[1] + max_new_tokens
     torch.testing.assert_close(cached, uncached, rtol=0, atol=0)
-    torch.testing.assert_close(cached, manual, rtol=0, atol=0)
+    if manual_loop:
+        manual = greedy_manual_loop(peft_model, batch["input_ids"], batch["attention_mask"], max_new_tokens, **extra)
+        torch.testing.assert_close(cached, manual, rtol=0, atol=0)
+    return cached
 
 
 @functools.lru_cache(maxsize=None)

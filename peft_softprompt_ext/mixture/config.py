@@ -1,0 +1,82 @@
+"""Configuration of multi-task prompt mixing (a frozen bank of source prompts + target prompts)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from ..plugin_config import PluginPromptConfig
+
+PEFT_TYPE_NAME = "MIXTURE_PROMPT_TUNING"
+
+
+class Mixing(str, enum.Enum):
+    """How the bank prompts (and the target prompt) are combined."""
+
+    TASK = "task"  # one learned weight vector per task
+    ATTENTION = "attention"  # ATTEMPT-style: per input, from its pooled embeddings
+    ONE_HOT = "one_hot"  # task k uses bank prompt k as is: serving many plain prompts, nothing trains
+
+
+@dataclass
+class MixturePromptTuningConfig(PluginPromptConfig):
+    """Soft prompts for `num_tasks` tasks, mixed from a frozen bank of trained source prompts.
+
+    The prompt a row gets is a convex combination of the bank prompts and its task's target
+    prompt: `prompt = sum_k w_k * C_k`, `C = [bank_1, ..., bank_K, target_task]`, `w = softmax(...)`.
+    With `mixing="task"` the logits are learned per task (SPoT/MPT-like transfer: for a given task
+    the result is one fixed prompt, exportable to vanilla PEFT). With `mixing="attention"` they
+    come from the input (ATTEMPT, Asai et al. 2022): the input's mean-pooled embedding goes
+    through a small bottleneck projection and is compared with each mean-pooled candidate
+    prompt, so every input gets its own prompt (not exportable as one prompt). `mixing="one_hot"`
+    serves several trained prompts side by side: task k is bank prompt k; nothing is trained.
+    Each row picks its task with `task_ids` in `forward` and `generate`.
+
+    Args:
+        num_virtual_tokens (`int`): Prompt length; every bank prompt must have exactly this many
+            virtual tokens (prompts of other lengths or widths are refused, naming the source).
+        source_prompts (`list[str]`): Saved adapter folders or Hub repo ids (plain PEFT
+            PROMPT_TUNING or this plugin's single-prompt methods). Read once at creation; the
+            bank is saved inside the adapter, so loading never needs the sources again.
+        num_tasks (`int`): Number of tasks (rows choose one with `task_ids`).
+        mixing (`str`): `"task"`, `"attention"` or `"one_hot"`.
+        attention_hidden (`int`): Bottleneck width of the attention projection.
+        attention_temperature (`float`): Softmax temperature of the attention scores.
+        source_revision (`str`): Hub revision for repo-id sources.
+        allow_base_model_mismatch (`bool`): Accept plugin source prompts whose saved base-model
+            fingerprint differs from this model's.
+    """
+
+    PEFT_TYPE_NAME = PEFT_TYPE_NAME
+
+    source_prompts: list = field(default_factory=list, metadata={"help": "Adapter folders or Hub ids of the bank."})
+    num_tasks: int = field(default=1, metadata={"help": "Number of tasks; rows pick theirs with task_ids."})
+    mixing: Union[Mixing, str] = field(default=Mixing.TASK, metadata={"help": "'task', 'attention' or 'one_hot'."})
+    attention_hidden: int = field(default=64, metadata={"help": "Bottleneck width of the attention projection."})
+    attention_temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of attention mixing."})
+    source_revision: Optional[str] = field(default=None, metadata={"help": "Hub revision for repo-id sources."})
+    allow_base_model_mismatch: bool = field(
+        default=False, metadata={"help": "Accept bank prompts saved for another base model."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        allowed = [member.value for member in Mixing]
+        if str(getattr(self.mixing, "value", self.mixing)) not in allowed:
+            raise ValueError(f"mixing={self.mixing!r} is not one of {allowed}.")
+        self.mixing = Mixing(getattr(self.mixing, "value", self.mixing))
+        if not isinstance(self.source_prompts, (list, tuple)) or not self.source_prompts:
+            raise ValueError(f"source_prompts must be a non-empty list of adapter folders or repo ids, got {self.source_prompts!r}.")
+        self.source_prompts = [str(source) for source in self.source_prompts]
+        if not isinstance(self.num_tasks, int) or self.num_tasks <= 0:
+            raise ValueError(f"num_tasks must be a positive integer, got {self.num_tasks!r}.")
+        if self.mixing == Mixing.ONE_HOT and self.num_tasks != len(self.source_prompts):
+            raise ValueError(
+                f"mixing='one_hot' serves one bank prompt per task: num_tasks={self.num_tasks} but "
+                f"{len(self.source_prompts)} source_prompts."
+            )
+        if not isinstance(self.attention_hidden, int) or self.attention_hidden <= 0:
+            raise ValueError(f"attention_hidden must be a positive integer, got {self.attention_hidden!r}.")
+        if not self.attention_temperature > 0:
+            raise ValueError(f"attention_temperature must be > 0, got {self.attention_temperature!r}.")

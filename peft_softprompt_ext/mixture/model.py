@@ -1,0 +1,140 @@
+"""The encoder of multi-task prompt mixing: a frozen bank, target prompts and mixing weights."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .._peft_compat import PluginPromptEncoder
+from ..prompt_bank import load_saved_prompt
+from .config import Mixing
+
+
+def check_task_ids(task_ids, batch_size: int, num_tasks: int, device) -> torch.Tensor:
+    """`task_ids` as a LongTensor [batch_size]; missing ids are only allowed for one task."""
+    if task_ids is None:
+        if num_tasks == 1:
+            return torch.zeros(batch_size, dtype=torch.long, device=device)
+        raise ValueError(f"task_ids is missing: this mixture has num_tasks={num_tasks}; pass one task id per row.")
+    task_ids = torch.as_tensor(task_ids, device=device).long().reshape(-1)
+    if task_ids.numel() != batch_size:
+        raise ValueError(f"task_ids has {task_ids.numel()} entries for a batch of {batch_size} rows; give one per row.")
+    bad = task_ids[(task_ids < 0) | (task_ids >= num_tasks)]
+    if bad.numel():
+        raise ValueError(f"task_ids {sorted(set(bad.tolist()))} out of range: expected 0..{num_tasks - 1}.")
+    return task_ids
+
+
+class MixturePromptEncoder(PluginPromptEncoder):
+    """Mixes a frozen bank of K source prompts and per-task target prompts, per row.
+
+    Example:
+        >>> config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20,
+        ...     source_prompts=["prompts/sentiment", "org/topic-prompt"], num_tasks=2, mixing="task")
+        >>> peft_model = peft.get_peft_model(model, config)
+        >>> peft_model(input_ids=ids, attention_mask=mask, task_ids=torch.tensor([0, 1, 1]))
+
+    Input: batch_size, task_ids [batch_size], and (attention mixing) inputs_embeds [B, L, D] with
+    attention_mask [B, L]. Output shape: [batch_size, num_virtual_tokens, token_dim].
+    Trainable: target prompts [num_tasks, P, D], and task logits [num_tasks, K + 1] or the
+    attention projection; the bank [K, P, D] is a buffer and never gets a gradient.
+    """
+
+    def __init__(self, config, word_embeddings: torch.nn.Module, model_config=None):
+        super().__init__()
+        self.mixing = config.mixing
+        self.num_tasks = config.num_tasks
+        self.temperature = config.attention_temperature
+        self.exportable = config.mixing != Mixing.ATTENTION
+        count, length, width = len(config.source_prompts), config.num_virtual_tokens, config.token_dim
+        self.register_buffer("bank", torch.zeros(count, length, width))
+        if not config.inference_mode:
+            self.bank.copy_(self._read_bank(config))
+        if self.mixing == Mixing.ONE_HOT:
+            return
+        # a warm start: each task's target prompt begins as the mean of the bank
+        self.target_prompts = torch.nn.Parameter(self.bank.mean(0, keepdim=True).repeat(config.num_tasks, 1, 1))
+        if self.mixing == Mixing.TASK:
+            self.task_logits = torch.nn.Parameter(torch.zeros(config.num_tasks, count + 1))
+        else:
+            self.attention_down = torch.nn.Linear(width, config.attention_hidden, bias=False)
+            self.attention_up = torch.nn.Linear(config.attention_hidden, width, bias=False)
+            # small: the scores start close to plain cosine similarity of input and prompt
+            torch.nn.init.normal_(self.attention_up.weight, std=0.01)
+
+    @staticmethod
+    def _read_bank(config) -> torch.Tensor:
+        prompts = []
+        for source in config.source_prompts:
+            prompt, _ = load_saved_prompt(source, config.token_dim, config.base_model_fingerprint,
+                                          config.allow_base_model_mismatch, config.source_revision)  # fmt: skip
+            if prompt.shape[0] != config.num_virtual_tokens:
+                raise ValueError(
+                    f"Bank prompt {source!r} has {prompt.shape[0]} virtual tokens but num_virtual_tokens="
+                    f"{config.num_virtual_tokens}: every bank prompt must have the mixture's length."
+                )
+            prompts.append(prompt)
+        return torch.stack(prompts)
+
+    # ------------------------------------------------------------------ mixing
+    def _pooled(self, tensor: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Mean over the sequence dim [B, L, D] -> [B, D], counting only unmasked positions."""
+        if mask is None:
+            return tensor.mean(dim=1)
+        weights = mask.to(tensor.dtype).unsqueeze(-1)
+        return (tensor * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+    def mixing_weights(self, task_ids, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
+        """Weights [B, K + 1] over (bank..., target) for each row (one-hot: [B, K])."""
+        if self.mixing == Mixing.ONE_HOT:
+            return F.one_hot(task_ids, self.bank.shape[0]).float()
+        if self.mixing == Mixing.TASK:
+            return torch.softmax(self.task_logits[task_ids], dim=-1)
+        if inputs_embeds is None:
+            raise ValueError("mixing='attention' needs the input embeddings to score prompts; none were given.")
+        pooled = self._pooled(inputs_embeds.to(self.attention_down.weight.dtype), attention_mask)
+        query = F.normalize(pooled + self.attention_up(F.silu(self.attention_down(pooled))), dim=-1)
+        bank_keys = self.bank.mean(dim=1).expand(len(task_ids), -1, -1)
+        target_keys = self.target_prompts[task_ids].mean(dim=1, keepdim=True)
+        keys = F.normalize(torch.cat((bank_keys, target_keys), dim=1), dim=-1)
+        return torch.softmax(torch.einsum("bd,bkd->bk", query, keys) / self.temperature, dim=-1)
+
+    def forward(self, batch_size: int, task_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
+        task_ids = check_task_ids(task_ids, batch_size, self.num_tasks, self.bank.device)
+        weights = self.mixing_weights(task_ids, inputs_embeds, attention_mask)
+        if self.mixing == Mixing.ONE_HOT:
+            return self.bank[task_ids]
+        count = self.bank.shape[0]
+        mixed = torch.einsum("bk,kpd->bpd", weights[:, :count], self.bank)
+        return mixed + weights[:, count, None, None] * self.target_prompts[task_ids]
+
+    def prompt_table(self, task: int | None = None) -> torch.Tensor:
+        """The one prompt [P, D] that task `task` gets (task-level mixing only)."""
+        if self.mixing == Mixing.ATTENTION:
+            raise ValueError(
+                "mixing='attention' gives every input its own prompt, so there is no single prompt to export or "
+                "describe; use mixing='task' for exportable per-task prompts."
+            )
+        if task is None and self.num_tasks > 1:
+            raise ValueError(f"This mixture has {self.num_tasks} tasks: pass task=<0..{self.num_tasks - 1}>.")
+        return self.forward(1, task_ids=torch.tensor([task or 0]))[0]
+
+    # ------------------------------------------------------------------ state
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        # the bank is saved too: a loaded mixture never needs its source adapters again
+        return {name: tensor.detach() for name, tensor in self._state_tensors().items()}
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        return {"bank": self.bank, **dict(self.named_parameters())}
+
+    def load_adapter_state(self, state_dict: dict[str, torch.Tensor]) -> None:
+        expected = self._state_tensors()
+        missing = sorted(set(expected) - set(state_dict))
+        if missing:
+            raise ValueError(f"Mixture adapter weights lack {missing}; found {sorted(state_dict)}.")
+        for name, target in expected.items():
+            tensor = state_dict[name]
+            if tuple(tensor.shape) != tuple(target.shape) or not tensor.is_floating_point():
+                raise ValueError(f"{name!r} has shape {tuple(tensor.shape)}; expected a float tensor of shape {tuple(target.shape)}.")
+            with torch.no_grad():
+                target.copy_(tensor)

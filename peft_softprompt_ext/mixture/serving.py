@@ -1,0 +1,72 @@
+"""Reading a mixture's weights, and serving several trained prompts per row on one base model."""
+
+from __future__ import annotations
+
+import torch
+
+from .._peft_compat import adapter_config_of, input_embeddings_of, prompt_encoder_of
+from .config import Mixing, MixturePromptTuningConfig
+from .model import MixturePromptEncoder, check_task_ids
+
+
+def _source_names(config) -> list[str]:
+    return list(config.source_prompts) + ([] if config.mixing == Mixing.ONE_HOT else ["target"])
+
+
+@torch.no_grad()
+def mixing_weights(peft_model, input_ids=None, attention_mask=None, task_ids=None, adapter_name: str | None = None) -> dict:
+    """Which source prompts each task leans on.
+
+    Returns `{"sources": [source..., "target"], "weights": tensor}`: for `mixing="task"` (and
+    one-hot) the weights [num_tasks, K + 1] of every task; for `mixing="attention"` the mean
+    attention [K + 1] over the given batch (`input_ids`, `attention_mask`, `task_ids`).
+    """
+    config = adapter_config_of(peft_model, adapter_name)
+    encoder = prompt_encoder_of(peft_model, adapter_name)
+    if not isinstance(encoder, MixturePromptEncoder):
+        raise ValueError(f"Adapter {adapter_name or peft_model.active_adapter!r} is not a mixture ({config.peft_type}).")
+    if config.mixing != Mixing.ATTENTION:
+        all_tasks = torch.arange(config.num_tasks, device=encoder.bank.device)
+        return {"sources": _source_names(config), "weights": encoder.mixing_weights(all_tasks).cpu()}
+    if input_ids is None:
+        raise ValueError("mixing='attention' weights depend on the input: pass input_ids (and attention_mask).")
+    task_ids = check_task_ids(task_ids, input_ids.shape[0], config.num_tasks, encoder.bank.device)
+    embeds = input_embeddings_of(peft_model)(input_ids)
+    weights = encoder.mixing_weights(task_ids, embeds, attention_mask)
+    return {"sources": _source_names(config), "weights": weights.mean(dim=0).cpu()}
+
+
+def serve_prompts(base_model, prompts: dict, task_type: str = "CAUSAL_LM", revision: str | None = None):
+    """Load several trained prompts side by side and address them per row.
+
+    Args:
+        base_model: the frozen model the prompts were trained on.
+        prompts: `{name: adapter folder or Hub repo id}`, all with the same number of virtual tokens.
+    Returns:
+        (peft_model, task_id) where `task_id(names)` maps prompt names to the `task_ids` tensor
+        that `forward`/`generate` take: row i uses prompt `names[i]`.
+    """
+    import json
+    import os
+
+    import peft
+
+    from ..prompt_bank import _adapter_files
+
+    if not prompts:
+        raise ValueError("serve_prompts needs at least one prompt: {name: adapter folder or repo id}.")
+    names, sources = list(prompts), [os.fspath(source) for source in prompts.values()]
+    with open(_adapter_files(sources[0], revision)[0], encoding="utf-8") as handle:
+        num_virtual = json.load(handle)["num_virtual_tokens"]
+    config = MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=num_virtual, source_prompts=sources,
+                                       num_tasks=len(sources), mixing="one_hot", source_revision=revision)  # fmt: skip
+    peft_model = peft.get_peft_model(base_model, config)
+    index = {name: i for i, name in enumerate(names)}
+
+    def task_id(row_names) -> torch.Tensor:
+        unknown = [name for name in row_names if name not in index]
+        if unknown:
+            raise ValueError(f"Unknown prompt name(s) {unknown}; served prompts: {names}.")
+        return torch.tensor([index[name] for name in row_names])
+
+    return peft_model, task_id

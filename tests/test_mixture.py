@@ -1,0 +1,186 @@
+"""Multi-task mixing: per-row tasks in one batch, export per task, weights, serving, bad input."""
+
+import json
+
+import peft
+import pytest
+import torch
+from peft import PeftModel
+
+import testing_common as common
+from peft_softprompt_ext import MixturePromptTuningConfig, export_prompt_tuning, mixing_weights, serve_prompts
+
+TASK_IDS = torch.tensor([2, 0, 1])
+
+
+def mixture(model_name, mixing="task", num_tasks=3, **kwargs):
+    model, task_type = common.tiny_model(model_name)
+    config = MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=5, source_prompts=list(common.bank_folders(model_name)),
+                                       num_tasks=num_tasks, mixing=mixing, attention_hidden=8, **kwargs)  # fmt: skip
+    peft_model = peft.get_peft_model(model, config)
+    with torch.no_grad():  # make tasks differ from each other
+        for parameter in peft_model.prompt_encoder["default"].parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.5)
+    return peft_model
+
+
+def rows(batch, index):
+    return {k: v[index : index + 1] for k, v in batch.items()}
+
+
+@pytest.mark.parametrize("model_name", list(common.TINY_MODELS))
+@pytest.mark.parametrize("mixing", ["task", "attention"])
+def test_mixed_batch_equals_per_task_batches(model_name, mixing):
+    # float64: in float32 BLAS kernels differ by batch size at ~1e-5 on these large random logits
+    peft_model = mixture(model_name, mixing).double()
+    batch = common.inference_batch(model_name)
+    mixed = common.forward_logits(peft_model, {**batch, "task_ids": TASK_IDS})
+    for row, task in enumerate(TASK_IDS.tolist()):
+        alone = common.forward_logits(peft_model, {**rows(batch, row), "task_ids": torch.tensor([task])})
+        torch.testing.assert_close(mixed[row : row + 1], alone, rtol=1e-5, atol=1e-5)
+    other = common.forward_logits(peft_model, {**batch, "task_ids": torch.tensor([0, 0, 0])})
+    assert not torch.allclose(mixed[0], other[0])  # the task really changes the prompt
+
+
+@pytest.mark.parametrize("model_name", common.CAUSAL_MODELS)
+@pytest.mark.parametrize("mixing", ["task", "attention", "one_hot"])
+def test_generate_mixed_tasks_with_cache_equals_without_and_per_task(model_name, mixing):
+    peft_model = mixture(model_name, mixing, num_tasks=2 if mixing == "one_hot" else 3)
+    task_ids = torch.tensor([1, 0, 1]) if mixing == "one_hot" else TASK_IDS
+    batch = common.batch_for(model_name, left_pad=True)
+    generated = common.check_generate_matches_no_cache(peft_model, batch, max_new_tokens=16, manual_loop=mixing != "attention",
+                                                       task_ids=task_ids)  # fmt: skip
+    with torch.no_grad():
+        alone = peft_model.generate(input_ids=batch["input_ids"][1:2], attention_mask=batch["attention_mask"][1:2],
+                                    task_ids=task_ids[1:2], max_new_tokens=16, min_new_tokens=16, do_sample=False)  # fmt: skip
+    torch.testing.assert_close(generated[1:2], alone, rtol=0, atol=0)
+
+
+def test_seq2seq_generate_takes_task_ids():
+    peft_model = mixture("t5", "task")
+    batch = common.batch_for("t5")
+    kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=8, min_new_tokens=8,
+                  do_sample=False, task_ids=TASK_IDS)  # fmt: skip
+    with torch.no_grad():
+        torch.testing.assert_close(peft_model.generate(**kwargs, use_cache=True), peft_model.generate(**kwargs, use_cache=False))
+
+
+def test_export_one_task_loads_in_vanilla_peft_with_equal_logits(tmp_path):
+    peft_model = mixture("gpt2", "task")
+    batch = common.inference_batch("gpt2")
+    export_prompt_tuning(peft_model, tmp_path / "task1", task=1)
+    common.tiny_model("gpt2")[0].save_pretrained(tmp_path / "base")
+    torch.save(batch, tmp_path / "batch.pt")
+    torch.save(common.forward_logits(peft_model, {**batch, "task_ids": torch.tensor([1, 1, 1])}), tmp_path / "expected.pt")
+    code = (
+        "import torch\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n"
+        f"model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({str(tmp_path / 'base')!r}), {str(tmp_path / 'task1')!r}).eval()\n"
+        f"out = model(**torch.load({str(tmp_path / 'batch.pt')!r})).logits\n"
+        f"print('DIFF', (out - torch.load({str(tmp_path / 'expected.pt')!r})).abs().max().item())\n"
+    )
+    result = common.run_python_without_plugin(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.split("DIFF")[-1]) <= 1e-5
+
+
+def test_export_of_attention_mixing_is_refused_saying_why(tmp_path):
+    with pytest.raises(ValueError, match="gives every input its own prompt"):
+        export_prompt_tuning(mixture("gpt2", "attention", num_tasks=1), tmp_path)
+
+
+def test_export_of_a_multi_task_mixture_needs_a_task(tmp_path):
+    with pytest.raises(ValueError, match=r"has 3 tasks: pass task=<0..2>"):
+        export_prompt_tuning(mixture("gpt2", "task"), tmp_path)
+
+
+def test_save_load_round_trip_keeps_bank_weights_and_targets(tmp_path):
+    peft_model = mixture("llama", "attention")
+    batch = {**common.inference_batch("llama"), "task_ids": TASK_IDS}
+    peft_model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["source_prompts"] == list(common.bank_folders("llama"))
+    loaded = PeftModel.from_pretrained(common.tiny_model("llama")[0], tmp_path)
+    torch.testing.assert_close(common.forward_logits(loaded, batch), common.forward_logits(peft_model, batch), rtol=1e-5, atol=1e-5)
+    assert not (tmp_path / "vanilla").exists()  # attention mixing has no single prompt to export
+
+
+def test_mixing_weights_per_task_and_mean_attention():
+    task_model = mixture("gpt2", "task")
+    weights = mixing_weights(task_model)
+    assert weights["sources"] == list(common.bank_folders("gpt2")) + ["target"]
+    assert weights["weights"].shape == (3, 3)
+    torch.testing.assert_close(weights["weights"].sum(-1), torch.ones(3))
+    attention_model = mixture("gpt2", "attention")
+    batch = common.inference_batch("gpt2")
+    mean = mixing_weights(attention_model, batch["input_ids"], batch["attention_mask"], task_ids=TASK_IDS)
+    assert mean["weights"].shape == (3,) and abs(mean["weights"].sum().item() - 1) < 1e-5
+
+
+def test_serve_plain_and_plugin_prompts_per_row(tmp_path):
+    model, _ = common.tiny_model("gpt2")
+    vanilla = peft.get_peft_model(model, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    vanilla.save_pretrained(tmp_path / "vanilla")
+    plugin_folder = common.bank_folders("gpt2")[0]
+    served, task_id = serve_prompts(common.tiny_model("gpt2")[0], {"plain": tmp_path / "vanilla", "plugin": plugin_folder})
+    batch = common.inference_batch("gpt2")
+    mixed = common.forward_logits(served, {**batch, "task_ids": task_id(["plugin", "plain", "plugin"])})
+    plain = common.forward_logits(PeftModel.from_pretrained(common.tiny_model("gpt2")[0], tmp_path / "vanilla"), batch)
+    plugin = common.forward_logits(PeftModel.from_pretrained(common.tiny_model("gpt2")[0], plugin_folder), batch)
+    torch.testing.assert_close(mixed[1], plain[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mixed[[0, 2]], plugin[[0, 2]], rtol=1e-5, atol=1e-5)
+    assert not any(p.requires_grad for p in served.parameters())
+    with pytest.raises(ValueError, match=r"Unknown prompt name\(s\) \['other'\]"):
+        task_id(["other"])
+
+
+# ------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("task_ids,message", [
+    (None, r"task_ids is missing: this mixture has num_tasks=3"),
+    (torch.tensor([0, 1]), r"task_ids has 2 entries for a batch of 3 rows"),
+    (torch.tensor([0, 3, -1]), r"task_ids \[-1, 3\] out of range: expected 0..2"),
+])  # fmt: skip
+def test_bad_task_ids_are_named(task_ids, message):
+    peft_model = mixture("gpt2", "task")
+    with pytest.raises(ValueError, match=message):
+        peft_model(**common.inference_batch("gpt2"), task_ids=task_ids)
+
+
+def test_empty_bank_is_refused():
+    with pytest.raises(ValueError, match=r"source_prompts must be a non-empty list"):
+        MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=[])
+
+
+def test_unknown_mixing_is_named():
+    with pytest.raises(ValueError, match=r"mixing='max' is not one of \['task', 'attention', 'one_hot'\]"):
+        MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=["x"], mixing="max")
+
+
+def test_bank_prompt_from_another_base_model_is_refused():
+    model, _ = common.tiny_model("gpt2", seed=7)  # same shapes, other weights
+    config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=list(common.bank_folders("gpt2")))
+    with pytest.raises(ValueError, match=r"was trained on another base model: embedding_digest"):
+        peft.get_peft_model(model, config)
+
+
+def test_bank_prompt_of_another_width_or_length_is_refused():
+    llama, _ = common.tiny_model("llama")
+    wide = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=list(common.bank_folders("gpt2")),
+                                     allow_base_model_mismatch=True)  # fmt: skip
+    peft.get_peft_model(llama, wide)  # gpt2 and llama are both 32 wide: accepted with the override
+    gemma_like = common.tiny_model("t5")[0]
+    long = MixturePromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=4, source_prompts=list(common.bank_folders("t5")))
+    with pytest.raises(ValueError, match=r"has 5 virtual tokens but num_virtual_tokens=4"):
+        peft.get_peft_model(gemma_like, long)
+
+
+def test_bank_prompt_of_another_width_is_refused(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    wide_model = GPT2LMHeadModel(GPT2Config(vocab_size=common.VOCAB_SIZE, n_embd=48, n_layer=1, n_head=2))
+    config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=list(common.bank_folders("gpt2")))
+    with pytest.raises(ValueError, match=r"has shape \(5, 32\); this model needs width 48"):
+        peft.get_peft_model(wide_model, config)
+
+
+def test_one_hot_needs_one_task_per_prompt():
+    with pytest.raises(ValueError, match=r"mixing='one_hot' serves one bank prompt per task: num_tasks=3 but 1"):
+        MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=["x"], num_tasks=3, mixing="one_hot")
