@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import peft
 
+from .mixture import MixturePromptTuningConfig
 from .vocab_sampled import VocabSampledPromptTuningConfig
 
-PROMPT_METHODS = ("vocab_sampled", "prompt_tuning_random", "prompt_tuning_sample_vocab", "prompt_tuning_text")
+PROMPT_METHODS = ("vocab_sampled", "mixture", "prompt_tuning_random", "prompt_tuning_sample_vocab", "prompt_tuning_text")
 
 
 def build_peft_config(config, task_type: str, tokenizer_dir: str, label_words: list[str], corpus=None):
@@ -24,6 +25,8 @@ def build_peft_config(config, task_type: str, tokenizer_dir: str, label_words: l
             num_frequent_tokens=config.num_frequent_tokens,
             tokenizer_name_or_path=tokenizer_dir, **prompt_common, **extra,
         )  # fmt: skip
+    if method == "mixture":
+        return MixturePromptTuningConfig(source_prompts=list(config.source_prompts), num_tasks=1, mixing=config.mixing, **prompt_common)
     if method == "prompt_tuning_random":
         return peft.PromptTuningConfig(prompt_tuning_init="RANDOM", **prompt_common)
     if method == "prompt_tuning_sample_vocab":

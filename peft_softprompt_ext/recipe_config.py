@@ -17,6 +17,7 @@ import yaml
 
 METHODS = (
     "vocab_sampled",  # this plugin: VocabSampledPromptTuningConfig (see vocab_sampling)
+    "mixture",  # this plugin: MixturePromptTuningConfig over source_prompts (see mixing)
     "prompt_tuning_random",  # vanilla PEFT PromptTuningConfig, RANDOM init
     "prompt_tuning_sample_vocab",  # vanilla PEFT, SAMPLE_VOCAB init
     "prompt_tuning_text",  # vanilla PEFT, TEXT init (init_text)
@@ -53,6 +54,8 @@ class RecipeConfig:
     vocab_sampling: str = field(default="class_labels", metadata={"help": "vocab_sampled: uniform/top_frequent/task_corpus/class_labels."})
     num_frequent_tokens: int = field(default=5000, metadata={"help": "vocab_sampled: N of top_frequent / class-label fill."})
     norm_matching: bool = field(default=False, metadata={"help": "vocab_sampled: rescale initial rows to the vocabulary norm."})
+    source_prompts: list = field(default_factory=list, metadata={"help": "mixture: trained adapters (folders/repo ids)."})
+    mixing: str = field(default="task", metadata={"help": "mixture: 'task' or 'attention'."})
     init_text: str = field(default="Classify the sentiment of this review as positive or negative.", metadata={"help": "prompt_tuning_text init."})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
