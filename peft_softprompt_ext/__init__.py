@@ -10,6 +10,7 @@ from .export import export_prompt_tuning
 from .fingerprint import base_model_fingerprint
 from .hub import attach_results, build_model_card
 from .mixture import MixturePromptTuningConfig, Mixing, mixing_weights, serve_prompts
+from .projection import ProjectedPromptTuningConfig, PromptProjection, fit_projection, refine_projection
 from .vocab_sampled import VocabSampledPromptEmbedding, VocabSampledPromptTuningConfig, VocabSampling
 
 install_patches()
@@ -22,6 +23,10 @@ __all__ = [
     "Mixing",
     "mixing_weights",
     "serve_prompts",
+    "ProjectedPromptTuningConfig",
+    "PromptProjection",
+    "fit_projection",
+    "refine_projection",
     "VocabSampledPromptEmbedding",
     "VocabSampling",
     "attach_results",

@@ -196,9 +196,35 @@ def bank_folders(model_name: str, count: int = 2) -> tuple[str, ...]:
     return tuple(folders)
 
 
+@functools.lru_cache(maxsize=None)
+def projection_folder(model_name: str) -> str:
+    """A saved projection from tiny `model_name` (seed 5) to tiny `model_name` (seed 0), same tokenizer."""
+    from peft_softprompt_ext import fit_projection
+
+    source, _ = tiny_model(model_name, seed=5)
+    target, _ = tiny_model(model_name)
+    projection = fit_projection(source, tiny_tokenizer(), target, tiny_tokenizer())
+    folder = tempfile.mkdtemp(prefix=f"projection-{model_name}-")
+    projection.save_pretrained(folder)
+    return folder
+
+
+@functools.lru_cache(maxsize=None)
+def source_adapter_folder(model_name: str) -> str:
+    """A trained-looking prompt (5 tokens) on tiny `model_name` seed 5: the projection's source."""
+    import peft
+
+    from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    model, task_type = tiny_model(model_name, seed=5)
+    folder = tempfile.mkdtemp(prefix=f"source-{model_name}-")
+    peft.get_peft_model(model, VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, seed=9)).save_pretrained(folder)
+    return folder
+
+
 def all_configs():
     """name -> factory(task_type, model_name) of every plugin config variant the matrix tests cover."""
-    from peft_softprompt_ext import MixturePromptTuningConfig, VocabSampledPromptTuningConfig
+    from peft_softprompt_ext import MixturePromptTuningConfig, ProjectedPromptTuningConfig, VocabSampledPromptTuningConfig
 
     tokenizer_dir = tiny_tokenizer_dir()
 
@@ -218,13 +244,17 @@ def all_configs():
             vocab_sampling="class_labels", class_labels=[" positive", " negative review"], num_frequent_tokens=50,
             norm_matching=True, tokenizer_name_or_path=tokenizer_dir,
         ),  # fmt: skip
+        "projected": lambda task_type, model_name: ProjectedPromptTuningConfig(
+            task_type=task_type, num_virtual_tokens=5, source_adapter=source_adapter_folder(model_name),
+            projection=projection_folder(model_name),
+        ),  # fmt: skip
         "mixture_task": mixture(mixing="task"),
         "mixture_attention": mixture(mixing="attention", attention_hidden=8),
     }
 
 
-ALL_CONFIG_NAMES = ["vocab_uniform", "vocab_top_frequent", "vocab_task_corpus", "vocab_class_labels", "mixture_task",
-                    "mixture_attention"]  # fmt: skip
+ALL_CONFIG_NAMES = ["vocab_uniform", "vocab_top_frequent", "vocab_task_corpus", "vocab_class_labels", "projected",
+                    "mixture_task", "mixture_attention"]  # fmt: skip
 # Configs whose prompt depends on the input: no single exportable prompt, and a no-cache loop
 # over forward (which re-reads the generated tokens) is not what generate computes.
 INPUT_DEPENDENT_CONFIGS = {"mixture_attention"}

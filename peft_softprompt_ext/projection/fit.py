@@ -1,0 +1,105 @@
+"""Fitting a `PromptProjection` between two models' input-embedding spaces, with no task data.
+
+Anchors are the tokens both vocabularies share (`alignment.shared_tokens`), embedded by each
+model's embedding module (the space prompts live in). Both sides are centred and scaled to unit
+mean row norm, then:
+* `"lstsq"`: ridge least squares (penalty `ridge` x the mean eigenvalue of X'X), with the mapped
+  vectors' mean norm restored to the target's (ridge maps come out short);
+* `"procrustes"`: the (semi-)orthogonal map maximising agreement (SVD of X'Y). Different widths:
+  the map is [source_width, target_width] with orthonormal rows (or columns), i.e. the smaller
+  space is embedded isometrically in the larger one.
+Fit quality is measured on held-out anchors: mean cosine to the true target token (mean removed)
+and top-1 / top-10 nearest-token agreement among ALL target embedding rows.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .._peft_compat import input_embeddings_of
+from ..fingerprint import base_model_fingerprint
+from ..init import embed_token_ids
+from .alignment import shared_tokens
+from .projection import PromptProjection
+
+METHODS = ("lstsq", "procrustes")
+
+
+def _centre_scale(rows: torch.Tensor) -> tuple[torch.Tensor, float]:
+    mean = rows.mean(dim=0)
+    return mean, (rows - mean).norm(dim=1).mean().item()
+
+
+def _solve(method: str, source: torch.Tensor, target: torch.Tensor, ridge: float) -> torch.Tensor:
+    """The map W [ds, dt] between centred, unit-scaled anchor rows."""
+    if method == "lstsq":
+        gram = source.T @ source
+        penalty = ridge * gram.diagonal().mean()
+        weight = torch.linalg.solve(gram + penalty * torch.eye(gram.shape[0], dtype=gram.dtype), source.T @ target)
+        return weight * (target.norm(dim=1).mean() / (source @ weight).norm(dim=1).mean())  # restore the norm
+    left, _, right = torch.linalg.svd(source.T @ target, full_matrices=False)
+    return left @ right
+
+
+@torch.no_grad()
+def _retrieval(projected: torch.Tensor, true_ids: torch.Tensor, table_module, target_mean, chunk: int = 16384):
+    """top-1 / top-10 agreement of `projected` [m, dt] with `true_ids` among every target row."""
+    rows = table_module.weight.shape[0]
+    queries = torch.nn.functional.normalize(projected - target_mean, dim=1)
+    best_scores = torch.full((len(queries), 10), -2.0)
+    best_ids = torch.zeros((len(queries), 10), dtype=torch.long)
+    for start in range(0, rows, chunk):
+        ids = torch.arange(start, min(start + chunk, rows))
+        keys = torch.nn.functional.normalize(embed_token_ids(table_module, ids) - target_mean, dim=1)
+        scores = torch.cat((best_scores, queries @ keys.T), dim=1)
+        pool = torch.cat((best_ids, ids.expand(len(queries), -1)), dim=1)
+        best_scores, order = scores.topk(10, dim=1)
+        best_ids = pool.gather(1, order)
+    hits = best_ids == true_ids.unsqueeze(1)
+    return hits[:, 0].float().mean().item(), hits.any(dim=1).float().mean().item()
+
+
+def fit_projection(source_model, source_tokenizer, target_model, target_tokenizer, method: str = "lstsq",
+                   ridge: float = 0.01, holdout_fraction: float = 0.1, lowercase: bool = False, seed: int = 0,
+                   min_anchors: int | None = None, max_eval: int = 1000) -> PromptProjection:  # fmt: skip
+    """Fit a map from `source_model`'s prompt space to `target_model`'s (see module docstring).
+
+    Args:
+        method: `"lstsq"` or `"procrustes"`.
+        ridge: lstsq penalty as a fraction of the mean eigenvalue of the source Gram matrix.
+        holdout_fraction: anchors kept out of the fit to measure its quality.
+        min_anchors: fewest shared tokens accepted (default: the source width, so the fit is determined).
+        max_eval: held-out anchors used for the (costly) nearest-token retrieval.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not one of {list(METHODS)}.")
+    began = time.perf_counter()
+    source_table, target_table = input_embeddings_of(source_model), input_embeddings_of(target_model)
+    source_ids, target_ids, _ = shared_tokens(source_tokenizer, source_table.weight.shape[0], target_tokenizer,
+                                              target_table.weight.shape[0], lowercase)  # fmt: skip
+    needed = min_anchors if min_anchors is not None else source_table.weight.shape[1]
+    if len(source_ids) < needed:
+        raise ValueError(f"Found {len(source_ids)} shared tokens between the two tokenizers; method {method!r} needs at least {needed}.")
+    order = torch.randperm(len(source_ids), generator=torch.Generator().manual_seed(seed))
+    holdout_count = max(1, int(len(order) * holdout_fraction))
+    held, train = order[:holdout_count], order[holdout_count:]
+    source_rows, target_rows = embed_token_ids(source_table, source_ids), embed_token_ids(target_table, target_ids)
+    source_mean, source_scale = _centre_scale(source_rows[train])
+    target_mean, target_scale = _centre_scale(target_rows[train])
+    weight = _solve(method, ((source_rows[train] - source_mean) / source_scale).double(),
+                    ((target_rows[train] - target_mean) / target_scale).double(), ridge).float()  # fmt: skip
+    projection = PromptProjection(weight, source_mean, target_mean, source_scale, target_scale)
+    held = held[:max_eval]
+    projected = projection.project(source_rows[held])
+    cosine = torch.nn.functional.cosine_similarity(projected - target_mean, target_rows[held] - target_mean).mean().item()
+    top1, top10 = _retrieval(projected, target_ids[held], target_table, target_mean)
+    projection.info = {
+        "method": method, "ridge": ridge if method == "lstsq" else None, "lowercase": lowercase, "seed": seed,
+        "num_anchors": len(source_ids), "num_fit": len(train), "num_heldout": holdout_count,
+        "quality": {"mean_cosine": cosine, "top1": top1, "top10": top10, "evaluated": len(held)},
+        "source_fingerprint": base_model_fingerprint(source_model), "target_fingerprint": base_model_fingerprint(target_model),
+        "fit_seconds": time.perf_counter() - began,
+    }  # fmt: skip
+    return projection

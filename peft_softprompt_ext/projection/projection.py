@@ -1,0 +1,84 @@
+"""`PromptProjection`: a fitted map from one model's prompt space to another's, saved as safetensors + JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..atomic_io import atomic_directory_write, check_safetensors_file
+
+TENSORS_NAME = "projection.safetensors"
+CONFIG_NAME = "projection_config.json"
+_TENSOR_NAMES = ("weight", "source_mean", "target_mean")
+
+
+class PromptProjection:
+    """y = ((x - source_mean) / source_scale) @ weight * target_scale + target_mean.
+
+    `weight` [source_width, target_width] is a ridge least-squares or a (semi-)orthogonal
+    Procrustes map between centred, scale-normalised embedding spaces (see `fit_projection`);
+    `info` holds the method, the fit quality on held-out anchor tokens, and both models'
+    fingerprints (a prompt from another source model is refused by `ProjectedPromptTuningConfig`).
+    """
+
+    def __init__(self, weight, source_mean, target_mean, source_scale: float, target_scale: float, info: dict | None = None):
+        self.weight = weight.float()
+        self.source_mean = source_mean.float()
+        self.target_mean = target_mean.float()
+        self.source_scale = float(source_scale)
+        self.target_scale = float(target_scale)
+        self.info = dict(info or {})
+
+    @property
+    def source_width(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def target_width(self) -> int:
+        return self.weight.shape[1]
+
+    def project(self, prompt: torch.Tensor) -> torch.Tensor:
+        """Map a prompt [tokens, source_width] to [tokens, target_width] (float32)."""
+        if prompt.dim() != 2 or prompt.shape[1] != self.source_width:
+            raise ValueError(
+                f"prompt has shape {tuple(prompt.shape)}; this projection maps [tokens, {self.source_width}] -> "
+                f"[tokens, {self.target_width}]."
+            )
+        centred = (prompt.float().cpu() - self.source_mean) / self.source_scale
+        return centred @ self.weight * self.target_scale + self.target_mean
+
+    def save_pretrained(self, save_directory) -> None:
+        tensors = {name: getattr(self, name).contiguous() for name in _TENSOR_NAMES}
+        config = {"source_scale": self.source_scale, "target_scale": self.target_scale, **self.info}
+        with atomic_directory_write(save_directory) as staging:
+            save_file(tensors, os.path.join(staging, TENSORS_NAME))
+            with open(os.path.join(staging, CONFIG_NAME), "w", encoding="utf-8") as handle:
+                json.dump(config, handle, indent=2)
+
+    @classmethod
+    def from_pretrained(cls, directory) -> "PromptProjection":
+        """Load a saved projection (a local folder or a Hub repo id); safetensors only."""
+        directory = os.fspath(directory)
+        if os.path.isdir(directory):
+            config_path, tensors_path = os.path.join(directory, CONFIG_NAME), os.path.join(directory, TENSORS_NAME)
+        else:
+            from huggingface_hub import hf_hub_download
+
+            config_path, tensors_path = hf_hub_download(directory, CONFIG_NAME), hf_hub_download(directory, TENSORS_NAME)
+        if not os.path.isfile(tensors_path):
+            raise FileNotFoundError(f"Projection folder {directory!r} has no {TENSORS_NAME}.")
+        check_safetensors_file(tensors_path)
+        with open(config_path, encoding="utf-8") as handle:
+            config = json.load(handle)
+        tensors = load_file(tensors_path)
+        missing = [name for name in _TENSOR_NAMES if name not in tensors]
+        if missing:
+            raise ValueError(f"Projection {directory!r} lacks tensors {missing}.")
+        weight = tensors["weight"]
+        if tensors["source_mean"].shape != (weight.shape[0],) or tensors["target_mean"].shape != (weight.shape[1],):
+            raise ValueError(f"Projection {directory!r} has inconsistent shapes: weight {tuple(weight.shape)}.")
+        source_scale, target_scale = config.pop("source_scale"), config.pop("target_scale")
+        return cls(weight, tensors["source_mean"], tensors["target_mean"], source_scale, target_scale, config)

@@ -1,0 +1,54 @@
+"""Optional refinement of a projection with task data (Su et al. 2022 style, but small).
+
+A low-rank correction `A @ B` (rank r, B starts at zero) is added to the fitted map and trained
+so that the projected source prompt lowers the target model's loss on task batches. The target
+model stays frozen; the result is an ordinary `PromptProjection`.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from ..prompt_injection import PromptParts, causal_lm_forward
+from .projection import PromptProjection
+
+
+class _ProjectedPrompt(torch.nn.Module):
+    def __init__(self, projection: PromptProjection, source_prompt: torch.Tensor, rank: int):
+        super().__init__()
+        self.projection, self.source_prompt = projection, source_prompt.float()
+        self.down = torch.nn.Parameter(torch.randn(projection.source_width, rank) * 0.01)
+        self.up = torch.nn.Parameter(torch.zeros(rank, projection.target_width))
+
+    def weight(self) -> torch.Tensor:
+        return self.projection.weight + self.down @ self.up
+
+    def forward(self, batch_size, task_ids=None, inputs_embeds=None, attention_mask=None):
+        p = self.projection
+        centred = (self.source_prompt - p.source_mean) / p.source_scale
+        prompt = centred @ self.weight() * p.target_scale + p.target_mean
+        return prompt.unsqueeze(0).expand(batch_size, -1, -1)
+
+
+def refine_projection(projection: PromptProjection, source_prompt: torch.Tensor, target_model, batches, steps: int = 50,
+                      lr: float = 1e-3, rank: int = 8) -> PromptProjection:  # fmt: skip
+    """Train a rank-`rank` correction of `projection` on causal-LM `batches` (dicts of input_ids,
+    attention_mask, labels) of the target task; returns the refined projection."""
+    if getattr(target_model.config, "is_encoder_decoder", False):
+        raise ValueError("refine_projection trains through a causal LM; got an encoder-decoder target model.")
+    target_model.requires_grad_(False)
+    prompt = _ProjectedPrompt(projection, source_prompt, rank)
+    parts = PromptParts(target_model, target_model.get_input_embeddings(), prompt, source_prompt.shape[0])
+    optimizer = torch.optim.AdamW(prompt.parameters(), lr=lr)
+    losses = []
+    for batch in itertools.islice(itertools.cycle(batches) if isinstance(batches, list) else batches, steps):
+        loss = causal_lm_forward(parts, **batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    info = dict(projection.info, refined={"steps": len(losses), "rank": rank, "lr": lr, "first_loss": losses[0], "last_loss": losses[-1]})
+    return PromptProjection(prompt.weight().detach(), projection.source_mean, projection.target_mean,
+                            projection.source_scale, projection.target_scale, info)  # fmt: skip

@@ -1,0 +1,157 @@
+"""Cross-model projection: alignment on toy tokenizers, recovery of known maps, save/load, the config."""
+
+import peft
+import pytest
+import torch
+from tokenizers import Tokenizer, models
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+import testing_common as common
+from peft_softprompt_ext import ProjectedPromptTuningConfig, PromptProjection, export_prompt_tuning, fit_projection
+from peft_softprompt_ext.projection import refine_projection, shared_tokens
+
+# Byte-level pieces ("Ġ" = a leading space; "Ã©" = the two UTF-8 bytes of "é") vs SentencePiece
+# pieces ("▁" = word start). WORDS appear in both; each side also has tokens of its own.
+WORDS = ["the", "cat", "dog", "house", "run", "tree", "blue", "green", "café", "water", "light", "stone", "river",
+         "cloud", "bread", "apple", "table", "chair", "music", "paper"] * 1  # fmt: skip
+PIECES = ["ing", "ed", "er", "s", "ly"]
+
+
+def byte_level(text):
+    table = {chr(c): chr(c) for c in range(33, 127)}
+    table[" "] = "Ġ"
+    return "".join(table.get(ch, ch) for ch in text).replace("é", "Ã©")
+
+
+def toy_tokenizer(vocab):
+    tokenizer = Tokenizer(models.WordLevel({token: i for i, token in enumerate(vocab)}, unk_token="<unk>"))
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>")
+
+
+def source_tokenizer():
+    vocab = ["<pad>", "<unk>", "<|endoftext|>"] + [byte_level(" " + w) for w in WORDS] + PIECES + ["Ġzebra", "Ġonly", "Ã"]
+    return toy_tokenizer(vocab)
+
+
+def target_tokenizer():
+    vocab = ["<pad>", "<unk>", "<0x0A>", "<unused0>"] + ["▁" + w for w in reversed(WORDS)] + PIECES[:3] + ["▁lion", "thing"]
+    return toy_tokenizer(vocab)
+
+
+def toy_model(vocab_size, width, seed=0):
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_embd=width, n_layer=1, n_head=2, n_positions=64)).eval()
+
+
+def test_alignment_finds_exactly_the_shared_tokens():
+    source, target = source_tokenizer(), target_tokenizer()
+    source_ids, target_ids, keys = shared_tokens(source, len(source), target, len(target))
+    expected = {(True, w) for w in WORDS} | {(False, p) for p in PIECES[:3]}
+    assert set(keys) == expected and len(keys) == len(expected)
+    for source_id, target_id, (word_start, text) in zip(source_ids.tolist(), target_ids.tolist(), keys):
+        source_piece, target_piece = source.convert_ids_to_tokens(source_id), target.convert_ids_to_tokens(target_id)
+        assert target_piece == ("▁" if word_start else "") + text
+        assert source_piece == byte_level((" " if word_start else "") + text)
+
+
+def linked_models(method, source_width=8, target_width=12, seed=0):
+    """Toy source/target models whose shared-token embeddings are related by a known map."""
+    source, target = source_tokenizer(), target_tokenizer()
+    source_model, target_model = toy_model(len(source), source_width), toy_model(len(target), target_width, seed=1)
+    generator = torch.Generator().manual_seed(seed)
+    if method == "procrustes":  # a semi-orthogonal map times a scale
+        mapping = torch.linalg.qr(torch.randn(target_width, source_width, generator=generator))[0].T * 3.0
+    else:
+        mapping = torch.randn(source_width, target_width, generator=generator)
+    source_ids, target_ids, _ = shared_tokens(source, len(source), target, len(target))
+    with torch.no_grad():
+        target_model.get_input_embeddings().weight[target_ids] = source_model.get_input_embeddings().weight[source_ids] @ mapping + 0.5
+    return source_model, source, target_model, target, mapping
+
+
+@pytest.mark.parametrize("method", ["lstsq", "procrustes"])
+def test_a_known_map_between_different_widths_is_recovered(method):
+    source_model, source, target_model, target, _ = linked_models(method)
+    projection = fit_projection(source_model, source, target_model, target, method=method, ridge=1e-9, min_anchors=8, holdout_fraction=0.2)
+    source_ids, target_ids, _ = shared_tokens(source, len(source), target, len(target))
+    mapped = projection.project(source_model.get_input_embeddings().weight[source_ids].detach())
+    torch.testing.assert_close(mapped, target_model.get_input_embeddings().weight[target_ids].detach(), rtol=1e-3, atol=1e-3)
+    quality = projection.info["quality"]
+    assert quality["mean_cosine"] > 0.999 and quality["top1"] == 1.0
+    assert (projection.source_width, projection.target_width) == (8, 12)
+
+
+def test_save_and_load_give_the_same_projection(tmp_path):
+    source_model, source, target_model, target, _ = linked_models("lstsq")
+    projection = fit_projection(source_model, source, target_model, target, min_anchors=8)
+    projection.save_pretrained(tmp_path)
+    loaded = PromptProjection.from_pretrained(tmp_path)
+    prompt = torch.randn(4, 8)
+    torch.testing.assert_close(loaded.project(prompt), projection.project(prompt), rtol=0, atol=0)
+    assert loaded.info["quality"] == projection.info["quality"]
+
+
+def projected_setup(tmp_path, num_virtual_tokens=4):
+    source_model, source, target_model, target, _ = linked_models("lstsq")
+    projection = fit_projection(source_model, source, target_model, target, min_anchors=8)
+    projection.save_pretrained(tmp_path / "projection")
+    config = peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=num_virtual_tokens)
+    torch.manual_seed(3)
+    peft.get_peft_model(source_model, config).save_pretrained(tmp_path / "source")
+    return projection, target_model
+
+
+def test_the_config_starts_from_the_projected_source_prompt(tmp_path):
+    projection, target_model = projected_setup(tmp_path)
+    from safetensors.torch import load_file
+
+    source = load_file(tmp_path / "source" / "adapter_model.safetensors")["prompt_embeddings"]
+    config = ProjectedPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, source_adapter=str(tmp_path / "source"),
+                                         projection=str(tmp_path / "projection"))  # fmt: skip
+    peft_model = peft.get_peft_model(target_model, config)
+    torch.testing.assert_close(peft_model.prompt_encoder["default"].embedding.weight.detach(), projection.project(source))
+    export_prompt_tuning(peft_model, tmp_path / "exported")  # exports like every single-prompt method
+    assert (tmp_path / "exported" / "adapter_model.safetensors").exists()
+
+
+def test_source_prompt_of_another_width_is_refused(tmp_path):
+    projected_setup(tmp_path)
+    wide = toy_model(len(source_tokenizer()), 16)
+    peft.get_peft_model(wide, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).save_pretrained(tmp_path / "wide")
+    _, target_model = projected_setup(tmp_path / "again")
+    config = ProjectedPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, source_adapter=str(tmp_path / "wide"),
+                                         projection=str(tmp_path / "projection"))  # fmt: skip
+    with pytest.raises(ValueError, match=r"has shape \(4, 16\); this model needs width 8"):
+        peft.get_peft_model(target_model, config)
+
+
+def test_source_adapter_of_a_method_that_cannot_be_projected_is_refused(tmp_path):
+    _, target_model = projected_setup(tmp_path)
+    mixture_dir = tmp_path / "mixture"
+    peft_model, _ = common.make_peft_model("gpt2", "mixture_attention")
+    peft_model.save_pretrained(mixture_dir)
+    config = ProjectedPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, source_adapter=str(mixture_dir),
+                                         projection=str(tmp_path / "projection"))  # fmt: skip
+    with pytest.raises(ValueError, match=r"has no 'prompt_embeddings' tensor"):
+        peft.get_peft_model(target_model, config)
+
+
+def test_too_few_shared_tokens_says_how_many():
+    source_model, source, target_model, target, _ = linked_models("lstsq")
+    with pytest.raises(ValueError, match=r"Found 23 shared tokens between the two tokenizers; method 'lstsq' needs at least 100"):
+        fit_projection(source_model, source, target_model, target, min_anchors=100)
+    with pytest.raises(ValueError, match=r"Found 23 shared tokens .* needs at least 24"):
+        fit_projection(toy_model(len(source), 24), source, target_model, target)  # default: the source width
+
+
+def test_refinement_with_task_data_lowers_the_task_loss(tmp_path):
+    projection, target_model = projected_setup(tmp_path)
+    from safetensors.torch import load_file
+
+    source_prompt = load_file(tmp_path / "source" / "adapter_model.safetensors")["prompt_embeddings"]
+    ids = torch.randint(3, 20, (4, 6), generator=torch.Generator().manual_seed(0))
+    batches = [{"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}]
+    refined = refine_projection(projection, source_prompt, target_model, batches, steps=30, lr=0.05, rank=2)
+    assert isinstance(refined, PromptProjection)
+    assert refined.info["refined"]["last_loss"] < refined.info["refined"]["first_loss"]
+    assert not torch.allclose(refined.weight, projection.weight)
