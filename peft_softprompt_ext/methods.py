@@ -5,9 +5,10 @@ from __future__ import annotations
 import peft
 
 from .mixture import MixturePromptTuningConfig
+from .projection import ProjectedPromptTuningConfig
 from .vocab_sampled import VocabSampledPromptTuningConfig
 
-PROMPT_METHODS = ("vocab_sampled", "mixture", "prompt_tuning_random", "prompt_tuning_sample_vocab", "prompt_tuning_text")
+PROMPT_METHODS = ("vocab_sampled", "mixture", "projected", "prompt_tuning_random", "prompt_tuning_sample_vocab", "prompt_tuning_text")
 
 
 def build_peft_config(config, task_type: str, tokenizer_dir: str, label_words: list[str], corpus=None):
@@ -27,6 +28,8 @@ def build_peft_config(config, task_type: str, tokenizer_dir: str, label_words: l
         )  # fmt: skip
     if method == "mixture":
         return MixturePromptTuningConfig(source_prompts=list(config.source_prompts), num_tasks=1, mixing=config.mixing, **prompt_common)
+    if method == "projected":
+        return ProjectedPromptTuningConfig(source_adapter=config.source_adapter, projection=config.projection, **prompt_common)
     if method == "prompt_tuning_random":
         return peft.PromptTuningConfig(prompt_tuning_init="RANDOM", **prompt_common)
     if method == "prompt_tuning_sample_vocab":

@@ -18,6 +18,7 @@ import yaml
 METHODS = (
     "vocab_sampled",  # this plugin: VocabSampledPromptTuningConfig (see vocab_sampling)
     "mixture",  # this plugin: MixturePromptTuningConfig over source_prompts (see mixing)
+    "projected",  # this plugin: ProjectedPromptTuningConfig (source_adapter moved by projection)
     "prompt_tuning_random",  # vanilla PEFT PromptTuningConfig, RANDOM init
     "prompt_tuning_sample_vocab",  # vanilla PEFT, SAMPLE_VOCAB init
     "prompt_tuning_text",  # vanilla PEFT, TEXT init (init_text)
@@ -41,7 +42,7 @@ class RecipeConfig:
     train_size: int = field(default=2000, metadata={"help": "Training examples used (first N of the train split)."})
     eval_size: int = field(default=500, metadata={"help": "Validation examples scored (first N)."})
     max_length: int = field(default=64, metadata={"help": "Max tokens of the text part of an input."})
-    steps: int = field(default=100, metadata={"help": "Optimizer steps."})
+    steps: int = field(default=100, metadata={"help": "Optimizer steps (0: evaluate the initial prompt only)."})
     batch_size: int = field(default=8, metadata={"help": "Global batch size (split across processes)."})
     lr: float = field(default=3e-2, metadata={"help": "Peak learning rate."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
@@ -56,6 +57,8 @@ class RecipeConfig:
     norm_matching: bool = field(default=False, metadata={"help": "vocab_sampled: rescale initial rows to the vocabulary norm."})
     source_prompts: list = field(default_factory=list, metadata={"help": "mixture: trained adapters (folders/repo ids)."})
     mixing: str = field(default="task", metadata={"help": "mixture: 'task' or 'attention'."})
+    source_adapter: Optional[str] = field(default=None, metadata={"help": "projected: adapter trained on the source model."})
+    projection: Optional[str] = field(default=None, metadata={"help": "projected: saved PromptProjection folder."})
     init_text: str = field(default="Classify the sentiment of this review as positive or negative.", metadata={"help": "prompt_tuning_text init."})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
@@ -67,10 +70,12 @@ class RecipeConfig:
             raise ValueError(f"method={self.method!r} is unknown; expected one of {list(METHODS)}.")
         if self.lr_schedule not in ("constant", "linear"):
             raise ValueError(f"lr_schedule={self.lr_schedule!r} is unknown; expected 'constant' or 'linear'.")
-        for name in ("steps", "batch_size", "train_size", "eval_size", "max_length", "num_virtual_tokens"):
+        for name in ("batch_size", "train_size", "eval_size", "max_length", "num_virtual_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f"steps must be a non-negative integer, got {self.steps!r}.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

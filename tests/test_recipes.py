@@ -161,3 +161,29 @@ def test_missing_columns_and_empty_label_words_are_named(tmp_path):
         load_task(str(path))
     with pytest.raises(ValueError, match=r"label word '' tokenizes to no tokens"):
         label_token_ids(common.tiny_tokenizer(), [" positive", ""])
+
+
+def test_project_recipe_writes_the_transfer_table(tmp_path):
+    import peft
+    from transformers import AutoModelForCausalLM
+
+    from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    source_dir = common.tiny_model_folder("gpt2")
+    source = AutoModelForCausalLM.from_pretrained(source_dir)
+    adapter = tmp_path / "source_adapter"
+    peft.get_peft_model(source, VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).save_pretrained(adapter)
+    plan = {
+        "source_model": source_dir, "target_model": common.tiny_model_folder("llama"), "source_adapter": str(adapter),
+        "method": "lstsq", "output_dir": str(tmp_path / "out"), "seeds": [0, 1],
+        "target": {"task": "movie_sentiment", "num_virtual_tokens": 4, "steps": 4, "eval_every": 2, "batch_size": 4,
+                   "train_size": 32, "eval_size": 16, "max_length": 16, "num_frequent_tokens": 50, "lr": 0.1},
+    }  # fmt: skip
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    recipe("project.py", "--config", tmp_path / "plan.yaml")
+    table = (tmp_path / "out" / "projection_results.md").read_text()
+    for row in ("no prompt", "random prompt", "projected prompt (zero-shot)", "cold start", "warm start"):
+        assert row in table, row
+    summary = json.loads((tmp_path / "out" / "projection_results.json").read_text())
+    assert len(summary["warm_steps_ratio_per_seed"]) == 2 and summary["projection"]["num_anchors"] > 32
+    assert (tmp_path / "out" / "projection" / "projection.safetensors").exists()

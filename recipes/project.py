@@ -1,0 +1,139 @@
+"""Move a trained prompt from model A to model B and measure what it keeps.
+
+    accelerate launch --config_file recipes/accelerate/cpu_1proc.yaml recipes/project.py \
+        --config recipes/configs/project_smollm2_to_gemma.yaml [--seeds 0,1,2]
+
+Story: fit (or load) a projection A -> B on shared vocabulary tokens; then, on model B and the
+task, evaluate with no prompt, a random prompt, the projected prompt (zero-shot), a prompt trained
+on B from a cold start, and the projected prompt trained further (warm start), over seeds.
+Writes `projection/` and `projection_results.md` / `.json` into `output_dir`: accuracies, the
+share of the trained prompt's gain the projected prompt recovers, and the steps the warm start
+needs to reach the cold start's final accuracy.
+
+YAML keys: `source_model`, `target_model`, `source_adapter`, `method` (lstsq/procrustes),
+`output_dir`, `seeds`, and `target:` (RecipeConfig keys for the runs on model B: task, steps,
+eval_every, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import compare  # noqa: E402
+
+from peft_softprompt_ext import PromptProjection, fit_projection  # noqa: E402
+from peft_softprompt_ext.recipe_support import resolve_model_folder  # noqa: E402
+
+PLAN_KEYS = {"source_model", "target_model", "source_adapter", "method", "output_dir", "seeds", "target"}
+
+
+def fitted_projection(plan, output_dir: Path) -> tuple[str, dict]:
+    """Fit the projection once (reused when it exists); returns its folder and fit info."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = output_dir / "projection"
+    if (folder / "projection_config.json").is_file():
+        return str(folder), PromptProjection.from_pretrained(folder).info
+    source_dir, target_dir = resolve_model_folder(plan["source_model"]), resolve_model_folder(plan["target_model"])
+    source = AutoModelForCausalLM.from_pretrained(source_dir, dtype=torch.float32)
+    target = AutoModelForCausalLM.from_pretrained(target_dir, dtype=torch.float32)
+    began = time.perf_counter()
+    projection = fit_projection(source, AutoTokenizer.from_pretrained(source_dir), target, AutoTokenizer.from_pretrained(target_dir),
+                                method=plan.get("method", "lstsq"))  # fmt: skip
+    print(f"fitted {plan.get('method', 'lstsq')} projection in {time.perf_counter() - began:.1f} s: {projection.info['quality']}")
+    projection.save_pretrained(folder)
+    return str(folder), projection.info
+
+
+def runs_plan(plan, projection_dir: str) -> dict:
+    target = dict(plan["target"], model=plan["target_model"], checkpoint_every=0)
+    evaluate_only = {"steps": 0, "eval_every": 0}
+    projected = {"method": "projected", "source_adapter": plan["source_adapter"], "projection": projection_dir}
+    return {
+        "output_dir": str(Path(plan["output_dir"]) / "runs"),
+        "base": target,
+        "methods": [
+            {"name": "no prompt", "method": "zero_shot", **evaluate_only},
+            {"name": "random prompt", "method": "prompt_tuning_random", **evaluate_only},
+            {"name": "projected prompt (zero-shot)", **projected, **evaluate_only},
+            {"name": "trained on target (cold start)", "method": "vocab_sampled", "vocab_sampling": "class_labels"},
+            {"name": "projected + trained (warm start)", **projected},
+        ],
+    }
+
+
+def steps_to_reach(record: dict, goal: float) -> int | None:
+    curve = [(e["step"], e["accuracy"]) for e in record["eval_history"]] + [(record["steps"], record["metrics"]["accuracy"])]
+    return next((step for step, accuracy in curve if accuracy >= goal), None)
+
+
+def summarise(records: dict[str, list[dict]], info: dict) -> dict:
+    mean = {name: statistics.mean(r["metrics"]["accuracy"] for r in runs) for name, runs in records.items()}
+    none, projected, trained = mean["no prompt"], mean["projected prompt (zero-shot)"], mean["trained on target (cold start)"]
+    ratios = []
+    for cold, warm in zip(records["trained on target (cold start)"], records["projected + trained (warm start)"]):
+        reached = steps_to_reach(warm, cold["metrics"]["accuracy"])
+        ratios.append(None if reached is None else reached / cold["steps"])
+    return {
+        "accuracy_mean": mean,
+        "accuracy_std": {n: statistics.stdev([r["metrics"]["accuracy"] for r in runs]) if len(runs) > 1 else 0.0 for n, runs in records.items()},
+        "recovered_gain": (projected - none) / (trained - none) if trained != none else None,
+        "warm_steps_ratio_per_seed": ratios,
+        "projection": {k: info.get(k) for k in ("method", "num_anchors", "quality", "fit_seconds")},
+    }
+
+
+def write_markdown(summary: dict, plan, seeds, path: Path) -> None:
+    quality = summary["projection"]["quality"]
+    lines = [f"`{plan['source_model']}` -> `{plan['target_model']}`, task `{plan['target']['task']}`, seeds {seeds}, "
+             f"{plan['target'].get('steps')} steps. Projection `{summary['projection']['method']}` on "
+             f"{summary['projection']['num_anchors']:,} shared tokens, fit {summary['projection']['fit_seconds']:.1f} s; "
+             f"held-out mean cosine {quality['mean_cosine']:.3f}, top-1 {quality['top1']:.3f}, top-10 {quality['top10']:.3f}.",
+             "", "| target model with | accuracy (mean ± std) |", "|---|---:|"]  # fmt: skip
+    for name, value in summary["accuracy_mean"].items():
+        lines.append(f"| {name} | {100 * value:.1f} ± {100 * summary['accuracy_std'][name]:.1f} |")
+    gain = summary["recovered_gain"]
+    lines += ["", f"Projected prompt recovers {'n/a' if gain is None else f'{100 * gain:.0f}%'} of the trained prompt's gain over no prompt (goal >= 50%).",
+              f"Warm start steps to reach the cold start's final accuracy, as a fraction of the cold start's steps, per seed: "
+              f"{summary['warm_steps_ratio_per_seed']} (goal <= 0.5; None = not reached)."]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--seeds")
+    args = parser.parse_args(argv)
+    plan = yaml.safe_load(Path(args.config).read_text())
+    unknown = set(plan) - PLAN_KEYS
+    if unknown:
+        raise ValueError(f"Unknown key(s) {sorted(unknown)} in {args.config}; expected {sorted(PLAN_KEYS)}.")
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else plan.get("seeds", [0, 1, 2])
+    output_dir = Path(plan["output_dir"])
+    projection_dir, info = fitted_projection(plan, output_dir)
+    runs = runs_plan(plan, projection_dir)
+    records = {}
+    for method in runs["methods"]:
+        records[method["name"]] = []
+        for seed in seeds:
+            config = compare.run_config(runs, method, seed)
+            records[method["name"]].append(compare.existing_result(config) or compare.train.run(config))
+    summary = summarise(records, info)
+    (output_dir / "projection_results.json").write_text(json.dumps({"plan": plan, "seeds": seeds, **summary}, indent=2))
+    write_markdown(summary, plan, seeds, output_dir / "projection_results.md")
+    print((output_dir / "projection_results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
