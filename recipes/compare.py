@@ -84,8 +84,9 @@ def summarise(name: str, records: list[dict]) -> dict:
 
 def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float) -> None:
     base = plan.get("base", {})
+    task = "per method" if any("task" in method for method in plan["methods"]) else base.get("task", "movie_sentiment")
     lines = [
-        f"Model `{base.get('model', 'smollm2-135m')}`, task `{base.get('task', 'movie_sentiment')}`, "
+        f"Model `{base.get('model', 'smollm2-135m')}`, task `{task}`, "
         f"{base.get('steps', 100)} steps, batch {base.get('batch_size', 8)}, {base.get('eval_size', 500)} validation examples. "
         f"Wall time {wall_seconds / 60:.1f} min.",
         "",
