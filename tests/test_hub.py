@@ -128,3 +128,22 @@ def test_pull_from_a_prepopulated_offline_cache(tmp_path):
                             cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert float(result.stdout.split("DIFF")[-1]) <= 1e-5
+
+
+def test_projection_and_its_source_adapter_load_from_repo_ids(hub, tmp_path):
+    import peft
+    from huggingface_hub import create_repo
+
+    from peft_softprompt_ext import ProjectedPromptTuningConfig
+
+    create_repo("org/projection")
+    upload_folder(repo_id="org/projection", folder_path=common.projection_folder("gpt2"))
+    create_repo("org/source")
+    upload_folder(repo_id="org/source", folder_path=common.source_adapter_folder("gpt2"))
+    from_hub = ProjectedPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_adapter="org/source",
+                                           projection="org/projection")  # fmt: skip
+    local = ProjectedPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_adapter=common.source_adapter_folder("gpt2"),
+                                        projection=common.projection_folder("gpt2"))  # fmt: skip
+    hub_prompt = peft.get_peft_model(common.tiny_model("gpt2")[0], from_hub).prompt_encoder["default"].embedding.weight
+    local_prompt = peft.get_peft_model(common.tiny_model("gpt2")[0], local).prompt_encoder["default"].embedding.weight
+    torch.testing.assert_close(hub_prompt, local_prompt, rtol=0, atol=0)
