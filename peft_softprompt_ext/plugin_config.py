@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from . import reparameterization
 from ._peft_compat import PeftType, PromptLearningConfig, validate_task_type
 
 
@@ -16,6 +17,9 @@ class PluginPromptConfig(PromptLearningConfig):
         num_virtual_tokens (`int`): Number of virtual tokens (prompt length), > 0.
         base_model_fingerprint (`dict`): Architecture, width, vocabulary size and embedding digest
             of the base model, filled in when the prompt is created; loading checks it.
+        reparameterization (`str`): None, or `"residual_mlp"`: train `prompt + MLP(prompt)`
+            (Residual Prompt Tuning); saved and exported collapsed into plain prompt embeddings.
+        reparameterization_hidden (`int`): Hidden width of that MLP.
     """
 
     PEFT_TYPE_NAME = None  # set by each subclass, e.g. "VOCAB_SAMPLED_PROMPT_TUNING"
@@ -24,9 +28,15 @@ class PluginPromptConfig(PromptLearningConfig):
         default=None, metadata={"help": "Fingerprint of the base model the prompt was made for (set automatically)."}
     )
 
+    reparameterization: Optional[str] = field(
+        default=None, metadata={"help": "None or 'residual_mlp': train prompt + MLP(prompt), saved collapsed."}
+    )
+    reparameterization_hidden: int = field(default=256, metadata={"help": "Hidden width of the residual MLP."})
+
     def __post_init__(self):
         super().__post_init__()
         self.peft_type = PeftType[self.PEFT_TYPE_NAME]
+        reparameterization.validate(self)
         validate_task_type(self.task_type)
         if not isinstance(self.num_virtual_tokens, int) or isinstance(self.num_virtual_tokens, bool) or self.num_virtual_tokens <= 0:
             raise ValueError(f"num_virtual_tokens must be a positive integer, got {self.num_virtual_tokens!r}.")

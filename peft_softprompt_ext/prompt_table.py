@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import torch
 
+from . import reparameterization
 from ._peft_compat import PluginPromptEncoder
+
+_RAW = "reparameterization.raw_prompt"
 
 
 class PromptTableEncoder(PluginPromptEncoder):
@@ -23,6 +26,7 @@ class PromptTableEncoder(PluginPromptEncoder):
         self.num_virtual_tokens = config.num_virtual_tokens
         self.token_dim = config.token_dim
         self.embedding = torch.nn.Embedding(config.num_virtual_tokens, config.token_dim)
+        self.reparameterization = reparameterization.build(config, config.token_dim)
         if not config.inference_mode:  # a loaded adapter gets its weights from the checkpoint
             rows = self.initial_rows(config, word_embeddings, model_config)
             expected = (config.num_virtual_tokens, config.token_dim)
@@ -37,23 +41,44 @@ class PromptTableEncoder(PluginPromptEncoder):
 
     def prompt_table(self, task: int | None = None) -> torch.Tensor:
         """The prompt [num_virtual_tokens, token_dim] the model sees (one task: `task` is ignored)."""
-        return self.embedding.weight
+        rows = self.embedding.weight
+        return rows if self.reparameterization is None else self.reparameterization(rows)
 
     def forward(self, batch_size: int, task_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
-        return self.embedding.weight.unsqueeze(0).expand(batch_size, -1, -1)
+        return self.prompt_table().unsqueeze(0).expand(batch_size, -1, -1)
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        # Same tensor name and layout as PEFT's PROMPT_TUNING: plain PEFT can read the weights.
-        return {"prompt_embeddings": self.embedding.weight.detach()}
+        # Same tensor name and layout as PEFT's PROMPT_TUNING: plain PEFT can read the weights
+        # (and ignores the extra reparameterisation tensors kept for resuming training).
+        state = {"prompt_embeddings": self.prompt_table().detach()}
+        if self.reparameterization is not None:
+            state[_RAW] = self.embedding.weight.detach()
+            state.update({f"reparameterization.{k}": v.detach() for k, v in self.reparameterization.state_dict().items()})
+        return state
 
     def load_adapter_state(self, state_dict: dict[str, torch.Tensor]) -> None:
+        if self.reparameterization is not None:
+            self._load_reparameterized(state_dict)
+            return
+        self._load_rows(state_dict, "prompt_embeddings")
+
+    def _load_reparameterized(self, state_dict: dict[str, torch.Tensor]) -> None:
+        names = [_RAW] + [f"reparameterization.{k}" for k in self.reparameterization.state_dict()]
+        missing = [name for name in names if name not in state_dict]
+        if missing:
+            raise ValueError(f"reparameterization='residual_mlp' adapter weights lack {missing}; found {sorted(state_dict)}.")
+        self._load_rows(state_dict, _RAW)
+        mlp_state = {k.removeprefix("reparameterization."): v for k, v in state_dict.items() if k.startswith("reparameterization.") and k != _RAW}
+        self.reparameterization.load_state_dict(mlp_state)
+
+    def _load_rows(self, state_dict: dict[str, torch.Tensor], name: str) -> None:
         expected = (self.num_virtual_tokens, self.token_dim)
-        if "prompt_embeddings" not in state_dict:
-            raise ValueError(f"Adapter weights lack 'prompt_embeddings'; found {sorted(state_dict)}.")
-        tensor = state_dict["prompt_embeddings"]
+        if name not in state_dict:
+            raise ValueError(f"Adapter weights lack {name!r}; found {sorted(state_dict)}.")
+        tensor = state_dict[name]
         if tuple(tensor.shape) != expected or not tensor.is_floating_point():
             raise ValueError(
-                f"'prompt_embeddings' has shape {tuple(tensor.shape)} and dtype {tensor.dtype}; expected a float "
+                f"{name!r} has shape {tuple(tensor.shape)} and dtype {tensor.dtype}; expected a float "
                 f"tensor of shape {expected} (num_virtual_tokens, token_dim) for this base model."
             )
         with torch.no_grad():

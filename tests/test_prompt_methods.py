@@ -32,8 +32,9 @@ def test_only_prompt_parameters_get_gradients(model_name, config_name):
 @pytest.mark.parametrize("model_name,config_name", MATRIX)
 def test_a_few_steps_lower_the_loss(model_name, config_name):
     peft_model, _ = make_peft_model(model_name, config_name)
-    # mixtures also train their mixing logits: a smaller step keeps the tiny random T5 stable
-    lr = 0.01 if config_name.startswith("mixture") else 0.03
+    # mixtures also train mixing logits and reparameterised prompts an MLP: smaller steps keep the
+    # tiny random T5 stable
+    lr = 0.003 if "reparam" in config_name else 0.01 if config_name.startswith("mixture") else 0.03
     losses = common.train_steps(peft_model, batch_for(model_name), steps=8, lr=lr)
     assert losses[-1] < losses[0] - 1e-3, losses
 

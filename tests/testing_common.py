@@ -248,13 +248,15 @@ def all_configs():
             task_type=task_type, num_virtual_tokens=5, source_adapter=source_adapter_folder(model_name),
             projection=projection_folder(model_name),
         ),  # fmt: skip
+        "vocab_reparam": vocab(vocab_sampling="uniform", reparameterization="residual_mlp", reparameterization_hidden=16),
         "mixture_task": mixture(mixing="task"),
+        "mixture_task_reparam": mixture(mixing="task", reparameterization="residual_mlp", reparameterization_hidden=16),
         "mixture_attention": mixture(mixing="attention", attention_hidden=8),
     }
 
 
-ALL_CONFIG_NAMES = ["vocab_uniform", "vocab_top_frequent", "vocab_task_corpus", "vocab_class_labels", "projected",
-                    "mixture_task", "mixture_attention"]  # fmt: skip
+ALL_CONFIG_NAMES = ["vocab_uniform", "vocab_top_frequent", "vocab_task_corpus", "vocab_class_labels", "vocab_reparam",
+                    "projected", "mixture_task", "mixture_task_reparam", "mixture_attention"]  # fmt: skip
 # Configs whose prompt depends on the input: no single exportable prompt, and a no-cache loop
 # over forward (which re-reads the generated tokens) is not what generate computes.
 INPUT_DEPENDENT_CONFIGS = {"mixture_attention"}

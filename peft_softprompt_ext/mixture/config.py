@@ -76,6 +76,8 @@ class MixturePromptTuningConfig(PluginPromptConfig):
                 f"mixing='one_hot' serves one bank prompt per task: num_tasks={self.num_tasks} but "
                 f"{len(self.source_prompts)} source_prompts."
             )
+        if self.mixing == Mixing.ONE_HOT and self.reparameterization is not None:
+            raise ValueError("mixing='one_hot' trains nothing, so reparameterization must be None.")
         if not isinstance(self.attention_hidden, int) or self.attention_hidden <= 0:
             raise ValueError(f"attention_hidden must be a positive integer, got {self.attention_hidden!r}.")
         if not self.attention_temperature > 0:

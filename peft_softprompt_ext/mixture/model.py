@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import reparameterization
 from .._peft_compat import PluginPromptEncoder
 from ..prompt_bank import load_saved_prompt
 from .config import Mixing
@@ -54,6 +55,7 @@ class MixturePromptEncoder(PluginPromptEncoder):
             return
         # a warm start: each task's target prompt begins as the mean of the bank
         self.target_prompts = torch.nn.Parameter(self.bank.mean(0, keepdim=True).repeat(config.num_tasks, 1, 1))
+        self.reparameterization = reparameterization.build(config, width)  # over the target prompts
         if self.mixing == Mixing.TASK:
             self.task_logits = torch.nn.Parameter(torch.zeros(config.num_tasks, count + 1))
         else:
@@ -77,6 +79,12 @@ class MixturePromptEncoder(PluginPromptEncoder):
         return torch.stack(prompts)
 
     # ------------------------------------------------------------------ mixing
+    def targets(self) -> torch.Tensor:
+        """The target prompts [num_tasks, P, D] as used (after the reparameterisation, if any)."""
+        if self.reparameterization is None:
+            return self.target_prompts
+        return self.reparameterization(self.target_prompts)
+
     def _pooled(self, tensor: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Mean over the sequence dim [B, L, D] -> [B, D], counting only unmasked positions."""
         if mask is None:
@@ -95,7 +103,7 @@ class MixturePromptEncoder(PluginPromptEncoder):
         pooled = self._pooled(inputs_embeds.to(self.attention_down.weight.dtype), attention_mask)
         query = F.normalize(pooled + self.attention_up(F.silu(self.attention_down(pooled))), dim=-1)
         bank_keys = self.bank.mean(dim=1).expand(len(task_ids), -1, -1)
-        target_keys = self.target_prompts[task_ids].mean(dim=1, keepdim=True)
+        target_keys = self.targets()[task_ids].mean(dim=1, keepdim=True)
         keys = F.normalize(torch.cat((bank_keys, target_keys), dim=1), dim=-1)
         return torch.softmax(torch.einsum("bd,bkd->bk", query, keys) / self.temperature, dim=-1)
 
@@ -106,7 +114,7 @@ class MixturePromptEncoder(PluginPromptEncoder):
             return self.bank[task_ids]
         count = self.bank.shape[0]
         mixed = torch.einsum("bk,kpd->bpd", weights[:, :count], self.bank)
-        return mixed + weights[:, count, None, None] * self.target_prompts[task_ids]
+        return mixed + weights[:, count, None, None] * self.targets()[task_ids]
 
     def prompt_table(self, task: int | None = None) -> torch.Tensor:
         """The one prompt [P, D] that task `task` gets (task-level mixing only)."""

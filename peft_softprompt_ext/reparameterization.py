@@ -1,0 +1,46 @@
+"""Residual reparameterisation of prompts (Razdaibiedina et al. 2023, "Residual Prompt Tuning").
+
+Training `prompt + MLP(prompt)` instead of `prompt` lets every virtual token share the MLP's
+parameters, which steadies prompt tuning across seeds and learning rates. Only the result
+matters at inference, so saves and exports hold it collapsed (`prompt_embeddings`), with the raw
+prompt and MLP weights kept beside it so training can resume.
+
+No LayerNorm on the MLP output (the paper has one): it would rescale the small initial output
+to unit size and move the prompt away from its careful initialisation. The up-projection starts
+small, so the initial prompt is (almost exactly) the initialised one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+CHOICES = (None, "residual_mlp")
+
+
+class ResidualMLP(torch.nn.Module):
+    """rows [..., width] -> rows + up(relu(down(rows)))."""
+
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.down = torch.nn.Linear(width, hidden)
+        self.up = torch.nn.Linear(hidden, width)
+        torch.nn.init.normal_(self.up.weight, std=1e-3)
+        torch.nn.init.zeros_(self.up.bias)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows + self.up(torch.relu(self.down(rows)))
+
+
+def validate(config) -> None:
+    if config.reparameterization not in CHOICES:
+        raise ValueError(f"reparameterization={config.reparameterization!r} is unknown; expected one of {list(CHOICES)}.")
+    hidden = config.reparameterization_hidden
+    if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden <= 0:
+        raise ValueError(f"reparameterization_hidden must be a positive integer, got {hidden!r}.")
+
+
+def build(config, width: int) -> ResidualMLP | None:
+    """The reparameterisation module a config asks for (None when it asks for none)."""
+    if config.reparameterization is None:
+        return None
+    return ResidualMLP(width, config.reparameterization_hidden)
