@@ -15,6 +15,8 @@ def build_peft_config(config, task_type: str, tokenizer_dir: str, label_words: l
     """The PEFT config of `config.method` (None for full fine-tuning and zero-shot)."""
     method = config.method
     prompt_common = dict(task_type=task_type, num_virtual_tokens=config.num_virtual_tokens)
+    plugin_common = dict(prompt_common, reparameterization=config.reparameterization,
+                         reparameterization_hidden=config.reparameterization_hidden)  # fmt: skip
     if method == "vocab_sampled":
         extra = {}
         if config.vocab_sampling == "class_labels":
@@ -24,12 +26,12 @@ def build_peft_config(config, task_type: str, tokenizer_dir: str, label_words: l
         return VocabSampledPromptTuningConfig(
             vocab_sampling=config.vocab_sampling, seed=config.seed, norm_matching=config.norm_matching,
             num_frequent_tokens=config.num_frequent_tokens,
-            tokenizer_name_or_path=tokenizer_dir, **prompt_common, **extra,
+            tokenizer_name_or_path=tokenizer_dir, **plugin_common, **extra,
         )  # fmt: skip
     if method == "mixture":
-        return MixturePromptTuningConfig(source_prompts=list(config.source_prompts), num_tasks=1, mixing=config.mixing, **prompt_common)
+        return MixturePromptTuningConfig(source_prompts=list(config.source_prompts), num_tasks=1, mixing=config.mixing, **plugin_common)
     if method == "projected":
-        return ProjectedPromptTuningConfig(source_adapter=config.source_adapter, projection=config.projection, **prompt_common)
+        return ProjectedPromptTuningConfig(source_adapter=config.source_adapter, projection=config.projection, **plugin_common)
     if method == "prompt_tuning_random":
         return peft.PromptTuningConfig(prompt_tuning_init="RANDOM", **prompt_common)
     if method == "prompt_tuning_sample_vocab":

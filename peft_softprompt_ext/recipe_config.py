@@ -57,6 +57,8 @@ class RecipeConfig:
     norm_matching: bool = field(default=False, metadata={"help": "vocab_sampled: rescale initial rows to the vocabulary norm."})
     source_prompts: list = field(default_factory=list, metadata={"help": "mixture: trained adapters (folders/repo ids)."})
     mixing: str = field(default="task", metadata={"help": "mixture: 'task' or 'attention'."})
+    reparameterization: Optional[str] = field(default=None, metadata={"help": "plugin methods: None or 'residual_mlp'."})
+    reparameterization_hidden: int = field(default=256, metadata={"help": "plugin methods: residual MLP width."})
     source_adapter: Optional[str] = field(default=None, metadata={"help": "projected: adapter trained on the source model."})
     projection: Optional[str] = field(default=None, metadata={"help": "projected: saved PromptProjection folder."})
     init_text: str = field(default="Classify the sentiment of this review as positive or negative.", metadata={"help": "prompt_tuning_text init."})

@@ -55,6 +55,14 @@ def test_train_writes_results_config_and_adapter(method, tmp_path):
         assert len(results["loss_curve"]) == 6 and results["trainable_params"] > 0
 
 
+def test_train_with_reparameterization_saves_a_collapsed_prompt(tmp_path):
+    recipe("train.py", *tiny_args(tmp_path, steps=3, reparameterization="residual_mlp", reparameterization_hidden=8))
+    from safetensors.torch import load_file
+
+    tensors = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert {"prompt_embeddings", "reparameterization.raw_prompt"} <= set(tensors)
+
+
 def test_train_with_text_init_and_seq_cls_encoder(tmp_path):
     recipe("train.py", *tiny_args(tmp_path / "text", method="prompt_tuning_text", init_text="a review"))
     recipe("train.py", "--model", common.tiny_model_folder("bert"), "--output_dir", tmp_path / "bert", "--steps", 3, *TINY_RUN)
