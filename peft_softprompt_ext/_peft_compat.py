@@ -340,8 +340,7 @@ def _push_to_hub(original, self, repo_id, *args, **kwargs):
 
         from .hub import build_model_card
 
-        has_vanilla = getattr(self.prompt_encoder["default"], "exportable", True)
-        card = str(build_model_card(self, "default", has_vanilla)).replace("REPO_ID", repr(repo_id))
+        card = str(build_model_card(self, "default")).replace("REPO_ID", repr(repo_id))
         upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=repo_id, token=kwargs.get("token"),
                     revision=kwargs.get("revision"), commit_message="Soft-prompt model card (peft_softprompt_ext)")  # fmt: skip
     return result

@@ -68,9 +68,15 @@ def _metrics_lines(results: dict | None) -> list[str]:
     return lines
 
 
-def build_model_card(peft_model, adapter_name: str = "default", has_vanilla: bool = True) -> ModelCard:
+def has_vanilla_copy(peft_model, adapter_name: str = "default") -> bool:
+    """Whether the adapter has one prompt to export as plain PROMPT_TUNING (attention mixing has not)."""
+    return getattr(peft_model.prompt_encoder[adapter_name], "exportable", True)
+
+
+def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
     """The model card of one plugin adapter (see module docstring for what it holds)."""
     config = peft_model.peft_config[adapter_name]
+    has_vanilla = has_vanilla_copy(peft_model, adapter_name)
     method = _method_name(config)
     trainable = sum(p.numel() for p in peft_model.prompt_encoder[adapter_name].parameters())
     results = getattr(peft_model, _RESULTS_ATTRIBUTE, None)
@@ -107,7 +113,6 @@ def write_sharing_files(peft_model, save_directory: str, selected_adapters=None)
         if str(getattr(config.peft_type, "value", config.peft_type)) not in PLUGIN_PEFT_TYPES:
             continue
         folder = save_directory if adapter_name == "default" else os.path.join(save_directory, adapter_name)
-        has_vanilla = getattr(peft_model.prompt_encoder[adapter_name], "exportable", True)
-        if has_vanilla:
+        if has_vanilla_copy(peft_model, adapter_name):
             export_prompt_tuning(peft_model, os.path.join(folder, "vanilla"), adapter_name=adapter_name)
-        build_model_card(peft_model, adapter_name, has_vanilla).save(os.path.join(folder, "README.md"))
+        build_model_card(peft_model, adapter_name).save(os.path.join(folder, "README.md"))

@@ -182,3 +182,26 @@ def embed_label_words(word_embeddings: torch.nn.Module, tokenizer, labels: Seque
 def match_row_norms(rows: torch.Tensor, target_norm: float) -> torch.Tensor:
     """Rescale every row [n, D] to L2 norm `target_norm` (direction kept)."""
     return rows * (target_norm / rows.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+
+
+@torch.no_grad()
+def nearest_token_ids(queries: torch.Tensor, word_embeddings: torch.nn.Module, candidate_ids: torch.Tensor, k: int,
+                      centre=None, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The `k` candidates nearest (cosine) to each query [m, D]: (scores [m, k], ids [m, k]), best first.
+
+    Candidates are embedded as the model consumes them, in chunks to bound memory; `centre`, if
+    given, is subtracted from queries and candidates first.
+    """
+    queries = queries.float() if centre is None else queries.float() - centre
+    queries = torch.nn.functional.normalize(queries, dim=-1)
+    best_scores = torch.full((len(queries), k), -2.0)
+    best_ids = torch.zeros((len(queries), k), dtype=torch.long)
+    for start in range(0, len(candidate_ids), chunk):
+        ids = candidate_ids[start : start + chunk]
+        rows = embed_token_ids(word_embeddings, ids)
+        rows = torch.nn.functional.normalize(rows if centre is None else rows - centre, dim=-1)
+        scores = torch.cat((best_scores, queries @ rows.T), dim=1)
+        pool = torch.cat((best_ids, ids.expand(len(queries), -1)), dim=1)
+        best_scores, order = scores.topk(k, dim=1)
+        best_ids = pool.gather(1, order)
+    return best_scores, best_ids

@@ -20,7 +20,7 @@ import torch
 
 from .._peft_compat import input_embeddings_of
 from ..fingerprint import base_model_fingerprint
-from ..init import embed_token_ids
+from ..init import embed_token_ids, nearest_token_ids
 from .alignment import shared_tokens
 from .projection import PromptProjection
 
@@ -43,20 +43,10 @@ def _solve(method: str, source: torch.Tensor, target: torch.Tensor, ridge: float
     return left @ right
 
 
-@torch.no_grad()
 def _retrieval(projected: torch.Tensor, true_ids: torch.Tensor, table_module, target_mean, chunk: int = 16384):
-    """top-1 / top-10 agreement of `projected` [m, dt] with `true_ids` among every target row."""
-    rows = table_module.weight.shape[0]
-    queries = torch.nn.functional.normalize(projected - target_mean, dim=1)
-    best_scores = torch.full((len(queries), 10), -2.0)
-    best_ids = torch.zeros((len(queries), 10), dtype=torch.long)
-    for start in range(0, rows, chunk):
-        ids = torch.arange(start, min(start + chunk, rows))
-        keys = torch.nn.functional.normalize(embed_token_ids(table_module, ids) - target_mean, dim=1)
-        scores = torch.cat((best_scores, queries @ keys.T), dim=1)
-        pool = torch.cat((best_ids, ids.expand(len(queries), -1)), dim=1)
-        best_scores, order = scores.topk(10, dim=1)
-        best_ids = pool.gather(1, order)
+    """top-1 / top-10 agreement of `projected` [m, dt] with `true_ids` among every target row (mean removed)."""
+    every_row = torch.arange(table_module.weight.shape[0])
+    _, best_ids = nearest_token_ids(projected, table_module, every_row, 10, centre=target_mean, chunk=chunk)
     hits = best_ids == true_ids.unsqueeze(1)
     return hits[:, 0].float().mean().item(), hits.any(dim=1).float().mean().item()
 
