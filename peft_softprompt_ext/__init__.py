@@ -4,12 +4,13 @@
 `peft.get_peft_model(model, VocabSampledPromptTuningConfig(...))` works like any PEFT method.
 """
 
-from ._peft_compat import SUPPORTED_PEFT, install_patches
+from ._peft_compat import SUPPORTED_PEFT, install_patches, prompt_kv_cache
 from .describe import describe_prompt
 from .export import export_prompt_tuning
 from .fingerprint import base_model_fingerprint
 from .hub import attach_results, build_model_card
 from .mixture import MixturePromptTuningConfig, Mixing, mixing_weights, serve_prompts
+from .shared_prefix import PromptKVCache
 from .projection import ProjectedPromptTuningConfig, PromptProjection, fit_projection, refine_projection
 from .vocab_sampled import VocabSampledPromptEmbedding, VocabSampledPromptTuningConfig, VocabSampling
 
@@ -34,4 +35,6 @@ __all__ = [
     "build_model_card",
     "describe_prompt",
     "export_prompt_tuning",
+    "prompt_kv_cache",
+    "PromptKVCache",
 ]

@@ -73,6 +73,7 @@ __all__ = [
     "is_plugin_config",
     "install_patches",
     "prompt_encoder_of",
+    "prompt_kv_cache",
     "input_embeddings_of",
 ]
 
@@ -140,6 +141,9 @@ class PluginPromptEncoder(BasePromptEncoder):
         -> prompts [batch_size, num_virtual_tokens, token_dim];
       * `adapter_state_dict()` -> the tensors to save (safetensors names -> tensors);
       * `load_adapter_state(state_dict)`: validate names and shapes, then load.
+    Encoders whose prompts do not depend on the input also set `prompts_are_shared = True` and
+    implement `shared_prompts(batch_size, task_ids)` -> (distinct prompts [T, P, D], row -> prompt
+    index [batch_size]), which enables shared-prefix execution (`shared_prefix.py`).
     PEFT calls the two class-level hooks below when it saves and loads an adapter.
     """
 
@@ -149,6 +153,8 @@ class PluginPromptEncoder(BasePromptEncoder):
 
     def _load_adapter_state_dict(self, state_dict):
         self.load_adapter_state(state_dict)
+
+    prompts_are_shared = False
 
     def set_trainable(self) -> None:
         """Make the trainable part of the encoder require grad (all parameters by default)."""
@@ -181,6 +187,31 @@ def prompt_table_of(peft_model, adapter_name: str | None = None, task: int | Non
     if config.peft_type == PeftType.PROMPT_TUNING:
         return encoder.embedding.weight[: config.num_virtual_tokens]  # seq2seq: the encoder half
     raise ValueError(f"Adapter of PEFT type {config.peft_type} has no prompt table; expected a prompt-tuning method.")
+
+
+def prompt_kv_cache(peft_model, adapter_name: str | None = None, output_hidden_states: bool = False):
+    """The keys/values of a causal LM's plugin prompt (every task's), computed once and reused.
+
+    Example:
+        >>> cache = prompt_kv_cache(peft_model)
+        >>> peft_model(input_ids=ids, attention_mask=mask, prompt_cache=cache)
+        >>> peft_model.generate(input_ids=ids, attention_mask=mask, prompt_cache=cache)
+
+    The model also keeps and reuses this cache by itself at inference (`shared_prefix="auto"`);
+    passing it explicitly makes a stale or foreign cache an error instead of a recomputation.
+    """
+    config = adapter_config_of(peft_model, adapter_name)
+    if not is_plugin_config(config) or str(getattr(config.task_type, "value", config.task_type)) != "CAUSAL_LM":
+        raise ValueError(f"prompt_kv_cache needs a CAUSAL_LM plugin prompt adapter; got {config.peft_type} / {config.task_type}.")
+    encoder = prompt_encoder_of(peft_model, adapter_name)
+    from . import shared_prefix
+
+    shared_prefix.use_shared_prefix("on", peft_model.base_model, encoder, config.num_virtual_tokens)
+    first_task = torch.zeros(1, dtype=torch.long)
+    with torch.no_grad():
+        cache, _ = shared_prefix.prefix_for(peft_model.base_model, encoder, 1, first_task, peft_model.word_embeddings.weight.dtype,
+                                            output_hidden_states=output_hidden_states)  # fmt: skip
+    return cache
 
 
 def adapter_config_of(peft_model, adapter_name: str | None = None):
@@ -227,6 +258,7 @@ def _plugin_parts(self) -> prompt_injection.PromptParts:
         word_embeddings=self.word_embeddings,
         encoder=self.prompt_encoder[self.active_adapter],
         num_virtual_tokens=config.num_virtual_tokens,
+        shared_prefix=getattr(config, "shared_prefix", "off"),
     )
 
 
@@ -241,11 +273,14 @@ def _causal_generate(original, self, *args, **kwargs):
         return original(self, *args, **kwargs)
     # The prompt is computed once from the original input, so it stays the same at every step with
     # or without a cache (input-dependent mixing would otherwise see the generated tokens too).
-    self._plugin_generation_prompts = prompt_injection.generation_prompts(_plugin_parts(self), args, kwargs)
+    parts = _plugin_parts(self)
+    prompt_cache = kwargs.pop("prompt_cache", None)
+    self._plugin_generation_prompts = prompt_injection.generation_prompts(parts, args, kwargs)
+    self._plugin_generation_prefix = prompt_injection.generation_prefix(parts, args, kwargs, prompt_cache)
     try:
         return original(self, *args, **kwargs)
     finally:
-        del self._plugin_generation_prompts
+        del self._plugin_generation_prompts, self._plugin_generation_prefix
 
 
 def _causal_prepare_inputs_for_generation(original, self, *args, task_ids=None, **kwargs):
@@ -253,7 +288,8 @@ def _causal_prepare_inputs_for_generation(original, self, *args, task_ids=None, 
         return original(self, *args, task_ids=task_ids, **kwargs)
     model_inputs = self.base_model_prepare_inputs_for_generation(*args, **kwargs)
     fixed = getattr(self, "_plugin_generation_prompts", None)
-    return prompt_injection.prepare_causal_generation_step(_plugin_parts(self), model_inputs, task_ids, fixed)
+    prefix = getattr(self, "_plugin_generation_prefix", None)
+    return prompt_injection.prepare_causal_generation_step(_plugin_parts(self), model_inputs, task_ids, fixed, prefix)
 
 
 def _seq2seq_forward(original, self, *args, **kwargs):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from . import reparameterization
+from . import reparameterization, shared_prefix
 from ._peft_compat import PeftType, PromptLearningConfig, validate_task_type
 
 
@@ -20,6 +20,10 @@ class PluginPromptConfig(PromptLearningConfig):
         reparameterization (`str`): None, or `"residual_mlp"`: train `prompt + MLP(prompt)`
             (Residual Prompt Tuning); saved and exported collapsed into plain prompt embeddings.
         reparameterization_hidden (`int`): Hidden width of that MLP.
+        shared_prefix (`str`): Causal LMs only: `"auto"` (default) runs the prompt once per batch
+            and reuses its keys/values across rows and inference calls wherever that is exact
+            (see `shared_prefix.py`), else the standard path; `"on"` raises where it is not exact;
+            `"off"` always feeds `[prompt; input]` per row.
     """
 
     PEFT_TYPE_NAME = None  # set by each subclass, e.g. "VOCAB_SAMPLED_PROMPT_TUNING"
@@ -32,11 +36,21 @@ class PluginPromptConfig(PromptLearningConfig):
         default=None, metadata={"help": "None or 'residual_mlp': train prompt + MLP(prompt), saved collapsed."}
     )
     reparameterization_hidden: int = field(default=256, metadata={"help": "Hidden width of the residual MLP."})
+    shared_prefix: str = field(
+        default="auto", metadata={"help": "'auto', 'on' or 'off': run the prompt once per batch (causal LMs) where exact."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
         self.peft_type = PeftType[self.PEFT_TYPE_NAME]
         reparameterization.validate(self)
         validate_task_type(self.task_type)
+        self.shared_prefix = shared_prefix.validate_mode(self.shared_prefix)
+        task_type = str(getattr(self.task_type, "value", self.task_type))
+        if self.shared_prefix == "on" and task_type != "CAUSAL_LM":
+            raise ValueError(
+                f"shared_prefix='on' is exact only for CAUSAL_LM; task_type={task_type!r} runs the prompt through a "
+                "bidirectional encoder that reads the input. Use shared_prefix='auto' or 'off'."
+            )
         if not isinstance(self.num_virtual_tokens, int) or isinstance(self.num_virtual_tokens, bool) or self.num_virtual_tokens <= 0:
             raise ValueError(f"num_virtual_tokens must be a positive integer, got {self.num_virtual_tokens!r}.")

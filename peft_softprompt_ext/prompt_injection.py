@@ -13,6 +13,7 @@ What differs from PEFT's own prompt-tuning path, and why:
   at every decoding step; here a forward that continues a cache never re-injects them.
 * Seq2seq models get the prompt in front of the encoder input only, so decoding with a cache is
   the model's own.
+* Causal LMs run the prompt once per batch where that is exact (`shared_prefix.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import shared_prefix
+
 
 @dataclass
 class PromptParts:
@@ -32,6 +35,7 @@ class PromptParts:
     word_embeddings: torch.nn.Module
     encoder: torch.nn.Module
     num_virtual_tokens: int
+    shared_prefix: str = "off"  # "auto" | "on" | "off" (see shared_prefix.py)
 
 
 @functools.lru_cache(maxsize=64)
@@ -99,14 +103,25 @@ def causal_lm_forward(
     return_dict=None,
     task_ids=None,
     position_ids=None,
+    prompt_cache=None,
     **kwargs,
 ):
-    """Causal LM forward with the prompt in front; continuing a non-empty cache skips the prompt."""
+    """Causal LM forward with the prompt in front; continuing a non-empty cache skips the prompt.
+
+    `prompt_cache`: a `PromptKVCache` from `prompt_kv_cache(peft_model)` to reuse (shared prefix).
+    """
     if inputs_embeds is None:
         inputs_embeds = parts.word_embeddings(input_ids)
     num_virtual, new_length = parts.num_virtual_tokens, inputs_embeds.shape[1]
     injecting = _cache_length(kwargs) == 0
     full_mask = _with_prompt_mask(attention_mask, num_virtual)
+    mode = "on" if prompt_cache is not None else parts.shared_prefix
+    if injecting and shared_prefix.use_shared_prefix(mode, parts.base_model, parts.encoder, num_virtual, output_attentions):
+        prefix, rows = shared_prefix.prefix_for(parts.base_model, parts.encoder, inputs_embeds.shape[0], task_ids,
+                                                inputs_embeds.dtype, prompt_cache, bool(output_hidden_states))  # fmt: skip
+        positions = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
+        return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, inputs_embeds, full_mask, positions,
+                                               labels, output_hidden_states, return_dict, kwargs)  # fmt: skip
     if injecting:
         prompts = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
         inputs_embeds = torch.cat((prompts, inputs_embeds), dim=1)
@@ -137,14 +152,50 @@ def generation_prompts(parts: PromptParts, args: tuple, kwargs: dict) -> torch.T
     return embed_prompts(parts, embeds, kwargs.get("attention_mask"), kwargs.get("task_ids"))
 
 
-def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_ids=None, fixed_prompts=None) -> dict:
+def generation_prefix(parts: PromptParts, args: tuple, kwargs: dict, prompt_cache=None):
+    """(PromptKVCache, row -> prompt index) for a `generate` call, or None for the standard path."""
+    mode = "on" if prompt_cache is not None else parts.shared_prefix
+    if kwargs.get("use_cache") is False or not shared_prefix.use_shared_prefix(mode, parts.base_model, parts.encoder, parts.num_virtual_tokens):
+        return None
+    input_ids = kwargs.get("input_ids", args[0] if args else None)
+    reference = input_ids if input_ids is not None else kwargs.get("inputs_embeds")
+    dtype = parts.word_embeddings.weight.dtype if hasattr(parts.word_embeddings, "weight") else torch.float32
+    with torch.no_grad():
+        return shared_prefix.prefix_for(parts.base_model, parts.encoder, reference.shape[0], kwargs.get("task_ids"), dtype, prompt_cache)
+
+
+def _fill_generation_cache(model_inputs: dict, prefix) -> bool:
+    """Put the shared prompt's keys/values into generate's empty cache; False if there is none."""
+    cache = model_inputs.get("cache", model_inputs.get("past_key_values"))
+    if prefix is None or cache is None or isinstance(cache, (tuple, list)) or not hasattr(cache, "update"):
+        return False
+    prompt_cache, rows = prefix
+    reference = model_inputs.get("input_ids")
+    if reference is None:
+        reference = model_inputs["inputs_embeds"]
+    rows = rows.to(reference.device).repeat_interleave(reference.shape[0] // rows.shape[0])  # beams / samples
+    prompt_cache.fill(cache, rows)
+    return True
+
+
+def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_ids=None, fixed_prompts=None, prefix=None) -> dict:
     """Adjust one decoding step's model inputs (from transformers' prepare_inputs_for_generation).
 
     The first step (empty cache, or every step without a cache) gets the prompt in front; later
     steps only see the prompt through the cache. Masks and positions always count the prompt.
+    With a shared `prefix` (see `generation_prefix`) and a cache, the first step puts the prompt's
+    precomputed keys/values into the cache instead of feeding the prompt.
     """
     num_virtual = parts.num_virtual_tokens
     injecting = _cache_length(model_inputs) == 0
+    if injecting and _fill_generation_cache(model_inputs, prefix):
+        full_mask = _with_prompt_mask(model_inputs.get("attention_mask"), num_virtual)
+        if full_mask is not None:
+            model_inputs["attention_mask"] = full_mask
+        position_ids = model_inputs.get("position_ids")
+        if position_ids is not None:
+            model_inputs["position_ids"] = _shifted_positions(position_ids, full_mask, num_virtual, position_ids.shape[-1], False)
+        return model_inputs
     user_mask = model_inputs.get("attention_mask")
     full_mask = _with_prompt_mask(user_mask, num_virtual)
     if full_mask is not None:

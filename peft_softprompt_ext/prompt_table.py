@@ -47,6 +47,13 @@ class PromptTableEncoder(PluginPromptEncoder):
     def forward(self, batch_size: int, task_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
         return self.prompt_table().unsqueeze(0).expand(batch_size, -1, -1)
 
+    prompts_are_shared = True  # every row gets the same prompt: shared-prefix execution applies
+
+    def shared_prompts(self, batch_size: int, task_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the one prompt [1, P, D], row -> prompt index [batch_size] of zeros)."""
+        table = self.prompt_table()
+        return table.unsqueeze(0), torch.zeros(batch_size, dtype=torch.long, device=table.device)
+
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         # Same tensor name and layout as PEFT's PROMPT_TUNING: plain PEFT can read the weights
         # (and ignores the extra reparameterisation tensors kept for resuming training).

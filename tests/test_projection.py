@@ -4,7 +4,7 @@ import peft
 import pytest
 import torch
 from tokenizers import Tokenizer, models
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 import testing_common as common
 from peft_softprompt_ext import ProjectedPromptTuningConfig, PromptProjection, export_prompt_tuning, fit_projection
@@ -155,3 +155,71 @@ def test_refinement_with_task_data_lowers_the_task_loss(tmp_path):
     assert isinstance(refined, PromptProjection)
     assert refined.info["refined"]["last_loss"] < refined.info["refined"]["first_loss"]
     assert not torch.allclose(refined.weight, projection.weight)
+
+
+def tiny_scaled_target(vocab_size, width=12):
+    """A tiny Gemma3: its embedding module multiplies rows by sqrt(width), like the real one."""
+    torch.manual_seed(1)
+    config = Gemma3TextConfig(vocab_size=vocab_size, hidden_size=width, intermediate_size=16, num_hidden_layers=1,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=64,
+                              sliding_window=16, pad_token_id=0)  # fmt: skip
+    return Gemma3ForCausalLM(config).eval()
+
+
+def test_row_norm_target_tokens_rescales_projected_rows_to_the_embedded_token_norm(tmp_path):
+    source, target = source_tokenizer(), target_tokenizer()
+    source_model, target_model = toy_model(len(source), 8), tiny_scaled_target(len(target))
+    kwargs = dict(min_anchors=8, holdout_fraction=0.2)
+    plain = fit_projection(source_model, source, target_model, target, **kwargs)
+    normed = fit_projection(source_model, source, target_model, target, row_norm="target_tokens", **kwargs)
+    _, target_ids, _ = shared_tokens(source, len(source), target, len(target))
+    embedded = target_model.get_input_embeddings()(target_ids).detach()  # scaled by sqrt(12), as the model consumes it
+    assert normed.row_norm == pytest.approx(embedded.norm(dim=1).mean().item(), rel=0.1)
+    assert normed.row_norm > 2 * target_model.get_input_embeddings().weight[target_ids].norm(dim=1).mean().item()
+    prompt = torch.randn(5, 8) * torch.tensor([0.1, 1.0, 3.0, 10.0, 30.0]).unsqueeze(1)  # rows far off the token norm
+    projected = normed.project(prompt)
+    torch.testing.assert_close(projected.norm(dim=1), torch.full((5,), normed.row_norm))
+    torch.testing.assert_close(projected, torch.nn.functional.normalize(plain.project(prompt), dim=1) * normed.row_norm)
+    assert plain.row_norm is None and normed.info["row_norm_mode"] == "target_tokens"
+    normed.save_pretrained(tmp_path)
+    torch.testing.assert_close(PromptProjection.from_pretrained(tmp_path).project(prompt), projected, rtol=0, atol=0)
+
+
+def test_projection_saved_before_row_norm_existed_loads_as_the_plain_map(tmp_path):
+    import json
+
+    projection, _ = projected_setup(tmp_path)
+    config_path = tmp_path / "projection" / "projection_config.json"
+    config = json.loads(config_path.read_text())
+    del config["row_norm"]
+    config_path.write_text(json.dumps(config))
+    loaded = PromptProjection.from_pretrained(tmp_path / "projection")
+    prompt = torch.randn(3, 8) * 5
+    assert loaded.row_norm is None
+    torch.testing.assert_close(loaded.project(prompt), projection.project(prompt))
+
+
+def test_unknown_row_norm_is_refused_naming_the_value():
+    source_model, source, target_model, target, _ = linked_models("lstsq")
+    with pytest.raises(ValueError, match=r"row_norm='tokens' is not one of \['none', 'target_tokens'\]"):
+        fit_projection(source_model, source, target_model, target, min_anchors=8, row_norm="tokens")
+    with pytest.raises(ValueError, match=r"row_norm must be a positive number or None, got -1.0"):
+        PromptProjection(torch.zeros(2, 3), torch.zeros(2), torch.zeros(3), 1.0, 1.0, row_norm=-1.0)
+
+
+def test_the_config_starts_from_norm_matched_rows_and_refinement_keeps_them(tmp_path):
+    source_model, source, target_model, target, _ = linked_models("lstsq")
+    projection = fit_projection(source_model, source, target_model, target, min_anchors=8, row_norm="target_tokens")
+    projection.save_pretrained(tmp_path / "projection")
+    torch.manual_seed(3)
+    peft.get_peft_model(source_model, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).save_pretrained(tmp_path / "source")
+    config = ProjectedPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, source_adapter=str(tmp_path / "source"),
+                                         projection=str(tmp_path / "projection"))  # fmt: skip
+    rows = peft.get_peft_model(target_model, config).prompt_encoder["default"].embedding.weight.detach()
+    torch.testing.assert_close(rows.norm(dim=1), torch.full((4,), projection.row_norm))
+    ids = torch.randint(3, 20, (4, 6), generator=torch.Generator().manual_seed(0))
+    batches = [{"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}]
+    source_prompt = torch.randn(4, 8) * 4
+    refined = refine_projection(projection, source_prompt, target_model, batches, steps=3, lr=0.05, rank=2)
+    assert refined.row_norm == projection.row_norm
+    torch.testing.assert_close(refined.project(source_prompt).norm(dim=1), torch.full((4,), projection.row_norm))

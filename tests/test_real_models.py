@@ -68,3 +68,25 @@ def test_smollm2_vanilla_export_matches(smollm2, tmp_path):
     vanilla = peft.PeftModel.from_pretrained(base, tmp_path)
     with torch.no_grad():
         torch.testing.assert_close(vanilla(**batch).logits, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.ci
+def test_smollm2_shared_prefix_loss_and_grads_equal_the_standard_path(smollm2):
+    model, tokenizer, folder = smollm2
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20, vocab_sampling="top_frequent",
+                                            tokenizer_name_or_path=folder)  # fmt: skip
+    peft_model = peft.get_peft_model(model, config)
+    tokenizer.padding_side = "left"
+    texts = ["Review: a lovely, moving film\nSentiment: positive", "Review: dull and far too long\nSentiment: negative"]
+    batch = dict(tokenizer(texts, return_tensors="pt", padding=True))
+    batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    results = {}
+    for mode in ("off", "on"):
+        peft_model.peft_config["default"].shared_prefix = mode
+        peft_model.zero_grad()
+        loss = peft_model(**batch).loss
+        loss.backward()
+        results[mode] = (loss.detach(), peft_model.prompt_encoder["default"].embedding.weight.grad.clone())
+    torch.testing.assert_close(results["on"][0], results["off"][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(results["on"][1], results["off"][1], rtol=1e-5, atol=1e-5)
+    assert results["off"][1].abs().sum() > 0

@@ -76,6 +76,11 @@ class MixturePromptTuningConfig(PluginPromptConfig):
                 f"mixing='one_hot' serves one bank prompt per task: num_tasks={self.num_tasks} but "
                 f"{len(self.source_prompts)} source_prompts."
             )
+        if self.mixing == Mixing.ATTENTION and self.shared_prefix == "on":
+            raise ValueError(
+                "shared_prefix='on' with mixing='attention': every input gets its own prompt, so a prefix shared by "
+                "the batch would not be exact. Use shared_prefix='auto' or 'off'."
+            )
         if self.mixing == Mixing.ONE_HOT and self.reparameterization is not None:
             raise ValueError("mixing='one_hot' trains nothing, so reparameterization must be None.")
         if not isinstance(self.attention_hidden, int) or self.attention_hidden <= 0:

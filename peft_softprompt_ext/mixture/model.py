@@ -116,6 +116,19 @@ class MixturePromptEncoder(PluginPromptEncoder):
         mixed = torch.einsum("bk,kpd->bpd", weights[:, :count], self.bank)
         return mixed + weights[:, count, None, None] * self.targets()[task_ids]
 
+    @property
+    def prompts_are_shared(self) -> bool:
+        """Task-level mixings give all rows of a task one prompt; attention mixing reads the input."""
+        return self.mixing != Mixing.ATTENTION
+
+    def shared_prompts(self, batch_size: int, task_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(every task's prompt [num_tasks, P, D], row -> task id [batch_size]); task-level mixing only."""
+        if not self.prompts_are_shared:
+            raise ValueError("mixing='attention' gives every input its own prompt; there are no shared prompts.")
+        task_ids = check_task_ids(task_ids, batch_size, self.num_tasks, self.bank.device)
+        every_task = torch.arange(self.num_tasks, device=self.bank.device)
+        return self.forward(self.num_tasks, task_ids=every_task), task_ids
+
     def prompt_table(self, task: int | None = None) -> torch.Tensor:
         """The one prompt [P, D] that task `task` gets (task-level mixing only)."""
         if self.mixing == Mixing.ATTENTION:

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..atomic_io import atomic_directory_write, check_safetensors_file
+from ..init import match_row_norms
 
 TENSORS_NAME = "projection.safetensors"
 CONFIG_NAME = "projection_config.json"
@@ -16,21 +17,30 @@ _TENSOR_NAMES = ("weight", "source_mean", "target_mean")
 
 
 class PromptProjection:
-    """y = ((x - source_mean) / source_scale) @ weight * target_scale + target_mean.
+    """y = ((x - source_mean) / source_scale) @ weight * target_scale + target_mean,
+    then, if `row_norm` is set, every row y_i rescaled to L2 norm `row_norm` (direction kept).
 
     `weight` [source_width, target_width] is a ridge least-squares or a (semi-)orthogonal
     Procrustes map between centred, scale-normalised embedding spaces (see `fit_projection`);
     `info` holds the method, the fit quality on held-out anchor tokens, and both models'
     fingerprints (a prompt from another source model is refused by `ProjectedPromptTuningConfig`).
+
+    Why `row_norm`: a trained prompt lies off the token manifold (SmolLM2's rows are ~1.8x its
+    token norm), and the linear map amplifies exactly those directions: projected rows came out
+    ~3x the target's token norm and the target model misread them. `None` keeps the plain map.
     """
 
-    def __init__(self, weight, source_mean, target_mean, source_scale: float, target_scale: float, info: dict | None = None):
+    def __init__(self, weight, source_mean, target_mean, source_scale: float, target_scale: float, info: dict | None = None,
+                 row_norm: float | None = None):  # fmt: skip
         self.weight = weight.float()
         self.source_mean = source_mean.float()
         self.target_mean = target_mean.float()
         self.source_scale = float(source_scale)
         self.target_scale = float(target_scale)
         self.info = dict(info or {})
+        if row_norm is not None and not (isinstance(row_norm, (int, float)) and row_norm > 0):
+            raise ValueError(f"row_norm must be a positive number or None, got {row_norm!r}.")
+        self.row_norm = None if row_norm is None else float(row_norm)
 
     @property
     def source_width(self) -> int:
@@ -47,12 +57,16 @@ class PromptProjection:
                 f"prompt has shape {tuple(prompt.shape)}; this projection maps [tokens, {self.source_width}] -> "
                 f"[tokens, {self.target_width}]."
             )
-        centred = (prompt.float().cpu() - self.source_mean) / self.source_scale
-        return centred @ self.weight * self.target_scale + self.target_mean
+        return self.apply(prompt.float().cpu(), self.weight)
+
+    def apply(self, prompt: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The projection with another `weight` (same shape): differentiable, used by `refine_projection`."""
+        mapped = (prompt - self.source_mean) / self.source_scale @ weight * self.target_scale + self.target_mean
+        return mapped
 
     def save_pretrained(self, save_directory) -> None:
         tensors = {name: getattr(self, name).contiguous() for name in _TENSOR_NAMES}
-        config = {"source_scale": self.source_scale, "target_scale": self.target_scale, **self.info}
+        config = {"source_scale": self.source_scale, "target_scale": self.target_scale, "row_norm": self.row_norm, **self.info}
         with atomic_directory_write(save_directory) as staging:
             save_file(tensors, os.path.join(staging, TENSORS_NAME))
             with open(os.path.join(staging, CONFIG_NAME), "w", encoding="utf-8") as handle:
@@ -81,4 +95,5 @@ class PromptProjection:
         if tensors["source_mean"].shape != (weight.shape[0],) or tensors["target_mean"].shape != (weight.shape[1],):
             raise ValueError(f"Projection {directory!r} has inconsistent shapes: weight {tuple(weight.shape)}.")
         source_scale, target_scale = config.pop("source_scale"), config.pop("target_scale")
-        return cls(weight, tensors["source_mean"], tensors["target_mean"], source_scale, target_scale, config)
+        row_norm = config.pop("row_norm", None)  # absent in projections saved before the option existed
+        return cls(weight, tensors["source_mean"], tensors["target_mean"], source_scale, target_scale, config, row_norm=row_norm)

@@ -26,9 +26,7 @@ class _ProjectedPrompt(torch.nn.Module):
         return self.projection.weight + self.down @ self.up
 
     def forward(self, batch_size, task_ids=None, inputs_embeds=None, attention_mask=None):
-        p = self.projection
-        centred = (self.source_prompt - p.source_mean) / p.source_scale
-        prompt = centred @ self.weight() * p.target_scale + p.target_mean
+        prompt = self.projection.apply(self.source_prompt, self.weight())
         return prompt.unsqueeze(0).expand(batch_size, -1, -1)
 
 
@@ -51,4 +49,4 @@ def refine_projection(projection: PromptProjection, source_prompt: torch.Tensor,
         losses.append(loss.item())
     info = dict(projection.info, refined={"steps": len(losses), "rank": rank, "lr": lr, "first_loss": losses[0], "last_loss": losses[-1]})
     return PromptProjection(prompt.weight().detach(), projection.source_mean, projection.target_mean,
-                            projection.source_scale, projection.target_scale, info)  # fmt: skip
+                            projection.source_scale, projection.target_scale, info, row_norm=projection.row_norm)  # fmt: skip

@@ -1,0 +1,265 @@
+"""Shared-prefix execution: a causal LM runs the soft prompt once per batch, not once per row.
+
+With causal attention and the prompt in front, the prompt's hidden states and keys/values do not
+depend on the input. So instead of feeding `[prompt; input]` for each of B rows (B * (P + L)
+token passes), the forward runs the batch's DISTINCT prompts once ([T, P, D]: T = 1 for a single
+prompt, the number of tasks for task-level mixing) with a key/value cache, copies that cache to
+every row (row -> prompt index), and runs only the input tokens against it (B * L + T * P passes).
+Loss, logits (the prompt positions' logits are copied in front, so shapes are unchanged) and the
+prompt's gradients equal the standard path's.
+
+It is exact, and used under `shared_prefix="auto"` (the default), only when
+* the task is CAUSAL_LM (bidirectional encoders and seq2seq encoders let the prompt read the input);
+* the prompt does not depend on the input (not `mixing="attention"`);
+* the base model is deterministic: in eval mode, or in train mode with no active dropout
+  (a shared prefix would share one dropout mask across rows) and no gradient checkpointing;
+* the prompt is shorter than a sliding attention window, no attention maps are requested, and
+  the model's forward takes a `cache` and `position_ids`.
+Otherwise the standard path runs; `shared_prefix="on"` raises instead, naming the reason.
+
+At inference (no gradient needed), the prompt's keys/values are kept in a `PromptKVCache` on the
+prompt encoder and reused by later `forward` and `generate` calls; it is recomputed when the
+prompt (its values), the dtype or the device changes. `prompt_kv_cache(peft_model)` returns it;
+passing `prompt_cache=` explicitly to a model or prompt it was not computed for raises.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import weakref
+
+import torch
+
+MODES = ("auto", "on", "off")
+_CACHE_ATTRIBUTE = "_peft_softprompt_ext_prompt_kv_cache"
+_DROPOUT_ATTRIBUTES = ("attention_dropout", "attn_dropout", "dropout", "dropout_rate")
+
+
+def validate_mode(value) -> str:
+    """`shared_prefix` as one of MODES; True/False mean "on"/"off"."""
+    if value is True or value is False:
+        return "on" if value else "off"
+    if value not in MODES:
+        raise ValueError(f"shared_prefix={value!r} is not one of {list(MODES)} (or True/False).")
+    return value
+
+
+# --------------------------------------------------------------------------- when it is exact
+@functools.lru_cache(maxsize=64)
+def _cache_argument(model_class: type) -> str | None:
+    parameters = inspect.signature(model_class.forward).parameters
+    if "position_ids" not in parameters:
+        return None
+    return next((name for name in ("cache", "past_key_values") if name in parameters), None)
+
+
+def _active_dropout(model: torch.nn.Module) -> str | None:
+    """Name of a module that would drop activations in train mode, or None."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Dropout) and module.p > 0:
+            return f"{name or type(module).__name__} (p={module.p})"
+        for attribute in _DROPOUT_ATTRIBUTES:
+            value = getattr(module, attribute, None)
+            if isinstance(value, float) and value > 0:
+                return f"{name}.{attribute}={value}"
+    return None
+
+
+def _sliding_window(model: torch.nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    text_config = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    return getattr(text_config, "sliding_window", None)
+
+
+def not_exact_reason(base_model, encoder, num_virtual_tokens: int, output_attentions=None) -> str | None:
+    """Why the shared prefix would not equal the standard path for this call (None: it is exact)."""
+    if not getattr(encoder, "prompts_are_shared", False):
+        return f"{type(encoder).__name__} gives every input its own prompt (it reads the input)"
+    if _cache_argument(type(base_model)) is None:
+        return f"{type(base_model).__name__}.forward takes no cache/position_ids"
+    if output_attentions:
+        return "output_attentions=True asks for the attention maps over prompt + input of every row"
+    window = _sliding_window(base_model)
+    if window is not None and num_virtual_tokens >= window - 1:
+        return f"num_virtual_tokens={num_virtual_tokens} does not fit in the sliding window {window}"
+    if base_model.training:
+        if getattr(base_model, "is_gradient_checkpointing", False):
+            return "gradient checkpointing is on (it drops the cache in training)"
+        dropout = _active_dropout(base_model)
+        if dropout is not None:
+            return f"the base model is in train mode with active dropout ({dropout}): rows would share one dropout mask"
+    return None
+
+
+def use_shared_prefix(mode: str, base_model, encoder, num_virtual_tokens: int, output_attentions=None) -> bool:
+    """Whether to run the shared prefix; mode "on" raises when it would not be exact."""
+    if mode == "off":
+        return False
+    reason = not_exact_reason(base_model, encoder, num_virtual_tokens, output_attentions)
+    if reason is not None and mode == "on":
+        raise ValueError(
+            f"shared_prefix='on' but the shared prefix is not exact here: {reason}. Use shared_prefix='auto' "
+            "(falls back to the standard path) or 'off'."
+        )
+    return reason is None
+
+
+# --------------------------------------------------------------------------- the cache
+def _model_name(model) -> str:
+    config = getattr(model, "config", None)
+    name = getattr(config, "name_or_path", "") or ""
+    return f"{type(model).__name__}({name!r}) at {id(model):#x}"
+
+
+class PromptKVCache:
+    """Keys/values of a batch's distinct prompts on one base model (what every row attends to).
+
+    `tables` [T, P, D] are the prompts it was computed from; `layers` the per-layer (keys,
+    values) [T, heads, P, head_dim]; `logits` [T, P, V] the prompt positions' logits (the last
+    one predicts the first input token); `hidden_states` per layer [T, P, D] when asked for.
+    """
+
+    def __init__(self, base_model, tables, layers, logits, hidden_states=None):
+        self._model = weakref.ref(base_model)
+        self.model_name = _model_name(base_model)
+        self.tables = tables.detach().clone()  # a snapshot: the encoder's table may be a view of a parameter
+        self.layers = layers
+        self.logits = logits
+        self.hidden_states = hidden_states
+
+    @property
+    def num_virtual_tokens(self) -> int:
+        return self.tables.shape[1]
+
+    def mismatch(self, base_model, tables) -> str | None:
+        """Why this cache does not belong to (base_model, tables), or None."""
+        if self._model() is not base_model:
+            return f"it was computed on {self.model_name}, not on {_model_name(base_model)}"
+        if tables.shape != self.tables.shape or tables.dtype != self.tables.dtype or tables.device != self.tables.device:
+            return (
+                f"it was computed for prompts of shape {tuple(self.tables.shape)} ({self.tables.dtype}, {self.tables.device}); "
+                f"the model's prompts are {tuple(tables.shape)} ({tables.dtype}, {tables.device})"
+            )
+        if not torch.equal(tables, self.tables):
+            change = (tables.float() - self.tables.float()).abs().max().item()
+            return f"the prompt has changed since it was computed (max abs change {change:.3g})"
+        return None
+
+    def rows(self, rows: torch.Tensor):
+        """Per-layer (keys, values) for each row: [B, heads, P, head_dim]."""
+        return [(keys[rows], values[rows]) if keys is not None else (None, None) for keys, values in self.layers]
+
+    def new_cache(self, base_model, rows: torch.Tensor):
+        """A fresh DynamicCache holding the prompt's keys/values for each row."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=base_model.config)
+        self.fill(cache, rows)
+        return cache
+
+    def fill(self, cache, rows: torch.Tensor) -> None:
+        """Put the prompt's keys/values for each row into an EMPTY cache (e.g. generate's own)."""
+        for layer_index, (keys, values) in enumerate(self.rows(rows)):
+            if keys is not None:
+                cache.update(keys, values, layer_index)
+
+
+def _run_prefix(base_model, tables: torch.Tensor, output_hidden_states: bool) -> PromptKVCache:
+    """Run the distinct prompts [T, P, D] through the model once; keep what the rows need."""
+    count, length = tables.shape[:2]
+    positions = torch.arange(length, device=tables.device).expand(count, -1)
+    mask = torch.ones(count, length, dtype=torch.long, device=tables.device)
+    output = base_model(
+        inputs_embeds=tables,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        output_hidden_states=output_hidden_states,
+        return_dict=True,
+    )
+    cache = output.get("cache", output.get("past_key_values"))
+    layers = [(entry[0], entry[1]) for entry in cache]
+    for keys, _ in layers:
+        if keys is not None and keys.shape[-2] != length:
+            raise RuntimeError(
+                f"The prompt cache holds {keys.shape[-2]} positions for a {length}-token prompt; "
+                f"{type(base_model).__name__}'s cache layout is not supported by shared_prefix (use shared_prefix='off')."
+            )
+    return PromptKVCache(base_model, tables, layers, output.logits, output.get("hidden_states"))
+
+
+def _needs_grad(encoder) -> bool:
+    return torch.is_grad_enabled() and any(p.requires_grad for p in encoder.parameters())
+
+
+def prefix_for(base_model, encoder, batch_size: int, task_ids, dtype, prompt_cache=None, output_hidden_states=False):
+    """(PromptKVCache, row -> prompt index [B]) for this batch.
+
+    With gradients to the prompt, the prefix is computed fresh (it is part of the graph). Without,
+    the encoder's stored cache is reused while model and prompt are unchanged; an explicit
+    `prompt_cache` must match them or this raises.
+    """
+    tables, rows = encoder.shared_prompts(batch_size, task_ids)
+    tables = tables.to(dtype)
+    if prompt_cache is not None:
+        problem = prompt_cache.mismatch(base_model, tables.detach())
+        if problem is not None:
+            raise ValueError(f"prompt_cache cannot be used here: {problem}. Compute one for this model with prompt_kv_cache(peft_model).")
+        if output_hidden_states and prompt_cache.hidden_states is None:
+            raise ValueError("prompt_cache was computed without hidden states; compute it with output_hidden_states=True.")
+        return prompt_cache, rows
+    if _needs_grad(encoder):
+        return _run_prefix(base_model, tables, output_hidden_states), rows
+    stored = getattr(encoder, _CACHE_ATTRIBUTE, None)
+    if stored is None or stored.mismatch(base_model, tables) is not None or (output_hidden_states and stored.hidden_states is None):
+        with torch.no_grad():
+            stored = _run_prefix(base_model, tables, output_hidden_states)
+        object.__setattr__(encoder, _CACHE_ATTRIBUTE, stored)  # a plain attribute: not saved, not a buffer
+    return stored, rows
+
+
+def forget(encoder) -> None:
+    """Drop the encoder's stored prompt cache (the next inference call recomputes it)."""
+    if hasattr(encoder, _CACHE_ATTRIBUTE):
+        object.__delattr__(encoder, _CACHE_ATTRIBUTE)
+
+
+# --------------------------------------------------------------------------- the forward
+def _prefixed(prefix_part: torch.Tensor, rows: torch.Tensor, input_part: torch.Tensor) -> torch.Tensor:
+    return torch.cat((prefix_part[rows].to(input_part.dtype), input_part), dim=1)
+
+
+def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, full_mask, position_ids, labels,
+                      output_hidden_states, return_dict, kwargs):  # fmt: skip
+    """The input tokens against the shared prefix; output as if `[prompt; input]` had been fed."""
+    num_virtual = prefix.num_virtual_tokens
+    batch_size = inputs_embeds.shape[0]
+    rows = rows.to(inputs_embeds.device)
+    num_items = kwargs.pop("num_items_in_batch", None)
+    user_use_cache = kwargs.pop("use_cache", None)
+    if position_ids is not None:
+        kwargs["position_ids"] = position_ids
+    kwargs[_cache_argument(type(base_model))] = prefix.new_cache(base_model, rows)
+    output = base_model(
+        inputs_embeds=inputs_embeds,
+        attention_mask=full_mask,
+        use_cache=True,
+        output_hidden_states=output_hidden_states,
+        return_dict=True,
+        **kwargs,
+    )
+    result = dict(output)
+    result["logits"] = _prefixed(prefix.logits, rows, output.logits)
+    if output_hidden_states:
+        result["hidden_states"] = tuple(_prefixed(p, rows, h) for p, h in zip(prefix.hidden_states, output.hidden_states))
+    if labels is not None:
+        full_labels = torch.cat((labels.new_full((batch_size, num_virtual), -100), labels), dim=1)
+        loss_kwargs = {} if num_items is None else {"num_items_in_batch": num_items}
+        vocab_size = result["logits"].shape[-1]
+        result["loss"] = base_model.loss_function(logits=result["logits"], labels=full_labels, vocab_size=vocab_size, **loss_kwargs)
+    if user_use_cache is False:
+        result.pop("cache", None)
+        result.pop("past_key_values", None)
+    result = type(output)(**result)
+    return result if return_dict is not False else result.to_tuple()

@@ -1,0 +1,256 @@
+"""Shared-prefix execution: the prompt runs once per batch, with the standard path's results."""
+
+import peft
+import pytest
+import torch
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+import testing_common as common
+from peft_softprompt_ext import MixturePromptTuningConfig, VocabSampledPromptTuningConfig, prompt_kv_cache
+
+CAUSAL_MODELS = ["gpt2", "llama"]
+SHAREABLE_CONFIGS = ["vocab_uniform", "vocab_reparam", "projected", "mixture_task", "mixture_task_reparam"]
+
+
+class InputLengths:
+    """Records the sequence length of every `inputs_embeds` the frozen base model is called with."""
+
+    def __init__(self, base_model):
+        self.calls = []
+        self.handle = base_model.register_forward_pre_hook(self._record, with_kwargs=True)
+
+    def _record(self, module, args, kwargs):
+        embeds = kwargs.get("inputs_embeds")
+        self.calls.append(None if embeds is None else tuple(embeds.shape[:2]))
+
+    def close(self):
+        self.handle.remove()
+
+
+def _two_task_mixture(model_name: str, **kwargs):
+    model, task_type = common.tiny_model(model_name)
+    config = MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=5, source_prompts=list(common.bank_folders(model_name)),
+                                       num_tasks=2, mixing="task", **kwargs)  # fmt: skip
+    peft_model = peft.get_peft_model(model, config)
+    with torch.no_grad():  # tasks with different mixing weights and targets
+        encoder = peft_model.prompt_encoder["default"]
+        encoder.task_logits.copy_(torch.tensor([[1.0, -1.0, 0.5], [-0.5, 2.0, 0.0]]))
+        encoder.target_prompts[1].add_(0.3)
+    return peft_model
+
+
+def _peft_model(model_name: str, config_name: str):
+    if config_name.startswith("mixture_task"):
+        reparam = {"reparameterization": "residual_mlp", "reparameterization_hidden": 16} if "reparam" in config_name else {}
+        return _two_task_mixture(model_name, **reparam), torch.tensor([0, 1, 1])
+    return common.make_peft_model(model_name, config_name)[0], None
+
+
+def _loss_logits_grads(peft_model, batch, mode: str):
+    peft_model.peft_config["default"].shared_prefix = mode
+    peft_model.train()
+    peft_model.zero_grad()
+    output = peft_model(**batch)
+    output.loss.backward()
+    grads = {name: p.grad.clone() for name, p in peft_model.named_parameters() if p.requires_grad}
+    peft_model.zero_grad()
+    peft_model.eval()
+    return output.loss.detach(), output.logits.detach(), grads
+
+
+@pytest.mark.parametrize("config_name", SHAREABLE_CONFIGS)
+@pytest.mark.parametrize("model_name", CAUSAL_MODELS)
+def test_loss_logits_and_prompt_grads_equal_the_standard_path(model_name, config_name):
+    peft_model, task_ids = _peft_model(model_name, config_name)
+    batch = common.batch_for(model_name, batch_size=3, length=7, left_pad=True)
+    if task_ids is not None:
+        batch["task_ids"] = task_ids
+    standard = _loss_logits_grads(peft_model, batch, "off")
+    lengths = InputLengths(peft_model.base_model)
+    shared = _loss_logits_grads(peft_model, batch, "on")
+    lengths.close()
+    count = 2 if task_ids is not None else 1
+    assert lengths.calls == [(count, 5), (3, 7)]  # the prompts once, then the inputs alone
+    torch.testing.assert_close(shared[0], standard[0], rtol=1e-5, atol=1e-5)
+    assert shared[1].shape == standard[1].shape == (3, 12, common.VOCAB_SIZE)
+    torch.testing.assert_close(shared[1], standard[1], rtol=1e-5, atol=1e-5)
+    assert standard[2].keys() == shared[2].keys()
+    for name in standard[2]:
+        assert standard[2][name].abs().sum() > 0 or "task_logits" in name
+        torch.testing.assert_close(shared[2][name], standard[2][name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_hidden_states_and_return_dict_false_match():
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    batch = common.inference_batch("llama", left_pad=True)
+    outputs = {}
+    for mode in ("off", "on"):
+        peft_model.peft_config["default"].shared_prefix = mode
+        with torch.no_grad():
+            outputs[mode] = peft_model(**batch, output_hidden_states=True, return_dict=False)
+    assert isinstance(outputs["on"], tuple)
+    standard_hidden, shared_hidden = outputs["off"][-1], outputs["on"][-1]
+    assert len(shared_hidden) == len(standard_hidden)
+    for standard, shared in zip(standard_hidden, shared_hidden):
+        torch.testing.assert_close(shared, standard, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_name", CAUSAL_MODELS)
+def test_generate_with_shared_prefix_equals_standard_generate(model_name):
+    peft_model, task_ids = _peft_model(model_name, "mixture_task")
+    batch = common.inference_batch(model_name, left_pad=True)
+    kwargs = dict(**batch, task_ids=task_ids, max_new_tokens=12, min_new_tokens=12, do_sample=False)
+    results = {}
+    for mode in ("off", "on"):
+        peft_model.peft_config["default"].shared_prefix = mode
+        with torch.no_grad():
+            results[mode] = peft_model.generate(**kwargs)
+            results[mode + " beams"] = peft_model.generate(**kwargs, num_beams=2, num_return_sequences=2)
+    torch.testing.assert_close(results["on"], results["off"], rtol=0, atol=0)
+    torch.testing.assert_close(results["on beams"], results["off beams"], rtol=0, atol=0)
+
+
+def test_inference_reuses_the_prompt_cache_until_the_prompt_changes():
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    batch = common.inference_batch("gpt2", left_pad=True)
+    lengths = InputLengths(peft_model.base_model)
+    with torch.no_grad():
+        first = peft_model(**batch).logits
+        second = peft_model(**batch).logits
+        peft_model.generate(**batch, max_new_tokens=3, do_sample=False)
+    assert lengths.calls[0] == (1, 5) and (1, 5) not in lengths.calls[1:]  # computed once, reused 3 times
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    with torch.no_grad():
+        peft_model.prompt_encoder["default"].embedding.weight.mul_(1.5)  # the prompt changes
+        changed = peft_model(**batch).logits
+    assert lengths.calls.count((1, 5)) == 2
+    lengths.close()
+    peft_model.peft_config["default"].shared_prefix = "off"
+    with torch.no_grad():
+        torch.testing.assert_close(changed, peft_model(**batch).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_training_recomputes_the_prefix_every_step():
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    batch = common.batch_for("llama")
+    lengths = InputLengths(peft_model.base_model)
+    losses = common.train_steps(peft_model, batch, steps=3, lr=0.1)
+    lengths.close()
+    assert lengths.calls.count((1, 5)) == 3 and losses[-1] < losses[0]
+
+
+def test_explicit_prompt_cache_refuses_another_model_or_a_changed_prompt():
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    other, _ = common.make_peft_model("gpt2", "vocab_uniform", seed=1)
+    batch = common.inference_batch("gpt2", left_pad=True)
+    cache = prompt_kv_cache(peft_model)
+    assert cache.num_virtual_tokens == 5
+    with torch.no_grad():
+        peft_model.peft_config["default"].shared_prefix = "off"
+        expected = peft_model(**batch).logits
+        torch.testing.assert_close(peft_model(**batch, prompt_cache=cache).logits, expected, rtol=1e-5, atol=1e-5)
+        with pytest.raises(ValueError, match="computed on GPT2LMHeadModel"):
+            other(**batch, prompt_cache=cache)
+        with pytest.raises(ValueError, match="computed on"):
+            other.generate(**batch, prompt_cache=cache, max_new_tokens=2)
+    common.train_steps(peft_model, common.batch_for("gpt2"), steps=1)
+    with torch.no_grad(), pytest.raises(ValueError, match="prompt has changed since"):
+        peft_model(**batch, prompt_cache=cache)
+
+
+def test_auto_falls_back_and_on_refuses_where_not_exact():
+    # active dropout in train mode: rows would share one dropout mask
+    model, _ = common.tiny_model("gpt2")
+    model.config.attn_pdrop = 0.1
+    model.transformer.h[0].attn.attn_dropout.p = 0.1
+    peft_model = peft.get_peft_model(model, VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    batch = common.batch_for("gpt2")
+    peft_model.train()
+    lengths = InputLengths(peft_model.base_model)
+    peft_model(**batch)
+    assert lengths.calls == [(3, 12)]  # standard path: prompt + input per row
+    lengths.close()
+    peft_model.peft_config["default"].shared_prefix = "on"
+    with pytest.raises(ValueError, match=r"shared_prefix='on'.*dropout \(transformer.h.0.attn.attn_dropout \(p=0.1\)\)"):
+        peft_model(**batch)
+    peft_model.eval()  # in eval mode dropout is off: exact again
+    with torch.no_grad():
+        peft_model(**batch)
+    # attention maps of every row were asked for
+    with torch.no_grad(), pytest.raises(ValueError, match="output_attentions=True"):
+        peft_model(**batch, output_attentions=True)
+    peft_model.peft_config["default"].shared_prefix = "auto"
+    lengths = InputLengths(peft_model.base_model)
+    with torch.no_grad():
+        peft_model(**batch, output_attentions=True)
+    lengths.close()
+    assert lengths.calls == [(3, 12)]
+
+
+def test_prompt_longer_than_the_sliding_window_is_refused_when_forced():
+    torch.manual_seed(0)
+    gemma_config = Gemma3TextConfig(
+        vocab_size=common.VOCAB_SIZE, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=32, max_position_embeddings=256, sliding_window=6, pad_token_id=0,
+    )  # fmt: skip
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, shared_prefix="on")
+    peft_model = peft.get_peft_model(Gemma3ForCausalLM(gemma_config).eval(), config)
+    with torch.no_grad(), pytest.raises(ValueError, match="num_virtual_tokens=5 does not fit in the sliding window 6"):
+        peft_model(**common.inference_batch("llama"))
+
+
+def test_gemma_shared_prefix_matches_across_the_sliding_window():
+    torch.manual_seed(0)
+    gemma_config = Gemma3TextConfig(
+        vocab_size=common.VOCAB_SIZE, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=32, max_position_embeddings=256, sliding_window=8, pad_token_id=0,
+    )  # fmt: skip
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
+    peft_model = peft.get_peft_model(Gemma3ForCausalLM(gemma_config).eval(), config)
+    batch = common.batch_for("llama", length=12, left_pad=True)  # prompt + input spans the window
+    standard = _loss_logits_grads(peft_model, batch, "off")
+    shared = _loss_logits_grads(peft_model, batch, "on")
+    torch.testing.assert_close(shared[1], standard[1], rtol=1e-5, atol=1e-5)
+    for name in standard[2]:
+        torch.testing.assert_close(shared[2][name], standard[2][name], rtol=1e-5, atol=1e-5)
+    common.check_generate_matches_no_cache(peft_model, common.inference_batch("llama", left_pad=True), max_new_tokens=16)
+
+
+def test_attention_mixing_runs_the_standard_path():
+    peft_model, _ = common.make_peft_model("llama", "mixture_attention")
+    lengths = InputLengths(peft_model.base_model)
+    with torch.no_grad():
+        peft_model(**common.inference_batch("llama"))
+    lengths.close()
+    assert lengths.calls == [(3, 12)]
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_unknown_shared_prefix_value_is_refused(bad):
+    with pytest.raises(ValueError, match=f"shared_prefix={bad!r} is not one of"):
+        VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, shared_prefix=bad)
+
+
+@pytest.mark.parametrize("task_type", ["SEQ_2_SEQ_LM", "SEQ_CLS"])
+def test_forcing_shared_prefix_on_an_encoder_is_refused(task_type):
+    with pytest.raises(ValueError, match=f"exact only for CAUSAL_LM; task_type='{task_type}'"):
+        VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, shared_prefix="on")
+
+
+def test_forcing_shared_prefix_with_attention_mixing_is_refused():
+    with pytest.raises(ValueError, match="shared_prefix='on' with mixing='attention'"):
+        MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=["a"], mixing="attention", shared_prefix="on")
+
+
+def test_prompt_kv_cache_needs_a_causal_plugin_adapter():
+    peft_model, _ = common.make_peft_model("bert", "vocab_uniform")
+    with pytest.raises(ValueError, match="prompt_kv_cache needs a CAUSAL_LM plugin prompt adapter"):
+        prompt_kv_cache(peft_model)
+
+
+def test_shared_prefix_survives_save_and_load(tmp_path):
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, shared_prefix="off")
+    model, _ = common.tiny_model("gpt2")
+    peft.get_peft_model(model, config).save_pretrained(tmp_path)
+    loaded = peft.PeftConfig.from_pretrained(tmp_path)
+    assert loaded.shared_prefix == "off"
