@@ -17,6 +17,8 @@ def build_peft_config(config, task_type: str, tokenizer_dir: str, label_words: l
     prompt_common = dict(task_type=task_type, num_virtual_tokens=config.num_virtual_tokens)
     plugin_common = dict(prompt_common, reparameterization=config.reparameterization,
                          reparameterization_hidden=config.reparameterization_hidden)  # fmt: skip
+    if task_type == "CAUSAL_LM":
+        plugin_common["shared_prefix"] = config.shared_prefix
     if method == "vocab_sampled":
         extra = {}
         if config.vocab_sampling == "class_labels":

@@ -59,6 +59,7 @@ class RecipeConfig:
     mixing: str = field(default="task", metadata={"help": "mixture: 'task' or 'attention'."})
     reparameterization: Optional[str] = field(default=None, metadata={"help": "plugin methods: None or 'residual_mlp'."})
     reparameterization_hidden: int = field(default=256, metadata={"help": "plugin methods: residual MLP width."})
+    shared_prefix: str = field(default="auto", metadata={"help": "plugin methods on causal LMs: 'auto', 'on' or 'off'."})
     source_adapter: Optional[str] = field(default=None, metadata={"help": "projected: adapter trained on the source model."})
     projection: Optional[str] = field(default=None, metadata={"help": "projected: saved PromptProjection folder."})
     init_text: str = field(default="Classify the sentiment of this review as positive or negative.", metadata={"help": "prompt_tuning_text init."})
@@ -70,6 +71,8 @@ class RecipeConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is unknown; expected one of {list(METHODS)}.")
+        if self.shared_prefix not in ("auto", "on", "off"):
+            raise ValueError(f"shared_prefix={self.shared_prefix!r} is unknown; expected 'auto', 'on' or 'off'.")
         if self.lr_schedule not in ("constant", "linear"):
             raise ValueError(f"lr_schedule={self.lr_schedule!r} is unknown; expected 'constant' or 'linear'.")
         for name in ("batch_size", "train_size", "eval_size", "max_length", "num_virtual_tokens"):

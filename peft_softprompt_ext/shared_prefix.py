@@ -178,7 +178,7 @@ def _run_prefix(base_model, tables: torch.Tensor, output_hidden_states: bool) ->
         output_hidden_states=output_hidden_states,
         return_dict=True,
     )
-    cache = output.get("cache", output.get("past_key_values"))
+    cache = output["cache"] if "cache" in output else output.get("past_key_values")
     layers = [(entry[0], entry[1]) for entry in cache]
     for keys, _ in layers:
         if keys is not None and keys.shape[-2] != length:
@@ -227,7 +227,12 @@ def forget(encoder) -> None:
 
 # --------------------------------------------------------------------------- the forward
 def _prefixed(prefix_part: torch.Tensor, rows: torch.Tensor, input_part: torch.Tensor) -> torch.Tensor:
-    return torch.cat((prefix_part[rows].to(input_part.dtype), input_part), dim=1)
+    """[prefix_part of each row's prompt; input_part] along the sequence (one copy for one prompt)."""
+    if prefix_part.shape[0] == 1:
+        per_row = prefix_part.expand(input_part.shape[0], *prefix_part.shape[1:])
+    else:
+        per_row = prefix_part[rows]
+    return torch.cat((per_row.to(input_part.dtype), input_part), dim=1)
 
 
 def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, full_mask, position_ids, labels,
@@ -254,10 +259,12 @@ def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, fu
     if output_hidden_states:
         result["hidden_states"] = tuple(_prefixed(p, rows, h) for p, h in zip(prefix.hidden_states, output.hidden_states))
     if labels is not None:
-        full_labels = torch.cat((labels.new_full((batch_size, num_virtual), -100), labels), dim=1)
+        # Of the prompt positions only the last one has a target (the first input token), so the
+        # loss reads [last prompt position; input] instead of all P + L positions: same value.
+        loss_logits = _prefixed(prefix.logits[:, -1:], rows, output.logits)
+        loss_labels = torch.cat((labels.new_full((batch_size, 1), -100), labels), dim=1)
         loss_kwargs = {} if num_items is None else {"num_items_in_batch": num_items}
-        vocab_size = result["logits"].shape[-1]
-        result["loss"] = base_model.loss_function(logits=result["logits"], labels=full_labels, vocab_size=vocab_size, **loss_kwargs)
+        result["loss"] = base_model.loss_function(logits=loss_logits, labels=loss_labels, vocab_size=loss_logits.shape[-1], **loss_kwargs)
     if user_use_cache is False:
         result.pop("cache", None)
         result.pop("past_key_values", None)

@@ -11,8 +11,10 @@ share of the trained prompt's gain the projected prompt recovers, and the steps 
 needs to reach the cold start's final accuracy.
 
 YAML keys: `source_model`, `target_model`, `source_adapter`, `method` (lstsq/procrustes),
-`output_dir`, `seeds`, and `target:` (RecipeConfig keys for the runs on model B: task, steps,
-eval_every, ...).
+`row_norm` (none/target_tokens: rescale projected rows to B's token norm), `output_dir`, `seeds`,
+and `target:` (RecipeConfig keys for the runs on model B: task, steps, eval_every, ...).
+Each (method, row_norm) gets its own projection folder, so changing them re-runs the projected
+runs while the no-prompt, random and cold-start runs are collected, not repeated.
 """
 
 from __future__ import annotations
@@ -33,16 +35,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import compare  # noqa: E402
 
 from peft_softprompt_ext import PromptProjection, fit_projection  # noqa: E402
+from peft_softprompt_ext.projection.fit import METHODS, ROW_NORMS  # noqa: E402
 from peft_softprompt_ext.recipe_support import resolve_model_folder  # noqa: E402
 
-PLAN_KEYS = {"source_model", "target_model", "source_adapter", "method", "output_dir", "seeds", "target"}
+PLAN_KEYS = {"source_model", "target_model", "source_adapter", "method", "row_norm", "output_dir", "seeds", "target"}
+
+
+def check_plan(plan: dict, path: str) -> None:
+    """Unknown keys and bad option values fail here, before any model is loaded."""
+    unknown = set(plan) - PLAN_KEYS
+    if unknown:
+        raise ValueError(f"Unknown key(s) {sorted(unknown)} in {path}; expected {sorted(PLAN_KEYS)}.")
+    for key, allowed, default in (("method", METHODS, "lstsq"), ("row_norm", ROW_NORMS, "none")):
+        if plan.get(key, default) not in allowed:
+            raise ValueError(f"{key}={plan[key]!r} in {path} is not one of {list(allowed)}.")
 
 
 def fitted_projection(plan, output_dir: Path) -> tuple[str, dict]:
     """Fit the projection once (reused when it exists); returns its folder and fit info."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = output_dir / "projection"
+    method, row_norm = plan.get("method", "lstsq"), plan.get("row_norm", "none")
+    folder = output_dir / f"projection_{method}_{row_norm}"
     if (folder / "projection_config.json").is_file():
         return str(folder), PromptProjection.from_pretrained(folder).info
     source_dir, target_dir = resolve_model_folder(plan["source_model"]), resolve_model_folder(plan["target_model"])
@@ -50,8 +64,8 @@ def fitted_projection(plan, output_dir: Path) -> tuple[str, dict]:
     target = AutoModelForCausalLM.from_pretrained(target_dir, dtype=torch.float32)
     began = time.perf_counter()
     projection = fit_projection(source, AutoTokenizer.from_pretrained(source_dir), target, AutoTokenizer.from_pretrained(target_dir),
-                                method=plan.get("method", "lstsq"))  # fmt: skip
-    print(f"fitted {plan.get('method', 'lstsq')} projection in {time.perf_counter() - began:.1f} s: {projection.info['quality']}")
+                                method=method, row_norm=row_norm)  # fmt: skip
+    print(f"fitted {method} projection (row_norm={row_norm}) in {time.perf_counter() - began:.1f} s: {projection.info['quality']}")
     projection.save_pretrained(folder)
     return str(folder), projection.info
 
@@ -90,14 +104,15 @@ def summarise(records: dict[str, list[dict]], info: dict) -> dict:
         "accuracy_std": {n: statistics.stdev([r["metrics"]["accuracy"] for r in runs]) if len(runs) > 1 else 0.0 for n, runs in records.items()},
         "recovered_gain": (projected - none) / (trained - none) if trained != none else None,
         "warm_steps_ratio_per_seed": ratios,
-        "projection": {k: info.get(k) for k in ("method", "num_anchors", "quality", "fit_seconds")},
+        "projection": {k: info.get(k) for k in ("method", "row_norm_mode", "num_anchors", "quality", "fit_seconds")},
     }
 
 
 def write_markdown(summary: dict, plan, seeds, path: Path) -> None:
     quality = summary["projection"]["quality"]
     lines = [f"`{plan['source_model']}` -> `{plan['target_model']}`, task `{plan['target']['task']}`, seeds {seeds}, "
-             f"{plan['target'].get('steps')} steps. Projection `{summary['projection']['method']}` on "
+             f"{plan['target'].get('steps')} steps. Projection `{summary['projection']['method']}` "
+             f"(row_norm `{summary['projection']['row_norm_mode'] or 'none'}`) on "
              f"{summary['projection']['num_anchors']:,} shared tokens, fit {summary['projection']['fit_seconds']:.1f} s; "
              f"held-out mean cosine {quality['mean_cosine']:.3f}, top-1 {quality['top1']:.3f}, top-10 {quality['top10']:.3f}.",
              "", "| target model with | accuracy (mean ± std) |", "|---|---:|"]  # fmt: skip
@@ -116,9 +131,7 @@ def main(argv=None):
     parser.add_argument("--seeds")
     args = parser.parse_args(argv)
     plan = yaml.safe_load(Path(args.config).read_text())
-    unknown = set(plan) - PLAN_KEYS
-    if unknown:
-        raise ValueError(f"Unknown key(s) {sorted(unknown)} in {args.config}; expected {sorted(PLAN_KEYS)}.")
+    check_plan(plan, args.config)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else plan.get("seeds", [0, 1, 2])
     output_dir = Path(plan["output_dir"])
     projection_dir, info = fitted_projection(plan, output_dir)

@@ -131,6 +131,25 @@ def test_compare_runs_methods_over_seeds_and_writes_table_json_plot(tmp_path):
     assert "| plugin |" in collected.stdout
 
 
+def test_prompt_length_curve_reads_a_length_plan(tmp_path):
+    plan = {
+        "output_dir": str(tmp_path / "lengths"),
+        "seeds": [0],
+        "base": {"model": common.tiny_model_folder("llama"), "steps": 2, "train_size": 16, "eval_size": 8, "batch_size": 4,
+                 "max_length": 16, "num_frequent_tokens": 50, "lr": 0.1, "checkpoint_every": 0, "num_virtual_tokens": 3},
+        "methods": [{"name": "P1", "method": "vocab_sampled", "vocab_sampling": "uniform", "num_virtual_tokens": 1},
+                    {"name": "P3", "method": "vocab_sampled", "vocab_sampling": "uniform"},
+                    {"name": "LoRA", "method": "lora", "lr": 0.01}],
+    }  # fmt: skip
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    recipe("compare.py", "--config", tmp_path / "plan.yaml")
+    result = recipe("prompt_length_curve.py", "--comparison", tmp_path / "lengths" / "comparison.json")
+    lines = (tmp_path / "lengths" / "prompt_length.md").read_text().splitlines()
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["1", "3", "LoRA"]
+    assert lines[2].split("|")[2].strip() == "32" and lines[3].split("|")[2].strip() == "96"  # P x width 32
+    assert (tmp_path / "lengths" / "prompt_length.png").stat().st_size > 10_000 and "plot:" in result.stdout
+
+
 # ------------------------------------------------------------------------------ bad input
 def test_unknown_method_is_named():
     with pytest.raises(ValueError, match=r"method='prefix' is unknown"):

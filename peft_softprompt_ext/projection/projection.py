@@ -62,7 +62,7 @@ class PromptProjection:
     def apply(self, prompt: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """The projection with another `weight` (same shape): differentiable, used by `refine_projection`."""
         mapped = (prompt - self.source_mean) / self.source_scale @ weight * self.target_scale + self.target_mean
-        return mapped
+        return mapped if self.row_norm is None else match_row_norms(mapped, self.row_norm)
 
     def save_pretrained(self, save_directory) -> None:
         tensors = {name: getattr(self, name).contiguous() for name in _TENSOR_NAMES}
