@@ -87,8 +87,11 @@ def runs_plan(plan, projection_dir: str) -> dict:
     }
 
 
-def steps_to_reach(record: dict, goal: float) -> int | None:
-    curve = [(e["step"], e["accuracy"]) for e in record["eval_history"]] + [(record["steps"], record["metrics"]["accuracy"])]
+def steps_to_reach(record: dict, goal: float, start: dict | None = None) -> int | None:
+    """First evaluated step at which `record`'s run reached `goal` accuracy; `start` is the
+    evaluation of its initial prompt (step 0), if there is one."""
+    curve = [(0, start["metrics"]["accuracy"])] if start is not None else []
+    curve += [(e["step"], e["accuracy"]) for e in record["eval_history"]] + [(record["steps"], record["metrics"]["accuracy"])]
     return next((step for step, accuracy in curve if accuracy >= goal), None)
 
 
@@ -96,9 +99,13 @@ def summarise(records: dict[str, list[dict]], info: dict) -> dict:
     mean = {name: statistics.mean(r["metrics"]["accuracy"] for r in runs) for name, runs in records.items()}
     none, projected, trained = mean["no prompt"], mean["projected prompt (zero-shot)"], mean["trained on target (cold start)"]
     ratios = []
-    for cold, warm in zip(records["trained on target (cold start)"], records["projected + trained (warm start)"]):
-        reached = steps_to_reach(warm, cold["metrics"]["accuracy"])
-        ratios.append(None if reached is None else reached / cold["steps"])
+    per_seed = zip(records["trained on target (cold start)"], records["projected + trained (warm start)"], records["projected prompt (zero-shot)"])
+    for cold, warm, projected_start in per_seed:
+        goal = cold["metrics"]["accuracy"]
+        # the cold start's own steps to first reach its final accuracy (its init is not evaluated: count from step 1)
+        cold_steps = max(steps_to_reach(cold, goal), 1)
+        reached = steps_to_reach(warm, goal, start=projected_start)  # step 0 = the projected prompt itself
+        ratios.append(None if reached is None else reached / cold_steps)
     return {
         "accuracy_mean": mean,
         "accuracy_std": {n: statistics.stdev([r["metrics"]["accuracy"] for r in runs]) if len(runs) > 1 else 0.0 for n, runs in records.items()},
@@ -120,7 +127,8 @@ def write_markdown(summary: dict, plan, seeds, path: Path) -> None:
         lines.append(f"| {name} | {100 * value:.1f} ± {100 * summary['accuracy_std'][name]:.1f} |")
     gain = summary["recovered_gain"]
     lines += ["", f"Projected prompt recovers {'n/a' if gain is None else f'{100 * gain:.0f}%'} of the trained prompt's gain over no prompt (goal >= 50%).",
-              f"Warm start steps to reach the cold start's final accuracy, as a fraction of the cold start's steps, per seed: "
+              f"Warm start steps to reach the cold start's final accuracy, as a fraction of the steps the cold start took to first reach it "
+              f"(step 0 = the projected prompt), per seed: "
               f"{summary['warm_steps_ratio_per_seed']} (goal <= 0.5; None = not reached)."]  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
 

@@ -213,4 +213,25 @@ def test_project_recipe_writes_the_transfer_table(tmp_path):
         assert row in table, row
     summary = json.loads((tmp_path / "out" / "projection_results.json").read_text())
     assert len(summary["warm_steps_ratio_per_seed"]) == 2 and summary["projection"]["num_anchors"] > 32
-    assert (tmp_path / "out" / "projection" / "projection.safetensors").exists()
+    assert (tmp_path / "out" / "projection_lstsq_none" / "projection.safetensors").exists()
+
+
+def test_project_summary_counts_steps_from_the_projected_prompt_and_the_cold_starts_first_reach():
+    sys.path.insert(0, str(REPO / "recipes"))
+    import project
+
+    def run(final, history=(), steps=24):
+        return {"metrics": {"accuracy": final}, "steps": steps, "eval_history": [{"step": s, "accuracy": a} for s, a in history]}
+
+    records = {
+        "no prompt": [run(0.6), run(0.6)],
+        "random prompt": [run(0.5), run(0.5)],
+        "projected prompt (zero-shot)": [run(0.82), run(0.7)],
+        # seed 0: cold first reaches its final 0.8 at step 8; seed 1: at step 24
+        "trained on target (cold start)": [run(0.8, [(4, 0.7), (8, 0.8), (12, 0.75)]), run(0.8, [(4, 0.6), (8, 0.7)])],
+        # seed 0: the projected prompt already beats it (step 0); seed 1: the warm start reaches it at step 8
+        "projected + trained (warm start)": [run(0.7, [(4, 0.6)]), run(0.85, [(4, 0.75), (8, 0.81)])],
+    }
+    summary = project.summarise(records, {"method": "lstsq"})
+    assert summary["warm_steps_ratio_per_seed"] == [0.0, 8 / 24]
+    assert abs(summary["recovered_gain"] - (0.76 - 0.6) / (0.8 - 0.6)) < 1e-9
