@@ -10,8 +10,11 @@ One run, one base model, real task batches (the recipe's template and label word
   `shared_prefix="off"` and `"auto"` at each prompt length, and LoRA r=8 on q/v; reported as the
   median over rounds of each method's per-round ratio to LoRA (goal for the plugin: <= 1.0);
 * inference: a no-grad forward over evaluation batches of the base model alone, vanilla prompt
-  tuning and the plugin with its cached prompt; reported as throughput relative to the base
-  model, median of per-round ratios (goal for the plugin: >= 0.95; vanilla pays (L+P)/L).
+  tuning and the plugin with its cached prompt, once returning all logits (the plugin copies the
+  prompt positions' cached logits in front, as the standard path's shape requires) and once with
+  `logits_to_keep=1` (what generate and next-token classification read); reported as throughput
+  relative to the base model, median of per-round ratios (goal for the plugin: >= 0.95; vanilla
+  pays (L+P)/L).
 Methods run round-robin with the order rotated each round, so machine noise hits them alike.
 """
 
@@ -130,18 +133,25 @@ def main():
         print(f"params {name:40s} trainable {count:,}")
     report(round_robin(steps, args.rounds), "LoRA r=8 q,v", "step ")
 
-    def infer(model):
+    def infer(model, last_only: bool):
         def run(index):
             model.eval()
             with torch.no_grad():
-                model(**evaluation[index])
+                if last_only:  # what generate and next-token classification read
+                    model(**evaluation[index], logits_to_keep=1)
+                else:
+                    model(**evaluation[index])
 
         return run
 
-    inference = {"base model (no prompt)": infer(base), f"vanilla PromptTuning P={lengths[0]}": infer(models[f"vanilla PromptTuning P={lengths[0]}"])}
-    for length in lengths:
-        inference[f"plugin P={length} (cached prompt)"] = infer(models[f"plugin P={length} shared_prefix=auto"])
-    report(round_robin(inference, args.rounds), "base model (no prompt)", "infer", invert=True)
+    for last_only in (False, True):
+        suffix = " last logits" if last_only else ""
+        inference = {"base model (no prompt)": infer(base, last_only)}
+        inference[f"vanilla PromptTuning P={lengths[0]}"] = infer(models[f"vanilla PromptTuning P={lengths[0]}"], last_only)
+        for length in lengths:
+            inference[f"plugin P={length} (cached prompt)"] = infer(models[f"plugin P={length} shared_prefix=auto"], last_only)
+        print("inference with logits_to_keep=1 (left padding not needed: the mask gives positions)" if last_only else "inference, all logits")
+        report(round_robin(inference, args.rounds), "base model (no prompt)", "infer" + suffix, invert=True)
 
 
 if __name__ == "__main__":

@@ -235,6 +235,30 @@ def _prefixed(prefix_part: torch.Tensor, rows: torch.Tensor, input_part: torch.T
     return torch.cat((per_row.to(input_part.dtype), input_part), dim=1)
 
 
+def _loss(base_model, last_prompt_logits, rows, input_logits, labels, num_items):
+    """The standard path's causal-LM loss over [prompt; input] with labels [-100] * P + labels.
+
+    Of the prompt positions only the last has a target (the first input token). With the default
+    `ForCausalLMLoss` the two parts are summed without concatenating the [B, L, V] logits; other
+    loss functions get [last prompt position; input] (the same value as all P + L positions).
+    """
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    if base_model.loss_function is not ForCausalLMLoss:
+        loss_logits = _prefixed(last_prompt_logits[:, None], rows, input_logits)
+        loss_labels = torch.cat((labels.new_full((labels.shape[0], 1), -100), labels), dim=1)
+        loss_kwargs = {} if num_items is None else {"num_items_in_batch": num_items}
+        return base_model.loss_function(logits=loss_logits, labels=loss_labels, vocab_size=loss_logits.shape[-1], **loss_kwargs)
+    first = last_prompt_logits.expand(labels.shape[0], -1) if last_prompt_logits.shape[0] == 1 else last_prompt_logits[rows]
+    shifted = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
+    vocab = input_logits.shape[-1]
+    total = torch.nn.functional.cross_entropy(first.float(), labels[:, 0], ignore_index=-100, reduction="sum")
+    total = total + torch.nn.functional.cross_entropy(input_logits.float().reshape(-1, vocab), shifted.reshape(-1), ignore_index=-100, reduction="sum")
+    if num_items is None:
+        return total / (labels != -100).sum()
+    return total / (num_items.to(total.device) if torch.is_tensor(num_items) else num_items)
+
+
 def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, full_mask, position_ids, labels,
                       output_hidden_states, return_dict, kwargs):  # fmt: skip
     """The input tokens against the shared prefix; output as if `[prompt; input]` had been fed."""
@@ -243,6 +267,10 @@ def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, fu
     rows = rows.to(inputs_embeds.device)
     num_items = kwargs.pop("num_items_in_batch", None)
     user_use_cache = kwargs.pop("use_cache", None)
+    keep = kwargs.pop("logits_to_keep", 0)
+    input_only = isinstance(keep, int) and 0 < keep <= inputs_embeds.shape[1]
+    if input_only:  # the last `keep` positions are all input positions: no prompt logits needed
+        kwargs["logits_to_keep"] = keep
     if position_ids is not None:
         kwargs["position_ids"] = position_ids
     kwargs[_cache_argument(type(base_model))] = prefix.new_cache(base_model, rows)
@@ -255,16 +283,18 @@ def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, fu
         **kwargs,
     )
     result = dict(output)
-    result["logits"] = _prefixed(prefix.logits, rows, output.logits)
+    if not input_only:
+        result["logits"] = _prefixed(prefix.logits, rows, output.logits)
+        if isinstance(keep, int) and keep > 0:
+            result["logits"] = result["logits"][:, -keep:]
+        elif torch.is_tensor(keep):  # positions in [prompt; input], as the standard path reads them
+            result["logits"] = result["logits"][:, keep.to(result["logits"].device)]
     if output_hidden_states:
         result["hidden_states"] = tuple(_prefixed(p, rows, h) for p, h in zip(prefix.hidden_states, output.hidden_states))
     if labels is not None:
-        # Of the prompt positions only the last one has a target (the first input token), so the
-        # loss reads [last prompt position; input] instead of all P + L positions: same value.
-        loss_logits = _prefixed(prefix.logits[:, -1:], rows, output.logits)
-        loss_labels = torch.cat((labels.new_full((batch_size, 1), -100), labels), dim=1)
-        loss_kwargs = {} if num_items is None else {"num_items_in_batch": num_items}
-        result["loss"] = base_model.loss_function(logits=loss_logits, labels=loss_labels, vocab_size=loss_logits.shape[-1], **loss_kwargs)
+        if input_only:
+            raise ValueError(f"logits_to_keep={keep} with labels: the loss needs the logits of every position; drop logits_to_keep.")
+        result["loss"] = _loss(base_model, prefix.logits[:, -1], rows, output.logits, labels, num_items)
     if user_use_cache is False:
         result.pop("cache", None)
         result.pop("past_key_values", None)

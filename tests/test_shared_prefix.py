@@ -254,3 +254,37 @@ def test_shared_prefix_survives_save_and_load(tmp_path):
     peft.get_peft_model(model, config).save_pretrained(tmp_path)
     loaded = peft.PeftConfig.from_pretrained(tmp_path)
     assert loaded.shared_prefix == "off"
+
+
+@pytest.mark.parametrize("loss", ["default", "num_items_in_batch", "custom_loss_function"])
+def test_loss_variants_equal_the_standard_path(loss):
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    batch = common.batch_for("llama", left_pad=True)
+    batch["labels"][:, 0] = batch["input_ids"][:, 0]  # the first input token has a target (predicted by the prompt)
+    if loss == "num_items_in_batch":
+        batch["num_items_in_batch"] = torch.tensor(11)
+    if loss == "custom_loss_function":  # not transformers' ForCausalLMLoss: the concatenating branch
+        peft_model.base_model.loss_function = lambda **kwargs: 2 * ForCausalLMLoss(**kwargs)
+    standard = _loss_logits_grads(peft_model, batch, "off")
+    shared = _loss_logits_grads(peft_model, batch, "on")
+    torch.testing.assert_close(shared[0], standard[0], rtol=1e-5, atol=1e-5)
+    for name in standard[2]:
+        torch.testing.assert_close(shared[2][name], standard[2][name], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("keep", [1, 3, 9, "tensor"])
+def test_logits_to_keep_matches_the_standard_path(keep):
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    batch = common.inference_batch("llama", left_pad=True)  # 7 input tokens after 5 virtual tokens
+    if keep == "tensor":
+        keep = torch.tensor([2, 4, 10])
+    outputs = {}
+    for mode in ("off", "on"):
+        peft_model.peft_config["default"].shared_prefix = mode
+        with torch.no_grad():
+            outputs[mode] = peft_model(**batch, logits_to_keep=keep).logits
+    expected_length = keep if isinstance(keep, int) else len(keep)
+    assert outputs["on"].shape[1] == outputs["off"].shape[1] == expected_length
+    torch.testing.assert_close(outputs["on"], outputs["off"], rtol=1e-5, atol=1e-5)
