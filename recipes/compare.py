@@ -8,7 +8,8 @@ The YAML holds `base:` (RecipeConfig keys shared by every run), `methods:` (a li
 `<output_dir>/<method name>/seed<k>/`; a run whose results.json already exists with the same
 config is collected, not re-run (`--collect` never trains). Writes `comparison.md`,
 `comparison.json` and `comparison.png` (accuracy vs trainable parameters on a log axis, and the
-loss curves) into `output_dir`.
+loss curves) into `report_dir` (default: `output_dir`), so a second plan can reuse another
+plan's runs (same `output_dir` and method names) without overwriting its report.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import train  # noqa: E402  (recipes/train.py: one run)
 
 from peft_softprompt_ext.recipe_config import RecipeConfig, check_keys  # noqa: E402
 
-COMPARE_KEYS = {"base", "methods", "seeds", "output_dir"}
+COMPARE_KEYS = {"base", "methods", "seeds", "output_dir", "report_dir"}
 
 
 def load_plan(path: str, seeds_override: str | None):
@@ -134,7 +135,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     began = time.perf_counter()
     plan, seeds = load_plan(args.config, args.seeds)
-    output_dir = Path(plan["output_dir"])
+    output_dir = Path(plan.get("report_dir") or plan["output_dir"])
     rows = []
     for method in plan["methods"]:
         records = []

@@ -141,13 +141,21 @@ def test_prompt_length_curve_reads_a_length_plan(tmp_path):
                     {"name": "P3", "method": "vocab_sampled", "vocab_sampling": "uniform"},
                     {"name": "LoRA", "method": "lora", "lr": 0.01}],
     }  # fmt: skip
+    first = dict(plan, methods=plan["methods"][1:])  # P3 and LoRA, reported in output_dir
+    (tmp_path / "first.yaml").write_text(yaml.safe_dump(first))
+    recipe("compare.py", "--config", tmp_path / "first.yaml")
+    reused = tmp_path / "lengths" / "P3" / "seed0" / "results.json"
+    stamp = reused.stat().st_mtime_ns
+    plan["report_dir"] = str(tmp_path / "curve")  # reuses the runs above, reports elsewhere
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
     recipe("compare.py", "--config", tmp_path / "plan.yaml")
-    result = recipe("prompt_length_curve.py", "--comparison", tmp_path / "lengths" / "comparison.json")
-    lines = (tmp_path / "lengths" / "prompt_length.md").read_text().splitlines()
+    assert reused.stat().st_mtime_ns == stamp  # collected, not re-run
+    assert "| P1 |" not in (tmp_path / "lengths" / "comparison.md").read_text()  # first report untouched
+    result = recipe("prompt_length_curve.py", "--comparison", tmp_path / "curve" / "comparison.json")
+    lines = (tmp_path / "curve" / "prompt_length.md").read_text().splitlines()
     assert [line.split("|")[1].strip() for line in lines[2:]] == ["1", "3", "LoRA"]
     assert lines[2].split("|")[2].strip() == "32" and lines[3].split("|")[2].strip() == "96"  # P x width 32
-    assert (tmp_path / "lengths" / "prompt_length.png").stat().st_size > 10_000 and "plot:" in result.stdout
+    assert (tmp_path / "curve" / "prompt_length.png").stat().st_size > 10_000 and "plot:" in result.stdout
 
 
 # ------------------------------------------------------------------------------ bad input
