@@ -116,7 +116,7 @@ def causal_lm_forward(
     injecting = _cache_length(kwargs) == 0
     full_mask = _with_prompt_mask(attention_mask, num_virtual)
     mode = "on" if prompt_cache is not None else parts.shared_prefix
-    if injecting and shared_prefix.use_shared_prefix(mode, parts.base_model, parts.encoder, num_virtual, output_attentions):
+    if injecting and shared_prefix.use_shared_prefix(mode, parts.base_model, parts.encoder, num_virtual, output_attentions, kwargs):
         prefix, rows = shared_prefix.prefix_for(parts.base_model, parts.encoder, inputs_embeds.shape[0], task_ids,
                                                 inputs_embeds.dtype, prompt_cache, bool(output_hidden_states))  # fmt: skip
         positions = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
@@ -155,7 +155,9 @@ def generation_prompts(parts: PromptParts, args: tuple, kwargs: dict) -> torch.T
 def generation_prefix(parts: PromptParts, args: tuple, kwargs: dict, prompt_cache=None):
     """(PromptKVCache, row -> prompt index) for a `generate` call, or None for the standard path."""
     mode = "on" if prompt_cache is not None else parts.shared_prefix
-    if kwargs.get("use_cache") is False or not shared_prefix.use_shared_prefix(mode, parts.base_model, parts.encoder, parts.num_virtual_tokens):
+    if kwargs.get("use_cache") is False or not shared_prefix.use_shared_prefix(
+        mode, parts.base_model, parts.encoder, parts.num_virtual_tokens, kwargs.get("output_attentions"), kwargs
+    ):
         return None
     input_ids = kwargs.get("input_ids", args[0] if args else None)
     reference = input_ids if input_ids is not None else kwargs.get("inputs_embeds")

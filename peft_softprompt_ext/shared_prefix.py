@@ -54,8 +54,18 @@ def _cache_argument(model_class: type) -> str | None:
     return next((name for name in ("cache", "past_key_values") if name in parameters), None)
 
 
+def _text_config(model: torch.nn.Module):
+    config = getattr(model, "config", None)
+    return config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+
+
 def _active_dropout(model: torch.nn.Module) -> str | None:
-    """Name of a module that would drop activations in train mode, or None."""
+    """Name of a module or config value that would drop activations in train mode, or None."""
+    config = _text_config(model)
+    for key, value in (config.to_dict() if hasattr(config, "to_dict") else {}).items():
+        trunk = not any(word in key for word in ("summary", "classifier", "cls_"))  # heads the LM forward never runs
+        if trunk and any(word in key for word in ("dropout", "pdrop", "layerdrop")) and isinstance(value, (int, float)) and value > 0:
+            return f"config.{key}={value}"
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Dropout) and module.p > 0:
             return f"{name or type(module).__name__} (p={module.p})"
@@ -66,25 +76,48 @@ def _active_dropout(model: torch.nn.Module) -> str | None:
     return None
 
 
-def _sliding_window(model: torch.nn.Module) -> int | None:
-    config = getattr(model, "config", None)
-    text_config = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-    return getattr(text_config, "sliding_window", None)
+_EXACT_LAYER_TYPES = {"full_attention", "sliding_attention"}
 
 
-def not_exact_reason(base_model, encoder, num_virtual_tokens: int, output_attentions=None) -> str | None:
+def _attention_window(model: torch.nn.Module) -> tuple[str, int] | None:
+    """("sliding window" | "attention chunk", size) if the model's attention is local, else None."""
+    config = _text_config(model)
+    for label, key in (("sliding window", "sliding_window"), ("attention chunk", "attention_chunk_size")):
+        size = getattr(config, key, None)
+        if isinstance(size, int) and size > 0:
+            return label, size
+    return None
+
+
+def _is_gradient_checkpointing(model) -> bool:
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):  # the second: older transformers
+        if hasattr(type(model), name):
+            return bool(getattr(model, name))
+    return False
+
+
+def not_exact_reason(base_model, encoder, num_virtual_tokens: int, output_attentions=None, call_kwargs=None) -> str | None:
     """Why the shared prefix would not equal the standard path for this call (None: it is exact)."""
+    call_kwargs = call_kwargs or {}
+    config = _text_config(base_model)
     if not getattr(encoder, "prompts_are_shared", False):
         return f"{type(encoder).__name__} gives every input its own prompt (it reads the input)"
     if _cache_argument(type(base_model)) is None:
         return f"{type(base_model).__name__}.forward takes no cache/position_ids"
     if output_attentions:
         return "output_attentions=True asks for the attention maps over prompt + input of every row"
-    window = _sliding_window(base_model)
-    if window is not None and num_virtual_tokens >= window - 1:
-        return f"num_virtual_tokens={num_virtual_tokens} does not fit in the sliding window {window}"
+    if call_kwargs.get("output_router_logits") or getattr(config, "output_router_logits", False):
+        return "output_router_logits: the router's auxiliary loss covers prompt + input of every row"
+    if call_kwargs.get("token_type_ids") is not None:
+        return "token_type_ids are given for the input only"
+    layer_types = set(getattr(config, "layer_types", None) or ())
+    if layer_types - _EXACT_LAYER_TYPES:
+        return f"layer types {sorted(layer_types - _EXACT_LAYER_TYPES)} keep no per-token key/value cache"
+    window = _attention_window(base_model)
+    if window is not None and num_virtual_tokens >= window[1] - 1:
+        return f"num_virtual_tokens={num_virtual_tokens} does not fit in the {window[0]} {window[1]}"
     if base_model.training:
-        if getattr(base_model, "is_gradient_checkpointing", False):
+        if _is_gradient_checkpointing(base_model):
             return "gradient checkpointing is on (it drops the cache in training)"
         dropout = _active_dropout(base_model)
         if dropout is not None:
@@ -92,11 +125,11 @@ def not_exact_reason(base_model, encoder, num_virtual_tokens: int, output_attent
     return None
 
 
-def use_shared_prefix(mode: str, base_model, encoder, num_virtual_tokens: int, output_attentions=None) -> bool:
+def use_shared_prefix(mode: str, base_model, encoder, num_virtual_tokens: int, output_attentions=None, call_kwargs=None) -> bool:
     """Whether to run the shared prefix; mode "on" raises when it would not be exact."""
     if mode == "off":
         return False
-    reason = not_exact_reason(base_model, encoder, num_virtual_tokens, output_attentions)
+    reason = not_exact_reason(base_model, encoder, num_virtual_tokens, output_attentions, call_kwargs)
     if reason is not None and mode == "on":
         raise ValueError(
             f"shared_prefix='on' but the shared prefix is not exact here: {reason}. Use shared_prefix='auto' "
@@ -112,6 +145,15 @@ def _model_name(model) -> str:
     return f"{type(model).__name__}({name!r}) at {id(model):#x}"
 
 
+def model_state(base_model) -> tuple:
+    """What the prompt's keys/values depend on besides the prompt: weights (their in-place version
+    counters: optimizer steps, load_state_dict, edits), attention implementation and autocast."""
+    device_type = next(base_model.parameters()).device.type
+    autocast = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type)
+    versions = sum(p._version for p in base_model.parameters())
+    return versions, getattr(base_model.config, "_attn_implementation", None), autocast
+
+
 class PromptKVCache:
     """Keys/values of a batch's distinct prompts on one base model (what every row attends to).
 
@@ -122,6 +164,7 @@ class PromptKVCache:
 
     def __init__(self, base_model, tables, layers, logits, hidden_states=None):
         self._model = weakref.ref(base_model)
+        self.model_state = model_state(base_model)
         self.model_name = _model_name(base_model)
         self.tables = tables.detach().clone()  # a snapshot: the encoder's table may be a view of a parameter
         self.layers = layers
@@ -136,6 +179,10 @@ class PromptKVCache:
         """Why this cache does not belong to (base_model, tables), or None."""
         if self._model() is not base_model:
             return f"it was computed on {self.model_name}, not on {_model_name(base_model)}"
+        state = model_state(base_model)
+        if state != self.model_state:
+            return (f"the base model changed since it was computed (weights version / attention / autocast "
+                    f"{self.model_state} -> {state})")
         if tables.shape != self.tables.shape or tables.dtype != self.tables.dtype or tables.device != self.tables.device:
             return (
                 f"it was computed for prompts of shape {tuple(self.tables.shape)} ({self.tables.dtype}, {self.tables.device}); "
@@ -189,8 +236,11 @@ def _run_prefix(base_model, tables: torch.Tensor, output_hidden_states: bool) ->
     return PromptKVCache(base_model, tables, layers, output.logits, output.get("hidden_states"))
 
 
-def _needs_grad(encoder) -> bool:
-    return torch.is_grad_enabled() and any(p.requires_grad for p in encoder.parameters())
+def _needs_grad(base_model, encoder) -> bool:
+    """Whether anything upstream of the prompt's keys/values needs a gradient (no stored cache then)."""
+    if not torch.is_grad_enabled():
+        return False
+    return any(p.requires_grad for p in encoder.parameters()) or any(p.requires_grad for p in base_model.parameters())
 
 
 def prefix_for(base_model, encoder, batch_size: int, task_ids, dtype, prompt_cache=None, output_hidden_states=False):
@@ -203,13 +253,16 @@ def prefix_for(base_model, encoder, batch_size: int, task_ids, dtype, prompt_cac
     tables, rows = encoder.shared_prompts(batch_size, task_ids)
     tables = tables.to(dtype)
     if prompt_cache is not None:
+        if _needs_grad(base_model, encoder):
+            raise ValueError("prompt_cache holds no gradient, but this call needs one (training); pass no prompt_cache "
+                             "when training, or run inference under torch.no_grad().")  # fmt: skip
         problem = prompt_cache.mismatch(base_model, tables.detach())
         if problem is not None:
             raise ValueError(f"prompt_cache cannot be used here: {problem}. Compute one for this model with prompt_kv_cache(peft_model).")
         if output_hidden_states and prompt_cache.hidden_states is None:
             raise ValueError("prompt_cache was computed without hidden states; compute it with output_hidden_states=True.")
         return prompt_cache, rows
-    if _needs_grad(encoder):
+    if _needs_grad(base_model, encoder):
         return _run_prefix(base_model, tables, output_hidden_states), rows
     stored = getattr(encoder, _CACHE_ATTRIBUTE, None)
     if stored is None or stored.mismatch(base_model, tables) is not None or (output_hidden_states and stored.hidden_states is None):
@@ -273,7 +326,13 @@ def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, fu
         kwargs["logits_to_keep"] = keep
     if position_ids is not None:
         kwargs["position_ids"] = position_ids
-    kwargs[_cache_argument(type(base_model))] = prefix.new_cache(base_model, rows)
+    given = kwargs.pop("past_key_values", None)
+    given = kwargs.pop("cache", given)
+    if given is not None and hasattr(given, "update"):  # the caller's own (empty) cache: fill it, keep it
+        prefix.fill(given, rows)
+    else:
+        given = prefix.new_cache(base_model, rows)
+    kwargs[_cache_argument(type(base_model))] = given
     output = base_model(
         inputs_embeds=inputs_embeds,
         attention_mask=full_mask,

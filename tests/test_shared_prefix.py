@@ -6,7 +6,7 @@ import torch
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
 import testing_common as common
-from peft_softprompt_ext import MixturePromptTuningConfig, VocabSampledPromptTuningConfig, prompt_kv_cache
+from peft_softprompt_ext import MixturePromptTuningConfig, VocabSampledPromptTuningConfig, prompt_kv_cache, shared_prefix
 
 CAUSAL_MODELS = ["gpt2", "llama"]
 SHAREABLE_CONFIGS = ["vocab_uniform", "vocab_reparam", "projected", "mixture_task", "mixture_task_reparam"]
@@ -171,7 +171,7 @@ def test_auto_falls_back_and_on_refuses_where_not_exact():
     assert lengths.calls == [(3, 12)]  # standard path: prompt + input per row
     lengths.close()
     peft_model.peft_config["default"].shared_prefix = "on"
-    with pytest.raises(ValueError, match=r"shared_prefix='on'.*dropout \(transformer.h.0.attn.attn_dropout \(p=0.1\)\)"):
+    with pytest.raises(ValueError, match=r"shared_prefix='on'.*active dropout \(config.attn_pdrop=0.1\)"):
         peft_model(**batch)
     peft_model.eval()  # in eval mode dropout is off: exact again
     with torch.no_grad():
@@ -288,3 +288,61 @@ def test_logits_to_keep_matches_the_standard_path(keep):
     expected_length = keep if isinstance(keep, int) else len(keep)
     assert outputs["on"].shape[1] == outputs["off"].shape[1] == expected_length
     torch.testing.assert_close(outputs["on"], outputs["off"], rtol=1e-5, atol=1e-5)
+
+
+def test_stored_cache_is_recomputed_when_base_weights_change_and_explicit_cache_refused():
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    batch = common.inference_batch("llama", left_pad=True)
+    cache = prompt_kv_cache(peft_model)
+    with torch.no_grad():
+        peft_model(**batch)
+        peft_model.base_model.model.layers[0].self_attn.k_proj.weight.mul_(1.3)  # the base changes in place
+        shared = peft_model(**batch).logits
+        with pytest.raises(ValueError, match="the base model changed since it was computed"):
+            peft_model(**batch, prompt_cache=cache)
+        peft_model.peft_config["default"].shared_prefix = "off"
+        torch.testing.assert_close(shared, peft_model(**batch).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_explicit_prompt_cache_is_refused_when_training():
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    cache = prompt_kv_cache(peft_model)
+    with pytest.raises(ValueError, match="prompt_cache holds no gradient"):
+        peft_model(**common.batch_for("llama"), prompt_cache=cache)
+
+
+@pytest.mark.parametrize("case", ["router_logits", "linear_attention_layers", "chunked_attention", "token_type_ids"])
+def test_auto_runs_the_standard_path_for_other_non_exact_cases(case):
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    config = peft_model.base_model.config
+    batch = common.inference_batch("llama")
+    expected = "router"
+    if case == "router_logits":
+        config.output_router_logits = True
+    elif case == "linear_attention_layers":
+        config.layer_types = ["full_attention", "linear_attention"]
+        expected = "keep no per-token key/value cache"
+    elif case == "chunked_attention":
+        config.attention_chunk_size = 4
+        expected = "does not fit in the attention chunk 4"
+    reason = shared_prefix.not_exact_reason(peft_model.base_model, peft_model.prompt_encoder["default"], 5,
+                                            call_kwargs={"token_type_ids": torch.zeros(1)} if case == "token_type_ids" else {})  # fmt: skip
+    assert reason is not None and (expected in reason or case == "token_type_ids")
+    if case != "router_logits":  # (the tiny Llama cannot run with the other settings at all)
+        return
+    lengths = InputLengths(peft_model.base_model)
+    with torch.no_grad():
+        peft_model(**batch)
+    lengths.close()
+    assert lengths.calls == [(3, 12)]
+
+
+def test_a_callers_empty_cache_is_filled_and_returned():
+    from transformers import DynamicCache
+
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    batch = common.inference_batch("llama")
+    cache = DynamicCache(config=peft_model.base_model.config)
+    with torch.no_grad():
+        output = peft_model(**batch, cache=cache)
+    assert output.cache is cache and cache.get_seq_length() == 5 + 7
