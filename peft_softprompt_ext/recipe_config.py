@@ -52,7 +52,8 @@ class RecipeConfig:
     checkpoint_every: int = field(default=25, metadata={"help": "Save the trainable state every N steps (for --resume)."})
     seed: int = field(default=0, metadata={"help": "Seed of init, data order and evaluation subset."})
     num_virtual_tokens: int = field(default=20, metadata={"help": "Prompt length for prompt methods."})
-    vocab_sampling: str = field(default="class_labels", metadata={"help": "vocab_sampled: uniform/top_frequent/task_corpus/class_labels."})
+    # top_frequent: the best init of the issue-7 sweep (README, "Matching LoRA"); lr 0.03 constant, no warm-up, 20 tokens too
+    vocab_sampling: str = field(default="top_frequent", metadata={"help": "vocab_sampled: uniform/top_frequent/task_corpus/class_labels."})
     num_frequent_tokens: int = field(default=5000, metadata={"help": "vocab_sampled: N of top_frequent / class-label fill."})
     norm_matching: bool = field(default=False, metadata={"help": "vocab_sampled: rescale initial rows to the vocabulary norm."})
     source_prompts: list = field(default_factory=list, metadata={"help": "mixture: trained adapters (folders/repo ids)."})

@@ -71,7 +71,8 @@ def fitted_projection(plan, output_dir: Path) -> tuple[str, dict]:
 
 
 def runs_plan(plan, projection_dir: str) -> dict:
-    target = dict(plan["target"], model=plan["target_model"], checkpoint_every=0)
+    # the cold start is a class-label init (as when these results were first measured)
+    target = dict({"vocab_sampling": "class_labels"}, **plan["target"], model=plan["target_model"], checkpoint_every=0)
     evaluate_only = {"steps": 0, "eval_every": 0}
     projected = {"method": "projected", "source_adapter": plan["source_adapter"], "projection": projection_dir}
     return {
