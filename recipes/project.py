@@ -110,7 +110,8 @@ def summarise(records: dict[str, list[dict]], info: dict) -> dict:
     return {
         "accuracy_mean": mean,
         "accuracy_std": {n: statistics.stdev([r["metrics"]["accuracy"] for r in runs]) if len(runs) > 1 else 0.0 for n, runs in records.items()},
-        "recovered_gain": (projected - none) / (trained - none) if trained != none else None,
+        # undefined unless the trained prompt beats no prompt (a ratio over a loss means nothing)
+        "recovered_gain": (projected - none) / (trained - none) if trained > none else None,
         "warm_steps_ratio_per_seed": ratios,
         "projection": {k: info.get(k) for k in ("method", "row_norm_mode", "num_anchors", "quality", "fit_seconds")},
     }
@@ -127,7 +128,8 @@ def write_markdown(summary: dict, plan, seeds, path: Path) -> None:
     for name, value in summary["accuracy_mean"].items():
         lines.append(f"| {name} | {100 * value:.1f} ± {100 * summary['accuracy_std'][name]:.1f} |")
     gain = summary["recovered_gain"]
-    lines += ["", f"Projected prompt recovers {'n/a' if gain is None else f'{100 * gain:.0f}%'} of the trained prompt's gain over no prompt (goal >= 50%).",
+    gain_text = "n/a (the trained prompt does not beat no prompt)" if gain is None else f"{100 * gain:.0f}%"
+    lines += ["", f"Projected prompt recovers {gain_text} of the trained prompt's gain over no prompt (goal >= 50%).",
               f"Warm start steps to reach the cold start's final accuracy, as a fraction of the steps the cold start took to first reach it "
               f"(step 0 = the projected prompt), per seed: "
               f"{summary['warm_steps_ratio_per_seed']} (goal <= 0.5; None = not reached)."]  # fmt: skip

@@ -243,3 +243,5 @@ def test_project_summary_counts_steps_from_the_projected_prompt_and_the_cold_sta
     summary = project.summarise(records, {"method": "lstsq"})
     assert summary["warm_steps_ratio_per_seed"] == [0.0, 8 / 24]
     assert abs(summary["recovered_gain"] - (0.76 - 0.6) / (0.8 - 0.6)) < 1e-9
+    records["no prompt"] = [run(0.9), run(0.9)]  # the trained prompt does not beat no prompt: no ratio
+    assert project.summarise(records, {"method": "lstsq"})["recovered_gain"] is None
