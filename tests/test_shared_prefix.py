@@ -3,7 +3,6 @@
 import peft
 import pytest
 import torch
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
 import testing_common as common
 from peft_softprompt_ext import MixturePromptTuningConfig, VocabSampledPromptTuningConfig, prompt_kv_cache, shared_prefix
@@ -188,25 +187,15 @@ def test_auto_falls_back_and_on_refuses_where_not_exact():
 
 
 def test_prompt_longer_than_the_sliding_window_is_refused_when_forced():
-    torch.manual_seed(0)
-    gemma_config = Gemma3TextConfig(
-        vocab_size=common.VOCAB_SIZE, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=32, max_position_embeddings=256, sliding_window=6, pad_token_id=0,
-    )  # fmt: skip
     config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, shared_prefix="on")
-    peft_model = peft.get_peft_model(Gemma3ForCausalLM(gemma_config).eval(), config)
+    peft_model = peft.get_peft_model(common.tiny_gemma(sliding_window=6), config)
     with torch.no_grad(), pytest.raises(ValueError, match="num_virtual_tokens=5 does not fit in the sliding window 6"):
         peft_model(**common.inference_batch("llama"))
 
 
 def test_gemma_shared_prefix_matches_across_the_sliding_window():
-    torch.manual_seed(0)
-    gemma_config = Gemma3TextConfig(
-        vocab_size=common.VOCAB_SIZE, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=32, max_position_embeddings=256, sliding_window=8, pad_token_id=0,
-    )  # fmt: skip
     config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
-    peft_model = peft.get_peft_model(Gemma3ForCausalLM(gemma_config).eval(), config)
+    peft_model = peft.get_peft_model(common.tiny_gemma(sliding_window=8), config)
     batch = common.batch_for("llama", length=12, left_pad=True)  # prompt + input spans the window
     standard = _loss_logits_grads(peft_model, batch, "off")
     shared = _loss_logits_grads(peft_model, batch, "on")

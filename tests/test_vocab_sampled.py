@@ -3,7 +3,6 @@
 import peft
 import pytest
 import torch
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
 import testing_common as common
 from peft_softprompt_ext import VocabSampledPromptTuningConfig, describe_prompt
@@ -31,13 +30,7 @@ def rows_to_ids(model, rows):
     return torch.where(distances.min(dim=1).values < 1e-6, best, torch.full_like(best, -1))
 
 
-def tiny_gemma():
-    torch.manual_seed(0)
-    gemma_config = Gemma3TextConfig(
-        vocab_size=common.VOCAB_SIZE, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=32, max_position_embeddings=256, sliding_window=16, pad_token_id=0,
-    )  # fmt: skip
-    return Gemma3ForCausalLM(gemma_config).eval()
+tiny_gemma = common.tiny_gemma
 
 
 def test_usable_vocabulary_excludes_special_unused_and_rows_past_the_tokenizer():

@@ -94,6 +94,18 @@ TINY_MODELS = {
 CAUSAL_MODELS = ["gpt2", "llama"]
 
 
+def tiny_gemma(sliding_window: int = 16):
+    """A tiny random Gemma-3 (scaled embeddings, sliding-window layers), eval mode, seed 0."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    gemma_config = Gemma3TextConfig(
+        vocab_size=VOCAB_SIZE, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=32, max_position_embeddings=256, sliding_window=sliding_window, pad_token_id=0,
+    )  # fmt: skip
+    return Gemma3ForCausalLM(gemma_config).eval()
+
+
 def tiny_model(name: str, seed: int = 0):
     """A fresh tiny random model (eval mode, fixed seed) and its PEFT task type."""
     build, task_type = TINY_MODELS[name]
