@@ -62,7 +62,7 @@ def _text_config(model: torch.nn.Module):
 def _active_dropout(model: torch.nn.Module) -> str | None:
     """Name of a module or config value that would drop activations in train mode, or None."""
     config = _text_config(model)
-    for key, value in (config.to_dict() if hasattr(config, "to_dict") else {}).items():
+    for key, value in vars(config).items() if config is not None else ():  # attributes, not a deep-copied to_dict()
         trunk = not any(word in key for word in ("summary", "classifier", "cls_"))  # heads the LM forward never runs
         if trunk and any(word in key for word in ("dropout", "pdrop", "layerdrop")) and isinstance(value, (int, float)) and value > 0:
             return f"config.{key}={value}"
@@ -272,20 +272,17 @@ def prefix_for(base_model, encoder, batch_size: int, task_ids, dtype, prompt_cac
     return stored, rows
 
 
-def forget(encoder) -> None:
-    """Drop the encoder's stored prompt cache (the next inference call recomputes it)."""
-    if hasattr(encoder, _CACHE_ATTRIBUTE):
-        object.__delattr__(encoder, _CACHE_ATTRIBUTE)
-
-
 # --------------------------------------------------------------------------- the forward
+def _per_row(prompt_part: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """`prompt_part` [T, ...] for each row [B, ...]: a view when there is one prompt, else a gather."""
+    if prompt_part.shape[0] == 1:
+        return prompt_part.expand(rows.shape[0], *prompt_part.shape[1:])
+    return prompt_part[rows]
+
+
 def _prefixed(prefix_part: torch.Tensor, rows: torch.Tensor, input_part: torch.Tensor) -> torch.Tensor:
     """[prefix_part of each row's prompt; input_part] along the sequence (one copy for one prompt)."""
-    if prefix_part.shape[0] == 1:
-        per_row = prefix_part.expand(input_part.shape[0], *prefix_part.shape[1:])
-    else:
-        per_row = prefix_part[rows]
-    return torch.cat((per_row.to(input_part.dtype), input_part), dim=1)
+    return torch.cat((_per_row(prefix_part, rows).to(input_part.dtype), input_part), dim=1)
 
 
 def _loss(base_model, last_prompt_logits, rows, input_logits, labels, num_items):
@@ -302,7 +299,7 @@ def _loss(base_model, last_prompt_logits, rows, input_logits, labels, num_items)
         loss_labels = torch.cat((labels.new_full((labels.shape[0], 1), -100), labels), dim=1)
         loss_kwargs = {} if num_items is None else {"num_items_in_batch": num_items}
         return base_model.loss_function(logits=loss_logits, labels=loss_labels, vocab_size=loss_logits.shape[-1], **loss_kwargs)
-    first = last_prompt_logits.expand(labels.shape[0], -1) if last_prompt_logits.shape[0] == 1 else last_prompt_logits[rows]
+    first = _per_row(last_prompt_logits, rows)
     shifted = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
     vocab = input_logits.shape[-1]
     total = torch.nn.functional.cross_entropy(first.float(), labels[:, 0], ignore_index=-100, reduction="sum")
