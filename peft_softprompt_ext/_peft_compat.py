@@ -19,8 +19,10 @@ at every step under transformers 5. Everything the plugin does about that lives 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import os
 
 import peft
 import torch
@@ -115,6 +117,10 @@ def register_prompt_method(name: str, config_cls: type, encoder_cls: type) -> Pe
         PEFT_TYPE_TO_TUNER_MAPPING[peft_type] = encoder_cls
     else:
         register_peft_method(name=name, config_cls=config_cls, model_cls=encoder_cls)
+    # PEFT warns when an adapter name is a substring of a method's key prefix ("p", "prompt", "vocab"
+    # all are of "vocab_sampled_prompt_tuning_"). Prompt encoders keep their tensors outside the base
+    # model, so the prefix is never matched against a key: without one, PEFT has nothing to warn about.
+    PEFT_TYPE_TO_PREFIX_MAPPING.pop(peft_type, None)
     PLUGIN_PEFT_TYPES.add(peft_type.value)
     return peft_type
 
@@ -206,7 +212,7 @@ def prompt_kv_cache(peft_model, adapter_name: str | None = None, output_hidden_s
     encoder = prompt_encoder_of(peft_model, adapter_name)
     from . import shared_prefix
 
-    shared_prefix.use_shared_prefix("on", peft_model.base_model, encoder, config.num_virtual_tokens)
+    shared_prefix.use_shared_prefix("on", _plugin_parts(peft_model, adapter_name))
     first_task = torch.zeros(1, dtype=torch.long)
     with torch.no_grad():
         cache, _ = shared_prefix.prefix_for(peft_model.base_model, encoder, 1, first_task, peft_model.word_embeddings.weight.dtype,
@@ -251,26 +257,76 @@ def _get_prompt(original, self, batch_size, task_ids=None, max_cache_len=None):
     return self.prompt_encoder[self.active_adapter](batch_size, task_ids=task_ids)
 
 
-def _plugin_parts(self) -> prompt_injection.PromptParts:
-    config = self.active_peft_config
+def innermost_model(model) -> torch.nn.Module:
+    """The transformers model under any number of PeftModel wrappers (e.g. a prompt over a LoRA model)."""
+    while isinstance(model, PeftModel):
+        model = model.get_base_model()
+    return model
+
+
+def _plugin_parts(self, adapter_name: str | None = None) -> prompt_injection.PromptParts:
+    adapter_name = adapter_name or self.active_adapter
+    config = self.peft_config[adapter_name]
     return prompt_injection.PromptParts(
         base_model=self.base_model,
         word_embeddings=self.word_embeddings,
-        encoder=self.prompt_encoder[self.active_adapter],
+        encoder=self.prompt_encoder[adapter_name],
         num_virtual_tokens=config.num_virtual_tokens,
         shared_prefix=getattr(config, "shared_prefix", "off"),
+        model_class=type(innermost_model(self.base_model)),
+        nested_adapters=isinstance(self.base_model, PeftModel),
     )
+
+
+def _runs_plugin(self) -> bool:
+    """Whether this call is the plugin's: a plugin adapter is active and not disabled."""
+    return is_plugin_config(self.active_peft_config) and not self._adapters_disabled
+
+
+_PLUGIN_ONLY_KWARGS = ("task_ids", "prompt_cache")
+
+
+def _bound_kwargs(original, self, args, kwargs) -> dict:
+    """A PEFT method's positional arguments as keyword arguments, by its signature."""
+    bound = dict(inspect.signature(original).bind_partial(self, *args, **kwargs).arguments)
+    bound.pop("self")
+    bound.update(bound.pop("kwargs", {}))
+    return bound
+
+
+def _disabled_call(original, self, method: str, args, kwargs):
+    """Inside `disable_adapter()`: the base model's own `method`, without the prompt's arguments."""
+    call = {k: v for k, v in _bound_kwargs(original, self, args, kwargs).items() if k not in _PLUGIN_ONLY_KWARGS}
+    positional = call.pop("args", ())  # generate(*args): transformers' own order (inputs first)
+    return getattr(self.get_base_model(), method)(*positional, **call)
+
+
+def _refuse_training_nothing(self, kwargs) -> None:
+    """A training forward (train mode, gradients on, labels) of a model where nothing requires a gradient
+    would fail later in backward with torch's 'does not require grad'; say why here instead."""
+    if self.training and torch.is_grad_enabled() and kwargs.get("labels") is not None:
+        if not any(parameter.requires_grad for parameter in self.parameters()):
+            raise ValueError(
+                f"Nothing in this model trains: no parameter of adapter {self.active_adapter!r} requires a gradient "
+                "(mixing='one_hot' serves fixed prompts). Train each prompt as its own adapter and serve them with "
+                "mixing='one_hot', or run inference with model.eval() / torch.no_grad()."
+            )
 
 
 def _causal_forward(original, self, *args, **kwargs):
     if not is_plugin_config(self.active_peft_config):
         return original(self, *args, **kwargs)
+    if self._adapters_disabled:
+        return _disabled_call(original, self, "__call__", args, kwargs)
+    _refuse_training_nothing(self, kwargs)
     return prompt_injection.causal_lm_forward(_plugin_parts(self), *args, **kwargs)
 
 
 def _causal_generate(original, self, *args, **kwargs):
     if not is_plugin_config(self.active_peft_config):
         return original(self, *args, **kwargs)
+    if self._adapters_disabled:
+        return _disabled_call(original, self, "generate", args, kwargs)
     # The prompt is computed once from the original input, so it stays the same at every step with
     # or without a cache (input-dependent mixing would otherwise see the generated tokens too).
     parts = _plugin_parts(self)
@@ -295,19 +351,64 @@ def _causal_prepare_inputs_for_generation(original, self, *args, task_ids=None, 
 def _seq2seq_forward(original, self, *args, **kwargs):
     if not is_plugin_config(self.active_peft_config):
         return original(self, *args, **kwargs)
+    if self._adapters_disabled:
+        return _disabled_call(original, self, "__call__", args, kwargs)
+    _refuse_training_nothing(self, kwargs)
     return prompt_injection.seq2seq_forward(_plugin_parts(self), *args, **kwargs)
 
 
 def _seq2seq_generate(original, self, *args, **kwargs):
     if not is_plugin_config(self.active_peft_config):
         return original(self, *args, **kwargs)
+    if self._adapters_disabled:
+        return _disabled_call(original, self, "generate", args, kwargs)
     return prompt_injection.seq2seq_generate(_plugin_parts(self), *args, **kwargs)
 
 
 def _seq_cls_forward(original, self, *args, **kwargs):
     if not is_plugin_config(self.active_peft_config):
         return original(self, *args, **kwargs)
+    if self._adapters_disabled:
+        return _disabled_call(original, self, "__call__", args, kwargs)
+    _refuse_training_nothing(self, kwargs)
     return prompt_injection.encoder_forward(_plugin_parts(self), *args, **kwargs)
+
+
+@contextlib.contextmanager
+def _plugin_disabled(self):
+    was_disabled = self._adapters_disabled
+    self._adapters_disabled = True  # our forward and generate wrappers then call the base model alone
+    try:
+        yield
+    finally:
+        self._adapters_disabled = was_disabled
+
+
+def _disable_adapter(original, self):
+    # PEFT swaps forward / prepare_inputs_for_generation for prompt methods, which misses our generate
+    # wrappers and breaks on SEQ_CLS models (no prepare_inputs_for_generation); a flag does neither.
+    if not is_plugin_config(self.active_peft_config):
+        return original(self)
+    return _plugin_disabled(self)
+
+
+def _get_prompt_embedding_to_save(original, self, adapter_name, task=None):
+    """PEFT's [num_virtual_tokens, token_dim] prompt; `task` picks one task of a multi-task mixture."""
+    if not is_plugin_config(self.peft_config[adapter_name]):
+        return original(self, adapter_name)
+    with torch.no_grad():
+        return self.prompt_encoder[adapter_name].prompt_table(task).detach().cpu()
+
+
+def make_adapter_trainable(peft_model, adapter_name: str) -> None:
+    """Unfreeze a loaded plugin adapter: its prompt encoder and its trained head copies (modules_to_save)."""
+    from peft.utils.other import AuxiliaryTrainingWrapper
+
+    peft_model.peft_config[adapter_name].inference_mode = False
+    peft_model.prompt_encoder[adapter_name].set_trainable()
+    for module in peft_model.modules():
+        if isinstance(module, AuxiliaryTrainingWrapper):
+            module.set_requires_grad(adapter_name, True)
 
 
 def _save_pretrained(original, self, save_directory, *args, **kwargs):
@@ -357,29 +458,85 @@ def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_
         config.base_model_fingerprint = base_model_fingerprint(model)  # the prompt now lives on this model
     # PEFT refuses is_trainable=True for every prompt method; ours resume training: load frozen, then unfreeze.
     peft_model = original(model, model_id, adapter_name=adapter_name, is_trainable=False, config=config, **kwargs)
-    encoder = peft_model.prompt_encoder[adapter_name]
     if is_trainable:
-        peft_model.peft_config[adapter_name].inference_mode = False
-        encoder.set_trainable()
+        make_adapter_trainable(peft_model, adapter_name)
         peft_model.train()
     else:
-        encoder.requires_grad_(False)
+        peft_model.prompt_encoder[adapter_name].requires_grad_(False)
     return peft_model
 
 
-def _push_to_hub(original, self, repo_id, *args, **kwargs):
-    result = original(self, repo_id, *args, **kwargs)
-    if "default" in self.peft_config and is_plugin_config(self.peft_config["default"]):
-        # transformers' push replaces the README that save_pretrained wrote with a generic card;
-        # put the plugin's card back in a second commit.
-        from huggingface_hub import upload_file
+def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *args, allow_base_model_mismatch=False, **kwargs):
+    """PEFT's load_adapter, with a plugin adapter's files and fingerprint checked and is_trainable=True allowed."""
+    peft_type = _peft_type_of(model_id, None, kwargs)
+    if str(peft_type) not in PLUGIN_PEFT_TYPES:
+        return original(self, model_id, adapter_name, is_trainable, *args, **kwargs)
+    from .atomic_io import check_adapter_files
+    from .fingerprint import base_model_fingerprint, check_fingerprint
 
-        from .hub import build_model_card
-
-        card = str(build_model_card(self, "default")).replace("REPO_ID", repr(repo_id))
-        upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=repo_id, token=kwargs.get("token"),
-                    revision=kwargs.get("revision"), commit_message="Soft-prompt model card (peft_softprompt_ext)")  # fmt: skip
+    check_adapter_files(model_id, subfolder=kwargs.get("subfolder"), hub_kwargs=_hub_kwargs(kwargs))
+    if adapter_name not in self.peft_config:  # (from_pretrained creates the adapter, checked, then loads its weights here)
+        config = PEFT_TYPE_TO_CONFIG_MAPPING[peft_type].from_pretrained(model_id, **_hub_kwargs(kwargs))
+        check_fingerprint(config.base_model_fingerprint, self.base_model, f"Adapter {str(model_id)!r}", allow_base_model_mismatch)
+    result = original(self, model_id, adapter_name, False, *args, **kwargs)
+    if allow_base_model_mismatch:
+        self.peft_config[adapter_name].base_model_fingerprint = base_model_fingerprint(self.base_model)
+    if is_trainable:
+        make_adapter_trainable(self, adapter_name)
     return result
+
+
+def _has_plugin_adapter(self) -> bool:
+    return any(is_plugin_config(config) for config in self.peft_config.values())
+
+
+def _merge_and_unload(self, *args, **kwargs):
+    if not _has_plugin_adapter(self):
+        return self.base_model.merge_and_unload(*args, **kwargs)  # what PeftModel.__getattr__ resolved before
+    peft_type = self.active_peft_config.peft_type
+    raise ValueError(
+        f"A soft prompt ({getattr(peft_type, 'value', peft_type)}) cannot be merged into the base model's weights: it "
+        "is an input the model reads, not a change to a weight. Keep the PeftModel for inference, write a plain PEFT "
+        "PROMPT_TUNING adapter with peft_softprompt_ext.export_prompt_tuning(model, folder), or call model.unload() "
+        "for the untouched base model."
+    )
+
+
+def _unload(self, *args, **kwargs):
+    if not _has_plugin_adapter(self):
+        return self.base_model.unload(*args, **kwargs)
+    return self.get_base_model()  # a prompt changed no weight: the base model is the unloaded model
+
+
+def _auto_from_pretrained(original, cls, pretrained_model_name_or_path, *args, **kwargs):
+    """AutoPeftModel*.from_pretrained with `subfolder=`: PEFT passes the subfolder on to the BASE model's
+    from_pretrained too (it addresses the adapter); resolve the adapter folder first instead."""
+    subfolder = kwargs.pop("subfolder", None)
+    if subfolder:
+        pretrained_model_name_or_path = _adapter_folder(pretrained_model_name_or_path, subfolder, kwargs)
+    return original(pretrained_model_name_or_path, *args, **kwargs)
+
+
+def _adapter_folder(model_id, subfolder: str, kwargs: dict) -> str:
+    """A local folder holding the adapter at `model_id`/`subfolder` (a Hub repo's files are downloaded)."""
+    local = os.path.join(os.fspath(model_id), subfolder)
+    if os.path.isdir(local):
+        return local
+    from huggingface_hub import hf_hub_download
+
+    hub = {k: kwargs[k] for k in ("revision", "cache_dir", "token") if kwargs.get(k) is not None}
+    config_path = hf_hub_download(os.fspath(model_id), "adapter_config.json", subfolder=subfolder, **hub)
+    hf_hub_download(os.fspath(model_id), "adapter_model.safetensors", subfolder=subfolder, **hub)
+    return os.path.dirname(config_path)
+
+
+def _push_to_hub(original, self, repo_id, *args, **kwargs):
+    if not _has_plugin_adapter(self):
+        return original(self, repo_id, *args, **kwargs)
+    from .hub import push_adapter_folder
+
+    options = _bound_kwargs(original, self, (repo_id, *args), kwargs)
+    return push_adapter_folder(self, **options)
 
 
 PATCHED_METHODS = [
@@ -393,7 +550,13 @@ PATCHED_METHODS = [
     (PeftModelForSeq2SeqLM, "forward", _seq2seq_forward),
     (PeftModelForSeq2SeqLM, "generate", _seq2seq_generate),
     (PeftModelForSequenceClassification, "forward", _seq_cls_forward),
+    (PeftModel, "disable_adapter", _disable_adapter),
+    (PeftModel, "get_prompt_embedding_to_save", _get_prompt_embedding_to_save),
+    (PeftModel, "load_adapter", _load_adapter),
 ]
+# Methods PeftModel does not define (its __getattr__ forwards them to the tuner, which a prompt
+# method does not have); ours keep that forwarding for every other adapter type.
+ADDED_METHODS = [(PeftModel, "merge_and_unload", _merge_and_unload), (PeftModel, "unload", _unload)]
 
 
 def _own_or_inherited(owner: type, name: str):
@@ -429,11 +592,33 @@ def _install_from_pretrained() -> None:
     PeftModel.from_pretrained = patched
 
 
+def _install_auto_from_pretrained() -> None:
+    from peft.auto import _BaseAutoPeftModel
+
+    current = _BaseAutoPeftModel.__dict__["from_pretrained"]
+    original = getattr(current, _PATCH_MARKER, current)
+
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        return _auto_from_pretrained(original.__get__(None, cls), cls, pretrained_model_name_or_path, *args, **kwargs)
+
+    functools.update_wrapper(from_pretrained, original.__func__)
+    patched = classmethod(from_pretrained)
+    setattr(patched, _PATCH_MARKER, original)
+    _BaseAutoPeftModel.from_pretrained = patched
+
+
 def install_patches() -> None:
-    """Install the wrappers listed in PATCHED_METHODS (idempotent: re-installing rewraps the originals)."""
+    """Install the wrappers listed in PATCHED_METHODS and ADDED_METHODS (idempotent: re-installing
+    rewraps the originals)."""
     for owner, name, implementation in PATCHED_METHODS:
         _install_method(owner, name, implementation)
+    for owner, name, implementation in ADDED_METHODS:
+        if name in owner.__dict__ and not hasattr(owner.__dict__[name], _PATCH_MARKER):
+            raise RuntimeError(f"{owner.__name__}.{name} now exists in PEFT: revisit _peft_compat.ADDED_METHODS.")
+        setattr(implementation, _PATCH_MARKER, None)  # marks it as ours (PEFT has no original)
+        setattr(owner, name, implementation)
     _install_from_pretrained()
+    _install_auto_from_pretrained()
 
 
 def original_method(owner: type, name: str):

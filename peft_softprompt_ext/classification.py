@@ -64,8 +64,11 @@ def collate(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def rank_classify(model, prompts: list[list[int]], label_ids: list[list[int]], pad_token_id: int, batch_size: int = 16):
-    """Predicted label index per prompt: the label whose tokens have the highest summed log-prob."""
+def rank_classify(model, prompts: list[list[int]], label_ids: list[list[int]], pad_token_id: int, batch_size: int = 16, progress=None):
+    """Predicted label index per prompt: the label whose tokens have the highest summed log-prob.
+
+    `progress`: an optional tqdm-like bar, advanced by the number of prompts scored.
+    """
     predictions = []
     single_token = all(len(ids) == 1 for ids in label_ids)
     for start in range(0, len(prompts), batch_size):
@@ -75,6 +78,8 @@ def rank_classify(model, prompts: list[list[int]], label_ids: list[list[int]], p
         else:
             scores = torch.stack([_label_scores(model, chunk, ids, pad_token_id) for ids in label_ids], dim=1)
         predictions += scores.argmax(dim=1).tolist()
+        if progress is not None:
+            progress.update(len(chunk))
     return predictions
 
 
@@ -102,10 +107,12 @@ def _label_scores(model, prompts, label, pad_token_id) -> torch.Tensor:
 
 
 @torch.no_grad()
-def seq_cls_classify(model, examples: list[dict], pad_token_id: int, batch_size: int = 32) -> list[int]:
+def seq_cls_classify(model, examples: list[dict], pad_token_id: int, batch_size: int = 32, progress=None) -> list[int]:
     predictions = []
     for start in range(0, len(examples), batch_size):
         batch = collate(examples[start : start + batch_size], pad_token_id)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         predictions += logits.argmax(dim=-1).tolist()
+        if progress is not None:
+            progress.update(batch["input_ids"].shape[0])
     return predictions

@@ -14,7 +14,7 @@ import torch
 from peft import PromptTuningConfig, get_peft_model_state_dict
 from safetensors.torch import save_file
 
-from ._peft_compat import adapter_config_of, prompt_table_of
+from ._peft_compat import adapter_config_of, prompt_encoder_of, prompt_table_of
 from .atomic_io import ADAPTER_WEIGHTS_NAME, atomic_directory_write
 
 
@@ -40,6 +40,19 @@ def _trained_base_modules(peft_model, adapter_name: str) -> dict[str, torch.Tens
     return {name: tensor.detach().cpu().contiguous() for name, tensor in state.items() if name.startswith("base_model.")}
 
 
+def vanilla_copies(peft_model, adapter_name: str = "default") -> list[tuple[int | None, str, str]]:
+    """(task, task name, folder relative to the saved adapter) of every plain PROMPT_TUNING copy a save
+    writes: `vanilla/` for a single prompt, `vanilla/<task name>/` per task of a multi-task mixture,
+    none where every input gets its own prompt (attention mixing)."""
+    encoder = prompt_encoder_of(peft_model, adapter_name)
+    if not getattr(encoder, "exportable", True):
+        return []
+    labels = getattr(encoder, "task_labels", None)
+    if not labels or len(labels) == 1:
+        return [(None, "", "vanilla")]
+    return [(index, name, f"vanilla/{name}") for index, name in enumerate(labels)]
+
+
 def export_prompt_tuning(peft_model, save_directory: str | os.PathLike, adapter_name: str = "default", task=None) -> str:
     """Write the adapter's prompt as a vanilla PEFT PROMPT_TUNING adapter; returns the folder.
 
@@ -47,7 +60,7 @@ def export_prompt_tuning(peft_model, save_directory: str | os.PathLike, adapter_
         peft_model: a PeftModel holding a plugin (or vanilla prompt-tuning) adapter.
         save_directory: the folder to write; existing files that the export does not write stay.
         adapter_name: which adapter to export.
-        task: for multi-task methods, the task whose prompt to export.
+        task: for multi-task mixtures, the task (index or name) whose prompt to export.
     """
     config = adapter_config_of(peft_model, adapter_name)
     with torch.no_grad():

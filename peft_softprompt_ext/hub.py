@@ -3,8 +3,10 @@
 `save_pretrained` (and so PEFT's own `push_to_hub`, which saves then uploads) writes, for every
 plugin adapter:
 * the native adapter (`adapter_config.json`, `adapter_model.safetensors`), as PEFT does;
-* `vanilla/`: the same prompt as a plain PROMPT_TUNING adapter (where the method allows one), so
-  users without this plugin load it with `PeftModel.from_pretrained(base, repo, subfolder="vanilla")`;
+* `vanilla/` (one prompt) or `vanilla/<task name>/` (each task of a multi-task mixture): the same
+  prompt as a plain PROMPT_TUNING adapter, so users without this plugin load it with
+  `PeftModel.from_pretrained(base, repo, subfolder="vanilla")`; attention mixing has none (every
+  input gets its own prompt);
 * `README.md`: a model card (`huggingface_hub.ModelCard`) with `library_name: peft`, the base
   model, tags, the method and init settings, the prompt size, trainable parameters, the recipe's
   metrics when results are attached (`attach_results`), the nearest-token readout and how to
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 from huggingface_hub import ModelCard, ModelCardData
 
@@ -68,15 +71,36 @@ def _metrics_lines(results: dict | None) -> list[str]:
     return lines
 
 
-def has_vanilla_copy(peft_model, adapter_name: str = "default") -> bool:
-    """Whether the adapter has one prompt to export as plain PROMPT_TUNING (attention mixing has not)."""
-    return getattr(peft_model.prompt_encoder[adapter_name], "exportable", True)
+# What plain PEFT 0.21 reproduces from a vanilla copy, measured by tests/test_conformance.py
+# (vanilla_copy cells) and tests/test_fingerprint_and_card.py; the README says the same.
+PLAIN_PEFT_SCOPE = [
+    "Plain PEFT gives this prompt's logits for unpadded and right-padded inputs, and the same greedy tokens "
+    "for unpadded inputs.",
+    "With left padding it places the prompt in front of the padding, so positions and logits differ: use the plugin "
+    "(positions follow the attention mask), or pad on the right.",
+    "With transformers >= 5.24, PEFT 0.21's `generate(use_cache=True)` feeds the virtual tokens again at every step: "
+    "pass `use_cache=False` there, or use the plugin.",
+]
+
+
+def _plain_loading_lines(copies) -> list[str]:
+    if not copies:
+        return ["No plain PEFT copy: with mixing='attention' every input gets its own prompt, so there is no single "
+                "prompt plain PROMPT_TUNING could hold. Load it with the plugin.", ""]  # fmt: skip
+    lines = ["Without the plugin (plain PEFT PROMPT_TUNING):", ""]
+    if len(copies) > 1:
+        lines += ["| task id | task | subfolder |", "|---:|---|---|"]
+        lines += [f"| {index} | {name} | `{folder}` |" for index, name, folder in copies] + [""]
+    lines += ["```python", "from peft import PeftModel"]
+    lines += [f'model = PeftModel.from_pretrained(base_model, REPO_ID, subfolder="{folder}")' for _, _, folder in copies]
+    return lines + ["```", "", *[f"- {line}" for line in PLAIN_PEFT_SCOPE], ""]
 
 
 def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
     """The model card of one plugin adapter (see module docstring for what it holds)."""
+    from .export import vanilla_copies
+
     config = peft_model.peft_config[adapter_name]
-    has_vanilla = has_vanilla_copy(peft_model, adapter_name)
     method = _method_name(config)
     trainable = sum(p.numel() for p in peft_model.prompt_encoder[adapter_name].parameters())
     results = getattr(peft_model, _RESULTS_ATTRIBUTE, None)
@@ -96,23 +120,46 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
         "## How to load", "", "With the plugin (the native adapter; the base model's fingerprint is checked):", "",
         "```python", "import peft_softprompt_ext  # registers the method", "from peft import PeftModel",
         "model = PeftModel.from_pretrained(base_model, REPO_ID)", "```", "",
+        *_plain_loading_lines(vanilla_copies(peft_model, adapter_name)),
     ]  # fmt: skip
-    if has_vanilla:
-        sections += ["Without the plugin (plain PEFT PROMPT_TUNING, same logits):", "", "```python",
-                     "from peft import PeftModel", 'model = PeftModel.from_pretrained(base_model, REPO_ID, subfolder="vanilla")',
-                     "```", ""]  # fmt: skip
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(sections))
 
 
 def write_sharing_files(peft_model, save_directory: str, selected_adapters=None) -> None:
-    """Add `vanilla/` and the model card for every plugin adapter saved into `save_directory`."""
-    from .export import export_prompt_tuning
+    """Add the plain copies (`vanilla/...`) and the model card for every plugin adapter saved into `save_directory`."""
+    from .export import export_prompt_tuning, vanilla_copies
 
     for adapter_name in selected_adapters or list(peft_model.peft_config):
         config = peft_model.peft_config[adapter_name]
         if str(getattr(config.peft_type, "value", config.peft_type)) not in PLUGIN_PEFT_TYPES:
             continue
         folder = save_directory if adapter_name == "default" else os.path.join(save_directory, adapter_name)
-        if has_vanilla_copy(peft_model, adapter_name):
-            export_prompt_tuning(peft_model, os.path.join(folder, "vanilla"), adapter_name=adapter_name)
+        for task, _, relative in vanilla_copies(peft_model, adapter_name):
+            export_prompt_tuning(peft_model, os.path.join(folder, relative), adapter_name=adapter_name, task=task)
         build_model_card(peft_model, adapter_name).save(os.path.join(folder, "README.md"))
+
+
+def push_adapter_folder(peft_model, repo_id: str, commit_message=None, commit_description=None, private=None, token=None,
+                        revision=None, create_pr=False, max_shard_size=None, tags=None):  # fmt: skip
+    """`push_to_hub` for plugin adapters: save (native adapter, plain copies, card) and upload the whole
+    folder in one commit. transformers' own push uploads one folder level only (a mixture's
+    `vanilla/<task>/` would be lost) and replaces the card with a generic one."""
+    from huggingface_hub import create_repo, upload_folder
+
+    repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+    with tempfile.TemporaryDirectory() as folder:
+        peft_model.save_pretrained(folder)
+        for card_path in _card_paths(folder):
+            with open(card_path, encoding="utf-8") as handle:
+                card = handle.read().replace("REPO_ID", repr(repo_id))
+            card = ModelCard(card)
+            if tags:
+                card.data.tags = list(dict.fromkeys([*(card.data.tags or []), *tags]))
+            card.save(card_path)
+        return upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message or "Upload soft prompt",
+                             commit_description=commit_description, token=token, revision=revision, create_pr=create_pr,
+                             delete_patterns=["vanilla/**"])  # fmt: skip  (a mixture's old per-task copies must not linger)
+
+
+def _card_paths(folder: str) -> list[str]:
+    return [os.path.join(root, "README.md") for root, _, names in os.walk(folder) if "README.md" in names]

@@ -36,6 +36,13 @@ class PromptParts:
     encoder: torch.nn.Module
     num_virtual_tokens: int
     shared_prefix: str = "off"  # "auto" | "on" | "off" (see shared_prefix.py)
+    # The transformers model class under any adapter wrappers: its forward signature says which
+    # arguments (position_ids, cache) reach the model, also through a LoRA PeftModel's **kwargs.
+    model_class: type | None = None
+    nested_adapters: bool = False  # base_model is itself a PeftModel (e.g. a LoRA under the prompt)
+
+    def accepts(self, name: str) -> bool:
+        return _forward_accepts(self.model_class or type(self.base_model), name)
 
 
 @functools.lru_cache(maxsize=64)
@@ -84,6 +91,15 @@ def _shifted_positions(position_ids, full_mask, num_virtual_tokens, new_length, 
     return None  # the model counts positions from its cache length, which includes the prompt
 
 
+def check_position_ids(position_ids, reference: torch.Tensor) -> None:
+    """User position ids must have the input's shape [batch, length] (they are shifted past the prompt)."""
+    if position_ids is not None and tuple(position_ids.shape[-2:]) != tuple(reference.shape[:2]):
+        raise ValueError(
+            f"position_ids has shape {tuple(position_ids.shape)} but the input is {tuple(reference.shape[:2])} "
+            "[batch, length]: give one position per input token (the prompt's positions are added in front)."
+        )
+
+
 def embed_prompts(parts: PromptParts, inputs_embeds, attention_mask, task_ids) -> torch.Tensor:
     """The encoder's prompts [B, P, D] for this batch, in the dtype of the input embeddings."""
     prompts = parts.encoder(
@@ -112,11 +128,12 @@ def causal_lm_forward(
     """
     if inputs_embeds is None:
         inputs_embeds = parts.word_embeddings(input_ids)
+    check_position_ids(position_ids, inputs_embeds)
     num_virtual, new_length = parts.num_virtual_tokens, inputs_embeds.shape[1]
     injecting = _cache_length(kwargs) == 0
     full_mask = _with_prompt_mask(attention_mask, num_virtual)
     mode = "on" if prompt_cache is not None else parts.shared_prefix
-    if injecting and shared_prefix.use_shared_prefix(mode, parts.base_model, parts.encoder, num_virtual, output_attentions, kwargs):
+    if injecting and shared_prefix.use_shared_prefix(mode, parts, output_attentions, kwargs):
         prefix, rows = shared_prefix.prefix_for(parts.base_model, parts.encoder, inputs_embeds.shape[0], task_ids,
                                                 inputs_embeds.dtype, prompt_cache, bool(output_hidden_states))  # fmt: skip
         positions = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
@@ -128,10 +145,10 @@ def causal_lm_forward(
         new_length += num_virtual
         if labels is not None:
             labels = torch.cat((labels.new_full((labels.shape[0], num_virtual), -100), labels), dim=1)
-    if _forward_accepts(type(parts.base_model), "position_ids"):
+    if parts.accepts("position_ids"):
         kwargs["position_ids"] = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)
     elif position_ids is not None:
-        raise ValueError(f"{type(parts.base_model).__name__}.forward takes no position_ids, but position_ids were given.")
+        raise ValueError(f"{parts.model_class.__name__}.forward takes no position_ids, but position_ids were given.")
     return parts.base_model(
         inputs_embeds=inputs_embeds,
         attention_mask=full_mask,
@@ -155,9 +172,7 @@ def generation_prompts(parts: PromptParts, args: tuple, kwargs: dict) -> torch.T
 def generation_prefix(parts: PromptParts, args: tuple, kwargs: dict, prompt_cache=None):
     """(PromptKVCache, row -> prompt index) for a `generate` call, or None for the standard path."""
     mode = "on" if prompt_cache is not None else parts.shared_prefix
-    if kwargs.get("use_cache") is False or not shared_prefix.use_shared_prefix(
-        mode, parts.base_model, parts.encoder, parts.num_virtual_tokens, kwargs.get("output_attentions"), kwargs
-    ):
+    if kwargs.get("use_cache") is False or not shared_prefix.use_shared_prefix(mode, parts, kwargs.get("output_attentions"), kwargs):
         return None
     input_ids = kwargs.get("input_ids", args[0] if args else None)
     reference = input_ids if input_ids is not None else kwargs.get("inputs_embeds")
@@ -265,6 +280,7 @@ def encoder_forward(
 ):
     """Encoder-only (e.g. BERT sequence classification) forward with the prompt in front."""
     batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+    check_position_ids(position_ids, input_ids if input_ids is not None else inputs_embeds)
     num_virtual = parts.num_virtual_tokens
     inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     if token_type_ids is not None:

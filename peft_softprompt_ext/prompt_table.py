@@ -39,8 +39,10 @@ class PromptTableEncoder(PluginPromptEncoder):
         """The starting table [num_virtual_tokens, token_dim]; subclasses override."""
         raise NotImplementedError
 
-    def prompt_table(self, task: int | None = None) -> torch.Tensor:
-        """The prompt [num_virtual_tokens, token_dim] the model sees (one task: `task` is ignored)."""
+    def prompt_table(self, task=None) -> torch.Tensor:
+        """The prompt [num_virtual_tokens, token_dim] the model sees (one prompt: `task` may be None or 0)."""
+        if task not in (None, 0) or isinstance(task, bool):
+            raise ValueError(f"task={task!r}: this adapter has a single prompt (no tasks); pass task=None.")
         rows = self.embedding.weight
         return rows if self.reparameterization is None else self.reparameterization(rows)
 

@@ -35,6 +35,7 @@ class RecipeConfig:
     method: str = field(default="vocab_sampled", metadata={"help": f"One of {', '.join(METHODS)}."})
     model: str = field(default="smollm2-135m", metadata={"help": "Model alias (smollm2-135m, gemma3-270m, minilm-l6) or path."})
     task: str = field(default="movie_sentiment", metadata={"help": "Embedded task name, datasets id or local data path."})
+    task_type: str = field(default="auto", metadata={"help": "'auto' (from the model's architecture), 'CAUSAL_LM' or 'SEQ_CLS'."})
     text_column: str = field(default="text", metadata={"help": "Text column of the data."})
     label_column: str = field(default="label", metadata={"help": "Label column of the data."})
     label_words: Optional[list] = field(default=None, metadata={"help": "Verbaliser words (label order); default per task."})
@@ -74,6 +75,8 @@ class RecipeConfig:
             raise ValueError(f"method={self.method!r} is unknown; expected one of {list(METHODS)}.")
         if self.shared_prefix not in ("auto", "on", "off"):
             raise ValueError(f"shared_prefix={self.shared_prefix!r} is unknown; expected 'auto', 'on' or 'off'.")
+        if self.task_type not in ("auto", "CAUSAL_LM", "SEQ_CLS"):
+            raise ValueError(f"task_type={self.task_type!r} is unknown; expected 'auto', 'CAUSAL_LM' or 'SEQ_CLS'.")
         if self.lr_schedule not in ("constant", "linear"):
             raise ValueError(f"lr_schedule={self.lr_schedule!r} is unknown; expected 'constant' or 'linear'.")
         for name in ("batch_size", "train_size", "eval_size", "max_length", "num_virtual_tokens"):
@@ -89,6 +92,8 @@ class RecipeConfig:
     def training_digest(self) -> str:
         """Identifies what a checkpoint depends on (everything but where it is written)."""
         relevant = {k: v for k, v in self.to_dict().items() if k not in ("output_dir", "eval_every", "checkpoint_every")}
+        if relevant["task_type"] == "auto":  # added later: runs made before it existed keep their digest
+            del relevant["task_type"]
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

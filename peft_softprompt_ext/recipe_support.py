@@ -54,13 +54,31 @@ def resolve_model_folder(name: str) -> str:
     return name  # a Hub id: transformers resolves it (from the cache when offline)
 
 
-def _is_causal(model_folder: str) -> bool:
+def model_task_type(model_folder: str, requested: str = "auto") -> str:
+    """"CAUSAL_LM" (rank classification over label words) or "SEQ_CLS" (an encoder with a head).
+
+    `requested="auto"` reads the saved architecture: one of transformers' causal-LM classes (any
+    name: `GPT2LMHeadModel` as well as `LlamaForCausalLM`) is CAUSAL_LM; an encoder (`BertModel`,
+    `...ForSequenceClassification`, ...) is SEQ_CLS. Anything else is an error naming it.
+    """
     from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     model_config = AutoConfig.from_pretrained(model_folder)
     if model_config.is_encoder_decoder:
         raise ValueError(f"{model_folder!r} is an encoder-decoder model; the recipes train causal LMs and encoders.")
-    return any(arch.endswith("ForCausalLM") for arch in (model_config.architectures or []))
+    if requested != "auto":
+        return requested
+    architectures = list(model_config.architectures or [])
+    causal_classes = {name for names in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() for name in ([names] if isinstance(names, str) else names)}
+    if any(name in causal_classes for name in architectures):
+        return "CAUSAL_LM"
+    if any(name.endswith(("Model", "ForSequenceClassification", "ForMaskedLM")) and "LMHead" not in name for name in architectures):
+        return "SEQ_CLS"
+    raise ValueError(
+        f"Cannot tell how to train {model_folder!r} (architectures={architectures}): set task_type to 'CAUSAL_LM' "
+        "or 'SEQ_CLS' in the recipe config."
+    )
 
 
 def _label_words(config, names) -> list[str]:
@@ -112,7 +130,7 @@ def build_setup(config, accelerator) -> Setup:
     folder = resolve_model_folder(config.model)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    is_causal = _is_causal(folder)
+    is_causal = model_task_type(folder, config.task_type) == "CAUSAL_LM"
     names, words, label_ids, train_examples, eval_inputs, eval_labels, train_texts = _data(config, tokenizer, is_causal)
     if is_causal:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
@@ -163,12 +181,15 @@ def evaluate(accelerator, setup: Setup, config) -> dict:
 
     model = accelerator.unwrap_model(setup.model)
     model.eval()
+    from tqdm.auto import tqdm
+
     shard = _shard(len(setup.eval_inputs), accelerator)
     inputs = [setup.eval_inputs[i] for i in shard]
-    if setup.is_causal:
-        predictions = classification.rank_classify(model, inputs, setup.label_ids, setup.pad_token_id)
-    else:
-        predictions = classification.seq_cls_classify(model, inputs, setup.pad_token_id)
+    with tqdm(total=len(inputs), desc="scoring", disable=not accelerator.is_main_process, leave=False) as progress:
+        if setup.is_causal:
+            predictions = classification.rank_classify(model, inputs, setup.label_ids, setup.pad_token_id, progress=progress)
+        else:
+            predictions = classification.seq_cls_classify(model, inputs, setup.pad_token_id, progress=progress)
     gathered = gather_object([(i, p) for i, p in zip(shard, predictions)])
     ordered = [p for _, p in sorted(gathered)]
     return compute_metrics(ordered, setup.eval_labels)

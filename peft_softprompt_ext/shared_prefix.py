@@ -96,12 +96,18 @@ def _is_gradient_checkpointing(model) -> bool:
     return False
 
 
-def not_exact_reason(base_model, encoder, num_virtual_tokens: int, output_attentions=None, call_kwargs=None) -> str | None:
-    """Why the shared prefix would not equal the standard path for this call (None: it is exact)."""
+def not_exact_reason(parts, output_attentions=None, call_kwargs=None) -> str | None:
+    """Why the shared prefix would not equal the standard path for this call (None: it is exact).
+
+    `parts`: the `prompt_injection.PromptParts` of the call (base model, encoder, prompt length).
+    """
     call_kwargs = call_kwargs or {}
+    base_model, encoder, num_virtual_tokens = parts.base_model, parts.encoder, parts.num_virtual_tokens
     config = _text_config(base_model)
     if not getattr(encoder, "prompts_are_shared", False):
         return f"{type(encoder).__name__} gives every input its own prompt (it reads the input)"
+    if getattr(parts, "nested_adapters", False):
+        return "the base model is itself a PeftModel: its adapters can be switched without changing a weight"
     if _cache_argument(type(base_model)) is None:
         return f"{type(base_model).__name__}.forward takes no cache/position_ids"
     if output_attentions:
@@ -125,11 +131,11 @@ def not_exact_reason(base_model, encoder, num_virtual_tokens: int, output_attent
     return None
 
 
-def use_shared_prefix(mode: str, base_model, encoder, num_virtual_tokens: int, output_attentions=None, call_kwargs=None) -> bool:
+def use_shared_prefix(mode: str, parts, output_attentions=None, call_kwargs=None) -> bool:
     """Whether to run the shared prefix; mode "on" raises when it would not be exact."""
     if mode == "off":
         return False
-    reason = not_exact_reason(base_model, encoder, num_virtual_tokens, output_attentions, call_kwargs)
+    reason = not_exact_reason(parts, output_attentions, call_kwargs)
     if reason is not None and mode == "on":
         raise ValueError(
             f"shared_prefix='on' but the shared prefix is not exact here: {reason}. Use shared_prefix='auto' "

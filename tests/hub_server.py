@@ -227,6 +227,21 @@ class LoopbackHub:
         }
         saved_const = {k: getattr(constants, k) for k in const_values if hasattr(constants, k)}
         saved_api_endpoint = hf_api.api.endpoint
+        from huggingface_hub import repocard
+
+        saved_card_session = repocard.get_session
+        endpoint = self.endpoint
+
+        class _LoopbackSession:  # huggingface_hub 1.x validates cards at a hard-coded huggingface.co URL
+            def __init__(self, session):
+                self._session = session
+
+            def post(self, url, *args, **kwargs):
+                return self._session.post(url.replace("https://huggingface.co", endpoint), *args, **kwargs)
+
+            def __getattr__(self, name):
+                return getattr(self._session, name)
+
         tf_hub = sys.modules.get("transformers.utils.hub")
         saved_tf_api = getattr(tf_hub, "_hf_api", None) if tf_hub is not None else None
 
@@ -238,6 +253,7 @@ class LoopbackHub:
                 if k in saved_const:
                     setattr(constants, k, v)
             hf_api.api.endpoint = self.endpoint
+            repocard.get_session = lambda: _LoopbackSession(saved_card_session())
             if tf_hub is not None:
                 tf_hub._hf_api = None  # recreated lazily with the patched constants.ENDPOINT
             yield self
@@ -250,6 +266,7 @@ class LoopbackHub:
             for k, v in saved_const.items():
                 setattr(constants, k, v)
             hf_api.api.endpoint = saved_api_endpoint
+            repocard.get_session = saved_card_session
             tf_hub = sys.modules.get("transformers.utils.hub")
             if tf_hub is not None:
                 # transformers may have been imported (and its API object built) inside the block.

@@ -184,3 +184,53 @@ def test_bank_prompt_of_another_width_is_refused(tmp_path):
 def test_one_hot_needs_one_task_per_prompt():
     with pytest.raises(ValueError, match=r"mixing='one_hot' serves one bank prompt per task: num_tasks=3 but 1"):
         MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=["x"], num_tasks=3, mixing="one_hot")
+
+
+@pytest.mark.parametrize("task_ids,message", [
+    (None, r"task_ids is missing: this mixture has num_tasks=3"),
+    (torch.tensor([0, 1]), r"task_ids has 2 entries for a batch of 3 rows"),
+    (torch.tensor([0, 3, -1]), r"task_ids \[-1, 3\] out of range: expected 0..2"),
+    (torch.tensor([0.0, 1.7, 2.0]), r"task_ids must be integers .* got dtype torch.float32"),
+    (torch.tensor([True, False, True]), r"task_ids must be integers .* got dtype torch.bool"),
+])  # fmt: skip
+@pytest.mark.parametrize("call", ["forward", "generate"])
+def test_bad_task_ids_are_named_in_forward_and_generate(task_ids, message, call):
+    peft_model = mixture("gpt2", "task")
+    batch = common.inference_batch("gpt2")
+    with pytest.raises(ValueError, match=message):
+        if call == "forward":
+            peft_model(**batch, task_ids=task_ids)
+        else:
+            peft_model.generate(**batch, task_ids=task_ids, max_new_tokens=2)
+
+
+def test_tasks_are_addressed_by_name_and_an_unknown_name_is_refused(tmp_path):
+    model, task_type = common.tiny_model("gpt2")
+    config = MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=5, source_prompts=list(common.bank_folders("gpt2")),
+                                       num_tasks=2, task_names=["sentiment", "topic"])  # fmt: skip
+    peft_model = peft.get_peft_model(model, config)
+    torch.testing.assert_close(peft_model.get_prompt_embedding_to_save("default", task="topic"),
+                               peft_model.get_prompt_embedding_to_save("default", task=1))  # fmt: skip
+    with pytest.raises(ValueError, match=r"task='news' is not a task of this mixture; its tasks are \['sentiment', 'topic'\]"):
+        export_prompt_tuning(peft_model, tmp_path, task="news")
+    with pytest.raises(ValueError, match=r"task=2 is not a task index of this mixture: expected 0..1"):
+        peft_model.get_prompt_embedding_to_save("default", task=2)
+
+
+@pytest.mark.parametrize("names,message", [
+    (["a"], r"task_names must be a list of num_tasks=2 names"),
+    (["a", "a"], r"task_names must be distinct"),
+    (["a", "b/c"], r"task_names \['b/c'\] are not usable names"),
+])  # fmt: skip
+def test_bad_task_names_are_named(names, message):
+    with pytest.raises(ValueError, match=message):
+        MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=["x", "y"], num_tasks=2, task_names=names)
+
+
+def test_a_multi_task_mixture_saves_one_plain_copy_per_task(tmp_path):
+    """Issue #11 (1): saving a mixture of 2 tasks raised 'pass task=<0..1>' and wrote nothing."""
+    peft_model = mixture("gpt2", "task", num_tasks=2)
+    peft_model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "vanilla").iterdir()) == ["task_0", "task_1"]
+    card = (tmp_path / "README.md").read_text()
+    assert 'subfolder="vanilla/task_0"' in card and 'subfolder="vanilla/task_1"' in card

@@ -204,3 +204,11 @@ def test_export_writes_one_plain_tensor(tmp_path):
     torch.testing.assert_close(tensors["prompt_embeddings"], peft_model.prompt_encoder["default"].embedding.weight.detach())
     assert json.loads((tmp_path / "adapter_config.json").read_text())["peft_type"] == "PROMPT_TUNING"
     assert sorted(os.listdir(tmp_path)) == ["adapter_config.json", "adapter_model.safetensors"]
+
+
+@pytest.mark.parametrize("model_name", ["gpt2", "bert"])
+def test_position_ids_of_another_shape_are_named(model_name):
+    peft_model, _ = make_peft_model(model_name, "vocab_uniform")
+    batch = common.inference_batch(model_name)
+    with pytest.raises(ValueError, match=r"position_ids has shape \(3, 9\) but the input is \(3, 7\)"):
+        peft_model(**batch, position_ids=torch.arange(9).expand(3, -1))

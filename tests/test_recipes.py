@@ -245,3 +245,30 @@ def test_project_summary_counts_steps_from_the_projected_prompt_and_the_cold_sta
     assert abs(summary["recovered_gain"] - (0.76 - 0.6) / (0.8 - 0.6)) < 1e-9
     records["no prompt"] = [run(0.9), run(0.9)]  # the trained prompt does not beat no prompt: no ratio
     assert project.summarise(records, {"method": "lstsq"})["recovered_gain"] is None
+
+
+@pytest.mark.parametrize("name,expected", [("gpt2", "CAUSAL_LM"), ("llama", "CAUSAL_LM"), ("bert", "SEQ_CLS")])
+def test_a_saved_models_architecture_decides_causal_or_seq_cls(name, expected):
+    from peft_softprompt_ext.recipe_support import model_task_type
+
+    assert model_task_type(common.tiny_model_folder(name)) == expected  # GPT2LMHeadModel is causal too
+
+
+def test_an_encoder_decoder_or_an_unknown_architecture_is_named(tmp_path):
+    from transformers import AutoConfig
+
+    from peft_softprompt_ext.recipe_support import model_task_type
+
+    with pytest.raises(ValueError, match="encoder-decoder"):
+        model_task_type(common.tiny_model_folder("t5"))
+    config = AutoConfig.from_pretrained(common.tiny_model_folder("gpt2"))
+    config.architectures = ["GPT2DoubleHeadsModelOfTheFuture"]
+    config.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="GPT2DoubleHeadsModelOfTheFuture.*task_type"):
+        model_task_type(str(tmp_path))
+    assert model_task_type(str(tmp_path), "CAUSAL_LM") == "CAUSAL_LM"
+
+
+def test_scoring_shows_progress(tmp_path):
+    result = recipe("train.py", *tiny_args(tmp_path, steps=1))
+    assert "scoring" in result.stderr

@@ -314,8 +314,10 @@ def test_auto_runs_the_standard_path_for_other_non_exact_cases(case):
     elif case == "chunked_attention":
         config.attention_chunk_size = 4
         expected = "does not fit in the attention chunk 4"
-    reason = shared_prefix.not_exact_reason(peft_model.base_model, peft_model.prompt_encoder["default"], 5,
-                                            call_kwargs={"token_type_ids": torch.zeros(1)} if case == "token_type_ids" else {})  # fmt: skip
+    from peft_softprompt_ext.prompt_injection import PromptParts
+
+    parts = PromptParts(peft_model.base_model, peft_model.word_embeddings, peft_model.prompt_encoder["default"], 5)
+    reason = shared_prefix.not_exact_reason(parts, call_kwargs={"token_type_ids": torch.zeros(1)} if case == "token_type_ids" else {})
     assert reason is not None and (expected in reason or case == "token_type_ids")
     if case != "router_logits":  # (the tiny Llama cannot run with the other settings at all)
         return
@@ -333,5 +335,5 @@ def test_a_callers_empty_cache_is_filled_and_returned():
     batch = common.inference_batch("llama")
     cache = DynamicCache(config=peft_model.base_model.config)
     with torch.no_grad():
-        output = peft_model(**batch, cache=cache)
-    assert output.cache is cache and cache.get_seq_length() == 5 + 7
+        output = peft_model(**batch, **{common.CACHE_NAME: cache})
+    assert getattr(output, common.CACHE_NAME) is cache and cache.get_seq_length() == 5 + 7

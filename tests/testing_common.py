@@ -21,6 +21,16 @@ from transformers import (
     T5Config,
 )
 
+def _transformers_release() -> tuple[int, int]:
+    import transformers
+
+    major, minor = transformers.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+# transformers 5.24 renamed the key/value cache argument and output field `past_key_values` -> `cache`.
+CACHE_NAME = "cache" if _transformers_release() >= (5, 24) else "past_key_values"
+
 VOCAB_SIZE = 512  # model embedding rows; the tokenizer is a little smaller (rows past it are unused)
 CORPUS = [
     "the movie was great and the actors were wonderful",
@@ -94,21 +104,29 @@ TINY_MODELS = {
 CAUSAL_MODELS = ["gpt2", "llama"]
 
 
-def tiny_gemma(sliding_window: int = 16):
-    """A tiny random Gemma-3 (scaled embeddings, sliding-window layers), eval mode, seed 0."""
+def _gemma3(sliding_window: int = 16):
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    torch.manual_seed(0)
     gemma_config = Gemma3TextConfig(
         vocab_size=VOCAB_SIZE, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
         num_key_value_heads=1, head_dim=32, max_position_embeddings=256, sliding_window=sliding_window, pad_token_id=0,
     )  # fmt: skip
-    return Gemma3ForCausalLM(gemma_config).eval()
+    return Gemma3ForCausalLM(gemma_config)
+
+
+# Every tiny model a test can ask for by name; TINY_MODELS above are the older matrices' four.
+ALL_TINY_MODELS = {**TINY_MODELS, "gemma3": (_gemma3, "CAUSAL_LM")}
+
+
+def tiny_gemma(sliding_window: int = 16):
+    """A tiny random Gemma-3 (scaled embeddings, sliding-window layers), eval mode, seed 0."""
+    torch.manual_seed(0)
+    return _gemma3(sliding_window).eval()
 
 
 def tiny_model(name: str, seed: int = 0):
     """A fresh tiny random model (eval mode, fixed seed) and its PEFT task type."""
-    build, task_type = TINY_MODELS[name]
+    build, task_type = ALL_TINY_MODELS[name]
     torch.manual_seed(seed)
     model = build().eval()
     return model, task_type
@@ -123,7 +141,7 @@ def batch_for(name: str, batch_size: int = 3, length: int = 7, seed: int = 1, le
         attention_mask[0, :2] = 0
         input_ids[0, :2] = 0
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-    task_type = TINY_MODELS[name][1]
+    task_type = ALL_TINY_MODELS[name][1]
     if task_type == "SEQ_CLS":
         batch["labels"] = torch.tensor([i % 2 for i in range(batch_size)])
     elif task_type == "SEQ_2_SEQ_LM":
@@ -136,7 +154,7 @@ def batch_for(name: str, batch_size: int = 3, length: int = 7, seed: int = 1, le
 def inference_batch(name: str, **kwargs):
     """batch_for without labels; seq2seq gets two decoder start tokens instead."""
     batch = {k: v for k, v in batch_for(name, **kwargs).items() if k != "labels"}
-    if TINY_MODELS[name][1] == "SEQ_2_SEQ_LM":
+    if ALL_TINY_MODELS[name][1] == "SEQ_2_SEQ_LM":
         batch["decoder_input_ids"] = torch.zeros((batch["input_ids"].shape[0], 2), dtype=torch.long)
     return batch
 
@@ -323,3 +341,26 @@ def tiny_model_folder(name: str = "llama") -> str:
     model.save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
     return folder
+
+
+def conformance_config(name: str, task_type: str, model_name: str, variant: bool = False):
+    """The plugin config of conformance case `name` (tests/conformance_cases.py) for one tiny model;
+    `variant` reverses a mixture's bank (a second adapter whose prompts differ even with nothing trained)."""
+    from peft_softprompt_ext import MixturePromptTuningConfig
+
+    bank = list(bank_folders(model_name))[:: -1 if variant else 1]
+
+    def mixture(num_tasks: int, **kwargs):
+        return MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=5, source_prompts=bank,
+                                         num_tasks=num_tasks, attention_hidden=8, **kwargs)  # fmt: skip
+
+    mixtures = {
+        "mixture_task_1": lambda: mixture(1, mixing="task"),
+        "mixture_task_2": lambda: mixture(2, mixing="task", task_names=["sentiment", "topic"]),
+        "mixture_task_2_reparam": lambda: mixture(2, mixing="task", reparameterization="residual_mlp", reparameterization_hidden=16),
+        "mixture_one_hot_2": lambda: mixture(2, mixing="one_hot", task_names=["first", "second"]),
+        "mixture_attention_2": lambda: mixture(2, mixing="attention"),
+    }
+    if name in mixtures:
+        return mixtures[name]()
+    return all_configs()[name](task_type, model_name)

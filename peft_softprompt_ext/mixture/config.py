@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -40,6 +41,9 @@ class MixturePromptTuningConfig(PluginPromptConfig):
             PROMPT_TUNING or this plugin's single-prompt methods). Read once at creation; the
             bank is saved inside the adapter, so loading never needs the sources again.
         num_tasks (`int`): Number of tasks (rows choose one with `task_ids`).
+        task_names (`list[str]`): Optional names of the tasks, in task-id order (letters, digits,
+            `.`, `_`, `-`). They name each task's plain PEFT copy (`vanilla/<name>/`) and are
+            accepted wherever a task is asked for (`export_prompt_tuning(..., task="sentiment")`).
         mixing (`str`): `"task"`, `"attention"` or `"one_hot"`.
         attention_hidden (`int`): Bottleneck width of the attention projection.
         attention_temperature (`float`): Softmax temperature of the attention scores.
@@ -52,6 +56,9 @@ class MixturePromptTuningConfig(PluginPromptConfig):
 
     source_prompts: list = field(default_factory=list, metadata={"help": "Adapter folders or Hub ids of the bank."})
     num_tasks: int = field(default=1, metadata={"help": "Number of tasks; rows pick theirs with task_ids."})
+    task_names: Optional[list] = field(
+        default=None, metadata={"help": "Names of the tasks in task-id order (name the per-task plain PEFT copies)."}
+    )
     mixing: Union[Mixing, str] = field(default=Mixing.TASK, metadata={"help": "'task', 'attention' or 'one_hot'."})
     attention_hidden: int = field(default=64, metadata={"help": "Bottleneck width of the attention projection."})
     attention_temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of attention mixing."})
@@ -69,8 +76,9 @@ class MixturePromptTuningConfig(PluginPromptConfig):
         if not isinstance(self.source_prompts, (list, tuple)) or not self.source_prompts:
             raise ValueError(f"source_prompts must be a non-empty list of adapter folders or repo ids, got {self.source_prompts!r}.")
         self.source_prompts = [str(source) for source in self.source_prompts]
-        if not isinstance(self.num_tasks, int) or self.num_tasks <= 0:
+        if not isinstance(self.num_tasks, int) or isinstance(self.num_tasks, bool) or self.num_tasks <= 0:
             raise ValueError(f"num_tasks must be a positive integer, got {self.num_tasks!r}.")
+        self._validate_task_names()
         if self.mixing == Mixing.ONE_HOT and self.num_tasks != len(self.source_prompts):
             raise ValueError(
                 f"mixing='one_hot' serves one bank prompt per task: num_tasks={self.num_tasks} but "
@@ -87,3 +95,29 @@ class MixturePromptTuningConfig(PluginPromptConfig):
             raise ValueError(f"attention_hidden must be a positive integer, got {self.attention_hidden!r}.")
         if not self.attention_temperature > 0:
             raise ValueError(f"attention_temperature must be > 0, got {self.attention_temperature!r}.")
+
+    def _validate_task_names(self):
+        if self.task_names is None:
+            return
+        names = self.task_names
+        if not isinstance(names, (list, tuple)) or len(names) != self.num_tasks:
+            raise ValueError(f"task_names must be a list of num_tasks={self.num_tasks} names, got {names!r}.")
+        bad = [name for name in names if not is_usable_task_name(name)]
+        if bad:
+            raise ValueError(f"task_names {bad!r} are not usable names: expected letters, digits, '.', '_' or '-' "
+                             "(each names a folder of the saved adapter).")  # fmt: skip
+        if len(set(names)) != len(names):
+            raise ValueError(f"task_names must be distinct, got {list(names)!r}.")
+        self.task_names = list(names)
+
+    def task_labels(self) -> list[str]:
+        """The name of every task: `task_names`, or `task_<k>` where none were given."""
+        return list(self.task_names) if self.task_names else [f"task_{k}" for k in range(self.num_tasks)]
+
+
+_TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def is_usable_task_name(name) -> bool:
+    """A task name that can name a folder: letters, digits, '.', '_', '-' (at most 64, not starting with '.')."""
+    return isinstance(name, str) and _TASK_NAME.fullmatch(name) is not None

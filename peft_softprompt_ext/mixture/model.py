@@ -16,8 +16,15 @@ def check_task_ids(task_ids, batch_size: int, num_tasks: int, device) -> torch.T
     if task_ids is None:
         if num_tasks == 1:
             return torch.zeros(batch_size, dtype=torch.long, device=device)
-        raise ValueError(f"task_ids is missing: this mixture has num_tasks={num_tasks}; pass one task id per row.")
-    task_ids = torch.as_tensor(task_ids, device=device).long().reshape(-1)
+        raise ValueError(
+            f"task_ids is missing: this mixture has num_tasks={num_tasks}; pass one task id per row (forward and "
+            "generate take task_ids=). transformers' Trainer drops a task_ids column unless "
+            "TrainingArguments(remove_unused_columns=False); trl's SFTTrainer collator drops it too."
+        )
+    task_ids = torch.as_tensor(task_ids, device=device)
+    if task_ids.dtype == torch.bool or task_ids.is_floating_point() or task_ids.is_complex():
+        raise ValueError(f"task_ids must be integers (one task index per row), got dtype {task_ids.dtype}: {task_ids.tolist()!r}.")
+    task_ids = task_ids.long().reshape(-1)
     if task_ids.numel() != batch_size:
         raise ValueError(f"task_ids has {task_ids.numel()} entries for a batch of {batch_size} rows; give one per row.")
     bad = task_ids[(task_ids < 0) | (task_ids >= num_tasks)]
@@ -45,6 +52,7 @@ class MixturePromptEncoder(PluginPromptEncoder):
         super().__init__()
         self.mixing = config.mixing
         self.num_tasks = config.num_tasks
+        self.task_labels = config.task_labels()
         self.temperature = config.attention_temperature
         self.exportable = config.mixing != Mixing.ATTENTION
         count, length, width = len(config.source_prompts), config.num_virtual_tokens, config.token_dim
@@ -129,16 +137,30 @@ class MixturePromptEncoder(PluginPromptEncoder):
         every_task = torch.arange(self.num_tasks, device=self.bank.device)
         return self.forward(self.num_tasks, task_ids=every_task), task_ids
 
-    def prompt_table(self, task: int | None = None) -> torch.Tensor:
-        """The one prompt [P, D] that task `task` gets (task-level mixing only)."""
+    def task_index(self, task) -> int:
+        """A task given by index or by name -> its index; None is task 0 of a one-task mixture."""
+        if task is None:
+            if self.num_tasks > 1:
+                raise ValueError(f"This mixture has {self.num_tasks} tasks: pass task=<0..{self.num_tasks - 1}> or one of the "
+                                 f"task names {self.task_labels}.")  # fmt: skip
+            return 0
+        if isinstance(task, str):
+            if task not in self.task_labels:
+                raise ValueError(f"task={task!r} is not a task of this mixture; its tasks are {self.task_labels}.")
+            return self.task_labels.index(task)
+        if isinstance(task, bool) or not isinstance(task, int) or not 0 <= task < self.num_tasks:
+            raise ValueError(f"task={task!r} is not a task index of this mixture: expected 0..{self.num_tasks - 1} or one of {self.task_labels}.")
+        return task
+
+    def prompt_table(self, task=None) -> torch.Tensor:
+        """The one prompt [P, D] that task `task` (index or name) gets (task-level mixing only)."""
         if self.mixing == Mixing.ATTENTION:
             raise ValueError(
                 "mixing='attention' gives every input its own prompt, so there is no single prompt to export or "
                 "describe; use mixing='task' for exportable per-task prompts."
             )
-        if task is None and self.num_tasks > 1:
-            raise ValueError(f"This mixture has {self.num_tasks} tasks: pass task=<0..{self.num_tasks - 1}>.")
-        return self.forward(1, task_ids=torch.tensor([task or 0]))[0]
+        index = self.task_index(task)
+        return self.forward(1, task_ids=torch.tensor([index], device=self.bank.device))[0]
 
     # ------------------------------------------------------------------ state
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:

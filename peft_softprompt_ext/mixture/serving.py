@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .._peft_compat import adapter_config_of, input_embeddings_of, prompt_encoder_of
-from .config import Mixing, MixturePromptTuningConfig
+from .config import Mixing, MixturePromptTuningConfig, is_usable_task_name
 from .model import MixturePromptEncoder, check_task_ids
 
 
@@ -58,8 +58,10 @@ def serve_prompts(base_model, prompts: dict, task_type: str = "CAUSAL_LM", revis
     names, sources = list(prompts), [os.fspath(source) for source in prompts.values()]
     with open(_adapter_files(sources[0], revision)[0], encoding="utf-8") as handle:
         num_virtual = json.load(handle)["num_virtual_tokens"]
+    task_names = names if all(is_usable_task_name(name) for name in names) else None  # they name saved folders
     config = MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=num_virtual, source_prompts=sources,
-                                       num_tasks=len(sources), mixing="one_hot", source_revision=revision)  # fmt: skip
+                                       num_tasks=len(sources), mixing="one_hot", source_revision=revision,
+                                       task_names=task_names)  # fmt: skip
     peft_model = peft.get_peft_model(base_model, config)
     index = {name: i for i, name in enumerate(names)}
 
