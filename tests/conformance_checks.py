@@ -1,0 +1,399 @@
+"""The check behind each path of the conformance matrix (tests/conformance_cases.py).
+
+Each `check_<path>(cell, tmp_path)` does what a PEFT / transformers / trl user does and asserts
+numbers against an independent reference: the frozen base model fed `[prompt; input]` by hand
+(`reference_logits`, `reference_generate`), with the positions the plugin promises (they follow
+the attention mask). Helpers for building models and batches live in `conformance_support.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import peft
+import pytest
+import torch
+from peft import PeftModel
+
+import testing_common as common
+from conformance_support import (
+    CAUSAL,
+    SEQ2SEQ,
+    SEQ_CLS,
+    assert_grads_close,
+    assert_logits_close,
+    build,
+    export_units,
+    fresh_base,
+    logits,
+    make_batch,
+    perturb,
+    real_positions,
+    reference_generate,
+    reference_logits,
+    tasks_of,
+    descends,
+)
+
+GENERATE_TOKENS = 8
+
+
+# --------------------------------------------------------------------------- forward and backward
+def check_forward_right_pad(cell, tmp_path):
+    model = build(cell)
+    batch = make_batch(cell, padding="right")
+    assert_logits_close(logits(model, batch), reference_logits(model, batch), mask=real_positions(cell, batch))
+
+
+def check_forward_left_pad(cell, tmp_path):
+    model = build(cell).double()  # row-alone comparisons: float32 kernels differ by batch size at ~1e-5
+    batch = make_batch(cell, padding="left")
+    padded = logits(model, batch)
+    assert_logits_close(padded, reference_logits(model, batch), mask=real_positions(cell, batch))
+    if cell.task_type == CAUSAL:  # positions follow the mask: a left-padded row equals the row alone
+        alone = make_batch(cell, padding="left", rows=[0], drop_padding=True)
+        assert_logits_close(padded[0:1, -alone["input_ids"].shape[1] :], logits(model, alone)[:, -alone["input_ids"].shape[1] :])
+
+
+def check_gradients(cell, tmp_path):
+    model = build(cell)
+    model.train()
+    batch = make_batch(cell, padding="right", labels=True)
+    model(**batch).loss.backward()
+    got = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+    model.zero_grad()
+    reference_logits(model, batch, loss=True).backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert set(got) == set(expected) == trainable, (sorted(got), sorted(trainable))
+    for name in trainable:
+        assert "prompt_encoder" in name or "modules_to_save" in name, f"non-prompt parameter {name} trains"
+        assert_grads_close(got[name], expected[name])
+    if cell.case.trains:
+        assert any(got[name].abs().sum() > 0 for name in trainable if "prompt_encoder" in name)
+
+
+# --------------------------------------------------------------------------- generate
+def _generate_both(cell, model, batch, **kwargs):
+    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "task_ids")}
+    kwargs = dict(max_new_tokens=GENERATE_TOKENS, min_new_tokens=GENERATE_TOKENS, **kwargs)
+    outputs = {}
+    for use_cache in (True, False):
+        torch.manual_seed(7)
+        with torch.no_grad():
+            outputs[use_cache] = model.generate(**inputs, use_cache=use_cache, **kwargs)
+    torch.manual_seed(7)
+    expected = reference_generate(model, batch, **kwargs)
+    new_tokens = outputs[True] if cell.task_type == SEQ2SEQ else outputs[True][:, batch["input_ids"].shape[1] :]
+    torch.testing.assert_close(outputs[True], outputs[False], rtol=0, atol=0)
+    torch.testing.assert_close(new_tokens, expected, rtol=0, atol=0)
+    return outputs[True]
+
+
+def check_generate_greedy(cell, tmp_path):
+    model = build(cell)
+    batch = make_batch(cell, padding="left")
+    generated = _generate_both(cell, model, batch, do_sample=False)
+    if cell.task_type == CAUSAL and not cell.case.input_dependent:  # a manual no-cache loop over forward agrees
+        extra = {"task_ids": batch["task_ids"]} if "task_ids" in batch else {}
+        manual = common.greedy_manual_loop(model, batch["input_ids"], batch["attention_mask"], GENERATE_TOKENS, **extra)
+        torch.testing.assert_close(generated, manual, rtol=0, atol=0)
+
+
+def check_generate_beams(cell, tmp_path):
+    model = build(cell)
+    generated = _generate_both(cell, model, make_batch(cell, padding="left"), num_beams=3, num_return_sequences=2, do_sample=False)
+    assert generated.shape[0] == 6
+
+
+def check_generate_sampling(cell, tmp_path):
+    model = build(cell)
+    generated = _generate_both(cell, model, make_batch(cell, padding="left"), do_sample=True, top_k=0, num_return_sequences=2)
+    assert generated.shape[0] == 6
+
+
+# --------------------------------------------------------------------------- saving and loading
+def check_save_load(cell, tmp_path):
+    model = build(cell)
+    batch = make_batch(cell, padding="left")
+    model.save_pretrained(tmp_path)
+    loaded = PeftModel.from_pretrained(fresh_base(cell), tmp_path)
+    assert type(loaded.peft_config["default"]) is type(model.peft_config["default"])
+    assert not any(p.requires_grad for p in loaded.parameters())
+    assert_logits_close(logits(loaded, batch), logits(model, batch))
+
+
+def check_load_trainable(cell, tmp_path):
+    model = build(cell)
+    model.save_pretrained(tmp_path)
+    loaded = PeftModel.from_pretrained(fresh_base(cell), tmp_path, is_trainable=True)
+    batch = make_batch(cell, padding="left")
+    assert_logits_close(logits(loaded, batch), logits(model, batch))
+    trainable = lambda m: {n: p.numel() for n, p in m.named_parameters() if p.requires_grad}  # noqa: E731
+    assert trainable(loaded) == trainable(model)
+    if cell.case.trains:
+        before, after = descends(loaded, cell)
+        assert after < before, (before, after)
+
+
+def check_auto_peft_model(cell, tmp_path):
+    from peft import AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification
+
+    auto = {CAUSAL: AutoPeftModelForCausalLM, SEQ2SEQ: AutoPeftModelForSeq2SeqLM, SEQ_CLS: AutoPeftModelForSequenceClassification}
+    model = build(cell, base_folder=tmp_path / "base")
+    model.save_pretrained(tmp_path / "adapter")
+    batch = make_batch(cell, padding="left")
+    loaded = auto[cell.task_type].from_pretrained(tmp_path / "adapter")
+    assert_logits_close(logits(loaded, batch), logits(model, batch))
+    for task, subfolder in export_units(model):  # plain PEFT copies, addressed by subfolder=
+        plain = auto[cell.task_type].from_pretrained(tmp_path / "adapter", subfolder=subfolder)
+        unpadded = make_batch(cell, padding=None, task=task)
+        assert_logits_close(logits(plain, {k: v for k, v in unpadded.items() if k != "task_ids"}), logits(model, unpadded))
+
+
+def check_hub(cell, tmp_path):
+    from hub_server import LoopbackHub
+
+    model = build(cell)
+    batch = make_batch(cell, padding="left")
+    repo_id = f"org/{cell.config.replace('_', '-')}"
+    with LoopbackHub() as hub, hub.configure_client(tmp_path / "client"):
+        model.push_to_hub(repo_id)
+        files = set(hub.files(repo_id))
+        pulled = PeftModel.from_pretrained(fresh_base(cell), repo_id)
+        assert_logits_close(logits(pulled, batch), logits(model, batch))
+        for task, subfolder in export_units(model):
+            assert f"{subfolder}/adapter_model.safetensors" in files, sorted(files)
+            plain = PeftModel.from_pretrained(fresh_base(cell), repo_id, subfolder=subfolder)
+            unpadded = make_batch(cell, padding=None, task=task)
+            assert_logits_close(logits(plain, {k: v for k, v in unpadded.items() if k != "task_ids"}), logits(model, unpadded))
+        card = files["README.md"].decode() if isinstance(files, dict) else hub.files(repo_id)["README.md"].decode()
+        for _, subfolder in export_units(model):
+            assert f'subfolder="{subfolder}"' in card, card
+
+
+def check_export(cell, tmp_path):
+    from peft_softprompt_ext import export_prompt_tuning
+
+    model = build(cell)
+    for task in tasks_of(cell):
+        folder = tmp_path / f"task{task}"
+        export_prompt_tuning(model, folder, task=task)
+        plain = PeftModel.from_pretrained(fresh_base(cell), folder)
+        assert plain.peft_config["default"].peft_type == peft.PeftType.PROMPT_TUNING
+        batch = make_batch(cell, padding=None, task=task)
+        assert_logits_close(logits(plain, {k: v for k, v in batch.items() if k != "task_ids"}), logits(model, batch))
+
+
+def check_vanilla_copy(cell, tmp_path):
+    model = build(cell)
+    model.save_pretrained(tmp_path)
+    units = export_units(model)
+    if cell.case.input_dependent:
+        assert units == [] and not (tmp_path / "vanilla").exists()
+        assert "every input gets its own prompt" in (tmp_path / "README.md").read_text()
+        return
+    assert len(units) == cell.case.num_tasks
+    card = (tmp_path / "README.md").read_text()
+    for task, subfolder in units:
+        assert f'subfolder="{subfolder}"' in card
+        plain = PeftModel.from_pretrained(fresh_base(cell), tmp_path, subfolder=subfolder)
+        for padding in (None, "right"):  # what plain PEFT reproduces (README, "Sharing")
+            batch = make_batch(cell, padding=padding, task=task)
+            plain_logits = logits(plain, {k: v for k, v in batch.items() if k != "task_ids"})
+            assert_logits_close(plain_logits, logits(model, batch), mask=real_positions(cell, batch))
+
+
+def check_prompt_embedding_to_save(cell, tmp_path):
+    model = build(cell)
+    encoder = model.prompt_encoder["default"]
+    if cell.case.input_dependent:
+        model.get_prompt_embedding_to_save("default")  # the expected refusal
+    for task in tasks_of(cell):
+        task_ids = torch.tensor([task])
+        expected = encoder(1, task_ids=task_ids)[0].detach()
+        got = model.get_prompt_embedding_to_save("default", task=task) if cell.case.num_tasks > 1 else model.get_prompt_embedding_to_save("default")
+        assert got.shape == (5, encoder_width(model))
+        torch.testing.assert_close(got, expected)
+    if cell.case.num_tasks > 1:
+        with pytest.raises(ValueError, match="task="):
+            model.get_prompt_embedding_to_save("default")
+        names = model.peft_config["default"].task_names
+        if names:  # tasks are addressed by name too
+            torch.testing.assert_close(model.get_prompt_embedding_to_save("default", task=names[1]), encoder(1, task_ids=torch.tensor([1]))[0].detach())
+
+
+def encoder_width(model) -> int:
+    return model.get_base_model().get_input_embeddings().weight.shape[1]
+
+
+def check_nb_trainable_parameters(cell, tmp_path):
+    model = build(cell)
+    width, length, case = encoder_width(model), 5, cell.case
+    expected = 0 if not case.trains else case.num_tasks * length * width
+    if case.mixing == "task":
+        expected += case.num_tasks * (2 + 1)  # task logits over the 2-prompt bank and the target
+    if case.mixing == "attention":
+        expected += 2 * width * 8  # the bottleneck projection (attention_hidden=8)
+    if "reparam" in case.name:
+        expected += 2 * width * 16 + 16 + width  # residual MLP, hidden 16
+    if cell.task_type == SEQ_CLS:
+        expected += sum(p.numel() for n, p in model.named_parameters() if "modules_to_save" in n)
+    trainable, total = model.get_nb_trainable_parameters()
+    assert trainable == expected
+    encoder_params = sum(p.numel() for p in model.prompt_encoder["default"].parameters())
+    head_copies = sum(p.numel() for n, p in model.named_parameters() if "modules_to_save" in n)
+    assert total == sum(p.numel() for p in fresh_base(cell).parameters()) + encoder_params + head_copies
+
+
+# --------------------------------------------------------------------------- several adapters
+def check_add_set_delete_adapter(cell, tmp_path):
+    model = build(cell)
+    batch = make_batch(cell, padding="left")
+    first = logits(model, batch)
+    model.add_adapter("second", cell.case.build(cell.task_type, cell.model, variant=True))
+    perturb(model, "second", seed=11)
+    model.set_adapter("second")
+    second = logits(model, batch)
+    assert_logits_close(second, reference_logits(model, batch), mask=real_positions(cell, batch))
+    assert not torch.allclose(first, second)
+    model.set_adapter("default")
+    assert_logits_close(logits(model, batch), first)
+    model.delete_adapter("second")
+    assert list(model.peft_config) == ["default"]
+    assert_logits_close(logits(model, batch), first)
+
+
+def check_load_adapter(cell, tmp_path):
+    saved = build(cell, seed_offset=3)
+    saved.save_pretrained(tmp_path)
+    model = build(cell)
+    batch = make_batch(cell, padding="left")
+    model.load_adapter(tmp_path, adapter_name="loaded")
+    model.set_adapter("loaded")
+    assert_logits_close(logits(model, batch), logits(saved, batch))
+    model.load_adapter(tmp_path, adapter_name="resumed", is_trainable=True)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad and "prompt_encoder.resumed" in n]
+    assert bool(trainable) == cell.case.trains
+
+
+def check_disable_adapter(cell, tmp_path):
+    model = build(cell)
+    batch = make_batch(cell, padding="left")
+    base_batch = {k: v for k, v in batch.items() if k != "task_ids"}
+    with torch.no_grad():
+        expected = model.get_base_model()(**base_batch).logits
+    with model.disable_adapter():
+        with torch.no_grad():
+            assert_logits_close(model(**base_batch).logits, expected)
+        if cell.task_type != SEQ_CLS:
+            kwargs = dict(max_new_tokens=GENERATE_TOKENS, min_new_tokens=GENERATE_TOKENS, do_sample=False)
+            inputs = {k: v for k, v in base_batch.items() if k != "decoder_input_ids"}
+            with torch.no_grad():
+                torch.testing.assert_close(model.generate(**inputs, **kwargs), model.get_base_model().generate(**inputs, **kwargs))
+    assert_logits_close(logits(model, batch), reference_logits(model, batch), mask=real_positions(cell, batch))
+
+
+def check_merge_and_unload(cell, tmp_path):
+    model = build(cell)
+    batch = {k: v for k, v in make_batch(cell, padding="left").items() if k != "task_ids"}
+    base = model.unload()  # the untouched base model: a prompt never changed a weight
+    assert base is model.get_base_model()
+    with torch.no_grad():
+        assert_logits_close(base(**batch).logits, fresh_base(cell)(**batch).logits)
+    model.merge_and_unload()
+
+
+# --------------------------------------------------------------------------- execution modes
+def check_gradient_checkpointing(cell, tmp_path):
+    model = build(cell)
+    batch = make_batch(cell, padding="right", labels=True)
+    grads = {}
+    for checkpointing in (False, True):
+        if checkpointing:
+            model.get_base_model().gradient_checkpointing_enable()
+        model.train()
+        model.zero_grad()
+        model(**batch).loss.backward()
+        grads[checkpointing] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert set(grads[True]) == set(grads[False]) and grads[True]
+    for name, grad in grads[False].items():
+        assert_grads_close(grads[True][name], grad)
+
+
+def check_bf16(cell, tmp_path):
+    model = build(cell).to(torch.bfloat16)
+    batch = make_batch(cell, padding="left")
+    got = logits(model, batch)
+    assert got.dtype == torch.bfloat16
+    assert_logits_close(got.float(), reference_logits(model, batch).float(), mask=real_positions(cell, batch), bf16=True)
+
+
+def check_torch_compile(cell, tmp_path):
+    model = build(cell)
+    batch = make_batch(cell, padding="left")
+    compiled = torch.compile(model)
+    with torch.no_grad():
+        assert_logits_close(compiled(**batch).logits, logits(model, batch))
+
+
+def check_over_lora(cell, tmp_path):
+    from conformance_support import lora_model
+
+    model = build(cell, under=lora_model)
+    batch = make_batch(cell, padding="left")
+    double = model.double()
+    padded = logits(double, batch)
+    assert_logits_close(padded, reference_logits(double, batch), mask=real_positions(cell, batch))
+    if cell.task_type == CAUSAL:
+        alone = make_batch(cell, padding="left", rows=[0], drop_padding=True)
+        width = alone["input_ids"].shape[1]
+        assert_logits_close(padded[0:1, -width:], logits(double, alone)[:, -width:])
+        positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        assert_logits_close(logits(double, {**batch, "position_ids": positions}), padded, mask=real_positions(cell, batch))
+
+
+# --------------------------------------------------------------------------- trainers
+def _reload_equals(cell, model, folder):
+    loaded = PeftModel.from_pretrained(fresh_base(cell), folder)
+    batch = make_batch(cell, padding="left")
+    model.eval()
+    assert_logits_close(logits(loaded, batch), logits(model, batch))
+
+
+def check_trainer(cell, tmp_path):
+    from conformance_support import trainer_dataset
+    from transformers import Trainer, TrainingArguments
+
+    model = build(cell)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=3, learning_rate=0.05,
+                             report_to=[], save_strategy="no", use_cpu=True, logging_steps=1,
+                             remove_unused_columns=cell.case.num_tasks == 1)  # fmt: skip
+    trainer = Trainer(model=model, args=args, train_dataset=trainer_dataset(cell))
+    trainer.train()
+    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p.detach(), before[n])]
+    assert bool(changed) == bool(before)
+    trainer.save_model(str(tmp_path / "saved"))
+    _reload_equals(cell, model, tmp_path / "saved")
+
+
+def check_sft_trainer(cell, tmp_path):
+    import datasets
+    from trl import SFTConfig, SFTTrainer
+
+    model = build(cell)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    data = datasets.Dataset.from_dict({"text": common.CORPUS[:12]})
+    args = SFTConfig(output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=3, learning_rate=0.05,
+                     report_to=[], save_strategy="no", use_cpu=True, bf16=False, max_length=32, logging_steps=1)  # fmt: skip
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=common.tiny_tokenizer())
+    trainer.train()
+    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p.detach(), before[n])]
+    assert bool(changed) == bool(before)
+    trainer.save_model(str(tmp_path / "saved"))
+    _reload_equals(cell, model, tmp_path / "saved")
+
+
+CHECKS = {name.removeprefix("check_"): function for name, function in globals().items() if name.startswith("check_")}
