@@ -195,6 +195,22 @@ def _fill_generation_cache(model_inputs: dict, prefix) -> bool:
     return True
 
 
+def _shift_cache_position(model_inputs: dict, num_virtual_tokens: int, prompt_fed_now: bool) -> None:
+    """transformers < 5.4 passes `cache_position` (the cache slots this step writes): count the prompt.
+
+    When this step feeds the prompt rows themselves they take slots 0..P-1 and the input follows;
+    otherwise (later steps, or the prompt's keys/values put into the cache) everything moves by P.
+    """
+    cache_position = model_inputs.get("cache_position")
+    if cache_position is None:
+        return
+    if prompt_fed_now:
+        start = torch.arange(num_virtual_tokens, dtype=cache_position.dtype, device=cache_position.device)
+        model_inputs["cache_position"] = torch.cat((start, cache_position + num_virtual_tokens))
+    else:
+        model_inputs["cache_position"] = cache_position + num_virtual_tokens
+
+
 def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_ids=None, fixed_prompts=None, prefix=None) -> dict:
     """Adjust one decoding step's model inputs (from transformers' prepare_inputs_for_generation).
 
@@ -205,7 +221,9 @@ def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_
     """
     num_virtual = parts.num_virtual_tokens
     injecting = _cache_length(model_inputs) == 0
-    if injecting and _fill_generation_cache(model_inputs, prefix):
+    filled = injecting and _fill_generation_cache(model_inputs, prefix)
+    _shift_cache_position(model_inputs, num_virtual, prompt_fed_now=injecting and not filled)
+    if filled:
         full_mask = _with_prompt_mask(model_inputs.get("attention_mask"), num_virtual)
         if full_mask is not None:
             model_inputs["attention_mask"] = full_mask
