@@ -83,6 +83,15 @@ PLAIN_PEFT_SCOPE = [
 ]
 
 
+def _task_lines(config) -> list[str]:
+    """For a multi-task mixture: how rows pick their task."""
+    labels = config.task_labels() if hasattr(config, "task_labels") else []
+    if len(labels) < 2:
+        return []
+    tasks = ", ".join(f"{index} = {name}" for index, name in enumerate(labels))
+    return [f"outputs = model(**batch, task_ids=task_ids)  # one task id per row: {tasks}"]
+
+
 def _plain_loading_lines(copies) -> list[str]:
     if not copies:
         return ["No plain PEFT copy: with mixing='attention' every input gets its own prompt, so there is no single "
@@ -92,7 +101,11 @@ def _plain_loading_lines(copies) -> list[str]:
         lines += ["| task id | task | subfolder |", "|---:|---|---|"]
         lines += [f"| {index} | {name} | `{folder}` |" for index, name, folder in copies] + [""]
     lines += ["```python", "from peft import PeftModel"]
-    lines += [f'model = PeftModel.from_pretrained(base_model, REPO_ID, subfolder="{folder}")' for _, _, folder in copies]
+    if len(copies) == 1:
+        lines.append(f'model = PeftModel.from_pretrained(base_model, REPO_ID, subfolder="{copies[0][2]}")')
+    else:  # one plain adapter per task: load the one you need (a fresh base model for each)
+        lines += [f'task_{index} = PeftModel.from_pretrained(base_model, REPO_ID, subfolder="{folder}")  # {name}'
+                  for index, name, folder in copies]  # fmt: skip
     return lines + ["```", "", *[f"- {line}" for line in PLAIN_PEFT_SCOPE], ""]
 
 
@@ -119,7 +132,7 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
         "## What the prompt reads as", "", *_readout_lines(peft_model, adapter_name, config), "",
         "## How to load", "", "With the plugin (the native adapter; the base model's fingerprint is checked):", "",
         "```python", "import peft_softprompt_ext  # registers the method", "from peft import PeftModel",
-        "model = PeftModel.from_pretrained(base_model, REPO_ID)", "```", "",
+        "model = PeftModel.from_pretrained(base_model, REPO_ID)", *_task_lines(config), "```", "",
         *_plain_loading_lines(vanilla_copies(peft_model, adapter_name)),
     ]  # fmt: skip
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(sections))

@@ -67,7 +67,9 @@ def test_smollm2_vanilla_export_matches(smollm2, tmp_path):
     base = peft_model.get_base_model()
     vanilla = peft.PeftModel.from_pretrained(base, tmp_path)
     with torch.no_grad():
-        torch.testing.assert_close(vanilla(**batch).logits, expected, rtol=1e-5, atol=1e-5)
+        # the plugin runs the prompt as a shared prefix (another float summation order): logits of
+        # size ~20 agree to ~6e-5, not 1e-5
+        torch.testing.assert_close(vanilla(**batch).logits, expected, rtol=1e-4, atol=2e-4)
 
 
 @pytest.mark.ci
