@@ -146,7 +146,9 @@ class PluginPromptEncoder(BasePromptEncoder):
       * `forward(batch_size, task_ids=None, inputs_embeds=None, attention_mask=None)`
         -> prompts [batch_size, num_virtual_tokens, token_dim];
       * `adapter_state_dict()` -> the tensors to save (safetensors names -> tensors);
-      * `load_adapter_state(state_dict)`: validate names and shapes, then load.
+      * `expected_state_shapes(config)` (classmethod) -> those tensors' names and shapes, checked
+        against a file's header before anything is built;
+      * `load_adapter_state(state_dict)`: validate names, shapes and values, then load.
     Encoders whose prompts do not depend on the input also set `prompts_are_shared = True` and
     implement `shared_prompts(batch_size, task_ids)` -> (distinct prompts [T, P, D], row -> prompt
     index [batch_size]), which enables shared-prefix execution (`shared_prefix.py`).
@@ -414,17 +416,15 @@ def make_adapter_trainable(peft_model, adapter_name: str) -> None:
 def _save_pretrained(original, self, save_directory, *args, **kwargs):
     if not any(is_plugin_config(config) for config in self.peft_config.values()):
         return original(self, save_directory, *args, **kwargs)
-    from .atomic_io import atomic_directory_write
+    from . import persistence
     from .hub import write_sharing_files
 
-    if kwargs.get("safe_serialization", True) is False:
-        raise ValueError("safe_serialization=False would write a pickle file; plugin adapters are saved as safetensors only.")
-    # PEFT writes files in place; we let it write into a fresh folder and move each file over
-    # atomically, so an interrupted save never leaves a truncated adapter behind. The vanilla
-    # export and the model card are added there too, so push_to_hub uploads them.
-    with atomic_directory_write(save_directory) as staging:
-        original(self, staging, *args, **kwargs)
-        write_sharing_files(self, staging, kwargs.get("selected_adapters"))
+    persistence.save_adapter(
+        save_directory,
+        write_peft_files=lambda staging: original(self, staging, *args, **kwargs),
+        write_sharing_files=lambda staging: write_sharing_files(self, staging, kwargs.get("selected_adapters")),
+        safe_serialization=kwargs.get("safe_serialization", True),
+    )
 
 
 def _hub_kwargs(kwargs) -> dict:
@@ -432,14 +432,32 @@ def _hub_kwargs(kwargs) -> dict:
 
 
 def _peft_type_of(model_id, config, kwargs) -> str | None:
+    """The PEFT type an adapter declares; a missing, malformed or unknown one is an error naming it."""
+    from .adapter_files import peft_type_field, read_local_adapter_config
+
     if config is not None:
         return str(getattr(config.peft_type, "value", config.peft_type))
-    from .atomic_io import read_local_adapter_config
-
     local = read_local_adapter_config(model_id, subfolder=kwargs.get("subfolder"))
-    if local is not None:
-        return local.get("peft_type")
-    return PeftConfig._get_peft_type(model_id, **_hub_kwargs(kwargs))
+    if local is None:
+        return PeftConfig._get_peft_type(model_id, **_hub_kwargs(kwargs))
+    source = f"Adapter config of {os.fspath(model_id)!r}"
+    peft_type = peft_type_field(local, source)
+    if peft_type not in PEFT_TYPE_TO_CONFIG_MAPPING:
+        raise ValueError(
+            f"{source}: peft_type {peft_type!r} is not a method of PEFT {peft.__version__} nor of peft_softprompt_ext "
+            f"(plugin methods: {sorted(PLUGIN_PEFT_TYPES)}); was it saved by a newer release?"
+        )
+    return peft_type
+
+
+def _checked_plugin_config(peft_type, model_id, base_model, config, allow_base_model_mismatch, kwargs):
+    from . import persistence
+
+    return persistence.checked_config(
+        model_id, base_model, PEFT_TYPE_TO_CONFIG_MAPPING[peft_type], PEFT_TYPE_TO_TUNER_MAPPING[peft_type], config=config,
+        allow_base_model_mismatch=allow_base_model_mismatch, subfolder=kwargs.get("subfolder"),
+        hub_kwargs=_hub_kwargs(kwargs), config_kwargs=kwargs,
+    )  # fmt: skip
 
 
 def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_trainable=False, config=None,
@@ -447,17 +465,12 @@ def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_
     peft_type = _peft_type_of(model_id, config, kwargs)
     if str(peft_type) not in PLUGIN_PEFT_TYPES:
         return original(model, model_id, adapter_name=adapter_name, is_trainable=is_trainable, config=config, **kwargs)
-    from .atomic_io import check_adapter_files
-    from .fingerprint import base_model_fingerprint, check_fingerprint
+    from . import persistence
 
-    check_adapter_files(model_id, subfolder=kwargs.get("subfolder"), hub_kwargs=_hub_kwargs(kwargs))
-    if config is None:
-        config = PEFT_TYPE_TO_CONFIG_MAPPING[peft_type].from_pretrained(model_id, **kwargs)
-    check_fingerprint(config.base_model_fingerprint, model, f"Adapter {str(model_id)!r}", allow_base_model_mismatch)
-    if allow_base_model_mismatch:
-        config.base_model_fingerprint = base_model_fingerprint(model)  # the prompt now lives on this model
-    # PEFT refuses is_trainable=True for every prompt method; ours resume training: load frozen, then unfreeze.
-    peft_model = original(model, model_id, adapter_name=adapter_name, is_trainable=False, config=config, **kwargs)
+    with persistence.reading(model_id, kwargs.get("subfolder")):
+        config = _checked_plugin_config(peft_type, model_id, model, config, allow_base_model_mismatch, kwargs)
+        # PEFT refuses is_trainable=True for every prompt method; ours resume training: load frozen, then unfreeze.
+        peft_model = original(model, model_id, adapter_name=adapter_name, is_trainable=False, config=config, **kwargs)
     if is_trainable:
         make_adapter_trainable(peft_model, adapter_name)
         peft_model.train()
@@ -471,16 +484,17 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
     peft_type = _peft_type_of(model_id, None, kwargs)
     if str(peft_type) not in PLUGIN_PEFT_TYPES:
         return original(self, model_id, adapter_name, is_trainable, *args, **kwargs)
-    from .atomic_io import check_adapter_files
-    from .fingerprint import base_model_fingerprint, check_fingerprint
+    from . import persistence
+    from .adapter_files import check_adapter_files
 
-    check_adapter_files(model_id, subfolder=kwargs.get("subfolder"), hub_kwargs=_hub_kwargs(kwargs))
-    if adapter_name not in self.peft_config:  # (from_pretrained creates the adapter, checked, then loads its weights here)
-        config = PEFT_TYPE_TO_CONFIG_MAPPING[peft_type].from_pretrained(model_id, **_hub_kwargs(kwargs))
-        check_fingerprint(config.base_model_fingerprint, self.base_model, f"Adapter {str(model_id)!r}", allow_base_model_mismatch)
-    result = original(self, model_id, adapter_name, False, *args, **kwargs)
-    if allow_base_model_mismatch:
-        self.peft_config[adapter_name].base_model_fingerprint = base_model_fingerprint(self.base_model)
+    with persistence.reading(model_id, kwargs.get("subfolder")):
+        if adapter_name in self.peft_config:  # from_pretrained made (and checked) the adapter: only its weights load here
+            check_adapter_files(model_id, subfolder=kwargs.get("subfolder"), hub_kwargs=_hub_kwargs(kwargs))
+            result = original(self, model_id, adapter_name, False, *args, **kwargs)
+        else:  # PEFT's load_adapter reads the config again; ours is checked, then written over PEFT's
+            config = _checked_plugin_config(peft_type, model_id, self.base_model, None, allow_base_model_mismatch, kwargs)
+            result = original(self, model_id, adapter_name, False, *args, **kwargs)
+            self.peft_config[adapter_name].base_model_fingerprint = config.base_model_fingerprint
     if is_trainable:
         make_adapter_trainable(self, adapter_name)
     return result
@@ -533,10 +547,9 @@ def _adapter_folder(model_id, subfolder: str, kwargs: dict) -> str:
 def _push_to_hub(original, self, repo_id, *args, **kwargs):
     if not _has_plugin_adapter(self):
         return original(self, repo_id, *args, **kwargs)
-    from .hub import push_adapter_folder
+    from .persistence import push_adapter_folder
 
-    options = _bound_kwargs(original, self, (repo_id, *args), kwargs)
-    return push_adapter_folder(self, **options)
+    return push_adapter_folder(self, **_bound_kwargs(original, self, (repo_id, *args), kwargs))
 
 
 PATCHED_METHODS = [

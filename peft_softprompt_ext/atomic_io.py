@@ -1,125 +1,254 @@
-"""Saving that never leaves a half-written file, loading that never unpickles.
+"""All-or-nothing writes of folders and files, and reads that never see half of one.
 
-* `atomic_directory_write(dir)`: write into a staging folder, then move each file into `dir`
-  with `os.replace` (atomic on one filesystem). Files already in `dir` that the save does not
-  write are kept (a README, a results.json), so nothing is lost.
-* `check_adapter_files(dir)`: refuse a local adapter folder whose config or safetensors file is
-  missing or truncated before PEFT reads it, and refuse pickle-only (`.bin`) adapters.
+Mechanism: **a complete new folder swapped in by one rename.** A save writes everything into a
+staging folder beside the target (same filesystem), fsyncs it, then swaps it with the target in
+one `renameat2(RENAME_EXCHANGE)` call (Linux; elsewhere, or on filesystems without it, two
+renames whose gap a later save repairs). Why this and not per-file renames or a pointer:
+* a folder (adapter + `vanilla/` + card, a checkpoint's tensors + state) is one unit: per-file
+  renames leave mixes of two saves after a kill, which is what this replaces;
+* plain PEFT, the Hub client and `AutoPeftModel` read `target/adapter_config.json` directly: the
+  target has to stay a real folder, not a symlink to a version.
+Stale files of the old save go with the old folder. Entries a save does not own (a user's notes, a
+recipe's `checkpoint/`) are carried into the new folder by hard link (`keep=` decides which).
+
+Concurrency: writers take an exclusive `flock` on the target's parent folder for the whole save;
+readers (`read_lock`) take a shared one while they read, so no plugin load ever mixes two saves
+and no save removes files a plugin load is reading (plain PEFT, which takes no lock, could still
+read across a swap). Leftovers of a killed save (`.staging-<name>-*`, `.old-<name>-*`) are removed,
+and a target lost between the two fallback renames restored, by the next save. Targets that are
+symlinks (e.g. to another filesystem) are written where they point. Every commit point emits the
+audit event `peft_softprompt_ext.commit`, so tests can stop a save at each one
+(tests/test_atomic_saves.py kills a process at every point).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import ctypes
+import errno
+import fcntl
 import os
 import shutil
-import tempfile
+import sys
+import threading
+import uuid
 
-from safetensors import SafetensorError, safe_open
+AUDIT_EVENT = "peft_softprompt_ext.commit"
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
 
-ADAPTER_CONFIG_NAME = "adapter_config.json"
-ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
-PICKLE_WEIGHTS_NAME = "adapter_model.bin"
+
+# --------------------------------------------------------------------------- locks
+_held: dict[str, list] = {}  # parent folder -> [fd, mode, depth]: flock is per open file, so nest in-process
+_held_guard = threading.Lock()
 
 
 @contextlib.contextmanager
-def atomic_directory_write(save_directory: str | os.PathLike):
-    """Yield a staging folder; on success move its files into `save_directory` atomically, one by one.
+def _folder_lock(folder: str, exclusive: bool):
+    """flock on `folder` (a directory): shared for readers, exclusive for writers; re-entrant per process."""
+    with _held_guard:
+        entry = _held.get(folder)
+        if entry is not None and (entry[1] or not exclusive):  # already held strongly enough here
+            entry[2] += 1
+            nested = True
+        else:
+            nested = False
+    if nested:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held[folder][2] -= 1
+        return
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError:  # e.g. a network filesystem without flock: saves stay atomic, only unlocked
+            pass
+        with _held_guard:
+            _held[folder] = [fd, exclusive, 1]
+        yield
+    finally:
+        with _held_guard:
+            _held.pop(folder, None)
+        os.close(fd)  # releases the flock
 
-    Weights are moved before configs, so a reader never sees a new config beside old weights.
+
+def _real(path: str | os.PathLike) -> str:
+    return os.path.realpath(os.fspath(path))
+
+
+@contextlib.contextmanager
+def read_lock(path: str | os.PathLike):
+    """Hold while reading a folder (or a file) this module writes: no save swaps it meanwhile."""
+    target = _real(path)
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        yield
+        return
+    with _folder_lock(parent, exclusive=False):
+        yield
+
+
+# --------------------------------------------------------------------------- commit points
+def _commit(step: str, path: str) -> None:
+    sys.audit(AUDIT_EVENT, step, path)
+
+
+def _fsync_tree(folder: str) -> None:
+    for root, _, names in os.walk(folder):
+        for name in names:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_folder(root)
+
+
+def _fsync_folder(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _exchange(first: str, second: str) -> bool:
+    """Swap two paths atomically (Linux renameat2); False where the system or filesystem cannot."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    _commit("exchange", second)
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), second)
+
+
+# --------------------------------------------------------------------------- folders
+def _leftovers(parent: str, name: str) -> list[str]:
+    prefixes = (f".staging-{name}-", f".old-{name}-")
+    return [os.path.join(parent, entry) for entry in os.listdir(parent) if entry.startswith(prefixes)]
+
+
+def _repair(parent: str, name: str) -> None:
+    """Under the writer lock: restore a target lost between the fallback's two renames, drop leftovers."""
+    target = os.path.join(parent, name)
+    if not os.path.lexists(target):
+        olds = sorted((p for p in _leftovers(parent, name) if os.path.basename(p).startswith(f".old-{name}-")), key=os.path.getmtime)
+        if olds:
+            _commit("restore", target)
+            os.rename(olds[-1], target)
+    for leftover in _leftovers(parent, name):
+        _commit("remove-leftover", leftover)
+        _remove(leftover)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def _carry_over(old: str, staging: str, keep) -> None:
+    """Hard-link (or copy) the old folder's top-level entries that `keep` names and the save did not write."""
+    if keep is None or not os.path.isdir(old):
+        return
+    for entry in os.listdir(old):
+        source, destination = os.path.join(old, entry), os.path.join(staging, entry)
+        if os.path.lexists(destination) or not keep(entry, source):
+            continue
+        _commit("carry-over", destination)
+        if os.path.isdir(source) and not os.path.islink(source):
+            shutil.copytree(source, destination, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(source, destination)
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
+def _swap_in(staging: str, target: str) -> str | None:
+    """Make `staging` the target; returns the path now holding the old folder (to delete), if any."""
+    if not os.path.lexists(target):
+        _commit("rename", target)
+        os.rename(staging, target)
+        return None
+    if not os.path.isdir(target):
+        raise ValueError(f"Cannot save a folder to {target!r}: a file of that name exists there.")
+    if _exchange(staging, target):
+        return staging
+    old = os.path.join(os.path.dirname(target), f".old-{os.path.basename(target)}-{uuid.uuid4().hex[:8]}")
+    _commit("rename-old", old)
+    os.rename(target, old)
+    _commit("rename", target)
+    os.rename(staging, target)
+    return old
+
+
+@contextlib.contextmanager
+def atomic_directory_write(save_directory: str | os.PathLike, keep=None):
+    """Yield a staging folder; on success it replaces `save_directory` as one unit.
+
+    Args:
+        save_directory: the folder to (re)write; a symlink is followed.
+        keep: `keep(name, path) -> bool` for each top-level entry of the old folder that the new
+            save did not write: True carries it over (hard link), False drops it. None drops all.
     On error the staging folder is removed and `save_directory` is left as it was.
     """
-    save_directory = os.fspath(save_directory)
-    parent = os.path.dirname(os.path.abspath(save_directory))
+    target = _real(save_directory)
+    parent, name = os.path.split(target)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".staging-", dir=parent)
-    try:
-        yield staging
-        _move_tree(staging, save_directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with _folder_lock(parent, exclusive=True):
+        _repair(parent, name)
+        staging = os.path.join(parent, f".staging-{name}-{uuid.uuid4().hex[:8]}")
+        _commit("mkdir-staging", staging)
+        os.mkdir(staging)
+        try:
+            yield staging
+            _carry_over(target, staging, keep)
+            _fsync_tree(staging)
+            old = _swap_in(staging, target)
+            _fsync_folder(parent)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if old is not None:
+            _commit("remove-old", old)
+            shutil.rmtree(old, ignore_errors=True)
 
 
-def _move_tree(source: str, target: str) -> None:
-    files = []
-    for root, _, names in os.walk(source):
-        files += [os.path.relpath(os.path.join(root, name), source) for name in names]
-    # .json last: configs describe weights, so they land after them
-    for relative in sorted(files, key=lambda name: (name.endswith(".json"), name)):
-        destination = os.path.join(target, relative)
-        os.makedirs(os.path.dirname(destination), exist_ok=True)
-        os.replace(os.path.join(source, relative), destination)
-
-
-def check_adapter_files(model_id: str | os.PathLike, subfolder: str | None = None, hub_kwargs: dict | None = None) -> None:
-    """Raise a clear error if an adapter is incomplete, truncated or pickle-only (`.bin`).
-
-    A local folder is checked in place; for a Hub repo id the safetensors file is fetched (or
-    found in the cache) first, so PEFT never falls back to a pickle file.
-    """
-    folder = os.path.join(os.fspath(model_id), subfolder) if subfolder else os.fspath(model_id)
-    if not os.path.isdir(folder):
-        check_safetensors_file(_download_weights(os.fspath(model_id), dict(hub_kwargs or {}, subfolder=subfolder)))
-        return
-    if read_local_adapter_config(model_id, subfolder) is None:
-        return
-    weights_path = os.path.join(folder, ADAPTER_WEIGHTS_NAME)
-    if not os.path.isfile(weights_path):
-        if os.path.isfile(os.path.join(folder, PICKLE_WEIGHTS_NAME)):
-            raise ValueError(
-                f"Adapter folder {folder!r} holds only {PICKLE_WEIGHTS_NAME} (pickle); peft_softprompt_ext loads "
-                f"safetensors only. Convert it to {ADAPTER_WEIGHTS_NAME} in a trusted environment first."
-            )
-        raise FileNotFoundError(f"Adapter folder {folder!r} has no {ADAPTER_WEIGHTS_NAME}.")
-    check_safetensors_file(weights_path)
-
-
-def _download_weights(repo_id: str, hub_kwargs: dict) -> str:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    hub_kwargs = {k: v for k, v in hub_kwargs.items() if v is not None}
-    try:
-        return hf_hub_download(repo_id, ADAPTER_WEIGHTS_NAME, **hub_kwargs)
-    except EntryNotFoundError:
-        raise ValueError(
-            f"Adapter {repo_id!r} has no {ADAPTER_WEIGHTS_NAME}; peft_softprompt_ext loads safetensors only "
-            f"(never a pickle {PICKLE_WEIGHTS_NAME})."
-        ) from None
-
-
-def read_local_adapter_config(model_id, subfolder: str | None = None) -> dict | None:
-    """The parsed adapter_config.json of a LOCAL adapter folder; None if there is none to read."""
-    folder = os.path.join(os.fspath(model_id), subfolder) if subfolder else os.fspath(model_id)
-    if not os.path.isdir(folder):
-        return None
-    config_path = os.path.join(folder, ADAPTER_CONFIG_NAME)
-    try:
-        with open(config_path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return None  # PEFT then says "Can't find 'adapter_config.json'", as it always has
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{config_path!r} is not valid JSON (truncated?): {error}") from None
-
-
-def check_safetensors_file(path: str) -> None:
-    """Raise ValueError if `path` is not a complete safetensors file (e.g. truncated by a crash)."""
-    try:
-        with safe_open(path, framework="pt") as handle:
-            for name in handle.keys():
-                handle.get_slice(name)  # header only; the size check below covers the data
-        expected = _expected_safetensors_size(path)
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"{path!r} is not a readable safetensors file (truncated or corrupt?): {error}") from None
-    actual = os.path.getsize(path)
-    if actual != expected:
-        raise ValueError(f"{path!r} is truncated or padded: {actual} bytes on disk, header describes {expected}.")
-
-
-def _expected_safetensors_size(path: str) -> int:
-    with open(path, "rb") as handle:
-        header_length = int.from_bytes(handle.read(8), "little")
-        header = json.loads(handle.read(header_length))
-    data_end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
-    return 8 + header_length + data_end
+@contextlib.contextmanager
+def atomic_file_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
+    """Yield an open handle to a temporary file beside `path`; on success it replaces `path` atomically."""
+    target = _real(path)
+    parent, name = os.path.split(target)
+    os.makedirs(parent, exist_ok=True)
+    temporary = os.path.join(parent, f".staging-{name}-{uuid.uuid4().hex[:8]}")
+    with _folder_lock(parent, exclusive=True):
+        for leftover in _leftovers(parent, name):  # a killed earlier write's temporary file
+            _commit("remove-leftover", leftover)
+            _remove(leftover)
+        try:
+            _commit("write-staging", temporary)
+            with open(temporary, mode, encoding=encoding if "b" not in mode else None) as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            _commit("replace", target)
+            os.replace(temporary, target)
+            _fsync_folder(parent)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(temporary)
+            raise

@@ -3,11 +3,14 @@
 The result is `adapter_config.json` + `adapter_model.safetensors` holding
 `prompt_embeddings` [num_virtual_tokens, token_dim] (and, for SEQ_CLS, the trained classifier
 head PEFT keeps beside every prompt): vanilla PEFT loads it in a process that never imports
-this plugin, and gives the same logits.
+this plugin, and gives the same logits. The plugin's base-model fingerprint travels in the
+safetensors metadata (`FINGERPRINT_METADATA_KEY`, JSON), where plain PEFT ignores it and the
+plugin's own readers (mixture banks, serving) check it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import torch
@@ -15,7 +18,10 @@ from peft import PromptTuningConfig, get_peft_model_state_dict
 from safetensors.torch import save_file
 
 from ._peft_compat import adapter_config_of, prompt_encoder_of, prompt_table_of
-from .atomic_io import ADAPTER_WEIGHTS_NAME, atomic_directory_write
+from .adapter_files import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME
+from .atomic_io import atomic_directory_write
+
+FINGERPRINT_METADATA_KEY = "peft_softprompt_ext.base_model_fingerprint"
 
 
 def vanilla_prompt_tuning_config(config, num_virtual_tokens: int, token_dim: int) -> PromptTuningConfig:
@@ -58,16 +64,27 @@ def export_prompt_tuning(peft_model, save_directory: str | os.PathLike, adapter_
 
     Args:
         peft_model: a PeftModel holding a plugin (or vanilla prompt-tuning) adapter.
-        save_directory: the folder to write; existing files that the export does not write stay.
+        save_directory: the folder to write, all or nothing; existing files that are not an
+            adapter's (config, weights) stay.
         adapter_name: which adapter to export.
         task: for multi-task mixtures, the task (index or name) whose prompt to export.
     """
+    not_adapter_files = lambda name, path: name not in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME)  # noqa: E731
+    with atomic_directory_write(save_directory, keep=not_adapter_files) as staging:
+        write_prompt_tuning_files(peft_model, staging, adapter_name, task)
+    return os.fspath(save_directory)
+
+
+def write_prompt_tuning_files(peft_model, folder: str, adapter_name: str = "default", task=None) -> None:
+    """The plain adapter's two files, written into `folder` (a fresh staging folder: not atomic by itself)."""
     config = adapter_config_of(peft_model, adapter_name)
     with torch.no_grad():
         prompt = prompt_table_of(peft_model, adapter_name, task).detach().float().cpu().contiguous()
     vanilla = vanilla_prompt_tuning_config(config, prompt.shape[0], prompt.shape[1])
-    with atomic_directory_write(save_directory) as staging:
-        vanilla.save_pretrained(staging)
-        tensors = {"prompt_embeddings": prompt.clone(), **_trained_base_modules(peft_model, adapter_name)}
-        save_file(tensors, os.path.join(staging, ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
-    return os.fspath(save_directory)
+    vanilla.save_pretrained(folder)
+    tensors = {"prompt_embeddings": prompt.clone(), **_trained_base_modules(peft_model, adapter_name)}
+    metadata = {"format": "pt"}
+    fingerprint = getattr(config, "base_model_fingerprint", None)
+    if fingerprint:
+        metadata[FINGERPRINT_METADATA_KEY] = json.dumps(fingerprint, sort_keys=True)
+    save_file(tensors, os.path.join(folder, ADAPTER_WEIGHTS_NAME), metadata=metadata)

@@ -40,19 +40,46 @@ def base_model_fingerprint(model) -> dict:
     }
 
 
+FINGERPRINT_KEYS = ("architecture", "model_type", "hidden_size", "vocab_size", "embedding_digest")
+
+
+def fingerprint_problem(saved) -> str | None:
+    """Why `saved` is not a usable fingerprint (None if it is): every key, each of the right type."""
+    if not isinstance(saved, dict):
+        return f"it is {saved!r} ({type(saved).__name__}), not a fingerprint dict"
+    missing = [key for key in FINGERPRINT_KEYS if key not in saved]
+    if missing:
+        return f"it lacks {missing}"
+    if not all(isinstance(saved[key], int) and not isinstance(saved[key], bool) for key in ("hidden_size", "vocab_size")):
+        return "hidden_size and vocab_size must be integers"
+    if not (isinstance(saved["embedding_digest"], str) and saved["embedding_digest"].startswith("sha256:")):
+        return f"embedding_digest {saved['embedding_digest']!r} is not a 'sha256:...' digest"
+    return None
+
+
 def fingerprint_differences(saved: dict, actual: dict) -> list[str]:
     """Human-readable differences between a saved fingerprint and a model's ('' if none)."""
     differences = []
-    for key in ("architecture", "model_type", "hidden_size", "vocab_size", "embedding_digest"):
-        if key in saved and saved[key] != actual.get(key):
-            differences.append(f"{key}: adapter {saved[key]!r} vs base model {actual.get(key)!r}")
+    for key in FINGERPRINT_KEYS:
+        if saved.get(key) != actual.get(key):
+            differences.append(f"{key}: adapter {saved.get(key)!r} vs base model {actual.get(key)!r}")
     return differences
 
 
-def check_fingerprint(saved: dict | None, model, what: str, allow_mismatch: bool = False) -> None:
-    """Raise ValueError naming the differences if `model` is not the base `saved` describes."""
-    if not saved or allow_mismatch:
+def check_fingerprint(saved, model, what: str, allow_mismatch: bool = False) -> None:
+    """Raise ValueError if `saved` is not a valid fingerprint of `model` (naming the field and what differs).
+
+    A missing, null, empty, partial or malformed `base_model_fingerprint` is refused like a wrong one:
+    a prompt must not load into another model because a field was removed. `allow_mismatch` skips it.
+    """
+    if allow_mismatch:
         return
+    problem = fingerprint_problem(saved)
+    if problem is not None:
+        raise ValueError(
+            f"{what} has no valid base_model_fingerprint ({problem}), so it cannot be checked against this base model. "
+            "Pass allow_base_model_mismatch=True if you know the prompt fits this model."
+        )
     differences = fingerprint_differences(saved, base_model_fingerprint(model))
     if differences:
         raise ValueError(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 from huggingface_hub import ModelCard, ModelCardData
 
@@ -140,39 +139,14 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
 
 def write_sharing_files(peft_model, save_directory: str, selected_adapters=None) -> None:
     """Add the plain copies (`vanilla/...`) and the model card for every plugin adapter saved into `save_directory`."""
-    from .export import export_prompt_tuning, vanilla_copies
+    from .export import vanilla_copies, write_prompt_tuning_files
 
     for adapter_name in selected_adapters or list(peft_model.peft_config):
         config = peft_model.peft_config[adapter_name]
         if str(getattr(config.peft_type, "value", config.peft_type)) not in PLUGIN_PEFT_TYPES:
             continue
         folder = save_directory if adapter_name == "default" else os.path.join(save_directory, adapter_name)
-        for task, _, relative in vanilla_copies(peft_model, adapter_name):
-            export_prompt_tuning(peft_model, os.path.join(folder, relative), adapter_name=adapter_name, task=task)
+        for task, _, relative in vanilla_copies(peft_model, adapter_name):  # `folder` is inside the save's staging folder
+            os.makedirs(os.path.join(folder, relative), exist_ok=True)
+            write_prompt_tuning_files(peft_model, os.path.join(folder, relative), adapter_name=adapter_name, task=task)
         build_model_card(peft_model, adapter_name).save(os.path.join(folder, "README.md"))
-
-
-def push_adapter_folder(peft_model, repo_id: str, commit_message=None, commit_description=None, private=None, token=None,
-                        revision=None, create_pr=False, max_shard_size=None, tags=None):  # fmt: skip
-    """`push_to_hub` for plugin adapters: save (native adapter, plain copies, card) and upload the whole
-    folder in one commit. transformers' own push uploads one folder level only (a mixture's
-    `vanilla/<task>/` would be lost) and replaces the card with a generic one."""
-    from huggingface_hub import create_repo, upload_folder
-
-    repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
-    with tempfile.TemporaryDirectory() as folder:
-        peft_model.save_pretrained(folder)
-        for card_path in _card_paths(folder):
-            with open(card_path, encoding="utf-8") as handle:
-                card = handle.read().replace("REPO_ID", repr(repo_id))
-            card = ModelCard(card)
-            if tags:
-                card.data.tags = list(dict.fromkeys([*(card.data.tags or []), *tags]))
-            card.save(card_path)
-        return upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message or "Upload soft prompt",
-                             commit_description=commit_description, token=token, revision=revision, create_pr=create_pr,
-                             delete_patterns=["vanilla/**"])  # fmt: skip  (a mixture's old per-task copies must not linger)
-
-
-def _card_paths(folder: str) -> list[str]:
-    return [os.path.join(root, "README.md") for root, _, names in os.walk(folder) if "README.md" in names]

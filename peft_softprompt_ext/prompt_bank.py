@@ -12,7 +12,7 @@ import os
 import torch
 from safetensors.torch import load_file
 
-from .atomic_io import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, check_adapter_files, check_safetensors_file
+from .adapter_files import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, check_adapter_files, check_safetensors_file
 
 
 def _adapter_files(source: str, revision: str | None = None) -> tuple[str, str]:

@@ -10,6 +10,7 @@ import torch
 
 from . import reparameterization
 from ._peft_compat import PluginPromptEncoder
+from .adapter_files import check_finite
 
 _RAW = "reparameterization.raw_prompt"
 
@@ -56,6 +57,16 @@ class PromptTableEncoder(PluginPromptEncoder):
         table = self.prompt_table()
         return table.unsqueeze(0), torch.zeros(batch_size, dtype=torch.long, device=table.device)
 
+    @classmethod
+    def expected_state_shapes(cls, config) -> dict[str, tuple[int, ...]]:
+        """The saved tensors' names and shapes for `config` (checked against a file before loading it)."""
+        table = (config.num_virtual_tokens, config.token_dim)
+        shapes = {"prompt_embeddings": table}
+        if config.reparameterization is not None:
+            shapes[_RAW] = table
+            shapes.update(reparameterization.state_shapes(config, config.token_dim))
+        return shapes
+
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         # Same tensor name and layout as PEFT's PROMPT_TUNING: plain PEFT can read the weights
         # (and ignores the extra reparameterisation tensors kept for resuming training).
@@ -66,6 +77,7 @@ class PromptTableEncoder(PluginPromptEncoder):
         return state
 
     def load_adapter_state(self, state_dict: dict[str, torch.Tensor]) -> None:
+        check_finite(state_dict, "Adapter weights")
         if self.reparameterization is not None:
             self._load_reparameterized(state_dict)
             return

@@ -89,12 +89,16 @@ class RecipeConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def training_digest(self) -> str:
-        """Identifies what a checkpoint depends on (everything but where it is written)."""
+    def training_config(self) -> dict:
+        """What a run's result depends on: everything but where and how often it writes and evaluates."""
         relevant = {k: v for k, v in self.to_dict().items() if k not in ("output_dir", "eval_every", "checkpoint_every")}
         if relevant["task_type"] == "auto":  # added later: runs made before it existed keep their digest
             del relevant["task_type"]
-        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+        return relevant
+
+    def training_digest(self) -> str:
+        """Identifies what a run depends on (compare.py reuses a run whose results carry the same digest)."""
+        return hashlib.sha256(json.dumps(self.training_config(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RecipeConfig)}
@@ -161,8 +165,3 @@ def _parse_overrides(arguments: list[str]) -> dict:
         parsed[key] = value
         index += 1
     return parsed
-
-
-def save_config(config: RecipeConfig, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)

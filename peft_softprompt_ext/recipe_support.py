@@ -231,16 +231,25 @@ def library_versions() -> dict:
     }  # fmt: skip
 
 
+RUN_FILES = ("adapter", "results.json", "resolved_config.yaml")  # one run's results: replaced together
+
+
 def save_run(accelerator, setup: Setup, config, record: dict) -> None:
-    """adapter/ (PEFT methods), results.json. Full fine-tuning keeps metrics only (the weights are the base's size)."""
+    """adapter/ (PEFT methods), results.json and resolved_config.yaml, swapped into `output_dir` as one
+    unit (its `checkpoint/` and any other file stay). Full fine-tuning keeps metrics only."""
+    import yaml
+
     output_dir = Path(config.output_dir)
     model = accelerator.unwrap_model(setup.model)
     if hasattr(model, "peft_config"):
         from .hub import attach_results
 
         attach_results(model, record)  # the model card of a plugin adapter shows the run's metrics
-        model.save_pretrained(str(output_dir / "adapter"))
         record["adapter"] = str(output_dir / "adapter")
-    with atomic_directory_write(output_dir) as staging:
+    with atomic_directory_write(output_dir, keep=lambda name, path: name not in RUN_FILES) as staging:
+        if hasattr(model, "peft_config"):
+            model.save_pretrained(os.path.join(staging, "adapter"))
         with open(os.path.join(staging, "results.json"), "w", encoding="utf-8") as handle:
             json.dump(record, handle, indent=2)
+        with open(os.path.join(staging, "resolved_config.yaml"), "w", encoding="utf-8") as handle:
+            yaml.safe_dump(config.to_dict(), handle, sort_keys=False)

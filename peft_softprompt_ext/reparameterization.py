@@ -39,6 +39,15 @@ def validate(config) -> None:
         raise ValueError(f"reparameterization_hidden must be a positive integer, got {hidden!r}.")
 
 
+def state_shapes(config, width: int, prefix: str = "reparameterization.") -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the MLP's saved tensors ({} without a reparameterisation)."""
+    if config.reparameterization is None:
+        return {}
+    hidden = config.reparameterization_hidden
+    shapes = {"down.weight": (hidden, width), "down.bias": (hidden,), "up.weight": (width, hidden), "up.bias": (width,)}
+    return {prefix + name: shape for name, shape in shapes.items()}
+
+
 def build(config, width: int) -> ResidualMLP | None:
     """The reparameterisation module a config asks for (None when it asks for none)."""
     if config.reparameterization is None:

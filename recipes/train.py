@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import peft_softprompt_ext  # noqa: E402,F401  (registers the plugin methods)
 from peft_softprompt_ext import recipe_support as support  # noqa: E402
-from peft_softprompt_ext.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from peft_softprompt_ext.checkpoint import check_resumable, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
 from peft_softprompt_ext.peak_memory import peak_memory_mb, reset_peak_memory  # noqa: E402
-from peft_softprompt_ext.recipe_config import load_config, save_config  # noqa: E402
+from peft_softprompt_ext.recipe_config import load_config  # noqa: E402
 
 
 def train(accelerator, setup, config, resume: bool) -> dict:
@@ -38,8 +38,10 @@ def train(accelerator, setup, config, resume: bool) -> dict:
     checkpoint_dir = Path(config.output_dir) / "checkpoint"
     history = {"loss": [], "eval": [], "step_seconds": []}
     start_step = 0
-    if resume and has_checkpoint(checkpoint_dir):
-        start_step, history = load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler, config.training_digest())
+    base_model = _frozen_base(accelerator.unwrap_model(model))
+    if resume:
+        start_step, history = load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler,
+                                              config.training_config(), config.steps, base_model)  # fmt: skip
         accelerator.print(f"resumed from {checkpoint_dir} at step {start_step}")
     progress = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps,
                     disable=not accelerator.is_main_process, desc=config.method)  # fmt: skip
@@ -62,9 +64,25 @@ def train(accelerator, setup, config, resume: bool) -> dict:
             accelerator.print(f"step {step + 1}: loss {mean_loss:.4f} accuracy {metrics['accuracy']:.4f} macro_f1 {metrics['macro_f1']:.4f}")
             model.train()
         if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and accelerator.is_main_process:
-            save_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler, step + 1, config.training_digest(), history)
+            save_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler, step + 1,
+                            config.training_config(), history, base_model)  # fmt: skip
         accelerator.wait_for_everyone()
     return history
+
+
+def _frozen_base(model):
+    """The frozen base model of a PEFT model (what a checkpoint's fingerprint describes), else the model."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def check_resume_before_anything(config) -> None:
+    """--resume: the checkpoint must exist and belong to this config; checked before any file is written."""
+    folder = Path(config.output_dir) / "checkpoint"
+    if not (folder / "state.json").is_file():
+        raise SystemExit(f"--resume: {folder} holds no checkpoint (no state.json); there is nothing to resume. Run "
+                         "without --resume to start from step 0.")  # fmt: skip
+    state, _ = read_checkpoint(folder)
+    check_resumable(state, config.training_config(), config.steps, where=str(folder))
 
 
 def results_record(accelerator, setup, config, history, metrics, wall_seconds) -> dict:
@@ -101,9 +119,8 @@ def run(config, resume: bool = False) -> dict:
     # independent world-size-1 jobs into one gloo data-parallel group (a silent trap otherwise).
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     output_dir = Path(config.output_dir)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, str(output_dir / "resolved_config.yaml"))
+    if resume:
+        check_resume_before_anything(config)  # a refused resume leaves every file as it was
     setup = support.build_setup(config, accelerator)
     accelerator.print(f"{config.method} on {config.model} / {config.task}: {setup.trainable_params:,} trainable parameters, "
                       f"{accelerator.num_processes} process(es)")  # fmt: skip

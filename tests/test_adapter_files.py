@@ -1,6 +1,5 @@
 """Saving is atomic; loading refuses missing, truncated, pickle-only or mis-shaped adapters."""
 
-import json
 import os
 
 import pytest
@@ -9,7 +8,6 @@ from peft import PeftModel
 from safetensors.torch import save_file
 
 import testing_common as common
-from peft_softprompt_ext.atomic_io import atomic_directory_write
 
 
 @pytest.fixture
@@ -104,23 +102,3 @@ def test_interrupted_save_leaves_the_previous_adapter_intact(saved, monkeypatch)
         peft_model.save_pretrained(folder)
     assert snapshot(folder) == before
     assert not [name for name in os.listdir(folder.parent) if name.startswith(".staging-")]
-
-
-def test_atomic_directory_write_moves_weights_before_configs(tmp_path):
-    order = []
-    real_replace = os.replace
-
-    def spy(source, destination):
-        order.append(os.path.basename(destination))
-        real_replace(source, destination)
-
-    os.replace = spy
-    try:
-        with atomic_directory_write(tmp_path / "out") as staging:
-            for name in ["adapter_config.json", "adapter_model.safetensors", "README.md"]:
-                with open(os.path.join(staging, name), "w") as handle:
-                    handle.write("x")
-    finally:
-        os.replace = real_replace
-    assert order[-1] == "adapter_config.json"
-    assert json.dumps(sorted(os.listdir(tmp_path / "out"))) == json.dumps(sorted(order))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Optional, Union
@@ -91,10 +92,13 @@ class MixturePromptTuningConfig(PluginPromptConfig):
             )
         if self.mixing == Mixing.ONE_HOT and self.reparameterization is not None:
             raise ValueError("mixing='one_hot' trains nothing, so reparameterization must be None.")
-        if not isinstance(self.attention_hidden, int) or self.attention_hidden <= 0:
+        if not isinstance(self.attention_hidden, int) or isinstance(self.attention_hidden, bool) or self.attention_hidden <= 0:
             raise ValueError(f"attention_hidden must be a positive integer, got {self.attention_hidden!r}.")
-        if not self.attention_temperature > 0:
-            raise ValueError(f"attention_temperature must be > 0, got {self.attention_temperature!r}.")
+        temperature = self.attention_temperature
+        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not math.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"attention_temperature must be a number > 0, got {temperature!r}.")
+        if not isinstance(self.allow_base_model_mismatch, bool):
+            raise ValueError(f"allow_base_model_mismatch must be True or False, got {self.allow_base_model_mismatch!r}.")
 
     def _validate_task_names(self):
         if self.task_names is None:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from .. import reparameterization
 from .._peft_compat import PluginPromptEncoder
+from ..adapter_files import check_finite
 from ..prompt_bank import load_saved_prompt
 from .config import Mixing
 
@@ -163,6 +164,22 @@ class MixturePromptEncoder(PluginPromptEncoder):
         return self.forward(1, task_ids=torch.tensor([index], device=self.bank.device))[0]
 
     # ------------------------------------------------------------------ state
+    @classmethod
+    def expected_state_shapes(cls, config) -> dict[str, tuple[int, ...]]:
+        """The saved tensors' names and shapes for `config` (checked against a file before loading it)."""
+        count, tasks, length, width = len(config.source_prompts), config.num_tasks, config.num_virtual_tokens, config.token_dim
+        shapes = {"bank": (count, length, width)}
+        if config.mixing == Mixing.ONE_HOT:
+            return shapes
+        shapes["target_prompts"] = (tasks, length, width)
+        if config.mixing == Mixing.TASK:
+            shapes["task_logits"] = (tasks, count + 1)
+        else:
+            shapes["attention_down.weight"] = (config.attention_hidden, width)
+            shapes["attention_up.weight"] = (width, config.attention_hidden)
+        shapes.update(reparameterization.state_shapes(config, width))
+        return shapes
+
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         # the bank is saved too: a loaded mixture never needs its source adapters again
         return {name: tensor.detach() for name, tensor in self._state_tensors().items()}
@@ -171,6 +188,7 @@ class MixturePromptEncoder(PluginPromptEncoder):
         return {"bank": self.bank, **dict(self.named_parameters())}
 
     def load_adapter_state(self, state_dict: dict[str, torch.Tensor]) -> None:
+        check_finite(state_dict, "Mixture adapter weights")
         expected = self._state_tensors()
         missing = sorted(set(expected) - set(state_dict))
         if missing:

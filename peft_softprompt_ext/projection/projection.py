@@ -8,7 +8,8 @@ import os
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..atomic_io import atomic_directory_write, check_safetensors_file
+from ..adapter_files import check_safetensors_file
+from ..atomic_io import atomic_directory_write, read_lock
 from ..init import match_row_norms
 
 TENSORS_NAME = "projection.safetensors"

@@ -21,6 +21,10 @@ class VocabSampling(str, enum.Enum):
     CLASS_LABELS = "class_labels"
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 _NEEDS_TOKENIZER = {VocabSampling.TOP_FREQUENT, VocabSampling.TASK_CORPUS, VocabSampling.CLASS_LABELS}
 
 
@@ -91,8 +95,14 @@ class VocabSampledPromptTuningConfig(PluginPromptConfig):
         if str(getattr(self.vocab_sampling, "value", self.vocab_sampling)) not in allowed:
             raise ValueError(f"vocab_sampling={self.vocab_sampling!r} is not one of {allowed}.")
         self.vocab_sampling = VocabSampling(getattr(self.vocab_sampling, "value", self.vocab_sampling))
-        if not isinstance(self.num_frequent_tokens, int) or self.num_frequent_tokens <= 0:
+        if not _is_int(self.num_frequent_tokens) or self.num_frequent_tokens <= 0:
             raise ValueError(f"num_frequent_tokens must be a positive integer, got {self.num_frequent_tokens!r}.")
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an integer in 0..2**63-1 (it seeds torch.Generator), got {self.seed!r}.")
+        if not isinstance(self.norm_matching, bool):
+            raise ValueError(f"norm_matching must be True or False, got {self.norm_matching!r}.")
+        if self.tokenizer_kwargs is not None and not isinstance(self.tokenizer_kwargs, dict):
+            raise ValueError(f"tokenizer_kwargs must be a dict of AutoTokenizer.from_pretrained arguments, got {self.tokenizer_kwargs!r}.")
         if self.vocab_sampling in _NEEDS_TOKENIZER and not self.tokenizer_name_or_path:
             raise ValueError(f"vocab_sampling={self.vocab_sampling.value!r} needs tokenizer_name_or_path; got None.")
         self._validate_class_labels()

@@ -1,0 +1,160 @@
+"""Checks on saved adapter files, made before anything is unpickled, allocated or trusted.
+
+* `check_adapter_files`: a local folder (or Hub repo) must hold a readable config and a complete
+  safetensors file; pickle-only (`.bin`) adapters are refused, so PEFT never reaches `torch.load`.
+* `read_adapter_config`: the config must be a JSON object with a known `peft_type`.
+* `safetensors_shapes` / `check_state_shapes`: tensor names and shapes are compared with what the
+  config and the model imply from the file's header, before the encoder is built (a config asking
+  for 10**9 virtual tokens is refused, not allocated).
+* `check_finite`: NaN or infinite values are refused at load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+PICKLE_WEIGHTS_NAME = "adapter_model.bin"
+
+
+def adapter_folder(model_id, subfolder: str | None = None) -> str:
+    return os.path.join(os.fspath(model_id), subfolder) if subfolder else os.fspath(model_id)
+
+
+def read_json_object(path: str, what: str) -> dict:
+    """A JSON file that must hold an object; errors name the file and what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{what} {path!r} is not valid JSON (truncated?): {error}") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{what} {path!r} is not UTF-8 text: {error}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} {path!r} must hold a JSON object of fields, got a JSON {type(value).__name__}.")
+    return value
+
+
+def read_local_adapter_config(model_id, subfolder: str | None = None) -> dict | None:
+    """The parsed adapter_config.json of a LOCAL adapter folder; None if there is none to read."""
+    folder = adapter_folder(model_id, subfolder)
+    if not os.path.isdir(folder):
+        return None
+    config_path = os.path.join(folder, ADAPTER_CONFIG_NAME)
+    if not os.path.isfile(config_path):
+        return None  # PEFT then says "Can't find 'adapter_config.json'", as it always has
+    return read_json_object(config_path, "Adapter config")
+
+
+def peft_type_field(config: dict, source: str) -> str:
+    """The `peft_type` of a config dict; missing or not a string is an error naming the field and file."""
+    peft_type = config.get("peft_type")
+    if not isinstance(peft_type, str) or not peft_type:
+        raise ValueError(f"{source}: field 'peft_type' is {peft_type!r}; expected the name of a PEFT method, e.g. 'PROMPT_TUNING'.")
+    return peft_type
+
+
+def check_adapter_files(model_id, subfolder: str | None = None, hub_kwargs: dict | None = None, require_config: bool = True) -> str:
+    """Raise a clear error if an adapter is incomplete, truncated or pickle-only; return its weights path.
+
+    A local folder is checked in place; for a Hub repo id the safetensors file is fetched (or found
+    in the cache) first, so PEFT never falls back to a pickle file.
+    """
+    folder = adapter_folder(model_id, subfolder)
+    if not os.path.isdir(folder):
+        path = _download_weights(os.fspath(model_id), dict(hub_kwargs or {}, subfolder=subfolder))
+        check_safetensors_file(path)
+        return path
+    if require_config and not os.path.isfile(os.path.join(folder, ADAPTER_CONFIG_NAME)):
+        raise FileNotFoundError(f"Adapter folder {folder!r} has no {ADAPTER_CONFIG_NAME}.")
+    weights_path = os.path.join(folder, ADAPTER_WEIGHTS_NAME)
+    if not os.path.isfile(weights_path):
+        if os.path.isfile(os.path.join(folder, PICKLE_WEIGHTS_NAME)):
+            raise ValueError(
+                f"Adapter folder {folder!r} holds only {PICKLE_WEIGHTS_NAME} (pickle); peft_softprompt_ext loads "
+                f"safetensors only. Convert it to {ADAPTER_WEIGHTS_NAME} in a trusted environment first."
+            )
+        raise FileNotFoundError(f"Adapter folder {folder!r} has no {ADAPTER_WEIGHTS_NAME}.")
+    check_safetensors_file(weights_path)
+    return weights_path
+
+
+def _download_weights(repo_id: str, hub_kwargs: dict) -> str:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    hub_kwargs = {k: v for k, v in hub_kwargs.items() if v is not None}
+    try:
+        return hf_hub_download(repo_id, ADAPTER_WEIGHTS_NAME, **hub_kwargs)
+    except EntryNotFoundError:
+        raise ValueError(
+            f"Adapter {repo_id!r} has no {ADAPTER_WEIGHTS_NAME}; peft_softprompt_ext loads safetensors only "
+            f"(never a pickle {PICKLE_WEIGHTS_NAME})."
+        ) from None
+
+
+def check_safetensors_file(path: str) -> None:
+    """Raise ValueError if `path` is not a complete safetensors file (e.g. truncated by a crash)."""
+    try:
+        header = _header(path)
+        with safe_open(path, framework="pt") as handle:
+            for name in handle.keys():
+                handle.get_slice(name)  # header only; the size check below covers the data
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"{path!r} is not a readable safetensors file (truncated or corrupt?): {error}") from None
+    expected = 8 + header["__length__"] + max((entry["data_offsets"][1] for key, entry in header.items() if key != "__length__"), default=0)
+    actual = os.path.getsize(path)
+    if actual != expected:
+        raise ValueError(f"{path!r} is truncated or padded: {actual} bytes on disk, header describes {expected}.")
+
+
+def _header(path: str) -> dict:
+    with open(path, "rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        if length <= 0 or length > 100_000_000:
+            raise ValueError(f"header length {length} is not plausible")
+        header = json.loads(handle.read(length))
+    header.pop("__metadata__", None)
+    header["__length__"] = length
+    return header
+
+
+def safetensors_shapes(path: str) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape, read from the header only (no tensor data is loaded)."""
+    header = _header(path)
+    return {name: tuple(entry["shape"]) for name, entry in header.items() if name != "__length__"}
+
+
+def safetensors_metadata(path: str) -> dict[str, str]:
+    with safe_open(path, framework="pt") as handle:
+        return dict(handle.metadata() or {})
+
+
+def check_state_shapes(found: dict[str, tuple], expected: dict[str, tuple], source: str, setting: str = "") -> None:
+    """Every expected tensor present with its shape; extra tensors are fine (PEFT ignores them too).
+
+    `setting`: the config setting that asks for the tensors, named in the error (e.g. "reparameterization='residual_mlp'").
+    """
+    missing = [name for name in expected if name not in found]
+    if missing:
+        names = repr(missing[0]) if len(missing) == 1 else repr(missing)
+        raise ValueError(f"{source}: {setting + ' ' if setting else ''}adapter weights lack {names}; they hold {sorted(found)}.")
+    for name, shape in expected.items():
+        if tuple(found[name]) != tuple(shape):
+            raise ValueError(
+                f"{source}: tensor {name!r} has shape {tuple(found[name])}; expected a float tensor of shape {tuple(shape)}, "
+                "as its config (num_virtual_tokens, token_dim, ...) and the base model imply."
+            )
+
+
+def check_finite(tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse NaN or infinite values, naming the tensor."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(f"{source}: tensor {name!r} holds {bad} NaN or infinite value(s); refusing to load it.")

@@ -1,0 +1,107 @@
+"""How plugin adapters are saved, loaded and pushed (the policy; `_peft_compat` wires it into PEFT).
+
+Saving: PEFT writes its files into a staging folder, the plain copies and the model card are added,
+and the folder replaces the target as one unit (`atomic_io`). Entries of the old folder that no
+adapter save writes (a user's notes, a `results.json`) are carried over; the old adapter's own
+files (weights, config, card, `vanilla/`, other adapters' subfolders) never survive a new save.
+
+Loading: before PEFT reads anything, the files are checked (safetensors only, complete), the
+config is read and validated, the base-model fingerprint must be valid and match (unless
+`allow_base_model_mismatch=True`), and the tensor shapes in the safetensors header must be the
+ones the config and the model imply, so nothing large is allocated for a bad config. The folder
+is read under `atomic_io.read_lock`, so a concurrent save cannot mix two versions.
+
+Pushing: the saved folder is uploaded in one commit (nested `vanilla/<task>/` folders included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+from . import atomic_io
+from .adapter_files import (
+    ADAPTER_CONFIG_NAME,
+    PICKLE_WEIGHTS_NAME,
+    check_adapter_files,
+    check_state_shapes,
+    safetensors_shapes,
+)
+from .fingerprint import base_model_fingerprint, check_fingerprint
+
+# Top-level names an adapter save writes (besides a subfolder per extra adapter): an old save's are dropped.
+ADAPTER_SAVE_NAMES = {ADAPTER_CONFIG_NAME, "adapter_model.safetensors", PICKLE_WEIGHTS_NAME, "README.md", "vanilla"}
+
+
+def _not_an_adapter_file(name: str, path: str) -> bool:
+    """Carry an old entry over unless an adapter save owns it (its files, or another adapter's subfolder)."""
+    if name in ADAPTER_SAVE_NAMES:
+        return False
+    return not (os.path.isdir(path) and os.path.isfile(os.path.join(path, ADAPTER_CONFIG_NAME)))
+
+
+def save_adapter(save_directory, write_peft_files, write_sharing_files, safe_serialization=True) -> None:
+    """All-or-nothing save: `write_peft_files(staging)` (PEFT's own save) then `write_sharing_files(staging)`."""
+    if safe_serialization is False:
+        raise ValueError("safe_serialization=False would write a pickle file; plugin adapters are saved as safetensors only.")
+    with atomic_io.atomic_directory_write(save_directory, keep=_not_an_adapter_file) as staging:
+        write_peft_files(staging)
+        write_sharing_files(staging)
+
+
+def reading(model_id, subfolder: str | None = None):
+    """The lock a load holds while PEFT reads a local adapter folder (no lock for a Hub repo id)."""
+    folder = os.path.join(os.fspath(model_id), subfolder) if subfolder else os.fspath(model_id)
+    return atomic_io.read_lock(folder) if os.path.isdir(folder) else contextlib.nullcontext()
+
+
+def checked_config(model_id, base_model, config_class, encoder_class, config=None, allow_base_model_mismatch=False,
+                   subfolder=None, hub_kwargs=None, config_kwargs=None):  # fmt: skip
+    """The adapter's config, after every check a plugin load makes before PEFT builds anything.
+
+    Returns the config (with the fingerprint of `base_model` adopted when a mismatch was allowed).
+    """
+    source = f"Adapter {os.fspath(model_id)!r}" + (f" (subfolder {subfolder!r})" if subfolder else "")
+    weights = check_adapter_files(model_id, subfolder=subfolder, hub_kwargs=hub_kwargs, require_config=config is None)
+    if config is None:
+        config = config_class.from_pretrained(model_id, **(config_kwargs or {}))  # (config_kwargs carry subfolder=)
+    check_fingerprint(config.base_model_fingerprint, base_model, source, allow_base_model_mismatch)
+    _check_width(config, base_model, source)
+    setting = f"reparameterization={config.reparameterization!r}" if getattr(config, "reparameterization", None) else ""
+    check_state_shapes(safetensors_shapes(weights), encoder_class.expected_state_shapes(config), source, setting)
+    if allow_base_model_mismatch:
+        config.base_model_fingerprint = base_model_fingerprint(base_model)  # the prompt now lives on this model
+    return config
+
+
+def _check_width(config, base_model, source: str) -> None:
+    base = base_model.get_base_model() if hasattr(base_model, "get_base_model") else base_model
+    width = base.get_input_embeddings().weight.shape[1]
+    if config.token_dim is not None and config.token_dim != width:
+        raise ValueError(f"{source}: token_dim={config.token_dim} but the base model's embeddings are {width} wide.")
+    config.token_dim = width
+
+
+def push_adapter_folder(peft_model, repo_id: str, commit_message=None, commit_description=None, private=None, token=None,
+                        revision=None, create_pr=False, max_shard_size=None, tags=None):  # fmt: skip
+    """`push_to_hub` for plugin adapters: save (native adapter, plain copies, card) and upload the whole
+    folder in one commit. transformers' own push uploads one folder level only (a mixture's
+    `vanilla/<task>/` would be lost) and replaces the card with a generic one."""
+    from huggingface_hub import ModelCard, create_repo, upload_folder
+
+    repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+    with tempfile.TemporaryDirectory() as parent:
+        folder = os.path.join(parent, "adapter")
+        peft_model.save_pretrained(folder)
+        for root, _, names in os.walk(folder):
+            if "README.md" in names:
+                card_path = os.path.join(root, "README.md")
+                with open(card_path, encoding="utf-8") as handle:
+                    card = ModelCard(handle.read().replace("REPO_ID", repr(repo_id)))
+                if tags:
+                    card.data.tags = list(dict.fromkeys([*(card.data.tags or []), *tags]))
+                card.save(card_path)
+        return upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message or "Upload soft prompt",
+                             commit_description=commit_description, token=token, revision=revision, create_pr=create_pr,
+                             delete_patterns=["vanilla/**"])  # fmt: skip  (a mixture's old per-task copies must not linger)
