@@ -20,8 +20,7 @@ from safetensors.torch import save_file
 from ._peft_compat import adapter_config_of, prompt_encoder_of, prompt_table_of
 from .adapter_files import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME
 from .atomic_io import atomic_directory_write
-
-FINGERPRINT_METADATA_KEY = "peft_softprompt_ext.base_model_fingerprint"
+from .fingerprint import FINGERPRINT_METADATA_KEY
 
 
 def vanilla_prompt_tuning_config(config, num_virtual_tokens: int, token_dim: int) -> PromptTuningConfig:

@@ -40,6 +40,9 @@ def base_model_fingerprint(model) -> dict:
     }
 
 
+# Where a plain PROMPT_TUNING copy exported by the plugin carries the fingerprint: its safetensors
+# metadata (JSON text), which plain PEFT ignores and the plugin's readers check.
+FINGERPRINT_METADATA_KEY = "peft_softprompt_ext.base_model_fingerprint"
 FINGERPRINT_KEYS = ("architecture", "model_type", "hidden_size", "vocab_size", "embedding_digest")
 
 
@@ -67,7 +70,13 @@ def fingerprint_differences(saved: dict, actual: dict) -> list[str]:
 
 
 def check_fingerprint(saved, model, what: str, allow_mismatch: bool = False) -> None:
-    """Raise ValueError if `saved` is not a valid fingerprint of `model` (naming the field and what differs).
+    """See `check_fingerprint_against`; `model` is the base model (or a PeftModel over it)."""
+    if not allow_mismatch:
+        check_fingerprint_against(saved, base_model_fingerprint(model), what)
+
+
+def check_fingerprint_against(saved, actual: dict, what: str, allow_mismatch: bool = False) -> None:
+    """Raise ValueError if `saved` is not a valid fingerprint equal to `actual` (naming the field and what differs).
 
     A missing, null, empty, partial or malformed `base_model_fingerprint` is refused like a wrong one:
     a prompt must not load into another model because a field was removed. `allow_mismatch` skips it.
@@ -80,7 +89,7 @@ def check_fingerprint(saved, model, what: str, allow_mismatch: bool = False) -> 
             f"{what} has no valid base_model_fingerprint ({problem}), so it cannot be checked against this base model. "
             "Pass allow_base_model_mismatch=True if you know the prompt fits this model."
         )
-    differences = fingerprint_differences(saved, base_model_fingerprint(model))
+    differences = fingerprint_differences(saved, actual)
     if differences:
         raise ValueError(
             f"{what} was trained on another base model: " + "; ".join(differences) + ". Load it into the model it "

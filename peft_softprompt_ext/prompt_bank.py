@@ -6,13 +6,26 @@ and this plugin's single-prompt methods. Safetensors only; shapes and the base m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 import torch
 from safetensors.torch import load_file
 
-from .adapter_files import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, check_adapter_files, check_safetensors_file
+from .adapter_files import (
+    ADAPTER_CONFIG_NAME,
+    ADAPTER_WEIGHTS_NAME,
+    check_adapter_files,
+    check_finite,
+    check_safetensors_file,
+    peft_type_field,
+    read_json_object,
+    safetensors_metadata,
+    safetensors_shapes,
+)
+from .atomic_io import read_lock
+from .fingerprint import FINGERPRINT_METADATA_KEY, check_fingerprint_against
 
 
 def _adapter_files(source: str, revision: str | None = None) -> tuple[str, str]:
@@ -36,28 +49,46 @@ def load_saved_prompt(source: str, token_dim: int, fingerprint: dict | None = No
     Args:
         source: a local adapter folder or a Hub repo id.
         token_dim: the width the prompt must have (the model it will be used on).
-        fingerprint: the current base model's fingerprint; a plugin adapter saved for another
-            base model is refused unless `allow_mismatch`.
+        fingerprint: the current base model's fingerprint. A plugin adapter must carry a valid one
+            that matches; a plain PROMPT_TUNING adapter exported by the plugin carries it in its
+            safetensors metadata and is checked the same way; one made by plain PEFT has none.
+            `allow_mismatch` skips the check.
     """
-    from .fingerprint import fingerprint_differences
-
-    config_path, weights_path = _adapter_files(os.fspath(source), revision)
-    with open(config_path, encoding="utf-8") as handle:
-        config = json.load(handle)
-    tensors = load_file(weights_path)
-    if "prompt_embeddings" not in tensors:
-        raise ValueError(
-            f"Source prompt {source!r} ({config.get('peft_type')}) has no 'prompt_embeddings' tensor; expected a "
-            "PROMPT_TUNING adapter or a single-prompt plugin adapter."
-        )
+    source = os.fspath(source)
+    what = f"Source prompt {source!r}"
+    with read_lock(source) if os.path.isdir(source) else contextlib.nullcontext():
+        config_path, weights_path = _adapter_files(source, revision)
+        config = read_json_object(config_path, "Adapter config")
+        peft_type = peft_type_field(config, f"{what} ({config_path})")
+        shape = safetensors_shapes(weights_path).get("prompt_embeddings")
+        if shape is None:
+            raise ValueError(f"{what} ({peft_type}) has no 'prompt_embeddings' tensor; expected a PROMPT_TUNING adapter or a "
+                             "single-prompt plugin adapter.")  # fmt: skip
+        if len(shape) != 2 or shape[1] != token_dim:
+            raise ValueError(f"{what} has shape {tuple(shape)}; this model needs width {token_dim}.")
+        saved_fingerprint = _saved_fingerprint(config, peft_type, weights_path)
+        tensors = load_file(weights_path)
+    check_finite({"prompt_embeddings": tensors["prompt_embeddings"]}, what)
+    if fingerprint is not None and saved_fingerprint is not _NONE:
+        check_fingerprint_against(saved_fingerprint, fingerprint, what, allow_mismatch)
     prompt = tensors["prompt_embeddings"].float()
     num_virtual = config.get("num_virtual_tokens") or prompt.shape[0]
-    prompt = prompt[:num_virtual]  # vanilla seq2seq adapters hold [2P, D]: the encoder half comes first
-    if prompt.dim() != 2 or prompt.shape[1] != token_dim:
-        raise ValueError(f"Source prompt {source!r} has shape {tuple(prompt.shape)}; this model needs width {token_dim}.")
-    saved_fingerprint = config.get("base_model_fingerprint")
-    if fingerprint and saved_fingerprint and not allow_mismatch:
-        differences = fingerprint_differences(saved_fingerprint, fingerprint)
-        if differences:
-            raise ValueError(f"Source prompt {source!r} was trained on another base model: " + "; ".join(differences) + ".")
-    return prompt, config
+    return prompt[:num_virtual], config  # vanilla seq2seq adapters hold [2P, D]: the encoder half comes first
+
+
+_NONE = object()  # a plain PEFT adapter: no fingerprint was ever made for it
+
+
+def _saved_fingerprint(config: dict, peft_type: str, weights_path: str):
+    """The fingerprint an adapter claims: its config's (plugin), its metadata's (plugin export), or _NONE."""
+    from ._peft_compat import PLUGIN_PEFT_TYPES
+
+    if peft_type in PLUGIN_PEFT_TYPES or "base_model_fingerprint" in config:
+        return config.get("base_model_fingerprint")  # must be valid: a removed or nulled one is refused
+    exported = safetensors_metadata(weights_path).get(FINGERPRINT_METADATA_KEY)
+    if exported is None:
+        return _NONE
+    try:
+        return json.loads(exported)
+    except json.JSONDecodeError:
+        return exported  # refused as malformed by the check

@@ -110,6 +110,37 @@ def test_resume_from_another_config_is_refused(tmp_path):
     assert result.returncode != 0 and "was written by a run with another config" in result.stderr
 
 
+def snapshot(folder: Path) -> dict:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_a_refused_resume_names_the_key_and_touches_no_file(tmp_path):
+    """Issue #12 (6): a refused resume overwrote resolved_config.yaml and named no key."""
+    recipe("train.py", *tiny_args(tmp_path, steps=2, checkpoint_every=2))
+    before = snapshot(tmp_path)
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, str(REPO / "recipes/train.py"), *map(str, tiny_args(tmp_path, steps=2, lr=0.5)), "--resume"],
+                            capture_output=True, text=True, env=env, cwd=REPO)  # fmt: skip
+    assert result.returncode != 0 and "lr: checkpoint 0.1 vs this run 0.5" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("remove", ["checkpoint/state.json", "checkpoint"])
+def test_resume_without_a_checkpoint_is_an_error_not_a_restart(tmp_path, remove):
+    """Issue #12 (6): with the checkpoint (or its state.json) deleted, --resume retrained from step 0 and exited 0."""
+    import shutil
+
+    recipe("train.py", *tiny_args(tmp_path, steps=2, checkpoint_every=2))
+    target = tmp_path / remove
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    before = snapshot(tmp_path)
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, str(REPO / "recipes/train.py"), *map(str, tiny_args(tmp_path, steps=2)), "--resume"],
+                            capture_output=True, text=True, env=env, cwd=REPO)  # fmt: skip
+    assert result.returncode != 0 and "holds no checkpoint (no state.json); there is nothing to resume" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
 def test_compare_runs_methods_over_seeds_and_writes_table_json_plot(tmp_path):
     plan = {
         "output_dir": str(tmp_path / "cmp"),

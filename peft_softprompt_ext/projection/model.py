@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import torch
 
+from ..fingerprint import check_fingerprint_against, fingerprint_problem
 from ..prompt_bank import load_saved_prompt
 from ..prompt_table import PromptTableEncoder
 from .projection import PromptProjection
 
 
 def projected_source_prompt(config) -> torch.Tensor:
-    """projection.project(source prompt): [num_virtual_tokens, target width], checked on the way."""
+    """projection.project(source prompt): [num_virtual_tokens, target width], checked on the way.
+
+    The projection must name both models by valid fingerprints: the source adapter must be of its
+    source model, and this model must be its target.
+    """
     projection = PromptProjection.from_pretrained(config.projection)
-    source_fingerprint = projection.info.get("source_fingerprint")
-    prompt, _ = load_saved_prompt(config.source_adapter, projection.source_width, source_fingerprint,
+    what = f"Projection {config.projection!r}"
+    for key in ("source_fingerprint", "target_fingerprint"):
+        problem = fingerprint_problem(projection.info.get(key))
+        if problem is not None:
+            raise ValueError(f"{what} has no valid {key} ({problem}); refit it with fit_projection.")
+    prompt, _ = load_saved_prompt(config.source_adapter, projection.source_width, projection.info["source_fingerprint"],
                                   revision=config.source_revision)  # fmt: skip
     if projection.target_width != config.token_dim:
-        raise ValueError(f"Projection {config.projection!r} maps to width {projection.target_width}; this model is {config.token_dim} wide.")
-    target_fingerprint = projection.info.get("target_fingerprint")
-    if target_fingerprint and config.base_model_fingerprint:
-        from ..fingerprint import fingerprint_differences
-
-        differences = fingerprint_differences(target_fingerprint, config.base_model_fingerprint)
-        if differences:
-            raise ValueError(f"Projection {config.projection!r} was fitted for another target model: " + "; ".join(differences) + ".")
+        raise ValueError(f"{what} maps to width {projection.target_width}; this model is {config.token_dim} wide.")
+    if config.base_model_fingerprint:
+        check_fingerprint_against(projection.info["target_fingerprint"], config.base_model_fingerprint,
+                                  f"{what} (fitted for another target model)")  # fmt: skip
     if prompt.shape[0] != config.num_virtual_tokens:
         raise ValueError(f"Source prompt has {prompt.shape[0]} virtual tokens but num_virtual_tokens={config.num_virtual_tokens}.")
     return projection.project(prompt)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..adapter_files import check_safetensors_file
+from ..adapter_files import check_finite, check_safetensors_file, read_json_object
 from ..atomic_io import atomic_directory_write, read_lock
 from ..init import match_row_norms
 
@@ -75,26 +77,34 @@ class PromptProjection:
 
     @classmethod
     def from_pretrained(cls, directory) -> "PromptProjection":
-        """Load a saved projection (a local folder or a Hub repo id); safetensors only."""
+        """Load a saved projection (a local folder or a Hub repo id); safetensors only, values checked."""
         directory = os.fspath(directory)
-        if os.path.isdir(directory):
-            config_path, tensors_path = os.path.join(directory, CONFIG_NAME), os.path.join(directory, TENSORS_NAME)
-        else:
-            from huggingface_hub import hf_hub_download
+        local = os.path.isdir(directory)
+        with read_lock(directory) if local else contextlib.nullcontext():
+            if local:
+                config_path, tensors_path = os.path.join(directory, CONFIG_NAME), os.path.join(directory, TENSORS_NAME)
+            else:
+                from huggingface_hub import hf_hub_download
 
-            config_path, tensors_path = hf_hub_download(directory, CONFIG_NAME), hf_hub_download(directory, TENSORS_NAME)
-        if not os.path.isfile(tensors_path):
-            raise FileNotFoundError(f"Projection folder {directory!r} has no {TENSORS_NAME}.")
-        check_safetensors_file(tensors_path)
-        with open(config_path, encoding="utf-8") as handle:
-            config = json.load(handle)
-        tensors = load_file(tensors_path)
+                config_path, tensors_path = hf_hub_download(directory, CONFIG_NAME), hf_hub_download(directory, TENSORS_NAME)
+            if not os.path.isfile(tensors_path):
+                raise FileNotFoundError(f"Projection folder {directory!r} has no {TENSORS_NAME}.")
+            check_safetensors_file(tensors_path)
+            config = read_json_object(config_path, "Projection config")
+            tensors = load_file(tensors_path)
         missing = [name for name in _TENSOR_NAMES if name not in tensors]
         if missing:
             raise ValueError(f"Projection {directory!r} lacks tensors {missing}.")
+        check_finite(tensors, f"Projection {directory!r}")
         weight = tensors["weight"]
-        if tensors["source_mean"].shape != (weight.shape[0],) or tensors["target_mean"].shape != (weight.shape[1],):
+        if weight.dim() != 2 or tensors["source_mean"].shape != (weight.shape[0],) or tensors["target_mean"].shape != (weight.shape[1],):
             raise ValueError(f"Projection {directory!r} has inconsistent shapes: weight {tuple(weight.shape)}.")
-        source_scale, target_scale = config.pop("source_scale"), config.pop("target_scale")
+        scales = {key: config.pop(key, None) for key in ("source_scale", "target_scale")}
+        for key, value in scales.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"Projection config {config_path!r}: {key}={value!r}; expected a finite number > 0.")
         row_norm = config.pop("row_norm", None)  # absent in projections saved before the option existed
-        return cls(weight, tensors["source_mean"], tensors["target_mean"], source_scale, target_scale, config, row_norm=row_norm)
+        if row_norm is not None and (not isinstance(row_norm, (int, float)) or not math.isfinite(row_norm)):
+            raise ValueError(f"Projection config {config_path!r}: row_norm={row_norm!r}; expected a finite number > 0 or null.")
+        return cls(weight, tensors["source_mean"], tensors["target_mean"], scales["source_scale"], scales["target_scale"], config,
+                   row_norm=row_norm)  # fmt: skip

@@ -1,0 +1,211 @@
+"""Nothing wrong let in (issue #12): fingerprints that cannot be bypassed on any load path, no pickle,
+values and sizes checked before anything is allocated, and errors that name the field or file."""
+
+import json
+import os
+import time
+
+import peft
+import pytest
+import torch
+from peft import AutoPeftModelForCausalLM, PeftModel
+from safetensors.torch import load_file, save_file
+
+import testing_common as common
+from peft_softprompt_ext import MixturePromptTuningConfig, VocabSampledPromptTuningConfig, export_prompt_tuning, serve_prompts
+
+BYPASSES = {"null": None, "empty": {}, "partial": {"architecture": "GPT2LMHeadModel"}, "string": "trust me", "absent": "DROP"}
+
+
+def set_fingerprint(folder, value):
+    path = folder / "adapter_config.json"
+    config = json.loads(path.read_text())
+    if value == "DROP":
+        config.pop("base_model_fingerprint")
+    else:
+        config["base_model_fingerprint"] = value
+    path.write_text(json.dumps(config))
+
+
+@pytest.fixture
+def saved(tmp_path):
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    peft_model.save_pretrained(tmp_path / "adapter")
+    return peft_model, tmp_path / "adapter"
+
+
+def other_base():
+    return common.tiny_model("gpt2", seed=7)[0]  # the same architecture and shapes, other weights
+
+
+# ------------------------------------------------------------------ (2) the fingerprint is part of the contract
+@pytest.mark.parametrize("bypass", list(BYPASSES))
+@pytest.mark.parametrize("path", ["from_pretrained", "load_adapter", "mixture_bank", "serve_prompts"])
+def test_a_fingerprint_that_was_removed_or_broken_is_refused_on_every_load_path(saved, bypass, path):
+    _, folder = saved
+    set_fingerprint(folder, BYPASSES[bypass])
+    with pytest.raises(ValueError, match=r"no valid base_model_fingerprint"):
+        if path == "from_pretrained":
+            PeftModel.from_pretrained(other_base(), folder)
+        elif path == "load_adapter":
+            host, _ = common.make_peft_model("gpt2", "vocab_uniform", seed=7)
+            host.load_adapter(folder, adapter_name="other")
+        elif path == "mixture_bank":
+            config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=[str(folder)])
+            peft.get_peft_model(other_base(), config)
+        else:
+            serve_prompts(other_base(), {"a": folder})
+
+
+def test_the_override_still_loads_a_prompt_without_a_fingerprint(saved):
+    peft_model, folder = saved
+    set_fingerprint(folder, None)
+    loaded = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], folder, allow_base_model_mismatch=True)
+    torch.testing.assert_close(loaded.prompt_encoder["default"].embedding.weight, peft_model.prompt_encoder["default"].embedding.weight)
+
+
+def test_load_adapter_into_another_base_is_refused(saved):
+    """Issue #12 (2): PeftModel.load_adapter into another base model was accepted without any check."""
+    _, folder = saved
+    host = peft.get_peft_model(other_base(), VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    with pytest.raises(ValueError, match=r"trained on another base model: embedding_digest"):
+        host.load_adapter(folder, adapter_name="other")
+
+
+def test_auto_peft_model_checks_the_fingerprint_too(tmp_path):
+    base, _ = common.tiny_model("gpt2")
+    base.save_pretrained(tmp_path / "base")
+    base = type(base).from_pretrained(tmp_path / "base")
+    peft_model = peft.get_peft_model(base, VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    other_base().save_pretrained(tmp_path / "base")  # the weights at the base model's path changed
+    with pytest.raises(ValueError, match=r"trained on another base model"):
+        AutoPeftModelForCausalLM.from_pretrained(tmp_path / "adapter")
+
+
+def test_an_exported_plain_copy_carries_the_fingerprint_and_banks_check_it(saved, tmp_path):
+    peft_model, _ = saved
+    export_prompt_tuning(peft_model, tmp_path / "plain")
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "plain" / "adapter_model.safetensors", framework="pt") as handle:
+        assert json.loads(handle.metadata()["peft_softprompt_ext.base_model_fingerprint"])["vocab_size"] == common.VOCAB_SIZE
+    with pytest.raises(ValueError, match=r"trained on another base model"):
+        serve_prompts(other_base(), {"plain": tmp_path / "plain"})
+    serve_prompts(common.tiny_model("gpt2")[0], {"plain": tmp_path / "plain"})  # its own base model: fine
+
+
+# ------------------------------------------------------------------ (3) no pickle on any path the plugin changes
+PICKLE_PAYLOAD = """
+import os, pickle, torch
+class Planted:
+    def __reduce__(self):
+        return (os.system, ("touch {marker}",))
+torch.save({{"prompt_embeddings": Planted()}}, "{path}")
+"""
+
+
+def plant_pickle(folder, marker):
+    import subprocess
+    import sys
+
+    os.remove(folder / "adapter_model.safetensors")
+    code = PICKLE_PAYLOAD.format(marker=marker, path=folder / "adapter_model.bin")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("path", ["from_pretrained_with_config", "load_adapter", "from_pretrained_no_config_file"])
+def test_a_planted_pickle_never_runs(saved, tmp_path, path):
+    peft_model, folder = saved
+    marker = tmp_path / "pwned"
+    plant_pickle(folder, marker)
+    config = peft_model.peft_config["default"]
+    with pytest.raises(ValueError, match=r"holds only adapter_model.bin \(pickle\)"):
+        if path == "from_pretrained_with_config":
+            PeftModel.from_pretrained(common.tiny_model("gpt2")[0], folder, config=config)
+        elif path == "load_adapter":
+            host, _ = common.make_peft_model("gpt2", "vocab_uniform")
+            host.load_adapter(folder, adapter_name="other")
+        else:
+            os.remove(folder / "adapter_config.json")  # only the pickle left: config given by the caller
+            PeftModel.from_pretrained(common.tiny_model("gpt2")[0], folder, config=config)
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------ (4, 5) values and sizes
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_prompt_values_are_refused(saved, value):
+    _, folder = saved
+    tensors = load_file(folder / "adapter_model.safetensors")
+    tensors["prompt_embeddings"][2, 3] = value
+    save_file(tensors, folder / "adapter_model.safetensors")
+    with pytest.raises(ValueError, match=r"'prompt_embeddings' holds 1 NaN or infinite value"):
+        PeftModel.from_pretrained(common.tiny_model("gpt2")[0], folder)
+
+
+@pytest.mark.parametrize("field,value", [("source_scale", 0.0), ("source_scale", float("nan")), ("target_scale", -1.0)])
+def test_a_projection_with_a_bad_scale_is_refused(tmp_path, field, value):
+    from peft_softprompt_ext import PromptProjection
+
+    folder = common.projection_folder("gpt2")
+    config = json.loads((__import__("pathlib").Path(folder) / "projection_config.json").read_text())
+    config[field] = value
+    import shutil
+
+    shutil.copytree(folder, tmp_path / "projection")
+    (tmp_path / "projection" / "projection_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=rf"{field}=.*expected a finite number > 0"):
+        PromptProjection.from_pretrained(tmp_path / "projection")
+
+
+def test_a_huge_num_virtual_tokens_is_refused_before_allocating(saved):
+    """Issue #12 (5): num_virtual_tokens=10**9 tried to allocate 128 GB before the header was compared."""
+    _, folder = saved
+    config = json.loads((folder / "adapter_config.json").read_text())
+    config["num_virtual_tokens"] = 10**9
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match=r"shape \(5, 32\); expected a float tensor of shape \(1000000000, 32\)"):
+        PeftModel.from_pretrained(common.tiny_model("gpt2")[0], folder)
+    assert time.perf_counter() - started < 10
+
+
+def test_a_token_dim_that_disagrees_with_the_model_is_named(saved):
+    _, folder = saved
+    config = json.loads((folder / "adapter_config.json").read_text())
+    config["token_dim"] = 48
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"token_dim=48 but the base model's embeddings are 32 wide"):
+        PeftModel.from_pretrained(common.tiny_model("gpt2")[0], folder)
+
+
+# ------------------------------------------------------------------ (7) errors that name the field or file
+@pytest.mark.parametrize("kwargs,message", [
+    ({"seed": None}, r"seed must be an integer in 0..2\*\*63-1 .* got None"),
+    ({"seed": 2**70}, r"seed must be an integer .* got 1180591620717411303424"),
+    ({"seed": True}, r"seed must be an integer"),
+    ({"num_frequent_tokens": True}, r"num_frequent_tokens must be a positive integer, got True"),
+    ({"norm_matching": "yes"}, r"norm_matching must be True or False, got 'yes'"),
+    ({"tokenizer_kwargs": "x"}, r"tokenizer_kwargs must be a dict .* got 'x'"),
+])  # fmt: skip
+def test_bad_vocab_sampled_values_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, **kwargs)
+
+
+@pytest.mark.parametrize("value", ["1", True, float("nan"), 0])
+def test_a_bad_attention_temperature_is_named(value):
+    with pytest.raises(ValueError, match=r"attention_temperature must be a number > 0"):
+        MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=["x"], attention_temperature=value)
+
+
+@pytest.mark.parametrize("content,message", [
+    ("[1, 2]", r"adapter_config.json' must hold a JSON object of fields, got a JSON list"),
+    ('{"task_type": "CAUSAL_LM"}', r"field 'peft_type' is None; expected the name of a PEFT method"),
+    ('{"peft_type": "NOT_A_METHOD"}', r"peft_type 'NOT_A_METHOD' is not a method of PEFT .* nor of peft_softprompt_ext"),
+])  # fmt: skip
+def test_a_bad_adapter_config_names_the_file_and_field(saved, content, message):
+    _, folder = saved
+    (folder / "adapter_config.json").write_text(content)
+    with pytest.raises(ValueError, match=message):
+        PeftModel.from_pretrained(common.tiny_model("gpt2")[0], folder)
