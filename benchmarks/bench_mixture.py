@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import peft
 import torch
 
-import peft_softprompt_ext as ext
-from bench_prompt_methods import load_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
+
+import peft_softprompt_ext as ext  # noqa: E402
+from softprompt_bench.embedded_models import load_causal_lm as load_model  # noqa: E402
 
 
 def build_mixture(model, num_tasks: int, num_virtual_tokens: int):

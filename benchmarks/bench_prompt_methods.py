@@ -16,27 +16,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import peft
 import torch
 
-import peft_softprompt_ext as ext
-from peft_softprompt_ext.vocab_sampled import initial_token_rows
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
-
-def load_model(name: str):
-    """(model, tokenizer folder) for an embedded alias, a local folder, or 'tiny-gpt2'."""
-    from transformers import AutoModelForCausalLM, GPT2Config
-
-    if name == "tiny-gpt2":
-        torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=50257, n_embd=64, n_layer=2, n_head=4))
-        return model, None
-    from peft_softprompt_ext.embedded_models import resolve_model
-
-    folder = resolve_model(name)
-    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), folder
+import peft_softprompt_ext as ext  # noqa: E402
+from peft_softprompt_ext.vocab_sampled import initial_token_rows  # noqa: E402
+from softprompt_bench.embedded_models import load_causal_lm as load_model  # noqa: E402
 
 
 def method_configs(tokenizer_dir, num_virtual_tokens: int) -> dict:

@@ -23,21 +23,25 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import peft
 import torch
 
-import peft_softprompt_ext as ext
-from peft_softprompt_ext import classification
-from peft_softprompt_ext.data import label_words, load_task, prompt_template
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
+
+import peft_softprompt_ext as ext  # noqa: E402
+from softprompt_bench import classification
+from softprompt_bench.data import label_words, load_task, prompt_template
 
 
 def load_model(name: str):
     """(model, tokenizer) for an embedded alias or 'tiny-llama' (with the SmolLM2 tokenizer when present)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-    from peft_softprompt_ext.embedded_models import resolve_model
+    from softprompt_bench.embedded_models import resolve_model
 
     folder = resolve_model("smollm2-135m" if name == "tiny-llama" else name)
     tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -2,39 +2,85 @@
 
 `import peft_softprompt_ext` registers the plugin's prompt methods with PEFT, so
 `peft.get_peft_model(model, VocabSampledPromptTuningConfig(...))` works like any PEFT method.
+This module is the top of the plugin: it imports the methods (each registers itself) and installs
+the PEFT wrappers with the plugin's behaviour as their hooks; nothing in the package imports it.
 """
 
-from ._peft_compat import SUPPORTED_PEFT, install_patches, prompt_kv_cache
+from . import persistence, prompt_injection
+from ._peft_compat import SUPPORTED_PEFT, PluginHooks, install_patches
+from .adapter_files import check_finite, check_safetensors_file
+from .atomic_io import atomic_directory_write, atomic_file_write, read_json_object, read_lock
 from .describe import describe_prompt
 from .export import export_prompt_tuning
-from .fingerprint import base_model_fingerprint
+from .fingerprint import base_model_fingerprint, fingerprint_differences
 from .hub import attach_results, build_model_card
 from .mixture import MixturePromptTuningConfig, Mixing, mixing_weights, serve_prompts
-from .shared_prefix import PromptKVCache
-from .projection import ProjectedPromptTuningConfig, PromptProjection, fit_projection, refine_projection
+from .options import Reparameterization, SharedPrefix
+from .projection import (
+    ProjectedPromptTuningConfig,
+    ProjectionFit,
+    PromptProjection,
+    RowNorm,
+    fit_projection,
+    refine_projection,
+)
+from .prompt_encoder import PromptEncoder
+from .shared_prefix import PromptKVCache, prompt_kv_cache
 from .vocab_sampled import VocabSampledPromptEmbedding, VocabSampledPromptTuningConfig, VocabSampling
 
-install_patches()
+install_patches(
+    PluginHooks(
+        causal_lm_forward=prompt_injection.causal_lm_forward,
+        generation_prompts=prompt_injection.generation_prompts,
+        generation_prefix=prompt_injection.generation_prefix,
+        prepare_generation_step=prompt_injection.prepare_causal_generation_step,
+        seq2seq_forward=prompt_injection.seq2seq_forward,
+        seq2seq_generate=prompt_injection.seq2seq_generate,
+        encoder_forward=prompt_injection.encoder_forward,
+        base_model_fingerprint=base_model_fingerprint,
+        save_adapter=persistence.save_adapter,
+        checked_config=persistence.checked_config,
+        reading=persistence.reading,
+        check_weights_file=persistence.check_weights_file,
+        push_adapter=persistence.push_adapter_folder,
+    )
+)
 
 __version__ = "0.1.0"
 __all__ = [
-    "SUPPORTED_PEFT",
+    # methods (each a PEFT config; importing this package registers them)
     "VocabSampledPromptTuningConfig",
+    "VocabSampling",
+    "VocabSampledPromptEmbedding",
     "MixturePromptTuningConfig",
     "Mixing",
+    "ProjectedPromptTuningConfig",
+    "SharedPrefix",
+    "Reparameterization",
+    # working with prompts
     "mixing_weights",
     "serve_prompts",
-    "ProjectedPromptTuningConfig",
     "PromptProjection",
+    "ProjectionFit",
+    "RowNorm",
     "fit_projection",
     "refine_projection",
-    "VocabSampledPromptEmbedding",
-    "VocabSampling",
-    "attach_results",
-    "base_model_fingerprint",
-    "build_model_card",
     "describe_prompt",
     "export_prompt_tuning",
     "prompt_kv_cache",
     "PromptKVCache",
+    "PromptEncoder",
+    # sharing and trust
+    "attach_results",
+    "base_model_fingerprint",
+    "fingerprint_differences",
+    "build_model_card",
+    # all-or-nothing files (also used by the bench's checkpoints)
+    "atomic_directory_write",
+    "atomic_file_write",
+    "read_lock",
+    "read_json_object",
+    "check_safetensors_file",
+    "check_finite",
+    "SUPPORTED_PEFT",
 ]

@@ -1,20 +1,21 @@
-"""The ONLY module that touches PEFT internals.
+"""The seam: the ONLY module that touches PEFT internals.
 
-PEFT 0.21's seam for third-party prompt methods is narrow (see README, "How the plugin hooks
-into PEFT"): `PeftType` is a closed enum, `PeftModel._setup_prompt_encoder` dispatches on a
-hard-coded list, `from_pretrained(is_trainable=True)` refuses prompt methods, seq2seq generate
-raises for unknown prompt types and causal `generate(use_cache=True)` re-feeds the virtual tokens
-at every step under transformers 5. Everything the plugin does about that lives here:
+PEFT 0.21's seam for third-party prompt methods is narrow (README, "The PEFT seam"). This module
+holds exactly what meets PEFT, and nothing of the plugin's own policy:
 
-* `check_peft_version` refuses a PEFT release outside `SUPPORTED_PEFT` at import time;
-* `register_prompt_method` adds an enum member and registers config + encoder with PEFT;
-* `PluginPromptEncoder` is the base of every plugin encoder (PEFT's state-dict hooks);
-* `install_patches` wraps a fixed list of `PeftModel` methods (`PATCHED_METHODS`). Each wrapper
-  runs PEFT's own code unless the active adapter is a plugin method, so vanilla PEFT behaves
-  exactly as before. The plugin's own behaviour is in `prompt_injection.py`, which knows nothing
-  about PEFT.
+* the version guard (`SUPPORTED_PEFT`), checked at import;
+* PEFT's names: adapter file names, the PROMPT_TUNING tensor name, task and PEFT types;
+* registration (`register_prompt_method`): an enum member and PEFT's mappings per method;
+* `PeftEncoderHooks`: the two hooks PEFT calls on a prompt encoder to save and load it;
+* accessors: what a plugin module may ask of a PeftModel (its encoder, config, embeddings, the
+  `PromptParts` of a call, a plain PROMPT_TUNING config, trained head tensors, ...);
+* the wrapped and added `PeftModel` methods (`PATCHED_METHODS`, `ADDED_METHODS`). Each runs
+  PEFT's own code unless the adapter is a plugin method; then it calls the plugin's behaviour
+  through `PluginHooks`, which `peft_softprompt_ext/__init__.py` installs (injection in
+  `prompt_injection.py`, saving / loading / pushing in `persistence.py`).
 
-`tests/test_peft_compat.py` fails loudly when any of these assumptions stops holding.
+This module imports nothing of the plugin but the PEFT-free utilities `atomic_io` and `sources`.
+`tests/test_peft_compat.py` fails loudly when any PEFT assumption stops holding.
 """
 
 from __future__ import annotations
@@ -23,11 +24,16 @@ import contextlib
 import functools
 import inspect
 import os
+from dataclasses import dataclass
+from typing import Callable
 
 import peft
 import torch
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
+
+from . import sources
+from .atomic_io import read_json_object
 
 # Keep equal to the `peft` requirement in pyproject.toml (a test checks it).
 SUPPORTED_PEFT = SpecifierSet(">=0.21.2,<0.22")
@@ -45,9 +51,9 @@ def check_peft_version(version: str | None = None) -> None:
 
 check_peft_version()
 
-# These imports are the PEFT internals we depend on; they come after the version check so an
-# unsupported PEFT fails with the message above rather than an obscure ImportError.
-from peft import PeftConfig, PeftModel  # noqa: E402
+# The PEFT internals we depend on; imported after the version check so an unsupported PEFT fails
+# with the message above rather than an obscure ImportError.
+from peft import PeftConfig, PeftModel, PromptTuningConfig, get_peft_model, get_peft_model_state_dict  # noqa: E402
 from peft.config import PromptLearningConfig  # noqa: E402
 from peft.mapping import (  # noqa: E402
     PEFT_TYPE_TO_CONFIG_MAPPING,
@@ -61,25 +67,15 @@ from peft.peft_model import (  # noqa: E402
 )
 from peft.tuners.tuners_utils import BasePromptEncoder  # noqa: E402
 from peft.utils import PeftType, TaskType, register_peft_method  # noqa: E402
+from peft.utils.other import AuxiliaryTrainingWrapper  # noqa: E402
 
-from . import prompt_injection  # noqa: E402
+# PEFT's file names and the tensor name of a PROMPT_TUNING adapter ([P, token_dim]).
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+PICKLE_WEIGHTS_NAME = "adapter_model.bin"
+PROMPT_TUNING_TENSOR = "prompt_embeddings"
 
-__all__ = [
-    "PromptLearningConfig",
-    "PluginPromptEncoder",
-    "PeftType",
-    "TaskType",
-    "SUPPORTED_PEFT",
-    "PLUGIN_PEFT_TYPES",
-    "register_prompt_method",
-    "is_plugin_config",
-    "install_patches",
-    "prompt_encoder_of",
-    "prompt_kv_cache",
-    "input_embeddings_of",
-]
-
-SUPPORTED_TASK_TYPES = (TaskType.CAUSAL_LM, TaskType.SEQ_2_SEQ_LM, TaskType.SEQ_CLS)
+SUPPORTED_TASK_TYPES = ("CAUSAL_LM", "SEQ_2_SEQ_LM", "SEQ_CLS")
 # Names of the PEFT types this plugin registered, e.g. {"VOCAB_SAMPLED_PROMPT_TUNING"}.
 PLUGIN_PEFT_TYPES: set[str] = set()
 _PATCH_MARKER = "__peft_softprompt_ext_original__"
@@ -125,35 +121,34 @@ def register_prompt_method(name: str, config_cls: type, encoder_cls: type) -> Pe
     return peft_type
 
 
+def registered_methods() -> dict[str, tuple[type, type]]:
+    """PEFT type -> (config class, encoder class) of every registered plugin method."""
+    return {name: (PEFT_TYPE_TO_CONFIG_MAPPING[name], PEFT_TYPE_TO_TUNER_MAPPING[name]) for name in sorted(PLUGIN_PEFT_TYPES)}
+
+
+def peft_type_name(config) -> str:
+    peft_type = getattr(config, "peft_type", None)
+    return str(getattr(peft_type, "value", peft_type))
+
+
+def task_type_name(config) -> str:
+    task_type = getattr(config, "task_type", None)
+    return str(getattr(task_type, "value", task_type))
+
+
 def is_plugin_config(config) -> bool:
     """True if `config` is a config of one of this plugin's methods."""
-    peft_type = getattr(config, "peft_type", None)
-    return peft_type is not None and str(getattr(peft_type, "value", peft_type)) in PLUGIN_PEFT_TYPES
+    return getattr(config, "peft_type", None) is not None and peft_type_name(config) in PLUGIN_PEFT_TYPES
 
 
 def validate_task_type(task_type) -> None:
     """Plugin methods support CAUSAL_LM, SEQ_2_SEQ_LM and SEQ_CLS; anything else is refused."""
-    supported = [t.value for t in SUPPORTED_TASK_TYPES]
-    if task_type is None or str(getattr(task_type, "value", task_type)) not in supported:
-        raise ValueError(f"task_type={task_type!r} is not supported by peft_softprompt_ext; expected one of {supported}.")
+    if task_type is None or str(getattr(task_type, "value", task_type)) not in SUPPORTED_TASK_TYPES:
+        raise ValueError(f"task_type={task_type!r} is not supported by peft_softprompt_ext; expected one of {list(SUPPORTED_TASK_TYPES)}.")
 
 
-# --------------------------------------------------------------------------- encoder base
-class PluginPromptEncoder(BasePromptEncoder):
-    """Base class of every plugin prompt encoder.
-
-    Subclasses implement:
-      * `forward(batch_size, task_ids=None, inputs_embeds=None, attention_mask=None)`
-        -> prompts [batch_size, num_virtual_tokens, token_dim];
-      * `adapter_state_dict()` -> the tensors to save (safetensors names -> tensors);
-      * `expected_state_shapes(config)` (classmethod) -> those tensors' names and shapes, checked
-        against a file's header before anything is built;
-      * `load_adapter_state(state_dict)`: validate names, shapes and values, then load.
-    Encoders whose prompts do not depend on the input also set `prompts_are_shared = True` and
-    implement `shared_prompts(batch_size, task_ids)` -> (distinct prompts [T, P, D], row -> prompt
-    index [batch_size]), which enables shared-prefix execution (`shared_prefix.py`).
-    PEFT calls the two class-level hooks below when it saves and loads an adapter.
-    """
+class PeftEncoderHooks(BasePromptEncoder):
+    """PEFT's save/load hooks of a prompt encoder, routed to `adapter_state_dict()` / `load_adapter_state()`."""
 
     @classmethod
     def _get_adapter_state_dict(cls, model, config, adapter_name, state_dict, unwanted_adapter_names):
@@ -162,64 +157,24 @@ class PluginPromptEncoder(BasePromptEncoder):
     def _load_adapter_state_dict(self, state_dict):
         self.load_adapter_state(state_dict)
 
-    prompts_are_shared = False
-
-    def set_trainable(self) -> None:
-        """Make the trainable part of the encoder require grad (all parameters by default)."""
-        for parameter in self.parameters():
-            parameter.requires_grad_(True)
-
 
 # --------------------------------------------------------------------------- accessors
-def prompt_encoder_of(peft_model, adapter_name: str | None = None) -> PluginPromptEncoder:
+def is_peft_model(model) -> bool:
+    return isinstance(model, PeftModel)
+
+
+def new_peft_model(model, config, adapter_name: str = "default"):
+    """`peft.get_peft_model` (for plugin code that builds a PeftModel, e.g. serving)."""
+    return get_peft_model(model, config, adapter_name=adapter_name)
+
+
+def prompt_encoder_of(peft_model, adapter_name: str | None = None) -> torch.nn.Module:
     """The prompt encoder of `adapter_name` (default: the active adapter) of a PeftModel."""
     adapter_name = adapter_name or peft_model.active_adapter
     if not hasattr(peft_model, "prompt_encoder") or adapter_name not in peft_model.prompt_encoder:
         known = list(getattr(peft_model, "prompt_encoder", {}).keys())
         raise ValueError(f"adapter_name={adapter_name!r} is not a prompt adapter of this model; known: {known}.")
     return peft_model.prompt_encoder[adapter_name]
-
-
-def input_embeddings_of(model) -> torch.nn.Module:
-    """The input-embedding module of a PeftModel's base model (or of a plain transformers model)."""
-    base = model.get_base_model() if isinstance(model, PeftModel) else model
-    return base.get_input_embeddings()
-
-
-def prompt_table_of(peft_model, adapter_name: str | None = None, task: int | None = None) -> torch.Tensor:
-    """The prompt [num_virtual_tokens, token_dim] an adapter feeds the model (plugin or vanilla PROMPT_TUNING)."""
-    config = adapter_config_of(peft_model, adapter_name)
-    encoder = prompt_encoder_of(peft_model, adapter_name)
-    if isinstance(encoder, PluginPromptEncoder):
-        return encoder.prompt_table(task)
-    if config.peft_type == PeftType.PROMPT_TUNING:
-        return encoder.embedding.weight[: config.num_virtual_tokens]  # seq2seq: the encoder half
-    raise ValueError(f"Adapter of PEFT type {config.peft_type} has no prompt table; expected a prompt-tuning method.")
-
-
-def prompt_kv_cache(peft_model, adapter_name: str | None = None, output_hidden_states: bool = False):
-    """The keys/values of a causal LM's plugin prompt (every task's), computed once and reused.
-
-    Example:
-        >>> cache = prompt_kv_cache(peft_model)
-        >>> peft_model(input_ids=ids, attention_mask=mask, prompt_cache=cache)
-        >>> peft_model.generate(input_ids=ids, attention_mask=mask, prompt_cache=cache)
-
-    The model also keeps and reuses this cache by itself at inference (`shared_prefix="auto"`);
-    passing it explicitly makes a stale or foreign cache an error instead of a recomputation.
-    """
-    config = adapter_config_of(peft_model, adapter_name)
-    if not is_plugin_config(config) or str(getattr(config.task_type, "value", config.task_type)) != "CAUSAL_LM":
-        raise ValueError(f"prompt_kv_cache needs a CAUSAL_LM plugin prompt adapter; got {config.peft_type} / {config.task_type}.")
-    encoder = prompt_encoder_of(peft_model, adapter_name)
-    from . import shared_prefix
-
-    shared_prefix.use_shared_prefix("on", _plugin_parts(peft_model, adapter_name))
-    first_task = torch.zeros(1, dtype=torch.long)
-    with torch.no_grad():
-        cache, _ = shared_prefix.prefix_for(peft_model.base_model, encoder, 1, first_task, peft_model.word_embeddings.weight.dtype,
-                                            output_hidden_states=output_hidden_states)  # fmt: skip
-    return cache
 
 
 def adapter_config_of(peft_model, adapter_name: str | None = None):
@@ -229,7 +184,152 @@ def adapter_config_of(peft_model, adapter_name: str | None = None):
     return peft_model.peft_config[adapter_name]
 
 
-# --------------------------------------------------------------------------- patched methods
+def adapter_names(peft_model) -> list[str]:
+    return list(peft_model.peft_config)
+
+
+def active_adapter_of(peft_model) -> str:
+    return peft_model.active_adapter
+
+
+def input_embeddings_of(model) -> torch.nn.Module:
+    """The input-embedding module of a PeftModel's base model (or of a plain transformers model)."""
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    return base.get_input_embeddings()
+
+
+def innermost_model(model) -> torch.nn.Module:
+    """The transformers model under any number of PeftModel wrappers (e.g. a prompt over a LoRA model)."""
+    while isinstance(model, PeftModel):
+        model = model.get_base_model()
+    return model
+
+
+def prompt_table_of(peft_model, adapter_name: str | None = None, task=None) -> torch.Tensor:
+    """The prompt [num_virtual_tokens, token_dim] an adapter feeds the model (plugin or vanilla PROMPT_TUNING)."""
+    config = adapter_config_of(peft_model, adapter_name)
+    encoder = prompt_encoder_of(peft_model, adapter_name)
+    if is_plugin_config(config):
+        return encoder.prompt_table(task)
+    if config.peft_type == PeftType.PROMPT_TUNING:
+        return encoder.embedding.weight[: config.num_virtual_tokens]  # seq2seq: the encoder half
+    raise ValueError(f"Adapter of PEFT type {config.peft_type} has no prompt table; expected a prompt-tuning method.")
+
+
+def plain_prompt_tuning_config(config, num_virtual_tokens: int, token_dim: int) -> PromptTuningConfig:
+    """A PROMPT_TUNING config for the same base model and task as plugin config `config`."""
+    return PromptTuningConfig(
+        task_type=config.task_type,
+        num_virtual_tokens=num_virtual_tokens,
+        token_dim=token_dim,
+        num_transformer_submodules=1,  # plugin prompts sit in front of the (encoder) input only
+        num_attention_heads=config.num_attention_heads,
+        num_layers=config.num_layers,
+        base_model_name_or_path=config.base_model_name_or_path,
+        revision=config.revision,
+        modules_to_save=sorted(set(config.modules_to_save)) if config.modules_to_save else None,
+        inference_mode=True,
+    )
+
+
+def trained_head_tensors(peft_model, adapter_name: str) -> dict[str, torch.Tensor]:
+    """Tensors PEFT saves beside a prompt (e.g. a SEQ_CLS classifier head), keyed as PEFT saves them."""
+    state = get_peft_model_state_dict(peft_model, adapter_name=adapter_name)
+    return {name: tensor.detach().cpu().contiguous() for name, tensor in state.items() if name.startswith("base_model.")}
+
+
+def make_adapter_trainable(peft_model, adapter_name: str) -> None:
+    """Unfreeze a loaded plugin adapter: its prompt encoder and its trained head copies (modules_to_save)."""
+    peft_model.peft_config[adapter_name].inference_mode = False
+    peft_model.prompt_encoder[adapter_name].set_trainable()
+    for module in peft_model.modules():
+        if isinstance(module, AuxiliaryTrainingWrapper):
+            module.set_requires_grad(adapter_name, True)
+
+
+@dataclass
+class PromptParts:
+    """What putting a prompt in front of a model's input needs, taken from a PeftModel once per call."""
+
+    base_model: torch.nn.Module  # what the prompt goes in front of (a transformers model, or a nested PeftModel)
+    input_embeddings: torch.nn.Module  # the base model's input-embedding module
+    encoder: torch.nn.Module  # a `prompt_encoder.PromptEncoder`
+    num_virtual_tokens: int
+    shared_prefix: str = "off"  # "auto" | "on" | "off" (see shared_prefix.py)
+    # The transformers model class under any adapter wrappers: its forward signature says which
+    # arguments (position_ids, cache) reach the model, also through a LoRA PeftModel's **kwargs.
+    model_class: type | None = None
+    nested_adapters: bool = False  # base_model is itself a PeftModel (e.g. a LoRA under the prompt)
+    peft_model: torch.nn.Module | None = None  # the whole PeftModel (to ask whether anything trains)
+
+
+def plugin_parts(peft_model, adapter_name: str | None = None) -> PromptParts:
+    adapter_name = adapter_name or peft_model.active_adapter
+    config = peft_model.peft_config[adapter_name]
+    return PromptParts(
+        base_model=peft_model.base_model,
+        input_embeddings=peft_model.word_embeddings,
+        encoder=peft_model.prompt_encoder[adapter_name],
+        num_virtual_tokens=config.num_virtual_tokens,
+        shared_prefix=str(getattr(config.shared_prefix, "value", config.shared_prefix)),
+        model_class=type(innermost_model(peft_model.base_model)),
+        nested_adapters=isinstance(peft_model.base_model, PeftModel),
+        peft_model=peft_model,
+    )
+
+
+def peft_type_of(model_id, config=None, kwargs: dict | None = None) -> str:
+    """The PEFT type an adapter declares; a missing, malformed or unknown one is an error naming it."""
+    kwargs = kwargs or {}
+    if config is not None:
+        return peft_type_name(config)
+    subfolder = kwargs.get("subfolder")
+    if not sources.is_local(model_id, subfolder):
+        return PeftConfig._get_peft_type(model_id, **_hub_kwargs(kwargs))
+    path = os.path.join(sources.folder_of(model_id, subfolder), ADAPTER_CONFIG_NAME)
+    if not os.path.isfile(path):
+        return ""  # PEFT then says "Can't find 'adapter_config.json'", as it always has
+    peft_type = read_json_object(path, "Adapter config").get("peft_type")
+    if not isinstance(peft_type, str) or not peft_type:
+        raise ValueError(f"Adapter config {path!r}: field 'peft_type' is {peft_type!r}; expected the name of a PEFT method, "
+                         "e.g. 'PROMPT_TUNING'.")  # fmt: skip
+    if peft_type not in PEFT_TYPE_TO_CONFIG_MAPPING:
+        raise ValueError(
+            f"Adapter config {path!r}: peft_type {peft_type!r} is not a method of PEFT {peft.__version__} nor of "
+            f"peft_softprompt_ext (plugin methods: {sorted(PLUGIN_PEFT_TYPES)}); was it saved by a newer release?"
+        )
+    return peft_type
+
+
+def _hub_kwargs(kwargs) -> dict:
+    return {k: kwargs[k] for k in ("subfolder", "revision", "cache_dir", "token") if kwargs.get(k) is not None}
+
+
+# --------------------------------------------------------------------------- the plugin's behaviour
+@dataclass
+class PluginHooks:
+    """What happens where a wrapped PEFT method meets a plugin adapter. Installed by the package's
+    `__init__` (`install_patches(hooks)`), so this module never imports the plugin's behaviour."""
+
+    causal_lm_forward: Callable  # (parts, *args, **kwargs) -> model output
+    generation_prompts: Callable  # (parts, args, kwargs) -> prompts [B, P, D] fixed for one generate call
+    generation_prefix: Callable  # (parts, args, kwargs, prompt_cache) -> shared prefix or None
+    prepare_generation_step: Callable  # (parts, model_inputs, task_ids, prompts, prefix) -> model_inputs
+    seq2seq_forward: Callable
+    seq2seq_generate: Callable
+    encoder_forward: Callable
+    base_model_fingerprint: Callable  # (base_model) -> dict, saved in a new adapter's config
+    save_adapter: Callable  # (peft_model, save_directory, write_peft_files, selected_adapters, safe_serialization)
+    checked_config: Callable  # (model_id, base_model, config_class, encoder_class, config, allow, subfolder, hub, kwargs)
+    reading: Callable  # (model_id, subfolder) -> context manager held while PEFT reads the files
+    check_weights_file: Callable  # (model_id, subfolder, hub_kwargs) -> path of a checked safetensors file
+    push_adapter: Callable  # (peft_model, **push_to_hub options) -> commit info
+
+
+_hooks: PluginHooks | None = None
+
+
+# --------------------------------------------------------------------------- wrapped methods
 def _setup_prompt_encoder(original, self, adapter_name):
     config = self.peft_config[adapter_name]
     if not is_plugin_config(config):
@@ -239,10 +339,8 @@ def _setup_prompt_encoder(original, self, adapter_name):
     for parameter in self.base_model.parameters():
         parameter.requires_grad_(False)
     config.num_transformer_submodules = 1  # plugin prompts go in front of the (encoder) input only
-    if getattr(config, "base_model_fingerprint", "absent") is None:
-        from .fingerprint import base_model_fingerprint
-
-        config.base_model_fingerprint = base_model_fingerprint(self.base_model)
+    if config.base_model_fingerprint is None:  # a new adapter (a loaded one was checked and keeps its own)
+        config.base_model_fingerprint = _hooks.base_model_fingerprint(self.base_model)
     self.word_embeddings = self.base_model.get_input_embeddings()
     if not hasattr(self, "prompt_encoder"):
         self.prompt_encoder = torch.nn.ModuleDict({})
@@ -257,32 +355,6 @@ def _get_prompt(original, self, batch_size, task_ids=None, max_cache_len=None):
     if not is_plugin_config(self.active_peft_config):
         return original(self, batch_size, task_ids=task_ids, max_cache_len=max_cache_len)
     return self.prompt_encoder[self.active_adapter](batch_size, task_ids=task_ids)
-
-
-def innermost_model(model) -> torch.nn.Module:
-    """The transformers model under any number of PeftModel wrappers (e.g. a prompt over a LoRA model)."""
-    while isinstance(model, PeftModel):
-        model = model.get_base_model()
-    return model
-
-
-def _plugin_parts(self, adapter_name: str | None = None) -> prompt_injection.PromptParts:
-    adapter_name = adapter_name or self.active_adapter
-    config = self.peft_config[adapter_name]
-    return prompt_injection.PromptParts(
-        base_model=self.base_model,
-        word_embeddings=self.word_embeddings,
-        encoder=self.prompt_encoder[adapter_name],
-        num_virtual_tokens=config.num_virtual_tokens,
-        shared_prefix=getattr(config, "shared_prefix", "off"),
-        model_class=type(innermost_model(self.base_model)),
-        nested_adapters=isinstance(self.base_model, PeftModel),
-    )
-
-
-def _runs_plugin(self) -> bool:
-    """Whether this call is the plugin's: a plugin adapter is active and not disabled."""
-    return is_plugin_config(self.active_peft_config) and not self._adapters_disabled
 
 
 _PLUGIN_ONLY_KWARGS = ("task_ids", "prompt_cache")
@@ -303,25 +375,17 @@ def _disabled_call(original, self, method: str, args, kwargs):
     return getattr(self.get_base_model(), method)(*positional, **call)
 
 
-def _refuse_training_nothing(self, kwargs) -> None:
-    """A training forward (train mode, gradients on, labels) of a model where nothing requires a gradient
-    would fail later in backward with torch's 'does not require grad'; say why here instead."""
-    if self.training and torch.is_grad_enabled() and kwargs.get("labels") is not None:
-        if not any(parameter.requires_grad for parameter in self.parameters()):
-            raise ValueError(
-                f"Nothing in this model trains: no parameter of adapter {self.active_adapter!r} requires a gradient "
-                "(mixing='one_hot' serves fixed prompts). Train each prompt as its own adapter and serve them with "
-                "mixing='one_hot', or run inference with model.eval() / torch.no_grad()."
-            )
+def _forward(hook_name: str):
+    """A forward wrapper: PEFT's own for other adapters, the base model's when disabled, else the hook."""
 
+    def wrapper(original, self, *args, **kwargs):
+        if not is_plugin_config(self.active_peft_config):
+            return original(self, *args, **kwargs)
+        if self._adapters_disabled:
+            return _disabled_call(original, self, "__call__", args, kwargs)
+        return getattr(_hooks, hook_name)(plugin_parts(self), *args, **kwargs)
 
-def _causal_forward(original, self, *args, **kwargs):
-    if not is_plugin_config(self.active_peft_config):
-        return original(self, *args, **kwargs)
-    if self._adapters_disabled:
-        return _disabled_call(original, self, "__call__", args, kwargs)
-    _refuse_training_nothing(self, kwargs)
-    return prompt_injection.causal_lm_forward(_plugin_parts(self), *args, **kwargs)
+    return wrapper
 
 
 def _causal_generate(original, self, *args, **kwargs):
@@ -331,10 +395,10 @@ def _causal_generate(original, self, *args, **kwargs):
         return _disabled_call(original, self, "generate", args, kwargs)
     # The prompt is computed once from the original input, so it stays the same at every step with
     # or without a cache (input-dependent mixing would otherwise see the generated tokens too).
-    parts = _plugin_parts(self)
+    parts = plugin_parts(self)
     prompt_cache = kwargs.pop("prompt_cache", None)
-    self._plugin_generation_prompts = prompt_injection.generation_prompts(parts, args, kwargs)
-    self._plugin_generation_prefix = prompt_injection.generation_prefix(parts, args, kwargs, prompt_cache)
+    self._plugin_generation_prompts = _hooks.generation_prompts(parts, args, kwargs)
+    self._plugin_generation_prefix = _hooks.generation_prefix(parts, args, kwargs, prompt_cache)
     try:
         return original(self, *args, **kwargs)
     finally:
@@ -347,16 +411,7 @@ def _causal_prepare_inputs_for_generation(original, self, *args, task_ids=None, 
     model_inputs = self.base_model_prepare_inputs_for_generation(*args, **kwargs)
     fixed = getattr(self, "_plugin_generation_prompts", None)
     prefix = getattr(self, "_plugin_generation_prefix", None)
-    return prompt_injection.prepare_causal_generation_step(_plugin_parts(self), model_inputs, task_ids, fixed, prefix)
-
-
-def _seq2seq_forward(original, self, *args, **kwargs):
-    if not is_plugin_config(self.active_peft_config):
-        return original(self, *args, **kwargs)
-    if self._adapters_disabled:
-        return _disabled_call(original, self, "__call__", args, kwargs)
-    _refuse_training_nothing(self, kwargs)
-    return prompt_injection.seq2seq_forward(_plugin_parts(self), *args, **kwargs)
+    return _hooks.prepare_generation_step(plugin_parts(self), model_inputs, task_ids, fixed, prefix)
 
 
 def _seq2seq_generate(original, self, *args, **kwargs):
@@ -364,16 +419,7 @@ def _seq2seq_generate(original, self, *args, **kwargs):
         return original(self, *args, **kwargs)
     if self._adapters_disabled:
         return _disabled_call(original, self, "generate", args, kwargs)
-    return prompt_injection.seq2seq_generate(_plugin_parts(self), *args, **kwargs)
-
-
-def _seq_cls_forward(original, self, *args, **kwargs):
-    if not is_plugin_config(self.active_peft_config):
-        return original(self, *args, **kwargs)
-    if self._adapters_disabled:
-        return _disabled_call(original, self, "__call__", args, kwargs)
-    _refuse_training_nothing(self, kwargs)
-    return prompt_injection.encoder_forward(_plugin_parts(self), *args, **kwargs)
+    return _hooks.seq2seq_generate(plugin_parts(self), *args, **kwargs)
 
 
 @contextlib.contextmanager
@@ -402,72 +448,28 @@ def _get_prompt_embedding_to_save(original, self, adapter_name, task=None):
         return self.prompt_encoder[adapter_name].prompt_table(task).detach().cpu()
 
 
-def make_adapter_trainable(peft_model, adapter_name: str) -> None:
-    """Unfreeze a loaded plugin adapter: its prompt encoder and its trained head copies (modules_to_save)."""
-    from peft.utils.other import AuxiliaryTrainingWrapper
-
-    peft_model.peft_config[adapter_name].inference_mode = False
-    peft_model.prompt_encoder[adapter_name].set_trainable()
-    for module in peft_model.modules():
-        if isinstance(module, AuxiliaryTrainingWrapper):
-            module.set_requires_grad(adapter_name, True)
+def _has_plugin_adapter(self) -> bool:
+    return any(is_plugin_config(config) for config in self.peft_config.values())
 
 
 def _save_pretrained(original, self, save_directory, *args, **kwargs):
-    if not any(is_plugin_config(config) for config in self.peft_config.values()):
+    if not _has_plugin_adapter(self):
         return original(self, save_directory, *args, **kwargs)
-    from . import persistence
-    from .hub import write_sharing_files
-
-    persistence.save_adapter(
-        save_directory,
-        write_peft_files=lambda staging: original(self, staging, *args, **kwargs),
-        write_sharing_files=lambda staging: write_sharing_files(self, staging, kwargs.get("selected_adapters")),
-        safe_serialization=kwargs.get("safe_serialization", True),
-    )
-
-
-def _hub_kwargs(kwargs) -> dict:
-    return {k: kwargs[k] for k in ("subfolder", "revision", "cache_dir", "token") if kwargs.get(k) is not None}
-
-
-def _peft_type_of(model_id, config, kwargs) -> str | None:
-    """The PEFT type an adapter declares; a missing, malformed or unknown one is an error naming it."""
-    from .adapter_files import peft_type_field, read_local_adapter_config
-
-    if config is not None:
-        return str(getattr(config.peft_type, "value", config.peft_type))
-    local = read_local_adapter_config(model_id, subfolder=kwargs.get("subfolder"))
-    if local is None:
-        return PeftConfig._get_peft_type(model_id, **_hub_kwargs(kwargs))
-    source = f"Adapter config of {os.fspath(model_id)!r}"
-    peft_type = peft_type_field(local, source)
-    if peft_type not in PEFT_TYPE_TO_CONFIG_MAPPING:
-        raise ValueError(
-            f"{source}: peft_type {peft_type!r} is not a method of PEFT {peft.__version__} nor of peft_softprompt_ext "
-            f"(plugin methods: {sorted(PLUGIN_PEFT_TYPES)}); was it saved by a newer release?"
-        )
-    return peft_type
+    _hooks.save_adapter(self, save_directory, lambda staging: original(self, staging, *args, **kwargs),
+                        kwargs.get("selected_adapters"), kwargs.get("safe_serialization", True))  # fmt: skip
 
 
 def _checked_plugin_config(peft_type, model_id, base_model, config, allow_base_model_mismatch, kwargs):
-    from . import persistence
-
-    return persistence.checked_config(
-        model_id, base_model, PEFT_TYPE_TO_CONFIG_MAPPING[peft_type], PEFT_TYPE_TO_TUNER_MAPPING[peft_type], config=config,
-        allow_base_model_mismatch=allow_base_model_mismatch, subfolder=kwargs.get("subfolder"),
-        hub_kwargs=_hub_kwargs(kwargs), config_kwargs=kwargs,
-    )  # fmt: skip
+    return _hooks.checked_config(model_id, base_model, PEFT_TYPE_TO_CONFIG_MAPPING[peft_type], PEFT_TYPE_TO_TUNER_MAPPING[peft_type],
+                                 config, allow_base_model_mismatch, kwargs.get("subfolder"), _hub_kwargs(kwargs), kwargs)  # fmt: skip
 
 
 def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_trainable=False, config=None,
                      allow_base_model_mismatch=False, **kwargs):  # fmt: skip
-    peft_type = _peft_type_of(model_id, config, kwargs)
-    if str(peft_type) not in PLUGIN_PEFT_TYPES:
+    peft_type = peft_type_of(model_id, config, kwargs)
+    if peft_type not in PLUGIN_PEFT_TYPES:
         return original(model, model_id, adapter_name=adapter_name, is_trainable=is_trainable, config=config, **kwargs)
-    from . import persistence
-
-    with persistence.reading(model_id, kwargs.get("subfolder")):
+    with _hooks.reading(model_id, kwargs.get("subfolder")):
         config = _checked_plugin_config(peft_type, model_id, model, config, allow_base_model_mismatch, kwargs)
         # PEFT refuses is_trainable=True for every prompt method; ours resume training: load frozen, then unfreeze.
         peft_model = original(model, model_id, adapter_name=adapter_name, is_trainable=False, config=config, **kwargs)
@@ -481,15 +483,12 @@ def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_
 
 def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *args, allow_base_model_mismatch=False, **kwargs):
     """PEFT's load_adapter, with a plugin adapter's files and fingerprint checked and is_trainable=True allowed."""
-    peft_type = _peft_type_of(model_id, None, kwargs)
-    if str(peft_type) not in PLUGIN_PEFT_TYPES:
+    peft_type = peft_type_of(model_id, None, kwargs)
+    if peft_type not in PLUGIN_PEFT_TYPES:
         return original(self, model_id, adapter_name, is_trainable, *args, **kwargs)
-    from . import persistence
-    from .adapter_files import check_adapter_files
-
-    with persistence.reading(model_id, kwargs.get("subfolder")):
+    with _hooks.reading(model_id, kwargs.get("subfolder")):
         if adapter_name in self.peft_config:  # from_pretrained made (and checked) the adapter: only its weights load here
-            check_adapter_files(model_id, subfolder=kwargs.get("subfolder"), hub_kwargs=_hub_kwargs(kwargs))
+            _hooks.check_weights_file(model_id, kwargs.get("subfolder"), _hub_kwargs(kwargs))
             result = original(self, model_id, adapter_name, False, *args, **kwargs)
         else:  # PEFT's load_adapter reads the config again; ours is checked, then written over PEFT's
             config = _checked_plugin_config(peft_type, model_id, self.base_model, None, allow_base_model_mismatch, kwargs)
@@ -500,16 +499,17 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
     return result
 
 
-def _has_plugin_adapter(self) -> bool:
-    return any(is_plugin_config(config) for config in self.peft_config.values())
+def _push_to_hub(original, self, repo_id, *args, **kwargs):
+    if not _has_plugin_adapter(self):
+        return original(self, repo_id, *args, **kwargs)
+    return _hooks.push_adapter(self, **_bound_kwargs(original, self, (repo_id, *args), kwargs))
 
 
 def _merge_and_unload(self, *args, **kwargs):
     if not _has_plugin_adapter(self):
         return self.base_model.merge_and_unload(*args, **kwargs)  # what PeftModel.__getattr__ resolved before
-    peft_type = self.active_peft_config.peft_type
     raise ValueError(
-        f"A soft prompt ({getattr(peft_type, 'value', peft_type)}) cannot be merged into the base model's weights: it "
+        f"A soft prompt ({peft_type_name(self.active_peft_config)}) cannot be merged into the base model's weights: it "
         "is an input the model reads, not a change to a weight. Keep the PeftModel for inference, write a plain PEFT "
         "PROMPT_TUNING adapter with peft_softprompt_ext.export_prompt_tuning(model, folder), or call model.unload() "
         "for the untouched base model."
@@ -527,29 +527,10 @@ def _auto_from_pretrained(original, cls, pretrained_model_name_or_path, *args, *
     from_pretrained too (it addresses the adapter); resolve the adapter folder first instead."""
     subfolder = kwargs.pop("subfolder", None)
     if subfolder:
-        pretrained_model_name_or_path = _adapter_folder(pretrained_model_name_or_path, subfolder, kwargs)
+        hub = {k: kwargs[k] for k in ("cache_dir", "token") if kwargs.get(k) is not None}
+        pretrained_model_name_or_path = sources.local_folder(pretrained_model_name_or_path, [ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME],
+                                                             subfolder, kwargs.get("revision"), hub)  # fmt: skip
     return original(pretrained_model_name_or_path, *args, **kwargs)
-
-
-def _adapter_folder(model_id, subfolder: str, kwargs: dict) -> str:
-    """A local folder holding the adapter at `model_id`/`subfolder` (a Hub repo's files are downloaded)."""
-    local = os.path.join(os.fspath(model_id), subfolder)
-    if os.path.isdir(local):
-        return local
-    from huggingface_hub import hf_hub_download
-
-    hub = {k: kwargs[k] for k in ("revision", "cache_dir", "token") if kwargs.get(k) is not None}
-    config_path = hf_hub_download(os.fspath(model_id), "adapter_config.json", subfolder=subfolder, **hub)
-    hf_hub_download(os.fspath(model_id), "adapter_model.safetensors", subfolder=subfolder, **hub)
-    return os.path.dirname(config_path)
-
-
-def _push_to_hub(original, self, repo_id, *args, **kwargs):
-    if not _has_plugin_adapter(self):
-        return original(self, repo_id, *args, **kwargs)
-    from .persistence import push_adapter_folder
-
-    return push_adapter_folder(self, **_bound_kwargs(original, self, (repo_id, *args), kwargs))
 
 
 PATCHED_METHODS = [
@@ -557,12 +538,12 @@ PATCHED_METHODS = [
     (PeftModel, "get_prompt", _get_prompt),
     (PeftModel, "save_pretrained", _save_pretrained),
     (PeftModel, "push_to_hub", _push_to_hub),
-    (PeftModelForCausalLM, "forward", _causal_forward),
+    (PeftModelForCausalLM, "forward", _forward("causal_lm_forward")),
     (PeftModelForCausalLM, "generate", _causal_generate),
     (PeftModelForCausalLM, "prepare_inputs_for_generation", _causal_prepare_inputs_for_generation),
-    (PeftModelForSeq2SeqLM, "forward", _seq2seq_forward),
+    (PeftModelForSeq2SeqLM, "forward", _forward("seq2seq_forward")),
     (PeftModelForSeq2SeqLM, "generate", _seq2seq_generate),
-    (PeftModelForSequenceClassification, "forward", _seq_cls_forward),
+    (PeftModelForSequenceClassification, "forward", _forward("encoder_forward")),
     (PeftModel, "disable_adapter", _disable_adapter),
     (PeftModel, "get_prompt_embedding_to_save", _get_prompt_embedding_to_save),
     (PeftModel, "load_adapter", _load_adapter),
@@ -591,38 +572,26 @@ def _install_method(owner: type, name: str, implementation) -> None:
     setattr(owner, name, wrapper)
 
 
-def _install_from_pretrained() -> None:
-    current = PeftModel.__dict__["from_pretrained"]
+def _install_classmethod(owner: type, implementation) -> None:
+    current = owner.__dict__["from_pretrained"]
     original = getattr(current, _PATCH_MARKER, current)
 
-    def from_pretrained(cls, model, model_id, *args, **kwargs):
-        bound = original.__get__(None, cls)
-        return _from_pretrained(bound, cls, model, model_id, *args, **kwargs)
+    def from_pretrained(cls, *args, **kwargs):
+        return implementation(original.__get__(None, cls), cls, *args, **kwargs)
 
     functools.update_wrapper(from_pretrained, original.__func__)
     patched = classmethod(from_pretrained)
     setattr(patched, _PATCH_MARKER, original)
-    PeftModel.from_pretrained = patched
+    owner.from_pretrained = patched
 
 
-def _install_auto_from_pretrained() -> None:
+def install_patches(hooks: PluginHooks) -> None:
+    """Install the wrappers listed in PATCHED_METHODS and ADDED_METHODS, calling `hooks` for plugin
+    adapters (idempotent: re-installing rewraps the originals)."""
+    global _hooks
     from peft.auto import _BaseAutoPeftModel
 
-    current = _BaseAutoPeftModel.__dict__["from_pretrained"]
-    original = getattr(current, _PATCH_MARKER, current)
-
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        return _auto_from_pretrained(original.__get__(None, cls), cls, pretrained_model_name_or_path, *args, **kwargs)
-
-    functools.update_wrapper(from_pretrained, original.__func__)
-    patched = classmethod(from_pretrained)
-    setattr(patched, _PATCH_MARKER, original)
-    _BaseAutoPeftModel.from_pretrained = patched
-
-
-def install_patches() -> None:
-    """Install the wrappers listed in PATCHED_METHODS and ADDED_METHODS (idempotent: re-installing
-    rewraps the originals)."""
+    _hooks = hooks
     for owner, name, implementation in PATCHED_METHODS:
         _install_method(owner, name, implementation)
     for owner, name, implementation in ADDED_METHODS:
@@ -630,8 +599,8 @@ def install_patches() -> None:
             raise RuntimeError(f"{owner.__name__}.{name} now exists in PEFT: revisit _peft_compat.ADDED_METHODS.")
         setattr(implementation, _PATCH_MARKER, None)  # marks it as ours (PEFT has no original)
         setattr(owner, name, implementation)
-    _install_from_pretrained()
-    _install_auto_from_pretrained()
+    _install_classmethod(PeftModel, lambda original, cls, model, model_id, *a, **k: _from_pretrained(original, cls, model, model_id, *a, **k))
+    _install_classmethod(_BaseAutoPeftModel, _auto_from_pretrained)
 
 
 def original_method(owner: type, name: str):
@@ -642,7 +611,5 @@ def original_method(owner: type, name: str):
 
 def peft_internals_signature_report() -> dict[str, list[str]]:
     """Parameter names of the PEFT methods we wrap, so tests notice when PEFT changes them."""
-    report = {}
-    for owner, name, _ in PATCHED_METHODS:
-        report[f"{owner.__name__}.{name}"] = list(inspect.signature(original_method(owner, name)).parameters)
-    return report
+    return {f"{owner.__name__}.{name}": list(inspect.signature(original_method(owner, name)).parameters)
+            for owner, name, _ in PATCHED_METHODS}  # fmt: skip

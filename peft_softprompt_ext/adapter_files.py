@@ -2,7 +2,7 @@
 
 * `check_adapter_files`: a local folder (or Hub repo) must hold a readable config and a complete
   safetensors file; pickle-only (`.bin`) adapters are refused, so PEFT never reaches `torch.load`.
-* `read_adapter_config`: the config must be a JSON object with a known `peft_type`.
+* `peft_type_field`: a config's `peft_type` must be there and be a string.
 * `safetensors_shapes` / `check_state_shapes`: tensor names and shapes are compared with what the
   config and the model imply from the file's header, before the encoder is built (a config asking
   for 10**9 virtual tokens is refused, not allocated).
@@ -17,38 +17,8 @@ import os
 import torch
 from safetensors import SafetensorError, safe_open
 
-ADAPTER_CONFIG_NAME = "adapter_config.json"
-ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
-PICKLE_WEIGHTS_NAME = "adapter_model.bin"
-
-
-def adapter_folder(model_id, subfolder: str | None = None) -> str:
-    return os.path.join(os.fspath(model_id), subfolder) if subfolder else os.fspath(model_id)
-
-
-def read_json_object(path: str, what: str) -> dict:
-    """A JSON file that must hold an object; errors name the file and what is wrong."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            value = json.load(handle)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{what} {path!r} is not valid JSON (truncated?): {error}") from None
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{what} {path!r} is not UTF-8 text: {error}") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{what} {path!r} must hold a JSON object of fields, got a JSON {type(value).__name__}.")
-    return value
-
-
-def read_local_adapter_config(model_id, subfolder: str | None = None) -> dict | None:
-    """The parsed adapter_config.json of a LOCAL adapter folder; None if there is none to read."""
-    folder = adapter_folder(model_id, subfolder)
-    if not os.path.isdir(folder):
-        return None
-    config_path = os.path.join(folder, ADAPTER_CONFIG_NAME)
-    if not os.path.isfile(config_path):
-        return None  # PEFT then says "Can't find 'adapter_config.json'", as it always has
-    return read_json_object(config_path, "Adapter config")
+from . import sources
+from ._peft_compat import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME
 
 
 def peft_type_field(config: dict, source: str) -> str:
@@ -65,9 +35,9 @@ def check_adapter_files(model_id, subfolder: str | None = None, hub_kwargs: dict
     A local folder is checked in place; for a Hub repo id the safetensors file is fetched (or found
     in the cache) first, so PEFT never falls back to a pickle file.
     """
-    folder = adapter_folder(model_id, subfolder)
+    folder = sources.folder_of(model_id, subfolder)
     if not os.path.isdir(folder):
-        path = _download_weights(os.fspath(model_id), dict(hub_kwargs or {}, subfolder=subfolder))
+        path = _download_weights(model_id, subfolder, hub_kwargs)
         check_safetensors_file(path)
         return path
     if require_config and not os.path.isfile(os.path.join(folder, ADAPTER_CONFIG_NAME)):
@@ -84,18 +54,17 @@ def check_adapter_files(model_id, subfolder: str | None = None, hub_kwargs: dict
     return weights_path
 
 
-def _download_weights(repo_id: str, hub_kwargs: dict) -> str:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    hub_kwargs = {k: v for k, v in hub_kwargs.items() if v is not None}
-    try:
-        return hf_hub_download(repo_id, ADAPTER_WEIGHTS_NAME, **hub_kwargs)
-    except EntryNotFoundError:
+def _download_weights(repo_id, subfolder: str | None, hub_kwargs: dict | None) -> str:
+    hub_kwargs = dict(hub_kwargs or {})
+    revision = hub_kwargs.pop("revision", None)
+    hub_kwargs.pop("subfolder", None)
+    path = sources.resolve_file(repo_id, ADAPTER_WEIGHTS_NAME, subfolder, revision, hub_kwargs, required=False)
+    if path is None:
         raise ValueError(
-            f"Adapter {repo_id!r} has no {ADAPTER_WEIGHTS_NAME}; peft_softprompt_ext loads safetensors only "
+            f"Adapter {os.fspath(repo_id)!r} has no {ADAPTER_WEIGHTS_NAME}; peft_softprompt_ext loads safetensors only "
             f"(never a pickle {PICKLE_WEIGHTS_NAME})."
-        ) from None
+        )
+    return path
 
 
 def check_safetensors_file(path: str) -> None:

@@ -27,6 +27,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import json
 import os
 import shutil
 import sys
@@ -252,3 +253,17 @@ def atomic_file_write(path: str | os.PathLike, mode: str = "w", encoding: str | 
             with contextlib.suppress(FileNotFoundError):
                 os.remove(temporary)
             raise
+
+
+def read_json_object(path: str, what: str) -> dict:
+    """A JSON file that must hold an object; errors name the file and what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{what} {path!r} is not valid JSON (truncated?): {error}") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{what} {path!r} is not UTF-8 text: {error}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} {path!r} must hold a JSON object of fields, got a JSON {type(value).__name__}.")
+    return value

@@ -20,7 +20,9 @@ import os
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from ._peft_compat import PLUGIN_PEFT_TYPES
+from ._peft_compat import adapter_config_of, adapter_names, is_plugin_config, peft_type_name, prompt_encoder_of
+from .describe import describe_prompt
+from .export import vanilla_copies, write_prompt_tuning_files
 
 CARD_TAGS = ["prompt-tuning", "soft-prompt", "peft-softprompt-ext"]
 _RESULTS_ATTRIBUTE = "_softprompt_card_results"
@@ -38,14 +40,12 @@ def attach_results(peft_model, results) -> None:
 
 
 def _method_name(config) -> str:
-    return str(getattr(config.peft_type, "value", config.peft_type)).lower()
+    return peft_type_name(config).lower()
 
 
 def _readout_lines(peft_model, adapter_name: str, config) -> list[str]:
     """Nearest-token readout of the prompt, if a tokenizer can be loaded offline; else a note why not."""
     from transformers import AutoTokenizer
-
-    from .describe import describe_prompt
 
     source = getattr(config, "tokenizer_name_or_path", None) or config.base_model_name_or_path
     try:
@@ -82,19 +82,17 @@ PLAIN_PEFT_SCOPE = [
 ]
 
 
-def _task_lines(config) -> list[str]:
+def _task_lines(encoder) -> list[str]:
     """For a multi-task mixture: how rows pick their task."""
-    labels = config.task_labels() if hasattr(config, "task_labels") else []
-    if len(labels) < 2:
+    if encoder.num_tasks < 2:
         return []
-    tasks = ", ".join(f"{index} = {name}" for index, name in enumerate(labels))
+    tasks = ", ".join(f"{index} = {name}" for index, name in enumerate(encoder.task_labels))
     return [f"outputs = model(**batch, task_ids=task_ids)  # one task id per row: {tasks}"]
 
 
-def _plain_loading_lines(copies) -> list[str]:
+def _plain_loading_lines(copies, refusal: str | None) -> list[str]:
     if not copies:
-        return ["No plain PEFT copy: with mixing='attention' every input gets its own prompt, so there is no single "
-                "prompt plain PROMPT_TUNING could hold. Load it with the plugin.", ""]  # fmt: skip
+        return [f"No plain PEFT copy: {refusal}. Load it with the plugin.", ""]
     lines = ["Without the plugin (plain PEFT PROMPT_TUNING):", ""]
     if len(copies) > 1:
         lines += ["| task id | task | subfolder |", "|---:|---|---|"]
@@ -110,11 +108,10 @@ def _plain_loading_lines(copies) -> list[str]:
 
 def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
     """The model card of one plugin adapter (see module docstring for what it holds)."""
-    from .export import vanilla_copies
-
-    config = peft_model.peft_config[adapter_name]
+    config = adapter_config_of(peft_model, adapter_name)
+    encoder = prompt_encoder_of(peft_model, adapter_name)
     method = _method_name(config)
-    trainable = sum(p.numel() for p in peft_model.prompt_encoder[adapter_name].parameters())
+    trainable = sum(p.numel() for p in encoder.parameters())
     results = getattr(peft_model, _RESULTS_ATTRIBUTE, None)
     data = ModelCardData(
         library_name="peft", base_model=config.base_model_name_or_path, tags=CARD_TAGS + [method],
@@ -131,19 +128,16 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
         "## What the prompt reads as", "", *_readout_lines(peft_model, adapter_name, config), "",
         "## How to load", "", "With the plugin (the native adapter; the base model's fingerprint is checked):", "",
         "```python", "import peft_softprompt_ext  # registers the method", "from peft import PeftModel",
-        "model = PeftModel.from_pretrained(base_model, REPO_ID)", *_task_lines(config), "```", "",
-        *_plain_loading_lines(vanilla_copies(peft_model, adapter_name)),
+        "model = PeftModel.from_pretrained(base_model, REPO_ID)", *_task_lines(encoder), "```", "",
+        *_plain_loading_lines(vanilla_copies(peft_model, adapter_name), encoder.export_refusal),
     ]  # fmt: skip
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(sections))
 
 
 def write_sharing_files(peft_model, save_directory: str, selected_adapters=None) -> None:
     """Add the plain copies (`vanilla/...`) and the model card for every plugin adapter saved into `save_directory`."""
-    from .export import vanilla_copies, write_prompt_tuning_files
-
-    for adapter_name in selected_adapters or list(peft_model.peft_config):
-        config = peft_model.peft_config[adapter_name]
-        if str(getattr(config.peft_type, "value", config.peft_type)) not in PLUGIN_PEFT_TYPES:
+    for adapter_name in selected_adapters or adapter_names(peft_model):
+        if not is_plugin_config(adapter_config_of(peft_model, adapter_name)):
             continue
         folder = save_directory if adapter_name == "default" else os.path.join(save_directory, adapter_name)
         for task, _, relative in vanilla_copies(peft_model, adapter_name):  # `folder` is inside the save's staging folder

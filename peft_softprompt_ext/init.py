@@ -95,9 +95,14 @@ def read_corpus(corpus) -> list[str]:
     if isinstance(corpus, str):
         with open(corpus, encoding="utf-8") as handle:
             return [line.rstrip("\n") for line in handle if line.strip()]
-    texts = list(corpus)
-    if not all(isinstance(text, str) for text in texts):
-        raise ValueError("corpus must be a list of strings or a path to a text file.")
+    return check_corpus_texts(corpus)
+
+
+def check_corpus_texts(texts) -> list[str]:
+    texts = list(texts)
+    bad = [text for text in texts if not isinstance(text, str)]
+    if bad:
+        raise ValueError(f"corpus must be a list of strings or a path to a text file; found {bad[:3]!r}.")
     return texts
 
 

@@ -20,18 +20,14 @@ import contextlib
 import os
 import tempfile
 
-from . import atomic_io
-from .adapter_files import (
-    ADAPTER_CONFIG_NAME,
-    PICKLE_WEIGHTS_NAME,
-    check_adapter_files,
-    check_state_shapes,
-    safetensors_shapes,
-)
+from . import atomic_io, sources
+from ._peft_compat import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, input_embeddings_of
+from .adapter_files import check_adapter_files, check_state_shapes, safetensors_shapes
 from .fingerprint import base_model_fingerprint, check_fingerprint
+from .hub import write_sharing_files
 
 # Top-level names an adapter save writes (besides a subfolder per extra adapter): an old save's are dropped.
-ADAPTER_SAVE_NAMES = {ADAPTER_CONFIG_NAME, "adapter_model.safetensors", PICKLE_WEIGHTS_NAME, "README.md", "vanilla"}
+ADAPTER_SAVE_NAMES = {ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, "README.md", "vanilla"}
 
 
 def _not_an_adapter_file(name: str, path: str) -> bool:
@@ -41,19 +37,26 @@ def _not_an_adapter_file(name: str, path: str) -> bool:
     return not (os.path.isdir(path) and os.path.isfile(os.path.join(path, ADAPTER_CONFIG_NAME)))
 
 
-def save_adapter(save_directory, write_peft_files, write_sharing_files, safe_serialization=True) -> None:
-    """All-or-nothing save: `write_peft_files(staging)` (PEFT's own save) then `write_sharing_files(staging)`."""
+def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters=None, safe_serialization=True) -> None:
+    """All-or-nothing save: `write_peft_files(staging)` (PEFT's own save), then the plain copies and
+    the model card of every plugin adapter (`hub.write_sharing_files`)."""
     if safe_serialization is False:
         raise ValueError("safe_serialization=False would write a pickle file; plugin adapters are saved as safetensors only.")
     with atomic_io.atomic_directory_write(save_directory, keep=_not_an_adapter_file) as staging:
         write_peft_files(staging)
-        write_sharing_files(staging)
+        write_sharing_files(peft_model, staging, selected_adapters)
 
 
 def reading(model_id, subfolder: str | None = None):
     """The lock a load holds while PEFT reads a local adapter folder (no lock for a Hub repo id)."""
-    folder = os.path.join(os.fspath(model_id), subfolder) if subfolder else os.fspath(model_id)
-    return atomic_io.read_lock(folder) if os.path.isdir(folder) else contextlib.nullcontext()
+    if not sources.is_local(model_id, subfolder):
+        return contextlib.nullcontext()
+    return atomic_io.read_lock(sources.folder_of(model_id, subfolder))
+
+
+def check_weights_file(model_id, subfolder: str | None = None, hub_kwargs: dict | None = None) -> str:
+    """The adapter's safetensors file, checked (never a pickle)."""
+    return check_adapter_files(model_id, subfolder=subfolder, hub_kwargs=hub_kwargs)
 
 
 def checked_config(model_id, base_model, config_class, encoder_class, config=None, allow_base_model_mismatch=False,
@@ -76,8 +79,7 @@ def checked_config(model_id, base_model, config_class, encoder_class, config=Non
 
 
 def _check_width(config, base_model, source: str) -> None:
-    base = base_model.get_base_model() if hasattr(base_model, "get_base_model") else base_model
-    width = base.get_input_embeddings().weight.shape[1]
+    width = input_embeddings_of(base_model).weight.shape[1]
     if config.token_dim is not None and config.token_dim != width:
         raise ValueError(f"{source}: token_dim={config.token_dim} but the base model's embeddings are {width} wide.")
     config.token_dim = width

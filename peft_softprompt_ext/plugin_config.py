@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 from . import reparameterization, shared_prefix
-from ._peft_compat import PeftType, PromptLearningConfig, validate_task_type
+from ._peft_compat import PeftType, PromptLearningConfig, task_type_name, validate_task_type
+from .options import Reparameterization, SharedPrefix, parse_shared_prefix
 
 
 @dataclass
@@ -32,12 +33,12 @@ class PluginPromptConfig(PromptLearningConfig):
         default=None, metadata={"help": "Fingerprint of the base model the prompt was made for (set automatically)."}
     )
 
-    reparameterization: Optional[str] = field(
+    reparameterization: Optional[Union[Reparameterization, str]] = field(
         default=None, metadata={"help": "None or 'residual_mlp': train prompt + MLP(prompt), saved collapsed."}
     )
     reparameterization_hidden: int = field(default=256, metadata={"help": "Hidden width of the residual MLP."})
-    shared_prefix: str = field(
-        default="auto", metadata={"help": "'auto', 'on' or 'off': run the prompt once per batch (causal LMs) where exact."}
+    shared_prefix: Union[SharedPrefix, str] = field(
+        default=SharedPrefix.AUTO, metadata={"help": "'auto', 'on' or 'off': run the prompt once per batch (causal LMs) where exact."}
     )
 
     def __post_init__(self):
@@ -45,12 +46,12 @@ class PluginPromptConfig(PromptLearningConfig):
         self.peft_type = PeftType[self.PEFT_TYPE_NAME]
         reparameterization.validate(self)
         validate_task_type(self.task_type)
-        self.shared_prefix = shared_prefix.validate_mode(self.shared_prefix)
-        task_type = str(getattr(self.task_type, "value", self.task_type))
-        if self.shared_prefix == "on" and task_type != "CAUSAL_LM":
-            raise ValueError(
-                f"shared_prefix='on' is exact only for CAUSAL_LM; task_type={task_type!r} runs the prompt through a "
-                "bidirectional encoder that reads the input. Use shared_prefix='auto' or 'off'."
-            )
+        self.shared_prefix = parse_shared_prefix(self.shared_prefix)
+        reason = shared_prefix.config_reason(task_type_name(self), self.input_dependence())
+        shared_prefix.refuse_on(self.shared_prefix, reason, at_config=True)
         if not isinstance(self.num_virtual_tokens, int) or isinstance(self.num_virtual_tokens, bool) or self.num_virtual_tokens <= 0:
             raise ValueError(f"num_virtual_tokens must be a positive integer, got {self.num_virtual_tokens!r}.")
+
+    def input_dependence(self) -> str | None:
+        """What makes this config's prompt read the input (e.g. "mixing='attention'"); None by default."""
+        return None

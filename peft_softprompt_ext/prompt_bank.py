@@ -13,33 +13,17 @@ import os
 import torch
 from safetensors.torch import load_file
 
-from .adapter_files import (
-    ADAPTER_CONFIG_NAME,
-    ADAPTER_WEIGHTS_NAME,
-    check_adapter_files,
-    check_finite,
-    check_safetensors_file,
-    peft_type_field,
-    read_json_object,
-    safetensors_metadata,
-    safetensors_shapes,
-)
-from .atomic_io import read_lock
+from . import sources
+from ._peft_compat import ADAPTER_CONFIG_NAME, PLUGIN_PEFT_TYPES, PROMPT_TUNING_TENSOR
+from .adapter_files import check_adapter_files, check_finite, peft_type_field, safetensors_metadata, safetensors_shapes
+from .atomic_io import read_json_object, read_lock
 from .fingerprint import FINGERPRINT_METADATA_KEY, check_fingerprint_against
 
 
 def _adapter_files(source: str, revision: str | None = None) -> tuple[str, str]:
-    """(config path, weights path) of a local adapter folder or a Hub repo id."""
-    if os.path.isdir(source):
-        check_adapter_files(source)
-        return os.path.join(source, ADAPTER_CONFIG_NAME), os.path.join(source, ADAPTER_WEIGHTS_NAME)
-    from huggingface_hub import hf_hub_download
-
-    config_path = hf_hub_download(source, ADAPTER_CONFIG_NAME, revision=revision)
-    check_adapter_files(source, hub_kwargs={"revision": revision})
-    weights_path = hf_hub_download(source, ADAPTER_WEIGHTS_NAME, revision=revision)
-    check_safetensors_file(weights_path)
-    return config_path, weights_path
+    """(config path, checked weights path) of a local adapter folder or a Hub repo id."""
+    weights_path = check_adapter_files(source, hub_kwargs={"revision": revision})
+    return sources.resolve_file(source, ADAPTER_CONFIG_NAME, revision=revision), weights_path
 
 
 def load_saved_prompt(source: str, token_dim: int, fingerprint: dict | None = None, allow_mismatch: bool = False,
@@ -56,22 +40,22 @@ def load_saved_prompt(source: str, token_dim: int, fingerprint: dict | None = No
     """
     source = os.fspath(source)
     what = f"Source prompt {source!r}"
-    with read_lock(source) if os.path.isdir(source) else contextlib.nullcontext():
+    with read_lock(source) if sources.is_local(source) else contextlib.nullcontext():
         config_path, weights_path = _adapter_files(source, revision)
         config = read_json_object(config_path, "Adapter config")
         peft_type = peft_type_field(config, f"{what} ({config_path})")
-        shape = safetensors_shapes(weights_path).get("prompt_embeddings")
+        shape = safetensors_shapes(weights_path).get(PROMPT_TUNING_TENSOR)
         if shape is None:
-            raise ValueError(f"{what} ({peft_type}) has no 'prompt_embeddings' tensor; expected a PROMPT_TUNING adapter or a "
-                             "single-prompt plugin adapter.")  # fmt: skip
+            raise ValueError(f"{what} ({peft_type}) has no {PROMPT_TUNING_TENSOR!r} tensor; expected a PROMPT_TUNING adapter or "
+                             "a single-prompt plugin adapter.")  # fmt: skip
         if len(shape) != 2 or shape[1] != token_dim:
             raise ValueError(f"{what} has shape {tuple(shape)}; this model needs width {token_dim}.")
         saved_fingerprint = _saved_fingerprint(config, peft_type, weights_path)
         tensors = load_file(weights_path)
-    check_finite({"prompt_embeddings": tensors["prompt_embeddings"]}, what)
+    check_finite({PROMPT_TUNING_TENSOR: tensors[PROMPT_TUNING_TENSOR]}, what)
     if fingerprint is not None and saved_fingerprint is not _NONE:
         check_fingerprint_against(saved_fingerprint, fingerprint, what, allow_mismatch)
-    prompt = tensors["prompt_embeddings"].float()
+    prompt = tensors[PROMPT_TUNING_TENSOR].float()
     num_virtual = config.get("num_virtual_tokens") or prompt.shape[0]
     return prompt[:num_virtual], config  # vanilla seq2seq adapters hold [2P, D]: the encoder half comes first
 
@@ -81,8 +65,6 @@ _NONE = object()  # a plain PEFT adapter: no fingerprint was ever made for it
 
 def _saved_fingerprint(config: dict, peft_type: str, weights_path: str):
     """The fingerprint an adapter claims: its config's (plugin), its metadata's (plugin export), or _NONE."""
-    from ._peft_compat import PLUGIN_PEFT_TYPES
-
     if peft_type in PLUGIN_PEFT_TYPES or "base_model_fingerprint" in config:
         return config.get("base_model_fingerprint")  # must be valid: a removed or nulled one is refused
     exported = safetensors_metadata(weights_path).get(FINGERPRINT_METADATA_KEY)
@@ -92,3 +74,12 @@ def _saved_fingerprint(config: dict, peft_type: str, weights_path: str):
         return json.loads(exported)
     except json.JSONDecodeError:
         return exported  # refused as malformed by the check
+
+
+def saved_prompt_length(source: str, revision: str | None = None) -> int:
+    """The number of virtual tokens a saved adapter declares (its config's `num_virtual_tokens`)."""
+    config_path, _ = _adapter_files(os.fspath(source), revision)
+    length = read_json_object(config_path, "Adapter config").get("num_virtual_tokens")
+    if not isinstance(length, int) or isinstance(length, bool) or length <= 0:
+        raise ValueError(f"Adapter config {config_path!r}: num_virtual_tokens={length!r}; expected a positive integer.")
+    return length

@@ -1,16 +1,17 @@
 """Putting soft prompts in front of a frozen transformers model's input.
 
-Plain functions over a transformers model, its input-embedding module and a prompt encoder; they
-know nothing about PEFT (`_peft_compat.py` calls them from `PeftModel`'s forward and generate).
+Plain functions over `PromptParts` (a transformers model, its input-embedding module and a prompt
+encoder); they read nothing of PEFT. The seam calls them from `PeftModel`'s forward and generate
+through the hooks `peft_softprompt_ext/__init__.py` installs.
 
 What differs from PEFT's own prompt-tuning path, and why:
 * Position ids follow the attention mask (`cumsum - 1`), the way `generate` computes them, and
   user-given position ids are shifted by the prompt length instead of being dropped. So a
   left-padded batch gets the same positions in `forward`, in `generate` with a cache and in
   `generate` without one.
-* The prompt is injected only when the key/value cache is empty. PEFT 0.21 looks for the cache
-  under `past_key_values` while transformers 5 passes `cache`, so it re-feeds the virtual tokens
-  at every decoding step; here a forward that continues a cache never re-injects them.
+* The prompt is injected only when the key/value cache is empty (a forward that continues a cache
+  never re-injects it). PEFT 0.21 looks for the cache under `past_key_values`, which transformers
+  5.24 renamed `cache`; there PEFT re-feeds the virtual tokens at every decoding step.
 * Seq2seq models get the prompt in front of the encoder input only, so decoding with a cache is
   the model's own.
 * Causal LMs run the prompt once per batch where that is exact (`shared_prefix.py`).
@@ -20,34 +21,33 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import dataclass
-
 import torch
 
 from . import shared_prefix
-
-
-@dataclass
-class PromptParts:
-    """What injecting a prompt needs: the frozen model, its embedding module, the encoder."""
-
-    base_model: torch.nn.Module
-    word_embeddings: torch.nn.Module
-    encoder: torch.nn.Module
-    num_virtual_tokens: int
-    shared_prefix: str = "off"  # "auto" | "on" | "off" (see shared_prefix.py)
-    # The transformers model class under any adapter wrappers: its forward signature says which
-    # arguments (position_ids, cache) reach the model, also through a LoRA PeftModel's **kwargs.
-    model_class: type | None = None
-    nested_adapters: bool = False  # base_model is itself a PeftModel (e.g. a LoRA under the prompt)
-
-    def accepts(self, name: str) -> bool:
-        return _forward_accepts(self.model_class or type(self.base_model), name)
+from ._peft_compat import PromptParts
 
 
 @functools.lru_cache(maxsize=64)
 def _forward_accepts(model_class: type, name: str) -> bool:
     return name in inspect.signature(model_class.forward).parameters
+
+
+def _accepts(parts: PromptParts, name: str) -> bool:
+    """Whether the transformers model (under any adapter wrappers) takes argument `name`."""
+    return _forward_accepts(parts.model_class or type(parts.base_model), name)
+
+
+def refuse_training_nothing(parts: PromptParts, kwargs: dict) -> None:
+    """A training forward (train mode, gradients on, labels) of a model where nothing requires a gradient
+    would fail later in backward with torch's 'does not require grad'; say why here instead."""
+    model = parts.peft_model
+    if model is not None and model.training and torch.is_grad_enabled() and kwargs.get("labels") is not None:
+        if not any(parameter.requires_grad for parameter in model.parameters()):
+            raise ValueError(
+                "Nothing in this model trains: no parameter of the active adapter requires a gradient (mixing='one_hot' "
+                "serves fixed prompts). Train each prompt as its own adapter and serve them with mixing='one_hot', or "
+                "run inference with model.eval() / torch.no_grad()."
+            )
 
 
 def _cache_length(kwargs: dict) -> int:
@@ -126,8 +126,9 @@ def causal_lm_forward(
 
     `prompt_cache`: a `PromptKVCache` from `prompt_kv_cache(peft_model)` to reuse (shared prefix).
     """
+    refuse_training_nothing(parts, {"labels": labels})
     if inputs_embeds is None:
-        inputs_embeds = parts.word_embeddings(input_ids)
+        inputs_embeds = parts.input_embeddings(input_ids)
     check_position_ids(position_ids, inputs_embeds)
     num_virtual, new_length = parts.num_virtual_tokens, inputs_embeds.shape[1]
     injecting = _cache_length(kwargs) == 0
@@ -145,7 +146,7 @@ def causal_lm_forward(
         new_length += num_virtual
         if labels is not None:
             labels = torch.cat((labels.new_full((labels.shape[0], num_virtual), -100), labels), dim=1)
-    if parts.accepts("position_ids"):
+    if _accepts(parts, "position_ids"):
         kwargs["position_ids"] = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)
     elif position_ids is not None:
         raise ValueError(f"{parts.model_class.__name__}.forward takes no position_ids, but position_ids were given.")
@@ -163,7 +164,7 @@ def causal_lm_forward(
 def generation_prompts(parts: PromptParts, args: tuple, kwargs: dict) -> torch.Tensor:
     """The prompts [B, P, D] for a whole `generate` call, from its original input."""
     input_ids = kwargs.get("input_ids", args[0] if args else None)
-    embeds = kwargs.get("inputs_embeds") if input_ids is None else parts.word_embeddings(input_ids)
+    embeds = kwargs.get("inputs_embeds") if input_ids is None else parts.input_embeddings(input_ids)
     if embeds is None:
         raise ValueError("generate needs input_ids or inputs_embeds with a soft prompt; got neither.")
     return embed_prompts(parts, embeds, kwargs.get("attention_mask"), kwargs.get("task_ids"))
@@ -176,7 +177,7 @@ def generation_prefix(parts: PromptParts, args: tuple, kwargs: dict, prompt_cach
         return None
     input_ids = kwargs.get("input_ids", args[0] if args else None)
     reference = input_ids if input_ids is not None else kwargs.get("inputs_embeds")
-    dtype = parts.word_embeddings.weight.dtype if hasattr(parts.word_embeddings, "weight") else torch.float32
+    dtype = parts.input_embeddings.weight.dtype if hasattr(parts.input_embeddings, "weight") else torch.float32
     with torch.no_grad():
         return shared_prefix.prefix_for(parts.base_model, parts.encoder, reference.shape[0], kwargs.get("task_ids"), dtype, prompt_cache)
 
@@ -238,7 +239,7 @@ def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_
     position_ids = model_inputs.get("position_ids")
     if injecting:
         input_ids = model_inputs.get("input_ids")
-        embeds = model_inputs.get("inputs_embeds") if input_ids is None else parts.word_embeddings(input_ids)
+        embeds = model_inputs.get("inputs_embeds") if input_ids is None else parts.input_embeddings(input_ids)
         if fixed_prompts is not None:  # computed once per generate call; beams/samples repeat rows
             prompts = fixed_prompts.to(embeds.dtype).repeat_interleave(embeds.shape[0] // fixed_prompts.shape[0], dim=0)
         else:
@@ -254,7 +255,7 @@ def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_
 def _encoder_inputs(parts: PromptParts, input_ids, attention_mask, inputs_embeds, task_ids):
     """(inputs_embeds with the prompt in front, extended attention mask) for an encoder input."""
     if inputs_embeds is None:
-        inputs_embeds = parts.word_embeddings(input_ids)
+        inputs_embeds = parts.input_embeddings(input_ids)
     prompts = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
     return torch.cat((prompts, inputs_embeds), dim=1), _with_prompt_mask(attention_mask, parts.num_virtual_tokens)
 
@@ -267,6 +268,7 @@ def seq2seq_forward(
     With `encoder_outputs` given (they already hold the prompt), the call passes through and the
     caller's attention mask must already cover the prompt.
     """
+    refuse_training_nothing(parts, kwargs)
     if kwargs.get("encoder_outputs") is not None:
         return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
     inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
@@ -297,6 +299,7 @@ def encoder_forward(
     **kwargs,
 ):
     """Encoder-only (e.g. BERT sequence classification) forward with the prompt in front."""
+    refuse_training_nothing(parts, kwargs)
     batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
     check_position_ids(position_ids, input_ids if input_ids is not None else inputs_embeds)
     num_virtual = parts.num_virtual_tokens

@@ -1,7 +1,7 @@
 """The encoder of single-prompt methods: a [num_virtual_tokens, token_dim] table of embeddings.
 
 Subclasses only say how the table starts (`initial_rows`); saving, loading and the forward are
-shared. The saved tensor has PEFT's PROMPT_TUNING name and layout (`prompt_embeddings`).
+shared. The saved tensor has PEFT's PROMPT_TUNING name and layout (`PROMPT_TUNING_TENSOR`).
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import torch
 
 from . import reparameterization
-from ._peft_compat import PluginPromptEncoder
+from ._peft_compat import PROMPT_TUNING_TENSOR
 from .adapter_files import check_finite
+from .prompt_encoder import PromptEncoder
 
 _RAW = "reparameterization.raw_prompt"
 
 
-class PromptTableEncoder(PluginPromptEncoder):
+class PromptTableEncoder(PromptEncoder):
     """A table of virtual-token embeddings, the same for every row of a batch.
 
     Input: batch_size (int); task_ids, inputs_embeds and attention_mask are accepted and unused.
@@ -42,15 +43,12 @@ class PromptTableEncoder(PluginPromptEncoder):
 
     def prompt_table(self, task=None) -> torch.Tensor:
         """The prompt [num_virtual_tokens, token_dim] the model sees (one prompt: `task` may be None or 0)."""
-        if task not in (None, 0) or isinstance(task, bool):
-            raise ValueError(f"task={task!r}: this adapter has a single prompt (no tasks); pass task=None.")
+        self.task_index(task)  # refuses a task other than the only one
         rows = self.embedding.weight
         return rows if self.reparameterization is None else self.reparameterization(rows)
 
     def forward(self, batch_size: int, task_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
         return self.prompt_table().unsqueeze(0).expand(batch_size, -1, -1)
-
-    prompts_are_shared = True  # every row gets the same prompt: shared-prefix execution applies
 
     def shared_prompts(self, batch_size: int, task_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(the one prompt [1, P, D], row -> prompt index [batch_size] of zeros)."""
@@ -61,7 +59,7 @@ class PromptTableEncoder(PluginPromptEncoder):
     def expected_state_shapes(cls, config) -> dict[str, tuple[int, ...]]:
         """The saved tensors' names and shapes for `config` (checked against a file before loading it)."""
         table = (config.num_virtual_tokens, config.token_dim)
-        shapes = {"prompt_embeddings": table}
+        shapes = {PROMPT_TUNING_TENSOR: table}
         if config.reparameterization is not None:
             shapes[_RAW] = table
             shapes.update(reparameterization.state_shapes(config, config.token_dim))
@@ -70,7 +68,7 @@ class PromptTableEncoder(PluginPromptEncoder):
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         # Same tensor name and layout as PEFT's PROMPT_TUNING: plain PEFT can read the weights
         # (and ignores the extra reparameterisation tensors kept for resuming training).
-        state = {"prompt_embeddings": self.prompt_table().detach()}
+        state = {PROMPT_TUNING_TENSOR: self.prompt_table().detach()}
         if self.reparameterization is not None:
             state[_RAW] = self.embedding.weight.detach()
             state.update({f"reparameterization.{k}": v.detach() for k, v in self.reparameterization.state_dict().items()})
@@ -81,7 +79,7 @@ class PromptTableEncoder(PluginPromptEncoder):
         if self.reparameterization is not None:
             self._load_reparameterized(state_dict)
             return
-        self._load_rows(state_dict, "prompt_embeddings")
+        self._load_rows(state_dict, PROMPT_TUNING_TENSOR)
 
     def _load_reparameterized(self, state_dict: dict[str, torch.Tensor]) -> None:
         names = [_RAW] + [f"reparameterization.{k}" for k in self.reparameterization.state_dict()]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-CHOICES = (None, "residual_mlp")
+from .options import Reparameterization, parse_option
 
 
 class ResidualMLP(torch.nn.Module):
@@ -32,8 +32,8 @@ class ResidualMLP(torch.nn.Module):
 
 
 def validate(config) -> None:
-    if config.reparameterization not in CHOICES:
-        raise ValueError(f"reparameterization={config.reparameterization!r} is unknown; expected one of {list(CHOICES)}.")
+    """Normalises `config.reparameterization` to a `Reparameterization` (or None) and checks the MLP width."""
+    config.reparameterization = parse_option(Reparameterization, config.reparameterization, "reparameterization", allow_none=True)
     hidden = config.reparameterization_hidden
     if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden <= 0:
         raise ValueError(f"reparameterization_hidden must be a positive integer, got {hidden!r}.")

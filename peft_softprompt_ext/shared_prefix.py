@@ -31,18 +31,31 @@ import weakref
 
 import torch
 
-MODES = ("auto", "on", "off")
+from ._peft_compat import adapter_config_of, is_plugin_config, plugin_parts, task_type_name
+
 _CACHE_ATTRIBUTE = "_peft_softprompt_ext_prompt_kv_cache"
 _DROPOUT_ATTRIBUTES = ("attention_dropout", "attn_dropout", "dropout", "dropout_rate")
 
 
-def validate_mode(value) -> str:
-    """`shared_prefix` as one of MODES; True/False mean "on"/"off"."""
-    if value is True or value is False:
-        return "on" if value else "off"
-    if value not in MODES:
-        raise ValueError(f"shared_prefix={value!r} is not one of {list(MODES)} (or True/False).")
-    return value
+def config_reason(task_type: str, input_dependence: str | None) -> str | None:
+    """Why the shared prefix can never be exact for a config (None: it can be), known before any model.
+
+    `input_dependence`: what makes the config's prompt read the input (e.g. "mixing='attention'"), or None.
+    `not_exact_reason` adds what only a call can tell; both refuse `shared_prefix="on"` (`refuse_on`).
+    """
+    if task_type != "CAUSAL_LM":
+        return f"is exact only for CAUSAL_LM; task_type={task_type!r} runs the prompt through a bidirectional encoder that reads the input"
+    if input_dependence:
+        return f"with {input_dependence}: every input gets its own prompt, so a prefix shared by the batch would not be exact"
+    return None
+
+
+def refuse_on(mode, reason: str | None, at_config: bool = False) -> None:
+    """`shared_prefix="on"` where it is not exact: one error, naming the reason."""
+    if reason is None or mode != "on":
+        return
+    situation = reason if at_config else f"but the shared prefix is not exact here: {reason}"
+    raise ValueError(f"shared_prefix='on' {situation}. Use shared_prefix='auto' (falls back to the standard path) or 'off'.")
 
 
 # --------------------------------------------------------------------------- when it is exact
@@ -104,7 +117,7 @@ def not_exact_reason(parts, output_attentions=None, call_kwargs=None) -> str | N
     call_kwargs = call_kwargs or {}
     base_model, encoder, num_virtual_tokens = parts.base_model, parts.encoder, parts.num_virtual_tokens
     config = _text_config(base_model)
-    if not getattr(encoder, "prompts_are_shared", False):
+    if encoder.input_dependent:
         return f"{type(encoder).__name__} gives every input its own prompt (it reads the input)"
     if getattr(parts, "nested_adapters", False):
         return "the base model is itself a PeftModel: its adapters can be switched without changing a weight"
@@ -136,11 +149,7 @@ def use_shared_prefix(mode: str, parts, output_attentions=None, call_kwargs=None
     if mode == "off":
         return False
     reason = not_exact_reason(parts, output_attentions, call_kwargs)
-    if reason is not None and mode == "on":
-        raise ValueError(
-            f"shared_prefix='on' but the shared prefix is not exact here: {reason}. Use shared_prefix='auto' "
-            "(falls back to the standard path) or 'off'."
-        )
+    refuse_on(mode, reason)
     return reason is None
 
 
@@ -362,3 +371,27 @@ def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, fu
         result.pop("past_key_values", None)
     result = type(output)(**result)
     return result if return_dict is not False else result.to_tuple()
+
+
+# --------------------------------------------------------------------------- public
+def prompt_kv_cache(peft_model, adapter_name: str | None = None, output_hidden_states: bool = False) -> PromptKVCache:
+    """The keys/values of a causal LM's plugin prompt (every task's), computed once and reused.
+
+    Example:
+        >>> cache = prompt_kv_cache(peft_model)
+        >>> peft_model(input_ids=ids, attention_mask=mask, prompt_cache=cache)
+        >>> peft_model.generate(input_ids=ids, attention_mask=mask, prompt_cache=cache)
+
+    The model also keeps and reuses this cache by itself at inference (`shared_prefix="auto"`);
+    passing it explicitly makes a stale or foreign cache an error instead of a recomputation.
+    """
+    config = adapter_config_of(peft_model, adapter_name)
+    if not is_plugin_config(config) or task_type_name(config) != "CAUSAL_LM":
+        raise ValueError(f"prompt_kv_cache needs a CAUSAL_LM plugin prompt adapter; got {config.peft_type} / {config.task_type}.")
+    parts = plugin_parts(peft_model, adapter_name)
+    use_shared_prefix("on", parts)
+    first_task = torch.zeros(1, dtype=torch.long)
+    with torch.no_grad():
+        cache, _ = prefix_for(parts.base_model, parts.encoder, 1, first_task, parts.input_embeddings.weight.dtype,
+                              output_hidden_states=output_hidden_states)  # fmt: skip
+    return cache

@@ -1,6 +1,6 @@
 """Compare methods at a matched budget (same model, data, steps, batch, evaluation) over seeds.
 
-    accelerate launch --config_file recipes/accelerate/cpu_1proc.yaml recipes/compare.py \
+    python recipes/compare.py --launcher recipes/accelerate/cpu_1proc.yaml \
         --config recipes/configs/compare_default.yaml [--seeds 0,1,2] [--collect]
 
 The YAML holds `base:` (RecipeConfig keys shared by every run), `methods:` (a list; each has a
@@ -16,72 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
-import train  # noqa: E402  (recipes/train.py: one run)
+from softprompt_bench.plans import load_plan, run_config, run_or_collect, summarise  # noqa: E402
 
-from peft_softprompt_ext.recipe_config import RecipeConfig, check_keys  # noqa: E402
-
-COMPARE_KEYS = {"base", "methods", "seeds", "output_dir", "report_dir"}
-
-
-def load_plan(path: str, seeds_override: str | None):
-    with open(path, encoding="utf-8") as handle:
-        plan = yaml.safe_load(handle)
-    unknown = set(plan) - COMPARE_KEYS
-    if unknown:
-        raise ValueError(f"Unknown key(s) {sorted(unknown)} in {path}; expected {sorted(COMPARE_KEYS)}.")
-    check_keys(plan.get("base", {}), f"{path} base")
-    for method in plan["methods"]:
-        check_keys({k for k in method if k != "name"}, f"{path} method {method.get('name')!r}")
-    seeds = [int(s) for s in seeds_override.split(",")] if seeds_override else plan.get("seeds", [0])
-    return plan, seeds
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
-
-
-def run_config(plan, method: dict, seed: int) -> RecipeConfig:
-    values = {**plan.get("base", {}), **{k: v for k, v in method.items() if k != "name"}, "seed": seed}
-    values["output_dir"] = str(Path(plan["output_dir"]) / slug(method["name"]) / f"seed{seed}")
-    return RecipeConfig(**values)
-
-
-def existing_result(config: RecipeConfig):
-    path = Path(config.output_dir) / "results.json"
-    if not path.is_file():
-        return None
-    record = json.loads(path.read_text())
-    return record if RecipeConfig(**record["config"]).training_digest() == config.training_digest() else None
-
-
-def summarise(name: str, records: list[dict]) -> dict:
-    accuracies = [r["metrics"]["accuracy"] for r in records]
-    f1s = [r["metrics"]["macro_f1"] for r in records]
-    steps = [r["time_per_step_s"] for r in records if r["time_per_step_s"]]
-    return {
-        "method": name,
-        "seeds": [r["seed"] for r in records],
-        "trainable_params": records[0]["trainable_params"],
-        "accuracy_mean": statistics.mean(accuracies),
-        "accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
-        "macro_f1_mean": statistics.mean(f1s),
-        "time_per_step_s": statistics.median(steps) if steps else None,
-        "peak_memory_mb": max(r["peak_memory_mb"] for r in records),
-        "accuracies": accuracies,
-        "loss_curves": [r["loss_curve"] for r in records],
-    }
-
+TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
 
 def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float) -> None:
     base = plan.get("base", {})
@@ -132,6 +77,7 @@ def main(argv=None):
     parser.add_argument("--config", required=True)
     parser.add_argument("--seeds", help="comma-separated, overrides the file's seeds")
     parser.add_argument("--collect", action="store_true", help="only collect existing runs, never train")
+    parser.add_argument("--launcher", help="accelerate config each train.py run is launched with (default: one plain process)")
     args = parser.parse_args(argv)
     began = time.perf_counter()
     plan, seeds = load_plan(args.config, args.seeds)
@@ -140,25 +86,19 @@ def main(argv=None):
     for method in plan["methods"]:
         records = []
         for seed in seeds:
-            config = run_config(plan, method, seed)
-            record = existing_result(config)
-            if record is None and not args.collect:
-                record = train.run(config)
+            record = run_or_collect(run_config(plan, method, seed), TRAIN, args.launcher, collect_only=args.collect)
             if record is not None:
                 records.append(record)
         if records:
             rows.append(summarise(method["name"], records))
     if not rows:
         raise SystemExit(f"No results to compare under {output_dir}.")
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "comparison.json").write_text(json.dumps({"plan": plan, "seeds": seeds, "rows": rows}, indent=2))
-        write_markdown(rows, plan, output_dir / "comparison.md", time.perf_counter() - began)
-        write_plot(rows, output_dir / "comparison.png")
-        print((output_dir / "comparison.md").read_text())
-        print(f"table: {output_dir / 'comparison.md'}\nplot:  {output_dir / 'comparison.png'}\ndata:  {output_dir / 'comparison.json'}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "comparison.json").write_text(json.dumps({"plan": plan, "seeds": seeds, "rows": rows}, indent=2))
+    write_markdown(rows, plan, output_dir / "comparison.md", time.perf_counter() - began)
+    write_plot(rows, output_dir / "comparison.png")
+    print((output_dir / "comparison.md").read_text())
+    print(f"table: {output_dir / 'comparison.md'}\nplot:  {output_dir / 'comparison.png'}\ndata:  {output_dir / 'comparison.json'}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Move a trained prompt from model A to model B and measure what it keeps.
 
-    accelerate launch --config_file recipes/accelerate/cpu_1proc.yaml recipes/project.py \
+    python recipes/project.py --launcher recipes/accelerate/cpu_1proc.yaml \
         --config recipes/configs/project_smollm2_to_gemma.yaml [--seeds 0,1,2]
 
 Story: fit (or load) a projection A -> B on shared vocabulary tokens; then, on model B and the
@@ -29,14 +29,14 @@ from pathlib import Path
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import compare  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
 from peft_softprompt_ext import PromptProjection, fit_projection  # noqa: E402
-from peft_softprompt_ext.projection.fit import METHODS, ROW_NORMS  # noqa: E402
-from peft_softprompt_ext.recipe_support import resolve_model_folder  # noqa: E402
+from peft_softprompt_ext import ProjectionFit, RowNorm  # noqa: E402
+from softprompt_bench.plans import run_config, run_or_collect  # noqa: E402
+from softprompt_bench.recipe_support import resolve_model_folder  # noqa: E402
+
+TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
 
 PLAN_KEYS = {"source_model", "target_model", "source_adapter", "method", "row_norm", "output_dir", "seeds", "target"}
 
@@ -46,7 +46,7 @@ def check_plan(plan: dict, path: str) -> None:
     unknown = set(plan) - PLAN_KEYS
     if unknown:
         raise ValueError(f"Unknown key(s) {sorted(unknown)} in {path}; expected {sorted(PLAN_KEYS)}.")
-    for key, allowed, default in (("method", METHODS, "lstsq"), ("row_norm", ROW_NORMS, "none")):
+    for key, allowed, default in (("method", [m.value for m in ProjectionFit], "lstsq"), ("row_norm", [r.value for r in RowNorm], "none")):
         if plan.get(key, default) not in allowed:
             raise ValueError(f"{key}={plan[key]!r} in {path} is not one of {list(allowed)}.")
 
@@ -140,6 +140,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--seeds")
+    parser.add_argument("--launcher", help="accelerate config each train.py run is launched with (default: one plain process)")
     args = parser.parse_args(argv)
     plan = yaml.safe_load(Path(args.config).read_text())
     check_plan(plan, args.config)
@@ -151,8 +152,7 @@ def main(argv=None):
     for method in runs["methods"]:
         records[method["name"]] = []
         for seed in seeds:
-            config = compare.run_config(runs, method, seed)
-            records[method["name"]].append(compare.existing_result(config) or compare.train.run(config))
+            records[method["name"]].append(run_or_collect(run_config(runs, method, seed), TRAIN, args.launcher))
     summary = summarise(records, info)
     (output_dir / "projection_results.json").write_text(json.dumps({"plan": plan, "seeds": seeds, **summary}, indent=2))
     write_markdown(summary, plan, seeds, output_dir / "projection_results.md")

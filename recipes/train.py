@@ -26,10 +26,10 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import peft_softprompt_ext  # noqa: E402,F401  (registers the plugin methods)
-from peft_softprompt_ext import recipe_support as support  # noqa: E402
-from peft_softprompt_ext.checkpoint import check_resumable, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
-from peft_softprompt_ext.peak_memory import peak_memory_mb, reset_peak_memory  # noqa: E402
-from peft_softprompt_ext.recipe_config import load_config  # noqa: E402
+from softprompt_bench import recipe_support as support  # noqa: E402
+from softprompt_bench.checkpoint import check_resumable, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
+from softprompt_bench.peak_memory import peak_memory_mb, reset_peak_memory  # noqa: E402
+from softprompt_bench.recipe_config import load_config  # noqa: E402
 
 
 def train(accelerator, setup, config, resume: bool) -> dict:

@@ -8,6 +8,6 @@ bash scripts/setup_env.sh
 VENV="${VENV:-.venv}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 start=$(date +%s)
-"$VENV/bin/accelerate" launch --config_file recipes/accelerate/cpu_1proc.yaml \
-  recipes/compare.py --config recipes/configs/compare_default.yaml "$@"
+"$VENV/bin/python" recipes/compare.py --launcher recipes/accelerate/cpu_1proc.yaml \
+  --config recipes/configs/compare_default.yaml "$@"
 echo "main job: $(( $(date +%s) - start )) s after set-up"

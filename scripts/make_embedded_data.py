@@ -32,9 +32,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # use this checkout's package, installed or not
 
-from peft_softprompt_ext.data.building import clean, deduplicate, split_rows, write_task_file  # noqa: E402
-from peft_softprompt_ext.data.splits import DEFAULT_SPLIT_SEED  # noqa: E402
-from peft_softprompt_ext.data.tasks import DATA_DIR, EMBEDDED_TASKS, SPLIT_NAMES  # noqa: E402
+from softprompt_bench.data.building import clean, deduplicate, split_rows, write_task_file  # noqa: E402
+from softprompt_bench.data.splits import DEFAULT_SPLIT_SEED  # noqa: E402
+from softprompt_bench.data.tasks import DATA_DIR, EMBEDDED_TASKS, SPLIT_NAMES  # noqa: E402
 
 VADER_PIN = "vaderSentiment==3.3.2"
 VADER_SDIST_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"

@@ -192,7 +192,7 @@ def check_vanilla_copy(cell, tmp_path):
     units = export_units(model)
     if cell.case.input_dependent:
         assert units == [] and not (tmp_path / "vanilla").exists()
-        assert "every input gets its own prompt" in (tmp_path / "README.md").read_text()
+        assert "gives every input its own prompt" in (tmp_path / "README.md").read_text()
         return
     assert len(units) == cell.case.num_tasks
     card = (tmp_path / "README.md").read_text()

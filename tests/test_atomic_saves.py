@@ -34,7 +34,7 @@ sys.path.insert(0, TESTS)
 import torch, peft
 import testing_common as common
 from peft_softprompt_ext import VocabSampledPromptTuningConfig
-from peft_softprompt_ext.checkpoint import save_checkpoint
+from softprompt_bench.checkpoint import save_checkpoint
 
 WRITES = {"os.rename", "os.replace", "os.remove", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.link", "os.symlink",
           "os.truncate", "os.unlink", "shutil.copyfile", "peft_softprompt_ext.commit"}
@@ -150,7 +150,7 @@ def which_adapter_version(folder, batch, expected) -> str:
 
 
 def which_checkpoint_version(folder) -> str:
-    from peft_softprompt_ext.checkpoint import read_checkpoint
+    from softprompt_bench.checkpoint import read_checkpoint
 
     state, tensors = read_checkpoint(folder)
     version = {5: "A", 7: "B"}[state["step"]]

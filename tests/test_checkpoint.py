@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import testing_common as common
-from peft_softprompt_ext.checkpoint import STATE_NAME, TENSORS_NAME, load_checkpoint, save_checkpoint
+from softprompt_bench.checkpoint import STATE_NAME, TENSORS_NAME, load_checkpoint, save_checkpoint
 
 CONFIG = {"method": "vocab_sampled", "lr": 0.1, "steps": 10, "seed": 0}
 

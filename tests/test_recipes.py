@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import testing_common as common
-from peft_softprompt_ext.recipe_config import RecipeConfig, load_config
+from softprompt_bench.recipe_config import RecipeConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RUN = ["--train_size", "32", "--eval_size", "16", "--batch_size", "4", "--max_length", "16",
@@ -211,15 +211,15 @@ def test_cli_values_are_typed_and_checked():
 
 
 def test_unknown_model_alias_is_named(tmp_path):
-    from peft_softprompt_ext.recipe_support import resolve_model_folder
+    from softprompt_bench.recipe_support import resolve_model_folder
 
     with pytest.raises(ValueError, match=r"model='smollm3' is neither a known alias"):
         resolve_model_folder("smollm3")
 
 
 def test_missing_columns_and_empty_label_words_are_named(tmp_path):
-    from peft_softprompt_ext.classification import label_token_ids
-    from peft_softprompt_ext.data import load_task
+    from softprompt_bench.classification import label_token_ids
+    from softprompt_bench.data import load_task
 
     path = tmp_path / "data.jsonl"
     path.write_text('{"sentence": "good", "label": 1}\n{"sentence": "bad", "label": 0}\n' * 10)
@@ -280,7 +280,7 @@ def test_project_summary_counts_steps_from_the_projected_prompt_and_the_cold_sta
 
 @pytest.mark.parametrize("name,expected", [("gpt2", "CAUSAL_LM"), ("llama", "CAUSAL_LM"), ("bert", "SEQ_CLS")])
 def test_a_saved_models_architecture_decides_causal_or_seq_cls(name, expected):
-    from peft_softprompt_ext.recipe_support import model_task_type
+    from softprompt_bench.recipe_support import model_task_type
 
     assert model_task_type(common.tiny_model_folder(name)) == expected  # GPT2LMHeadModel is causal too
 
@@ -288,7 +288,7 @@ def test_a_saved_models_architecture_decides_causal_or_seq_cls(name, expected):
 def test_an_encoder_decoder_or_an_unknown_architecture_is_named(tmp_path):
     from transformers import AutoConfig
 
-    from peft_softprompt_ext.recipe_support import model_task_type
+    from softprompt_bench.recipe_support import model_task_type
 
     with pytest.raises(ValueError, match="encoder-decoder"):
         model_task_type(common.tiny_model_folder("t5"))

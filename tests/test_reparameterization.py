@@ -45,7 +45,7 @@ def test_export_is_the_collapsed_prompt(tmp_path):
 
 
 def test_unknown_reparameterization_is_named():
-    with pytest.raises(ValueError, match=r"reparameterization='lstm' is unknown; expected one of \[None, 'residual_mlp'\]"):
+    with pytest.raises(ValueError, match=r"reparameterization='lstm' is not one of \[None, 'residual_mlp'\]"):
         VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, reparameterization="lstm")
 
 

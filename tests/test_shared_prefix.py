@@ -314,7 +314,7 @@ def test_auto_runs_the_standard_path_for_other_non_exact_cases(case):
     elif case == "chunked_attention":
         config.attention_chunk_size = 4
         expected = "does not fit in the attention chunk 4"
-    from peft_softprompt_ext.prompt_injection import PromptParts
+    from peft_softprompt_ext._peft_compat import PromptParts
 
     parts = PromptParts(peft_model.base_model, peft_model.word_embeddings, peft_model.prompt_encoder["default"], 5)
     reason = shared_prefix.not_exact_reason(parts, call_kwargs={"token_type_ids": torch.zeros(1)} if case == "token_type_ids" else {})

@@ -146,9 +146,15 @@ def test_saved_config_keeps_a_corpus_digest_not_the_corpus(tmp_path):
 
 
 def test_corpus_can_be_a_text_file(tmp_path):
+    """The file is read when the prompt is initialised (a config's __post_init__ does no I/O)."""
     path = tmp_path / "corpus.txt"
     path.write_text("a b\nc d\n")
-    assert config(vocab_sampling="task_corpus", corpus=str(path), tokenizer_name_or_path=TOKENIZER_DIR).corpus == ["a b", "c d"]
+    from_file = config(vocab_sampling="task_corpus", corpus=str(path), tokenizer_name_or_path=TOKENIZER_DIR)
+    from_texts = config(vocab_sampling="task_corpus", corpus=["a b", "c d"], tokenizer_name_or_path=TOKENIZER_DIR)
+    assert from_file.corpus == str(path) and from_file.corpus_digest is None  # not read yet
+    prompts = [peft.get_peft_model(common.tiny_model("gpt2")[0], cfg).prompt_encoder["default"].embedding.weight for cfg in (from_file, from_texts)]
+    torch.testing.assert_close(prompts[0], prompts[1])
+    assert from_file.corpus_digest == from_texts.corpus_digest
 
 
 def test_describe_prompt_finds_the_tokens_a_prompt_was_sampled_from():

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import enum
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from ..options import Option, parse_option
 from ..plugin_config import PluginPromptConfig
 
 PEFT_TYPE_NAME = "MIXTURE_PROMPT_TUNING"
 
 
-class Mixing(str, enum.Enum):
+class Mixing(Option):
     """How the bank prompts (and the target prompt) are combined."""
 
     TASK = "task"  # one learned weight vector per task
@@ -69,11 +69,8 @@ class MixturePromptTuningConfig(PluginPromptConfig):
     )
 
     def __post_init__(self):
+        self.mixing = parse_option(Mixing, self.mixing, "mixing")  # first: the base class asks input_dependence()
         super().__post_init__()
-        allowed = [member.value for member in Mixing]
-        if str(getattr(self.mixing, "value", self.mixing)) not in allowed:
-            raise ValueError(f"mixing={self.mixing!r} is not one of {allowed}.")
-        self.mixing = Mixing(getattr(self.mixing, "value", self.mixing))
         if not isinstance(self.source_prompts, (list, tuple)) or not self.source_prompts:
             raise ValueError(f"source_prompts must be a non-empty list of adapter folders or repo ids, got {self.source_prompts!r}.")
         self.source_prompts = [str(source) for source in self.source_prompts]
@@ -84,11 +81,6 @@ class MixturePromptTuningConfig(PluginPromptConfig):
             raise ValueError(
                 f"mixing='one_hot' serves one bank prompt per task: num_tasks={self.num_tasks} but "
                 f"{len(self.source_prompts)} source_prompts."
-            )
-        if self.mixing == Mixing.ATTENTION and self.shared_prefix == "on":
-            raise ValueError(
-                "shared_prefix='on' with mixing='attention': every input gets its own prompt, so a prefix shared by "
-                "the batch would not be exact. Use shared_prefix='auto' or 'off'."
             )
         if self.mixing == Mixing.ONE_HOT and self.reparameterization is not None:
             raise ValueError("mixing='one_hot' trains nothing, so reparameterization must be None.")
@@ -113,6 +105,9 @@ class MixturePromptTuningConfig(PluginPromptConfig):
         if len(set(names)) != len(names):
             raise ValueError(f"task_names must be distinct, got {list(names)!r}.")
         self.task_names = list(names)
+
+    def input_dependence(self) -> str | None:
+        return "mixing='attention'" if self.mixing == Mixing.ATTENTION else None
 
     def task_labels(self) -> list[str]:
         """The name of every task: `task_names`, or `task_<k>` where none were given."""

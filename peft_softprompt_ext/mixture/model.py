@@ -6,35 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from .. import reparameterization
-from .._peft_compat import PluginPromptEncoder
 from ..adapter_files import check_finite
 from ..prompt_bank import load_saved_prompt
+from ..prompt_encoder import PromptEncoder, check_task_ids  # noqa: F401  (check_task_ids: re-exported)
 from .config import Mixing
 
 
-def check_task_ids(task_ids, batch_size: int, num_tasks: int, device) -> torch.Tensor:
-    """`task_ids` as a LongTensor [batch_size]; missing ids are only allowed for one task."""
-    if task_ids is None:
-        if num_tasks == 1:
-            return torch.zeros(batch_size, dtype=torch.long, device=device)
-        raise ValueError(
-            f"task_ids is missing: this mixture has num_tasks={num_tasks}; pass one task id per row (forward and "
-            "generate take task_ids=). transformers' Trainer drops a task_ids column unless "
-            "TrainingArguments(remove_unused_columns=False); trl's SFTTrainer collator drops it too."
-        )
-    task_ids = torch.as_tensor(task_ids, device=device)
-    if task_ids.dtype == torch.bool or task_ids.is_floating_point() or task_ids.is_complex():
-        raise ValueError(f"task_ids must be integers (one task index per row), got dtype {task_ids.dtype}: {task_ids.tolist()!r}.")
-    task_ids = task_ids.long().reshape(-1)
-    if task_ids.numel() != batch_size:
-        raise ValueError(f"task_ids has {task_ids.numel()} entries for a batch of {batch_size} rows; give one per row.")
-    bad = task_ids[(task_ids < 0) | (task_ids >= num_tasks)]
-    if bad.numel():
-        raise ValueError(f"task_ids {sorted(set(bad.tolist()))} out of range: expected 0..{num_tasks - 1}.")
-    return task_ids
-
-
-class MixturePromptEncoder(PluginPromptEncoder):
+class MixturePromptEncoder(PromptEncoder):
     """Mixes a frozen bank of K source prompts and per-task target prompts, per row.
 
     Example:
@@ -52,10 +30,9 @@ class MixturePromptEncoder(PluginPromptEncoder):
     def __init__(self, config, word_embeddings: torch.nn.Module, model_config=None):
         super().__init__()
         self.mixing = config.mixing
-        self.num_tasks = config.num_tasks
         self.task_labels = config.task_labels()
         self.temperature = config.attention_temperature
-        self.exportable = config.mixing != Mixing.ATTENTION
+        self.input_dependent = config.mixing == Mixing.ATTENTION  # attention reads the input: nothing to share
         count, length, width = len(config.source_prompts), config.num_virtual_tokens, config.token_dim
         self.register_buffer("bank", torch.zeros(count, length, width))
         if not config.inference_mode:
@@ -116,52 +93,21 @@ class MixturePromptEncoder(PluginPromptEncoder):
         keys = F.normalize(torch.cat((bank_keys, target_keys), dim=1), dim=-1)
         return torch.softmax(torch.einsum("bd,bkd->bk", query, keys) / self.temperature, dim=-1)
 
+    @property
+    def export_refusal(self) -> str | None:
+        if self.mixing == Mixing.ATTENTION:
+            return ("mixing='attention' gives every input its own prompt, so there is no single prompt for plain PEFT "
+                    "PROMPT_TUNING; use mixing='task' for exportable per-task prompts")  # fmt: skip
+        return None
+
     def forward(self, batch_size: int, task_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
-        task_ids = check_task_ids(task_ids, batch_size, self.num_tasks, self.bank.device)
+        task_ids = self.rows_for(task_ids, batch_size, self.bank.device)
         weights = self.mixing_weights(task_ids, inputs_embeds, attention_mask)
         if self.mixing == Mixing.ONE_HOT:
             return self.bank[task_ids]
         count = self.bank.shape[0]
         mixed = torch.einsum("bk,kpd->bpd", weights[:, :count], self.bank)
         return mixed + weights[:, count, None, None] * self.targets()[task_ids]
-
-    @property
-    def prompts_are_shared(self) -> bool:
-        """Task-level mixings give all rows of a task one prompt; attention mixing reads the input."""
-        return self.mixing != Mixing.ATTENTION
-
-    def shared_prompts(self, batch_size: int, task_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(every task's prompt [num_tasks, P, D], row -> task id [batch_size]); task-level mixing only."""
-        if not self.prompts_are_shared:
-            raise ValueError("mixing='attention' gives every input its own prompt; there are no shared prompts.")
-        task_ids = check_task_ids(task_ids, batch_size, self.num_tasks, self.bank.device)
-        every_task = torch.arange(self.num_tasks, device=self.bank.device)
-        return self.forward(self.num_tasks, task_ids=every_task), task_ids
-
-    def task_index(self, task) -> int:
-        """A task given by index or by name -> its index; None is task 0 of a one-task mixture."""
-        if task is None:
-            if self.num_tasks > 1:
-                raise ValueError(f"This mixture has {self.num_tasks} tasks: pass task=<0..{self.num_tasks - 1}> or one of the "
-                                 f"task names {self.task_labels}.")  # fmt: skip
-            return 0
-        if isinstance(task, str):
-            if task not in self.task_labels:
-                raise ValueError(f"task={task!r} is not a task of this mixture; its tasks are {self.task_labels}.")
-            return self.task_labels.index(task)
-        if isinstance(task, bool) or not isinstance(task, int) or not 0 <= task < self.num_tasks:
-            raise ValueError(f"task={task!r} is not a task index of this mixture: expected 0..{self.num_tasks - 1} or one of {self.task_labels}.")
-        return task
-
-    def prompt_table(self, task=None) -> torch.Tensor:
-        """The one prompt [P, D] that task `task` (index or name) gets (task-level mixing only)."""
-        if self.mixing == Mixing.ATTENTION:
-            raise ValueError(
-                "mixing='attention' gives every input its own prompt, so there is no single prompt to export or "
-                "describe; use mixing='task' for exportable per-task prompts."
-            )
-        index = self.task_index(task)
-        return self.forward(1, task_ids=torch.tensor([index], device=self.bank.device))[0]
 
     # ------------------------------------------------------------------ state
     @classmethod

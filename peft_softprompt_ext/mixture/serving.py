@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
-from .._peft_compat import adapter_config_of, input_embeddings_of, prompt_encoder_of
+from .._peft_compat import adapter_config_of, input_embeddings_of, new_peft_model, prompt_encoder_of
+from ..prompt_bank import saved_prompt_length
+from ..prompt_encoder import check_task_ids
 from .config import Mixing, MixturePromptTuningConfig, is_usable_task_name
-from .model import MixturePromptEncoder, check_task_ids
+from .model import MixturePromptEncoder
 
 
 def _source_names(config) -> list[str]:
@@ -46,23 +50,15 @@ def serve_prompts(base_model, prompts: dict, task_type: str = "CAUSAL_LM", revis
         (peft_model, task_id) where `task_id(names)` maps prompt names to the `task_ids` tensor
         that `forward`/`generate` take: row i uses prompt `names[i]`.
     """
-    import json
-    import os
-
-    import peft
-
-    from ..prompt_bank import _adapter_files
-
     if not prompts:
         raise ValueError("serve_prompts needs at least one prompt: {name: adapter folder or repo id}.")
     names, sources = list(prompts), [os.fspath(source) for source in prompts.values()]
-    with open(_adapter_files(sources[0], revision)[0], encoding="utf-8") as handle:
-        num_virtual = json.load(handle)["num_virtual_tokens"]
+    num_virtual = saved_prompt_length(sources[0], revision)
     task_names = names if all(is_usable_task_name(name) for name in names) else None  # they name saved folders
     config = MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=num_virtual, source_prompts=sources,
                                        num_tasks=len(sources), mixing="one_hot", source_revision=revision,
                                        task_names=task_names)  # fmt: skip
-    peft_model = peft.get_peft_model(base_model, config)
+    peft_model = new_peft_model(base_model, config)
     index = {name: i for i, name in enumerate(names)}
 
     def task_id(row_names) -> torch.Tensor:

@@ -25,11 +25,24 @@ import torch
 from .._peft_compat import input_embeddings_of
 from ..fingerprint import base_model_fingerprint
 from ..init import embed_token_ids, nearest_token_ids
+from ..options import Option, parse_option
 from .alignment import shared_tokens
 from .projection import PromptProjection
 
-METHODS = ("lstsq", "procrustes")
-ROW_NORMS = ("none", "target_tokens")
+
+
+class ProjectionFit(Option):
+    """How the map between the two embedding spaces is fitted."""
+
+    LSTSQ = "lstsq"  # ridge least squares, norm restored
+    PROCRUSTES = "procrustes"  # (semi-)orthogonal Procrustes
+
+
+class RowNorm(Option):
+    """What the norm of every projected row is set to."""
+
+    NONE = "none"  # the plain map
+    TARGET_TOKENS = "target_tokens"  # the target's mean anchor-token norm, as the target model consumes tokens
 
 
 def _centre_scale(rows: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -70,10 +83,8 @@ def fit_projection(source_model, source_tokenizer, target_model, target_tokenize
         row_norm: `"none"` (the plain map) or `"target_tokens"` (rescale every projected row to
             the mean norm of the target's anchor tokens, as the target model consumes them).
     """
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is not one of {list(METHODS)}.")
-    if row_norm not in ROW_NORMS:
-        raise ValueError(f"row_norm={row_norm!r} is not one of {list(ROW_NORMS)}.")
+    method = parse_option(ProjectionFit, method, "method").value  # plain strings from here on (messages, JSON)
+    row_norm = parse_option(RowNorm, row_norm, "row_norm").value
     began = time.perf_counter()
     source_table, target_table = input_embeddings_of(source_model), input_embeddings_of(target_model)
     source_ids, target_ids, _ = shared_tokens(source_tokenizer, source_table.weight.shape[0], target_tokenizer,

@@ -10,8 +10,9 @@ import os
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..adapter_files import check_finite, check_safetensors_file, read_json_object
-from ..atomic_io import atomic_directory_write, read_lock
+from .. import sources
+from ..adapter_files import check_finite, check_safetensors_file
+from ..atomic_io import atomic_directory_write, read_json_object, read_lock
 from ..init import match_row_norms
 
 TENSORS_NAME = "projection.safetensors"
@@ -76,19 +77,12 @@ class PromptProjection:
                 json.dump(config, handle, indent=2)
 
     @classmethod
-    def from_pretrained(cls, directory) -> "PromptProjection":
+    def from_pretrained(cls, directory, revision: str | None = None) -> "PromptProjection":
         """Load a saved projection (a local folder or a Hub repo id); safetensors only, values checked."""
         directory = os.fspath(directory)
-        local = os.path.isdir(directory)
-        with read_lock(directory) if local else contextlib.nullcontext():
-            if local:
-                config_path, tensors_path = os.path.join(directory, CONFIG_NAME), os.path.join(directory, TENSORS_NAME)
-            else:
-                from huggingface_hub import hf_hub_download
-
-                config_path, tensors_path = hf_hub_download(directory, CONFIG_NAME), hf_hub_download(directory, TENSORS_NAME)
-            if not os.path.isfile(tensors_path):
-                raise FileNotFoundError(f"Projection folder {directory!r} has no {TENSORS_NAME}.")
+        with read_lock(directory) if sources.is_local(directory) else contextlib.nullcontext():
+            tensors_path = sources.resolve_file(directory, TENSORS_NAME, revision=revision)
+            config_path = sources.resolve_file(directory, CONFIG_NAME, revision=revision)
             check_safetensors_file(tensors_path)
             config = read_json_object(config_path, "Projection config")
             tensors = load_file(tensors_path)

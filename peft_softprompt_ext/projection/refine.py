@@ -11,7 +11,8 @@ import itertools
 
 import torch
 
-from ..prompt_injection import PromptParts, causal_lm_forward
+from .._peft_compat import PromptParts
+from ..prompt_injection import causal_lm_forward
 from .projection import PromptProjection
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from ..init import corpus_digest, read_corpus
+from ..init import check_corpus_texts, corpus_digest
+from ..options import Option, parse_option
 from ..plugin_config import PluginPromptConfig
 
 PEFT_TYPE_NAME = "VOCAB_SAMPLED_PROMPT_TUNING"
 
 
-class VocabSampling(str, enum.Enum):
+class VocabSampling(Option):
     """Where the initial prompt tokens come from."""
 
     UNIFORM = "uniform"
@@ -46,8 +46,9 @@ class VocabSampledPromptTuningConfig(PluginPromptConfig):
             byte-fallback tokens are never sampled; sampling is without replacement.
         num_frequent_tokens (`int`): N for `"top_frequent"` and the class-label fill (5000).
         class_labels (`list[str]`): Label words for `"class_labels"`, e.g. `[" positive", " negative"]`.
-        corpus (`list[str]` or `str`): Texts (or a path to a one-text-per-line file) to count token
-            frequencies in. Not saved: the saved config keeps `corpus_digest` instead.
+        corpus (`list[str]` or `str`): Texts (or a path to a one-text-per-line file, read when the
+            prompt is initialised) to count token frequencies in. Not saved: the saved config keeps
+            `corpus_digest` instead.
         corpus_digest (`str`): sha256 of the corpus, filled in automatically.
         seed (`int`): Seed of the sampling; the same seed gives the same prompt on any machine.
         norm_matching (`bool`): Rescale every initial row to the mean norm of the usable vocabulary
@@ -91,10 +92,7 @@ class VocabSampledPromptTuningConfig(PluginPromptConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        allowed = [member.value for member in VocabSampling]
-        if str(getattr(self.vocab_sampling, "value", self.vocab_sampling)) not in allowed:
-            raise ValueError(f"vocab_sampling={self.vocab_sampling!r} is not one of {allowed}.")
-        self.vocab_sampling = VocabSampling(getattr(self.vocab_sampling, "value", self.vocab_sampling))
+        self.vocab_sampling = parse_option(VocabSampling, self.vocab_sampling, "vocab_sampling")
         if not _is_int(self.num_frequent_tokens) or self.num_frequent_tokens <= 0:
             raise ValueError(f"num_frequent_tokens must be a positive integer, got {self.num_frequent_tokens!r}.")
         if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
@@ -106,9 +104,11 @@ class VocabSampledPromptTuningConfig(PluginPromptConfig):
         if self.vocab_sampling in _NEEDS_TOKENIZER and not self.tokenizer_name_or_path:
             raise ValueError(f"vocab_sampling={self.vocab_sampling.value!r} needs tokenizer_name_or_path; got None.")
         self._validate_class_labels()
-        if self.corpus is not None:
-            self.corpus = read_corpus(self.corpus)
+        if isinstance(self.corpus, (list, tuple)):  # texts: identified now; a file path is read (and identified) at init
+            self.corpus = check_corpus_texts(self.corpus)
             self.corpus_digest = corpus_digest(self.corpus)
+        elif self.corpus is not None and not isinstance(self.corpus, str):
+            raise ValueError(f"corpus must be a list of texts or a text file path, got {type(self.corpus).__name__}.")
         if self.vocab_sampling == VocabSampling.TASK_CORPUS and self.corpus is None and self.corpus_digest is None:
             raise ValueError("vocab_sampling='task_corpus' needs corpus= (a list of texts or a text file path).")
 

@@ -17,10 +17,19 @@ def _load_tokenizer(config):
     return AutoTokenizer.from_pretrained(config.tokenizer_name_or_path, **kwargs)
 
 
-def _ranked_ids(config, tokenizer, num_embeddings: int) -> torch.Tensor:
+def _corpus_texts(config) -> list[str] | None:
+    """The corpus's texts (a file path is read here, at initialisation), its digest recorded in the config."""
+    if config.corpus is None:
+        return None
+    texts = init.read_corpus(config.corpus)
+    config.corpus_digest = init.corpus_digest(texts)
+    return texts
+
+
+def _ranked_ids(texts, tokenizer, num_embeddings: int) -> torch.Tensor:
     """Token ids, most frequent first: counted in the corpus if given, else the merge ranking."""
-    if config.corpus is not None:
-        counts = init.corpus_token_counts(tokenizer, config.corpus, num_embeddings)
+    if texts is not None:
+        counts = init.corpus_token_counts(tokenizer, texts, num_embeddings)
         return torch.argsort(counts, descending=True, stable=True)
     return init.merge_rank_order(tokenizer)
 
@@ -31,6 +40,7 @@ def initial_token_rows(config, word_embeddings: torch.nn.Module, model_config=No
     num_embeddings = word_embeddings.weight.shape[0]
     usable = init.usable_token_ids(num_embeddings, tokenizer, model_config)
     generator = torch.Generator().manual_seed(config.seed)
+    texts = _corpus_texts(config)
     count = config.num_virtual_tokens
     strategy = config.vocab_sampling
     label_rows = None
@@ -40,12 +50,12 @@ def initial_token_rows(config, word_embeddings: torch.nn.Module, model_config=No
     if strategy == VocabSampling.UNIFORM:
         ids = init.sample_without_replacement(usable, count, generator)
     elif strategy == VocabSampling.TASK_CORPUS:
-        if config.corpus is None:
+        if texts is None:
             raise ValueError("vocab_sampling='task_corpus' needs corpus= to initialise a new prompt (only its digest was given).")
-        counts = init.corpus_token_counts(tokenizer, config.corpus, num_embeddings)
+        counts = init.corpus_token_counts(tokenizer, texts, num_embeddings)
         ids = init.sample_without_replacement(usable, count, generator, weights=counts[usable])
     else:  # TOP_FREQUENT, and the fill after the class labels
-        population = init.top_frequent_population(_ranked_ids(config, tokenizer, num_embeddings), usable, config.num_frequent_tokens)
+        population = init.top_frequent_population(_ranked_ids(texts, tokenizer, num_embeddings), usable, config.num_frequent_tokens)
         ids = init.sample_without_replacement(population, count, generator)
     rows = init.embed_token_ids(word_embeddings, ids)
     if label_rows is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from . import classification
-from .atomic_io import atomic_directory_write
+from peft_softprompt_ext import atomic_directory_write, attach_results
 from .data import label_words as task_label_words
 from .data import load_task, prompt_template
 from .data.tasks import EMBEDDED_TASKS
@@ -242,8 +242,6 @@ def save_run(accelerator, setup: Setup, config, record: dict) -> None:
     output_dir = Path(config.output_dir)
     model = accelerator.unwrap_model(setup.model)
     if hasattr(model, "peft_config"):
-        from .hub import attach_results
-
         attach_results(model, record)  # the model card of a plugin adapter shows the run's metrics
         record["adapter"] = str(output_dir / "adapter")
     with atomic_directory_write(output_dir, keep=lambda name, path: name not in RUN_FILES) as staging:

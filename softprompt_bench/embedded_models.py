@@ -13,7 +13,7 @@ folder (safetensors + tokenizer) under the cache; later calls reuse it. Cache ro
 
 Aliases win over a local folder of the same name: pass `./smollm2-135m` to mean the folder.
 
-Prebuild from a shell (e.g. to warm a CI cache): `python -m peft_softprompt_ext.embedded_models smollm2-135m`.
+Prebuild from a shell (e.g. to warm a CI cache): `python -m softprompt_bench.embedded_models smollm2-135m`.
 """
 
 from __future__ import annotations
@@ -131,6 +131,18 @@ def default_cache_dir() -> Path:
     return base / "models"
 
 
+def load_causal_lm(name: str):
+    """(model, tokenizer folder) for an embedded alias, a local folder, or 'tiny-gpt2' (random, no tokenizer)."""
+    import torch
+    from transformers import AutoModelForCausalLM, GPT2Config
+
+    if name == "tiny-gpt2":
+        torch.manual_seed(0)
+        return AutoModelForCausalLM.from_config(GPT2Config(vocab_size=50257, n_embd=64, n_layer=2, n_head=4)), None
+    folder = resolve_model(name)
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), folder
+
+
 def resolve_model(name_or_path: str, cache_dir: str | os.PathLike | None = None) -> str:
     """Return a local model folder for an alias, or `name_or_path` unchanged for anything else.
 
@@ -208,7 +220,7 @@ def _exclusive_lock(lock_path: Path):
 
 
 def _log(message: str) -> None:
-    print(f"[peft_softprompt_ext] {message}", file=sys.stderr, flush=True)
+    print(f"[softprompt_bench] {message}", file=sys.stderr, flush=True)
 
 
 def _say(info: ModelAlias, message: str, started: float) -> None:
@@ -289,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     """Resolve (and build if needed) each alias given on the command line; print its folder."""
     names = sys.argv[1:] if argv is None else argv
     if not names:
-        print(f"usage: python -m peft_softprompt_ext.embedded_models ALIAS...; aliases: {', '.join(MODEL_ALIASES)}")
+        print(f"usage: python -m softprompt_bench.embedded_models ALIAS...; aliases: {', '.join(MODEL_ALIASES)}")
         return
     for name in names:
         print(resolve_model(name))

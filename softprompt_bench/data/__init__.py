@@ -1,6 +1,6 @@
 """Labelled text tasks that work offline, plus a loader for any other labelled text data.
 
-    from peft_softprompt_ext.data import load_task, label_words, prompt_template
+    from softprompt_bench.data import load_task, label_words, prompt_template
     tasks = load_task("movie_sentiment")          # DatasetDict: train / validation / test
     tasks["train"][0]                             # {"text": "...", "label": 1}
     label_words("movie_sentiment")                # [" negative", " positive"] (label order)

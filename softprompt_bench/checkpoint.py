@@ -20,9 +20,15 @@ import os
 import torch
 from safetensors.torch import load_file, save_file
 
-from .adapter_files import check_finite, check_safetensors_file, read_json_object
-from .atomic_io import atomic_directory_write, read_lock
-from .fingerprint import base_model_fingerprint, fingerprint_differences
+from peft_softprompt_ext import (
+    atomic_directory_write,
+    base_model_fingerprint,
+    check_finite,
+    check_safetensors_file,
+    fingerprint_differences,
+    read_json_object,
+    read_lock,
+)
 
 TENSORS_NAME = "trainable.safetensors"
 STATE_NAME = "state.json"

@@ -15,17 +15,9 @@ from typing import Optional
 
 import yaml
 
-METHODS = (
-    "vocab_sampled",  # this plugin: VocabSampledPromptTuningConfig (see vocab_sampling)
-    "mixture",  # this plugin: MixturePromptTuningConfig over source_prompts (see mixing)
-    "projected",  # this plugin: ProjectedPromptTuningConfig (source_adapter moved by projection)
-    "prompt_tuning_random",  # vanilla PEFT PromptTuningConfig, RANDOM init
-    "prompt_tuning_sample_vocab",  # vanilla PEFT, SAMPLE_VOCAB init
-    "prompt_tuning_text",  # vanilla PEFT, TEXT init (init_text)
-    "lora",  # vanilla PEFT LoraConfig
-    "full_finetune",  # every base parameter trains
-    "zero_shot",  # no training: the frozen base model, evaluated as is
-)
+from peft_softprompt_ext import Mixing, Reparameterization, SharedPrefix, VocabSampling
+
+from .methods import METHODS
 
 
 @dataclass
@@ -73,8 +65,11 @@ class RecipeConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is unknown; expected one of {list(METHODS)}.")
-        if self.shared_prefix not in ("auto", "on", "off"):
-            raise ValueError(f"shared_prefix={self.shared_prefix!r} is unknown; expected 'auto', 'on' or 'off'.")
+        for name, option, allow_none in (("shared_prefix", SharedPrefix, False), ("mixing", Mixing, False),
+                                         ("vocab_sampling", VocabSampling, False), ("reparameterization", Reparameterization, True)):  # fmt: skip
+            allowed = [member.value for member in option] + ([None] if allow_none else [])
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is unknown; expected one of {allowed}.")
         if self.task_type not in ("auto", "CAUSAL_LM", "SEQ_CLS"):
             raise ValueError(f"task_type={self.task_type!r} is unknown; expected 'auto', 'CAUSAL_LM' or 'SEQ_CLS'.")
         if self.lr_schedule not in ("constant", "linear"):

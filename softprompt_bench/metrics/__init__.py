@@ -3,7 +3,7 @@
 `evaluate.load("accuracy")` fetches its script from the Hub; these folders hold our own
 `accuracy` and `macro_f1` modules, which `evaluate.load` reads by local path instead.
 
-    from peft_softprompt_ext.metrics import compute_metrics
+    from softprompt_bench.metrics import compute_metrics
     compute_metrics(predictions=[0, 1, 1], references=[0, 1, 0])
     # {'accuracy': 0.666..., 'macro_f1': 0.666...}
 """

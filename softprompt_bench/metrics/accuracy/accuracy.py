@@ -1,7 +1,7 @@
 """Accuracy as an `evaluate` metric module, loadable offline by path.
 
 Self-contained on purpose: `evaluate.load` copies this one file into its module cache and
-imports it there, so it must not import from peft_softprompt_ext.
+imports it there, so it must not import from softprompt_bench or peft_softprompt_ext.
 """
 
 import datasets
@@ -16,7 +16,7 @@ Args:
 Returns:
     accuracy (`float`): in [0, 1].
 Example:
-    >>> metric = evaluate.load("peft_softprompt_ext/metrics/accuracy")
+    >>> metric = evaluate.load("softprompt_bench/metrics/accuracy")
     >>> metric.compute(predictions=[0, 1, 1, 0], references=[0, 1, 0, 0])
     {'accuracy': 0.75}
 """

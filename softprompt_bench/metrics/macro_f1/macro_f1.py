@@ -1,7 +1,7 @@
 """Macro-averaged F1 as an `evaluate` metric module, loadable offline by path (no sklearn).
 
 Self-contained on purpose: `evaluate.load` copies this one file into its module cache and
-imports it there, so it must not import from peft_softprompt_ext.
+imports it there, so it must not import from softprompt_bench or peft_softprompt_ext.
 """
 
 import datasets
@@ -19,7 +19,7 @@ Args:
 Returns:
     macro_f1 (`float`): in [0, 1].
 Example:
-    >>> metric = evaluate.load("peft_softprompt_ext/metrics/macro_f1")
+    >>> metric = evaluate.load("softprompt_bench/metrics/macro_f1")
     >>> metric.compute(predictions=[0, 0, 0, 0], references=[0, 0, 0, 1])
     {'macro_f1': 0.42857142857142855}
 """

@@ -9,7 +9,7 @@ applies the rules, checks the result against the digest of the rows this reposit
 (same rows, same split), and writes `bbc_topics.jsonl.gz` atomically into `data_cache_dir()`.
 Later calls read that file. Nothing is downloaded. Prebuild from a shell:
 
-    python -m peft_softprompt_ext.data.bbc
+    python -m softprompt_bench.data.bbc
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def _is_expected(rows: list[dict]) -> bool:
 
 
 def _log(message: str) -> None:
-    print(f"[peft_softprompt_ext] {message}", file=sys.stderr, flush=True)
+    print(f"[softprompt_bench] {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,163 @@
+"""The declared protocol of every plugin prompt encoder (`PromptEncoder`).
+
+PEFT builds one encoder per adapter (`encoder_cls(config, word_embeddings, model_config=...)`);
+the plugin's injection, shared-prefix execution, saving, export and card read it only through the
+members below. `tests/test_prompt_encoder_protocol.py` walks the registry and checks every method.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from ._peft_compat import PeftEncoderHooks
+
+INPUT_EMBEDDINGS = "input_embeddings"  # rows in front of the input's token embeddings
+KEY_VALUES = "key_values"  # keys and values in front of every attention layer's (deep prompts)
+
+
+class PromptEncoder(PeftEncoderHooks):
+    """What every plugin encoder provides. Shapes: B batch rows, P = num_virtual_tokens, D = token_dim,
+    T = number of tasks.
+
+    Where the prompt goes:
+      * `prompt_kind`: `INPUT_EMBEDDINGS` (every shallow method: `forward` gives the rows put in
+        front of the input embeddings) or `KEY_VALUES` (a per-layer prompt: `key_values` gives
+        keys and values put in front of each attention layer's; the input itself is unchanged).
+
+    The prompt, per task:
+      * `task_labels` (list[str], one per task; a single-prompt method has one) and `num_tasks`;
+      * `forward(batch_size, task_ids=None, inputs_embeds=None, attention_mask=None)` -> [B, P, D]:
+        row i's prompt (its task `task_ids[i]`; input-dependent methods also read the input);
+      * `task_index(task)` -> int: a task given by index or name (None: the only task).
+
+    Whether it depends on the input:
+      * `input_dependent` (bool). False: a prompt depends only on its task, so a batch's distinct
+        prompts can run once and be shared by rows (`shared_prompts`, used by shared_prefix.py).
+      * `shared_prompts(batch_size, task_ids)` -> (every task's prompt [T, P, D], row -> task [B]).
+
+    Export to plain PEFT:
+      * `export_refusal` (str or None): None when each task's prompt is one fixed [P, D] table that
+        plain PEFT PROMPT_TUNING holds exactly (one copy per task), else why not;
+      * `prompt_table(task=None)` -> [P, D]: that table.
+
+    The per-layer hook (KEY_VALUES encoders):
+      * `key_values(batch_size, task_ids=None)` -> per attention layer (keys, values), each
+        [B, key/value heads, P, head dim], in the layout of the model's cache.
+
+    Saving and loading (PEFT calls these through `PeftEncoderHooks`):
+      * `adapter_state_dict()` -> {safetensors name: tensor};
+      * `expected_state_shapes(config)` (classmethod) -> {name: shape}, checked against a file's
+        header before anything is built;
+      * `load_adapter_state(state_dict)`: validate names, shapes and values, then load;
+      * `set_trainable()`: unfreeze what trains (a loaded adapter resuming training).
+    """
+
+    prompt_kind: str = INPUT_EMBEDDINGS
+    input_dependent: bool = False
+    task_labels: list[str] = ["default"]
+
+    # ------------------------------------------------------------------ the prompt
+    @property
+    def num_tasks(self) -> int:
+        return len(self.task_labels)
+
+    def forward(self, batch_size: int, task_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def task_index(self, task) -> int:
+        """A task given by index or by name -> its index; None is the task of a one-task encoder."""
+        if task is None:
+            if self.num_tasks > 1:
+                raise ValueError(f"This mixture has {self.num_tasks} tasks: pass task=<0..{self.num_tasks - 1}> or one of the "
+                                 f"task names {self.task_labels}.")  # fmt: skip
+            return 0
+        if self.num_tasks == 1 and task not in (0, self.task_labels[0]):
+            raise ValueError(f"task={task!r}: this adapter has a single prompt (no tasks); pass task=None.")
+        if isinstance(task, str):
+            if task not in self.task_labels:
+                raise ValueError(f"task={task!r} is not a task of this mixture; its tasks are {self.task_labels}.")
+            return self.task_labels.index(task)
+        if isinstance(task, bool) or not isinstance(task, int) or not 0 <= task < self.num_tasks:
+            raise ValueError(f"task={task!r} is not a task index of this mixture: expected 0..{self.num_tasks - 1} or one of "
+                             f"{self.task_labels}.")  # fmt: skip
+        return task
+
+    def rows_for(self, task_ids, batch_size: int, device=None) -> torch.Tensor:
+        """`task_ids` as a LongTensor [batch_size], checked; missing ids are only allowed for one task."""
+        return check_task_ids(task_ids, batch_size, self.num_tasks, device)
+
+    def _device(self):
+        tensor = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return tensor.device if tensor is not None else None
+
+    # ------------------------------------------------------------------ sharing and export
+    def shared_prompts(self, batch_size: int, task_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(every task's prompt [T, P, D], row -> task [batch_size]); input-independent encoders only."""
+        if self.input_dependent:
+            raise ValueError(f"{type(self).__name__} gives every input its own prompt; there are no shared prompts.")
+        device = self._device()
+        rows = self.rows_for(task_ids, batch_size, device)
+        every_task = torch.arange(self.num_tasks, device=device)
+        return self.forward(self.num_tasks, task_ids=every_task), rows
+
+    @property
+    def export_refusal(self) -> str | None:
+        if self.input_dependent:
+            return "it gives every input its own prompt, so there is no single prompt for plain PEFT PROMPT_TUNING"
+        if self.prompt_kind != INPUT_EMBEDDINGS:
+            return "its prompt is per-layer keys and values, which PROMPT_TUNING (input rows only) cannot hold"
+        return None
+
+    def prompt_table(self, task=None) -> torch.Tensor:
+        """The one prompt [P, D] that task `task` (index or name) gets."""
+        refusal = self.export_refusal
+        if refusal is not None:
+            raise ValueError(f"{type(self).__name__} has no single prompt to export or describe: {refusal}.")
+        index = self.task_index(task)
+        return self.forward(1, task_ids=torch.tensor([index], device=self._device()))[0]
+
+    def key_values(self, batch_size: int, task_ids=None):
+        raise NotImplementedError(f"{type(self).__name__} puts its prompt in front of the input embeddings, not in every layer.")
+
+    # ------------------------------------------------------------------ state
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @classmethod
+    def expected_state_shapes(cls, config) -> dict[str, tuple[int, ...]]:
+        raise NotImplementedError
+
+    def load_adapter_state(self, state_dict: dict[str, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def set_trainable(self) -> None:
+        """Make the trainable part of the encoder require grad (all parameters by default)."""
+        for parameter in self.parameters():
+            parameter.requires_grad_(True)
+
+
+REQUIRED = ("forward", "adapter_state_dict", "expected_state_shapes", "load_adapter_state")
+
+
+def check_task_ids(task_ids, batch_size: int, num_tasks: int, device=None) -> torch.Tensor:
+    """`task_ids` as a LongTensor [batch_size]; missing ids are only allowed for one task."""
+    if task_ids is None:
+        if num_tasks == 1:
+            return torch.zeros(batch_size, dtype=torch.long, device=device)
+        raise ValueError(
+            f"task_ids is missing: this mixture has num_tasks={num_tasks}; pass one task id per row (forward and "
+            "generate take task_ids=). transformers' Trainer drops a task_ids column unless "
+            "TrainingArguments(remove_unused_columns=False); trl's SFTTrainer collator drops it too."
+        )
+    task_ids = torch.as_tensor(task_ids, device=device)
+    if task_ids.dtype == torch.bool or task_ids.is_floating_point() or task_ids.is_complex():
+        raise ValueError(f"task_ids must be integers (one task index per row), got dtype {task_ids.dtype}: {task_ids.tolist()!r}.")
+    task_ids = task_ids.long().reshape(-1)
+    if task_ids.numel() != batch_size:
+        raise ValueError(f"task_ids has {task_ids.numel()} entries for a batch of {batch_size} rows; give one per row.")
+    bad = task_ids[(task_ids < 0) | (task_ids >= num_tasks)]
+    if bad.numel():
+        raise ValueError(f"task_ids {sorted(set(bad.tolist()))} out of range: expected 0..{num_tasks - 1}.")
+    return task_ids

@@ -1,0 +1,47 @@
+"""One resolver for "a local folder or a Hub repo id (at a revision, in a subfolder)".
+
+Adapters, mixture banks, projections and `AutoPeftModel` subfolders are all given this way; every
+reader resolves them here, so a revision or subfolder is never dropped on one path.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def folder_of(source, subfolder: str | None = None) -> str:
+    """The local path `source`/`subfolder` (whether or not it exists)."""
+    return os.path.join(os.fspath(source), subfolder) if subfolder else os.fspath(source)
+
+
+def is_local(source, subfolder: str | None = None) -> bool:
+    return os.path.isdir(folder_of(source, subfolder))
+
+
+def resolve_file(source, filename: str, subfolder: str | None = None, revision: str | None = None, hub_kwargs: dict | None = None,
+                 required: bool = True) -> str | None:  # fmt: skip
+    """The local path of `filename` in a folder or Hub repo; None where it is absent and not `required`."""
+    if is_local(source, subfolder):
+        path = os.path.join(folder_of(source, subfolder), filename)
+        if os.path.isfile(path) or not required:
+            return path if os.path.isfile(path) else None
+        raise FileNotFoundError(f"{folder_of(source, subfolder)!r} has no {filename}.")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    options = {k: v for k, v in dict(hub_kwargs or {}, revision=revision, subfolder=subfolder).items() if v is not None}
+    try:
+        return hf_hub_download(os.fspath(source), filename, **options)
+    except EntryNotFoundError:
+        if required:
+            raise FileNotFoundError(f"Hub repo {os.fspath(source)!r} (revision {revision}, subfolder {subfolder}) has no {filename}.") from None
+        return None
+
+
+def local_folder(source, filenames: list[str], subfolder: str | None = None, revision: str | None = None,
+                 hub_kwargs: dict | None = None) -> str:  # fmt: skip
+    """A local folder holding `filenames` of `source`/`subfolder` (downloaded for a Hub repo id)."""
+    if is_local(source, subfolder):
+        return folder_of(source, subfolder)
+    paths = [resolve_file(source, name, subfolder, revision, hub_kwargs) for name in filenames]
+    return os.path.dirname(paths[0])

@@ -1,0 +1,89 @@
+"""Recipe method names -> PEFT configs: the one list of the methods a recipe can train.
+
+Each builder takes (recipe config, task type, tokenizer folder, label words, training texts) and
+returns a PEFT config (None: no adapter). Adding a plugin method = one builder + one line in BUILDERS.
+"""
+
+from __future__ import annotations
+
+import peft
+
+from peft_softprompt_ext import MixturePromptTuningConfig, ProjectedPromptTuningConfig, VocabSampledPromptTuningConfig
+
+
+def _prompt_common(config, task_type: str) -> dict:
+    return dict(task_type=task_type, num_virtual_tokens=config.num_virtual_tokens)
+
+
+def _plugin_common(config, task_type: str) -> dict:
+    common = dict(_prompt_common(config, task_type), reparameterization=config.reparameterization,
+                  reparameterization_hidden=config.reparameterization_hidden)  # fmt: skip
+    if task_type == "CAUSAL_LM":
+        common["shared_prefix"] = config.shared_prefix
+    return common
+
+
+def vocab_sampled(config, task_type, tokenizer_dir, label_words, corpus):
+    extra = {}
+    if config.vocab_sampling == "class_labels":
+        extra["class_labels"] = list(label_words)
+    if config.vocab_sampling == "task_corpus":
+        extra["corpus"] = list(corpus)
+    return VocabSampledPromptTuningConfig(
+        vocab_sampling=config.vocab_sampling, seed=config.seed, norm_matching=config.norm_matching,
+        num_frequent_tokens=config.num_frequent_tokens, tokenizer_name_or_path=tokenizer_dir,
+        **_plugin_common(config, task_type), **extra,
+    )  # fmt: skip
+
+
+def mixture(config, task_type, tokenizer_dir, label_words, corpus):
+    return MixturePromptTuningConfig(source_prompts=list(config.source_prompts), num_tasks=1, mixing=config.mixing,
+                                     **_plugin_common(config, task_type))  # fmt: skip
+
+
+def projected(config, task_type, tokenizer_dir, label_words, corpus):
+    return ProjectedPromptTuningConfig(source_adapter=config.source_adapter, projection=config.projection,
+                                       **_plugin_common(config, task_type))  # fmt: skip
+
+
+def prompt_tuning(init: str):
+    """Vanilla PEFT prompt tuning with PEFT's `init` (RANDOM, SAMPLE_VOCAB or TEXT)."""
+
+    def build(config, task_type, tokenizer_dir, label_words, corpus):
+        if init == "TEXT":
+            return peft.PromptTuningConfig(prompt_tuning_init="TEXT", prompt_tuning_init_text=config.init_text,
+                                           tokenizer_name_or_path=tokenizer_dir, **_prompt_common(config, task_type))  # fmt: skip
+        return peft.PromptTuningConfig(prompt_tuning_init=init, **_prompt_common(config, task_type))
+
+    return build
+
+
+def lora(config, task_type, tokenizer_dir, label_words, corpus):
+    return peft.LoraConfig(task_type=task_type, r=config.lora_r, lora_alpha=config.lora_alpha,
+                           target_modules=list(config.lora_target_modules), lora_dropout=0.0)  # fmt: skip
+
+
+def no_adapter(config, task_type, tokenizer_dir, label_words, corpus):
+    return None
+
+
+# method name -> (builder, what it is). The recipes accept exactly these names.
+BUILDERS = {
+    "vocab_sampled": (vocab_sampled, "this plugin: VocabSampledPromptTuningConfig (see vocab_sampling)"),
+    "mixture": (mixture, "this plugin: MixturePromptTuningConfig over source_prompts (see mixing)"),
+    "projected": (projected, "this plugin: ProjectedPromptTuningConfig (source_adapter moved by projection)"),
+    "prompt_tuning_random": (prompt_tuning("RANDOM"), "vanilla PEFT PromptTuningConfig, RANDOM init"),
+    "prompt_tuning_sample_vocab": (prompt_tuning("SAMPLE_VOCAB"), "vanilla PEFT, SAMPLE_VOCAB init"),
+    "prompt_tuning_text": (prompt_tuning("TEXT"), "vanilla PEFT, TEXT init (init_text)"),
+    "lora": (lora, "vanilla PEFT LoraConfig"),
+    "full_finetune": (no_adapter, "every base parameter trains"),
+    "zero_shot": (no_adapter, "no training: the frozen base model, evaluated as is"),
+}
+METHODS = tuple(BUILDERS)
+
+
+def build_peft_config(config, task_type: str, tokenizer_dir: str, label_words: list[str], corpus=None):
+    """The PEFT config of `config.method` (None for full fine-tuning and zero-shot)."""
+    if config.method not in BUILDERS:
+        raise ValueError(f"method={config.method!r} is unknown; expected one of {list(METHODS)}.")
+    return BUILDERS[config.method][0](config, task_type, tokenizer_dir, label_words, corpus)

@@ -1,0 +1,103 @@
+"""Plans of several runs (compare.py, project.py): read a plan, name each run, reuse finished runs,
+launch the others as `recipes/train.py` processes, and summarise runs over seeds.
+
+Recipes never import each other: a plan runs `train.py` as its own process (`train_in_subprocess`),
+exactly as a user would, and reads the `results.json` it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from .recipe_config import RecipeConfig, check_keys
+
+COMPARE_KEYS = {"base", "methods", "seeds", "output_dir", "report_dir"}
+
+
+def load_plan(path: str, seeds_override: str | None = None, default_seeds=(0,)) -> tuple[dict, list[int]]:
+    """A compare plan (YAML: base, methods, seeds, output_dir, report_dir) with every key checked."""
+    with open(path, encoding="utf-8") as handle:
+        plan = yaml.safe_load(handle)
+    if not isinstance(plan, dict):
+        raise ValueError(f"{path} must hold a mapping of plan keys, got {type(plan).__name__}.")
+    unknown = set(plan) - COMPARE_KEYS
+    if unknown:
+        raise ValueError(f"Unknown key(s) {sorted(unknown)} in {path}; expected {sorted(COMPARE_KEYS)}.")
+    check_keys(plan.get("base", {}), f"{path} base")
+    for method in plan["methods"]:
+        check_keys({k for k in method if k != "name"}, f"{path} method {method.get('name')!r}")
+    seeds = [int(s) for s in seeds_override.split(",")] if seeds_override else list(plan.get("seeds", default_seeds))
+    return plan, seeds
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+
+def run_config(plan, method: dict, seed: int) -> RecipeConfig:
+    """The config of one run of a plan: base keys, the method's keys, the seed, its own output folder."""
+    values = {**plan.get("base", {}), **{k: v for k, v in method.items() if k != "name"}, "seed": seed}
+    values["output_dir"] = str(Path(plan["output_dir"]) / slug(method["name"]) / f"seed{seed}")
+    return RecipeConfig(**values)
+
+
+def existing_result(config: RecipeConfig) -> dict | None:
+    """The results.json of a finished run with this very config (same training digest), else None."""
+    path = Path(config.output_dir) / "results.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if RecipeConfig(**record["config"]).training_digest() == config.training_digest() else None
+
+
+def train_in_subprocess(config: RecipeConfig, train_script: str | os.PathLike, launcher: str | None = None) -> dict:
+    """Run `train_script` (recipes/train.py) on `config` as its own process; returns its results.json.
+
+    `launcher`: an accelerate config file (e.g. recipes/accelerate/cpu_2proc.yaml) to launch it with.
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False, encoding="utf-8") as handle:
+        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
+    command = [sys.executable, os.fspath(train_script), "--config", handle.name]
+    if launcher:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", os.fspath(launcher), *command[1:]]
+    try:
+        subprocess.run(command, check=True)
+    finally:
+        os.remove(handle.name)
+    return json.loads((Path(config.output_dir) / "results.json").read_text())
+
+
+def run_or_collect(config: RecipeConfig, train_script, launcher: str | None = None, collect_only: bool = False) -> dict | None:
+    """A finished run's record, else (unless `collect_only`) a new run's."""
+    record = existing_result(config)
+    if record is None and not collect_only:
+        record = train_in_subprocess(config, train_script, launcher)
+    return record
+
+
+def summarise(name: str, records: list[dict]) -> dict:
+    """Mean and spread over seeds of one method's runs (accuracy, macro-F1, step time, memory)."""
+    accuracies = [r["metrics"]["accuracy"] for r in records]
+    f1s = [r["metrics"]["macro_f1"] for r in records]
+    steps = [r["time_per_step_s"] for r in records if r["time_per_step_s"]]
+    return {
+        "method": name,
+        "seeds": [r["seed"] for r in records],
+        "trainable_params": records[0]["trainable_params"],
+        "accuracy_mean": statistics.mean(accuracies),
+        "accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+        "macro_f1_mean": statistics.mean(f1s),
+        "time_per_step_s": statistics.median(steps) if steps else None,
+        "peak_memory_mb": max(r["peak_memory_mb"] for r in records),
+        "accuracies": accuracies,
+        "loss_curves": [r["loss_curve"] for r in records],
+    }

@@ -1,0 +1,58 @@
+"""Every registered plugin method implements the declared prompt-encoder protocol (prompt_encoder.py)."""
+
+import pytest
+import torch
+
+import testing_common as common
+from conformance_cases import CONFIGS
+from peft_softprompt_ext import PromptEncoder
+from peft_softprompt_ext._peft_compat import registered_methods
+from peft_softprompt_ext.plugin_config import PluginPromptConfig
+from peft_softprompt_ext.prompt_encoder import INPUT_EMBEDDINGS, KEY_VALUES, REQUIRED
+
+
+def test_the_registry_holds_every_plugin_method():
+    assert set(registered_methods()) >= {"VOCAB_SAMPLED_PROMPT_TUNING", "MIXTURE_PROMPT_TUNING", "PROJECTED_PROMPT_TUNING"}
+
+
+@pytest.mark.parametrize("peft_type", sorted(registered_methods()))
+def test_each_registered_method_declares_the_protocol(peft_type):
+    config_cls, encoder_cls = registered_methods()[peft_type]
+    assert issubclass(config_cls, PluginPromptConfig) and config_cls.PEFT_TYPE_NAME == peft_type
+    assert issubclass(encoder_cls, PromptEncoder)
+    for member in REQUIRED:  # implemented, not the protocol's NotImplementedError
+        assert getattr(encoder_cls, member) is not getattr(PromptEncoder, member), f"{encoder_cls.__name__}.{member}"
+    assert encoder_cls.prompt_kind in (INPUT_EMBEDDINGS, KEY_VALUES)
+
+
+@pytest.mark.parametrize("peft_type", sorted(registered_methods()))
+def test_each_registered_method_is_in_the_conformance_matrix(peft_type):
+    kinds = {case.build("CAUSAL_LM", "gpt2").peft_type for case in CONFIGS}
+    assert peft_type in {str(getattr(kind, "value", kind)) for kind in kinds}
+
+
+@pytest.mark.parametrize("case", [case for case in CONFIGS if case.fast], ids=lambda case: case.name)
+def test_an_encoder_keeps_its_declared_promises(case):
+    model, task_type = common.tiny_model("gpt2")
+    config = case.build(task_type, "gpt2")
+    peft_model = __import__("peft").get_peft_model(model, config)
+    encoder = peft_model.prompt_encoder["default"]
+    width, length, batch = 32, config.num_virtual_tokens, 3
+    assert encoder.num_tasks == len(encoder.task_labels) == getattr(config, "num_tasks", 1)
+    task_ids = torch.arange(batch) % encoder.num_tasks
+    embeds = model.get_input_embeddings()(torch.randint(6, 300, (batch, 4)))
+    prompts = encoder(batch, task_ids=task_ids, inputs_embeds=embeds, attention_mask=torch.ones(batch, 4))
+    assert prompts.shape == (batch, length, width)
+    assert encoder.input_dependent == case.input_dependent
+    if not encoder.input_dependent:  # shareable: the distinct prompts, one per task, give every row's prompt
+        tables, rows = encoder.shared_prompts(batch, task_ids)
+        assert tables.shape == (encoder.num_tasks, length, width)
+        torch.testing.assert_close(tables[rows], prompts)
+    assert (encoder.export_refusal is None) == (not encoder.input_dependent)
+    if encoder.export_refusal is None:
+        for task in range(encoder.num_tasks):
+            torch.testing.assert_close(encoder.prompt_table(task), prompts[task_ids.tolist().index(task)])
+    state = encoder.adapter_state_dict()
+    assert {name: tuple(t.shape) for name, t in state.items()} == type(encoder).expected_state_shapes(config)
+    encoder.load_adapter_state({name: t.clone() for name, t in state.items()})
+    torch.testing.assert_close(encoder(batch, task_ids=task_ids, inputs_embeds=embeds, attention_mask=torch.ones(batch, 4)), prompts)
