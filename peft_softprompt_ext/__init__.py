@@ -10,8 +10,9 @@ from . import persistence, prompt_injection
 from ._peft_compat import SUPPORTED_PEFT, PluginHooks, install_patches
 from .adapter_files import check_finite, check_safetensors_file
 from .atomic_io import atomic_directory_write, atomic_file_write, read_json_object, read_lock
+from .deep_prompt import DeepInit, DeepPromptTuningConfig
 from .describe import describe_prompt
-from .export import export_prompt_tuning
+from .export import export_prefix_tuning, export_prompt_tuning
 from .fingerprint import base_model_fingerprint, fingerprint_differences
 from .hub import attach_results, build_model_card
 from .mixture import MixturePromptTuningConfig, Mixing, mixing_weights, serve_prompts
@@ -34,6 +35,7 @@ install_patches(
         generation_prompts=prompt_injection.generation_prompts,
         generation_prefix=prompt_injection.generation_prefix,
         prepare_generation_step=prompt_injection.prepare_causal_generation_step,
+        generation_scope=prompt_injection.generation_scope,
         seq2seq_forward=prompt_injection.seq2seq_forward,
         seq2seq_generate=prompt_injection.seq2seq_generate,
         encoder_forward=prompt_injection.encoder_forward,
@@ -55,6 +57,8 @@ __all__ = [
     "MixturePromptTuningConfig",
     "Mixing",
     "ProjectedPromptTuningConfig",
+    "DeepPromptTuningConfig",
+    "DeepInit",
     "SharedPrefix",
     "Reparameterization",
     # working with prompts
@@ -67,6 +71,7 @@ __all__ = [
     "refine_projection",
     "describe_prompt",
     "export_prompt_tuning",
+    "export_prefix_tuning",
     "prompt_kv_cache",
     "PromptKVCache",
     "PromptEncoder",

@@ -232,6 +232,24 @@ def plain_prompt_tuning_config(config, num_virtual_tokens: int, token_dim: int) 
     )
 
 
+def plain_prefix_tuning_config(config, num_virtual_tokens: int, num_layers: int, kv_heads: int, head_dim: int):
+    """A PREFIX_TUNING config (no projection) holding [P, layers x 2 x kv heads x head dim] like a deep prompt."""
+    from peft import PrefixTuningConfig
+
+    return PrefixTuningConfig(
+        task_type=config.task_type,
+        num_virtual_tokens=num_virtual_tokens,
+        token_dim=kv_heads * head_dim,
+        num_attention_heads=kv_heads,
+        num_layers=num_layers,
+        prefix_projection=False,
+        base_model_name_or_path=config.base_model_name_or_path,
+        revision=config.revision,
+        modules_to_save=sorted(set(config.modules_to_save)) if config.modules_to_save else None,
+        inference_mode=True,
+    )
+
+
 def trained_head_tensors(peft_model, adapter_name: str) -> dict[str, torch.Tensor]:
     """Tensors PEFT saves beside a prompt (e.g. a SEQ_CLS classifier head), keyed as PEFT saves them."""
     state = get_peft_model_state_dict(peft_model, adapter_name=adapter_name)
@@ -261,6 +279,7 @@ class PromptParts:
     model_class: type | None = None
     nested_adapters: bool = False  # base_model is itself a PeftModel (e.g. a LoRA under the prompt)
     peft_model: torch.nn.Module | None = None  # the whole PeftModel (to ask whether anything trains)
+    inner_model: torch.nn.Module | None = None  # the transformers model under any adapters (deep prompts' layers)
 
 
 def plugin_parts(peft_model, adapter_name: str | None = None) -> PromptParts:
@@ -275,6 +294,7 @@ def plugin_parts(peft_model, adapter_name: str | None = None) -> PromptParts:
         model_class=type(innermost_model(peft_model.base_model)),
         nested_adapters=isinstance(peft_model.base_model, PeftModel),
         peft_model=peft_model,
+        inner_model=innermost_model(peft_model.base_model),
     )
 
 
@@ -315,6 +335,7 @@ class PluginHooks:
     generation_prompts: Callable  # (parts, args, kwargs) -> prompts [B, P, D] fixed for one generate call
     generation_prefix: Callable  # (parts, args, kwargs, prompt_cache) -> shared prefix or None
     prepare_generation_step: Callable  # (parts, model_inputs, task_ids, prompts, prefix) -> model_inputs
+    generation_scope: Callable  # (parts, prompts) -> context manager around one whole generate call
     seq2seq_forward: Callable
     seq2seq_generate: Callable
     encoder_forward: Callable
@@ -346,7 +367,7 @@ def _setup_prompt_encoder(original, self, adapter_name):
         self.prompt_encoder = torch.nn.ModuleDict({})
         self.prompt_tokens = {}
     encoder_cls = PEFT_TYPE_TO_TUNER_MAPPING[config.peft_type]
-    encoder = encoder_cls(config, self.word_embeddings, model_config=self.base_model.config)
+    encoder = encoder_cls(config, self.word_embeddings, model_config=self.base_model.config, base_model=innermost_model(self.base_model))
     self.prompt_encoder.update(torch.nn.ModuleDict({adapter_name: encoder.to(self.device)}))
     self.prompt_tokens[adapter_name] = torch.arange(config.num_virtual_tokens).long()
 
@@ -400,7 +421,8 @@ def _causal_generate(original, self, *args, **kwargs):
     self._plugin_generation_prompts = _hooks.generation_prompts(parts, args, kwargs)
     self._plugin_generation_prefix = _hooks.generation_prefix(parts, args, kwargs, prompt_cache)
     try:
-        return original(self, *args, **kwargs)
+        with _hooks.generation_scope(parts, self._plugin_generation_prompts):
+            return original(self, *args, **kwargs)
     finally:
         del self._plugin_generation_prompts, self._plugin_generation_prefix
 
@@ -444,8 +466,8 @@ def _get_prompt_embedding_to_save(original, self, adapter_name, task=None):
     """PEFT's [num_virtual_tokens, token_dim] prompt; `task` picks one task of a multi-task mixture."""
     if not is_plugin_config(self.peft_config[adapter_name]):
         return original(self, adapter_name)
-    with torch.no_grad():
-        return self.prompt_encoder[adapter_name].prompt_table(task).detach().cpu()
+    with torch.no_grad():  # PEFT's layout: [P, token_dim] for input rows, [P, layers x 2 x kv dim] for a deep prompt
+        return self.prompt_encoder[adapter_name].prompt_rows(task).detach().cpu()
 
 
 def _has_plugin_adapter(self) -> bool:

@@ -1,9 +1,10 @@
-"""Export any plugin prompt as a plain PEFT PROMPT_TUNING adapter.
+"""Export plugin prompts as plain PEFT adapters: PROMPT_TUNING for input rows, PREFIX_TUNING for deep
+prompts where PEFT holds them exactly (causal LMs with full attention; see `plain_peft_type`).
 
-The result is `adapter_config.json` + `adapter_model.safetensors` holding
-`prompt_embeddings` [num_virtual_tokens, token_dim] (and, for SEQ_CLS, the trained classifier
-head PEFT keeps beside every prompt): vanilla PEFT loads it in a process that never imports
-this plugin, and gives the same logits. The plugin's base-model fingerprint travels in the
+The result is `adapter_config.json` + `adapter_model.safetensors` holding `prompt_embeddings`
+([num_virtual_tokens, token_dim], or [num_virtual_tokens, layers x 2 x kv dim] for PREFIX_TUNING,
+and for SEQ_CLS the trained classifier head PEFT keeps beside every prompt): vanilla PEFT loads it
+in a process that never imports this plugin, and gives the same logits (see README, "Sharing"). The plugin's base-model fingerprint travels in the
 safetensors metadata (`FINGERPRINT_METADATA_KEY`, JSON), where plain PEFT ignores it and the
 plugin's own readers (mixture banks, serving) check it.
 """
@@ -22,6 +23,7 @@ from ._peft_compat import (
     PICKLE_WEIGHTS_NAME,
     PROMPT_TUNING_TENSOR,
     adapter_config_of,
+    plain_prefix_tuning_config,
     plain_prompt_tuning_config,
     prompt_encoder_of,
     prompt_table_of,
@@ -32,15 +34,19 @@ from .fingerprint import FINGERPRINT_METADATA_KEY
 
 
 def vanilla_copies(peft_model, adapter_name: str = "default") -> list[tuple[int | None, str, str]]:
-    """(task, task name, folder relative to the saved adapter) of every plain PROMPT_TUNING copy a save
-    writes: `vanilla/` for a single prompt, `vanilla/<task name>/` per task of a multi-task mixture,
-    none where every input gets its own prompt (attention mixing)."""
+    """(task, task name, folder relative to the saved adapter) of every plain PEFT copy a save writes:
+    `vanilla/` for a single prompt, `vanilla/<task name>/` per task of a multi-task mixture, none
+    where plain PEFT cannot hold the prompt (`export_refusal` says why)."""
     encoder = prompt_encoder_of(peft_model, adapter_name)
-    if encoder.export_refusal is not None:
+    if encoder.plain_peft_type is None:
         return []
     if encoder.num_tasks == 1:
         return [(None, "", "vanilla")]
     return [(index, name, f"vanilla/{name}") for index, name in enumerate(encoder.task_labels)]
+
+
+def _not_adapter_files(name: str, path: str) -> bool:
+    return name not in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME)
 
 
 def export_prompt_tuning(peft_model, save_directory: str | os.PathLike, adapter_name: str = "default", task=None) -> str:
@@ -53,10 +59,28 @@ def export_prompt_tuning(peft_model, save_directory: str | os.PathLike, adapter_
         adapter_name: which adapter to export.
         task: for multi-task mixtures, the task (index or name) whose prompt to export.
     """
-    not_adapter_files = lambda name, path: name not in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME)  # noqa: E731
-    with atomic_directory_write(save_directory, keep=not_adapter_files) as staging:
+    with atomic_directory_write(save_directory, keep=_not_adapter_files) as staging:
         write_prompt_tuning_files(peft_model, staging, adapter_name, task)
     return os.fspath(save_directory)
+
+
+def export_prefix_tuning(peft_model, save_directory: str | os.PathLike, adapter_name: str = "default", task=None) -> str:
+    """Write a deep prompt as a vanilla PEFT PREFIX_TUNING adapter (prefix_projection=False); returns the folder.
+
+    Refused, saying why, where PEFT's prefix (a key/value cache) does not hold the prompt exactly:
+    encoders, seq2seq models and models with sliding-window layers. Arguments as `export_prompt_tuning`.
+    """
+    with atomic_directory_write(save_directory, keep=_not_adapter_files) as staging:
+        write_prefix_tuning_files(peft_model, staging, adapter_name, task)
+    return os.fspath(save_directory)
+
+
+def write_plain_files(peft_model, folder: str, adapter_name: str = "default", task=None) -> None:
+    """The plain PEFT copy of one task's prompt, of the kind the encoder declares (`plain_peft_type`)."""
+    if prompt_encoder_of(peft_model, adapter_name).plain_peft_type == "PREFIX_TUNING":
+        write_prefix_tuning_files(peft_model, folder, adapter_name, task)
+    else:
+        write_prompt_tuning_files(peft_model, folder, adapter_name, task)
 
 
 def write_prompt_tuning_files(peft_model, folder: str, adapter_name: str = "default", task=None) -> None:
@@ -65,7 +89,27 @@ def write_prompt_tuning_files(peft_model, folder: str, adapter_name: str = "defa
     with torch.no_grad():
         prompt = prompt_table_of(peft_model, adapter_name, task).detach().float().cpu().contiguous()
     plain_prompt_tuning_config(config, prompt.shape[0], prompt.shape[1]).save_pretrained(folder)
-    tensors = {PROMPT_TUNING_TENSOR: prompt.clone(), **trained_head_tensors(peft_model, adapter_name)}
+    _write_weights(folder, {PROMPT_TUNING_TENSOR: prompt.clone(), **trained_head_tensors(peft_model, adapter_name)}, config)
+
+
+def write_prefix_tuning_files(peft_model, folder: str, adapter_name: str = "default", task=None) -> None:
+    """A deep prompt's PREFIX_TUNING files: the same [P, layers x 2 x kv dim] rows in PEFT's layout."""
+    config = adapter_config_of(peft_model, adapter_name)
+    encoder = prompt_encoder_of(peft_model, adapter_name)
+    if encoder.plain_peft_type != "PREFIX_TUNING":
+        reason = encoder.export_refusal or "it is not a deep prompt (use export_prompt_tuning)"
+        raise ValueError(f"{type(encoder).__name__} cannot be exported as plain PEFT PREFIX_TUNING: {reason}.")
+    heads, dims = {slot.kv_heads for slot in encoder.slots}, {slot.head_dim for slot in encoder.slots}
+    if len(heads) != 1 or len(dims) != 1:
+        raise ValueError(f"PREFIX_TUNING needs one key/value head count and head dim across layers; got {sorted(heads)}, {sorted(dims)}.")
+    with torch.no_grad():
+        rows = encoder.prompt_rows(task).detach().float().cpu().contiguous()
+    plain = plain_prefix_tuning_config(config, rows.shape[0], len(encoder.slots), heads.pop(), dims.pop())
+    plain.save_pretrained(folder)
+    _write_weights(folder, {PROMPT_TUNING_TENSOR: rows.clone(), **trained_head_tensors(peft_model, adapter_name)}, config)
+
+
+def _write_weights(folder: str, tensors: dict, config) -> None:
     metadata = {"format": "pt"}
     fingerprint = getattr(config, "base_model_fingerprint", None)
     if fingerprint:

@@ -22,7 +22,7 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from ._peft_compat import adapter_config_of, adapter_names, is_plugin_config, peft_type_name, prompt_encoder_of
 from .describe import describe_prompt
-from .export import vanilla_copies, write_prompt_tuning_files
+from .export import vanilla_copies, write_plain_files
 
 CARD_TAGS = ["prompt-tuning", "soft-prompt", "peft-softprompt-ext"]
 _RESULTS_ATTRIBUTE = "_softprompt_card_results"
@@ -90,10 +90,17 @@ def _task_lines(encoder) -> list[str]:
     return [f"outputs = model(**batch, task_ids=task_ids)  # one task id per row: {tasks}"]
 
 
-def _plain_loading_lines(copies, refusal: str | None) -> list[str]:
+# What plain PEFT PREFIX_TUNING reproduces from a deep prompt's plain copy (tests/test_deep_prompt.py).
+PREFIX_TUNING_SCOPE = [
+    "Plain PEFT PREFIX_TUNING gives this prompt's logits for unpadded inputs (its prefix is the same keys and values).",
+    "With padding, or in generate, use the plugin: PEFT's prefix sits in its cache, in front of left padding.",
+]
+
+
+def _plain_loading_lines(copies, encoder) -> list[str]:
     if not copies:
-        return [f"No plain PEFT copy: {refusal}. Load it with the plugin.", ""]
-    lines = ["Without the plugin (plain PEFT PROMPT_TUNING):", ""]
+        return [f"No plain PEFT copy: {encoder.export_refusal}. Load it with the plugin.", ""]
+    lines = [f"Without the plugin (plain PEFT {encoder.plain_peft_type}):", ""]
     if len(copies) > 1:
         lines += ["| task id | task | subfolder |", "|---:|---|---|"]
         lines += [f"| {index} | {name} | `{folder}` |" for index, name, folder in copies] + [""]
@@ -103,7 +110,8 @@ def _plain_loading_lines(copies, refusal: str | None) -> list[str]:
     else:  # one plain adapter per task: load the one you need (a fresh base model for each)
         lines += [f'task_{index} = PeftModel.from_pretrained(base_model, REPO_ID, subfolder="{folder}")  # {name}'
                   for index, name, folder in copies]  # fmt: skip
-    return lines + ["```", "", *[f"- {line}" for line in PLAIN_PEFT_SCOPE], ""]
+    scope = PLAIN_PEFT_SCOPE if encoder.plain_peft_type == "PROMPT_TUNING" else PREFIX_TUNING_SCOPE
+    return lines + ["```", "", *[f"- {line}" for line in scope], ""]
 
 
 def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
@@ -129,7 +137,7 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
         "## How to load", "", "With the plugin (the native adapter; the base model's fingerprint is checked):", "",
         "```python", "import peft_softprompt_ext  # registers the method", "from peft import PeftModel",
         "model = PeftModel.from_pretrained(base_model, REPO_ID)", *_task_lines(encoder), "```", "",
-        *_plain_loading_lines(vanilla_copies(peft_model, adapter_name), encoder.export_refusal),
+        *_plain_loading_lines(vanilla_copies(peft_model, adapter_name), encoder),
     ]  # fmt: skip
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(sections))
 
@@ -142,5 +150,5 @@ def write_sharing_files(peft_model, save_directory: str, selected_adapters=None)
         folder = save_directory if adapter_name == "default" else os.path.join(save_directory, adapter_name)
         for task, _, relative in vanilla_copies(peft_model, adapter_name):  # `folder` is inside the save's staging folder
             os.makedirs(os.path.join(folder, relative), exist_ok=True)
-            write_prompt_tuning_files(peft_model, os.path.join(folder, relative), adapter_name=adapter_name, task=task)
+            write_plain_files(peft_model, os.path.join(folder, relative), adapter_name=adapter_name, task=task)
         build_model_card(peft_model, adapter_name).save(os.path.join(folder, "README.md"))

@@ -21,6 +21,9 @@ class PluginPromptConfig(PromptLearningConfig):
         reparameterization (`str`): None, or `"residual_mlp"`: train `prompt + MLP(prompt)`
             (Residual Prompt Tuning); saved and exported collapsed into plain prompt embeddings.
         reparameterization_hidden (`int`): Hidden width of that MLP.
+        deep_layout (`list`): For prompts in every layer (deep prompts, or a mixture of them): the
+            self-attention layers' module paths and cache layout, filled in when the prompt is
+            created; loading checks it against the model.
         shared_prefix (`str`): Causal LMs only: `"auto"` (default) runs the prompt once per batch
             and reuses its keys/values across rows and inference calls wherever that is exact
             (see `shared_prefix.py`), else the standard path; `"on"` raises where it is not exact;
@@ -37,6 +40,10 @@ class PluginPromptConfig(PromptLearningConfig):
         default=None, metadata={"help": "None or 'residual_mlp': train prompt + MLP(prompt), saved collapsed."}
     )
     reparameterization_hidden: int = field(default=256, metadata={"help": "Hidden width of the residual MLP."})
+    deep_layout: Optional[list] = field(
+        default=None,
+        metadata={"help": "Deep prompts: [module, key/value heads, head dim] of every self-attention layer (set automatically)."},
+    )
     shared_prefix: Union[SharedPrefix, str] = field(
         default=SharedPrefix.AUTO, metadata={"help": "'auto', 'on' or 'off': run the prompt once per batch (causal LMs) where exact."}
     )
@@ -55,3 +62,18 @@ class PluginPromptConfig(PromptLearningConfig):
     def input_dependence(self) -> str | None:
         """What makes this config's prompt read the input (e.g. "mixing='attention'"); None by default."""
         return None
+
+    def row_width(self) -> int:
+        """Width of the prompt's rows: token_dim (input rows), or a deep prompt's keys and values of every layer."""
+        if self.deep_layout is None:
+            return self.token_dim
+        return sum(2 * heads * dim for _, heads, dim in self.deep_layout)
+
+    def mlp_width(self) -> int:
+        """The vectors a residual MLP reparameterises: a whole row, or one head's key or value in a deep prompt."""
+        if self.deep_layout is None:
+            return self.token_dim
+        widths = {dim for _, _, dim in self.deep_layout}
+        if len(widths) != 1:
+            raise ValueError(f"reparameterization needs one head dim across layers; this model's are {sorted(widths)}.")
+        return widths.pop()

@@ -83,3 +83,9 @@ def saved_prompt_length(source: str, revision: str | None = None) -> int:
     if not isinstance(length, int) or isinstance(length, bool) or length <= 0:
         raise ValueError(f"Adapter config {config_path!r}: num_virtual_tokens={length!r}; expected a positive integer.")
     return length
+
+
+def load_saved_peft_type(source: str, revision: str | None = None) -> str:
+    """The `peft_type` a saved adapter declares (folder or Hub repo id)."""
+    config_path = sources.resolve_file(os.fspath(source), ADAPTER_CONFIG_NAME, revision=revision)
+    return peft_type_field(read_json_object(config_path, "Adapter config"), f"Adapter config {config_path!r}")

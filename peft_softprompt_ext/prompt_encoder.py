@@ -18,33 +18,34 @@ KEY_VALUES = "key_values"  # keys and values in front of every attention layer's
 
 
 class PromptEncoder(PeftEncoderHooks):
-    """What every plugin encoder provides. Shapes: B batch rows, P = num_virtual_tokens, D = token_dim,
-    T = number of tasks.
+    """What every plugin encoder provides. Shapes: B batch rows, P = num_virtual_tokens, T = number of
+    tasks, W = the width of a prompt's rows (D = token_dim for input rows; F = every self-attention
+    layer's key and value per virtual token for a deep prompt, PEFT PREFIX_TUNING's layout).
+
+    Built as `encoder_cls(config, word_embeddings, model_config=..., base_model=...)` (`base_model`:
+    the transformers model under any adapters, for encoders that need to run it, e.g. deep prompts).
 
     Where the prompt goes:
-      * `prompt_kind`: `INPUT_EMBEDDINGS` (every shallow method: `forward` gives the rows put in
-        front of the input embeddings) or `KEY_VALUES` (a per-layer prompt: `key_values` gives
-        keys and values put in front of each attention layer's; the input itself is unchanged).
+      * `prompt_kind`: `INPUT_EMBEDDINGS` (rows [P, D] in front of the input embeddings) or
+        `KEY_VALUES` (rows [P, F] split per layer into keys and values [B, kv heads, P, head dim]
+        in front of each self-attention layer's; `slots` lists those layers, see layer_prefix.py).
 
     The prompt, per task:
       * `task_labels` (list[str], one per task; a single-prompt method has one) and `num_tasks`;
-      * `forward(batch_size, task_ids=None, inputs_embeds=None, attention_mask=None)` -> [B, P, D]:
+      * `forward(batch_size, task_ids=None, inputs_embeds=None, attention_mask=None)` -> [B, P, W]:
         row i's prompt (its task `task_ids[i]`; input-dependent methods also read the input);
-      * `task_index(task)` -> int: a task given by index or name (None: the only task).
+      * `task_index(task)` -> int: a task given by index or name (None: the only task);
+      * `prompt_rows(task=None)` -> [P, W]: one task's prompt (input-independent encoders).
 
     Whether it depends on the input:
       * `input_dependent` (bool). False: a prompt depends only on its task, so a batch's distinct
         prompts can run once and be shared by rows (`shared_prompts`, used by shared_prefix.py).
-      * `shared_prompts(batch_size, task_ids)` -> (every task's prompt [T, P, D], row -> task [B]).
+      * `shared_prompts(batch_size, task_ids)` -> (every task's prompt [T, P, W], row -> task [B]).
 
     Export to plain PEFT:
-      * `export_refusal` (str or None): None when each task's prompt is one fixed [P, D] table that
-        plain PEFT PROMPT_TUNING holds exactly (one copy per task), else why not;
-      * `prompt_table(task=None)` -> [P, D]: that table.
-
-    The per-layer hook (KEY_VALUES encoders):
-      * `key_values(batch_size, task_ids=None)` -> per attention layer (keys, values), each
-        [B, key/value heads, P, head dim], in the layout of the model's cache.
+      * `plain_peft_type`: "PROMPT_TUNING" or "PREFIX_TUNING" where plain PEFT holds each task's
+        prompt exactly (one copy per task), else None and `export_refusal` says why;
+      * `prompt_table(task=None)` -> [P, D]: the PROMPT_TUNING table (refused for other kinds).
 
     Saving and loading (PEFT calls these through `PeftEncoderHooks`):
       * `adapter_state_dict()` -> {safetensors name: tensor};
@@ -57,6 +58,7 @@ class PromptEncoder(PeftEncoderHooks):
     prompt_kind: str = INPUT_EMBEDDINGS
     input_dependent: bool = False
     task_labels: list[str] = ["default"]
+    slots: list = []  # KEY_VALUES encoders: the self-attention layers (layer_prefix.Slot)
 
     # ------------------------------------------------------------------ the prompt
     @property
@@ -88,13 +90,20 @@ class PromptEncoder(PeftEncoderHooks):
         """`task_ids` as a LongTensor [batch_size], checked; missing ids are only allowed for one task."""
         return check_task_ids(task_ids, batch_size, self.num_tasks, device)
 
+    def prompt_rows(self, task=None) -> torch.Tensor:
+        """The prompt [P, W] task `task` (index or name) gets."""
+        if self.input_dependent:
+            raise ValueError(f"{type(self).__name__} has no single prompt per task: {self.export_refusal}.")
+        index = self.task_index(task)
+        return self.forward(1, task_ids=torch.tensor([index], device=self._device()))[0]
+
     def _device(self):
         tensor = next(itertools.chain(self.parameters(), self.buffers()), None)
         return tensor.device if tensor is not None else None
 
     # ------------------------------------------------------------------ sharing and export
     def shared_prompts(self, batch_size: int, task_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(every task's prompt [T, P, D], row -> task [batch_size]); input-independent encoders only."""
+        """(every task's prompt [T, P, W], row -> task [batch_size]); input-independent encoders only."""
         if self.input_dependent:
             raise ValueError(f"{type(self).__name__} gives every input its own prompt; there are no shared prompts.")
         device = self._device()
@@ -103,23 +112,23 @@ class PromptEncoder(PeftEncoderHooks):
         return self.forward(self.num_tasks, task_ids=every_task), rows
 
     @property
+    def plain_peft_type(self) -> str | None:
+        return "PROMPT_TUNING" if self.prompt_kind == INPUT_EMBEDDINGS and not self.input_dependent else None
+
+    @property
     def export_refusal(self) -> str | None:
         if self.input_dependent:
             return "it gives every input its own prompt, so there is no single prompt for plain PEFT PROMPT_TUNING"
-        if self.prompt_kind != INPUT_EMBEDDINGS:
-            return "its prompt is per-layer keys and values, which PROMPT_TUNING (input rows only) cannot hold"
+        if self.plain_peft_type is None:
+            return "plain PEFT cannot hold this prompt exactly"
         return None
 
     def prompt_table(self, task=None) -> torch.Tensor:
-        """The one prompt [P, D] that task `task` (index or name) gets."""
-        refusal = self.export_refusal
-        if refusal is not None:
-            raise ValueError(f"{type(self).__name__} has no single prompt to export or describe: {refusal}.")
-        index = self.task_index(task)
-        return self.forward(1, task_ids=torch.tensor([index], device=self._device()))[0]
-
-    def key_values(self, batch_size: int, task_ids=None):
-        raise NotImplementedError(f"{type(self).__name__} puts its prompt in front of the input embeddings, not in every layer.")
+        """The PROMPT_TUNING table [P, D] of task `task` (index or name)."""
+        if self.plain_peft_type != "PROMPT_TUNING":
+            reason = self.export_refusal or f"its prompt is per-layer keys and values, which PROMPT_TUNING (input rows) cannot hold"
+            raise ValueError(f"{type(self).__name__} has no single prompt of input rows to export or describe: {reason}.")
+        return self.prompt_rows(task)
 
     # ------------------------------------------------------------------ state
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import contextlib
+
 import torch
 
-from . import shared_prefix
+from . import layer_prefix, shared_prefix
 from ._peft_compat import PromptParts
+from .prompt_encoder import KEY_VALUES
 
 
 @functools.lru_cache(maxsize=64)
@@ -48,6 +51,23 @@ def refuse_training_nothing(parts: PromptParts, kwargs: dict) -> None:
                 "serves fixed prompts). Train each prompt as its own adapter and serve them with mixing='one_hot', or "
                 "run inference with model.eval() / torch.no_grad()."
             )
+
+
+def _is_deep(parts: PromptParts) -> bool:
+    return parts.encoder.prompt_kind == KEY_VALUES
+
+
+def layer_prompts(parts: PromptParts, rows: torch.Tensor):
+    """A deep prompt's rows [B, P, F] in front of every self-attention layer for the block's duration
+    (nothing if a block is already open: a generate call opened it for all its steps)."""
+    if layer_prefix.is_active():
+        return contextlib.nullcontext()
+    return layer_prefix.prefixed(parts.inner_model, parts.encoder.slots, rows)
+
+
+def generation_scope(parts: PromptParts, prompts: torch.Tensor):
+    """Around one whole generate call: a deep prompt's keys and values for every step; else nothing."""
+    return layer_prompts(parts, prompts) if _is_deep(parts) else contextlib.nullcontext()
 
 
 def _cache_length(kwargs: dict) -> int:
@@ -133,6 +153,13 @@ def causal_lm_forward(
     num_virtual, new_length = parts.num_virtual_tokens, inputs_embeds.shape[1]
     injecting = _cache_length(kwargs) == 0
     full_mask = _with_prompt_mask(attention_mask, num_virtual)
+    if _is_deep(parts):  # keys/values in every layer: the input goes in unchanged, its positions after the prompt
+        if _accepts(parts, "position_ids"):
+            kwargs["position_ids"] = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
+        rows = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
+        with layer_prompts(parts, rows):
+            return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, output_attentions=output_attentions,
+                                    output_hidden_states=output_hidden_states, return_dict=return_dict, **kwargs)  # fmt: skip
     mode = "on" if prompt_cache is not None else parts.shared_prefix
     if injecting and shared_prefix.use_shared_prefix(mode, parts, output_attentions, kwargs):
         prefix, rows = shared_prefix.prefix_for(parts.base_model, parts.encoder, inputs_embeds.shape[0], task_ids,
@@ -173,6 +200,8 @@ def generation_prompts(parts: PromptParts, args: tuple, kwargs: dict) -> torch.T
 def generation_prefix(parts: PromptParts, args: tuple, kwargs: dict, prompt_cache=None):
     """(PromptKVCache, row -> prompt index) for a `generate` call, or None for the standard path."""
     mode = "on" if prompt_cache is not None else parts.shared_prefix
+    if _is_deep(parts):
+        return None  # a deep prompt is keys/values already: nothing to run once
     if kwargs.get("use_cache") is False or not shared_prefix.use_shared_prefix(mode, parts, kwargs.get("output_attentions"), kwargs):
         return None
     input_ids = kwargs.get("input_ids", args[0] if args else None)
@@ -221,6 +250,10 @@ def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_
     precomputed keys/values into the cache instead of feeding the prompt.
     """
     num_virtual = parts.num_virtual_tokens
+    if _is_deep(parts):  # the prompt is in every layer (generation_scope); only the positions count it
+        if model_inputs.get("position_ids") is not None:
+            model_inputs["position_ids"] = model_inputs["position_ids"] + num_virtual
+        return model_inputs
     injecting = _cache_length(model_inputs) == 0
     filled = injecting and _fill_generation_cache(model_inputs, prefix)
     _shift_cache_position(model_inputs, num_virtual, prompt_fed_now=injecting and not filled)
@@ -269,10 +302,19 @@ def seq2seq_forward(
     caller's attention mask must already cover the prompt.
     """
     refuse_training_nothing(parts, kwargs)
+    if _is_deep(parts):  # encoder and decoder self-attention read the prompt; the input is unchanged
+        with layer_prompts(parts, _deep_rows(parts, input_ids, inputs_embeds, task_ids)):
+            return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
     if kwargs.get("encoder_outputs") is not None:
         return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
     inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+
+def _deep_rows(parts: PromptParts, input_ids, inputs_embeds, task_ids) -> torch.Tensor:
+    """A deep prompt's rows [B, P, F] for this batch (a deep prompt does not read the input)."""
+    batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+    return parts.encoder(batch_size, task_ids=task_ids)
 
 
 def seq2seq_generate(parts: PromptParts, input_ids=None, attention_mask=None, inputs_embeds=None, task_ids=None, **kwargs):
@@ -284,6 +326,9 @@ def seq2seq_generate(parts: PromptParts, input_ids=None, attention_mask=None, in
     if attention_mask is None:
         reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
         attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
+    if _is_deep(parts):
+        with layer_prompts(parts, _deep_rows(parts, input_ids, inputs_embeds, task_ids)):
+            return parts.base_model.generate(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
     inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     return parts.base_model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
 
@@ -302,6 +347,10 @@ def encoder_forward(
     refuse_training_nothing(parts, kwargs)
     batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
     check_position_ids(position_ids, input_ids if input_ids is not None else inputs_embeds)
+    if _is_deep(parts):  # every layer reads the prompt; the input keeps its tokens, types and positions
+        with layer_prompts(parts, _deep_rows(parts, input_ids, inputs_embeds, task_ids)):
+            return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                                    token_type_ids=token_type_ids, position_ids=position_ids, **kwargs)  # fmt: skip
     num_virtual = parts.num_virtual_tokens
     inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     if token_type_ids is not None:

@@ -17,58 +17,63 @@ _RAW = "reparameterization.raw_prompt"
 
 
 class PromptTableEncoder(PromptEncoder):
-    """A table of virtual-token embeddings, the same for every row of a batch.
+    """A table of prompt rows, the same for every row of a batch: input rows [P, token_dim], or (a deep
+    prompt, `prompt_kind = KEY_VALUES`) every layer's keys and values per virtual token [P, F].
 
     Input: batch_size (int); task_ids, inputs_embeds and attention_mask are accepted and unused.
-    Output shape: [batch_size, num_virtual_tokens, token_dim].
+    Output shape: [batch_size, num_virtual_tokens, width].
     """
 
-    def __init__(self, config, word_embeddings: torch.nn.Module, model_config=None):
+    def __init__(self, config, word_embeddings: torch.nn.Module, model_config=None, base_model=None):
         super().__init__()
+        self.prepare(config, base_model)
         self.num_virtual_tokens = config.num_virtual_tokens
-        self.token_dim = config.token_dim
-        self.embedding = torch.nn.Embedding(config.num_virtual_tokens, config.token_dim)
-        self.reparameterization = reparameterization.build(config, config.token_dim)
+        self.width = config.row_width()
+        self.embedding = torch.nn.Embedding(config.num_virtual_tokens, self.width)
+        self.reparameterization = reparameterization.build(config, config.mlp_width())
         if not config.inference_mode:  # a loaded adapter gets its weights from the checkpoint
             rows = self.initial_rows(config, word_embeddings, model_config)
-            expected = (config.num_virtual_tokens, config.token_dim)
+            expected = (config.num_virtual_tokens, self.width)
             if tuple(rows.shape) != expected:
                 raise ValueError(f"The initial prompt has shape {tuple(rows.shape)}; expected {expected}.")
             with torch.no_grad():
                 self.embedding.weight.copy_(rows)
 
+    def prepare(self, config, base_model) -> None:
+        """Anything the table's shape depends on, before it is built (deep prompts: the layer layout)."""
+
     def initial_rows(self, config, word_embeddings, model_config) -> torch.Tensor:
-        """The starting table [num_virtual_tokens, token_dim]; subclasses override."""
+        """The starting table [num_virtual_tokens, width]; subclasses override."""
         raise NotImplementedError
 
-    def prompt_table(self, task=None) -> torch.Tensor:
-        """The prompt [num_virtual_tokens, token_dim] the model sees (one prompt: `task` may be None or 0)."""
+    def prompt_rows(self, task=None) -> torch.Tensor:
+        """The prompt [num_virtual_tokens, width] the model sees (one prompt: `task` may be None or 0)."""
         self.task_index(task)  # refuses a task other than the only one
         rows = self.embedding.weight
         return rows if self.reparameterization is None else self.reparameterization(rows)
 
     def forward(self, batch_size: int, task_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
-        return self.prompt_table().unsqueeze(0).expand(batch_size, -1, -1)
+        return self.prompt_rows().unsqueeze(0).expand(batch_size, -1, -1)
 
     def shared_prompts(self, batch_size: int, task_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the one prompt [1, P, D], row -> prompt index [batch_size] of zeros)."""
-        table = self.prompt_table()
+        """(the one prompt [1, P, width], row -> prompt index [batch_size] of zeros)."""
+        table = self.prompt_rows()
         return table.unsqueeze(0), torch.zeros(batch_size, dtype=torch.long, device=table.device)
 
     @classmethod
     def expected_state_shapes(cls, config) -> dict[str, tuple[int, ...]]:
         """The saved tensors' names and shapes for `config` (checked against a file before loading it)."""
-        table = (config.num_virtual_tokens, config.token_dim)
+        table = (config.num_virtual_tokens, config.row_width())
         shapes = {PROMPT_TUNING_TENSOR: table}
         if config.reparameterization is not None:
             shapes[_RAW] = table
-            shapes.update(reparameterization.state_shapes(config, config.token_dim))
+            shapes.update(reparameterization.state_shapes(config, config.mlp_width()))
         return shapes
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         # Same tensor name and layout as PEFT's PROMPT_TUNING: plain PEFT can read the weights
         # (and ignores the extra reparameterisation tensors kept for resuming training).
-        state = {PROMPT_TUNING_TENSOR: self.prompt_table().detach()}
+        state = {PROMPT_TUNING_TENSOR: self.prompt_rows().detach()}
         if self.reparameterization is not None:
             state[_RAW] = self.embedding.weight.detach()
             state.update({f"reparameterization.{k}": v.detach() for k, v in self.reparameterization.state_dict().items()})
@@ -91,14 +96,14 @@ class PromptTableEncoder(PromptEncoder):
         self.reparameterization.load_state_dict(mlp_state)
 
     def _load_rows(self, state_dict: dict[str, torch.Tensor], name: str) -> None:
-        expected = (self.num_virtual_tokens, self.token_dim)
+        expected = (self.num_virtual_tokens, self.width)
         if name not in state_dict:
             raise ValueError(f"Adapter weights lack {name!r}; found {sorted(state_dict)}.")
         tensor = state_dict[name]
         if tuple(tensor.shape) != expected or not tensor.is_floating_point():
             raise ValueError(
                 f"{name!r} has shape {tuple(tensor.shape)} and dtype {tensor.dtype}; expected a float "
-                f"tensor of shape {expected} (num_virtual_tokens, token_dim) for this base model."
+                f"tensor of shape {expected} (num_virtual_tokens, width) for this base model."
             )
         with torch.no_grad():
             self.embedding.weight.copy_(tensor)

@@ -18,7 +18,8 @@ from .options import Reparameterization, parse_option
 
 
 class ResidualMLP(torch.nn.Module):
-    """rows [..., width] -> rows + up(relu(down(rows)))."""
+    """rows [..., k * width] -> rows + up(relu(down(rows))), applied to each of the k chunks of `width`
+    (one chunk for input rows; each head's key or value vector for a deep prompt)."""
 
     def __init__(self, width: int, hidden: int):
         super().__init__()
@@ -28,7 +29,8 @@ class ResidualMLP(torch.nn.Module):
         torch.nn.init.zeros_(self.up.bias)
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        return rows + self.up(torch.relu(self.down(rows)))
+        chunks = rows.reshape(*rows.shape[:-1], -1, self.down.in_features)
+        return (chunks + self.up(torch.relu(self.down(chunks)))).reshape(rows.shape)
 
 
 def validate(config) -> None:

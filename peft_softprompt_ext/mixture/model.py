@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .. import reparameterization
+from .. import layer_prefix, reparameterization
+from .._peft_compat import task_type_name
 from ..adapter_files import check_finite
-from ..prompt_bank import load_saved_prompt
-from ..prompt_encoder import PromptEncoder, check_task_ids  # noqa: F401  (check_task_ids: re-exported)
+from ..prompt_bank import load_saved_peft_type, load_saved_prompt
+from ..prompt_encoder import KEY_VALUES, PromptEncoder, check_task_ids  # noqa: F401  (check_task_ids: re-exported)
 from .config import Mixing
 
 
@@ -27,21 +28,23 @@ class MixturePromptEncoder(PromptEncoder):
     attention projection; the bank [K, P, D] is a buffer and never gets a gradient.
     """
 
-    def __init__(self, config, word_embeddings: torch.nn.Module, model_config=None):
+    def __init__(self, config, word_embeddings: torch.nn.Module, model_config=None, base_model=None):
         super().__init__()
         self.mixing = config.mixing
         self.task_labels = config.task_labels()
         self.temperature = config.attention_temperature
         self.input_dependent = config.mixing == Mixing.ATTENTION  # attention reads the input: nothing to share
-        count, length, width = len(config.source_prompts), config.num_virtual_tokens, config.token_dim
+        bank = None if config.inference_mode else self._read_bank(config, base_model)  # (also sets config.deep_layout)
+        self._prepare_kind(config, base_model)
+        count, length, width = len(config.source_prompts), config.num_virtual_tokens, config.row_width()
         self.register_buffer("bank", torch.zeros(count, length, width))
-        if not config.inference_mode:
-            self.bank.copy_(self._read_bank(config))
+        if bank is not None:
+            self.bank.copy_(bank)
         if self.mixing == Mixing.ONE_HOT:
             return
         # a warm start: each task's target prompt begins as the mean of the bank
         self.target_prompts = torch.nn.Parameter(self.bank.mean(0, keepdim=True).repeat(config.num_tasks, 1, 1))
-        self.reparameterization = reparameterization.build(config, width)  # over the target prompts
+        self.reparameterization = reparameterization.build(config, config.mlp_width())  # over the target prompts
         if self.mixing == Mixing.TASK:
             self.task_logits = torch.nn.Parameter(torch.zeros(config.num_tasks, count + 1))
         else:
@@ -50,12 +53,35 @@ class MixturePromptEncoder(PromptEncoder):
             # small: the scores start close to plain cosine similarity of input and prompt
             torch.nn.init.normal_(self.attention_up.weight, std=0.01)
 
+    def _prepare_kind(self, config, base_model) -> None:
+        """A bank of deep prompts makes a deep mixture: its rows are every layer's keys and values."""
+        if config.deep_layout is None:
+            return
+        self.prompt_kind, self.slots = KEY_VALUES, layer_prefix.slots_of(config.deep_layout)
+        if base_model is not None:
+            layer_prefix.check_layout(config.deep_layout, layer_prefix.discover_slots(base_model, task_type_name(config)), "This mixture")
+        window = layer_prefix.sliding_window_of(base_model) if base_model is not None else None
+        self.exact_in_prefix_tuning = task_type_name(config) == "CAUSAL_LM" and window is None
+        if self.mixing == Mixing.ATTENTION:
+            raise ValueError("mixing='attention' scores prompts by their input-space rows, which a bank of deep prompts "
+                             "(keys and values per layer) has not; use mixing='task' or 'one_hot'.")  # fmt: skip
+
     @staticmethod
-    def _read_bank(config) -> torch.Tensor:
+    def _read_bank(config, base_model) -> torch.Tensor:
+        """The bank [K, P, width]; deep sources (keys and values per layer) set `config.deep_layout`."""
+        kinds = {load_saved_peft_type(source, config.source_revision) for source in config.source_prompts}
+        if "DEEP_PROMPT_TUNING" in kinds and len(kinds) > 1:
+            raise ValueError(f"source_prompts mix deep prompts with input-row prompts ({sorted(kinds)}); a bank holds one kind.")
+        if "DEEP_PROMPT_TUNING" in kinds:
+            if base_model is None:
+                raise ValueError("A mixture of deep prompts needs the base model to find its self-attention layers.")
+            config.deep_layout = layer_prefix.layout_of(layer_prefix.discover_slots(base_model, task_type_name(config)))
         prompts = []
         for source in config.source_prompts:
-            prompt, _ = load_saved_prompt(source, config.token_dim, config.base_model_fingerprint,
-                                          config.allow_base_model_mismatch, config.source_revision)  # fmt: skip
+            prompt, saved = load_saved_prompt(source, config.row_width(), config.base_model_fingerprint,
+                                              config.allow_base_model_mismatch, config.source_revision)  # fmt: skip
+            if config.deep_layout is not None:
+                layer_prefix.check_layout(saved.get("deep_layout"), layer_prefix.slots_of(config.deep_layout), f"Bank prompt {source!r}")
             if prompt.shape[0] != config.num_virtual_tokens:
                 raise ValueError(
                     f"Bank prompt {source!r} has {prompt.shape[0]} virtual tokens but num_virtual_tokens="
@@ -63,6 +89,14 @@ class MixturePromptEncoder(PromptEncoder):
                 )
             prompts.append(prompt)
         return torch.stack(prompts)
+
+    @property
+    def plain_peft_type(self) -> str | None:
+        if self.input_dependent:
+            return None
+        if self.prompt_kind == KEY_VALUES:
+            return "PREFIX_TUNING" if self.exact_in_prefix_tuning else None
+        return "PROMPT_TUNING"
 
     # ------------------------------------------------------------------ mixing
     def targets(self) -> torch.Tensor:
@@ -98,6 +132,8 @@ class MixturePromptEncoder(PromptEncoder):
         if self.mixing == Mixing.ATTENTION:
             return ("mixing='attention' gives every input its own prompt, so there is no single prompt for plain PEFT "
                     "PROMPT_TUNING; use mixing='task' for exportable per-task prompts")  # fmt: skip
+        if self.plain_peft_type is None:
+            return "plain PEFT PREFIX_TUNING holds deep prompts exactly only for causal LMs with full attention"
         return None
 
     def forward(self, batch_size: int, task_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
@@ -113,7 +149,7 @@ class MixturePromptEncoder(PromptEncoder):
     @classmethod
     def expected_state_shapes(cls, config) -> dict[str, tuple[int, ...]]:
         """The saved tensors' names and shapes for `config` (checked against a file before loading it)."""
-        count, tasks, length, width = len(config.source_prompts), config.num_tasks, config.num_virtual_tokens, config.token_dim
+        count, tasks, length, width = len(config.source_prompts), config.num_tasks, config.num_virtual_tokens, config.row_width()
         shapes = {"bank": (count, length, width)}
         if config.mixing == Mixing.ONE_HOT:
             return shapes
@@ -123,7 +159,7 @@ class MixturePromptEncoder(PromptEncoder):
         else:
             shapes["attention_down.weight"] = (config.attention_hidden, width)
             shapes["attention_up.weight"] = (width, config.attention_hidden)
-        shapes.update(reparameterization.state_shapes(config, width))
+        shapes.update(reparameterization.state_shapes(config, config.mlp_width()))
         return shapes
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:

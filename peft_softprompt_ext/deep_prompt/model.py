@@ -1,0 +1,115 @@
+"""The encoder of deep prompt tuning: every layer's keys and values per virtual token, as one table."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import layer_prefix
+from .._peft_compat import task_type_name
+from ..prompt_bank import load_saved_prompt
+from ..prompt_encoder import KEY_VALUES
+from ..prompt_table import PromptTableEncoder
+from ..vocab_sampled.config import VocabSampling
+from ..vocab_sampled.model import initial_token_rows
+from .config import DeepInit
+
+
+def _input_rows(config, word_embeddings, model_config, text_tokens: int) -> torch.Tensor:
+    """The input rows [P, D] whose keys and values start the prompt (text, sampled tokens or a shallow prompt)."""
+    length = config.num_virtual_tokens
+    if config.deep_init == DeepInit.TEXT:
+        from transformers import AutoTokenizer
+
+        kwargs = {k: v for k, v in (config.tokenizer_kwargs or {}).items() if k != "trust_remote_code"}
+        ids = AutoTokenizer.from_pretrained(config.tokenizer_name_or_path, **kwargs)(config.init_text, add_special_tokens=False)["input_ids"]
+        if len(ids) < length:
+            raise ValueError(f"init_text has {len(ids)} tokens but num_virtual_tokens={length}: give a text of at least "
+                             f"{length} tokens (it is not padded), or fewer virtual tokens.")  # fmt: skip
+        device = word_embeddings.weight.device
+        return word_embeddings(torch.tensor(ids[:length], device=device))
+    if config.deep_init == DeepInit.PROMPT:
+        prompt, _ = load_saved_prompt(config.init_prompt, word_embeddings.weight.shape[1], config.base_model_fingerprint,
+                                      revision=config.init_prompt_revision)  # fmt: skip
+        if prompt.shape[0] != length:
+            raise ValueError(f"init_prompt {config.init_prompt!r} has {prompt.shape[0]} virtual tokens but num_virtual_tokens={length}.")
+        return prompt.to(word_embeddings.weight)
+    if config.deep_init == DeepInit.RANDOM:
+        config = _uniform(config)
+    return initial_token_rows(config, word_embeddings, model_config).to(word_embeddings.weight)
+
+
+def _uniform(config):
+    """A copy of `config` that samples uniformly (the tokens whose key/value scale `"random"` matches)."""
+    import copy
+
+    uniform = copy.copy(config)
+    uniform.vocab_sampling = VocabSampling.UNIFORM
+    return uniform
+
+
+def initial_key_values(config, word_embeddings, model_config, base_model, slots) -> torch.Tensor:
+    """The starting table [P, F] that `config.deep_init` describes."""
+    width = layer_prefix.features(slots)
+    if config.deep_init == DeepInit.ZERO:
+        return torch.zeros(config.num_virtual_tokens, width)
+    was_training = base_model.training
+    base_model.eval()  # no dropout in what the prompt starts from
+    try:
+        rows = _input_rows(config, word_embeddings, model_config, config.num_virtual_tokens)
+        table = layer_prefix.key_values_of(base_model, slots, task_type_name(config), rows).float()
+    finally:
+        base_model.train(was_training)
+    if config.deep_init != DeepInit.RANDOM:
+        return table
+    generator = torch.Generator().manual_seed(config.seed)
+    blocks, start = [], 0
+    for slot in slots:  # each layer's keys and values keep the scale real tokens give them
+        block = table[:, start : start + slot.features].reshape(-1, 2, slot.kv_heads * slot.head_dim)
+        scale = block.std(dim=(0, 2)).repeat_interleave(slot.kv_heads * slot.head_dim)
+        blocks.append(torch.randn(table.shape[0], slot.features, generator=generator) * scale)
+        start += slot.features
+    return torch.cat(blocks, dim=1)
+
+
+class DeepPromptEncoder(PromptTableEncoder):
+    """Keys and values for P virtual tokens in front of every self-attention layer's.
+
+    Example:
+        >>> config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20, deep_init="text",
+        ...     init_text="Classify the sentiment of this review.", tokenizer_name_or_path=model_dir)
+        >>> peft_model = peft.get_peft_model(model, config)
+
+    Input: batch_size (int). Output: [batch_size, P, F], F = sum over layers of 2 x kv heads x head
+    dim (PEFT PREFIX_TUNING's layout); `layer_prefix.split` turns it into each layer's keys/values
+    [batch, kv heads, P, head dim], which the model's attention sees in front of its own.
+    """
+
+    prompt_kind = KEY_VALUES
+
+    def prepare(self, config, base_model) -> None:
+        if base_model is None:
+            raise ValueError("A deep prompt needs the base model to find its self-attention layers.")
+        slots = layer_prefix.discover_slots(base_model, task_type_name(config))
+        layer_prefix.check_layout(config.deep_layout, slots, "This deep prompt")
+        config.deep_layout = layer_prefix.layout_of(slots)
+        window = layer_prefix.sliding_window_of(base_model)
+        if window is not None and config.num_virtual_tokens >= window - 1:
+            raise ValueError(f"num_virtual_tokens={config.num_virtual_tokens} does not fit in the model's sliding attention "
+                             f"window {window}: use fewer than {window - 1} virtual tokens.")  # fmt: skip
+        self.slots = slots
+        self.exact_in_prefix_tuning = task_type_name(config) == "CAUSAL_LM" and window is None
+        self._base_model = [base_model]  # a list: not a registered submodule (its weights are not the adapter's)
+
+    def initial_rows(self, config, word_embeddings, model_config) -> torch.Tensor:
+        return initial_key_values(config, word_embeddings, model_config, self._base_model[0], self.slots)
+
+    @property
+    def plain_peft_type(self) -> str | None:
+        return "PREFIX_TUNING" if self.exact_in_prefix_tuning else None
+
+    @property
+    def export_refusal(self) -> str | None:
+        if self.exact_in_prefix_tuning:
+            return None
+        return ("plain PEFT PREFIX_TUNING puts a prefix in the cache, which differs from a deep prompt in encoders, "
+                "seq2seq models and sliding-window layers; it holds one exactly only for causal LMs with full attention")  # fmt: skip

@@ -1,0 +1,251 @@
+"""Per-layer prompts: keys and values in front of every self-attention layer's own. PEFT-free.
+
+transformers 5 models run attention through `ALL_ATTENTION_FUNCTIONS[config._attn_implementation]`.
+`route(model)` points a model's configs at a registered wrapper of the implementation they used
+(`sdpa` or `eager`); the wrapper is exactly that implementation unless a deep prompt is active
+(`prefixed(...)`), in which case it puts the layer's prompt keys/values [B, kv heads, P, head dim]
+in front of the layer's own and lets every query see them. Why here and not in the key/value cache:
+* the cache holds only the input, so a forward, a cached generate and an uncached one all read the
+  prompt the same way (exact), and left padding never sits in front of it;
+* nothing is written to a cache, so gradient checkpointing (which drops caches and replays layers
+  in backward) works: a replay in backward reads the same prompt the forward read;
+* encoders (BERT) and both T5 stacks run through the same interface: one mechanism for every task.
+Keys are what the attention receives (after rotary position embeddings), so a prompt captured from
+a text or a shallow prompt at positions 0..P-1 is exactly what those tokens would have left in a
+cache. Sliding-window layers see the prompt like full-attention layers (it is never evicted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import sys
+from dataclasses import dataclass
+
+import torch
+
+ROUTE = "peft_softprompt_ext_layer_prefix|"
+_SUPPORTED = ("sdpa", "eager")
+_BASE_ATTRIBUTE = "_peft_softprompt_ext_base_attention"
+_LAST_ATTRIBUTE = "_peft_softprompt_ext_last_prefix"  # read back when backward replays a layer
+_active: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_layer_prefix", default=None)
+_capturing: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_layer_capture", default=None)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One self-attention layer, in the order the model runs them: its module path and cache layout."""
+
+    name: str
+    kv_heads: int
+    head_dim: int
+
+    @property
+    def features(self) -> int:
+        return 2 * self.kv_heads * self.head_dim
+
+
+def features(slots: list[Slot]) -> int:
+    """Width F of a deep prompt's rows [P, F]: PEFT PREFIX_TUNING's layout (layer, key/value, head, dim)."""
+    return sum(slot.features for slot in slots)
+
+
+def split(rows: torch.Tensor, slots: list[Slot]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """rows [B, P, F] -> per slot (keys, values), each [B, kv heads, P, head dim]."""
+    batch, length, _ = rows.shape
+    out, start = [], 0
+    for slot in slots:
+        block = rows[:, :, start : start + slot.features].reshape(batch, length, 2, slot.kv_heads, slot.head_dim)
+        block = block.permute(2, 0, 3, 1, 4)  # [2, B, heads, P, dim]
+        out.append((block[0], block[1]))
+        start += slot.features
+    return out
+
+
+def join(key_values: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Per slot (keys, values) [B, heads, P, dim] -> rows [B, P, F] (the inverse of `split`)."""
+    blocks = [torch.stack((keys, values)).permute(1, 3, 0, 2, 4).flatten(2) for keys, values in key_values]
+    return torch.cat(blocks, dim=-1)
+
+
+# --------------------------------------------------------------------------- routing
+def _configs(model) -> list:
+    seen, found = set(), []
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "_attn_implementation") and id(config) not in seen:
+            seen.add(id(config))
+            found.append(config)
+    return found
+
+
+def route(model) -> None:
+    """Send `model`'s attention through the prefix wrapper of its own implementation (idempotent)."""
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+    from transformers.modeling_utils import AttentionInterface
+
+    for config in _configs(model):
+        current = config._attn_implementation
+        if isinstance(current, str) and current.startswith(ROUTE):
+            continue
+        base = current or "eager"
+        if base not in _SUPPORTED:
+            raise ValueError(f"Deep prompts need sdpa or eager attention; this model uses attn_implementation={base!r}. "
+                             "Load it with attn_implementation='sdpa'.")  # fmt: skip
+        AttentionInterface.register(ROUTE + base, _attention)
+        AttentionMaskInterface.register(ROUTE + base, ALL_MASK_ATTENTION_FUNCTIONS[base])
+        setattr(config, _BASE_ATTRIBUTE, base)
+        config._attn_implementation = ROUTE + base
+
+
+def _base_attention(module):
+    base = getattr(module.config, _BASE_ATTRIBUTE, "eager")
+    if base == "eager":
+        return sys.modules[type(module).__module__].eager_attention_forward
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    return ALL_ATTENTION_FUNCTIONS[base]
+
+
+def _visible(mask, prefix_length: int, query, key, module):
+    """`mask` for the input's keys -> for [prefix; input] keys: every query sees the whole prefix."""
+    queries, keys = query.shape[-2], key.shape[-2]
+    if mask is None:
+        if queries == 1 or not getattr(module, "is_causal", True):
+            return None  # every key was visible; so is the prefix
+        rows = torch.arange(queries, device=query.device).unsqueeze(1)
+        mask = (torch.arange(keys, device=query.device).unsqueeze(0) <= rows + (keys - queries))[None, None]
+    fill = torch.ones if mask.dtype == torch.bool else torch.zeros
+    return torch.cat((fill(*mask.shape[:-1], prefix_length, dtype=mask.dtype, device=mask.device), mask), dim=-1)
+
+
+def _attention(module, query, key, value, attention_mask, **kwargs):
+    active = _active.get()
+    if active is None and torch._C._current_graph_task_id() >= 0:
+        prefix = getattr(module, _LAST_ATTRIBUTE, None)  # a checkpointed layer replayed in backward
+    else:
+        prefix = None if active is None else active.get(id(module))
+        if active is not None:
+            object.__setattr__(module, _LAST_ATTRIBUTE, prefix)
+    capture = _capturing.get()
+    if capture is not None:
+        capture.append((module, key, value, query.shape[-2]))
+    attention = _base_attention(module)
+    if prefix is None:
+        return attention(module, query, key, value, attention_mask, **kwargs)
+    keys, values = prefix
+    if keys.shape[0] != key.shape[0]:  # beams / returned sequences repeat each row
+        keys, values = (t.repeat_interleave(key.shape[0] // t.shape[0], dim=0) for t in (keys, values))
+    length = keys.shape[-2]
+    attention_mask = _visible(attention_mask, length, query, key, module)
+    if kwargs.get("position_bias") is not None:  # T5: relative position bias over the keys; none for the prompt
+        kwargs["position_bias"] = _visible(kwargs["position_bias"], length, query, key, module)
+    key = torch.cat((keys.to(key.dtype), key), dim=-2)
+    value = torch.cat((values.to(value.dtype), value), dim=-2)
+    return attention(module, query, key, value, attention_mask, **kwargs)
+
+
+# --------------------------------------------------------------------------- use
+@contextlib.contextmanager
+def prefixed(model, slots: list[Slot], rows: torch.Tensor):
+    """Within this block, every slot of `model` sees its part of `rows` [B, P, F] in front of its keys/values."""
+    route(model)  # again: someone may have set another attention implementation since
+    modules = [model.get_submodule(slot.name) for slot in slots]
+    token = _active.set({id(module): kv for module, kv in zip(modules, split(rows, slots))})
+    try:
+        yield
+    finally:
+        _active.reset(token)
+
+
+def discover_slots(model, task_type: str) -> list[Slot]:
+    """The model's self-attention layers in running order, found by one tiny forward (3 input tokens)."""
+    route(model)
+    names = {id(module): name for name, module in model.named_modules()}
+    device = next(model.parameters()).device
+    ids = torch.tensor([[1, 2, 3]], device=device)
+    calls = _run_capturing(model, ids, task_type, decoder_length=2)
+    slots, seen = [], set()
+    for module, key, _, queries in calls:
+        if queries == key.shape[-2] and id(module) not in seen:  # cross-attention sees another length
+            seen.add(id(module))
+            slots.append(Slot(names[id(module)], key.shape[1], key.shape[-1]))
+    if not slots:
+        raise ValueError(f"{type(model).__name__} ran no attention through transformers' attention interface: "
+                         "deep prompts need a model whose attention does.")  # fmt: skip
+    return slots
+
+
+def _run_capturing(model, ids, task_type: str, decoder_length: int = 0, inputs_embeds=None) -> list:
+    """(module, keys, values, query length) of every attention call of one forward."""
+    calls = []
+    token = _capturing.set(calls)
+    try:
+        with torch.no_grad():
+            inputs = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": ids}
+            if task_type == "SEQ_2_SEQ_LM" and inputs_embeds is not None:
+                model(**inputs, decoder_inputs_embeds=inputs_embeds)
+            elif task_type == "SEQ_2_SEQ_LM":
+                start = getattr(model.config, "decoder_start_token_id", None) or 0
+                model(**inputs, decoder_input_ids=torch.full((ids.shape[0], decoder_length), start, dtype=torch.long, device=ids.device))
+            elif task_type == "CAUSAL_LM":
+                model(**inputs, use_cache=False)
+            else:
+                model(**inputs)
+    finally:
+        _capturing.reset(token)
+    return calls
+
+
+def key_values_of(model, slots: list[Slot], task_type: str, rows: torch.Tensor) -> torch.Tensor:
+    """The deep prompt [P, F] a sequence of input rows [P, D] leaves in every slot: what P tokens (or a
+    shallow prompt) at positions 0..P-1 would leave in a cache. Seq2seq: encoder and decoder both
+    read the rows (as encoder input and as decoder input)."""
+    route(model)
+    by_module = {}
+    for module, key, value, _ in _run_capturing(model, None, task_type, inputs_embeds=rows[None]):
+        by_module.setdefault(id(module), (key, value))  # a layer's first call (self-attention comes first)
+    modules = [model.get_submodule(slot.name) for slot in slots]
+    missing = [slot.name for slot, module in zip(slots, modules) if id(module) not in by_module]
+    if missing:
+        raise ValueError(f"Running the prompt through the model reached no self-attention in {missing}.")
+    return join([by_module[id(module)] for module in modules])[0]
+
+
+def sliding_window_of(model) -> int | None:
+    """The smallest sliding attention window of a model's layers (None: every layer sees everything)."""
+    sizes = []
+    for config in _configs(model):
+        text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+        size = getattr(text, "sliding_window", None)
+        types = set(getattr(text, "layer_types", None) or ())
+        if isinstance(size, int) and size > 0 and (not types or "sliding_attention" in types):
+            sizes.append(size)
+    return min(sizes) if sizes else None
+
+
+def layout_of(slots: list[Slot]) -> list[list]:
+    """Slots as a config saves them: [[module path, key/value heads, head dim], ...]."""
+    return [[slot.name, slot.kv_heads, slot.head_dim] for slot in slots]
+
+
+def slots_of(layout) -> list[Slot]:
+    return [Slot(str(name), int(heads), int(dim)) for name, heads, dim in layout]
+
+
+def check_layout(saved, slots: list[Slot], what: str) -> None:
+    """A saved layout must be the model's own: the same self-attention layers with the same cache layout."""
+    if saved is None:
+        return
+    if slots_of(saved) != slots:
+        found = layout_of(slots)
+        first = next((i for i, (a, b) in enumerate(zip(saved, found)) if list(a) != b), min(len(saved), len(found)))
+        raise ValueError(
+            f"{what} was made for {len(saved)} self-attention layers {saved[first:first + 1]}... but this model has "
+            f"{len(found)} {found[first:first + 1]}...: its keys and values do not fit this model."
+        )
+
+
+def is_active() -> bool:
+    """Whether a `prefixed(...)` block is open (e.g. around a whole generate call)."""
+    return _active.get() is not None
