@@ -33,6 +33,11 @@ class ConfigCase:
     def input_dependent(self) -> bool:
         return self.mixing == "attention"
 
+    @property
+    def deep(self) -> bool:
+        """Keys and values in every layer (a deep prompt, or a mixture of them)."""
+        return "deep" in self.name
+
     def build(self, task_type: str, model_name: str, variant: bool = False):
         """The PEFT config; `variant` gives a second adapter of the same kind (a mixture's bank reversed)."""
         return common.conformance_config(self.name, task_type, model_name, variant=variant)
@@ -50,6 +55,12 @@ CONFIGS = [
     ConfigCase("mixture_task_2_reparam", "mixture, mixing=task, 2 tasks + residual_mlp", num_tasks=2, mixing="task"),
     ConfigCase("mixture_one_hot_2", "mixture, mixing=one_hot, 2 tasks (serve_prompts)", num_tasks=2, mixing="one_hot", trains=False),
     ConfigCase("mixture_attention_2", "mixture, mixing=attention, 2 tasks", num_tasks=2, mixing="attention"),
+    ConfigCase("deep_vocab", "deep prompt (vocab_sampled init)"),
+    ConfigCase("deep_text", "deep prompt (text init)", fast=False),
+    ConfigCase("deep_from_prompt", "deep prompt (init from a shallow prompt)", fast=False),
+    ConfigCase("deep_reparam", "deep prompt + residual_mlp"),
+    ConfigCase("mixture_deep_task_2", "mixture of deep prompts, mixing=task, 2 tasks", num_tasks=2, mixing="task"),
+    ConfigCase("mixture_deep_one_hot_2", "mixture of deep prompts, mixing=one_hot, 2 tasks", num_tasks=2, mixing="one_hot", trains=False),
 ]
 CONFIG_BY_NAME = {case.name: case for case in CONFIGS}
 
@@ -126,6 +137,11 @@ def _nothing_trains(case: ConfigCase, model: str) -> bool:
     return not case.trains and MODELS[model] != SEQ_CLS
 
 
+def _deep_without_prefix_tuning(case: ConfigCase, model: str) -> bool:
+    """Deep prompts where plain PEFT PREFIX_TUNING (a cache prefix) would differ: encoders, seq2seq, sliding windows."""
+    return case.deep and model in ("gemma3", "t5", "bert")
+
+
 _NOTHING_TRAINS = "one_hot serves fixed prompts: nothing requires a gradient (SEQ_CLS still trains its head)"
 
 
@@ -138,6 +154,8 @@ REFUSALS = [
             "attention mixing computes a prompt per input: there is no single prompt for plain PEFT"),
     Refusal("prompt_embedding_to_save", _attention, ValueError, "every input its own prompt",
             "attention mixing computes a prompt per input"),
+    Refusal("export", _deep_without_prefix_tuning, ValueError, "holds deep prompts exactly only for causal LMs with full attention",
+            "plain PEFT PREFIX_TUNING (a cache prefix) differs from a deep prompt in encoders, seq2seq models and sliding-window layers"),
     Refusal("merge_and_unload", _always, ValueError, "cannot be merged",
             "a soft prompt is an input, not a weight delta; use export_prompt_tuning, or unload() for the base model"),
     Refusal("sft_trainer", _multi_task, ValueError, "task_ids is missing",
@@ -163,6 +181,11 @@ NOTES = [
     Note("export", _task_prompts, "one export per task (task= index or name)"),
     Note("vanilla_copy", _task_prompts, "one copy per task: vanilla/<task name>/"),
     Note("vanilla_copy", _attention, "no copy (every input gets its own prompt); the card says so"),
+    Note("vanilla_copy", lambda case, model: case.deep and not _deep_without_prefix_tuning(case, model),
+         "a PREFIX_TUNING copy (gpt2, llama)"),
+    Note("vanilla_copy", _deep_without_prefix_tuning, "no copy for gemma3 / t5 / bert (PREFIX_TUNING differs there); the card says why"),
+    Note("export", lambda case, model: case.deep, "deep prompts: export_prefix_tuning"),
+    Note("prompt_embedding_to_save", lambda case, model: case.deep, "deep prompts: [P, layers x 2 x kv dim], PEFT PREFIX_TUNING's layout"),
     Note("trainer", _multi_task, "TrainingArguments(remove_unused_columns=False) keeps task_ids"),
     Note("merge_and_unload", _always, "unload() returns the untouched base model"),
 ]

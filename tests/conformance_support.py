@@ -61,6 +61,8 @@ def export_units(model) -> list[tuple[int, str]]:
     config = model.peft_config["default"]
     if getattr(config, "mixing", None) is not None and str(getattr(config.mixing, "value", config.mixing)) == "attention":
         return []
+    if config.deep_layout is not None and model.prompt_encoder["default"].export_refusal is not None:
+        return []  # a deep prompt where PREFIX_TUNING would differ: encoders, seq2seq, sliding windows
     num_tasks = getattr(config, "num_tasks", 1)
     if num_tasks == 1:
         return [(0, "vanilla")]
@@ -116,8 +118,61 @@ def _prompted_inputs(model, batch):
     return base, torch.cat((prompts, embeds), dim=1), full_mask
 
 
+def is_deep(model) -> bool:
+    from peft_softprompt_ext.prompt_encoder import KEY_VALUES
+
+    return model.prompt_encoder[model.active_adapter].prompt_kind == KEY_VALUES
+
+
+def _deep_reference(model, batch, loss: bool):
+    """A deep prompt's reference: transformers' own key/value cache holding the prompt's keys and values
+    (causal LMs: the input's positions after it; BERT: its own positions). T5's encoder takes no cache:
+    its reference is each row run alone, unpadded (T5's positions are relative, so padding must not matter)."""
+    from transformers import DynamicCache
+
+    from peft_softprompt_ext import layer_prefix
+
+    encoder = model.prompt_encoder[model.active_adapter]
+    task_type = model.peft_config[model.active_adapter].task_type
+    task_type = str(getattr(task_type, "value", task_type))
+    if task_type == SEQ2SEQ:
+        return _rows_alone(model, batch, loss)
+    rows = encoder(batch["input_ids"].shape[0], task_ids=batch.get("task_ids"))
+    base, mask = model.get_base_model(), batch["attention_mask"]
+    cache = DynamicCache(config=common.innermost(base).config)
+    for index, (keys, values) in enumerate(layer_prefix.split(rows.to(base.dtype), encoder.slots)):
+        cache.update(keys, values, index)
+    full_mask = torch.cat((mask.new_ones(mask.shape[0], rows.shape[1]), mask), dim=1)
+    positions = (full_mask.cumsum(-1) - 1).masked_fill(full_mask == 0, 0)[:, rows.shape[1] :] if task_type == CAUSAL else None
+    kwargs = {"input_ids": batch["input_ids"], "attention_mask": full_mask, common.CACHE_NAME: cache}
+    if positions is not None:
+        kwargs["position_ids"] = positions
+    else:
+        kwargs["position_ids"] = torch.arange(mask.shape[1]).expand(mask.shape[0], -1)
+    if loss:
+        return base(**kwargs, labels=batch["labels"]).loss
+    with torch.no_grad():
+        return base(**kwargs).logits
+
+
+def _rows_alone(model, batch, loss: bool):
+    """The plugin's own output for each row alone with its padding removed, stacked (or their mean loss)."""
+    outputs = []
+    for row in range(batch["input_ids"].shape[0]):
+        keep = batch["attention_mask"][row].bool()
+        alone = {k: (v[row : row + 1][:, keep] if k in ("input_ids", "attention_mask") else v[row : row + 1]) for k, v in batch.items()}
+        if loss:
+            outputs.append(model(**alone).loss)
+        else:
+            with torch.no_grad():
+                outputs.append(model(**alone).logits)
+    return torch.stack(outputs).mean() if loss else torch.cat(outputs)
+
+
 def reference_logits(model, batch, loss: bool = False):
     """The logits (or, with `loss`, the loss) the plugin must give, from the base model fed by hand."""
+    if is_deep(model):
+        return _deep_reference(model, batch, loss)
     base, embeds, full_mask = _prompted_inputs(model, batch)
     task_type = model.peft_config[model.active_adapter].task_type
     task_type = str(getattr(task_type, "value", task_type))
@@ -138,8 +193,11 @@ def reference_logits(model, batch, loss: bool = False):
         return base(**kwargs).logits
 
 
-def reference_generate(model, batch, **kwargs) -> torch.Tensor:
-    """The tokens the plugin's generate must give: the base model's generate on [prompt; input]."""
+def reference_generate(model, batch, **kwargs) -> torch.Tensor | None:
+    """The tokens the plugin's generate must give: the base model's generate on [prompt; input]
+    (None for a deep prompt: its greedy reference is the manual no-cache loop over forward)."""
+    if is_deep(model):
+        return None
     with torch.no_grad():
         base, embeds, full_mask = _prompted_inputs(model, batch)
         return base.generate(inputs_embeds=embeds, attention_mask=full_mask, **kwargs)
@@ -175,20 +233,29 @@ def real_positions(cell, batch):
 def descends(model, cell) -> tuple[float, float]:
     """(loss, loss after one small step down the gradient): training really moves the trainable part.
 
-    The step is 1e-2 / |gradient|, short enough that the loss must fall whatever the parameter scale
-    (a fixed-size optimizer step can overshoot on these random models).
+    The step is 1e-2 / |gradient| (then 1e-3, 1e-4 if that overshoots a sharp minimum: T5's unscaled
+    attention over vocab-sampled keys is one), short enough that the loss must fall whatever the
+    parameter scale (a fixed-size optimizer step can overshoot on these random models).
     """
     batch = make_batch(cell, padding="right", labels=True)
     model.train()
     parameters = [p for p in model.parameters() if p.requires_grad]
+    torch.manual_seed(0)  # a model with dropout draws the same masks in both forwards
     loss = model(**batch).loss
     loss.backward()
     norm = torch.sqrt(sum((p.grad**2).sum() for p in parameters))
-    with torch.no_grad():
-        for parameter in parameters:
-            parameter -= 1e-2 / norm * parameter.grad
+    step = 0.0
+    for size in (1e-2, 1e-3, 1e-4):  # backtracking: a true gradient descends for a short enough step
+        with torch.no_grad():
+            for parameter in parameters:
+                parameter -= (size - step) / norm * parameter.grad
+        step = size
+        torch.manual_seed(0)
+        with torch.no_grad():
+            after = model(**batch).loss.item()
+        if after < loss.item():
+            break
     model.zero_grad()
-    after = model(**batch).loss.item()
     model.eval()
     return loss.item(), after
 

@@ -80,7 +80,8 @@ def test_export_one_task_loads_in_vanilla_peft_with_equal_logits(tmp_path):
     )
     result = common.run_python_without_plugin(code)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert float(result.stdout.split("DIFF")[-1]) <= 1e-5
+    scale = torch.load(tmp_path / "expected.pt").abs().max().item()
+    assert float(result.stdout.split("DIFF")[-1]) <= common.FLOAT32_PATHS * max(1.0, scale)
 
 
 def test_export_of_attention_mixing_is_refused_saying_why(tmp_path):

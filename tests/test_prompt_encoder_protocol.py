@@ -37,7 +37,7 @@ def test_an_encoder_keeps_its_declared_promises(case):
     config = case.build(task_type, "gpt2")
     peft_model = __import__("peft").get_peft_model(model, config)
     encoder = peft_model.prompt_encoder["default"]
-    width, length, batch = 32, config.num_virtual_tokens, 3
+    width, length, batch = config.row_width(), config.num_virtual_tokens, 3  # deep: every layer's keys and values per row
     assert encoder.num_tasks == len(encoder.task_labels) == getattr(config, "num_tasks", 1)
     task_ids = torch.arange(batch) % encoder.num_tasks
     embeds = model.get_input_embeddings()(torch.randint(6, 300, (batch, 4)))
@@ -51,7 +51,13 @@ def test_an_encoder_keeps_its_declared_promises(case):
     assert (encoder.export_refusal is None) == (not encoder.input_dependent)
     if encoder.export_refusal is None:
         for task in range(encoder.num_tasks):
-            torch.testing.assert_close(encoder.prompt_table(task), prompts[task_ids.tolist().index(task)])
+            expected = prompts[task_ids.tolist().index(task)]
+            torch.testing.assert_close(encoder.prompt_rows(task), expected)
+            if encoder.plain_peft_type == "PROMPT_TUNING":
+                torch.testing.assert_close(encoder.prompt_table(task), expected)
+            else:  # a deep prompt has no input rows for PROMPT_TUNING, and says so
+                with pytest.raises(ValueError, match="no single prompt of input rows"):
+                    encoder.prompt_table(task)
     state = encoder.adapter_state_dict()
     assert {name: tuple(t.shape) for name, t in state.items()} == type(encoder).expected_state_shapes(config)
     encoder.load_adapter_state({name: t.clone() for name, t in state.items()})

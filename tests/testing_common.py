@@ -104,6 +104,19 @@ TINY_MODELS = {
 CAUSAL_MODELS = ["gpt2", "llama"]
 
 
+# Two code paths computing the same logits in float32 (the plugin's and plain PEFT's, in another process)
+# may take different attention kernels: CI saw up to 2e-5 x the largest logit. A real mismatch
+# (a shifted position, a prompt in front of padding) is ~0.1-1 x. Bound: FLOAT32_PATHS x max(1, |logit|).
+FLOAT32_PATHS = 1e-4
+
+
+def innermost(model):
+    """The transformers model under any PeftModel wrappers."""
+    while hasattr(model, "get_base_model") and model.get_base_model() is not model:
+        model = model.get_base_model()
+    return model
+
+
 def _gemma3(sliding_window: int = 16):
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
@@ -343,12 +356,43 @@ def tiny_model_folder(name: str = "llama") -> str:
     return folder
 
 
+@functools.lru_cache(maxsize=None)
+def deep_bank_folders(model_name: str, count: int = 2) -> tuple[str, ...]:
+    """`count` saved deep prompts (5 virtual tokens) for tiny `model_name`: a deep mixture's bank."""
+    import peft
+
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    folders = []
+    for index in range(count):
+        model, task_type = tiny_model(model_name)
+        config = DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, deep_init="random", seed=200 + index)
+        folder = tempfile.mkdtemp(prefix=f"deep-bank-{model_name}-{index}-")
+        peft.get_peft_model(model, config).save_pretrained(folder)
+        folders.append(folder)
+    return tuple(folders)
+
+
+def deep_config(name: str, task_type: str, model_name: str):
+    """The deep-prompt configs of the conformance matrix (None for other names)."""
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    deep = functools.partial(DeepPromptTuningConfig, task_type=task_type, num_virtual_tokens=5)
+    return {
+        "deep_vocab": lambda: deep(deep_init="vocab_sampled", vocab_sampling="uniform", seed=4),
+        "deep_text": lambda: deep(deep_init="text", init_text=" ".join(CORPUS[:2]), tokenizer_name_or_path=tiny_tokenizer_dir()),
+        "deep_from_prompt": lambda: deep(deep_init="prompt", init_prompt=bank_folders(model_name)[0]),
+        "deep_reparam": lambda: deep(deep_init="random", reparameterization="residual_mlp", reparameterization_hidden=16),
+    }.get(name, lambda: None)()
+
+
 def conformance_config(name: str, task_type: str, model_name: str, variant: bool = False):
     """The plugin config of conformance case `name` (tests/conformance_cases.py) for one tiny model;
     `variant` reverses a mixture's bank (a second adapter whose prompts differ even with nothing trained)."""
     from peft_softprompt_ext import MixturePromptTuningConfig
 
     bank = list(bank_folders(model_name))[:: -1 if variant else 1]
+    deep_bank = list(deep_bank_folders(model_name))[:: -1 if variant else 1] if "deep" in name else None
 
     def mixture(num_tasks: int, **kwargs):
         return MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=5, source_prompts=bank,
@@ -360,7 +404,14 @@ def conformance_config(name: str, task_type: str, model_name: str, variant: bool
         "mixture_task_2_reparam": lambda: mixture(2, mixing="task", reparameterization="residual_mlp", reparameterization_hidden=16),
         "mixture_one_hot_2": lambda: mixture(2, mixing="one_hot", task_names=["first", "second"]),
         "mixture_attention_2": lambda: mixture(2, mixing="attention"),
+        "mixture_deep_task_2": lambda: MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=5, source_prompts=deep_bank,
+                                                                 num_tasks=2, mixing="task", task_names=["a", "b"]),
+        "mixture_deep_one_hot_2": lambda: MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=5, source_prompts=deep_bank,
+                                                                    num_tasks=2, mixing="one_hot"),
     }
+    deep = deep_config(name, task_type, model_name)
+    if deep is not None:
+        return deep
     if name in mixtures:
         return mixtures[name]()
     return all_configs()[name](task_type, model_name)

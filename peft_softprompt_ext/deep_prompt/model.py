@@ -111,5 +111,5 @@ class DeepPromptEncoder(PromptTableEncoder):
     def export_refusal(self) -> str | None:
         if self.exact_in_prefix_tuning:
             return None
-        return ("plain PEFT PREFIX_TUNING puts a prefix in the cache, which differs from a deep prompt in encoders, "
-                "seq2seq models and sliding-window layers; it holds one exactly only for causal LMs with full attention")  # fmt: skip
+        return ("plain PEFT PREFIX_TUNING (a cache prefix) holds deep prompts exactly only for causal LMs with full "
+                "attention, not encoders, seq2seq models or sliding-window layers")  # fmt: skip

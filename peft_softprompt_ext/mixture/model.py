@@ -133,7 +133,8 @@ class MixturePromptEncoder(PromptEncoder):
             return ("mixing='attention' gives every input its own prompt, so there is no single prompt for plain PEFT "
                     "PROMPT_TUNING; use mixing='task' for exportable per-task prompts")  # fmt: skip
         if self.plain_peft_type is None:
-            return "plain PEFT PREFIX_TUNING holds deep prompts exactly only for causal LMs with full attention"
+            return ("plain PEFT PREFIX_TUNING (a cache prefix) holds deep prompts exactly only for causal LMs with full "
+                    "attention, not encoders, seq2seq models or sliding-window layers")  # fmt: skip
         return None
 
     def forward(self, batch_size: int, task_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:

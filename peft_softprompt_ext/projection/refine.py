@@ -12,11 +12,14 @@ import itertools
 import torch
 
 from .._peft_compat import PromptParts
+from ..prompt_encoder import INPUT_EMBEDDINGS
 from ..prompt_injection import causal_lm_forward
 from .projection import PromptProjection
 
 
 class _ProjectedPrompt(torch.nn.Module):
+    prompt_kind = INPUT_EMBEDDINGS  # rows in front of the input embeddings, like every shallow encoder
+
     def __init__(self, projection: PromptProjection, source_prompt: torch.Tensor, rank: int):
         super().__init__()
         self.projection, self.source_prompt = projection, source_prompt.float()
