@@ -16,7 +16,8 @@ class DeepInit(Option):
 
     TEXT = "text"  # what `init_text`'s first P tokens leave in every layer (PEFT CARTRIDGE's initialisation)
     VOCAB_SAMPLED = "vocab_sampled"  # the same for P tokens drawn by `vocab_sampling` (seeded)
-    PROMPT = "prompt"  # what a trained shallow prompt (`init_prompt`) leaves: step 0 gives its logits
+    PROMPT = "prompt"  # what a trained shallow prompt (`init_prompt`) leaves: step 0 gives its logits exactly in a
+    # causal LM (its rows see only each other); in encoders and seq2seq they also saw the input, so it is a start there
     ZERO = "zero"  # zeros
     RANDOM = "random"  # Gaussian, each layer's key/value scale measured on P sampled tokens
 

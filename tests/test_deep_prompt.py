@@ -1,0 +1,177 @@
+"""Deep prompts (issue #14) beyond the conformance matrix: the trainable-value contract, `deep_init="prompt"`
+starting exactly where the shallow prompt was, plain PEFT PREFIX_TUNING export read without the plugin,
+and every refusal the issue names (each message names the bad value)."""
+
+import json
+
+import peft
+import pytest
+import torch
+
+import testing_common as common
+from peft_softprompt_ext import DeepPromptTuningConfig, describe_prompt, export_prefix_tuning, export_prompt_tuning
+
+MODELS = ["gpt2", "llama", "gemma3", "t5", "bert"]
+CAUSAL = ["gpt2", "llama", "gemma3"]
+P = 5
+
+
+def deep_model(model_name: str, seed: int = 0, **kwargs):
+    base, task_type = common.tiny_model(model_name, seed=seed)
+    kwargs = {"deep_init": "random", "seed": 3, **kwargs}
+    return peft.get_peft_model(base, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, **kwargs))
+
+
+def self_attention_layout(model) -> tuple[int, int, int]:
+    """(self-attention layers, key/value heads, head dim) read off the model's own config, not the plugin's."""
+    config = model.config
+    if config.model_type == "t5":
+        return config.num_layers + config.num_decoder_layers, config.num_heads, config.d_kv
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return config.num_hidden_layers, kv_heads, head_dim
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_trainable_values_are_two_x_layers_x_P_x_kv_heads_x_head_dim(model_name):
+    model = deep_model(model_name)
+    layers, kv_heads, head_dim = self_attention_layout(common.innermost(model))
+    head = sum(p.numel() for n, p in model.named_parameters() if "modules_to_save" in n and p.requires_grad)
+    trainable, _ = model.get_nb_trainable_parameters()
+    assert trainable - head == 2 * layers * P * kv_heads * head_dim
+    if model_name == "llama":  # grouped-query attention: the cache holds 2 key/value heads, not the 4 query heads
+        assert kv_heads == 2 and trainable == 2 * 2 * P * 2 * 8
+
+
+@pytest.mark.parametrize("model_name", CAUSAL)
+def test_prompt_init_starts_at_the_shallow_prompts_logits_with_left_padding(model_name):
+    shallow_folder = common.bank_folders(model_name)[0]
+    shallow = peft.PeftModel.from_pretrained(common.tiny_model(model_name)[0], shallow_folder)
+    deep = deep_model(model_name, deep_init="prompt", init_prompt=shallow_folder)
+    batch = common.inference_batch(model_name, left_pad=True)
+    expected = common.forward_logits(shallow, batch)[:, P:]  # a shallow prompt's logits include its own positions
+    got = common.forward_logits(deep, batch)
+    real = batch["attention_mask"].bool()
+    assert expected.abs().max() > 0.1  # the comparison below is not vacuous
+    torch.testing.assert_close(got[real], expected[real], rtol=1e-5, atol=1e-4)
+    # and not by accident: a deep prompt from another start differs
+    assert (common.forward_logits(deep_model(model_name), batch)[real] - expected[real]).abs().max() > 1e-2
+
+
+def test_text_init_holds_the_texts_keys_and_values():
+    """The text's tokens run through the frozen model: a prompt from text, then the rest of the text, gives the
+    logits the whole text gives alone (the cartridge idea, exact for a causal LM)."""
+    tokenizer = common.tiny_tokenizer()
+    text = " ".join(common.CORPUS[:3])
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    model = deep_model("llama", deep_init="text", init_text=text, tokenizer_name_or_path=common.tiny_tokenizer_dir())
+    rest = ids[:, P : P + 6]
+    prompted = common.forward_logits(model, {"input_ids": rest, "attention_mask": torch.ones_like(rest)})
+    with model.disable_adapter():
+        whole = common.forward_logits(model, {"input_ids": ids[:, : P + 6], "attention_mask": torch.ones(1, P + 6, dtype=torch.long)})
+    torch.testing.assert_close(prompted, whole[:, P:], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("model_name", ["gpt2", "llama"])
+def test_prefix_tuning_export_loads_without_the_plugin_with_equal_logits(model_name, tmp_path):
+    model = deep_model(model_name)
+    common.train_steps(model, common.batch_for(model_name), steps=2)
+    export_prefix_tuning(model, tmp_path / "prefix")
+    common.tiny_model(model_name)[0].save_pretrained(tmp_path / "base")
+    batch = common.inference_batch(model_name)
+    torch.save(batch, tmp_path / "batch.pt")
+    torch.save(common.forward_logits(model, batch), tmp_path / "expected.pt")
+    code = (
+        "import torch\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n"
+        f"model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({str(tmp_path / 'base')!r}), {str(tmp_path / 'prefix')!r}).eval()\n"
+        "print('TYPE', model.peft_config['default'].peft_type.value, model.peft_config['default'].prefix_projection)\n"
+        f"with torch.no_grad():\n    out = model(**torch.load({str(tmp_path / 'batch.pt')!r})).logits\n"
+        f"print('DIFF', (out - torch.load({str(tmp_path / 'expected.pt')!r})).abs().max().item())\n"
+    )
+    result = common.run_python_without_plugin(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "TYPE PREFIX_TUNING False" in result.stdout
+    assert float(result.stdout.split("DIFF")[-1]) <= 1e-4
+
+
+# ------------------------------------------------------------------ bad input: a clear error naming the value
+def test_unknown_deep_init_is_refused_by_name():
+    with pytest.raises(ValueError, match="'cartridge'"):
+        DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="cartridge")
+
+
+@pytest.mark.parametrize("text", ["", "   ", None])
+def test_text_init_needs_a_text(text):
+    with pytest.raises(ValueError, match="init_text"):
+        DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="text", init_text=text,
+                               tokenizer_name_or_path=common.tiny_tokenizer_dir())  # fmt: skip
+
+
+def test_text_init_shorter_than_the_prompt_is_refused_with_both_counts():
+    with pytest.raises(ValueError, match=r"init_text has \d+ tokens but num_virtual_tokens=40"):
+        base, task_type = common.tiny_model("llama")
+        peft.get_peft_model(base, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=40, deep_init="text", init_text="a b",
+                                                         tokenizer_name_or_path=common.tiny_tokenizer_dir()))  # fmt: skip
+
+
+def test_prompt_init_needs_a_prompt():
+    with pytest.raises(ValueError, match="init_prompt"):
+        DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="prompt")
+
+
+def test_prompt_init_from_another_base_model_is_refused_by_fingerprint():
+    other_base = common.bank_folders("gpt2")[0]  # made on tiny gpt2 seed 0
+    with pytest.raises(ValueError, match="fingerprint|another base model|different base model"):
+        deep_model("gpt2", seed=1, deep_init="prompt", init_prompt=other_base)
+
+
+def test_prompt_init_of_another_width_is_refused_with_both_widths():
+    narrow = common.bank_folders("gpt2")[0]  # width 32; tiny gemma3 is 64 wide
+    with pytest.raises(ValueError, match=r"\(5, 32\).*width 64"):
+        deep_model("gemma3", deep_init="prompt", init_prompt=narrow)
+
+
+def test_prompt_init_of_another_length_is_refused_with_both_lengths(tmp_path):
+    base, task_type = common.tiny_model("gpt2")
+    longer = peft.get_peft_model(base, peft.PromptTuningConfig(task_type=task_type, num_virtual_tokens=7))
+    longer.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="7 virtual tokens but num_virtual_tokens=5"):
+        deep_model("gpt2", deep_init="prompt", init_prompt=str(tmp_path))
+
+
+def test_a_prompt_that_does_not_fit_a_sliding_window_is_refused():
+    base = common.tiny_gemma(sliding_window=6)
+    with pytest.raises(ValueError, match="num_virtual_tokens=5 does not fit in the model's sliding attention window 6"):
+        peft.get_peft_model(base, DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="zero"))
+
+
+def test_attention_that_takes_no_prefix_is_refused_by_name():
+    base, task_type = common.tiny_model("llama")
+    base.config._attn_implementation = "flex_attention"
+    with pytest.raises(ValueError, match="attn_implementation='flex_attention'"):
+        peft.get_peft_model(base, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, deep_init="zero"))
+
+
+@pytest.mark.parametrize("model_name", ["gemma3", "t5", "bert"])
+def test_prefix_tuning_export_is_refused_where_it_is_not_exact(model_name, tmp_path):
+    model = deep_model(model_name)
+    with pytest.raises(ValueError, match="cannot be exported as plain PEFT PREFIX_TUNING: .*(sliding-window|encoders|seq2seq)"):
+        export_prefix_tuning(model, tmp_path / "prefix")
+    assert not (tmp_path / "prefix").exists()  # nothing half-written
+
+
+def test_prompt_tuning_export_and_describe_prompt_refuse_a_deep_prompt(tmp_path):
+    model = deep_model("gpt2")
+    with pytest.raises(ValueError, match="keys and values|deep"):
+        export_prompt_tuning(model, tmp_path / "plain")
+    with pytest.raises(ValueError, match="keys and values|deep"):
+        describe_prompt(model, common.tiny_tokenizer())
+
+
+def test_a_deep_prompt_saved_on_one_base_is_refused_on_another(tmp_path):
+    deep_model("llama").save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert saved["peft_type"] == "DEEP_PROMPT_TUNING" and saved["base_model_fingerprint"]
+    with pytest.raises(ValueError, match="fingerprint|another base model|different base model"):
+        peft.PeftModel.from_pretrained(common.tiny_model("llama", seed=1)[0], tmp_path)
