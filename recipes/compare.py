@@ -4,7 +4,8 @@
         --config recipes/configs/compare_default.yaml [--seeds 0,1,2] [--collect]
 
 The YAML holds `base:` (RecipeConfig keys shared by every run), `methods:` (a list; each has a
-`name` and the RecipeConfig keys that differ), `seeds:` and `output_dir:`. Each run goes to
+`name` and the RecipeConfig keys that differ), `seeds:`, `output_dir:` and optionally `baseline:`
+(a method name: the report adds per-seed accuracies and each method's paired difference to it). Each run goes to
 `<output_dir>/<method name>/seed<k>/`; a run whose results.json already exists with the same
 config is collected, not re-run (`--collect` never trains). Writes `comparison.md`,
 `comparison.json` and `comparison.png` (accuracy vs trainable parameters on a log axis, and the
@@ -24,7 +25,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
-from softprompt_bench.plans import load_plan, run_config, run_or_collect, summarise  # noqa: E402
+from softprompt_bench.plans import load_plan, paired_difference, run_config, run_or_collect, summarise  # noqa: E402
 
 TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
 
@@ -33,7 +34,8 @@ def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float) -> N
     task = "per method" if any("task" in method for method in plan["methods"]) else base.get("task", "movie_sentiment")
     lines = [
         f"Model `{base.get('model', 'smollm2-135m')}`, task `{task}`, "
-        f"{base.get('steps', 100)} steps, batch {base.get('batch_size', 8)}, {base.get('eval_size', 500)} validation examples. "
+        f"{base.get('steps', 100)} steps, batch {base.get('batch_size', 8)}, {base.get('eval_size', 500)} "
+        f"{base.get('eval_split', 'validation')} examples. "
         f"Wall time {wall_seconds / 60:.1f} min.",
         "",
         "| method | trainable params | accuracy (mean ± std) | macro-F1 | seeds | time/step (s) | peak memory (MB) |",
@@ -45,6 +47,18 @@ def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float) -> N
             f"| {row['method']} | {row['trainable_params']:,} | {100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f} "
             f"| {100 * row['macro_f1_mean']:.1f} | {len(row['seeds'])} | {step} | {row['peak_memory_mb']:.0f} |"
         )
+    baseline = next((row for row in rows if row["method"] == plan.get("baseline")), None)
+    if baseline is not None:
+        lines += ["", f"Per seed, and the paired difference to `{baseline['method']}` (accuracy points, same seeds; 95% t interval):", "",
+                  "| method | accuracy per seed | paired difference | 95% interval |", "|---|---|---:|---|"]  # fmt: skip
+        for row in rows:
+            per_seed = ", ".join(f"{seed}: {100 * accuracy:.1f}" for seed, accuracy in zip(row["seeds"], row["accuracies"]))
+            difference = row.get("paired_difference")
+            if row is baseline or difference is None:
+                lines.append(f"| {row['method']} | {per_seed} | - | - |")
+            else:
+                lines.append(f"| {row['method']} | {per_seed} | {100 * difference['mean']:+.1f} ({difference['seeds']} seeds) "
+                             f"| [{100 * difference['low']:+.1f}, {100 * difference['high']:+.1f}] |")  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -93,6 +107,10 @@ def main(argv=None):
             rows.append(summarise(method["name"], records))
     if not rows:
         raise SystemExit(f"No results to compare under {output_dir}.")
+    baseline = next((row for row in rows if row["method"] == plan.get("baseline")), None)
+    for row in rows:
+        if baseline is not None and row is not baseline:
+            row["paired_difference"] = paired_difference(row, baseline)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "comparison.json").write_text(json.dumps({"plan": plan, "seeds": seeds, "rows": rows}, indent=2))
     write_markdown(rows, plan, output_dir / "comparison.md", time.perf_counter() - began)

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import peft
 
-from peft_softprompt_ext import MixturePromptTuningConfig, ProjectedPromptTuningConfig, VocabSampledPromptTuningConfig
+from peft_softprompt_ext import (
+    DeepPromptTuningConfig,
+    MixturePromptTuningConfig,
+    ProjectedPromptTuningConfig,
+    VocabSampledPromptTuningConfig,
+)
 
 
 def _prompt_common(config, task_type: str) -> dict:
@@ -34,6 +39,52 @@ def vocab_sampled(config, task_type, tokenizer_dir, label_words, corpus):
         num_frequent_tokens=config.num_frequent_tokens, tokenizer_name_or_path=tokenizer_dir,
         **_plugin_common(config, task_type), **extra,
     )  # fmt: skip
+
+
+def deep_prompt(config, task_type, tokenizer_dir, label_words, corpus):
+    extra = {}
+    if config.deep_init == "vocab_sampled" and config.vocab_sampling == "class_labels":
+        extra["class_labels"] = list(label_words)
+    if config.deep_init == "vocab_sampled" and config.vocab_sampling == "task_corpus":
+        extra["corpus"] = list(corpus)
+    if config.deep_init == "text":  # repeated to P tokens, as for cartridge: the plugin does not pad a short text
+        from transformers import AutoTokenizer
+
+        extra["init_text"] = _repeat_to(AutoTokenizer.from_pretrained(tokenizer_dir), config.init_text, config.num_virtual_tokens)
+    return DeepPromptTuningConfig(
+        deep_init=config.deep_init, vocab_sampling=config.vocab_sampling, seed=config.seed,
+        num_frequent_tokens=config.num_frequent_tokens, tokenizer_name_or_path=tokenizer_dir,
+        task_type=task_type, num_virtual_tokens=config.num_virtual_tokens, reparameterization=config.reparameterization,
+        reparameterization_hidden=config.reparameterization_hidden, **extra,
+    )  # fmt: skip
+
+
+def prefix_tuning(config, task_type, tokenizer_dir, label_words, corpus):
+    """Vanilla PEFT PrefixTuningConfig without projection: trainable keys/values per layer (random init)."""
+    return peft.PrefixTuningConfig(prefix_projection=False, **_prompt_common(config, task_type))
+
+
+def cartridge(config, task_type, tokenizer_dir, label_words, corpus):
+    """Vanilla PEFT CartridgeConfig (first virtual token frozen, PEFT's default); keys/values from init_text
+    by PEFT's `initialize_kv_prefix_from_text` once the adapter exists (`prepare_adapter`)."""
+    return peft.CartridgeConfig(**_prompt_common(config, task_type))
+
+
+def prepare_adapter(config, model, tokenizer) -> None:
+    """What a method does to its adapter after `get_peft_model` (PEFT's own initialisers)."""
+    if config.method == "cartridge":
+        from peft.tuners.cartridge.utils import initialize_kv_prefix_from_text
+
+        text = _repeat_to(tokenizer, config.init_text, config.num_virtual_tokens)
+        initialize_kv_prefix_from_text(model, tokenizer, text=text, use_chat_template=False)
+
+
+def _repeat_to(tokenizer, text: str, tokens: int) -> str:
+    """`text` repeated until it has at least `tokens` tokens (PEFT's initialiser needs that many)."""
+    repeated = text
+    while len(tokenizer(repeated, add_special_tokens=False)["input_ids"]) < tokens:
+        repeated = f"{repeated} {text}"
+    return repeated
 
 
 def mixture(config, task_type, tokenizer_dir, label_words, corpus):
@@ -70,11 +121,14 @@ def no_adapter(config, task_type, tokenizer_dir, label_words, corpus):
 # method name -> (builder, what it is). The recipes accept exactly these names.
 BUILDERS = {
     "vocab_sampled": (vocab_sampled, "this plugin: VocabSampledPromptTuningConfig (see vocab_sampling)"),
+    "deep_prompt": (deep_prompt, "this plugin: DeepPromptTuningConfig, keys/values in every layer (see deep_init)"),
     "mixture": (mixture, "this plugin: MixturePromptTuningConfig over source_prompts (see mixing)"),
     "projected": (projected, "this plugin: ProjectedPromptTuningConfig (source_adapter moved by projection)"),
     "prompt_tuning_random": (prompt_tuning("RANDOM"), "vanilla PEFT PromptTuningConfig, RANDOM init"),
     "prompt_tuning_sample_vocab": (prompt_tuning("SAMPLE_VOCAB"), "vanilla PEFT, SAMPLE_VOCAB init"),
     "prompt_tuning_text": (prompt_tuning("TEXT"), "vanilla PEFT, TEXT init (init_text)"),
+    "prefix_tuning": (prefix_tuning, "vanilla PEFT PrefixTuningConfig, prefix_projection=False"),
+    "cartridge": (cartridge, "vanilla PEFT CartridgeConfig, keys/values from init_text (PEFT's initialiser)"),
     "lora": (lora, "vanilla PEFT LoraConfig"),
     "full_finetune": (no_adapter, "every base parameter trains"),
     "zero_shot": (no_adapter, "no training: the frozen base model, evaluated as is"),

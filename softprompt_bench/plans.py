@@ -20,7 +20,7 @@ import yaml
 
 from .recipe_config import RecipeConfig, check_keys
 
-COMPARE_KEYS = {"base", "methods", "seeds", "output_dir", "report_dir"}
+COMPARE_KEYS = {"base", "methods", "seeds", "output_dir", "report_dir", "baseline"}
 
 
 def load_plan(path: str, seeds_override: str | None = None, default_seeds=(0,)) -> tuple[dict, list[int]]:
@@ -35,6 +35,9 @@ def load_plan(path: str, seeds_override: str | None = None, default_seeds=(0,)) 
     check_keys(plan.get("base", {}), f"{path} base")
     for method in plan["methods"]:
         check_keys({k for k in method if k != "name"}, f"{path} method {method.get('name')!r}")
+    names = [method.get("name") for method in plan["methods"]]
+    if "baseline" in plan and plan["baseline"] not in names:
+        raise ValueError(f"baseline {plan['baseline']!r} in {path} is not one of the methods {names}.")
     seeds = [int(s) for s in seeds_override.split(",")] if seeds_override else list(plan.get("seeds", default_seeds))
     return plan, seeds
 
@@ -82,6 +85,21 @@ def run_or_collect(config: RecipeConfig, train_script, launcher: str | None = No
     if record is None and not collect_only:
         record = train_in_subprocess(config, train_script, launcher)
     return record
+
+
+# Two-sided 95% Student t quantiles by degrees of freedom (1..10); beyond 10 seeds, 2.0 is within 2%.
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def paired_difference(row: dict, baseline: dict) -> dict | None:
+    """`row`'s accuracy minus `baseline`'s on the seeds both ran (paired by seed): mean and 95% t interval."""
+    by_seed = dict(zip(baseline["seeds"], baseline["accuracies"]))
+    diffs = [accuracy - by_seed[seed] for seed, accuracy in zip(row["seeds"], row["accuracies"]) if seed in by_seed]
+    if not diffs:
+        return None
+    mean = statistics.mean(diffs)
+    half = _T95.get(len(diffs) - 1, 2.0) * statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
+    return {"baseline": baseline["method"], "seeds": len(diffs), "mean": mean, "low": mean - half, "high": mean + half}
 
 
 def summarise(name: str, records: list[dict]) -> dict:

@@ -15,7 +15,7 @@ from typing import Optional
 
 import yaml
 
-from peft_softprompt_ext import Mixing, Reparameterization, SharedPrefix, VocabSampling
+from peft_softprompt_ext import DeepInit, Mixing, Reparameterization, SharedPrefix, VocabSampling
 
 from .methods import METHODS
 
@@ -33,7 +33,8 @@ class RecipeConfig:
     label_words: Optional[list] = field(default=None, metadata={"help": "Verbaliser words (label order); default per task."})
     template: Optional[str] = field(default=None, metadata={"help": "Prompt template with {text}; default per task."})
     train_size: int = field(default=2000, metadata={"help": "Training examples used (first N of the train split)."})
-    eval_size: int = field(default=500, metadata={"help": "Validation examples scored (first N)."})
+    eval_size: int = field(default=500, metadata={"help": "Examples of eval_split scored (first N)."})
+    eval_split: str = field(default="validation", metadata={"help": "Split scored: 'validation' (choose defaults) or 'test' (final tables)."})
     max_length: int = field(default=64, metadata={"help": "Max tokens of the text part of an input."})
     steps: int = field(default=100, metadata={"help": "Optimizer steps (0: evaluate the initial prompt only)."})
     batch_size: int = field(default=8, metadata={"help": "Global batch size (split across processes)."})
@@ -49,6 +50,7 @@ class RecipeConfig:
     vocab_sampling: str = field(default="top_frequent", metadata={"help": "vocab_sampled: uniform/top_frequent/task_corpus/class_labels."})
     num_frequent_tokens: int = field(default=5000, metadata={"help": "vocab_sampled: N of top_frequent / class-label fill."})
     norm_matching: bool = field(default=False, metadata={"help": "vocab_sampled: rescale initial rows to the vocabulary norm."})
+    deep_init: str = field(default="text", metadata={"help": "deep_prompt: text (init_text) / vocab_sampled / zero / random."})
     source_prompts: list = field(default_factory=list, metadata={"help": "mixture: trained adapters (folders/repo ids)."})
     mixing: str = field(default="task", metadata={"help": "mixture: 'task' or 'attention'."})
     reparameterization: Optional[str] = field(default=None, metadata={"help": "plugin methods: None or 'residual_mlp'."})
@@ -56,7 +58,7 @@ class RecipeConfig:
     shared_prefix: str = field(default="auto", metadata={"help": "plugin methods on causal LMs: 'auto', 'on' or 'off'."})
     source_adapter: Optional[str] = field(default=None, metadata={"help": "projected: adapter trained on the source model."})
     projection: Optional[str] = field(default=None, metadata={"help": "projected: saved PromptProjection folder."})
-    init_text: str = field(default="Classify the sentiment of this review as positive or negative.", metadata={"help": "prompt_tuning_text init."})
+    init_text: str = field(default="Classify the sentiment of this review as positive or negative.", metadata={"help": "prompt_tuning_text, deep_prompt (deep_init=text) and cartridge init."})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     lora_target_modules: list = field(default_factory=lambda: ["q_proj", "v_proj"], metadata={"help": "LoRA targets."})
@@ -70,6 +72,11 @@ class RecipeConfig:
             allowed = [member.value for member in option] + ([None] if allow_none else [])
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; expected one of {allowed}.")
+        if self.eval_split not in ("validation", "test"):
+            raise ValueError(f"eval_split={self.eval_split!r} is unknown; expected 'validation' or 'test'.")
+        deep_inits = [member.value for member in DeepInit if member != DeepInit.PROMPT]
+        if self.deep_init not in deep_inits:
+            raise ValueError(f"deep_init={self.deep_init!r} is unknown; expected one of {deep_inits}.")
         if self.task_type not in ("auto", "CAUSAL_LM", "SEQ_CLS"):
             raise ValueError(f"task_type={self.task_type!r} is unknown; expected 'auto', 'CAUSAL_LM' or 'SEQ_CLS'.")
         if self.lr_schedule not in ("constant", "linear"):
@@ -87,8 +94,9 @@ class RecipeConfig:
     def training_config(self) -> dict:
         """What a run's result depends on: everything but where and how often it writes and evaluates."""
         relevant = {k: v for k, v in self.to_dict().items() if k not in ("output_dir", "eval_every", "checkpoint_every")}
-        if relevant["task_type"] == "auto":  # added later: runs made before it existed keep their digest
-            del relevant["task_type"]
+        for name, default in (("task_type", "auto"), ("eval_split", "validation"), ("deep_init", "text")):
+            if relevant[name] == default:  # added later: runs made before it existed keep their digest
+                del relevant[name]
         return relevant
 
     def training_digest(self) -> str:

@@ -19,7 +19,7 @@ from .data import label_words as task_label_words
 from .data import load_task, prompt_template
 from .data.tasks import EMBEDDED_TASKS
 from .embedded_models import MODEL_ALIASES, resolve_model
-from .methods import build_peft_config
+from .methods import build_peft_config, prepare_adapter
 from .metrics import compute_metrics
 
 DEFAULT_TEMPLATE = "Text: {text}\nLabel:"
@@ -93,7 +93,7 @@ def _data(config, tokenizer, is_causal):
     data = load_task(config.task, text_column=config.text_column, label_column=config.label_column)
     names = data["train"].features["label"].names
     train = data["train"].select(range(min(config.train_size, len(data["train"]))))
-    evaluation = data["validation"].select(range(min(config.eval_size, len(data["validation"]))))
+    evaluation = data[config.eval_split].select(range(min(config.eval_size, len(data[config.eval_split]))))
     words = _label_words(config, names)
     if not is_causal:
         return (names, words, [], classification.seq_cls_examples(tokenizer, train["text"], train["label"], config.max_length),
@@ -142,6 +142,7 @@ def build_setup(config, accelerator) -> Setup:
     peft_config = build_peft_config(config, task_type, folder, words, corpus=train_texts)
     if peft_config is not None:
         model = peft.get_peft_model(model, peft_config)
+        prepare_adapter(config, model, tokenizer)
     elif config.method == "zero_shot":
         model.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -176,7 +177,7 @@ def batch_for_step(setup: Setup, config, step: int, accelerator) -> dict:
 
 
 def evaluate(accelerator, setup: Setup, config) -> dict:
-    """Accuracy and macro-F1 on the validation subset; each process scores a contiguous shard."""
+    """Accuracy and macro-F1 on the scored subset (eval_split); each process scores a contiguous shard."""
     from accelerate.utils import gather_object
 
     model = accelerator.unwrap_model(setup.model)

@@ -55,6 +55,36 @@ def test_train_writes_results_config_and_adapter(method, tmp_path):
         assert len(results["loss_curve"]) == 6 and results["trainable_params"] > 0
 
 
+@pytest.mark.parametrize("method,peft_type", [("deep_prompt", "DEEP_PROMPT_TUNING"), ("prefix_tuning", "PREFIX_TUNING"),
+                                              ("cartridge", "CARTRIDGE")])  # fmt: skip
+def test_key_value_methods_train_with_the_layers_keys_and_values(method, peft_type, tmp_path):
+    """Issue #14's rows: each trains 2 x layers x P x kv heads x head dim values (tiny llama: 2, 4, 2, 8)."""
+    recipe("train.py", *tiny_args(tmp_path, method=method, eval_split="test", init_text=" ".join(common.CORPUS[:2])))
+    results = json.loads((tmp_path / "results.json").read_text())
+    trained_tokens = 4 - 1 if method == "cartridge" else 4  # PEFT's CARTRIDGE keeps its first token frozen (num_frozen_tokens=1)
+    assert results["trainable_params"] == 2 * 2 * trained_tokens * 2 * 8
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["peft_type"] == peft_type
+    assert yaml.safe_load((tmp_path / "resolved_config.yaml").read_text())["eval_split"] == "test"
+    assert len(results["loss_curve"]) == 6
+
+
+def test_eval_split_is_checked():
+    with pytest.raises(ValueError, match="'dev'"):
+        RecipeConfig(eval_split="dev")
+
+
+def test_paired_difference_pairs_by_seed_with_a_t_interval():
+    from softprompt_bench.plans import paired_difference
+
+    baseline = {"method": "LoRA", "seeds": [0, 1, 2], "accuracies": [0.80, 0.82, 0.84]}
+    row = {"method": "deep", "seeds": [2, 0, 1, 3], "accuracies": [0.86, 0.81, 0.84, 0.99]}  # seed 3: no pair, left out
+    difference = paired_difference(row, baseline)
+    assert difference["seeds"] == 3 and difference["mean"] == pytest.approx(0.05 / 3)  # +0.02, +0.01, +0.02
+    half = 4.303 * 0.005773502691896258 / 3**0.5  # t(0.975, 2) x std of the differences / sqrt(3)
+    assert (difference["low"], difference["high"]) == pytest.approx((0.05 / 3 - half, 0.05 / 3 + half))
+    assert paired_difference({"method": "x", "seeds": [7], "accuracies": [0.5]}, baseline) is None
+
+
 def test_train_with_reparameterization_saves_a_collapsed_prompt(tmp_path):
     recipe("train.py", *tiny_args(tmp_path, steps=3, reparameterization="residual_mlp", reparameterization_hidden=8))
     from safetensors.torch import load_file
@@ -149,6 +179,7 @@ def test_compare_runs_methods_over_seeds_and_writes_table_json_plot(tmp_path):
                  "max_length": 16, "num_virtual_tokens": 4, "num_frequent_tokens": 50, "lr": 0.1, "checkpoint_every": 0},
         "methods": [{"name": "plugin", "method": "vocab_sampled", "vocab_sampling": "uniform"},
                     {"name": "LoRA", "method": "lora", "lr": 0.01}],
+        "baseline": "LoRA",
     }  # fmt: skip
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
     result = recipe("compare.py", "--config", tmp_path / "plan.yaml")
@@ -156,6 +187,8 @@ def test_compare_runs_methods_over_seeds_and_writes_table_json_plot(tmp_path):
     assert "| plugin |" in table and "| LoRA |" in table and "±" in table
     rows = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"]
     assert [r["seeds"] for r in rows] == [[0, 1], [0, 1]]
+    assert rows[0]["paired_difference"]["baseline"] == "LoRA" and rows[0]["paired_difference"]["seeds"] == 2
+    assert "paired difference to `LoRA`" in table and "| plugin | 0: " in table
     assert (tmp_path / "cmp" / "comparison.png").stat().st_size > 10_000
     assert "table:" in result.stdout and "plot:" in result.stdout
     collected = recipe("compare.py", "--config", tmp_path / "plan.yaml", "--collect")  # re-collects, trains nothing
