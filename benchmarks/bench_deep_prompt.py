@@ -1,0 +1,149 @@
+"""Deep prompts (issue #14): training step vs LoRA, inference vs the base model, mixed-task batches.
+
+Run (2-core CPU, embedded SmolLM2, alone on the machine; about 5 minutes):
+    python benchmarks/bench_deep_prompt.py --model smollm2-135m
+Quick check on a tiny random GPT-2 (seconds):
+    python benchmarks/bench_deep_prompt.py --model tiny-gpt2
+
+Prints, from ONE run on the same model and batch, medians over rounds of per-round ratios:
+  training step: deep prompt (P keys/values per layer) / LoRA r=8 on q,v          (goal <= 0.95)
+  inference:     base-model throughput ratio, deep prompt / base alone, for a
+                 forward pass and for greedy generate with the KV cache          (goal >= 0.97)
+  mixed tasks:   a batch mixing 4 deep prompts / a same-task batch, throughput   (goal >= 0.95)
+Every pair runs in the same round, order alternating, so machine noise hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import peft
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
+
+import peft_softprompt_ext as ext  # noqa: E402
+from softprompt_bench.embedded_models import load_causal_lm as load_model  # noqa: E402
+
+
+def paired(first, second, rounds: int) -> tuple[list[float], list[float]]:
+    """Seconds of `first()` and `second()` per round (one warm-up round), order alternating."""
+    times = ([], [])
+    for index in range(rounds + 1):
+        order = (0, 1) if index % 2 == 0 else (1, 0)
+        for which in order:
+            start = time.perf_counter()
+            (first, second)[which]()
+            if index > 0:
+                times[which].append(time.perf_counter() - start)
+    return times
+
+
+def ratio(numerator: list[float], denominator: list[float]) -> float:
+    return statistics.median(n / d for n, d in zip(numerator, denominator))
+
+
+def training_step(model, batch, config):
+    peft_model = peft.get_peft_model(model, config)
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-3)
+    trainable = peft_model.get_nb_trainable_parameters()[0]
+
+    def step():
+        peft_model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return peft_model, step, trainable
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny-gpt2")
+    parser.add_argument("--num-virtual-tokens", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=8)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model, _ = load_model(args.model)
+    vocab = model.get_input_embeddings().weight.shape[0]
+    ids = torch.randint(100, vocab - 1, (args.batch_size, args.seq_len))
+    mask = torch.ones_like(ids)
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": ids}
+    P = args.num_virtual_tokens
+    print(f"model={args.model} batch={args.batch_size}x{args.seq_len} P={P} rounds={args.rounds} threads={torch.get_num_threads()}")
+
+    # 1. training step, deep prompt vs LoRA (each its own PeftModel over copies of one base)
+    import copy
+
+    model.train()
+    deep_config = ext.DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random", seed=0)
+    lora_config = peft.LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16)  # PEFT's default targets: q,v (Llama), c_attn (GPT-2)
+    deep, deep_step, deep_trainable = training_step(copy.deepcopy(model), batch, deep_config)
+    lora, lora_step, lora_trainable = training_step(copy.deepcopy(model), batch, lora_config)
+    deep_times, lora_times = paired(deep_step, lora_step, args.rounds)
+    print(f"train step  deep {statistics.median(deep_times):.3f} s ({deep_trainable:,} trainable)  "
+          f"LoRA {statistics.median(lora_times):.3f} s ({lora_trainable:,})  "
+          f"ratio deep/LoRA {ratio(deep_times, lora_times):.3f} (goal <= 0.95)")  # fmt: skip
+    del lora
+
+    # 2. inference: deep prompt vs the base model alone, same inputs
+    deep.eval()
+    base = deep.get_base_model()
+
+    def forward_deep():
+        with torch.no_grad():
+            deep(input_ids=ids, attention_mask=mask)
+
+    def forward_base():
+        with torch.no_grad(), deep.disable_adapter():
+            base(input_ids=ids, attention_mask=mask)
+
+    generate = dict(input_ids=ids, attention_mask=mask, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
+                    do_sample=False, use_cache=True, pad_token_id=0)  # fmt: skip
+
+    def generate_deep():
+        with torch.no_grad():
+            deep.generate(**generate)
+
+    def generate_base():
+        with torch.no_grad(), deep.disable_adapter():
+            base.generate(**generate)
+
+    for name, pair in (("forward", (forward_deep, forward_base)), ("generate", (generate_deep, generate_base))):
+        deep_times, base_times = paired(*pair, args.rounds)
+        print(f"{name:9s}   deep {statistics.median(deep_times):.3f} s  base {statistics.median(base_times):.3f} s  "
+              f"throughput deep/base {ratio(base_times, deep_times):.3f} (goal >= 0.97)")  # fmt: skip
+
+    # 3. a batch mixing 4 deep prompts vs a same-task batch
+    folders = []
+    for index in range(4):
+        source = peft.get_peft_model(copy.deepcopy(base), ext.DeepPromptTuningConfig(
+            task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random", seed=10 + index))  # fmt: skip
+        folders.append(tempfile.mkdtemp(prefix="bench-deep-bank-"))
+        source.save_pretrained(folders[-1])
+    mixture = peft.get_peft_model(copy.deepcopy(base), ext.MixturePromptTuningConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=P, source_prompts=folders, num_tasks=4, mixing="one_hot")).eval()  # fmt: skip
+    mixed_tasks, same_task = torch.arange(args.batch_size) % 4, torch.zeros(args.batch_size, dtype=torch.long)
+
+    def mixed():
+        with torch.no_grad():
+            mixture(input_ids=ids, attention_mask=mask, task_ids=mixed_tasks)
+
+    def same():
+        with torch.no_grad():
+            mixture(input_ids=ids, attention_mask=mask, task_ids=same_task)
+
+    mixed_times, same_times = paired(mixed, same, args.rounds)
+    print(f"mixture     mixed {statistics.median(mixed_times):.3f} s  same-task {statistics.median(same_times):.3f} s  "
+          f"throughput mixed/same {ratio(same_times, mixed_times):.3f} (goal >= 0.95)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
