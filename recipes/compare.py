@@ -36,7 +36,8 @@ def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float) -> N
         f"Model `{base.get('model', 'smollm2-135m')}`, task `{task}`, "
         f"{base.get('steps', 100)} steps, batch {base.get('batch_size', 8)}, {base.get('eval_size', 500)} "
         f"{base.get('eval_split', 'validation')} examples. "
-        f"Wall time {wall_seconds / 60:.1f} min.",
+        f"Wall time of this call {wall_seconds / 60:.1f} min; the runs' own, summed: "
+        f"{sum(row.get('run_seconds', 0) for row in rows) / 60:.1f} min.",
         "",
         "| method | trainable params | accuracy (mean ± std) | macro-F1 | seeds | time/step (s) | peak memory (MB) |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -62,23 +63,25 @@ def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float) -> N
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_plot(rows: list[dict], path: Path) -> None:
+def write_plot(rows: list[dict], path: Path, split: str = "validation") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for row in rows:
+    for index, row in enumerate(rows):
+        color = f"C{index % 10}"  # one colour per method, its seeds' loss curves included
         if row["trainable_params"]:
-            left.errorbar(row["trainable_params"], 100 * row["accuracy_mean"], yerr=100 * row["accuracy_std"], fmt="o", capsize=3, label=row["method"])
+            left.errorbar(row["trainable_params"], 100 * row["accuracy_mean"], yerr=100 * row["accuracy_std"], fmt="o", capsize=3,
+                          label=row["method"], color=color)  # fmt: skip
         else:
             left.axhline(100 * row["accuracy_mean"], linestyle=":", color="gray", label=f"{row['method']} (0 params)")
-        for index, curve in enumerate(row["loss_curves"]):
+        for seed_index, curve in enumerate(row["loss_curves"]):
             if curve:
                 steps, losses = zip(*curve)
-                right.plot(steps, losses, alpha=0.8, label=row["method"] if index == 0 else None)
-    left.set(xscale="log", xlabel="trainable parameters (log)", ylabel="validation accuracy (%)", title="accuracy vs size")
+                right.plot(steps, losses, alpha=0.6, color=color, label=row["method"] if seed_index == 0 else None)
+    left.set(xscale="log", xlabel="trainable parameters (log)", ylabel=f"{split} accuracy (%)", title="accuracy vs size")
     right.set(xlabel="step", ylabel="training loss", title="loss curves", yscale="log")
     left.legend(fontsize=7)
     right.legend(fontsize=7)
@@ -114,7 +117,7 @@ def main(argv=None):
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "comparison.json").write_text(json.dumps({"plan": plan, "seeds": seeds, "rows": rows}, indent=2))
     write_markdown(rows, plan, output_dir / "comparison.md", time.perf_counter() - began)
-    write_plot(rows, output_dir / "comparison.png")
+    write_plot(rows, output_dir / "comparison.png", plan.get("base", {}).get("eval_split", "validation"))
     print((output_dir / "comparison.md").read_text())
     print(f"table: {output_dir / 'comparison.md'}\nplot:  {output_dir / 'comparison.png'}\ndata:  {output_dir / 'comparison.json'}")
 

@@ -116,6 +116,7 @@ def summarise(name: str, records: list[dict]) -> dict:
         "macro_f1_mean": statistics.mean(f1s),
         "time_per_step_s": statistics.median(steps) if steps else None,
         "peak_memory_mb": max(r["peak_memory_mb"] for r in records),
+        "run_seconds": sum(r.get("wall_time_s") or 0 for r in records),
         "accuracies": accuracies,
         "loss_curves": [r["loss_curve"] for r in records],
     }
