@@ -171,8 +171,11 @@ def discover_slots(model, task_type: str) -> list[Slot]:
             seen.add(id(module))
             slots.append(Slot(names[id(module)], key.shape[1], key.shape[-1]))
     if not slots:
-        raise ValueError(f"{type(model).__name__} ran no attention through transformers' attention interface: "
-                         "deep prompts need a model whose attention does.")  # fmt: skip
+        import transformers
+
+        raise ValueError(f"{type(model).__name__} ran no attention through transformers' attention interface "
+                         f"(transformers {transformers.__version__}): deep prompts need a model whose attention does "
+                         "(T5 does from transformers 5.15).")  # fmt: skip
     return slots
 
 

@@ -17,6 +17,8 @@ P = 5
 
 
 def deep_model(model_name: str, seed: int = 0, **kwargs):
+    if model_name == "t5" and not common.T5_ROUTES_ATTENTION:
+        pytest.skip(common.NO_DEEP_T5 + " (test_deep_prompt_on_t5_is_refused_before_transformers_5_15 checks it)")
     base, task_type = common.tiny_model(model_name, seed=seed)
     kwargs = {"deep_init": "random", "seed": 3, **kwargs}
     return peft.get_peft_model(base, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, **kwargs))
@@ -167,6 +169,13 @@ def test_prompt_tuning_export_and_describe_prompt_refuse_a_deep_prompt(tmp_path)
         export_prompt_tuning(model, tmp_path / "plain")
     with pytest.raises(ValueError, match="keys and values|deep"):
         describe_prompt(model, common.tiny_tokenizer())
+
+
+@pytest.mark.skipif(common.T5_ROUTES_ATTENTION, reason="this transformers routes T5's attention: deep prompts work there")
+def test_deep_prompt_on_t5_is_refused_before_transformers_5_15():
+    base, task_type = common.tiny_model("t5")
+    with pytest.raises(ValueError, match="T5ForConditionalGeneration ran no attention through transformers' attention interface"):
+        peft.get_peft_model(base, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, deep_init="zero"))
 
 
 def test_a_deep_prompt_saved_on_one_base_is_refused_on_another(tmp_path):

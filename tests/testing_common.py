@@ -110,6 +110,19 @@ CAUSAL_MODELS = ["gpt2", "llama"]
 FLOAT32_PATHS = 1e-4
 
 
+def _t5_routes_attention() -> bool:
+    """transformers' T5 runs attention through the attention interface from 5.15.0 (5.0-5.14 do not:
+    a deep prompt on T5 is refused there, naming why)."""
+    import transformers
+    from packaging.version import Version
+
+    return Version(transformers.__version__) >= Version("5.15.0")
+
+
+T5_ROUTES_ATTENTION = _t5_routes_attention()
+NO_DEEP_T5 = "transformers < 5.15: T5's attention does not run through the attention interface, so deep prompts on T5 are refused"
+
+
 def innermost(model):
     """The transformers model under any PeftModel wrappers."""
     while hasattr(model, "get_base_model") and model.get_base_model() is not model:
