@@ -1,8 +1,8 @@
 """Deep prompts (issue #14): training step vs LoRA, inference vs the base model, mixed-task batches.
 
-Run (2-core CPU, embedded SmolLM2, alone on the machine; about 5 minutes):
+Run (2-core CPU, embedded SmolLM2, alone on the machine; not yet timed there):
     python benchmarks/bench_deep_prompt.py --model smollm2-135m
-Quick check on a tiny random GPT-2 (seconds):
+Quick check on a tiny random GPT-2 (about 20 s here, one thread):
     python benchmarks/bench_deep_prompt.py --model tiny-gpt2
 
 Prints, from ONE run on the same model and batch, medians over rounds of per-round ratios:
