@@ -2,7 +2,7 @@
 
 Run (2-core CPU, embedded SmolLM2, alone on the machine; not yet timed there):
     python benchmarks/bench_deep_prompt.py --model smollm2-135m
-Quick check on a tiny random GPT-2 (about 20 s here, one thread):
+Quick check on a tiny random GPT-2 (under a minute here with --rounds 3, not timed exactly):
     python benchmarks/bench_deep_prompt.py --model tiny-gpt2
 
 Prints, from ONE run on the same model and batch, medians over rounds of per-round ratios:
