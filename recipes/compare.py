@@ -29,7 +29,7 @@ from softprompt_bench.plans import load_plan, paired_difference, run_config, run
 
 TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
 
-def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float) -> None:
+def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float, baseline: dict | None = None) -> None:
     base = plan.get("base", {})
     task = "per method" if any("task" in method for method in plan["methods"]) else base.get("task", "movie_sentiment")
     lines = [
@@ -48,7 +48,6 @@ def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float) -> N
             f"| {row['method']} | {row['trainable_params']:,} | {100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f} "
             f"| {100 * row['macro_f1_mean']:.1f} | {len(row['seeds'])} | {step} | {row['peak_memory_mb']:.0f} |"
         )
-    baseline = next((row for row in rows if row["method"] == plan.get("baseline")), None)
     if baseline is not None:
         lines += ["", f"Per seed, and the paired difference to `{baseline['method']}` (accuracy points, same seeds; 95% t interval):", "",
                   "| method | accuracy per seed | paired difference | 95% interval |", "|---|---|---:|---|"]  # fmt: skip
@@ -116,7 +115,7 @@ def main(argv=None):
             row["paired_difference"] = paired_difference(row, baseline)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "comparison.json").write_text(json.dumps({"plan": plan, "seeds": seeds, "rows": rows}, indent=2))
-    write_markdown(rows, plan, output_dir / "comparison.md", time.perf_counter() - began)
+    write_markdown(rows, plan, output_dir / "comparison.md", time.perf_counter() - began, baseline)
     write_plot(rows, output_dir / "comparison.png", plan.get("base", {}).get("eval_split", "validation"))
     print((output_dir / "comparison.md").read_text())
     print(f"table: {output_dir / 'comparison.md'}\nplot:  {output_dir / 'comparison.png'}\ndata:  {output_dir / 'comparison.json'}")

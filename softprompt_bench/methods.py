@@ -28,12 +28,17 @@ def _plugin_common(config, task_type: str) -> dict:
     return common
 
 
-def vocab_sampled(config, task_type, tokenizer_dir, label_words, corpus):
-    extra = {}
+def _sampling_extras(config, label_words, corpus) -> dict:
+    """What `config.vocab_sampling` reads from the task: its label words or its training corpus."""
     if config.vocab_sampling == "class_labels":
-        extra["class_labels"] = list(label_words)
+        return {"class_labels": list(label_words)}
     if config.vocab_sampling == "task_corpus":
-        extra["corpus"] = list(corpus)
+        return {"corpus": list(corpus)}
+    return {}
+
+
+def vocab_sampled(config, task_type, tokenizer_dir, label_words, corpus):
+    extra = _sampling_extras(config, label_words, corpus)
     return VocabSampledPromptTuningConfig(
         vocab_sampling=config.vocab_sampling, seed=config.seed, norm_matching=config.norm_matching,
         num_frequent_tokens=config.num_frequent_tokens, tokenizer_name_or_path=tokenizer_dir,
@@ -42,11 +47,7 @@ def vocab_sampled(config, task_type, tokenizer_dir, label_words, corpus):
 
 
 def deep_prompt(config, task_type, tokenizer_dir, label_words, corpus):
-    extra = {}
-    if config.deep_init == "vocab_sampled" and config.vocab_sampling == "class_labels":
-        extra["class_labels"] = list(label_words)
-    if config.deep_init == "vocab_sampled" and config.vocab_sampling == "task_corpus":
-        extra["corpus"] = list(corpus)
+    extra = _sampling_extras(config, label_words, corpus) if config.deep_init == "vocab_sampled" else {}
     if config.deep_init == "text":  # repeated to P tokens, as for cartridge: the plugin does not pad a short text
         from transformers import AutoTokenizer
 
