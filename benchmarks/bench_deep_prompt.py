@@ -30,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from 
 import peft_softprompt_ext as ext  # noqa: E402
 from softprompt_bench.embedded_models import load_causal_lm as load_model  # noqa: E402
 
+_SCRATCH = tempfile.TemporaryDirectory(prefix="softprompt-bench-")  # bank folders; removed at exit
+
 
 def paired(first, second, rounds: int) -> tuple[list[float], list[float]]:
     """Seconds of `first()` and `second()` per round (one warm-up round), order alternating."""
@@ -126,7 +128,7 @@ def main():
     for index in range(4):
         source = peft.get_peft_model(copy.deepcopy(base), ext.DeepPromptTuningConfig(
             task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random", seed=10 + index))  # fmt: skip
-        folders.append(tempfile.mkdtemp(prefix="bench-deep-bank-"))
+        folders.append(tempfile.mkdtemp(prefix="bench-deep-bank-", dir=_SCRATCH.name))
         source.save_pretrained(folders[-1])
     mixture = peft.get_peft_model(copy.deepcopy(base), ext.MixturePromptTuningConfig(
         task_type="CAUSAL_LM", num_virtual_tokens=P, source_prompts=folders, num_tasks=4, mixing="one_hot")).eval()  # fmt: skip

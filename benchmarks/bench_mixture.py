@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from 
 import peft_softprompt_ext as ext  # noqa: E402
 from softprompt_bench.embedded_models import load_causal_lm as load_model  # noqa: E402
 
+_SCRATCH = tempfile.TemporaryDirectory(prefix="softprompt-bench-")  # bank folders; removed at exit
+
 
 def build_mixture(model, num_tasks: int, num_virtual_tokens: int):
     """A task-mixing mixture over `num_tasks` freshly sampled (untrained) bank prompts."""
@@ -35,7 +37,7 @@ def build_mixture(model, num_tasks: int, num_virtual_tokens: int):
     for index in range(num_tasks):
         config = ext.VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=num_virtual_tokens, seed=index)
         source = peft.get_peft_model(base, config)
-        folder = tempfile.mkdtemp(prefix="bench-bank-")
+        folder = tempfile.mkdtemp(prefix="bench-bank-", dir=_SCRATCH.name)
         source.save_pretrained(folder)
         folders.append(folder)
         base = source.get_base_model()

@@ -9,7 +9,9 @@ Rules (each import statement is read from the code, including imports inside fun
 4. the plugin's import graph has no cycle (so no module imports back up a layer), and nothing
    but the package's own `__init__` imports it;
 5. only `_peft_compat.py` imports PEFT or touches its internals (the `peft_config` /
-   `prompt_encoder` / `word_embeddings` / `prompt_tokens` attributes, PEFT's file names).
+   `prompt_encoder` / `word_embeddings` / `prompt_tokens` attributes, PEFT's file names);
+6. the serving room (`softprompt_serve`, run in vLLM's venv) imports neither PEFT, the plugin nor
+   the bench, and neither of those imports it.
 Exit status 1 and one line per violation when a rule is broken.
 """
 
@@ -20,7 +22,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PLUGIN, BENCH = "peft_softprompt_ext", "softprompt_bench"
+PLUGIN, BENCH, SERVE = "peft_softprompt_ext", "softprompt_bench", "softprompt_serve"
 SEAM = f"{PLUGIN}._peft_compat"
 PEFT_ATTRIBUTES = {"peft_config", "prompt_encoder", "word_embeddings", "prompt_tokens", "base_model_prepare_inputs_for_generation"}
 PEFT_FILE_NAMES = {"adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"}
@@ -108,7 +110,7 @@ def _touches_peft(path: Path) -> list[str]:
 
 def violations() -> list[str]:
     problems = []
-    plugin, bench = modules_of(PLUGIN), modules_of(BENCH)
+    plugin, bench, serve = modules_of(PLUGIN), modules_of(BENCH), modules_of(SERVE)
     public = set(__import__(PLUGIN).__all__)
     for name, path in plugin.items():
         for target, _ in imports_of(name, path, set(plugin)):
@@ -124,6 +126,13 @@ def violations() -> list[str]:
         for target, names in imports_of(name, path, set(plugin) | set(bench)):
             if target.split(".")[0] == PLUGIN and (target != PLUGIN or not set(names) <= public):
                 problems.append(f"rule 2: {name} imports {target} {names or ''}: not the plugin's public API")
+    for name, path in serve.items():
+        for target, _ in imports_of(name, path, set(serve)):
+            if target.split(".")[0] in ("peft", PLUGIN, BENCH):
+                problems.append(f"rule 6: {name} imports {target}; the serving venv has no PEFT (see softprompt_serve/__init__.py)")
+    for name, path in {**plugin, **bench}.items():
+        problems += [f"rule 6: {name} imports the serving room ({target})"
+                     for target, _ in imports_of(name, path, set()) if target.split(".")[0] == SERVE]  # fmt: skip
     scripts = {p.stem for folder in ("recipes", "benchmarks") for p in (REPO / folder).glob("*.py")}
     for folder in ("recipes", "benchmarks"):
         for path in sorted((REPO / folder).glob("*.py")):

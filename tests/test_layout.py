@@ -27,10 +27,14 @@ def test_the_rules_catch_a_violation(tmp_path, monkeypatch):
 
     assert import_graph.cycles({"a": {"b"}, "b": {"a"}}) == [["a", "b", "a"]]
     offender = REPO / "peft_softprompt_ext" / "_layout_probe.py"
+    serving_offender = REPO / "softprompt_serve" / "_layout_probe.py"
     offender.write_text("import softprompt_bench\n\ndef f(model):\n    return model.peft_config\n")
+    serving_offender.write_text("def f():\n    from peft_softprompt_ext import fingerprint\n")
     try:
         problems = import_graph.violations()
     finally:
         offender.unlink()
+        serving_offender.unlink()
     assert any("rule 1" in p and "_layout_probe" in p for p in problems)
     assert any("rule 5" in p and ".peft_config" in p for p in problems)
+    assert any("rule 6" in p and "softprompt_serve._layout_probe" in p for p in problems)

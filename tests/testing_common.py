@@ -45,6 +45,16 @@ SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<unused0>", "<unused1>"]
 
 
 @functools.lru_cache(maxsize=1)
+def _fixture_root() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="softprompt-test-fixtures-")  # removed when the process exits
+
+
+def fixture_dir(prefix: str) -> str:
+    """A new folder for a cached fixture (tokenizer, bank, model), removed with the test process."""
+    return tempfile.mkdtemp(prefix=prefix, dir=_fixture_root().name)
+
+
+@functools.lru_cache(maxsize=1)
 def tiny_tokenizer_dir() -> str:
     """A byte-level BPE tokenizer trained on CORPUS, saved to a temp folder (path for configs)."""
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -55,7 +65,7 @@ def tiny_tokenizer_dir() -> str:
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
     )
-    folder = tempfile.mkdtemp(prefix="tiny-tokenizer-")
+    folder = fixture_dir("tiny-tokenizer-")
     fast.save_pretrained(folder)
     return folder
 
@@ -108,6 +118,12 @@ CAUSAL_MODELS = ["gpt2", "llama"]
 # may take different attention kernels: CI saw up to 2e-5 x the largest logit. A real mismatch
 # (a shifted position, a prompt in front of padding) is ~0.1-1 x. Bound: FLOAT32_PATHS x max(1, |logit|).
 FLOAT32_PATHS = 1e-4
+
+
+def assert_float32_paths_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """`actual` equals `expected` up to two float32 code paths (see FLOAT32_PATHS)."""
+    difference, scale = (actual - expected).abs().max().item(), expected.abs().max().item()
+    assert difference <= FLOAT32_PATHS * max(1.0, scale), f"max |difference| {difference:.3g} at logit scale {scale:.3g}"
 
 
 def _t5_routes_attention() -> bool:
@@ -246,7 +262,7 @@ def bank_folders(model_name: str, count: int = 2) -> tuple[str, ...]:
     for index in range(count):
         model, task_type = tiny_model(model_name)
         config = VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, seed=100 + index)
-        folder = tempfile.mkdtemp(prefix=f"bank-{model_name}-{index}-")
+        folder = fixture_dir(f"bank-{model_name}-{index}-")
         peft.get_peft_model(model, config).save_pretrained(folder)
         folders.append(folder)
     return tuple(folders)
@@ -260,7 +276,7 @@ def projection_folder(model_name: str) -> str:
     source, _ = tiny_model(model_name, seed=5)
     target, _ = tiny_model(model_name)
     projection = fit_projection(source, tiny_tokenizer(), target, tiny_tokenizer())
-    folder = tempfile.mkdtemp(prefix=f"projection-{model_name}-")
+    folder = fixture_dir(f"projection-{model_name}-")
     projection.save_pretrained(folder)
     return folder
 
@@ -273,7 +289,7 @@ def source_adapter_folder(model_name: str) -> str:
     from peft_softprompt_ext import VocabSampledPromptTuningConfig
 
     model, task_type = tiny_model(model_name, seed=5)
-    folder = tempfile.mkdtemp(prefix=f"source-{model_name}-")
+    folder = fixture_dir(f"source-{model_name}-")
     peft.get_peft_model(model, VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, seed=9)).save_pretrained(folder)
     return folder
 
@@ -363,7 +379,7 @@ def check_generate_matches_no_cache(peft_model, batch, max_new_tokens: int = 32,
 def tiny_model_folder(name: str = "llama") -> str:
     """A saved tiny model + the tiny tokenizer in one folder, usable as a recipe `model:` path."""
     model, _ = tiny_model(name)
-    folder = tempfile.mkdtemp(prefix=f"tiny-{name}-")
+    folder = fixture_dir(f"tiny-{name}-")
     model.save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
     return folder
@@ -380,7 +396,7 @@ def deep_bank_folders(model_name: str, count: int = 2) -> tuple[str, ...]:
     for index in range(count):
         model, task_type = tiny_model(model_name)
         config = DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, deep_init="random", seed=200 + index)
-        folder = tempfile.mkdtemp(prefix=f"deep-bank-{model_name}-{index}-")
+        folder = fixture_dir(f"deep-bank-{model_name}-{index}-")
         peft.get_peft_model(model, config).save_pretrained(folder)
         folders.append(folder)
     return tuple(folders)

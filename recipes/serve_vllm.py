@@ -1,0 +1,159 @@
+"""Serve prompts exported by the plugin on vLLM: one engine, many tasks, each request its own prompt.
+
+Runs in the serving venv (`bash scripts/setup_vllm.sh` builds .venv-vllm), never in the plugin's:
+
+    MODEL=$(.venv/bin/python -m softprompt_bench.embedded_models smollm2-135m)   # the model folder
+    # offline batch: a JSONL of {"task": ..., "text": ...} rows (task optional: no task = no prompt;
+    # "choices": [...] scores each choice's tokens instead of generating: rank classification)
+    .venv-vllm/bin/python recipes/serve_vllm.py generate --model $MODEL \
+        --adapter movie=runs/compare_default/vocab_sampled_top_frequent_plugin/seed0/adapter \
+        --input requests.jsonl --output answers.jsonl --max-tokens 16
+    # OpenAI-compatible server (vLLM's own `vllm serve`, with prompt embeddings enabled) ...
+    .venv-vllm/bin/python recipes/serve_vllm.py serve --model $MODEL --port 8000
+    # ... and a request body for it: prompt_embeds = base64 torch.save of [P + text tokens, hidden]
+    .venv-vllm/bin/python recipes/serve_vllm.py body --model $MODEL --adapter movie=... \
+        --task movie --text "Review: a fine film\\nSentiment:" --max-tokens 8 > body.json
+    curl -s localhost:8000/v1/completions -H 'Content-Type: application/json' -d @body.json
+
+`--adapter NAME=FOLDER` takes a plugin save (its `vanilla/` copy; a mixture's `vanilla/<task>/`
+copies become one task each, named by task) or any plain PROMPT_TUNING export. Prompts are checked
+against the served model's fingerprint when loaded. Greedy decoding (temperature 0) unless
+`--temperature` is given. Engine settings are those verified on a 2-core CPU (FIELD_NOTES):
+float32, eager, 1 GiB KV cache, no prefix caching.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # softprompt_serve, from a checkout
+
+# vLLM's CPU backend settings for this machine; the caller's environment wins.
+for _name, _value in {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1", "VLLM_CPU_OMP_THREADS_BIND": "auto",
+                      "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}.items():  # fmt: skip
+    os.environ.setdefault(_name, _value)
+
+from softprompt_serve import PromptServer  # noqa: E402
+
+
+def engine(model_dir: str, max_model_len: int):
+    """The vLLM engine: prompt embeddings on, float32, eager (start-up 72 s vs 222 s compiled here)."""
+    from vllm import LLM
+
+    return LLM(model=model_dir, enable_prompt_embeds=True, dtype="float32", max_model_len=max_model_len, enforce_eager=True,
+               enable_prefix_caching=False, seed=0)  # fmt: skip
+
+
+def build_server(args) -> PromptServer:
+    server = PromptServer(args.model, max_model_len=args.max_model_len, allow_base_model_mismatch=args.allow_base_model_mismatch)
+    for spec in args.adapter:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder:
+            raise SystemExit(f"--adapter {spec!r}: expected NAME=FOLDER")
+        server.add_adapter(folder, name=name)
+    return server
+
+
+def read_rows(path: str) -> list[dict]:
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    for index, row in enumerate(rows):
+        if not isinstance(row.get("text"), str):
+            raise SystemExit(f"{path} row {index}: expected a string 'text', got {row.get('text')!r}")
+    return rows
+
+
+def generate_rows(llm, server: PromptServer, rows: list[dict], max_tokens: int, temperature: float) -> list[dict]:
+    """Generation rows: one request each, all in one `generate` call (tasks mixed in the batch)."""
+    from vllm import SamplingParams
+
+    requests = [server.request(row["text"], row.get("task"), max_tokens) for row in rows]
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=0)
+    outputs = llm.generate(requests, params, use_tqdm=False)
+    return [{**row, "token_ids": list(output.outputs[0].token_ids), "completion": output.outputs[0].text}
+            for row, output in zip(rows, outputs)]  # fmt: skip
+
+
+def classify_rows(llm, server: PromptServer, rows: list[dict]) -> list[dict]:
+    """Rank classification: each choice's score is the sum of its tokens' log-probabilities after the text."""
+    from vllm import SamplingParams
+
+    plans = [server.choice_requests(row["text"], row["choices"], row.get("task")) for row in rows]
+    flat = [(row_index, *item) for row_index, plan in enumerate(plans) for item in plan]
+    params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=scored) for _, _, scored, _ in flat]
+    outputs = llm.generate([request for _, request, _, _ in flat], params, use_tqdm=False)
+    scores = [[0.0] * len(row["choices"]) for row in rows]
+    for (row_index, _, scored, owners), output in zip(flat, outputs):
+        logprobs = output.outputs[0].logprobs[0]
+        for token, (choice, _) in zip(scored, owners):
+            scores[row_index][choice] += logprobs[token].logprob
+    return [{**row, "scores": score, "prediction": max(range(len(score)), key=score.__getitem__)} for row, score in zip(rows, scores)]
+
+
+def run_generate(args) -> None:
+    server = build_server(args)
+    rows = read_rows(args.input)
+    for row in rows:  # every refusal (unknown task, overflow) before the engine's minute of start-up
+        if "choices" in row:
+            server.choice_requests(row["text"], row["choices"], row.get("task"))
+        else:
+            server.request(row["text"], row.get("task"), args.max_tokens)
+    start = time.perf_counter()
+    llm = engine(args.model, args.max_model_len)
+    started = time.perf_counter()
+    generated = generate_rows(llm, server, [row for row in rows if "choices" not in row], args.max_tokens, args.temperature)
+    classified = classify_rows(llm, server, [row for row in rows if "choices" in row])
+    done = time.perf_counter()
+    by_id = {id(row): out for row, out in zip([r for r in rows if "choices" not in r], generated)}
+    by_id.update({id(row): out for row, out in zip([r for r in rows if "choices" in r], classified)})
+    with open(args.output, "w") as handle:
+        for row in rows:
+            handle.write(json.dumps(by_id[id(row)]) + "\n")
+    print(f"serve_vllm: {len(rows)} rows, {len(server.prompts)} tasks {sorted(server.prompts)}; engine start {started - start:.1f} s, "
+          f"requests {done - started:.1f} s -> {args.output}")  # fmt: skip
+
+
+def run_serve(args) -> None:
+    """Replace this process with vLLM's OpenAI-compatible server (prompt embeddings on)."""
+    vllm = shutil.which("vllm", path=str(Path(sys.executable).parent)) or "vllm"
+    command = [vllm, "serve", args.model, "--enable-prompt-embeds", "--dtype", "float32", "--enforce-eager",
+               "--max-model-len", str(args.max_model_len), "--no-enable-prefix-caching", "--port", str(args.port)]  # fmt: skip
+    print("serve_vllm:", " ".join(command), flush=True)
+    os.execv(vllm, command)
+
+
+def run_body(args) -> None:
+    server = build_server(args)
+    body = server.openai_body(args.text, args.task, model=args.model, max_tokens=args.max_tokens, temperature=args.temperature)
+    print(json.dumps(body))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("mode", choices=["generate", "serve", "body"])
+    parser.add_argument("--model", required=True, help="the served model's folder (the prompts' base model)")
+    parser.add_argument("--adapter", action="append", default=[], help="NAME=FOLDER: a plugin save or a PROMPT_TUNING export")
+    parser.add_argument("--max-model-len", type=int, default=512)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--allow-base-model-mismatch", action="store_true", help="skip the fingerprint check")
+    parser.add_argument("--input", help="generate: JSONL of {task, text[, choices]} rows")
+    parser.add_argument("--output", help="generate: JSONL written, one row per input row")
+    parser.add_argument("--task", help="body: the request's task (omit for no prompt)")
+    parser.add_argument("--text", help="body: the request's text")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    if args.mode == "generate" and not (args.input and args.output):
+        parser.error("generate needs --input and --output")
+    if args.mode == "body" and args.text is None:
+        parser.error("body needs --text")
+    {"generate": run_generate, "serve": run_serve, "body": run_body}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Prompts exported by the plugin, read without it: plain PEFT PROMPT_TUNING folders.
+
+A plugin save writes `vanilla/` (one prompt) or `vanilla/<task>/` (one per task of a mixture);
+`export_prompt_tuning` writes the same files anywhere. Each holds `adapter_config.json` and
+`adapter_model.safetensors` with `prompt_embeddings` [P, hidden] and, in the safetensors metadata,
+the plugin's base-model fingerprint, which is checked against the served model here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from .plugin_fingerprint import fingerprint_module
+
+CONFIG_NAME, WEIGHTS_NAME, PROMPT_TENSOR = "adapter_config.json", "adapter_model.safetensors", "prompt_embeddings"
+
+
+@dataclass(frozen=True)
+class ExportedPrompt:
+    """One task's prompt rows [P, hidden] and where they came from."""
+
+    task: str
+    rows: torch.Tensor
+    source: str
+
+    @property
+    def num_virtual_tokens(self) -> int:
+        return int(self.rows.shape[0])
+
+
+def task_folders(adapter_dir: str | Path) -> dict[str, Path]:
+    """task name -> plain PROMPT_TUNING folder, for a plugin save (its `vanilla/` copies) or a plain folder.
+
+    A single-prompt folder maps to the task name `default`; a mixture's `vanilla/<task>/` to each task.
+    """
+    adapter_dir = Path(adapter_dir)
+    vanilla = adapter_dir / "vanilla"
+    if (vanilla / CONFIG_NAME).is_file():
+        return {"default": vanilla}
+    if vanilla.is_dir():
+        tasks = {path.name: path for path in sorted(vanilla.iterdir()) if (path / CONFIG_NAME).is_file()}
+        if tasks:
+            return tasks
+    if (adapter_dir / CONFIG_NAME).is_file():
+        return {"default": adapter_dir}
+    raise FileNotFoundError(f"{adapter_dir} holds no exported prompt: expected {CONFIG_NAME} in it, in vanilla/ or in vanilla/<task>/.")
+
+
+def load_exported_prompt(folder: str | Path, task: str, model_fingerprint: dict, allow_base_model_mismatch: bool = False) -> ExportedPrompt:
+    """Read and check one exported prompt for the model whose fingerprint is `model_fingerprint`.
+
+    Refused with a ValueError naming the value: not a PROMPT_TUNING adapter (deep prompts have no
+    vLLM input path), not a causal LM prompt, rows of another width, a missing or different fingerprint.
+    """
+    folder = Path(folder)
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    peft_type, task_type = config.get("peft_type"), config.get("task_type")
+    if peft_type != "PROMPT_TUNING":
+        why = " (a deep per-layer key/value prompt: vLLM takes input embeddings only)" if peft_type == "PREFIX_TUNING" else ""
+        raise ValueError(f"task {task!r}: {folder} is a {peft_type!r} adapter{why}; serving needs a PROMPT_TUNING export.")
+    if task_type != "CAUSAL_LM":
+        raise ValueError(f"task {task!r}: {folder} is a {task_type!r} prompt; vLLM generation serves CAUSAL_LM prompts only.")
+    with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as weights:
+        rows = weights.get_tensor(PROMPT_TENSOR).float()
+        metadata = weights.metadata() or {}
+    hidden = model_fingerprint["hidden_size"]
+    if rows.dim() != 2 or rows.shape[1] != hidden:
+        raise ValueError(f"task {task!r}: the prompt in {folder} has shape {tuple(rows.shape)}; the served model needs "
+                         f"[num_virtual_tokens, {hidden}] (its hidden size).")  # fmt: skip
+    rules = fingerprint_module()
+    saved = metadata.get(rules.FINGERPRINT_METADATA_KEY)
+    rules.check_fingerprint_against(json.loads(saved) if saved else None, model_fingerprint, f"the prompt of task {task!r} ({folder})",
+                                    allow_mismatch=allow_base_model_mismatch)  # fmt: skip
+    return ExportedPrompt(task=task, rows=rows, source=str(folder))

@@ -1,0 +1,92 @@
+"""The served model's own input embeddings, read from its folder: tokenizer + embedding matrix only.
+
+vLLM takes `prompt_embeds` as the hidden states that enter the first layer, so the text part must
+be what the model's embedding layer would produce for it. For most models that is the embedding
+row; Gemma models multiply it by sqrt(hidden size) inside their embedding layer (transformers'
+`*ScaledWordEmbedding`, vLLM's `normalizer`), and a PEFT prompt is concatenated after that scaling,
+so the prompt rows are used as they are and only the text is scaled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from .plugin_fingerprint import fingerprint_module
+
+# Model types whose embedding layer multiplies rows by sqrt(hidden size) (transformers' Gemma family).
+SCALED_EMBEDDING_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text"})
+# Names of the input-embedding matrix in a checkpoint (Llama/Gemma/Qwen/Mistral, GPT-2, BERT-like), by suffix.
+_EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight")
+
+
+def _checkpoint_files(model_dir: Path) -> list[Path]:
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        return sorted({model_dir / name for name in json.loads(index.read_text())["weight_map"].values()})
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{model_dir} holds no *.safetensors checkpoint (expected a Hugging Face model folder).")
+    return files
+
+
+def read_input_embedding_matrix(model_dir: str | Path) -> torch.Tensor:
+    """The [vocab, hidden] input-embedding matrix of the model saved in `model_dir` (only that tensor is read)."""
+    model_dir = Path(model_dir)
+    for suffix in _EMBEDDING_SUFFIXES:
+        for path in _checkpoint_files(model_dir):
+            with safe_open(str(path), framework="pt") as checkpoint:
+                names = [name for name in checkpoint.keys() if name.endswith(suffix)]
+                if names:
+                    return checkpoint.get_tensor(min(names, key=len))
+    raise ValueError(f"no input-embedding matrix (a tensor named *{' / *'.join(_EMBEDDING_SUFFIXES)}) in {model_dir}.")
+
+
+class InputEmbedder:
+    """Tokenizer and input embeddings of a model folder.
+
+    Args:
+        model_dir: a Hugging Face model folder (config.json, safetensors, tokenizer), the one vLLM serves.
+        dtype: the dtype vLLM runs the model in (the rows are cast to it).
+    """
+
+    def __init__(self, model_dir: str | Path, dtype: torch.dtype = torch.float32):
+        from transformers import AutoTokenizer  # the serving venv's transformers: only its tokenizer is used
+
+        self.model_dir = Path(model_dir)
+        self.config = json.loads((self.model_dir / "config.json").read_text())
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        self.weight = read_input_embedding_matrix(self.model_dir)
+        self.dtype = dtype
+        model_type = self.config.get("model_type")
+        text_model_type = self.config.get("text_config", {}).get("model_type", model_type)
+        self.scale = self.hidden_size**0.5 if {model_type, text_model_type} & SCALED_EMBEDDING_MODEL_TYPES else None
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.weight.shape[1])
+
+    def fingerprint(self) -> dict:
+        """The plugin's base-model fingerprint of this model (what an exported prompt was trained on)."""
+        rules = fingerprint_module()
+        return {
+            "architecture": (self.config.get("architectures") or [None])[0],
+            "model_type": self.config.get("model_type"),
+            "hidden_size": self.hidden_size,
+            "vocab_size": int(self.weight.shape[0]),
+            "embedding_digest": rules.embedding_digest(self.weight),
+        }
+
+    def token_ids(self, text: str) -> list[int]:
+        """The ids the plugin's users get from `tokenizer(text)` (special tokens as the tokenizer adds them)."""
+        return list(self.tokenizer(text)["input_ids"])
+
+    def embed(self, token_ids: list[int]) -> torch.Tensor:
+        """[len(token_ids), hidden]: what the model's embedding layer gives for these ids."""
+        rows = self.weight[torch.as_tensor(token_ids, dtype=torch.long)]
+        if self.scale is not None:
+            rows = rows * torch.tensor(self.scale).to(rows.dtype)  # float32 first, as transformers' scaled embedding
+        return rows.to(self.dtype)

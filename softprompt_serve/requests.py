@@ -1,0 +1,110 @@
+"""vLLM requests that carry a task's soft prompt: `prompt_embeds` = prompt rows ⊕ the text's input embeddings.
+
+One `PromptServer` holds every task's prompt (loaded and checked once) for one served model; each
+request names its task, so a batch can mix tasks on one engine. A request without a task gets no
+prompt (the text's embeddings alone), which equals the base model on the same tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import torch
+
+from .exported_prompts import ExportedPrompt, load_exported_prompt, task_folders
+from .model_inputs import InputEmbedder
+
+
+def encode_prompt_embeds(prompt_embeds: torch.Tensor) -> str:
+    """The base64 `torch.save` bytes vLLM's OpenAI-compatible server takes as `prompt_embeds`."""
+    buffer = io.BytesIO()
+    torch.save(prompt_embeds.contiguous(), buffer)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class PromptServer:
+    """Every task's exported prompt for one served model, turned into vLLM requests.
+
+    Args:
+        model_dir: the model folder vLLM serves (the prompts must have been trained on it: fingerprint).
+        prompts: task name -> exported prompt folder (`vanilla/`, `vanilla/<task>/`, or
+            `export_prompt_tuning` output). `add_adapter` adds a plugin save's tasks by name.
+        max_model_len: the engine's `max_model_len`; a request whose prompt + text + `max_tokens`
+            would not fit is refused here, naming the lengths, instead of failing inside the engine.
+        dtype: the engine's dtype (prompt_embeds are sent in it).
+        allow_base_model_mismatch: skip the fingerprint check (e.g. a prompt moved by projection).
+    """
+
+    def __init__(self, model_dir: str | Path, prompts: dict[str, str | Path] | None = None, max_model_len: int | None = None,
+                 dtype: torch.dtype = torch.float32, allow_base_model_mismatch: bool = False):  # fmt: skip
+        self.embedder = InputEmbedder(model_dir, dtype=dtype)
+        self.max_model_len = max_model_len
+        self.allow_base_model_mismatch = allow_base_model_mismatch
+        self._fingerprint = self.embedder.fingerprint()
+        self.prompts: dict[str, ExportedPrompt] = {}
+        for task, folder in (prompts or {}).items():
+            self.add_prompt(task, folder)
+
+    def add_prompt(self, task: str, folder: str | Path) -> None:
+        """Load one exported prompt under the name `task` (checked against the served model)."""
+        if not isinstance(task, str) or not task:
+            raise ValueError(f"task name {task!r} must be a non-empty string.")
+        self.prompts[task] = load_exported_prompt(folder, task, self._fingerprint, self.allow_base_model_mismatch)
+
+    def add_adapter(self, adapter_dir: str | Path, name: str | None = None) -> list[str]:
+        """Add every task of a plugin save (its `vanilla/` copies); a single prompt is named `name`. Returns the names."""
+        folders = task_folders(adapter_dir)
+        if list(folders) == ["default"]:
+            folders = {name or Path(adapter_dir).name: folders["default"]}
+        for task, folder in folders.items():
+            self.add_prompt(task, folder)
+        return list(folders)
+
+    def prompt_rows(self, task: str | None) -> torch.Tensor:
+        """[P, hidden] rows of `task` ([0, hidden] for no task)."""
+        if task is None:
+            return self.embedder.weight.new_zeros((0, self.embedder.hidden_size))
+        if task not in self.prompts:
+            raise KeyError(f"unknown task {task!r}: this server holds {sorted(self.prompts)} (or pass no task for no prompt).")
+        return self.prompts[task].rows
+
+    def prompt_embeds(self, token_ids: list[int], task: str | None = None, max_tokens: int = 1) -> torch.Tensor:
+        """[P + len(token_ids), hidden]: the task's prompt rows, then the tokens' input embeddings."""
+        rows = self.prompt_rows(task)
+        length = rows.shape[0] + len(token_ids)
+        if self.max_model_len is not None and length + max_tokens > self.max_model_len:
+            raise ValueError(f"task {task!r}: {rows.shape[0]} prompt rows + {len(token_ids)} text tokens + {max_tokens} new tokens "
+                             f"= {length + max_tokens} > max_model_len {self.max_model_len}; shorten the text or raise max_model_len.")  # fmt: skip
+        return torch.cat([rows.to(self.embedder.dtype), self.embedder.embed(token_ids)])
+
+    def request(self, text: str, task: str | None = None, max_tokens: int = 1) -> dict:
+        """A vLLM `EmbedsPrompt` for `text` under `task`'s prompt (`max_tokens`: the generation's, for the length check)."""
+        return {"prompt_embeds": self.prompt_embeds(self.embedder.token_ids(text), task, max_tokens)}
+
+    def openai_body(self, text: str, task: str | None, model: str, **completion_args) -> dict:
+        """A JSON body for the server's /v1/completions: `prompt_embeds` as base64 `torch.save` bytes."""
+        embeds = self.request(text, task, completion_args.get("max_tokens", 16))["prompt_embeds"]
+        return {"model": model, "prompt_embeds": encode_prompt_embeds(embeds), **completion_args}
+
+    def choice_requests(self, text: str, choices: list[str], task: str | None = None) -> list[tuple[dict, list[int], list[tuple[int, int]]]]:
+        """Requests that score each choice's tokens after `text` (rank classification).
+
+        Returns (request, token ids to score at its next position, [(choice, token index)] they
+        belong to): one request per distinct prefix of the choices' tokens, so one-token choices
+        share a single request. A choice's score is the sum of its tokens' log-probabilities.
+        """
+        text_ids = self.embedder.token_ids(text)
+        choice_ids = [self.embedder.tokenizer(choice, add_special_tokens=False)["input_ids"] for choice in choices]
+        for choice, ids in zip(choices, choice_ids):
+            if not ids:
+                raise ValueError(f"choice {choice!r} tokenizes to no tokens.")
+        by_prefix: dict[tuple[int, ...], tuple[list[int], list[tuple[int, int]]]] = {}
+        for choice, ids in enumerate(choice_ids):
+            for position, token in enumerate(ids):
+                scored, owners = by_prefix.setdefault(tuple(ids[:position]), ([], []))
+                scored.append(token)
+                owners.append((choice, position))
+        return [({"prompt_embeds": self.prompt_embeds(text_ids + list(prefix), task)}, scored, owners)
+                for prefix, (scored, owners) in by_prefix.items()]  # fmt: skip

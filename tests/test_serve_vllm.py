@@ -1,0 +1,144 @@
+"""Prompts served by a real vLLM engine equal this plugin in transformers (SmolLM2-135M, movie sentiment).
+
+One engine serves, in one batch: a trained movie-sentiment prompt, a 2-task mixture exported per
+task (`mixing="one_hot"`: the trained prompt and another), and requests with no task. Greedy tokens must equal the plugin's `generate` request by
+request, and rank classification through vLLM's log-probabilities must give the recipe's predictions.
+The engine runs in the serving venv (scripts/setup_vllm.sh); without it these tests skip, saying so.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from pathlib import Path
+
+import peft
+import pytest
+import torch
+
+from peft_softprompt_ext import MixturePromptTuningConfig, VocabSampledPromptTuningConfig
+from softprompt_bench.classification import causal_examples, collate, label_token_ids, prompt_ids, rank_classify
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+MAX_NEW_TOKENS, GENERATION_ROWS, CLASSIFIED_ROWS, MAX_TEXT_TOKENS = 16, 6, 48, 64
+
+
+def _train_movie_prompt(model, tokenizer, model_dir: str, folder: str, task, template: str, words: list[str], steps: int = 4) -> None:
+    """The recipe's movie prompt (top_frequent init, P=20, lr 0.03), trained a few steps on its train split."""
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20, vocab_sampling="top_frequent",
+                                            tokenizer_name_or_path=model_dir, seed=0)  # fmt: skip
+    peft_model = peft.get_peft_model(model, config)
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=0.03, weight_decay=0.0)
+    train = task["train"].select(range(8 * steps))
+    examples = causal_examples(tokenizer, train["text"], train["label"], template, label_token_ids(tokenizer, words), MAX_TEXT_TOKENS)
+    for step in range(steps):
+        batch = collate(examples[8 * step : 8 * step + 8], tokenizer.pad_token_id or 0)
+        loss = peft_model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    peft_model.save_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    if not VLLM_PYTHON.exists():
+        pytest.skip(f"no serving venv at {VLLM_PYTHON}: `bash scripts/setup_vllm.sh` builds it (~3 min, 3.4 GB)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from softprompt_bench.data import label_words, load_task, prompt_template
+    from softprompt_bench.embedded_models import MissingModelPackageError, resolve_model
+
+    try:
+        model_dir = resolve_model("smollm2-135m")
+    except MissingModelPackageError as error:
+        pytest.skip(str(error))
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    task, template, words = load_task("movie_sentiment"), prompt_template("movie_sentiment"), label_words("movie_sentiment")
+    root = tmp_path_factory.mktemp("served")
+    movie, other, mixture = str(root / "movie"), str(root / "other"), str(root / "mixture")
+    _train_movie_prompt(copy.deepcopy(base), tokenizer, model_dir, movie, task, template, words)
+    other_config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20, vocab_sampling="uniform", seed=1)
+    peft.get_peft_model(copy.deepcopy(base), other_config).save_pretrained(other)
+    mixture_config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20, source_prompts=[movie, other], num_tasks=2,
+                                               mixing="one_hot", task_names=["sentiment", "other"])  # fmt: skip
+    peft.get_peft_model(copy.deepcopy(base), mixture_config).save_pretrained(mixture)
+
+    validation = task["validation"]
+    texts = [tokenizer.decode(prompt_ids(tokenizer, text, template, MAX_TEXT_TOKENS), skip_special_tokens=True)
+             for text in validation["text"][: max(GENERATION_ROWS, CLASSIFIED_ROWS)]]  # fmt: skip
+    rows = [{"task": name, "text": text} for text in texts[:GENERATION_ROWS] for name in ("movie", "sentiment", "other", None)]
+    rows += [{"task": "movie", "text": text, "choices": words, "label": label}
+             for text, label in zip(texts[:CLASSIFIED_ROWS], validation["label"][:CLASSIFIED_ROWS])]  # fmt: skip
+    requests, answers = root / "requests.jsonl", root / "answers.jsonl"
+    requests.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    command = [str(VLLM_PYTHON), str(REPO / "recipes" / "serve_vllm.py"), "generate", "--model", model_dir, "--adapter", f"movie={movie}",
+               "--adapter", f"mixture={mixture}", "--input", str(requests), "--output", str(answers), "--max-tokens", str(MAX_NEW_TOKENS)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    outputs = [json.loads(line) for line in answers.read_text().splitlines()]
+    return {"base": base, "tokenizer": tokenizer, "movie": movie, "mixture": mixture, "rows": rows, "outputs": outputs, "words": words,
+            "template": template}  # fmt: skip
+
+
+def _until_eos(tokens: list[int], eos: int) -> list[int]:
+    return tokens[: tokens.index(eos)] if eos in tokens else tokens
+
+
+def _plugin_tokens(model, tokenizer, texts: list[str], task_ids: list[int] | None = None) -> list[list[int]]:
+    """Greedy tokens of the plugin's generate, one left-padded batch (as a user batches)."""
+    tokenizer.padding_side = "left"
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    extra = {"task_ids": torch.tensor(task_ids)} if task_ids is not None else {}
+    with torch.no_grad():
+        output = model.generate(**batch, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id, **extra)
+    return [_until_eos(row[batch["input_ids"].shape[1] :].tolist(), tokenizer.eos_token_id) for row in output]
+
+
+def _vllm_tokens(served, task) -> list[list[int]]:
+    return [_until_eos(out["token_ids"], served["tokenizer"].eos_token_id) for out in served["outputs"] if "choices" not in out and out["task"] == task]
+
+
+def _texts(served, task) -> list[str]:
+    return [row["text"] for row in served["rows"] if "choices" not in row and row["task"] == task]
+
+
+@pytest.mark.ci
+def test_vllm_greedy_tokens_equal_the_plugin_generate_for_a_trained_prompt(served):
+    plugin = peft.PeftModel.from_pretrained(copy.deepcopy(served["base"]), served["movie"]).eval()
+    expected = _plugin_tokens(plugin, served["tokenizer"], _texts(served, "movie"))
+    assert _vllm_tokens(served, "movie") == expected
+    assert sum(len(tokens) for tokens in expected) >= GENERATION_ROWS * 4  # real continuations, not EOS at once
+
+
+def test_vllm_mixed_task_batch_equals_the_plugin_mixture_row_by_row(served):
+    mixture = peft.PeftModel.from_pretrained(copy.deepcopy(served["base"]), served["mixture"]).eval()
+    texts = _texts(served, "sentiment") + _texts(served, "other")
+    task_ids = [0] * GENERATION_ROWS + [1] * GENERATION_ROWS
+    order = [index for pair in zip(range(GENERATION_ROWS), range(GENERATION_ROWS, 2 * GENERATION_ROWS)) for index in pair]  # interleaved
+    expected = _plugin_tokens(mixture, served["tokenizer"], [texts[i] for i in order], [task_ids[i] for i in order])
+    by_index = dict(zip(order, expected))
+    assert _vllm_tokens(served, "sentiment") + _vllm_tokens(served, "other") == [by_index[i] for i in range(2 * GENERATION_ROWS)]
+    assert _vllm_tokens(served, "sentiment") != _vllm_tokens(served, "other")  # the two tasks really differ
+
+
+def test_vllm_requests_without_a_task_equal_the_base_model(served):
+    assert _vllm_tokens(served, None) == _plugin_tokens(served["base"], served["tokenizer"], _texts(served, None))
+
+
+def test_vllm_rank_classification_gives_the_recipe_predictions(served):
+    tokenizer, rows = served["tokenizer"], [out for out in served["outputs"] if "choices" in out]
+    plugin = peft.PeftModel.from_pretrained(copy.deepcopy(served["base"]), served["movie"]).eval()
+    prompts = [tokenizer(row["text"])["input_ids"] for row in rows]
+    with torch.no_grad():
+        expected = rank_classify(plugin, prompts, label_token_ids(tokenizer, served["words"]), tokenizer.pad_token_id or 0)
+    predictions = [row["prediction"] for row in rows]
+    accuracy = sum(p == row["label"] for p, row in zip(predictions, rows)) / len(rows)
+    recipe_accuracy = sum(p == row["label"] for p, row in zip(expected, rows)) / len(rows)
+    assert predictions == expected, (accuracy, recipe_accuracy)
+    assert accuracy == recipe_accuracy

@@ -1,0 +1,204 @@
+"""softprompt_serve builds the vLLM inputs PEFT prompt tuning feeds the model, without the plugin or PEFT.
+
+These run in the project venv on tiny models (no vLLM needed): a request's `prompt_embeds`, fed to
+the base model as `inputs_embeds`, give the plugin's logits; every refusal names its value.
+tests/test_serve_vllm.py runs the same requests through a real vLLM engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import peft
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import testing_common as common
+from peft_softprompt_ext import DeepPromptTuningConfig, MixturePromptTuningConfig, VocabSampledPromptTuningConfig
+from peft_softprompt_ext.fingerprint import base_model_fingerprint
+from softprompt_serve import PromptServer
+
+REPO = Path(__file__).resolve().parents[1]
+CAUSAL_MODELS = ["gpt2", "llama", "gemma3"]  # gemma3: scaled input embeddings
+TEXTS = ["the movie was great", "a terrible film with a boring plot and bad acting"]
+
+
+def _base(model_name: str, seed: int = 0):
+    return common.tiny_model(model_name, seed=seed)[0].eval()
+
+
+def _saved_prompt(model_name: str, folder: Path, seed: int = 7) -> Path:
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, seed=seed)
+    peft.get_peft_model(_base(model_name), config).save_pretrained(folder)
+    return folder
+
+
+def _saved_mixture(model_name: str, folder: Path) -> Path:
+    config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=list(common.bank_folders(model_name)),
+                                       mixing="task", num_tasks=2, task_names=["movie", "news"])  # fmt: skip
+    peft.get_peft_model(_base(model_name), config).save_pretrained(folder)
+    return folder
+
+
+def _logits_from_embeds(model_name: str, embeds: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return _base(model_name)(inputs_embeds=embeds[None].float()).logits[0]
+
+
+@pytest.mark.parametrize("model_name", CAUSAL_MODELS)
+def test_model_fingerprint_from_the_folder_equals_the_plugin_fingerprint(model_name):
+    server = PromptServer(common.tiny_model_folder(model_name))
+    assert server.embedder.fingerprint() == base_model_fingerprint(_base(model_name))
+
+
+@pytest.mark.parametrize("model_name", CAUSAL_MODELS)
+def test_text_embeddings_are_what_the_model_embedding_layer_gives(model_name):
+    server = PromptServer(common.tiny_model_folder(model_name))
+    ids = server.embedder.token_ids(TEXTS[1])
+    with torch.no_grad():
+        expected = _base(model_name).get_input_embeddings()(torch.tensor(ids))
+    torch.testing.assert_close(server.request(TEXTS[1])["prompt_embeds"], expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("model_name", CAUSAL_MODELS)
+def test_request_logits_equal_the_plugin_forward(model_name, tmp_path):
+    folder = _saved_prompt(model_name, tmp_path / "prompt")
+    server = PromptServer(common.tiny_model_folder(model_name))
+    assert server.add_adapter(folder, name="movie") == ["movie"]
+    plugin = peft.PeftModel.from_pretrained(_base(model_name), folder).eval()
+    for text in TEXTS:
+        ids = server.embedder.token_ids(text)
+        with torch.no_grad():
+            expected = plugin(input_ids=torch.tensor([ids])).logits[0]
+        common.assert_float32_paths_close(_logits_from_embeds(model_name, server.request(text, "movie")["prompt_embeds"]), expected)
+
+
+@pytest.mark.parametrize("model_name", CAUSAL_MODELS)
+def test_mixture_tasks_are_served_by_name_each_with_its_own_prompt(model_name, tmp_path):
+    folder = _saved_mixture(model_name, tmp_path / "mixture")
+    server = PromptServer(common.tiny_model_folder(model_name))
+    assert server.add_adapter(folder) == ["movie", "news"]
+    mixture = peft.PeftModel.from_pretrained(_base(model_name), folder).eval()
+    ids = torch.tensor([server.embedder.token_ids(TEXTS[0])] * 2)
+    with torch.no_grad():
+        expected = mixture(input_ids=ids, task_ids=torch.tensor([0, 1])).logits
+    for row, task in enumerate(["movie", "news"]):
+        got = _logits_from_embeds(model_name, server.request(TEXTS[0], task)["prompt_embeds"])
+        common.assert_float32_paths_close(got, expected[row])
+
+
+def test_a_request_without_task_is_the_base_model_on_the_same_tokens():
+    server = PromptServer(common.tiny_model_folder("llama"))
+    ids = server.embedder.token_ids(TEXTS[0])
+    with torch.no_grad():
+        expected = _base("llama")(input_ids=torch.tensor([ids])).logits[0]
+    torch.testing.assert_close(_logits_from_embeds("llama", server.request(TEXTS[0])["prompt_embeds"]), expected, rtol=0, atol=0)
+
+
+def test_the_serving_helper_imports_neither_peft_nor_the_plugin(tmp_path):
+    folder = _saved_prompt("llama", tmp_path / "prompt")
+    code = (
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'peft':\n"
+        "            raise ImportError('peft blocked in this process')\n"
+        "sys.meta_path.insert(0, _Block())\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "import torch\n"
+        "from softprompt_serve import PromptServer\n"
+        f"server = PromptServer({common.tiny_model_folder('llama')!r})\n"
+        f"server.add_adapter({str(folder)!r}, name='movie')\n"
+        f"torch.save(server.request({TEXTS[0]!r}, 'movie')['prompt_embeds'], {str(tmp_path / 'embeds.pt')!r})\n"
+        "assert not any(name.split('.')[0] in ('peft', 'peft_softprompt_ext', 'softprompt_bench') for name in sys.modules), sorted(sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    in_process = PromptServer(common.tiny_model_folder("llama"))
+    in_process.add_adapter(folder, name="movie")
+    torch.testing.assert_close(torch.load(tmp_path / "embeds.pt"), in_process.request(TEXTS[0], "movie")["prompt_embeds"], rtol=0, atol=0)
+
+
+def test_choice_requests_share_one_request_per_distinct_prefix():
+    server = PromptServer(common.tiny_model_folder("llama"))
+    tokenizer = server.embedder.tokenizer
+    choices = [" positive", " negative review", " negative"]
+    plan = server.choice_requests(TEXTS[0], choices)
+    text_len = len(server.embedder.token_ids(TEXTS[0]))
+    choice_ids = [tokenizer(choice, add_special_tokens=False)["input_ids"] for choice in choices]
+    scored = {(choice, position): token for _, tokens, owners in plan for token, (choice, position) in zip(tokens, owners)}
+    assert scored == {(c, p): ids[p] for c, ids in enumerate(choice_ids) for p in range(len(ids))}  # every token scored once
+    lengths = sorted(len(request["prompt_embeds"]) for request, _, _ in plan)
+    assert lengths[0] == text_len and len(plan) == len({tuple(ids[:p]) for ids in choice_ids for p in range(len(ids))})
+
+
+# --------------------------------------------------------------------------- refusals
+def test_unknown_task_is_refused_naming_it_and_the_known_tasks(tmp_path):
+    server = PromptServer(common.tiny_model_folder("llama"))
+    server.add_adapter(_saved_prompt("llama", tmp_path / "prompt"), name="movie")
+    with pytest.raises(KeyError, match=r"unknown task 'sports'.*\['movie'\]"):
+        server.request(TEXTS[0], "sports")
+
+
+def test_text_overflowing_max_model_len_with_the_prompt_is_refused(tmp_path):
+    server = PromptServer(common.tiny_model_folder("llama"), max_model_len=12)
+    server.add_adapter(_saved_prompt("llama", tmp_path / "prompt"), name="movie")
+    length = len(server.embedder.token_ids(TEXTS[1]))
+    with pytest.raises(ValueError, match=rf"5 prompt rows \+ {length} text tokens \+ 4 new tokens = {length + 9} > max_model_len 12"):
+        server.request(TEXTS[1], "movie", max_tokens=4)
+
+
+def test_prompt_from_another_base_model_is_refused_by_fingerprint(tmp_path):
+    other = tmp_path / "other-model"
+    _base("llama", seed=5).save_pretrained(other)
+    common.tiny_tokenizer().save_pretrained(other)
+    server = PromptServer(other)
+    with pytest.raises(ValueError, match=r"trained on another base model: embedding_digest"):
+        server.add_adapter(_saved_prompt("llama", tmp_path / "prompt"), name="movie")
+
+
+def test_prompt_of_another_width_is_refused_naming_both_shapes(tmp_path):
+    folder = _saved_prompt("llama", tmp_path / "prompt") / "vanilla"
+    weights = folder / "adapter_model.safetensors"
+    with safe_open(str(weights), framework="pt") as handle:
+        metadata, rows = handle.metadata(), handle.get_tensor("prompt_embeddings")
+    save_file({"prompt_embeddings": rows[:, :16].contiguous()}, str(weights), metadata=metadata)
+    server = PromptServer(common.tiny_model_folder("llama"))
+    with pytest.raises(ValueError, match=r"has shape \(5, 16\); the served model needs \[num_virtual_tokens, 32\]"):
+        server.add_prompt("movie", folder)
+
+
+def test_prompt_without_fingerprint_is_refused_unless_mismatch_is_allowed(tmp_path):
+    folder = _saved_prompt("llama", tmp_path / "prompt") / "vanilla"
+    weights = folder / "adapter_model.safetensors"
+    with safe_open(str(weights), framework="pt") as handle:
+        rows = handle.get_tensor("prompt_embeddings")
+    save_file({"prompt_embeddings": rows}, str(weights), metadata={"format": "pt"})  # as plain PEFT writes it
+    with pytest.raises(ValueError, match=r"has no valid base_model_fingerprint"):
+        PromptServer(common.tiny_model_folder("llama")).add_prompt("movie", folder)
+    PromptServer(common.tiny_model_folder("llama"), allow_base_model_mismatch=True).add_prompt("movie", folder)
+
+
+def test_deep_prompt_export_is_refused_saying_vllm_takes_input_embeddings_only(tmp_path):
+    config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, deep_init="random", seed=1)
+    peft.get_peft_model(_base("llama"), config).save_pretrained(tmp_path / "deep")
+    with pytest.raises(ValueError, match=r"'PREFIX_TUNING' adapter \(a deep per-layer key/value prompt"):
+        PromptServer(common.tiny_model_folder("llama")).add_adapter(tmp_path / "deep", name="deep")
+
+
+def test_folder_without_an_exported_prompt_is_refused_naming_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"holds no exported prompt"):
+        PromptServer(common.tiny_model_folder("llama")).add_adapter(tmp_path, name="x")
+
+
+def test_fingerprint_rules_load_as_a_standalone_file():
+    # softprompt_serve loads peft_softprompt_ext/fingerprint.py by path: it must keep needing only stdlib + torch.
+    source = (REPO / "peft_softprompt_ext" / "fingerprint.py").read_text()
+    imports = {line.split()[1].split(".")[0] for line in source.splitlines() if line.startswith(("import ", "from "))}
+    assert imports <= {"__future__", "hashlib", "json", "torch"}, imports
