@@ -3,8 +3,10 @@
 Runs in the serving venv (`bash scripts/setup_vllm.sh` builds .venv-vllm), never in the plugin's:
 
     MODEL=$(.venv/bin/python -m softprompt_bench.embedded_models smollm2-135m)   # the model folder
-    # offline batch: a JSONL of {"task": ..., "text": ...} rows (task optional: no task = no prompt;
-    # "choices": [...] scores each choice's tokens instead of generating: rank classification)
+    # offline batch: a JSONL of {"task": ..., "text": ...} rows ("token_ids": [...] instead of text
+    # skips tokenizing; no task = no prompt; "choices": [...] scores each choice's tokens instead of
+    # generating: rank classification). Output rows add "output_token_ids" and "completion", or
+    # "scores" and "prediction".
     .venv-vllm/bin/python recipes/serve_vllm.py generate --model $MODEL \
         --adapter movie=runs/compare_default/vocab_sampled_top_frequent_plugin/seed0/adapter \
         --input requests.jsonl --output answers.jsonl --max-tokens 16
@@ -61,21 +63,26 @@ def build_server(args) -> PromptServer:
 
 
 def read_rows(path: str) -> list[dict]:
+    """JSONL rows; each has a "text" (tokenized as `tokenizer(text)`) or "token_ids" (used as they are)."""
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     for index, row in enumerate(rows):
-        if not isinstance(row.get("text"), str):
-            raise SystemExit(f"{path} row {index}: expected a string 'text', got {row.get('text')!r}")
+        if not isinstance(row.get("text"), str) and not isinstance(row.get("token_ids"), list):
+            raise SystemExit(f"{path} row {index}: expected a string 'text' or a list 'token_ids', got {row!r:.200}")
     return rows
+
+
+def row_input(row: dict):
+    return row["token_ids"] if isinstance(row.get("token_ids"), list) else row["text"]
 
 
 def generate_rows(llm, server: PromptServer, rows: list[dict], max_tokens: int, temperature: float) -> list[dict]:
     """Generation rows: one request each, all in one `generate` call (tasks mixed in the batch)."""
     from vllm import SamplingParams
 
-    requests = [server.request(row["text"], row.get("task"), max_tokens) for row in rows]
+    requests = [server.request(row_input(row), row.get("task"), max_tokens) for row in rows]
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=0)
     outputs = llm.generate(requests, params, use_tqdm=False)
-    return [{**row, "token_ids": list(output.outputs[0].token_ids), "completion": output.outputs[0].text}
+    return [{**row, "output_token_ids": list(output.outputs[0].token_ids), "completion": output.outputs[0].text}
             for row, output in zip(rows, outputs)]  # fmt: skip
 
 
@@ -83,7 +90,7 @@ def classify_rows(llm, server: PromptServer, rows: list[dict]) -> list[dict]:
     """Rank classification: each choice's score is the sum of its tokens' log-probabilities after the text."""
     from vllm import SamplingParams
 
-    plans = [server.choice_requests(row["text"], row["choices"], row.get("task")) for row in rows]
+    plans = [server.choice_requests(row_input(row), row["choices"], row.get("task")) for row in rows]
     flat = [(row_index, *item) for row_index, plan in enumerate(plans) for item in plan]
     params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=scored) for _, _, scored, _ in flat]
     outputs = llm.generate([request for _, request, _, _ in flat], params, use_tqdm=False)
@@ -100,9 +107,9 @@ def run_generate(args) -> None:
     rows = read_rows(args.input)
     for row in rows:  # every refusal (unknown task, overflow) before the engine's minute of start-up
         if "choices" in row:
-            server.choice_requests(row["text"], row["choices"], row.get("task"))
+            server.choice_requests(row_input(row), row["choices"], row.get("task"))
         else:
-            server.request(row["text"], row.get("task"), args.max_tokens)
+            server.request(row_input(row), row.get("task"), args.max_tokens)
     start = time.perf_counter()
     llm = engine(args.model, args.max_model_len)
     started = time.perf_counter()

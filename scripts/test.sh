@@ -20,4 +20,4 @@ if [[ $# -eq 0 ]]; then
 fi
 "$VENV/bin/python" -c "import torch, transformers, peft, accelerate, datasets, trl; print('versions:', 'torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'accelerate', accelerate.__version__, 'datasets', datasets.__version__, 'trl', trl.__version__)"
 # pytest exits 5 when it collects no test: that fails this script, as it should.
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "$WORKERS" "$@"
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "$WORKERS" --dist loadgroup "$@"

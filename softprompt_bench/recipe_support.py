@@ -106,6 +106,17 @@ def _data(config, tokenizer, is_causal):
     return names, words, label_ids, train_examples, eval_prompts, evaluation["label"], train["text"]
 
 
+def evaluation_prompts(config) -> tuple[str, list[str], list[list[int]], list[int]]:
+    """(model folder, label words, prompt ids, labels) of the rows a causal-LM run scores, exactly as `evaluate` builds them."""
+    from transformers import AutoTokenizer
+
+    folder = resolve_model_folder(config.model)
+    if model_task_type(folder, config.task_type) != "CAUSAL_LM":
+        raise ValueError(f"model={config.model!r} is not a causal LM: only rank-classified (CAUSAL_LM) runs have prompts to serve.")
+    _, words, _, _, prompts, labels, _ = _data(config, AutoTokenizer.from_pretrained(folder), is_causal=True)
+    return folder, words, prompts, list(labels)
+
+
 def _schedule(config):
     def factor(step: int) -> float:
         if config.warmup_steps and step < config.warmup_steps:

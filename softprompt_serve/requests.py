@@ -79,23 +79,31 @@ class PromptServer:
                              f"= {length + max_tokens} > max_model_len {self.max_model_len}; shorten the text or raise max_model_len.")  # fmt: skip
         return torch.cat([rows.to(self.embedder.dtype), self.embedder.embed(token_ids)])
 
-    def request(self, text: str, task: str | None = None, max_tokens: int = 1) -> dict:
-        """A vLLM `EmbedsPrompt` for `text` under `task`'s prompt (`max_tokens`: the generation's, for the length check)."""
-        return {"prompt_embeds": self.prompt_embeds(self.embedder.token_ids(text), task, max_tokens)}
+    def token_ids(self, text: str | list[int]) -> list[int]:
+        """`text`'s ids as `tokenizer(text)` gives them, or `text` itself when it already is a list of ids."""
+        if isinstance(text, str):
+            return self.embedder.token_ids(text)
+        if not (isinstance(text, (list, tuple)) and all(isinstance(i, int) and 0 <= i < self.embedder.weight.shape[0] for i in text)):
+            raise ValueError(f"expected a text or a list of token ids in [0, {self.embedder.weight.shape[0]}), got {text!r:.200}")
+        return list(text)
+
+    def request(self, text: str | list[int], task: str | None = None, max_tokens: int = 1) -> dict:
+        """A vLLM `EmbedsPrompt` for `text` (or its token ids) under `task`'s prompt (`max_tokens`: for the length check)."""
+        return {"prompt_embeds": self.prompt_embeds(self.token_ids(text), task, max_tokens)}
 
     def openai_body(self, text: str, task: str | None, model: str, **completion_args) -> dict:
         """A JSON body for the server's /v1/completions: `prompt_embeds` as base64 `torch.save` bytes."""
         embeds = self.request(text, task, completion_args.get("max_tokens", 16))["prompt_embeds"]
         return {"model": model, "prompt_embeds": encode_prompt_embeds(embeds), **completion_args}
 
-    def choice_requests(self, text: str, choices: list[str], task: str | None = None) -> list[tuple[dict, list[int], list[tuple[int, int]]]]:
+    def choice_requests(self, text: str | list[int], choices: list[str], task: str | None = None) -> list[tuple[dict, list[int], list[tuple[int, int]]]]:
         """Requests that score each choice's tokens after `text` (rank classification).
 
         Returns (request, token ids to score at its next position, [(choice, token index)] they
         belong to): one request per distinct prefix of the choices' tokens, so one-token choices
         share a single request. A choice's score is the sum of its tokens' log-probabilities.
         """
-        text_ids = self.embedder.token_ids(text)
+        text_ids = self.token_ids(text)
         choice_ids = [self.embedder.tokenizer(choice, add_special_tokens=False)["input_ids"] for choice in choices]
         for choice, ids in zip(choices, choice_ids):
             if not ids:

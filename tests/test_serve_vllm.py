@@ -20,7 +20,7 @@ import torch
 from peft_softprompt_ext import MixturePromptTuningConfig, VocabSampledPromptTuningConfig
 from softprompt_bench.classification import causal_examples, collate, label_token_ids, prompt_ids, rank_classify
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vllm_engine")]  # one engine start per run
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -46,8 +46,8 @@ def _train_movie_prompt(model, tokenizer, model_dir: str, folder: str, task, tem
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    if not VLLM_PYTHON.exists():
-        pytest.skip(f"no serving venv at {VLLM_PYTHON}: `bash scripts/setup_vllm.sh` builds it (~3 min, 3.4 GB)")
+    if not (VLLM_PYTHON.parents[1] / ".softprompt-serve-installed").exists():  # written by setup_vllm.sh once complete
+        pytest.skip(f"no complete serving venv at {VLLM_PYTHON.parents[1]}: `bash scripts/setup_vllm.sh` builds it (~3 min, 3.4 GB)")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from softprompt_bench.data import label_words, load_task, prompt_template
@@ -71,10 +71,10 @@ def served(tmp_path_factory):
 
     validation = task["validation"]
     texts = [tokenizer.decode(prompt_ids(tokenizer, text, template, MAX_TEXT_TOKENS), skip_special_tokens=True)
-             for text in validation["text"][: max(GENERATION_ROWS, CLASSIFIED_ROWS)]]  # fmt: skip
-    rows = [{"task": name, "text": text} for text in texts[:GENERATION_ROWS] for name in ("movie", "sentiment", "other", None)]
-    rows += [{"task": "movie", "text": text, "choices": words, "label": label}
-             for text, label in zip(texts[:CLASSIFIED_ROWS], validation["label"][:CLASSIFIED_ROWS])]  # fmt: skip
+             for text in validation["text"][:GENERATION_ROWS]]  # fmt: skip
+    rows = [{"task": name, "text": text} for text in texts for name in ("movie", "sentiment", "other", None)]
+    rows += [{"task": "movie", "token_ids": prompt_ids(tokenizer, text, template, MAX_TEXT_TOKENS), "choices": words, "label": label}
+             for text, label in zip(validation["text"][:CLASSIFIED_ROWS], validation["label"][:CLASSIFIED_ROWS])]  # the recipe's ids
     requests, answers = root / "requests.jsonl", root / "answers.jsonl"
     requests.write_text("".join(json.dumps(row) + "\n" for row in rows))
     command = [str(VLLM_PYTHON), str(REPO / "recipes" / "serve_vllm.py"), "generate", "--model", model_dir, "--adapter", f"movie={movie}",
@@ -101,7 +101,7 @@ def _plugin_tokens(model, tokenizer, texts: list[str], task_ids: list[int] | Non
 
 
 def _vllm_tokens(served, task) -> list[list[int]]:
-    return [_until_eos(out["token_ids"], served["tokenizer"].eos_token_id) for out in served["outputs"] if "choices" not in out and out["task"] == task]
+    return [_until_eos(out["output_token_ids"], served["tokenizer"].eos_token_id) for out in served["outputs"] if "choices" not in out and out["task"] == task]
 
 
 def _texts(served, task) -> list[str]:
@@ -134,7 +134,7 @@ def test_vllm_requests_without_a_task_equal_the_base_model(served):
 def test_vllm_rank_classification_gives_the_recipe_predictions(served):
     tokenizer, rows = served["tokenizer"], [out for out in served["outputs"] if "choices" in out]
     plugin = peft.PeftModel.from_pretrained(copy.deepcopy(served["base"]), served["movie"]).eval()
-    prompts = [tokenizer(row["text"])["input_ids"] for row in rows]
+    prompts = [row["token_ids"] for row in rows]
     with torch.no_grad():
         expected = rank_classify(plugin, prompts, label_token_ids(tokenizer, served["words"]), tokenizer.pad_token_id or 0)
     predictions = [row["prediction"] for row in rows]

@@ -1,0 +1,63 @@
+"""A recipe run's evaluation rows as serving requests, and the served answers scored against the run.
+
+    # 1. the rows the run scored (its eval split, template, truncation), as serve_vllm.py input
+    .venv/bin/python recipes/serving_rows.py rows --run runs/compare_default/vocab_sampled_top_frequent_plugin/seed0 \\
+        --task movie --output movie_rows.jsonl
+    # 2. score them on vLLM (serving venv), the run's adapter under the name given in 1.
+    .venv-vllm/bin/python recipes/serve_vllm.py generate --model $(.venv/bin/python -m softprompt_bench.embedded_models smollm2-135m) \\
+        --adapter movie=runs/compare_default/vocab_sampled_top_frequent_plugin/seed0/adapter \\
+        --input movie_rows.jsonl --output movie_answers.jsonl
+    # 3. accuracy through vLLM next to the run's own (results.json), and how many predictions differ
+    .venv/bin/python recipes/serving_rows.py score --run runs/compare_default/vocab_sampled_top_frequent_plugin/seed0 \\
+        --answers movie_answers.jsonl
+
+Rows carry the recipe's token ids (`prompt_ids`: template + text cut to max_length), so vLLM sees
+exactly the tokens the run was scored on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
+
+from softprompt_bench.recipe_config import load_config  # noqa: E402
+from softprompt_bench.recipe_support import evaluation_prompts  # noqa: E402
+
+
+def write_rows(run: Path, task: str, output: str) -> None:
+    config = load_config(str(run / "resolved_config.yaml"))
+    _, words, prompts, labels = evaluation_prompts(config)
+    with open(output, "w") as handle:
+        for ids, label in zip(prompts, labels):
+            handle.write(json.dumps({"task": task, "token_ids": ids, "choices": words, "label": label}) + "\n")
+    print(f"serving_rows: {len(prompts)} rows of {config.task} ({config.eval_split}) -> {output}")
+
+
+def score(run: Path, answers: str) -> None:
+    rows = [json.loads(line) for line in Path(answers).read_text().splitlines() if line.strip()]
+    accuracy = sum(row["prediction"] == row["label"] for row in rows) / len(rows)
+    recorded = json.loads((run / "results.json").read_text())["metrics"]["accuracy"]
+    print(f"serving_rows: {len(rows)} rows; accuracy through vLLM {accuracy:.4f}, the run's own {recorded:.4f}, "
+          f"difference {accuracy - recorded:+.4f}")  # fmt: skip
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("mode", choices=["rows", "score"])
+    parser.add_argument("--run", required=True, type=Path, help="a recipe run's output_dir (resolved_config.yaml, results.json)")
+    parser.add_argument("--task", default="default", help="rows: the task name the adapter is served under")
+    parser.add_argument("--output", help="rows: the JSONL to write")
+    parser.add_argument("--answers", help="score: serve_vllm.py's output JSONL")
+    args = parser.parse_args(argv)
+    if args.mode == "rows":
+        write_rows(args.run, args.task, args.output or parser.error("rows needs --output"))
+    else:
+        score(args.run, args.answers or parser.error("score needs --answers"))
+
+
+if __name__ == "__main__":
+    main()
