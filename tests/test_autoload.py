@@ -16,6 +16,10 @@ import torch
 
 import testing_common as common
 
+# One xdist worker runs this module: `pip wheel` of the checkout writes build/ and *.egg-info in it,
+# and two concurrent builds (one per worker) break each other.
+pytestmark = pytest.mark.xdist_group("autoload_wheel")
+
 REPO = Path(__file__).resolve().parents[1]
 PTH = "peft_softprompt_ext-autoload.pth"
 

@@ -142,3 +142,42 @@ def test_vllm_rank_classification_gives_the_recipe_predictions(served):
     recipe_accuracy = sum(p == row["label"] for p, row in zip(expected, rows)) / len(rows)
     assert predictions == expected, (accuracy, recipe_accuracy)
     assert accuracy == recipe_accuracy
+
+
+def test_openai_server_answers_a_prompt_embeds_body_as_the_offline_engine(served, tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    from softprompt_serve import PromptServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    model_dir = served["base"].name_or_path
+    log = open(tmp_path / "server.log", "w")
+    process = subprocess.Popen([str(VLLM_PYTHON), str(REPO / "recipes" / "serve_vllm.py"), "serve", "--model", model_dir, "--port", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            assert process.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not come up in 600 s"
+                time.sleep(2)
+        server = PromptServer(model_dir)
+        server.add_adapter(served["movie"], name="movie")
+        offline = [out for out in served["outputs"] if "choices" not in out and out["task"] == "movie"][:2]
+        for row in offline:
+            body = server.openai_body(row["text"], "movie", model=model_dir, max_tokens=MAX_NEW_TOKENS, temperature=0.0)
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=json.dumps(body).encode(),
+                                             headers={"Content-Type": "application/json"})  # fmt: skip
+            answer = json.loads(urllib.request.urlopen(request, timeout=300).read())
+            assert answer["choices"][0]["text"] == row["completion"]
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
