@@ -16,9 +16,10 @@ import torch
 
 import testing_common as common
 
-# One xdist worker runs this module: `pip wheel` of the checkout writes build/ and *.egg-info in it,
-# and two concurrent builds (one per worker) break each other.
-pytestmark = pytest.mark.xdist_group("autoload_wheel")
+# One xdist worker runs the tests that build from the checkout or write into it (tests/test_layout.py
+# adds and removes a probe module in the package): `pip wheel` copies the package tree and writes
+# build/ and *.egg-info in it, so a concurrent build or probe breaks it.
+pytestmark = pytest.mark.xdist_group("checkout_tree")
 
 REPO = Path(__file__).resolve().parents[1]
 PTH = "peft_softprompt_ext-autoload.pth"
@@ -39,8 +40,9 @@ print("DIFF", (logits - torch.load(sys.argv[5])).abs().max().item(), type(model.
 def site_dir(tmp_path_factory):
     """A folder holding the .pth and hook module exactly as the built wheel has them."""
     wheels = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(REPO), "-w", str(wheels)],
-                   check=True, capture_output=True, cwd=wheels)  # fmt: skip
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(REPO), "-w", str(wheels)],
+                           capture_output=True, text=True, cwd=wheels)  # fmt: skip
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-4000:]
     (wheel,) = wheels.glob("peft_softprompt_ext-*.whl")
     site = tmp_path_factory.mktemp("site")
     with zipfile.ZipFile(wheel) as archive:

@@ -4,7 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.xdist_group("checkout_tree")  # writes a probe module into the package (see tests/test_autoload.py)
 
 
 def test_importing_the_plugin_loads_nothing_of_the_bench():
