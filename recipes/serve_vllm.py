@@ -10,7 +10,7 @@ Runs in the serving venv (`bash scripts/setup_vllm.sh` builds .venv-vllm), never
     .venv-vllm/bin/python recipes/serve_vllm.py generate --model $MODEL \
         --adapter movie=runs/compare_default/vocab_sampled_top_frequent_plugin/seed0/adapter \
         --input requests.jsonl --output answers.jsonl --max-tokens 16
-    # OpenAI-compatible server (vLLM's own `vllm serve`, with prompt embeddings enabled) ...
+    # OpenAI-compatible server (vLLM's own api_server module, prompt embeddings enabled) ...
     .venv-vllm/bin/python recipes/serve_vllm.py serve --model $MODEL --port 8000
     # ... and a request body for it: prompt_embeds = base64 torch.save of [P + text tokens, hidden]
     .venv-vllm/bin/python recipes/serve_vllm.py body --model $MODEL --adapter movie=... \
