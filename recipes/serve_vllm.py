@@ -74,26 +74,26 @@ def row_input(row: dict):
     return row["token_ids"] if isinstance(row.get("token_ids"), list) else row["text"]
 
 
-def generate_rows(llm, server: PromptServer, rows: list[dict], max_tokens: int, temperature: float) -> list[dict]:
+def generate_rows(llm, rows: list[dict], requests: list[dict], max_tokens: int, temperature: float) -> list[dict]:
     """Generation rows: one request each, all in one `generate` call (tasks mixed in the batch)."""
     from vllm import SamplingParams
 
     if not rows:
         return []
-    requests = [server.request(row_input(row), row.get("task"), max_tokens) for row in rows]
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=0)
     outputs = llm.generate(requests, params, use_tqdm=False)
     return [{**row, "output_token_ids": list(output.outputs[0].token_ids), "completion": output.outputs[0].text}
             for row, output in zip(rows, outputs)]  # fmt: skip
 
 
-def classify_rows(llm, server: PromptServer, rows: list[dict]) -> list[dict]:
-    """Rank classification: each choice's score is the sum of its tokens' log-probabilities after the text."""
+def classify_rows(llm, rows: list[dict], plans: list[list]) -> list[dict]:
+    """Rank classification: each choice's score is the sum of its tokens' log-probabilities after the text.
+
+    `plans[i]` is `PromptServer.choice_requests` of row i."""
     from vllm import SamplingParams
 
     if not rows:
         return []
-    plans = [server.choice_requests(row_input(row), row["choices"], row.get("task")) for row in rows]
     flat = [(row_index, *item) for row_index, plan in enumerate(plans) for item in plan]
     params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=scored) for _, _, scored, _ in flat]
     outputs = llm.generate([request for _, request, _, _ in flat], params, use_tqdm=False)
@@ -108,20 +108,18 @@ def classify_rows(llm, server: PromptServer, rows: list[dict]) -> list[dict]:
 def run_generate(args) -> None:
     server = build_server(args)
     rows = read_rows(args.input)
-    for row in rows:  # every refusal (unknown task, overflow) before the engine's minute of start-up
-        if "choices" in row:
-            server.choice_requests(row_input(row), row["choices"], row.get("task"))
-        else:
-            server.request(row_input(row), row.get("task"), args.max_tokens)
+    generating = [index for index, row in enumerate(rows) if "choices" not in row]
+    classifying = [index for index, row in enumerate(rows) if "choices" in row]
+    # every request is built (and every refusal raised: unknown task, overflow) before the engine's minute of start-up
+    requests = [server.request(row_input(rows[i]), rows[i].get("task"), args.max_tokens) for i in generating]
+    plans = [server.choice_requests(row_input(rows[i]), rows[i]["choices"], rows[i].get("task")) for i in classifying]
     start = time.perf_counter()
     llm = engine(args.model, args.max_model_len)
     started = time.perf_counter()
-    generating = [index for index, row in enumerate(rows) if "choices" not in row]
-    classifying = [index for index, row in enumerate(rows) if "choices" in row]
     answers = [None] * len(rows)
-    for index, answer in zip(generating, generate_rows(llm, server, [rows[i] for i in generating], args.max_tokens, args.temperature)):
+    for index, answer in zip(generating, generate_rows(llm, [rows[i] for i in generating], requests, args.max_tokens, args.temperature)):
         answers[index] = answer
-    for index, answer in zip(classifying, classify_rows(llm, server, [rows[i] for i in classifying])):
+    for index, answer in zip(classifying, classify_rows(llm, [rows[i] for i in classifying], plans)):
         answers[index] = answer
     done = time.perf_counter()
     with open(args.output, "w") as handle:
