@@ -6,6 +6,7 @@ import hook; these tests build the wheel and run its `.pth` the way site-package
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,12 +17,13 @@ import torch
 
 import testing_common as common
 
-# One xdist worker runs the tests that build from the checkout or write into it (tests/test_layout.py
-# adds and removes a probe module in the package): `pip wheel` copies the package tree and writes
-# build/ and *.egg-info in it, so a concurrent build or probe breaks it.
+# One xdist worker runs the tests that read the package tree while another test may write into it
+# (tests/test_layout.py adds and removes a probe module in the package).
 pytestmark = pytest.mark.xdist_group("checkout_tree")
 
 REPO = Path(__file__).resolve().parents[1]
+# What a wheel is built from: the source, never the checkout's venvs, runs or earlier build output.
+NOT_SOURCE = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info", "runs", "__pycache__", "_layout_probe.py")
 PTH = "peft_softprompt_ext-autoload.pth"
 
 LOADER = """
@@ -39,14 +41,21 @@ print("DIFF", (logits - torch.load(sys.argv[5])).abs().max().item(), type(model.
 @pytest.fixture(scope="module")
 def site_dir(tmp_path_factory):
     """A folder holding the .pth and hook module exactly as the built wheel has them."""
+    # Built from a private copy of the source: `pip wheel` writes build/ and *.egg-info into the tree
+    # it builds, so building the checkout itself let a stale or concurrent build/ decide the wheel's
+    # contents (CI once got a wheel without the hook from the checkout).
+    source = tmp_path_factory.mktemp("source") / "tree"
+    shutil.copytree(REPO, source, ignore=NOT_SOURCE)
     wheels = tmp_path_factory.mktemp("wheel")
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(REPO), "-w", str(wheels)],
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", str(source), "-w", str(wheels)],
                            capture_output=True, text=True, cwd=wheels)  # fmt: skip
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-4000:]
     (wheel,) = wheels.glob("peft_softprompt_ext-*.whl")
     site = tmp_path_factory.mktemp("site")
     with zipfile.ZipFile(wheel) as archive:
-        assert {PTH, "peft_softprompt_ext_autoload.py"} <= set(archive.namelist())
+        names = archive.namelist()
+        missing = {PTH, "peft_softprompt_ext_autoload.py"} - set(names)
+        assert not missing, f"the wheel lacks {sorted(missing)}; it holds {names}; pip said:\n{built.stdout[-3000:]}{built.stderr[-3000:]}"
         archive.extract(PTH, site)
         archive.extract("peft_softprompt_ext_autoload.py", site)
     return site
