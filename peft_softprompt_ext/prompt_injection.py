@@ -155,7 +155,11 @@ def causal_lm_forward(
     full_mask = _with_prompt_mask(attention_mask, num_virtual)
     if _is_deep(parts):  # keys/values in every layer: the input goes in unchanged, its positions after the prompt
         if _accepts(parts, "position_ids"):
-            kwargs["position_ids"] = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
+            positions = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
+            if positions is None:  # no mask, no positions: after the prompt and what the cache holds (input only)
+                start = num_virtual + _cache_length(kwargs)
+                positions = torch.arange(start, start + new_length, device=inputs_embeds.device).expand(inputs_embeds.shape[0], -1)
+            kwargs["position_ids"] = positions
         rows = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
         with layer_prompts(parts, rows):
             return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, output_attentions=output_attentions,
@@ -253,6 +257,11 @@ def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_
     if _is_deep(parts):  # the prompt is in every layer (generation_scope); only the positions count it
         if model_inputs.get("position_ids") is not None:
             model_inputs["position_ids"] = model_inputs["position_ids"] + num_virtual
+        elif _accepts(parts, "position_ids"):  # else the model would count from its cache, which holds the input only
+            fed = model_inputs.get("input_ids")
+            fed = model_inputs["inputs_embeds"] if fed is None else fed
+            start = num_virtual + _cache_length(model_inputs)
+            model_inputs["position_ids"] = torch.arange(start, start + fed.shape[1], device=fed.device).expand(fed.shape[0], -1)
         return model_inputs
     injecting = _cache_length(model_inputs) == 0
     filled = injecting and _fill_generation_cache(model_inputs, prefix)

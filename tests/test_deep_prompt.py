@@ -61,6 +61,36 @@ def test_prompt_init_starts_at_the_shallow_prompts_logits_with_left_padding(mode
     assert (common.forward_logits(deep_model(model_name), batch)[real] - expected[real]).abs().max() > 1e-2
 
 
+@pytest.mark.parametrize("model_name", CAUSAL)
+def test_a_forward_without_attention_mask_puts_the_input_after_the_prompt(model_name):
+    """Bug (found 2026-12-03): with no attention_mask and no position_ids the input got positions 0.. instead of
+    P.., so the logits differed from the same call with an all-ones mask (by 5.9 on the tiny Llama)."""
+    model = deep_model(model_name).eval()
+    ids = common.inference_batch(model_name)["input_ids"]
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        got = model(input_ids=ids).logits
+        first = model(input_ids=ids[:, :3], use_cache=True)  # and a forward continuing its own cache
+        cache = first.past_key_values if "past_key_values" in first else first.cache
+        continued = model(input_ids=ids[:, 3:], past_key_values=cache).logits
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(continued, expected[:, 3:], rtol=1e-5, atol=1e-4)
+
+
+def test_a_generation_step_without_position_ids_counts_the_prompt():
+    """A decoding step whose inputs carry no position ids (a model's own prepare_inputs may leave them out)
+    gets P + what the cache holds, as with position ids; the layer prefix is not in the cache."""
+    from peft_softprompt_ext._peft_compat import plugin_parts
+    from peft_softprompt_ext.prompt_injection import prepare_causal_generation_step
+
+    model = deep_model("llama").eval()
+    ids = common.inference_batch("llama")["input_ids"]
+    with torch.no_grad():
+        cache = model(input_ids=ids, use_cache=True).past_key_values
+    step = prepare_causal_generation_step(plugin_parts(model), {"input_ids": ids[:, -1:], "past_key_values": cache})
+    assert step["position_ids"].tolist() == [[P + ids.shape[1]]] * ids.shape[0]
+
+
 def test_text_init_holds_the_texts_keys_and_values():
     """The text's tokens run through the frozen model: a prompt from text, then the rest of the text, gives the
     logits the whole text gives alone (the cartridge idea, exact for a causal LM)."""
