@@ -335,7 +335,7 @@ class PluginHooks:
     generation_prompts: Callable  # (parts, args, kwargs) -> prompts [B, P, D] fixed for one generate call
     generation_prefix: Callable  # (parts, args, kwargs, prompt_cache) -> shared prefix or None
     prepare_generation_step: Callable  # (parts, model_inputs, task_ids, prompts, prefix) -> model_inputs
-    generation_scope: Callable  # (parts, prompts) -> context manager around one whole generate call
+    generation_scope: Callable  # (parts, prompts, prefix) -> context manager around one whole generate call
     seq2seq_forward: Callable
     seq2seq_generate: Callable
     encoder_forward: Callable
@@ -421,7 +421,7 @@ def _causal_generate(original, self, *args, **kwargs):
     self._plugin_generation_prompts = _hooks.generation_prompts(parts, args, kwargs)
     self._plugin_generation_prefix = _hooks.generation_prefix(parts, args, kwargs, prompt_cache)
     try:
-        with _hooks.generation_scope(parts, self._plugin_generation_prompts):
+        with _hooks.generation_scope(parts, self._plugin_generation_prompts, self._plugin_generation_prefix):
             return original(self, *args, **kwargs)
     finally:
         del self._plugin_generation_prompts, self._plugin_generation_prefix

@@ -65,9 +65,46 @@ def layer_prompts(parts: PromptParts, rows: torch.Tensor):
     return layer_prefix.prefixed(parts.inner_model, parts.encoder.slots, rows)
 
 
-def generation_scope(parts: PromptParts, prompts: torch.Tensor):
-    """Around one whole generate call: a deep prompt's keys and values for every step; else nothing."""
-    return layer_prompts(parts, prompts) if _is_deep(parts) else contextlib.nullcontext()
+def generation_scope(parts: PromptParts, prompts: torch.Tensor, prefix=None):
+    """Around one whole generate call: a deep prompt's keys and values in every layer for every step,
+    unless they go into generate's own cache (`prefix` is `DEEP_PROMPT_IN_CACHE`); else nothing."""
+    if not _is_deep(parts) or prefix is DEEP_PROMPT_IN_CACHE:
+        return contextlib.nullcontext()
+    return layer_prompts(parts, prompts)
+
+
+# A deep prompt's keys and values put into generate's empty cache at the first step: later steps attend to
+# them as to any cached token, with no per-layer concatenation (the layer prefix copies them in front of the
+# cache at every step and layer). Used only where the cache keeps every token (no sliding window) and nobody
+# outside this generate call sees the cache (not user-given, not returned).
+DEEP_PROMPT_IN_CACHE = "deep prompt in the cache"
+
+
+def _deep_prompt_fits_cache(parts: PromptParts, kwargs: dict) -> bool:
+    config = kwargs.get("generation_config") or getattr(parts.base_model, "generation_config", None)
+    returned = kwargs.get("return_dict_in_generate", getattr(config, "return_dict_in_generate", False))
+    implementation = kwargs.get("cache_implementation", getattr(config, "cache_implementation", None))
+    return (
+        kwargs.get("use_cache", getattr(config, "use_cache", True)) is not False
+        and kwargs.get("past_key_values") is None
+        and kwargs.get("cache") is None
+        and not returned
+        and implementation in (None, "dynamic")
+        and layer_prefix.sliding_window_of(parts.base_model) is None
+    )
+
+
+def _fill_cache_with_deep_prompt(parts: PromptParts, model_inputs: dict, rows: torch.Tensor) -> None:
+    cache = model_inputs.get("cache", model_inputs.get("past_key_values"))
+    if cache is None or not hasattr(cache, "update"):
+        raise RuntimeError(f"generate's first step has no cache to hold the deep prompt (got {type(cache).__name__}); "
+                           "this should not happen with use_cache=True and transformers' DynamicCache.")  # fmt: skip
+    fed = model_inputs.get("input_ids")
+    fed = model_inputs["inputs_embeds"] if fed is None else fed
+    rows = rows.repeat_interleave(fed.shape[0] // rows.shape[0], dim=0)  # beams / returned sequences
+    modules = [parts.inner_model.get_submodule(slot.name) for slot in parts.encoder.slots]
+    for index, (module, (keys, values)) in enumerate(zip(modules, layer_prefix.split(rows, parts.encoder.slots))):
+        cache.update(keys.contiguous(), values.contiguous(), getattr(module, "layer_idx", index))
 
 
 def _cache_length(kwargs: dict) -> int:
@@ -204,8 +241,8 @@ def generation_prompts(parts: PromptParts, args: tuple, kwargs: dict) -> torch.T
 def generation_prefix(parts: PromptParts, args: tuple, kwargs: dict, prompt_cache=None):
     """(PromptKVCache, row -> prompt index) for a `generate` call, or None for the standard path."""
     mode = "on" if prompt_cache is not None else parts.shared_prefix
-    if _is_deep(parts):
-        return None  # a deep prompt is keys/values already: nothing to run once
+    if _is_deep(parts):  # keys/values already: nothing to run once, at most a place in the cache
+        return DEEP_PROMPT_IN_CACHE if _deep_prompt_fits_cache(parts, kwargs) else None
     if kwargs.get("use_cache") is False or not shared_prefix.use_shared_prefix(mode, parts, kwargs.get("output_attentions"), kwargs):
         return None
     input_ids = kwargs.get("input_ids", args[0] if args else None)
@@ -254,6 +291,16 @@ def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_
     precomputed keys/values into the cache instead of feeding the prompt.
     """
     num_virtual = parts.num_virtual_tokens
+    if _is_deep(parts) and prefix is DEEP_PROMPT_IN_CACHE:  # the cache holds the prompt: masks and positions count it
+        if _cache_length(model_inputs) == 0:
+            _fill_cache_with_deep_prompt(parts, model_inputs, fixed_prompts)
+        _shift_cache_position(model_inputs, num_virtual, prompt_fed_now=False)
+        full_mask = _with_prompt_mask(model_inputs.get("attention_mask"), num_virtual)
+        if full_mask is not None:
+            model_inputs["attention_mask"] = full_mask
+        if model_inputs.get("position_ids") is not None:
+            model_inputs["position_ids"] = model_inputs["position_ids"] + num_virtual
+        return model_inputs
     if _is_deep(parts):  # the prompt is in every layer (generation_scope); only the positions count it
         if model_inputs.get("position_ids") is not None:
             model_inputs["position_ids"] = model_inputs["position_ids"] + num_virtual

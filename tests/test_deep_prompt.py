@@ -91,6 +91,30 @@ def test_a_generation_step_without_position_ids_counts_the_prompt():
     assert step["position_ids"].tolist() == [[P + ids.shape[1]]] * ids.shape[0]
 
 
+@pytest.mark.parametrize("model_name", ["gpt2", "llama"])
+def test_generate_puts_the_prompt_in_its_cache_once_unless_the_cache_is_returned(model_name, monkeypatch):
+    """Cached generate: the prompt's keys/values go into generate's own cache at the first step (no per-layer
+    concatenation at any step); where the cache is returned (return_dict_in_generate) or given, the layer
+    prefix serves every step instead, so the returned cache holds the input and new tokens only. Tokens equal."""
+    from peft_softprompt_ext import layer_prefix
+
+    prefixed_calls = []
+    original = layer_prefix._visible
+    monkeypatch.setattr(layer_prefix, "_visible", lambda *args: prefixed_calls.append(1) or original(*args))
+    model = deep_model(model_name).eval()
+    batch = common.inference_batch(model_name, left_pad=True)
+    settings = dict(max_new_tokens=4, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        in_cache = model.generate(**batch, **settings)
+        assert prefixed_calls == []
+        returned = model.generate(**batch, **settings, return_dict_in_generate=True)
+        assert len(prefixed_calls) > 0
+        uncached = model.generate(**batch, **settings, use_cache=False)
+    assert torch.equal(in_cache, returned.sequences) and torch.equal(in_cache, uncached)
+    cache = returned.past_key_values
+    assert cache.get_seq_length() == in_cache.shape[1] - 1  # input and new tokens (the last is not fed): no prompt
+
+
 def test_text_init_holds_the_texts_keys_and_values():
     """The text's tokens run through the frozen model: a prompt from text, then the rest of the text, gives the
     logits the whole text gives alone (the cartridge idea, exact for a causal LM)."""
