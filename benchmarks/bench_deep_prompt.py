@@ -5,7 +5,8 @@ Run (2-core CPU, embedded SmolLM2, alone on the machine; not yet timed there):
 Quick check on a tiny random GPT-2 (under a minute here with --rounds 3, not timed exactly):
     python benchmarks/bench_deep_prompt.py --model tiny-gpt2
 
-Prints, from ONE run on the same model and batch, medians over rounds of per-round ratios:
+Prints, from ONE run on the same model and batch, medians over rounds of per-round ratios (with their
+quartiles: on a shared 2-core machine one round's ratio can move by 10%):
   training step: deep prompt (P keys/values per layer) / LoRA r=8 on q,v          (goal <= 0.95)
   inference:     base-model throughput ratio, deep prompt / base alone, for a
                  forward pass and for greedy generate with the KV cache          (goal >= 0.97)
@@ -46,8 +47,11 @@ def paired(first, second, rounds: int) -> tuple[list[float], list[float]]:
     return times
 
 
-def ratio(numerator: list[float], denominator: list[float]) -> float:
-    return statistics.median(n / d for n, d in zip(numerator, denominator))
+def ratio(numerator: list[float], denominator: list[float]) -> str:
+    """Median of the per-round ratios, and their quartiles [q1, q3]: how far one round's noise reaches."""
+    ratios = [n / d for n, d in zip(numerator, denominator)]
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+    return f"{statistics.median(ratios):.3f} [q1 {q1:.3f}, q3 {q3:.3f}]"
 
 
 def training_step(model, batch, config):
@@ -92,7 +96,7 @@ def main():
     deep_times, lora_times = paired(deep_step, lora_step, args.rounds)
     print(f"train step  deep {statistics.median(deep_times):.3f} s ({deep_trainable:,} trainable)  "
           f"LoRA {statistics.median(lora_times):.3f} s ({lora_trainable:,})  "
-          f"ratio deep/LoRA {ratio(deep_times, lora_times):.3f} (goal <= 0.95)")  # fmt: skip
+          f"ratio deep/LoRA {ratio(deep_times, lora_times)} (goal <= 0.95)")  # fmt: skip
     del lora
 
     # 2. inference: deep prompt vs the base model alone, same inputs
@@ -121,7 +125,7 @@ def main():
     for name, pair in (("forward", (forward_deep, forward_base)), ("generate", (generate_deep, generate_base))):
         deep_times, base_times = paired(*pair, args.rounds)
         print(f"{name:9s}   deep {statistics.median(deep_times):.3f} s  base {statistics.median(base_times):.3f} s  "
-              f"throughput deep/base {ratio(base_times, deep_times):.3f} (goal >= 0.97)")  # fmt: skip
+              f"throughput deep/base {ratio(base_times, deep_times)} (goal >= 0.97)")  # fmt: skip
 
     # 3. a batch mixing 4 deep prompts vs a same-task batch
     folders = []
@@ -144,7 +148,7 @@ def main():
 
     mixed_times, same_times = paired(mixed, same, args.rounds)
     print(f"mixture     mixed {statistics.median(mixed_times):.3f} s  same-task {statistics.median(same_times):.3f} s  "
-          f"throughput mixed/same {ratio(same_times, mixed_times):.3f} (goal >= 0.95)")  # fmt: skip
+          f"throughput mixed/same {ratio(same_times, mixed_times)} (goal >= 0.95)")  # fmt: skip
 
 
 if __name__ == "__main__":

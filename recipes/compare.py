@@ -1,14 +1,14 @@
 """Compare methods at a matched budget (same model, data, steps, batch, evaluation) over seeds.
 
     python recipes/compare.py --launcher recipes/accelerate/cpu_1proc.yaml \
-        --config recipes/configs/compare_default.yaml [--seeds 0,1,2] [--collect] [--methods NAME,NAME]
+        --config recipes/configs/compare_default.yaml [--seeds 0,1,2] [--collect] [--method NAME ...]
 
 The YAML holds `base:` (RecipeConfig keys shared by every run), `methods:` (a list; each has a
 `name` and the RecipeConfig keys that differ), `seeds:`, `output_dir:` and optionally `baseline:`
 (a method name: the report adds per-seed accuracies and each method's paired difference to it). Each run goes to
 `<output_dir>/<method name>/seed<k>/`; a run whose results.json already exists with the same
-config is collected, not re-run (`--collect` never trains; `--methods` trains only the methods
-named and collects the others). Writes `comparison.md`,
+config is collected, not re-run (`--collect` never trains; `--method NAME`, repeatable, trains only
+the methods named and collects the others). Writes `comparison.md`,
 `comparison.json` and `comparison.png` (accuracy vs trainable parameters on a log axis, and the
 loss curves) into `report_dir` (default: `output_dir`), so a second plan can reuse another
 plan's runs (same `output_dir` and method names) without overwriting its report.
@@ -94,17 +94,18 @@ def main(argv=None):
     parser.add_argument("--config", required=True)
     parser.add_argument("--seeds", help="comma-separated, overrides the file's seeds")
     parser.add_argument("--collect", action="store_true", help="only collect existing runs, never train")
-    parser.add_argument("--methods", help="comma-separated method names: train only these, collect the others' existing runs")
+    parser.add_argument("--method", action="append", dest="methods", metavar="NAME",
+                        help="train only this method (repeatable; names may hold commas); the others' existing runs are collected")
     parser.add_argument("--launcher", help="accelerate config each train.py run is launched with (default: one plain process)")
     args = parser.parse_args(argv)
     began = time.perf_counter()
     plan, seeds = load_plan(args.config, args.seeds)
     output_dir = Path(plan.get("report_dir") or plan["output_dir"])
     names = [method["name"] for method in plan["methods"]]
-    to_train = names if args.methods is None else [name.strip() for name in args.methods.split(",")]
+    to_train = names if args.methods is None else args.methods
     unknown = [name for name in to_train if name not in names]
     if unknown:
-        raise SystemExit(f"--methods names {unknown}, which {args.config} does not have; its methods are {names}.")
+        raise SystemExit(f"--method names {unknown}, which {args.config} does not have; its methods are {names}.")
     rows = []
     for method in plan["methods"]:
         records = []

@@ -193,11 +193,11 @@ def test_compare_runs_methods_over_seeds_and_writes_table_json_plot(tmp_path):
     assert "table:" in result.stdout and "plot:" in result.stdout
     collected = recipe("compare.py", "--config", tmp_path / "plan.yaml", "--collect")  # re-collects, trains nothing
     assert "| plugin |" in collected.stdout
-    recipe("compare.py", "--config", tmp_path / "plan.yaml", "--seeds", "0,1,2", "--methods", "plugin")  # seed 2 of plugin only
+    recipe("compare.py", "--config", tmp_path / "plan.yaml", "--seeds", "0,1,2", "--method", "plugin")  # seed 2 of plugin only
     rows = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"]
     assert [r["seeds"] for r in rows] == [[0, 1, 2], [0, 1]] and not (tmp_path / "cmp" / "LoRA" / "seed2").exists()
-    unknown = recipe("compare.py", "--config", tmp_path / "plan.yaml", "--methods", "lora", check=False)
-    assert unknown.returncode != 0 and "--methods names ['lora']" in unknown.stderr and "['plugin', 'LoRA']" in unknown.stderr
+    unknown = recipe("compare.py", "--config", tmp_path / "plan.yaml", "--method", "lora", check=False)
+    assert unknown.returncode != 0 and "--method names ['lora']" in unknown.stderr and "['plugin', 'LoRA']" in unknown.stderr
 
 
 def test_prompt_length_curve_reads_a_length_plan(tmp_path):
