@@ -96,9 +96,14 @@ def _deep_prompt_fits_cache(parts: PromptParts, kwargs: dict) -> bool:
 
 def _fill_cache_with_deep_prompt(parts: PromptParts, model_inputs: dict, rows: torch.Tensor) -> None:
     cache = model_inputs.get("cache", model_inputs.get("past_key_values"))
-    if cache is None or not hasattr(cache, "update"):
-        raise RuntimeError(f"generate's first step has no cache to hold the deep prompt (got {type(cache).__name__}); "
-                           "this should not happen with use_cache=True and transformers' DynamicCache.")  # fmt: skip
+    if cache is None:  # some releases (5.0) create it in the first forward; generate keeps the one returned
+        from transformers import DynamicCache
+
+        argument = shared_prefix.cache_argument(parts.model_class or type(parts.base_model))
+        cache = model_inputs[argument] = DynamicCache(config=parts.base_model.config)
+    if not hasattr(cache, "update"):
+        raise RuntimeError(f"generate's first step has a {type(cache).__name__} as its cache, which cannot take the deep "
+                           "prompt's keys and values; this should not happen with use_cache=True.")  # fmt: skip
     fed = model_inputs.get("input_ids")
     fed = model_inputs["inputs_embeds"] if fed is None else fed
     rows = rows.repeat_interleave(fed.shape[0] // rows.shape[0], dim=0)  # beams / returned sequences

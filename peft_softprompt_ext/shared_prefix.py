@@ -60,7 +60,9 @@ def refuse_on(mode, reason: str | None, at_config: bool = False) -> None:
 
 # --------------------------------------------------------------------------- when it is exact
 @functools.lru_cache(maxsize=64)
-def _cache_argument(model_class: type) -> str | None:
+def cache_argument(model_class: type) -> str | None:
+    """The name of `model_class.forward`'s cache argument (`cache` from transformers 5.24, else
+    `past_key_values`), or None if it takes no cache or no position_ids."""
     parameters = inspect.signature(model_class.forward).parameters
     if "position_ids" not in parameters:
         return None
@@ -121,7 +123,7 @@ def not_exact_reason(parts, output_attentions=None, call_kwargs=None) -> str | N
         return f"{type(encoder).__name__} gives every input its own prompt (it reads the input)"
     if getattr(parts, "nested_adapters", False):
         return "the base model is itself a PeftModel: its adapters can be switched without changing a weight"
-    if _cache_argument(type(base_model)) is None:
+    if cache_argument(type(base_model)) is None:
         return f"{type(base_model).__name__}.forward takes no cache/position_ids"
     if output_attentions:
         return "output_attentions=True asks for the attention maps over prompt + input of every row"
@@ -344,7 +346,7 @@ def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, fu
         prefix.fill(given, rows)
     else:
         given = prefix.new_cache(base_model, rows)
-    kwargs[_cache_argument(type(base_model))] = given
+    kwargs[cache_argument(type(base_model))] = given
     output = base_model(
         inputs_embeds=inputs_embeds,
         attention_mask=full_mask,
