@@ -36,18 +36,12 @@ def _checkpoint_files(model_dir: Path) -> list[Path]:
 def read_input_embedding_matrix(model_dir: str | Path) -> torch.Tensor:
     """The [vocab, hidden] input-embedding matrix of the model saved in `model_dir` (only that tensor is read)."""
     model_dir = Path(model_dir)
-    found = {}  # suffix -> (shortest matching name, its file): each file is opened once
-    for path in _checkpoint_files(model_dir):
-        with safe_open(str(path), framework="pt") as checkpoint:
-            for suffix in _EMBEDDING_SUFFIXES:
-                names = [name for name in checkpoint.keys() if name.endswith(suffix)]
-                if names and suffix not in found:
-                    found[suffix] = (min(names, key=len), path)
-    for suffix in _EMBEDDING_SUFFIXES:  # in the order of preference
-        if suffix in found:
-            name, path = found[suffix]
+    for suffix in _EMBEDDING_SUFFIXES:
+        for path in _checkpoint_files(model_dir):
             with safe_open(str(path), framework="pt") as checkpoint:
-                return checkpoint.get_tensor(name)
+                names = [name for name in checkpoint.keys() if name.endswith(suffix)]
+                if names:
+                    return checkpoint.get_tensor(min(names, key=len))
     raise ValueError(f"no input-embedding matrix (a tensor named *{' / *'.join(_EMBEDDING_SUFFIXES)}) in {model_dir}.")
 
 
