@@ -104,12 +104,24 @@ def _fill_cache_with_deep_prompt(parts: PromptParts, model_inputs: dict, rows: t
     if not hasattr(cache, "update"):
         raise RuntimeError(f"generate's first step has a {type(cache).__name__} as its cache, which cannot take the deep "
                            "prompt's keys and values; this should not happen with use_cache=True.")  # fmt: skip
-    fed = model_inputs.get("input_ids")
-    fed = model_inputs["inputs_embeds"] if fed is None else fed
+    fed = _fed(model_inputs)
     rows = rows.repeat_interleave(fed.shape[0] // rows.shape[0], dim=0)  # beams / returned sequences
     modules = [parts.inner_model.get_submodule(slot.name) for slot in parts.encoder.slots]
     for index, (module, (keys, values)) in enumerate(zip(modules, layer_prefix.split(rows, parts.encoder.slots))):
         cache.update(keys.contiguous(), values.contiguous(), getattr(module, "layer_idx", index))
+
+
+def _fed(inputs: dict) -> torch.Tensor:
+    """What a step feeds the model: its input_ids, else its inputs_embeds ([B, L, ...])."""
+    ids = inputs.get("input_ids")
+    return inputs["inputs_embeds"] if ids is None else ids
+
+
+def _positions_after_prompt(inputs: dict, num_virtual_tokens: int, batch_size: int, length: int, device) -> torch.Tensor:
+    """Positions of `length` fed tokens after the prompt and what the cache holds (the input only: a deep
+    prompt's layer path keeps the prompt out of the cache)."""
+    start = num_virtual_tokens + _cache_length(inputs)
+    return torch.arange(start, start + length, device=device).expand(batch_size, -1)
 
 
 def _cache_length(kwargs: dict) -> int:
@@ -198,9 +210,8 @@ def causal_lm_forward(
     if _is_deep(parts):  # keys/values in every layer: the input goes in unchanged, its positions after the prompt
         if _accepts(parts, "position_ids"):
             positions = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
-            if positions is None:  # no mask, no positions: after the prompt and what the cache holds (input only)
-                start = num_virtual + _cache_length(kwargs)
-                positions = torch.arange(start, start + new_length, device=inputs_embeds.device).expand(inputs_embeds.shape[0], -1)
+            if positions is None:  # no mask, no positions
+                positions = _positions_after_prompt(kwargs, num_virtual, inputs_embeds.shape[0], new_length, inputs_embeds.device)
             kwargs["position_ids"] = positions
         rows = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
         with layer_prompts(parts, rows):
@@ -296,24 +307,20 @@ def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_
     precomputed keys/values into the cache instead of feeding the prompt.
     """
     num_virtual = parts.num_virtual_tokens
-    if _is_deep(parts) and prefix is DEEP_PROMPT_IN_CACHE:  # the cache holds the prompt: masks and positions count it
-        if _cache_length(model_inputs) == 0:
-            _fill_cache_with_deep_prompt(parts, model_inputs, fixed_prompts)
-        _shift_cache_position(model_inputs, num_virtual, prompt_fed_now=False)
-        full_mask = _with_prompt_mask(model_inputs.get("attention_mask"), num_virtual)
-        if full_mask is not None:
-            model_inputs["attention_mask"] = full_mask
+    if _is_deep(parts):  # the prompt is in every layer (generation_scope) or in the cache; positions count it
+        in_cache = prefix is DEEP_PROMPT_IN_CACHE
+        if in_cache:  # masks count it too
+            if _cache_length(model_inputs) == 0:
+                _fill_cache_with_deep_prompt(parts, model_inputs, fixed_prompts)
+            _shift_cache_position(model_inputs, num_virtual, prompt_fed_now=False)
+            full_mask = _with_prompt_mask(model_inputs.get("attention_mask"), num_virtual)
+            if full_mask is not None:
+                model_inputs["attention_mask"] = full_mask
         if model_inputs.get("position_ids") is not None:
             model_inputs["position_ids"] = model_inputs["position_ids"] + num_virtual
-        return model_inputs
-    if _is_deep(parts):  # the prompt is in every layer (generation_scope); only the positions count it
-        if model_inputs.get("position_ids") is not None:
-            model_inputs["position_ids"] = model_inputs["position_ids"] + num_virtual
-        elif _accepts(parts, "position_ids"):  # else the model would count from its cache, which holds the input only
-            fed = model_inputs.get("input_ids")
-            fed = model_inputs["inputs_embeds"] if fed is None else fed
-            start = num_virtual + _cache_length(model_inputs)
-            model_inputs["position_ids"] = torch.arange(start, start + fed.shape[1], device=fed.device).expand(fed.shape[0], -1)
+        elif not in_cache and _accepts(parts, "position_ids"):  # else the model would count from a cache without the prompt
+            fed = _fed(model_inputs)
+            model_inputs["position_ids"] = _positions_after_prompt(model_inputs, num_virtual, fed.shape[0], fed.shape[1], fed.device)
         return model_inputs
     injecting = _cache_length(model_inputs) == 0
     filled = injecting and _fill_generation_cache(model_inputs, prefix)
