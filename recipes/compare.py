@@ -1,14 +1,16 @@
 """Compare methods at a matched budget (same model, data, steps, batch, evaluation) over seeds.
 
     python recipes/compare.py --launcher recipes/accelerate/cpu_1proc.yaml \
-        --config recipes/configs/compare_default.yaml [--seeds 0,1,2] [--collect] [--method NAME ...]
+        --config recipes/configs/compare_default.yaml [--seeds 0,1,2] [--collect] [--method NAME ...] [--jobs 2]
 
 The YAML holds `base:` (RecipeConfig keys shared by every run), `methods:` (a list; each has a
 `name` and the RecipeConfig keys that differ), `seeds:`, `output_dir:` and optionally `baseline:`
 (a method name: the report adds per-seed accuracies and each method's paired difference to it). Each run goes to
 `<output_dir>/<method name>/seed<k>/`; a run whose results.json already exists with the same
 config is collected, not re-run (`--collect` never trains; `--method NAME`, repeatable, trains only
-the methods named and collects the others). Writes `comparison.md`,
+the methods named and collects the others; `--jobs N` runs N trainings at once, each with one
+thread: on 2 cores two one-thread runs finish sooner than one two-thread run after another, and
+step times then compare methods within one report only). Writes `comparison.md`,
 `comparison.json` and `comparison.png` (accuracy vs trainable parameters on a log axis, and the
 loss curves) into `report_dir` (default: `output_dir`), so a second plan can reuse another
 plan's runs (same `output_dir` and method names) without overwriting its report.
@@ -18,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -97,7 +101,12 @@ def main(argv=None):
     parser.add_argument("--method", action="append", dest="methods", metavar="NAME",
                         help="train only this method (repeatable; names may hold commas); the others' existing runs are collected")
     parser.add_argument("--launcher", help="accelerate config each train.py run is launched with (default: one plain process)")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at once, each with one thread (default 1)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs {args.jobs}: expected a whole number >= 1.")
+    if args.jobs > 1:  # each training gets one thread (its process inherits this environment)
+        os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     began = time.perf_counter()
     plan, seeds = load_plan(args.config, args.seeds)
     output_dir = Path(plan.get("report_dir") or plan["output_dir"])
@@ -106,16 +115,20 @@ def main(argv=None):
     unknown = [name for name in to_train if name not in names]
     if unknown:
         raise SystemExit(f"--method names {unknown}, which {args.config} does not have; its methods are {names}.")
+    runs = [(method["name"], run_config(plan, method, seed), args.collect or method["name"] not in to_train)
+            for method in plan["methods"] for seed in seeds]  # fmt: skip
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each worker waits on its own train.py process
+        futures = [pool.submit(run_or_collect, config, TRAIN, args.launcher, collect_only=collect) for _, config, collect in runs]
+        try:
+            records = [future.result() for future in futures]
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # a failed run stops the plan; the runs started finish
+            raise
     rows = []
-    for method in plan["methods"]:
-        records = []
-        collect_only = args.collect or method["name"] not in to_train
-        for seed in seeds:
-            record = run_or_collect(run_config(plan, method, seed), TRAIN, args.launcher, collect_only=collect_only)
-            if record is not None:
-                records.append(record)
-        if records:
-            rows.append(summarise(method["name"], records))
+    for name in names:
+        found = [record for (run_name, _, _), record in zip(runs, records) if run_name == name and record is not None]
+        if found:
+            rows.append(summarise(name, found))
     if not rows:
         raise SystemExit(f"No results to compare under {output_dir}.")
     baseline = next((row for row in rows if row["method"] == plan.get("baseline")), None)

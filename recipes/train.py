@@ -108,6 +108,7 @@ def results_record(accelerator, setup, config, history, metrics, wall_seconds) -
         "config": config.to_dict(),
         "versions": support.library_versions(),
         "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
     }
 
 

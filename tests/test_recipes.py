@@ -200,6 +200,29 @@ def test_compare_runs_methods_over_seeds_and_writes_table_json_plot(tmp_path):
     assert unknown.returncode != 0 and "--method names ['lora']" in unknown.stderr and "['plugin', 'LoRA']" in unknown.stderr
 
 
+def test_compare_jobs_runs_trainings_at_once_with_one_thread_each(tmp_path):
+    plan = {
+        "output_dir": str(tmp_path / "cmp"),
+        "seeds": [0, 1],
+        "base": {"model": common.tiny_model_folder("llama"), "steps": 2, "train_size": 16, "eval_size": 8, "batch_size": 4,
+                 "max_length": 16, "num_virtual_tokens": 4, "num_frequent_tokens": 50, "lr": 0.1, "checkpoint_every": 0},
+        "methods": [{"name": "plugin", "method": "vocab_sampled", "vocab_sampling": "uniform"},
+                    {"name": "LoRA", "method": "lora", "lr": 0.01}],
+    }  # fmt: skip
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    recipe("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "2")
+    rows = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"]
+    assert [(r["method"], r["seeds"]) for r in rows] == [("plugin", [0, 1]), ("LoRA", [0, 1])]  # plan order kept
+    for run in (tmp_path / "cmp").glob("*/seed*/results.json"):
+        assert json.loads(run.read_text())["torch_threads"] == 1
+    refused = recipe("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "0", check=False)
+    assert refused.returncode != 0 and "--jobs 0: expected a whole number >= 1" in refused.stderr
+    broken = dict(plan, output_dir=str(tmp_path / "broken"), methods=[{"name": "bad", "method": "lora", "lora_target_modules": ["nope"]}] + plan["methods"])
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(broken))
+    failed = recipe("compare.py", "--config", tmp_path / "broken.yaml", "--jobs", "2", check=False)
+    assert failed.returncode != 0 and not (tmp_path / "broken" / "comparison.md").exists()
+
+
 def test_prompt_length_curve_reads_a_length_plan(tmp_path):
     plan = {
         "output_dir": str(tmp_path / "lengths"),
