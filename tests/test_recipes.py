@@ -171,16 +171,21 @@ def test_resume_without_a_checkpoint_is_an_error_not_a_restart(tmp_path, remove)
     assert snapshot(tmp_path) == before
 
 
-def test_compare_runs_methods_over_seeds_and_writes_table_json_plot(tmp_path):
-    plan = {
+def _plugin_and_lora_plan(tmp_path, steps: int, train_size: int, eval_size: int) -> dict:
+    """A two-method plan (plugin prompt, LoRA) over seeds 0 and 1 on the tiny Llama, reported in tmp_path/cmp."""
+    return {
         "output_dir": str(tmp_path / "cmp"),
         "seeds": [0, 1],
-        "base": {"model": common.tiny_model_folder("llama"), "steps": 3, "train_size": 32, "eval_size": 16, "batch_size": 4,
-                 "max_length": 16, "num_virtual_tokens": 4, "num_frequent_tokens": 50, "lr": 0.1, "checkpoint_every": 0},
+        "base": {"model": common.tiny_model_folder("llama"), "steps": steps, "train_size": train_size, "eval_size": eval_size,
+                 "batch_size": 4, "max_length": 16, "num_virtual_tokens": 4, "num_frequent_tokens": 50, "lr": 0.1,
+                 "checkpoint_every": 0},
         "methods": [{"name": "plugin", "method": "vocab_sampled", "vocab_sampling": "uniform"},
                     {"name": "LoRA", "method": "lora", "lr": 0.01}],
-        "baseline": "LoRA",
     }  # fmt: skip
+
+
+def test_compare_runs_methods_over_seeds_and_writes_table_json_plot(tmp_path):
+    plan = dict(_plugin_and_lora_plan(tmp_path, steps=3, train_size=32, eval_size=16), baseline="LoRA")
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
     result = recipe("compare.py", "--config", tmp_path / "plan.yaml")
     table = (tmp_path / "cmp" / "comparison.md").read_text()
@@ -201,14 +206,7 @@ def test_compare_runs_methods_over_seeds_and_writes_table_json_plot(tmp_path):
 
 
 def test_compare_jobs_runs_trainings_at_once_with_one_thread_each(tmp_path):
-    plan = {
-        "output_dir": str(tmp_path / "cmp"),
-        "seeds": [0, 1],
-        "base": {"model": common.tiny_model_folder("llama"), "steps": 2, "train_size": 16, "eval_size": 8, "batch_size": 4,
-                 "max_length": 16, "num_virtual_tokens": 4, "num_frequent_tokens": 50, "lr": 0.1, "checkpoint_every": 0},
-        "methods": [{"name": "plugin", "method": "vocab_sampled", "vocab_sampling": "uniform"},
-                    {"name": "LoRA", "method": "lora", "lr": 0.01}],
-    }  # fmt: skip
+    plan = _plugin_and_lora_plan(tmp_path, steps=2, train_size=16, eval_size=8)
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
     recipe("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "2")
     rows = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"]
