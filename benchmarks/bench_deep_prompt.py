@@ -11,6 +11,12 @@ quartiles: on a shared 2-core machine one round's ratio can move by 10%):
   inference:     base-model throughput ratio, deep prompt / base alone, for a
                  forward pass and for greedy generate with the KV cache          (goal >= 0.97)
   mixed tasks:   a batch mixing 4 deep prompts / a same-task batch, throughput   (goal >= 0.95)
+  attention:     where the step's extra time goes: one attention layer's forward + backward at the
+                 model's shapes, over the input's L keys with `is_causal` (what LoRA runs), over P + L
+                 keys with the explicit mask a prefix needs (what the deep prompt runs), and over P + L
+                 keys with `is_causal` after P zero queries in front (an exact alternative: no mask,
+                 P wasted query rows); times relative to the first
+(`--only-attention`: the last part alone, seconds.)
 Every pair runs in the same round, order alternating, so machine noise hits both alike.
 """
 
@@ -67,6 +73,43 @@ def training_step(model, batch, config):
     return peft_model, step, trainable
 
 
+def attention_layer(config, batch: int, length: int, prefix: int, rounds: int) -> None:
+    """One attention layer's forward + backward, three ways (see the docstring), paired per round."""
+    import torch.nn.functional as F
+
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = text.num_attention_heads
+    dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    query, keys, values = (torch.randn(batch, heads, length, dim, requires_grad=True) for _ in range(3))
+    prompt_keys, prompt_values = (torch.randn(batch, heads, prefix, dim, requires_grad=True) for _ in range(2))
+    grad = torch.randn(batch, heads, length, dim)
+    mask = torch.ones(length, prefix + length, dtype=torch.bool).tril(prefix)[None, None].expand(batch, 1, -1, -1)
+
+    def causal():
+        F.scaled_dot_product_attention(query, keys, values, is_causal=True).backward(grad)
+
+    def masked():
+        all_keys, all_values = torch.cat((prompt_keys, keys), 2), torch.cat((prompt_values, values), 2)
+        F.scaled_dot_product_attention(query, all_keys, all_values, attn_mask=mask).backward(grad)
+
+    def padded():
+        all_keys, all_values = torch.cat((prompt_keys, keys), 2), torch.cat((prompt_values, values), 2)
+        queries = torch.cat((query.new_zeros(batch, heads, prefix, dim), query), 2)
+        F.scaled_dot_product_attention(queries, all_keys, all_values, is_causal=True)[:, :, prefix:].backward(grad)
+
+    with torch.no_grad():  # the padded form is the masked one exactly
+        all_keys, all_values = torch.cat((prompt_keys, keys), 2), torch.cat((prompt_values, values), 2)
+        queries = torch.cat((query.new_zeros(batch, heads, prefix, dim), query), 2)
+        gap = (F.scaled_dot_product_attention(query, all_keys, all_values, attn_mask=mask)
+               - F.scaled_dot_product_attention(queries, all_keys, all_values, is_causal=True)[:, :, prefix:]).abs().max()  # fmt: skip
+    causal_times, masked_times = paired(causal, masked, rounds)
+    _, padded_times = paired(causal, padded, rounds)
+    print(f"attention   one layer fwd+bwd, {batch}x{heads} heads x {length} queries, head dim {dim}: "
+          f"causal over {length} keys {1e3 * statistics.median(causal_times):.2f} ms; over {prefix}+{length} keys: "
+          f"masked {ratio(masked_times, causal_times)}, zero queries + causal {ratio(padded_times, causal_times)} "
+          f"(max difference masked vs padded {gap:.1e})")  # fmt: skip
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-gpt2")
@@ -75,6 +118,7 @@ def main():
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--only-attention", action="store_true", help="run only the attention-layer part")
     args = parser.parse_args()
     torch.manual_seed(0)
     model, _ = load_model(args.model)
@@ -84,6 +128,9 @@ def main():
     batch = {"input_ids": ids, "attention_mask": mask, "labels": ids}
     P = args.num_virtual_tokens
     print(f"model={args.model} batch={args.batch_size}x{args.seq_len} P={P} rounds={args.rounds} threads={torch.get_num_threads()}")
+    if args.only_attention:
+        attention_layer(model.config, args.batch_size, args.seq_len, P, max(args.rounds, 20))
+        return
 
     # 1. training step, deep prompt vs LoRA (each its own PeftModel over copies of one base)
     import copy
@@ -149,6 +196,9 @@ def main():
     mixed_times, same_times = paired(mixed, same, args.rounds)
     print(f"mixture     mixed {statistics.median(mixed_times):.3f} s  same-task {statistics.median(same_times):.3f} s  "
           f"throughput mixed/same {ratio(same_times, mixed_times)} (goal >= 0.95)")  # fmt: skip
+
+    # 4. where the training step's extra time goes
+    attention_layer(model.config, args.batch_size, args.seq_len, P, max(args.rounds, 20))
 
 
 if __name__ == "__main__":
