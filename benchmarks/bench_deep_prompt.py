@@ -85,23 +85,24 @@ def attention_layer(config, batch: int, length: int, prefix: int, rounds: int) -
     grad = torch.randn(batch, heads, length, dim)
     mask = torch.ones(length, prefix + length, dtype=torch.bool).tril(prefix)[None, None].expand(batch, 1, -1, -1)
 
+    def joined():  # [prompt; input] keys and values
+        return torch.cat((prompt_keys, keys), 2), torch.cat((prompt_values, values), 2)
+
+    def zero_queries_in_front():
+        return torch.cat((query.new_zeros(batch, heads, prefix, dim), query), 2)
+
     def causal():
         F.scaled_dot_product_attention(query, keys, values, is_causal=True).backward(grad)
 
     def masked():
-        all_keys, all_values = torch.cat((prompt_keys, keys), 2), torch.cat((prompt_values, values), 2)
-        F.scaled_dot_product_attention(query, all_keys, all_values, attn_mask=mask).backward(grad)
+        F.scaled_dot_product_attention(query, *joined(), attn_mask=mask).backward(grad)
 
     def padded():
-        all_keys, all_values = torch.cat((prompt_keys, keys), 2), torch.cat((prompt_values, values), 2)
-        queries = torch.cat((query.new_zeros(batch, heads, prefix, dim), query), 2)
-        F.scaled_dot_product_attention(queries, all_keys, all_values, is_causal=True)[:, :, prefix:].backward(grad)
+        F.scaled_dot_product_attention(zero_queries_in_front(), *joined(), is_causal=True)[:, :, prefix:].backward(grad)
 
     with torch.no_grad():  # the padded form is the masked one exactly
-        all_keys, all_values = torch.cat((prompt_keys, keys), 2), torch.cat((prompt_values, values), 2)
-        queries = torch.cat((query.new_zeros(batch, heads, prefix, dim), query), 2)
-        gap = (F.scaled_dot_product_attention(query, all_keys, all_values, attn_mask=mask)
-               - F.scaled_dot_product_attention(queries, all_keys, all_values, is_causal=True)[:, :, prefix:]).abs().max()  # fmt: skip
+        gap = (F.scaled_dot_product_attention(query, *joined(), attn_mask=mask)
+               - F.scaled_dot_product_attention(zero_queries_in_front(), *joined(), is_causal=True)[:, :, prefix:]).abs().max()  # fmt: skip
     causal_times, masked_times = paired(causal, masked, rounds)
     _, padded_times = paired(causal, padded, rounds)
     print(f"attention   one layer fwd+bwd, {batch}x{heads} heads x {length} queries, head dim {dim}: "
