@@ -117,10 +117,14 @@ def main(argv=None):
         raise SystemExit(f"--method names {unknown}, which {args.config} does not have; its methods are {names}.")
     runs = [(method["name"], run_config(plan, method, seed), args.collect or method["name"] not in to_train)
             for method in plan["methods"] for seed in seeds]  # fmt: skip
+    # Trainings start first and zero-shot runs (scoring only, the shortest) fill the last slots, so that with
+    # --jobs 2 the two workers finish together; records keep the plan's order.
+    start_order = sorted(range(len(runs)), key=lambda index: runs[index][1].method == "zero_shot")
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each worker waits on its own train.py process
-        futures = [pool.submit(run_or_collect, config, TRAIN, args.launcher, collect_only=collect) for _, config, collect in runs]
+        futures = {index: pool.submit(run_or_collect, runs[index][1], TRAIN, args.launcher, collect_only=runs[index][2])
+                   for index in start_order}  # fmt: skip
         try:
-            records = [future.result() for future in futures]
+            records = [futures[index].result() for index in range(len(runs))]
         except BaseException:
             pool.shutdown(cancel_futures=True)  # a failed run stops the plan; the runs started finish
             raise

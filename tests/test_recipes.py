@@ -207,12 +207,17 @@ def test_compare_runs_methods_over_seeds_and_writes_table_json_plot(tmp_path):
 
 def test_compare_jobs_runs_trainings_at_once_with_one_thread_each(tmp_path):
     plan = _plugin_and_lora_plan(tmp_path, steps=2, train_size=16, eval_size=8)
+    plan["methods"].insert(0, {"name": "zero-shot", "method": "zero_shot"})
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
     recipe("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "2")
     rows = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"]
-    assert [(r["method"], r["seeds"]) for r in rows] == [("plugin", [0, 1]), ("LoRA", [0, 1])]  # plan order kept
+    assert [(r["method"], r["seeds"]) for r in rows] == [("zero-shot", [0, 1]), ("plugin", [0, 1]), ("LoRA", [0, 1])]  # plan order kept
     for run in (tmp_path / "cmp").glob("*/seed*/results.json"):
         assert json.loads(run.read_text())["torch_threads"] == 1
+    # the 4 trainings start before the zero-shot runs: a zero-shot run starts when a worker frees after the 4th
+    # training started, i.e. after 3 trainings finished
+    trained = sorted(run.stat().st_mtime for name in ("plugin", "LoRA") for run in (tmp_path / "cmp" / name).glob("seed*/results.json"))
+    assert len(trained) == 4 and all(run.stat().st_mtime > trained[2] for run in (tmp_path / "cmp" / "zero-shot").glob("seed*/results.json"))
     refused = recipe("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "0", check=False)
     assert refused.returncode != 0 and "--jobs 0: expected a whole number >= 1" in refused.stderr
     broken = dict(plan, output_dir=str(tmp_path / "broken"), methods=[{"name": "bad", "method": "lora", "lora_target_modules": ["nope"]}] + plan["methods"])
