@@ -367,3 +367,26 @@ def test_an_encoder_decoder_or_an_unknown_architecture_is_named(tmp_path):
 def test_scoring_shows_progress(tmp_path):
     result = recipe("train.py", *tiny_args(tmp_path, steps=1))
     assert "scoring" in result.stderr
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "recipes" / "configs").glob("*.yaml")), ids=lambda path: path.name)
+def test_every_shipped_config_loads(path):
+    """A config in recipes/configs that does not load costs a newcomer a failed run: every compare plan builds
+    each of its runs' configs (option values checked), every projection plan passes project.py's check, every
+    other file is a train.py config."""
+    from softprompt_bench.plans import load_plan, run_config
+
+    raw = yaml.safe_load(path.read_text())
+    if "methods" in raw:
+        plan, seeds = load_plan(str(path))
+        configs = [run_config(plan, method, seed) for method in plan["methods"] for seed in seeds]
+        assert len({config.output_dir for config in configs}) == len(configs), "two runs of the plan share a folder"
+    elif "source_model" in raw:
+        sys.path.insert(0, str(REPO / "recipes"))
+        try:
+            import project
+        finally:
+            sys.path.remove(str(REPO / "recipes"))
+        project.check_plan(raw, str(path))
+    else:
+        assert isinstance(load_config(str(path)), RecipeConfig)
