@@ -1,5 +1,6 @@
 """The recipes on a tiny model: train, compare, 2-process data parallel, kill-and-resume, bad input."""
 
+import importlib
 import json
 import os
 import signal
@@ -28,6 +29,13 @@ def recipe(script: str, *args, launcher=None, timeout=600, check=True):
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
     assert result.returncode == 0 or not check, result.stdout[-2000:] + result.stderr[-4000:]
     return result
+
+
+def recipe_module(name: str):
+    """A script of recipes/ imported as a module (they are scripts, not a package)."""
+    if str(REPO / "recipes") not in sys.path:
+        sys.path.insert(0, str(REPO / "recipes"))
+    return importlib.import_module(name)
 
 
 def tiny_args(output_dir, method="vocab_sampled", steps=6, **extra):
@@ -320,8 +328,7 @@ def test_project_recipe_writes_the_transfer_table(tmp_path):
 
 
 def test_project_summary_counts_steps_from_the_projected_prompt_and_the_cold_starts_first_reach():
-    sys.path.insert(0, str(REPO / "recipes"))
-    import project
+    project = recipe_module("project")
 
     def run(final, history=(), steps=24):
         return {"metrics": {"accuracy": final}, "steps": steps, "eval_history": [{"step": s, "accuracy": a} for s, a in history]}
@@ -382,11 +389,6 @@ def test_every_shipped_config_loads(path):
         configs = [run_config(plan, method, seed) for method in plan["methods"] for seed in seeds]
         assert len({config.output_dir for config in configs}) == len(configs), "two runs of the plan share a folder"
     elif "source_model" in raw:
-        sys.path.insert(0, str(REPO / "recipes"))
-        try:
-            import project
-        finally:
-            sys.path.remove(str(REPO / "recipes"))
-        project.check_plan(raw, str(path))
+        recipe_module("project").check_plan(raw, str(path))
     else:
         assert isinstance(load_config(str(path)), RecipeConfig)
