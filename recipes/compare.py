@@ -13,7 +13,9 @@ thread: on 2 cores two one-thread runs finish sooner than one two-thread run aft
 step times then compare methods within one report only). Writes `comparison.md`,
 `comparison.json` and `comparison.png` (accuracy vs trainable parameters on a log axis, and the
 loss curves) into `report_dir` (default: `output_dir`), so a second plan can reuse another
-plan's runs (same `output_dir` and method names) without overwriting its report.
+plan's runs (same `output_dir` and method names) without overwriting its report. A deep prompt
+started from a shallow prompt of the same plan (`deep_init: prompt`, `init_prompt:
+<output_dir>/<slug of its name>/seed{seed}/adapter`) trains after that run, from the same seed's prompt.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
-from softprompt_bench.plans import load_plan, paired_difference, run_config, run_or_collect, summarise  # noqa: E402
+from softprompt_bench.plans import load_plan, paired_difference, run_config, run_or_collect, start_waves, summarise  # noqa: E402
 
 TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
 
@@ -117,17 +119,23 @@ def main(argv=None):
         raise SystemExit(f"--method names {unknown}, which {args.config} does not have; its methods are {names}.")
     runs = [(method["name"], run_config(plan, method, seed), args.collect or method["name"] not in to_train)
             for method in plan["methods"] for seed in seeds]  # fmt: skip
-    # Trainings start first and zero-shot runs (scoring only, the shortest) fill the last slots, so that with
+    # A run starting from another run's prompt (deep_init: prompt) waits for it: runs go in waves. Within a wave
+    # trainings start first and zero-shot runs (scoring only, the shortest) fill the last slots, so that with
     # --jobs 2 the two workers finish together; records keep the plan's order.
-    start_order = sorted(range(len(runs)), key=lambda index: runs[index][1].method == "zero_shot")
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each worker waits on its own train.py process
-        futures = {index: pool.submit(run_or_collect, runs[index][1], TRAIN, args.launcher, collect_only=runs[index][2])
-                   for index in start_order}  # fmt: skip
-        try:
-            records = [futures[index].result() for index in range(len(runs))]
-        except BaseException:
-            pool.shutdown(cancel_futures=True)  # a failed run stops the plan; the runs started finish
-            raise
+    waves = start_waves([config for _, config, _ in runs])
+    records = [None] * len(runs)
+    for wave in sorted(set(waves)):
+        start_order = sorted((index for index in range(len(runs)) if waves[index] == wave),
+                             key=lambda index: runs[index][1].method == "zero_shot")  # fmt: skip
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each worker waits on its own train.py process
+            futures = {index: pool.submit(run_or_collect, runs[index][1], TRAIN, args.launcher, collect_only=runs[index][2])
+                       for index in start_order}  # fmt: skip
+            try:
+                for index in start_order:
+                    records[index] = futures[index].result()
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # a failed run stops the plan; the runs started finish
+                raise
     rows = []
     for name in names:
         found = [record for (run_name, _, _), record in zip(runs, records) if run_name == name and record is not None]

@@ -52,6 +52,8 @@ def deep_prompt(config, task_type, tokenizer_dir, label_words, corpus):
         from transformers import AutoTokenizer
 
         extra["init_text"] = _repeat_to(AutoTokenizer.from_pretrained(tokenizer_dir), config.init_text, config.num_virtual_tokens)
+    if config.deep_init == "prompt":  # a trained shallow prompt of this model and P (its fingerprint is checked)
+        extra["init_prompt"] = config.init_prompt
     return DeepPromptTuningConfig(
         deep_init=config.deep_init, vocab_sampling=config.vocab_sampling, seed=config.seed,
         num_frequent_tokens=config.num_frequent_tokens, tokenizer_name_or_path=tokenizer_dir,

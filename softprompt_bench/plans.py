@@ -50,7 +50,37 @@ def run_config(plan, method: dict, seed: int) -> RecipeConfig:
     """The config of one run of a plan: base keys, the method's keys, the seed, its own output folder."""
     values = {**plan.get("base", {}), **{k: v for k, v in method.items() if k != "name"}, "seed": seed}
     values["output_dir"] = str(Path(plan["output_dir"]) / slug(method["name"]) / f"seed{seed}")
+    if isinstance(values.get("init_prompt"), str):  # a run of the plan, per seed: ".../seed{seed}/adapter"
+        values["init_prompt"] = values["init_prompt"].replace("{seed}", str(seed))
     return RecipeConfig(**values)
+
+
+def start_waves(configs: list[RecipeConfig]) -> list[int]:
+    """Each run's wave: 0, or one more than the wave of the run of the same plan whose output its
+    `init_prompt` starts from (that run must finish first). A run starting from its own output is refused."""
+    folders = [Path(config.output_dir).resolve() for config in configs]
+
+    def source(index: int) -> int | None:
+        init = configs[index].init_prompt if configs[index].deep_init == "prompt" else None
+        if not init:
+            return None
+        path = Path(init).resolve()
+        found = next((other for other, folder in enumerate(folders) if path == folder or folder in path.parents), None)
+        if found == index:
+            raise ValueError(f"init_prompt {init!r} lies inside the run's own output_dir {configs[index].output_dir!r}.")
+        return found
+
+    waves: dict[int, int] = {}
+
+    def wave(index: int, seen: tuple = ()) -> int:
+        if index in seen:
+            raise ValueError(f"init_prompt of {configs[index].output_dir!r} starts a cycle of runs that start from each other.")
+        if index not in waves:
+            found = source(index)
+            waves[index] = 0 if found is None else 1 + wave(found, (*seen, index))
+        return waves[index]
+
+    return [wave(index) for index in range(len(configs))]
 
 
 def existing_result(config: RecipeConfig) -> dict | None:

@@ -50,7 +50,8 @@ class RecipeConfig:
     vocab_sampling: str = field(default="top_frequent", metadata={"help": "vocab_sampled: uniform/top_frequent/task_corpus/class_labels."})
     num_frequent_tokens: int = field(default=5000, metadata={"help": "vocab_sampled: N of top_frequent / class-label fill."})
     norm_matching: bool = field(default=False, metadata={"help": "vocab_sampled: rescale initial rows to the vocabulary norm."})
-    deep_init: str = field(default="text", metadata={"help": "deep_prompt: text (init_text) / vocab_sampled / zero / random."})
+    deep_init: str = field(default="text", metadata={"help": "deep_prompt: text (init_text) / vocab_sampled / prompt (init_prompt) / zero / random."})
+    init_prompt: Optional[str] = field(default=None, metadata={"help": "deep_prompt, deep_init=prompt: a trained shallow prompt's adapter folder ({seed}: this run's seed)."})
     source_prompts: list = field(default_factory=list, metadata={"help": "mixture: trained adapters (folders/repo ids)."})
     mixing: str = field(default="task", metadata={"help": "mixture: 'task' or 'attention'."})
     reparameterization: Optional[str] = field(default=None, metadata={"help": "plugin methods: None or 'residual_mlp'."})
@@ -74,9 +75,11 @@ class RecipeConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; expected one of {allowed}.")
         if self.eval_split not in ("validation", "test"):
             raise ValueError(f"eval_split={self.eval_split!r} is unknown; expected 'validation' or 'test'.")
-        deep_inits = [member.value for member in DeepInit if member != DeepInit.PROMPT]
+        deep_inits = [member.value for member in DeepInit]
         if self.deep_init not in deep_inits:
             raise ValueError(f"deep_init={self.deep_init!r} is unknown; expected one of {deep_inits}.")
+        if self.method == "deep_prompt" and self.deep_init == "prompt" and not self.init_prompt:
+            raise ValueError(f"deep_init='prompt' needs init_prompt (a trained shallow prompt's adapter folder), got {self.init_prompt!r}.")
         if self.task_type not in ("auto", "CAUSAL_LM", "SEQ_CLS"):
             raise ValueError(f"task_type={self.task_type!r} is unknown; expected 'auto', 'CAUSAL_LM' or 'SEQ_CLS'.")
         if self.lr_schedule not in ("constant", "linear"):
@@ -94,7 +97,7 @@ class RecipeConfig:
     def training_config(self) -> dict:
         """What a run's result depends on: everything but where and how often it writes and evaluates."""
         relevant = {k: v for k, v in self.to_dict().items() if k not in ("output_dir", "eval_every", "checkpoint_every")}
-        for name, default in (("task_type", "auto"), ("eval_split", "validation"), ("deep_init", "text")):
+        for name, default in (("task_type", "auto"), ("eval_split", "validation"), ("deep_init", "text"), ("init_prompt", None)):
             if relevant[name] == default:  # added later: runs made before it existed keep their digest
                 del relevant[name]
         return relevant

@@ -213,6 +213,40 @@ def test_compare_runs_methods_over_seeds_and_writes_table_json_plot(tmp_path):
     assert unknown.returncode != 0 and "--method names ['lora']" in unknown.stderr and "['plugin', 'LoRA']" in unknown.stderr
 
 
+def test_compare_starts_a_deep_prompt_from_the_same_seeds_shallow_prompt_after_it(tmp_path):
+    """deep_init: prompt with `{seed}` in init_prompt: each deep run starts from its own seed's shallow run of the
+    plan, which --jobs 2 finishes first (the four runs would otherwise start two at a time in plan order)."""
+    plan = _plugin_and_lora_plan(tmp_path, steps=2, train_size=16, eval_size=8)
+    shallow = str(tmp_path / "cmp" / "shallow" / "seed{seed}" / "adapter")
+    plan["methods"] = [{"name": "deep from shallow", "method": "deep_prompt", "deep_init": "prompt", "init_prompt": shallow},
+                       {"name": "shallow", "method": "vocab_sampled", "vocab_sampling": "uniform"}]  # fmt: skip
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    recipe("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "2")
+    for seed in (0, 1):
+        deep, source = (tmp_path / "cmp" / name / f"seed{seed}" for name in ("deep_from_shallow", "shallow"))
+        config = json.loads((deep / "results.json").read_text())["config"]
+        assert (config["deep_init"], config["init_prompt"]) == ("prompt", str(source / "adapter"))
+        assert (deep / "results.json").stat().st_mtime > max(path.stat().st_mtime for path in source.rglob("*"))
+    assert json.loads((tmp_path / "cmp" / "deep_from_shallow" / "seed0" / "adapter" / "adapter_config.json").read_text())["peft_type"] == "DEEP_PROMPT_TUNING"
+
+
+def test_a_plan_whose_runs_start_from_each_other_in_a_cycle_or_from_themselves_is_refused(tmp_path):
+    from softprompt_bench.plans import start_waves
+
+    def config(name, source):
+        return RecipeConfig(method="deep_prompt", deep_init="prompt", init_prompt=str(tmp_path / source / "adapter"),
+                            output_dir=str(tmp_path / name))  # fmt: skip
+
+    assert start_waves([config("b", "a"), RecipeConfig(output_dir=str(tmp_path / "a")), config("c", "b")]) == [1, 0, 2]
+    assert start_waves([config("b", "elsewhere")]) == [0]  # a prompt trained outside the plan
+    with pytest.raises(ValueError, match="starts a cycle"):
+        start_waves([config("a", "b"), config("b", "a")])
+    with pytest.raises(ValueError, match="inside the run's own output_dir"):
+        start_waves([config("a", "a")])
+    with pytest.raises(ValueError, match="deep_init='prompt' needs init_prompt"):
+        RecipeConfig(method="deep_prompt", deep_init="prompt")
+
+
 def test_compare_jobs_runs_trainings_at_once_with_one_thread_each(tmp_path):
     plan = _plugin_and_lora_plan(tmp_path, steps=2, train_size=16, eval_size=8)
     plan["methods"].insert(0, {"name": "zero-shot", "method": "zero_shot"})
