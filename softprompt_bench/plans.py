@@ -50,8 +50,6 @@ def run_config(plan, method: dict, seed: int) -> RecipeConfig:
     """The config of one run of a plan: base keys, the method's keys, the seed, its own output folder."""
     values = {**plan.get("base", {}), **{k: v for k, v in method.items() if k != "name"}, "seed": seed}
     values["output_dir"] = str(Path(plan["output_dir"]) / slug(method["name"]) / f"seed{seed}")
-    if isinstance(values.get("init_prompt"), str):  # a run of the plan, per seed: ".../seed{seed}/adapter"
-        values["init_prompt"] = values["init_prompt"].replace("{seed}", str(seed))
     return RecipeConfig(**values)
 
 

@@ -78,6 +78,8 @@ class RecipeConfig:
         deep_inits = [member.value for member in DeepInit]
         if self.deep_init not in deep_inits:
             raise ValueError(f"deep_init={self.deep_init!r} is unknown; expected one of {deep_inits}.")
+        if isinstance(self.init_prompt, str):  # one folder per seed, e.g. a plan's ".../seed{seed}/adapter"
+            self.init_prompt = self.init_prompt.replace("{seed}", str(self.seed))
         if self.method == "deep_prompt" and self.deep_init == "prompt" and not self.init_prompt:
             raise ValueError(f"deep_init='prompt' needs init_prompt (a trained shallow prompt's adapter folder), got {self.init_prompt!r}.")
         if self.task_type not in ("auto", "CAUSAL_LM", "SEQ_CLS"):

@@ -245,6 +245,7 @@ def test_a_plan_whose_runs_start_from_each_other_in_a_cycle_or_from_themselves_i
         start_waves([config("a", "a")])
     with pytest.raises(ValueError, match="deep_init='prompt' needs init_prompt"):
         RecipeConfig(method="deep_prompt", deep_init="prompt")
+    assert RecipeConfig(method="deep_prompt", deep_init="prompt", init_prompt="runs/x/seed{seed}/adapter", seed=3).init_prompt == "runs/x/seed3/adapter"
 
 
 def test_compare_jobs_runs_trainings_at_once_with_one_thread_each(tmp_path):
