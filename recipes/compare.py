@@ -25,14 +25,13 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
-from softprompt_bench.plans import load_plan, paired_difference, run_config, run_or_collect, start_waves, summarise  # noqa: E402
+from softprompt_bench.plans import PlanError, load_plan, paired_difference, run_all, run_config, summarise  # noqa: E402
 
 TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
 
@@ -119,23 +118,10 @@ def main(argv=None):
         raise SystemExit(f"--method names {unknown}, which {args.config} does not have; its methods are {names}.")
     runs = [(method["name"], run_config(plan, method, seed), args.collect or method["name"] not in to_train)
             for method in plan["methods"] for seed in seeds]  # fmt: skip
-    # A run starting from another run's prompt (deep_init: prompt) waits for it: runs go in waves. Within a wave
-    # trainings start first and zero-shot runs (scoring only, the shortest) fill the last slots, so that with
-    # --jobs 2 the two workers finish together; records keep the plan's order.
-    waves = start_waves([config for _, config, _ in runs])
-    records = [None] * len(runs)
-    for wave in sorted(set(waves)):
-        start_order = sorted((index for index in range(len(runs)) if waves[index] == wave),
-                             key=lambda index: runs[index][1].method == "zero_shot")  # fmt: skip
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each worker waits on its own train.py process
-            futures = {index: pool.submit(run_or_collect, runs[index][1], TRAIN, args.launcher, collect_only=runs[index][2])
-                       for index in start_order}  # fmt: skip
-            try:
-                for index in start_order:
-                    records[index] = futures[index].result()
-            except BaseException:
-                pool.shutdown(cancel_futures=True)  # a failed run stops the plan; the runs started finish
-                raise
+    try:
+        records = run_all([(config, collect_only) for _, config, collect_only in runs], TRAIN, args.launcher, args.jobs)
+    except PlanError as error:  # runs that cannot start from each other's prompts, named before any run
+        raise SystemExit(f"{args.config}: {error}") from None
     rows = []
     for name in names:
         found = [record for (run_name, _, _), record in zip(runs, records) if run_name == name and record is not None]

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from 
 
 from peft_softprompt_ext import PromptProjection, fit_projection  # noqa: E402
 from peft_softprompt_ext import ProjectionFit, RowNorm  # noqa: E402
-from softprompt_bench.plans import run_config, run_or_collect  # noqa: E402
+from softprompt_bench.plans import run_all, run_config  # noqa: E402
 from softprompt_bench.recipe_support import resolve_model_folder  # noqa: E402
 
 TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
@@ -148,11 +148,9 @@ def main(argv=None):
     output_dir = Path(plan["output_dir"])
     projection_dir, info = fitted_projection(plan, output_dir)
     runs = runs_plan(plan, projection_dir)
-    records = {}
-    for method in runs["methods"]:
-        records[method["name"]] = []
-        for seed in seeds:
-            records[method["name"]].append(run_or_collect(run_config(runs, method, seed), TRAIN, args.launcher))
+    names = [method["name"] for method in runs["methods"] for _ in seeds]
+    found = run_all([(run_config(runs, method, seed), False) for method in runs["methods"] for seed in seeds], TRAIN, args.launcher)
+    records = {method["name"]: [record for name, record in zip(names, found) if name == method["name"]] for method in runs["methods"]}
     summary = summarise(records, info)
     (output_dir / "projection_results.json").write_text(json.dumps({"plan": plan, "seeds": seeds, **summary}, indent=2))
     write_markdown(summary, plan, seeds, output_dir / "projection_results.md")

@@ -106,6 +106,7 @@ def results_record(accelerator, setup, config, history, metrics, wall_seconds) -
         "loss_curve": history["loss"],
         "eval_history": history["eval"],
         "config": config.to_dict(),
+        "init_prompt_digest": config.init_prompt_digest(),  # the prompt it started from (deep_init='prompt')
         "versions": support.library_versions(),
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),

@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import yaml
@@ -53,32 +54,74 @@ def run_config(plan, method: dict, seed: int) -> RecipeConfig:
     return RecipeConfig(**values)
 
 
-def start_waves(configs: list[RecipeConfig]) -> list[int]:
-    """Each run's wave: 0, or one more than the wave of the run of the same plan whose output its
-    `init_prompt` starts from (that run must finish first). A run starting from its own output is refused."""
-    folders = [Path(config.output_dir).resolve() for config in configs]
+class PlanError(ValueError):
+    """Runs of a plan that cannot start from each other's prompts (named before any run starts)."""
 
-    def source(index: int) -> int | None:
-        init = configs[index].init_prompt if configs[index].deep_init == "prompt" else None
+
+def run_sources(configs: list[RecipeConfig]) -> list[int | None]:
+    """For each run, the run of the same list whose output its `init_prompt` lies in (None: it starts from no
+    run of the list). Refused: a run starting from its own output, runs starting from each other in a cycle, and
+    an `init_prompt` that is no run of the list, no folder and no Hub id (`name` or `namespace/name`)."""
+    folders = [Path(config.output_dir).resolve() for config in configs]
+    sources: list[int | None] = []
+    for index, config in enumerate(configs):
+        init = config.init_prompt
         if not init:
-            return None
+            sources.append(None)
+            continue
         path = Path(init).resolve()
         found = next((other for other, folder in enumerate(folders) if path == folder or folder in path.parents), None)
         if found == index:
-            raise ValueError(f"init_prompt {init!r} lies inside the run's own output_dir {configs[index].output_dir!r}.")
-        return found
+            raise PlanError(f"init_prompt {init!r} lies inside the run's own output_dir {config.output_dir!r}.")
+        if found is None and not Path(init).exists() and (init.count("/") > 1 or init.startswith((".", "/"))):
+            raise PlanError(f"init_prompt {init!r} of {config.output_dir!r} is no folder, no run of this plan and no Hub id.")
+        sources.append(found)
+    for index in range(len(configs)):
+        seen, current = {index}, sources[index]
+        while current is not None:
+            if current in seen:
+                raise PlanError(f"init_prompt of {configs[index].output_dir!r} starts a cycle of runs that start from each other.")
+            seen.add(current)
+            current = sources[current]
+    return sources
 
-    waves: dict[int, int] = {}
 
-    def wave(index: int, seen: tuple = ()) -> int:
-        if index in seen:
-            raise ValueError(f"init_prompt of {configs[index].output_dir!r} starts a cycle of runs that start from each other.")
-        if index not in waves:
-            found = source(index)
-            waves[index] = 0 if found is None else 1 + wave(found, (*seen, index))
-        return waves[index]
+def run_all(runs: list[tuple[RecipeConfig, bool]], train_script, launcher: str | None = None, jobs: int = 1) -> list[dict | None]:
+    """`run_or_collect` for every (config, collect_only), `jobs` at a time; records in the given order.
 
-    return [wave(index) for index in range(len(configs))]
+    A run starting from another run's prompt (`run_sources`) starts once that run has finished; a missing source
+    that would not be trained is refused before anything runs. Among the runs ready to start, trainings go first
+    and zero-shot runs (scoring only, the shortest) fill the last slots, so that two workers finish together.
+    A failed run stops the list; the runs already started finish."""
+    configs = [config for config, _ in runs]
+    sources = run_sources(configs)
+    for index, (config, collect_only) in enumerate(runs):
+        source = sources[index]
+        if source is not None and runs[source][1] and existing_result(configs[source]) is None and not collect_only:
+            raise PlanError(f"{config.output_dir!r} starts from {config.init_prompt!r}, the output of run {configs[source].output_dir!r}, "
+                             "which has no result and is not to be trained: train it too (compare.py: --method with its name).")  # fmt: skip
+    pending = sorted(range(len(runs)), key=lambda index: configs[index].method == "zero_shot")
+    records: list[dict | None] = [None] * len(runs)
+    finished: set[int] = set()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # each worker waits on its own train.py process
+        running = {}
+        try:
+            while pending or running:
+                ready = [index for index in pending if sources[index] is None or sources[index] in finished]
+                for index in ready[: jobs - len(running)]:
+                    pending.remove(index)
+                    running[pool.submit(run_or_collect, configs[index], train_script, launcher, collect_only=runs[index][1])] = index
+                if not running:  # cannot happen: run_sources refuses cycles and sources outside the list
+                    raise RuntimeError(f"no run can start: {[configs[index].output_dir for index in pending]}")
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = running.pop(future)
+                    records[index] = future.result()
+                    finished.add(index)
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+    return records
 
 
 def existing_result(config: RecipeConfig) -> dict | None:
@@ -87,7 +130,8 @@ def existing_result(config: RecipeConfig) -> dict | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    return record if RecipeConfig(**record["config"]).training_digest() == config.training_digest() else None
+    same = RecipeConfig(**record["config"]).training_digest() == config.training_digest()
+    return record if same and record.get("init_prompt_digest") == config.init_prompt_digest() else None
 
 
 def train_in_subprocess(config: RecipeConfig, train_script: str | os.PathLike, launcher: str | None = None) -> dict:

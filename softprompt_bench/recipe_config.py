@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import yaml
@@ -80,8 +81,12 @@ class RecipeConfig:
             raise ValueError(f"deep_init={self.deep_init!r} is unknown; expected one of {deep_inits}.")
         if isinstance(self.init_prompt, str):  # one folder per seed, e.g. a plan's ".../seed{seed}/adapter"
             self.init_prompt = self.init_prompt.replace("{seed}", str(self.seed))
+        # checked here as well as by DeepPromptTuningConfig: a plan's mistake stops it before any run trains
         if self.method == "deep_prompt" and self.deep_init == "prompt" and not self.init_prompt:
             raise ValueError(f"deep_init='prompt' needs init_prompt (a trained shallow prompt's adapter folder), got {self.init_prompt!r}.")
+        if self.init_prompt is not None and (self.method, self.deep_init) != ("deep_prompt", "prompt"):
+            raise ValueError(f"init_prompt={self.init_prompt!r} is read only by method 'deep_prompt' with deep_init 'prompt'; "
+                             f"got method={self.method!r}, deep_init={self.deep_init!r}.")  # fmt: skip
         if self.task_type not in ("auto", "CAUSAL_LM", "SEQ_CLS"):
             raise ValueError(f"task_type={self.task_type!r} is unknown; expected 'auto', 'CAUSAL_LM' or 'SEQ_CLS'.")
         if self.lr_schedule not in ("constant", "linear"):
@@ -103,6 +108,12 @@ class RecipeConfig:
             if relevant[name] == default:  # added later: runs made before it existed keep their digest
                 del relevant[name]
         return relevant
+
+    def init_prompt_digest(self) -> Optional[str]:
+        """The digest of the local prompt a deep_init='prompt' run starts from (None: none, or a Hub id): a finished
+        run is reused only while the prompt it started from is unchanged."""
+        weights = Path(self.init_prompt) / "adapter_model.safetensors" if self.init_prompt else None
+        return hashlib.sha256(weights.read_bytes()).hexdigest()[:16] if weights is not None and weights.is_file() else None
 
     def training_digest(self) -> str:
         """Identifies what a run depends on (compare.py reuses a run whose results carry the same digest)."""

@@ -221,31 +221,71 @@ def test_compare_starts_a_deep_prompt_from_the_same_seeds_shallow_prompt_after_i
     plan["methods"] = [{"name": "deep from shallow", "method": "deep_prompt", "deep_init": "prompt", "init_prompt": shallow},
                        {"name": "shallow", "method": "vocab_sampled", "vocab_sampling": "uniform"}]  # fmt: skip
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    alone = recipe("compare.py", "--config", tmp_path / "plan.yaml", "--method", "deep from shallow", check=False)
+    assert alone.returncode != 0 and "which has no result and is not to be trained" in alone.stderr and not (tmp_path / "cmp").exists()
     recipe("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "2")
     for seed in (0, 1):
         deep, source = (tmp_path / "cmp" / name / f"seed{seed}" for name in ("deep_from_shallow", "shallow"))
-        config = json.loads((deep / "results.json").read_text())["config"]
-        assert (config["deep_init"], config["init_prompt"]) == ("prompt", str(source / "adapter"))
+        adapter = json.loads((deep / "adapter" / "adapter_config.json").read_text())
+        assert (adapter["peft_type"], adapter["deep_init"], adapter["init_prompt"]) == ("DEEP_PROMPT_TUNING", "prompt", str(source / "adapter"))
         assert (deep / "results.json").stat().st_mtime > max(path.stat().st_mtime for path in source.rglob("*"))
-    assert json.loads((tmp_path / "cmp" / "deep_from_shallow" / "seed0" / "adapter" / "adapter_config.json").read_text())["peft_type"] == "DEEP_PROMPT_TUNING"
+    # a finished run is reused only while the prompt it started from is unchanged: retraining a source retrains it
+    before = (tmp_path / "cmp" / "deep_from_shallow" / "seed0" / "results.json").stat().st_mtime
+    plan["methods"][1]["lr"] = 0.05  # the source row changed: it retrains to another prompt
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    recipe("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "2", "--seeds", "0")
+    assert (tmp_path / "cmp" / "deep_from_shallow" / "seed0" / "results.json").stat().st_mtime > before
 
 
-def test_a_plan_whose_runs_start_from_each_other_in_a_cycle_or_from_themselves_is_refused(tmp_path):
-    from softprompt_bench.plans import start_waves
+def _from_prompt(tmp_path, name: str, source: str) -> RecipeConfig:
+    return RecipeConfig(method="deep_prompt", deep_init="prompt", init_prompt=str(tmp_path / source / "adapter"),
+                        output_dir=str(tmp_path / name))  # fmt: skip
 
-    def config(name, source):
-        return RecipeConfig(method="deep_prompt", deep_init="prompt", init_prompt=str(tmp_path / source / "adapter"),
-                            output_dir=str(tmp_path / name))  # fmt: skip
 
-    assert start_waves([config("b", "a"), RecipeConfig(output_dir=str(tmp_path / "a")), config("c", "b")]) == [1, 0, 2]
-    assert start_waves([config("b", "elsewhere")]) == [0]  # a prompt trained outside the plan
-    with pytest.raises(ValueError, match="starts a cycle"):
-        start_waves([config("a", "b"), config("b", "a")])
-    with pytest.raises(ValueError, match="inside the run's own output_dir"):
-        start_waves([config("a", "a")])
+def test_each_run_starts_after_the_run_of_the_list_whose_prompt_it_starts_from(tmp_path):
+    from softprompt_bench.plans import run_sources
+
+    configs = [_from_prompt(tmp_path, "b", "a"), RecipeConfig(output_dir=str(tmp_path / "a")), _from_prompt(tmp_path, "c", "b")]
+    assert run_sources(configs) == [1, None, 0]
+    (tmp_path / "elsewhere" / "adapter").mkdir(parents=True)
+    assert run_sources([_from_prompt(tmp_path, "b", "elsewhere")]) == [None]  # a prompt trained outside the plan
+
+
+@pytest.mark.parametrize("sources,message", [(("b", "a"), "starts a cycle"), (("a",), "inside the run's own output_dir"),
+                                             (("typo",), "is no folder, no run of this plan and no Hub id")])  # fmt: skip
+def test_runs_that_cannot_start_from_each_others_prompts_are_refused(tmp_path, sources, message):
+    from softprompt_bench.plans import run_sources
+
+    with pytest.raises(ValueError, match=message):
+        run_sources([_from_prompt(tmp_path, name, source) for name, source in zip("ab", sources)])
+
+
+def test_a_run_starting_from_a_run_that_is_neither_done_nor_to_be_trained_is_refused_before_anything_runs(tmp_path):
+    from softprompt_bench.plans import run_all
+
+    runs = [(RecipeConfig(output_dir=str(tmp_path / "a")), True), (_from_prompt(tmp_path, "b", "a"), False)]
+    with pytest.raises(ValueError, match="which has no result and is not to be trained"):
+        run_all(runs, REPO / "recipes/train.py")
+    assert not (tmp_path / "b").exists()
+
+
+def test_deep_init_prompt_needs_init_prompt_and_init_prompt_needs_it():
     with pytest.raises(ValueError, match="deep_init='prompt' needs init_prompt"):
         RecipeConfig(method="deep_prompt", deep_init="prompt")
-    assert RecipeConfig(method="deep_prompt", deep_init="prompt", init_prompt="runs/x/seed{seed}/adapter", seed=3).init_prompt == "runs/x/seed3/adapter"
+    with pytest.raises(ValueError, match="init_prompt='x' is read only by method 'deep_prompt' with deep_init 'prompt'"):
+        RecipeConfig(method="lora", init_prompt="x")
+
+
+def test_init_prompt_seed_placeholder_becomes_the_runs_seed():
+    config = RecipeConfig(method="deep_prompt", deep_init="prompt", init_prompt="runs/x/seed{seed}/adapter", seed=3)
+    assert config.init_prompt == "runs/x/seed3/adapter"
+
+
+def test_runs_made_before_later_keys_existed_keep_their_digest():
+    """Keys added later (task_type, eval_split, deep_init, init_prompt) leave a config that does not set them with the
+    digest it had before they existed: finished runs stay reusable (the value is the digest at 5c5b84a^, before
+    eval_split, deep_init and init_prompt existed)."""
+    assert RecipeConfig(method="vocab_sampled", output_dir="anywhere").training_digest() == "09ce3e7f21c4c535"
 
 
 def test_compare_jobs_runs_trainings_at_once_with_one_thread_each(tmp_path):
