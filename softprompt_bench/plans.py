@@ -125,7 +125,8 @@ def run_all(runs: list[tuple[RecipeConfig, bool]], train_script, launcher: str |
 
 
 def existing_result(config: RecipeConfig) -> dict | None:
-    """The results.json of a finished run with this very config (same training digest), else None."""
+    """The results.json of a finished run with this very config (same training digest) that started from the same
+    prompt (same `init_prompt_digest`, for deep_init='prompt'), else None."""
     path = Path(config.output_dir) / "results.json"
     if not path.is_file():
         return None
