@@ -31,6 +31,7 @@ class Reparameterization(Option):
     """How a prompt is parameterised while training (saved collapsed either way)."""
 
     RESIDUAL_MLP = "residual_mlp"  # prompt + MLP(prompt) (Residual Prompt Tuning)
+    LAYER_SCALED = "layer_scaled"  # deep prompts: each layer's keys and values trained relative to their starting size
 
 
 def parse_option(enum_class: type[enum.Enum], value, field: str, allow_none: bool = False):

@@ -18,8 +18,10 @@ class PluginPromptConfig(PromptLearningConfig):
         num_virtual_tokens (`int`): Number of virtual tokens (prompt length), > 0.
         base_model_fingerprint (`dict`): Architecture, width, vocabulary size and embedding digest
             of the base model, filled in when the prompt is created; loading checks it.
-        reparameterization (`str`): None, or `"residual_mlp"`: train `prompt + MLP(prompt)`
-            (Residual Prompt Tuning); saved and exported collapsed into plain prompt embeddings.
+        reparameterization (`str`): None, `"residual_mlp"`: train `prompt + MLP(prompt)`
+            (Residual Prompt Tuning), or (deep prompts only) `"layer_scaled"`: train each layer's
+            keys and values relative to their starting size (see `reparameterization.py`); saved
+            and exported collapsed into plain prompt embeddings.
         reparameterization_hidden (`int`): Hidden width of that MLP.
         deep_layout (`list`): For prompts in every layer (deep prompts, or a mixture of them): the
             self-attention layers' module paths and cache layout, filled in when the prompt is
@@ -37,7 +39,7 @@ class PluginPromptConfig(PromptLearningConfig):
     )
 
     reparameterization: Optional[Union[Reparameterization, str]] = field(
-        default=None, metadata={"help": "None or 'residual_mlp': train prompt + MLP(prompt), saved collapsed."}
+        default=None, metadata={"help": "None, 'residual_mlp' (prompt + MLP(prompt)) or, deep prompts only, 'layer_scaled'; saved collapsed."}
     )
     reparameterization_hidden: int = field(default=256, metadata={"help": "Hidden width of the residual MLP."})
     deep_layout: Optional[list] = field(

@@ -30,12 +30,15 @@ class PromptTableEncoder(PromptEncoder):
         self.num_virtual_tokens = config.num_virtual_tokens
         self.width = config.row_width()
         self.embedding = torch.nn.Embedding(config.num_virtual_tokens, self.width)
-        self.reparameterization = reparameterization.build(config, config.mlp_width())
+        self.reparameterization = reparameterization.build(config)
+        self.reparameterization_name = config.reparameterization and config.reparameterization.value
         if not config.inference_mode:  # a loaded adapter gets its weights from the checkpoint
             rows = self.initial_rows(config, word_embeddings, model_config)
             expected = (config.num_virtual_tokens, self.width)
             if tuple(rows.shape) != expected:
                 raise ValueError(f"The initial prompt has shape {tuple(rows.shape)}; expected {expected}.")
+            if self.reparameterization is not None:
+                rows = self.reparameterization.start(rows)  # the raw rows that give the initial prompt
             with torch.no_grad():
                 self.embedding.weight.copy_(rows)
 
@@ -67,7 +70,7 @@ class PromptTableEncoder(PromptEncoder):
         shapes = {PROMPT_TUNING_TENSOR: table}
         if config.reparameterization is not None:
             shapes[_RAW] = table
-            shapes.update(reparameterization.state_shapes(config, config.mlp_width()))
+            shapes.update(reparameterization.state_shapes(config))
         return shapes
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
@@ -90,7 +93,8 @@ class PromptTableEncoder(PromptEncoder):
         names = [_RAW] + [f"reparameterization.{k}" for k in self.reparameterization.state_dict()]
         missing = [name for name in names if name not in state_dict]
         if missing:
-            raise ValueError(f"reparameterization='residual_mlp' adapter weights lack {missing}; found {sorted(state_dict)}.")
+            raise ValueError(f"reparameterization={self.reparameterization_name!r} adapter weights lack {missing}; "
+                             f"found {sorted(state_dict)}.")  # fmt: skip
         self._load_rows(state_dict, _RAW)
         mlp_state = {k.removeprefix("reparameterization."): v for k, v in state_dict.items() if k.startswith("reparameterization.") and k != _RAW}
         self.reparameterization.load_state_dict(mlp_state)

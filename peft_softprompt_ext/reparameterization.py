@@ -1,13 +1,20 @@
-"""Residual reparameterisation of prompts (Razdaibiedina et al. 2023, "Residual Prompt Tuning").
+"""How a prompt is parameterised while training; only the result is saved as the prompt.
 
-Training `prompt + MLP(prompt)` instead of `prompt` lets every virtual token share the MLP's
-parameters, which steadies prompt tuning across seeds and learning rates. Only the result
-matters at inference, so saves and exports hold it collapsed (`prompt_embeddings`), with the raw
-prompt and MLP weights kept beside it so training can resume.
+`residual_mlp` (Razdaibiedina et al. 2023, "Residual Prompt Tuning"): training `prompt + MLP(prompt)`
+instead of `prompt` lets every virtual token share the MLP's parameters, which steadies prompt
+tuning across seeds and learning rates. No LayerNorm on the MLP output (the paper has one): it would
+rescale the small initial output to unit size and move the prompt away from its careful
+initialisation. The up-projection starts small, so the initial prompt is (almost exactly) the
+initialised one.
 
-No LayerNorm on the MLP output (the paper has one): it would rescale the small initial output
-to unit size and move the prompt away from its careful initialisation. The up-projection starts
-small, so the initial prompt is (almost exactly) the initialised one.
+`layer_scaled` (deep prompts only): the prompt is `raw * scale`, `scale` fixed per layer and per
+keys/values at the size (RMS) those start with. A deep prompt's parts differ in size by ~40x (on
+SmolLM2-135M the first layer's values start at RMS 0.05, keys at ~2), while Adam moves every entry by
+about the learning rate per step whatever its size; trained as `raw`, each part moves by about the
+learning rate *relative to its own size* (Adafactor's parameter scaling, as a reparameterisation).
+
+Saves and exports hold the result collapsed (`prompt_embeddings`), with the raw prompt and the
+reparameterisation's tensors kept beside it so training can resume.
 """
 
 from __future__ import annotations
@@ -28,30 +35,76 @@ class ResidualMLP(torch.nn.Module):
         torch.nn.init.normal_(self.up.weight, std=1e-3)
         torch.nn.init.zeros_(self.up.bias)
 
+    def start(self, rows: torch.Tensor) -> torch.Tensor:
+        """The raw prompt to train, for initial prompt `rows`: the rows themselves (the MLP starts ~0)."""
+        return rows
+
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         chunks = rows.reshape(*rows.shape[:-1], -1, self.down.in_features)
         return (chunks + self.up(torch.relu(self.down(chunks)))).reshape(rows.shape)
 
 
+class LayerScale(torch.nn.Module):
+    """raw [..., F] -> raw * scale [F]; `scale` is constant over each layer's keys and over its values.
+
+    `parts`: [(name, width), ...] in the row's column order, e.g. ("model.layers.0.self_attn keys", 192).
+    """
+
+    def __init__(self, parts: list[tuple[str, int]]):
+        super().__init__()
+        self.parts = parts
+        self.register_buffer("scale", torch.ones(sum(width for _, width in parts)))
+
+    def start(self, rows: torch.Tensor) -> torch.Tensor:
+        """Sets `scale` to each part's RMS in the initial prompt `rows` [P, F]; returns the raw prompt rows / scale."""
+        scales, start = [], 0
+        for name, width in self.parts:
+            rms = rows[:, start : start + width].float().pow(2).mean().sqrt()
+            if not torch.isfinite(rms) or rms <= 0:
+                raise ValueError(f"reparameterization='layer_scaled' scales each layer's keys and values by their starting size, "
+                                 f"but {name} start at RMS {rms.item():g}: start the prompt from text, sampled tokens, a "
+                                 f"trained prompt or random values (not deep_init='zero').")  # fmt: skip
+            scales.append(rms.expand(width))
+            start += width
+        with torch.no_grad():
+            self.scale.copy_(torch.cat(scales))
+        return rows / self.scale
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows * self.scale
+
+
 def validate(config) -> None:
-    """Normalises `config.reparameterization` to a `Reparameterization` (or None) and checks the MLP width."""
+    """Normalises `config.reparameterization` to a `Reparameterization` (or None) and checks it fits the config."""
     config.reparameterization = parse_option(Reparameterization, config.reparameterization, "reparameterization", allow_none=True)
     hidden = config.reparameterization_hidden
     if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden <= 0:
         raise ValueError(f"reparameterization_hidden must be a positive integer, got {hidden!r}.")
+    if config.reparameterization == Reparameterization.LAYER_SCALED and config.PEFT_TYPE_NAME != "DEEP_PROMPT_TUNING":
+        raise ValueError(f"reparameterization='layer_scaled' scales a deep prompt's per-layer keys and values; "
+                         f"{type(config).__name__} takes None or 'residual_mlp'.")  # fmt: skip
 
 
-def state_shapes(config, width: int, prefix: str = "reparameterization.") -> dict[str, tuple[int, ...]]:
-    """Names and shapes of the MLP's saved tensors ({} without a reparameterisation)."""
+def _parts(config) -> list[tuple[str, int]]:
+    """A deep prompt's row parts in column order: each layer's keys, then its values."""
+    return [(f"{name} {kind}", heads * dim) for name, heads, dim in config.deep_layout for kind in ("keys", "values")]
+
+
+def state_shapes(config, prefix: str = "reparameterization.") -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the reparameterisation's saved tensors ({} without one)."""
     if config.reparameterization is None:
         return {}
-    hidden = config.reparameterization_hidden
+    if config.reparameterization == Reparameterization.LAYER_SCALED:
+        return {prefix + "scale": (config.row_width(),)}
+    width, hidden = config.mlp_width(), config.reparameterization_hidden
     shapes = {"down.weight": (hidden, width), "down.bias": (hidden,), "up.weight": (width, hidden), "up.bias": (width,)}
     return {prefix + name: shape for name, shape in shapes.items()}
 
 
-def build(config, width: int) -> ResidualMLP | None:
+def build(config) -> ResidualMLP | LayerScale | None:
     """The reparameterisation module a config asks for (None when it asks for none)."""
     if config.reparameterization is None:
         return None
-    return ResidualMLP(width, config.reparameterization_hidden)
+    if config.reparameterization == Reparameterization.LAYER_SCALED:
+        return LayerScale(_parts(config))
+    return ResidualMLP(config.mlp_width(), config.reparameterization_hidden)

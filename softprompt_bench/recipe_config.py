@@ -55,7 +55,7 @@ class RecipeConfig:
     init_prompt: Optional[str] = field(default=None, metadata={"help": "deep_prompt, deep_init=prompt: a trained shallow prompt's adapter folder ({seed}: this run's seed)."})
     source_prompts: list = field(default_factory=list, metadata={"help": "mixture: trained adapters (folders/repo ids)."})
     mixing: str = field(default="task", metadata={"help": "mixture: 'task' or 'attention'."})
-    reparameterization: Optional[str] = field(default=None, metadata={"help": "plugin methods: None or 'residual_mlp'."})
+    reparameterization: Optional[str] = field(default=None, metadata={"help": "plugin methods: None, 'residual_mlp' or (deep_prompt) 'layer_scaled'."})
     reparameterization_hidden: int = field(default=256, metadata={"help": "plugin methods: residual MLP width."})
     shared_prefix: str = field(default="auto", metadata={"help": "plugin methods on causal LMs: 'auto', 'on' or 'off'."})
     source_adapter: Optional[str] = field(default=None, metadata={"help": "projected: adapter trained on the source model."})

@@ -412,6 +412,7 @@ def deep_config(name: str, task_type: str, model_name: str):
         "deep_text": lambda: deep(deep_init="text", init_text=" ".join(CORPUS[:2]), tokenizer_name_or_path=tiny_tokenizer_dir()),
         "deep_from_prompt": lambda: deep(deep_init="prompt", init_prompt=bank_folders(model_name)[0]),
         "deep_reparam": lambda: deep(deep_init="random", reparameterization="residual_mlp", reparameterization_hidden=16),
+        "deep_layer_scaled": lambda: deep(deep_init="random", seed=5, reparameterization="layer_scaled"),
     }.get(name, lambda: None)()
 
 

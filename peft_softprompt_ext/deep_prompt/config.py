@@ -44,8 +44,10 @@ class DeepPromptTuningConfig(VocabSampledPromptTuningConfig):
         vocab_sampling, num_frequent_tokens, class_labels, corpus, seed, norm_matching,
         tokenizer_name_or_path, tokenizer_kwargs: as `VocabSampledPromptTuningConfig`, for
             `"vocab_sampled"` (and `seed` for `"random"`).
-        reparameterization (`str`): None or `"residual_mlp"`: one MLP over every head's key and
-            value vectors while training; saved collapsed.
+        reparameterization (`str`): None, `"residual_mlp"`: one MLP over every head's key and
+            value vectors while training, or `"layer_scaled"`: the prompt is trained as raw x a fixed
+            scale per layer's keys and per layer's values (their starting RMS), so that an optimizer
+            step moves each part relative to its own size; saved collapsed either way.
     """
 
     PEFT_TYPE_NAME = PEFT_TYPE_NAME

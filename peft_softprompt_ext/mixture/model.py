@@ -44,7 +44,7 @@ class MixturePromptEncoder(PromptEncoder):
             return
         # a warm start: each task's target prompt begins as the mean of the bank
         self.target_prompts = torch.nn.Parameter(self.bank.mean(0, keepdim=True).repeat(config.num_tasks, 1, 1))
-        self.reparameterization = reparameterization.build(config, config.mlp_width())  # over the target prompts
+        self.reparameterization = reparameterization.build(config)  # over the target prompts
         if self.mixing == Mixing.TASK:
             self.task_logits = torch.nn.Parameter(torch.zeros(config.num_tasks, count + 1))
         else:
@@ -160,7 +160,7 @@ class MixturePromptEncoder(PromptEncoder):
         else:
             shapes["attention_down.weight"] = (config.attention_hidden, width)
             shapes["attention_up.weight"] = (width, config.attention_hidden)
-        shapes.update(reparameterization.state_shapes(config, config.mlp_width()))
+        shapes.update(reparameterization.state_shapes(config))
         return shapes
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
