@@ -96,8 +96,8 @@ class PromptTableEncoder(PromptEncoder):
             raise ValueError(f"reparameterization={self.reparameterization_name!r} adapter weights lack {missing}; "
                              f"found {sorted(state_dict)}.")  # fmt: skip
         self._load_rows(state_dict, _RAW)
-        mlp_state = {k.removeprefix("reparameterization."): v for k, v in state_dict.items() if k.startswith("reparameterization.") and k != _RAW}
-        self.reparameterization.load_state_dict(mlp_state)
+        module_state = {k.removeprefix("reparameterization."): v for k, v in state_dict.items() if k.startswith("reparameterization.") and k != _RAW}
+        self.reparameterization.load_state_dict(module_state)
 
     def _load_rows(self, state_dict: dict[str, torch.Tensor], name: str) -> None:
         expected = (self.num_virtual_tokens, self.width)
