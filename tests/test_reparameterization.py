@@ -80,6 +80,8 @@ def _parts(encoder):
 
 @pytest.mark.parametrize("model_name", ["llama", "gpt2", "t5"])
 def test_layer_scaled_starts_at_the_initial_prompt_with_one_scale_per_layer_keys_and_values(model_name):
+    if model_name == "t5" and not common.T5_ROUTES_ATTENTION:
+        pytest.skip(common.NO_DEEP_T5)
     plain_model, task_type = common.tiny_model(model_name)
     plain = peft.get_peft_model(plain_model, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, deep_init="random", seed=7))
     scaled = _layer_scaled(model_name, deep_init="random", seed=7).prompt_encoder["default"]
