@@ -50,6 +50,11 @@ def features(slots: list[Slot]) -> int:
     return sum(slot.features for slot in slots)
 
 
+def parts(slots: list[Slot]) -> list[tuple[str, int]]:
+    """A row's parts in column order, named, with their widths: each layer's keys, then its values."""
+    return [(f"{slot.name} {kind}", slot.kv_heads * slot.head_dim) for slot in slots for kind in ("keys", "values")]
+
+
 def split(rows: torch.Tensor, slots: list[Slot]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """rows [B, P, F] -> per slot (keys, values), each [B, kv heads, P, head dim]."""
     batch, length, _ = rows.shape

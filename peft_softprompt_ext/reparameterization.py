@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from . import layer_prefix
 from .options import Reparameterization, parse_option
 
 
@@ -85,11 +86,6 @@ def validate(config) -> None:
                          f"{type(config).__name__} takes None or 'residual_mlp'.")  # fmt: skip
 
 
-def _parts(config) -> list[tuple[str, int]]:
-    """A deep prompt's row parts in column order: each layer's keys, then its values."""
-    return [(f"{name} {kind}", heads * dim) for name, heads, dim in config.deep_layout for kind in ("keys", "values")]
-
-
 def state_shapes(config, prefix: str = "reparameterization.") -> dict[str, tuple[int, ...]]:
     """Names and shapes of the reparameterisation's saved tensors ({} without one)."""
     if config.reparameterization is None:
@@ -106,5 +102,5 @@ def build(config) -> ResidualMLP | LayerScale | None:
     if config.reparameterization is None:
         return None
     if config.reparameterization == Reparameterization.LAYER_SCALED:
-        return LayerScale(_parts(config))
+        return LayerScale(layer_prefix.parts(layer_prefix.slots_of(config.deep_layout)))
     return ResidualMLP(config.mlp_width(), config.reparameterization_hidden)
