@@ -16,7 +16,8 @@ quartiles: on a shared 2-core machine one round's ratio can move by 10%):
                  keys with the explicit mask a prefix needs (what the deep prompt runs), and over P + L
                  keys with `is_causal` after P zero queries in front (an exact alternative: no mask,
                  P wasted query rows); times relative to the first
-(`--only-attention`: the last part alone, seconds.)
+(`--only-attention`: the last part alone, seconds; `--only-step`: the first alone. `--trainable-layers k`: the deep
+prompt trains only the last k layers, so backward stops above the others.)
 Every pair runs in the same round, order alternating, so machine noise hits both alike.
 """
 
@@ -119,7 +120,10 @@ def main():
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--trainable-layers", type=int, default=None,
+                        help="the deep prompt trains only the last k layers' keys/values (default: all)")
     parser.add_argument("--only-attention", action="store_true", help="run only the attention-layer part")
+    parser.add_argument("--only-step", action="store_true", help="run only the training-step part")
     args = parser.parse_args()
     torch.manual_seed(0)
     model, _ = load_model(args.model)
@@ -128,7 +132,8 @@ def main():
     mask = torch.ones_like(ids)
     batch = {"input_ids": ids, "attention_mask": mask, "labels": ids}
     P = args.num_virtual_tokens
-    print(f"model={args.model} batch={args.batch_size}x{args.seq_len} P={P} rounds={args.rounds} threads={torch.get_num_threads()}")
+    print(f"model={args.model} batch={args.batch_size}x{args.seq_len} P={P} trainable_layers={args.trainable_layers or 'all'} "
+          f"rounds={args.rounds} threads={torch.get_num_threads()}")  # fmt: skip
     if args.only_attention:
         attention_layer(model.config, args.batch_size, args.seq_len, P, max(args.rounds, 20))
         return
@@ -137,7 +142,8 @@ def main():
     import copy
 
     model.train()
-    deep_config = ext.DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random", seed=0)
+    deep_config = ext.DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random", seed=0,
+                                             trainable_layers=args.trainable_layers)  # fmt: skip
     lora_config = peft.LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16)  # PEFT's default targets: q,v (Llama), c_attn (GPT-2)
     deep, deep_step, deep_trainable = training_step(copy.deepcopy(model), batch, deep_config)
     lora, lora_step, lora_trainable = training_step(copy.deepcopy(model), batch, lora_config)
@@ -146,6 +152,8 @@ def main():
           f"LoRA {statistics.median(lora_times):.3f} s ({lora_trainable:,})  "
           f"ratio deep/LoRA {ratio(deep_times, lora_times)} (goal <= 0.95)")  # fmt: skip
     del lora
+    if args.only_step:
+        return
 
     # 2. inference: deep prompt vs the base model alone, same inputs
     deep.eval()

@@ -152,11 +152,14 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
 
 # --------------------------------------------------------------------------- use
 @contextlib.contextmanager
-def prefixed(model, slots: list[Slot], rows: torch.Tensor):
-    """Within this block, every slot of `model` sees its part of `rows` [B, P, F] in front of its keys/values."""
+def prefixed(model, slots: list[Slot], rows: torch.Tensor, frozen_slots: int = 0):
+    """Within this block, every slot of `model` sees its part of `rows` [B, P, F] in front of its keys/values.
+    The first `frozen_slots` slots get theirs detached: nothing below the lowest trained layer runs backward."""
     route(model)  # again: someone may have set another attention implementation since
     modules = [model.get_submodule(slot.name) for slot in slots]
-    token = _active.set({id(module): kv for module, kv in zip(modules, split(rows, slots))})
+    key_values = split(rows, slots)
+    key_values = [(k.detach(), v.detach()) for k, v in key_values[:frozen_slots]] + key_values[frozen_slots:]
+    token = _active.set({id(module): kv for module, kv in zip(modules, key_values)})
     try:
         yield
     finally:

@@ -28,7 +28,9 @@ class PromptEncoder(PeftEncoderHooks):
     Where the prompt goes:
       * `prompt_kind`: `INPUT_EMBEDDINGS` (rows [P, D] in front of the input embeddings) or
         `KEY_VALUES` (rows [P, F] split per layer into keys and values [B, kv heads, P, head dim]
-        in front of each self-attention layer's; `slots` lists those layers, see layer_prefix.py).
+        in front of each self-attention layer's; `slots` lists those layers, see layer_prefix.py);
+      * `frozen_slots` (KEY_VALUES): how many leading slots' keys/values never train; they are
+        detached where the layers read them, so backward stops above those layers.
 
     The prompt, per task:
       * `task_labels` (list[str], one per task; a single-prompt method has one) and `num_tasks`;
@@ -59,6 +61,7 @@ class PromptEncoder(PeftEncoderHooks):
     input_dependent: bool = False
     task_labels: list[str] = ["default"]
     slots: list = []  # KEY_VALUES encoders: the self-attention layers (layer_prefix.Slot)
+    frozen_slots: int = 0  # KEY_VALUES encoders: leading slots whose keys/values do not train
 
     # ------------------------------------------------------------------ the prompt
     @property

@@ -62,7 +62,7 @@ def layer_prompts(parts: PromptParts, rows: torch.Tensor):
     (nothing if a block is already open: a generate call opened it for all its steps)."""
     if layer_prefix.is_active():
         return contextlib.nullcontext()
-    return layer_prefix.prefixed(parts.inner_model, parts.encoder.slots, rows)
+    return layer_prefix.prefixed(parts.inner_model, parts.encoder.slots, rows, parts.encoder.frozen_slots)
 
 
 def generation_scope(parts: PromptParts, prompts: torch.Tensor, prefix=None):

@@ -29,7 +29,10 @@ class PromptTableEncoder(PromptEncoder):
         self.prepare(config, base_model)
         self.num_virtual_tokens = config.num_virtual_tokens
         self.width = config.row_width()
-        self.embedding = torch.nn.Embedding(config.num_virtual_tokens, self.width)
+        self.frozen_width = self.frozen_columns(config)
+        # The trainable columns; the first `frozen_width` columns of the (raw) table are a fixed buffer.
+        self.embedding = torch.nn.Embedding(config.num_virtual_tokens, self.width - self.frozen_width)
+        self.register_buffer("frozen_rows", torch.zeros(config.num_virtual_tokens, self.frozen_width), persistent=False)
         self.reparameterization = reparameterization.build(config)
         self.reparameterization_name = config.reparameterization and config.reparameterization.value
         if not config.inference_mode:  # a loaded adapter gets its weights from the checkpoint
@@ -39,8 +42,7 @@ class PromptTableEncoder(PromptEncoder):
                 raise ValueError(f"The initial prompt has shape {tuple(rows.shape)}; expected {expected}.")
             if self.reparameterization is not None:
                 rows = self.reparameterization.start(rows)  # the raw rows that give the initial prompt
-            with torch.no_grad():
-                self.embedding.weight.copy_(rows)
+            self._set_raw_rows(rows)
 
     def prepare(self, config, base_model) -> None:
         """Anything the table's shape depends on, before it is built (deep prompts: the layer layout)."""
@@ -49,10 +51,25 @@ class PromptTableEncoder(PromptEncoder):
         """The starting table [num_virtual_tokens, width]; subclasses override."""
         raise NotImplementedError
 
+    def frozen_columns(self, config) -> int:
+        """How many leading columns of the table keep their starting values (deep prompts: the lower layers')."""
+        return 0
+
+    def raw_rows(self) -> torch.Tensor:
+        """The table [P, width] before any reparameterisation: fixed columns, then the trainable ones."""
+        if not self.frozen_width:
+            return self.embedding.weight
+        return torch.cat((self.frozen_rows, self.embedding.weight), dim=1)
+
+    def _set_raw_rows(self, rows: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.frozen_rows.copy_(rows[:, : self.frozen_width])
+            self.embedding.weight.copy_(rows[:, self.frozen_width :])
+
     def prompt_rows(self, task=None) -> torch.Tensor:
         """The prompt [num_virtual_tokens, width] the model sees (one prompt: `task` may be None or 0)."""
         self.task_index(task)  # refuses a task other than the only one
-        rows = self.embedding.weight
+        rows = self.raw_rows()
         return rows if self.reparameterization is None else self.reparameterization(rows)
 
     def forward(self, batch_size: int, task_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
@@ -78,7 +95,7 @@ class PromptTableEncoder(PromptEncoder):
         # (and ignores the extra reparameterisation tensors kept for resuming training).
         state = {PROMPT_TUNING_TENSOR: self.prompt_rows().detach()}
         if self.reparameterization is not None:
-            state[_RAW] = self.embedding.weight.detach()
+            state[_RAW] = self.raw_rows().detach()
             state.update({f"reparameterization.{k}": v.detach() for k, v in self.reparameterization.state_dict().items()})
         return state
 
@@ -109,5 +126,4 @@ class PromptTableEncoder(PromptEncoder):
                 f"{name!r} has shape {tuple(tensor.shape)} and dtype {tensor.dtype}; expected a float "
                 f"tensor of shape {expected} (num_virtual_tokens, width) for this base model."
             )
-        with torch.no_grad():
-            self.embedding.weight.copy_(tensor)
+        self._set_raw_rows(tensor)

@@ -58,7 +58,7 @@ def deep_prompt(config, task_type, tokenizer_dir, label_words, corpus):
         deep_init=config.deep_init, vocab_sampling=config.vocab_sampling, seed=config.seed,
         num_frequent_tokens=config.num_frequent_tokens, tokenizer_name_or_path=tokenizer_dir,
         task_type=task_type, num_virtual_tokens=config.num_virtual_tokens, reparameterization=config.reparameterization,
-        reparameterization_hidden=config.reparameterization_hidden, **extra,
+        reparameterization_hidden=config.reparameterization_hidden, trainable_layers=config.trainable_layers, **extra,
     )  # fmt: skip
 
 

@@ -53,6 +53,7 @@ class RecipeConfig:
     norm_matching: bool = field(default=False, metadata={"help": "vocab_sampled: rescale initial rows to the vocabulary norm."})
     deep_init: str = field(default="text", metadata={"help": "deep_prompt: text (init_text) / vocab_sampled / prompt (init_prompt) / zero / random."})
     init_prompt: Optional[str] = field(default=None, metadata={"help": "deep_prompt, deep_init=prompt: a trained shallow prompt's adapter folder ({seed}: this run's seed)."})
+    trainable_layers: Optional[int] = field(default=None, metadata={"help": "deep_prompt: train only the last k layers' keys/values (None: all)."})
     source_prompts: list = field(default_factory=list, metadata={"help": "mixture: trained adapters (folders/repo ids)."})
     mixing: str = field(default="task", metadata={"help": "mixture: 'task' or 'attention'."})
     reparameterization: Optional[str] = field(default=None, metadata={"help": "plugin methods: None, 'residual_mlp' or (deep_prompt) 'layer_scaled'."})
@@ -87,6 +88,8 @@ class RecipeConfig:
         if self.init_prompt is not None and (self.method, self.deep_init) != ("deep_prompt", "prompt"):
             raise ValueError(f"init_prompt={self.init_prompt!r} is read only by method 'deep_prompt' with deep_init 'prompt'; "
                              f"got method={self.method!r}, deep_init={self.deep_init!r}.")  # fmt: skip
+        if self.trainable_layers is not None and self.method != "deep_prompt":
+            raise ValueError(f"trainable_layers={self.trainable_layers!r} is read only by method 'deep_prompt'; got method={self.method!r}.")
         if self.task_type not in ("auto", "CAUSAL_LM", "SEQ_CLS"):
             raise ValueError(f"task_type={self.task_type!r} is unknown; expected 'auto', 'CAUSAL_LM' or 'SEQ_CLS'.")
         if self.lr_schedule not in ("constant", "linear"):
@@ -104,7 +107,8 @@ class RecipeConfig:
     def training_config(self) -> dict:
         """What a run's result depends on: everything but where and how often it writes and evaluates."""
         relevant = {k: v for k, v in self.to_dict().items() if k not in ("output_dir", "eval_every", "checkpoint_every")}
-        for name, default in (("task_type", "auto"), ("eval_split", "validation"), ("deep_init", "text"), ("init_prompt", None)):
+        for name, default in (("task_type", "auto"), ("eval_split", "validation"), ("deep_init", "text"), ("init_prompt", None),
+                              ("trainable_layers", None)):  # fmt: skip
             if relevant[name] == default:  # added later: runs made before it existed keep their digest
                 del relevant[name]
         return relevant

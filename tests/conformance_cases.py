@@ -60,6 +60,7 @@ CONFIGS = [
     ConfigCase("deep_from_prompt", "deep prompt (init from a shallow prompt)", fast=False),
     ConfigCase("deep_reparam", "deep prompt + residual_mlp"),
     ConfigCase("deep_layer_scaled", "deep prompt + layer_scaled"),
+    ConfigCase("deep_top_layer", "deep prompt, trainable_layers=1 (the last layer trains)"),
     ConfigCase("mixture_deep_task_2", "mixture of deep prompts, mixing=task, 2 tasks", num_tasks=2, mixing="task"),
     ConfigCase("mixture_deep_one_hot_2", "mixture of deep prompts, mixing=one_hot, 2 tasks", num_tasks=2, mixing="one_hot", trains=False),
 ]

@@ -413,6 +413,7 @@ def deep_config(name: str, task_type: str, model_name: str):
         "deep_from_prompt": lambda: deep(deep_init="prompt", init_prompt=bank_folders(model_name)[0]),
         "deep_reparam": lambda: deep(deep_init="random", reparameterization="residual_mlp", reparameterization_hidden=16),
         "deep_layer_scaled": lambda: deep(deep_init="random", seed=5, reparameterization="layer_scaled"),
+        "deep_top_layer": lambda: deep(deep_init="random", seed=6, trainable_layers=1),
     }.get(name, lambda: None)()
 
 

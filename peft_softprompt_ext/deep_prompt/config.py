@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from ..options import Option, parse_option
+from ..options import Option, Reparameterization, parse_option
 from ..vocab_sampled.config import VocabSampledPromptTuningConfig
 
 PEFT_TYPE_NAME = "DEEP_PROMPT_TUNING"
@@ -60,6 +60,9 @@ class DeepPromptTuningConfig(VocabSampledPromptTuningConfig):
         default=None, metadata={"help": "deep_init='prompt': a trained shallow prompt (folder or Hub id) on this model."}
     )
     init_prompt_revision: Optional[str] = field(default=None, metadata={"help": "Hub revision of init_prompt."})
+    trainable_layers: Optional[int] = field(
+        default=None, metadata={"help": "None: every layer's prompt trains; k: only the last k self-attention layers'."}
+    )
 
     def __post_init__(self):
         self.deep_init = parse_option(DeepInit, self.deep_init, "deep_init")
@@ -71,3 +74,10 @@ class DeepPromptTuningConfig(VocabSampledPromptTuningConfig):
                 raise ValueError("deep_init='text' needs tokenizer_name_or_path to read init_text; got None.")
         if self.deep_init == DeepInit.PROMPT and (not isinstance(self.init_prompt, str) or not self.init_prompt):
             raise ValueError(f"deep_init='prompt' needs init_prompt (a trained prompt's folder or Hub id), got {self.init_prompt!r}.")
+        layers = self.trainable_layers
+        if layers is not None and (not isinstance(layers, int) or isinstance(layers, bool) or layers <= 0):
+            raise ValueError(f"trainable_layers must be None (every layer trains) or a positive number of layers, got {layers!r}.")
+        if layers is not None and self.reparameterization == Reparameterization.RESIDUAL_MLP:
+            raise ValueError(f"trainable_layers={layers} keeps the lower layers' keys and values fixed, but "
+                             "reparameterization='residual_mlp' shares one MLP over every layer (training it would move "
+                             "them): use reparameterization=None or 'layer_scaled'.")  # fmt: skip

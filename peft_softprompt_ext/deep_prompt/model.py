@@ -100,6 +100,16 @@ class DeepPromptEncoder(PromptTableEncoder):
         self.exact_in_prefix_tuning = task_type_name(config) == "CAUSAL_LM" and window is None
         self._base_model = [base_model]  # a list: not a registered submodule (its weights are not the adapter's)
 
+    def frozen_columns(self, config) -> int:
+        layers = config.trainable_layers
+        if layers is None:
+            return 0
+        if layers > len(self.slots):
+            raise ValueError(f"trainable_layers={layers}, but this model has {len(self.slots)} self-attention layers: "
+                             f"give 1..{len(self.slots)}, or None for all of them.")  # fmt: skip
+        self.frozen_slots = len(self.slots) - layers
+        return layer_prefix.features(self.slots[: self.frozen_slots])
+
     def initial_rows(self, config, word_embeddings, model_config) -> torch.Tensor:
         return initial_key_values(config, word_embeddings, model_config, self._base_model[0], self.slots)
 
