@@ -1,6 +1,6 @@
 """Deep prompts (issue #14): training step vs LoRA, inference vs the base model, mixed-task batches.
 
-Run (2-core CPU, embedded SmolLM2, alone on the machine; not yet timed there):
+Run (2-core CPU, embedded SmolLM2, alone on the machine: 186 s with 2 threads; `--only-step` ~1 min):
     python benchmarks/bench_deep_prompt.py --model smollm2-135m
 Quick check on a tiny random GPT-2 (under a minute here with --rounds 3, not timed exactly):
     python benchmarks/bench_deep_prompt.py --model tiny-gpt2
