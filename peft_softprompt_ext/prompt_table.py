@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from . import reparameterization
+from . import layer_prefix, reparameterization
 from ._peft_compat import PROMPT_TUNING_TENSOR
 from .adapter_files import check_finite
 from .prompt_encoder import PromptEncoder
@@ -29,7 +29,7 @@ class PromptTableEncoder(PromptEncoder):
         self.prepare(config, base_model)
         self.num_virtual_tokens = config.num_virtual_tokens
         self.width = config.row_width()
-        self.frozen_width = self.frozen_columns(config)
+        self.frozen_width = layer_prefix.features(self.slots[: self.frozen_slots])  # 0 unless a deep prompt fixes layers
         # The trainable columns; the first `frozen_width` columns of the (raw) table are a fixed buffer.
         self.embedding = torch.nn.Embedding(config.num_virtual_tokens, self.width - self.frozen_width)
         self.register_buffer("frozen_rows", torch.zeros(config.num_virtual_tokens, self.frozen_width), persistent=False)
@@ -50,10 +50,6 @@ class PromptTableEncoder(PromptEncoder):
     def initial_rows(self, config, word_embeddings, model_config) -> torch.Tensor:
         """The starting table [num_virtual_tokens, width]; subclasses override."""
         raise NotImplementedError
-
-    def frozen_columns(self, config) -> int:
-        """How many leading columns of the table keep their starting values (deep prompts: the lower layers')."""
-        return 0
 
     def raw_rows(self) -> torch.Tensor:
         """The table [P, width] before any reparameterisation: fixed columns, then the trainable ones."""

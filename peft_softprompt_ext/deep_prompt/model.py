@@ -105,9 +105,6 @@ class DeepPromptEncoder(PromptTableEncoder):
         self.exact_in_prefix_tuning = task_type_name(config) == "CAUSAL_LM" and window is None
         self._base_model = [base_model]  # a list: not a registered submodule (its weights are not the adapter's)
 
-    def frozen_columns(self, config) -> int:
-        return layer_prefix.features(self.slots[: self.frozen_slots])
-
     def initial_rows(self, config, word_embeddings, model_config) -> torch.Tensor:
         return initial_key_values(config, word_embeddings, model_config, self._base_model[0], self.slots)
 
