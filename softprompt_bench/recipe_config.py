@@ -40,6 +40,7 @@ class RecipeConfig:
     steps: int = field(default=100, metadata={"help": "Optimizer steps (0: evaluate the initial prompt only)."})
     batch_size: int = field(default=8, metadata={"help": "Global batch size (split across processes)."})
     lr: float = field(default=3e-2, metadata={"help": "Peak learning rate."})
+    head_lr: Optional[float] = field(default=None, metadata={"help": "SEQ_CLS: peak learning rate of the trained classifier head (None: lr)."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
     lr_schedule: str = field(default="constant", metadata={"help": "'constant' or 'linear' (decay to 0) after warm-up."})
@@ -90,6 +91,8 @@ class RecipeConfig:
                              f"got method={self.method!r}, deep_init={self.deep_init!r}.")  # fmt: skip
         if self.trainable_layers is not None and self.method != "deep_prompt":
             raise ValueError(f"trainable_layers={self.trainable_layers!r} is read only by method 'deep_prompt'; got method={self.method!r}.")
+        if self.head_lr is not None and (not isinstance(self.head_lr, (int, float)) or self.head_lr <= 0):
+            raise ValueError(f"head_lr must be a positive learning rate (or None: lr), got {self.head_lr!r}.")
         if self.task_type not in ("auto", "CAUSAL_LM", "SEQ_CLS"):
             raise ValueError(f"task_type={self.task_type!r} is unknown; expected 'auto', 'CAUSAL_LM' or 'SEQ_CLS'.")
         if self.lr_schedule not in ("constant", "linear"):
@@ -108,7 +111,7 @@ class RecipeConfig:
         """What a run's result depends on: everything but where and how often it writes and evaluates."""
         relevant = {k: v for k, v in self.to_dict().items() if k not in ("output_dir", "eval_every", "checkpoint_every")}
         for name, default in (("task_type", "auto"), ("eval_split", "validation"), ("deep_init", "text"), ("init_prompt", None),
-                              ("trainable_layers", None)):  # fmt: skip
+                              ("trainable_layers", None), ("head_lr", None)):  # fmt: skip
             if relevant[name] == default:  # added later: runs made before it existed keep their digest
                 del relevant[name]
         return relevant
@@ -132,6 +135,11 @@ def _coerce(name: str, raw):
     default = FIELDS[name].default if FIELDS[name].default is not dataclasses.MISSING else FIELDS[name].default_factory()
     if not isinstance(raw, str):
         return raw
+    number = {"Optional[int]": int, "Optional[float]": float}.get(str(FIELDS[name].type))
+    if default is None and number is not None:  # e.g. --trainable_layers 24, --head_lr 1e-3; 'none' leaves it unset
+        if raw.lower() in ("none", "null"):
+            return None
+        default = number(0)
     if isinstance(default, bool):
         if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise ValueError(f"--{name} expects true/false, got {raw!r}.")

@@ -20,7 +20,7 @@ from .data import load_task, prompt_template
 from .data.tasks import EMBEDDED_TASKS
 from .embedded_models import MODEL_ALIASES, resolve_model
 from .methods import build_peft_config, prepare_adapter
-from .metrics import compute_metrics
+from .metrics import compute_metrics, confusion_matrix
 
 DEFAULT_TEMPLATE = "Text: {text}\nLabel:"
 
@@ -129,6 +129,20 @@ def _schedule(config):
     return factor
 
 
+def _parameter_groups(model, config) -> list[dict]:
+    """The trainable parameters as AdamW groups: one at `lr`, or with `head_lr` the trained classifier head
+    (PEFT's `modules_to_save` copies) in a second group at that rate."""
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if config.head_lr is None:
+        return [{"params": [p for _, p in named]}]
+    head = [p for name, p in named if ".modules_to_save." in name]
+    if not head:
+        raise ValueError(f"head_lr={config.head_lr!r} but method={config.method!r} on model={config.model!r} trains no "
+                         "classifier head (only a SEQ_CLS adapter keeps one in modules_to_save); leave head_lr unset.")  # fmt: skip
+    rest = [p for name, p in named if ".modules_to_save." not in name]
+    return [{"params": rest}, {"params": head, "lr": config.head_lr}]
+
+
 def build_setup(config, accelerator) -> Setup:
     """Model, tokenizer, data and optimizer for `config`; the model and optimizer go through accelerate."""
     import peft
@@ -159,7 +173,7 @@ def build_setup(config, accelerator) -> Setup:
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = scheduler = None
     if trainable:
-        optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(_parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
         # The scheduler is not prepared: accelerate would step it once per process, and our
         # global batch is already split across processes.
@@ -204,7 +218,8 @@ def evaluate(accelerator, setup: Setup, config) -> dict:
             predictions = classification.seq_cls_classify(model, inputs, setup.pad_token_id, progress=progress)
     gathered = gather_object([(i, p) for i, p in zip(shard, predictions)])
     ordered = [p for _, p in sorted(gathered)]
-    return compute_metrics(ordered, setup.eval_labels)
+    return {**compute_metrics(ordered, setup.eval_labels),
+            "confusion": confusion_matrix(ordered, setup.eval_labels, len(setup.label_names))}  # fmt: skip
 
 
 def _shard(count: int, accelerator) -> list[int]:

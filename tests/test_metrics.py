@@ -88,3 +88,11 @@ def test_each_metric_module_loads_by_path_with_evaluate(name):
 def test_metric_path_rejects_unknown_names():
     with pytest.raises(ValueError, match="'f1'.*accuracy"):
         metric_path("f1")
+
+
+def test_confusion_matrix_counts_true_rows_by_predicted_columns():
+    from softprompt_bench.metrics import confusion_matrix
+
+    assert confusion_matrix([0, 2, 1, 1, 0], [0, 1, 1, 2, 2], 3) == [[1, 0, 0], [0, 1, 1], [1, 1, 0]]
+    with pytest.raises(ValueError, match="out of range 0..1: predicted 2"):
+        confusion_matrix([2], [0], 2)

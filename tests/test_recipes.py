@@ -107,6 +107,35 @@ def test_train_with_text_init_and_seq_cls_encoder(tmp_path):
     assert json.loads((tmp_path / "bert" / "results.json").read_text())["trainable_params"] > 4 * 32  # prompt + head
 
 
+def test_head_lr_puts_the_seq_cls_head_in_its_own_group_and_results_carry_the_confusion(tmp_path):
+    """head_lr: the classifier head PEFT trains beside the adapter (modules_to_save) at its own rate."""
+    import peft
+    from transformers import AutoModelForSequenceClassification
+
+    support = importlib.import_module("softprompt_bench.recipe_support")
+    model = peft.get_peft_model(AutoModelForSequenceClassification.from_pretrained(common.tiny_model_folder("bert"), num_labels=2),
+                                peft.LoraConfig(task_type="SEQ_CLS", r=2, target_modules=["query", "value"]))  # fmt: skip
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    config = RecipeConfig(method="lora", head_lr=0.5)
+    rest, head = support._parameter_groups(model, config)
+    head_ids = {id(p) for p in head["params"]}
+    assert head["lr"] == 0.5 and "lr" not in rest  # the rest keeps the optimizer's lr
+    assert {n for n, p in model.named_parameters() if id(p) in head_ids} == {n for n in trainable if "classifier" in n}
+    assert len(rest["params"]) + len(head["params"]) == len(trainable)
+    assert len(support._parameter_groups(model, RecipeConfig(method="lora"))) == 1  # no head_lr: one group
+    causal = peft.get_peft_model(common.tiny_model("llama")[0], peft.LoraConfig(task_type="CAUSAL_LM", r=2))
+    with pytest.raises(ValueError, match="head_lr=0.5 but method='lora'.*trains no classifier head"):
+        support._parameter_groups(causal, config)
+    with pytest.raises(ValueError, match="head_lr must be a positive learning rate.*got -1"):
+        RecipeConfig(head_lr=-1)
+    recipe("train.py", "--model", common.tiny_model_folder("bert"), "--method", "deep_prompt", "--output_dir", tmp_path,
+           "--steps", 2, *TINY_RUN, "--head_lr", "0.01")  # fmt: skip
+    result = json.loads((tmp_path / "results.json").read_text())
+    confusion = result["metrics"]["confusion"]
+    assert len(confusion) == 2 and sum(map(sum, confusion)) == 16  # every scored row, true class by predicted class
+    assert result["metrics"]["accuracy"] == pytest.approx((confusion[0][0] + confusion[1][1]) / 16)
+
+
 @pytest.mark.slow
 @pytest.mark.ci
 def test_two_processes_train_one_data_parallel_prompt(tmp_path):
@@ -355,6 +384,11 @@ def test_cli_values_are_typed_and_checked():
     assert (config.steps, config.lr, config.norm_matching, config.lora_target_modules) == (7, 0.5, True, ["q", "k"])
     with pytest.raises(ValueError, match=r"--steps expects an integer, got 'many'"):
         load_config(None, ["--steps", "many"])
+    optional = load_config(None, ["--method", "deep_prompt", "--trainable_layers", "3", "--head_lr", "1e-3"])
+    assert (optional.trainable_layers, optional.head_lr) == (3, 1e-3)  # optional numbers typed too
+    assert load_config(None, ["--head_lr", "none"]).head_lr is None
+    with pytest.raises(ValueError, match=r"--head_lr expects a number, got 'fast'"):
+        load_config(None, ["--head_lr", "fast"])
 
 
 def test_unknown_model_alias_is_named(tmp_path):

@@ -54,3 +54,13 @@ def compute_metrics(predictions, references) -> dict[str, float]:
     if not references:
         raise ValueError("compute_metrics needs at least one prediction; got empty lists")
     return _shared_metrics().compute(predictions=predictions, references=references)
+
+
+def confusion_matrix(predictions, references, num_classes: int) -> list[list[int]]:
+    """counts[true class][predicted class] (what a run's errors are, beside its accuracy)."""
+    counts = [[0] * num_classes for _ in range(num_classes)]
+    for predicted, true in zip(predictions, references, strict=True):
+        if not (0 <= int(true) < num_classes and 0 <= int(predicted) < num_classes):
+            raise ValueError(f"class index out of range 0..{num_classes - 1}: predicted {predicted!r}, true {true!r}")
+        counts[int(true)][int(predicted)] += 1
+    return counts
