@@ -91,7 +91,7 @@ class RecipeConfig:
                              f"got method={self.method!r}, deep_init={self.deep_init!r}.")  # fmt: skip
         if self.trainable_layers is not None and self.method != "deep_prompt":
             raise ValueError(f"trainable_layers={self.trainable_layers!r} is read only by method 'deep_prompt'; got method={self.method!r}.")
-        if self.head_lr is not None and (not isinstance(self.head_lr, (int, float)) or self.head_lr <= 0):
+        if self.head_lr is not None and (isinstance(self.head_lr, bool) or not isinstance(self.head_lr, (int, float)) or self.head_lr <= 0):
             raise ValueError(f"head_lr must be a positive learning rate (or None: lr), got {self.head_lr!r}.")
         if self.task_type not in ("auto", "CAUSAL_LM", "SEQ_CLS"):
             raise ValueError(f"task_type={self.task_type!r} is unknown; expected 'auto', 'CAUSAL_LM' or 'SEQ_CLS'.")

@@ -126,8 +126,9 @@ def test_head_lr_puts_the_seq_cls_head_in_its_own_group_and_results_carry_the_co
     causal = peft.get_peft_model(common.tiny_model("llama")[0], peft.LoraConfig(task_type="CAUSAL_LM", r=2))
     with pytest.raises(ValueError, match="head_lr=0.5 but method='lora'.*trains no classifier head"):
         support._parameter_groups(causal, config)
-    with pytest.raises(ValueError, match="head_lr must be a positive learning rate.*got -1"):
-        RecipeConfig(head_lr=-1)
+    for bad in (-1, 0, True, "fast"):
+        with pytest.raises(ValueError, match=f"head_lr must be a positive learning rate.*got {bad!r}"):
+            RecipeConfig(head_lr=bad)
     recipe("train.py", "--model", common.tiny_model_folder("bert"), "--method", "deep_prompt", "--output_dir", tmp_path,
            "--steps", 2, *TINY_RUN, "--head_lr", "0.01")  # fmt: skip
     result = json.loads((tmp_path / "results.json").read_text())
