@@ -58,7 +58,8 @@ def deep_prompt(config, task_type, tokenizer_dir, label_words, corpus):
         deep_init=config.deep_init, vocab_sampling=config.vocab_sampling, seed=config.seed,
         num_frequent_tokens=config.num_frequent_tokens, tokenizer_name_or_path=tokenizer_dir,
         task_type=task_type, num_virtual_tokens=config.num_virtual_tokens, reparameterization=config.reparameterization,
-        reparameterization_hidden=config.reparameterization_hidden, trainable_layers=config.trainable_layers, **extra,
+        reparameterization_hidden=config.reparameterization_hidden, trainable_layers=config.trainable_layers,
+        modules_to_save=list(config.modules_to_save) or None, **extra,
     )  # fmt: skip
 
 
@@ -114,7 +115,8 @@ def prompt_tuning(init: str):
 
 def lora(config, task_type, tokenizer_dir, label_words, corpus):
     return peft.LoraConfig(task_type=task_type, r=config.lora_r, lora_alpha=config.lora_alpha,
-                           target_modules=list(config.lora_target_modules), lora_dropout=0.0)  # fmt: skip
+                           target_modules=list(config.lora_target_modules), lora_dropout=0.0,
+                           modules_to_save=list(config.modules_to_save) or None)  # fmt: skip
 
 
 def no_adapter(config, task_type, tokenizer_dir, label_words, corpus):

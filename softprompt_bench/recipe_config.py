@@ -63,6 +63,7 @@ class RecipeConfig:
     source_adapter: Optional[str] = field(default=None, metadata={"help": "projected: adapter trained on the source model."})
     projection: Optional[str] = field(default=None, metadata={"help": "projected: saved PromptProjection folder."})
     init_text: str = field(default="Classify the sentiment of this review as positive or negative.", metadata={"help": "prompt_tuning_text, deep_prompt (deep_init=text) and cartridge init."})
+    modules_to_save: list = field(default_factory=list, metadata={"help": "deep_prompt, lora: base modules trained and saved beside the adapter, besides PEFT's SEQ_CLS head (e.g. [pooler])."})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     lora_target_modules: list = field(default_factory=lambda: ["q_proj", "v_proj"], metadata={"help": "LoRA targets."})
@@ -91,6 +92,8 @@ class RecipeConfig:
                              f"got method={self.method!r}, deep_init={self.deep_init!r}.")  # fmt: skip
         if self.trainable_layers is not None and self.method != "deep_prompt":
             raise ValueError(f"trainable_layers={self.trainable_layers!r} is read only by method 'deep_prompt'; got method={self.method!r}.")
+        if self.modules_to_save and self.method not in ("deep_prompt", "lora"):
+            raise ValueError(f"modules_to_save={self.modules_to_save!r} is read only by methods 'deep_prompt' and 'lora'; got method={self.method!r}.")
         if self.head_lr is not None and (isinstance(self.head_lr, bool) or not isinstance(self.head_lr, (int, float)) or self.head_lr <= 0):
             raise ValueError(f"head_lr must be a positive learning rate (or None: lr), got {self.head_lr!r}.")
         if self.task_type not in ("auto", "CAUSAL_LM", "SEQ_CLS"):
@@ -111,7 +114,7 @@ class RecipeConfig:
         """What a run's result depends on: everything but where and how often it writes and evaluates."""
         relevant = {k: v for k, v in self.to_dict().items() if k not in ("output_dir", "eval_every", "checkpoint_every")}
         for name, default in (("task_type", "auto"), ("eval_split", "validation"), ("deep_init", "text"), ("init_prompt", None),
-                              ("trainable_layers", None), ("head_lr", None)):  # fmt: skip
+                              ("trainable_layers", None), ("head_lr", None), ("modules_to_save", [])):  # fmt: skip
             if relevant[name] == default:  # added later: runs made before it existed keep their digest
                 del relevant[name]
         return relevant

@@ -137,6 +137,23 @@ def test_head_lr_puts_the_seq_cls_head_in_its_own_group_and_results_carry_the_co
     assert result["metrics"]["accuracy"] == pytest.approx((confusion[0][0] + confusion[1][1]) / 16)
 
 
+@pytest.mark.parametrize("method", ["deep_prompt", "lora"])
+def test_modules_to_save_trains_those_base_modules_beside_the_head(method):
+    import peft
+    from transformers import AutoModelForSequenceClassification
+
+    from softprompt_bench.methods import build_peft_config
+
+    folder = common.tiny_model_folder("bert")
+    config = RecipeConfig(method=method, modules_to_save=["pooler"], lora_target_modules=["query", "value"], num_virtual_tokens=4)
+    model = peft.get_peft_model(AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2),
+                                build_peft_config(config, "SEQ_CLS", folder, ["a", "b"]))  # fmt: skip
+    copies = {name.split(".modules_to_save.")[0].split(".")[-1] for name, p in model.named_parameters() if p.requires_grad and ".modules_to_save." in name}
+    assert copies == {"pooler", "classifier"}
+    with pytest.raises(ValueError, match=r"modules_to_save=\['pooler'\] is read only by methods 'deep_prompt' and 'lora'; got method='vocab_sampled'"):
+        RecipeConfig(method="vocab_sampled", modules_to_save=["pooler"])
+
+
 @pytest.mark.slow
 @pytest.mark.ci
 def test_two_processes_train_one_data_parallel_prompt(tmp_path):
