@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -77,15 +78,16 @@ def write_plot(rows: list[dict], path: Path, split: str = "validation") -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for index, row in enumerate(rows):
         color = f"C{index % 10}"  # one colour per method, its seeds' loss curves included
+        label = textwrap.fill(row["method"], 70)  # a long method name wraps instead of squeezing the axes
         if row["trainable_params"]:
             left.errorbar(row["trainable_params"], 100 * row["accuracy_mean"], yerr=100 * row["accuracy_std"], fmt="o", capsize=3,
-                          label=row["method"], color=color)  # fmt: skip
+                          label=label, color=color)  # fmt: skip
         else:
-            left.axhline(100 * row["accuracy_mean"], linestyle=":", color="gray", label=f"{row['method']} (0 params)")
+            left.axhline(100 * row["accuracy_mean"], linestyle=":", color="gray", label=f"{label} (0 params)")
         for seed_index, curve in enumerate(row["loss_curves"]):
             if curve:
                 steps, losses = zip(*curve)
-                right.plot(steps, losses, alpha=0.6, color=color, label=row["method"] if seed_index == 0 else None)
+                right.plot(steps, losses, alpha=0.6, color=color, label=label if seed_index == 0 else None)
     left.set(xscale="log", xlabel="trainable parameters (log)", ylabel=f"{split} accuracy (%)", title="accuracy vs size")
     right.set(xlabel="step", ylabel="training loss", title="loss curves", yscale="log")
     left.legend(fontsize=7)
