@@ -154,6 +154,26 @@ def test_modules_to_save_trains_those_base_modules_beside_the_head(method):
         RecipeConfig(method="vocab_sampled", modules_to_save=["pooler"])
 
 
+def test_misclassified_lists_the_rows_a_run_got_wrong_and_checks_them_against_its_results(tmp_path):
+    recipe("train.py", *tiny_args(tmp_path / "prompt", steps=2))
+    recipe("train.py", *tiny_args(tmp_path / "lora", method="lora", steps=2))
+    results = {name: json.loads((tmp_path / name / "results.json").read_text())["metrics"] for name in ("prompt", "lora")}
+    wrong = {name: 16 - sum(m["confusion"][i][i] for i in range(len(m["confusion"]))) for name, m in results.items()}
+    out = recipe("misclassified.py", "--run", tmp_path / "prompt").stdout
+    rows = [line for line in out.splitlines() if line.startswith("row ")]
+    assert len(rows) == wrong["prompt"] and f"wrong of 16: {wrong['prompt']} (each" in out
+    both = recipe("misclassified.py", "--run", tmp_path / "prompt", "--other", tmp_path / "lora").stdout
+    assert f"wrong of 16: {wrong['prompt']}, {wrong['lora']} (each" in both and " other=" in both
+    bad = recipe("misclassified.py", "--run", tmp_path / "prompt", "--label", "neutral", check=False)
+    assert bad.returncode != 0 and "--label 'neutral' is not a label of this task" in bad.stderr
+    results_file = tmp_path / "prompt" / "results.json"  # a run whose adapter is not the one reported is refused
+    record = json.loads(results_file.read_text())
+    record["metrics"]["accuracy"] = (16 - wrong["prompt"] + (1 if wrong["prompt"] < 16 else -1)) / 16
+    results_file.write_text(json.dumps(record))
+    refused = recipe("misclassified.py", "--run", tmp_path / "prompt", check=False)
+    assert refused.returncode != 0 and "the adapter is not the one that was reported" in refused.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.ci
 def test_two_processes_train_one_data_parallel_prompt(tmp_path):

@@ -1,0 +1,81 @@
+"""The rows a recipe run gets wrong (causal LMs: rank classification), optionally beside a second run's answers.
+
+    .venv/bin/python recipes/misclassified.py --run runs/deep_vs_lora_bbc/<deep row>/seed2 \\
+        [--other runs/deep_vs_lora_bbc/<LoRA row>/seed2] [--label entertainment]
+
+Each run's saved adapter is scored again on the rows it was scored on (its eval split, template, truncation);
+the count of wrong rows is checked against the run's results.json, so the listing is of the run that was
+reported. With --other, a row is listed when either run is wrong, with both predictions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
+
+import peft_softprompt_ext  # noqa: E402,F401  (registers the plugin methods a saved adapter may use)
+from softprompt_bench import classification  # noqa: E402
+from softprompt_bench.recipe_config import load_config  # noqa: E402
+from softprompt_bench.recipe_support import evaluation_prompts  # noqa: E402
+
+
+def predictions(run: Path) -> tuple[list[str], list[int], list[int], list[list[int]], object]:
+    """(label words, labels, predictions, prompt ids, tokenizer) of `run`'s scored rows, from its saved adapter."""
+    import peft
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = load_config(str(run / "resolved_config.yaml"))
+    folder, words, prompts, labels = evaluation_prompts(config)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    if (run / "adapter").is_dir():  # zero_shot and full fine-tuning runs save no adapter
+        model = peft.PeftModel.from_pretrained(model, str(run / "adapter"))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    with torch.no_grad():
+        predicted = classification.rank_classify(model.eval(), prompts, classification.label_token_ids(tokenizer, words), pad)
+    recorded = json.loads((run / "results.json").read_text())["metrics"]["accuracy"]
+    wrong = sum(p != t for p, t in zip(predicted, labels))
+    if abs((len(labels) - wrong) / len(labels) - recorded) > 1e-9:
+        raise SystemExit(f"misclassified: {run} now scores {(len(labels) - wrong) / len(labels):.4f}, its results.json "
+                         f"{recorded:.4f}: the adapter is not the one that was reported.")  # fmt: skip
+    return list(words), list(labels), predicted, prompts, tokenizer
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", required=True, type=Path, help="a recipe run's output_dir (adapter/, resolved_config.yaml, results.json)")
+    parser.add_argument("--other", type=Path, help="a second run on the same rows: its prediction is shown beside")
+    parser.add_argument("--label", help="only rows whose true label word is this (e.g. entertainment)")
+    parser.add_argument("--chars", type=int, default=150, help="characters of each row's text shown")
+    args = parser.parse_args(argv)
+    words, labels, first, prompts, tokenizer = predictions(args.run)
+    names = [word.strip() for word in words]
+    if args.label is not None and args.label.strip() not in names:
+        raise SystemExit(f"misclassified: --label {args.label!r} is not a label of this task; expected one of {names}.")
+    second = None
+    if args.other is not None:
+        other_words, other_labels, second, _, _ = predictions(args.other)
+        if (other_words, other_labels) != (words, labels):
+            raise SystemExit(f"misclassified: {args.other} was scored on other rows or labels than {args.run}.")
+    listed = 0
+    for index, (truth, mine) in enumerate(zip(labels, first)):
+        theirs = second[index] if second is not None else truth
+        if (mine == truth and theirs == truth) or (args.label is not None and names[truth] != args.label.strip()):
+            continue
+        listed += 1
+        beside = f" other={names[theirs]}" if second is not None else ""
+        text = tokenizer.decode(prompts[index], skip_special_tokens=True)[: args.chars]
+        print(f"row {index}: true={names[truth]} run={names[mine]}{beside} | {text!r}")
+    runs = [first] + ([second] if second is not None else [])
+    wrong = [sum(p != t for p, t in zip(predicted, labels)) for predicted in runs]
+    print(f"misclassified: {listed} rows listed; wrong of {len(labels)}: " + ", ".join(map(str, wrong))
+          + " (each equal to its results.json)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
