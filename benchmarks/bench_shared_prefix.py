@@ -58,7 +58,7 @@ def task_batches(tokenizer, task: str, batch_size: int, eval_batch_size: int, ro
     data = load_task(task)
     template = prompt_template(task)
     label_ids = classification.label_token_ids(tokenizer, label_words(task))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = classification.pad_token_id(tokenizer)
     train = data["train"].select(range(batch_size * (rounds + 1)))
     examples = classification.causal_examples(tokenizer, train["text"], train["label"], template, label_ids, 64)
     training = [classification.collate(examples[i : i + batch_size], pad) for i in range(0, len(examples), batch_size)]

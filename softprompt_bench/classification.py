@@ -11,6 +11,11 @@ from __future__ import annotations
 import torch
 
 
+def pad_token_id(tokenizer) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its end-of-text token (causal LMs often lack one)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def label_token_ids(tokenizer, words) -> list[list[int]]:
     """Token ids of each verbaliser word; a word that tokenizes to nothing is an error."""
     ids = []

@@ -154,7 +154,7 @@ def build_setup(config, accelerator) -> Setup:
     set_seed(config.seed)
     folder = resolve_model_folder(config.model)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_token_id = classification.pad_token_id(tokenizer)
     is_causal = model_task_type(folder, config.task_type) == "CAUSAL_LM"
     names, words, label_ids, train_examples, eval_inputs, eval_labels, train_texts = _data(config, tokenizer, is_causal)
     if is_causal:
