@@ -30,14 +30,16 @@ def predictions(run: Path) -> tuple[list[str], list[int], list[int], list[list[i
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     config = load_config(str(run / "resolved_config.yaml"))
+    if config.method == "full_finetune":  # its run keeps metrics only: there are no trained weights to score again
+        raise SystemExit(f"misclassified: {run} is a full_finetune run, which saves no weights; it cannot be scored again.")
     folder, words, prompts, labels = evaluation_prompts(config)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    if (run / "adapter").is_dir():  # zero_shot and full fine-tuning runs save no adapter
+    if config.method != "zero_shot":  # every other method left here saved its PEFT adapter
         model = peft.PeftModel.from_pretrained(model, str(run / "adapter"))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    label_ids = classification.label_token_ids(tokenizer, words)
     with torch.no_grad():
-        predicted = classification.rank_classify(model.eval(), prompts, classification.label_token_ids(tokenizer, words), pad)
+        predicted = classification.rank_classify(model.eval(), prompts, label_ids, classification.pad_token_id(tokenizer))
     recorded = json.loads((run / "results.json").read_text())["metrics"]["accuracy"]
     wrong = sum(p != t for p, t in zip(predicted, labels))
     if abs((len(labels) - wrong) / len(labels) - recorded) > 1e-9:

@@ -164,6 +164,12 @@ def test_misclassified_lists_the_rows_a_run_got_wrong_and_checks_them_against_it
     assert len(rows) == wrong["prompt"] and f"wrong of 16: {wrong['prompt']} (each" in out
     both = recipe("misclassified.py", "--run", tmp_path / "prompt", "--other", tmp_path / "lora").stdout
     assert f"wrong of 16: {wrong['prompt']}, {wrong['lora']} (each" in both and " other=" in both
+    config_file = tmp_path / "prompt" / "resolved_config.yaml"  # a full fine-tuning run keeps no weights to score
+    original = config_file.read_text()
+    config_file.write_text(original.replace("method: vocab_sampled", "method: full_finetune"))
+    full = recipe("misclassified.py", "--run", tmp_path / "prompt", check=False)
+    assert full.returncode != 0 and "is a full_finetune run, which saves no weights" in full.stderr
+    config_file.write_text(original)
     bad = recipe("misclassified.py", "--run", tmp_path / "prompt", "--label", "neutral", check=False)
     assert bad.returncode != 0 and "--label 'neutral' is not a label of this task" in bad.stderr
     results_file = tmp_path / "prompt" / "results.json"  # a run whose adapter is not the one reported is refused
