@@ -257,6 +257,27 @@ def check_layout(saved, slots: list[Slot], what: str) -> None:
         )
 
 
+def check_trainable_layers(layers, residual_mlp: bool) -> None:
+    """`trainable_layers` (deep prompts and mixtures of them): None (every layer trains) or a positive count,
+    and not with a residual MLP (one MLP shared over every layer would move the fixed ones)."""
+    if layers is not None and (not isinstance(layers, int) or isinstance(layers, bool) or layers <= 0):
+        raise ValueError(f"trainable_layers must be None (every layer trains) or a positive number of layers, got {layers!r}.")
+    if layers is not None and residual_mlp:
+        raise ValueError(f"trainable_layers={layers} keeps the lower layers' keys and values fixed, but "
+                         "reparameterization='residual_mlp' shares one MLP over every layer (training it would move "
+                         "them): use reparameterization=None or 'layer_scaled'.")  # fmt: skip
+
+
+def frozen_slot_count(layers: int | None, slots: list[Slot]) -> int:
+    """How many leading slots keep their keys/values fixed when only the last `layers` train (None: all train)."""
+    if layers is None:
+        return 0
+    if layers > len(slots):
+        raise ValueError(f"trainable_layers={layers}, but this model has {len(slots)} self-attention layers: "
+                         f"give 1..{len(slots)}, or None for all of them.")  # fmt: skip
+    return len(slots) - layers
+
+
 def is_active() -> bool:
     """Whether a `prefixed(...)` block is open (e.g. around a whole generate call)."""
     return _active.get() is not None

@@ -7,14 +7,16 @@ rescale the small initial output to unit size and move the prompt away from its 
 initialisation. The up-projection starts small, so the initial prompt is (almost exactly) the
 initialised one.
 
-`layer_scaled` (deep prompts only): the prompt is `raw * scale`, `scale` fixed per layer and per
-keys/values at the size (RMS) those start with. A deep prompt's parts differ in size by ~40x (on
-SmolLM2-135M the first layer's values start at RMS 0.05, keys at ~2), while Adam moves every entry by
-about the learning rate per step whatever its size; trained as `raw`, each part moves by about the
-learning rate *relative to its own size* (Adafactor's parameter scaling, as a reparameterisation).
+`layer_scaled` (deep prompts, and the target prompts of a mixture of them): the prompt is
+`raw * scale`, `scale` fixed per layer and per keys/values at the size (RMS) those start with. A
+deep prompt's parts differ in size by ~40x (on SmolLM2-135M the first layer's values start at RMS
+0.05, keys at ~2), while Adam moves every entry by about the learning rate per step whatever its
+size; trained as `raw`, each part moves by about the learning rate *relative to its own size*
+(Adafactor's parameter scaling, as a reparameterisation).
 
-Saves and exports hold the result collapsed (`prompt_embeddings`), with the raw prompt and the
-reparameterisation's tensors kept beside it so training can resume.
+Single prompts' saves and exports hold the result collapsed (`prompt_embeddings`), with the raw
+prompt and the reparameterisation's tensors kept beside it so training can resume. A mixture saves
+its raw target prompts and those tensors (its exports hold each task's prompt as used).
 """
 
 from __future__ import annotations
@@ -57,10 +59,11 @@ class LayerScale(torch.nn.Module):
         self.register_buffer("scale", torch.ones(sum(width for _, width in parts)))
 
     def start(self, rows: torch.Tensor) -> torch.Tensor:
-        """Sets `scale` to each part's RMS in the initial prompt `rows` [P, F]; returns the raw prompt rows / scale."""
+        """Sets `scale` to each part's RMS in the initial prompt `rows` [..., P, F] (a mixture's target prompts: one
+        per task); returns the raw prompt rows / scale."""
         scales, start = [], 0
         for name, width in self.parts:
-            rms = rows[:, start : start + width].float().pow(2).mean().sqrt()
+            rms = rows[..., start : start + width].float().pow(2).mean().sqrt()
             if not torch.isfinite(rms) or rms <= 0:
                 raise ValueError(f"reparameterization='layer_scaled' scales each layer's keys and values by their starting size, "
                                  f"but {name} start at RMS {rms.item():g}: start the prompt from text, sampled tokens, a "
@@ -75,13 +78,17 @@ class LayerScale(torch.nn.Module):
         return rows * self.scale
 
 
+_LAYERED = ("DEEP_PROMPT_TUNING", "MIXTURE_PROMPT_TUNING")  # configs whose prompts can hold per-layer keys and values
+
+
 def validate(config) -> None:
     """Normalises `config.reparameterization` to a `Reparameterization` (or None) and checks it fits the config."""
     config.reparameterization = parse_option(Reparameterization, config.reparameterization, "reparameterization", allow_none=True)
     hidden = config.reparameterization_hidden
     if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden <= 0:
         raise ValueError(f"reparameterization_hidden must be a positive integer, got {hidden!r}.")
-    if config.reparameterization == Reparameterization.LAYER_SCALED and config.PEFT_TYPE_NAME != "DEEP_PROMPT_TUNING":
+    # a mixture may hold a bank of deep prompts (known when its bank is read: the encoder refuses an input-row bank)
+    if config.reparameterization == Reparameterization.LAYER_SCALED and config.PEFT_TYPE_NAME not in _LAYERED:
         raise ValueError(f"reparameterization='layer_scaled' scales a deep prompt's per-layer keys and values; "
                          f"{type(config).__name__} takes None or 'residual_mlp'.")  # fmt: skip
 

@@ -28,6 +28,7 @@ class ConfigCase:
     mixing: str | None = None  # mixtures only
     trains: bool = True  # mixing="one_hot" serves fixed prompts: nothing trains
     fast: bool = True  # False: its cells run only with `-m slow` (an init variant of a covered method)
+    trainable_layers: int | None = None  # deep cases whose (target) prompts train only in the last k layers
 
     @property
     def input_dependent(self) -> bool:
@@ -60,8 +61,10 @@ CONFIGS = [
     ConfigCase("deep_from_prompt", "deep prompt (init from a shallow prompt)", fast=False),
     ConfigCase("deep_reparam", "deep prompt + residual_mlp"),
     ConfigCase("deep_layer_scaled", "deep prompt + layer_scaled"),
-    ConfigCase("deep_top_layer", "deep prompt, trainable_layers=1 (the last layer trains)"),
+    ConfigCase("deep_top_layer", "deep prompt, trainable_layers=1 (the last layer trains)", trainable_layers=1),
     ConfigCase("mixture_deep_task_2", "mixture of deep prompts, mixing=task, 2 tasks", num_tasks=2, mixing="task"),
+    ConfigCase("mixture_deep_task_2_top_layer_scaled", "mixture of deep prompts, mixing=task, 2 tasks, layer_scaled targets, trainable_layers=1",
+               num_tasks=2, mixing="task", trainable_layers=1),  # fmt: skip
     ConfigCase("mixture_deep_one_hot_2", "mixture of deep prompts, mixing=one_hot, 2 tasks", num_tasks=2, mixing="one_hot", trains=False),
 ]
 CONFIG_BY_NAME = {case.name: case for case in CONFIGS}

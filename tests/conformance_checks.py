@@ -246,8 +246,8 @@ def row_width(model) -> int:
 def check_nb_trainable_parameters(cell, tmp_path):
     model = build(cell)
     width, length, case = row_width(model), 5, cell.case
-    if case.name == "deep_top_layer":  # trainable_layers=1: the last self-attention layer's keys and values
-        width = model.prompt_encoder["default"].slots[-1].features
+    if case.trainable_layers:  # only the last self-attention layers' keys and values
+        width = sum(slot.features for slot in model.prompt_encoder["default"].slots[-case.trainable_layers :])
     expected = 0 if not case.trains else case.num_tasks * length * width
     if case.mixing == "task":
         expected += case.num_tasks * (2 + 1)  # task logits over the 2-prompt bank and the target

@@ -437,6 +437,9 @@ def conformance_config(name: str, task_type: str, model_name: str, variant: bool
         "mixture_attention_2": lambda: mixture(2, mixing="attention"),
         "mixture_deep_task_2": lambda: MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=5, source_prompts=deep_bank,
                                                                  num_tasks=2, mixing="task", task_names=["a", "b"]),
+        "mixture_deep_task_2_top_layer_scaled": lambda: MixturePromptTuningConfig(
+            task_type=task_type, num_virtual_tokens=5, source_prompts=deep_bank, num_tasks=2, mixing="task",
+            reparameterization="layer_scaled", trainable_layers=1),  # fmt: skip
         "mixture_deep_one_hot_2": lambda: MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=5, source_prompts=deep_bank,
                                                                     num_tasks=2, mixing="one_hot"),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from .. import layer_prefix
 from ..options import Option, Reparameterization, parse_option
 from ..vocab_sampled.config import VocabSampledPromptTuningConfig
 
@@ -74,10 +75,4 @@ class DeepPromptTuningConfig(VocabSampledPromptTuningConfig):
                 raise ValueError("deep_init='text' needs tokenizer_name_or_path to read init_text; got None.")
         if self.deep_init == DeepInit.PROMPT and (not isinstance(self.init_prompt, str) or not self.init_prompt):
             raise ValueError(f"deep_init='prompt' needs init_prompt (a trained prompt's folder or Hub id), got {self.init_prompt!r}.")
-        layers = self.trainable_layers
-        if layers is not None and (not isinstance(layers, int) or isinstance(layers, bool) or layers <= 0):
-            raise ValueError(f"trainable_layers must be None (every layer trains) or a positive number of layers, got {layers!r}.")
-        if layers is not None and self.reparameterization == Reparameterization.RESIDUAL_MLP:
-            raise ValueError(f"trainable_layers={layers} keeps the lower layers' keys and values fixed, but "
-                             "reparameterization='residual_mlp' shares one MLP over every layer (training it would move "
-                             "them): use reparameterization=None or 'layer_scaled'.")  # fmt: skip
+        layer_prefix.check_trainable_layers(self.trainable_layers, self.reparameterization == Reparameterization.RESIDUAL_MLP)

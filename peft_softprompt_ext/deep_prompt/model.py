@@ -97,11 +97,7 @@ class DeepPromptEncoder(PromptTableEncoder):
             raise ValueError(f"num_virtual_tokens={config.num_virtual_tokens} does not fit in the model's sliding attention "
                              f"window {window}: use fewer than {window - 1} virtual tokens.")  # fmt: skip
         self.slots = slots
-        layers = config.trainable_layers
-        if layers is not None and layers > len(slots):
-            raise ValueError(f"trainable_layers={layers}, but this model has {len(slots)} self-attention layers: "
-                             f"give 1..{len(slots)}, or None for all of them.")  # fmt: skip
-        self.frozen_slots = 0 if layers is None else len(slots) - layers  # the first layers keep their start
+        self.frozen_slots = layer_prefix.frozen_slot_count(config.trainable_layers, slots)  # the first layers keep their start
         self.exact_in_prefix_tuning = task_type_name(config) == "CAUSAL_LM" and window is None
         self._base_model = [base_model]  # a list: not a registered submodule (its weights are not the adapter's)
 

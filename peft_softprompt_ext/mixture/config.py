@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from ..options import Option, parse_option
+from .. import layer_prefix
+from ..options import Option, Reparameterization, parse_option
 from ..plugin_config import PluginPromptConfig
 
 PEFT_TYPE_NAME = "MIXTURE_PROMPT_TUNING"
@@ -51,6 +52,13 @@ class MixturePromptTuningConfig(PluginPromptConfig):
         source_revision (`str`): Hub revision for repo-id sources.
         allow_base_model_mismatch (`bool`): Accept plugin source prompts whose saved base-model
             fingerprint differs from this model's.
+        reparameterization (`str`): Of the target prompts while training: None, `"residual_mlp"`,
+            or (a bank of deep prompts) `"layer_scaled"`, as `DeepPromptTuningConfig`'s.
+        trainable_layers (`int`): A bank of deep prompts only. None: every layer's target prompts
+            train; k: only the last k self-attention layers' do, the others keep their start (the
+            bank's mean). The mixing weights are shared by every layer and get their whole
+            gradient, so backward still runs through every layer (unlike a deep prompt's
+            `trainable_layers`, this saves no backward time).
     """
 
     PEFT_TYPE_NAME = PEFT_TYPE_NAME
@@ -66,6 +74,9 @@ class MixturePromptTuningConfig(PluginPromptConfig):
     source_revision: Optional[str] = field(default=None, metadata={"help": "Hub revision for repo-id sources."})
     allow_base_model_mismatch: bool = field(
         default=False, metadata={"help": "Accept bank prompts saved for another base model."}
+    )
+    trainable_layers: Optional[int] = field(
+        default=None, metadata={"help": "Deep banks: None, every layer's target prompts train; k: only the last k layers'."}
     )
 
     def __post_init__(self):
@@ -84,6 +95,9 @@ class MixturePromptTuningConfig(PluginPromptConfig):
             )
         if self.mixing == Mixing.ONE_HOT and self.reparameterization is not None:
             raise ValueError("mixing='one_hot' trains nothing, so reparameterization must be None.")
+        layer_prefix.check_trainable_layers(self.trainable_layers, self.reparameterization == Reparameterization.RESIDUAL_MLP)
+        if self.mixing == Mixing.ONE_HOT and self.trainable_layers is not None:
+            raise ValueError(f"mixing='one_hot' trains nothing, so trainable_layers must be None; got {self.trainable_layers!r}.")
         if not isinstance(self.attention_hidden, int) or isinstance(self.attention_hidden, bool) or self.attention_hidden <= 0:
             raise ValueError(f"attention_hidden must be a positive integer, got {self.attention_hidden!r}.")
         temperature = self.attention_temperature

@@ -10,6 +10,7 @@ from .._peft_compat import task_type_name
 from ..adapter_files import check_finite
 from ..prompt_bank import load_saved_peft_type, load_saved_prompt
 from ..prompt_encoder import KEY_VALUES, PromptEncoder, check_task_ids  # noqa: F401  (check_task_ids: re-exported)
+from ..options import Reparameterization
 from .config import Mixing
 
 
@@ -25,7 +26,9 @@ class MixturePromptEncoder(PromptEncoder):
     Input: batch_size, task_ids [batch_size], and (attention mixing) inputs_embeds [B, L, D] with
     attention_mask [B, L]. Output shape: [batch_size, num_virtual_tokens, token_dim].
     Trainable: target prompts [num_tasks, P, D], and task logits [num_tasks, K + 1] or the
-    attention projection; the bank [K, P, D] is a buffer and never gets a gradient.
+    attention projection; the bank [K, P, D] is a buffer and never gets a gradient. A bank of deep
+    prompts has rows [P, F] (every layer's keys and values); with `trainable_layers=k` the target
+    prompts' columns of the other layers are a fixed buffer (`frozen_targets`).
     """
 
     def __init__(self, config, word_embeddings: torch.nn.Module, model_config=None, base_model=None):
@@ -43,8 +46,17 @@ class MixturePromptEncoder(PromptEncoder):
         if self.mixing == Mixing.ONE_HOT:
             return
         # a warm start: each task's target prompt begins as the mean of the bank
-        self.target_prompts = torch.nn.Parameter(self.bank.mean(0, keepdim=True).repeat(config.num_tasks, 1, 1))
+        start = self.bank.mean(0, keepdim=True).repeat(config.num_tasks, 1, 1)
         self.reparameterization = reparameterization.build(config)  # over the target prompts
+        if self.reparameterization is not None and not config.inference_mode:  # (loaded: from the checkpoint)
+            start = self.reparameterization.start(start)
+        # the raw target prompts: the first `frozen_width` columns (layers whose targets do not train) are a fixed
+        # buffer. Unlike a deep prompt's, those layers are not detached (`frozen_slots` stays 0): their prompts still
+        # mix with the trained weights, so backward runs through them and the weights get their whole gradient.
+        fixed_layers = layer_prefix.frozen_slot_count(config.trainable_layers, self.slots)
+        self.frozen_width = layer_prefix.features(self.slots[:fixed_layers])
+        self.register_buffer("frozen_targets", start[..., : self.frozen_width].clone(), persistent=False)
+        self.target_prompts = torch.nn.Parameter(start[..., self.frozen_width :].clone())
         if self.mixing == Mixing.TASK:
             self.task_logits = torch.nn.Parameter(torch.zeros(config.num_tasks, count + 1))
         else:
@@ -56,6 +68,7 @@ class MixturePromptEncoder(PromptEncoder):
     def _prepare_kind(self, config, base_model) -> None:
         """A bank of deep prompts makes a deep mixture: its rows are every layer's keys and values."""
         if config.deep_layout is None:
+            self._refuse_layer_options(config)
             return
         self.prompt_kind, self.slots = KEY_VALUES, layer_prefix.slots_of(config.deep_layout)
         if base_model is not None:
@@ -65,6 +78,16 @@ class MixturePromptEncoder(PromptEncoder):
         if self.mixing == Mixing.ATTENTION:
             raise ValueError("mixing='attention' scores prompts by their input-space rows, which a bank of deep prompts "
                              "(keys and values per layer) has not; use mixing='task' or 'one_hot'.")  # fmt: skip
+
+    @staticmethod
+    def _refuse_layer_options(config) -> None:
+        """`layer_scaled` and `trainable_layers` act on per-layer keys and values, which an input-row bank has not."""
+        asked = [f"reparameterization={config.reparameterization.value!r}"] if config.reparameterization == Reparameterization.LAYER_SCALED else []
+        asked += [f"trainable_layers={config.trainable_layers!r}"] if config.trainable_layers is not None else []
+        if asked:
+            raise ValueError(f"{' and '.join(asked)} act on a deep prompt's per-layer keys and values, but this mixture's "
+                             f"bank holds input-row prompts: use them with a bank of deep prompts, or leave them unset "
+                             f"(reparameterization None or 'residual_mlp').")  # fmt: skip
 
     @staticmethod
     def _read_bank(config, base_model) -> torch.Tensor:
@@ -99,11 +122,17 @@ class MixturePromptEncoder(PromptEncoder):
         return "PROMPT_TUNING"
 
     # ------------------------------------------------------------------ mixing
-    def targets(self) -> torch.Tensor:
-        """The target prompts [num_tasks, P, D] as used (after the reparameterisation, if any)."""
-        if self.reparameterization is None:
+    def raw_targets(self) -> torch.Tensor:
+        """The target prompts [num_tasks, P, W] before any reparameterisation: fixed columns, then trained ones."""
+        if not self.frozen_width:
             return self.target_prompts
-        return self.reparameterization(self.target_prompts)
+        return torch.cat((self.frozen_targets, self.target_prompts), dim=-1)
+
+    def targets(self) -> torch.Tensor:
+        """The target prompts [num_tasks, P, W] as used (after the reparameterisation, if any)."""
+        if self.reparameterization is None:
+            return self.raw_targets()
+        return self.reparameterization(self.raw_targets())
 
     def _pooled(self, tensor: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Mean over the sequence dim [B, L, D] -> [B, D], counting only unmasked positions."""
@@ -168,7 +197,14 @@ class MixturePromptEncoder(PromptEncoder):
         return {name: tensor.detach() for name, tensor in self._state_tensors().items()}
 
     def _state_tensors(self) -> dict[str, torch.Tensor]:
-        return {"bank": self.bank, **dict(self.named_parameters())}
+        """Saved name -> tensor: the bank, every parameter and the reparameterisation's buffers (layer_scaled's
+        scale), with `target_prompts` whole (its fixed columns included)."""
+        state = {"bank": self.bank, **dict(self.named_parameters())}
+        if self.mixing != Mixing.ONE_HOT:
+            state["target_prompts"] = self.raw_targets()
+            if self.reparameterization is not None:
+                state.update({f"reparameterization.{k}": v for k, v in self.reparameterization.state_dict(keep_vars=True).items()})
+        return state
 
     def load_adapter_state(self, state_dict: dict[str, torch.Tensor]) -> None:
         check_finite(state_dict, "Mixture adapter weights")
@@ -180,5 +216,10 @@ class MixturePromptEncoder(PromptEncoder):
             tensor = state_dict[name]
             if tuple(tensor.shape) != tuple(target.shape) or not tensor.is_floating_point():
                 raise ValueError(f"{name!r} has shape {tuple(tensor.shape)}; expected a float tensor of shape {tuple(target.shape)}.")
-            with torch.no_grad():
-                target.copy_(tensor)
+        with torch.no_grad():
+            for name, target in expected.items():
+                if name == "target_prompts":  # split into the fixed and the trained columns
+                    self.frozen_targets.copy_(state_dict[name][..., : self.frozen_width])
+                    self.target_prompts.copy_(state_dict[name][..., self.frozen_width :])
+                else:
+                    target.copy_(state_dict[name])
