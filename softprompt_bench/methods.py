@@ -93,7 +93,7 @@ def _repeat_to(tokenizer, text: str, tokens: int) -> str:
 
 def mixture(config, task_type, tokenizer_dir, label_words, corpus):
     return MixturePromptTuningConfig(source_prompts=list(config.source_prompts), num_tasks=1, mixing=config.mixing,
-                                     **_plugin_common(config, task_type))  # fmt: skip
+                                     trainable_layers=config.trainable_layers, **_plugin_common(config, task_type))  # fmt: skip
 
 
 def projected(config, task_type, tokenizer_dir, label_words, corpus):

@@ -54,10 +54,10 @@ class RecipeConfig:
     norm_matching: bool = field(default=False, metadata={"help": "vocab_sampled: rescale initial rows to the vocabulary norm."})
     deep_init: str = field(default="text", metadata={"help": "deep_prompt: text (init_text) / vocab_sampled / prompt (init_prompt) / zero / random."})
     init_prompt: Optional[str] = field(default=None, metadata={"help": "deep_prompt, deep_init=prompt: a trained shallow prompt's adapter folder ({seed}: this run's seed)."})
-    trainable_layers: Optional[int] = field(default=None, metadata={"help": "deep_prompt: train only the last k layers' keys/values (None: all)."})
+    trainable_layers: Optional[int] = field(default=None, metadata={"help": "deep_prompt, mixture of deep prompts: train only the last k layers' keys/values (None: all)."})
     source_prompts: list = field(default_factory=list, metadata={"help": "mixture: trained adapters (folders/repo ids)."})
     mixing: str = field(default="task", metadata={"help": "mixture: 'task' or 'attention'."})
-    reparameterization: Optional[str] = field(default=None, metadata={"help": "plugin methods: None, 'residual_mlp' or (deep_prompt) 'layer_scaled'."})
+    reparameterization: Optional[str] = field(default=None, metadata={"help": "plugin methods: None, 'residual_mlp' or (deep_prompt, mixture of deep prompts) 'layer_scaled'."})
     reparameterization_hidden: int = field(default=256, metadata={"help": "plugin methods: residual MLP width."})
     shared_prefix: str = field(default="auto", metadata={"help": "plugin methods on causal LMs: 'auto', 'on' or 'off'."})
     source_adapter: Optional[str] = field(default=None, metadata={"help": "projected: adapter trained on the source model."})
@@ -90,8 +90,9 @@ class RecipeConfig:
         if self.init_prompt is not None and (self.method, self.deep_init) != ("deep_prompt", "prompt"):
             raise ValueError(f"init_prompt={self.init_prompt!r} is read only by method 'deep_prompt' with deep_init 'prompt'; "
                              f"got method={self.method!r}, deep_init={self.deep_init!r}.")  # fmt: skip
-        if self.trainable_layers is not None and self.method != "deep_prompt":
-            raise ValueError(f"trainable_layers={self.trainable_layers!r} is read only by method 'deep_prompt'; got method={self.method!r}.")
+        if self.trainable_layers is not None and self.method not in ("deep_prompt", "mixture"):
+            raise ValueError(f"trainable_layers={self.trainable_layers!r} is read only by methods 'deep_prompt' and 'mixture' "
+                             f"(a bank of deep prompts); got method={self.method!r}.")  # fmt: skip
         if self.modules_to_save and self.method not in ("deep_prompt", "lora"):
             raise ValueError(f"modules_to_save={self.modules_to_save!r} is read only by methods 'deep_prompt' and 'lora'; got method={self.method!r}.")
         if self.head_lr is not None and (isinstance(self.head_lr, bool) or not isinstance(self.head_lr, (int, float)) or self.head_lr <= 0):

@@ -163,3 +163,15 @@ def test_trainable_layers_with_a_residual_mlp_or_one_hot_mixing_is_refused():
     with pytest.raises(ValueError, match=r"mixing='one_hot' trains nothing, so trainable_layers must be None; got 1"):
         MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, source_prompts=["x", "y"], num_tasks=2,
                                   mixing="one_hot", trainable_layers=1)  # fmt: skip
+
+
+def test_a_recipe_mixture_of_deep_prompts_takes_trainable_layers_and_layer_scaled():
+    from softprompt_bench.methods import build_peft_config
+    from softprompt_bench.recipe_config import RecipeConfig
+
+    recipe = RecipeConfig(method="mixture", source_prompts=list(common.deep_bank_folders("llama")), mixing="task",
+                          num_virtual_tokens=P, trainable_layers=1, reparameterization="layer_scaled")  # fmt: skip
+    config = build_peft_config(recipe, "CAUSAL_LM", common.tiny_tokenizer_dir(), [" a", " b"])
+    assert (config.trainable_layers, config.reparameterization.value) == (1, "layer_scaled")
+    model = peft.get_peft_model(common.tiny_model("llama")[0], config)
+    assert model.prompt_encoder["default"].frozen_width == _frozen_columns(model, 1)

@@ -109,5 +109,5 @@ def test_trainable_layers_with_a_residual_mlp_over_every_layer_is_refused():
 def test_a_recipe_refuses_trainable_layers_for_a_method_that_has_no_layers():
     from softprompt_bench.recipe_config import RecipeConfig
 
-    with pytest.raises(ValueError, match=r"trainable_layers=4 is read only by method 'deep_prompt'; got method='lora'"):
+    with pytest.raises(ValueError, match=r"trainable_layers=4 is read only by methods 'deep_prompt' and 'mixture' \(a bank of deep prompts\); got method='lora'"):
         RecipeConfig(method="lora", trainable_layers=4)
