@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from .. import layer_prefix, reparameterization
 from .._peft_compat import task_type_name
 from ..adapter_files import check_finite
+from ..options import Reparameterization
 from ..prompt_bank import load_saved_peft_type, load_saved_prompt
 from ..prompt_encoder import KEY_VALUES, PromptEncoder, check_task_ids  # noqa: F401  (check_task_ids: re-exported)
-from ..options import Reparameterization
 from .config import Mixing
 
 
