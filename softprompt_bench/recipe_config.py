@@ -18,6 +18,7 @@ import yaml
 
 from peft_softprompt_ext import DeepInit, Mixing, Reparameterization, SharedPrefix, VocabSampling
 
+from .data.tasks import EMBEDDED_TASKS
 from .methods import METHODS
 
 
@@ -36,6 +37,7 @@ class RecipeConfig:
     train_size: int = field(default=2000, metadata={"help": "Training examples used (first N of the train split)."})
     eval_size: int = field(default=500, metadata={"help": "Examples of eval_split scored (first N)."})
     eval_split: str = field(default="validation", metadata={"help": "Split scored: 'validation' (choose defaults) or 'test' (final tables)."})
+    split_seed: Optional[int] = field(default=None, metadata={"help": "Embedded tasks: None keeps the fixed split; an int (or '{seed}': the run's seed) re-draws a stratified 80/10/10 split of all rows."})
     max_length: int = field(default=64, metadata={"help": "Max tokens of the text part of an input."})
     steps: int = field(default=100, metadata={"help": "Optimizer steps (0: evaluate the initial prompt only)."})
     batch_size: int = field(default=8, metadata={"help": "Global batch size (split across processes)."})
@@ -82,6 +84,13 @@ class RecipeConfig:
         deep_inits = [member.value for member in DeepInit]
         if self.deep_init not in deep_inits:
             raise ValueError(f"deep_init={self.deep_init!r} is unknown; expected one of {deep_inits}.")
+        if self.split_seed == "{seed}":  # one re-drawn split per seed: a plan's runs of seed s share split s
+            self.split_seed = self.seed
+        if self.split_seed is not None and (isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int)):
+            raise ValueError(f"split_seed must be None (the fixed split), an integer or '{{seed}}' (the run's seed), got {self.split_seed!r}.")
+        if self.split_seed is not None and self.task not in EMBEDDED_TASKS:  # other data keeps the splits it comes with
+            raise ValueError(f"split_seed={self.split_seed!r} re-draws the splits of an embedded task ({sorted(EMBEDDED_TASKS)}); "
+                             f"task={self.task!r} is not one.")  # fmt: skip
         if isinstance(self.init_prompt, str):  # one folder per seed, e.g. a plan's ".../seed{seed}/adapter"
             self.init_prompt = self.init_prompt.replace("{seed}", str(self.seed))
         # checked here as well as by DeepPromptTuningConfig: a plan's mistake stops it before any run trains
@@ -115,7 +124,8 @@ class RecipeConfig:
         """What a run's result depends on: everything but where and how often it writes and evaluates."""
         relevant = {k: v for k, v in self.to_dict().items() if k not in ("output_dir", "eval_every", "checkpoint_every")}
         for name, default in (("task_type", "auto"), ("eval_split", "validation"), ("deep_init", "text"), ("init_prompt", None),
-                              ("trainable_layers", None), ("head_lr", None), ("modules_to_save", [])):  # fmt: skip
+                              ("trainable_layers", None), ("head_lr", None), ("modules_to_save", []),
+                              ("split_seed", None)):  # fmt: skip
             if relevant[name] == default:  # added later: runs made before it existed keep their digest
                 del relevant[name]
         return relevant

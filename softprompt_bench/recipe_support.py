@@ -90,7 +90,7 @@ def _label_words(config, names) -> list[str]:
 
 
 def _data(config, tokenizer, is_causal):
-    data = load_task(config.task, text_column=config.text_column, label_column=config.label_column)
+    data = load_task(config.task, text_column=config.text_column, label_column=config.label_column, split_seed=config.split_seed)
     names = data["train"].features["label"].names
     train = data["train"].select(range(min(config.train_size, len(data["train"]))))
     evaluation = data[config.eval_split].select(range(min(config.eval_size, len(data[config.eval_split]))))

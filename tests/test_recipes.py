@@ -354,6 +354,32 @@ def test_init_prompt_seed_placeholder_becomes_the_runs_seed():
     assert config.init_prompt == "runs/x/seed3/adapter"
 
 
+def test_split_seed_redraws_the_rows_a_run_trains_and_scores_on():
+    """split_seed re-draws an embedded task's split: another seed scores other rows, the same seed the same ones,
+    and '{seed}' ties a plan's run of seed s to split s (deep_vs_lora_bbc_resplit.yaml)."""
+    from softprompt_bench.recipe_support import evaluation_prompts
+
+    def scored(**extra):
+        config = RecipeConfig(model=common.tiny_model_folder("llama"), eval_split="test", eval_size=16, max_length=16, **extra)
+        return evaluation_prompts(config)[2:]
+
+    fixed, redrawn = scored(), scored(split_seed=1)
+    assert redrawn != fixed and scored(split_seed=1) == redrawn
+    assert RecipeConfig(split_seed="{seed}", seed=4).split_seed == 4
+    assert RecipeConfig(split_seed="{seed}", seed=4).training_digest() != RecipeConfig(seed=4).training_digest()
+
+
+@pytest.mark.parametrize("value,message", [("x", "split_seed must be None"), (1.5, "split_seed must be None"), (True, "split_seed must be None")])
+def test_a_bad_split_seed_is_named(value, message):
+    with pytest.raises(ValueError, match=f"{message}.*got {value!r}"):
+        RecipeConfig(split_seed=value)
+
+
+def test_split_seed_is_refused_for_data_that_brings_its_own_splits(tmp_path):
+    with pytest.raises(ValueError, match=r"split_seed=2 re-draws the splits of an embedded task .* task='.*data.csv' is not one"):
+        RecipeConfig(task=str(tmp_path / "data.csv"), split_seed=2)
+
+
 def test_runs_made_before_later_keys_existed_keep_their_digest():
     """Keys added later (task_type, eval_split, deep_init, init_prompt) leave a config that does not set them with the
     digest it had before they existed: finished runs stay reusable (the value is the digest at 5c5b84a^, before
