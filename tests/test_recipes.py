@@ -364,7 +364,7 @@ def test_split_seed_redraws_the_rows_a_run_trains_and_scores_on():
         return evaluation_prompts(config)[2:]
 
     fixed, redrawn = scored(), scored(split_seed=1)
-    assert redrawn != fixed and scored(split_seed=1) == redrawn
+    assert redrawn != fixed and scored(split_seed=1) == redrawn and scored(split_seed=0) == fixed  # seed 0 drew the fixed split
     assert RecipeConfig(split_seed="{seed}", seed=4).split_seed == 4
     assert RecipeConfig(split_seed="{seed}", seed=4).training_digest() != RecipeConfig(seed=4).training_digest()
 
