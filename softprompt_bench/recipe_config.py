@@ -147,7 +147,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(RecipeConfig)}
 def _coerce(name: str, raw):
     """A CLI string or YAML value -> the field's type, with an error naming the key."""
     default = FIELDS[name].default if FIELDS[name].default is not dataclasses.MISSING else FIELDS[name].default_factory()
-    if not isinstance(raw, str):
+    if not isinstance(raw, str) or (name == "split_seed" and raw == "{seed}"):  # '{seed}': RecipeConfig puts the run's seed
         return raw
     number = {"Optional[int]": int, "Optional[float]": float}.get(str(FIELDS[name].type))
     if default is None and number is not None:  # e.g. --trainable_layers 24, --head_lr 1e-3; 'none' leaves it unset

@@ -366,6 +366,8 @@ def test_split_seed_redraws_the_rows_a_run_trains_and_scores_on():
     fixed, redrawn = scored(), scored(split_seed=1)
     assert redrawn != fixed and scored(split_seed=1) == redrawn and scored(split_seed=0) == fixed  # seed 0 drew the fixed split
     assert RecipeConfig(split_seed="{seed}", seed=4).split_seed == 4
+    assert load_config(None, ["--split_seed", "{seed}", "--seed", "2"]).split_seed == 2
+    assert load_config(None, ["--split_seed", "3"]).split_seed == 3 and load_config(None, ["--split_seed", "none"]).split_seed is None
     assert RecipeConfig(split_seed="{seed}", seed=4).training_digest() != RecipeConfig(seed=4).training_digest()
 
 
@@ -373,6 +375,8 @@ def test_split_seed_redraws_the_rows_a_run_trains_and_scores_on():
 def test_a_bad_split_seed_is_named(value, message):
     with pytest.raises(ValueError, match=f"{message}.*got {value!r}"):
         RecipeConfig(split_seed=value)
+    with pytest.raises(ValueError, match="--split_seed expects an integer, got 'x'"):
+        load_config(None, ["--split_seed", "x"])
 
 
 def test_split_seed_is_refused_for_data_that_brings_its_own_splits(tmp_path):
