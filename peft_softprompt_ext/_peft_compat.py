@@ -518,6 +518,8 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
             self.peft_config[adapter_name].base_model_fingerprint = config.base_model_fingerprint
     if is_trainable:
         make_adapter_trainable(self, adapter_name)
+    else:  # as from_pretrained: PEFT leaves a loaded prompt's parameters trainable
+        self.prompt_encoder[adapter_name].requires_grad_(False)
     return result
 
 

@@ -113,13 +113,17 @@ def _base_attention(module):
 
 
 def _visible(mask, prefix_length: int, query, key, module):
-    """`mask` for the input's keys -> for [prefix; input] keys: every query sees the whole prefix."""
+    """`mask` for the input's keys -> for [prefix; input] keys: every query sees the whole prefix.
+
+    No mask with several queries means sdpa's `is_causal`, whose causal mask is aligned top-left:
+    query i sees keys 0..i. transformers relies on that when keys and queries are as many, and when
+    it prefills an empty static cache, whose keys past the input are empty slots no query may see."""
     queries, keys = query.shape[-2], key.shape[-2]
     if mask is None:
         if queries == 1 or not getattr(module, "is_causal", True):
             return None  # every key was visible; so is the prefix
         rows = torch.arange(queries, device=query.device).unsqueeze(1)
-        mask = (torch.arange(keys, device=query.device).unsqueeze(0) <= rows + (keys - queries))[None, None]
+        mask = (torch.arange(keys, device=query.device).unsqueeze(0) <= rows)[None, None]
     fill = torch.ones if mask.dtype == torch.bool else torch.zeros
     return torch.cat((fill(*mask.shape[:-1], prefix_length, dtype=mask.dtype, device=mask.device), mask), dim=-1)
 

@@ -111,6 +111,19 @@ def _fill_cache_with_deep_prompt(parts: PromptParts, model_inputs: dict, rows: t
         cache.update(keys.contiguous(), values.contiguous(), getattr(module, "layer_idx", index))
 
 
+def refuse_static_cache(parts: PromptParts, model_inputs: dict) -> None:
+    """A prompt fed as input rows needs P more cache slots than generate gives a static cache (sized for
+    the input and the new tokens); say so before the cache overflows or its 4D mask misses the prompt."""
+    cache = model_inputs.get("cache", model_inputs.get("past_key_values"))
+    if cache is not None and getattr(cache, "is_compileable", False):
+        raise ValueError(
+            f"A soft prompt of {parts.num_virtual_tokens} virtual tokens in front of the input does not fit a static "
+            f"cache ({type(cache).__name__}, e.g. generate(cache_implementation='static')): generate sizes it for the "
+            "input and the new tokens only. Leave cache_implementation unset (the default dynamic cache), or use "
+            "DeepPromptTuningConfig, whose prompt is keys and values in every layer and works with static caches."
+        )
+
+
 def _fed(inputs: dict) -> torch.Tensor:
     """What a step feeds the model: its input_ids, else its inputs_embeds ([B, L, ...])."""
     ids = inputs.get("input_ids")
@@ -323,6 +336,8 @@ def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_
             model_inputs["position_ids"] = _positions_after_prompt(model_inputs, num_virtual, fed.shape[0], fed.shape[1], fed.device)
         return model_inputs
     injecting = _cache_length(model_inputs) == 0
+    if injecting:
+        refuse_static_cache(parts, model_inputs)
     filled = injecting and _fill_generation_cache(model_inputs, prefix)
     _shift_cache_position(model_inputs, num_virtual, prompt_fed_now=injecting and not filled)
     if filled:

@@ -87,6 +87,7 @@ PATHS = [
     Path("generate_greedy", "generate greedy, cache on/off", (CAUSAL, SEQ2SEQ)),
     Path("generate_beams", "generate beams, num_return_sequences", (CAUSAL, SEQ2SEQ)),
     Path("generate_sampling", "generate sampling, num_return_sequences", (CAUSAL, SEQ2SEQ)),
+    Path("generate_static_cache", 'generate greedy, cache_implementation="static"', (CAUSAL, SEQ2SEQ)),
     Path("save_load", "save_pretrained / from_pretrained"),
     Path("load_trainable", "from_pretrained(is_trainable=True)"),
     Path("auto_peft_model", "AutoPeftModel*.from_pretrained"),
@@ -147,6 +148,11 @@ def _deep_without_prefix_tuning(case: ConfigCase, model: str) -> bool:
     return case.deep and model in ("gemma3", "t5", "bert")
 
 
+def _input_prompt_in_causal_lm(case: ConfigCase, model: str) -> bool:
+    """A prompt fed as input rows (not keys/values in every layer) of a causal LM."""
+    return not case.deep and MODELS[model] == CAUSAL
+
+
 _NOTHING_TRAINS = "one_hot serves fixed prompts: nothing requires a gradient (SEQ_CLS still trains its head)"
 
 
@@ -161,6 +167,9 @@ REFUSALS = [
             "attention mixing computes a prompt per input"),
     Refusal("export", _deep_without_prefix_tuning, ValueError, "holds deep prompts exactly only for causal LMs with full attention",
             "plain PEFT PREFIX_TUNING (a cache prefix) differs from a deep prompt in encoders, seq2seq models and sliding-window layers"),
+    Refusal("generate_static_cache", _input_prompt_in_causal_lm, ValueError, "does not fit a static cache",
+            "causal LMs: generate sizes a static cache for the input and new tokens, not a prompt's virtual tokens "
+            "(the default dynamic cache works, and so do deep prompts); seq2seq models work"),
     Refusal("merge_and_unload", _always, ValueError, "cannot be merged",
             "a soft prompt is an input, not a weight delta; use export_prompt_tuning, or unload() for the base model"),
     Refusal("sft_trainer", _multi_task, ValueError, "task_ids is missing",

@@ -118,6 +118,20 @@ def check_generate_sampling(cell, tmp_path):
     assert generated.shape[0] == 6
 
 
+def check_generate_static_cache(cell, tmp_path):
+    """A static cache (sized ahead, prefilled with sdpa's implicit causal mask when nothing is padded)
+    gives the tokens of generate without a cache, unpadded and left-padded."""
+    model = build(cell)
+    kwargs = dict(max_new_tokens=GENERATE_TOKENS, min_new_tokens=GENERATE_TOKENS, do_sample=False)
+    for padding in (None, "left"):
+        batch = make_batch(cell, padding=padding)
+        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "task_ids")}
+        with torch.no_grad():
+            static = model.generate(**inputs, cache_implementation="static", **kwargs)
+            uncached = model.generate(**inputs, use_cache=False, **kwargs)
+        torch.testing.assert_close(static, uncached, rtol=0, atol=0)
+
+
 # --------------------------------------------------------------------------- saving and loading
 def check_save_load(cell, tmp_path):
     model = build(cell)
@@ -291,6 +305,9 @@ def check_load_adapter(cell, tmp_path):
     model.load_adapter(tmp_path, adapter_name="loaded")
     model.set_adapter("loaded")
     assert_logits_close(logits(model, batch), logits(saved, batch))
+    loaded = [p for n, p in model.named_parameters() if "prompt_encoder.loaded" in n]
+    assert loaded or not cell.case.trains  # one_hot banks hold buffers only
+    assert not any(p.requires_grad for p in loaded), "load_adapter(is_trainable=False) left the prompt trainable"
     model.load_adapter(tmp_path, adapter_name="resumed", is_trainable=True)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad and "prompt_encoder.resumed" in n]
     assert bool(trainable) == cell.case.trains

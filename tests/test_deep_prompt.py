@@ -77,6 +77,24 @@ def test_a_forward_without_attention_mask_puts_the_input_after_the_prompt(model_
     torch.testing.assert_close(continued, expected[:, 3:], rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("model_name", CAUSAL)
+def test_a_forward_into_an_empty_static_cache_equals_one_without_a_cache(model_name):
+    """Bug (found 2026-12-05): prefilling an empty StaticCache with nothing padded, transformers passes no mask
+    and relies on sdpa's top-left causal alignment; the layer prefix rebuilt it bottom-right, so queries saw the
+    cache's empty slots (logits off by 2.2 on the tiny GPT-2, 5.7 on Llama; generate(cache_implementation="static")
+    gave other tokens; the conformance path generate_static_cache checks generate)."""
+    from transformers import StaticCache
+
+    model = deep_model(model_name).eval()
+    ids = common.inference_batch(model_name)["input_ids"]
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        cache = StaticCache(config=model.get_base_model().config, max_cache_len=ids.shape[1] + 16)
+        got = model(input_ids=ids, attention_mask=mask, past_key_values=cache).logits
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_a_generation_step_without_position_ids_counts_the_prompt():
     """A decoding step whose inputs carry no position ids (a model's own prepare_inputs may leave them out)
     gets P + what the cache holds, as with position ids; the layer prefix is not in the cache."""
