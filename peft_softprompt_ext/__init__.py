@@ -34,6 +34,7 @@ install_patches(
         causal_lm_forward=prompt_injection.causal_lm_forward,
         generation_prompts=prompt_injection.generation_prompts,
         generation_prefix=prompt_injection.generation_prefix,
+        generation_step_slice=prompt_injection.slice_past_the_cached_tokens,
         prepare_generation_step=prompt_injection.prepare_causal_generation_step,
         generation_scope=prompt_injection.generation_scope,
         seq2seq_forward=prompt_injection.seq2seq_forward,

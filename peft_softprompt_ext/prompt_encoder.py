@@ -163,7 +163,11 @@ def check_task_ids(task_ids, batch_size: int, num_tasks: int, device=None) -> to
             "generate take task_ids=). transformers' Trainer drops a task_ids column unless "
             "TrainingArguments(remove_unused_columns=False); trl's SFTTrainer collator drops it too."
         )
-    task_ids = torch.as_tensor(task_ids, device=device)
+    try:
+        task_ids = torch.as_tensor(task_ids, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"task_ids must be integers (one task index per row), got {task_ids!r}; a mixture's task names map "
+                         "to indices through its config's task_names (config.task_names.index(name)).") from None  # fmt: skip
     if task_ids.dtype == torch.bool or task_ids.is_floating_point() or task_ids.is_complex():
         raise ValueError(f"task_ids must be integers (one task index per row), got dtype {task_ids.dtype}: {task_ids.tolist()!r}.")
     task_ids = task_ids.long().reshape(-1)

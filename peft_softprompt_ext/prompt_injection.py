@@ -272,7 +272,15 @@ def generation_prefix(parts: PromptParts, args: tuple, kwargs: dict, prompt_cach
     mode = "on" if prompt_cache is not None else parts.shared_prefix
     if _is_deep(parts):  # keys/values already: nothing to run once, at most a place in the cache
         return DEEP_PROMPT_IN_CACHE if _deep_prompt_fits_cache(parts, kwargs) else None
-    if kwargs.get("use_cache") is False or not shared_prefix.use_shared_prefix(mode, parts, kwargs.get("output_attentions"), kwargs):
+    if kwargs.get("use_cache") is False:
+        return None
+    config = kwargs.get("generation_config") or getattr(parts.base_model, "generation_config", None)
+    if kwargs.get("output_hidden_states", getattr(config, "output_hidden_states", False)):
+        # the first step would feed the input alone: its hidden states would lack the prompt positions
+        shared_prefix.refuse_on(mode, "output_hidden_states=True in generate asks for the prompt positions' hidden states")
+        return None
+    attentions = kwargs.get("output_attentions", getattr(config, "output_attentions", False))
+    if not shared_prefix.use_shared_prefix(mode, parts, attentions, kwargs):
         return None
     input_ids = kwargs.get("input_ids", args[0] if args else None)
     reference = input_ids if input_ids is not None else kwargs.get("inputs_embeds")
@@ -309,6 +317,26 @@ def _shift_cache_position(model_inputs: dict, num_virtual_tokens: int, prompt_fe
         model_inputs["cache_position"] = torch.cat((start, cache_position + num_virtual_tokens))
     else:
         model_inputs["cache_position"] = cache_position + num_virtual_tokens
+
+
+def slice_past_the_cached_tokens(parts: PromptParts, args: tuple, kwargs: dict) -> dict:
+    """Tell transformers' prepare_inputs_for_generation how many of a step's input tokens the cache holds.
+
+    transformers slices the whole sequence it is given past the cache's length; a cache that holds a prompt fed
+    as input rows has P more entries than tokens. Mid-generate the slice is one token either way, but a
+    generate that starts from a returned cache with the whole sequence so far (transformers' "re-use the
+    cache" pattern) would drop P tokens the cache lacks (from 5.4 on, `next_sequence_length`) or slice nothing
+    (before, `cache_position`). A deep prompt's layer path keeps its prompt out of any cache a user sees."""
+    cached = _cache_length(kwargs) - parts.num_virtual_tokens
+    input_ids = args[0] if args else kwargs.get("input_ids")
+    if _is_deep(parts) or cached < 0 or input_ids is None or kwargs.get("inputs_embeds") is not None:
+        return kwargs
+    if kwargs.get("next_sequence_length") is not None:
+        kwargs["next_sequence_length"] = input_ids.shape[1] - cached
+    cache_position = kwargs.get("cache_position")
+    if cache_position is not None:
+        kwargs["cache_position"] = torch.arange(cached, input_ids.shape[1], dtype=cache_position.dtype, device=cache_position.device)
+    return kwargs
 
 
 def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_ids=None, fixed_prompts=None, prefix=None) -> dict:

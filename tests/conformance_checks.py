@@ -132,6 +132,24 @@ def check_generate_static_cache(cell, tmp_path):
         torch.testing.assert_close(static, uncached, rtol=0, atol=0)
 
 
+def check_generate_continue_cache(cell, tmp_path):
+    """transformers' "re-use the cache" pattern: generate, then generate again from the returned cache with the
+    whole sequence so far; the tokens equal one generate call of both lengths (left padding included)."""
+    model = build(cell)
+    batch = make_batch(cell, padding="left")
+    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "task_ids")}
+    kwargs = dict(do_sample=False)
+    with torch.no_grad():
+        whole = model.generate(**inputs, max_new_tokens=2 * GENERATE_TOKENS, min_new_tokens=2 * GENERATE_TOKENS, **kwargs)
+        first = model.generate(**inputs, max_new_tokens=GENERATE_TOKENS, min_new_tokens=GENERATE_TOKENS,
+                               return_dict_in_generate=True, **kwargs)  # fmt: skip
+        mask = inputs["attention_mask"]
+        grown = torch.cat((mask, mask.new_ones(mask.shape[0], GENERATE_TOKENS)), dim=1)
+        again = model.generate(**dict(inputs, input_ids=first.sequences, attention_mask=grown), past_key_values=first.past_key_values,
+                               max_new_tokens=GENERATE_TOKENS, min_new_tokens=GENERATE_TOKENS, **kwargs)  # fmt: skip
+    torch.testing.assert_close(again, whole, rtol=0, atol=0)
+
+
 # --------------------------------------------------------------------------- saving and loading
 def check_save_load(cell, tmp_path):
     model = build(cell)

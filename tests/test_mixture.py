@@ -193,6 +193,7 @@ def test_one_hot_needs_one_task_per_prompt():
     (torch.tensor([0, 3, -1]), r"task_ids \[-1, 3\] out of range: expected 0..2"),
     (torch.tensor([0.0, 1.7, 2.0]), r"task_ids must be integers .* got dtype torch.float32"),
     (torch.tensor([True, False, True]), r"task_ids must be integers .* got dtype torch.bool"),
+    (["topic", "sentiment", "topic"], r"task_ids must be integers .* got \['topic', 'sentiment', 'topic'\]"),
 ])  # fmt: skip
 @pytest.mark.parametrize("call", ["forward", "generate"])
 def test_bad_task_ids_are_named_in_forward_and_generate(task_ids, message, call):

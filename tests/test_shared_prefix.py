@@ -94,6 +94,27 @@ def test_hidden_states_and_return_dict_false_match():
         torch.testing.assert_close(shared, standard, rtol=1e-5, atol=1e-5)
 
 
+def test_generate_hidden_states_have_the_standard_paths_shape_by_default():
+    """Found 2026-12-05: generate(output_hidden_states=True) returned first-step hidden states of [B, L, D] by
+    default (the prompt's keys/values put into the cache) but [B, P + L, D] with shared_prefix="off", as plain
+    PEFT and forward do; asking for hidden states now takes the standard path, and "on" says why it cannot."""
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    batch = common.inference_batch("llama", left_pad=True)
+    kwargs = dict(max_new_tokens=3, do_sample=False, output_hidden_states=True, return_dict_in_generate=True)
+    outputs = {}
+    for mode in ("off", "auto"):
+        peft_model.peft_config["default"].shared_prefix = mode
+        with torch.no_grad():
+            outputs[mode] = peft_model.generate(**batch, **kwargs)
+    assert torch.equal(outputs["auto"].sequences, outputs["off"].sequences)
+    for step_off, step_auto in zip(outputs["off"].hidden_states, outputs["auto"].hidden_states):
+        for standard, shared in zip(step_off, step_auto):
+            torch.testing.assert_close(shared, standard, rtol=1e-5, atol=1e-5)
+    peft_model.peft_config["default"].shared_prefix = "on"
+    with pytest.raises(ValueError, match="output_hidden_states"):
+        peft_model.generate(**batch, **kwargs)
+
+
 @pytest.mark.parametrize("model_name", CAUSAL_MODELS)
 def test_generate_with_shared_prefix_equals_standard_generate(model_name):
     peft_model, task_ids = _peft_model(model_name, "mixture_task")
