@@ -21,9 +21,12 @@ This module imports nothing of the plugin but the PEFT-free utilities `atomic_io
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import copy
 import functools
 import inspect
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -360,9 +363,12 @@ def _setup_prompt_encoder(original, self, adapter_name):
     # for our type; we do the same steps with transformers' public get_input_embeddings().
     for parameter in self.base_model.parameters():
         parameter.requires_grad_(False)
+    fingerprint = _hooks.base_model_fingerprint(self.base_model)
+    if config.base_model_fingerprint not in (None, fingerprint):  # (a loaded config was checked: it matches)
+        # PEFT keeps the config object it is given: one used before for another base model gets its own copy
+        config = self.peft_config[adapter_name] = copy.deepcopy(config)
+    config.base_model_fingerprint = fingerprint
     config.num_transformer_submodules = 1  # plugin prompts go in front of the (encoder) input only
-    if config.base_model_fingerprint is None:  # a new adapter (a loaded one was checked and keeps its own)
-        config.base_model_fingerprint = _hooks.base_model_fingerprint(self.base_model)
     self.word_embeddings = self.base_model.get_input_embeddings()
     if not hasattr(self, "prompt_encoder"):
         self.prompt_encoder = torch.nn.ModuleDict({})
@@ -477,15 +483,20 @@ def _has_plugin_adapter(self) -> bool:
 
 
 def _save_pretrained(original, self, save_directory, *args, **kwargs):
-    if not _has_plugin_adapter(self):
-        return original(self, save_directory, *args, **kwargs)
+    bound = _bound_kwargs(original, self, (save_directory, *args), kwargs)
+    if not _has_plugin_adapter(self) or bound.get("is_main_process", True) is False:
+        return original(self, save_directory, *args, **kwargs)  # (PEFT writes nothing where it is not the main process)
     _hooks.save_adapter(self, save_directory, lambda staging: original(self, staging, *args, **kwargs),
-                        kwargs.get("selected_adapters"), kwargs.get("safe_serialization", True))  # fmt: skip
+                        bound.get("selected_adapters"), bound.get("safe_serialization", True))  # fmt: skip
 
 
 def _checked_plugin_config(peft_type, model_id, base_model, config, allow_base_model_mismatch, kwargs):
     return _hooks.checked_config(model_id, base_model, PEFT_TYPE_TO_CONFIG_MAPPING[peft_type], PEFT_TYPE_TO_TUNER_MAPPING[peft_type],
                                  config, allow_base_model_mismatch, kwargs.get("subfolder"), _hub_kwargs(kwargs), kwargs)  # fmt: skip
+
+
+# The adapter name whose config from_pretrained has just checked: its own load_adapter call loads only weights.
+_CHECKED_BY_FROM_PRETRAINED = contextvars.ContextVar("checked_by_from_pretrained", default=None)
 
 
 def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_trainable=False, config=None,
@@ -496,7 +507,11 @@ def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_
     with _hooks.reading(model_id, kwargs.get("subfolder")):
         config = _checked_plugin_config(peft_type, model_id, model, config, allow_base_model_mismatch, kwargs)
         # PEFT refuses is_trainable=True for every prompt method; ours resume training: load frozen, then unfreeze.
-        peft_model = original(model, model_id, adapter_name=adapter_name, is_trainable=False, config=config, **kwargs)
+        token = _CHECKED_BY_FROM_PRETRAINED.set(adapter_name)
+        try:
+            peft_model = original(model, model_id, adapter_name=adapter_name, is_trainable=False, config=config, **kwargs)
+        finally:
+            _CHECKED_BY_FROM_PRETRAINED.reset(token)
     if is_trainable:
         make_adapter_trainable(peft_model, adapter_name)
         peft_model.train()
@@ -505,14 +520,34 @@ def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_
     return peft_model
 
 
+def _is_a_plugin_saves_plain_copy(model_id, adapter_name, kwargs) -> bool:
+    """`<plugin adapter folder>/vanilla` loaded under the name "vanilla": what Trainer's resume_from_checkpoint
+    does with every subfolder that holds adapter weights."""
+    if adapter_name != "vanilla" or not sources.is_local(model_id, kwargs.get("subfolder")):
+        return False
+    folder = os.path.normpath(sources.folder_of(model_id, kwargs.get("subfolder")))
+    parent = os.path.dirname(folder)
+    return os.path.basename(folder) == "vanilla" and os.path.isfile(os.path.join(parent, ADAPTER_CONFIG_NAME)) \
+        and peft_type_of(parent) in PLUGIN_PEFT_TYPES
+
+
 def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *args, allow_base_model_mismatch=False, **kwargs):
     """PEFT's load_adapter, with a plugin adapter's files and fingerprint checked and is_trainable=True allowed."""
     peft_type = peft_type_of(model_id, None, kwargs)
     if peft_type not in PLUGIN_PEFT_TYPES:
+        if _has_plugin_adapter(self) and _is_a_plugin_saves_plain_copy(model_id, adapter_name, kwargs):
+            # the same prompt as its folder's plugin adapter, in plain PEFT's type, which PEFT cannot put beside it
+            warnings.warn(f"Not loading {os.fspath(model_id)!r} as adapter 'vanilla': it is the plain PEFT copy of the plugin "
+                          "adapter saved in its parent folder (load that folder instead).", stacklevel=3)  # fmt: skip
+            return None
         return original(self, model_id, adapter_name, is_trainable, *args, **kwargs)
     with _hooks.reading(model_id, kwargs.get("subfolder")):
-        if adapter_name in self.peft_config:  # from_pretrained made (and checked) the adapter: only its weights load here
+        if adapter_name in self.peft_config and _CHECKED_BY_FROM_PRETRAINED.get() == adapter_name:
+            # from_pretrained made (and checked) the adapter: only its weights load here
             _hooks.check_weights_file(model_id, kwargs.get("subfolder"), _hub_kwargs(kwargs))
+            result = original(self, model_id, adapter_name, False, *args, **kwargs)
+        elif adapter_name in self.peft_config:  # a user's load over an adapter the model has: the files are checked first
+            config = _checked_plugin_config(peft_type, model_id, self.base_model, None, allow_base_model_mismatch, kwargs)
             result = original(self, model_id, adapter_name, False, *args, **kwargs)
         else:  # PEFT's load_adapter reads the config again; ours is checked, then written over PEFT's
             config = _checked_plugin_config(peft_type, model_id, self.base_model, None, allow_base_model_mismatch, kwargs)

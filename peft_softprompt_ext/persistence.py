@@ -1,9 +1,10 @@
 """How plugin adapters are saved, loaded and pushed (the policy; `_peft_compat` wires it into PEFT).
 
 Saving: PEFT writes its files into a staging folder, the plain copies and the model card are added,
-and the folder replaces the target as one unit (`atomic_io`). Entries of the old folder that no
-adapter save writes (a user's notes, a `results.json`) are carried over; the old adapter's own
-files (weights, config, card, `vanilla/`, other adapters' subfolders) never survive a new save.
+and the folder replaces the target as one unit (`atomic_io`). Entries of the old folder that this
+save does not write are carried over: a user's notes, a `results.json`, Trainer's `checkpoint-N/`
+folders, an adapter kept in a subfolder; the old save's own top-level files (weights, config, card,
+`vanilla/`) never survive a new save.
 
 Loading: before PEFT reads anything, the files are checked (safetensors only, complete), the
 config is read and validated, the base-model fingerprint must be valid and match (unless
@@ -31,10 +32,9 @@ ADAPTER_SAVE_NAMES = {ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_
 
 
 def _not_an_adapter_file(name: str, path: str) -> bool:
-    """Carry an old entry over unless an adapter save owns it (its files, or another adapter's subfolder)."""
-    if name in ADAPTER_SAVE_NAMES:
-        return False
-    return not (os.path.isdir(path) and os.path.isfile(os.path.join(path, ADAPTER_CONFIG_NAME)))
+    """Carry an old entry over unless it is one of an adapter save's own top-level files. A subfolder with an
+    adapter in it stays (Trainer's checkpoint-N/ are such; an extra adapter of this model is written anew)."""
+    return name not in ADAPTER_SAVE_NAMES
 
 
 def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters=None, safe_serialization=True) -> None:
@@ -69,6 +69,10 @@ def checked_config(model_id, base_model, config_class, encoder_class, config=Non
     weights = check_adapter_files(model_id, subfolder=subfolder, hub_kwargs=hub_kwargs, require_config=config is None)
     if config is None:
         config = config_class.from_pretrained(model_id, **(config_kwargs or {}))  # (config_kwargs carry subfolder=)
+    else:  # the caller's config: the folder's own, where it names a base model, must fit too
+        own = _own_fingerprint(model_id, subfolder)
+        if own is not None:
+            check_fingerprint(own, base_model, f"{source} (its own {ADAPTER_CONFIG_NAME})", allow_base_model_mismatch)
     check_fingerprint(config.base_model_fingerprint, base_model, source, allow_base_model_mismatch)
     _check_width(config, base_model, source)
     setting = f"reparameterization={config.reparameterization!r}" if getattr(config, "reparameterization", None) else ""
@@ -76,6 +80,17 @@ def checked_config(model_id, base_model, config_class, encoder_class, config=Non
     if allow_base_model_mismatch:
         config.base_model_fingerprint = base_model_fingerprint(base_model)  # the prompt now lives on this model
     return config
+
+
+def _own_fingerprint(model_id, subfolder: str | None) -> dict | None:
+    """The fingerprint a local adapter folder's adapter_config.json carries (None: no folder, file or fingerprint)."""
+    if not sources.is_local(model_id, subfolder):
+        return None
+    path = os.path.join(sources.folder_of(model_id, subfolder), ADAPTER_CONFIG_NAME)
+    if not os.path.isfile(path):
+        return None
+    fingerprint = atomic_io.read_json_object(path, "The adapter config").get("base_model_fingerprint")
+    return fingerprint if isinstance(fingerprint, dict) and fingerprint else None
 
 
 def _check_width(config, base_model, source: str) -> None:

@@ -106,6 +106,7 @@ PATHS = [
     Path("torch_compile", "torch.compile(forward)", slow=True),
     Path("over_lora", "nested over a LoRA PeftModel", (CAUSAL, SEQ2SEQ, SEQ_CLS)),
     Path("trainer", "transformers Trainer", slow=True),
+    Path("trainer_resume", "Trainer checkpoints, save_model, resume_from_checkpoint", slow=True),
     Path("sft_trainer", "trl SFTTrainer", (CAUSAL,), slow=True),
 ]
 PATH_BY_NAME = {path.name: path for path in PATHS}
@@ -161,6 +162,7 @@ REFUSALS = [
     Refusal("gradients", _nothing_trains, ValueError, "Nothing in this model trains", _NOTHING_TRAINS),
     Refusal("gradient_checkpointing", _nothing_trains, ValueError, "Nothing in this model trains", _NOTHING_TRAINS),
     Refusal("trainer", _nothing_trains, ValueError, "Nothing in this model trains", _NOTHING_TRAINS),
+    Refusal("trainer_resume", _nothing_trains, ValueError, "Nothing in this model trains", _NOTHING_TRAINS),
     Refusal("sft_trainer", _nothing_trains, ValueError, "Nothing in this model trains|task_ids is missing", _NOTHING_TRAINS),
     Refusal("export", _attention, ValueError, "every input its own prompt",
             "attention mixing computes a prompt per input: there is no single prompt for plain PEFT"),
@@ -202,6 +204,7 @@ NOTES = [
     Note("export", lambda case, model: case.deep, "deep prompts: export_prefix_tuning"),
     Note("prompt_embedding_to_save", lambda case, model: case.deep, "deep prompts: [P, layers x 2 x kv dim], PEFT PREFIX_TUNING's layout"),
     Note("trainer", _multi_task, "TrainingArguments(remove_unused_columns=False) keeps task_ids"),
+    Note("trainer_resume", _multi_task, "TrainingArguments(remove_unused_columns=False) keeps task_ids"),
     Note("merge_and_unload", _always, "unload() returns the untouched base model"),
 ]
 
@@ -234,6 +237,8 @@ CI_CELLS = {
     Cell("vocab_top_frequent", "llama", "trainer"),
     Cell("mixture_task_2", "gpt2", "trainer"),
     Cell("vocab_reparam", "t5", "trainer"),
+    Cell("vocab_top_frequent", "llama", "trainer_resume"),
+    Cell("deep_vocab", "gpt2", "trainer_resume"),
     Cell("vocab_top_frequent", "gpt2", "sft_trainer"),
     Cell("mixture_task_2", "gpt2", "sft_trainer"),
     Cell("vocab_top_frequent", "gpt2", "torch_compile"),

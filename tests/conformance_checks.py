@@ -434,6 +434,33 @@ def check_trainer(cell, tmp_path):
     _reload_equals(cell, model, tmp_path / "saved")
 
 
+def check_trainer_resume(cell, tmp_path):
+    """Trainer's checkpoint-N/ folders survive a save_model into the same output_dir (found 2026-12-05: the save
+    dropped them), and resume_from_checkpoint picks the last one up (found 2026-12-05: it also loaded the plain
+    vanilla/ copy as an adapter, which PEFT refused next to a plugin adapter)."""
+    from conformance_support import trainer_dataset
+    from transformers import Trainer, TrainingArguments
+
+    def trainer(model, steps):
+        args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=steps, save_steps=2, per_device_train_batch_size=3,
+                                 learning_rate=0.05, report_to=[], use_cpu=True, logging_steps=1,
+                                 remove_unused_columns=cell.case.num_tasks == 1)  # fmt: skip
+        return Trainer(model=model, args=args, train_dataset=trainer_dataset(cell))
+
+    first = trainer(build(cell), 4)
+    first.train()
+    first.save_model()
+    assert {"checkpoint-2", "checkpoint-4"} <= set(os.listdir(tmp_path / "out"))
+    assert os.path.isfile(tmp_path / "out" / "checkpoint-2" / "trainer_state.json")
+    trained = {n: p.detach().clone() for n, p in first.model.named_parameters() if p.requires_grad}
+    resumed = build(cell)
+    second = trainer(resumed, 6)
+    second.train(resume_from_checkpoint=True)
+    assert second.state.global_step == 6
+    assert list(resumed.peft_config) == ["default"]
+    assert any(not torch.equal(p.detach(), trained[n]) for n, p in resumed.named_parameters() if n in trained)
+
+
 def check_sft_trainer(cell, tmp_path):
     import datasets
     from trl import SFTConfig, SFTTrainer

@@ -86,6 +86,36 @@ def test_save_keeps_unrelated_files_and_leaves_no_staging_folder(saved):
     assert not [name for name in os.listdir(folder.parent) if name.startswith(".staging-")]
 
 
+def test_a_save_keeps_other_adapters_and_trainer_checkpoints_in_its_folder(saved):
+    """Found 2026-12-05: a save dropped every subfolder holding an adapter_config.json, so Trainer.save_model()
+    deleted the checkpoint-N/ folders of the same output_dir (and a user's LoRA kept there)."""
+    peft_model, folder = saved
+    checkpoint = folder / "checkpoint-2"
+    checkpoint.mkdir()
+    (checkpoint / "adapter_config.json").write_text("{}")
+    (checkpoint / "optimizer.pt").write_bytes(b"state")
+    peft_model.save_pretrained(folder)
+    assert (checkpoint / "optimizer.pt").read_bytes() == b"state" and (checkpoint / "adapter_config.json").exists()
+
+
+def test_a_save_that_is_not_the_main_process_writes_nothing(saved):
+    """Found 2026-12-05: save_pretrained(is_main_process=False) (every non-main rank under Trainer / Accelerate)
+    replaced the folder with one holding only the card and vanilla/: the adapter was gone."""
+    peft_model, folder = saved
+    before = snapshot(folder)
+    peft_model.save_pretrained(folder, is_main_process=False)
+    assert snapshot(folder) == before
+
+
+def test_a_pickle_save_is_refused_when_asked_positionally_too(saved):
+    """Found 2026-12-05: save_pretrained(folder, False) (safe_serialization by position) wrote a pickle over the save."""
+    peft_model, folder = saved
+    before = snapshot(folder)
+    with pytest.raises(ValueError, match="safetensors only"):
+        peft_model.save_pretrained(folder, False)
+    assert snapshot(folder) == before
+
+
 def test_interrupted_save_leaves_the_previous_adapter_intact(saved, monkeypatch):
     peft_model, folder = saved
     before = snapshot(folder)

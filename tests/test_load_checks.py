@@ -72,6 +72,41 @@ def test_load_adapter_into_another_base_is_refused(saved):
         host.load_adapter(folder, adapter_name="other")
 
 
+def test_load_adapter_over_an_existing_adapter_checks_the_fingerprint_too(saved):
+    """Found 2026-12-05: load_adapter into an adapter name the model already has skipped the check (that branch
+    serves from_pretrained's own call, which has checked), so another base's prompt replaced this one's."""
+    _, folder = saved
+    host = peft.get_peft_model(other_base(), VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    before = host.prompt_encoder["default"].embedding.weight.clone()
+    with pytest.raises(ValueError, match=r"trained on another base model: embedding_digest"):
+        host.load_adapter(folder, adapter_name="default")
+    assert torch.equal(host.prompt_encoder["default"].embedding.weight, before)
+
+
+def test_a_config_given_to_from_pretrained_does_not_hide_the_folders_own_fingerprint(saved):
+    """Found 2026-12-05: from_pretrained(config=<a config made on this base>) never read the folder's own
+    adapter_config.json, so weights trained on another base loaded unchecked."""
+    _, folder = saved
+    host = peft.get_peft_model(other_base(), VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    with pytest.raises(ValueError, match=r"trained on another base model: embedding_digest"):
+        PeftModel.from_pretrained(other_base(), folder, config=host.peft_config["default"])
+    PeftModel.from_pretrained(other_base(), folder, config=host.peft_config["default"], allow_base_model_mismatch=True)
+
+
+def test_a_config_used_for_two_base_models_gets_each_ones_fingerprint(tmp_path):
+    """Found 2026-12-05: PEFT keeps the config object it is given; used again for another base model it still
+    carried the first model's fingerprint, so the second model's save was refused on its own base."""
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5)
+    first = peft.get_peft_model(common.tiny_model("gpt2")[0], config)
+    second = peft.get_peft_model(other_base(), config)
+    second.save_pretrained(tmp_path / "second")
+    PeftModel.from_pretrained(other_base(), tmp_path / "second")  # its own base: accepted
+    with pytest.raises(ValueError, match=r"trained on another base model"):
+        PeftModel.from_pretrained(common.tiny_model("gpt2")[0], tmp_path / "second")
+    first.save_pretrained(tmp_path / "first")  # and the first model's config is still the first base's
+    PeftModel.from_pretrained(common.tiny_model("gpt2")[0], tmp_path / "first")
+
+
 def test_auto_peft_model_checks_the_fingerprint_too(tmp_path):
     base, _ = common.tiny_model("gpt2")
     base.save_pretrained(tmp_path / "base")
