@@ -45,6 +45,7 @@ install_patches(
         checked_config=persistence.checked_config,
         reading=persistence.reading,
         check_weights_file=persistence.check_weights_file,
+        check_plain_copy=persistence.check_plain_copy,
         push_adapter=persistence.push_adapter_folder,
     )
 )

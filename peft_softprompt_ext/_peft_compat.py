@@ -348,6 +348,7 @@ class PluginHooks:
     checked_config: Callable  # (model_id, base_model, config_class, encoder_class, config, allow, subfolder, hub, kwargs)
     reading: Callable  # (model_id, subfolder) -> context manager held while PEFT reads the files
     check_weights_file: Callable  # (model_id, subfolder, hub_kwargs) -> path of a checked safetensors file
+    check_plain_copy: Callable  # (model_id, base_model, allow, subfolder): a plain PEFT adapter this plugin exported
     push_adapter: Callable  # (peft_model, **push_to_hub options) -> commit info
 
 
@@ -499,19 +500,27 @@ def _checked_plugin_config(peft_type, model_id, base_model, config, allow_base_m
 _CHECKED_BY_FROM_PRETRAINED = contextvars.ContextVar("checked_by_from_pretrained", default=None)
 
 
+@contextlib.contextmanager
+def _checked_by_from_pretrained(adapter_name: str):
+    token = _CHECKED_BY_FROM_PRETRAINED.set(adapter_name)
+    try:
+        yield
+    finally:
+        _CHECKED_BY_FROM_PRETRAINED.reset(token)
+
+
 def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_trainable=False, config=None,
                      allow_base_model_mismatch=False, **kwargs):  # fmt: skip
     peft_type = peft_type_of(model_id, config, kwargs)
     if peft_type not in PLUGIN_PEFT_TYPES:
-        return original(model, model_id, adapter_name=adapter_name, is_trainable=is_trainable, config=config, **kwargs)
+        _hooks.check_plain_copy(model_id, model, allow_base_model_mismatch, kwargs.get("subfolder"))
+        with _checked_by_from_pretrained(adapter_name):
+            return original(model, model_id, adapter_name=adapter_name, is_trainable=is_trainable, config=config, **kwargs)
     with _hooks.reading(model_id, kwargs.get("subfolder")):
         config = _checked_plugin_config(peft_type, model_id, model, config, allow_base_model_mismatch, kwargs)
         # PEFT refuses is_trainable=True for every prompt method; ours resume training: load frozen, then unfreeze.
-        token = _CHECKED_BY_FROM_PRETRAINED.set(adapter_name)
-        try:
+        with _checked_by_from_pretrained(adapter_name):
             peft_model = original(model, model_id, adapter_name=adapter_name, is_trainable=False, config=config, **kwargs)
-        finally:
-            _CHECKED_BY_FROM_PRETRAINED.reset(token)
     if is_trainable:
         make_adapter_trainable(peft_model, adapter_name)
         peft_model.train()
@@ -540,6 +549,8 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
             warnings.warn(f"Not loading {os.fspath(model_id)!r} as adapter 'vanilla': it is the plain PEFT copy of the plugin "
                           "adapter saved in its parent folder (load that folder instead).", stacklevel=3)  # fmt: skip
             return None
+        if _CHECKED_BY_FROM_PRETRAINED.get() != adapter_name:
+            _hooks.check_plain_copy(model_id, self.base_model, allow_base_model_mismatch, kwargs.get("subfolder"))
         return original(self, model_id, adapter_name, is_trainable, *args, **kwargs)
     with _hooks.reading(model_id, kwargs.get("subfolder")):
         if adapter_name in self.peft_config and _CHECKED_BY_FROM_PRETRAINED.get() == adapter_name:

@@ -18,13 +18,14 @@ Pushing: the saved folder is uploaded in one commit (nested `vanilla/<task>/` fo
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 
 from . import atomic_io, sources
 from ._peft_compat import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, input_embeddings_of
-from .adapter_files import check_adapter_files, check_state_shapes, safetensors_shapes
-from .fingerprint import base_model_fingerprint, check_fingerprint
+from .adapter_files import check_adapter_files, check_state_shapes, safetensors_metadata, safetensors_shapes
+from .fingerprint import FINGERPRINT_METADATA_KEY, base_model_fingerprint, check_fingerprint
 from .hub import write_sharing_files
 
 # Top-level names an adapter save writes (besides a subfolder per extra adapter): an old save's are dropped.
@@ -80,6 +81,24 @@ def checked_config(model_id, base_model, config_class, encoder_class, config=Non
     if allow_base_model_mismatch:
         config.base_model_fingerprint = base_model_fingerprint(base_model)  # the prompt now lives on this model
     return config
+
+
+def check_plain_copy(model_id, base_model, allow_base_model_mismatch=False, subfolder: str | None = None) -> None:
+    """A plain PEFT adapter this plugin wrote (a save's `vanilla/` copy, an export) carries the base model's
+    fingerprint in its safetensors metadata: while the plugin is imported, plain PEFT's own loads of it are
+    checked too. Adapters without that metadata (any other plain PEFT adapter) pass unchecked, as in PEFT."""
+    if not sources.is_local(model_id, subfolder):
+        return
+    path = os.path.join(sources.folder_of(model_id, subfolder), ADAPTER_WEIGHTS_NAME)
+    exported = safetensors_metadata(path).get(FINGERPRINT_METADATA_KEY) if os.path.isfile(path) else None
+    if exported is None:
+        return
+    try:
+        saved = json.loads(exported)
+    except json.JSONDecodeError:
+        saved = exported  # refused as malformed by the check
+    where = f"Adapter {os.fspath(model_id)!r}" + (f" (subfolder {subfolder!r})" if subfolder else "")
+    check_fingerprint(saved, base_model, f"{where}, a plain PEFT copy made by peft_softprompt_ext,", allow_base_model_mismatch)
 
 
 def _own_fingerprint(model_id, subfolder: str | None) -> dict | None:

@@ -107,6 +107,27 @@ def test_a_config_used_for_two_base_models_gets_each_ones_fingerprint(tmp_path):
     PeftModel.from_pretrained(common.tiny_model("gpt2")[0], tmp_path / "first")
 
 
+@pytest.mark.parametrize("path", ["from_pretrained_subfolder", "from_pretrained_folder", "load_adapter"])
+def test_a_plugin_saves_plain_copy_is_checked_by_plain_peft_loads_too(saved, path):
+    """Found 2026-12-05: with the plugin imported, plain PEFT's own load of a save's vanilla/ copy (which carries the
+    fingerprint in its safetensors metadata) put another base model's prompt in unchecked."""
+    _, folder = saved
+
+    def load(base, **kwargs):
+        if path == "from_pretrained_subfolder":
+            return PeftModel.from_pretrained(base, folder, subfolder="vanilla", **kwargs)
+        if path == "from_pretrained_folder":
+            return PeftModel.from_pretrained(base, folder / "vanilla", **kwargs)
+        host = peft.get_peft_model(base, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+        host.load_adapter(folder / "vanilla", adapter_name="copy", **kwargs)
+        return host
+
+    with pytest.raises(ValueError, match=r"trained on another base model: embedding_digest"):
+        load(other_base())
+    load(other_base(), allow_base_model_mismatch=True)
+    load(common.tiny_model("gpt2")[0])  # its own base model
+
+
 def test_auto_peft_model_checks_the_fingerprint_too(tmp_path):
     base, _ = common.tiny_model("gpt2")
     base.save_pretrained(tmp_path / "base")
