@@ -557,10 +557,8 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
             # from_pretrained made (and checked) the adapter: only its weights load here
             _hooks.check_weights_file(model_id, kwargs.get("subfolder"), _hub_kwargs(kwargs))
             result = original(self, model_id, adapter_name, False, *args, **kwargs)
-        elif adapter_name in self.peft_config:  # a user's load over an adapter the model has: the files are checked first
-            config = _checked_plugin_config(peft_type, model_id, self.base_model, None, allow_base_model_mismatch, kwargs)
-            result = original(self, model_id, adapter_name, False, *args, **kwargs)
-        else:  # PEFT's load_adapter reads the config again; ours is checked, then written over PEFT's
+        else:  # a user's load (into a new adapter or over one the model has): PEFT reads the config again; ours is
+            # checked first, and its fingerprint (this base model's, or the file's, which equals it) written over PEFT's
             config = _checked_plugin_config(peft_type, model_id, self.base_model, None, allow_base_model_mismatch, kwargs)
             result = original(self, model_id, adapter_name, False, *args, **kwargs)
             self.peft_config[adapter_name].base_model_fingerprint = config.base_model_fingerprint

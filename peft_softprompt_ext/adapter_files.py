@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 
 from . import sources
 from ._peft_compat import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME
+from .fingerprint import FINGERPRINT_METADATA_KEY
 
 
 def peft_type_field(config: dict, source: str) -> str:
@@ -102,6 +103,18 @@ def safetensors_shapes(path: str) -> dict[str, tuple[int, ...]]:
 def safetensors_metadata(path: str) -> dict[str, str]:
     with safe_open(path, framework="pt") as handle:
         return dict(handle.metadata() or {})
+
+
+def exported_fingerprint(weights_path: str):
+    """The base-model fingerprint a plain PEFT copy made by the plugin carries in its safetensors metadata: the
+    parsed JSON (the raw text if it is not JSON, which the fingerprint check refuses), or None if there is none."""
+    exported = safetensors_metadata(weights_path).get(FINGERPRINT_METADATA_KEY)
+    if exported is None:
+        return None
+    try:
+        return json.loads(exported)
+    except json.JSONDecodeError:
+        return exported
 
 
 def check_state_shapes(found: dict[str, tuple], expected: dict[str, tuple], source: str, setting: str = "") -> None:

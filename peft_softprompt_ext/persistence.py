@@ -18,14 +18,13 @@ Pushing: the saved folder is uploaded in one commit (nested `vanilla/<task>/` fo
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 
 from . import atomic_io, sources
 from ._peft_compat import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, input_embeddings_of
-from .adapter_files import check_adapter_files, check_state_shapes, safetensors_metadata, safetensors_shapes
-from .fingerprint import FINGERPRINT_METADATA_KEY, base_model_fingerprint, check_fingerprint
+from .adapter_files import check_adapter_files, check_state_shapes, exported_fingerprint, safetensors_shapes
+from .fingerprint import base_model_fingerprint, check_fingerprint
 from .hub import write_sharing_files
 
 # Top-level names an adapter save writes (besides a subfolder per extra adapter): an old save's are dropped.
@@ -90,13 +89,9 @@ def check_plain_copy(model_id, base_model, allow_base_model_mismatch=False, subf
     if not sources.is_local(model_id, subfolder):
         return
     path = os.path.join(sources.folder_of(model_id, subfolder), ADAPTER_WEIGHTS_NAME)
-    exported = safetensors_metadata(path).get(FINGERPRINT_METADATA_KEY) if os.path.isfile(path) else None
-    if exported is None:
+    saved = exported_fingerprint(path) if os.path.isfile(path) else None
+    if saved is None:
         return
-    try:
-        saved = json.loads(exported)
-    except json.JSONDecodeError:
-        saved = exported  # refused as malformed by the check
     where = f"Adapter {os.fspath(model_id)!r}" + (f" (subfolder {subfolder!r})" if subfolder else "")
     check_fingerprint(saved, base_model, f"{where}, a plain PEFT copy made by peft_softprompt_ext,", allow_base_model_mismatch)
 

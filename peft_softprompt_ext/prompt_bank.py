@@ -7,7 +7,6 @@ and this plugin's single-prompt methods. Safetensors only; shapes and the base m
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 
 import torch
@@ -15,9 +14,9 @@ from safetensors.torch import load_file
 
 from . import sources
 from ._peft_compat import ADAPTER_CONFIG_NAME, PLUGIN_PEFT_TYPES, PROMPT_TUNING_TENSOR
-from .adapter_files import check_adapter_files, check_finite, peft_type_field, safetensors_metadata, safetensors_shapes
+from .adapter_files import check_adapter_files, check_finite, exported_fingerprint, peft_type_field, safetensors_shapes
 from .atomic_io import read_json_object, read_lock
-from .fingerprint import FINGERPRINT_METADATA_KEY, check_fingerprint_against
+from .fingerprint import check_fingerprint_against
 
 
 def _adapter_files(source: str, revision: str | None = None) -> tuple[str, str]:
@@ -67,13 +66,8 @@ def _saved_fingerprint(config: dict, peft_type: str, weights_path: str):
     """The fingerprint an adapter claims: its config's (plugin), its metadata's (plugin export), or _NONE."""
     if peft_type in PLUGIN_PEFT_TYPES or "base_model_fingerprint" in config:
         return config.get("base_model_fingerprint")  # must be valid: a removed or nulled one is refused
-    exported = safetensors_metadata(weights_path).get(FINGERPRINT_METADATA_KEY)
-    if exported is None:
-        return _NONE
-    try:
-        return json.loads(exported)
-    except json.JSONDecodeError:
-        return exported  # refused as malformed by the check
+    exported = exported_fingerprint(weights_path)
+    return _NONE if exported is None else exported
 
 
 def saved_prompt_length(source: str, revision: str | None = None) -> int:

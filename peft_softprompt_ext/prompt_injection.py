@@ -80,12 +80,17 @@ def generation_scope(parts: PromptParts, prompts: torch.Tensor, prefix=None):
 DEEP_PROMPT_IN_CACHE = "deep prompt in the cache"
 
 
-def _deep_prompt_fits_cache(parts: PromptParts, kwargs: dict) -> bool:
+def _generate_setting(parts: PromptParts, kwargs: dict, name: str, default=None):
+    """A generate call's setting: its argument, else its generation_config's, else the model's generation_config's."""
     config = kwargs.get("generation_config") or getattr(parts.base_model, "generation_config", None)
-    returned = kwargs.get("return_dict_in_generate", getattr(config, "return_dict_in_generate", False))
-    implementation = kwargs.get("cache_implementation", getattr(config, "cache_implementation", None))
+    return kwargs.get(name, getattr(config, name, default))
+
+
+def _deep_prompt_fits_cache(parts: PromptParts, kwargs: dict) -> bool:
+    returned = _generate_setting(parts, kwargs, "return_dict_in_generate", False)
+    implementation = _generate_setting(parts, kwargs, "cache_implementation")
     return (
-        kwargs.get("use_cache", getattr(config, "use_cache", True)) is not False
+        _generate_setting(parts, kwargs, "use_cache", True) is not False
         and kwargs.get("past_key_values") is None
         and kwargs.get("cache") is None
         and not returned
@@ -274,12 +279,11 @@ def generation_prefix(parts: PromptParts, args: tuple, kwargs: dict, prompt_cach
         return DEEP_PROMPT_IN_CACHE if _deep_prompt_fits_cache(parts, kwargs) else None
     if kwargs.get("use_cache") is False:
         return None
-    config = kwargs.get("generation_config") or getattr(parts.base_model, "generation_config", None)
-    if kwargs.get("output_hidden_states", getattr(config, "output_hidden_states", False)):
+    if _generate_setting(parts, kwargs, "output_hidden_states", False):
         # the first step would feed the input alone: its hidden states would lack the prompt positions
         shared_prefix.refuse_on(mode, "output_hidden_states=True in generate asks for the prompt positions' hidden states")
         return None
-    attentions = kwargs.get("output_attentions", getattr(config, "output_attentions", False))
+    attentions = _generate_setting(parts, kwargs, "output_attentions", False)
     if not shared_prefix.use_shared_prefix(mode, parts, attentions, kwargs):
         return None
     input_ids = kwargs.get("input_ids", args[0] if args else None)

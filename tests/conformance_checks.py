@@ -78,8 +78,13 @@ def check_gradients(cell, tmp_path):
 
 
 # --------------------------------------------------------------------------- generate
+def _generate_inputs(batch) -> dict:
+    """What generate takes of a batch (no labels, no decoder inputs)."""
+    return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "task_ids")}
+
+
 def _generate_both(cell, model, batch, **kwargs):
-    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "task_ids")}
+    inputs = _generate_inputs(batch)
     kwargs = dict(max_new_tokens=GENERATE_TOKENS, min_new_tokens=GENERATE_TOKENS, **kwargs)
     outputs = {}
     for use_cache in (True, False):
@@ -125,7 +130,7 @@ def check_generate_static_cache(cell, tmp_path):
     kwargs = dict(max_new_tokens=GENERATE_TOKENS, min_new_tokens=GENERATE_TOKENS, do_sample=False)
     for padding in (None, "left"):
         batch = make_batch(cell, padding=padding)
-        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "task_ids")}
+        inputs = _generate_inputs(batch)
         with torch.no_grad():
             static = model.generate(**inputs, cache_implementation="static", **kwargs)
             uncached = model.generate(**inputs, use_cache=False, **kwargs)
@@ -137,7 +142,7 @@ def check_generate_continue_cache(cell, tmp_path):
     whole sequence so far; the tokens equal one generate call of both lengths (left padding included)."""
     model = build(cell)
     batch = make_batch(cell, padding="left")
-    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "task_ids")}
+    inputs = _generate_inputs(batch)
     kwargs = dict(do_sample=False)
     with torch.no_grad():
         whole = model.generate(**inputs, max_new_tokens=2 * GENERATE_TOKENS, min_new_tokens=2 * GENERATE_TOKENS, **kwargs)
