@@ -134,6 +134,16 @@ def check_state_shapes(found: dict[str, tuple], expected: dict[str, tuple], sour
             )
 
 
+def check_float_tensor(name: str, tensor: torch.Tensor, shape: tuple, meaning: str = "") -> None:
+    """Refuse a loaded tensor that is not a float tensor of `shape`, naming its shape and dtype.
+
+    `meaning`: what the shape's dimensions are, named in the error (e.g. "(num_virtual_tokens, width)").
+    """
+    if tuple(tensor.shape) != tuple(shape) or not tensor.is_floating_point():
+        raise ValueError(f"{name!r} has shape {tuple(tensor.shape)} and dtype {tensor.dtype}; expected a float tensor of "
+                         f"shape {tuple(shape)}{' ' + meaning if meaning else ''} for this base model.")  # fmt: skip
+
+
 def check_finite(tensors: dict[str, torch.Tensor], source: str) -> None:
     """Refuse NaN or infinite values, naming the tensor."""
     for name, tensor in tensors.items():

@@ -10,7 +10,7 @@ import torch
 
 from . import layer_prefix, reparameterization
 from ._peft_compat import PROMPT_TUNING_TENSOR
-from .adapter_files import check_finite
+from .adapter_files import check_finite, check_float_tensor
 from .prompt_encoder import PromptEncoder
 
 _RAW = "reparameterization.raw_prompt"
@@ -117,9 +117,5 @@ class PromptTableEncoder(PromptEncoder):
         if name not in state_dict:
             raise ValueError(f"Adapter weights lack {name!r}; found {sorted(state_dict)}.")
         tensor = state_dict[name]
-        if tuple(tensor.shape) != expected or not tensor.is_floating_point():
-            raise ValueError(
-                f"{name!r} has shape {tuple(tensor.shape)} and dtype {tensor.dtype}; expected a float "
-                f"tensor of shape {expected} (num_virtual_tokens, width) for this base model."
-            )
+        check_float_tensor(name, tensor, expected, "(num_virtual_tokens, width)")
         self._set_raw_rows(tensor)

@@ -200,6 +200,15 @@ def test_prompt_init_from_another_base_model_is_refused_by_fingerprint():
         deep_model("gpt2", seed=1, deep_init="prompt", init_prompt=other_base)
 
 
+def test_prompt_init_from_another_base_model_is_taken_when_the_user_allows_it():
+    other_base = common.bank_folders("gpt2")[0]  # made on tiny gpt2 seed 0, same width
+    model = deep_model("gpt2", seed=1, deep_init="prompt", init_prompt=other_base, allow_base_model_mismatch=True)
+    assert model.peft_config["default"].allow_base_model_mismatch is True
+    with pytest.raises(ValueError, match="allow_base_model_mismatch must be True or False, got 'yes'"):
+        DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="prompt", init_prompt=other_base,
+                               allow_base_model_mismatch="yes")  # fmt: skip
+
+
 def test_prompt_init_of_another_width_is_refused_with_both_widths():
     narrow = common.bank_folders("gpt2")[0]  # width 32; tiny gemma3 is 64 wide
     with pytest.raises(ValueError, match=r"\(5, 32\).*width 64"):

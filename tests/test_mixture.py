@@ -104,6 +104,18 @@ def test_save_load_round_trip_keeps_bank_weights_and_targets(tmp_path):
     assert not (tmp_path / "vanilla").exists()  # attention mixing has no single prompt to export
 
 
+def test_saved_tensor_of_a_wrong_dtype_is_refused_naming_the_dtype(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    mixture("llama", "attention").save_pretrained(tmp_path)
+    weights = tmp_path / "adapter_model.safetensors"
+    tensors = load_file(weights)
+    tensors["bank"] = tensors["bank"].to(torch.int32)  # the right shape, not a float
+    save_file(tensors, weights)
+    with pytest.raises(ValueError, match=r"'bank' has shape \(2, 5, 32\) and dtype torch.int32; expected a float tensor of shape \(2, 5, 32\)"):
+        PeftModel.from_pretrained(common.tiny_model("llama")[0], tmp_path)
+
+
 def test_mixing_weights_per_task_and_mean_attention():
     task_model = mixture("gpt2", "task")
     weights = mixing_weights(task_model)

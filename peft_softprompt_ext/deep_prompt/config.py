@@ -42,6 +42,9 @@ class DeepPromptTuningConfig(VocabSampledPromptTuningConfig):
             this plugin's single-prompt methods or plain PEFT PROMPT_TUNING, of P virtual tokens,
             made on this base model (its fingerprint is checked).
         init_prompt_revision (`str`): Hub revision of `init_prompt`.
+        allow_base_model_mismatch (`bool`): Accept an `init_prompt` whose saved base-model
+            fingerprint differs from this model's (e.g. one trained on a sibling checkpoint of the
+            same width); its width and length are still checked.
         vocab_sampling, num_frequent_tokens, class_labels, corpus, seed, norm_matching,
         tokenizer_name_or_path, tokenizer_kwargs: as `VocabSampledPromptTuningConfig`, for
             `"vocab_sampled"` (and `seed` for `"random"`).
@@ -61,6 +64,9 @@ class DeepPromptTuningConfig(VocabSampledPromptTuningConfig):
         default=None, metadata={"help": "deep_init='prompt': a trained shallow prompt (folder or Hub id) on this model."}
     )
     init_prompt_revision: Optional[str] = field(default=None, metadata={"help": "Hub revision of init_prompt."})
+    allow_base_model_mismatch: bool = field(
+        default=False, metadata={"help": "deep_init='prompt': accept an init_prompt saved for another base model."}
+    )
     trainable_layers: Optional[int] = field(
         default=None, metadata={"help": "None: every layer's prompt trains; k: only the last k self-attention layers'."}
     )
@@ -75,4 +81,6 @@ class DeepPromptTuningConfig(VocabSampledPromptTuningConfig):
                 raise ValueError("deep_init='text' needs tokenizer_name_or_path to read init_text; got None.")
         if self.deep_init == DeepInit.PROMPT and (not isinstance(self.init_prompt, str) or not self.init_prompt):
             raise ValueError(f"deep_init='prompt' needs init_prompt (a trained prompt's folder or Hub id), got {self.init_prompt!r}.")
+        if not isinstance(self.allow_base_model_mismatch, bool):
+            raise ValueError(f"allow_base_model_mismatch must be True or False, got {self.allow_base_model_mismatch!r}.")
         layer_prefix.check_trainable_layers(self.trainable_layers, self.reparameterization == Reparameterization.RESIDUAL_MLP)

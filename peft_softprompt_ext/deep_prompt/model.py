@@ -29,7 +29,7 @@ def _input_rows(config, word_embeddings, model_config, text_tokens: int) -> torc
         return word_embeddings(torch.tensor(ids[:length], device=device))
     if config.deep_init == DeepInit.PROMPT:
         prompt, _ = load_saved_prompt(config.init_prompt, word_embeddings.weight.shape[1], config.base_model_fingerprint,
-                                      revision=config.init_prompt_revision)  # fmt: skip
+                                      config.allow_base_model_mismatch, config.init_prompt_revision)  # fmt: skip
         if prompt.shape[0] != length:
             raise ValueError(f"init_prompt {config.init_prompt!r} has {prompt.shape[0]} virtual tokens but num_virtual_tokens={length}.")
         return prompt.to(word_embeddings.weight)

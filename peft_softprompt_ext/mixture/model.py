@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from .. import layer_prefix, reparameterization
 from .._peft_compat import task_type_name
-from ..adapter_files import check_finite
+from ..adapter_files import check_finite, check_float_tensor
 from ..options import Reparameterization
 from ..prompt_bank import load_saved_peft_type, load_saved_prompt
 from ..prompt_encoder import KEY_VALUES, PromptEncoder, check_task_ids  # noqa: F401  (check_task_ids: re-exported)
@@ -213,9 +213,7 @@ class MixturePromptEncoder(PromptEncoder):
         if missing:
             raise ValueError(f"Mixture adapter weights lack {missing}; found {sorted(state_dict)}.")
         for name, target in expected.items():
-            tensor = state_dict[name]
-            if tuple(tensor.shape) != tuple(target.shape) or not tensor.is_floating_point():
-                raise ValueError(f"{name!r} has shape {tuple(tensor.shape)}; expected a float tensor of shape {tuple(target.shape)}.")
+            check_float_tensor(name, state_dict[name], target.shape)
         with torch.no_grad():
             for name, target in expected.items():
                 if name == "target_prompts":  # split into the fixed and the trained columns
