@@ -15,7 +15,8 @@ Concurrency: writers take an exclusive `flock` on the target's parent folder for
 readers (`read_lock`) take a shared one while they read, so no plugin load ever mixes two saves
 and no save removes files a plugin load is reading (plain PEFT, which takes no lock, could still
 read across a swap). Leftovers of a killed save (`.staging-<name>-*`, `.old-<name>-*`) are removed,
-and a target lost between the two fallback renames restored, by the next save. Targets that are
+and a target lost by a kill between the two fallback renames restored, by the next save (an error
+there puts the old folder back at once). Targets that are
 symlinks (e.g. to another filesystem) are written where they point. Every commit point emits the
 audit event `peft_softprompt_ext.commit`, so tests can stop a save at each one
 (tests/test_atomic_saves.py kills a process at every point).
@@ -192,8 +193,13 @@ def _swap_in(staging: str, target: str) -> str | None:
     old = os.path.join(os.path.dirname(target), f".old-{os.path.basename(target)}-{uuid.uuid4().hex[:8]}")
     _commit("rename-old", old)
     os.rename(target, old)
-    _commit("rename", target)
-    os.rename(staging, target)
+    try:
+        _commit("rename", target)
+        os.rename(staging, target)
+    except BaseException:
+        with contextlib.suppress(OSError):  # should this fail too, the next save's _repair restores it
+            os.rename(old, target)
+        raise
     return old
 
 

@@ -271,6 +271,27 @@ def test_the_fallback_without_an_exchange_is_repaired_by_the_next_save(tmp_path,
     assert (tmp_path / "out" / "a.txt").read_text() == "new" and not leftovers(tmp_path)
 
 
+def test_the_fallback_puts_the_old_folder_back_when_its_second_rename_fails(tmp_path, monkeypatch):
+    """An error (not a kill) between the fallback's two renames leaves the old save in place, in the same process."""
+    from peft_softprompt_ext import atomic_io
+
+    monkeypatch.setattr(atomic_io, "_exchange", lambda first, second: False)
+    with atomic_directory_write(tmp_path / "out") as staging:
+        (Path(staging) / "a.txt").write_text("old")
+    real_rename = os.rename
+
+    def failing_rename(source, destination):
+        if os.path.basename(source).startswith(".staging-out-"):
+            raise OSError(28, "No space left on device", destination)
+        real_rename(source, destination)
+
+    monkeypatch.setattr(atomic_io.os, "rename", failing_rename)
+    with pytest.raises(OSError, match="No space left"):
+        with atomic_directory_write(tmp_path / "out") as staging:
+            (Path(staging) / "a.txt").write_text("new")
+    assert (tmp_path / "out" / "a.txt").read_text() == "old" and not leftovers(tmp_path)
+
+
 def test_an_interrupted_file_write_keeps_the_old_file(tmp_path):
     path = tmp_path / "results.json"
     path.write_text("old")
