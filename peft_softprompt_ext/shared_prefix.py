@@ -163,12 +163,20 @@ def _model_name(model) -> str:
 
 
 def model_state(base_model) -> tuple:
-    """What the prompt's keys/values depend on besides the prompt: weights (their in-place version
-    counters: optimizer steps, load_state_dict, edits), attention implementation and autocast."""
-    device_type = next(base_model.parameters()).device.type
+    """What the prompt's keys/values depend on besides the prompt: weights, attention implementation
+    and autocast. Weights by their in-place version counters (optimizer steps, load_state_dict,
+    edits) and by which tensors they are (`load_state_dict(assign=True)`, `param.data = ...`,
+    `resize_token_embeddings` put new ones in, whose counters may be where the old ones were)."""
+    parameters = list(base_model.parameters())
+    device_type = parameters[0].device.type
     autocast = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type)
-    versions = sum(p._version for p in base_model.parameters())
-    return versions, getattr(base_model.config, "_attn_implementation", None), autocast
+    versions = sum(p._version for p in parameters)
+    tensors = hash(tuple((id(p), p.data_ptr(), tuple(p.shape)) for p in parameters))
+    return versions, tensors, getattr(base_model.config, "_attn_implementation", None), autocast
+
+
+def _no_model():
+    return None
 
 
 class PromptKVCache:
@@ -188,6 +196,12 @@ class PromptKVCache:
         self.logits = logits
         self.hidden_states = hidden_states
 
+    def __getstate__(self):  # a copy (deepcopy, torch.save of the whole model) belongs to no model: it is recomputed
+        return {**self.__dict__, "_model": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _model=_no_model)
+
     @property
     def num_virtual_tokens(self) -> int:
         return self.tables.shape[1]
@@ -198,8 +212,8 @@ class PromptKVCache:
             return f"it was computed on {self.model_name}, not on {_model_name(base_model)}"
         state = model_state(base_model)
         if state != self.model_state:
-            return (f"the base model changed since it was computed (weights version / attention / autocast "
-                    f"{self.model_state} -> {state})")
+            return (f"the base model changed since it was computed (weights version, weight tensors, attention, "
+                    f"autocast: {self.model_state} -> {state})")
         if tables.shape != self.tables.shape or tables.dtype != self.tables.dtype or tables.device != self.tables.device:
             return (
                 f"it was computed for prompts of shape {tuple(self.tables.shape)} ({self.tables.dtype}, {self.tables.device}); "

@@ -314,6 +314,61 @@ def test_stored_cache_is_recomputed_when_base_weights_change_and_explicit_cache_
         torch.testing.assert_close(shared, peft_model(**batch).logits, rtol=1e-5, atol=1e-5)
 
 
+def _standard_logits(peft_model, batch):
+    mode = peft_model.peft_config["default"].shared_prefix
+    peft_model.peft_config["default"].shared_prefix = "off"
+    try:
+        with torch.no_grad():
+            return peft_model(**batch).logits
+    finally:
+        peft_model.peft_config["default"].shared_prefix = mode
+
+
+@pytest.mark.parametrize("swap", ["load_state_dict_assign", "parameter_data"])
+def test_stored_cache_is_recomputed_when_base_weights_are_replaced_not_edited(swap):
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    batch = common.inference_batch("llama")
+    new_weights = common.tiny_model("llama", seed=6)[0].state_dict()
+    with torch.no_grad():
+        peft_model(**batch)  # fills the stored cache
+    base = peft_model.get_base_model()
+    if swap == "load_state_dict_assign":
+        base.load_state_dict(new_weights, assign=True)  # new Parameter objects, version counters at 0
+    else:
+        for name, parameter in base.named_parameters():
+            parameter.data = new_weights[name].clone()
+    with torch.no_grad():
+        shared = peft_model(**batch).logits
+    torch.testing.assert_close(shared, _standard_logits(peft_model, batch), rtol=1e-5, atol=1e-5)
+
+
+def test_stored_cache_is_recomputed_after_resize_token_embeddings():
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    batch = common.inference_batch("gpt2")
+    with torch.no_grad():
+        peft_model(**batch)
+    peft_model.get_base_model().resize_token_embeddings(common.VOCAB_SIZE + 8)  # e.g. after adding tokens
+    with torch.no_grad():
+        shared = peft_model(**batch).logits
+    assert shared.shape[-1] == common.VOCAB_SIZE + 8
+    torch.testing.assert_close(shared, _standard_logits(peft_model, batch), rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_holding_a_stored_cache_pickles_and_its_copy_recomputes_it():
+    import io
+
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    batch = common.inference_batch("gpt2")
+    with torch.no_grad():
+        expected = peft_model(**batch).logits  # fills the stored cache, which points at its base model
+    buffer = io.BytesIO()
+    torch.save(peft_model, buffer)  # the whole module, as some users save models
+    buffer.seek(0)
+    restored = torch.load(buffer, weights_only=False)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(**batch).logits, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_explicit_prompt_cache_is_refused_when_training():
     peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
     cache = prompt_kv_cache(peft_model)
