@@ -4,46 +4,80 @@ A fingerprint is saved in every plugin adapter config (`base_model_fingerprint`)
 width, vocabulary size and a digest of the input-embedding matrix. Loading a prompt into a base
 model with another fingerprint raises a ValueError saying what differs, unless the caller passes
 `allow_base_model_mismatch=True` (e.g. after moving a prompt across models by projection).
+
+The same model held in another dtype is the same model: the digest rounds values to bfloat16, so
+float32 and bfloat16 copies match, but a float16 copy rounds differently (fp32 -> fp16 -> bf16 is
+not fp32 -> bf16 for about 6% of values). So a fingerprint also carries the embedding dtype and
+`_SAMPLE_SIZE` sampled values, exactly: where digests differ, the model still matches when the
+two dtypes differ and every sampled value is within what casting between them moves a value.
+Fingerprints saved before these two fields check the digest alone, as they did.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 
 import torch
 
 # Rows hashed: every k-th row so that at most this many are read (a 262k x 640 matrix hashes in
 # milliseconds); values are rounded to bfloat16 first, so a bf16 copy of an fp32 model matches.
 _MAX_HASHED_ROWS = 4096
+_SAMPLE_SIZE = 32  # values kept exactly, spread over the hashed rows and their columns
+# Unit roundoff of each dtype the embeddings may be held in: a cast into it moves a value by at most
+# this fraction of itself (plus half the smallest subnormal step, `_SUBNORMAL_STEP / 2`, for float16).
+_UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
+_SUBNORMAL_STEP = {"float16": 2.0**-24}
+
+
+def _hashed_rows(weight: torch.Tensor) -> tuple[torch.Tensor, int]:
+    stride = max(1, weight.shape[0] // _MAX_HASHED_ROWS)
+    return weight[::stride].detach(), stride
 
 
 @torch.no_grad()
 def embedding_digest(weight: torch.Tensor) -> str:
-    stride = max(1, weight.shape[0] // _MAX_HASHED_ROWS)
-    sample = weight[::stride].detach().to(torch.bfloat16).to(torch.float32).cpu().contiguous()
+    rows, stride = _hashed_rows(weight)
+    sample = rows.to(torch.bfloat16).to(torch.float32).cpu().contiguous()
     digest = hashlib.sha256(f"{tuple(weight.shape)}|{stride}|".encode())
     digest.update(sample.numpy().tobytes())
     return "sha256:" + digest.hexdigest()
 
 
+@torch.no_grad()
+def embedding_sample(weight: torch.Tensor) -> list[float]:
+    """`_SAMPLE_SIZE` values of the hashed rows, as they are held (fixed positions for a shape)."""
+    flat = _hashed_rows(weight)[0].reshape(-1)
+    positions = torch.linspace(0, flat.numel() - 1, _SAMPLE_SIZE, dtype=torch.float64).round().long()
+    return [float(value) for value in flat[positions.to(flat.device)].to(torch.float64).cpu()]
+
+
+def embedding_fingerprint(architecture, model_type, weight: torch.Tensor) -> dict:
+    """The fingerprint of a model with this architecture name, model type and input-embedding matrix."""
+    return {
+        "architecture": architecture,
+        "model_type": model_type,
+        "hidden_size": int(weight.shape[1]),
+        "vocab_size": int(weight.shape[0]),
+        "embedding_digest": embedding_digest(weight),
+        "embedding_dtype": str(weight.dtype).removeprefix("torch."),
+        "embedding_sample": embedding_sample(weight),
+    }
+
+
 def base_model_fingerprint(model) -> dict:
     """The fingerprint of a transformers model (or of a PeftModel's base model)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    embeddings = base.get_input_embeddings().weight
     config = base.config
-    return {
-        "architecture": (getattr(config, "architectures", None) or [type(base).__name__])[0],
-        "model_type": getattr(config, "model_type", None),
-        "hidden_size": int(embeddings.shape[1]),
-        "vocab_size": int(embeddings.shape[0]),
-        "embedding_digest": embedding_digest(embeddings),
-    }
+    architecture = (getattr(config, "architectures", None) or [type(base).__name__])[0]
+    return embedding_fingerprint(architecture, getattr(config, "model_type", None), base.get_input_embeddings().weight)
 
 
 # Where a plain PROMPT_TUNING copy exported by the plugin carries the fingerprint: its safetensors
 # metadata (JSON text), which plain PEFT ignores and the plugin's readers check.
 FINGERPRINT_METADATA_KEY = "peft_softprompt_ext.base_model_fingerprint"
 FINGERPRINT_KEYS = ("architecture", "model_type", "hidden_size", "vocab_size", "embedding_digest")
+DTYPE_KEYS = ("embedding_dtype", "embedding_sample")  # both or neither (fingerprints saved before them have neither)
 
 
 def fingerprint_problem(saved) -> str | None:
@@ -57,14 +91,48 @@ def fingerprint_problem(saved) -> str | None:
         return "hidden_size and vocab_size must be integers"
     if not (isinstance(saved["embedding_digest"], str) and saved["embedding_digest"].startswith("sha256:")):
         return f"embedding_digest {saved['embedding_digest']!r} is not a 'sha256:...' digest"
+    return _dtype_fields_problem(saved)
+
+
+def _dtype_fields_problem(saved: dict) -> str | None:
+    present = [key for key in DTYPE_KEYS if key in saved]
+    if not present:
+        return None
+    if len(present) != len(DTYPE_KEYS):
+        return f"it has {present} without {[key for key in DTYPE_KEYS if key not in saved]}"
+    if saved["embedding_dtype"] not in _UNIT_ROUNDOFF:
+        return f"embedding_dtype {saved['embedding_dtype']!r} is not one of {sorted(_UNIT_ROUNDOFF)}"
+    sample = saved["embedding_sample"]
+    if not (isinstance(sample, list) and len(sample) == _SAMPLE_SIZE
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in sample)):  # fmt: skip
+        return f"embedding_sample must be a list of {_SAMPLE_SIZE} finite numbers, got {sample!r}"
     return None
 
 
+def _same_values_in_another_dtype(saved: dict, actual: dict) -> bool:
+    """Whether two fingerprints with different digests are one model held in two dtypes."""
+    if any(key not in saved or key not in actual for key in DTYPE_KEYS) or _dtype_fields_problem(saved) is not None:
+        return False  # a fingerprint saved before the dtype fields: the digest alone decides
+    dtypes = (saved["embedding_dtype"], actual["embedding_dtype"])
+    if dtypes[0] == dtypes[1] or dtypes[1] not in _UNIT_ROUNDOFF:
+        return False  # the same dtype and another digest: other values
+    relative = sum(_UNIT_ROUNDOFF[dtype] for dtype in dtypes) * (1 + 2.0**-7)  # slack: measured against the larger value
+    absolute = sum(_SUBNORMAL_STEP.get(dtype, 0.0) for dtype in dtypes) / 2
+    pairs = zip(saved["embedding_sample"], actual["embedding_sample"])
+    return all(abs(a - b) <= relative * max(abs(a), abs(b)) + absolute for a, b in pairs)
+
+
 def fingerprint_differences(saved: dict, actual: dict) -> list[str]:
-    """Human-readable differences between a saved fingerprint and a model's ('' if none)."""
+    """Human-readable differences between a saved fingerprint and a model's ('' if none).
+
+    An embedding digest that differs only because the model is held in another dtype (see the module
+    docstring) is not a difference.
+    """
     differences = []
     for key in FINGERPRINT_KEYS:
         if saved.get(key) != actual.get(key):
+            if key == "embedding_digest" and _same_values_in_another_dtype(saved, actual):
+                continue
             differences.append(f"{key}: adapter {saved.get(key)!r} vs base model {actual.get(key)!r}")
     return differences
 

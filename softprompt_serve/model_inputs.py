@@ -71,14 +71,8 @@ class InputEmbedder:
 
     def fingerprint(self) -> dict:
         """The plugin's base-model fingerprint of this model (what an exported prompt was trained on)."""
-        rules = fingerprint_module()
-        return {
-            "architecture": (self.config.get("architectures") or [None])[0],
-            "model_type": self.config.get("model_type"),
-            "hidden_size": self.hidden_size,
-            "vocab_size": int(self.weight.shape[0]),
-            "embedding_digest": rules.embedding_digest(self.weight),
-        }
+        architecture = (self.config.get("architectures") or [None])[0]
+        return fingerprint_module().embedding_fingerprint(architecture, self.config.get("model_type"), self.weight)
 
     def token_ids(self, text: str) -> list[int]:
         """The ids the plugin's users get from `tokenizer(text)` (special tokens as the tokenizer adds them)."""

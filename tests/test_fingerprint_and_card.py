@@ -58,6 +58,59 @@ def test_digest_ignores_dtype_but_not_values():
     assert embedding_digest(changed) != embedding_digest(weight)
 
 
+def _saved_on(dtype, folder):
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(common.tiny_model_folder("llama"), dtype=dtype)
+    peft_model = peft.get_peft_model(base, common.all_configs()["vocab_uniform"]("CAUSAL_LM", "llama"))
+    peft_model.save_pretrained(folder)
+    return peft_model
+
+
+def _llama_in(dtype):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(common.tiny_model_folder("llama"), dtype=dtype)
+
+
+@pytest.mark.parametrize("saved_dtype, loaded_dtype", [(torch.float32, torch.float16), (torch.float32, torch.bfloat16),
+                                                       (torch.float16, torch.float32), (torch.bfloat16, torch.float16),
+                                                       (torch.float16, torch.bfloat16)])  # fmt: skip
+def test_an_adapter_loads_into_its_base_model_held_in_another_dtype(saved_dtype, loaded_dtype, tmp_path):
+    peft_model = _saved_on(saved_dtype, tmp_path)
+    loaded = PeftModel.from_pretrained(_llama_in(loaded_dtype), tmp_path)
+    torch.testing.assert_close(loaded.get_prompt_embedding_to_save("default"), peft_model.get_prompt_embedding_to_save("default"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_another_model_held_in_another_dtype_is_still_refused(dtype, tmp_path):
+    _saved_on(torch.float32, tmp_path)
+    other = common.tiny_model("llama", seed=1)[0].to(dtype)
+    with pytest.raises(ValueError, match="trained on another base model: embedding_digest"):
+        PeftModel.from_pretrained(other, tmp_path)
+
+
+@pytest.mark.parametrize("edit", [{"embedding_sample": [0.1, 0.2]}, {"embedding_dtype": "float8"}, {"embedding_sample": None},
+                                  {"embedding_sample": ["a"] * 32}])  # fmt: skip
+def test_a_fingerprint_with_a_malformed_dtype_sample_is_refused(edit, tmp_path):
+    _saved_on(torch.float32, tmp_path)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    config["base_model_fingerprint"].update(edit)
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="has no valid base_model_fingerprint"):
+        PeftModel.from_pretrained(_llama_in(torch.float16), tmp_path)
+
+
+def test_a_fingerprint_saved_before_the_dtype_sample_still_checks_exactly(tmp_path):
+    peft_model = _saved_on(torch.float32, tmp_path)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    for key in ("embedding_sample", "embedding_dtype"):
+        config["base_model_fingerprint"].pop(key, None)
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    loaded = PeftModel.from_pretrained(_llama_in(torch.float32), tmp_path)  # an old save loads as before
+    torch.testing.assert_close(loaded.get_prompt_embedding_to_save("default"), peft_model.get_prompt_embedding_to_save("default"))
+
+
 def test_save_writes_a_vanilla_copy_that_plain_peft_loads(saved):
     peft_model, folder = saved
     assert json.loads((folder / "vanilla" / "adapter_config.json").read_text())["peft_type"] == "PROMPT_TUNING"

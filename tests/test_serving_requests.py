@@ -201,4 +201,4 @@ def test_fingerprint_rules_load_as_a_standalone_file():
     # softprompt_serve loads peft_softprompt_ext/fingerprint.py by path: it must keep needing only stdlib + torch.
     source = (REPO / "peft_softprompt_ext" / "fingerprint.py").read_text()
     imports = {line.split()[1].split(".")[0] for line in source.splitlines() if line.startswith(("import ", "from "))}
-    assert imports <= {"__future__", "hashlib", "json", "torch"}, imports
+    assert imports <= {"__future__", "hashlib", "json", "math", "torch"}, imports
