@@ -417,11 +417,32 @@ def _forward(hook_name: str):
     return wrapper
 
 
+def _generate_keywords(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """generate's positional arguments after `inputs` as keywords, by transformers' signature
+    (`generate(inputs, generation_config, logits_processor, ...)`), so that the plugin reads every
+    setting where it reads a keyword one."""
+    if len(args) <= 1:
+        return args, kwargs
+    from transformers.generation.utils import GenerationMixin
+
+    parameters = inspect.signature(GenerationMixin.generate).parameters.values()
+    names = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in ("self", "inputs")]
+    if len(args) - 1 > len(names):
+        raise TypeError(f"generate() takes at most {len(names) + 1} positional arguments (inputs, {', '.join(names)}); got {len(args)}.")
+    kwargs = dict(kwargs)
+    for name, value in zip(names, args[1:]):
+        if name in kwargs:
+            raise TypeError(f"generate() got multiple values for argument {name!r}.")
+        kwargs[name] = value
+    return args[:1], kwargs
+
+
 def _causal_generate(original, self, *args, **kwargs):
     if not is_plugin_config(self.active_peft_config):
         return original(self, *args, **kwargs)
     if self._adapters_disabled:
         return _disabled_call(original, self, "generate", args, kwargs)
+    args, kwargs = _generate_keywords(args, kwargs)
     # The prompt is computed once from the original input, so it stays the same at every step with
     # or without a cache (input-dependent mixing would otherwise see the generated tokens too).
     parts = plugin_parts(self)
@@ -450,6 +471,7 @@ def _seq2seq_generate(original, self, *args, **kwargs):
         return original(self, *args, **kwargs)
     if self._adapters_disabled:
         return _disabled_call(original, self, "generate", args, kwargs)
+    args, kwargs = _generate_keywords(args, kwargs)
     return _hooks.seq2seq_generate(plugin_parts(self), *args, **kwargs)
 
 

@@ -169,6 +169,23 @@ def test_prefix_tuning_export_loads_without_the_plugin_with_equal_logits(model_n
     assert float(result.stdout.split("DIFF")[-1]) <= 1e-4
 
 
+@pytest.mark.parametrize("setting", [{"use_cache": False}, {"return_dict_in_generate": True}, {"cache_implementation": "static"}])
+def test_a_generation_config_given_by_position_is_read_as_by_keyword(setting):
+    from transformers import GenerationConfig
+
+    model = deep_model("llama").eval()
+    batch = common.inference_batch("llama")
+    config = GenerationConfig(max_new_tokens=5, min_new_tokens=5, do_sample=False, **setting)
+    with torch.no_grad():  # generate(inputs, generation_config, ...) is transformers' own signature
+        by_keyword = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], generation_config=config)
+        by_position = model.generate(batch["input_ids"], config, attention_mask=batch["attention_mask"])
+    if setting.get("return_dict_in_generate"):
+        cache_length = by_position[common.CACHE_NAME].get_seq_length()
+        assert cache_length == by_keyword[common.CACHE_NAME].get_seq_length() == batch["input_ids"].shape[1] + 4  # no prompt in it
+        by_keyword, by_position = by_keyword.sequences, by_position.sequences
+    torch.testing.assert_close(by_position, by_keyword, rtol=0, atol=0)
+
+
 # ------------------------------------------------------------------ bad input: a clear error naming the value
 def test_unknown_deep_init_is_refused_by_name():
     with pytest.raises(ValueError, match="'cartridge'"):

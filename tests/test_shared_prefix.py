@@ -369,6 +369,19 @@ def test_a_model_holding_a_stored_cache_pickles_and_its_copy_recomputes_it():
         torch.testing.assert_close(restored(**batch).logits, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_generate_hidden_states_asked_by_a_positional_generation_config_take_the_standard_path():
+    from transformers import GenerationConfig
+
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    batch = common.inference_batch("llama")
+    config = GenerationConfig(max_new_tokens=3, do_sample=False, output_hidden_states=True, return_dict_in_generate=True)
+    with torch.no_grad():
+        by_keyword = peft_model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], generation_config=config)
+        by_position = peft_model.generate(batch["input_ids"], config, attention_mask=batch["attention_mask"])
+    assert by_position.hidden_states[0][0].shape == by_keyword.hidden_states[0][0].shape
+    assert by_keyword.hidden_states[0][0].shape[1] == 5 + batch["input_ids"].shape[1]  # the prompt positions too
+
+
 def test_explicit_prompt_cache_is_refused_when_training():
     peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
     cache = prompt_kv_cache(peft_model)
