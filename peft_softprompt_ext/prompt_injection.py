@@ -458,11 +458,14 @@ def encoder_forward(
     position_ids=None,
     **kwargs,
 ):
-    """Encoder-only (e.g. BERT sequence classification) forward with the prompt in front."""
+    """Sequence classification (BERT, or a causal decoder such as GPT-2 / Llama) with the prompt in front."""
     refuse_training_nothing(parts, kwargs)
     batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
     check_position_ids(position_ids, input_ids if input_ids is not None else inputs_embeds)
+    decoder = _classifies_from_the_last_token(parts) and attention_mask is not None
     if _is_deep(parts):  # every layer reads the prompt; the input keeps its tokens, types and positions
+        if decoder and position_ids is None:  # a left-padded row's tokens where they are when unpadded
+            position_ids = _positions_from_mask(attention_mask)
         with layer_prompts(parts, _deep_rows(parts, input_ids, inputs_embeds, task_ids)):
             return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
                                     token_type_ids=token_type_ids, position_ids=position_ids, **kwargs)  # fmt: skip
@@ -473,4 +476,31 @@ def encoder_forward(
         kwargs["token_type_ids"] = torch.cat((prompt_types, token_type_ids), dim=1)
     if position_ids is not None:
         kwargs["position_ids"] = _shifted_positions(position_ids, None, num_virtual, None, injecting=True)
+    if decoder:
+        return _last_token_classifier_call(parts, inputs_embeds, attention_mask, kwargs)
     return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+
+def _classifies_from_the_last_token(parts: PromptParts) -> bool:
+    """A classifier on a causal decoder (GPT-2, Llama, ...): it reads each row's last non-pad token,
+    which it finds from input_ids, so with a prompt (inputs_embeds) it would read the last position."""
+    model = parts.inner_model if parts.inner_model is not None else parts.base_model
+    if getattr(model.config, "is_encoder_decoder", False):
+        return False
+    return any(getattr(module, "is_causal", False) is True for module in model.modules())
+
+
+def _last_token_classifier_call(parts: PromptParts, inputs_embeds, full_mask, kwargs):
+    """Call a last-token classifier so that each row's last position is its last real token: rows
+    with padding at the end are reordered (padding first, then the prompt and the tokens in order;
+    the mask and the positions, counted from the mask as in an unpadded row, go with them)."""
+    kwargs.setdefault("position_ids", _positions_from_mask(full_mask))
+    if bool(full_mask[:, -1].all()):
+        return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=full_mask, **kwargs)
+    order = torch.sort(full_mask.long(), dim=1, stable=True).indices  # 0s (padding) first, the rest in order
+    gather = functools.partial(torch.gather, dim=1, index=order)
+    inputs_embeds = torch.gather(inputs_embeds, 1, order[..., None].expand_as(inputs_embeds))
+    for name in ("position_ids", "token_type_ids"):
+        if kwargs.get(name) is not None:
+            kwargs[name] = gather(kwargs[name])
+    return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=gather(full_mask), **kwargs)

@@ -1,0 +1,68 @@
+"""SEQ_CLS on a causal decoder (GPT-2, Llama): the model classifies from each row's last real token,
+so a row's logits must not depend on the padding around it, as they do not without a prompt."""
+
+import peft
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, GPT2Config, LlamaConfig
+
+import testing_common as common
+from peft_softprompt_ext import DeepPromptTuningConfig, VocabSampledPromptTuningConfig
+
+PAD = 0
+LENGTHS = (7, 4, 5)
+
+
+def _classifier(model_name: str):
+    torch.manual_seed(0)
+    if model_name == "gpt2":
+        config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=common.VOCAB_SIZE, pad_token_id=PAD, bos_token_id=2, eos_token_id=3)
+    else:
+        config = LlamaConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+                             vocab_size=common.VOCAB_SIZE, pad_token_id=PAD, bos_token_id=2, eos_token_id=3)  # fmt: skip
+    config.num_labels = 3
+    return AutoModelForSequenceClassification.from_config(config).eval()
+
+
+def _prompted(model_name: str, method: str):
+    if method == "vocab":
+        config = VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, vocab_sampling="uniform", seed=3)
+    else:
+        config = DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, deep_init="random", seed=3)
+    return peft.get_peft_model(_classifier(model_name), config).eval()
+
+
+def _rows():
+    generator = torch.Generator().manual_seed(1)
+    return [torch.randint(4, common.VOCAB_SIZE, (length,), generator=generator) for length in LENGTHS]
+
+
+def _batch(rows, side: str):
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), PAD)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for index, row in enumerate(rows):
+        place = slice(0, len(row)) if side == "right" else slice(width - len(row), width)
+        ids[index, place], mask[index, place] = row, 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+@pytest.mark.parametrize("method", ["vocab", "deep"])
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("model_name", ["gpt2", "llama"])
+def test_a_rows_class_logits_do_not_depend_on_its_padding(model_name, side, method):
+    model, rows = _prompted(model_name, method), _rows()
+    with torch.no_grad():
+        alone = torch.cat([model(input_ids=row[None], attention_mask=torch.ones(1, len(row), dtype=torch.long)).logits for row in rows])
+        batched = model(**_batch(rows, side)).logits
+    torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["vocab", "deep"])
+def test_the_loss_of_a_padded_batch_is_the_loss_of_its_rows(method):
+    model, rows = _prompted("llama", method), _rows()
+    labels = torch.tensor([0, 2, 1])
+    with torch.no_grad():
+        batched = model(**_batch(rows, "right"), labels=labels).loss
+        alone = torch.stack([model(input_ids=row[None], labels=labels[i : i + 1]).loss for i, row in enumerate(rows)]).mean()
+    torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-5)
