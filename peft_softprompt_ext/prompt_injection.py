@@ -265,6 +265,11 @@ def causal_lm_forward(
 
 def generation_prompts(parts: PromptParts, args: tuple, kwargs: dict) -> torch.Tensor:
     """The prompts [B, P, D] for a whole `generate` call, from its original input."""
+    if kwargs.get("assistant_model") is not None and kwargs.get("task_ids") is not None:
+        raise ValueError("generate with assistant_model cannot take task_ids: transformers hands every generate keyword "
+                         "to the assistant model too, which takes no task_ids. Generate each task's rows without an "
+                         "assistant, or export one task's prompt (export_prompt_tuning(model, folder, task=...)) and "
+                         "assist that plain prompt.")  # fmt: skip
     input_ids = kwargs.get("input_ids", args[0] if args else None)
     embeds = kwargs.get("inputs_embeds") if input_ids is None else parts.input_embeddings(input_ids)
     if embeds is None:
@@ -444,6 +449,11 @@ def seq2seq_generate(parts: PromptParts, input_ids=None, attention_mask=None, in
     if _is_deep(parts):
         with layer_prompts(parts, _deep_rows(parts, input_ids, inputs_embeds, task_ids)):
             return parts.base_model.generate(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+    if kwargs.get("assistant_model") is not None:
+        raise ValueError("generate with assistant_model and a shallow prompt on a seq2seq model: the prompt enters as "
+                         "the encoder's inputs_embeds, which transformers hands to the assistant beside its input_ids, "
+                         "and the assistant refuses both. A deep prompt (DeepPromptTuningConfig) keeps the input as "
+                         "input_ids and works with assisted decoding; else generate without assistant_model.")  # fmt: skip
     inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     return parts.base_model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
 

@@ -65,6 +65,14 @@ def test_seq2seq_generate_takes_task_ids():
         torch.testing.assert_close(peft_model.generate(**kwargs, use_cache=True), peft_model.generate(**kwargs, use_cache=False))
 
 
+def test_assisted_decoding_with_task_ids_is_refused_saying_why():
+    peft_model = mixture("gpt2", "task")
+    batch = rows(common.inference_batch("gpt2"), 0)  # assisted decoding takes one row
+    assistant = common.tiny_model("gpt2", seed=1)[0]
+    with pytest.raises(ValueError, match="assistant_model.*task_ids"):  # transformers would hand task_ids to the assistant
+        peft_model.generate(**batch, task_ids=TASK_IDS[:1], max_new_tokens=4, assistant_model=assistant)
+
+
 def test_export_one_task_loads_in_vanilla_peft_with_equal_logits(tmp_path):
     peft_model = mixture("gpt2", "task")
     batch = common.inference_batch("gpt2")

@@ -116,6 +116,33 @@ def test_seq2seq_generate_with_and_without_cache(config_name):
     torch.testing.assert_close(cached[:, 1], first.logits[:, -1].argmax(-1), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("model_name", CAUSAL_MODELS)
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "mixture_task", "deep"])
+@pytest.mark.parametrize("assist", [{"assistant_model": "base"}, {"prompt_lookup_num_tokens": 3}])
+def test_assisted_decoding_gives_the_greedy_tokens(model_name, config_name, assist):
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    if config_name == "deep":
+        base, task_type = common.tiny_model(model_name)
+        peft_model = peft.get_peft_model(base, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, deep_init="random", seed=3))
+    else:
+        peft_model = common.make_peft_model(model_name, config_name)[0]
+    if "assistant_model" in assist:
+        assist = {"assistant_model": common.tiny_model(model_name, seed=1)[0]}
+    batch = common.batch_for(model_name, batch_size=1, length=9)  # assisted decoding takes one row
+    kwargs = dict(**batch, max_new_tokens=12, min_new_tokens=12, do_sample=False)
+    with torch.no_grad():
+        torch.testing.assert_close(peft_model.generate(**kwargs, **assist), peft_model.generate(**kwargs), rtol=0, atol=0)
+
+
+def test_seq2seq_assisted_decoding_with_a_shallow_prompt_is_refused_saying_why():
+    peft_model, _ = common.make_peft_model("t5", "vocab_uniform")
+    batch = common.batch_for("t5", batch_size=1)  # assisted decoding takes one row
+    assistant = common.tiny_model("t5", seed=1)[0]
+    with pytest.raises(ValueError, match="assistant_model.*DeepPromptTuningConfig"):
+        peft_model.generate(**batch, max_new_tokens=4, assistant_model=assistant)
+
+
 @pytest.mark.parametrize("config_name", ALL_CONFIG_NAMES)
 def test_config_json_round_trip(config_name, tmp_path):
     config = common.all_configs()[config_name]("CAUSAL_LM", "gpt2")
