@@ -1,13 +1,15 @@
 """SEQ_CLS on a causal decoder (GPT-2, Llama): the model classifies from each row's last real token,
 so a row's logits must not depend on the padding around it, as they do not without a prompt."""
 
+import functools
+
 import peft
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, GPT2Config, LlamaConfig
 
 import testing_common as common
-from peft_softprompt_ext import DeepPromptTuningConfig, VocabSampledPromptTuningConfig
+from peft_softprompt_ext import DeepPromptTuningConfig, MixturePromptTuningConfig, VocabSampledPromptTuningConfig
 
 PAD = 0
 LENGTHS = (7, 4, 5)
@@ -24,11 +26,26 @@ def _classifier(model_name: str):
     return AutoModelForSequenceClassification.from_config(config).eval()
 
 
+@functools.lru_cache(maxsize=None)
+def _bank(model_name: str) -> tuple[str, ...]:
+    """Two saved prompts of this classifier (a mixture's bank must come from the same model)."""
+    folders = []
+    for seed in (1, 2):
+        config = VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, vocab_sampling="uniform", seed=seed)
+        folder = common.fixture_dir(f"decoder-classifier-bank-{model_name}-")
+        peft.get_peft_model(_classifier(model_name), config).save_pretrained(folder)
+        folders.append(folder)
+    return tuple(folders)
+
+
 def _prompted(model_name: str, method: str):
     if method == "vocab":
         config = VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, vocab_sampling="uniform", seed=3)
-    else:
+    elif method == "deep":
         config = DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, deep_init="random", seed=3)
+    else:
+        config = MixturePromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, source_prompts=list(_bank(model_name)),
+                                           mixing=method.removeprefix("mixture_"), num_tasks=2, attention_hidden=8)  # fmt: skip
     return peft.get_peft_model(_classifier(model_name), config).eval()
 
 
@@ -47,14 +64,16 @@ def _batch(rows, side: str):
     return {"input_ids": ids, "attention_mask": mask}
 
 
-@pytest.mark.parametrize("method", ["vocab", "deep"])
+@pytest.mark.parametrize("method", ["vocab", "deep", "mixture_task", "mixture_attention"])
 @pytest.mark.parametrize("side", ["right", "left"])
 @pytest.mark.parametrize("model_name", ["gpt2", "llama"])
 def test_a_rows_class_logits_do_not_depend_on_its_padding(model_name, side, method):
     model, rows = _prompted(model_name, method), _rows()
+    tasks = {"task_ids": torch.tensor([0, 1, 1])} if method.startswith("mixture") else {}
     with torch.no_grad():
-        alone = torch.cat([model(input_ids=row[None], attention_mask=torch.ones(1, len(row), dtype=torch.long)).logits for row in rows])
-        batched = model(**_batch(rows, side)).logits
+        alone = torch.cat([model(**_batch([row], "right"), **{k: v[i : i + 1] for k, v in tasks.items()}).logits
+                           for i, row in enumerate(rows)])  # fmt: skip
+        batched = model(**_batch(rows, side), **tasks).logits
     torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-5)
 
 
