@@ -13,6 +13,7 @@ Each run writes to `output_dir`: `adapter/`, `resolved_config.yaml`, `results.js
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import statistics
 import sys
@@ -25,23 +26,25 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-import peft_softprompt_ext  # noqa: E402,F401  (registers the plugin methods)
+from peft_softprompt_ext import base_model_fingerprint  # noqa: E402  (importing the plugin registers its methods)
 from softprompt_bench import recipe_support as support  # noqa: E402
 from softprompt_bench.checkpoint import check_resumable, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
 from softprompt_bench.peak_memory import peak_memory_mb, reset_peak_memory  # noqa: E402
 from softprompt_bench.recipe_config import load_config  # noqa: E402
+from softprompt_bench.run_inputs import input_changes, run_inputs  # noqa: E402
 
 
-def train(accelerator, setup, config, resume: bool) -> dict:
+def train(accelerator, setup, config, resume: bool, inputs: dict) -> dict:
     """The training loop: deterministic batches, one optimizer step each, periodic eval/checkpoint."""
     model, optimizer, scheduler = setup.model, setup.optimizer, setup.scheduler
     checkpoint_dir = Path(config.output_dir) / "checkpoint"
     history = {"loss": [], "eval": [], "step_seconds": []}
     start_step = 0
-    base_model = _frozen_base(accelerator.unwrap_model(model))
+    # taken before any step (full_finetune trains the base model itself) and before a resume's weights go in
+    base_fingerprint = base_model_fingerprint(_frozen_base(accelerator.unwrap_model(model)))
     if resume:
         start_step, history = load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler,
-                                              config.training_config(), config.steps, base_model)  # fmt: skip
+                                              config.training_config(), config.steps, base_fingerprint)  # fmt: skip
         accelerator.print(f"resumed from {checkpoint_dir} at step {start_step}")
     progress = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps,
                     disable=not accelerator.is_main_process, desc=config.method)  # fmt: skip
@@ -55,6 +58,9 @@ def train(accelerator, setup, config, resume: bool) -> dict:
         scheduler.step()
         optimizer.zero_grad()
         mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+        if not math.isfinite(mean_loss):  # every process sees the same reduced loss: all stop here
+            raise FloatingPointError(f"loss is {mean_loss} at step {step + 1} (lr={config.lr}): training diverged. No result or "
+                                     f"adapter is saved (an earlier run's in {config.output_dir} stays as it was); try a lower lr.")  # fmt: skip
         history["step_seconds"].append(time.perf_counter() - began)
         history["loss"].append([step + 1, mean_loss])
         progress.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
@@ -65,7 +71,7 @@ def train(accelerator, setup, config, resume: bool) -> dict:
             model.train()
         if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and accelerator.is_main_process:
             save_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler, step + 1,
-                            config.training_config(), history, base_model)  # fmt: skip
+                            config.training_config(), history, base_fingerprint, inputs)  # fmt: skip
         accelerator.wait_for_everyone()
     return history
 
@@ -75,17 +81,18 @@ def _frozen_base(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def check_resume_before_anything(config) -> None:
-    """--resume: the checkpoint must exist and belong to this config; checked before any file is written."""
+def check_resume_before_anything(config, inputs: dict) -> None:
+    """--resume: the checkpoint must exist and belong to this config and these inputs; checked before any file is written."""
     folder = Path(config.output_dir) / "checkpoint"
     if not (folder / "state.json").is_file():
         raise SystemExit(f"--resume: {folder} holds no checkpoint (no state.json); there is nothing to resume. Run "
                          "without --resume to start from step 0.")  # fmt: skip
     state, _ = read_checkpoint(folder)
-    check_resumable(state, config.training_config(), config.steps, where=str(folder))
+    check_resumable(state, config.training_config(), config.steps, where=str(folder),
+                    input_changes=lambda saved: input_changes(saved, inputs, config))  # fmt: skip
 
 
-def results_record(accelerator, setup, config, history, metrics, wall_seconds) -> dict:
+def results_record(accelerator, setup, config, history, metrics, wall_seconds, inputs: dict) -> dict:
     step_seconds = history["step_seconds"]
     return {
         "method": config.method,
@@ -107,6 +114,7 @@ def results_record(accelerator, setup, config, history, metrics, wall_seconds) -
         "eval_history": history["eval"],
         "config": config.to_dict(),
         "init_prompt_digest": config.init_prompt_digest(),  # the prompt it started from (deep_init='prompt')
+        "inputs_digest": inputs,  # its model and data files (compare.py reuses the run only while they are the same)
         "versions": support.library_versions(),
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
@@ -121,15 +129,16 @@ def run(config, resume: bool = False) -> dict:
     # independent world-size-1 jobs into one gloo data-parallel group (a silent trap otherwise).
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     output_dir = Path(config.output_dir)
+    inputs = run_inputs(config)  # before training: what the run reads, as it started
     if resume:
-        check_resume_before_anything(config)  # a refused resume leaves every file as it was
+        check_resume_before_anything(config, inputs)  # a refused resume leaves every file as it was
     setup = support.build_setup(config, accelerator)
     accelerator.print(f"{config.method} on {config.model} / {config.task}: {setup.trainable_params:,} trainable parameters, "
                       f"{accelerator.num_processes} process(es)")  # fmt: skip
-    history = train(accelerator, setup, config, resume) if config.method != "zero_shot" else {"loss": [], "eval": [], "step_seconds": []}
+    history = train(accelerator, setup, config, resume, inputs) if config.method != "zero_shot" else {"loss": [], "eval": [], "step_seconds": []}
     metrics = support.evaluate(accelerator, setup, config)
     accelerator.print(f"final: accuracy {metrics['accuracy']:.4f} macro_f1 {metrics['macro_f1']:.4f}")
-    record = results_record(accelerator, setup, config, history, metrics, time.perf_counter() - began)
+    record = results_record(accelerator, setup, config, history, metrics, time.perf_counter() - began, inputs)
     if accelerator.is_main_process:
         support.save_run(accelerator, setup, config, record)
         accelerator.print(f"saved to {output_dir}")

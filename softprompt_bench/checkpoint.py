@@ -2,13 +2,14 @@
 
 A checkpoint folder holds `trainable.safetensors` (trainable parameters, optimizer tensors, RNG
 state) and `state.json` (format, step, the run's full training config, the base model's
-fingerprint, parameter names, optimizer param groups and tensor names, scheduler state, the loss
-curve so far). It is written all-or-nothing (`atomic_io`). Safetensors and JSON only: resuming
+fingerprint as the run started, the digests of its model and data files (`run_inputs.py`; absent
+in checkpoints made before them), parameter names, optimizer param groups and tensor names,
+scheduler state, the loss curve so far). It is written all-or-nothing (`atomic_io`). Safetensors and JSON only: resuming
 never unpickles anything.
 
 A resume never lies: a missing, partial, edited or foreign checkpoint is an error naming what is
 wrong, checked before anything is loaded into the model or optimizer: config keys that differ,
-another base model, a step outside the run, missing optimizer or scheduler state, tensors of other
+another base model, changed model or data files, a step outside the run, missing optimizer or scheduler state, tensors of other
 names or shapes, NaN or infinite values.
 """
 
@@ -22,7 +23,6 @@ from safetensors.torch import load_file, save_file
 
 from peft_softprompt_ext import (
     atomic_directory_write,
-    base_model_fingerprint,
     check_finite,
     check_safetensors_file,
     fingerprint_differences,
@@ -41,11 +41,14 @@ def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(folder, model, optimizer, scheduler, step: int, config: dict, history: dict, base_model=None) -> None:
+def save_checkpoint(folder, model, optimizer, scheduler, step: int, config: dict, history: dict, base_fingerprint=None,
+                    inputs=None) -> None:  # fmt: skip
     """Write the trainable state after `step` optimizer steps, all or nothing.
 
     `config`: the run's training config (everything the result depends on), compared key by key on
-    resume. `base_model`: the frozen model (its fingerprint is recorded and checked on resume).
+    resume. `base_fingerprint`: the base model's fingerprint as the run started (recorded, checked on
+    resume; taken before training, so that a model whose own weights train still matches a fresh
+    load). `inputs`: `run_inputs.run_inputs(config)` as the run started (recorded, checked on resume).
     """
     parameters = trainable_parameters(model)
     tensors = {f"param.{name}": p.detach().cpu().contiguous() for name, p in parameters.items()}
@@ -58,7 +61,8 @@ def save_checkpoint(folder, model, optimizer, scheduler, step: int, config: dict
         "format": FORMAT,
         "step": step,
         "config": config,
-        "base_model_fingerprint": base_model_fingerprint(base_model) if base_model is not None else None,
+        "base_model_fingerprint": base_fingerprint,
+        "inputs": inputs,
         "parameter_names": list(parameters),
         "param_groups": optimizer_state["param_groups"],
         "optimizer_tensors": sorted(name for name in tensors if name.startswith("optimizer.")),
@@ -95,8 +99,10 @@ def read_checkpoint(folder) -> tuple[dict, dict[str, torch.Tensor]]:
     return state, tensors
 
 
-def check_resumable(state: dict, config: dict, steps: int, base_model=None, where: str = "") -> None:
-    """Refuse a checkpoint of another run: config keys, base model, or a step this run cannot have reached."""
+def check_resumable(state: dict, config: dict, steps: int, base_fingerprint=None, where: str = "", input_changes=None) -> None:
+    """Refuse a checkpoint of another run: config keys, base model, model or data files, or a step this run cannot have
+    reached. `input_changes(saved_inputs) -> [what changed]` checks the recorded input digests (a checkpoint made before
+    them has none)."""
     differing = sorted(key for key in set(state["config"]) | set(config) if state["config"].get(key) != config.get(key))
     if differing:
         details = "; ".join(f"{key}: checkpoint {state['config'].get(key)!r} vs this run {config.get(key)!r}" for key in differing)
@@ -109,19 +115,24 @@ def check_resumable(state: dict, config: dict, steps: int, base_model=None, wher
     if not isinstance(losses, list) or len(losses) != step:
         raise ValueError(f"Checkpoint {where!r} holds a loss curve of {len(losses) if isinstance(losses, list) else losses!r} steps "
                          f"for step={step}: the state was edited or is incomplete.")  # fmt: skip
-    if base_model is not None:
+    if input_changes is not None and isinstance(state.get("inputs"), dict):
+        changed = input_changes(state["inputs"])
+        if changed:
+            raise ValueError(f"Checkpoint {where!r} was trained on other inputs: {' and '.join(changed)} changed since it "
+                             "was written. Start again without --resume (or restore those files).")  # fmt: skip
+    if base_fingerprint is not None:
         saved = state["base_model_fingerprint"]
-        differences = fingerprint_differences(saved, base_model_fingerprint(base_model)) if isinstance(saved, dict) else ["missing"]
+        differences = fingerprint_differences(saved, base_fingerprint) if isinstance(saved, dict) else ["missing"]
         if differences:
             raise ValueError(f"Checkpoint {where!r} was trained on another base model ({'; '.join(differences)}): the "
                              "weights at this model path changed. Start again without --resume.")  # fmt: skip
 
 
-def load_checkpoint(folder, model, optimizer, scheduler, config: dict, steps: int, base_model=None) -> tuple[int, dict]:
+def load_checkpoint(folder, model, optimizer, scheduler, config: dict, steps: int, base_fingerprint=None) -> tuple[int, dict]:
     """Check a checkpoint against this run, then restore model/optimizer/scheduler/RNG; returns (step, history)."""
     state, tensors = read_checkpoint(folder)
     where = os.fspath(folder)
-    check_resumable(state, config, steps, base_model, where)
+    check_resumable(state, config, steps, base_fingerprint, where)
     parameters = trainable_parameters(model)
     if list(parameters) != state["parameter_names"]:
         raise ValueError(f"Checkpoint {where!r} holds parameters {state['parameter_names']}, the model trains {list(parameters)}.")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from .recipe_config import RecipeConfig, check_keys
+from .recipe_config import RecipeConfig, check_keys, config_from_values
+from .run_inputs import input_changes, run_inputs
 
 COMPARE_KEYS = {"base", "methods", "seeds", "output_dir", "report_dir", "baseline"}
 
@@ -37,10 +38,32 @@ def load_plan(path: str, seeds_override: str | None = None, default_seeds=(0,)) 
     for method in plan["methods"]:
         check_keys({k for k in method if k != "name"}, f"{path} method {method.get('name')!r}")
     names = [method.get("name") for method in plan["methods"]]
+    _check_run_folders(names, path)
     if "baseline" in plan and plan["baseline"] not in names:
         raise ValueError(f"baseline {plan['baseline']!r} in {path} is not one of the methods {names}.")
-    seeds = [int(s) for s in seeds_override.split(",")] if seeds_override else list(plan.get("seeds", default_seeds))
+    if seeds_override:
+        try:
+            seeds = [int(seed) for seed in seeds_override.split(",")]
+        except ValueError:
+            raise ValueError(f"--seeds must be comma-separated integers, got {seeds_override!r}.") from None
+    else:
+        seeds = list(plan.get("seeds", default_seeds))
+    if len(set(seeds)) != len(seeds):  # one run counted twice would shrink the spread and the interval
+        raise ValueError(f"seeds must be distinct, got {seeds!r}.")
     return plan, seeds
+
+
+def _check_run_folders(names: list, path: str) -> None:
+    """Each method's runs get their own folder: distinct names, and no two names that `slug` makes one folder."""
+    folders: dict[str, str] = {}
+    for name in names:
+        if name in folders.values():
+            raise ValueError(f"method names must be distinct: {name!r} twice in {path}.")
+        other = folders.get(slug(str(name)))
+        if other is not None:
+            raise ValueError(f"methods {other!r} and {name!r} in {path} would write the same folder {slug(str(name))!r}: "
+                             "rename one (letters, digits, '.', '_' and '-' are kept; runs of other characters become '_').")  # fmt: skip
+        folders[slug(str(name))] = name
 
 
 def slug(name: str) -> str:
@@ -51,7 +74,7 @@ def run_config(plan, method: dict, seed: int) -> RecipeConfig:
     """The config of one run of a plan: base keys, the method's keys, the seed, its own output folder."""
     values = {**plan.get("base", {}), **{k: v for k, v in method.items() if k != "name"}, "seed": seed}
     values["output_dir"] = str(Path(plan["output_dir"]) / slug(method["name"]) / f"seed{seed}")
-    return RecipeConfig(**values)
+    return config_from_values(values)
 
 
 class PlanError(ValueError):
@@ -126,13 +149,17 @@ def run_all(runs: list[tuple[RecipeConfig, bool]], train_script, launcher: str |
 
 def existing_result(config: RecipeConfig) -> dict | None:
     """The results.json of a finished run with this very config (same training digest) that started from the same
-    prompt (same `init_prompt_digest`, for deep_init='prompt'), else None."""
+    prompt (same `init_prompt_digest`, for deep_init='prompt') and read the same model and data files (`run_inputs`),
+    else None."""
     path = Path(config.output_dir) / "results.json"
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
     same = RecipeConfig(**record["config"]).training_digest() == config.training_digest()
-    return record if same and record.get("init_prompt_digest") == config.init_prompt_digest() else None
+    if not same or record.get("init_prompt_digest") != config.init_prompt_digest():
+        return None
+    recorded = record.get("inputs_digest")  # None: a run made before the digests, taken as it was
+    return record if recorded is None or not input_changes(recorded, run_inputs(config), config) else None
 
 
 def train_in_subprocess(config: RecipeConfig, train_script: str | os.PathLike, launcher: str | None = None) -> dict:

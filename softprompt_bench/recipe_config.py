@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -110,12 +111,27 @@ class RecipeConfig:
             raise ValueError(f"task_type={self.task_type!r} is unknown; expected 'auto', 'CAUSAL_LM' or 'SEQ_CLS'.")
         if self.lr_schedule not in ("constant", "linear"):
             raise ValueError(f"lr_schedule={self.lr_schedule!r} is unknown; expected 'constant' or 'linear'.")
-        for name in ("batch_size", "train_size", "eval_size", "max_length", "num_virtual_tokens"):
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        """Counts are integers (not booleans, not fractions), rates finite: YAML and the command line give either."""
+        for name in ("batch_size", "train_size", "eval_size", "max_length", "num_virtual_tokens", "num_frequent_tokens",
+                     "reparameterization_hidden", "lora_r", "lora_alpha"):  # fmt: skip
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
+            if not _is_integer(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        if not isinstance(self.steps, int) or self.steps < 0:
-            raise ValueError(f"steps must be a non-negative integer, got {self.steps!r}.")
+        for name in ("steps", "warmup_steps", "eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if not _is_integer(value) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
+        if not _is_finite_number(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}.")
+        if not _is_finite_number(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}.")
+        if not _is_integer(self.seed) or not 0 <= self.seed < 2**32:  # numpy's and torch's seed range
+            raise ValueError(f"seed must be an integer in 0..2**32 - 1, got {self.seed!r}.")
+        if not isinstance(self.norm_matching, bool):
+            raise ValueError(f"norm_matching must be True or False, got {self.norm_matching!r}.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -142,6 +158,14 @@ class RecipeConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RecipeConfig)}
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _coerce(name: str, raw):
@@ -191,6 +215,12 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
     parsed = _parse_overrides(overrides or [])
     check_keys(parsed, "the command line")
     values.update(parsed)
+    return config_from_values(values)
+
+
+def config_from_values(values: dict) -> RecipeConfig:
+    """A RecipeConfig from checked keys whose values may be strings (`--lr 1e-3`, or YAML's `lr: 1e-3`, which
+    YAML reads as a string): each becomes its field's type, as on the command line."""
     return RecipeConfig(**{name: _coerce(name, value) for name, value in values.items()})
 
 

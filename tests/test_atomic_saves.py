@@ -33,7 +33,7 @@ import json, os, signal, sys, time
 sys.path.insert(0, TESTS)
 import torch, peft
 import testing_common as common
-from peft_softprompt_ext import VocabSampledPromptTuningConfig
+from peft_softprompt_ext import VocabSampledPromptTuningConfig, base_model_fingerprint
 from softprompt_bench.checkpoint import save_checkpoint
 
 WRITES = {"os.rename", "os.replace", "os.remove", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.link", "os.symlink",
@@ -66,7 +66,7 @@ def save(kind, target, version, kill_at):
         optimizer.step()
         sys.addaudithook(hook)
         save_checkpoint(target, peft_model, optimizer, None, tokens, {"steps": 10, "seed": tokens}, {"loss": [[1, 0.5]] * tokens},
-                        base_model=model)
+                        base_fingerprint=base_model_fingerprint(model))
     else:
         sys.addaudithook(hook)
         peft_model.save_pretrained(target)

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import testing_common as common
+from peft_softprompt_ext import base_model_fingerprint
 from softprompt_bench.checkpoint import STATE_NAME, TENSORS_NAME, load_checkpoint, save_checkpoint
 
 CONFIG = {"method": "vocab_sampled", "lr": 0.1, "steps": 10, "seed": 0}
@@ -32,13 +33,13 @@ def checkpoint(tmp_path):
         scheduler.step()
         optimizer.zero_grad()
         history["loss"].append([step + 1, loss.item()])
-    save_checkpoint(tmp_path / "checkpoint", peft_model, optimizer, scheduler, 2, CONFIG, history, peft_model.get_base_model())
+    save_checkpoint(tmp_path / "checkpoint", peft_model, optimizer, scheduler, 2, CONFIG, history, base_model_fingerprint(peft_model))
     return tmp_path / "checkpoint", peft_model
 
 
 def resume(folder, config=CONFIG, steps=10, base_seed=0):
     peft_model, optimizer, scheduler = training_state()
-    base = common.tiny_model("gpt2", seed=base_seed)[0]
+    base = base_model_fingerprint(common.tiny_model("gpt2", seed=base_seed)[0])
     return load_checkpoint(folder, peft_model, optimizer, scheduler, config, steps, base), peft_model, optimizer
 
 
@@ -127,6 +128,6 @@ def test_refusals_load_nothing(checkpoint):
     peft_model, optimizer, scheduler = training_state()
     before = peft_model.prompt_encoder["default"].embedding.weight.detach().clone()
     with pytest.raises(ValueError):
-        load_checkpoint(folder, peft_model, optimizer, scheduler, CONFIG, 10, peft_model.get_base_model())
+        load_checkpoint(folder, peft_model, optimizer, scheduler, CONFIG, 10, base_model_fingerprint(peft_model))
     torch.testing.assert_close(peft_model.prompt_encoder["default"].embedding.weight, before, rtol=0, atol=0)
     assert not optimizer.state

@@ -3,6 +3,7 @@
 import importlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -252,6 +253,69 @@ def test_resume_without_a_checkpoint_is_an_error_not_a_restart(tmp_path, remove)
     assert snapshot(tmp_path) == before
 
 
+def test_a_full_finetune_run_resumes(tmp_path):
+    """The checkpoint recorded the fingerprint of the model as trained so far, which no fresh load matches."""
+    recipe("train.py", *tiny_args(tmp_path, method="full_finetune", steps=2, checkpoint_every=2))
+    recipe("train.py", *tiny_args(tmp_path, method="full_finetune", steps=2, checkpoint_every=2), "--resume")
+
+
+def _local_task(path: Path, flipped: bool = False) -> str:
+    words = ("positive", "negative") if not flipped else ("negative", "positive")
+    rows = [f"a great and moving film {i},{words[0]}" if i % 2 else f"the worst film {i} a waste,{words[1]}" for i in range(48)]
+    path.write_text("text,label\n" + "\n".join(rows) + "\n")
+    return str(path)
+
+
+def test_a_resume_or_a_reuse_after_the_data_changed_is_refused_naming_it(tmp_path):
+    from softprompt_bench.plans import existing_result
+
+    data, out = tmp_path / "data.csv", tmp_path / "run"
+    args = tiny_args(out, steps=2, checkpoint_every=2, task=_local_task(data))
+    recipe("train.py", *args)
+    assert existing_result(load_config(None, list(map(str, args)))) is not None  # compare.py would reuse it
+    _local_task(data, flipped=True)  # the same rows, labels swapped
+    assert existing_result(load_config(None, list(map(str, args)))) is None  # ... not once its data changed
+    before = snapshot(out)
+    result = recipe("train.py", *args, "--resume", check=False)
+    assert result.returncode != 0 and "data" in result.stderr and str(data) in result.stderr, result.stderr[-2000:]
+    assert snapshot(out) == before
+
+
+def test_a_resume_on_a_model_whose_other_weights_changed_is_refused(tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "model"
+    shutil.copytree(common.tiny_model_folder("llama"), model)
+    args = tiny_args(tmp_path / "run", steps=2, checkpoint_every=2)
+    args[args.index("--model") + 1] = str(model)
+    recipe("train.py", *args)
+    weights = load_file(model / "model.safetensors")
+    name = next(key for key in weights if "q_proj" in key)
+    save_file({**weights, name: weights[name] * 3}, model / "model.safetensors", metadata={"format": "pt"})  # embeddings unchanged
+    result = recipe("train.py", *args, "--resume", check=False)
+    assert result.returncode != 0 and "model" in result.stderr and "changed" in result.stderr, result.stderr[-2000:]
+
+
+def test_a_diverged_run_stops_naming_the_step_and_saves_nothing(tmp_path, monkeypatch):
+    import torch
+
+    train = recipe_module("train")
+    build_setup = train.support.build_setup
+
+    def poisoned(config, accelerator):  # a prompt of NaN: the loss is NaN from the first step
+        setup = build_setup(config, accelerator)
+        with torch.no_grad():
+            next(p for p in setup.model.parameters() if p.requires_grad).fill_(float("nan"))
+        return setup
+
+    monkeypatch.setattr(train.support, "build_setup", poisoned)
+    with pytest.raises(FloatingPointError, match=r"loss is nan at step 1 .*lr=0.1"):
+        train.run(load_config(None, list(map(str, tiny_args(tmp_path, steps=3)))))
+    assert not (tmp_path / "results.json").exists() and not (tmp_path / "adapter").exists()
+
+
 def _plugin_and_lora_plan(tmp_path, steps: int, train_size: int, eval_size: int) -> dict:
     """A two-method plan (plugin prompt, LoRA) over seeds 0 and 1 on the tiny Llama, reported in tmp_path/cmp."""
     return {
@@ -466,6 +530,44 @@ def test_cli_values_are_typed_and_checked():
     assert load_config(None, ["--head_lr", "none"]).head_lr is None
     with pytest.raises(ValueError, match=r"--head_lr expects a number, got 'fast'"):
         load_config(None, ["--head_lr", "fast"])
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("lr", float("inf"), "lr must be a finite number > 0"), ("lr", 0.0, "lr must be a finite number > 0"),
+    ("lr", True, "lr must be a finite number > 0"), ("weight_decay", float("nan"), "weight_decay must be a finite number >= 0"),
+    ("steps", True, "steps must be a non-negative integer"), ("batch_size", True, "batch_size must be a positive integer"),
+    ("checkpoint_every", 1.5, "checkpoint_every must be a non-negative integer"), ("eval_every", -1, "eval_every must be a non-negative integer"),
+    ("warmup_steps", -2, "warmup_steps must be a non-negative integer"), ("seed", -1, r"seed must be an integer in 0..2\*\*32 - 1"),
+    ("seed", 2**32, r"seed must be an integer in 0..2\*\*32 - 1"), ("seed", 1.5, r"seed must be an integer in 0..2\*\*32 - 1"),
+    ("norm_matching", "yes", "norm_matching must be True or False"),
+])  # fmt: skip
+def test_bad_numbers_are_named(key, value, message):
+    with pytest.raises(ValueError, match=f"{message}, got {re.escape(repr(value))}"):
+        RecipeConfig(**{key: value})
+
+
+def test_a_plans_numbers_are_typed_as_on_the_command_line(tmp_path):
+    from softprompt_bench.plans import load_plan, run_config
+
+    (tmp_path / "plan.yaml").write_text("output_dir: out\nbase: {lr: 1e-3}\nmethods: [{name: a, weight_decay: 1e-2}]\n")
+    plan, seeds = load_plan(str(tmp_path / "plan.yaml"))  # YAML reads 1e-3 as a string
+    config = run_config(plan, plan["methods"][0], seeds[0])
+    assert (config.lr, config.weight_decay) == (1e-3, 1e-2)
+
+
+@pytest.mark.parametrize("plan,seeds,message", [
+    ("methods: [{name: a}, {name: a}]", None, r"method names must be distinct: 'a' twice"),
+    ("methods: [{name: 'plugin a'}, {name: plugin_a}]", None, r"'plugin a' and 'plugin_a' .* the same folder 'plugin_a'"),
+    ("methods: [{name: a}]\nseeds: [0, 0]", None, r"seeds must be distinct, got \[0, 0\]"),
+    ("methods: [{name: a}]", "0,0", r"seeds must be distinct, got \[0, 0\]"),
+    ("methods: [{name: a}]", "0,x", r"--seeds must be comma-separated integers, got '0,x'"),
+])  # fmt: skip
+def test_a_plan_whose_runs_would_overwrite_or_double_count_each_other_is_refused(tmp_path, plan, seeds, message):
+    from softprompt_bench.plans import load_plan
+
+    (tmp_path / "plan.yaml").write_text(f"output_dir: out\n{plan}\n")
+    with pytest.raises(ValueError, match=message):
+        load_plan(str(tmp_path / "plan.yaml"), seeds)
 
 
 def test_unknown_model_alias_is_named(tmp_path):
