@@ -70,6 +70,14 @@ def _saved_fingerprint(config: dict, peft_type: str, weights_path: str):
     return _NONE if exported is None else exported
 
 
+def saved_base_tensors(source: str, revision: str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors an adapter saved besides its prompt (e.g. a SEQ_CLS head), by their saved names."""
+    with read_lock(source) if sources.is_local(source) else contextlib.nullcontext():
+        _, weights_path = _adapter_files(source, revision)
+        tensors = load_file(weights_path)
+    return {name: tensor for name, tensor in tensors.items() if name != PROMPT_TUNING_TENSOR}
+
+
 def saved_prompt_length(source: str, revision: str | None = None) -> int:
     """The number of virtual tokens a saved adapter declares (its config's `num_virtual_tokens`)."""
     config_path, _ = _adapter_files(os.fspath(source), revision)

@@ -136,6 +136,25 @@ def test_mixing_weights_per_task_and_mean_attention():
     assert mean["weights"].shape == (3,) and abs(mean["weights"].sum().item() - 1) < 1e-5
 
 
+def test_serving_seq_cls_prompts_with_their_own_trained_heads_is_refused_naming_them(tmp_path):
+    from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    config = VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, vocab_sampling="uniform", seed=1)
+    untrained = peft.get_peft_model(common.tiny_model("bert")[0], config)
+    untrained.save_pretrained(tmp_path / "untrained")  # its head is still the base model's
+    trained = peft.get_peft_model(common.tiny_model("bert")[0], config)
+    common.train_steps(trained, common.batch_for("bert"), steps=3, lr=0.05)  # trains the prompt and the head
+    trained.save_pretrained(tmp_path / "trained")
+    batch = common.inference_batch("bert")
+    served, task_id = serve_prompts(common.tiny_model("bert")[0], {"u": tmp_path / "untrained"}, task_type="SEQ_CLS")
+    alone = PeftModel.from_pretrained(common.tiny_model("bert")[0], tmp_path / "untrained")
+    with torch.no_grad():
+        logits = served(**batch, task_ids=task_id(["u"] * 3)).logits
+    torch.testing.assert_close(logits, common.forward_logits(alone, batch))
+    with pytest.raises(ValueError, match=r"'t' .*trained.* holds 'base_model.classifier.(weight|bias)'.*one classifier head"):
+        serve_prompts(common.tiny_model("bert")[0], {"u": tmp_path / "untrained", "t": tmp_path / "trained"}, task_type="SEQ_CLS")
+
+
 def test_serve_plain_and_plugin_prompts_per_row(tmp_path):
     model, _ = common.tiny_model("gpt2")
     vanilla = peft.get_peft_model(model, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))

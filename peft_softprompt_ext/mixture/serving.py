@@ -7,7 +7,7 @@ import os
 import torch
 
 from .._peft_compat import adapter_config_of, input_embeddings_of, new_peft_model, prompt_encoder_of
-from ..prompt_bank import saved_prompt_length
+from ..prompt_bank import saved_base_tensors, saved_prompt_length
 from ..prompt_encoder import check_task_ids
 from .config import Mixing, MixturePromptTuningConfig, is_usable_task_name
 from .model import MixturePromptEncoder
@@ -40,6 +40,20 @@ def mixing_weights(peft_model, input_ids=None, attention_mask=None, task_ids=Non
     return {"sources": _source_names(config), "weights": weights.mean(dim=0).cpu()}
 
 
+def _check_base_modules(base_model, sources: dict, revision: str | None) -> None:
+    """Tensors a prompt saved beside itself (a SEQ_CLS classifier head, modules_to_save) must be the base model's
+    own: every row runs through one model, so a prompt trained with its own head cannot be served beside others."""
+    own = base_model.state_dict()
+    for name, source in sources.items():
+        for key, tensor in saved_base_tensors(source, revision).items():
+            mine = own.get(key.removeprefix("base_model."))  # PEFT saves a prompt method's modules as base_model.<name>
+            if mine is None or mine.shape != tensor.shape or not torch.equal(tensor.to(mine), mine):
+                raise ValueError(f"Prompt {name!r} ({source}) holds {key!r}, trained with it: serve_prompts runs every row "
+                                 "through one model, so it has one classifier head (and one copy of each base module) "
+                                 "for all prompts, and this prompt would be served without its own. Load it alone "
+                                 "(PeftModel.from_pretrained), or serve prompts that kept the base model's modules.")  # fmt: skip
+
+
 def serve_prompts(base_model, prompts: dict, task_type: str = "CAUSAL_LM", revision: str | None = None):
     """Load several trained prompts side by side and address them per row.
 
@@ -53,6 +67,7 @@ def serve_prompts(base_model, prompts: dict, task_type: str = "CAUSAL_LM", revis
     if not prompts:
         raise ValueError("serve_prompts needs at least one prompt: {name: adapter folder or repo id}.")
     names, sources = list(prompts), [os.fspath(source) for source in prompts.values()]
+    _check_base_modules(base_model, dict(zip(names, sources)), revision)
     num_virtual = saved_prompt_length(sources[0], revision)
     task_names = names if all(is_usable_task_name(name) for name in names) else None  # they name saved folders
     config = MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=num_virtual, source_prompts=sources,
