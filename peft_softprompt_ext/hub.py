@@ -97,18 +97,18 @@ PREFIX_TUNING_SCOPE = [
 ]
 
 
-def _plain_loading_lines(copies, encoder) -> list[str]:
+def _plain_loading_lines(copies, encoder, where: str = "") -> list[str]:
     if not copies:
         return [f"No plain PEFT copy: {encoder.export_refusal}. Load it with the plugin.", ""]
     lines = [f"Without the plugin (plain PEFT {encoder.plain_peft_type}):", ""]
     if len(copies) > 1:
         lines += ["| task id | task | subfolder |", "|---:|---|---|"]
-        lines += [f"| {index} | {name} | `{folder}` |" for index, name, folder in copies] + [""]
+        lines += [f"| {index} | {name} | `{where}{folder}` |" for index, name, folder in copies] + [""]
     lines += ["```python", "from peft import PeftModel"]
     if len(copies) == 1:
-        lines.append(f'model = PeftModel.from_pretrained(base_model, REPO_ID, subfolder="{copies[0][2]}")')
+        lines.append(f'model = PeftModel.from_pretrained(base_model, REPO_ID, subfolder="{where}{copies[0][2]}")')
     else:  # one plain adapter per task: load the one you need (a fresh base model for each)
-        lines += [f'task_{index} = PeftModel.from_pretrained(base_model, REPO_ID, subfolder="{folder}")  # {name}'
+        lines += [f'task_{index} = PeftModel.from_pretrained(base_model, REPO_ID, subfolder="{where}{folder}")  # {name}'
                   for index, name, folder in copies]  # fmt: skip
     scope = PLAIN_PEFT_SCOPE if encoder.plain_peft_type == "PROMPT_TUNING" else PREFIX_TUNING_SCOPE
     return lines + ["```", "", *[f"- {line}" for line in scope], ""]
@@ -127,6 +127,8 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
     )  # fmt: skip
     settings = {k: v for k, v in config.to_dict().items() if k not in _HIDDEN_CONFIG_KEYS and v is not None}
     base = config.base_model_name_or_path
+    where = "" if adapter_name == "default" else f"{adapter_name}/"  # PEFT saves other adapters in a subfolder of that name
+    subfolder = f', subfolder="{adapter_name}"' if where else ""
     sections = [
         f"# Soft prompt: {method}", "",
         f"A soft prompt of **{config.num_virtual_tokens} virtual tokens** ({trainable:,} trainable parameters) for "
@@ -136,8 +138,8 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
         "## What the prompt reads as", "", *_readout_lines(peft_model, adapter_name, config), "",
         "## How to load", "", "With the plugin (the native adapter; the base model's fingerprint is checked):", "",
         "```python", "import peft_softprompt_ext  # registers the method", "from peft import PeftModel",
-        "model = PeftModel.from_pretrained(base_model, REPO_ID)", *_task_lines(encoder), "```", "",
-        *_plain_loading_lines(vanilla_copies(peft_model, adapter_name), encoder),
+        f"model = PeftModel.from_pretrained(base_model, REPO_ID{subfolder})", *_task_lines(encoder), "```", "",
+        *_plain_loading_lines(vanilla_copies(peft_model, adapter_name), encoder, where),
     ]  # fmt: skip
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(sections))
 

@@ -135,6 +135,20 @@ def test_model_card_parses_and_carries_the_fields(tmp_path):
     assert 'subfolder="vanilla"' in text and "import peft_softprompt_ext" in text
 
 
+def test_the_card_of_a_second_adapter_loads_that_adapter(tmp_path):
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    peft_model.add_adapter("other", common.all_configs()["vocab_top_frequent"]("CAUSAL_LM", "gpt2"))
+    peft_model.save_pretrained(tmp_path)
+    text = ModelCard.load(tmp_path / "other" / "README.md").text
+    assert 'PeftModel.from_pretrained(base_model, REPO_ID, subfolder="other")' in text and 'subfolder="other/vanilla"' in text
+    assert 'subfolder="other' not in ModelCard.load(tmp_path / "README.md").text
+    loaded = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], tmp_path, subfolder="other")  # as its card says
+    plain = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], tmp_path, subfolder="other/vanilla")
+    expected = peft_model.get_prompt_embedding_to_save("other")
+    torch.testing.assert_close(loaded.get_prompt_embedding_to_save("default"), expected)
+    torch.testing.assert_close(plain.get_prompt_embedding_to_save("default"), expected)
+
+
 def test_pickle_saves_are_refused(tmp_path):
     peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
     with pytest.raises(ValueError, match="safetensors only"):
