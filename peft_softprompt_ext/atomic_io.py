@@ -214,6 +214,11 @@ def atomic_directory_write(save_directory: str | os.PathLike, keep=None):
     On error the staging folder is removed and `save_directory` is left as it was.
     """
     target = _real(save_directory)
+    working = _real(os.getcwd())
+    if working == target or working.startswith(target.rstrip(os.sep) + os.sep):
+        raise ValueError(f"Cannot save to {os.fspath(save_directory)!r}: it is {'' if working == target else 'a folder holding '}the "
+                         "current working directory, and a save replaces its folder as a whole (the process would be "
+                         "left in a deleted folder). Save into a subfolder of it instead.")  # fmt: skip
     parent, name = os.path.split(target)
     os.makedirs(parent, exist_ok=True)
     with _folder_lock(parent, exclusive=True):

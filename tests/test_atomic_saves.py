@@ -292,6 +292,23 @@ def test_the_fallback_puts_the_old_folder_back_when_its_second_rename_fails(tmp_
     assert (tmp_path / "out" / "a.txt").read_text() == "old" and not leftovers(tmp_path)
 
 
+@pytest.mark.parametrize("where", ["", ".", "..", "{cwd}"])
+def test_a_save_into_the_working_directory_or_a_folder_holding_it_is_refused(tmp_path, monkeypatch, where):
+    """A save swaps in a whole new folder: the process would be left in a deleted working directory."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    with pytest.raises(ValueError, match="current working directory"):
+        with atomic_directory_write(where.format(cwd=work)) as staging:
+            (Path(staging) / "a.txt").write_text("new")
+    assert os.getcwd() == str(work) and (work / "notes.txt").read_text() == "mine" and not (work / "a.txt").exists()
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    with pytest.raises(ValueError, match="current working directory"):
+        peft_model.save_pretrained(where.format(cwd=work))
+    assert sorted(os.listdir(work)) == ["notes.txt"]
+
+
 def test_an_interrupted_file_write_keeps_the_old_file(tmp_path):
     path = tmp_path / "results.json"
     path.write_text("old")
