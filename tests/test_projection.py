@@ -91,6 +91,16 @@ def test_save_and_load_give_the_same_projection(tmp_path):
     assert loaded.info["quality"] == projection.info["quality"]
 
 
+def test_a_projection_saved_over_a_folder_keeps_the_files_it_does_not_own(tmp_path):
+    source_model, source, target_model, target, _ = linked_models("lstsq")
+    projection = fit_projection(source_model, source, target_model, target, min_anchors=8)
+    (tmp_path / "notes.txt").write_text("mine")
+    projection.save_pretrained(tmp_path)
+    projection.save_pretrained(tmp_path)  # over an earlier save: its own files replaced, the others kept
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    torch.testing.assert_close(PromptProjection.from_pretrained(tmp_path).weight, projection.weight, rtol=0, atol=0)
+
+
 def projected_setup(tmp_path, num_virtual_tokens=4):
     source_model, source, target_model, target, _ = linked_models("lstsq")
     projection = fit_projection(source_model, source, target_model, target, min_anchors=8)

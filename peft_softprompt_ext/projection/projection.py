@@ -71,7 +71,8 @@ class PromptProjection:
     def save_pretrained(self, save_directory) -> None:
         tensors = {name: getattr(self, name).contiguous() for name in _TENSOR_NAMES}
         config = {"source_scale": self.source_scale, "target_scale": self.target_scale, "row_norm": self.row_norm, **self.info}
-        with atomic_directory_write(save_directory) as staging:
+        # other entries of an existing folder (a user's notes, an adapter beside it) are carried over
+        with atomic_directory_write(save_directory, keep=lambda name, path: name not in (TENSORS_NAME, CONFIG_NAME)) as staging:
             save_file(tensors, os.path.join(staging, TENSORS_NAME))
             with open(os.path.join(staging, CONFIG_NAME), "w", encoding="utf-8") as handle:
                 json.dump(config, handle, indent=2)
