@@ -119,9 +119,11 @@ def push_adapter_folder(peft_model, repo_id: str, commit_message=None, commit_de
     """`push_to_hub` for plugin adapters: save (native adapter, plain copies, card) and upload the whole
     folder in one commit. transformers' own push uploads one folder level only (a mixture's
     `vanilla/<task>/` would be lost) and replaces the card with a generic one."""
-    from huggingface_hub import ModelCard, create_repo, upload_folder
+    from huggingface_hub import ModelCard, create_branch, create_repo, upload_folder
 
     repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+    if revision is not None and not create_pr and not revision.startswith("refs/"):  # a new branch, as transformers' push does
+        create_branch(repo_id, branch=revision, token=token, exist_ok=True)
     with tempfile.TemporaryDirectory() as parent:
         folder = os.path.join(parent, "adapter")
         peft_model.save_pretrained(folder)
@@ -133,6 +135,8 @@ def push_adapter_folder(peft_model, repo_id: str, commit_message=None, commit_de
                 if tags:
                     card.data.tags = list(dict.fromkeys([*(card.data.tags or []), *tags]))
                 card.save(card_path)
+        # every pushed adapter's earlier plain copies go (a mixture's old per-task copies must not linger)
+        stale = [f"{name}/vanilla/**" for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name, ADAPTER_CONFIG_NAME))]
         return upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message or "Upload soft prompt",
                              commit_description=commit_description, token=token, revision=revision, create_pr=create_pr,
-                             delete_patterns=["vanilla/**"])  # fmt: skip  (a mixture's old per-task copies must not linger)
+                             delete_patterns=["vanilla/**", *stale])  # fmt: skip

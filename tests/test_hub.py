@@ -83,6 +83,32 @@ def test_pull_at_a_revision(hub, pushed):
     torch.testing.assert_close(logits(new), logits(pushed), rtol=1e-5, atol=1e-5)
 
 
+def test_push_to_a_new_branch_creates_it(hub, pushed):
+    pushed.push_to_hub(REPO_ID, revision="experiment")  # as plain PEFT (transformers) does
+    assert hub.head(REPO_ID, branch="experiment")
+    pulled = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], REPO_ID, revision="experiment")
+    torch.testing.assert_close(logits(pulled), logits(pushed), rtol=1e-5, atol=1e-5)
+
+
+def test_a_push_replaces_every_adapters_old_plain_copies(hub):
+    import peft
+
+    def mixture(names):
+        return MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=list(common.bank_folders("gpt2")),
+                                         num_tasks=2, mixing="one_hot", task_names=names)  # fmt: skip
+
+    peft_model = peft.get_peft_model(common.tiny_model("gpt2")[0], mixture(["a", "b"]))  # PEFT keeps one type per model
+    peft_model.add_adapter("mix", mixture(["x", "y"]))
+    peft_model.push_to_hub(REPO_ID)
+    assert {"mix/vanilla/x/adapter_config.json", "mix/vanilla/y/adapter_config.json"} <= set(hub.files(REPO_ID))
+    peft_model.delete_adapter("mix")
+    peft_model.add_adapter("mix", mixture(["p", "q"]))
+    peft_model.push_to_hub(REPO_ID)
+    files = set(hub.files(REPO_ID))
+    assert {"mix/vanilla/p/adapter_config.json", "mix/vanilla/q/adapter_config.json"} <= files
+    assert not any(name.startswith(("mix/vanilla/x/", "mix/vanilla/y/")) for name in files), sorted(files)
+
+
 def test_mixture_bank_accepts_repo_ids(hub, pushed):
     model, _ = common.tiny_model("gpt2")
     config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, num_tasks=1, mixing="one_hot",
