@@ -1,5 +1,7 @@
 """Cross-model projection: alignment on toy tokenizers, recovery of known maps, save/load, the config."""
 
+import copy
+
 import peft
 import pytest
 import torch
@@ -165,6 +167,36 @@ def test_refinement_with_task_data_lowers_the_task_loss(tmp_path):
     assert isinstance(refined, PromptProjection)
     assert refined.info["refined"]["last_loss"] < refined.info["refined"]["first_loss"]
     assert not torch.allclose(refined.weight, projection.weight)
+
+
+def test_refinement_on_another_target_model_is_refused_and_the_callers_model_keeps_its_gradients(tmp_path):
+    projection, target_model = projected_setup(tmp_path)
+    from safetensors.torch import load_file
+
+    source_prompt = load_file(tmp_path / "source" / "adapter_model.safetensors")["prompt_embeddings"]
+    ids = torch.randint(3, 20, (4, 6), generator=torch.Generator().manual_seed(0))
+    batches = [{"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}]
+    other = copy.deepcopy(target_model)
+    with torch.no_grad():
+        other.get_input_embeddings().weight.add_(0.5)  # same width, another model
+    with pytest.raises(ValueError, match="fitted for another target model"):
+        refine_projection(projection, source_prompt, other, batches, steps=2)
+    before = {name: p.requires_grad for name, p in target_model.named_parameters()}
+    refine_projection(projection, source_prompt, target_model, batches, steps=2, lr=0.05, rank=2)
+    assert {name: p.requires_grad for name, p in target_model.named_parameters()} == before
+
+
+@pytest.mark.parametrize("steps,message", [(0, "steps must be a positive integer, got 0"), (True, "steps must be a positive integer, got True")])
+def test_refinement_with_no_steps_is_refused(tmp_path, steps, message):
+    projection, target_model = projected_setup(tmp_path)
+    from safetensors.torch import load_file
+
+    source_prompt = load_file(tmp_path / "source" / "adapter_model.safetensors")["prompt_embeddings"]
+    ids = torch.randint(3, 20, (4, 6), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=message):
+        refine_projection(projection, source_prompt, target_model, [{"input_ids": ids, "labels": ids}], steps=steps)
+    with pytest.raises(ValueError, match="batches gave no batch"):
+        refine_projection(projection, source_prompt, target_model, [], steps=2)
 
 
 def tiny_scaled_target(vocab_size, width=12):

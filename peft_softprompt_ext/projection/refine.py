@@ -12,6 +12,7 @@ import itertools
 import torch
 
 from .._peft_compat import PromptParts
+from ..fingerprint import base_model_fingerprint, check_fingerprint_against
 from ..prompt_encoder import INPUT_EMBEDDINGS
 from ..prompt_injection import causal_lm_forward
 from .projection import PromptProjection
@@ -40,17 +41,28 @@ def refine_projection(projection: PromptProjection, source_prompt: torch.Tensor,
     attention_mask, labels) of the target task; returns the refined projection."""
     if getattr(target_model.config, "is_encoder_decoder", False):
         raise ValueError("refine_projection trains through a causal LM; got an encoder-decoder target model.")
-    target_model.requires_grad_(False)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    check_fingerprint_against(projection.info.get("target_fingerprint"), base_model_fingerprint(target_model),
+                              "The projection (fitted for another target model)")  # fmt: skip
     prompt = _ProjectedPrompt(projection, source_prompt, rank)
     parts = PromptParts(target_model, target_model.get_input_embeddings(), prompt, source_prompt.shape[0])
     optimizer = torch.optim.AdamW(prompt.parameters(), lr=lr)
     losses = []
-    for batch in itertools.islice(itertools.cycle(batches) if isinstance(batches, list) else batches, steps):
-        loss = causal_lm_forward(parts, **batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
+    trainable = [p for p in target_model.parameters() if p.requires_grad]
+    target_model.requires_grad_(False)  # frozen while refining; the caller's flags come back afterwards
+    try:
+        for batch in itertools.islice(itertools.cycle(batches) if isinstance(batches, list) else batches, steps):
+            loss = causal_lm_forward(parts, **batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+    finally:
+        for parameter in trainable:
+            parameter.requires_grad_(True)
+    if not losses:
+        raise ValueError(f"batches gave no batch to refine on (got {type(batches).__name__} {batches!r:.80}).")
     info = dict(projection.info, refined={"steps": len(losses), "rank": rank, "lr": lr, "first_loss": losses[0], "last_loss": losses[-1]})
     return PromptProjection(prompt.weight().detach(), projection.source_mean, projection.target_mean,
                             projection.source_scale, projection.target_scale, info, row_norm=projection.row_norm)  # fmt: skip
