@@ -156,6 +156,18 @@ def test_too_few_shared_tokens_says_how_many():
         fit_projection(toy_model(len(source), 24), source, target_model, target)  # default: the source width
 
 
+@pytest.mark.parametrize("setting,message", [
+    ({"ridge": float("nan")}, r"ridge must be a finite number >= 0, got nan"), ({"ridge": -1.0}, r"ridge must be a finite number >= 0, got -1.0"),
+    ({"holdout_fraction": -0.5}, r"holdout_fraction must be a number in \[0, 1\), got -0.5"),
+    ({"holdout_fraction": 1.0}, r"holdout_fraction must be a number in \[0, 1\), got 1.0"),
+    ({"max_eval": 0}, r"max_eval must be a positive integer, got 0"),
+])  # fmt: skip
+def test_bad_fit_settings_are_named(setting, message):
+    source_model, source, target_model, target, _ = linked_models("lstsq")
+    with pytest.raises(ValueError, match=message):
+        fit_projection(source_model, source, target_model, target, min_anchors=8, **setting)
+
+
 def test_refinement_with_task_data_lowers_the_task_loss(tmp_path):
     projection, target_model = projected_setup(tmp_path)
     from safetensors.torch import load_file

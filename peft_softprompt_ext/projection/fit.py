@@ -18,6 +18,7 @@ and top-1 / top-10 nearest-token agreement among ALL target embedding rows.
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -69,6 +70,18 @@ def _retrieval(projected: torch.Tensor, true_ids: torch.Tensor, table_module, ta
     return hits[:, 0].float().mean().item(), hits.any(dim=1).float().mean().item()
 
 
+def _check_settings(ridge, holdout_fraction, max_eval) -> None:
+    def number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    if not number(ridge) or ridge < 0:
+        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}.")
+    if not number(holdout_fraction) or not 0 <= holdout_fraction < 1:  # 1 would leave no anchor to fit
+        raise ValueError(f"holdout_fraction must be a number in [0, 1), got {holdout_fraction!r}.")
+    if not isinstance(max_eval, int) or isinstance(max_eval, bool) or max_eval <= 0:
+        raise ValueError(f"max_eval must be a positive integer, got {max_eval!r}.")
+
+
 def fit_projection(source_model, source_tokenizer, target_model, target_tokenizer, method: str = "lstsq",
                    ridge: float = 0.01, holdout_fraction: float = 0.1, lowercase: bool = False, seed: int = 0,
                    min_anchors: int | None = None, max_eval: int = 1000, row_norm: str = "none") -> PromptProjection:  # fmt: skip
@@ -85,6 +98,7 @@ def fit_projection(source_model, source_tokenizer, target_model, target_tokenize
     """
     method = parse_option(ProjectionFit, method, "method").value  # plain strings from here on (messages, JSON)
     row_norm = parse_option(RowNorm, row_norm, "row_norm").value
+    _check_settings(ridge, holdout_fraction, max_eval)
     began = time.perf_counter()
     source_table, target_table = input_embeddings_of(source_model), input_embeddings_of(target_model)
     source_ids, target_ids, _ = shared_tokens(source_tokenizer, source_table.weight.shape[0], target_tokenizer,
