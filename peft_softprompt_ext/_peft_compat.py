@@ -588,7 +588,15 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
         make_adapter_trainable(self, adapter_name)
     else:  # as from_pretrained: PEFT leaves a loaded prompt's parameters trainable
         self.prompt_encoder[adapter_name].requires_grad_(False)
-    return result
+    return _without_the_encoders_keys(result, adapter_name)
+
+
+def _without_the_encoders_keys(result, adapter_name: str):
+    """PEFT's load result lists the prompt encoder's tensors as missing; the plugin's encoder loaded them itself."""
+    if not hasattr(result, "missing_keys"):
+        return result
+    own = f"prompt_encoder.{adapter_name}."
+    return result._replace(missing_keys=[key for key in result.missing_keys if not key.startswith(own)])
 
 
 def _push_to_hub(original, self, repo_id, *args, **kwargs):

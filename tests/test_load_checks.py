@@ -265,3 +265,24 @@ def test_a_bad_adapter_config_names_the_file_and_field(saved, content, message):
     (folder / "adapter_config.json").write_text(content)
     with pytest.raises(ValueError, match=message):
         PeftModel.from_pretrained(common.tiny_model("gpt2")[0], folder)
+
+
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "mixture_task", "deep"])
+def test_load_adapter_reports_no_missing_prompt_keys(config_name, tmp_path):
+    """The plugin loads its encoder's tensors itself: they are not missing (code that checks missing_keys, as for
+    plain PEFT adapters, must not fail)."""
+    import warnings
+
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    base = common.tiny_model("gpt2")[0]
+    if config_name == "deep":
+        config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, deep_init="random", seed=3)
+    else:
+        config = common.all_configs()[config_name]("CAUSAL_LM", "gpt2")
+    peft.get_peft_model(base, config).save_pretrained(tmp_path)
+    model = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # PEFT warns about missing adapter keys
+        result = model.load_adapter(tmp_path, "again")
+    assert not [key for key in result.missing_keys if "prompt_encoder" in key], result.missing_keys
