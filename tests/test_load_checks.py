@@ -3,6 +3,7 @@ values and sizes checked before anything is allocated, and errors that name the 
 
 import json
 import os
+import re
 import time
 
 import peft
@@ -286,3 +287,13 @@ def test_load_adapter_reports_no_missing_prompt_keys(config_name, tmp_path):
         warnings.simplefilter("error", UserWarning)  # PEFT warns about missing adapter keys
         result = model.load_adapter(tmp_path, "again")
     assert not [key for key in result.missing_keys if "prompt_encoder" in key], result.missing_keys
+
+
+@pytest.mark.parametrize("missing", ["/no/such/folder", "./no-such-folder", "../no/such"])
+def test_a_missing_local_folder_is_named_as_such_not_as_a_hub_id(missing):
+    from peft_softprompt_ext import PromptProjection
+
+    with pytest.raises(FileNotFoundError, match=f"no folder {re.escape(repr(missing))}.*not a Hub repo id"):
+        PromptProjection.from_pretrained(missing)
+    with pytest.raises(FileNotFoundError, match=f"no folder {re.escape(repr(missing))}"):
+        serve_prompts(common.tiny_model("gpt2")[0], {"a": missing})
