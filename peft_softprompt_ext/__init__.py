@@ -40,6 +40,7 @@ install_patches(
         seq2seq_forward=prompt_injection.seq2seq_forward,
         seq2seq_generate=prompt_injection.seq2seq_generate,
         encoder_forward=prompt_injection.encoder_forward,
+        check_task_type=prompt_injection.check_task_type,
         base_model_fingerprint=base_model_fingerprint,
         save_adapter=persistence.save_adapter,
         checked_config=persistence.checked_config,

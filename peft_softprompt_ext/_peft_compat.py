@@ -343,6 +343,7 @@ class PluginHooks:
     seq2seq_forward: Callable
     seq2seq_generate: Callable
     encoder_forward: Callable
+    check_task_type: Callable  # (task_type, model): refuse a task type the model is not (before the encoder is built)
     base_model_fingerprint: Callable  # (base_model) -> dict, saved in a new adapter's config
     save_adapter: Callable  # (peft_model, save_directory, write_peft_files, selected_adapters, safe_serialization)
     checked_config: Callable  # (model_id, base_model, config_class, encoder_class, config, allow, subfolder, hub, kwargs)
@@ -362,6 +363,7 @@ def _setup_prompt_encoder(original, self, adapter_name):
         return original(self, adapter_name)
     # PEFT's own version would freeze the base, find the embeddings and then raise "Not supported"
     # for our type; we do the same steps with transformers' public get_input_embeddings().
+    _hooks.check_task_type(task_type_name(config), innermost_model(self.base_model))
     for parameter in self.base_model.parameters():
         parameter.requires_grad_(False)
     fingerprint = _hooks.base_model_fingerprint(self.base_model)

@@ -413,6 +413,19 @@ def _encoder_inputs(parts: PromptParts, input_ids, attention_mask, inputs_embeds
     return torch.cat((prompts, inputs_embeds), dim=1), _with_prompt_mask(attention_mask, parts.num_virtual_tokens)
 
 
+def check_task_type(task_type: str, model) -> None:
+    """Refuse a task type the model is not: each puts the prompt in front of another kind of model (a causal LM's
+    input, an encoder-decoder's encoder input, a classifier's input), and the wrong one runs without an error."""
+    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+    generates = hasattr(model, "prepare_inputs_for_generation")
+    fits = "SEQ_2_SEQ_LM" if encoder_decoder else "CAUSAL_LM" if generates else "SEQ_CLS"
+    needs = {"CAUSAL_LM": "a causal LM (AutoModelForCausalLM)", "SEQ_2_SEQ_LM": "an encoder-decoder model (AutoModelForSeq2SeqLM)",
+             "SEQ_CLS": "a sequence classifier (AutoModelForSequenceClassification)"}  # fmt: skip
+    if task_type in needs and task_type != fits and not (task_type == "SEQ_CLS" and not generates):
+        raise ValueError(f"task_type={task_type!r} needs {needs[task_type]}; {type(model).__name__} is not one (it takes "
+                         f"task_type={fits!r}, or load the model with the class named).")  # fmt: skip
+
+
 def seq2seq_forward(
     parts: PromptParts, input_ids=None, attention_mask=None, inputs_embeds=None, task_ids=None, **kwargs
 ):

@@ -143,6 +143,20 @@ def test_seq2seq_assisted_decoding_with_a_shallow_prompt_is_refused_saying_why()
         peft_model.generate(**batch, max_new_tokens=4, assistant_model=assistant)
 
 
+@pytest.mark.parametrize("model_name,task_type,message", [
+    ("bert", "CAUSAL_LM", r"task_type='CAUSAL_LM' needs a causal LM .*BertForSequenceClassification"),
+    ("gpt2", "SEQ_2_SEQ_LM", r"task_type='SEQ_2_SEQ_LM' needs an encoder-decoder model .*GPT2LMHeadModel"),
+    ("t5", "CAUSAL_LM", r"task_type='CAUSAL_LM' needs a causal LM .*T5ForConditionalGeneration"),
+    ("gpt2", "SEQ_CLS", r"task_type='SEQ_CLS' needs a sequence classifier .*GPT2LMHeadModel"),
+])  # fmt: skip
+def test_a_task_type_the_model_is_not_is_refused_naming_both(model_name, task_type, message):
+    from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    config = VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, vocab_sampling="uniform")
+    with pytest.raises(ValueError, match=message):
+        peft.get_peft_model(common.tiny_model(model_name)[0], config)
+
+
 @pytest.mark.parametrize("config_name", ALL_CONFIG_NAMES)
 def test_config_json_round_trip(config_name, tmp_path):
     config = common.all_configs()[config_name]("CAUSAL_LM", "gpt2")
