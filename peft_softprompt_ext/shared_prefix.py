@@ -131,6 +131,8 @@ def not_exact_reason(parts, output_attentions=None, call_kwargs=None) -> str | N
         return "output_router_logits: the router's auxiliary loss covers prompt + input of every row"
     if call_kwargs.get("token_type_ids") is not None:
         return "token_type_ids are given for the input only"
+    if call_kwargs.get("fused_lm_head"):
+        return "trl's fused_lm_head scores every position's hidden state against the labels inside the model"
     layer_types = set(getattr(config, "layer_types", None) or ())
     if layer_types - _EXACT_LAYER_TYPES:
         return f"layer types {sorted(layer_types - _EXACT_LAYER_TYPES)} keep no per-token key/value cache"

@@ -479,6 +479,11 @@ def check_sft_trainer(cell, tmp_path):
     trainer.train()
     changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p.detach(), before[n])]
     assert bool(changed) == bool(before)
+    evaluated = trainer.evaluate(eval_dataset=data)["eval_loss"]  # trl's fused loss, in eval mode (no checkpointing there)
+    config = model.peft_config["default"]
+    if hasattr(config, "shared_prefix"):  # the same through the standard path
+        config.shared_prefix = "off"
+        torch.testing.assert_close(trainer.evaluate(eval_dataset=data)["eval_loss"], evaluated, rtol=1e-5, atol=1e-5)
     trainer.save_model(str(tmp_path / "saved"))
     _reload_equals(cell, model, tmp_path / "saved")
 

@@ -382,6 +382,28 @@ def test_generate_hidden_states_asked_by_a_positional_generation_config_take_the
     assert by_keyword.hidden_states[0][0].shape[1] == 5 + batch["input_ids"].shape[1]  # the prompt positions too
 
 
+@pytest.mark.parametrize("model_name", CAUSAL_MODELS)
+def test_trls_fused_lm_head_takes_the_standard_path(model_name):
+    """trl (SFTTrainer's loss, evaluate) calls model(..., labels=, fused_lm_head=True): the model itself scores every
+    position's hidden state against the labels, which the shared prefix (loss computed outside the model) cannot serve."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    peft_model, _ = common.make_peft_model(model_name, "vocab_uniform")
+    add_fused_lm_head(peft_model.get_base_model())
+    batch = common.inference_batch(model_name)
+    outputs = {}
+    for mode in ("auto", "off"):
+        peft_model.peft_config["default"].shared_prefix = mode
+        with torch.no_grad():
+            outputs[mode] = peft_model(**batch, labels=batch["input_ids"], fused_lm_head=True)
+    assert outputs["auto"].keys() == outputs["off"].keys()
+    for key in outputs["off"].keys():
+        torch.testing.assert_close(outputs["auto"][key], outputs["off"][key], rtol=1e-5, atol=1e-5)
+    peft_model.peft_config["default"].shared_prefix = "on"
+    with pytest.raises(ValueError, match="fused_lm_head"):
+        peft_model(**batch, labels=batch["input_ids"], fused_lm_head=True)
+
+
 def test_explicit_prompt_cache_is_refused_when_training():
     peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
     cache = prompt_kv_cache(peft_model)
