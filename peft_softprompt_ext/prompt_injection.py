@@ -183,6 +183,17 @@ def _shifted_positions(position_ids, full_mask, num_virtual_tokens, new_length, 
     return None  # the model counts positions from its cache length, which includes the prompt
 
 
+def _refuse_packed_rows(position_ids, attention_mask) -> None:
+    """Rows packing several sequences (positions restarting within a row, no mask: trl's packing) cannot take a
+    prompt in front: only each row's first sequence would read it."""
+    if position_ids is None or attention_mask is not None or position_ids.shape[-1] < 2:
+        return
+    if bool((position_ids[..., 1:] < position_ids[..., :-1]).any()):
+        raise ValueError("position_ids restart within a row (packed sequences, e.g. trl's SFTConfig(packing=True)), and "
+                         "a soft prompt goes in front of each row once: only its first sequence would read the prompt. "
+                         "Train without packing (SFTConfig(packing=False)).")  # fmt: skip
+
+
 def check_position_ids(position_ids, reference: torch.Tensor) -> None:
     """User position ids must have the input's shape [batch, length] (they are shifted past the prompt)."""
     if position_ids is not None and tuple(position_ids.shape[-2:]) != tuple(reference.shape[:2]):
@@ -224,6 +235,8 @@ def causal_lm_forward(
     check_position_ids(position_ids, inputs_embeds)
     num_virtual, new_length = parts.num_virtual_tokens, inputs_embeds.shape[1]
     injecting = _cache_length(kwargs) == 0
+    if injecting and not _is_deep(parts):
+        _refuse_packed_rows(position_ids, attention_mask)
     full_mask = _with_prompt_mask(attention_mask, num_virtual)
     if _is_deep(parts):  # keys/values in every layer: the input goes in unchanged, its positions after the prompt
         if _accepts(parts, "position_ids"):

@@ -248,6 +248,20 @@ def test_export_writes_one_plain_tensor(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["adapter_config.json", "adapter_model.safetensors"]
 
 
+@pytest.mark.parametrize("model_name", CAUSAL_MODELS)
+def test_packed_rows_are_refused_saying_why(model_name):
+    """trl's packing gives position_ids that restart within a row and no attention mask: a prompt in front of the row
+    would reach its first sequence only."""
+    peft_model, _ = common.make_peft_model(model_name, "vocab_uniform")
+    ids = batch_for(model_name)["input_ids"]
+    packed = torch.tensor([[0, 1, 2, 0, 1, 2, 3]] * ids.shape[0])
+    with pytest.raises(ValueError, match=r"position_ids restart within a row \(packed sequences"):
+        peft_model(input_ids=ids, position_ids=packed, labels=ids)
+    left_padded = {"attention_mask": torch.tensor([[0, 0, 1, 1, 1, 1, 1]] * ids.shape[0]),
+                   "position_ids": torch.tensor([[1, 1, 0, 1, 2, 3, 4]] * ids.shape[0])}  # generate's own, with a mask
+    peft_model(input_ids=ids, **left_padded)
+
+
 @pytest.mark.parametrize("model_name", ["gpt2", "bert"])
 def test_position_ids_of_another_shape_are_named(model_name):
     peft_model, _ = make_peft_model(model_name, "vocab_uniform")
