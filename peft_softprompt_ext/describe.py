@@ -19,8 +19,10 @@ def describe_prompt(peft_model, tokenizer, k: int = 5, adapter_name: str | None 
         A list with one entry per virtual token: `{"position": i, "nearest": [{"token": str,
         "token_id": int, "cosine": float}, ...]}`, nearest first.
     """
-    if not isinstance(k, int) or k <= 0:
+    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
         raise ValueError(f"k must be a positive integer, got {k!r}.")
+    if not hasattr(tokenizer, "convert_ids_to_tokens"):
+        raise ValueError(f"tokenizer must be the base model's tokenizer (AutoTokenizer.from_pretrained(...)), got {tokenizer!r:.80}.")
     embeddings = input_embeddings_of(peft_model)
     prompt = prompt_table_of(peft_model, adapter_name, task).detach().cpu()
     candidates = usable_token_ids(embeddings.weight.shape[0], tokenizer, getattr(peft_model, "config", None))

@@ -36,6 +36,9 @@ def attach_results(peft_model, results) -> None:
             results = json.load(handle)
     if not isinstance(results, dict):
         raise ValueError(f"results must be a results.json path or a dict, got {type(results).__name__}.")
+    metrics = results.get("metrics")
+    if metrics is not None and not (isinstance(metrics, dict) and all(isinstance(name, str) for name in metrics)):
+        raise ValueError(f"results['metrics'] must be a dict of metric names to values, got {metrics!r:.80}.")
     setattr(peft_model, _RESULTS_ATTRIBUTE, results)
 
 

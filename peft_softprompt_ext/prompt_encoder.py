@@ -129,7 +129,8 @@ class PromptEncoder(PeftEncoderHooks):
     def prompt_table(self, task=None) -> torch.Tensor:
         """The PROMPT_TUNING table [P, D] of task `task` (index or name)."""
         if self.plain_peft_type != "PROMPT_TUNING":
-            reason = self.export_refusal or f"its prompt is per-layer keys and values, which PROMPT_TUNING (input rows) cannot hold"
+            reason = "its prompt is per-layer keys and values, which PROMPT_TUNING (input rows) cannot hold"
+            reason = reason if self.prompt_kind == KEY_VALUES else self.export_refusal or reason
             raise ValueError(f"{type(self).__name__} has no single prompt of input rows to export or describe: {reason}.")
         return self.prompt_rows(task)
 

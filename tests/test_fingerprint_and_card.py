@@ -149,6 +149,39 @@ def test_the_card_of_a_second_adapter_loads_that_adapter(tmp_path):
     torch.testing.assert_close(plain.get_prompt_embedding_to_save("default"), expected)
 
 
+@pytest.mark.parametrize("results,message", [({"metrics": [0.8]}, r"results\['metrics'\] must be a dict of metric names to values, got \[0.8\]"),
+                                             ({"metrics": {"accuracy": 0.8}, "seed": {}}, None)])  # fmt: skip
+def test_attached_results_are_checked_when_attached(results, message, tmp_path):
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    if message:
+        with pytest.raises(ValueError, match=message):
+            attach_results(peft_model, results)
+        return
+    attach_results(peft_model, results)
+    peft_model.save_pretrained(tmp_path)  # the card is written
+    assert "| accuracy | 0.8000 |" in (tmp_path / "README.md").read_text()
+
+
+def test_describe_prompt_names_bad_arguments():
+    from peft_softprompt_ext import describe_prompt
+
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    with pytest.raises(ValueError, match="k must be a positive integer, got True"):
+        describe_prompt(peft_model, common.tiny_tokenizer(), k=True)
+    with pytest.raises(ValueError, match="tokenizer must be the base model's tokenizer .*got None"):
+        describe_prompt(peft_model, None)
+
+
+@pytest.mark.parametrize("model_name", ["gemma3", "bert"])
+def test_describe_prompt_refuses_a_deep_prompt_saying_it_has_no_input_rows(model_name):
+    from peft_softprompt_ext import DeepPromptTuningConfig, describe_prompt
+
+    base, task_type = common.tiny_model(model_name)
+    model = peft.get_peft_model(base, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, deep_init="random"))
+    with pytest.raises(ValueError, match="per-layer keys and values, which PROMPT_TUNING .*cannot hold"):
+        describe_prompt(model, common.tiny_tokenizer())
+
+
 def test_pickle_saves_are_refused(tmp_path):
     peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
     with pytest.raises(ValueError, match="safetensors only"):
