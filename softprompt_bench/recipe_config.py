@@ -132,6 +132,19 @@ class RecipeConfig:
             raise ValueError(f"seed must be an integer in 0..2**32 - 1, got {self.seed!r}.")
         if not isinstance(self.norm_matching, bool):
             raise ValueError(f"norm_matching must be True or False, got {self.norm_matching!r}.")
+        self._check_texts()
+
+    def _check_texts(self) -> None:
+        def strings(value) -> bool:
+            return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+        if self.label_words is not None and not strings(self.label_words):
+            raise ValueError(f"label_words must be None or a list of strings (one per label), got {self.label_words!r}.")
+        if self.template is not None and not (isinstance(self.template, str) and "{text}" in self.template):
+            raise ValueError(f"template must be None or a text holding {{text}} (where the input goes), got {self.template!r}.")
+        for name in ("lora_target_modules", "source_prompts", "modules_to_save"):
+            if not strings(getattr(self, name)):
+                raise ValueError(f"{name} must be a list of strings, got {getattr(self, name)!r}.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

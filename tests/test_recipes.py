@@ -546,6 +546,17 @@ def test_bad_numbers_are_named(key, value, message):
         RecipeConfig(**{key: value})
 
 
+@pytest.mark.parametrize("key,value,message", [
+    ("label_words", 5, "label_words must be None or a list of strings"), ("label_words", [" good", 3], "label_words must be None or a list of strings"),
+    ("template", 5, r"template must be None or a text holding \{text\}"), ("template", "Review:", r"template must be None or a text holding \{text\}"),
+    ("lora_target_modules", "q_proj", "lora_target_modules must be a list of strings"),
+    ("source_prompts", [1], "source_prompts must be a list of strings"),
+])  # fmt: skip
+def test_bad_texts_and_lists_are_named(key, value, message):
+    with pytest.raises(ValueError, match=f"{message}.*, got {re.escape(repr(value))}"):
+        RecipeConfig(**{key: value})
+
+
 def test_a_plans_numbers_are_typed_as_on_the_command_line(tmp_path):
     from softprompt_bench.plans import load_plan, run_config
 
