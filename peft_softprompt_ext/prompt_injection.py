@@ -239,6 +239,8 @@ def causal_lm_forward(
         _refuse_packed_rows(position_ids, attention_mask)
     full_mask = _with_prompt_mask(attention_mask, num_virtual)
     if _is_deep(parts):  # keys/values in every layer: the input goes in unchanged, its positions after the prompt
+        if prompt_cache is not None:
+            shared_prefix.refuse_prompt_cache_of_a_deep_prompt(parts.encoder)
         if _accepts(parts, "position_ids"):
             positions = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
             if positions is None:  # no mask, no positions
@@ -294,6 +296,8 @@ def generation_prefix(parts: PromptParts, args: tuple, kwargs: dict, prompt_cach
     """(PromptKVCache, row -> prompt index) for a `generate` call, or None for the standard path."""
     mode = "on" if prompt_cache is not None else parts.shared_prefix
     if _is_deep(parts):  # keys/values already: nothing to run once, at most a place in the cache
+        if prompt_cache is not None:
+            shared_prefix.refuse_prompt_cache_of_a_deep_prompt(parts.encoder)
         return DEEP_PROMPT_IN_CACHE if _deep_prompt_fits_cache(parts, kwargs) else None
     if kwargs.get("use_cache") is False:
         return None

@@ -32,6 +32,7 @@ import weakref
 import torch
 
 from ._peft_compat import adapter_config_of, is_plugin_config, plugin_parts, task_type_name
+from .prompt_encoder import KEY_VALUES
 
 _CACHE_ATTRIBUTE = "_peft_softprompt_ext_prompt_kv_cache"
 _DROPOUT_ATTRIBUTES = ("attention_dropout", "attn_dropout", "dropout", "dropout_rate")
@@ -392,6 +393,14 @@ def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, fu
 
 
 # --------------------------------------------------------------------------- public
+def refuse_prompt_cache_of_a_deep_prompt(encoder) -> None:
+    """A deep prompt is keys and values in every layer already: no prefix to run once, no cache to compute or take."""
+    if encoder.prompt_kind == KEY_VALUES:
+        raise ValueError("This adapter is a deep prompt, with its keys and values in every layer already: there is no "
+                         "prefix to run once and cache. prompt_kv_cache / prompt_cache are for prompts in front of the input; "
+                         "drop them here.")  # fmt: skip
+
+
 def prompt_kv_cache(peft_model, adapter_name: str | None = None, output_hidden_states: bool = False) -> PromptKVCache:
     """The keys/values of a causal LM's plugin prompt (every task's), computed once and reused.
 
@@ -407,6 +416,7 @@ def prompt_kv_cache(peft_model, adapter_name: str | None = None, output_hidden_s
     if not is_plugin_config(config) or task_type_name(config) != "CAUSAL_LM":
         raise ValueError(f"prompt_kv_cache needs a CAUSAL_LM plugin prompt adapter; got {config.peft_type} / {config.task_type}.")
     parts = plugin_parts(peft_model, adapter_name)
+    refuse_prompt_cache_of_a_deep_prompt(parts.encoder)
     use_shared_prefix("on", parts)
     first_task = torch.zeros(1, dtype=torch.long)
     with torch.no_grad():

@@ -226,6 +226,25 @@ def test_prompt_init_from_another_base_model_is_taken_when_the_user_allows_it():
                                allow_base_model_mismatch="yes")  # fmt: skip
 
 
+def test_prompt_init_from_a_deep_prompt_is_refused_naming_its_type(tmp_path):
+    base, task_type = common.tiny_model("llama")
+    peft.get_peft_model(base, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, deep_init="random")).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"init_prompt .* is a DEEP_PROMPT_TUNING adapter .*input rows"):
+        deep_model("llama", deep_init="prompt", init_prompt=str(tmp_path))
+
+
+def test_a_deep_prompt_has_no_prompt_cache_to_compute_or_take():
+    from peft_softprompt_ext import prompt_kv_cache
+
+    model = deep_model("llama")
+    batch = common.inference_batch("llama")
+    with pytest.raises(ValueError, match="deep prompt.*keys and values in every layer already"):
+        prompt_kv_cache(model)
+    shallow, _ = common.make_peft_model("llama", "vocab_uniform")
+    with pytest.raises(ValueError, match="deep prompt.*keys and values in every layer already"):
+        model(**batch, prompt_cache=prompt_kv_cache(shallow))
+
+
 def test_prompt_init_of_another_width_is_refused_with_both_widths():
     narrow = common.bank_folders("gpt2")[0]  # width 32; tiny gemma3 is 64 wide
     with pytest.raises(ValueError, match=r"\(5, 32\).*width 64"):

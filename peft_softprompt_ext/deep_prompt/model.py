@@ -6,7 +6,7 @@ import torch
 
 from .. import layer_prefix
 from .._peft_compat import task_type_name
-from ..prompt_bank import load_saved_prompt
+from ..prompt_bank import load_saved_peft_type, load_saved_prompt
 from ..prompt_encoder import KEY_VALUES
 from ..prompt_table import PromptTableEncoder
 from ..vocab_sampled.config import VocabSampling
@@ -28,6 +28,11 @@ def _input_rows(config, word_embeddings, model_config, text_tokens: int) -> torc
         device = word_embeddings.weight.device
         return word_embeddings(torch.tensor(ids[:length], device=device))
     if config.deep_init == DeepInit.PROMPT:
+        kind = load_saved_peft_type(config.init_prompt, config.init_prompt_revision)
+        if kind in _KEY_VALUE_TYPES:  # its table is keys and values, not input rows (the widths may even agree)
+            raise ValueError(f"init_prompt {config.init_prompt!r} is a {kind} adapter (keys and values per layer); deep_init="
+                             "'prompt' starts from a shallow prompt's input rows. To go on training a deep prompt, load it "
+                             "with PeftModel.from_pretrained(base, folder, is_trainable=True).")  # fmt: skip
         prompt, _ = load_saved_prompt(config.init_prompt, word_embeddings.weight.shape[1], config.base_model_fingerprint,
                                       config.allow_base_model_mismatch, config.init_prompt_revision)  # fmt: skip
         if prompt.shape[0] != length:
@@ -36,6 +41,9 @@ def _input_rows(config, word_embeddings, model_config, text_tokens: int) -> torc
     if config.deep_init == DeepInit.RANDOM:
         config = _uniform(config)
     return initial_token_rows(config, word_embeddings, model_config).to(word_embeddings.weight)
+
+
+_KEY_VALUE_TYPES = ("DEEP_PROMPT_TUNING", "PREFIX_TUNING", "CARTRIDGE")  # prompts whose saved table is not input rows
 
 
 def _uniform(config):
