@@ -18,10 +18,12 @@ def is_local(source, subfolder: str | None = None) -> bool:
     return os.path.isdir(folder_of(source, subfolder))
 
 
-def check_hub_id(source) -> None:
+def check_hub_id(source, subfolder: str | None = None) -> None:
     """Refuse, as a missing folder, a source that is no local folder and cannot be a Hub repo id either
     (`name` or `namespace/name`): a path such as '/data/prompt' or './prompt' that does not exist."""
     text = os.fspath(source)
+    if subfolder and os.path.isdir(text):
+        raise FileNotFoundError(f"{text!r} has no subfolder {subfolder!r}.")
     if text.startswith(("/", "./", "../", "~", ".\\")) or text.count("/") > 1 or os.sep in text.replace("/", ""):
         raise FileNotFoundError(f"There is no folder {text!r}, and it is not a Hub repo id (name or namespace/name).")
 
@@ -34,7 +36,7 @@ def resolve_file(source, filename: str, subfolder: str | None = None, revision: 
         if os.path.isfile(path) or not required:
             return path if os.path.isfile(path) else None
         raise FileNotFoundError(f"{folder_of(source, subfolder)!r} has no {filename}.")
-    check_hub_id(source)
+    check_hub_id(source, subfolder)
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 

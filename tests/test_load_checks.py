@@ -297,3 +297,11 @@ def test_a_missing_local_folder_is_named_as_such_not_as_a_hub_id(missing):
         PromptProjection.from_pretrained(missing)
     with pytest.raises(FileNotFoundError, match=f"no folder {re.escape(repr(missing))}"):
         serve_prompts(common.tiny_model("gpt2")[0], {"a": missing})
+
+
+def test_a_missing_subfolder_of_a_local_folder_is_named(saved):
+    from peft_softprompt_ext import sources
+
+    _, folder = saved
+    with pytest.raises(FileNotFoundError, match=r"has no subfolder 'nope'"):
+        sources.resolve_file(folder, "adapter_config.json", subfolder="nope")
