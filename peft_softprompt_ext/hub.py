@@ -24,7 +24,8 @@ from ._peft_compat import adapter_config_of, adapter_names, is_plugin_config, pe
 from .describe import describe_prompt
 from .export import vanilla_copies, write_plain_files
 
-CARD_TAGS = ["prompt-tuning", "soft-prompt", "peft-softprompt-ext"]
+PLUGIN_CARD_TAG = "peft-softprompt-ext"  # every card this plugin writes carries it (a README without it is someone else's)
+CARD_TAGS = ["prompt-tuning", "soft-prompt", PLUGIN_CARD_TAG]
 _RESULTS_ATTRIBUTE = "_softprompt_card_results"
 _HIDDEN_CONFIG_KEYS = {"base_model_fingerprint", "corpus", "auto_mapping", "revision", "modules_to_save"}
 

@@ -20,12 +20,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 
 from . import atomic_io, sources
 from ._peft_compat import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, input_embeddings_of
 from .adapter_files import check_adapter_files, check_state_shapes, exported_fingerprint, safetensors_shapes
 from .fingerprint import base_model_fingerprint, check_fingerprint
-from .hub import write_sharing_files
+from .hub import PLUGIN_CARD_TAG, write_sharing_files
 
 # Top-level names an adapter save writes (besides a subfolder per extra adapter): an old save's are dropped.
 ADAPTER_SAVE_NAMES = {ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, "README.md", "vanilla"}
@@ -39,12 +40,29 @@ def _not_an_adapter_file(name: str, path: str) -> bool:
 
 def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters=None, safe_serialization=True) -> None:
     """All-or-nothing save: `write_peft_files(staging)` (PEFT's own save), then the plain copies and
-    the model card of every plugin adapter (`hub.write_sharing_files`)."""
+    the model card of every plugin adapter (`hub.write_sharing_files`). A README.md in the folder that
+    no plugin save wrote is the user's: kept, and the card not written (PEFT keeps such a README's text)."""
     if safe_serialization is False:
         raise ValueError("safe_serialization=False would write a pickle file; plugin adapters are saved as safetensors only.")
-    with atomic_io.atomic_directory_write(save_directory, keep=_not_an_adapter_file) as staging:
+    users_readme = _users_readme(save_directory)
+    keep = _not_an_adapter_file if not users_readme else lambda name, path: name == "README.md" or _not_an_adapter_file(name, path)
+    with atomic_io.atomic_directory_write(save_directory, keep=keep) as staging:
         write_peft_files(staging)
         write_sharing_files(peft_model, staging, selected_adapters)
+        if users_readme:
+            os.remove(os.path.join(staging, "README.md"))
+    if users_readme:
+        warnings.warn(f"{os.path.join(os.fspath(save_directory), 'README.md')} was not written by this plugin: kept as it "
+                      "is, without the model card (build_model_card(model).save(path) writes one elsewhere).", stacklevel=3)  # fmt: skip
+
+
+def _users_readme(save_directory) -> bool:
+    """Whether the folder holds a README.md that is not a card of this plugin."""
+    path = os.path.join(os.fspath(save_directory), "README.md")
+    if not os.path.isfile(path):
+        return False
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return PLUGIN_CARD_TAG not in handle.read()
 
 
 def reading(model_id, subfolder: str | None = None):

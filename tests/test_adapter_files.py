@@ -86,6 +86,20 @@ def test_save_keeps_unrelated_files_and_leaves_no_staging_folder(saved):
     assert not [name for name in os.listdir(folder.parent) if name.startswith(".staging-")]
 
 
+def test_a_save_keeps_a_readme_it_did_not_write(saved):
+    """A user's README.md in the save folder is theirs: kept (with a warning that the card was not written), as
+    PEFT keeps its text; a card an earlier plugin save wrote is replaced."""
+    peft_model, folder = saved
+    assert "peft-softprompt-ext" in (folder / "README.md").read_text()  # the plugin's card
+    (folder / "README.md").write_text("# My project notes\n")
+    with pytest.warns(UserWarning, match="README.md .* kept"):
+        peft_model.save_pretrained(folder)
+    assert (folder / "README.md").read_text() == "# My project notes\n"
+    (folder / "README.md").unlink()
+    peft_model.save_pretrained(folder)
+    assert "peft-softprompt-ext" in (folder / "README.md").read_text()
+
+
 def test_a_save_keeps_other_adapters_and_trainer_checkpoints_in_its_folder(saved):
     """Found 2026-12-05: a save dropped every subfolder holding an adapter_config.json, so Trainer.save_model()
     deleted the checkpoint-N/ folders of the same output_dir (and a user's LoRA kept there)."""
