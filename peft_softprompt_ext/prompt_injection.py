@@ -89,11 +89,13 @@ def _generate_setting(parts: PromptParts, kwargs: dict, name: str, default=None)
 def _deep_prompt_fits_cache(parts: PromptParts, kwargs: dict) -> bool:
     returned = _generate_setting(parts, kwargs, "return_dict_in_generate", False)
     implementation = _generate_setting(parts, kwargs, "cache_implementation")
+    assisted = kwargs.get("assistant_model") is not None or _generate_setting(parts, kwargs, "prompt_lookup_num_tokens")
     return (
         _generate_setting(parts, kwargs, "use_cache", True) is not False
         and kwargs.get("past_key_values") is None
         and kwargs.get("cache") is None
         and not returned
+        and not assisted  # candidate verification crops the cache by token counts (transformers 5.0: wrong tokens)
         and implementation in (None, "dynamic")
         and layer_prefix.sliding_window_of(parts.base_model) is None
     )

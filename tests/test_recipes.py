@@ -260,8 +260,8 @@ def test_a_full_finetune_run_resumes(tmp_path):
 
 
 def _local_task(path: Path, flipped: bool = False) -> str:
-    words = ("positive", "negative") if not flipped else ("negative", "positive")
-    rows = [f"a great and moving film {i},{words[0]}" if i % 2 else f"the worst film {i} a waste,{words[1]}" for i in range(48)]
+    labels = (1, 0) if not flipped else (0, 1)
+    rows = [f"a great and moving film {i},{labels[0]}" if i % 2 else f"the worst film {i} a waste,{labels[1]}" for i in range(48)]
     path.write_text("text,label\n" + "\n".join(rows) + "\n")
     return str(path)
 
