@@ -6,6 +6,7 @@ import torch
 
 from ._peft_compat import input_embeddings_of, prompt_table_of
 from .init import nearest_token_ids, usable_token_ids
+from .options import is_integer
 
 
 @torch.no_grad()
@@ -19,7 +20,7 @@ def describe_prompt(peft_model, tokenizer, k: int = 5, adapter_name: str | None 
         A list with one entry per virtual token: `{"position": i, "nearest": [{"token": str,
         "token_id": int, "cosine": float}, ...]}`, nearest first.
     """
-    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+    if not is_integer(k) or k <= 0:
         raise ValueError(f"k must be a positive integer, got {k!r}.")
     if not hasattr(tokenizer, "convert_ids_to_tokens"):
         raise ValueError(f"tokenizer must be the base model's tokenizer (AutoTokenizer.from_pretrained(...)), got {tokenizer!r:.80}.")

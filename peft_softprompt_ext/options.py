@@ -1,10 +1,13 @@
 """The fixed sets of words configs take, as `str` enums: saved JSON stays readable ("auto"), and a
 typo is an error naming the allowed values. Method-specific sets live with their method
-(`Mixing`, `VocabSampling`, `ProjectionFit`, `RowNorm`) and use `parse_option` too."""
+(`Mixing`, `VocabSampling`, `ProjectionFit`, `RowNorm`) and use `parse_option` too. Also the two
+number tests config checks share (`is_integer`, `is_finite_number`): JSON and YAML give booleans
+where a count is meant, and Python counts them as integers."""
 
 from __future__ import annotations
 
 import enum
+import math
 
 
 class Option(str, enum.Enum):
@@ -46,6 +49,16 @@ def parse_option(enum_class: type[enum.Enum], value, field: str, allow_none: boo
         return enum_class(value)
     expected = ([None] if allow_none else []) + allowed
     raise ValueError(f"{field}={value!r} is not one of {expected}.")
+
+
+def is_integer(value) -> bool:
+    """An int that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_finite_number(value) -> bool:
+    """An int or float, not a bool, neither NaN nor infinite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def parse_shared_prefix(value) -> SharedPrefix:

@@ -18,7 +18,6 @@ and top-1 / top-10 nearest-token agreement among ALL target embedding rows.
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -26,7 +25,7 @@ import torch
 from .._peft_compat import input_embeddings_of
 from ..fingerprint import base_model_fingerprint
 from ..init import embed_token_ids, nearest_token_ids
-from ..options import Option, parse_option
+from ..options import Option, is_finite_number, is_integer, parse_option
 from .alignment import shared_tokens
 from .projection import PromptProjection
 
@@ -71,14 +70,11 @@ def _retrieval(projected: torch.Tensor, true_ids: torch.Tensor, table_module, ta
 
 
 def _check_settings(ridge, holdout_fraction, max_eval) -> None:
-    def number(value):
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-    if not number(ridge) or ridge < 0:
+    if not is_finite_number(ridge) or ridge < 0:
         raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}.")
-    if not number(holdout_fraction) or not 0 <= holdout_fraction < 1:  # 1 would leave no anchor to fit
+    if not is_finite_number(holdout_fraction) or not 0 <= holdout_fraction < 1:  # 1 would leave no anchor to fit
         raise ValueError(f"holdout_fraction must be a number in [0, 1), got {holdout_fraction!r}.")
-    if not isinstance(max_eval, int) or isinstance(max_eval, bool) or max_eval <= 0:
+    if not is_integer(max_eval) or max_eval <= 0:
         raise ValueError(f"max_eval must be a positive integer, got {max_eval!r}.")
 
 

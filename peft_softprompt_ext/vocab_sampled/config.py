@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from ..init import check_corpus_texts, corpus_digest
-from ..options import Option, parse_option
+from ..options import Option, is_integer, parse_option
 from ..plugin_config import PluginPromptConfig
 
 PEFT_TYPE_NAME = "VOCAB_SAMPLED_PROMPT_TUNING"
@@ -19,10 +19,6 @@ class VocabSampling(Option):
     TOP_FREQUENT = "top_frequent"
     TASK_CORPUS = "task_corpus"
     CLASS_LABELS = "class_labels"
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 _NEEDS_TOKENIZER = {VocabSampling.TOP_FREQUENT, VocabSampling.TASK_CORPUS, VocabSampling.CLASS_LABELS}
@@ -93,9 +89,9 @@ class VocabSampledPromptTuningConfig(PluginPromptConfig):
     def __post_init__(self):
         super().__post_init__()
         self.vocab_sampling = parse_option(VocabSampling, self.vocab_sampling, "vocab_sampling")
-        if not _is_int(self.num_frequent_tokens) or self.num_frequent_tokens <= 0:
+        if not is_integer(self.num_frequent_tokens) or self.num_frequent_tokens <= 0:
             raise ValueError(f"num_frequent_tokens must be a positive integer, got {self.num_frequent_tokens!r}.")
-        if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
+        if not is_integer(self.seed) or not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be an integer in 0..2**63-1 (it seeds torch.Generator), got {self.seed!r}.")
         if not isinstance(self.norm_matching, bool):
             raise ValueError(f"norm_matching must be True or False, got {self.norm_matching!r}.")
