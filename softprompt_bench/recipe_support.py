@@ -94,6 +94,13 @@ def _data(config, tokenizer, is_causal):
     names = data["train"].features["label"].names
     train = data["train"].select(range(min(config.train_size, len(data["train"]))))
     evaluation = data[config.eval_split].select(range(min(config.eval_size, len(data[config.eval_split]))))
+    for split, rows in (("train", train), (config.eval_split, evaluation)):
+        if len(rows) == 0:  # checked before training: an empty scoring split failed only after the run
+            raise ValueError(
+                f"Split {split!r} of task={config.task!r} has no rows (it holds {len(data[split])}; "
+                f"train_size={config.train_size}, eval_size={config.eval_size}): a run needs rows to train on and to score. "
+                "A task without a validation / test split gets 10% of train each; give it more rows or its own splits."
+            )
     words = _label_words(config, names)
     if not is_causal:
         return (names, words, [], classification.seq_cls_examples(tokenizer, train["text"], train["label"], config.max_length),

@@ -600,6 +600,17 @@ def test_missing_columns_and_empty_label_words_are_named(tmp_path):
         label_token_ids(common.tiny_tokenizer(), [" positive", ""])
 
 
+def test_an_empty_split_is_refused_before_training_naming_it(tmp_path):
+    """Three rows leave 10% validation / test empty: the run trained, then failed in compute_metrics."""
+    data = tmp_path / "three.csv"
+    data.write_text("text,label\nthis is good,pos\nthis is bad,neg\nfine,pos\n")
+    out = tmp_path / "run"
+    result = recipe("train.py", *tiny_args(out, steps=2, task=data), check=False)
+    assert result.returncode != 0
+    assert "Split 'validation'" in result.stderr and "no rows" in result.stderr and str(data) in result.stderr, result.stderr[-2000:]
+    assert "step 1" not in result.stdout + result.stderr and not out.exists()
+
+
 def test_project_recipe_writes_the_transfer_table(tmp_path):
     import peft
     from transformers import AutoModelForCausalLM
