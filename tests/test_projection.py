@@ -137,6 +137,21 @@ def test_source_prompt_of_another_width_is_refused(tmp_path):
         peft.get_peft_model(target_model, config)
 
 
+def test_a_source_adapter_of_the_projections_target_model_is_refused_as_the_reverse_direction(tmp_path):
+    """Same widths: a prompt of the target model sent through a source -> target projection was refused as
+    'trained on another base model ... pass allow_base_model_mismatch=True (e.g. after projection)'."""
+    source_model, source, target_model, target, _ = linked_models("lstsq", source_width=8, target_width=8)
+    fit_projection(source_model, source, target_model, target, min_anchors=8).save_pretrained(tmp_path / "projection")
+    export_prompt_tuning(peft.get_peft_model(copy.deepcopy(target_model), peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)),
+                         tmp_path / "target_prompt")  # fmt: skip
+    config = ProjectedPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, source_adapter=str(tmp_path / "target_prompt"),
+                                         projection=str(tmp_path / "projection"))  # fmt: skip
+    with pytest.raises(ValueError, match=r"this model is its source model: the projection runs the other way"):
+        peft.get_peft_model(source_model, config)
+    with pytest.raises(ValueError, match=r"was fitted for another target model: .*embedding_digest"):  # a third model
+        peft.get_peft_model(toy_model(len(target), 8, seed=5), config)
+
+
 def test_source_adapter_of_a_method_that_cannot_be_projected_is_refused(tmp_path):
     _, target_model = projected_setup(tmp_path)
     mixture_dir = tmp_path / "mixture"

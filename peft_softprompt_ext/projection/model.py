@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..fingerprint import check_fingerprint_against, fingerprint_problem
+from ..fingerprint import fingerprint_differences, fingerprint_problem
 from ..prompt_bank import load_saved_prompt
 from ..prompt_table import PromptTableEncoder
 from .projection import PromptProjection
@@ -22,13 +22,18 @@ def projected_source_prompt(config) -> torch.Tensor:
         problem = fingerprint_problem(projection.info.get(key))
         if problem is not None:
             raise ValueError(f"{what} has no valid {key} ({problem}); refit it with fit_projection.")
-    prompt, _ = load_saved_prompt(config.source_adapter, projection.source_width, projection.info["source_fingerprint"],
-                                  revision=config.source_revision)  # fmt: skip
     if projection.target_width != config.token_dim:
         raise ValueError(f"{what} maps to width {projection.target_width}; this model is {config.token_dim} wide.")
-    if config.base_model_fingerprint:
-        check_fingerprint_against(projection.info["target_fingerprint"], config.base_model_fingerprint,
-                                  f"{what} (fitted for another target model)")  # fmt: skip
+    this_model = config.base_model_fingerprint
+    if this_model and fingerprint_differences(projection.info["target_fingerprint"], this_model):
+        if not fingerprint_differences(projection.info["source_fingerprint"], this_model):
+            raise ValueError(f"{what} maps its source model's prompts to its target model, and this model is its source model: "
+                             "the projection runs the other way. Fit one from the source adapter's model to this model "
+                             "(fit_projection(that model, its tokenizer, this model, this tokenizer)).")  # fmt: skip
+        raise ValueError(f"{what} was fitted for another target model: "
+                         + "; ".join(fingerprint_differences(projection.info["target_fingerprint"], this_model)) + ".")
+    prompt, _ = load_saved_prompt(config.source_adapter, projection.source_width, projection.info["source_fingerprint"],
+                                  revision=config.source_revision)  # fmt: skip
     if prompt.shape[0] != config.num_virtual_tokens:
         raise ValueError(f"Source prompt has {prompt.shape[0]} virtual tokens but num_virtual_tokens={config.num_virtual_tokens}.")
     return projection.project(prompt)
