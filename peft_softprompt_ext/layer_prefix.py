@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .options import is_integer
+
 ROUTE = "peft_softprompt_ext_layer_prefix|"
 _SUPPORTED = ("sdpa", "eager")
 _BASE_ATTRIBUTE = "_peft_softprompt_ext_base_attention"
@@ -264,7 +266,7 @@ def check_layout(saved, slots: list[Slot], what: str) -> None:
 def check_trainable_layers(layers, residual_mlp: bool) -> None:
     """`trainable_layers` (deep prompts and mixtures of them): None (every layer trains) or a positive count,
     and not with a residual MLP (one MLP shared over every layer would move the fixed ones)."""
-    if layers is not None and (not isinstance(layers, int) or isinstance(layers, bool) or layers <= 0):
+    if layers is not None and (not is_integer(layers) or layers <= 0):
         raise ValueError(f"trainable_layers must be None (every layer trains) or a positive number of layers, got {layers!r}.")
     if layers is not None and residual_mlp:
         raise ValueError(f"trainable_layers={layers} keeps the lower layers' keys and values fixed, but "

@@ -7,7 +7,7 @@ from typing import Optional, Union
 
 from . import reparameterization, shared_prefix
 from ._peft_compat import PeftType, PromptLearningConfig, task_type_name, validate_task_type
-from .options import Reparameterization, SharedPrefix, parse_shared_prefix
+from .options import Reparameterization, SharedPrefix, is_integer, parse_shared_prefix
 
 
 @dataclass
@@ -58,7 +58,7 @@ class PluginPromptConfig(PromptLearningConfig):
         self.shared_prefix = parse_shared_prefix(self.shared_prefix)
         reason = shared_prefix.config_reason(task_type_name(self), self.input_dependence())
         shared_prefix.refuse_on(self.shared_prefix, reason, at_config=True)
-        if not isinstance(self.num_virtual_tokens, int) or isinstance(self.num_virtual_tokens, bool) or self.num_virtual_tokens <= 0:
+        if not is_integer(self.num_virtual_tokens) or self.num_virtual_tokens <= 0:
             raise ValueError(f"num_virtual_tokens must be a positive integer, got {self.num_virtual_tokens!r}.")
 
     def input_dependence(self) -> str | None:

@@ -17,6 +17,7 @@ from ._peft_compat import ADAPTER_CONFIG_NAME, PLUGIN_PEFT_TYPES, PROMPT_TUNING_
 from .adapter_files import check_adapter_files, check_finite, exported_fingerprint, peft_type_field, safetensors_shapes
 from .atomic_io import read_json_object, read_lock
 from .fingerprint import check_fingerprint_against
+from .options import is_integer
 
 
 def _adapter_files(source: str, revision: str | None = None) -> tuple[str, str]:
@@ -82,7 +83,7 @@ def saved_prompt_length(source: str, revision: str | None = None) -> int:
     """The number of virtual tokens a saved adapter declares (its config's `num_virtual_tokens`)."""
     config_path, _ = _adapter_files(os.fspath(source), revision)
     length = read_json_object(config_path, "Adapter config").get("num_virtual_tokens")
-    if not isinstance(length, int) or isinstance(length, bool) or length <= 0:
+    if not is_integer(length) or length <= 0:
         raise ValueError(f"Adapter config {config_path!r}: num_virtual_tokens={length!r}; expected a positive integer.")
     return length
 

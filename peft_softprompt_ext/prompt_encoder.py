@@ -12,6 +12,7 @@ import itertools
 import torch
 
 from ._peft_compat import PeftEncoderHooks
+from .options import is_integer
 
 INPUT_EMBEDDINGS = "input_embeddings"  # rows in front of the input's token embeddings
 KEY_VALUES = "key_values"  # keys and values in front of every attention layer's (deep prompts)
@@ -84,7 +85,7 @@ class PromptEncoder(PeftEncoderHooks):
             if task not in self.task_labels:
                 raise ValueError(f"task={task!r} is not a task of this mixture; its tasks are {self.task_labels}.")
             return self.task_labels.index(task)
-        if isinstance(task, bool) or not isinstance(task, int) or not 0 <= task < self.num_tasks:
+        if not is_integer(task) or not 0 <= task < self.num_tasks:
             raise ValueError(f"task={task!r} is not a task index of this mixture: expected 0..{self.num_tasks - 1} or one of "
                              f"{self.task_labels}.")  # fmt: skip
         return task

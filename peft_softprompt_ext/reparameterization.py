@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from . import layer_prefix
-from .options import Reparameterization, parse_option
+from .options import Reparameterization, is_integer, parse_option
 
 
 class ResidualMLP(torch.nn.Module):
@@ -85,7 +85,7 @@ def validate(config) -> None:
     """Normalises `config.reparameterization` to a `Reparameterization` (or None) and checks it fits the config."""
     config.reparameterization = parse_option(Reparameterization, config.reparameterization, "reparameterization", allow_none=True)
     hidden = config.reparameterization_hidden
-    if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden <= 0:
+    if not is_integer(hidden) or hidden <= 0:
         raise ValueError(f"reparameterization_hidden must be a positive integer, got {hidden!r}.")
     # a mixture may hold a bank of deep prompts (known when its bank is read: the encoder refuses an input-row bank)
     if config.reparameterization == Reparameterization.LAYER_SCALED and config.PEFT_TYPE_NAME not in _LAYERED:

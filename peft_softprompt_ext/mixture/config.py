@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from .. import layer_prefix
-from ..options import Option, Reparameterization, parse_option
+from ..options import Option, Reparameterization, is_finite_number, is_integer, parse_option
 from ..plugin_config import PluginPromptConfig
 
 PEFT_TYPE_NAME = "MIXTURE_PROMPT_TUNING"
@@ -85,7 +84,7 @@ class MixturePromptTuningConfig(PluginPromptConfig):
         if not isinstance(self.source_prompts, (list, tuple)) or not self.source_prompts:
             raise ValueError(f"source_prompts must be a non-empty list of adapter folders or repo ids, got {self.source_prompts!r}.")
         self.source_prompts = [str(source) for source in self.source_prompts]
-        if not isinstance(self.num_tasks, int) or isinstance(self.num_tasks, bool) or self.num_tasks <= 0:
+        if not is_integer(self.num_tasks) or self.num_tasks <= 0:
             raise ValueError(f"num_tasks must be a positive integer, got {self.num_tasks!r}.")
         self._validate_task_names()
         if self.mixing == Mixing.ONE_HOT and self.num_tasks != len(self.source_prompts):
@@ -98,10 +97,10 @@ class MixturePromptTuningConfig(PluginPromptConfig):
         layer_prefix.check_trainable_layers(self.trainable_layers, self.reparameterization == Reparameterization.RESIDUAL_MLP)
         if self.mixing == Mixing.ONE_HOT and self.trainable_layers is not None:
             raise ValueError(f"mixing='one_hot' trains nothing, so trainable_layers must be None; got {self.trainable_layers!r}.")
-        if not isinstance(self.attention_hidden, int) or isinstance(self.attention_hidden, bool) or self.attention_hidden <= 0:
+        if not is_integer(self.attention_hidden) or self.attention_hidden <= 0:
             raise ValueError(f"attention_hidden must be a positive integer, got {self.attention_hidden!r}.")
         temperature = self.attention_temperature
-        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not math.isfinite(temperature) or temperature <= 0:
+        if not is_finite_number(temperature) or temperature <= 0:
             raise ValueError(f"attention_temperature must be a number > 0, got {temperature!r}.")
         if not isinstance(self.allow_base_model_mismatch, bool):
             raise ValueError(f"allow_base_model_mismatch must be True or False, got {self.allow_base_model_mismatch!r}.")

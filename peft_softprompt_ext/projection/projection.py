@@ -14,6 +14,7 @@ from .. import sources
 from ..adapter_files import check_finite, check_safetensors_file
 from ..atomic_io import atomic_directory_write, read_json_object, read_lock
 from ..init import match_row_norms
+from ..options import is_finite_number
 
 TENSORS_NAME = "projection.safetensors"
 CONFIG_NAME = "projection_config.json"
@@ -96,7 +97,7 @@ class PromptProjection:
             raise ValueError(f"Projection {directory!r} has inconsistent shapes: weight {tuple(weight.shape)}.")
         scales = {key: config.pop(key, None) for key in ("source_scale", "target_scale")}
         for key, value in scales.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+            if not is_finite_number(value) or value <= 0:
                 raise ValueError(f"Projection config {config_path!r}: {key}={value!r}; expected a finite number > 0.")
         row_norm = config.pop("row_norm", None)  # absent in projections saved before the option existed
         if row_norm is not None and (not isinstance(row_norm, (int, float)) or not math.isfinite(row_norm)):
