@@ -26,6 +26,7 @@ import contextlib
 import torch
 
 from . import layer_prefix, shared_prefix
+from .position_table import check_positions_fit
 from ._peft_compat import PromptParts
 from .prompt_encoder import KEY_VALUES
 
@@ -129,6 +130,10 @@ def refuse_static_cache(parts: PromptParts, model_inputs: dict) -> None:
             "input and the new tokens only. Leave cache_implementation unset (the default dynamic cache), or use "
             "DeepPromptTuningConfig, whose prompt is keys and values in every layer and works with static caches."
         )
+
+
+def _transformers_model(parts: PromptParts) -> torch.nn.Module:
+    return parts.inner_model if parts.inner_model is not None else parts.base_model
 
 
 def _fed(inputs: dict) -> torch.Tensor:
@@ -248,6 +253,7 @@ def causal_lm_forward(
             if positions is None:  # no mask, no positions
                 positions = _positions_after_prompt(kwargs, num_virtual, inputs_embeds.shape[0], new_length, inputs_embeds.device)
             kwargs["position_ids"] = positions
+        check_positions_fit(_transformers_model(parts), num_virtual, new_length, _cache_length(kwargs), kwargs.get("position_ids"))
         rows = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
         with layer_prompts(parts, rows):
             return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, output_attentions=output_attentions,
@@ -257,6 +263,7 @@ def causal_lm_forward(
         prefix, rows = shared_prefix.prefix_for(parts.base_model, parts.encoder, inputs_embeds.shape[0], task_ids,
                                                 inputs_embeds.dtype, prompt_cache, bool(output_hidden_states))  # fmt: skip
         positions = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
+        check_positions_fit(_transformers_model(parts), num_virtual, new_length, num_virtual, positions)  # the prefix: P cached
         return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, inputs_embeds, full_mask, positions,
                                                labels, output_hidden_states, return_dict, kwargs)  # fmt: skip
     if injecting:
@@ -269,6 +276,7 @@ def causal_lm_forward(
         kwargs["position_ids"] = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)
     elif position_ids is not None:
         raise ValueError(f"{parts.model_class.__name__}.forward takes no position_ids, but position_ids were given.")
+    check_positions_fit(_transformers_model(parts), num_virtual, new_length, _cache_length(kwargs), kwargs.get("position_ids"))
     return parts.base_model(
         inputs_embeds=inputs_embeds,
         attention_mask=full_mask,
@@ -368,7 +376,15 @@ def slice_past_the_cached_tokens(parts: PromptParts, args: tuple, kwargs: dict) 
 
 
 def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_ids=None, fixed_prompts=None, prefix=None) -> dict:
-    """Adjust one decoding step's model inputs (from transformers' prepare_inputs_for_generation).
+    """Adjust one decoding step's model inputs (from transformers' prepare_inputs_for_generation); see `_prepare_step`."""
+    model_inputs = _prepare_step(parts, model_inputs, task_ids, fixed_prompts, prefix)
+    check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, _fed(model_inputs).shape[1], _cache_length(model_inputs),
+                        model_inputs.get("position_ids"))  # fmt: skip
+    return model_inputs
+
+
+def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompts, prefix) -> dict:
+    """Adjust one decoding step's model inputs.
 
     The first step (empty cache, or every step without a cache) gets the prompt in front; later
     steps only see the prompt through the cache. Masks and positions always count the prompt.
@@ -518,6 +534,10 @@ def encoder_forward(
         kwargs["token_type_ids"] = torch.cat((prompt_types, token_type_ids), dim=1)
     if position_ids is not None:
         kwargs["position_ids"] = _shifted_positions(position_ids, None, num_virtual, None, injecting=True)
+    positions = kwargs.get("position_ids")
+    if positions is None and decoder:  # the last-token call counts positions from the mask
+        positions = _positions_from_mask(attention_mask)
+    check_positions_fit(_transformers_model(parts), num_virtual, inputs_embeds.shape[1], 0, positions)
     if decoder:
         return _last_token_classifier_call(parts, inputs_embeds, attention_mask, kwargs)
     return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)

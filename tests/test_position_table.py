@@ -1,0 +1,96 @@
+"""Models with a learned table of absolute positions (GPT-2, BERT): a prompt in front moves the input P positions
+on, so prompt + input can run past the table. That failed with a bare `IndexError: index out of range in self`
+inside torch's embedding lookup (GPT-2) or "The expanded size of the tensor (261) must match the existing size
+(256)" (BERT), in forward and part-way through generate; now a ValueError names the numbers and what to do."""
+
+import peft
+import pytest
+import torch
+
+import testing_common as common
+from peft_softprompt_ext import DeepPromptTuningConfig
+
+TABLE = 256  # the tiny GPT-2's n_positions and the tiny BERT's max_position_embeddings
+P = 5  # every config of testing_common.all_configs; the deep prompt below too
+
+
+def _model(model_name: str, config_name: str):
+    if config_name == "deep":
+        model, task_type = common.tiny_model(model_name)
+        return peft.get_peft_model(model, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, deep_init="random", seed=1))
+    return common.make_peft_model(model_name, config_name)[0]
+
+
+def _extra(config_name: str, rows: int) -> dict:
+    return {"task_ids": torch.zeros(rows, dtype=torch.long)} if config_name.startswith("mixture_task") else {}
+
+
+def _ids(length: int, rows: int = 1) -> dict:
+    input_ids = torch.randint(6, 300, (rows, length), generator=torch.Generator().manual_seed(0))
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+
+
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "mixture_task", "deep"])
+@pytest.mark.parametrize("shared_prefix", [None, "off"])
+def test_a_causal_lm_forward_past_the_position_table_is_refused_naming_the_numbers(config_name, shared_prefix):
+    peft_model = _model("gpt2", config_name)
+    if shared_prefix is not None and config_name != "deep":
+        peft_model.peft_config["default"].shared_prefix = shared_prefix
+    with torch.no_grad():
+        fits = peft_model(**_ids(TABLE - P), **_extra(config_name, 1)).logits  # the last position is TABLE - 1
+        assert fits.shape[1] in (TABLE - P, TABLE)
+        with pytest.raises(ValueError, match=rf"{P} virtual tokens .* position {TABLE}, .* {TABLE} positions \(config.n_positions\)"):
+            peft_model(**_ids(TABLE - P + 1), **_extra(config_name, 1))
+
+
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "deep"])
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_generate_past_the_position_table_is_refused_and_up_to_it_works(config_name, use_cache):
+    peft_model = _model("gpt2", config_name)
+    length = TABLE - P - 10
+    settings = dict(do_sample=False, use_cache=use_cache, pad_token_id=0)
+    with torch.no_grad():
+        # the last generated token is never fed: positions 0 .. P + length + 10 - 2 are used
+        out = peft_model.generate(**_ids(length), max_new_tokens=11, min_new_tokens=11, **settings)
+        assert out.shape[1] == length + 11
+        with pytest.raises(ValueError, match=rf"{P} virtual tokens .* {TABLE} positions \(config.n_positions\)"):
+            peft_model.generate(**_ids(length), max_new_tokens=12, min_new_tokens=12, **settings)
+
+
+def test_left_padding_that_keeps_every_row_inside_the_table_is_not_refused():
+    """Positions follow the mask: a row padded past the table's length still has its positions inside it."""
+    peft_model = _model("gpt2", "vocab_uniform")
+    batch = _ids(TABLE, rows=2)
+    batch["attention_mask"][:, :P] = 0  # each row holds TABLE - P real tokens: positions 0 .. TABLE - 1
+    unpadded = _ids(TABLE, rows=2)["input_ids"][:, P:]
+    with torch.no_grad():
+        padded_logits = peft_model(**batch).logits[:, -1]
+        alone = peft_model(input_ids=unpadded, attention_mask=torch.ones_like(unpadded)).logits[:, -1]
+    torch.testing.assert_close(padded_logits, alone, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("model_name", ["bert", "gpt2_seq_cls"])
+def test_a_classifier_input_past_the_position_table_is_refused(model_name):
+    if model_name == "gpt2_seq_cls":
+        from transformers import GPT2Config, GPT2ForSequenceClassification
+
+        from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+        torch.manual_seed(0)
+        base = GPT2ForSequenceClassification(GPT2Config(vocab_size=common.VOCAB_SIZE, n_positions=TABLE, n_embd=32, n_layer=2, n_head=4,
+                                                        num_labels=2, pad_token_id=0)).eval()  # fmt: skip
+        peft_model, field = peft.get_peft_model(base, VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, seed=1)), "n_positions"
+    else:
+        peft_model, field = _model("bert", "vocab_uniform"), "max_position_embeddings"
+    with torch.no_grad():
+        assert peft_model(**_ids(TABLE - P)).logits.shape == (1, 2)
+        with pytest.raises(ValueError, match=rf"{P} virtual tokens .* {TABLE} positions \(config.{field}\)"):
+            peft_model(**_ids(TABLE - P + 1))
+
+
+def test_models_without_a_position_table_are_not_limited():
+    """Llama (rotary) runs past max_position_embeddings as the base model does; nothing to refuse."""
+    peft_model = _model("llama", "vocab_uniform")
+    limit = peft_model.base_model.config.max_position_embeddings
+    with torch.no_grad():
+        assert peft_model(**_ids(limit + 3)).logits.shape[1] in (limit + 3, limit + 3 + P)
