@@ -15,11 +15,11 @@ Fingerprints saved before these two fields check the digest alone, as they did.
 
 from __future__ import annotations
 
+# No import from the package: softprompt_serve loads this file on its own (serving runs without the plugin).
 import hashlib
+import math
 
 import torch
-
-from .options import is_finite_number
 
 # Rows hashed: every k-th row so that at most this many are read (a 262k x 640 matrix hashes in
 # milliseconds); values are rounded to bfloat16 first, so a bf16 copy of an fp32 model matches.
@@ -105,7 +105,7 @@ def _dtype_fields_problem(saved: dict) -> str | None:
         return f"embedding_dtype {saved['embedding_dtype']!r} is not one of {sorted(_UNIT_ROUNDOFF)}"
     sample = saved["embedding_sample"]
     if not (isinstance(sample, list) and len(sample) == _SAMPLE_SIZE
-            and all(is_finite_number(v) for v in sample)):  # fmt: skip
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in sample)):  # fmt: skip
         return f"embedding_sample must be a list of {_SAMPLE_SIZE} finite numbers, got {sample!r}"
     return None
 
