@@ -41,6 +41,15 @@ for _name, _value in {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1",
     os.environ.setdefault(_name, _value)
 
 from softprompt_serve import PromptServer  # noqa: E402
+from softprompt_serve.model_inputs import config_max_positions  # noqa: E402
+
+DEFAULT_MAX_MODEL_LEN = 512  # the KV cache a 2-core CPU engine holds (FIELD_NOTES); a model's own shorter length wins
+
+
+def default_max_model_len(model_dir: str) -> int:
+    """The model's own length from its config (a GPT-2 takes n_positions), at most DEFAULT_MAX_MODEL_LEN."""
+    own = config_max_positions(json.loads((Path(model_dir) / "config.json").read_text()))
+    return min(DEFAULT_MAX_MODEL_LEN, own) if own else DEFAULT_MAX_MODEL_LEN
 
 
 def engine(model_dir: str, max_model_len: int):
@@ -152,7 +161,8 @@ def main(argv=None) -> None:
     parser.add_argument("mode", choices=["generate", "serve", "body"])
     parser.add_argument("--model", required=True, help="the served model's folder (the prompts' base model)")
     parser.add_argument("--adapter", action="append", default=[], help="NAME=FOLDER: a plugin save or a PROMPT_TUNING export")
-    parser.add_argument("--max-model-len", type=int, default=512)
+    parser.add_argument("--max-model-len", type=int, default=None,
+                        help=f"the engine's max_model_len (default: the model's own length, at most {DEFAULT_MAX_MODEL_LEN})")
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--allow-base-model-mismatch", action="store_true", help="skip the fingerprint check")
@@ -166,6 +176,8 @@ def main(argv=None) -> None:
         parser.error("generate needs --input and --output")
     if args.mode == "body" and args.text is None:
         parser.error("body needs --text")
+    if args.max_model_len is None:
+        args.max_model_len = default_max_model_len(args.model)
     {"generate": run_generate, "serve": run_serve, "body": run_body}[args.mode](args)
 
 

@@ -61,8 +61,7 @@ def load_exported_prompt(folder: str | Path, task: str, model_fingerprint: dict,
     config = json.loads((folder / CONFIG_NAME).read_text())
     peft_type, task_type = config.get("peft_type"), config.get("task_type")
     if peft_type != "PROMPT_TUNING":
-        why = " (a deep per-layer key/value prompt: vLLM takes input embeddings only)" if peft_type == "PREFIX_TUNING" else ""
-        raise ValueError(f"task {task!r}: {folder} is a {peft_type!r} adapter{why}; serving needs a PROMPT_TUNING export.")
+        raise ValueError(f"task {task!r}: {folder} is a {peft_type!r} adapter{_why_not_served(peft_type)}; serving needs a PROMPT_TUNING export.")
     if task_type != "CAUSAL_LM":
         raise ValueError(f"task {task!r}: {folder} is a {task_type!r} prompt; vLLM generation serves CAUSAL_LM prompts only.")
     with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as weights:
@@ -77,3 +76,18 @@ def load_exported_prompt(folder: str | Path, task: str, model_fingerprint: dict,
     rules.check_fingerprint_against(json.loads(saved) if saved else None, model_fingerprint, f"the prompt of task {task!r} ({folder})",
                                     allow_mismatch=allow_base_model_mismatch)  # fmt: skip
     return ExportedPrompt(task=task, rows=rows, source=str(folder))
+
+
+# Key/value prompts in every layer (the plugin's deep prompts, their PREFIX_TUNING exports, PEFT's cartridges).
+_DEEP_TYPES = frozenset({"PREFIX_TUNING", "DEEP_PROMPT_TUNING", "CARTRIDGE"})
+
+
+def _why_not_served(peft_type) -> str:
+    if peft_type in _DEEP_TYPES:
+        return " (a deep per-layer key/value prompt: vLLM takes input embeddings only)"
+    if peft_type == "MIXTURE_PROMPT_TUNING":
+        return (" (a mixture: add_adapter serves each task's vanilla/<task>/ copy; a mixture whose prompt depends on the input, "
+                "mixing='attention', has none)")
+    if isinstance(peft_type, str) and peft_type.endswith("PROMPT_TUNING"):
+        return " (a plugin save: its vanilla/ folder holds the PROMPT_TUNING copy, which add_adapter reads)"
+    return ""

@@ -21,6 +21,16 @@ from .plugin_fingerprint import fingerprint_module
 SCALED_EMBEDDING_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text"})
 # Names of the input-embedding matrix in a checkpoint (Llama/Gemma/Qwen/Mistral, GPT-2, BERT-like), by suffix.
 _EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight")
+# Config fields that bound a model's sequence length (the smallest present is the limit, as vLLM derives it).
+_LENGTH_FIELDS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "max_sequence_length", "max_seq_length")
+
+
+def config_max_positions(config: dict) -> int | None:
+    """The smallest sequence-length bound a model's config.json names (its text_config's too), or None."""
+    configs = [config, config.get("text_config") or {}]
+    limits = [value for section in configs for field in _LENGTH_FIELDS
+              if isinstance(value := section.get(field), int) and not isinstance(value, bool) and value > 0]  # fmt: skip
+    return min(limits) if limits else None
 
 
 def _checkpoint_files(model_dir: Path) -> list[Path]:
@@ -64,6 +74,10 @@ class InputEmbedder:
         model_type = self.config.get("model_type")
         text_model_type = self.config.get("text_config", {}).get("model_type", model_type)
         self.scale = self.hidden_size**0.5 if {model_type, text_model_type} & SCALED_EMBEDDING_MODEL_TYPES else None
+
+    def max_positions(self) -> int | None:
+        """The longest sequence the model takes by its config (vLLM's default `max_model_len`), or None if it names none."""
+        return config_max_positions(self.config)
 
     @property
     def hidden_size(self) -> int:

@@ -33,6 +33,7 @@ class PromptServer:
             `export_prompt_tuning` output). `add_adapter` adds a plugin save's tasks by name.
         max_model_len: the engine's `max_model_len`; a request whose prompt + text + `max_tokens`
             would not fit is refused here, naming the lengths, instead of failing inside the engine.
+            None: the model's own length from its config (what vLLM uses by default).
         dtype: the engine's dtype (prompt_embeds are sent in it).
         allow_base_model_mismatch: skip the fingerprint check (e.g. a prompt moved by projection).
     """
@@ -40,7 +41,7 @@ class PromptServer:
     def __init__(self, model_dir: str | Path, prompts: dict[str, str | Path] | None = None, max_model_len: int | None = None,
                  dtype: torch.dtype = torch.float32, allow_base_model_mismatch: bool = False):  # fmt: skip
         self.embedder = InputEmbedder(model_dir, dtype=dtype)
-        self.max_model_len = max_model_len
+        self.max_model_len = max_model_len if max_model_len is not None else self.embedder.max_positions()
         self.allow_base_model_mismatch = allow_base_model_mismatch
         self._fingerprint = self.embedder.fingerprint()
         self.prompts: dict[str, ExportedPrompt] = {}
@@ -72,6 +73,8 @@ class PromptServer:
 
     def prompt_embeds(self, token_ids: list[int], task: str | None = None, max_tokens: int = 1) -> torch.Tensor:
         """[P + len(token_ids), hidden]: the task's prompt rows, then the tokens' input embeddings."""
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise ValueError(f"max_tokens={max_tokens!r}; expected an integer >= 1 (vLLM generates at least one token).")
         rows = self.prompt_rows(task)
         length = rows.shape[0] + len(token_ids)
         if self.max_model_len is not None and length + max_tokens > self.max_model_len:
@@ -83,7 +86,7 @@ class PromptServer:
         """`text`'s ids as `tokenizer(text)` gives them, or `text` itself when it already is a list of ids."""
         if isinstance(text, str):
             return self.embedder.token_ids(text)
-        if not (isinstance(text, (list, tuple)) and all(isinstance(i, int) and 0 <= i < self.embedder.weight.shape[0] for i in text)):
+        if not (isinstance(text, (list, tuple)) and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.embedder.weight.shape[0] for i in text)):
             raise ValueError(f"expected a text or a list of token ids in [0, {self.embedder.weight.shape[0]}), got {text!r:.200}")
         return list(text)
 

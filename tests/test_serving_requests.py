@@ -192,6 +192,56 @@ def test_deep_prompt_export_is_refused_saying_vllm_takes_input_embeddings_only(t
         PromptServer(common.tiny_model_folder("llama")).add_adapter(tmp_path / "deep", name="deep")
 
 
+def test_plugin_adapter_roots_that_cannot_be_served_are_refused_saying_why(tmp_path):
+    """A deep adapter's own folder or an attention mixture was refused as "a 'DEEP_PROMPT_TUNING' adapter; serving
+    needs a PROMPT_TUNING export", without the reason; a single prompt's own folder without pointing to its vanilla/."""
+    server = PromptServer(common.tiny_model_folder("llama"))
+    config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, deep_init="random", seed=1)
+    peft.get_peft_model(_base("llama"), config).save_pretrained(tmp_path / "deep")
+    with pytest.raises(ValueError, match=r"'DEEP_PROMPT_TUNING' adapter \(a deep per-layer key/value prompt: vLLM takes input embeddings only"):
+        server.add_prompt("deep", tmp_path / "deep")
+    config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=list(common.bank_folders("llama")),
+                                       mixing="attention", attention_hidden=8)  # fmt: skip
+    peft.get_peft_model(_base("llama"), config).save_pretrained(tmp_path / "attention")
+    with pytest.raises(ValueError, match=r"'MIXTURE_PROMPT_TUNING' adapter \(a mixture: .*depends on the input"):
+        server.add_adapter(tmp_path / "attention", name="mix")
+    with pytest.raises(ValueError, match=r"'VOCAB_SAMPLED_PROMPT_TUNING' adapter \(a plugin save: .*vanilla/"):
+        server.add_prompt("movie", _saved_prompt("llama", tmp_path / "prompt"))
+
+
+@pytest.mark.parametrize("max_tokens", [0, -100, True, 2.5])
+def test_a_max_tokens_that_is_not_a_positive_count_is_refused(tmp_path, max_tokens):
+    server = PromptServer(common.tiny_model_folder("llama"), max_model_len=8)
+    server.add_adapter(_saved_prompt("llama", tmp_path / "prompt"), name="movie")
+    with pytest.raises(ValueError, match=rf"max_tokens={max_tokens!r}; expected an integer >= 1"):
+        server.request("the", "movie", max_tokens=max_tokens)
+
+
+def test_boolean_token_ids_are_refused():
+    with pytest.raises(ValueError, match=r"expected a text or a list of token ids"):
+        PromptServer(common.tiny_model_folder("llama")).request([True, False])
+
+
+def test_without_max_model_len_the_models_own_length_is_the_limit(tmp_path):
+    """vLLM's default max_model_len is the model's own (GPT-2: n_positions); requests were checked against none."""
+    server = PromptServer(common.tiny_model_folder("gpt2"))
+    assert server.max_model_len == 256  # the tiny GPT-2's n_positions
+    server.add_adapter(_saved_prompt("gpt2", tmp_path / "prompt"), name="movie")
+    assert server.request(list(range(6, 6 + 250)), "movie", max_tokens=1)["prompt_embeds"].shape[0] == 255
+    with pytest.raises(ValueError, match=r"5 prompt rows \+ 251 text tokens \+ 1 new tokens = 257 > max_model_len 256"):
+        server.request(list(range(6, 6 + 251)), "movie", max_tokens=1)
+
+
+def test_the_body_command_checks_against_the_models_own_length(tmp_path):
+    """`serve_vllm.py body` assumed 512 positions whatever the model: it printed a body the model cannot run."""
+    prompt = _saved_prompt("gpt2", tmp_path / "prompt")
+    text = " ".join(["the movie was great"] * 80)
+    command = [sys.executable, str(REPO / "recipes" / "serve_vllm.py"), "body", "--model", common.tiny_model_folder("gpt2"),
+               "--adapter", f"movie={prompt}", "--task", "movie", "--text", text]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert result.returncode != 0 and "> max_model_len 256" in result.stderr, result.stderr[-2000:]
+
+
 def test_folder_without_an_exported_prompt_is_refused_naming_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"holds no exported prompt"):
         PromptServer(common.tiny_model_folder("llama")).add_adapter(tmp_path, name="x")
