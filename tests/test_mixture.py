@@ -170,6 +170,9 @@ def test_serve_plain_and_plugin_prompts_per_row(tmp_path):
     assert not any(p.requires_grad for p in served.parameters())
     with pytest.raises(ValueError, match=r"Unknown prompt name\(s\) \['other'\]"):
         task_id(["other"])
+    with pytest.raises(ValueError, match=r"task_id takes a list of prompt names, one per row; got the string 'plain'"):
+        task_id("plain")  # was read letter by letter: "Unknown prompt name(s) ['p', 'l', 'a', 'i', 'n']"
+    assert task_id([]).dtype == torch.long  # an empty batch's ids are still indices
 
 
 # ------------------------------------------------------------------------------ bad input

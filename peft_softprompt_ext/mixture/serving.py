@@ -77,9 +77,12 @@ def serve_prompts(base_model, prompts: dict, task_type: str = "CAUSAL_LM", revis
     index = {name: i for i, name in enumerate(names)}
 
     def task_id(row_names) -> torch.Tensor:
+        if isinstance(row_names, str):
+            raise ValueError(f"task_id takes a list of prompt names, one per row; got the string {row_names!r}: "
+                             f"write task_id([{row_names!r}] * batch_size).")  # fmt: skip
         unknown = [name for name in row_names if name not in index]
         if unknown:
             raise ValueError(f"Unknown prompt name(s) {unknown}; served prompts: {names}.")
-        return torch.tensor([index[name] for name in row_names])
+        return torch.tensor([index[name] for name in row_names], dtype=torch.long)
 
     return peft_model, task_id
