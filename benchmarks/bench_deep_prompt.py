@@ -36,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
 import peft_softprompt_ext as ext  # noqa: E402
+from softprompt_bench.benchmark_args import count  # noqa: E402
 from softprompt_bench.embedded_models import load_causal_lm as load_model  # noqa: E402
 
 _SCRATCH = tempfile.TemporaryDirectory(prefix="softprompt-bench-")  # bank folders; removed at exit
@@ -115,11 +116,11 @@ def attention_layer(config, batch: int, length: int, prefix: int, rounds: int) -
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-gpt2")
-    parser.add_argument("--num-virtual-tokens", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seq-len", type=int, default=64)
-    parser.add_argument("--new-tokens", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--num-virtual-tokens", type=count(), default=20)
+    parser.add_argument("--batch-size", type=count(), default=8)
+    parser.add_argument("--seq-len", type=count(), default=64)
+    parser.add_argument("--new-tokens", type=count(), default=16)
+    parser.add_argument("--rounds", type=count(), default=8)
     parser.add_argument("--trainable-layers", type=int, default=None,
                         help="the deep prompt trains only the last k layers' keys/values (default: all)")
     parser.add_argument("--only-attention", action="store_true", help="run only the attention-layer part")

@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
 import peft_softprompt_ext as ext  # noqa: E402
+from softprompt_bench.benchmark_args import count  # noqa: E402
 from softprompt_bench.embedded_models import load_causal_lm as load_model  # noqa: E402
 
 _SCRATCH = tempfile.TemporaryDirectory(prefix="softprompt-bench-")  # bank folders; removed at exit
@@ -56,10 +57,10 @@ def timed(function) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-gpt2")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--seq-len", type=int, default=48)
-    parser.add_argument("--num-virtual-tokens", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--batch-size", type=count(minimum=4, multiple_of=4), default=16, help="rows, 4 tasks' worth")
+    parser.add_argument("--seq-len", type=count(), default=48)
+    parser.add_argument("--num-virtual-tokens", type=count(), default=20)
+    parser.add_argument("--rounds", type=count(), default=8)
     args = parser.parse_args()
     torch.manual_seed(0)
     model, _ = load_model(args.model)

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from 
 
 import peft_softprompt_ext as ext  # noqa: E402
 from peft_softprompt_ext.vocab_sampled import initial_token_rows  # noqa: E402
+from softprompt_bench.benchmark_args import count  # noqa: E402
 from softprompt_bench.embedded_models import load_causal_lm as load_model  # noqa: E402
 
 
@@ -87,11 +88,11 @@ def step_times(model, configs: dict, batch: dict, rounds: int) -> dict[str, list
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-gpt2")
-    parser.add_argument("--num-virtual-tokens", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seq-len", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--init-repeats", type=int, default=5)
+    parser.add_argument("--num-virtual-tokens", type=count(), default=20)
+    parser.add_argument("--batch-size", type=count(), default=8)
+    parser.add_argument("--seq-len", type=count(), default=32)
+    parser.add_argument("--rounds", type=count(), default=10)
+    parser.add_argument("--init-repeats", type=count(), default=5)
     args = parser.parse_args()
     torch.manual_seed(0)
     model, tokenizer_dir = load_model(args.model)

@@ -27,6 +27,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the bench / the serving room, from a checkout
+from softprompt_bench.benchmark_args import count  # noqa: E402  (argparse only: the serving venv imports it too)
+
 P, TASK_COUNTS = 20, (1, 4, 16)
 
 
@@ -140,9 +142,9 @@ def plugin_part(base, tokenizer, prompts: dict[str, str], token_lists, args) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--batch", type=int, default=32, help="requests per generate call")
-    parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=count(), default=32, help="requests per generate call")
+    parser.add_argument("--max-tokens", type=count(), default=16)
+    parser.add_argument("--rounds", type=count(), default=3)
     parser.add_argument("--vllm-python", default=str(REPO / ".venv-vllm" / "bin" / "python"))
     parser.add_argument("--vllm-part", help=argparse.SUPPRESS)  # internal: spec JSON path, run in the serving venv
     args = parser.parse_args()
@@ -150,6 +152,9 @@ def main() -> None:
         spec = json.loads(Path(args.vllm_part).read_text())
         Path(spec["output"]).write_text(json.dumps(vllm_part(spec)))
         return
+    if not Path(args.vllm_python).is_file():
+        raise SystemExit(f"bench_serving: no serving venv at {args.vllm_python}: build it with `bash scripts/setup_vllm.sh` "
+                         "(or pass --vllm-python).")  # fmt: skip
     report(args, *measure(args))
 
 

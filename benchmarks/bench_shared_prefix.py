@@ -35,15 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from 
 import peft_softprompt_ext as ext  # noqa: E402
 from softprompt_bench import classification
 from softprompt_bench.data import label_words, load_task, prompt_template
+from softprompt_bench.benchmark_args import count
 
 
 def load_model(name: str):
     """(model, tokenizer) for an embedded alias or 'tiny-llama' (with the SmolLM2 tokenizer when present)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-    from softprompt_bench.embedded_models import resolve_model
+    from softprompt_bench.embedded_models import resolve_model_folder
 
-    folder = resolve_model("smollm2-135m" if name == "tiny-llama" else name)
+    folder = resolve_model_folder("smollm2-135m" if name == "tiny-llama" else name)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if name == "tiny-llama":
         torch.manual_seed(0)
@@ -96,9 +97,9 @@ def main():
     parser.add_argument("--model", default="tiny-llama")
     parser.add_argument("--task", default="movie_sentiment")
     parser.add_argument("--lengths", default="20,5", help="Prompt lengths of the plugin rows (comma-separated).")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--eval-batch-size", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--batch-size", type=count(), default=8)
+    parser.add_argument("--eval-batch-size", type=count(), default=16)
+    parser.add_argument("--rounds", type=count(), default=8)
     args = parser.parse_args()
     torch.manual_seed(0)
     base, tokenizer = load_model(args.model)
@@ -133,8 +134,8 @@ def main():
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         steps[name] = train_step(model, optimizer)
     trainable = {name: sum(p.numel() for p in model.parameters() if p.requires_grad) for name, model in models.items()}
-    for name, count in trainable.items():
-        print(f"params {name:40s} trainable {count:,}")
+    for name, values in trainable.items():
+        print(f"params {name:40s} trainable {values:,}")
     report(round_robin(steps, args.rounds), "LoRA r=8 q,v", "step ")
 
     def infer(model, last_only: bool):

@@ -132,15 +132,24 @@ def default_cache_dir() -> Path:
 
 
 def load_causal_lm(name: str):
-    """(model, tokenizer folder) for an embedded alias, a local folder, or 'tiny-gpt2' (random, no tokenizer)."""
+    """(model, tokenizer folder) for an embedded alias, a local folder, a Hub id or 'tiny-gpt2' (random, no tokenizer)."""
     import torch
     from transformers import AutoModelForCausalLM, GPT2Config
 
     if name == "tiny-gpt2":
         torch.manual_seed(0)
         return AutoModelForCausalLM.from_config(GPT2Config(vocab_size=50257, n_embd=64, n_layer=2, n_head=4)), None
-    folder = resolve_model(name)
+    folder = resolve_model_folder(name)
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), folder
+
+
+def resolve_model_folder(name: str) -> str:
+    """An alias or local folder -> folder; an unknown alias-looking name is a clear error offline."""
+    if name in MODEL_ALIASES or os.path.isdir(name):
+        return resolve_model(name)
+    if "/" not in name:
+        raise ValueError(f"model={name!r} is neither a known alias {sorted(MODEL_ALIASES)} nor a local folder.")
+    return name  # a Hub id: transformers resolves it (from the cache when offline)
 
 
 def resolve_model(name_or_path: str, cache_dir: str | os.PathLike | None = None) -> str:

@@ -18,7 +18,7 @@ from peft_softprompt_ext import atomic_directory_write, attach_results
 from .data import label_words as task_label_words
 from .data import load_task, prompt_template
 from .data.tasks import EMBEDDED_TASKS
-from .embedded_models import MODEL_ALIASES, resolve_model
+from .embedded_models import resolve_model_folder
 from .methods import build_peft_config, prepare_adapter
 from .metrics import compute_metrics, confusion_matrix
 
@@ -43,15 +43,6 @@ class Setup:
     trainable_params: int
     total_params: int
     extras: dict = field(default_factory=dict)
-
-
-def resolve_model_folder(name: str) -> str:
-    """An alias or local folder -> folder; an unknown alias-looking name is a clear error offline."""
-    if name in MODEL_ALIASES or os.path.isdir(name):
-        return resolve_model(name)
-    if "/" not in name:
-        raise ValueError(f"model={name!r} is neither a known alias {sorted(MODEL_ALIASES)} nor a local folder.")
-    return name  # a Hub id: transformers resolves it (from the cache when offline)
 
 
 def model_task_type(model_folder: str, requested: str = "auto") -> str:

@@ -1,0 +1,54 @@
+"""The benchmark scripts refuse bad arguments before any work, naming them.
+
+Found by probing: `--rounds 0` (or `--init-repeats 0`) ended in `statistics.StatisticsError: no median for
+empty data` after the whole run; `bench_mixture.py --batch-size 6` timed 4 of 6 rows in its per-task passes
+(a ratio of 1.00 where batch 4 gave 1.98) and `--batch-size 2` crashed inside GPT-2 on an empty batch;
+`--model nosuch` went to the Hub; `bench_serving.py` without the serving venv raised a bare FileNotFoundError
+after its setup. Each script's `main` runs in-process here with `sys.argv` set (argparse exits with status 2).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run_main(script: str, monkeypatch, *args: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{script}", REPO / "benchmarks" / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *args])
+    module.main()
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("bench_mixture", ["--rounds", "0"], "argument --rounds: 0 is below 1"),
+    ("bench_mixture", ["--batch-size", "6"], "argument --batch-size: 6 is not a multiple of 4"),
+    ("bench_mixture", ["--batch-size", "2"], "argument --batch-size: 2 is below 4"),
+    ("bench_prompt_methods", ["--init-repeats", "0"], "argument --init-repeats: 0 is below 1"),
+    ("bench_prompt_methods", ["--rounds", "-1"], "argument --rounds: -1 is below 1"),
+    ("bench_deep_prompt", ["--rounds", "0", "--only-step"], "argument --rounds: 0 is below 1"),
+    ("bench_deep_prompt", ["--seq-len", "x"], "argument --seq-len: 'x' is not an integer"),
+    ("bench_shared_prefix", ["--rounds", "0"], "argument --rounds: 0 is below 1"),
+    ("bench_serving", ["--rounds", "0"], "argument --rounds: 0 is below 1"),
+])  # fmt: skip
+def test_bad_counts_are_refused_before_any_work(script, args, message, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _run_main(script, monkeypatch, *args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_unknown_model_name_is_named_not_sent_to_the_hub(monkeypatch):
+    with pytest.raises(ValueError, match=r"model='nosuch' is neither a known alias .* nor a local folder"):
+        _run_main("bench_mixture", monkeypatch, "--model", "nosuch", "--rounds", "1")
+
+
+def test_bench_serving_without_the_serving_venv_says_how_to_build_it(monkeypatch, tmp_path):
+    with pytest.raises(SystemExit, match=r"no serving venv at .*nope/bin/python: build it with `bash scripts/setup_vllm.sh`"):
+        _run_main("bench_serving", monkeypatch, "--vllm-python", str(tmp_path / "nope" / "bin" / "python"))
