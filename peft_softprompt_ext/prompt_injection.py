@@ -26,8 +26,8 @@ import contextlib
 import torch
 
 from . import layer_prefix, shared_prefix
-from .position_table import check_positions_fit
 from ._peft_compat import PromptParts
+from .position_table import check_positions_fit
 from .prompt_encoder import KEY_VALUES
 
 
