@@ -23,6 +23,7 @@ import sys
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 
 from .options import is_integer
 
@@ -162,6 +163,8 @@ def prefixed(model, slots: list[Slot], rows: torch.Tensor, frozen_slots: int = 0
     """Within this block, every slot of `model` sees its part of `rows` [B, P, F] in front of its keys/values.
     The first `frozen_slots` slots get theirs detached: nothing below the lowest trained layer runs backward."""
     route(model)  # again: someone may have set another attention implementation since
+    if rows.requires_grad and torch.is_grad_enabled():
+        refuse_reentrant_checkpointing(model)
     modules = [model.get_submodule(slot.name) for slot in slots]
     key_values = split(rows, slots)
     key_values = [(k.detach(), v.detach()) for k, v in key_values[:frozen_slots]] + key_values[frozen_slots:]
@@ -170,6 +173,34 @@ def prefixed(model, slots: list[Slot], rows: torch.Tensor, frozen_slots: int = 0
         yield
     finally:
         _active.reset(token)
+
+
+def refuse_reentrant_checkpointing(model) -> None:
+    """Raise if `model`'s layers are checkpointed reentrantly while a deep prompt trains.
+
+    A reentrant replay runs each layer's backward as a separate pass, and every layer reads the prompt: its
+    gradient arrives in as many pieces as there are layers. DistributedDataParallel syncs a parameter when its
+    first piece arrives (the synced gradient was silently wrong), and a computed prompt (a mixture, a residual
+    MLP, layer scales) cannot be gone back through twice. Non-reentrant checkpointing keeps one graph: exact.
+    """
+    for module in model.modules():
+        if getattr(module, "gradient_checkpointing", False) is True and module.training and _reentrant(module):
+            raise ValueError(
+                f"{type(module).__name__} checkpoints its layers with use_reentrant=True, which a deep prompt cannot train "
+                "under: every layer reads the prompt, and a reentrant replay sends its gradient back one layer at a time "
+                "(DistributedDataParallel syncs only part of it; a mixture or reparameterised prompt fails). Enable "
+                "checkpointing with model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False}) "
+                "(transformers' default; TrainingArguments(gradient_checkpointing_kwargs=...) in a Trainer)."
+            )
+
+
+def _reentrant(module) -> bool:
+    """Whether transformers' checkpoint function of `module` is torch's reentrant one (its default when unset)."""
+    function = getattr(module, "_gradient_checkpointing_func", None)
+    keywords = getattr(function, "keywords", None)  # transformers sets a functools.partial of torch's checkpoint
+    if function is torch.utils.checkpoint.checkpoint:
+        return True
+    return isinstance(keywords, dict) and keywords.get("use_reentrant", True) is not False
 
 
 def discover_slots(model, task_type: str) -> list[Slot]:

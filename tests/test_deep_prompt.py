@@ -259,6 +259,39 @@ def test_prompt_init_of_another_length_is_refused_with_both_lengths(tmp_path):
         deep_model("gpt2", deep_init="prompt", init_prompt=str(tmp_path))
 
 
+@pytest.mark.parametrize("variant", ["plain", "residual_mlp", "layer_scaled", "mixture"])
+def test_reentrant_gradient_checkpointing_is_refused_while_training(variant):
+    """Reentrant checkpointing replays each layer in its own backward pass, so the prompt they all read is reached
+    once per layer: under DistributedDataParallel the synced gradient was silently wrong (0.7 relative error, the
+    ranks drifting apart), and a computed prompt (residual_mlp, layer_scaled, a mixture) failed with "Trying to
+    backward through the graph a second time". Non-reentrant checkpointing (transformers' default) is exact."""
+    from peft_softprompt_ext import MixturePromptTuningConfig
+
+    model, task_type = common.tiny_model("llama")
+    if variant == "mixture":
+        config = MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=5, source_prompts=list(common.deep_bank_folders("llama")),
+                                           num_tasks=2, mixing="task")  # fmt: skip
+        extra = {"task_ids": torch.tensor([0, 1, 0])}
+    else:
+        reparameterization = None if variant == "plain" else variant
+        config = DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, deep_init="random", seed=1, reparameterization=reparameterization)
+        extra = {}
+    peft_model = peft.get_peft_model(model, config)
+    batch = {**common.batch_for("llama"), **extra}
+    peft_model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    peft_model.train()
+    with pytest.raises(ValueError, match=r"use_reentrant=True.*gradient_checkpointing_kwargs=\{'use_reentrant': False\}"):
+        peft_model(**batch)
+    with torch.no_grad():  # nothing runs backward: nothing to refuse
+        peft_model(**batch)
+    peft_model.eval()
+    peft_model(**batch)  # transformers checkpoints layers only in train mode
+    peft_model.train()
+    peft_model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    peft_model(**batch).loss.backward()
+    assert all(p.grad is not None for p in peft_model.parameters() if p.requires_grad)
+
+
 def test_a_prompt_that_does_not_fit_a_sliding_window_is_refused():
     base = common.tiny_gemma(sliding_window=6)
     with pytest.raises(ValueError, match="num_virtual_tokens=5 does not fit in the model's sliding attention window 6"):
