@@ -466,31 +466,52 @@ def seq2seq_forward(
 ):
     """Encoder-decoder forward with the prompt in front of the encoder input.
 
-    With `encoder_outputs` given (they already hold the prompt), the call passes through and the
-    caller's attention mask must already cover the prompt.
+    With `encoder_outputs` given (from an earlier call, so they already hold the prompt), the input is not read
+    again; the attention mask may be the input's (the prompt's columns are added) or already cover the prompt.
     """
     refuse_training_nothing(parts, kwargs)
+    encoded = kwargs.get("encoder_outputs")
     if _is_deep(parts):  # encoder and decoder self-attention read the prompt; the input is unchanged
-        with layer_prompts(parts, _deep_rows(parts, input_ids, inputs_embeds, task_ids)):
+        with layer_prompts(parts, _deep_rows(parts, input_ids, inputs_embeds, task_ids, encoded)):
             return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
-    if kwargs.get("encoder_outputs") is not None:
+    if encoded is not None:
+        attention_mask = _mask_for_encoder_outputs(attention_mask, encoded, parts.num_virtual_tokens)
         return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
     inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
 
 
-def _deep_rows(parts: PromptParts, input_ids, inputs_embeds, task_ids) -> torch.Tensor:
+def _mask_for_encoder_outputs(attention_mask, encoded, num_virtual_tokens: int):
+    """The mask the decoder's cross-attention needs over given encoder outputs (prompt + input positions)."""
+    if attention_mask is None:
+        return None
+    positions = encoded[0].shape[1]
+    if attention_mask.shape[-1] == positions:
+        return attention_mask
+    if attention_mask.shape[-1] + num_virtual_tokens == positions:
+        return _with_prompt_mask(attention_mask, num_virtual_tokens)
+    raise ValueError(
+        f"attention_mask has {attention_mask.shape[-1]} columns; encoder_outputs hold {positions} positions (a prompt of "
+        f"{num_virtual_tokens} in front of the input): give the input's mask ({positions - num_virtual_tokens} columns) "
+        f"or one covering the prompt too ({positions})."
+    )
+
+
+def _deep_rows(parts: PromptParts, input_ids, inputs_embeds, task_ids, encoded=None) -> torch.Tensor:
     """A deep prompt's rows [B, P, F] for this batch (a deep prompt does not read the input)."""
-    batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-    return parts.encoder(batch_size, task_ids=task_ids)
+    reference = next((x for x in (input_ids, inputs_embeds, None if encoded is None else encoded[0]) if x is not None), None)
+    if reference is None:
+        raise ValueError("A deep prompt needs input_ids, inputs_embeds or encoder_outputs to know the batch size; got none.")
+    return parts.encoder(reference.shape[0], task_ids=task_ids)
 
 
 def seq2seq_generate(parts: PromptParts, input_ids=None, attention_mask=None, inputs_embeds=None, task_ids=None, **kwargs):
     """Encoder-decoder generate: the encoder reads prompt + input; decoding is the model's own."""
+    if kwargs.pop("encoder_outputs", None) is not None:
+        raise ValueError("Do not pass encoder_outputs to generate with a soft prompt: the prompt is added to the encoder "
+                         "input. Pass input_ids (or inputs_embeds) instead.")  # fmt: skip
     if input_ids is None and inputs_embeds is None:
         raise ValueError("generate needs input_ids or inputs_embeds; got neither.")
-    if kwargs.pop("encoder_outputs", None) is not None:
-        raise ValueError("Do not pass encoder_outputs to generate with a soft prompt: the prompt is added to the encoder input.")
     if attention_mask is None:
         reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
         attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)

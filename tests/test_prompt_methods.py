@@ -116,6 +116,57 @@ def test_seq2seq_generate_with_and_without_cache(config_name):
     torch.testing.assert_close(cached[:, 1], first.logits[:, -1].argmax(-1), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "mixture_task", "deep"])
+@pytest.mark.parametrize("mask_covers_the_prompt", [False, True])
+def test_seq2seq_forward_with_given_encoder_outputs_equals_the_whole_forward(config_name, mask_covers_the_prompt):
+    """transformers' pattern of encoding once and decoding from `encoder_outputs`: a shallow prompt crashed on a padded
+    input-length mask ("size of tensor a (7) must match ... (12)"; plain PEFT extends the mask and is exact), and a
+    deep prompt without input_ids raised a bare AttributeError."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    if config_name == "deep":
+        if not common.T5_ROUTES_ATTENTION:
+            pytest.skip(common.NO_DEEP_T5)
+        base, task_type = common.tiny_model("t5")
+        peft_model = peft.get_peft_model(base, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, deep_init="random", seed=3))
+    else:
+        peft_model = make_peft_model("t5", config_name)[0]
+    batch = batch_for("t5")
+    batch["attention_mask"][0, -2:] = 0  # a right-padded row
+    extra = {"task_ids": torch.zeros(3, dtype=torch.long)} if config_name == "mixture_task" else {}
+    decoder_input_ids = torch.zeros((3, 2), dtype=torch.long)
+    with torch.no_grad():
+        whole = peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=decoder_input_ids, **extra)
+        encoded = BaseModelOutput(last_hidden_state=whole.encoder_last_hidden_state)
+        mask = batch["attention_mask"]
+        if mask_covers_the_prompt and config_name != "deep":  # the encoder's own length: prompt columns included
+            mask = torch.cat((torch.ones((3, 5), dtype=mask.dtype), mask), dim=1)
+        given = peft_model(encoder_outputs=encoded, attention_mask=mask, decoder_input_ids=decoder_input_ids, **extra)
+    torch.testing.assert_close(given.logits, whole.logits, rtol=0, atol=0)
+
+
+def test_seq2seq_encoder_outputs_with_a_mask_of_neither_length_is_refused_naming_the_lengths():
+    from transformers.modeling_outputs import BaseModelOutput
+
+    peft_model = make_peft_model("t5", "vocab_uniform")[0]
+    batch = batch_for("t5")  # 7 tokens: the encoder output holds 5 + 7
+    with torch.no_grad():
+        encoded = BaseModelOutput(last_hidden_state=peft_model(**batch).encoder_last_hidden_state)
+        with pytest.raises(ValueError, match=r"attention_mask has 9 columns; encoder_outputs hold 12 positions .* \(7 columns\) or one covering the prompt too \(12\)"):
+            peft_model(encoder_outputs=encoded, attention_mask=torch.ones((3, 9), dtype=torch.long), decoder_input_ids=batch["labels"])
+
+
+def test_seq2seq_generate_with_encoder_outputs_says_the_prompt_goes_into_the_encoder_input():
+    from transformers.modeling_outputs import BaseModelOutput
+
+    peft_model = make_peft_model("t5", "vocab_uniform")[0]
+    encoded = BaseModelOutput(last_hidden_state=torch.zeros((3, 12, 32)))
+    with pytest.raises(ValueError, match=r"Do not pass encoder_outputs to generate with a soft prompt"):
+        peft_model.generate(encoder_outputs=encoded, attention_mask=torch.ones((3, 12), dtype=torch.long), max_new_tokens=2)
+
+
 @pytest.mark.parametrize("model_name", CAUSAL_MODELS)
 @pytest.mark.parametrize("config_name", ["vocab_uniform", "mixture_task", "deep"])
 @pytest.mark.parametrize("assist", [{"assistant_model": "base"}, {"prompt_lookup_num_tokens": 3}])
