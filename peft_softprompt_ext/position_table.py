@@ -19,7 +19,8 @@ _LIMITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (li
 
 
 def position_limit(model: torch.nn.Module) -> tuple[int, str] | None:
-    """(positions in the table, the config field naming it) of a model with a learned position table, else None."""
+    """(positions a sequence may use, a description of where that number comes from) of a model with a learned
+    position table, else None."""
     if model not in _LIMITS:
         _LIMITS[model] = _find_limit(model)
     return _LIMITS[model]
@@ -30,8 +31,15 @@ def _find_limit(model: torch.nn.Module) -> tuple[int, str] | None:
     field = next((name for name in _LIMIT_FIELDS if isinstance(getattr(config, name, None), int)), None)
     if field is None:
         return None
-    has_table = any(name.rsplit(".", 1)[-1] in _TABLE_NAMES and isinstance(module, torch.nn.Embedding) for name, module in model.named_modules())
-    return (getattr(config, field), field) if has_table else None
+    tables = [module for name, module in model.named_modules() if name.rsplit(".", 1)[-1] in _TABLE_NAMES and isinstance(module, torch.nn.Embedding)]
+    if not tables:
+        return None
+    value = getattr(config, field)
+    # RoBERTa-style tables number positions from padding_idx + 1 (OPT / BART offset theirs inside a longer table)
+    skipped = max((table.padding_idx + 1 for table in tables if table.padding_idx is not None), default=0)
+    if skipped:
+        return value - skipped, f"config.{field}={value}, of which the first {skipped} are not used for tokens"
+    return value, f"config.{field}"
 
 
 def check_positions_fit(model, num_virtual_tokens: int, fed_length: int, cache_length: int = 0, positions=None) -> None:
@@ -45,12 +53,12 @@ def check_positions_fit(model, num_virtual_tokens: int, fed_length: int, cache_l
     if limit is None or num_virtual_tokens + cache_length + fed_length <= limit[0]:  # no position can reach the end
         return
     highest = int(positions.max()) if positions is not None else cache_length + fed_length - 1
-    table, field = limit
+    table, source = limit
     if highest < table:
         return
     raise ValueError(
         f"A soft prompt of {num_virtual_tokens} virtual tokens moves every input token {num_virtual_tokens} positions on: "
-        f"this call needs position {highest}, but {type(model).__name__} has a table of {table} positions (config.{field}), "
+        f"this call needs position {highest}, but {type(model).__name__} has a table of {table} positions ({source}), "
         f"numbered 0..{table - 1}. Keep prompt + input + generated tokens within {table}: truncate inputs to at most "
         f"{table - num_virtual_tokens} tokens less the tokens to generate, or use fewer virtual tokens."
     )

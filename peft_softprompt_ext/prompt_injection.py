@@ -478,6 +478,7 @@ def seq2seq_forward(
         attention_mask = _mask_for_encoder_outputs(attention_mask, encoded, parts.num_virtual_tokens)
         return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
     inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
+    check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1])  # BART: a learned table
     return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
 
 
@@ -524,6 +525,7 @@ def seq2seq_generate(parts: PromptParts, input_ids=None, attention_mask=None, in
                          "and the assistant refuses both. A deep prompt (DeepPromptTuningConfig) keeps the input as "
                          "input_ids and works with assisted decoding; else generate without assistant_model.")  # fmt: skip
     inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
+    check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1])
     return parts.base_model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
 
 

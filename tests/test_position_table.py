@@ -88,6 +88,48 @@ def test_a_classifier_input_past_the_position_table_is_refused(model_name):
             peft_model(**_ids(TABLE - P + 1))
 
 
+def _tiny_bart():
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = BartConfig(vocab_size=common.VOCAB_SIZE, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+                        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=TABLE,
+                        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=2)  # fmt: skip
+    return BartForConditionalGeneration(config).eval()
+
+
+def test_a_seq2seq_encoder_input_past_the_position_table_is_refused():
+    """BART looks its encoder positions up in a learned table: forward and generate crashed with a bare IndexError."""
+    from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    peft_model = peft.get_peft_model(_tiny_bart(), VocabSampledPromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=P, seed=1))
+    decoder = {"decoder_input_ids": torch.full((1, 2), 2)}
+    with torch.no_grad():
+        peft_model(**_ids(TABLE - P), **decoder)
+        with pytest.raises(ValueError, match=rf"{P} virtual tokens .* position {TABLE}, .* {TABLE} positions \(config.max_position_embeddings\)"):
+            peft_model(**_ids(TABLE - P + 1), **decoder)
+        with pytest.raises(ValueError, match=rf"{P} virtual tokens .* position {TABLE}, "):
+            peft_model.generate(**_ids(TABLE - P + 1), max_new_tokens=2)
+
+
+def test_a_table_numbered_from_past_its_padding_index_counts_only_the_positions_tokens_can_use():
+    """RoBERTa numbers positions from padding_idx + 1: max_position_embeddings=66 with pad 1 holds 64 tokens; the
+    check counted 66, so 65-66 crashed inside the model and the message named 66 as the limit."""
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=common.VOCAB_SIZE, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=66, pad_token_id=1, num_labels=2)  # fmt: skip
+    peft_model = peft.get_peft_model(RobertaForSequenceClassification(config).eval(),
+                                     VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, seed=1))  # fmt: skip
+    with torch.no_grad():
+        assert peft_model(**_ids(64 - P)).logits.shape == (1, 2)
+        with pytest.raises(ValueError, match=r"table of 64 positions \(config.max_position_embeddings=66, of which the first 2 are not used"):
+            peft_model(**_ids(64 - P + 1))
+
+
 def test_models_without_a_position_table_are_not_limited():
     """Llama (rotary) runs past max_position_embeddings as the base model does; nothing to refuse."""
     peft_model = _model("llama", "vocab_uniform")
