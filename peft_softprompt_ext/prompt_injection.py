@@ -578,9 +578,13 @@ def _classifies_from_the_last_token(parts: PromptParts) -> bool:
 def _last_token_classifier_call(parts: PromptParts, inputs_embeds, full_mask, kwargs):
     """Call a last-token classifier so that each row's last position is its last real token: rows
     with padding at the end are reordered (padding first, then the prompt and the tokens in order;
-    the mask and the positions, counted from the mask as in an unpadded row, go with them)."""
-    kwargs.setdefault("position_ids", _positions_from_mask(full_mask))
-    if bool(full_mask[:, -1].all()):
+    the mask and the positions, counted from the mask as in an unpadded row, go with them). A model that takes
+    no position_ids (Falcon's classifier) counts positions over the padding: its left-padded rows are reordered
+    too, so that prompt and tokens stay next to each other."""
+    takes_positions = _accepts(parts, "position_ids")
+    if takes_positions:
+        kwargs.setdefault("position_ids", _positions_from_mask(full_mask))
+    if bool(full_mask.all()) or (takes_positions and bool(full_mask[:, -1].all())):
         return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=full_mask, **kwargs)
     order = torch.sort(full_mask.long(), dim=1, stable=True).indices  # 0s (padding) first, the rest in order
     gather = functools.partial(torch.gather, dim=1, index=order)
