@@ -292,6 +292,23 @@ def test_reentrant_gradient_checkpointing_is_refused_while_training(variant):
     assert all(p.grad is not None for p in peft_model.parameters() if p.requires_grad)
 
 
+def test_an_init_that_runs_rows_through_a_model_refusing_inputs_embeds_is_refused_naming_the_way_out():
+    """BartForSequenceClassification takes no inputs_embeds: deep_init 'random' / 'vocab_sampled' raised transformers'
+    bare NotImplementedError from get_peft_model; 'zero' runs nothing and works."""
+    from transformers import BartConfig, BartForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BartConfig(vocab_size=common.VOCAB_SIZE, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+                        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, pad_token_id=0, bos_token_id=1,
+                        eos_token_id=2, num_labels=2)  # fmt: skip
+    with pytest.raises(ValueError, match=r"deep_init='random' runs input rows through BartForSequenceClassification as inputs_embeds.*deep_init='zero'"):
+        peft.get_peft_model(BartForSequenceClassification(config), DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, deep_init="random"))
+    peft_model = peft.get_peft_model(BartForSequenceClassification(config).eval(),
+                                     DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, deep_init="zero"))  # fmt: skip
+    ids = torch.tensor([[5, 6, 7, 2]])
+    assert peft_model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.shape == (1, 2)
+
+
 def test_a_prompt_that_does_not_fit_a_sliding_window_is_refused():
     base = common.tiny_gemma(sliding_window=6)
     with pytest.raises(ValueError, match="num_virtual_tokens=5 does not fit in the model's sliding attention window 6"):

@@ -65,6 +65,9 @@ def initial_key_values(config, word_embeddings, model_config, base_model, slots)
     try:
         rows = _input_rows(config, word_embeddings, model_config, config.num_virtual_tokens)
         table = layer_prefix.key_values_of(base_model, slots, task_type_name(config), rows).float()
+    except NotImplementedError as error:  # e.g. BartForSequenceClassification: "Passing input embeddings is currently not supported"
+        raise ValueError(f"deep_init={str(config.deep_init)!r} runs input rows through {type(base_model).__name__} as inputs_embeds, "
+                         f"which it does not take ({error}). Use deep_init='zero', which runs nothing.") from error  # fmt: skip
     finally:
         base_model.train(was_training)
     if config.deep_init != DeepInit.RANDOM:
