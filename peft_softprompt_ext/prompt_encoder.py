@@ -18,6 +18,17 @@ INPUT_EMBEDDINGS = "input_embeddings"  # rows in front of the input's token embe
 KEY_VALUES = "key_values"  # keys and values in front of every attention layer's (deep prompts)
 
 
+def check_input_width(config, word_embeddings: torch.nn.Module) -> None:
+    """Input rows go where the token embeddings go: they must have the embeddings' width, which a model that
+    projects its embeddings (OPT-350m: `word_embed_proj_dim` 512 under a hidden_size of 1024) makes other than
+    the hidden_size PEFT fills `token_dim` with."""
+    weight = getattr(word_embeddings, "weight", None)
+    if config.deep_layout is not None or weight is None or weight.dim() != 2 or weight.shape[1] == config.token_dim:
+        return
+    raise ValueError(f"token_dim={config.token_dim} (PEFT fills in the model's hidden_size) but the model's input embeddings are "
+                     f"{weight.shape[1]} wide (it projects them, e.g. OPT's word_embed_proj_dim): pass token_dim={weight.shape[1]}.")  # fmt: skip
+
+
 class PromptEncoder(PeftEncoderHooks):
     """What every plugin encoder provides. Shapes: B batch rows, P = num_virtual_tokens, T = number of
     tasks, W = the width of a prompt's rows (D = token_dim for input rows; F = every self-attention

@@ -116,6 +116,29 @@ def test_seq2seq_generate_with_and_without_cache(config_name):
     torch.testing.assert_close(cached[:, 1], first.logits[:, -1].argmax(-1), rtol=0, atol=0)
 
 
+def test_a_model_whose_input_embeddings_are_narrower_than_its_hidden_size_names_the_token_dim_to_pass():
+    """OPT-350m's layout (word_embed_proj_dim 16 under hidden_size 32): refused as 'The initial prompt has shape (5, 16);
+    expected (5, 32)' with no cause; with the named token_dim it trains and generates; a deep prompt needs nothing."""
+    from transformers import OPTConfig, OPTForCausalLM
+
+    from peft_softprompt_ext import DeepPromptTuningConfig, VocabSampledPromptTuningConfig
+
+    def opt():
+        torch.manual_seed(0)
+        return OPTForCausalLM(OPTConfig(vocab_size=common.VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4,
+                                        max_position_embeddings=64, word_embed_proj_dim=16, pad_token_id=1, dropout=0.0)).eval()  # fmt: skip
+
+    with pytest.raises(ValueError, match=r"token_dim=32 \(PEFT fills in the model's hidden_size\) but the model's input embeddings are 16 wide.*pass token_dim=16"):
+        peft.get_peft_model(opt(), VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, seed=1))
+    batch = batch_for("gpt2")
+    for config in (VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, seed=1, token_dim=16),
+                   DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, deep_init="random", seed=1)):
+        peft_model = peft.get_peft_model(opt(), config)
+        with torch.no_grad():
+            generated = peft_model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=3)
+        assert generated.shape == (3, batch["input_ids"].shape[1] + 3)
+
+
 @pytest.mark.parametrize("config_name", ["vocab_uniform", "mixture_task", "deep"])
 @pytest.mark.parametrize("mask_covers_the_prompt", [False, True])
 def test_seq2seq_forward_with_given_encoder_outputs_equals_the_whole_forward(config_name, mask_covers_the_prompt):
