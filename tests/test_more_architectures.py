@@ -1,0 +1,77 @@
+"""Causal LMs beyond the matrix's families, as users bring them: grouped-query (Qwen2, Mistral), fused qkv with
+partial rotary (Phi3), learned positions with an offset (OPT), partial rotary (GPT-NeoX), multi-query with a
+learned table (GPTBigCode), soft-capped sliding windows (Gemma2), and Falcon, whose attention does not run through
+transformers' attention interface (deep prompts refused there, saying so). Shallow and deep prompts: the prompt fed
+by hand gives the plugin's logits, and greedy generate with a cache equals it without one and a manual loop."""
+
+import peft
+import pytest
+import torch
+import transformers
+
+import testing_common as common
+from peft_softprompt_ext import DeepPromptTuningConfig, VocabSampledPromptTuningConfig
+
+P = 5
+SMALL = dict(vocab_size=common.VOCAB_SIZE, pad_token_id=0)
+ARCHITECTURES = {
+    "qwen2": lambda: transformers.Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                              num_key_value_heads=2, initializer_range=0.2, **SMALL),
+    "mistral_window": lambda: transformers.MistralConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                                         num_key_value_heads=2, sliding_window=12, initializer_range=0.2, **SMALL),
+    "phi3": lambda: transformers.Phi3Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                            num_key_value_heads=2, partial_rotary_factor=0.5, initializer_range=0.2, bos_token_id=2,
+                                            eos_token_id=3, resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0, **SMALL),
+    "opt": lambda: transformers.OPTConfig(hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4, max_position_embeddings=64,
+                                          word_embed_proj_dim=32, init_std=0.08, dropout=0.0, attention_dropout=0.0, bos_token_id=2,
+                                          eos_token_id=3, vocab_size=common.VOCAB_SIZE, pad_token_id=1),
+    "gpt_neox": lambda: transformers.GPTNeoXConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                                   rotary_pct=0.25, initializer_range=0.2, hidden_dropout=0.0, attention_dropout=0.0, **SMALL),
+    "gpt_bigcode": lambda: transformers.GPTBigCodeConfig(n_embd=32, n_layer=2, n_head=4, n_positions=64, multi_query=True, initializer_range=0.2,
+                                                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=2, eos_token_id=3, **SMALL),
+    "gemma2_window": lambda: transformers.Gemma2Config(hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                                       num_key_value_heads=1, head_dim=32, sliding_window=12, initializer_range=0.03, **SMALL),
+    "falcon": lambda: transformers.FalconConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_kv_heads=2,
+                                                new_decoder_architecture=True, initializer_range=0.2, bos_token_id=2, eos_token_id=3,
+                                                hidden_dropout=0.0, attention_dropout=0.0, **SMALL),
+}  # fmt: skip
+NO_DEEP = {"falcon"}  # attention outside transformers' interface
+
+
+def _base(architecture: str):
+    torch.manual_seed(0)
+    return transformers.AutoModelForCausalLM.from_config(ARCHITECTURES[architecture]()).eval()
+
+
+def _prompted(architecture: str, method: str):
+    if method == "deep":
+        config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random", seed=3)
+    else:
+        config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3)
+    return peft.get_peft_model(_base(architecture), config)
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_a_shallow_prompt_gives_the_logits_of_the_prompt_fed_by_hand(architecture):
+    peft_model = _prompted(architecture, "vocab")
+    batch = common.batch_for("llama", length=9)
+    with torch.no_grad():
+        logits = peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, -9:]
+        prompt = peft_model.prompt_encoder["default"](3)
+        embeds = torch.cat((prompt, peft_model.get_input_embeddings()(batch["input_ids"])), dim=1)
+        by_hand = peft_model.get_base_model()(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long)).logits[:, P:]
+    torch.testing.assert_close(logits, by_hand, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["vocab", "deep"])
+@pytest.mark.parametrize("architecture", sorted(set(ARCHITECTURES) - NO_DEEP))
+def test_generate_with_a_cache_equals_no_cache_and_a_manual_loop(architecture, method):
+    peft_model = _prompted(architecture, method)
+    peft_model.generation_config.eos_token_id = None  # random weights: let every row run the whole length
+    peft_model.generation_config.pad_token_id = 0
+    common.check_generate_matches_no_cache(peft_model, common.batch_for("llama", left_pad=True), max_new_tokens=12)
+
+
+def test_a_deep_prompt_on_a_model_whose_attention_bypasses_the_interface_is_refused_saying_so():
+    with pytest.raises(ValueError, match=r"FalconForCausalLM ran no attention through transformers' attention interface"):
+        _prompted("falcon", "deep")
