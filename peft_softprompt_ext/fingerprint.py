@@ -7,10 +7,13 @@ model with another fingerprint raises a ValueError saying what differs, unless t
 
 The same model held in another dtype is the same model: the digest rounds values to bfloat16, so
 float32 and bfloat16 copies match, but a float16 copy rounds differently (fp32 -> fp16 -> bf16 is
-not fp32 -> bf16 for about 6% of values). So a fingerprint also carries the embedding dtype and
-`_SAMPLE_SIZE` sampled values, exactly: where digests differ, the model still matches when the
-two dtypes differ and every sampled value is within what casting between them moves a value.
-Fingerprints saved before these two fields check the digest alone, as they did.
+not fp32 -> bf16 for about 6% of values). So a fingerprint also carries a digest of the values rounded
+to float16 (`embedding_digest_float16`): a float16 copy matches its float32 original exactly there.
+Between a bfloat16 and a float16 copy (neither holds what the other was rounded from), and where
+float64 is involved, no digest can match: there the fingerprint's embedding dtype and `_SAMPLE_SIZE`
+sampled values, kept exactly, decide (every sampled value within what casting between the two dtypes
+moves a value), a weaker check. Fingerprints saved before the float16 digest take that sampled
+check for every pair of dtypes, and those saved before the dtype and sample check the digest alone.
 """
 
 from __future__ import annotations
@@ -37,9 +40,10 @@ def _hashed_rows(weight: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 @torch.no_grad()
-def embedding_digest(weight: torch.Tensor) -> str:
+def embedding_digest(weight: torch.Tensor, rounding: torch.dtype = torch.bfloat16) -> str:
+    """sha256 of the hashed rows rounded to `rounding` (bfloat16: the `embedding_digest`; float16: `embedding_digest_float16`)."""
     rows, stride = _hashed_rows(weight)
-    sample = rows.to(torch.bfloat16).to(torch.float32).cpu().contiguous()
+    sample = rows.to(rounding).to(torch.float32).cpu().contiguous()
     digest = hashlib.sha256(f"{tuple(weight.shape)}|{stride}|".encode())
     digest.update(sample.numpy().tobytes())
     return "sha256:" + digest.hexdigest()
@@ -61,6 +65,7 @@ def embedding_fingerprint(architecture, model_type, weight: torch.Tensor) -> dic
         "hidden_size": int(weight.shape[1]),
         "vocab_size": int(weight.shape[0]),
         "embedding_digest": embedding_digest(weight),
+        "embedding_digest_float16": embedding_digest(weight, torch.float16),
         "embedding_dtype": str(weight.dtype).removeprefix("torch."),
         "embedding_sample": embedding_sample(weight),
     }
@@ -79,6 +84,9 @@ def base_model_fingerprint(model) -> dict:
 FINGERPRINT_METADATA_KEY = "peft_softprompt_ext.base_model_fingerprint"
 FINGERPRINT_KEYS = ("architecture", "model_type", "hidden_size", "vocab_size", "embedding_digest")
 DTYPE_KEYS = ("embedding_dtype", "embedding_sample")  # both or neither (fingerprints saved before them have neither)
+FLOAT16_DIGEST_KEY = "embedding_digest_float16"  # with the dtype keys only (fingerprints saved before it have none)
+# dtype pairs where neither copy can hold what the other was rounded from: only the sampled values can compare them
+_SAMPLED_ONLY = ({"bfloat16", "float16"},)
 
 
 def fingerprint_problem(saved) -> str | None:
@@ -107,6 +115,9 @@ def _dtype_fields_problem(saved: dict) -> str | None:
     if not (isinstance(sample, list) and len(sample) == _SAMPLE_SIZE
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in sample)):  # fmt: skip
         return f"embedding_sample must be a list of {_SAMPLE_SIZE} finite numbers, got {sample!r}"
+    digest = saved.get(FLOAT16_DIGEST_KEY)
+    if FLOAT16_DIGEST_KEY in saved and not (isinstance(digest, str) and digest.startswith("sha256:")):
+        return f"{FLOAT16_DIGEST_KEY} {digest!r} is not a 'sha256:...' digest"
     return None
 
 
@@ -117,6 +128,11 @@ def _same_values_in_another_dtype(saved: dict, actual: dict) -> bool:
     dtypes = (saved["embedding_dtype"], actual["embedding_dtype"])
     if dtypes[0] == dtypes[1] or dtypes[1] not in _UNIT_ROUNDOFF:
         return False  # the same dtype and another digest: other values
+    if FLOAT16_DIGEST_KEY in saved and FLOAT16_DIGEST_KEY in actual:
+        if saved[FLOAT16_DIGEST_KEY] == actual[FLOAT16_DIGEST_KEY]:
+            return True  # a float16 copy of the other side's values (or the values it was rounded from)
+        if set(dtypes) not in _SAMPLED_ONLY and "float64" not in dtypes:
+            return False  # one side holds the values the other was rounded from: a digest had to match
     relative = sum(_UNIT_ROUNDOFF[dtype] for dtype in dtypes) * (1 + 2.0**-7)  # slack: measured against the larger value
     absolute = sum(_SUBNORMAL_STEP.get(dtype, 0.0) for dtype in dtypes) / 2
     pairs = zip(saved["embedding_sample"], actual["embedding_sample"])

@@ -90,8 +90,26 @@ def test_another_model_held_in_another_dtype_is_still_refused(dtype, tmp_path):
         PeftModel.from_pretrained(other, tmp_path)
 
 
+def _changed_llama_in(dtype):
+    model = _llama_in(torch.float32)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[100:111] += 0.5  # 11 rows of 512, none at the 32 sampled positions
+    return model.to(dtype)
+
+
+@pytest.mark.parametrize("saved_dtype, loaded_dtype", [(torch.float32, torch.bfloat16), (torch.float32, torch.float16),
+                                                       (torch.bfloat16, torch.float32), (torch.float16, torch.float32)])  # fmt: skip
+def test_a_changed_model_held_in_another_dtype_is_refused(saved_dtype, loaded_dtype, tmp_path):
+    """Where the dtypes differed, only the 32 sampled values were compared: a model with 11 of its 512 embedding rows
+    changed was refused in float32 but accepted in bfloat16 or float16. Every pair with a side that holds the
+    original values now compares exact digests (bfloat16- and float16-rounded)."""
+    _saved_on(saved_dtype, tmp_path)
+    with pytest.raises(ValueError, match="trained on another base model: embedding_digest"):
+        PeftModel.from_pretrained(_changed_llama_in(loaded_dtype), tmp_path)
+
+
 @pytest.mark.parametrize("edit", [{"embedding_sample": [0.1, 0.2]}, {"embedding_dtype": "float8"}, {"embedding_sample": None},
-                                  {"embedding_sample": ["a"] * 32}])  # fmt: skip
+                                  {"embedding_sample": ["a"] * 32}, {"embedding_digest_float16": 5}])  # fmt: skip
 def test_a_fingerprint_with_a_malformed_dtype_sample_is_refused(edit, tmp_path):
     _saved_on(torch.float32, tmp_path)
     config = json.loads((tmp_path / "adapter_config.json").read_text())
@@ -99,6 +117,15 @@ def test_a_fingerprint_with_a_malformed_dtype_sample_is_refused(edit, tmp_path):
     (tmp_path / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="has no valid base_model_fingerprint"):
         PeftModel.from_pretrained(_llama_in(torch.float16), tmp_path)
+
+
+def test_a_fingerprint_saved_before_the_float16_digest_still_loads_into_a_float16_copy(tmp_path):
+    peft_model = _saved_on(torch.float32, tmp_path)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    del config["base_model_fingerprint"]["embedding_digest_float16"]
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    loaded = PeftModel.from_pretrained(_llama_in(torch.float16), tmp_path)  # its sampled values decide, as before
+    torch.testing.assert_close(loaded.get_prompt_embedding_to_save("default"), peft_model.get_prompt_embedding_to_save("default"))
 
 
 def test_a_fingerprint_saved_before_the_dtype_sample_still_checks_exactly(tmp_path):
