@@ -12,9 +12,11 @@ Stale files of the old save go with the old folder. Entries a save does not own 
 recipe's `checkpoint/`) are carried into the new folder by hard link (`keep=` decides which).
 
 Concurrency: writers take an exclusive `flock` on the target's parent folder for the whole save;
-readers (`read_lock`) take a shared one while they read, so no plugin load ever mixes two saves
+readers (`read_lock`) take a shared one on the folder's parent and on the one above it (a second
+adapter's subfolder goes with its save folder) while they read, so no plugin load ever mixes two saves
 and no save removes files a plugin load is reading (plain PEFT, which takes no lock, could still
-read across a swap). Leftovers of a killed save (`.staging-<name>-*`, `.old-<name>-*`) are removed,
+read across a swap). Threads of one process exclude each other the same way. Leftovers of a killed save
+(`.staging-<name>-<8 hex>`, `.old-<name>-<8 hex>`, exactly: not a sibling's) are removed,
 and a target lost by a kill between the two fallback renames restored, by the next save (an error
 there puts the old folder back at once). Targets that are
 symlinks (e.g. to another filesystem) are written where they point. Every commit point emits the
@@ -30,37 +32,35 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import sys
 import threading
 import uuid
 
 AUDIT_EVENT = "peft_softprompt_ext.commit"
+_SUFFIX_LENGTH = 8  # hex digits after a staging / old folder's name
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 
 # --------------------------------------------------------------------------- locks
-_held: dict[str, list] = {}  # parent folder -> [fd, mode, depth]: flock is per open file, so nest in-process
-_held_guard = threading.Lock()
+# Per thread: folder -> [mode, depth]. A lock already held by this thread nests; another thread opens its own
+# file, and flock excludes open files of one process from each other as it does across processes.
+_held = threading.local()
 
 
 @contextlib.contextmanager
 def _folder_lock(folder: str, exclusive: bool):
-    """flock on `folder` (a directory): shared for readers, exclusive for writers; re-entrant per process."""
-    with _held_guard:
-        entry = _held.get(folder)
-        if entry is not None and (entry[1] or not exclusive):  # already held strongly enough here
-            entry[2] += 1
-            nested = True
-        else:
-            nested = False
-    if nested:
+    """flock on `folder` (a directory): shared for readers, exclusive for writers; re-entrant per thread."""
+    held = _held.__dict__.setdefault("folders", {})
+    entry = held.get(folder)
+    if entry is not None and (entry[0] or not exclusive):  # already held strongly enough by this thread
+        entry[1] += 1
         try:
             yield
         finally:
-            with _held_guard:
-                _held[folder][2] -= 1
+            entry[1] -= 1
         return
     fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
@@ -68,12 +68,11 @@ def _folder_lock(folder: str, exclusive: bool):
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         except OSError:  # e.g. a network filesystem without flock: saves stay atomic, only unlocked
             pass
-        with _held_guard:
-            _held[folder] = [fd, exclusive, 1]
+        held[folder] = [exclusive, 1]
         yield
     finally:
-        with _held_guard:
-            _held.pop(folder, None)
+        if held.get(folder) is not None and held[folder][0] == exclusive:
+            del held[folder]
         os.close(fd)  # releases the flock
 
 
@@ -83,13 +82,18 @@ def _real(path: str | os.PathLike) -> str:
 
 @contextlib.contextmanager
 def read_lock(path: str | os.PathLike):
-    """Hold while reading a folder (or a file) this module writes: no save swaps it meanwhile."""
+    """Hold while reading a folder (or a file) this module writes: no save swaps it meanwhile, nor the folder
+    holding it (a second adapter's subfolder goes with its save folder)."""
     target = _real(path)
     parent = os.path.dirname(target)
     if not os.path.isdir(parent):
         yield
         return
-    with _folder_lock(parent, exclusive=False):
+    grandparent = os.path.dirname(parent)
+    with contextlib.ExitStack() as stack:
+        if grandparent != parent and os.path.isdir(grandparent):  # outermost first, as every reader does
+            stack.enter_context(_folder_lock(grandparent, exclusive=False))
+        stack.enter_context(_folder_lock(parent, exclusive=False))
         yield
 
 
@@ -133,8 +137,13 @@ def _exchange(first: str, second: str) -> bool:
 
 # --------------------------------------------------------------------------- folders
 def _leftovers(parent: str, name: str) -> list[str]:
-    prefixes = (f".staging-{name}-", f".old-{name}-")
-    return [os.path.join(parent, entry) for entry in os.listdir(parent) if entry.startswith(prefixes)]
+    """This target's own leftovers, named exactly as a save names them (not a sibling's that shares the prefix)."""
+    pattern = re.compile(rf"\.(staging|old)-{re.escape(name)}-[0-9a-f]{{{_SUFFIX_LENGTH}}}")
+    return [os.path.join(parent, entry) for entry in os.listdir(parent) if pattern.fullmatch(entry)]
+
+
+def _suffix() -> str:
+    return uuid.uuid4().hex[:_SUFFIX_LENGTH]
 
 
 def _repair(parent: str, name: str) -> None:
@@ -190,7 +199,7 @@ def _swap_in(staging: str, target: str) -> str | None:
         raise ValueError(f"Cannot save a folder to {target!r}: a file of that name exists there.")
     if _exchange(staging, target):
         return staging
-    old = os.path.join(os.path.dirname(target), f".old-{os.path.basename(target)}-{uuid.uuid4().hex[:8]}")
+    old = os.path.join(os.path.dirname(target), f".old-{os.path.basename(target)}-{_suffix()}")
     _commit("rename-old", old)
     os.rename(target, old)
     try:
@@ -223,7 +232,7 @@ def atomic_directory_write(save_directory: str | os.PathLike, keep=None):
     os.makedirs(parent, exist_ok=True)
     with _folder_lock(parent, exclusive=True):
         _repair(parent, name)
-        staging = os.path.join(parent, f".staging-{name}-{uuid.uuid4().hex[:8]}")
+        staging = os.path.join(parent, f".staging-{name}-{_suffix()}")
         _commit("mkdir-staging", staging)
         os.mkdir(staging)
         try:
@@ -246,7 +255,7 @@ def atomic_file_write(path: str | os.PathLike, mode: str = "w", encoding: str | 
     target = _real(path)
     parent, name = os.path.split(target)
     os.makedirs(parent, exist_ok=True)
-    temporary = os.path.join(parent, f".staging-{name}-{uuid.uuid4().hex[:8]}")
+    temporary = os.path.join(parent, f".staging-{name}-{_suffix()}")
     with _folder_lock(parent, exclusive=True):
         for leftover in _leftovers(parent, name):  # a killed earlier write's temporary file
             _commit("remove-leftover", leftover)

@@ -368,3 +368,69 @@ def test_concurrent_writers_and_a_reader_never_see_a_mixed_folder(tmp_path):
     print(f"{len(writes)} saves by two writers while one reader loaded 60 times: {result}")
     assert result["failures"] == [], result
     assert sum(result["seen"].values()) == 60 and set(writes) == {0} and len(writes) >= 10
+
+
+def test_a_save_removes_only_its_own_leftovers(tmp_path):
+    """Leftovers were matched by name prefix: a save of `run` deleted a user's `.old-run-backup/`, and a first save
+    of `a` took sibling `a-b`'s pending `.old-a-b-<hex>` (its old folder, kept by a killed save) as its own."""
+    user_backup = tmp_path / ".old-run-backup"
+    sibling_pending = tmp_path / ".old-run-b-0123abcd"
+    for folder in (user_backup, sibling_pending):
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine")
+    with atomic_directory_write(tmp_path / "run") as staging:
+        Path(staging, "a.txt").write_text("new")
+    assert (user_backup / "notes.txt").read_text() == "mine" and (sibling_pending / "notes.txt").read_text() == "mine"
+    assert sorted(os.listdir(tmp_path / "run")) == ["a.txt"]
+
+
+def test_two_threads_saving_one_folder_take_turns(tmp_path):
+    """The writer lock was re-entrant per process, not per thread: a second thread skipped it, its repair deleted
+    the first thread's staging folder, and the first save failed with FileNotFoundError."""
+    import threading
+    import time
+
+    errors = []
+
+    def save(content: str):
+        try:
+            with atomic_directory_write(tmp_path / "same") as staging:
+                Path(staging, "first.txt").write_text(content)
+                time.sleep(0.3)  # the other thread tries to save meanwhile
+                Path(staging, "second.txt").write_text(content)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=save, args=(content,)) for content in ("one", "two")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    first, second = (tmp_path / "same" / "first.txt").read_text(), (tmp_path / "same" / "second.txt").read_text()
+    assert first == second and first in ("one", "two")
+
+
+def test_reading_an_adapter_in_a_subfolder_holds_off_a_save_of_the_folder_above(tmp_path):
+    """A load of `outer/other` (a second adapter's subfolder) locked `outer`, while a save of `outer` locks its
+    parent: the two did not exclude each other, and a load could read the other model's prompt mid-swap."""
+    import threading
+    import time
+
+    from peft_softprompt_ext.atomic_io import read_lock
+
+    (tmp_path / "outer" / "other").mkdir(parents=True)
+    saved = threading.Event()
+
+    def save_outer():
+        with atomic_directory_write(tmp_path / "outer") as staging:
+            Path(staging, "a.txt").write_text("new")
+        saved.set()
+
+    with read_lock(tmp_path / "outer" / "other"):
+        writer = threading.Thread(target=save_outer)
+        writer.start()
+        time.sleep(0.3)
+        assert not saved.is_set(), "the save of the folder above went ahead during the read"
+    writer.join()
+    assert saved.is_set()
