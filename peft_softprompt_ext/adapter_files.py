@@ -145,8 +145,11 @@ def check_float_tensor(name: str, tensor: torch.Tensor, shape: tuple, meaning: s
 
 
 def check_finite(tensors: dict[str, torch.Tensor], source: str) -> None:
-    """Refuse NaN or infinite values, naming the tensor."""
+    """Refuse NaN or infinite values, naming the tensor; a float64 tensor is checked as the float32 it loads as
+    (1e300 is finite in float64 and infinite once loaded)."""
     for name, tensor in tensors.items():
+        if tensor.dtype == torch.float64:
+            tensor = tensor.float()
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
-            raise ValueError(f"{source}: tensor {name!r} holds {bad} NaN or infinite value(s); refusing to load it.")
+            raise ValueError(f"{source}: tensor {name!r} holds {bad} NaN or infinite value(s) (as float32); refusing to load it.")

@@ -128,7 +128,7 @@ def _own_fingerprint(model_id, subfolder: str | None) -> dict | None:
 def _check_width(config, base_model, source: str) -> None:
     width = input_embeddings_of(base_model).weight.shape[1]
     if config.token_dim is not None and config.token_dim != width:
-        raise ValueError(f"{source}: token_dim={config.token_dim} but the base model's embeddings are {width} wide.")
+        raise ValueError(f"{source}: token_dim={config.token_dim!r} but the base model's embeddings are {width} wide.")
     config.token_dim = width
 
 

@@ -52,12 +52,17 @@ def load_saved_prompt(source: str, token_dim: int, fingerprint: dict | None = No
             raise ValueError(f"{what} has shape {tuple(shape)}; this model needs width {token_dim}.")
         saved_fingerprint = _saved_fingerprint(config, peft_type, weights_path)
         tensors = load_file(weights_path)
-    check_finite({PROMPT_TUNING_TENSOR: tensors[PROMPT_TUNING_TENSOR]}, what)
+    rows = tensors[PROMPT_TUNING_TENSOR]
+    if not rows.is_floating_point():
+        raise ValueError(f"{what}: {PROMPT_TUNING_TENSOR!r} has dtype {rows.dtype}; expected a float tensor.")
+    check_finite({PROMPT_TUNING_TENSOR: rows}, what)
     if fingerprint is not None and saved_fingerprint is not _NONE:
         check_fingerprint_against(saved_fingerprint, fingerprint, what, allow_mismatch)
-    prompt = tensors[PROMPT_TUNING_TENSOR].float()
-    num_virtual = config.get("num_virtual_tokens") or prompt.shape[0]
-    return prompt[:num_virtual], config  # vanilla seq2seq adapters hold [2P, D]: the encoder half comes first
+    num_virtual = config.get("num_virtual_tokens")
+    if not is_integer(num_virtual) or num_virtual <= 0 or rows.shape[0] not in (num_virtual, 2 * num_virtual):
+        raise ValueError(f"{what} ({config_path}): num_virtual_tokens={num_virtual!r} but its {PROMPT_TUNING_TENSOR!r} has "
+                         f"{rows.shape[0]} rows; expected a positive integer that the rows are 1x or 2x (a plain seq2seq prompt).")  # fmt: skip
+    return rows.float()[:num_virtual], config  # vanilla seq2seq adapters hold [2P, D]: the encoder half comes first
 
 
 _NONE = object()  # a plain PEFT adapter: no fingerprint was ever made for it

@@ -200,6 +200,45 @@ def test_non_finite_prompt_values_are_refused(saved, value):
         PeftModel.from_pretrained(common.tiny_model("gpt2")[0], folder)
 
 
+def test_a_float64_value_that_overflows_float32_is_refused(saved):
+    """1e300 is finite in float64 and infinite once loaded into the float32 prompt: it loaded, and logits were inf."""
+    _, folder = saved
+    tensors = load_file(folder / "adapter_model.safetensors")
+    tensors["prompt_embeddings"] = tensors["prompt_embeddings"].double()
+    tensors["prompt_embeddings"][0, 0] = 1e300
+    save_file(tensors, folder / "adapter_model.safetensors")
+    with pytest.raises(ValueError, match=r"'prompt_embeddings' holds 1 NaN or infinite value\(s\) \(as float32\)"):
+        PeftModel.from_pretrained(common.tiny_model("gpt2")[0], folder)
+
+
+@pytest.mark.parametrize("edit,message", [
+    ({"num_virtual_tokens": 3}, r"num_virtual_tokens=3 but its 'prompt_embeddings' has 5 rows"),
+    ({"num_virtual_tokens": -1}, r"num_virtual_tokens=-1 but"),
+    ({"num_virtual_tokens": True}, r"num_virtual_tokens=True but"),
+    ({"num_virtual_tokens": "5"}, r"num_virtual_tokens='5' but"),
+    ({"num_virtual_tokens": None}, r"num_virtual_tokens=None but"),
+    ("int64", r"'prompt_embeddings' has dtype torch.int64; expected a float tensor"),
+])  # fmt: skip
+def test_a_bank_source_whose_rows_and_length_disagree_is_refused(tmp_path, edit, message):
+    """A mixture bank source (also serve_prompts, a projection's source, deep_init='prompt') was cut to its config's
+    num_virtual_tokens without a check (3 of 5 rows kept, -1 dropped the last, True kept one, '5' raised a bare
+    TypeError) and int64 / bool rows were cast to float."""
+    from peft_softprompt_ext import MixturePromptTuningConfig
+
+    peft_model = peft.get_peft_model(common.tiny_model("gpt2")[0], peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    folder = tmp_path / "source"
+    peft_model.save_pretrained(folder)
+    if edit == "int64":
+        save_file({"prompt_embeddings": torch.ones((5, 32), dtype=torch.int64)}, folder / "adapter_model.safetensors")
+    else:
+        config = json.loads((folder / "adapter_config.json").read_text())
+        config.update(edit)
+        (folder / "adapter_config.json").write_text(json.dumps(config))
+    config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=[str(folder)], num_tasks=1)
+    with pytest.raises(ValueError, match=message):
+        peft.get_peft_model(common.tiny_model("gpt2")[0], config)
+
+
 @pytest.mark.parametrize("field,value", [("source_scale", 0.0), ("source_scale", float("nan")), ("target_scale", -1.0)])
 def test_a_projection_with_a_bad_scale_is_refused(tmp_path, field, value):
     from peft_softprompt_ext import PromptProjection
@@ -227,12 +266,13 @@ def test_a_huge_num_virtual_tokens_is_refused_before_allocating(saved):
     assert time.perf_counter() - started < 10
 
 
-def test_a_token_dim_that_disagrees_with_the_model_is_named(saved):
+@pytest.mark.parametrize("value", [48, "32"])
+def test_a_token_dim_that_disagrees_with_the_model_is_named(saved, value):
     _, folder = saved
     config = json.loads((folder / "adapter_config.json").read_text())
-    config["token_dim"] = 48
+    config["token_dim"] = value
     (folder / "adapter_config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"token_dim=48 but the base model's embeddings are 32 wide"):
+    with pytest.raises(ValueError, match=rf"token_dim={value!r} but the base model's embeddings are 32 wide"):  # '32' read 'token_dim=32 ... 32 wide'
         PeftModel.from_pretrained(common.tiny_model("gpt2")[0], folder)
 
 
