@@ -268,11 +268,26 @@ def test_projection_saved_before_row_norm_existed_loads_as_the_plain_map(tmp_pat
     torch.testing.assert_close(loaded.project(prompt), projection.project(prompt))
 
 
+@pytest.mark.parametrize("value", [True, 1e308])
+def test_a_saved_row_norm_that_is_a_boolean_or_overflows_is_refused(tmp_path, value):
+    """row_norm: true rescaled every row to norm 1 without a word, and 1e308 gave infinite rows."""
+    import json
+    import re
+
+    source_model, source, target_model, target, _ = linked_models("lstsq")
+    fit_projection(source_model, source, target_model, target, min_anchors=8, row_norm="target_tokens").save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "projection_config.json").read_text())
+    config["row_norm"] = value
+    (tmp_path / "projection_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=rf"row_norm={re.escape(repr(value))}; expected a finite number > 0 or null"):
+        PromptProjection.from_pretrained(tmp_path)
+
+
 def test_unknown_row_norm_is_refused_naming_the_value():
     source_model, source, target_model, target, _ = linked_models("lstsq")
     with pytest.raises(ValueError, match=r"row_norm='tokens' is not one of \['none', 'target_tokens'\]"):
         fit_projection(source_model, source, target_model, target, min_anchors=8, row_norm="tokens")
-    with pytest.raises(ValueError, match=r"row_norm must be a positive number or None, got -1.0"):
+    with pytest.raises(ValueError, match=r"row_norm must be a finite number > 0 \(a float32\) or None, got -1.0"):
         PromptProjection(torch.zeros(2, 3), torch.zeros(2), torch.zeros(3), 1.0, 1.0, row_norm=-1.0)
 
 

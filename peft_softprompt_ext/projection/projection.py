@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 
 import torch
@@ -19,6 +18,7 @@ from ..options import is_finite_number
 TENSORS_NAME = "projection.safetensors"
 CONFIG_NAME = "projection_config.json"
 _TENSOR_NAMES = ("weight", "source_mean", "target_mean")
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # rows are rescaled in float32
 
 
 class PromptProjection:
@@ -43,8 +43,8 @@ class PromptProjection:
         self.source_scale = float(source_scale)
         self.target_scale = float(target_scale)
         self.info = dict(info or {})
-        if row_norm is not None and not (isinstance(row_norm, (int, float)) and row_norm > 0):
-            raise ValueError(f"row_norm must be a positive number or None, got {row_norm!r}.")
+        if row_norm is not None and not (is_finite_number(row_norm) and 0 < row_norm <= _FLOAT32_MAX):
+            raise ValueError(f"row_norm must be a finite number > 0 (a float32) or None, got {row_norm!r}.")
         self.row_norm = None if row_norm is None else float(row_norm)
 
     @property
@@ -100,7 +100,7 @@ class PromptProjection:
             if not is_finite_number(value) or value <= 0:
                 raise ValueError(f"Projection config {config_path!r}: {key}={value!r}; expected a finite number > 0.")
         row_norm = config.pop("row_norm", None)  # absent in projections saved before the option existed
-        if row_norm is not None and (not isinstance(row_norm, (int, float)) or not math.isfinite(row_norm)):
+        if row_norm is not None and not (is_finite_number(row_norm) and 0 < row_norm <= _FLOAT32_MAX):
             raise ValueError(f"Projection config {config_path!r}: row_norm={row_norm!r}; expected a finite number > 0 or null.")
         return cls(weight, tensors["source_mean"], tensors["target_mean"], scales["source_scale"], scales["target_scale"], config,
                    row_norm=row_norm)  # fmt: skip
