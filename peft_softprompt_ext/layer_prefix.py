@@ -281,6 +281,18 @@ def slots_of(layout) -> list[Slot]:
     return [Slot(str(name), int(heads), int(dim)) for name, heads, dim in layout]
 
 
+def check_layout_value(layout) -> None:
+    """A config's `deep_layout` must be None or a non-empty list of [module path, key/value heads, head dim]."""
+    if layout is None:
+        return
+    entries_ok = isinstance(layout, list) and layout and all(
+        isinstance(entry, (list, tuple)) and len(entry) == 3 and isinstance(entry[0], str) and entry[0]
+        and is_integer(entry[1]) and entry[1] > 0 and is_integer(entry[2]) and entry[2] > 0 for entry in layout)  # fmt: skip
+    if not entries_ok:
+        raise ValueError(f"deep_layout must be None or a non-empty list of [module path, key/value heads, head dim] "
+                         f"(positive integers) per self-attention layer, got {layout!r:.300}.")  # fmt: skip
+
+
 def check_layout(saved, slots: list[Slot], what: str) -> None:
     """A saved layout must be the model's own: the same self-attention layers with the same cache layout."""
     if saved is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from . import reparameterization, shared_prefix
+from . import layer_prefix, reparameterization, shared_prefix
 from ._peft_compat import PeftType, PromptLearningConfig, task_type_name, validate_task_type
 from .options import Reparameterization, SharedPrefix, is_integer, parse_shared_prefix
 
@@ -53,6 +53,7 @@ class PluginPromptConfig(PromptLearningConfig):
     def __post_init__(self):
         super().__post_init__()
         self.peft_type = PeftType[self.PEFT_TYPE_NAME]
+        layer_prefix.check_layout_value(self.deep_layout)
         reparameterization.validate(self)
         validate_task_type(self.task_type)
         self.shared_prefix = parse_shared_prefix(self.shared_prefix)

@@ -309,6 +309,19 @@ def test_an_init_that_runs_rows_through_a_model_refusing_inputs_embeds_is_refuse
     assert peft_model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.shape == (1, 2)
 
 
+@pytest.mark.parametrize("layout", ["garbage", 5, [], [["model.layers.0.self_attn", "2", 8]], [["model.layers.0.self_attn", 2.5, 8]],
+                                    [["model.layers.0.self_attn", True, 8]], [["model.layers.0.self_attn", 2]]])  # fmt: skip
+def test_a_malformed_saved_deep_layout_is_refused_naming_it(layout, tmp_path):
+    """A hand-edited deep_layout failed with messages naming nothing ("not enough values to unpack", "'int' object is
+    not iterable", "unsupported operand type(s) for +") or built a (4, 144.0) shape from a float head count."""
+    deep_model("llama").save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    config["deep_layout"] = layout
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"deep_layout must be None or a non-empty list of \[module path, key/value heads, head dim\]"):
+        peft.PeftModel.from_pretrained(common.tiny_model("llama")[0], tmp_path)
+
+
 def test_a_prompt_that_does_not_fit_a_sliding_window_is_refused():
     base = common.tiny_gemma(sliding_window=6)
     with pytest.raises(ValueError, match="num_virtual_tokens=5 does not fit in the model's sliding attention window 6"):
