@@ -23,8 +23,10 @@ import tempfile
 import warnings
 
 from . import atomic_io, sources
-from ._peft_compat import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, input_embeddings_of
+from ._peft_compat import (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, adapter_config_of, adapter_names,
+                           input_embeddings_of, is_plugin_config)  # fmt: skip
 from .adapter_files import check_adapter_files, check_state_shapes, exported_fingerprint, safetensors_shapes
+from .export import vanilla_copies
 from .fingerprint import base_model_fingerprint, check_fingerprint
 from .hub import PLUGIN_CARD_TAG, write_sharing_files
 
@@ -44,6 +46,12 @@ def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters
     no plugin save wrote is the user's: kept, and the card not written (PEFT keeps such a README's text)."""
     if safe_serialization is False:
         raise ValueError("safe_serialization=False would write a pickle file; plugin adapters are saved as safetensors only.")
+    saved_names = list(selected_adapters or adapter_names(peft_model))
+    if "vanilla" in saved_names and "default" in saved_names and is_plugin_config(adapter_config_of(peft_model, "default")) \
+            and vanilla_copies(peft_model, "default"):
+        raise ValueError("An adapter named 'vanilla' is saved into the subfolder vanilla/ (PEFT saves every adapter but "
+                         "'default' under its name), where this plugin writes the default adapter's plain PEFT copy: "
+                         "give it another name, or save it apart (selected_adapters=['vanilla']).")  # fmt: skip
     users_readme = _users_readme(save_directory)
     keep = _not_an_adapter_file if not users_readme else lambda name, path: name == "README.md" or _not_an_adapter_file(name, path)
     with atomic_io.atomic_directory_write(save_directory, keep=keep) as staging:

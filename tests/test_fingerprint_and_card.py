@@ -176,6 +176,17 @@ def test_the_card_of_a_second_adapter_loads_that_adapter(tmp_path):
     torch.testing.assert_close(plain.get_prompt_embedding_to_save("default"), expected)
 
 
+def test_a_second_adapter_named_vanilla_is_refused_before_anything_is_written(tmp_path):
+    """PEFT saves it into vanilla/, where the default adapter's plain copy goes: the copy overwrote it, and loading
+    it back was skipped with a warning."""
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    peft_model.add_adapter("vanilla", common.all_configs()["vocab_top_frequent"]("CAUSAL_LM", "gpt2"))
+    with pytest.raises(ValueError, match=r"adapter named 'vanilla' .* vanilla/ .* plain PEFT copy"):
+        peft_model.save_pretrained(tmp_path / "saved")
+    assert not (tmp_path / "saved").exists()
+    peft_model.save_pretrained(tmp_path / "alone", selected_adapters=["vanilla"])  # without the default adapter: no clash
+
+
 @pytest.mark.parametrize("results,message", [({"metrics": [0.8]}, r"results\['metrics'\] must be a dict of metric names to values, got \[0.8\]"),
                                              ({"metrics": {"accuracy": 0.8}, "seed": {}}, None)])  # fmt: skip
 def test_attached_results_are_checked_when_attached(results, message, tmp_path):
