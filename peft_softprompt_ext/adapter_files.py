@@ -21,6 +21,16 @@ from . import sources
 from ._peft_compat import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME
 from .fingerprint import FINGERPRINT_METADATA_KEY
 
+PLUGIN_CARD_TAG = "peft-softprompt-ext"  # every card this plugin writes carries it (a README without it is someone else's)
+
+
+def is_plugin_card(path: str) -> bool:
+    """Whether the file at `path` is a model card this plugin wrote (a save's README.md may be a user's own)."""
+    if not os.path.isfile(path):
+        return False
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return PLUGIN_CARD_TAG in handle.read()
+
 
 def peft_type_field(config: dict, source: str) -> str:
     """The `peft_type` of a config dict; missing or not a string is an error naming the field and file."""

@@ -29,6 +29,7 @@ from ._peft_compat import (
     prompt_table_of,
     trained_head_tensors,
 )
+from .adapter_files import is_plugin_card
 from .atomic_io import atomic_directory_write
 from .fingerprint import FINGERPRINT_METADATA_KEY
 
@@ -46,7 +47,11 @@ def vanilla_copies(peft_model, adapter_name: str = "default") -> list[tuple[int 
 
 
 def _not_adapter_files(name: str, path: str) -> bool:
-    return name not in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME)
+    """An export keeps what a folder held besides an adapter, but not a plugin save's card and plain copies: they
+    described the adapter the export replaces."""
+    if name == "README.md":
+        return not is_plugin_card(path)
+    return name not in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, "vanilla")
 
 
 def export_prompt_tuning(peft_model, save_directory: str | os.PathLike, adapter_name: str = "default", task=None) -> str:

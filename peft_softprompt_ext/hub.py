@@ -21,10 +21,10 @@ import os
 from huggingface_hub import ModelCard, ModelCardData
 
 from ._peft_compat import adapter_config_of, adapter_names, is_plugin_config, peft_type_name, prompt_encoder_of
+from .adapter_files import PLUGIN_CARD_TAG
 from .describe import describe_prompt
 from .export import vanilla_copies, write_plain_files
 
-PLUGIN_CARD_TAG = "peft-softprompt-ext"  # every card this plugin writes carries it (a README without it is someone else's)
 CARD_TAGS = ["prompt-tuning", "soft-prompt", PLUGIN_CARD_TAG]
 _RESULTS_ATTRIBUTE = "_softprompt_card_results"
 _HIDDEN_CONFIG_KEYS = {"base_model_fingerprint", "corpus", "auto_mapping", "revision", "modules_to_save"}

@@ -25,10 +25,10 @@ import warnings
 from . import atomic_io, sources
 from ._peft_compat import (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, adapter_config_of, adapter_names,
                            input_embeddings_of, is_plugin_config)  # fmt: skip
-from .adapter_files import check_adapter_files, check_state_shapes, exported_fingerprint, safetensors_shapes
+from .adapter_files import check_adapter_files, check_state_shapes, exported_fingerprint, is_plugin_card, safetensors_shapes
 from .export import vanilla_copies
 from .fingerprint import base_model_fingerprint, check_fingerprint
-from .hub import PLUGIN_CARD_TAG, write_sharing_files
+from .hub import write_sharing_files
 
 # Top-level names an adapter save writes (besides a subfolder per extra adapter): an old save's are dropped.
 ADAPTER_SAVE_NAMES = {ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, "README.md", "vanilla"}
@@ -67,10 +67,7 @@ def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters
 def _users_readme(save_directory) -> bool:
     """Whether the folder holds a README.md that is not a card of this plugin."""
     path = os.path.join(os.fspath(save_directory), "README.md")
-    if not os.path.isfile(path):
-        return False
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return PLUGIN_CARD_TAG not in handle.read()
+    return os.path.isfile(path) and not is_plugin_card(path)
 
 
 def reading(model_id, subfolder: str | None = None):

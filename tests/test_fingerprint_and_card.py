@@ -1,6 +1,7 @@
 """Base-model fingerprints and the files a saved plugin adapter carries for sharing (offline)."""
 
 import json
+import os
 
 import peft
 import pytest
@@ -9,7 +10,7 @@ from huggingface_hub import ModelCard
 from peft import PeftModel
 
 import testing_common as common
-from peft_softprompt_ext import attach_results
+from peft_softprompt_ext import attach_results, export_prompt_tuning
 from peft_softprompt_ext.fingerprint import base_model_fingerprint, embedding_digest
 
 
@@ -174,6 +175,19 @@ def test_the_card_of_a_second_adapter_loads_that_adapter(tmp_path):
     expected = peft_model.get_prompt_embedding_to_save("other")
     torch.testing.assert_close(loaded.get_prompt_embedding_to_save("default"), expected)
     torch.testing.assert_close(plain.get_prompt_embedding_to_save("default"), expected)
+
+
+def test_an_export_over_a_plugin_save_drops_the_saves_card_and_plain_copy_but_keeps_a_users_files(tmp_path):
+    """The export kept the plugin save's card ('# Soft prompt: ...', describing the plugin adapter that was gone)
+    and its vanilla/ copy beside the new plain adapter."""
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    peft_model.save_pretrained(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    export_prompt_tuning(peft_model, tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["adapter_config.json", "adapter_model.safetensors", "notes.txt"]
+    (tmp_path / "README.md").write_text("my own words")  # a README the plugin did not write stays
+    export_prompt_tuning(peft_model, tmp_path)
+    assert (tmp_path / "README.md").read_text() == "my own words"
 
 
 def test_a_second_adapter_named_vanilla_is_refused_before_anything_is_written(tmp_path):
