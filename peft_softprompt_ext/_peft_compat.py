@@ -25,6 +25,7 @@ import contextvars
 import copy
 import functools
 import inspect
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from packaging.version import Version
 
 from . import sources
 from .atomic_io import read_json_object
+
+_LOGGER = logging.getLogger(__name__)
 
 # Keep equal to the `peft` requirement in pyproject.toml (a test checks it).
 SUPPORTED_PEFT = SpecifierSet(">=0.21.2,<0.22")
@@ -565,17 +568,24 @@ def _is_a_plugin_saves_plain_copy(model_id, adapter_name, kwargs) -> bool:
 
 
 def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *args, allow_base_model_mismatch=False, **kwargs):
-    """PEFT's load_adapter, with a plugin adapter's files and fingerprint checked and is_trainable=True allowed."""
+    """PEFT's load_adapter, with a plugin adapter's files and fingerprint checked and is_trainable=True allowed.
+
+    Weights loaded into an adapter the model has keep its parameters training or not as they were (as PEFT does:
+    Trainer reloads the best checkpoint and resumes that way); a new adapter loads frozen unless is_trainable."""
     peft_type = peft_type_of(model_id, None, kwargs)
     if peft_type not in PLUGIN_PEFT_TYPES:
         if _has_plugin_adapter(self) and _is_a_plugin_saves_plain_copy(model_id, adapter_name, kwargs):
-            # the same prompt as its folder's plugin adapter, in plain PEFT's type, which PEFT cannot put beside it
-            warnings.warn(f"Not loading {os.fspath(model_id)!r} as adapter 'vanilla': it is the plain PEFT copy of the plugin "
-                          "adapter saved in its parent folder (load that folder instead).", stacklevel=3)  # fmt: skip
+            # the same prompt as its folder's plugin adapter, in plain PEFT's type, which PEFT cannot put beside it;
+            # Trainer's resume does this with every checkpoint, so it is logged, not warned about
+            _LOGGER.info(f"Not loading {os.fspath(model_id)!r} as adapter 'vanilla': it is the plain PEFT copy of the plugin "
+                         "adapter saved in its parent folder (load that folder instead).")  # fmt: skip
             return None
         if _CHECKED_BY_FROM_PRETRAINED.get() != adapter_name:
             _hooks.check_plain_copy(model_id, self.base_model, allow_base_model_mismatch, kwargs.get("subfolder"))
         return original(self, model_id, adapter_name, is_trainable, *args, **kwargs)
+    existing = adapter_name in self.peft_config and _CHECKED_BY_FROM_PRETRAINED.get() != adapter_name and hasattr(self, "prompt_encoder") \
+        and adapter_name in self.prompt_encoder
+    trains = {name: p.requires_grad for name, p in self.prompt_encoder[adapter_name].named_parameters()} if existing else None
     with _hooks.reading(model_id, kwargs.get("subfolder")):
         if adapter_name in self.peft_config and _CHECKED_BY_FROM_PRETRAINED.get() == adapter_name:
             # from_pretrained made (and checked) the adapter: only its weights load here
@@ -588,7 +598,10 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
             self.peft_config[adapter_name].base_model_fingerprint = config.base_model_fingerprint
     if is_trainable:
         make_adapter_trainable(self, adapter_name)
-    else:  # as from_pretrained: PEFT leaves a loaded prompt's parameters trainable
+    elif trains is not None:  # the adapter was there: it trains (or not) as before
+        for name, parameter in self.prompt_encoder[adapter_name].named_parameters():
+            parameter.requires_grad_(trains.get(name, False))
+    else:  # a new adapter, as from_pretrained: PEFT leaves a loaded prompt's parameters trainable
         self.prompt_encoder[adapter_name].requires_grad_(False)
     return _without_the_encoders_keys(result, adapter_name)
 

@@ -48,9 +48,10 @@ def refuse_training_nothing(parts: PromptParts, kwargs: dict) -> None:
     if model is not None and model.training and torch.is_grad_enabled() and kwargs.get("labels") is not None:
         if not any(parameter.requires_grad for parameter in model.parameters()):
             raise ValueError(
-                "Nothing in this model trains: no parameter of the active adapter requires a gradient (mixing='one_hot' "
-                "serves fixed prompts). Train each prompt as its own adapter and serve them with mixing='one_hot', or "
-                "run inference with model.eval() / torch.no_grad()."
+                "Nothing in this model trains: no parameter of the active adapter requires a gradient (an adapter loaded "
+                "without is_trainable=True is frozen: load it with PeftModel.from_pretrained(..., is_trainable=True) to "
+                "resume training; mixing='one_hot' serves fixed prompts: train each prompt as its own adapter). For "
+                "inference, use model.eval() / torch.no_grad()."
             )
 
 

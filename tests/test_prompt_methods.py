@@ -91,6 +91,54 @@ def test_load_without_is_trainable_is_frozen(tmp_path):
     assert not any(p.requires_grad for p in loaded.parameters())
 
 
+@pytest.mark.parametrize("method", ["vocab", "deep"])
+def test_loading_weights_into_an_adapter_the_model_has_keeps_whether_it_trains(method, tmp_path):
+    """Trainer's load_best_model_at_end and resume_from_checkpoint call load_adapter(folder, name) without
+    is_trainable over adapters the model has: the plugin froze them (a second train() moved nothing, or failed,
+    and a resume with two adapters failed on the optimizer's groups). Plain PEFT keeps them as they were."""
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    def prompted():
+        base, task_type = common.tiny_model("llama")
+        if method == "deep":
+            return peft.get_peft_model(base, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, deep_init="random", seed=3))
+        return make_peft_model("llama", "vocab_uniform")[0]
+
+    peft_model = prompted()
+    peft_model.save_pretrained(tmp_path)
+    trains = [name for name, p in peft_model.named_parameters() if p.requires_grad]
+    assert trains
+    peft_model.load_adapter(tmp_path, adapter_name="default")
+    assert [name for name, p in peft_model.named_parameters() if p.requires_grad] == trains
+    fresh = prompted()
+    fresh.load_adapter(tmp_path, adapter_name="new")  # a new adapter loads frozen, as from_pretrained does
+    assert not any(p.requires_grad for name, p in fresh.named_parameters() if ".new." in name)
+
+
+def test_trainer_load_best_model_at_end_leaves_the_prompt_training(tmp_path):
+    """The end-to-end case of the test above: after Trainer(load_best_model_at_end=True).train() the prompt was frozen."""
+    import datasets
+    from transformers import Trainer, TrainingArguments
+
+    peft_model, _ = make_peft_model("llama", "vocab_uniform")
+    generator = torch.Generator().manual_seed(0)
+    ids = [torch.randint(6, 300, (7,), generator=generator).tolist() for _ in range(12)]
+    rows = datasets.Dataset.from_list([{"input_ids": row, "attention_mask": [1] * 7, "labels": row} for row in ids])
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=4, learning_rate=0.05, report_to=[],
+                             use_cpu=True, save_strategy="steps", save_steps=2, eval_strategy="steps", eval_steps=2, disable_tqdm=True,
+                             load_best_model_at_end=True, metric_for_best_model="eval_loss")  # fmt: skip
+    Trainer(model=peft_model, args=args, train_dataset=rows, eval_dataset=rows.select(range(4))).train()
+    assert all(p.requires_grad for name, p in peft_model.named_parameters() if "prompt_encoder" in name)
+
+
+def test_training_a_model_whose_prompt_was_loaded_frozen_says_how_to_resume(tmp_path):
+    peft_model, _ = make_peft_model("llama", "vocab_uniform")
+    peft_model.save_pretrained(tmp_path)
+    loaded = PeftModel.from_pretrained(common.tiny_model("llama")[0], tmp_path).train()
+    with pytest.raises(ValueError, match=r"Nothing in this model trains.*is_trainable=True"):
+        loaded(**batch_for("llama"))
+
+
 @pytest.mark.parametrize("model_name", CAUSAL_MODELS)
 @pytest.mark.parametrize("config_name", ALL_CONFIG_NAMES)
 @pytest.mark.parametrize("left_pad", [False, True])
