@@ -257,10 +257,10 @@ def causal_lm_forward(
         check_positions_fit(_transformers_model(parts), num_virtual, new_length, _cache_length(kwargs), kwargs.get("position_ids"))
         rows = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
         with layer_prompts(parts, rows):
-            return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, output_attentions=output_attentions,
-                                    output_hidden_states=output_hidden_states, return_dict=return_dict, **kwargs)  # fmt: skip
+            return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,
+                                    **_given(output_attentions, output_hidden_states, return_dict), **kwargs)  # fmt: skip
     mode = "on" if prompt_cache is not None else parts.shared_prefix
-    if injecting and shared_prefix.use_shared_prefix(mode, parts, output_attentions, kwargs):
+    if injecting and new_length > 0 and shared_prefix.use_shared_prefix(mode, parts, output_attentions, kwargs):  # (empty: standard)
         prefix, rows = shared_prefix.prefix_for(parts.base_model, parts.encoder, inputs_embeds.shape[0], task_ids,
                                                 inputs_embeds.dtype, prompt_cache, bool(output_hidden_states))  # fmt: skip
         positions = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
@@ -282,11 +282,16 @@ def causal_lm_forward(
         inputs_embeds=inputs_embeds,
         attention_mask=full_mask,
         labels=labels,
-        output_attentions=output_attentions,
-        output_hidden_states=output_hidden_states,
-        return_dict=return_dict,
+        **_given(output_attentions, output_hidden_states, return_dict),
         **kwargs,
     )
+
+
+def _given(output_attentions, output_hidden_states, return_dict) -> dict:
+    """The output switches the caller set: one left None is not passed, so the model's config decides it (transformers
+    reads an explicit None as off, and config.output_attentions=True was lost)."""
+    switches = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states, "return_dict": return_dict}
+    return {name: value for name, value in switches.items() if value is not None}
 
 
 def generation_prompts(parts: PromptParts, args: tuple, kwargs: dict) -> torch.Tensor:

@@ -105,6 +105,20 @@ def _attention_window(model: torch.nn.Module) -> tuple[str, int] | None:
     return None
 
 
+_LENGTH_DEPENDENT_ROPE = ("dynamic", "longrope")  # transformers' rope types whose frequencies follow the sequence length
+
+
+def _length_dependent_rope(model: torch.nn.Module) -> str | None:
+    """The rope type of a model whose rotary frequencies depend on the call's length (dynamic NTK, longrope), else None."""
+    config = _text_config(model)
+    kinds = [getattr(module, "rope_type", None) for module in model.modules()]
+    for field in ("rope_parameters", "rope_scaling"):
+        settings = getattr(config, field, None)
+        if isinstance(settings, dict):
+            kinds.append(settings.get("rope_type", settings.get("type")))
+    return next((kind for kind in kinds if isinstance(kind, str) and kind in _LENGTH_DEPENDENT_ROPE), None)
+
+
 def _is_gradient_checkpointing(model) -> bool:
     for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):  # the second: older transformers
         if hasattr(type(model), name):
@@ -126,8 +140,12 @@ def not_exact_reason(parts, output_attentions=None, call_kwargs=None) -> str | N
         return "the base model is itself a PeftModel: its adapters can be switched without changing a weight"
     if cache_argument(type(base_model)) is None:
         return f"{type(base_model).__name__}.forward takes no cache/position_ids"
-    if output_attentions:
+    if output_attentions or (output_attentions is None and getattr(config, "output_attentions", False)):
         return "output_attentions=True asks for the attention maps over prompt + input of every row"
+    rope = _length_dependent_rope(base_model)
+    if rope is not None:
+        return (f"rope_type={rope!r} picks its rotary frequencies from the call's longest position: the prompt run alone "
+                "would get other ones than the input after it")
     if call_kwargs.get("output_router_logits") or getattr(config, "output_router_logits", False):
         return "output_router_logits: the router's auxiliary loss covers prompt + input of every row"
     if call_kwargs.get("token_type_ids") is not None:
@@ -166,15 +184,17 @@ def _model_name(model) -> str:
 
 
 def model_state(base_model) -> tuple:
-    """What the prompt's keys/values depend on besides the prompt: weights, attention implementation
-    and autocast. Weights by their in-place version counters (optimizer steps, load_state_dict,
-    edits) and by which tensors they are (`load_state_dict(assign=True)`, `param.data = ...`,
-    `resize_token_embeddings` put new ones in, whose counters may be where the old ones were)."""
+    """What the prompt's keys/values depend on besides the prompt: weights and buffers (rotary frequencies),
+    attention implementation and autocast. Tensors by their in-place version counters (optimizer steps,
+    load_state_dict, edits) and by which tensors they are (`load_state_dict(assign=True)`, `param.data = ...`,
+    `resize_token_embeddings`, a replaced rotary module put new ones in, whose counters may be where the old
+    ones were)."""
     parameters = list(base_model.parameters())
     device_type = parameters[0].device.type
     autocast = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type)
-    versions = sum(p._version for p in parameters)
-    tensors = hash(tuple((id(p), p.data_ptr(), tuple(p.shape)) for p in parameters))
+    tensors = parameters + list(base_model.buffers())
+    versions = sum(t._version for t in tensors)
+    tensors = hash(tuple((id(t), t.data_ptr(), tuple(t.shape)) for t in tensors))
     return versions, tensors, getattr(base_model.config, "_attn_implementation", None), autocast
 
 

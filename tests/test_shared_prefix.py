@@ -448,3 +448,60 @@ def test_a_callers_empty_cache_is_filled_and_returned():
     with torch.no_grad():
         output = peft_model(**batch, **{common.CACHE_NAME: cache})
     assert getattr(output, common.CACHE_NAME) is cache and cache.get_seq_length() == 5 + 7
+
+
+
+def _rope_llama(rope_type: str):
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=common.VOCAB_SIZE, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=16, initializer_range=0.2, pad_token_id=0,
+                         rope_parameters={"rope_type": rope_type, "factor": 4.0, "rope_theta": 10000.0})  # fmt: skip
+    prompt = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, seed=1)
+    return peft.get_peft_model(AutoModelForCausalLM.from_config(config).eval(), prompt)
+
+
+def test_rotary_frequencies_that_depend_on_the_length_take_the_standard_path():
+    """Dynamic NTK rope (and Phi-3's longrope) picks its frequencies from the call's longest position: the prefix,
+    run alone over 5 positions, got other frequencies than the input after it, and "auto" returned logits 0.67 off."""
+    peft_model = _rope_llama("dynamic")
+    batch = common.inference_batch("llama", length=20)  # prompt + input past max_position_embeddings=16
+    with torch.no_grad():
+        automatic = peft_model(**batch).logits
+    torch.testing.assert_close(automatic, _standard_logits(peft_model, batch), rtol=1e-5, atol=1e-5)
+    peft_model.peft_config["default"].shared_prefix = "on"
+    with pytest.raises(ValueError, match=r"rope_type='dynamic'"):
+        with torch.no_grad():
+            peft_model(**batch)
+
+
+def test_stored_cache_is_recomputed_when_a_base_buffer_changes():
+    """Rotary frequencies are buffers, not parameters: editing or replacing them left the stored cache in use (1.8-3.0 off)."""
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    batch = common.inference_batch("llama")
+    with torch.no_grad():
+        peft_model(**batch)
+        peft_model.base_model.model.rotary_emb.inv_freq.mul_(0.5)
+        shared = peft_model(**batch).logits
+    torch.testing.assert_close(shared, _standard_logits(peft_model, batch), rtol=1e-5, atol=1e-5)
+
+
+def test_output_attentions_set_on_the_model_config_takes_the_standard_path():
+    """Only the keyword was looked at: config.output_attentions=True returned attention maps over the input rows only."""
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    peft_model.get_base_model().config._attn_implementation = "eager"
+    peft_model.get_base_model().config.output_attentions = True
+    batch = common.inference_batch("llama")
+    with torch.no_grad():
+        automatic = peft_model(**batch)
+        peft_model.peft_config["default"].shared_prefix = "off"
+        standard = peft_model(**batch)
+    assert automatic.attentions[0].shape == standard.attentions[0].shape == (3, 4, 12, 12)
+
+
+def test_an_empty_input_takes_the_standard_path():
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    empty = torch.zeros((2, 0), dtype=torch.long)
+    with torch.no_grad():
+        assert peft_model(input_ids=empty, attention_mask=empty).logits.shape == (2, 5, common.VOCAB_SIZE)
