@@ -54,9 +54,12 @@ def _readout_lines(peft_model, adapter_name: str, config) -> list[str]:
     source = getattr(config, "tokenizer_name_or_path", None) or config.base_model_name_or_path
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        description = describe_prompt(peft_model, tokenizer, k=3, adapter_name=adapter_name)
     except (OSError, ValueError, TypeError) as error:
         return [f"Nearest-token readout unavailable (no tokenizer at {source!r}: {type(error).__name__})."]
+    try:
+        description = describe_prompt(peft_model, tokenizer, k=3, adapter_name=adapter_name)
+    except ValueError as error:  # a prompt with no single table of input rows (several tasks, input-dependent, deep)
+        return [f"Nearest-token readout unavailable: {str(error).split(': ')[0].rstrip('.')}."]
     lines = ["| virtual token | nearest tokens (cosine) |", "|---:|---|"]
     for entry in description:
         nearest = ", ".join(f"`{n['token']}` ({n['cosine']:.2f})" for n in entry["nearest"])
@@ -121,6 +124,9 @@ def _plain_loading_lines(copies, encoder, where: str = "") -> list[str]:
 def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
     """The model card of one plugin adapter (see module docstring for what it holds)."""
     config = adapter_config_of(peft_model, adapter_name)
+    if not is_plugin_config(config):
+        raise ValueError(f"Adapter {adapter_name!r} is a plain PEFT {peft_type_name(config)} adapter: build_model_card writes the card "
+                         "of a plugin adapter (PEFT writes its own card when it saves this one).")  # fmt: skip
     encoder = prompt_encoder_of(peft_model, adapter_name)
     method = _method_name(config)
     trainable = sum(p.numel() for p in encoder.parameters())

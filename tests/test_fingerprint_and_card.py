@@ -190,6 +190,21 @@ def test_an_export_over_a_plugin_save_drops_the_saves_card_and_plain_copy_but_ke
     assert (tmp_path / "README.md").read_text() == "my own words"
 
 
+def test_a_card_says_why_a_prompt_has_no_readout_and_refuses_a_plain_adapter():
+    """The card of a deep prompt or an attention mixture said 'no tokenizer at ...' where the tokenizer loaded fine and
+    describe_prompt had refused the prompt; build_model_card on a plain PEFT adapter raised a bare AttributeError."""
+    from peft_softprompt_ext import DeepPromptTuningConfig
+    from peft_softprompt_ext.hub import build_model_card
+
+    deep = peft.get_peft_model(common.tiny_model("llama")[0], DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5,
+                                                                                      deep_init="random", tokenizer_name_or_path=common.tiny_tokenizer_dir()))  # fmt: skip
+    text = build_model_card(deep).text
+    assert "no single prompt of input rows" in text and "no tokenizer" not in text
+    plain = peft.get_peft_model(common.tiny_model("llama")[0], peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    with pytest.raises(ValueError, match=r"plain PEFT PROMPT_TUNING adapter: build_model_card writes the card of a plugin adapter"):
+        build_model_card(plain)
+
+
 def test_a_second_adapter_named_vanilla_is_refused_before_anything_is_written(tmp_path):
     """PEFT saves it into vanilla/, where the default adapter's plain copy goes: the copy overwrote it, and loading
     it back was skipped with a warning."""
