@@ -33,19 +33,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from 
 
 from peft_softprompt_ext import PromptProjection, fit_projection  # noqa: E402
 from peft_softprompt_ext import ProjectionFit, RowNorm  # noqa: E402
-from softprompt_bench.plans import run_all, run_config  # noqa: E402
+from softprompt_bench.plans import resolve_seeds, run_all, run_config  # noqa: E402
 from softprompt_bench.recipe_support import resolve_model_folder  # noqa: E402
 
 TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
 
 PLAN_KEYS = {"source_model", "target_model", "source_adapter", "method", "row_norm", "output_dir", "seeds", "target"}
+REQUIRED_KEYS = {"source_model", "target_model", "source_adapter", "output_dir", "target"}
 
 
 def check_plan(plan: dict, path: str) -> None:
-    """Unknown keys and bad option values fail here, before any model is loaded."""
+    """Unknown or missing keys and bad option values fail here, before any model is loaded."""
+    if not isinstance(plan, dict):
+        raise ValueError(f"{path} must hold a mapping of plan keys, got {type(plan).__name__}.")
     unknown = set(plan) - PLAN_KEYS
     if unknown:
         raise ValueError(f"Unknown key(s) {sorted(unknown)} in {path}; expected {sorted(PLAN_KEYS)}.")
+    missing = sorted(REQUIRED_KEYS - set(plan))
+    if missing:
+        raise ValueError(f"{path} lacks {missing}: a plan names {sorted(REQUIRED_KEYS)} (and optionally {sorted(PLAN_KEYS - REQUIRED_KEYS)}).")
+    if not isinstance(plan["target"], dict):
+        raise ValueError(f"target in {path} must be a mapping of recipe settings (task, steps, ...), got {plan['target']!r}.")
     for key, allowed, default in (("method", [m.value for m in ProjectionFit], "lstsq"), ("row_norm", [r.value for r in RowNorm], "none")):
         if plan.get(key, default) not in allowed:
             raise ValueError(f"{key}={plan[key]!r} in {path} is not one of {list(allowed)}.")
@@ -57,8 +65,14 @@ def fitted_projection(plan, output_dir: Path) -> tuple[str, dict]:
 
     method, row_norm = plan.get("method", "lstsq"), plan.get("row_norm", "none")
     folder = output_dir / f"projection_{method}_{row_norm}"
+    models = [plan["source_model"], plan["target_model"]]
     if (folder / "projection_config.json").is_file():
-        return str(folder), PromptProjection.from_pretrained(folder).info
+        info = PromptProjection.from_pretrained(folder).info
+        fitted_for = info.get("plan_models", models)  # projections fitted before this record: taken as they were
+        if fitted_for != models:
+            raise ValueError(f"{folder} was fitted for {fitted_for[0]!r} -> {fitted_for[1]!r}, but this plan maps {models[0]!r} -> "
+                             f"{models[1]!r}: use another output_dir, or delete that folder to fit again.")  # fmt: skip
+        return str(folder), info
     source_dir, target_dir = resolve_model_folder(plan["source_model"]), resolve_model_folder(plan["target_model"])
     source = AutoModelForCausalLM.from_pretrained(source_dir, dtype=torch.float32)
     target = AutoModelForCausalLM.from_pretrained(target_dir, dtype=torch.float32)
@@ -66,6 +80,7 @@ def fitted_projection(plan, output_dir: Path) -> tuple[str, dict]:
     projection = fit_projection(source, AutoTokenizer.from_pretrained(source_dir), target, AutoTokenizer.from_pretrained(target_dir),
                                 method=method, row_norm=row_norm)  # fmt: skip
     print(f"fitted {method} projection (row_norm={row_norm}) in {time.perf_counter() - began:.1f} s: {projection.info['quality']}")
+    projection.info["plan_models"] = models  # what a later run of this plan checks before reusing it
     projection.save_pretrained(folder)
     return str(folder), projection.info
 
@@ -108,6 +123,7 @@ def summarise(records: dict[str, list[dict]], info: dict) -> dict:
         reached = steps_to_reach(warm, goal, start=projected_start)  # step 0 = the projected prompt itself
         ratios.append(None if reached is None else reached / cold_steps)
     return {
+        "task": records["no prompt"][0].get("task"),  # as the runs resolved it (the plan may leave it to the default)
         "accuracy_mean": mean,
         "accuracy_std": {n: statistics.stdev([r["metrics"]["accuracy"] for r in runs]) if len(runs) > 1 else 0.0 for n, runs in records.items()},
         # undefined unless the trained prompt beats no prompt (a ratio over a loss means nothing)
@@ -119,7 +135,7 @@ def summarise(records: dict[str, list[dict]], info: dict) -> dict:
 
 def write_markdown(summary: dict, plan, seeds, path: Path) -> None:
     quality = summary["projection"]["quality"]
-    lines = [f"`{plan['source_model']}` -> `{plan['target_model']}`, task `{plan['target']['task']}`, seeds {seeds}, "
+    lines = [f"`{plan['source_model']}` -> `{plan['target_model']}`, task `{summary['task']}`, seeds {seeds}, "
              f"{plan['target'].get('steps')} steps. Projection `{summary['projection']['method']}` "
              f"(row_norm `{summary['projection']['row_norm_mode'] or 'none'}`) on "
              f"{summary['projection']['num_anchors']:,} shared tokens, fit {summary['projection']['fit_seconds']:.1f} s; "
@@ -144,7 +160,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     plan = yaml.safe_load(Path(args.config).read_text())
     check_plan(plan, args.config)
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else plan.get("seeds", [0, 1, 2])
+    seeds = resolve_seeds(args.seeds, plan.get("seeds", [0, 1, 2]))
     output_dir = Path(plan["output_dir"])
     projection_dir, info = fitted_projection(plan, output_dir)
     runs = runs_plan(plan, projection_dir)

@@ -41,16 +41,22 @@ def load_plan(path: str, seeds_override: str | None = None, default_seeds=(0,)) 
     _check_run_folders(names, path)
     if "baseline" in plan and plan["baseline"] not in names:
         raise ValueError(f"baseline {plan['baseline']!r} in {path} is not one of the methods {names}.")
+    return plan, resolve_seeds(seeds_override, plan.get("seeds", default_seeds))
+
+
+def resolve_seeds(seeds_override: str | None, plan_seeds) -> list[int]:
+    """`--seeds 0,1,2` if given, else the plan's seeds; distinct (one run counted twice would shrink the spread and
+    the interval)."""
     if seeds_override:
         try:
             seeds = [int(seed) for seed in seeds_override.split(",")]
         except ValueError:
             raise ValueError(f"--seeds must be comma-separated integers, got {seeds_override!r}.") from None
     else:
-        seeds = list(plan.get("seeds", default_seeds))
-    if len(set(seeds)) != len(seeds):  # one run counted twice would shrink the spread and the interval
+        seeds = list(plan_seeds)
+    if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {seeds!r}.")
-    return plan, seeds
+    return seeds
 
 
 def _check_run_folders(names: list, path: str) -> None:

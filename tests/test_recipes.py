@@ -624,17 +624,27 @@ def test_project_recipe_writes_the_transfer_table(tmp_path):
     plan = {
         "source_model": source_dir, "target_model": common.tiny_model_folder("llama"), "source_adapter": str(adapter),
         "method": "lstsq", "output_dir": str(tmp_path / "out"), "seeds": [0, 1],
-        "target": {"task": "movie_sentiment", "num_virtual_tokens": 4, "steps": 4, "eval_every": 2, "batch_size": 4,
+        # no task: the recipe's default (the summary crashed on plan['target']['task'] after every run had trained)
+        "target": {"num_virtual_tokens": 4, "steps": 4, "eval_every": 2, "batch_size": 4,
                    "train_size": 32, "eval_size": 16, "max_length": 16, "num_frequent_tokens": 50, "lr": 0.1},
     }  # fmt: skip
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
     recipe("project.py", "--config", tmp_path / "plan.yaml")
     table = (tmp_path / "out" / "projection_results.md").read_text()
-    for row in ("no prompt", "random prompt", "projected prompt (zero-shot)", "cold start", "warm start"):
+    for row in ("no prompt", "random prompt", "projected prompt (zero-shot)", "cold start", "warm start", "task `movie_sentiment`"):
         assert row in table, row
     summary = json.loads((tmp_path / "out" / "projection_results.json").read_text())
     assert len(summary["warm_steps_ratio_per_seed"]) == 2 and summary["projection"]["num_anchors"] > 32
     assert (tmp_path / "out" / "projection_lstsq_none" / "projection.safetensors").exists()
+    # refused before anything runs: repeated seeds (counted twice), a plan without a key, a projection of other models
+    result = recipe("project.py", "--config", tmp_path / "plan.yaml", "--seeds", "0,0", check=False)
+    assert result.returncode != 0 and "seeds must be distinct, got [0, 0]" in result.stderr, result.stderr[-1500:]
+    (tmp_path / "short.yaml").write_text(yaml.safe_dump({k: v for k, v in plan.items() if k != "target"}))
+    result = recipe("project.py", "--config", tmp_path / "short.yaml", check=False)
+    assert result.returncode != 0 and "lacks ['target']" in result.stderr, result.stderr[-1500:]
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump({**plan, "source_model": common.tiny_model_folder("llama")}))
+    result = recipe("project.py", "--config", tmp_path / "other.yaml", check=False)
+    assert result.returncode != 0 and "was fitted for" in result.stderr and "use another output_dir" in result.stderr, result.stderr[-1500:]
 
 
 def test_project_summary_counts_steps_from_the_projected_prompt_and_the_cold_starts_first_reach():
