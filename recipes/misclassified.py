@@ -11,7 +11,6 @@ reported. With --other, a row is listed when either run is wrong, with both pred
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -19,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from 
 
 import peft_softprompt_ext  # noqa: E402,F401  (registers the plugin methods a saved adapter may use)
 from softprompt_bench import classification  # noqa: E402
-from softprompt_bench.recipe_config import load_config  # noqa: E402
+from softprompt_bench.benchmark_args import count  # noqa: E402
+from softprompt_bench.recipe_config import load_run  # noqa: E402
 from softprompt_bench.recipe_support import evaluation_prompts  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def predictions(run: Path) -> tuple[list[str], list[int], list[int], list[list[i
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    config = load_config(str(run / "resolved_config.yaml"))
+    config, recorded = load_run(run)
     if config.method == "full_finetune":  # its run keeps metrics only: there are no trained weights to score again
         raise SystemExit(f"misclassified: {run} is a full_finetune run, which saves no weights; it cannot be scored again.")
     folder, words, prompts, labels = evaluation_prompts(config)
@@ -40,7 +40,6 @@ def predictions(run: Path) -> tuple[list[str], list[int], list[int], list[list[i
     label_ids = classification.label_token_ids(tokenizer, words)
     with torch.no_grad():
         predicted = classification.rank_classify(model.eval(), prompts, label_ids, classification.pad_token_id(tokenizer))
-    recorded = json.loads((run / "results.json").read_text())["metrics"]["accuracy"]
     wrong = sum(p != t for p, t in zip(predicted, labels))
     if abs((len(labels) - wrong) / len(labels) - recorded) > 1e-9:
         raise SystemExit(f"misclassified: {run} now scores {(len(labels) - wrong) / len(labels):.4f}, its results.json "
@@ -53,7 +52,7 @@ def main(argv=None) -> None:
     parser.add_argument("--run", required=True, type=Path, help="a recipe run's output_dir (adapter/, resolved_config.yaml, results.json)")
     parser.add_argument("--other", type=Path, help="a second run on the same rows: its prediction is shown beside")
     parser.add_argument("--label", help="only rows whose true label word is this (e.g. entertainment)")
-    parser.add_argument("--chars", type=int, default=150, help="characters of each row's text shown")
+    parser.add_argument("--chars", type=count(), default=150, help="characters of each row's text shown")
     args = parser.parse_args(argv)
     words, labels, first, prompts, tokenizer = predictions(args.run)
     names = [word.strip() for word in words]

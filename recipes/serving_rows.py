@@ -7,7 +7,7 @@
     .venv-vllm/bin/python recipes/serve_vllm.py generate --model $(.venv/bin/python -m softprompt_bench.embedded_models smollm2-135m) \\
         --adapter movie=runs/compare_default/vocab_sampled_top_frequent_plugin/seed0/adapter \\
         --input movie_rows.jsonl --output movie_answers.jsonl
-    # 3. accuracy through vLLM next to the run's own (results.json), and how many predictions differ
+    # 3. accuracy through vLLM next to the run's own (results.json); the answers must be the run's rows
     .venv/bin/python recipes/serving_rows.py score --run runs/compare_default/vocab_sampled_top_frequent_plugin/seed0 \\
         --answers movie_answers.jsonl
 
@@ -24,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
-from softprompt_bench.recipe_config import load_config  # noqa: E402
+from softprompt_bench.recipe_config import load_run  # noqa: E402
 from softprompt_bench.recipe_support import evaluation_prompts  # noqa: E402
 
 
 def write_rows(run: Path, task: str, output: str) -> None:
-    config = load_config(str(run / "resolved_config.yaml"))
+    config, _ = load_run(run)
     _, words, prompts, labels = evaluation_prompts(config)
     with open(output, "w") as handle:
         for ids, label in zip(prompts, labels):
@@ -38,9 +38,18 @@ def write_rows(run: Path, task: str, output: str) -> None:
 
 
 def score(run: Path, answers: str) -> None:
+    """Accuracy of the served answers, which must be this run's rows in order (token ids and labels checked)."""
+    config, recorded = load_run(run)
+    _, _, prompts, labels = evaluation_prompts(config)
     rows = [json.loads(line) for line in Path(answers).read_text().splitlines() if line.strip()]
+    if len(rows) != len(prompts):
+        raise SystemExit(f"serving_rows: {answers} holds {len(rows)} answers; {run} scored {len(prompts)} rows (write them "
+                         "with `serving_rows.py rows` and serve all of them).")  # fmt: skip
+    for index, (row, ids, label) in enumerate(zip(rows, prompts, labels)):
+        if "prediction" not in row or row.get("token_ids") != ids or row.get("label") != label:
+            raise SystemExit(f"serving_rows: answer {index} of {answers} is not row {index} of {run} (its token ids, label or "
+                             "prediction differ or are missing): score the answers to this run's own rows.")  # fmt: skip
     accuracy = sum(row["prediction"] == row["label"] for row in rows) / len(rows)
-    recorded = json.loads((run / "results.json").read_text())["metrics"]["accuracy"]
     print(f"serving_rows: {len(rows)} rows; accuracy through vLLM {accuracy:.4f}, the run's own {recorded:.4f}, "
           f"difference {accuracy - recorded:+.4f}")  # fmt: skip
 

@@ -1,5 +1,5 @@
-"""Argument types the benchmark scripts share: a bad count is an argparse error naming it, before any work
-(a zero `--rounds` used to end in "no median for empty data" after the whole run)."""
+"""Argument types the benchmark scripts and recipes share: a bad count is an argparse error naming it, before
+any work (a zero `--rounds` used to end in "no median for empty data" after the whole run)."""
 
 from __future__ import annotations
 

@@ -231,6 +231,24 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
     return config_from_values(values)
 
 
+def load_run(run) -> tuple[RecipeConfig, float]:
+    """(config, recorded accuracy) of a finished recipe run folder: its resolved_config.yaml and results.json, both
+    required and non-empty (an empty config read as every default and pointed at another model)."""
+    import json
+    from pathlib import Path
+
+    run = Path(run)
+    config_path, results_path = run / "resolved_config.yaml", run / "results.json"
+    for path in (config_path, results_path):
+        if not path.is_file() or not path.read_text(encoding="utf-8").strip():
+            raise ValueError(f"{run} is not a finished recipe run: {path.name} is {'empty' if path.is_file() else 'missing'}.")
+    try:
+        accuracy = json.loads(results_path.read_text(encoding="utf-8"))["metrics"]["accuracy"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{results_path} holds no metrics.accuracy ({type(error).__name__}: {error}).") from None
+    return load_config(str(config_path)), accuracy
+
+
 def config_from_values(values: dict) -> RecipeConfig:
     """A RecipeConfig from checked keys whose values may be strings (`--lr 1e-3`, or YAML's `lr: 1e-3`, which
     YAML reads as a string): each becomes its field's type, as on the command line."""

@@ -179,6 +179,28 @@ def test_misclassified_lists_the_rows_a_run_got_wrong_and_checks_them_against_it
     results_file.write_text(json.dumps(record))
     refused = recipe("misclassified.py", "--run", tmp_path / "prompt", check=False)
     assert refused.returncode != 0 and "the adapter is not the one that was reported" in refused.stderr
+    # serving_rows: the answers scored must be this run's rows (3 answers of 16, or another run's, were scored as they came)
+    record["metrics"]["accuracy"] = results["prompt"]["accuracy"]
+    results_file.write_text(json.dumps(record))
+    recipe("serving_rows.py", "rows", "--run", tmp_path / "prompt", "--output", tmp_path / "rows.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps({**row, "prediction": row["label"]}) + "\n" for row in rows))
+    assert "accuracy through vLLM 1.0000" in recipe("serving_rows.py", "score", "--run", tmp_path / "prompt", "--answers", answers).stdout
+    answers.write_text("".join(json.dumps({**row, "prediction": row["label"]}) + "\n" for row in rows[:3]))
+    short = recipe("serving_rows.py", "score", "--run", tmp_path / "prompt", "--answers", answers, check=False)
+    assert short.returncode != 0 and "holds 3 answers" in short.stderr and "scored 16 rows" in short.stderr, short.stderr[-1500:]
+    answers.write_text("".join(json.dumps({**row, "label": 1 - row["label"], "prediction": 0}) + "\n" for row in rows))
+    other = recipe("serving_rows.py", "score", "--run", tmp_path / "prompt", "--answers", answers, check=False)
+    assert other.returncode != 0 and "answer 0 of" in other.stderr and "is not row 0" in other.stderr, other.stderr[-1500:]
+    # a run folder whose config is empty or missing is not a run (an empty one read as every default: another model)
+    config_file.write_text("")
+    for script in ("misclassified.py", "serving_rows.py"):
+        empty = recipe(script, *(["rows", "--output", tmp_path / "x.jsonl"] if script == "serving_rows.py" else []), "--run", tmp_path / "prompt",
+                       check=False)  # fmt: skip
+        assert empty.returncode != 0 and "is not a finished recipe run: resolved_config.yaml is empty" in empty.stderr, empty.stderr[-1500:]
+    missing = recipe("misclassified.py", "--run", tmp_path / "nowhere", check=False)
+    assert missing.returncode != 0 and "resolved_config.yaml is missing" in missing.stderr
 
 
 @pytest.mark.slow
