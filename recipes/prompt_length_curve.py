@@ -12,32 +12,43 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
+
+from softprompt_bench.recipe_config import RecipeConfig  # noqa: E402
+
+REFERENCE_METHODS = ("lora", "full_finetune", "zero_shot")  # no prompt length: drawn as reference lines
 
 
 def curve_points(comparison: dict) -> tuple[list[dict], list[dict]]:
-    """(prompt rows sorted by length with `num_virtual_tokens` added, reference rows without a length)."""
-    plan = comparison["plan"]
-    base_length = plan.get("base", {}).get("num_virtual_tokens")
-    lengths = {method["name"]: method.get("num_virtual_tokens", base_length) for method in plan["methods"]}
-    methods = {method["name"]: method.get("method", plan.get("base", {}).get("method")) for method in plan["methods"]}
+    """(prompt rows sorted by recipe method then length, with `num_virtual_tokens` and `recipe_method` added,
+    reference rows without a length). A length or method the plan leaves unset is the recipe's default."""
+    plan, defaults = comparison["plan"], RecipeConfig()
+    base = plan.get("base", {})
+    settings = {method["name"]: {**base, **method} for method in plan["methods"]}
     points, references = [], []
     for row in comparison["rows"]:
-        if methods.get(row["method"]) in ("lora", "full_finetune", "zero_shot"):
+        setting = settings.get(row["method"], base)
+        recipe_method = setting.get("method", defaults.method)
+        if recipe_method in REFERENCE_METHODS:
             references.append(row)
-        elif lengths.get(row["method"]) is not None:
-            points.append(dict(row, num_virtual_tokens=int(lengths[row["method"]])))
+        else:
+            points.append(dict(row, num_virtual_tokens=int(setting.get("num_virtual_tokens", defaults.num_virtual_tokens)),
+                               recipe_method=recipe_method))  # fmt: skip
     if not points:
-        raise ValueError("No prompt-method rows with num_virtual_tokens in this comparison; expected a prompt-length plan.")
-    return sorted(points, key=lambda row: row["num_virtual_tokens"]), references
+        raise ValueError("No prompt-method rows in this comparison; expected a prompt-length plan.")
+    return sorted(points, key=lambda row: (row["recipe_method"], row["num_virtual_tokens"])), references
 
 
 def write_markdown(points, references, path: Path) -> None:
-    lines = ["| prompt length | trainable params | accuracy (mean ± std) | time/step (s) |", "|---:|---:|---:|---:|"]
+    lines = ["| prompt length | trainable params | accuracy (mean ± std) | time/step (s) | method |", "|---:|---:|---:|---:|---|"]
     for row in points + references:
         length = row.get("num_virtual_tokens", row["method"])
         step = f"{row['time_per_step_s']:.2f}" if row["time_per_step_s"] else "-"
-        lines.append(f"| {length} | {row['trainable_params']:,} | {100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f} | {step} |")
+        lines.append(f"| {length} | {row['trainable_params']:,} | {100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f} "
+                     f"| {step} | {row.get('recipe_method', row['method'])} |")  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -47,11 +58,13 @@ def write_plot(points, references, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lengths = [row["num_virtual_tokens"] for row in points]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.errorbar(lengths, [100 * r["accuracy_mean"] for r in points], yerr=[100 * r["accuracy_std"] for r in points],
-                  marker="o", capsize=3, label="soft prompt")  # fmt: skip
-    right.plot(lengths, [r["time_per_step_s"] or float("nan") for r in points], marker="o", label="soft prompt")
+    for recipe_method in dict.fromkeys(row["recipe_method"] for row in points):  # one curve per prompt method
+        curve = [row for row in points if row["recipe_method"] == recipe_method]
+        lengths = [row["num_virtual_tokens"] for row in curve]
+        left.errorbar(lengths, [100 * r["accuracy_mean"] for r in curve], yerr=[100 * r["accuracy_std"] for r in curve],
+                      marker="o", capsize=3, label=recipe_method)  # fmt: skip
+        right.plot(lengths, [r["time_per_step_s"] or float("nan") for r in curve], marker="o", label=recipe_method)
     for row in references:
         left.axhline(100 * row["accuracy_mean"], linestyle="--", color="gray", label=row["method"])
         if row["time_per_step_s"]:

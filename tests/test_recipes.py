@@ -528,6 +528,23 @@ def test_prompt_length_curve_reads_a_length_plan(tmp_path):
     assert (tmp_path / "curve" / "prompt_length.png").stat().st_size > 10_000 and "plot:" in result.stdout
 
 
+def test_prompt_length_curve_takes_the_default_length_and_keeps_prompt_methods_apart():
+    """A row relying on the default prompt length (20) dropped out of the table and plot, and a deep_prompt row was
+    drawn as a point of the shallow prompt's curve."""
+    curve = recipe_module("prompt_length_curve")
+
+    def row(name):
+        return {"method": name, "trainable_params": 1, "accuracy_mean": 0.5, "accuracy_std": 0.0, "time_per_step_s": 1.0}
+
+    comparison = {"plan": {"base": {"method": "vocab_sampled"},
+                           "methods": [{"name": "P5", "num_virtual_tokens": 5}, {"name": "default P"},
+                                       {"name": "deep", "method": "deep_prompt", "num_virtual_tokens": 5}, {"name": "LoRA", "method": "lora"}]},
+                  "rows": [row("P5"), row("default P"), row("deep"), row("LoRA")]}  # fmt: skip
+    points, references = curve.curve_points(comparison)
+    assert [(p["recipe_method"], p["num_virtual_tokens"]) for p in points] == [("deep_prompt", 5), ("vocab_sampled", 5), ("vocab_sampled", 20)]
+    assert [r["method"] for r in references] == ["LoRA"]
+
+
 # ------------------------------------------------------------------------------ bad input
 def test_unknown_method_is_named():
     with pytest.raises(ValueError, match=r"method='prefix' is unknown"):
