@@ -234,9 +234,6 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
 def load_run(run) -> tuple[RecipeConfig, float]:
     """(config, recorded accuracy) of a finished recipe run folder: its resolved_config.yaml and results.json, both
     required and non-empty (an empty config read as every default and pointed at another model)."""
-    import json
-    from pathlib import Path
-
     run = Path(run)
     config_path, results_path = run / "resolved_config.yaml", run / "results.json"
     for path in (config_path, results_path):

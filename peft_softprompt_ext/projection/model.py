@@ -25,13 +25,13 @@ def projected_source_prompt(config) -> torch.Tensor:
     if projection.target_width != config.token_dim:
         raise ValueError(f"{what} maps to width {projection.target_width}; this model is {config.token_dim} wide.")
     this_model = config.base_model_fingerprint
-    if this_model and fingerprint_differences(projection.info["target_fingerprint"], this_model):
+    differences = fingerprint_differences(projection.info["target_fingerprint"], this_model) if this_model else []
+    if differences:
         if not fingerprint_differences(projection.info["source_fingerprint"], this_model):
             raise ValueError(f"{what} maps its source model's prompts to its target model, and this model is its source model: "
                              "the projection runs the other way. Fit one from the source adapter's model to this model "
                              "(fit_projection(that model, its tokenizer, this model, this tokenizer)).")  # fmt: skip
-        raise ValueError(f"{what} was fitted for another target model: "
-                         + "; ".join(fingerprint_differences(projection.info["target_fingerprint"], this_model)) + ".")
+        raise ValueError(f"{what} was fitted for another target model: " + "; ".join(differences) + ".")
     prompt, _ = load_saved_prompt(config.source_adapter, projection.source_width, projection.info["source_fingerprint"],
                                   revision=config.source_revision)  # fmt: skip
     if prompt.shape[0] != config.num_virtual_tokens:
