@@ -211,12 +211,29 @@ def check_position_ids(position_ids, reference: torch.Tensor) -> None:
         )
 
 
-def embed_prompts(parts: PromptParts, inputs_embeds, attention_mask, task_ids) -> torch.Tensor:
-    """The encoder's prompts [B, P, D] for this batch, in the dtype of the input embeddings."""
+def embed_prompts(parts: PromptParts, inputs_embeds, attention_mask, task_ids, labels=None) -> torch.Tensor:
+    """The encoder's prompts [B, P, D] for this batch, in the dtype of the input embeddings.
+
+    `labels` (a causal LM's, one per input token): an input-dependent encoder reads only the tokens that are not
+    targets, so a teacher-forced training row (input + answer, labelled on the answer) gets the prompt that
+    `generate` gives its input alone. A row labelled on every token (plain language modelling) is read whole.
+    """
+    if parts.encoder.input_dependent and labels is not None:
+        attention_mask = _context_mask(attention_mask, labels)
     prompts = parts.encoder(
         inputs_embeds.shape[0], task_ids=task_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask
     )
     return prompts.to(inputs_embeds.dtype)
+
+
+def _context_mask(attention_mask, labels: torch.Tensor) -> torch.Tensor:
+    """The attention mask less the labelled positions, per row; a row with nothing left keeps its mask."""
+    mask = torch.ones_like(labels, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    if mask.shape != labels.shape:
+        raise ValueError(f"labels have shape {tuple(labels.shape)} but the input is {tuple(mask.shape)} [batch, length]: "
+                         "a causal LM takes one label per input token (-100 where there is nothing to predict).")  # fmt: skip
+    context = mask & (labels == -100)
+    return torch.where(context.any(dim=1, keepdim=True), context, mask).long()
 
 
 def causal_lm_forward(
@@ -268,7 +285,7 @@ def causal_lm_forward(
         return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, inputs_embeds, full_mask, positions,
                                                labels, output_hidden_states, return_dict, kwargs)  # fmt: skip
     if injecting:
-        prompts = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
+        prompts = embed_prompts(parts, inputs_embeds, attention_mask, task_ids, labels)
         inputs_embeds = torch.cat((prompts, inputs_embeds), dim=1)
         new_length += num_virtual
         if labels is not None:

@@ -98,9 +98,12 @@ def _next_token_log_probs(model, prompts, pad_token_id) -> torch.Tensor:
 
 
 def _label_scores(model, prompts, label, pad_token_id) -> torch.Tensor:
-    """Summed log-prob [len(prompts)] of the `label` tokens following each prompt."""
-    batch = collate([{"input_ids": p + label, "labels": [0] * (len(p) + len(label))} for p in prompts], pad_token_id)
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+    """Summed log-prob [len(prompts)] of the `label` tokens following each prompt.
+
+    The label's tokens are passed as labels, as in training, so that an input-dependent prompt (a mixture with
+    mixing="attention") reads the prompt alone, as when the next token is scored or generated."""
+    batch = collate([{"input_ids": p + label, "labels": [-100] * len(p) + label} for p in prompts], pad_token_id)
+    logits = model(**batch).logits.float()
     log_probs = torch.log_softmax(logits, dim=-1)
     total = torch.zeros(len(prompts))
     for row, prompt in enumerate(prompts):

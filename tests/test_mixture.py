@@ -278,3 +278,42 @@ def test_a_multi_task_mixture_saves_one_plain_copy_per_task(tmp_path):
     assert sorted(p.name for p in (tmp_path / "vanilla").iterdir()) == ["task_0", "task_1"]
     card = (tmp_path / "README.md").read_text()
     assert 'subfolder="vanilla/task_0"' in card and 'subfolder="vanilla/task_1"' in card
+
+
+@pytest.mark.parametrize("model_name", common.CAUSAL_MODELS)
+def test_attention_mixing_in_teacher_forced_training_pools_the_input_not_the_answer(model_name):
+    # generate (and scoring) pool the input alone; a training row is input + answer, labelled on the answer
+    peft_model = mixture(model_name, "attention").double()
+    batch = common.inference_batch(model_name, length=9)
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[:, -2:] = batch["input_ids"][:, -2:]  # the last two tokens are the answer
+    trained = peft_model(**batch, labels=labels, task_ids=TASK_IDS).logits
+    input_alone = {**batch, "attention_mask": batch["attention_mask"].clone()}
+    input_alone["attention_mask"][:, -2:] = 0
+    alone = peft_model(**input_alone, task_ids=TASK_IDS).logits
+    before_answer = slice(0, trained.shape[1] - 2)  # causal: these positions read the prompt and the input only
+    torch.testing.assert_close(trained[:, before_answer], alone[:, before_answer], rtol=1e-9, atol=1e-9)
+    # a row labelled on every token (plain language modelling) pools all of them, as without labels
+    every = peft_model(**batch, labels=batch["input_ids"], task_ids=TASK_IDS).logits
+    torch.testing.assert_close(every, peft_model(**batch, task_ids=TASK_IDS).logits, rtol=1e-9, atol=1e-9)
+
+
+def test_labels_of_another_shape_than_the_input_are_refused_naming_both():
+    peft_model = mixture("gpt2", "attention")
+    batch = common.inference_batch("gpt2")
+    with pytest.raises(ValueError, match=r"labels have shape \(3, 6\) but the input is \(3, 7\)"):
+        peft_model(**batch, labels=batch["input_ids"][:, :6], task_ids=TASK_IDS)
+
+
+def test_scoring_multi_token_labels_hides_the_label_from_an_attention_mixture():
+    from softprompt_bench.classification import rank_classify
+
+    peft_model = mixture("gpt2", "attention", num_tasks=1)
+    encoder = peft_model.prompt_encoder["default"]
+    seen, forward = [], encoder.forward
+    encoder.forward = lambda *args, **kwargs: seen.append(kwargs["attention_mask"].clone()) or forward(*args, **kwargs)
+    prompts = [[7, 8, 9], [10, 11, 12, 13]]
+    rank_classify(peft_model, prompts, [[20, 21], [22]], pad_token_id=0)  # a two-token label: one forward per label
+    assert len(seen) == 2
+    for mask in seen:  # each row reads its prompt's tokens only, not the label's
+        assert mask.sum(dim=1).tolist() == [3, 4]
