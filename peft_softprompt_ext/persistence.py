@@ -18,6 +18,7 @@ Pushing: the saved folder is uploaded in one commit (nested `vanilla/<task>/` fo
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import tempfile
 import warnings
@@ -96,6 +97,11 @@ def checked_config(model_id, base_model, config_class, encoder_class, config=Non
         own = _own_fingerprint(model_id, subfolder)
         if own is not None:
             check_fingerprint(own, base_model, f"{source} (its own {ADAPTER_CONFIG_NAME})", allow_base_model_mismatch)
+            if config.base_model_fingerprint is None:  # a config built by hand: it takes the one just checked
+                config = copy.copy(config)
+                config.base_model_fingerprint = own
+        elif config.base_model_fingerprint is None:
+            source += f" (the config given to from_pretrained, and no local {ADAPTER_CONFIG_NAME} with one)"
     check_fingerprint(config.base_model_fingerprint, base_model, source, allow_base_model_mismatch)
     _check_width(config, base_model, source)
     setting = f"reparameterization={config.reparameterization!r}" if getattr(config, "reparameterization", None) else ""

@@ -345,3 +345,19 @@ def test_a_missing_subfolder_of_a_local_folder_is_named(saved):
     _, folder = saved
     with pytest.raises(FileNotFoundError, match=r"has no subfolder 'nope'"):
         sources.resolve_file(folder, "adapter_config.json", subfolder="nope")
+
+
+def test_a_fresh_config_given_to_from_pretrained_takes_the_folders_fingerprint(saved, tmp_path):
+    """Found 2026-12-05: a config built by hand (never given to get_peft_model, so without a fingerprint) was
+    refused as if the folder had none, and the only way out offered switched the base-model check off."""
+    peft_model, folder = saved
+    fresh = common.conformance_config("vocab_uniform", "CAUSAL_LM", "gpt2")
+    assert fresh.base_model_fingerprint is None
+    loaded = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], folder, config=fresh)
+    batch = common.inference_batch("gpt2")
+    torch.testing.assert_close(common.forward_logits(loaded, batch), common.forward_logits(peft_model, batch))
+    loaded.save_pretrained(tmp_path / "again")  # saved with the folder's fingerprint, which it was checked against
+    assert json.loads((tmp_path / "again" / "adapter_config.json").read_text())["base_model_fingerprint"] == \
+        json.loads((folder / "adapter_config.json").read_text())["base_model_fingerprint"]
+    with pytest.raises(ValueError, match=r"trained on another base model: embedding_digest"):  # still checked
+        PeftModel.from_pretrained(other_base(), folder, config=common.conformance_config("vocab_uniform", "CAUSAL_LM", "gpt2"))

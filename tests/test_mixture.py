@@ -317,3 +317,19 @@ def test_scoring_multi_token_labels_hides_the_label_from_an_attention_mixture():
     assert len(seen) == 2
     for mask in seen:  # each row reads its prompt's tokens only, not the label's
         assert mask.sum(dim=1).tolist() == [3, 4]
+
+
+@pytest.mark.parametrize(("saved", "into"), [
+    ({"mixing": "task", "reparameterization": "residual_mlp"}, {"mixing": "task", "num_tasks": 2}),
+    ({"mixing": "task"}, {"mixing": "one_hot", "num_tasks": 2}),
+])  # fmt: skip
+def test_weights_of_a_mixture_saved_otherwise_are_refused_naming_what_is_left_over(tmp_path, saved, into):
+    # the file's target prompts are raw (before its reparameterisation): used alone they would be wrong prompts
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    source = mixture("gpt2", **{"num_tasks": 2, **saved})
+    source.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"Mixture adapter weights hold \['.*'\], which this mixture has no place for"):
+        mixture("gpt2", **into).load_adapter(tmp_path, adapter_name="default")
+    with pytest.raises(ValueError, match=r"which this mixture has no place for"):
+        set_peft_model_state_dict(mixture("gpt2", **into), get_peft_model_state_dict(source))

@@ -212,6 +212,11 @@ class MixturePromptEncoder(PromptEncoder):
         missing = sorted(set(expected) - set(state_dict))
         if missing:
             raise ValueError(f"Mixture adapter weights lack {missing}; found {sorted(state_dict)}.")
+        left_over = sorted(set(state_dict) - set(expected))
+        if left_over:  # e.g. a reparameterisation's: the saved target prompts are raw, wrong prompts without it
+            raise ValueError(f"Mixture adapter weights hold {left_over}, which this mixture has no place for: they were "
+                             f"saved by a mixture with another mixing or reparameterization. Load them into a mixture "
+                             f"configured as saved (PeftModel.from_pretrained reads the saved config).")  # fmt: skip
         for name, target in expected.items():
             check_float_tensor(name, state_dict[name], target.shape)
         with torch.no_grad():
