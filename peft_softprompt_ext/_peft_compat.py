@@ -425,7 +425,13 @@ def _forward(hook_name: str):
 def _generate_keywords(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     """generate's positional arguments after `inputs` as keywords, by transformers' signature
     (`generate(inputs, generation_config, logits_processor, ...)`), so that the plugin reads every
-    setting where it reads a keyword one."""
+    setting where it reads a keyword one; `inputs=` given by name goes first, as when given by position."""
+    if "inputs" in kwargs:
+        if args:
+            raise TypeError("generate() got multiple values for argument 'inputs'.")
+        kwargs = dict(kwargs)
+        inputs = kwargs.pop("inputs")
+        args = () if inputs is None else (inputs,)
     if len(args) <= 1:
         return args, kwargs
     from transformers.generation.utils import GenerationMixin

@@ -390,3 +390,27 @@ def test_position_ids_of_another_shape_are_named(model_name):
     batch = common.inference_batch(model_name)
     with pytest.raises(ValueError, match=r"position_ids has shape \(3, 9\) but the input is \(3, 7\)"):
         peft_model(**batch, position_ids=torch.arange(9).expand(3, -1))
+
+
+@pytest.mark.parametrize("model_name", [*CAUSAL_MODELS, "t5"])
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "mixture_task", "deep"])
+def test_generate_takes_the_input_as_transformers_names_it_inputs(model_name, config_name):
+    """Found 2026-12-05: generate(inputs=ids) (transformers' name for the first argument) was refused as if no
+    input were given; plain PEFT takes it."""
+    peft_model = make_peft_model(model_name, config_name)[0] if config_name != "deep" else _deep(model_name)
+    batch = common.inference_batch(model_name)
+    kwargs = dict(attention_mask=batch["attention_mask"], max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    with torch.no_grad():
+        expected = peft_model.generate(input_ids=batch["input_ids"], **kwargs)
+        torch.testing.assert_close(peft_model.generate(inputs=batch["input_ids"], **kwargs), expected, rtol=0, atol=0)
+        torch.testing.assert_close(peft_model.generate(batch["input_ids"], **kwargs), expected, rtol=0, atol=0)
+        torch.testing.assert_close(peft_model.generate(inputs=None, input_ids=batch["input_ids"], **kwargs), expected, rtol=0, atol=0)
+        with pytest.raises(TypeError, match=r"got multiple values for argument 'inputs'"):
+            peft_model.generate(batch["input_ids"], inputs=batch["input_ids"], **kwargs)
+
+
+def _deep(model_name):
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    base, task_type = common.tiny_model(model_name)
+    return peft.get_peft_model(base, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, deep_init="random", seed=3))
