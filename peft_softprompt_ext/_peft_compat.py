@@ -352,7 +352,7 @@ class PluginHooks:
     checked_config: Callable  # (model_id, base_model, config_class, encoder_class, config, allow, subfolder, hub, kwargs)
     reading: Callable  # (model_id, subfolder) -> context manager held while PEFT reads the files
     check_weights_file: Callable  # (model_id, subfolder, hub_kwargs) -> path of a checked safetensors file
-    check_plain_copy: Callable  # (model_id, base_model, allow, subfolder): a plain PEFT adapter this plugin exported
+    check_plain_copy: Callable  # (model_id, base_model, allow, subfolder, hub_kwargs): a plain PEFT adapter this plugin exported
     push_adapter: Callable  # (peft_model, **push_to_hub options) -> commit info
 
 
@@ -546,7 +546,7 @@ def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_
                      allow_base_model_mismatch=False, **kwargs):  # fmt: skip
     peft_type = peft_type_of(model_id, config, kwargs)
     if peft_type not in PLUGIN_PEFT_TYPES:
-        _hooks.check_plain_copy(model_id, model, allow_base_model_mismatch, kwargs.get("subfolder"))
+        _hooks.check_plain_copy(model_id, model, allow_base_model_mismatch, kwargs.get("subfolder"), _hub_kwargs(kwargs))
         with _checked_by_from_pretrained(adapter_name):
             return original(model, model_id, adapter_name=adapter_name, is_trainable=is_trainable, config=config, **kwargs)
     with _hooks.reading(model_id, kwargs.get("subfolder")):
@@ -587,7 +587,7 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
                          "adapter saved in its parent folder (load that folder instead).")  # fmt: skip
             return None
         if _CHECKED_BY_FROM_PRETRAINED.get() != adapter_name:
-            _hooks.check_plain_copy(model_id, self.base_model, allow_base_model_mismatch, kwargs.get("subfolder"))
+            _hooks.check_plain_copy(model_id, self.base_model, allow_base_model_mismatch, kwargs.get("subfolder"), _hub_kwargs(kwargs))
         return original(self, model_id, adapter_name, is_trainable, *args, **kwargs)
     existing = adapter_name in self.peft_config and _CHECKED_BY_FROM_PRETRAINED.get() != adapter_name and hasattr(self, "prompt_encoder") \
         and adapter_name in self.prompt_encoder

@@ -94,14 +94,14 @@ def checked_config(model_id, base_model, config_class, encoder_class, config=Non
     if config is None:
         config = config_class.from_pretrained(model_id, **(config_kwargs or {}))  # (config_kwargs carry subfolder=)
     else:  # the caller's config: the folder's own, where it names a base model, must fit too
-        own = _own_fingerprint(model_id, subfolder)
+        own = _own_fingerprint(model_id, subfolder, hub_kwargs)
         if own is not None:
             check_fingerprint(own, base_model, f"{source} (its own {ADAPTER_CONFIG_NAME})", allow_base_model_mismatch)
             if config.base_model_fingerprint is None:  # a config built by hand: it takes the one just checked
                 config = copy.copy(config)
                 config.base_model_fingerprint = own
         elif config.base_model_fingerprint is None:
-            source += f" (the config given to from_pretrained, and no local {ADAPTER_CONFIG_NAME} with one)"
+            source += f" (the config given to from_pretrained, and no {ADAPTER_CONFIG_NAME} with one)"
     check_fingerprint(config.base_model_fingerprint, base_model, source, allow_base_model_mismatch)
     _check_width(config, base_model, source)
     setting = f"reparameterization={config.reparameterization!r}" if getattr(config, "reparameterization", None) else ""
@@ -111,26 +111,31 @@ def checked_config(model_id, base_model, config_class, encoder_class, config=Non
     return config
 
 
-def check_plain_copy(model_id, base_model, allow_base_model_mismatch=False, subfolder: str | None = None) -> None:
+def check_plain_copy(model_id, base_model, allow_base_model_mismatch=False, subfolder: str | None = None,
+                     hub_kwargs: dict | None = None) -> None:  # fmt: skip
     """A plain PEFT adapter this plugin wrote (a save's `vanilla/` copy, an export) carries the base model's
-    fingerprint in its safetensors metadata: while the plugin is imported, plain PEFT's own loads of it are
-    checked too. Adapters without that metadata (any other plain PEFT adapter) pass unchecked, as in PEFT."""
-    if not sources.is_local(model_id, subfolder):
-        return
-    path = os.path.join(sources.folder_of(model_id, subfolder), ADAPTER_WEIGHTS_NAME)
-    saved = exported_fingerprint(path) if os.path.isfile(path) else None
+    fingerprint in its safetensors metadata: while the plugin is imported, plain PEFT's own loads of it (from a
+    folder or the Hub) are checked too. Adapters without that metadata (any other plain PEFT adapter, one with
+    pickle weights only) pass unchecked, as in PEFT."""
+    hub_kwargs = dict(hub_kwargs or {})
+    revision = hub_kwargs.pop("revision", None)
+    hub_kwargs.pop("subfolder", None)
+    path = sources.resolve_file(model_id, ADAPTER_WEIGHTS_NAME, subfolder, revision, hub_kwargs, required=False)
+    saved = exported_fingerprint(path) if path is not None else None
     if saved is None:
         return
     where = f"Adapter {os.fspath(model_id)!r}" + (f" (subfolder {subfolder!r})" if subfolder else "")
     check_fingerprint(saved, base_model, f"{where}, a plain PEFT copy made by peft_softprompt_ext,", allow_base_model_mismatch)
 
 
-def _own_fingerprint(model_id, subfolder: str | None) -> dict | None:
-    """The fingerprint a local adapter folder's adapter_config.json carries (None: no folder, file or fingerprint)."""
-    if not sources.is_local(model_id, subfolder):
-        return None
-    path = os.path.join(sources.folder_of(model_id, subfolder), ADAPTER_CONFIG_NAME)
-    if not os.path.isfile(path):
+def _own_fingerprint(model_id, subfolder: str | None, hub_kwargs: dict | None = None) -> dict | None:
+    """The fingerprint an adapter folder's or Hub repo's own adapter_config.json carries (None: no file or
+    fingerprint)."""
+    hub_kwargs = dict(hub_kwargs or {})
+    revision = hub_kwargs.pop("revision", None)
+    hub_kwargs.pop("subfolder", None)
+    path = sources.resolve_file(model_id, ADAPTER_CONFIG_NAME, subfolder, revision, hub_kwargs, required=False)
+    if path is None:
         return None
     fingerprint = atomic_io.read_json_object(path, "The adapter config").get("base_model_fingerprint")
     return fingerprint if isinstance(fingerprint, dict) and fingerprint else None

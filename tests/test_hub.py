@@ -173,3 +173,34 @@ def test_projection_and_its_source_adapter_load_from_repo_ids(hub, tmp_path):
     hub_prompt = peft.get_peft_model(common.tiny_model("gpt2")[0], from_hub).prompt_encoder["default"].embedding.weight
     local_prompt = peft.get_peft_model(common.tiny_model("gpt2")[0], local).prompt_encoder["default"].embedding.weight
     torch.testing.assert_close(hub_prompt, local_prompt, rtol=0, atol=0)
+
+
+def test_a_config_given_to_a_pull_does_not_hide_the_repos_own_fingerprint(hub, pushed):
+    """Found 2026-12-05: from_pretrained(repo_id, config=<a config of another base model>) checked only the given
+    config, never the repo's own adapter_config.json, so a prompt trained on another base loaded unchecked (a
+    local folder was checked already); a config built by hand takes the repo's fingerprint once checked."""
+    import peft
+
+    from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    other = common.tiny_model("gpt2", seed=7)[0]
+    host = peft.get_peft_model(other, VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    with pytest.raises(ValueError, match=r"trained on another base model: embedding_digest"):
+        PeftModel.from_pretrained(common.tiny_model("gpt2", seed=7)[0], REPO_ID, config=host.peft_config["default"])
+    fresh = common.conformance_config("vocab_top_frequent", "CAUSAL_LM", "gpt2")
+    pulled = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], REPO_ID, config=fresh)
+    torch.testing.assert_close(logits(pulled), logits(pushed), rtol=1e-5, atol=1e-5)
+
+
+def test_plain_peft_pulls_of_the_vanilla_copy_are_checked_while_the_plugin_is_imported(hub, pushed):
+    """Found 2026-12-05: the fingerprint in a plugin-made plain copy's metadata was checked for local folders only;
+    pulled from the Hub into another base model, the copy loaded unchecked."""
+    with pytest.raises(ValueError, match=r"a plain PEFT copy made by peft_softprompt_ext, .*trained on another base model"):
+        PeftModel.from_pretrained(common.tiny_model("gpt2", seed=7)[0], REPO_ID, subfolder="vanilla")
+    import peft
+
+    host = peft.get_peft_model(common.tiny_model("gpt2", seed=7)[0], peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    with pytest.raises(ValueError, match=r"a plain PEFT copy made by peft_softprompt_ext, .*trained on another base model"):
+        host.load_adapter(REPO_ID, adapter_name="plain", subfolder="vanilla")
+    pulled = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], REPO_ID, subfolder="vanilla")  # its own base
+    torch.testing.assert_close(logits(pulled), logits(pushed), rtol=1e-5, atol=1e-5)
