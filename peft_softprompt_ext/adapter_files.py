@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from . import sources
-from ._peft_compat import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME
+from ._peft_compat import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, PLUGIN_PEFT_TYPES
 from .fingerprint import FINGERPRINT_METADATA_KEY
 
 PLUGIN_CARD_TAG = "peft-softprompt-ext"  # every card this plugin writes carries it (a README without it is someone else's)
@@ -125,6 +125,19 @@ def exported_fingerprint(weights_path: str):
         return json.loads(exported)
     except json.JSONDecodeError:
         return exported
+
+
+NO_FINGERPRINT = object()  # a plain PEFT adapter: no fingerprint was ever made for it
+
+
+def claimed_fingerprint(config: dict, weights_path: str | None) -> tuple[object, str]:
+    """(fingerprint, where it is) an adapter claims: a plugin adapter's config field ("config"; it must be valid: a
+    removed or nulled one is refused), a plain copy's safetensors metadata ("metadata", written by the plugin's
+    export), or (NO_FINGERPRINT, "") for an adapter made by plain PEFT."""
+    if config.get("peft_type") in PLUGIN_PEFT_TYPES or "base_model_fingerprint" in config:
+        return config.get("base_model_fingerprint"), "config"
+    exported = exported_fingerprint(weights_path) if weights_path is not None else None
+    return (NO_FINGERPRINT, "") if exported is None else (exported, "metadata")
 
 
 def check_state_shapes(found: dict[str, tuple], expected: dict[str, tuple], source: str, setting: str = "") -> None:

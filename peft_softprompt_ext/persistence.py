@@ -26,7 +26,7 @@ import warnings
 from . import atomic_io, sources
 from ._peft_compat import (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, adapter_config_of, adapter_names,
                            input_embeddings_of, is_plugin_config)  # fmt: skip
-from .adapter_files import check_adapter_files, check_state_shapes, exported_fingerprint, is_plugin_card, safetensors_shapes
+from .adapter_files import NO_FINGERPRINT, check_adapter_files, check_state_shapes, claimed_fingerprint, is_plugin_card, safetensors_shapes
 from .export import vanilla_copies
 from .fingerprint import base_model_fingerprint, check_fingerprint
 from .hub import write_sharing_files
@@ -113,19 +113,24 @@ def checked_config(model_id, base_model, config_class, encoder_class, config=Non
 
 def check_plain_copy(model_id, base_model, allow_base_model_mismatch=False, subfolder: str | None = None,
                      hub_kwargs: dict | None = None) -> None:  # fmt: skip
-    """A plain PEFT adapter this plugin wrote (a save's `vanilla/` copy, an export) carries the base model's
-    fingerprint in its safetensors metadata: while the plugin is imported, plain PEFT's own loads of it (from a
-    folder or the Hub) are checked too. Adapters without that metadata (any other plain PEFT adapter, one with
-    pickle weights only) pass unchecked, as in PEFT."""
+    """A plain PEFT load while the plugin is imported, from a folder or the Hub. A plain copy this plugin wrote (a
+    save's `vanilla/` copy, an export) carries the base model's fingerprint in its safetensors metadata; a plugin
+    adapter loaded through plain PEFT's path (a plain config given to from_pretrained) carries it in its own config.
+    Both are checked. Adapters with neither (any other plain PEFT adapter, one with pickle weights only) pass
+    unchecked, as in PEFT."""
     hub_kwargs = dict(hub_kwargs or {})
     revision = hub_kwargs.pop("revision", None)
     hub_kwargs.pop("subfolder", None)
-    path = sources.resolve_file(model_id, ADAPTER_WEIGHTS_NAME, subfolder, revision, hub_kwargs, required=False)
-    saved = exported_fingerprint(path) if path is not None else None
-    if saved is None:
+    found = {name: sources.resolve_file(model_id, name, subfolder, revision, hub_kwargs, required=False)
+             for name in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME)}  # fmt: skip
+    config_path = found[ADAPTER_CONFIG_NAME]
+    config = atomic_io.read_json_object(config_path, "The adapter config") if config_path is not None else {}
+    claimed, where = claimed_fingerprint(config, found[ADAPTER_WEIGHTS_NAME])
+    if claimed is NO_FINGERPRINT:
         return
-    where = f"Adapter {os.fspath(model_id)!r}" + (f" (subfolder {subfolder!r})" if subfolder else "")
-    check_fingerprint(saved, base_model, f"{where}, a plain PEFT copy made by peft_softprompt_ext,", allow_base_model_mismatch)
+    source = f"Adapter {os.fspath(model_id)!r}" + (f" (subfolder {subfolder!r})" if subfolder else "")
+    source += f" (its own {ADAPTER_CONFIG_NAME})" if where == "config" else ", a plain PEFT copy made by peft_softprompt_ext,"
+    check_fingerprint(claimed, base_model, source, allow_base_model_mismatch)
 
 
 def _own_fingerprint(model_id, subfolder: str | None, hub_kwargs: dict | None = None) -> dict | None:

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from . import sources
-from ._peft_compat import ADAPTER_CONFIG_NAME, PLUGIN_PEFT_TYPES, PROMPT_TUNING_TENSOR
-from .adapter_files import check_adapter_files, check_finite, exported_fingerprint, peft_type_field, safetensors_shapes
+from ._peft_compat import ADAPTER_CONFIG_NAME, PROMPT_TUNING_TENSOR
+from .adapter_files import NO_FINGERPRINT, check_adapter_files, check_finite, claimed_fingerprint, peft_type_field, safetensors_shapes
 from .atomic_io import read_json_object, read_lock
 from .fingerprint import check_fingerprint_against
 from .options import is_integer
@@ -50,30 +50,19 @@ def load_saved_prompt(source: str, token_dim: int, fingerprint: dict | None = No
                              "a single-prompt plugin adapter.")  # fmt: skip
         if len(shape) != 2 or shape[1] != token_dim:
             raise ValueError(f"{what} has shape {tuple(shape)}; this model needs width {token_dim}.")
-        saved_fingerprint = _saved_fingerprint(config, peft_type, weights_path)
+        saved_fingerprint, _ = claimed_fingerprint(config, weights_path)
         tensors = load_file(weights_path)
     rows = tensors[PROMPT_TUNING_TENSOR]
     if not rows.is_floating_point():
         raise ValueError(f"{what}: {PROMPT_TUNING_TENSOR!r} has dtype {rows.dtype}; expected a float tensor.")
     check_finite({PROMPT_TUNING_TENSOR: rows}, what)
-    if fingerprint is not None and saved_fingerprint is not _NONE:
+    if fingerprint is not None and saved_fingerprint is not NO_FINGERPRINT:
         check_fingerprint_against(saved_fingerprint, fingerprint, what, allow_mismatch)
     num_virtual = config.get("num_virtual_tokens")
     if not is_integer(num_virtual) or num_virtual <= 0 or rows.shape[0] not in (num_virtual, 2 * num_virtual):
         raise ValueError(f"{what} ({config_path}): num_virtual_tokens={num_virtual!r} but its {PROMPT_TUNING_TENSOR!r} has "
                          f"{rows.shape[0]} rows; expected a positive integer that the rows are 1x or 2x (a plain seq2seq prompt).")  # fmt: skip
     return rows.float()[:num_virtual], config  # vanilla seq2seq adapters hold [2P, D]: the encoder half comes first
-
-
-_NONE = object()  # a plain PEFT adapter: no fingerprint was ever made for it
-
-
-def _saved_fingerprint(config: dict, peft_type: str, weights_path: str):
-    """The fingerprint an adapter claims: its config's (plugin), its metadata's (plugin export), or _NONE."""
-    if peft_type in PLUGIN_PEFT_TYPES or "base_model_fingerprint" in config:
-        return config.get("base_model_fingerprint")  # must be valid: a removed or nulled one is refused
-    exported = exported_fingerprint(weights_path)
-    return _NONE if exported is None else exported
 
 
 def saved_base_tensors(source: str, revision: str | None = None) -> dict[str, torch.Tensor]:

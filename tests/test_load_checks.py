@@ -361,3 +361,18 @@ def test_a_fresh_config_given_to_from_pretrained_takes_the_folders_fingerprint(s
         json.loads((folder / "adapter_config.json").read_text())["base_model_fingerprint"]
     with pytest.raises(ValueError, match=r"trained on another base model: embedding_digest"):  # still checked
         PeftModel.from_pretrained(other_base(), folder, config=common.conformance_config("vocab_uniform", "CAUSAL_LM", "gpt2"))
+
+
+def test_a_plain_config_given_for_a_plugin_adapter_does_not_skip_its_fingerprint(saved):
+    """Found 2026-12-05: from_pretrained(folder, config=PromptTuningConfig(...)) took plain PEFT's path, which read
+    neither the folder's config nor its fingerprint: the plugin's prompt loaded into another base model."""
+    peft_model, folder = saved
+    plain = lambda: peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5)  # noqa: E731
+    with pytest.raises(ValueError, match=r"its own adapter_config.json\) was trained on another base model"):
+        PeftModel.from_pretrained(other_base(), folder, config=plain())
+    loaded = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], folder, config=plain())  # its own base: plain PEFT loads it
+    batch = common.inference_batch("gpt2")
+    torch.testing.assert_close(common.forward_logits(loaded, batch), common.forward_logits(peft_model, batch))
+    set_fingerprint(folder, "DROP")  # nor does a removed fingerprint get through that way
+    with pytest.raises(ValueError, match=r"no valid base_model_fingerprint"):
+        PeftModel.from_pretrained(other_base(), folder, config=plain())
