@@ -92,7 +92,7 @@ def check_resume_before_anything(config, inputs: dict) -> None:
                     input_changes=lambda saved: input_changes(saved, inputs, config))  # fmt: skip
 
 
-def results_record(accelerator, setup, config, history, metrics, wall_seconds, inputs: dict) -> dict:
+def results_record(accelerator, setup, config, history, metrics, wall_seconds, inputs: dict, started_from: str | None) -> dict:
     step_seconds = history["step_seconds"]
     return {
         "method": config.method,
@@ -113,7 +113,7 @@ def results_record(accelerator, setup, config, history, metrics, wall_seconds, i
         "loss_curve": history["loss"],
         "eval_history": history["eval"],
         "config": config.to_dict(),
-        "init_prompt_digest": config.init_prompt_digest(),  # the prompt it started from (deep_init='prompt')
+        "init_prompt_digest": started_from,  # the prompt it started from (deep_init='prompt'), as the run began
         "inputs_digest": inputs,  # its model and data files (compare.py reuses the run only while they are the same)
         "versions": support.library_versions(),
         "platform": platform.platform(),
@@ -129,7 +129,7 @@ def run(config, resume: bool = False) -> dict:
     # independent world-size-1 jobs into one gloo data-parallel group (a silent trap otherwise).
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     output_dir = Path(config.output_dir)
-    inputs = run_inputs(config)  # before training: what the run reads, as it started
+    inputs, started_from = run_inputs(config), config.init_prompt_digest()  # before training: what the run reads, as it started
     if resume:
         check_resume_before_anything(config, inputs)  # a refused resume leaves every file as it was
     setup = support.build_setup(config, accelerator)
@@ -138,7 +138,7 @@ def run(config, resume: bool = False) -> dict:
     history = train(accelerator, setup, config, resume, inputs) if config.method != "zero_shot" else {"loss": [], "eval": [], "step_seconds": []}
     metrics = support.evaluate(accelerator, setup, config)
     accelerator.print(f"final: accuracy {metrics['accuracy']:.4f} macro_f1 {metrics['macro_f1']:.4f}")
-    record = results_record(accelerator, setup, config, history, metrics, time.perf_counter() - began, inputs)
+    record = results_record(accelerator, setup, config, history, metrics, time.perf_counter() - began, inputs, started_from)
     if accelerator.is_main_process:
         support.save_run(accelerator, setup, config, record)
         accelerator.print(f"saved to {output_dir}")

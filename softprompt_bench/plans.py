@@ -155,12 +155,14 @@ def run_all(runs: list[tuple[RecipeConfig, bool]], train_script, launcher: str |
 
 def existing_result(config: RecipeConfig) -> dict | None:
     """The results.json of a finished run with this very config (same training digest) that started from the same
-    prompt (same `init_prompt_digest`, for deep_init='prompt') and read the same model and data files (`run_inputs`),
-    else None."""
+    prompt (same `init_prompt_digest`, for deep_init='prompt'), read the same model, data and prompt files
+    (`run_inputs`) and still has the adapter it saved, else None."""
     path = Path(config.output_dir) / "results.json"
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
+    if record.get("adapter") and not (path.parent / "adapter" / "adapter_model.safetensors").is_file():
+        return None  # the adapter was deleted since: train again
     same = RecipeConfig(**record["config"]).training_digest() == config.training_digest()
     if not same or record.get("init_prompt_digest") != config.init_prompt_digest():
         return None

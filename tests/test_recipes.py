@@ -751,3 +751,40 @@ def test_every_shipped_config_loads(path):
         recipe_module("project").check_plan(raw, str(path))
     else:
         assert isinstance(load_config(str(path)), RecipeConfig)
+
+
+@pytest.mark.parametrize("method,reads", [("mixture", "source_prompts"), ("deep_prompt", "init_prompt")])
+def test_a_resume_or_a_reuse_after_a_prompt_it_reads_changed_is_refused_naming_it(tmp_path, method, reads):
+    """Found 2026-12-05: the prompts a run reads (a mixture's bank, a deep prompt's start) were not among the digests a
+    checkpoint and a result record: after one changed, a resume mixed two runs and compare.py reused the result."""
+    from safetensors.torch import load_file, save_file
+
+    from softprompt_bench.plans import existing_result
+
+    source = tmp_path / "source"
+    recipe("train.py", *tiny_args(source, steps=2))
+    extra = {"source_prompts": source / "adapter"} if method == "mixture" else {"deep_init": "prompt", "init_prompt": source / "adapter"}
+    args = tiny_args(tmp_path / "run", method=method, steps=2, checkpoint_every=2, **extra)
+    recipe("train.py", *args)
+    assert existing_result(load_config(None, list(map(str, args)))) is not None  # compare.py would reuse it
+    weights = source / "adapter" / "adapter_model.safetensors"
+    tensors = load_file(weights)
+    save_file({name: tensor + 0.5 for name, tensor in tensors.items()}, weights, metadata={"format": "pt"})  # another prompt
+    assert existing_result(load_config(None, list(map(str, args)))) is None  # ... not once the prompt it read changed
+    before = snapshot(tmp_path / "run")
+    result = recipe("train.py", *args, "--resume", check=False)
+    assert result.returncode != 0 and reads in result.stderr and str(source / "adapter") in result.stderr, result.stderr[-2000:]
+    assert snapshot(tmp_path / "run") == before
+
+
+def test_a_finished_run_whose_adapter_is_gone_is_not_reused(tmp_path):
+    """Found 2026-12-05: compare.py reused (and --collect reported) a run whose adapter/ had been deleted."""
+    import shutil
+
+    from softprompt_bench.plans import existing_result
+
+    args = tiny_args(tmp_path / "run", steps=2)
+    recipe("train.py", *args)
+    assert existing_result(load_config(None, list(map(str, args)))) is not None
+    shutil.rmtree(tmp_path / "run" / "adapter")
+    assert existing_result(load_config(None, list(map(str, args)))) is None
