@@ -21,6 +21,7 @@ from .projection import PromptProjection
 
 class _ProjectedPrompt(torch.nn.Module):
     prompt_kind = INPUT_EMBEDDINGS  # rows in front of the input embeddings, like every shallow encoder
+    input_dependent = False  # one prompt for every input (the encoder protocol's field)
 
     def __init__(self, projection: PromptProjection, source_prompt: torch.Tensor, rank: int):
         super().__init__()
