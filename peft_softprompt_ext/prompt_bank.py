@@ -26,8 +26,11 @@ def _adapter_files(source: str, revision: str | None = None) -> tuple[str, str]:
     return sources.resolve_file(source, ADAPTER_CONFIG_NAME, revision=revision), weights_path
 
 
+KEY_VALUE_TYPES = ("DEEP_PROMPT_TUNING", "PREFIX_TUNING", "CARTRIDGE")  # saved tables of keys and values per layer
+
+
 def load_saved_prompt(source: str, token_dim: int, fingerprint: dict | None = None, allow_mismatch: bool = False,
-                      revision: str | None = None) -> tuple[torch.Tensor, dict]:  # fmt: skip
+                      revision: str | None = None, input_rows: bool = True) -> tuple[torch.Tensor, dict]:  # fmt: skip
     """The prompt [num_virtual_tokens, token_dim] (float32) of a saved adapter, and its config dict.
 
     Args:
@@ -37,6 +40,8 @@ def load_saved_prompt(source: str, token_dim: int, fingerprint: dict | None = No
             that matches; a plain PROMPT_TUNING adapter exported by the plugin carries it in its
             safetensors metadata and is checked the same way; one made by plain PEFT has none.
             `allow_mismatch` skips the check.
+        input_rows: the caller reads the table as input-embedding rows: a key/value prompt (KEY_VALUE_TYPES) is
+            refused by its type, also where its per-layer width happens to equal `token_dim`.
     """
     source = os.fspath(source)
     what = f"Source prompt {source!r}"
@@ -44,6 +49,9 @@ def load_saved_prompt(source: str, token_dim: int, fingerprint: dict | None = No
         config_path, weights_path = _adapter_files(source, revision)
         config = read_json_object(config_path, "Adapter config")
         peft_type = peft_type_field(config, f"{what} ({config_path})")
+        if input_rows and peft_type in KEY_VALUE_TYPES:
+            raise ValueError(f"{what} is a {peft_type} adapter (keys and values per layer), not input rows: only a prompt "
+                             "of input rows (PROMPT_TUNING or a single-prompt plugin method) can be read here.")  # fmt: skip
         shape = safetensors_shapes(weights_path).get(PROMPT_TUNING_TENSOR)
         if shape is None:
             raise ValueError(f"{what} ({peft_type}) has no {PROMPT_TUNING_TENSOR!r} tensor; expected a PROMPT_TUNING adapter or "

@@ -333,3 +333,16 @@ def test_weights_of_a_mixture_saved_otherwise_are_refused_naming_what_is_left_ov
         mixture("gpt2", **into).load_adapter(tmp_path, adapter_name="default")
     with pytest.raises(ValueError, match=r"which this mixture has no place for"):
         set_peft_model_state_dict(mixture("gpt2", **into), get_peft_model_state_dict(source))
+
+
+def test_a_key_value_source_in_a_bank_of_input_rows_is_refused_by_its_type(tmp_path):
+    """Found 2026-12-05: a PREFIX_TUNING table whose per-layer width equals the model's width joined the bank as rows."""
+    import shutil
+
+    first, second = common.bank_folders("gpt2")
+    shutil.copytree(second, tmp_path / "prefix")
+    saved = json.loads((tmp_path / "prefix" / "adapter_config.json").read_text())
+    (tmp_path / "prefix" / "adapter_config.json").write_text(json.dumps({**saved, "peft_type": "PREFIX_TUNING"}))
+    config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=[first, str(tmp_path / "prefix")])
+    with pytest.raises(ValueError, match=r"is a PREFIX_TUNING adapter \(keys and values per layer\), not input rows"):
+        peft.get_peft_model(common.tiny_model("gpt2")[0], config)

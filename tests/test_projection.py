@@ -307,3 +307,18 @@ def test_the_config_starts_from_norm_matched_rows_and_refinement_keeps_them(tmp_
     refined = refine_projection(projection, source_prompt, target_model, batches, steps=3, lr=0.05, rank=2)
     assert refined.row_norm == projection.row_norm
     torch.testing.assert_close(refined.project(source_prompt).norm(dim=1), torch.full((4,), projection.row_norm))
+
+
+@pytest.mark.parametrize("kind", ["PREFIX_TUNING", "CARTRIDGE", "DEEP_PROMPT_TUNING"])
+def test_a_source_adapter_of_keys_and_values_is_refused_by_its_type_even_where_the_widths_agree(tmp_path, kind):
+    """Found 2026-12-05: only the saved table's width was checked, so a key/value prompt whose per-layer width
+    happened to equal the source model's width was projected as if it were input rows."""
+    import json
+
+    _, target_model = projected_setup(tmp_path)
+    saved = json.loads((tmp_path / "source" / "adapter_config.json").read_text())
+    (tmp_path / "source" / "adapter_config.json").write_text(json.dumps({**saved, "peft_type": kind}))  # a [4, 8] table
+    config = ProjectedPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, source_adapter=str(tmp_path / "source"),
+                                         projection=str(tmp_path / "projection"))  # fmt: skip
+    with pytest.raises(ValueError, match=rf"is a {kind} adapter \(keys and values per layer\), not input rows"):
+        peft.get_peft_model(target_model, config)

@@ -6,7 +6,7 @@ import torch
 
 from .. import layer_prefix
 from .._peft_compat import task_type_name
-from ..prompt_bank import load_saved_peft_type, load_saved_prompt
+from ..prompt_bank import KEY_VALUE_TYPES, load_saved_peft_type, load_saved_prompt
 from ..prompt_encoder import KEY_VALUES
 from ..prompt_table import PromptTableEncoder
 from ..vocab_sampled.config import VocabSampling
@@ -29,7 +29,7 @@ def _input_rows(config, word_embeddings, model_config, text_tokens: int) -> torc
         return word_embeddings(torch.tensor(ids[:length], device=device))
     if config.deep_init == DeepInit.PROMPT:
         kind = load_saved_peft_type(config.init_prompt, config.init_prompt_revision)
-        if kind in _KEY_VALUE_TYPES:  # its table is keys and values, not input rows (the widths may even agree)
+        if kind in KEY_VALUE_TYPES:  # its table is keys and values, not input rows (the widths may even agree)
             raise ValueError(f"init_prompt {config.init_prompt!r} is a {kind} adapter (keys and values per layer); deep_init="
                              "'prompt' starts from a shallow prompt's input rows. To go on training a deep prompt, load it "
                              "with PeftModel.from_pretrained(base, folder, is_trainable=True).")  # fmt: skip
@@ -43,7 +43,6 @@ def _input_rows(config, word_embeddings, model_config, text_tokens: int) -> torc
     return initial_token_rows(config, word_embeddings, model_config).to(word_embeddings.weight)
 
 
-_KEY_VALUE_TYPES = ("DEEP_PROMPT_TUNING", "PREFIX_TUNING", "CARTRIDGE")  # prompts whose saved table is not input rows
 
 
 def _uniform(config):

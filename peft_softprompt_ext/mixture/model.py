@@ -101,8 +101,8 @@ class MixturePromptEncoder(PromptEncoder):
             config.deep_layout = layer_prefix.layout_of(layer_prefix.discover_slots(base_model, task_type_name(config)))
         prompts = []
         for source in config.source_prompts:
-            prompt, saved = load_saved_prompt(source, config.row_width(), config.base_model_fingerprint,
-                                              config.allow_base_model_mismatch, config.source_revision)  # fmt: skip
+            prompt, saved = load_saved_prompt(source, config.row_width(), config.base_model_fingerprint, config.allow_base_model_mismatch,
+                                              config.source_revision, input_rows=config.deep_layout is None)  # fmt: skip
             if config.deep_layout is not None:
                 layer_prefix.check_layout(saved.get("deep_layout"), layer_prefix.slots_of(config.deep_layout), f"Bank prompt {source!r}")
             if prompt.shape[0] != config.num_virtual_tokens:
