@@ -126,6 +126,13 @@ def corpus_token_counts(tokenizer, texts: Sequence[str], num_embeddings: int) ->
     return counts
 
 
+def check_corpus_has_tokens(texts: Sequence[str], usable_counts: torch.Tensor) -> None:
+    """A corpus given to rank or weight tokens must hold at least one usable (not special) token."""
+    if not bool((usable_counts > 0).any()):
+        raise ValueError(f"corpus ({len(texts)} text{'s' if len(texts) != 1 else ''}) holds no usable token: it is empty "
+                         "or only special tokens; give texts of the task (e.g. its training inputs).")  # fmt: skip
+
+
 def sample_without_replacement(population: torch.Tensor, count: int, generator: torch.Generator, weights=None):
     """`count` ids from `population` [n] (optionally weighted), without replacement when n allows."""
     if weights is None:

@@ -66,10 +66,12 @@ def load_saved_prompt(source: str, token_dim: int, fingerprint: dict | None = No
     check_finite({PROMPT_TUNING_TENSOR: rows}, what)
     if fingerprint is not None and saved_fingerprint is not NO_FINGERPRINT:
         check_fingerprint_against(saved_fingerprint, fingerprint, what, allow_mismatch)
-    num_virtual = config.get("num_virtual_tokens")
-    if not is_integer(num_virtual) or num_virtual <= 0 or rows.shape[0] not in (num_virtual, 2 * num_virtual):
+    num_virtual, copies = config.get("num_virtual_tokens"), config.get("num_transformer_submodules")
+    allowed = (1, 2) if copies not in (1, 2) or isinstance(copies, bool) else (copies,)  # plain seq2seq: 2 (older files: either)
+    if not is_integer(num_virtual) or num_virtual <= 0 or rows.shape[0] not in [num_virtual * k for k in allowed]:
         raise ValueError(f"{what} ({config_path}): num_virtual_tokens={num_virtual!r} but its {PROMPT_TUNING_TENSOR!r} has "
-                         f"{rows.shape[0]} rows; expected a positive integer that the rows are 1x or 2x (a plain seq2seq prompt).")  # fmt: skip
+                         f"{rows.shape[0]} rows; expected num_virtual_tokens x num_transformer_submodules "
+                         f"({num_virtual} x {' or '.join(map(str, allowed))}; a plain seq2seq prompt holds 2 copies).")  # fmt: skip
     return rows.float()[:num_virtual], config  # vanilla seq2seq adapters hold [2P, D]: the encoder half comes first
 
 

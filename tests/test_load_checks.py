@@ -218,6 +218,8 @@ def test_a_float64_value_that_overflows_float32_is_refused(saved):
     ({"num_virtual_tokens": "5"}, r"num_virtual_tokens='5' but"),
     ({"num_virtual_tokens": None}, r"num_virtual_tokens=None but"),
     ("int64", r"'prompt_embeddings' has dtype torch.int64; expected a float tensor"),
+    ("twice", r"num_virtual_tokens=5 but its 'prompt_embeddings' has 10 rows; expected num_virtual_tokens x "
+              r"num_transformer_submodules \(5 x 1;"),  # found 2026-12-05: 2P rows of a causal prompt were cut to P
 ])  # fmt: skip
 def test_a_bank_source_whose_rows_and_length_disagree_is_refused(tmp_path, edit, message):
     """A mixture bank source (also serve_prompts, a projection's source, deep_init='prompt') was cut to its config's
@@ -230,6 +232,8 @@ def test_a_bank_source_whose_rows_and_length_disagree_is_refused(tmp_path, edit,
     peft_model.save_pretrained(folder)
     if edit == "int64":
         save_file({"prompt_embeddings": torch.ones((5, 32), dtype=torch.int64)}, folder / "adapter_model.safetensors")
+    elif edit == "twice":  # plain PEFT itself refuses this file (a size mismatch)
+        save_file({"prompt_embeddings": torch.ones((10, 32))}, folder / "adapter_model.safetensors")
     else:
         config = json.loads((folder / "adapter_config.json").read_text())
         config.update(edit)

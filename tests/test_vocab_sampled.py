@@ -235,3 +235,39 @@ def test_strategies_that_need_a_tokenizer_say_so(strategy):
 def test_task_corpus_without_corpus_is_refused():
     with pytest.raises(ValueError, match="needs corpus="):
         config(vocab_sampling="task_corpus", tokenizer_name_or_path=TOKENIZER_DIR)
+
+
+def test_top_frequent_with_a_small_corpus_fills_the_pool_in_the_tokenizers_ranking():
+    """Found 2026-12-05: tokens the corpus never holds tied at count 0 and entered the pool in id order (the byte
+    alphabet's lowest ids), not as the tokenizer ranks them."""
+    from peft_softprompt_ext.vocab_sampled.model import _ranked_ids
+
+    tokenizer = common.tiny_tokenizer()
+    corpus = ["the cat", "the"]
+    from peft_softprompt_ext.init import corpus_token_counts
+
+    ranked = _ranked_ids(corpus_token_counts(tokenizer, corpus, common.VOCAB_SIZE), tokenizer, common.VOCAB_SIZE).tolist()
+    in_corpus = [i for text in corpus for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    by_tokenizer = merge_rank_order(tokenizer).tolist()
+    seen = sorted(set(in_corpus), key=lambda i: (-in_corpus.count(i), by_tokenizer.index(i)))  # ties: the tokenizer's order
+    assert ranked[: len(seen)] == seen
+    assert ranked[len(seen) : len(seen) + 20] == [i for i in by_tokenizer if i not in seen][:20]
+
+
+@pytest.mark.parametrize("strategy", ["top_frequent", "task_corpus"])
+@pytest.mark.parametrize("corpus", [[], [""], ["<pad><s></s>"]])
+def test_a_corpus_without_a_usable_token_is_refused_naming_it(strategy, corpus):
+    model, _ = common.tiny_model("gpt2")
+    with pytest.raises(ValueError, match=r"corpus \(\d+ texts?\) holds no usable token"):
+        prompt_rows(model, vocab_sampling=strategy, corpus=corpus, num_frequent_tokens=10, tokenizer_name_or_path=TOKENIZER_DIR)
+
+
+def test_class_labels_filling_every_virtual_token_need_no_sampling():
+    """Found 2026-12-05: one virtual token per label crashed (`cannot sample n_sample <= 0 samples`)."""
+    model, _ = common.tiny_model("gpt2")
+    tokenizer = common.tiny_tokenizer()
+    labels = [" positive", " negative"]
+    rows = prompt_rows(model, num_virtual_tokens=2, vocab_sampling="class_labels", class_labels=labels, tokenizer_name_or_path=TOKENIZER_DIR)
+    embeddings = model.get_input_embeddings()
+    for row, label in zip(rows, labels):
+        torch.testing.assert_close(row, embeddings(torch.tensor(tokenizer(label, add_special_tokens=False)["input_ids"])).mean(0))

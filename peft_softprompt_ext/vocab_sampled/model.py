@@ -26,12 +26,17 @@ def _corpus_texts(config) -> list[str] | None:
     return texts
 
 
-def _ranked_ids(texts, tokenizer, num_embeddings: int) -> torch.Tensor:
-    """Token ids, most frequent first: counted in the corpus if given, else the merge ranking."""
-    if texts is not None:
-        counts = init.corpus_token_counts(tokenizer, texts, num_embeddings)
-        return torch.argsort(counts, descending=True, stable=True)
-    return init.merge_rank_order(tokenizer)
+def _ranked_ids(counts: torch.Tensor | None, tokenizer, num_embeddings: int) -> torch.Tensor:
+    """Token ids, most frequent first: by their corpus `counts` if given (ties, and the tokens the corpus never holds,
+    in the tokenizer's own ranking), else the tokenizer's ranking."""
+    by_tokenizer = init.merge_rank_order(tokenizer)
+    if counts is None:
+        return by_tokenizer
+    listed = by_tokenizer[by_tokenizer < num_embeddings]
+    unlisted = torch.ones(num_embeddings, dtype=torch.bool)
+    unlisted[listed] = False
+    ids = torch.cat((listed, unlisted.nonzero().squeeze(1)))
+    return ids[torch.argsort(counts[ids], descending=True, stable=True)]
 
 
 def initial_token_rows(config, word_embeddings: torch.nn.Module, model_config=None) -> torch.Tensor:
@@ -40,22 +45,27 @@ def initial_token_rows(config, word_embeddings: torch.nn.Module, model_config=No
     num_embeddings = word_embeddings.weight.shape[0]
     usable = init.usable_token_ids(num_embeddings, tokenizer, model_config)
     generator = torch.Generator().manual_seed(config.seed)
-    texts = _corpus_texts(config)
-    count = config.num_virtual_tokens
     strategy = config.vocab_sampling
+    texts = _corpus_texts(config)
+    counts = None
+    if texts is not None and strategy != VocabSampling.UNIFORM:
+        counts = init.corpus_token_counts(tokenizer, texts, num_embeddings)
+        init.check_corpus_has_tokens(texts, counts[usable])
+    count = config.num_virtual_tokens
     label_rows = None
     if strategy == VocabSampling.CLASS_LABELS:
         label_rows = init.embed_label_words(word_embeddings, tokenizer, config.class_labels, usable)
         count -= len(label_rows)
-    if strategy == VocabSampling.UNIFORM:
+    if count == 0:  # class labels fill every virtual token
+        ids = usable[:0]
+    elif strategy == VocabSampling.UNIFORM:
         ids = init.sample_without_replacement(usable, count, generator)
     elif strategy == VocabSampling.TASK_CORPUS:
-        if texts is None:
+        if counts is None:
             raise ValueError("vocab_sampling='task_corpus' needs corpus= to initialise a new prompt (only its digest was given).")
-        counts = init.corpus_token_counts(tokenizer, texts, num_embeddings)
         ids = init.sample_without_replacement(usable, count, generator, weights=counts[usable])
     else:  # TOP_FREQUENT, and the fill after the class labels
-        population = init.top_frequent_population(_ranked_ids(texts, tokenizer, num_embeddings), usable, config.num_frequent_tokens)
+        population = init.top_frequent_population(_ranked_ids(counts, tokenizer, num_embeddings), usable, config.num_frequent_tokens)
         ids = init.sample_without_replacement(population, count, generator)
     rows = init.embed_token_ids(word_embeddings, ids)
     if label_rows is not None:
