@@ -173,8 +173,9 @@ def test_too_few_shared_tokens_says_how_many():
 
 @pytest.mark.parametrize("setting,message", [
     ({"ridge": float("nan")}, r"ridge must be a finite number >= 0, got nan"), ({"ridge": -1.0}, r"ridge must be a finite number >= 0, got -1.0"),
-    ({"holdout_fraction": -0.5}, r"holdout_fraction must be a number in \[0, 1\), got -0.5"),
-    ({"holdout_fraction": 1.0}, r"holdout_fraction must be a number in \[0, 1\), got 1.0"),
+    ({"holdout_fraction": -0.5}, r"holdout_fraction must be a number in \(0, 1\), got -0.5"),
+    ({"holdout_fraction": 1.0}, r"holdout_fraction must be a number in \(0, 1\), got 1.0"),
+    ({"holdout_fraction": 0.0}, r"holdout_fraction must be a number in \(0, 1\), got 0.0"),  # found 2026-12-05: one held out anyway
     ({"max_eval": 0}, r"max_eval must be a positive integer, got 0"),
 ])  # fmt: skip
 def test_bad_fit_settings_are_named(setting, message):
@@ -213,15 +214,19 @@ def test_refinement_on_another_target_model_is_refused_and_the_callers_model_kee
     assert {name: p.requires_grad for name, p in target_model.named_parameters()} == before
 
 
-@pytest.mark.parametrize("steps,message", [(0, "steps must be a positive integer, got 0"), (True, "steps must be a positive integer, got True")])
-def test_refinement_with_no_steps_is_refused(tmp_path, steps, message):
+@pytest.mark.parametrize("setting,message", [
+    ({"steps": 0}, "steps must be a positive integer, got 0"), ({"steps": True}, "steps must be a positive integer, got True"),
+    ({"rank": 0}, "rank must be a positive integer, got 0"), ({"rank": 2.5}, "rank must be a positive integer, got 2.5"),
+    ({"lr": float("nan")}, "lr must be a finite number > 0, got nan"),
+])  # fmt: skip
+def test_refinement_with_no_steps_is_refused(tmp_path, setting, message):
     projection, target_model = projected_setup(tmp_path)
     from safetensors.torch import load_file
 
     source_prompt = load_file(tmp_path / "source" / "adapter_model.safetensors")["prompt_embeddings"]
     ids = torch.randint(3, 20, (4, 6), generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match=message):
-        refine_projection(projection, source_prompt, target_model, [{"input_ids": ids, "labels": ids}], steps=steps)
+        refine_projection(projection, source_prompt, target_model, [{"input_ids": ids, "labels": ids}], **{"steps": 2, **setting})
     with pytest.raises(ValueError, match="batches gave no batch"):
         refine_projection(projection, source_prompt, target_model, [], steps=2)
 

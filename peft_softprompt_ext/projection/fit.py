@@ -72,8 +72,9 @@ def _retrieval(projected: torch.Tensor, true_ids: torch.Tensor, table_module, ta
 def _check_settings(ridge, holdout_fraction, max_eval) -> None:
     if not is_finite_number(ridge) or ridge < 0:
         raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}.")
-    if not is_finite_number(holdout_fraction) or not 0 <= holdout_fraction < 1:  # 1 would leave no anchor to fit
-        raise ValueError(f"holdout_fraction must be a number in [0, 1), got {holdout_fraction!r}.")
+    if not is_finite_number(holdout_fraction) or not 0 < holdout_fraction < 1:  # 0: no anchor to measure, 1: none to fit
+        raise ValueError(f"holdout_fraction must be a number in (0, 1), got {holdout_fraction!r}: the fit's quality is "
+                         "measured on the held-out anchors (at least one), the map fitted on the rest.")  # fmt: skip
     if not is_integer(max_eval) or max_eval <= 0:
         raise ValueError(f"max_eval must be a positive integer, got {max_eval!r}.")
 

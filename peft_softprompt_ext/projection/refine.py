@@ -13,7 +13,7 @@ import torch
 
 from .._peft_compat import PromptParts
 from ..fingerprint import base_model_fingerprint, check_fingerprint_against
-from ..options import is_integer
+from ..options import is_finite_number, is_integer
 from ..prompt_encoder import INPUT_EMBEDDINGS
 from ..prompt_injection import causal_lm_forward
 from .projection import PromptProjection
@@ -43,8 +43,11 @@ def refine_projection(projection: PromptProjection, source_prompt: torch.Tensor,
     attention_mask, labels) of the target task; returns the refined projection."""
     if getattr(target_model.config, "is_encoder_decoder", False):
         raise ValueError("refine_projection trains through a causal LM; got an encoder-decoder target model.")
-    if not is_integer(steps) or steps <= 0:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    for name, value in (("steps", steps), ("rank", rank)):
+        if not is_integer(value) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if not is_finite_number(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}.")
     check_fingerprint_against(projection.info.get("target_fingerprint"), base_model_fingerprint(target_model),
                               "The projection (fitted for another target model)")  # fmt: skip
     prompt = _ProjectedPrompt(projection, source_prompt, rank)
