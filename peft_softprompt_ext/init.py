@@ -191,6 +191,12 @@ def embed_label_words(word_embeddings: torch.nn.Module, tokenizer, labels: Seque
     return torch.stack(rows)
 
 
+def label_token_ids(tokenizer, labels: Sequence[str]) -> torch.Tensor:
+    """Every token id the label words tokenize to."""
+    ids = {i for label in labels for i in tokenizer(label, add_special_tokens=False)["input_ids"]}
+    return torch.tensor(sorted(ids), dtype=torch.long)
+
+
 def match_row_norms(rows: torch.Tensor, target_norm: float) -> torch.Tensor:
     """Rescale every row [n, D] to L2 norm `target_norm` (direction kept)."""
     return rows * (target_norm / rows.norm(dim=-1, keepdim=True).clamp_min(1e-12))

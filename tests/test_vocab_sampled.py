@@ -271,3 +271,17 @@ def test_class_labels_filling_every_virtual_token_need_no_sampling():
     embeddings = model.get_input_embeddings()
     for row, label in zip(rows, labels):
         torch.testing.assert_close(row, embeddings(torch.tensor(tokenizer(label, add_special_tokens=False)["input_ids"])).mean(0))
+
+
+def test_the_fill_after_the_class_labels_never_repeats_a_label_token():
+    """Found 2026-12-05: a label's token could be drawn again in the fill, giving two equal rows."""
+    from peft_softprompt_ext import init
+
+    model, _ = common.tiny_model("gpt2")
+    tokenizer = common.tiny_tokenizer()
+    best = init.top_frequent_population(merge_rank_order(tokenizer), usable_token_ids(common.VOCAB_SIZE, tokenizer), 10)
+    label = tokenizer.decode([int(best[0])])  # the most frequent token: in the fill's pool
+    for seed in range(12):  # 3 draws of a pool of 10: each seed hits the label with chance 0.3
+        ids = rows_to_ids(model, prompt_rows(model, num_virtual_tokens=4, vocab_sampling="class_labels", class_labels=[label],
+                                             num_frequent_tokens=10, seed=seed, tokenizer_name_or_path=TOKENIZER_DIR))  # fmt: skip
+        assert ids[0] == best[0] and best[0] not in ids[1:].tolist() and len(set(ids.tolist())) == 4, (seed, ids)

@@ -39,6 +39,22 @@ def _ranked_ids(counts: torch.Tensor | None, tokenizer, num_embeddings: int) -> 
     return ids[torch.argsort(counts[ids], descending=True, stable=True)]
 
 
+def _without_label_tokens(ids: torch.Tensor, population: torch.Tensor, label_ids: torch.Tensor, generator) -> torch.Tensor:
+    """The fill with each drawn label token (its row is already in the prompt) swapped for another draw from the pool;
+    a fill that drew none is kept as drawn, so the prompts of those seeds are what they always were."""
+    hit = torch.isin(ids, label_ids)
+    if not bool(hit.any()):
+        return ids
+    others = population[~torch.isin(population, label_ids)]
+    if len(others) == 0:
+        raise ValueError(f"The {len(population)} most frequent tokens (num_frequent_tokens) are all label tokens: nothing is "
+                         "left to fill the virtual tokens after the labels; raise num_frequent_tokens.")  # fmt: skip
+    unused = others[~torch.isin(others, ids)]
+    ids = ids.clone()
+    ids[hit] = init.sample_without_replacement(unused if len(unused) >= int(hit.sum()) else others, int(hit.sum()), generator)
+    return ids
+
+
 def initial_token_rows(config, word_embeddings: torch.nn.Module, model_config=None) -> torch.Tensor:
     """The initial prompt [num_virtual_tokens, token_dim] (float32) that `config` describes."""
     tokenizer = _load_tokenizer(config) if config.tokenizer_name_or_path else None
@@ -67,6 +83,8 @@ def initial_token_rows(config, word_embeddings: torch.nn.Module, model_config=No
     else:  # TOP_FREQUENT, and the fill after the class labels
         population = init.top_frequent_population(_ranked_ids(counts, tokenizer, num_embeddings), usable, config.num_frequent_tokens)
         ids = init.sample_without_replacement(population, count, generator)
+        if label_rows is not None:
+            ids = _without_label_tokens(ids, population, init.label_token_ids(tokenizer, config.class_labels), generator)
     rows = init.embed_token_ids(word_embeddings, ids)
     if label_rows is not None:
         rows = torch.cat((label_rows, rows), dim=0)
