@@ -328,7 +328,9 @@ def peft_type_of(model_id, config=None, kwargs: dict | None = None) -> str:
 
 
 def _hub_kwargs(kwargs) -> dict:
-    return {k: kwargs[k] for k in ("subfolder", "revision", "cache_dir", "token") if kwargs.get(k) is not None}
+    """The download options of a from_pretrained / load_adapter call, for the plugin's own reads of the same files."""
+    names = ("subfolder", "revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
+    return {k: kwargs[k] for k in names if kwargs.get(k) is not None}
 
 
 # --------------------------------------------------------------------------- the plugin's behaviour

@@ -93,15 +93,15 @@ def checked_config(model_id, base_model, config_class, encoder_class, config=Non
     weights = check_adapter_files(model_id, subfolder=subfolder, hub_kwargs=hub_kwargs, require_config=config is None)
     if config is None:
         config = config_class.from_pretrained(model_id, **(config_kwargs or {}))  # (config_kwargs carry subfolder=)
-    else:  # the caller's config: the folder's own, where it names a base model, must fit too
-        own = _own_fingerprint(model_id, subfolder, hub_kwargs)
-        if own is not None:
-            check_fingerprint(own, base_model, f"{source} (its own {ADAPTER_CONFIG_NAME})", allow_base_model_mismatch)
+    else:  # the caller's config: what the folder's own files claim must fit too (a removed or nulled claim is refused)
+        own, where = _claimed_by_files(model_id, subfolder, hub_kwargs)
+        if own is not NO_FINGERPRINT:
+            check_fingerprint(own, base_model, _claim_source(source, where), allow_base_model_mismatch)
             if config.base_model_fingerprint is None:  # a config built by hand: it takes the one just checked
                 config = copy.copy(config)
                 config.base_model_fingerprint = own
         elif config.base_model_fingerprint is None:
-            source += f" (the config given to from_pretrained, and no {ADAPTER_CONFIG_NAME} with one)"
+            source += f" (the config given to from_pretrained; the adapter's files claim none either)"
     check_fingerprint(config.base_model_fingerprint, base_model, source, allow_base_model_mismatch)
     _check_width(config, base_model, source)
     setting = f"reparameterization={config.reparameterization!r}" if getattr(config, "reparameterization", None) else ""
@@ -118,6 +118,15 @@ def check_plain_copy(model_id, base_model, allow_base_model_mismatch=False, subf
     adapter loaded through plain PEFT's path (a plain config given to from_pretrained) carries it in its own config.
     Both are checked. Adapters with neither (any other plain PEFT adapter, one with pickle weights only) pass
     unchecked, as in PEFT."""
+    claimed, where = _claimed_by_files(model_id, subfolder, hub_kwargs)
+    if claimed is not NO_FINGERPRINT:
+        source = f"Adapter {os.fspath(model_id)!r}" + (f" (subfolder {subfolder!r})" if subfolder else "")
+        check_fingerprint(claimed, base_model, _claim_source(source, where), allow_base_model_mismatch)
+
+
+def _claimed_by_files(model_id, subfolder: str | None, hub_kwargs: dict | None) -> tuple[object, str]:
+    """`claimed_fingerprint` of an adapter folder's or Hub repo's own files (its adapter_config.json, its weights'
+    metadata); (NO_FINGERPRINT, "") where neither claims one."""
     hub_kwargs = dict(hub_kwargs or {})
     revision = hub_kwargs.pop("revision", None)
     hub_kwargs.pop("subfolder", None)
@@ -125,25 +134,11 @@ def check_plain_copy(model_id, base_model, allow_base_model_mismatch=False, subf
              for name in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME)}  # fmt: skip
     config_path = found[ADAPTER_CONFIG_NAME]
     config = atomic_io.read_json_object(config_path, "The adapter config") if config_path is not None else {}
-    claimed, where = claimed_fingerprint(config, found[ADAPTER_WEIGHTS_NAME])
-    if claimed is NO_FINGERPRINT:
-        return
-    source = f"Adapter {os.fspath(model_id)!r}" + (f" (subfolder {subfolder!r})" if subfolder else "")
-    source += f" (its own {ADAPTER_CONFIG_NAME})" if where == "config" else ", a plain PEFT copy made by peft_softprompt_ext,"
-    check_fingerprint(claimed, base_model, source, allow_base_model_mismatch)
+    return claimed_fingerprint(config, found[ADAPTER_WEIGHTS_NAME])
 
 
-def _own_fingerprint(model_id, subfolder: str | None, hub_kwargs: dict | None = None) -> dict | None:
-    """The fingerprint an adapter folder's or Hub repo's own adapter_config.json carries (None: no file or
-    fingerprint)."""
-    hub_kwargs = dict(hub_kwargs or {})
-    revision = hub_kwargs.pop("revision", None)
-    hub_kwargs.pop("subfolder", None)
-    path = sources.resolve_file(model_id, ADAPTER_CONFIG_NAME, subfolder, revision, hub_kwargs, required=False)
-    if path is None:
-        return None
-    fingerprint = atomic_io.read_json_object(path, "The adapter config").get("base_model_fingerprint")
-    return fingerprint if isinstance(fingerprint, dict) and fingerprint else None
+def _claim_source(source: str, where: str) -> str:
+    return source + (f" (its own {ADAPTER_CONFIG_NAME})" if where == "config" else ", a plain PEFT copy made by peft_softprompt_ext,")
 
 
 def _check_width(config, base_model, source: str) -> None:

@@ -214,25 +214,28 @@ def check_position_ids(position_ids, reference: torch.Tensor) -> None:
 def embed_prompts(parts: PromptParts, inputs_embeds, attention_mask, task_ids, labels=None) -> torch.Tensor:
     """The encoder's prompts [B, P, D] for this batch, in the dtype of the input embeddings.
 
-    `labels` (a causal LM's, one per input token): an input-dependent encoder reads only the tokens that are not
-    targets, so a teacher-forced training row (input + answer, labelled on the answer) gets the prompt that
-    `generate` gives its input alone. A row labelled on every token (plain language modelling) is read whole.
+    `labels` (a causal LM's, one per input token): an input-dependent encoder reads only a row's tokens before its
+    first labelled one, so a teacher-forced training row (input + answer, labelled on the answer) gets the prompt
+    that `generate` gives its input alone. A row labelled from its first token (plain language modelling, also
+    with some tokens such as a pad-as-eos set to -100) is read whole.
     """
     if parts.encoder.input_dependent and labels is not None:
-        attention_mask = _context_mask(attention_mask, labels)
+        attention_mask = _context_mask(attention_mask, labels, inputs_embeds.shape[:2])
     prompts = parts.encoder(
         inputs_embeds.shape[0], task_ids=task_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask
     )
     return prompts.to(inputs_embeds.dtype)
 
 
-def _context_mask(attention_mask, labels: torch.Tensor) -> torch.Tensor:
-    """The attention mask less the labelled positions, per row; a row with nothing left keeps its mask."""
-    mask = torch.ones_like(labels, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-    if mask.shape != labels.shape:
-        raise ValueError(f"labels have shape {tuple(labels.shape)} but the input is {tuple(mask.shape)} [batch, length]: "
+def _context_mask(attention_mask, labels: torch.Tensor, shape) -> torch.Tensor:
+    """The attention mask up to each row's first labelled position; a row with nothing before it keeps its mask."""
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(f"labels have shape {tuple(labels.shape)} but the input is {tuple(shape)} [batch, length]: "
                          "a causal LM takes one label per input token (-100 where there is nothing to predict).")  # fmt: skip
-    context = mask & (labels == -100)
+    mask = torch.ones(tuple(shape), dtype=torch.bool, device=labels.device) if attention_mask is None else attention_mask.bool()
+    labelled = mask & (labels != -100)
+    before_first = torch.cumsum(labelled.long(), dim=1) == 0
+    context = mask & before_first
     return torch.where(context.any(dim=1, keepdim=True), context, mask).long()
 
 

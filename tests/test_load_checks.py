@@ -41,13 +41,18 @@ def other_base():
 
 # ------------------------------------------------------------------ (2) the fingerprint is part of the contract
 @pytest.mark.parametrize("bypass", list(BYPASSES))
-@pytest.mark.parametrize("path", ["from_pretrained", "load_adapter", "mixture_bank", "serve_prompts"])
+@pytest.mark.parametrize("path", ["from_pretrained", "from_pretrained_config", "load_adapter", "mixture_bank", "serve_prompts"])
 def test_a_fingerprint_that_was_removed_or_broken_is_refused_on_every_load_path(saved, bypass, path):
+    """from_pretrained_config (found 2026-12-05): a config made on the other base, given to from_pretrained, was the
+    only fingerprint checked when the folder's own was removed or broken."""
     _, folder = saved
     set_fingerprint(folder, BYPASSES[bypass])
     with pytest.raises(ValueError, match=r"no valid base_model_fingerprint"):
         if path == "from_pretrained":
             PeftModel.from_pretrained(other_base(), folder)
+        elif path == "from_pretrained_config":
+            host = peft.get_peft_model(other_base(), VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+            PeftModel.from_pretrained(other_base(), folder, config=host.peft_config["default"])
         elif path == "load_adapter":
             host, _ = common.make_peft_model("gpt2", "vocab_uniform", seed=7)
             host.load_adapter(folder, adapter_name="other")

@@ -293,9 +293,13 @@ def test_attention_mixing_in_teacher_forced_training_pools_the_input_not_the_ans
     alone = peft_model(**input_alone, task_ids=TASK_IDS).logits
     before_answer = slice(0, trained.shape[1] - 2)  # causal: these positions read the prompt and the input only
     torch.testing.assert_close(trained[:, before_answer], alone[:, before_answer], rtol=1e-9, atol=1e-9)
-    # a row labelled on every token (plain language modelling) pools all of them, as without labels
-    every = peft_model(**batch, labels=batch["input_ids"], task_ids=TASK_IDS).logits
-    torch.testing.assert_close(every, peft_model(**batch, task_ids=TASK_IDS).logits, rtol=1e-9, atol=1e-9)
+    # a row labelled from its first token (plain language modelling) pools all of them, as without labels, also
+    # where a collator set some of them to -100 (a pad-as-eos token at the end)
+    plain = peft_model(**batch, task_ids=TASK_IDS).logits
+    every = batch["input_ids"].clone()
+    torch.testing.assert_close(peft_model(**batch, labels=every, task_ids=TASK_IDS).logits, plain, rtol=1e-9, atol=1e-9)
+    every[:, -1] = -100
+    torch.testing.assert_close(peft_model(**batch, labels=every, task_ids=TASK_IDS).logits, plain, rtol=1e-9, atol=1e-9)
 
 
 def test_labels_of_another_shape_than_the_input_are_refused_naming_both():
@@ -303,6 +307,8 @@ def test_labels_of_another_shape_than_the_input_are_refused_naming_both():
     batch = common.inference_batch("gpt2")
     with pytest.raises(ValueError, match=r"labels have shape \(3, 6\) but the input is \(3, 7\)"):
         peft_model(**batch, labels=batch["input_ids"][:, :6], task_ids=TASK_IDS)
+    with pytest.raises(ValueError, match=r"labels have shape \(3, 6\) but the input is \(3, 7\)"):  # no mask given
+        peft_model(input_ids=batch["input_ids"], labels=batch["input_ids"][:, :6], task_ids=TASK_IDS)
 
 
 def test_scoring_multi_token_labels_hides_the_label_from_an_attention_mixture():

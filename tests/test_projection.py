@@ -219,7 +219,7 @@ def test_refinement_on_another_target_model_is_refused_and_the_callers_model_kee
     ({"rank": 0}, "rank must be a positive integer, got 0"), ({"rank": 2.5}, "rank must be a positive integer, got 2.5"),
     ({"lr": float("nan")}, "lr must be a finite number > 0, got nan"),
 ])  # fmt: skip
-def test_refinement_with_no_steps_is_refused(tmp_path, setting, message):
+def test_bad_refinement_settings_are_named(tmp_path, setting, message):
     projection, target_model = projected_setup(tmp_path)
     from safetensors.torch import load_file
 

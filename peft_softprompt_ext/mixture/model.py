@@ -14,6 +14,10 @@ from ..prompt_encoder import KEY_VALUES, PromptEncoder, check_task_ids  # noqa: 
 from .config import Mixing
 
 
+# The first name part of every tensor any mixture saves (`_state_tensors`): what else a file holds is not the encoder's.
+_STATE_ROOTS = ("bank", "target_prompts", "task_logits", "attention_down", "attention_up", "reparameterization")
+
+
 class MixturePromptEncoder(PromptEncoder):
     """Mixes a frozen bank of K source prompts and per-task target prompts, per row.
 
@@ -212,8 +216,9 @@ class MixturePromptEncoder(PromptEncoder):
         missing = sorted(set(expected) - set(state_dict))
         if missing:
             raise ValueError(f"Mixture adapter weights lack {missing}; found {sorted(state_dict)}.")
-        left_over = sorted(set(state_dict) - set(expected))
+        left_over = sorted(name for name in set(state_dict) - set(expected) if name.split(".")[0] in _STATE_ROOTS)
         if left_over:  # e.g. a reparameterisation's: the saved target prompts are raw, wrong prompts without it
+            # (PEFT passes the whole adapter file: a SEQ_CLS head's `base_model....` tensors are not the encoder's)
             raise ValueError(f"Mixture adapter weights hold {left_over}, which this mixture has no place for: they were "
                              f"saved by a mixture with another mixing or reparameterization. Load them into a mixture "
                              f"configured as saved (PeftModel.from_pretrained reads the saved config).")  # fmt: skip
