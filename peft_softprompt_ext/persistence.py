@@ -101,7 +101,7 @@ def checked_config(model_id, base_model, config_class, encoder_class, config=Non
                 config = copy.copy(config)
                 config.base_model_fingerprint = own
         elif config.base_model_fingerprint is None:
-            source += f" (the config given to from_pretrained; the adapter's files claim none either)"
+            source += " (the config given to from_pretrained; the adapter's files claim none either)"
     check_fingerprint(config.base_model_fingerprint, base_model, source, allow_base_model_mismatch)
     _check_width(config, base_model, source)
     setting = f"reparameterization={config.reparameterization!r}" if getattr(config, "reparameterization", None) else ""
