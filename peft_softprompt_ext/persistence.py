@@ -94,7 +94,7 @@ def checked_config(model_id, base_model, config_class, encoder_class, config=Non
     if config is None:
         config = config_class.from_pretrained(model_id, **(config_kwargs or {}))  # (config_kwargs carry subfolder=)
     else:  # the caller's config: what the folder's own files claim must fit too (a removed or nulled claim is refused)
-        own, where = _claimed_by_files(model_id, subfolder, hub_kwargs)
+        own, where = _claimed_by_files(model_id, subfolder, hub_kwargs, weights_path=weights)
         if own is not NO_FINGERPRINT:
             check_fingerprint(own, base_model, _claim_source(source, where), allow_base_model_mismatch)
             if config.base_model_fingerprint is None:  # a config built by hand: it takes the one just checked
@@ -124,17 +124,18 @@ def check_plain_copy(model_id, base_model, allow_base_model_mismatch=False, subf
         check_fingerprint(claimed, base_model, _claim_source(source, where), allow_base_model_mismatch)
 
 
-def _claimed_by_files(model_id, subfolder: str | None, hub_kwargs: dict | None) -> tuple[object, str]:
+def _claimed_by_files(model_id, subfolder: str | None, hub_kwargs: dict | None, weights_path: str | None = None) -> tuple[object, str]:
     """`claimed_fingerprint` of an adapter folder's or Hub repo's own files (its adapter_config.json, its weights'
-    metadata); (NO_FINGERPRINT, "") where neither claims one."""
+    metadata); (NO_FINGERPRINT, "") where neither claims one. `weights_path`: the weights file when the caller has
+    already found it."""
     hub_kwargs = dict(hub_kwargs or {})
     revision = hub_kwargs.pop("revision", None)
     hub_kwargs.pop("subfolder", None)
-    found = {name: sources.resolve_file(model_id, name, subfolder, revision, hub_kwargs, required=False)
-             for name in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME)}  # fmt: skip
-    config_path = found[ADAPTER_CONFIG_NAME]
+    config_path = sources.resolve_file(model_id, ADAPTER_CONFIG_NAME, subfolder, revision, hub_kwargs, required=False)
+    if weights_path is None:
+        weights_path = sources.resolve_file(model_id, ADAPTER_WEIGHTS_NAME, subfolder, revision, hub_kwargs, required=False)
     config = atomic_io.read_json_object(config_path, "The adapter config") if config_path is not None else {}
-    return claimed_fingerprint(config, found[ADAPTER_WEIGHTS_NAME])
+    return claimed_fingerprint(config, weights_path)
 
 
 def _claim_source(source: str, where: str) -> str:

@@ -192,10 +192,10 @@ def model_state(base_model) -> tuple:
     parameters = list(base_model.parameters())
     device_type = parameters[0].device.type
     autocast = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type)
-    tensors = parameters + list(base_model.buffers())
-    versions = sum(t._version for t in tensors)
-    tensors = hash(tuple((id(t), t.data_ptr(), tuple(t.shape)) for t in tensors))
-    return versions, tensors, getattr(base_model.config, "_attn_implementation", None), autocast
+    watched = parameters + list(base_model.buffers())
+    versions = sum(t._version for t in watched)
+    identities = hash(tuple((id(t), t.data_ptr(), tuple(t.shape)) for t in watched))
+    return versions, identities, getattr(base_model.config, "_attn_implementation", None), autocast
 
 
 def _no_model():

@@ -43,8 +43,6 @@ def _input_rows(config, word_embeddings, model_config, text_tokens: int) -> torc
     return initial_token_rows(config, word_embeddings, model_config).to(word_embeddings.weight)
 
 
-
-
 def _uniform(config):
     """A copy of `config` that samples uniformly (the tokens whose key/value scale `"random"` matches)."""
     import copy
