@@ -567,12 +567,17 @@ def encoder_forward(
 ):
     """Sequence classification (BERT, or a causal decoder such as GPT-2 / Llama) with the prompt in front."""
     refuse_training_nothing(parts, kwargs)
-    batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-    check_position_ids(position_ids, input_ids if input_ids is not None else inputs_embeds)
+    reference = input_ids if input_ids is not None else inputs_embeds
+    batch_size = reference.shape[0]
+    check_position_ids(position_ids, reference)
     decoder = _classifies_from_the_last_token(parts) and attention_mask is not None
-    if _is_deep(parts):  # every layer reads the prompt; the input keeps its tokens, types and positions
-        if decoder and position_ids is None:  # a left-padded row's tokens where they are when unpadded
-            position_ids = _positions_from_mask(attention_mask)
+    if _is_deep(parts):  # every layer reads the prompt; the input keeps its tokens and types
+        if _classifies_from_the_last_token(parts) and _accepts(parts, "position_ids"):  # a decoder: positions after the prompt
+            num_virtual, length = parts.num_virtual_tokens, reference.shape[1]
+            position_ids = _shifted_positions(position_ids, _with_prompt_mask(attention_mask, num_virtual), num_virtual, length, False)
+            if position_ids is None:  # no mask, no positions
+                position_ids = _positions_after_prompt({}, num_virtual, batch_size, length, reference.device)
+            check_positions_fit(_transformers_model(parts), num_virtual, length, 0, position_ids)
         with layer_prompts(parts, _deep_rows(parts, input_ids, inputs_embeds, task_ids)):
             return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
                                     token_type_ids=token_type_ids, position_ids=position_ids, **kwargs)  # fmt: skip

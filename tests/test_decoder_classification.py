@@ -96,3 +96,43 @@ def test_the_loss_of_a_padded_batch_is_the_loss_of_its_rows(method):
         batched = model(**_batch(rows, "right"), labels=labels).loss
         alone = torch.stack([model(input_ids=row[None], labels=labels[i : i + 1]).loss for i, row in enumerate(rows)]).mean()
     torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_name", ["gpt2", "llama"])
+def test_a_deep_prompt_from_text_puts_the_input_after_the_text(model_name):
+    """deep_init="text" keys/values are what the text leaves at positions 0..P-1, so the input must sit at P..: a
+    decoder classifier's deep path gave it 0..L-1 (GPT-2 logits 0.16 off the base model on text + input, Llama 1.68)."""
+    text = " ".join(common.CORPUS[:2])
+    text_ids = common.tiny_tokenizer()(text, add_special_tokens=False)["input_ids"][:5]
+    config = DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, deep_init="text", init_text=text,
+                                    tokenizer_name_or_path=common.tiny_tokenizer_dir())  # fmt: skip
+    model, row = peft.get_peft_model(_classifier(model_name), config).eval(), _rows()[0][None]
+    with torch.no_grad():
+        expected = _classifier(model_name)(input_ids=torch.cat((torch.tensor([text_ids]), row), dim=1)).logits
+        for inputs in ({"input_ids": row}, {"input_ids": row, "attention_mask": torch.ones_like(row)},
+                       {"input_ids": row, "position_ids": torch.arange(row.shape[1])[None]}):  # fmt: skip
+            torch.testing.assert_close(model(**inputs).logits, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("model_name", ["gpt2", "llama"])
+def test_a_deep_prompt_from_a_shallow_one_starts_at_its_logits(model_name, side):
+    shallow = _prompted(model_name, "vocab")
+    folder = common.fixture_dir(f"decoder-classifier-shallow-{model_name}-")
+    shallow.save_pretrained(folder)
+    deep = peft.get_peft_model(_classifier(model_name), DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5,
+                                                                               deep_init="prompt", init_prompt=folder)).eval()  # fmt: skip
+    batch = _batch(_rows(), side)
+    with torch.no_grad():
+        torch.testing.assert_close(deep(**batch).logits, shallow(**batch).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_a_deep_prompt_refuses_an_input_past_a_classifiers_position_table():
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=common.VOCAB_SIZE, pad_token_id=PAD, n_positions=16)
+    config.num_labels = 3
+    base = AutoModelForSequenceClassification.from_config(config).eval()
+    model = peft.get_peft_model(base, DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, deep_init="random"))
+    with torch.no_grad():
+        model(input_ids=torch.full((1, 11), 5))  # 5 + 11 = 16 positions: fits
+        with pytest.raises(ValueError, match="needs position 16"):
+            model(input_ids=torch.full((1, 12), 5), attention_mask=torch.ones(1, 12, dtype=torch.long))
