@@ -535,8 +535,9 @@ def _deep_rows(parts: PromptParts, input_ids, inputs_embeds, task_ids, encoded=N
 def seq2seq_generate(parts: PromptParts, input_ids=None, attention_mask=None, inputs_embeds=None, task_ids=None, **kwargs):
     """Encoder-decoder generate: the encoder reads prompt + input; decoding is the model's own."""
     if kwargs.pop("encoder_outputs", None) is not None:
-        raise ValueError("Do not pass encoder_outputs to generate with a soft prompt: the prompt is added to the encoder "
-                         "input. Pass input_ids (or inputs_embeds) instead.")  # fmt: skip
+        raise ValueError("Do not pass encoder_outputs to generate with a soft prompt: the prompt goes into the encoder "
+                         "(in front of its input, or into every self-attention layer for a deep prompt) and generate "
+                         "runs it. Pass input_ids (or inputs_embeds) instead.")  # fmt: skip
     if input_ids is None and inputs_embeds is None:
         raise ValueError("generate needs input_ids or inputs_embeds; got neither.")
     if attention_mask is None:
