@@ -8,7 +8,8 @@ in front of the layer's own and lets every query see them. Why here and not in t
 * the cache holds only the input, so a forward, a cached generate and an uncached one all read the
   prompt the same way (exact), and left padding never sits in front of it;
 * nothing is written to a cache, so gradient checkpointing (which drops caches and replays layers
-  in backward) works: a replay in backward reads the same prompt the forward read;
+  in backward) works: transformers' checkpoint function of each layer is wrapped so that a replay in
+  backward reads the prompt its own forward read (not the last forward's);
 * encoders (BERT) and both T5 stacks run through the same interface: one mechanism for every task.
 Keys are what the attention receives (after rotary position embeddings), so a prompt captured from
 a text or a shallow prompt at positions 0..P-1 is exactly what those tokens would have left in a
@@ -30,7 +31,6 @@ from .options import is_integer
 ROUTE = "peft_softprompt_ext_layer_prefix|"
 _SUPPORTED = ("sdpa", "eager")
 _BASE_ATTRIBUTE = "_peft_softprompt_ext_base_attention"
-_LAST_ATTRIBUTE = "_peft_softprompt_ext_last_prefix"  # read back when backward replays a layer
 _active: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_layer_prefix", default=None)
 _capturing: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_layer_capture", default=None)
 
@@ -134,11 +134,13 @@ def _visible(mask, prefix_length: int, query, key, module):
 def _attention(module, query, key, value, attention_mask, **kwargs):
     active = _active.get()
     if active is None and torch._C._current_graph_task_id() >= 0:
-        prefix = getattr(module, _LAST_ATTRIBUTE, None)  # a checkpointed layer replayed in backward
-    else:
-        prefix = None if active is None else active.get(id(module))
-        if active is not None:
-            object.__setattr__(module, _LAST_ATTRIBUTE, prefix)
+        raise RuntimeError(
+            f"{type(module).__name__} is being recomputed in backward by a checkpoint function other than transformers' "
+            "own (model.gradient_checkpointing_enable), so which deep prompt its forward read is unknown. Checkpoint "
+            "a deep-prompt model with model.gradient_checkpointing_enable(gradient_checkpointing_kwargs="
+            "{'use_reentrant': False})."
+        )
+    prefix = active.get(id(module)) if active else None
     capture = _capturing.get()
     if capture is not None:
         capture.append((module, key, value, query.shape[-2]))
@@ -163,8 +165,10 @@ def prefixed(model, slots: list[Slot], rows: torch.Tensor, frozen_slots: int = 0
     """Within this block, every slot of `model` sees its part of `rows` [B, P, F] in front of its keys/values.
     The first `frozen_slots` slots get theirs detached: nothing below the lowest trained layer runs backward."""
     route(model)  # again: someone may have set another attention implementation since
-    if rows.requires_grad and torch.is_grad_enabled():
-        refuse_reentrant_checkpointing(model)
+    if torch.is_grad_enabled():
+        if rows.requires_grad:
+            refuse_reentrant_checkpointing(model)
+        _keep_prompts_in_checkpoints(model)
     modules = [model.get_submodule(slot.name) for slot in slots]
     key_values = split(rows, slots)
     key_values = [(k.detach(), v.detach()) for k, v in key_values[:frozen_slots]] + key_values[frozen_slots:]
@@ -173,6 +177,37 @@ def prefixed(model, slots: list[Slot], rows: torch.Tensor, frozen_slots: int = 0
         yield
     finally:
         _active.reset(token)
+
+
+class _PromptKeepingCheckpoint:
+    """A layer's checkpoint function (transformers' `_gradient_checkpointing_func`) that runs the layer, in forward
+    and in its replay in backward, under the prompts active when the forward ran: several forwards (tasks, batch
+    sizes, a second adapter's reference pass) before one backward each replay their own."""
+
+    def __init__(self, checkpoint):
+        self.checkpoint = checkpoint
+
+    def __call__(self, function, *args, **kwargs):
+        active = _active.get() or _NO_PROMPTS  # (a replay must tell "no prompt" from "not ours")
+
+        def run(*inner_args, **inner_kwargs):
+            token = _active.set(active)
+            try:
+                return function(*inner_args, **inner_kwargs)
+            finally:
+                _active.reset(token)
+
+        return self.checkpoint(run, *args, **kwargs)
+
+
+_NO_PROMPTS: dict = {}
+
+
+def _keep_prompts_in_checkpoints(model) -> None:
+    for module in model.modules():
+        function = getattr(module, "_gradient_checkpointing_func", None)
+        if getattr(module, "gradient_checkpointing", False) is True and callable(function) and not isinstance(function, _PromptKeepingCheckpoint):
+            module._gradient_checkpointing_func = _PromptKeepingCheckpoint(function)
 
 
 def refuse_reentrant_checkpointing(model) -> None:
@@ -197,6 +232,8 @@ def refuse_reentrant_checkpointing(model) -> None:
 def _reentrant(module) -> bool:
     """Whether transformers' checkpoint function of `module` is torch's reentrant one (its default when unset)."""
     function = getattr(module, "_gradient_checkpointing_func", None)
+    if isinstance(function, _PromptKeepingCheckpoint):
+        function = function.checkpoint
     keywords = getattr(function, "keywords", None)  # transformers sets a functools.partial of torch's checkpoint
     if function is torch.utils.checkpoint.checkpoint:
         return True

@@ -364,3 +364,75 @@ def test_a_deep_prompt_saved_on_one_base_is_refused_on_another(tmp_path):
     assert saved["peft_type"] == "DEEP_PROMPT_TUNING" and saved["base_model_fingerprint"]
     with pytest.raises(ValueError, match="fingerprint|another base model|different base model"):
         peft.PeftModel.from_pretrained(common.tiny_model("llama", seed=1)[0], tmp_path)
+
+
+def _two_forwards_then_backward(checkpointing: bool, second_batch_size: int, adapters: bool):
+    """loss = forward(batch, task 0) + 2 forward(other batch, task 1) [or a second deep adapter's no_grad forward
+    in between, as a DPO reference pass], one backward: the trained parameters' gradients."""
+    from peft_softprompt_ext import MixturePromptTuningConfig
+
+    model, task_type = common.tiny_model("llama")
+    if adapters:
+        peft_model = peft.get_peft_model(model, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, deep_init="random", seed=1))
+        peft_model.add_adapter("reference", DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, deep_init="random", seed=3))
+    else:
+        config = MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=5, source_prompts=list(common.deep_bank_folders("llama")),
+                                           num_tasks=2, mixing="task")  # fmt: skip
+        peft_model = peft.get_peft_model(model, config)
+        with torch.no_grad():  # tasks that differ from the start
+            peft_model.prompt_encoder["default"].task_logits.normal_(0, 1, generator=torch.Generator().manual_seed(0))
+    if checkpointing:
+        peft_model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    peft_model.train()
+    first = common.batch_for("llama", seed=1)
+    second = common.batch_for("llama", batch_size=second_batch_size, seed=2)
+    tasks = {} if adapters else {"task_ids": torch.zeros(3, dtype=torch.long)}
+    loss = peft_model(**first, **tasks).loss
+    if adapters:
+        peft_model.set_adapter("reference")
+        with torch.no_grad():
+            peft_model(**second)
+        peft_model.set_adapter("default")
+    else:
+        loss = loss + 2 * peft_model(**second, task_ids=torch.ones(second_batch_size, dtype=torch.long)).loss
+    loss.backward()
+    return {name: p.grad.clone() for name, p in peft_model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize(("second_batch_size", "adapters"), [(3, False), (2, False), (3, True)])
+def test_checkpointed_layers_replay_the_prompt_their_forward_read(second_batch_size, adapters):
+    """Backward replayed a checkpointed layer with the prompt of the LAST deep forward, not its own: two forwards
+    then one backward gave gradients 0.1 off (larger than the gradient itself after a second adapter's reference
+    pass), or crashed on another batch size."""
+    expected = _two_forwards_then_backward(False, second_batch_size, adapters)
+    got = _two_forwards_then_backward(True, second_batch_size, adapters)
+    assert set(got) == set(expected) and expected
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6)
+
+
+def test_a_trained_deep_prompt_model_deep_copies():
+    """The layers kept the last forward's (non-leaf) keys/values: copy.deepcopy failed after any training step."""
+    import copy
+
+    model = deep_model("llama", deep_init="random")
+    model.train()
+    model(**common.batch_for("llama")).loss.backward()
+    copied = copy.deepcopy(model).eval()
+    batch = common.inference_batch("llama")
+    with torch.no_grad():
+        torch.testing.assert_close(copied(**batch).logits, model.eval()(**batch).logits)
+
+
+def test_a_layer_recomputed_by_a_foreign_checkpoint_function_is_refused_in_backward():
+    """torch's own activation-checkpoint wrapper (FSDP's recipe) replays a layer outside transformers' checkpoint
+    function, so the replay cannot know which prompt its forward read: refused, not computed with none."""
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    model = deep_model("llama")
+    apply_activation_checkpointing(model.get_base_model(), check_fn=lambda module: isinstance(module, LlamaDecoderLayer))
+    model.train()
+    loss = model(**common.batch_for("llama")).loss
+    with pytest.raises(RuntimeError, match="recomputed in backward by a checkpoint function other than transformers'"):
+        loss.backward()
