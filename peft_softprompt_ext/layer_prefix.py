@@ -33,6 +33,10 @@ _SUPPORTED = ("sdpa", "eager")
 _BASE_ATTRIBUTE = "_peft_softprompt_ext_base_attention"
 _active: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_layer_prefix", default=None)
 _capturing: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_layer_capture", default=None)
+_kept: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_layer_kept", default=False)
+# set on an attention module once it read a prompt, with grad, outside `_PromptKeepingCheckpoint`: a replay of it in
+# backward by another checkpoint function cannot know which prompt its forward read (refused, not run without one)
+_UNKEPT_ATTRIBUTE = "_peft_softprompt_ext_prompted_outside_kept_checkpoint"
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,8 @@ def _visible(mask, prefix_length: int, query, key, module):
 
 def _attention(module, query, key, value, attention_mask, **kwargs):
     active = _active.get()
-    if active is None and torch._C._current_graph_task_id() >= 0:
+    replay = active is None and torch._C._current_graph_task_id() >= 0  # recomputed in backward, not by our wrapper
+    if replay and getattr(module, _UNKEPT_ATTRIBUTE, False):
         raise RuntimeError(
             f"{type(module).__name__} is being recomputed in backward by a checkpoint function other than transformers' "
             "own (model.gradient_checkpointing_enable), so which deep prompt its forward read is unknown. Checkpoint "
@@ -141,6 +146,8 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
             "{'use_reentrant': False})."
         )
     prefix = active.get(id(module)) if active else None
+    if prefix is not None and torch.is_grad_enabled() and not _kept.get():
+        object.__setattr__(module, _UNKEPT_ATTRIBUTE, True)  # a replay of this layer could not know its prompt
     capture = _capturing.get()
     if capture is not None:
         capture.append((module, key, value, query.shape[-2]))
@@ -191,11 +198,12 @@ class _PromptKeepingCheckpoint:
         active = _active.get() or _NO_PROMPTS  # (a replay must tell "no prompt" from "not ours")
 
         def run(*inner_args, **inner_kwargs):
-            token = _active.set(active)
+            tokens = _active.set(active), _kept.set(True)
             try:
                 return function(*inner_args, **inner_kwargs)
             finally:
-                _active.reset(token)
+                _kept.reset(tokens[1])
+                _active.reset(tokens[0])
 
         return self.checkpoint(run, *args, **kwargs)
 

@@ -436,3 +436,26 @@ def test_a_layer_recomputed_by_a_foreign_checkpoint_function_is_refused_in_backw
     loss = model(**common.batch_for("llama")).loss
     with pytest.raises(RuntimeError, match="recomputed in backward by a checkpoint function other than transformers'"):
         loss.backward()
+
+
+def test_a_base_model_pass_with_the_adapter_disabled_checkpoints_and_runs_backward():
+    """The base model's own pass (disable_adapter: a reference or KL term), checkpointed before any prompted pass,
+    replays with no prompt: it is not taken for a foreign checkpoint function's replay."""
+    model = deep_model("llama")
+    model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    batch = common.batch_for("llama")
+    with model.disable_adapter():
+        base = model(**batch).logits
+    prompted = model(**batch).logits
+    (prompted - base).pow(2).mean().backward()
+    expected_model = deep_model("llama")
+    expected_model.train()
+    with expected_model.disable_adapter():
+        expected_base = expected_model(**batch).logits
+    (expected_model(**batch).logits - expected_base).pow(2).mean().backward()
+    got = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    expected = {name: p.grad for name, p in expected_model.named_parameters() if p.grad is not None}
+    assert set(got) == set(expected) and expected
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-7)
