@@ -37,6 +37,7 @@ _kept: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_laye
 # set on an attention module once it read a prompt, with grad, outside `_PromptKeepingCheckpoint`: a replay of it in
 # backward by another checkpoint function cannot know which prompt its forward read (refused, not run without one)
 _UNKEPT_ATTRIBUTE = "_peft_softprompt_ext_prompted_outside_kept_checkpoint"
+_HOOKED_ATTRIBUTE = "_peft_softprompt_ext_keeps_prompts_in_checkpoints"
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,14 @@ def route(model) -> None:
         AttentionMaskInterface.register(ROUTE + base, ALL_MASK_ATTENTION_FUNCTIONS[base])
         setattr(config, _BASE_ATTRIBUTE, base)
         config._attn_implementation = ROUTE + base
+    if not getattr(model, _HOOKED_ATTRIBUTE, False):  # every pass, prompted or not (an adapter disabled, the base alone)
+        model.register_forward_pre_hook(_keep_prompts_before_a_pass)
+        object.__setattr__(model, _HOOKED_ATTRIBUTE, True)
+
+
+def _keep_prompts_before_a_pass(model, args) -> None:
+    if torch.is_grad_enabled():
+        _keep_prompts_in_checkpoints(model)
 
 
 def _base_attention(module):

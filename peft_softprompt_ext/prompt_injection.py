@@ -575,7 +575,8 @@ def encoder_forward(
     if _is_deep(parts):  # every layer reads the prompt; the input keeps its tokens and types
         if _classifies_from_the_last_token(parts) and _accepts(parts, "position_ids"):  # a decoder: positions after the prompt
             num_virtual, length = parts.num_virtual_tokens, reference.shape[1]
-            position_ids = _shifted_positions(position_ids, _with_prompt_mask(attention_mask, num_virtual), num_virtual, length, False)
+            full_mask = None if position_ids is not None else _with_prompt_mask(attention_mask, num_virtual)
+            position_ids = _shifted_positions(position_ids, full_mask, num_virtual, length, False)
             if position_ids is None:  # no mask, no positions
                 position_ids = _positions_after_prompt({}, num_virtual, batch_size, length, reference.device)
             check_positions_fit(_transformers_model(parts), num_virtual, length, 0, position_ids)

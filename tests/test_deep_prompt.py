@@ -438,13 +438,17 @@ def test_a_layer_recomputed_by_a_foreign_checkpoint_function_is_refused_in_backw
         loss.backward()
 
 
-def test_a_base_model_pass_with_the_adapter_disabled_checkpoints_and_runs_backward():
-    """The base model's own pass (disable_adapter: a reference or KL term), checkpointed before any prompted pass,
-    replays with no prompt: it is not taken for a foreign checkpoint function's replay."""
+@pytest.mark.parametrize("trained_before", [False, True])
+def test_a_base_model_pass_with_the_adapter_disabled_checkpoints_and_runs_backward(trained_before):
+    """The base model's own pass (disable_adapter: a reference or KL term), checkpointed before any prompted pass
+    (after a step without checkpointing, or none), replays with no prompt: not taken for a foreign replay."""
     model = deep_model("llama")
-    model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     batch = common.batch_for("llama")
+    if trained_before:
+        model(**batch).loss.backward()
+        model.zero_grad()
+    model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     with model.disable_adapter():
         base = model(**batch).logits
     prompted = model(**batch).logits
@@ -459,3 +463,17 @@ def test_a_base_model_pass_with_the_adapter_disabled_checkpoints_and_runs_backwa
     assert set(got) == set(expected) and expected
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-7)
+
+
+def test_the_base_model_fine_tuned_alone_with_checkpointing_after_a_deep_prompt_trained_on_it():
+    """A deep prompt reroutes the base model's attention for good: fine-tuning the base model itself afterwards with
+    transformers' checkpointing replays its layers with no prompt (it was refused as a foreign replay)."""
+    model = deep_model("llama")
+    model.train()
+    model(**common.batch_for("llama")).loss.backward()
+    base = model.get_base_model()
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    for parameter in base.parameters():
+        parameter.requires_grad_(True)
+    base(**common.batch_for("llama")).loss.backward()
+    assert base.model.layers[0].self_attn.q_proj.weight.grad is not None
