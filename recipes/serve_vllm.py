@@ -114,14 +114,23 @@ def classify_rows(llm, rows: list[dict], plans: list[list]) -> list[dict]:
     return [{**row, "scores": score, "prediction": max(range(len(score)), key=score.__getitem__)} for row, score in zip(rows, scores)]
 
 
+def _for_row(path: str, index: int, build, *args):
+    """`build(*args)`, its refusal naming the input row."""
+    try:
+        return build(*args)
+    except (ValueError, KeyError) as error:
+        raise SystemExit(f"{path} row {index}: {error}") from error
+
+
 def run_generate(args) -> None:
     server = build_server(args)
     rows = read_rows(args.input)
     generating = [index for index, row in enumerate(rows) if "choices" not in row]
     classifying = [index for index, row in enumerate(rows) if "choices" in row]
-    # every request is built (and every refusal raised: unknown task, overflow) before the engine's minute of start-up
-    requests = [server.request(row_input(rows[i]), rows[i].get("task"), args.max_tokens) for i in generating]
-    plans = [server.choice_requests(row_input(rows[i]), rows[i]["choices"], rows[i].get("task")) for i in classifying]
+    # every request is built (and every refusal raised: unknown task, overflow, empty) before the engine's minute of start-up
+    requests = [_for_row(args.input, i, server.request, row_input(rows[i]), rows[i].get("task"), args.max_tokens) for i in generating]
+    plans = [_for_row(args.input, i, server.choice_requests, row_input(rows[i]), rows[i]["choices"], rows[i].get("task"))
+             for i in classifying]  # fmt: skip
     start = time.perf_counter()
     llm = engine(args.model, args.max_model_len)
     started = time.perf_counter()

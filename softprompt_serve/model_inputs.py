@@ -94,7 +94,7 @@ class InputEmbedder:
 
     def embed(self, token_ids: list[int]) -> torch.Tensor:
         """[len(token_ids), hidden]: what the model's embedding layer gives for these ids."""
-        rows = self.weight[torch.as_tensor(token_ids, dtype=torch.long)]
-        if self.scale is not None:
-            rows = rows * torch.tensor(self.scale).to(rows.dtype)  # float32 first, as transformers' scaled embedding
-        return rows.to(self.dtype)
+        rows = self.weight[torch.as_tensor(token_ids, dtype=torch.long)].to(self.dtype)
+        if self.scale is not None:  # in the engine's dtype, as transformers' scaled embedding of a model loaded in it
+            rows = rows * torch.tensor(self.scale, dtype=torch.float32).to(self.dtype)
+        return rows

@@ -40,6 +40,8 @@ class PromptServer:
 
     def __init__(self, model_dir: str | Path, prompts: dict[str, str | Path] | None = None, max_model_len: int | None = None,
                  dtype: torch.dtype = torch.float32, allow_base_model_mismatch: bool = False):  # fmt: skip
+        if max_model_len is not None and (not isinstance(max_model_len, int) or isinstance(max_model_len, bool) or max_model_len < 1):
+            raise ValueError(f"max_model_len={max_model_len!r}; expected a positive integer (the engine's), or None for the model's own.")
         self.embedder = InputEmbedder(model_dir, dtype=dtype)
         self.max_model_len = max_model_len if max_model_len is not None else self.embedder.max_positions()
         self.allow_base_model_mismatch = allow_base_model_mismatch
@@ -50,17 +52,26 @@ class PromptServer:
 
     def add_prompt(self, task: str, folder: str | Path) -> None:
         """Load one exported prompt under the name `task` (checked against the served model)."""
-        if not isinstance(task, str) or not task:
-            raise ValueError(f"task name {task!r} must be a non-empty string.")
+        self._refuse_served_name(task, folder)
         self.prompts[task] = load_exported_prompt(folder, task, self._fingerprint, self.allow_base_model_mismatch)
 
+    def _refuse_served_name(self, task, folder) -> None:
+        if not isinstance(task, str) or not task:
+            raise ValueError(f"task name {task!r} must be a non-empty string.")
+        if task in self.prompts:
+            raise ValueError(f"task {task!r} is served already, from {self.prompts[task].source}; {folder} would replace it. "
+                             "Give each prompt its own name (a mixture's tasks are named by the mixture).")  # fmt: skip
+
     def add_adapter(self, adapter_dir: str | Path, name: str | None = None) -> list[str]:
-        """Add every task of a plugin save (its `vanilla/` copies); a single prompt is named `name`. Returns the names."""
+        """Add every task of a plugin save (its `vanilla/` copies); a single prompt is named `name`. Returns the names.
+        All or nothing: a task name served already is refused before any of the save's tasks is added."""
         folders = task_folders(adapter_dir)
         if list(folders) == ["default"]:
             folders = {name or Path(adapter_dir).name: folders["default"]}
         for task, folder in folders.items():
-            self.add_prompt(task, folder)
+            self._refuse_served_name(task, folder)
+        loaded = {task: load_exported_prompt(folder, task, self._fingerprint, self.allow_base_model_mismatch) for task, folder in folders.items()}
+        self.prompts.update(loaded)
         return list(folders)
 
     def prompt_rows(self, task: str | None) -> torch.Tensor:
@@ -77,6 +88,8 @@ class PromptServer:
             raise ValueError(f"max_tokens={max_tokens!r}; expected an integer >= 1 (vLLM generates at least one token).")
         rows = self.prompt_rows(task)
         length = rows.shape[0] + len(token_ids)
+        if length == 0:
+            raise ValueError(f"an empty request: no prompt rows (task {task!r}) and no text tokens; vLLM refuses an empty prompt.")
         if self.max_model_len is not None and length + max_tokens > self.max_model_len:
             raise ValueError(f"task {task!r}: {rows.shape[0]} prompt rows + {len(token_ids)} text tokens + {max_tokens} new tokens "
                              f"= {length + max_tokens} > max_model_len {self.max_model_len}; shorten the text or raise max_model_len.")  # fmt: skip
@@ -96,7 +109,8 @@ class PromptServer:
 
     def openai_body(self, text: str, task: str | None, model: str, **completion_args) -> dict:
         """A JSON body for the server's /v1/completions: `prompt_embeds` as base64 `torch.save` bytes."""
-        embeds = self.request(text, task, completion_args.get("max_tokens", 16))["prompt_embeds"]
+        max_tokens = completion_args.get("max_tokens", 16)  # None: up to the context length (at least one token)
+        embeds = self.request(text, task, 1 if max_tokens is None else max_tokens)["prompt_embeds"]
         return {"model": model, "prompt_embeds": encode_prompt_embeds(embeds), **completion_args}
 
     def choice_requests(self, text: str | list[int], choices: list[str], task: str | None = None) -> list[tuple[dict, list[int], list[tuple[int, int]]]]:
@@ -106,6 +120,8 @@ class PromptServer:
         belong to): one request per distinct prefix of the choices' tokens, so one-token choices
         share a single request. A choice's score is the sum of its tokens' log-probabilities.
         """
+        if not (isinstance(choices, (list, tuple)) and choices and all(isinstance(choice, str) and choice for choice in choices)):
+            raise ValueError(f"choices={choices!r:.200}; expected a non-empty list of non-empty strings (the answers to score).")
         text_ids = self.token_ids(text)
         choice_ids = [self.embedder.tokenizer(choice, add_special_tokens=False)["input_ids"] for choice in choices]
         for choice, ids in zip(choices, choice_ids):

@@ -252,3 +252,74 @@ def test_fingerprint_rules_load_as_a_standalone_file():
     source = (REPO / "peft_softprompt_ext" / "fingerprint.py").read_text()
     imports = {line.split()[1].split(".")[0] for line in source.splitlines() if line.startswith(("import ", "from "))}
     assert imports <= {"__future__", "hashlib", "json", "math", "torch"}, imports
+
+
+def test_scaled_text_embeddings_of_a_bf16_checkpoint_are_scaled_in_the_engine_dtype(tmp_path):
+    """Gemma's sqrt(hidden) scale was applied in the checkpoint's dtype (bf16: sqrt(48) 6.928 -> 6.9375), then cast to
+    the float32 engine: 4.7e-3 relative off what the float32 model's embedding layer gives."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=common.VOCAB_SIZE, hidden_size=48, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                              num_key_value_heads=1, head_dim=24, max_position_embeddings=256, pad_token_id=0)  # fmt: skip
+    Gemma3ForCausalLM(config).to(torch.bfloat16).save_pretrained(tmp_path)
+    common.tiny_tokenizer().save_pretrained(tmp_path)
+    server = PromptServer(tmp_path)
+    ids = server.embedder.token_ids(TEXTS[1])
+    with torch.no_grad():
+        expected = Gemma3ForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).get_input_embeddings()(torch.tensor(ids))
+    torch.testing.assert_close(server.request(TEXTS[1])["prompt_embeds"], expected, rtol=0, atol=0)
+
+
+def test_an_empty_request_is_refused_before_any_engine():
+    """No prompt and no text: vLLM refuses the empty prompt inside generate, after the engine's start, losing every
+    other row's answer."""
+    server = PromptServer(common.tiny_model_folder("llama"))
+    for empty in ("", []):
+        with pytest.raises(ValueError, match=r"an empty request: no prompt rows \(task None\) and no text tokens"):
+            server.request(empty)
+
+
+@pytest.mark.parametrize("choices", [[], "positive", None, [5], ["good", ""]])
+def test_choices_that_are_not_a_list_of_texts_are_refused_naming_them(choices):
+    server = PromptServer(common.tiny_model_folder("llama"))
+    with pytest.raises(ValueError, match=r"choices="):
+        server.choice_requests(TEXTS[0], choices)
+
+
+def test_a_task_name_served_twice_is_refused_naming_both_folders(tmp_path):
+    server = PromptServer(common.tiny_model_folder("llama"))
+    server.add_adapter(_saved_prompt("llama", tmp_path / "a"), name="movie")
+    before = server.prompt_rows("movie").clone()
+    with pytest.raises(ValueError, match=r"task 'movie' is served already.*/a/.*/b/"):
+        server.add_adapter(_saved_prompt("llama", tmp_path / "b", seed=8), name="movie")
+    torch.testing.assert_close(server.prompt_rows("movie"), before, rtol=0, atol=0)
+    mixture = _saved_mixture("llama", tmp_path / "mix")  # tasks "movie" and "news": nothing of it is added
+    with pytest.raises(ValueError, match=r"task 'movie' is served already"):
+        server.add_adapter(mixture, name="ignored")
+    assert sorted(server.prompts) == ["movie"]
+
+
+@pytest.mark.parametrize("max_model_len", [0, -5, 2.5])
+def test_a_max_model_len_that_is_not_a_positive_count_is_refused(max_model_len):
+    with pytest.raises(ValueError, match=rf"max_model_len={max_model_len!r}"):
+        PromptServer(common.tiny_model_folder("llama"), max_model_len=max_model_len)
+
+
+def test_an_openai_body_takes_max_tokens_none_as_vllm_does(tmp_path):
+    """vLLM's /v1/completions takes max_tokens null (up to the context length): the body builder refused it."""
+    server = PromptServer(common.tiny_model_folder("llama"), max_model_len=64)
+    server.add_adapter(_saved_prompt("llama", tmp_path / "prompt"), name="movie")
+    assert server.openai_body(TEXTS[0], "movie", model="m", max_tokens=None)["max_tokens"] is None
+
+
+def test_the_generate_command_refuses_a_bad_row_before_the_engine_naming_it(tmp_path):
+    """An empty text or empty choices failed inside vLLM after the engine's start: no output, every answer lost."""
+    sys.path.insert(0, str(REPO / "recipes"))
+    import serve_vllm
+
+    for bad, expected in (({"text": ""}, r"row 1: .*empty request"), ({"text": "a film", "choices": []}, r"row 1: .*choices=\[\]")):
+        rows = tmp_path / "rows.jsonl"
+        rows.write_text(json.dumps({"text": "a fine film"}) + "\n" + json.dumps(bad) + "\n")
+        with pytest.raises(SystemExit, match=expected):
+            serve_vllm.main(["generate", "--model", common.tiny_model_folder("llama"), "--input", str(rows), "--output", str(tmp_path / "out.jsonl")])
