@@ -326,6 +326,29 @@ def sliding_window_of(model) -> int | None:
     return min(sizes) if sizes else None
 
 
+def is_causal_decoder(model) -> bool:
+    """A decoder-only model (GPT-2, Llama, ...; as a causal LM or a classifier): not an encoder or seq2seq model."""
+    if getattr(model.config, "is_encoder_decoder", False):
+        return False
+    return any(getattr(module, "is_causal", False) is True for module in model.modules())
+
+
+CACHE_PREFIX_REFUSAL = ("plain PEFT PREFIX_TUNING (a cache prefix) holds deep prompts exactly only for causal decoders (a "
+                        "CAUSAL_LM, or a GPT-2 / Llama SEQ_CLS classifier) with full attention, not encoders, seq2seq "
+                        "models or sliding-window layers")  # fmt: skip
+
+
+def held_by_a_cache_prefix(model, task_type: str) -> bool:
+    """Whether plain PEFT PREFIX_TUNING (the prompt as a cache prefix) runs a deep prompt of `model` exactly: a causal
+    decoder, whose input positions follow the prompt here as there, with no sliding window (it would evict a cached
+    prefix). Else `CACHE_PREFIX_REFUSAL` says why not. `model` None (not at hand): a causal LM's is taken as held."""
+    if model is None:
+        return task_type == "CAUSAL_LM"
+    if task_type not in ("CAUSAL_LM", "SEQ_CLS") or sliding_window_of(model) is not None:
+        return False
+    return task_type == "CAUSAL_LM" or is_causal_decoder(model)
+
+
 def layout_of(slots: list[Slot]) -> list[list]:
     """Slots as a config saves them: [[module path, key/value heads, head dim], ...]."""
     return [[slot.name, slot.kv_heads, slot.head_dim] for slot in slots]
@@ -354,10 +377,11 @@ def check_layout(saved, slots: list[Slot], what: str) -> None:
     if slots_of(saved) != slots:
         found = layout_of(slots)
         first = next((i for i, (a, b) in enumerate(zip(saved, found)) if list(a) != b), min(len(saved), len(found)))
-        raise ValueError(
-            f"{what} was made for {len(saved)} self-attention layers {saved[first:first + 1]}... but this model has "
-            f"{len(found)} {found[first:first + 1]}...: its keys and values do not fit this model."
-        )
+        def at(layout) -> str:  # the first layer that differs, or that one of the two lacks
+            return f"(layer {first}: {list(layout[first])})" if first < len(layout) else f"(no layer {first})"
+
+        raise ValueError(f"{what} was made for {len(saved)} self-attention layers {at(saved)} but this model has "
+                         f"{len(found)} {at(found)}: its keys and values do not fit this model.")  # fmt: skip
 
 
 def check_trainable_layers(layers, residual_mlp: bool) -> None:

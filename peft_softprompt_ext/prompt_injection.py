@@ -602,10 +602,7 @@ def encoder_forward(
 def _classifies_from_the_last_token(parts: PromptParts) -> bool:
     """A classifier on a causal decoder (GPT-2, Llama, ...): it reads each row's last non-pad token,
     which it finds from input_ids, so with a prompt (inputs_embeds) it would read the last position."""
-    model = _transformers_model(parts)
-    if getattr(model.config, "is_encoder_decoder", False):
-        return False
-    return any(getattr(module, "is_causal", False) is True for module in model.modules())
+    return layer_prefix.is_causal_decoder(_transformers_model(parts))
 
 
 def _last_token_classifier_call(parts: PromptParts, inputs_embeds, full_mask, kwargs):

@@ -168,7 +168,7 @@ REFUSALS = [
             "attention mixing computes a prompt per input: there is no single prompt for plain PEFT"),
     Refusal("prompt_embedding_to_save", _attention, ValueError, "every input its own prompt",
             "attention mixing computes a prompt per input"),
-    Refusal("export", _deep_without_prefix_tuning, ValueError, "holds deep prompts exactly only for causal LMs with full attention",
+    Refusal("export", _deep_without_prefix_tuning, ValueError, "holds deep prompts exactly only for causal decoders",
             "plain PEFT PREFIX_TUNING (a cache prefix) differs from a deep prompt in encoders, seq2seq models and sliding-window layers"),
     Refusal("generate_static_cache", _input_prompt_in_causal_lm, ValueError, "does not fit a static cache",
             "causal LMs: generate sizes a static cache for the input and new tokens, not a prompt's virtual tokens "

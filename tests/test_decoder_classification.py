@@ -136,3 +136,34 @@ def test_a_deep_prompt_refuses_an_input_past_a_classifiers_position_table():
         model(input_ids=torch.full((1, 11), 5))  # 5 + 11 = 16 positions: fits
         with pytest.raises(ValueError, match="needs position 16"):
             model(input_ids=torch.full((1, 12), 5), attention_mask=torch.ones(1, 12, dtype=torch.long))
+
+
+@pytest.mark.parametrize("model_name", ["gpt2", "llama"])
+def test_a_deep_prompt_on_a_decoder_classifier_exports_to_prefix_tuning_with_equal_logits(model_name, tmp_path):
+    """Its input follows the prompt as in a causal LM, so PEFT's cache prefix holds it exactly (unpadded and
+    right-padded rows): the export was refused, and the save had no plain copy."""
+    from peft_softprompt_ext import export_prefix_tuning
+
+    model = _prompted(model_name, "deep")
+    common.train_steps(model, {**_batch(_rows(), "right"), "labels": torch.tensor([0, 2, 1])}, steps=2)
+    model.eval()
+    export_prefix_tuning(model, tmp_path / "prefix")
+    model.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "vanilla" / "adapter_config.json").exists()
+    _classifier(model_name).save_pretrained(tmp_path / "base")
+    batch = _batch(_rows(), "right")
+    torch.save(batch, tmp_path / "batch.pt")
+    with torch.no_grad():
+        torch.save(model(**batch).logits, tmp_path / "expected.pt")
+    code = (
+        "import torch\nfrom peft import PeftModel\nfrom transformers import AutoModelForSequenceClassification\n"
+        f"for folder in ({str(tmp_path / 'prefix')!r}, {str(tmp_path / 'saved' / 'vanilla')!r}):\n"
+        f"    base = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / 'base')!r})\n"
+        "    model = PeftModel.from_pretrained(base, folder).eval()\n"
+        f"    with torch.no_grad():\n        out = model(**torch.load({str(tmp_path / 'batch.pt')!r})).logits\n"
+        f"    print('TYPE', model.peft_config['default'].peft_type.value, 'DIFF', (out - torch.load({str(tmp_path / 'expected.pt')!r})).abs().max().item())\n"
+    )
+    result = common.run_python_without_plugin(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line.split() for line in result.stdout.splitlines() if line.startswith("TYPE")]
+    assert len(lines) == 2 and all(line[1] == "PREFIX_TUNING" and float(line[3]) <= 1e-5 for line in lines), result.stdout

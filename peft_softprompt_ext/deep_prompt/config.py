@@ -33,7 +33,7 @@ class DeepPromptTuningConfig(VocabSampledPromptTuningConfig):
     2 x layers x P x (key/value heads x head dim).
 
     Args:
-        num_virtual_tokens (`int`): Prompt length P, > 0 (and shorter than a sliding attention window).
+        num_virtual_tokens (`int`): Prompt length P, > 0 (and below W - 1 for a sliding attention window W).
         deep_init (`str`): `"text"`, `"vocab_sampled"` (default), `"prompt"`, `"zero"` or `"random"`
             (see `DeepInit`).
         init_text (`str`): The text whose first P tokens `"text"` runs through the frozen model

@@ -106,7 +106,7 @@ class DeepPromptEncoder(PromptTableEncoder):
                              f"window {window}: use fewer than {window - 1} virtual tokens.")  # fmt: skip
         self.slots = slots
         self.frozen_slots = layer_prefix.frozen_slot_count(config.trainable_layers, slots)  # the first layers keep their start
-        self.exact_in_prefix_tuning = task_type_name(config) == "CAUSAL_LM" and window is None
+        self.exact_in_prefix_tuning = layer_prefix.held_by_a_cache_prefix(base_model, task_type_name(config))
         self._base_model = [base_model]  # a list: not a registered submodule (its weights are not the adapter's)
 
     def initial_rows(self, config, word_embeddings, model_config) -> torch.Tensor:
@@ -120,5 +120,4 @@ class DeepPromptEncoder(PromptTableEncoder):
     def export_refusal(self) -> str | None:
         if self.exact_in_prefix_tuning:
             return None
-        return ("plain PEFT PREFIX_TUNING (a cache prefix) holds deep prompts exactly only for causal LMs with full "
-                "attention, not encoders, seq2seq models or sliding-window layers")  # fmt: skip
+        return layer_prefix.CACHE_PREFIX_REFUSAL

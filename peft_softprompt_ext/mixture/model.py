@@ -77,8 +77,7 @@ class MixturePromptEncoder(PromptEncoder):
         self.prompt_kind, self.slots = KEY_VALUES, layer_prefix.slots_of(config.deep_layout)
         if base_model is not None:
             layer_prefix.check_layout(config.deep_layout, layer_prefix.discover_slots(base_model, task_type_name(config)), "This mixture")
-        window = layer_prefix.sliding_window_of(base_model) if base_model is not None else None
-        self.exact_in_prefix_tuning = task_type_name(config) == "CAUSAL_LM" and window is None
+        self.exact_in_prefix_tuning = layer_prefix.held_by_a_cache_prefix(base_model, task_type_name(config))
         if self.mixing == Mixing.ATTENTION:
             raise ValueError("mixing='attention' scores prompts by their input-space rows, which a bank of deep prompts "
                              "(keys and values per layer) has not; use mixing='task' or 'one_hot'.")  # fmt: skip
@@ -166,8 +165,7 @@ class MixturePromptEncoder(PromptEncoder):
             return ("mixing='attention' gives every input its own prompt, so there is no single prompt for plain PEFT "
                     "PROMPT_TUNING; use mixing='task' for exportable per-task prompts")  # fmt: skip
         if self.plain_peft_type is None:
-            return ("plain PEFT PREFIX_TUNING (a cache prefix) holds deep prompts exactly only for causal LMs with full "
-                    "attention, not encoders, seq2seq models or sliding-window layers")  # fmt: skip
+            return layer_prefix.CACHE_PREFIX_REFUSAL
         return None
 
     def forward(self, batch_size: int, task_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
