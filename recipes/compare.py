@@ -64,8 +64,8 @@ def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float, base
             if row is baseline or difference is None:
                 lines.append(f"| {row['method']} | {per_seed} | - | - |")
             else:
-                lines.append(f"| {row['method']} | {per_seed} | {100 * difference['mean']:+.1f} ({difference['seeds']} seeds) "
-                             f"| [{100 * difference['low']:+.1f}, {100 * difference['high']:+.1f}] |")  # fmt: skip
+                interval = "n/a (one seed)" if difference["low"] is None else f"[{100 * difference['low']:+.1f}, {100 * difference['high']:+.1f}]"
+                lines.append(f"| {row['method']} | {per_seed} | {100 * difference['mean']:+.1f} ({difference['seeds']} seeds) | {interval} |")
     path.write_text("\n".join(lines) + "\n")
 
 

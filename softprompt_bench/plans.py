@@ -34,10 +34,20 @@ def load_plan(path: str, seeds_override: str | None = None, default_seeds=(0,)) 
     unknown = set(plan) - COMPARE_KEYS
     if unknown:
         raise ValueError(f"Unknown key(s) {sorted(unknown)} in {path}; expected {sorted(COMPARE_KEYS)}.")
+    if not isinstance(plan.get("output_dir"), str) or not plan["output_dir"]:
+        raise ValueError(f"{path} needs output_dir: the folder its runs go to, got {plan.get('output_dir')!r}.")
     check_keys(plan.get("base", {}), f"{path} base")
-    for method in plan["methods"]:
+    methods = plan.get("methods")
+    if not isinstance(methods, list) or not methods or not all(isinstance(method, dict) for method in methods):
+        raise ValueError(f"methods in {path} must be a non-empty list of mappings (each a name and its keys), got {methods!r:.200}.")
+    for method in methods:
+        if "name" not in method:
+            raise ValueError(f"method {method!r:.200} in {path} has no name.")
         check_keys({k for k in method if k != "name"}, f"{path} method {method.get('name')!r}")
-    names = [method.get("name") for method in plan["methods"]]
+        for key in ("seed", "output_dir"):
+            if key in method:
+                raise ValueError(f"method {method['name']!r} sets {key}, which the plan sets (seeds: and output_dir:).")
+    names = [method.get("name") for method in methods]
     _check_run_folders(names, path)
     if "baseline" in plan and plan["baseline"] not in names:
         raise ValueError(f"baseline {plan['baseline']!r} in {path} is not one of the methods {names}.")
@@ -52,8 +62,10 @@ def resolve_seeds(seeds_override: str | None, plan_seeds) -> list[int]:
             seeds = [int(seed) for seed in seeds_override.split(",")]
         except ValueError:
             raise ValueError(f"--seeds must be comma-separated integers, got {seeds_override!r}.") from None
-    else:
+    elif isinstance(plan_seeds, (list, tuple)) and plan_seeds and all(isinstance(seed, int) and not isinstance(seed, bool) for seed in plan_seeds):
         seeds = list(plan_seeds)
+    else:
+        raise ValueError(f"seeds must be a list of integers, got {plan_seeds!r}.")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {seeds!r}.")
     return seeds
@@ -63,6 +75,11 @@ def _check_run_folders(names: list, path: str) -> None:
     """Each method's runs get their own folder: distinct names, and no two names that `slug` makes one folder."""
     folders: dict[str, str] = {}
     for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"method names must be non-empty strings, got {name!r} in {path}.")
+        if slug(name) in ("", ".", ".."):
+            raise ValueError(f"method name {name!r} in {path} names no folder of its own (its runs would go to the plan's "
+                             "output_dir itself or above it): use letters or digits.")  # fmt: skip
         if name in folders.values():
             raise ValueError(f"method names must be distinct: {name!r} twice in {path}.")
         other = folders.get(slug(str(name)))
@@ -195,8 +212,18 @@ def run_or_collect(config: RecipeConfig, train_script, launcher: str | None = No
     return record
 
 
-# Two-sided 95% Student t quantiles by degrees of freedom (1..10); beyond 10 seeds, 2.0 is within 2%.
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+# Two-sided 95% Student t quantiles by degrees of freedom (1..30); beyond, `t95` expands around the normal's.
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086,
+        21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042}  # fmt: skip
+
+
+def t95(degrees: int) -> float:
+    """The two-sided 95% Student t quantile (Cornish-Fisher expansion past the table: within 1e-4 there)."""
+    if degrees in _T95:
+        return _T95[degrees]
+    z, v = 1.959964, degrees
+    return z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2) + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
 
 
 def paired_difference(row: dict, baseline: dict) -> dict | None:
@@ -206,7 +233,9 @@ def paired_difference(row: dict, baseline: dict) -> dict | None:
     if not diffs:
         return None
     mean = statistics.mean(diffs)
-    half = _T95.get(len(diffs) - 1, 2.0) * statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
+    if len(diffs) < 2:  # one pair: no spread, no interval
+        return {"baseline": baseline["method"], "seeds": 1, "mean": mean, "low": None, "high": None}
+    half = t95(len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
     return {"baseline": baseline["method"], "seeds": len(diffs), "mean": mean, "low": mean - half, "high": mean + half}
 
 

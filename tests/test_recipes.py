@@ -92,6 +92,25 @@ def test_paired_difference_pairs_by_seed_with_a_t_interval():
     half = 4.303 * 0.005773502691896258 / 3**0.5  # t(0.975, 2) x std of the differences / sqrt(3)
     assert (difference["low"], difference["high"]) == pytest.approx((0.05 / 3 - half, 0.05 / 3 + half))
     assert paired_difference({"method": "x", "seeds": [7], "accuracies": [0.5]}, baseline) is None
+    one = paired_difference({"method": "x", "seeds": [0], "accuracies": [0.9]}, baseline)  # one pair: no interval
+    assert one["mean"] == pytest.approx(0.1) and one["low"] is None and one["high"] is None
+    json.loads(json.dumps(one), parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+
+
+@pytest.mark.parametrize("pairs,quantile", [(12, 2.201), (16, 2.131), (21, 2.086), (30, 2.045), (41, 2.021), (121, 1.980)])
+def test_the_paired_interval_uses_the_t_quantile_of_its_seeds(pairs, quantile):
+    """Beyond 11 seeds the interval took 2.0 (9% too narrow at 12 seeds)."""
+    from softprompt_bench.plans import paired_difference
+
+    seeds = list(range(pairs))
+    baseline = {"method": "b", "seeds": seeds, "accuracies": [0.5] * pairs}
+    row = {"method": "r", "seeds": seeds, "accuracies": [0.5 + 0.01 * (seed % 2) for seed in seeds]}
+    difference = paired_difference(row, baseline)
+    import statistics
+
+    diffs = [0.01 * (seed % 2) for seed in seeds]
+    expected = quantile * statistics.stdev(diffs) / pairs**0.5
+    assert difference["high"] - difference["mean"] == pytest.approx(expected, rel=2e-3)
 
 
 def test_train_with_reparameterization_saves_a_collapsed_prompt(tmp_path):
@@ -611,6 +630,16 @@ def test_a_plans_numbers_are_typed_as_on_the_command_line(tmp_path):
     ("methods: [{name: a}]\nseeds: [0, 0]", None, r"seeds must be distinct, got \[0, 0\]"),
     ("methods: [{name: a}]", "0,0", r"seeds must be distinct, got \[0, 0\]"),
     ("methods: [{name: a}]", "0,x", r"--seeds must be comma-separated integers, got '0,x'"),
+    ("methods: [{name: '.'}, {name: b}]", None, r"method name '\.' .*names no folder of its own"),
+    ("methods: [{name: '_'}, {name: b}]", None, r"method name '_' .*names no folder of its own"),
+    ("methods: [{name: '..'}, {name: b}]", None, r"method name '\.\.' .*names no folder of its own"),
+    ("methods: [{name: 1}]", None, r"method names must be non-empty strings, got 1"),
+    ("methods: [{lr: 0.1}]", None, r"method \{'lr': 0.1\} .*has no name"),
+    ("methods: {a: {lr: 0.1}}", None, r"methods in .* must be a non-empty list"),
+    ("base: {lr: 0.1}", None, r"methods in .* must be a non-empty list"),
+    ("methods: [{name: a, seed: 5}]", None, r"method 'a' sets seed, which the plan sets"),
+    ("methods: [{name: a, output_dir: x}]", None, r"method 'a' sets output_dir, which the plan sets"),
+    ("methods: [{name: a}]\nseeds: 3", None, r"seeds must be a list of integers, got 3"),
 ])  # fmt: skip
 def test_a_plan_whose_runs_would_overwrite_or_double_count_each_other_is_refused(tmp_path, plan, seeds, message):
     from softprompt_bench.plans import load_plan
