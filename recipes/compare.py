@@ -36,12 +36,23 @@ from softprompt_bench.plans import PlanError, load_plan, paired_difference, run_
 
 TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
 
-def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float, baseline: dict | None = None) -> None:
+def _as_run(rows: list[dict], key: str, unit: str) -> str:
+    """What the runs did (`key`: steps, scored), one value for all, else per method."""
+    values = {row["method"]: row.get(key) or [] for row in rows}
+    distinct = {value for found in values.values() for value in found}
+    if len(distinct) == 1:
+        return f"{distinct.pop()} {unit}"
+    return ", ".join(f"{name}: {'/'.join(map(str, found)) or '?'}" for name, found in values.items()) + f" {unit}"
+
+
+def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float, baseline: dict | None = None,
+                   missing: dict[str, list[int]] | None = None) -> None:  # fmt: skip
+    """The report; `missing`: method -> seeds without a result (not trained in this call: --collect / --method)."""
     base = plan.get("base", {})
     task = "per method" if any("task" in method for method in plan["methods"]) else base.get("task", "movie_sentiment")
     lines = [
         f"Model `{base.get('model', 'smollm2-135m')}`, task `{task}`, "
-        f"{base.get('steps', 100)} steps, batch {base.get('batch_size', 8)}, {base.get('eval_size', 500)} "
+        f"{_as_run(rows, 'steps', 'steps')}, batch {base.get('batch_size', 8)}, {_as_run(rows, 'scored', '')}"
         f"{base.get('eval_split', 'validation')} examples. "
         f"Wall time of this call {wall_seconds / 60:.1f} min; the runs' own, summed: "
         f"{sum(row.get('run_seconds', 0) for row in rows) / 60:.1f} min.",
@@ -55,6 +66,11 @@ def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float, base
             f"| {row['method']} | {row['trainable_params']:,} | {100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f} "
             f"| {100 * row['macro_f1_mean']:.1f} | {len(row['seeds'])} | {step} | {row['peak_memory_mb']:.0f} |"
         )
+    if missing:
+        lines += ["", "No result for: " + ", ".join(f"{name} (seeds {', '.join(map(str, seeds))})" for name, seeds in missing.items())
+                  + " (not trained in this call: --collect, or --method without them; or their runs no longer match the plan)."]  # fmt: skip
+        if plan.get("baseline") is not None and baseline is None:
+            lines.append(f"The baseline `{plan['baseline']}` has no result: no paired differences.")
     if baseline is not None:
         lines += ["", f"Per seed, and the paired difference to `{baseline['method']}` (accuracy points, same seeds; 95% t interval):", "",
                   "| method | accuracy per seed | paired difference | 95% interval |", "|---|---|---:|---|"]  # fmt: skip
@@ -124,11 +140,16 @@ def main(argv=None):
         records = run_all([(config, collect_only) for _, config, collect_only in runs], TRAIN, args.launcher, args.jobs)
     except PlanError as error:  # runs that cannot start from each other's prompts, named before any run
         raise SystemExit(f"{args.config}: {error}") from None
-    rows = []
+    rows, missing = [], {}
     for name in names:
         found = [record for (run_name, _, _), record in zip(runs, records) if run_name == name and record is not None]
         if found:
             rows.append(summarise(name, found))
+        lacking = [config.seed for (run_name, config, _), record in zip(runs, records) if run_name == name and record is None]
+        if lacking:
+            missing[name] = lacking
+    if missing:
+        print(f"compare.py: no result for {missing} (method: seeds)", file=sys.stderr)
     if not rows:
         raise SystemExit(f"No results to compare under {output_dir}.")
     baseline = next((row for row in rows if row["method"] == plan.get("baseline")), None)
@@ -136,8 +157,8 @@ def main(argv=None):
         if baseline is not None and row is not baseline:
             row["paired_difference"] = paired_difference(row, baseline)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "comparison.json").write_text(json.dumps({"plan": plan, "seeds": seeds, "rows": rows}, indent=2))
-    write_markdown(rows, plan, output_dir / "comparison.md", time.perf_counter() - began, baseline)
+    (output_dir / "comparison.json").write_text(json.dumps({"plan": plan, "seeds": seeds, "rows": rows, "missing": missing}, indent=2))
+    write_markdown(rows, plan, output_dir / "comparison.md", time.perf_counter() - began, baseline, missing)
     write_plot(rows, output_dir / "comparison.png", plan.get("base", {}).get("eval_split", "validation"))
     print((output_dir / "comparison.md").read_text())
     print(f"table: {output_dir / 'comparison.md'}\nplot:  {output_dir / 'comparison.png'}\ndata:  {output_dir / 'comparison.json'}")

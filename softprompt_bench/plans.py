@@ -177,12 +177,19 @@ def existing_result(config: RecipeConfig) -> dict | None:
     path = Path(config.output_dir) / "results.json"
     if not path.is_file():
         return None
-    record = json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+        recorded_config = RecipeConfig(**record["config"])
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # truncated, partial, or of an older recipe
+        print(f"{path} is unreadable ({type(error).__name__}: {str(error)[:200]}): taken as no finished run.", file=sys.stderr)
+        return None
     if record.get("adapter") and not (path.parent / "adapter" / "adapter_model.safetensors").is_file():
         return None  # the adapter was deleted since: train again
-    same = RecipeConfig(**record["config"]).training_digest() == config.training_digest()
+    same = recorded_config.training_digest() == config.training_digest()
     if not same or record.get("init_prompt_digest") != config.init_prompt_digest():
         return None
+    if config.eval_every and recorded_config.eval_every != config.eval_every:
+        return None  # its evaluation history (project.py reads it) is not the one asked for
     recorded = record.get("inputs_digest")  # None: a run made before the digests, taken as it was
     return record if recorded is None or not input_changes(recorded, run_inputs(config), config) else None
 
@@ -247,6 +254,8 @@ def summarise(name: str, records: list[dict]) -> dict:
     return {
         "method": name,
         "seeds": [r["seed"] for r in records],
+        "steps": sorted({r["steps"] for r in records if r.get("steps") is not None}),
+        "scored": sorted({sum(map(sum, r["metrics"]["confusion"])) for r in records if r["metrics"].get("confusion")}),
         "trainable_params": records[0]["trainable_params"],
         "accuracy_mean": statistics.mean(accuracies),
         "accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,

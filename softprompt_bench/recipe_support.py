@@ -92,6 +92,10 @@ def _data(config, tokenizer, is_causal):
                 f"train_size={config.train_size}, eval_size={config.eval_size}): a run needs rows to train on and to score. "
                 "A task without a validation / test split gets 10% of train each; give it more rows or its own splits."
             )
+    if config.steps > 0 and config.batch_size > len(train):
+        raise ValueError(f"batch_size={config.batch_size} but the training split gives {len(train)} rows (train_size="
+                         f"{config.train_size}, task={config.task!r}): every batch would be smaller than asked; use "
+                         f"batch_size <= {len(train)}.")  # fmt: skip
     words = _label_words(config, names)
     if not is_causal:
         return (names, words, [], classification.seq_cls_examples(tokenizer, train["text"], train["label"], config.max_length),

@@ -817,3 +817,53 @@ def test_a_finished_run_whose_adapter_is_gone_is_not_reused(tmp_path):
     assert existing_result(load_config(None, list(map(str, args)))) is not None
     shutil.rmtree(tmp_path / "run" / "adapter")
     assert existing_result(load_config(None, list(map(str, args)))) is None
+
+
+@pytest.mark.parametrize("content", ['{"config": {"method": "zero', '{"metrics": {"accuracy": 0.5}}', "[]",
+                                     '{"config": {"old_key": 1}, "metrics": {}}'])  # fmt: skip
+def test_an_unreadable_results_file_is_no_finished_run(tmp_path, content, capsys):
+    """A truncated, partial or outdated results.json crashed compare.py (JSONDecodeError, KeyError, ...), even when it
+    would train the run again."""
+    from softprompt_bench.plans import existing_result
+
+    config = RecipeConfig(output_dir=str(tmp_path))
+    (tmp_path / "results.json").write_text(content)
+    assert existing_result(config) is None
+    assert "results.json" in capsys.readouterr().err
+
+
+def test_a_run_evaluated_less_often_than_asked_is_not_reused(tmp_path):
+    """project.py reads a run's evaluation history: a run reused from eval_every 0 had none (warm-start ratio 0.17
+    instead of 1.0 in the probe)."""
+    from softprompt_bench.plans import existing_result
+
+    done = RecipeConfig(output_dir=str(tmp_path), eval_every=0)
+    (tmp_path / "results.json").write_text(json.dumps({"config": done.to_dict(), "metrics": {"accuracy": 0.5}, "eval_history": []}))
+    assert existing_result(done) is not None
+    assert existing_result(RecipeConfig(output_dir=str(tmp_path), eval_every=4)) is None
+
+
+def test_a_batch_larger_than_the_training_rows_is_refused(tmp_path):
+    """It trained on 6-row batches and recorded batch_size 16."""
+    result = recipe("train.py", *tiny_args(tmp_path, steps=2), "--train_size", "6", "--batch_size", "16", check=False)
+    assert result.returncode != 0 and "batch_size=16 but the training split gives 6 rows" in result.stderr, result.stderr[-2000:]
+
+
+def test_the_report_header_says_what_the_runs_did_and_names_missing_runs(tmp_path):
+    """The header showed the base's steps and eval_size (a method at 400 steps read as 100), and a method with no
+    result in a --collect call (the baseline too) vanished without a word."""
+    from softprompt_bench.plans import summarise
+
+    compare = recipe_module("compare")
+
+    def record(seed, steps, scored):
+        return {"seed": seed, "steps": steps, "trainable_params": 10, "time_per_step_s": 1.0, "peak_memory_mb": 1.0, "loss_curve": [],
+                "metrics": {"accuracy": 0.5, "macro_f1": 0.5, "confusion": [[scored, 0], [0, 0]]}}  # fmt: skip
+
+    plan = {"output_dir": "o", "base": {"steps": 100, "eval_size": 8}, "baseline": "gone",
+            "methods": [{"name": "a"}, {"name": "b", "steps": 400}, {"name": "gone"}]}  # fmt: skip
+    rows = [summarise("a", [record(0, 100, 4), record(1, 100, 4)]), summarise("b", [record(0, 400, 4)])]
+    compare.write_markdown(rows, plan, tmp_path / "c.md", 1.0, None, missing={"b": [1], "gone": [0, 1]})
+    header = (tmp_path / "c.md").read_text()
+    assert "a: 100, b: 400 steps" in header and "4 validation examples" in header
+    assert "No result for: b (seeds 1), gone (seeds 0, 1)" in header and "baseline `gone` has no result" in header
