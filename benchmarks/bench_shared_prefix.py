@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from 
 import peft_softprompt_ext as ext  # noqa: E402
 from softprompt_bench import classification
 from softprompt_bench.data import label_words, load_task, prompt_template
-from softprompt_bench.benchmark_args import count
+from softprompt_bench.benchmark_args import count, counts
 
 
 def load_model(name: str):
@@ -96,7 +96,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-llama")
     parser.add_argument("--task", default="movie_sentiment")
-    parser.add_argument("--lengths", default="20,5", help="Prompt lengths of the plugin rows (comma-separated).")
+    parser.add_argument("--lengths", type=counts(), default=[20, 5], help="Prompt lengths of the plugin rows (comma-separated).")
     parser.add_argument("--batch-size", type=count(), default=8)
     parser.add_argument("--eval-batch-size", type=count(), default=16)
     parser.add_argument("--rounds", type=count(), default=8)
@@ -104,7 +104,7 @@ def main():
     torch.manual_seed(0)
     base, tokenizer = load_model(args.model)
     training, evaluation = task_batches(tokenizer, args.task, args.batch_size, args.eval_batch_size, args.rounds)
-    lengths = [int(x) for x in args.lengths.split(",")]
+    lengths = args.lengths
     mean_length = statistics.mean(float(b["attention_mask"].sum(1).float().mean()) for b in training)
     print(f"model={args.model} task={args.task} batch={args.batch_size} mean input length {mean_length:.1f} tokens, "
           f"padded width {statistics.mean(b['input_ids'].shape[1] for b in training):.1f}; threads={torch.get_num_threads()}")  # fmt: skip

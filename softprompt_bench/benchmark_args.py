@@ -21,3 +21,13 @@ def count(minimum: int = 1, multiple_of: int = 1):
         return value
 
     return parse
+
+
+def counts(minimum: int = 1):
+    """An argparse `type=` for comma-separated integers, each >= `minimum` (e.g. `--lengths 20,5`)."""
+    one = count(minimum)
+
+    def parse(text: str) -> list[int]:
+        return [one(part) for part in text.split(",")]
+
+    return parse

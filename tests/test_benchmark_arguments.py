@@ -35,6 +35,8 @@ def _run_main(script: str, monkeypatch, *args: str):
     ("bench_deep_prompt", ["--rounds", "0", "--only-step"], "argument --rounds: 0 is below 1"),
     ("bench_deep_prompt", ["--seq-len", "x"], "argument --seq-len: 'x' is not an integer"),
     ("bench_shared_prefix", ["--rounds", "0"], "argument --rounds: 0 is below 1"),
+    ("bench_shared_prefix", ["--lengths", "x"], "argument --lengths: 'x' is not an integer"),
+    ("bench_shared_prefix", ["--lengths", "20,-3"], "argument --lengths: -3 is below 1"),
     ("bench_serving", ["--rounds", "0"], "argument --rounds: 0 is below 1"),
 ])  # fmt: skip
 def test_bad_counts_are_refused_before_any_work(script, args, message, monkeypatch, capsys):
