@@ -377,6 +377,7 @@ def check_layout(saved, slots: list[Slot], what: str) -> None:
     if slots_of(saved) != slots:
         found = layout_of(slots)
         first = next((i for i, (a, b) in enumerate(zip(saved, found)) if list(a) != b), min(len(saved), len(found)))
+
         def at(layout) -> str:  # the first layer that differs, or that one of the two lacks
             return f"(layer {first}: {list(layout[first])})" if first < len(layout) else f"(no layer {first})"
 
