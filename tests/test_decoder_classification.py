@@ -152,18 +152,8 @@ def test_a_deep_prompt_on_a_decoder_classifier_exports_to_prefix_tuning_with_equ
     assert (tmp_path / "saved" / "vanilla" / "adapter_config.json").exists()
     _classifier(model_name).save_pretrained(tmp_path / "base")
     batch = _batch(_rows(), "right")
-    torch.save(batch, tmp_path / "batch.pt")
     with torch.no_grad():
-        torch.save(model(**batch).logits, tmp_path / "expected.pt")
-    code = (
-        "import torch\nfrom peft import PeftModel\nfrom transformers import AutoModelForSequenceClassification\n"
-        f"for folder in ({str(tmp_path / 'prefix')!r}, {str(tmp_path / 'saved' / 'vanilla')!r}):\n"
-        f"    base = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / 'base')!r})\n"
-        "    model = PeftModel.from_pretrained(base, folder).eval()\n"
-        f"    with torch.no_grad():\n        out = model(**torch.load({str(tmp_path / 'batch.pt')!r})).logits\n"
-        f"    print('TYPE', model.peft_config['default'].peft_type.value, 'DIFF', (out - torch.load({str(tmp_path / 'expected.pt')!r})).abs().max().item())\n"
-    )
-    result = common.run_python_without_plugin(code)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line.split() for line in result.stdout.splitlines() if line.startswith("TYPE")]
-    assert len(lines) == 2 and all(line[1] == "PREFIX_TUNING" and float(line[3]) <= 1e-5 for line in lines), result.stdout
+        expected = model(**batch).logits
+    loaded = common.plain_peft_logits(tmp_path / "base", [tmp_path / "prefix", tmp_path / "saved" / "vanilla"],
+                                      "AutoModelForSequenceClassification", batch, expected, tmp_path)  # fmt: skip
+    assert len(loaded) == 2 and all(run["type"] == "PREFIX_TUNING" and run["difference"] <= 1e-5 for run in loaded), loaded

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
@@ -248,6 +250,27 @@ def run_python_without_plugin(code: str, timeout: int = 300) -> subprocess.Compl
     return subprocess.run(
         [sys.executable, "-c", guard + code], capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+def plain_peft_logits(base_folder, adapter_folders, auto_class: str, batch: dict, expected: torch.Tensor, work_dir) -> list[dict]:
+    """Each adapter folder loaded by plain PEFT over a fresh `auto_class` base from `base_folder`, in a process that
+    cannot import the plugin, run on `batch`: per folder its peft type, prefix_projection and max |logits - expected|."""
+    work_dir = Path(work_dir)
+    torch.save(batch, work_dir / "plain-batch.pt")
+    torch.save(expected, work_dir / "plain-expected.pt")
+    code = (
+        f"import json, torch\nfrom peft import PeftModel\nfrom transformers import {auto_class}\n"
+        f"for folder in {[str(folder) for folder in adapter_folders]!r}:\n"
+        f"    model = PeftModel.from_pretrained({auto_class}.from_pretrained({str(base_folder)!r}), folder).eval()\n"
+        f"    with torch.no_grad():\n        out = model(**torch.load({str(work_dir / 'plain-batch.pt')!r})).logits\n"
+        "    config = model.peft_config['default']\n"
+        f"    difference = (out - torch.load({str(work_dir / 'plain-expected.pt')!r})).abs().max().item()\n"
+        "    print('RESULT', json.dumps({'type': config.peft_type.value, 'prefix_projection': getattr(config, 'prefix_projection', None), "
+        "'difference': difference}))\n"
+    )  # fmt: skip
+    result = run_python_without_plugin(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads(line.removeprefix("RESULT ")) for line in result.stdout.splitlines() if line.startswith("RESULT ")]
 
 
 # --------------------------------------------------------------------------- configs
