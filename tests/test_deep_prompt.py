@@ -467,3 +467,17 @@ def test_the_base_model_fine_tuned_alone_with_checkpointing_after_a_deep_prompt_
         parameter.requires_grad_(True)
     base(**common.batch_for("llama")).loss.backward()
     assert base.model.layers[0].self_attn.q_proj.weight.grad is not None
+
+
+def test_a_layout_refusal_names_the_layer_one_model_lacks(tmp_path):
+    """It printed `[]` for the side with fewer layers."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def llama(layers: int):
+        torch.manual_seed(0)
+        return LlamaForCausalLM(LlamaConfig(num_hidden_layers=layers, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                                            intermediate_size=64, vocab_size=common.VOCAB_SIZE)).eval()  # fmt: skip
+
+    peft.get_peft_model(llama(2), DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="zero")).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"made for 2 self-attention layers \(no layer 2\) but this model has 3 \(layer 2: \['model\.layers\.2\.self_attn', 2, 8\]\)"):
+        peft.PeftModel.from_pretrained(llama(3), tmp_path, allow_base_model_mismatch=True)
