@@ -157,3 +157,15 @@ def test_a_deep_prompt_on_a_decoder_classifier_exports_to_prefix_tuning_with_equ
     loaded = common.plain_peft_logits(tmp_path / "base", [tmp_path / "prefix", tmp_path / "saved" / "vanilla"],
                                       "AutoModelForSequenceClassification", batch, expected, tmp_path)  # fmt: skip
     assert len(loaded) == 2 and all(run["type"] == "PREFIX_TUNING" and run["difference"] <= 1e-5 for run in loaded), loaded
+
+
+def test_a_deep_decoder_classifier_takes_a_4d_mask_with_its_positions():
+    """With position_ids given, the 2D prompt mask the positions would come from is not needed: a 4D mask was refused
+    as if it were a cache's (found by a review)."""
+    model, row = _prompted("llama", "deep"), _rows()[0][None]
+    length = row.shape[1]
+    causal = torch.tril(torch.ones(length, length, dtype=torch.bool))[None, None]
+    with torch.no_grad():
+        expected = model(input_ids=row, attention_mask=torch.ones_like(row)).logits
+        got = model(input_ids=row, attention_mask=causal, position_ids=torch.arange(length)[None]).logits
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
