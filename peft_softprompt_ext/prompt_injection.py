@@ -571,9 +571,10 @@ def encoder_forward(
     reference = input_ids if input_ids is not None else inputs_embeds
     batch_size = reference.shape[0]
     check_position_ids(position_ids, reference)
-    decoder = _classifies_from_the_last_token(parts) and attention_mask is not None
+    last_token = _classifies_from_the_last_token(parts)
+    decoder = last_token and attention_mask is not None
     if _is_deep(parts):  # every layer reads the prompt; the input keeps its tokens and types
-        if _classifies_from_the_last_token(parts) and _accepts(parts, "position_ids"):  # a decoder: positions after the prompt
+        if last_token and _accepts(parts, "position_ids"):  # a decoder: positions after the prompt
             num_virtual, length = parts.num_virtual_tokens, reference.shape[1]
             full_mask = None if position_ids is not None else _with_prompt_mask(attention_mask, num_virtual)
             position_ids = _shifted_positions(position_ids, full_mask, num_virtual, length, False)
