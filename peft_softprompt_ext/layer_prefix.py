@@ -182,9 +182,7 @@ def prefixed(model, slots: list[Slot], rows: torch.Tensor, frozen_slots: int = 0
     The first `frozen_slots` slots get theirs detached: nothing below the lowest trained layer runs backward."""
     route(model)  # again: someone may have set another attention implementation since
     if torch.is_grad_enabled():
-        if rows.requires_grad:
-            refuse_reentrant_checkpointing(model)
-        _keep_prompts_in_checkpoints(model)
+        _keep_prompts_in_checkpoints(model, refuse_reentrant=rows.requires_grad)
     modules = [model.get_submodule(slot.name) for slot in slots]
     key_values = split(rows, slots)
     key_values = [(k.detach(), v.detach()) for k, v in key_values[:frozen_slots]] + key_values[frozen_slots:]
@@ -220,30 +218,34 @@ class _PromptKeepingCheckpoint:
 _NO_PROMPTS: dict = {}
 
 
-def _keep_prompts_in_checkpoints(model) -> None:
+def _keep_prompts_in_checkpoints(model, refuse_reentrant: bool = False) -> None:
+    """Wrap each checkpointed module's checkpoint function in a `_PromptKeepingCheckpoint` (once); with
+    `refuse_reentrant` (a deep prompt trains) first raise if it is reentrant (`_refuse_reentrant`). One walk."""
     for module in model.modules():
         function = getattr(module, "_gradient_checkpointing_func", None)
-        if getattr(module, "gradient_checkpointing", False) is True and callable(function) and not isinstance(function, _PromptKeepingCheckpoint):
+        if getattr(module, "gradient_checkpointing", False) is not True:
+            continue
+        if refuse_reentrant and module.training and _reentrant(module):
+            _refuse_reentrant(module)
+        if callable(function) and not isinstance(function, _PromptKeepingCheckpoint):
             module._gradient_checkpointing_func = _PromptKeepingCheckpoint(function)
 
 
-def refuse_reentrant_checkpointing(model) -> None:
-    """Raise if `model`'s layers are checkpointed reentrantly while a deep prompt trains.
+def _refuse_reentrant(module) -> None:
+    """Raise: `module` checkpoints its layers reentrantly while a deep prompt trains.
 
     A reentrant replay runs each layer's backward as a separate pass, and every layer reads the prompt: its
     gradient arrives in as many pieces as there are layers. DistributedDataParallel syncs a parameter when its
     first piece arrives (the synced gradient was silently wrong), and a computed prompt (a mixture, a residual
     MLP, layer scales) cannot be gone back through twice. Non-reentrant checkpointing keeps one graph: exact.
     """
-    for module in model.modules():
-        if getattr(module, "gradient_checkpointing", False) is True and module.training and _reentrant(module):
-            raise ValueError(
-                f"{type(module).__name__} checkpoints its layers with use_reentrant=True, which a deep prompt cannot train "
-                "under: every layer reads the prompt, and a reentrant replay sends its gradient back one layer at a time "
-                "(DistributedDataParallel syncs only part of it; a mixture or reparameterised prompt fails). Enable "
-                "checkpointing with model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False}) "
-                "(transformers' default; TrainingArguments(gradient_checkpointing_kwargs=...) in a Trainer)."
-            )
+    raise ValueError(
+        f"{type(module).__name__} checkpoints its layers with use_reentrant=True, which a deep prompt cannot train "
+        "under: every layer reads the prompt, and a reentrant replay sends its gradient back one layer at a time "
+        "(DistributedDataParallel syncs only part of it; a mixture or reparameterised prompt fails). Enable "
+        "checkpointing with model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False}) "
+        "(transformers' default; TrainingArguments(gradient_checkpointing_kwargs=...) in a Trainer)."
+    )
 
 
 def _reentrant(module) -> bool:

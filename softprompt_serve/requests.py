@@ -52,8 +52,7 @@ class PromptServer:
 
     def add_prompt(self, task: str, folder: str | Path) -> None:
         """Load one exported prompt under the name `task` (checked against the served model)."""
-        self._refuse_served_name(task, folder)
-        self.prompts[task] = load_exported_prompt(folder, task, self._fingerprint, self.allow_base_model_mismatch)
+        self._add({task: folder})
 
     def _refuse_served_name(self, task, folder) -> None:
         if not isinstance(task, str) or not task:
@@ -68,11 +67,15 @@ class PromptServer:
         folders = task_folders(adapter_dir)
         if list(folders) == ["default"]:
             folders = {name or Path(adapter_dir).name: folders["default"]}
+        self._add(folders)
+        return list(folders)
+
+    def _add(self, folders: dict) -> None:
+        """Load every task's folder, then serve them all (nothing is added if one name or load is refused)."""
         for task, folder in folders.items():
             self._refuse_served_name(task, folder)
         loaded = {task: load_exported_prompt(folder, task, self._fingerprint, self.allow_base_model_mismatch) for task, folder in folders.items()}
         self.prompts.update(loaded)
-        return list(folders)
 
     def prompt_rows(self, task: str | None) -> torch.Tensor:
         """[P, hidden] rows of `task` ([0, hidden] for no task)."""
