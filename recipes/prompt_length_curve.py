@@ -42,8 +42,8 @@ def curve_points(comparison: dict) -> tuple[list[dict], list[dict]]:
     return sorted(points, key=lambda row: (row["recipe_method"], row["num_virtual_tokens"])), references
 
 
-def write_markdown(points, references, path: Path) -> None:
-    lines = ["| prompt length | trainable params | accuracy (mean ± std) | time/step (s) | method |", "|---:|---:|---:|---:|---|"]
+def write_markdown(points, references, path: Path, split: str = "validation") -> None:
+    lines = [f"| prompt length | trainable params | {split} accuracy (mean ± std) | time/step (s) | method |", "|---:|---:|---:|---:|---|"]
     for row in points + references:
         length = row.get("num_virtual_tokens", row["method"])
         step = f"{row['time_per_step_s']:.2f}" if row["time_per_step_s"] else "-"
@@ -52,7 +52,7 @@ def write_markdown(points, references, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_plot(points, references, path: Path) -> None:
+def write_plot(points, references, path: Path, split: str = "validation") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,7 +69,7 @@ def write_plot(points, references, path: Path) -> None:
         left.axhline(100 * row["accuracy_mean"], linestyle="--", color="gray", label=row["method"])
         if row["time_per_step_s"]:
             right.axhline(row["time_per_step_s"], linestyle="--", color="gray", label=row["method"])
-    left.set(xscale="log", xlabel="virtual tokens (log)", ylabel="validation accuracy (%)", title="accuracy vs prompt length")
+    left.set(xscale="log", xlabel="virtual tokens (log)", ylabel=f"{split} accuracy (%)", title="accuracy vs prompt length")
     right.set(xscale="log", xlabel="virtual tokens (log)", ylabel="seconds per training step", title="step time vs prompt length")
     left.legend(fontsize=7)
     right.legend(fontsize=7)
@@ -82,9 +82,11 @@ def main(argv=None):
     parser.add_argument("--comparison", required=True, help="comparison.json written by recipes/compare.py")
     args = parser.parse_args(argv)
     path = Path(args.comparison)
-    points, references = curve_points(json.loads(path.read_text()))
-    write_markdown(points, references, path.parent / "prompt_length.md")
-    write_plot(points, references, path.parent / "prompt_length.png")
+    comparison = json.loads(path.read_text())
+    points, references = curve_points(comparison)
+    split = comparison["plan"].get("base", {}).get("eval_split", "validation")  # the split compare.py's report names
+    write_markdown(points, references, path.parent / "prompt_length.md", split)
+    write_plot(points, references, path.parent / "prompt_length.png", split)
     print((path.parent / "prompt_length.md").read_text())
     print(f"table: {path.parent / 'prompt_length.md'}\nplot:  {path.parent / 'prompt_length.png'}")
 

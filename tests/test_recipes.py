@@ -564,6 +564,23 @@ def test_prompt_length_curve_takes_the_default_length_and_keeps_prompt_methods_a
     assert [r["method"] for r in references] == ["LoRA"]
 
 
+def test_prompt_length_curve_names_the_split_it_scored(tmp_path, monkeypatch):
+    """The curve's table and plot said "validation accuracy" for a plan scored on the test split (the deep
+    prompt-length plot of docs/deep_prompts_results.md)."""
+    import matplotlib.figure
+
+    curve = recipe_module("prompt_length_curve")
+    row = {"method": "P5", "trainable_params": 1, "accuracy_mean": 0.5, "accuracy_std": 0.0, "time_per_step_s": 1.0}
+    labels = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda figure, *a, **k: labels.append(figure.axes[0].get_ylabel()))
+    for split, plan_base in (("test", {"eval_split": "test"}), ("validation", {})):
+        comparison = {"plan": {"base": plan_base, "methods": [{"name": "P5", "num_virtual_tokens": 5}]}, "rows": [row]}
+        (tmp_path / "comparison.json").write_text(json.dumps(comparison))
+        curve.main(["--comparison", str(tmp_path / "comparison.json")])
+        assert (tmp_path / "prompt_length.md").read_text().startswith(f"| prompt length | trainable params | {split} accuracy")
+        assert labels.pop() == f"{split} accuracy (%)"
+
+
 # ------------------------------------------------------------------------------ bad input
 def test_unknown_method_is_named():
     with pytest.raises(ValueError, match=r"method='prefix' is unknown"):
