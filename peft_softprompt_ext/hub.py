@@ -8,7 +8,8 @@ plugin adapter:
   `PeftModel.from_pretrained(base, repo, subfolder="vanilla")`; attention mixing has none (every
   input gets its own prompt);
 * `README.md`: a model card (`huggingface_hub.ModelCard`) with `library_name: peft`, the base
-  model, tags, the method and init settings, the prompt size, trainable parameters, the recipe's
+  model (its Hub id in the metadata; a local folder in the text only), tags, the method and init settings,
+  the prompt size, trainable parameters (the prompt's and a trained head's), the recipe's
   metrics when results are attached (`attach_results`), the nearest-token readout and how to
   load it with and without the plugin.
 """
@@ -20,7 +21,7 @@ import os
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from ._peft_compat import adapter_config_of, adapter_names, is_plugin_config, peft_type_name, prompt_encoder_of
+from ._peft_compat import adapter_config_of, adapter_names, is_plugin_config, peft_type_name, prompt_encoder_of, trained_head_tensors
 from .adapter_files import PLUGIN_CARD_TAG
 from .describe import describe_prompt
 from .export import vanilla_copies, write_plain_files
@@ -121,6 +122,19 @@ def _plain_loading_lines(copies, encoder, where: str = "") -> list[str]:
     return lines + ["```", "", *[f"- {line}" for line in scope], ""]
 
 
+def _hub_model_id(name):
+    """`name` if it can be a Hub model id, else None: the Hub refuses a card whose `base_model` is a local path."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not isinstance(name, str) or os.path.exists(name):
+        return None
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return None
+    return name
+
+
 def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
     """The model card of one plugin adapter (see module docstring for what it holds)."""
     config = adapter_config_of(peft_model, adapter_name)
@@ -129,10 +143,12 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
                          "of a plugin adapter (PEFT writes its own card when it saves this one).")  # fmt: skip
     encoder = prompt_encoder_of(peft_model, adapter_name)
     method = _method_name(config)
-    trainable = sum(p.numel() for p in encoder.parameters())
+    prompt = sum(p.numel() for p in encoder.parameters())
+    head = sum(t.numel() for t in trained_head_tensors(peft_model, adapter_name).values())  # e.g. a SEQ_CLS classifier
+    trainable = f"{prompt + head:,} trainable parameters" + (f": {prompt:,} in the prompt, {head:,} in the trained head" if head else "")
     results = getattr(peft_model, _RESULTS_ATTRIBUTE, None)
     data = ModelCardData(
-        library_name="peft", base_model=config.base_model_name_or_path, tags=CARD_TAGS + [method],
+        library_name="peft", base_model=_hub_model_id(config.base_model_name_or_path), tags=CARD_TAGS + [method],
         model_index=None,
     )  # fmt: skip
     settings = {k: v for k, v in config.to_dict().items() if k not in _HIDDEN_CONFIG_KEYS and v is not None}
@@ -141,7 +157,7 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
     subfolder = f', subfolder="{adapter_name}"' if where else ""
     sections = [
         f"# Soft prompt: {method}", "",
-        f"A soft prompt of **{config.num_virtual_tokens} virtual tokens** ({trainable:,} trainable parameters) for "
+        f"A soft prompt of **{config.num_virtual_tokens} virtual tokens** ({trainable}) for "
         f"`{base}`, made with [peft_softprompt_ext](https://pypi.org/project/peft-softprompt-ext/).", "",
         "## Settings", "", "```json", json.dumps(settings, indent=2, default=str), "```", "",
         "## Results", "", *_metrics_lines(results), "",

@@ -260,3 +260,28 @@ def test_vanilla_peft_save_is_unchanged(tmp_path):
     vanilla = peft.get_peft_model(model, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
     vanilla.save_pretrained(tmp_path)
     assert not (tmp_path / "vanilla").exists()
+
+
+def test_a_classifier_prompts_card_counts_its_trained_head():
+    """The card of a SEQ_CLS prompt gave the prompt's parameters alone; the classifier head trains and is saved too."""
+    from peft_softprompt_ext.hub import build_model_card
+
+    peft_model, _ = common.make_peft_model("bert", "vocab_uniform")
+    trainable, _ = peft_model.get_nb_trainable_parameters()
+    prompt = sum(p.numel() for p in peft_model.prompt_encoder["default"].parameters())
+    assert trainable > prompt  # the head
+    text = build_model_card(peft_model).text
+    assert f"({trainable:,} trainable parameters: {prompt:,} in the prompt, {trainable - prompt:,} in the trained head" in text
+
+
+def test_a_card_names_a_hub_base_model_only(tmp_path):
+    """A base model loaded from a local folder put that path in the card's `base_model` metadata, which the Hub
+    refuses at push time (it must be a model id); a Hub id is kept."""
+    from peft_softprompt_ext.hub import build_model_card
+
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    for name, expected in ((str(tmp_path), None), ("openai-community/gpt2", "openai-community/gpt2"), ("gpt2", "gpt2")):
+        peft_model.peft_config["default"].base_model_name_or_path = name
+        card = build_model_card(peft_model)
+        assert card.data.to_dict().get("base_model") == expected, name
+        assert f"`{name}`" in card.text  # the text still says which model
