@@ -22,6 +22,10 @@ def describe_prompt(peft_model, tokenizer, k: int = 5, adapter_name: str | None 
     """
     if not is_integer(k) or k <= 0:
         raise ValueError(f"k must be a positive integer, got {k!r}.")
+    if not is_integer(chunk) or chunk <= 0:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}.")
+    if not hasattr(peft_model, "peft_config"):
+        raise ValueError(f"describe_prompt reads a PeftModel's prompt; got a {type(peft_model).__name__} (no adapter).")
     if not hasattr(tokenizer, "convert_ids_to_tokens"):
         raise ValueError(f"tokenizer must be the base model's tokenizer (AutoTokenizer.from_pretrained(...)), got {tokenizer!r:.80}.")
     embeddings = input_embeddings_of(peft_model)

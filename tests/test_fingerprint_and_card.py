@@ -237,6 +237,11 @@ def test_describe_prompt_names_bad_arguments():
         describe_prompt(peft_model, common.tiny_tokenizer(), k=True)
     with pytest.raises(ValueError, match="tokenizer must be the base model's tokenizer .*got None"):
         describe_prompt(peft_model, None)
+    for chunk in (-1, 0, True, 2.5):  # found 2026-12-06: -1 gave '<pad>' at cosine -2 for every position, 0 a range() error
+        with pytest.raises(ValueError, match=rf"chunk must be a positive integer, got {chunk!r}"):
+            describe_prompt(peft_model, common.tiny_tokenizer(), chunk=chunk)
+    with pytest.raises(ValueError, match=r"describe_prompt reads a PeftModel's prompt; got a GPT2LMHeadModel"):
+        describe_prompt(common.tiny_model("gpt2")[0], common.tiny_tokenizer())  # found 2026-12-06: AttributeError
 
 
 @pytest.mark.parametrize("model_name", ["gemma3", "bert"])

@@ -184,6 +184,67 @@ def test_bad_fit_settings_are_named(setting, message):
         fit_projection(source_model, source, target_model, target, min_anchors=8, **setting)
 
 
+@pytest.mark.parametrize("setting,message", [
+    ({"min_anchors": 0}, r"min_anchors must be a positive integer or None, got 0"),
+    ({"min_anchors": True}, r"min_anchors must be a positive integer or None, got True"),
+    ({"min_anchors": "8"}, r"min_anchors must be a positive integer or None, got '8'"),
+    ({"seed": 1.5}, r"seed must be an integer, got 1.5"), ({"seed": None}, r"seed must be an integer, got None"),
+    ({"lowercase": "no"}, r"lowercase must be True or False, got 'no'"),
+])  # fmt: skip
+def test_unchecked_fit_settings_are_named(setting, message):
+    """Found 2026-12-06: these were accepted (min_anchors 0, a string lowercase read as True) or failed in torch
+    without naming the setting."""
+    source_model, source, target_model, target, _ = linked_models("lstsq")
+    with pytest.raises(ValueError, match=message):
+        fit_projection(source_model, source, target_model, target, **{"min_anchors": 8, **setting})
+
+
+@pytest.mark.parametrize("method", ["lstsq", "procrustes"])
+def test_anchors_left_for_the_fit_after_the_holdout_are_counted(method):
+    """Found 2026-12-06: min_anchors was compared with every shared token, before the holdout came out of them: one
+    anchor left to fit gave an all-NaN projection without a word (lstsq) or a raw linalg error (procrustes)."""
+    source_model, source, target_model, target, _ = linked_models(method)
+    with pytest.raises(ValueError, match=r"Found 23 shared tokens; holding out 22 \(holdout_fraction 0.96\) leaves 1 to fit, "
+                                         r"and method '.*' needs at least 8"):  # fmt: skip
+        fit_projection(source_model, source, target_model, target, method=method, min_anchors=8, holdout_fraction=0.96)
+    with pytest.raises(ValueError, match=r"leaves 1 to fit, and method '.*' needs at least 2"):
+        fit_projection(source_model, source, target_model, target, method=method, min_anchors=1, holdout_fraction=0.96)
+
+
+def test_a_fit_that_is_not_finite_is_refused():
+    """Anchors whose embeddings are all one row scale to nothing; the map came out NaN and was returned."""
+    source_model, source, target_model, target, _ = linked_models("lstsq")
+    with torch.no_grad():
+        source_model.get_input_embeddings().weight[:] = 1.0
+    with pytest.raises(ValueError, match=r"the source model's anchor embeddings are all the same row"):
+        fit_projection(source_model, source, target_model, target, min_anchors=8)
+
+
+def test_bad_source_prompts_and_batches_for_refinement_are_named(tmp_path):
+    """Found 2026-12-06: a NaN source prompt refined to a NaN projection; another width, and batches without labels,
+    failed in torch."""
+    projection, target_model = projected_setup(tmp_path)
+    from safetensors.torch import load_file
+
+    source_prompt = load_file(tmp_path / "source" / "adapter_model.safetensors")["prompt_embeddings"]
+    ids = torch.randint(3, 20, (4, 6), generator=torch.Generator().manual_seed(0))
+    batches = [{"input_ids": ids, "labels": ids}]
+    with pytest.raises(ValueError, match=r"source_prompt holds 1 value\(s\) that are NaN or infinite"):
+        refine_projection(projection, _with_nan(source_prompt), target_model, batches, steps=2)
+    with pytest.raises(ValueError, match=rf"source_prompt has shape \(4, 5\); expected \[virtual tokens, {projection.source_width}\]"):
+        refine_projection(projection, source_prompt[:, :5], target_model, batches, steps=2)
+    with pytest.raises(ValueError, match=r"source_prompt has shape \(8,\)"):
+        refine_projection(projection, source_prompt[0], target_model, batches, steps=2)
+    with pytest.raises(ValueError, match=r"batch 0 has no 'labels'"):
+        refine_projection(projection, source_prompt, target_model, [{"input_ids": ids}], steps=2)
+
+
+def _with_nan(prompt):
+    prompt = prompt.clone()
+    prompt[0, 0] = float("nan")
+    return prompt
+
+
 def test_refinement_with_task_data_lowers_the_task_loss(tmp_path):
     projection, target_model = projected_setup(tmp_path)
     from safetensors.torch import load_file

@@ -18,6 +18,7 @@ and top-1 / top-10 nearest-token agreement among ALL target embedding rows.
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -69,7 +70,7 @@ def _retrieval(projected: torch.Tensor, true_ids: torch.Tensor, table_module, ta
     return hits[:, 0].float().mean().item(), hits.any(dim=1).float().mean().item()
 
 
-def _check_settings(ridge, holdout_fraction, max_eval) -> None:
+def _check_settings(ridge, holdout_fraction, max_eval, min_anchors, seed, lowercase) -> None:
     if not is_finite_number(ridge) or ridge < 0:
         raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}.")
     if not is_finite_number(holdout_fraction) or not 0 < holdout_fraction < 1:  # 0: no anchor to measure, 1: none to fit
@@ -77,6 +78,12 @@ def _check_settings(ridge, holdout_fraction, max_eval) -> None:
                          "measured on the held-out anchors (at least one), the map fitted on the rest.")  # fmt: skip
     if not is_integer(max_eval) or max_eval <= 0:
         raise ValueError(f"max_eval must be a positive integer, got {max_eval!r}.")
+    if min_anchors is not None and (not is_integer(min_anchors) or min_anchors <= 0):
+        raise ValueError(f"min_anchors must be a positive integer or None, got {min_anchors!r}.")
+    if not is_integer(seed):
+        raise ValueError(f"seed must be an integer, got {seed!r}.")
+    if not isinstance(lowercase, bool):
+        raise ValueError(f"lowercase must be True or False, got {lowercase!r}.")
 
 
 def fit_projection(source_model, source_tokenizer, target_model, target_tokenizer, method: str = "lstsq",
@@ -88,14 +95,15 @@ def fit_projection(source_model, source_tokenizer, target_model, target_tokenize
         method: `"lstsq"` or `"procrustes"`.
         ridge: lstsq penalty as a fraction of the mean eigenvalue of the source Gram matrix.
         holdout_fraction: anchors kept out of the fit to measure its quality.
-        min_anchors: fewest shared tokens accepted (default: the source width, so the fit is determined).
+        min_anchors: fewest anchors left to fit on after the holdout (default: the source width, so the fit is
+            determined; at least 2).
         max_eval: held-out anchors used for the (costly) nearest-token retrieval.
         row_norm: `"none"` (the plain map) or `"target_tokens"` (rescale every projected row to
             the mean norm of the target's anchor tokens, as the target model consumes them).
     """
     method = parse_option(ProjectionFit, method, "method").value  # plain strings from here on (messages, JSON)
     row_norm = parse_option(RowNorm, row_norm, "row_norm").value
-    _check_settings(ridge, holdout_fraction, max_eval)
+    _check_settings(ridge, holdout_fraction, max_eval, min_anchors, seed, lowercase)
     began = time.perf_counter()
     source_table, target_table = input_embeddings_of(source_model), input_embeddings_of(target_model)
     source_ids, target_ids, _ = shared_tokens(source_tokenizer, source_table.weight.shape[0], target_tokenizer,
@@ -106,9 +114,17 @@ def fit_projection(source_model, source_tokenizer, target_model, target_tokenize
     order = torch.randperm(len(source_ids), generator=torch.Generator().manual_seed(seed))
     holdout_count = max(1, int(len(order) * holdout_fraction))
     held, train = order[:holdout_count], order[holdout_count:]
+    if len(train) < max(2, needed):  # two rows at least: one centred row has no scale
+        raise ValueError(f"Found {len(source_ids)} shared tokens; holding out {holdout_count} (holdout_fraction {holdout_fraction}) "
+                         f"leaves {len(train)} to fit, and method {method!r} needs at least {max(2, needed)}: lower holdout_fraction "
+                         "or min_anchors.")  # fmt: skip
     source_rows, target_rows = embed_token_ids(source_table, source_ids), embed_token_ids(target_table, target_ids)
     source_mean, source_scale = _centre_scale(source_rows[train])
     target_mean, target_scale = _centre_scale(target_rows[train])
+    for side, scale in (("source", source_scale), ("target", target_scale)):
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"the {side} model's anchor embeddings are all the same row (or not finite: mean distance to "
+                             f"their mean {scale!r}), so no map can be fitted from them.")  # fmt: skip
     weight = _solve(method, ((source_rows[train] - source_mean) / source_scale).double(),
                     ((target_rows[train] - target_mean) / target_scale).double(), ridge).float()  # fmt: skip
     token_norm = target_rows[train].norm(dim=1).mean().item() if row_norm == "target_tokens" else None

@@ -48,6 +48,7 @@ def refine_projection(projection: PromptProjection, source_prompt: torch.Tensor,
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     if not is_finite_number(lr) or lr <= 0:
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}.")
+    _check_source_prompt(source_prompt, projection.source_width)
     check_fingerprint_against(projection.info.get("target_fingerprint"), base_model_fingerprint(target_model),
                               "The projection (fitted for another target model)")  # fmt: skip
     prompt = _ProjectedPrompt(projection, source_prompt, rank)
@@ -57,7 +58,11 @@ def refine_projection(projection: PromptProjection, source_prompt: torch.Tensor,
     trainable = [p for p in target_model.parameters() if p.requires_grad]
     target_model.requires_grad_(False)  # frozen while refining; the caller's flags come back afterwards
     try:
-        for batch in itertools.islice(itertools.cycle(batches) if isinstance(batches, list) else batches, steps):
+        for index, batch in enumerate(itertools.islice(itertools.cycle(batches) if isinstance(batches, list) else batches, steps)):
+            if not isinstance(batch, dict) or batch.get("labels") is None:
+                raise ValueError(f"batch {index} has no 'labels' (got {type(batch).__name__}"
+                                 f"{' with ' + str(sorted(batch)) if isinstance(batch, dict) else ''}): refinement lowers the loss "
+                                 "of labelled causal-LM batches (dicts of input_ids, attention_mask, labels).")  # fmt: skip
             loss = causal_lm_forward(parts, **batch).loss
             loss.backward()
             optimizer.step()
@@ -71,3 +76,12 @@ def refine_projection(projection: PromptProjection, source_prompt: torch.Tensor,
     info = dict(projection.info, refined={"steps": len(losses), "rank": rank, "lr": lr, "first_loss": losses[0], "last_loss": losses[-1]})
     return PromptProjection(prompt.weight().detach(), projection.source_mean, projection.target_mean,
                             projection.source_scale, projection.target_scale, info, row_norm=projection.row_norm)  # fmt: skip
+
+
+def _check_source_prompt(source_prompt, width: int) -> None:
+    if not isinstance(source_prompt, torch.Tensor) or source_prompt.dim() != 2 or source_prompt.shape[1] != width:
+        shape = tuple(source_prompt.shape) if isinstance(source_prompt, torch.Tensor) else type(source_prompt).__name__
+        raise ValueError(f"source_prompt has shape {shape}; expected [virtual tokens, {width}] (the projection's source width).")
+    bad = int((~torch.isfinite(source_prompt)).sum())
+    if bad:
+        raise ValueError(f"source_prompt holds {bad} value(s) that are NaN or infinite; a projection of it would be too.")
