@@ -91,7 +91,8 @@ class PromptEncoder(PeftEncoderHooks):
                                  f"task names {self.task_labels}.")  # fmt: skip
             return 0
         if self.num_tasks == 1 and task not in (0, self.task_labels[0]):
-            raise ValueError(f"task={task!r}: this adapter has a single prompt (no tasks); pass task=None.")
+            label = self.task_labels[0]
+            raise ValueError(f"task={task!r}: this adapter has one prompt, task {label!r} (index 0); pass task=None, 0 or {label!r}.")
         if isinstance(task, str):
             if task not in self.task_labels:
                 raise ValueError(f"task={task!r} is not a task of this mixture; its tasks are {self.task_labels}.")

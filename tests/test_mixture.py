@@ -352,3 +352,15 @@ def test_a_key_value_source_in_a_bank_of_input_rows_is_refused_by_its_type(tmp_p
     config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=[first, str(tmp_path / "prefix")])
     with pytest.raises(ValueError, match=r"is a PREFIX_TUNING adapter \(keys and values per layer\), not input rows"):
         peft.get_peft_model(common.tiny_model("gpt2")[0], config)
+
+
+def test_a_one_task_mixture_names_its_task_when_asked_for_another():
+    """Found 2026-12-06: task=1 on a one-task mixture named 'movie' said "this adapter has a single prompt (no
+    tasks)", though it has a task, by name."""
+    from peft_softprompt_ext import describe_prompt
+
+    peft_model = mixture("gpt2", num_tasks=1, task_names=["movie"])
+    for task in (0, "movie", None):
+        describe_prompt(peft_model, common.tiny_tokenizer(), task=task)
+    with pytest.raises(ValueError, match=r"task=1: this adapter has one prompt, task 'movie' \(index 0\); pass task=None, 0 or 'movie'"):
+        describe_prompt(peft_model, common.tiny_tokenizer(), task=1)
