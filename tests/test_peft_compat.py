@@ -152,6 +152,33 @@ def test_vanilla_prompt_tuning_generate_with_cache_is_right_only_before_transfor
         assert torch.equal(cached, manual)
 
 
+@pytest.mark.parametrize("kind", ["plain", "plugin"])
+def test_trainer_counts_a_shallow_prompts_scored_tokens_as_transformers_does(kind, tmp_path):
+    """Documents an upstream count the README describes: transformers' Trainer that counts a causal LM's scored
+    tokens from each row's second label on (`_loss_shifts_labels`, transformers PR #46204) divides a shallow prompt's
+    loss, which scores the first label too (from the last virtual token), by too few: 8 rows x 7 labels, 56 scored,
+    48 counted. Earlier releases counted every label: exact. If this fails, transformers changed: revisit the README."""
+    import transformers
+    from datasets import Dataset
+
+    from testing_common import all_configs
+
+    model, _ = tiny_model("llama")
+    config = peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5) if kind == "plain" else all_configs()["vocab_uniform"]("CAUSAL_LM", "llama")
+    peft_model = peft.get_peft_model(model, config)
+    ids = torch.randint(3, 100, (8, 7), generator=torch.Generator().manual_seed(0))
+    data = Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": [[1] * 7] * 8, "labels": ids.tolist()})
+    args = transformers.TrainingArguments(str(tmp_path), per_device_train_batch_size=8, learning_rate=0.0, max_steps=1, logging_steps=1,
+                                          report_to=[], save_strategy="no", use_cpu=True)  # fmt: skip
+    trainer = transformers.Trainer(model=peft_model, args=args, train_dataset=data)
+    with torch.no_grad():
+        mean = peft_model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids).loss.item()  # over all 56
+    trainer.train()
+    logged = next(entry["loss"] for entry in trainer.state.log_history if "loss" in entry)
+    expected = mean * 56 / 48 if getattr(trainer, "_loss_shifts_labels", False) else mean
+    assert logged == pytest.approx(expected, rel=1e-3)
+
+
 @pytest.mark.parametrize("adapter_name", ["p", "prompt", "vocab", "tuning"])
 def test_ordinary_adapter_names_raise_no_prefix_warning(adapter_name, recwarn):
     """Issue #11 (7): PEFT warned that such names are substrings of the plugin type's key prefix."""
