@@ -482,9 +482,9 @@ def _causal_prepare_inputs_for_generation(original, self, *args, task_ids=None, 
 def _seq2seq_generate(original, self, *args, **kwargs):
     if not is_plugin_config(self.active_peft_config):
         return original(self, *args, **kwargs)
-    if self._adapters_disabled:
-        return _disabled_call(original, self, "generate", args, kwargs)
     args, kwargs = _generate_keywords(args, kwargs)
+    if self._adapters_disabled:  # PEFT's seq2seq generate takes keywords only: the inputs go by name
+        return _disabled_call(original, self, "generate", (), {**({"inputs": args[0]} if args else {}), **kwargs})
     return _hooks.seq2seq_generate(plugin_parts(self), *args, **kwargs)
 
 
