@@ -463,10 +463,34 @@ def _causal_generate(original, self, *args, **kwargs):
     self._plugin_generation_prompts = _hooks.generation_prompts(parts, args, kwargs)
     self._plugin_generation_prefix = _hooks.generation_prefix(parts, args, kwargs, prompt_cache)
     try:
-        with _hooks.generation_scope(parts, self._plugin_generation_prompts, self._plugin_generation_prefix):
+        with _hooks.generation_scope(parts, self._plugin_generation_prompts, self._plugin_generation_prefix), \
+                _inputs_embeds_accepted(self, kwargs):  # fmt: skip
             return original(self, *args, **kwargs)
     finally:
         del self._plugin_generation_prompts, self._plugin_generation_prefix
+
+
+@contextlib.contextmanager
+def _inputs_embeds_accepted(peft_model, kwargs: dict):
+    """transformers' generate takes `inputs_embeds` only from a model whose `prepare_inputs_for_generation` names
+    it, and PEFT's generate puts its own there, `(*args, task_ids=None, **kwargs)`: generate(inputs_embeds=...) was
+    refused for every PeftModel. For a plugin prompt's call, the PeftModel's method carries the base model's own
+    signature (with task_ids) for the call's duration; the plugin puts the prompt in front of the given embeddings."""
+    if kwargs.get("inputs_embeds") is None:
+        yield
+        return
+    method = peft_model.prepare_inputs_for_generation  # the class's (our wrapper of PEFT's), bound
+    signature = inspect.signature(peft_model.base_model_prepare_inputs_for_generation)
+    parameters = [p for p in signature.parameters.values() if p.name != "task_ids"]
+    keyword = inspect.Parameter("task_ids", inspect.Parameter.KEYWORD_ONLY, default=None)
+    last = len(parameters) - (parameters and parameters[-1].kind is inspect.Parameter.VAR_KEYWORD)
+    accepting = functools.partial(method)  # a callable of its own, to carry the signature
+    accepting.__signature__ = signature.replace(parameters=parameters[:last] + [keyword] + parameters[last:])
+    peft_model.__dict__["prepare_inputs_for_generation"] = accepting  # PEFT's generate hands it to the base model
+    try:
+        yield
+    finally:
+        del peft_model.__dict__["prepare_inputs_for_generation"]
 
 
 def _causal_prepare_inputs_for_generation(original, self, *args, task_ids=None, **kwargs):

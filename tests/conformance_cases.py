@@ -89,6 +89,7 @@ PATHS = [
     Path("generate_sampling", "generate sampling, num_return_sequences", (CAUSAL, SEQ2SEQ)),
     Path("generate_static_cache", 'generate greedy, cache_implementation="static"', (CAUSAL, SEQ2SEQ)),
     Path("generate_continue_cache", "generate again from a returned cache (past_key_values)", (CAUSAL,)),
+    Path("generate_inputs_embeds", "generate from inputs_embeds", (CAUSAL,)),
     Path("save_load", "save_pretrained / from_pretrained"),
     Path("load_trainable", "from_pretrained(is_trainable=True)"),
     Path("auto_peft_model", "AutoPeftModel*.from_pretrained"),

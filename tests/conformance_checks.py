@@ -137,6 +137,22 @@ def check_generate_static_cache(cell, tmp_path):
         torch.testing.assert_close(static, uncached, rtol=0, atol=0)
 
 
+def check_generate_inputs_embeds(cell, tmp_path):
+    """generate(inputs_embeds=...) (the input's embeddings, as the embedding layer gives them) returns the new tokens
+    of generate(input_ids=...), cached and not, left-padded (found 2026-12-06: transformers refused it for every
+    PeftModel, plain PEFT's too: their prepare_inputs_for_generation did not name inputs_embeds)."""
+    model = build(cell)
+    batch = make_batch(cell, padding="left")
+    inputs = _generate_inputs(batch)
+    kwargs = dict(max_new_tokens=GENERATE_TOKENS, min_new_tokens=GENERATE_TOKENS, do_sample=False)
+    embeds = {k: v for k, v in inputs.items() if k != "input_ids"}
+    embeds["inputs_embeds"] = model.get_base_model().get_input_embeddings()(inputs["input_ids"]).detach()
+    with torch.no_grad():
+        expected = model.generate(**inputs, **kwargs)[:, inputs["input_ids"].shape[1] :]
+        for use_cache in (True, False):
+            torch.testing.assert_close(model.generate(**embeds, use_cache=use_cache, **kwargs), expected, rtol=0, atol=0)
+
+
 def check_generate_continue_cache(cell, tmp_path):
     """transformers' "re-use the cache" pattern: generate, then generate again from the returned cache with the
     whole sequence so far; the tokens equal one generate call of both lengths (left padding included)."""
