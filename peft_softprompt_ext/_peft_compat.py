@@ -474,7 +474,7 @@ def _causal_generate(original, self, *args, **kwargs):
 def _inputs_embeds_accepted(peft_model, kwargs: dict):
     """transformers' generate takes `inputs_embeds` only from a model whose `prepare_inputs_for_generation` names
     it, and PEFT's generate puts its own there, `(*args, task_ids=None, **kwargs)`: generate(inputs_embeds=...) was
-    refused for every PeftModel. For a plugin prompt's call, the PeftModel's method carries the base model's own
+    refused for every prompt-learning PeftModel. For a plugin prompt's call, the PeftModel's method carries the base model's own
     signature (with task_ids) for the call's duration; the plugin puts the prompt in front of the given embeddings."""
     if kwargs.get("inputs_embeds") is None:
         yield

@@ -140,7 +140,7 @@ def check_generate_static_cache(cell, tmp_path):
 def check_generate_inputs_embeds(cell, tmp_path):
     """generate(inputs_embeds=...) (the input's embeddings, as the embedding layer gives them) returns the new tokens
     of generate(input_ids=...), cached and not, left-padded (found 2026-12-06: transformers refused it for every
-    PeftModel, plain PEFT's too: their prepare_inputs_for_generation did not name inputs_embeds)."""
+    prompt-learning PeftModel, plain PEFT's too: PEFT's prepare_inputs_for_generation does not name inputs_embeds)."""
     model = build(cell)
     batch = make_batch(cell, padding="left")
     inputs = _generate_inputs(batch)
