@@ -158,7 +158,7 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
     sections = [
         f"# Soft prompt: {method}", "",
         f"A soft prompt of **{config.num_virtual_tokens} virtual tokens** ({trainable}) for "
-        f"`{base}`, made with [peft_softprompt_ext](https://pypi.org/project/peft-softprompt-ext/).", "",
+        f"{f'`{base}`' if base else 'a base model built from its config (its fingerprint is in the adapter config)'}, made with [peft_softprompt_ext](https://pypi.org/project/peft-softprompt-ext/).", "",
         "## Settings", "", "```json", json.dumps(settings, indent=2, default=str), "```", "",
         "## Results", "", *_metrics_lines(results), "",
         "## What the prompt reads as", "", *_readout_lines(peft_model, adapter_name, config), "",

@@ -290,3 +290,6 @@ def test_a_card_names_a_hub_base_model_only(tmp_path):
         card = build_model_card(peft_model)
         assert card.data.to_dict().get("base_model") == expected, name
         assert f"`{name}`" in card.text  # the text still says which model
+    peft_model.peft_config["default"].base_model_name_or_path = None  # a model built from its config
+    card = build_model_card(peft_model)
+    assert "`None`" not in card.text and "a base model built from its config" in card.text and "base_model" not in card.data.to_dict()
