@@ -299,9 +299,9 @@ def test_bad_vocab_sampled_values_are_named(kwargs, message):
         VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, **kwargs)
 
 
-@pytest.mark.parametrize("value", ["1", True, float("nan"), 0])
+@pytest.mark.parametrize("value", ["1", True, float("nan"), 0, 1e-300, 10**30])  # found 2026-12-06: 1e-300 gave NaN logits
 def test_a_bad_attention_temperature_is_named(value):
-    with pytest.raises(ValueError, match=r"attention_temperature must be a number > 0"):
+    with pytest.raises(ValueError, match=r"attention_temperature must be a number from 0.0001 to 10000"):
         MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=["x"], attention_temperature=value)
 
 

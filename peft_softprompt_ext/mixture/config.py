@@ -21,6 +21,9 @@ class Mixing(Option):
     ONE_HOT = "one_hot"  # task k uses bank prompt k as is: serving many plain prompts, nothing trains
 
 
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-4, 1e4  # attention mixing's: 1 / 1e-4 fits float16 (max 65504)
+
+
 @dataclass
 class MixturePromptTuningConfig(PluginPromptConfig):
     """Soft prompts for `num_tasks` tasks, mixed from a frozen bank of trained source prompts.
@@ -100,8 +103,10 @@ class MixturePromptTuningConfig(PluginPromptConfig):
         if not is_integer(self.attention_hidden) or self.attention_hidden <= 0:
             raise ValueError(f"attention_hidden must be a positive integer, got {self.attention_hidden!r}.")
         temperature = self.attention_temperature
-        if not is_finite_number(temperature) or temperature <= 0:
-            raise ValueError(f"attention_temperature must be a number > 0, got {temperature!r}.")
+        if not is_finite_number(temperature) or not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
+            raise ValueError(f"attention_temperature must be a number from {MIN_TEMPERATURE} to {MAX_TEMPERATURE:g}, got {temperature!r}: "
+                             "the scores are cosines divided by it, which overflow (NaN weights) in half precision below "
+                             f"{MIN_TEMPERATURE}, and above {MAX_TEMPERATURE:g} every prompt weighs the same.")  # fmt: skip
         if not isinstance(self.allow_base_model_mismatch, bool):
             raise ValueError(f"allow_base_model_mismatch must be True or False, got {self.allow_base_model_mismatch!r}.")
 
