@@ -17,12 +17,16 @@ def pad_token_id(tokenizer) -> int:
 
 
 def label_token_ids(tokenizer, words) -> list[list[int]]:
-    """Token ids of each verbaliser word; a word that tokenizes to nothing is an error."""
+    """Token ids of each verbaliser word; a word that tokenizes to nothing, or as another label's word does, is an error."""
     ids = []
     for word in words:
         tokens = tokenizer(word, add_special_tokens=False)["input_ids"]
         if not tokens:
             raise ValueError(f"label word {word!r} tokenizes to no tokens; choose a real word.")
+        if tokens in ids:
+            first = ids.index(tokens)
+            raise ValueError(f"label words {first} and {len(ids)} ({words[first]!r} and {word!r}) tokenize to the same tokens "
+                             f"{tokens}, so no score can tell their labels apart; give each label its own word.")  # fmt: skip
         ids.append(tokens)
     return ids
 

@@ -293,6 +293,9 @@ def test_a_token_dim_that_disagrees_with_the_model_is_named(saved, value):
     ({"num_frequent_tokens": True}, r"num_frequent_tokens must be a positive integer, got True"),
     ({"norm_matching": "yes"}, r"norm_matching must be True or False, got 'yes'"),
     ({"tokenizer_kwargs": "x"}, r"tokenizer_kwargs must be a dict .* got 'x'"),
+    # found 2026-12-06: a TypeError from os.stat at get_peft_model; two labels on one virtual token's start
+    ({"vocab_sampling": "top_frequent", "tokenizer_name_or_path": 1.5}, r"tokenizer_name_or_path must be a tokenizer folder or Hub id \(a string\), got 1.5"),
+    ({"vocab_sampling": "class_labels", "class_labels": [" good", " good"], "tokenizer_name_or_path": "t"}, r"class_labels repeat \[' good'\]"),
 ])  # fmt: skip
 def test_bad_vocab_sampled_values_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -385,3 +388,17 @@ def test_a_plain_config_given_for_a_plugin_adapter_does_not_skip_its_fingerprint
     set_fingerprint(folder, "DROP")  # nor does a removed fingerprint get through that way
     with pytest.raises(ValueError, match=r"no valid base_model_fingerprint"):
         PeftModel.from_pretrained(other_base(), folder, config=plain())
+
+
+@pytest.mark.parametrize("config", ["vocab", "deep"])
+def test_a_missing_tokenizer_folder_is_named(config, tmp_path):
+    """Found 2026-12-06: transformers' "Repo id must be in the form ..." for a path that does not exist."""
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    missing = str(tmp_path / "no-tokenizer")
+    make = {"vocab": lambda: VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, vocab_sampling="top_frequent",
+                                                            tokenizer_name_or_path=missing),
+            "deep": lambda: DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, deep_init="text", init_text="a b c d e f",
+                                                   tokenizer_name_or_path=missing)}[config]  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=rf"tokenizer_name_or_path: There is no folder '{re.escape(missing)}'"):
+        peft.get_peft_model(common.tiny_model("llama")[0], make())

@@ -683,6 +683,9 @@ def test_missing_columns_and_empty_label_words_are_named(tmp_path):
         load_task(str(path))
     with pytest.raises(ValueError, match=r"label word '' tokenizes to no tokens"):
         label_token_ids(common.tiny_tokenizer(), [" positive", ""])
+    # found 2026-12-06: two labels with one word ran to the end, every row scored as the first label
+    with pytest.raises(ValueError, match=r"label words 0 and 1 \(' positive' and ' positive'\) tokenize to the same tokens"):
+        label_token_ids(common.tiny_tokenizer(), [" positive", " positive"])
 
 
 def test_an_empty_split_is_refused_before_training_naming_it(tmp_path):

@@ -10,7 +10,7 @@ from ..prompt_bank import KEY_VALUE_TYPES, load_saved_peft_type, load_saved_prom
 from ..prompt_encoder import KEY_VALUES
 from ..prompt_table import PromptTableEncoder
 from ..vocab_sampled.config import VocabSampling
-from ..vocab_sampled.model import initial_token_rows
+from ..vocab_sampled.model import initial_token_rows, load_tokenizer
 from .config import DeepInit
 
 
@@ -18,10 +18,7 @@ def _input_rows(config, word_embeddings, model_config, text_tokens: int) -> torc
     """The input rows [P, D] whose keys and values start the prompt (text, sampled tokens or a shallow prompt)."""
     length = config.num_virtual_tokens
     if config.deep_init == DeepInit.TEXT:
-        from transformers import AutoTokenizer
-
-        kwargs = {k: v for k, v in (config.tokenizer_kwargs or {}).items() if k != "trust_remote_code"}
-        ids = AutoTokenizer.from_pretrained(config.tokenizer_name_or_path, **kwargs)(config.init_text, add_special_tokens=False)["input_ids"]
+        ids = load_tokenizer(config)(config.init_text, add_special_tokens=False)["input_ids"]
         if len(ids) < length:
             raise ValueError(f"init_text has {len(ids)} tokens but num_virtual_tokens={length}: give a text of at least "
                              f"{length} tokens (it is not padded), or fewer virtual tokens.")  # fmt: skip

@@ -5,16 +5,23 @@ from __future__ import annotations
 import torch
 
 from ..prompt_table import PromptTableEncoder
-from .. import init
+from .. import init, sources
 from .config import VocabSampling
 
 
-def _load_tokenizer(config):
+def load_tokenizer(config):
+    """The config's `tokenizer_name_or_path` tokenizer (never with remote code); a missing local folder is named."""
     from transformers import AutoTokenizer
 
     kwargs = dict(config.tokenizer_kwargs or {})
     kwargs.pop("trust_remote_code", None)  # a saved config must never run remote code
-    return AutoTokenizer.from_pretrained(config.tokenizer_name_or_path, **kwargs)
+    source = config.tokenizer_name_or_path
+    if not sources.is_local(source):
+        try:
+            sources.check_hub_id(source)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"tokenizer_name_or_path: {error}") from None
+    return AutoTokenizer.from_pretrained(source, **kwargs)
 
 
 def _corpus_texts(config) -> list[str] | None:
@@ -57,7 +64,7 @@ def _without_label_tokens(ids: torch.Tensor, population: torch.Tensor, label_ids
 
 def initial_token_rows(config, word_embeddings: torch.nn.Module, model_config=None) -> torch.Tensor:
     """The initial prompt [num_virtual_tokens, token_dim] (float32) that `config` describes."""
-    tokenizer = _load_tokenizer(config) if config.tokenizer_name_or_path else None
+    tokenizer = load_tokenizer(config) if config.tokenizer_name_or_path else None
     num_embeddings = word_embeddings.weight.shape[0]
     usable = init.usable_token_ids(num_embeddings, tokenizer, model_config)
     generator = torch.Generator().manual_seed(config.seed)
