@@ -30,7 +30,7 @@ from peft_softprompt_ext import base_model_fingerprint  # noqa: E402  (importing
 from softprompt_bench import recipe_support as support  # noqa: E402
 from softprompt_bench.checkpoint import check_resumable, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
 from softprompt_bench.peak_memory import peak_memory_mb, reset_peak_memory  # noqa: E402
-from softprompt_bench.recipe_config import load_config  # noqa: E402
+from softprompt_bench.recipe_config import load_config, options_help  # noqa: E402
 from softprompt_bench.run_inputs import input_changes, run_inputs  # noqa: E402
 
 
@@ -147,7 +147,8 @@ def run(config, resume: bool = False) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=options_help(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--config", help="YAML file of RecipeConfig keys (see recipes/configs/)")
     parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoint")
     args, overrides = parser.parse_known_args(argv)

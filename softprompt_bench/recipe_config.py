@@ -48,7 +48,7 @@ class RecipeConfig:
     warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
     lr_schedule: str = field(default="constant", metadata={"help": "'constant' or 'linear' (decay to 0) after warm-up."})
     eval_every: int = field(default=0, metadata={"help": "Evaluate every N steps (0: only at the end)."})
-    checkpoint_every: int = field(default=25, metadata={"help": "Save the trainable state every N steps (for --resume)."})
+    checkpoint_every: int = field(default=25, metadata={"help": "Save the trainable state every N steps (for --resume; 0: never, so nothing to resume from)."})
     seed: int = field(default=0, metadata={"help": "Seed of init, data order and evaluation subset."})
     num_virtual_tokens: int = field(default=20, metadata={"help": "Prompt length for prompt methods."})
     # top_frequent: the best init of the issue-7 sweep (README, "Matching LoRA"); lr 0.03 constant, no warm-up, 20 tokens too
@@ -214,6 +214,15 @@ def check_keys(keys, source: str) -> None:
     unknown = sorted(set(keys) - set(FIELDS))
     if unknown:
         raise ValueError(f"Unknown config key(s) {unknown} in {source}; known keys: {sorted(FIELDS)}.")
+
+
+def options_help() -> str:
+    """Every RecipeConfig key as a `--key VALUE` line with its help and default (a recipe's `--help` epilog)."""
+    lines = ["config keys (in the YAML file, or as --key VALUE / --key=VALUE; lists comma-separated):"]
+    for item in dataclasses.fields(RecipeConfig):
+        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
+        lines.append(f"  --{item.name} ({default!r}): {item.metadata.get('help', '')}")
+    return "\n".join(lines)
 
 
 def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = None) -> RecipeConfig:

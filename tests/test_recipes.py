@@ -587,6 +587,18 @@ def test_unknown_method_is_named():
         RecipeConfig(method="prefix")
 
 
+def test_train_help_lists_every_config_key():
+    """Found 2026-12-06: --help listed --config and --resume only, though RecipeConfig's field docs are written for it."""
+    import dataclasses
+
+    from softprompt_bench.recipe_config import RecipeConfig
+
+    text = recipe("train.py", "--help").stdout
+    for item in dataclasses.fields(RecipeConfig):
+        assert f"--{item.name} (" in text, item.name
+    assert "--num_virtual_tokens (20): Prompt length for prompt methods." in text
+
+
 def test_unknown_config_key_is_refused_in_yaml_and_cli(tmp_path):
     (tmp_path / "c.yaml").write_text("learning_rate: 0.1\n")
     with pytest.raises(ValueError, match=r"Unknown config key\(s\) \['learning_rate'\]"):
