@@ -11,6 +11,8 @@ byte-fallback pieces (`<0x0A>`), which are not words.
 
 from __future__ import annotations
 
+import os
+
 import hashlib
 import json
 import re
@@ -93,6 +95,8 @@ def merge_rank_order(tokenizer) -> torch.Tensor:
 def read_corpus(corpus) -> list[str]:
     """A corpus given as texts, or as a path to a UTF-8 file with one text per line."""
     if isinstance(corpus, str):
+        if not os.path.isfile(corpus):
+            raise FileNotFoundError(f"corpus={corpus!r} is no text file here (a path to a UTF-8 file, one text per line, or a list of texts).")
         with open(corpus, encoding="utf-8") as handle:
             return [line.rstrip("\n") for line in handle if line.strip()]
     return check_corpus_texts(corpus)

@@ -402,3 +402,31 @@ def test_a_missing_tokenizer_folder_is_named(config, tmp_path):
                                                    tokenizer_name_or_path=missing)}[config]  # fmt: skip
     with pytest.raises(FileNotFoundError, match=rf"tokenizer_name_or_path: There is no folder '{re.escape(missing)}'"):
         peft.get_peft_model(common.tiny_model("llama")[0], make())
+
+
+@pytest.mark.parametrize("make, message", [
+    # found 2026-12-06: [None] became the Hub id 'None', [""] a raw HFValidationError, revisions took any type
+    (lambda: MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=[None]),
+     r"source_prompts must be adapter folders or Hub repo ids \(non-empty strings\); bad entries: \[None\]"),
+    (lambda: MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=["a", ""]),
+     r"bad entries: \[''\]"),
+    (lambda: MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=["a"], source_revision=True),
+     r"source_revision must be None or a Hub revision \(a branch, tag or commit id\), got True"),
+    (lambda: __import__("peft_softprompt_ext").DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, deep_init="prompt",
+                                                                       init_prompt="a", init_prompt_revision=1.5),
+     r"init_prompt_revision must be None or a Hub revision .* got 1.5"),
+    (lambda: __import__("peft_softprompt_ext").ProjectedPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_adapter="a",
+                                                                            projection="b", source_revision=[]),
+     r"source_revision must be None or a Hub revision .* got \[\]"),
+])  # fmt: skip
+def test_sources_and_revisions_are_checked_by_name(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_a_corpus_file_that_is_missing_is_named(tmp_path):
+    """Found 2026-12-06: a bare FileNotFoundError for '' that did not say it was the corpus."""
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, vocab_sampling="task_corpus",
+                                            corpus=str(tmp_path / "none.txt"), tokenizer_name_or_path=common.tiny_tokenizer_dir())  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=r"corpus='.*none.txt' is no text file here"):
+        peft.get_peft_model(common.tiny_model("llama")[0], config)

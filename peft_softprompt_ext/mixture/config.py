@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import re
 from dataclasses import dataclass, field
 from typing import Optional, Union
@@ -86,7 +88,10 @@ class MixturePromptTuningConfig(PluginPromptConfig):
         super().__post_init__()
         if not isinstance(self.source_prompts, (list, tuple)) or not self.source_prompts:
             raise ValueError(f"source_prompts must be a non-empty list of adapter folders or repo ids, got {self.source_prompts!r}.")
-        self.source_prompts = [str(source) for source in self.source_prompts]
+        bad = [source for source in self.source_prompts if not isinstance(source, (str, os.PathLike)) or not os.fspath(source)]
+        if bad:
+            raise ValueError(f"source_prompts must be adapter folders or Hub repo ids (non-empty strings); bad entries: {bad!r}.")
+        self.source_prompts = [os.fspath(source) for source in self.source_prompts]
         if not is_integer(self.num_tasks) or self.num_tasks <= 0:
             raise ValueError(f"num_tasks must be a positive integer, got {self.num_tasks!r}.")
         self._validate_task_names()
