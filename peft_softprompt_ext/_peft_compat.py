@@ -568,6 +568,26 @@ def _checked_by_from_pretrained(adapter_name: str):
         _CHECKED_BY_FROM_PRETRAINED.reset(token)
 
 
+# Set while PEFT builds a plugin adapter to load its weights into (from_pretrained, load_adapter): the encoder skips its
+# start (sampling, a projection, reading a bank), which the checkpoint replaces. PEFT keys that on `inference_mode`,
+# which a user may also pass to get_peft_model: a prompt built that way kept nn.Embedding's random rows.
+_BUILDING_FOR_A_LOAD = contextvars.ContextVar("building_for_a_load", default=False)
+
+
+def building_for_a_load() -> bool:
+    """Whether an encoder built now gets its weights from a checkpoint (so it need not compute its start)."""
+    return _BUILDING_FOR_A_LOAD.get()
+
+
+@contextlib.contextmanager
+def _building_for_a_load():
+    token = _BUILDING_FOR_A_LOAD.set(True)
+    try:
+        yield
+    finally:
+        _BUILDING_FOR_A_LOAD.reset(token)
+
+
 def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_trainable=False, config=None,
                      allow_base_model_mismatch=False, **kwargs):  # fmt: skip
     peft_type = peft_type_of(model_id, config, kwargs)
@@ -578,7 +598,7 @@ def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_
     with _hooks.reading(model_id, kwargs.get("subfolder")):
         config = _checked_plugin_config(peft_type, model_id, model, config, allow_base_model_mismatch, kwargs)
         # PEFT refuses is_trainable=True for every prompt method; ours resume training: load frozen, then unfreeze.
-        with _checked_by_from_pretrained(adapter_name):
+        with _checked_by_from_pretrained(adapter_name), _building_for_a_load():
             peft_model = original(model, model_id, adapter_name=adapter_name, is_trainable=False, config=config, **kwargs)
     if is_trainable:
         make_adapter_trainable(peft_model, adapter_name)
@@ -618,7 +638,7 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
     existing = adapter_name in self.peft_config and _CHECKED_BY_FROM_PRETRAINED.get() != adapter_name and hasattr(self, "prompt_encoder") \
         and adapter_name in self.prompt_encoder
     trains = {name: p.requires_grad for name, p in self.prompt_encoder[adapter_name].named_parameters()} if existing else None
-    with _hooks.reading(model_id, kwargs.get("subfolder")):
+    with _hooks.reading(model_id, kwargs.get("subfolder")), _building_for_a_load():
         if adapter_name in self.peft_config and _CHECKED_BY_FROM_PRETRAINED.get() == adapter_name:
             # from_pretrained made (and checked) the adapter: only its weights load here
             _hooks.check_weights_file(model_id, kwargs.get("subfolder"), _hub_kwargs(kwargs))

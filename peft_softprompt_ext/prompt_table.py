@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from . import layer_prefix, reparameterization
-from ._peft_compat import PROMPT_TUNING_TENSOR
+from ._peft_compat import PROMPT_TUNING_TENSOR, building_for_a_load
 from .adapter_files import check_finite, check_float_tensor
 from .prompt_encoder import PromptEncoder, check_input_width
 
@@ -36,7 +36,7 @@ class PromptTableEncoder(PromptEncoder):
         self.register_buffer("frozen_rows", torch.zeros(config.num_virtual_tokens, self.frozen_width), persistent=False)
         self.reparameterization = reparameterization.build(config)
         self.reparameterization_name = config.reparameterization and config.reparameterization.value
-        if not config.inference_mode:  # a loaded adapter gets its weights from the checkpoint
+        if not building_for_a_load():  # a loaded adapter gets its weights from the checkpoint
             rows = self.initial_rows(config, word_embeddings, model_config)
             expected = (config.num_virtual_tokens, self.width)
             if tuple(rows.shape) != expected:

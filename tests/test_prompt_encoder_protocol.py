@@ -62,3 +62,21 @@ def test_an_encoder_keeps_its_declared_promises(case):
     assert {name: tuple(t.shape) for name, t in state.items()} == type(encoder).expected_state_shapes(config)
     encoder.load_adapter_state({name: t.clone() for name, t in state.items()})
     torch.testing.assert_close(encoder(batch, task_ids=task_ids, inputs_embeds=embeds, attention_mask=torch.ones(batch, 4)), prompts)
+
+
+@pytest.mark.parametrize("case", [case for case in CONFIGS if case.fast], ids=lambda case: case.name)
+def test_inference_mode_at_get_peft_model_keeps_the_methods_start(case):
+    """Found 2026-12-06: inference_mode=True given to get_peft_model skipped every method's start, as a load does: the
+    prompt was nn.Embedding's random rows (a one_hot mixture's bank all zeros, a projected prompt not projected),
+    with no error. Only a load, whose checkpoint holds the weights, skips it now."""
+    import peft
+
+    states = []
+    for inference_mode in (False, True):
+        model, config = common.tiny_model("gpt2")[0], case.build("CAUSAL_LM", "gpt2")
+        config.inference_mode = inference_mode
+        torch.manual_seed(0)  # (MLPs and attention projections start from the global generator)
+        states.append(peft.get_peft_model(model, config).prompt_encoder["default"].state_dict())
+    assert states[0].keys() == states[1].keys()
+    for name in states[0]:
+        torch.testing.assert_close(states[1][name], states[0][name], rtol=0, atol=0, msg=name)

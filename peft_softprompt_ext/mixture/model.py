@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import layer_prefix, reparameterization
-from .._peft_compat import task_type_name
+from .._peft_compat import building_for_a_load, task_type_name
 from ..adapter_files import check_finite, check_float_tensor
 from ..options import Reparameterization
 from ..prompt_bank import load_saved_peft_type, load_saved_prompt
@@ -41,7 +41,7 @@ class MixturePromptEncoder(PromptEncoder):
         self.task_labels = config.task_labels()
         self.temperature = config.attention_temperature
         self.input_dependent = config.mixing == Mixing.ATTENTION  # attention reads the input: nothing to share
-        bank = None if config.inference_mode else self._read_bank(config, base_model)  # (also sets config.deep_layout)
+        bank = None if building_for_a_load() else self._read_bank(config, base_model)  # (also sets config.deep_layout)
         self._prepare_kind(config, base_model)
         count, length, width = len(config.source_prompts), config.num_virtual_tokens, config.row_width()
         self.register_buffer("bank", torch.zeros(count, length, width))
@@ -52,7 +52,7 @@ class MixturePromptEncoder(PromptEncoder):
         # a warm start: each task's target prompt begins as the mean of the bank
         start = self.bank.mean(0, keepdim=True).repeat(config.num_tasks, 1, 1)
         self.reparameterization = reparameterization.build(config)  # over the target prompts
-        if self.reparameterization is not None and not config.inference_mode:  # (loaded: from the checkpoint)
+        if self.reparameterization is not None and not building_for_a_load():  # (loaded: from the checkpoint)
             start = self.reparameterization.start(start)
         # the raw target prompts: the first `frozen_width` columns (layers whose targets do not train) are a fixed
         # buffer. Unlike a deep prompt's, those layers are not detached (`frozen_slots` stays 0): their prompts still
