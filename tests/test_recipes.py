@@ -311,7 +311,7 @@ def test_a_resume_or_a_reuse_after_the_data_changed_is_refused_naming_it(tmp_pat
     from softprompt_bench.plans import existing_result
 
     data, out = tmp_path / "data.csv", tmp_path / "run"
-    args = tiny_args(out, steps=2, checkpoint_every=2, task=_local_task(data))
+    args = tiny_args(out, steps=2, checkpoint_every=2, task=_local_task(data), label_words=" worst, great")  # (' 0', ' 1': one token here)
     recipe("train.py", *args)
     assert existing_result(load_config(None, list(map(str, args)))) is not None  # compare.py would reuse it
     _local_task(data, flipped=True)  # the same rows, labels swapped
