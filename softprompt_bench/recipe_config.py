@@ -140,8 +140,9 @@ class RecipeConfig:
 
         if self.label_words is not None and not strings(self.label_words):
             raise ValueError(f"label_words must be None or a list of strings (one per label), got {self.label_words!r}.")
-        if self.template is not None and not (isinstance(self.template, str) and "{text}" in self.template):
-            raise ValueError(f"template must be None or a text holding {{text}} (where the input goes), got {self.template!r}.")
+        if self.template is not None and not (isinstance(self.template, str) and "{text}" in self.template and _formats(self.template)):
+            raise ValueError(f"template must be None or a text holding {{text}} (where the input goes) and no other field "
+                             f"(write a literal brace as {{{{ or }}}}), got {self.template!r}.")  # fmt: skip
         for name in ("lora_target_modules", "source_prompts", "modules_to_save"):
             if not strings(getattr(self, name)):
                 raise ValueError(f"{name} must be a list of strings, got {getattr(self, name)!r}.")
@@ -214,6 +215,15 @@ def check_keys(keys, source: str) -> None:
     unknown = sorted(set(keys) - set(FIELDS))
     if unknown:
         raise ValueError(f"Unknown config key(s) {unknown} in {source}; known keys: {sorted(FIELDS)}.")
+
+
+def _formats(template: str) -> bool:
+    """Whether `template.format(text=...)` works: {text} is its only field, every other brace doubled."""
+    try:
+        template.format(text="")
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return False
+    return True
 
 
 def options_help() -> str:

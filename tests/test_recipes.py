@@ -636,6 +636,9 @@ def test_bad_numbers_are_named(key, value, message):
 @pytest.mark.parametrize("key,value,message", [
     ("label_words", 5, "label_words must be None or a list of strings"), ("label_words", [" good", 3], "label_words must be None or a list of strings"),
     ("template", 5, r"template must be None or a text holding \{text\}"), ("template", "Review:", r"template must be None or a text holding \{text\}"),
+    # found 2026-12-06: other fields or a lone brace passed here, then failed in str.format after the model loaded
+    ("template", "Review: {text} ({label}):", r"template must be None or a text holding \{text\}"),
+    ("template", "Review {text} }", r"template must be None or a text holding \{text\}"),
     ("lora_target_modules", "q_proj", "lora_target_modules must be a list of strings"),
     ("source_prompts", [1], "source_prompts must be a list of strings"),
 ])  # fmt: skip
