@@ -34,12 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from 
 from peft_softprompt_ext import PromptProjection, fit_projection  # noqa: E402
 from peft_softprompt_ext import ProjectionFit, RowNorm  # noqa: E402
 from softprompt_bench.plans import resolve_seeds, run_all, run_config  # noqa: E402
+from softprompt_bench.recipe_config import check_keys  # noqa: E402
 from softprompt_bench.recipe_support import resolve_model_folder  # noqa: E402
 
 TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
 
 PLAN_KEYS = {"source_model", "target_model", "source_adapter", "method", "row_norm", "output_dir", "seeds", "target"}
 REQUIRED_KEYS = {"source_model", "target_model", "source_adapter", "output_dir", "target"}
+# RecipeConfig keys every run of the plan gets from project.py (runs_plan, run_config), not from `target:`
+SET_BY_THE_PLAN = {"model", "checkpoint_every", "seed", "output_dir", "method", "source_adapter", "projection"}
 
 
 def check_plan(plan: dict, path: str) -> None:
@@ -54,6 +57,11 @@ def check_plan(plan: dict, path: str) -> None:
         raise ValueError(f"{path} lacks {missing}: a plan names {sorted(REQUIRED_KEYS)} (and optionally {sorted(PLAN_KEYS - REQUIRED_KEYS)}).")
     if not isinstance(plan["target"], dict):
         raise ValueError(f"target in {path} must be a mapping of recipe settings (task, steps, ...), got {plan['target']!r}.")
+    check_keys(plan["target"], f"target of {path}")
+    own = sorted(set(plan["target"]) & SET_BY_THE_PLAN)
+    if own:
+        raise ValueError(f"target of {path} sets {own}, which project.py sets itself (model: target_model; the method and its "
+                         "prompt per row; seed: seeds; output_dir: the plan's; no checkpoints): leave them out.")  # fmt: skip
     for key, allowed, default in (("method", [m.value for m in ProjectionFit], "lstsq"), ("row_norm", [r.value for r in RowNorm], "none")):
         if plan.get(key, default) not in allowed:
             raise ValueError(f"{key}={plan[key]!r} in {path} is not one of {list(allowed)}.")

@@ -817,6 +817,19 @@ def test_every_shipped_config_loads(path):
         assert isinstance(load_config(str(path)), RecipeConfig)
 
 
+@pytest.mark.parametrize("target,message", [
+    ({"stepz": 4}, r"Unknown config key\(s\) \['stepz'\] in target of plan.yaml"),
+    ({"checkpoint_every": 5}, r"target of plan.yaml sets \['checkpoint_every'\], which project.py sets itself"),
+    ({"model": "x", "seed": 3}, r"sets \['model', 'seed'\], which project.py sets itself"),
+])  # fmt: skip
+def test_a_projection_plans_target_settings_are_checked_before_anything_runs(target, message):
+    """Found 2026-12-06: an unknown target key raised a bare KeyError, and a key project.py sets itself a TypeError,
+    both after the projection had been fitted and saved; seed and output_dir were silently overridden."""
+    plan = {"source_model": "a", "target_model": "b", "source_adapter": "c", "output_dir": "d", "target": target}
+    with pytest.raises(ValueError, match=message):
+        recipe_module("project").check_plan(plan, "plan.yaml")
+
+
 @pytest.mark.parametrize("method,reads", [("mixture", "source_prompts"), ("deep_prompt", "init_prompt")])
 def test_a_resume_or_a_reuse_after_a_prompt_it_reads_changed_is_refused_naming_it(tmp_path, method, reads):
     """Found 2026-12-05: the prompts a run reads (a mixture's bank, a deep prompt's start) were not among the digests a
