@@ -90,6 +90,11 @@ def check_resume_before_anything(config, inputs: dict) -> None:
     state, _ = read_checkpoint(folder)
     check_resumable(state, config.training_config(), config.steps, where=str(folder),
                     input_changes=lambda saved: input_changes(saved, inputs, config))  # fmt: skip
+    evaluated = [entry.get("step") for entry in state["history"].get("eval", [])]
+    expected = [step for step in range(config.eval_every, state["step"] + 1, config.eval_every or 1) if step < config.steps] if config.eval_every else []
+    if evaluated != expected:  # results.json records one eval_every for the whole history
+        raise SystemExit(f"--resume: the run in {folder} evaluated at steps {evaluated}, but eval_every={config.eval_every} evaluates at "
+                         f"{expected} up to its step {state['step']}: resume with the eval_every it was started with.")  # fmt: skip
 
 
 def results_record(accelerator, setup, config, history, metrics, wall_seconds, inputs: dict, started_from: str | None) -> dict:

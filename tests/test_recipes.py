@@ -263,6 +263,17 @@ def test_resume_from_another_config_is_refused(tmp_path):
     assert result.returncode != 0 and "was written by a run with another config" in result.stderr
 
 
+def test_a_resume_with_another_eval_every_is_refused(tmp_path):
+    """Found 2026-12-06: a resume with another eval_every was taken; results.json then gave the new eval_every beside a
+    history evaluated on both schedules, and compare.py / project.py reused it as a run of the new one."""
+    recipe("train.py", *tiny_args(tmp_path, steps=4, checkpoint_every=2, eval_every=2))
+    before = snapshot(tmp_path)
+    result = recipe("train.py", *tiny_args(tmp_path, steps=4, checkpoint_every=2, eval_every=3), "--resume", check=False)
+    assert result.returncode != 0 and "evaluated at steps [2]" in result.stderr and "eval_every=3 evaluates at [3]" in result.stderr, result.stderr[-2000:]
+    assert snapshot(tmp_path) == before
+    recipe("train.py", *tiny_args(tmp_path, steps=4, checkpoint_every=2, eval_every=2), "--resume")  # the same schedule resumes
+
+
 def snapshot(folder: Path) -> dict:
     return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
