@@ -34,8 +34,9 @@ from softprompt_bench.recipe_config import load_config, options_help  # noqa: E4
 from softprompt_bench.run_inputs import input_changes, run_inputs  # noqa: E402
 
 
-def train(accelerator, setup, config, resume: bool, inputs: dict) -> dict:
-    """The training loop: deterministic batches, one optimizer step each, periodic eval/checkpoint."""
+def train(accelerator, setup, config, resume: bool, inputs: dict) -> tuple[dict, int]:
+    """The training loop: deterministic batches, one optimizer step each, periodic eval/checkpoint.
+    Returns the history and the step it started from (a resume's checkpoint step, else 0)."""
     model, optimizer, scheduler = setup.model, setup.optimizer, setup.scheduler
     checkpoint_dir = Path(config.output_dir) / "checkpoint"
     history = {"loss": [], "eval": [], "step_seconds": []}
@@ -73,7 +74,7 @@ def train(accelerator, setup, config, resume: bool, inputs: dict) -> dict:
             save_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler, step + 1,
                             config.training_config(), history, base_fingerprint, inputs)  # fmt: skip
         accelerator.wait_for_everyone()
-    return history
+    return history, start_step
 
 
 def _frozen_base(model):
@@ -97,7 +98,8 @@ def check_resume_before_anything(config, inputs: dict) -> None:
                          f"{expected} up to its step {state['step']}: resume with the eval_every it was started with.")  # fmt: skip
 
 
-def results_record(accelerator, setup, config, history, metrics, wall_seconds, inputs: dict, started_from: str | None) -> dict:
+def results_record(accelerator, setup, config, history, metrics, wall_seconds, inputs: dict, started_from: str | None,
+                   resumed_from_step: int | None = None) -> dict:  # fmt: skip
     step_seconds = history["step_seconds"]
     return {
         "method": config.method,
@@ -107,8 +109,10 @@ def results_record(accelerator, setup, config, history, metrics, wall_seconds, i
         "metrics": metrics,
         "trainable_params": setup.trainable_params,
         "total_params": setup.total_params,
-        "steps": config.steps,
+        "steps": config.steps if config.method != "zero_shot" else 0,  # (zero-shot trains nothing)
         "batch_size": config.batch_size,
+        # a resumed run: the step its checkpoint held; wall time and peak memory are then this process's alone
+        "resumed_from_step": resumed_from_step,
         "wall_time_s": wall_seconds,
         "time_per_step_s": statistics.median(step_seconds) if step_seconds else None,
         "peak_memory_mb": peak_memory_mb(),
@@ -140,10 +144,12 @@ def run(config, resume: bool = False) -> dict:
     setup = support.build_setup(config, accelerator)
     accelerator.print(f"{config.method} on {config.model} / {config.task}: {setup.trainable_params:,} trainable parameters, "
                       f"{accelerator.num_processes} process(es)")  # fmt: skip
-    history = train(accelerator, setup, config, resume, inputs) if config.method != "zero_shot" else {"loss": [], "eval": [], "step_seconds": []}
+    history, start_step = train(accelerator, setup, config, resume, inputs) if config.method != "zero_shot" else \
+        ({"loss": [], "eval": [], "step_seconds": []}, 0)  # fmt: skip
     metrics = support.evaluate(accelerator, setup, config)
     accelerator.print(f"final: accuracy {metrics['accuracy']:.4f} macro_f1 {metrics['macro_f1']:.4f}")
-    record = results_record(accelerator, setup, config, history, metrics, time.perf_counter() - began, inputs, started_from)
+    record = results_record(accelerator, setup, config, history, metrics, time.perf_counter() - began, inputs, started_from,
+                            start_step if resume else None)  # fmt: skip
     if accelerator.is_main_process:
         support.save_run(accelerator, setup, config, record)
         accelerator.print(f"saved to {output_dir}")

@@ -58,10 +58,11 @@ def test_train_writes_results_config_and_adapter(method, tmp_path):
     assert yaml.safe_load((tmp_path / "resolved_config.yaml").read_text())["method"] == method
     has_adapter = method not in ("full_finetune", "zero_shot")
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists() == has_adapter
-    if method == "zero_shot":
-        assert results["trainable_params"] == 0 and results["loss_curve"] == []
+    assert results["resumed_from_step"] is None
+    if method == "zero_shot":  # found 2026-12-06: it recorded the config's 6 steps, which the report's header counted
+        assert results["trainable_params"] == 0 and results["loss_curve"] == [] and results["steps"] == 0
     else:
-        assert len(results["loss_curve"]) == 6 and results["trainable_params"] > 0
+        assert len(results["loss_curve"]) == 6 and results["trainable_params"] > 0 and results["steps"] == 6
 
 
 @pytest.mark.parametrize("method,peft_type", [("deep_prompt", "DEEP_PROMPT_TUNING"), ("prefix_tuning", "PREFIX_TUNING"),
@@ -253,6 +254,8 @@ def test_killed_run_resumes_to_the_same_prompt(tmp_path):
     resumed = load_file(killed / "adapter" / "adapter_model.safetensors")["prompt_embeddings"]
     assert (final - resumed).abs().max().item() <= 1e-6
     assert json.loads((killed / "results.json").read_text())["loss_curve"] == json.loads((full / "results.json").read_text())["loss_curve"]
+    resumed_at = json.loads((killed / "results.json").read_text())["resumed_from_step"]  # found 2026-12-06: nothing said so
+    assert resumed_at >= 4 and resumed_at % 2 == 0
 
 
 def test_resume_from_another_config_is_refused(tmp_path):
