@@ -32,13 +32,14 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
-from softprompt_bench.plans import PlanError, load_plan, paired_difference, run_all, run_config, summarise  # noqa: E402
+from softprompt_bench.plans import PlanError, load_plan, paired_difference, run_all, run_config, split_label, summarise  # noqa: E402
 
 TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
 
-def _as_run(rows: list[dict], key: str, unit: str) -> str:
-    """What the runs did (`key`: steps, scored), one value for all, else per method."""
-    values = {row["method"]: row.get(key) or [] for row in rows}
+def _as_run(rows: list[dict], key: str, unit: str, default=None) -> str:
+    """What the runs did (`key`: steps, scored, model, batch_size, eval_split), one value for all, else per method;
+    `default` for runs whose records do not say (made before the key was recorded)."""
+    values = {row["method"]: row.get(key) or ([default] if default is not None else []) for row in rows}
     distinct = {value for found in values.values() for value in found}
     if len(distinct) == 1:
         return f"{distinct.pop()} {unit}"
@@ -51,9 +52,9 @@ def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float, base
     base = plan.get("base", {})
     task = "per method" if any("task" in method for method in plan["methods"]) else base.get("task", "movie_sentiment")
     lines = [
-        f"Model `{base.get('model', 'smollm2-135m')}`, task `{task}`, "
-        f"{_as_run(rows, 'steps', 'steps')}, batch {base.get('batch_size', 8)}, {_as_run(rows, 'scored', '')}"
-        f"{base.get('eval_split', 'validation')} examples. "
+        f"Model {_as_run(rows, 'model', '', base.get('model', 'smollm2-135m')).strip()}, task `{task}`, "
+        f"{_as_run(rows, 'steps', 'steps')}, batch {_as_run(rows, 'batch_size', '', base.get('batch_size', 8)).strip()}, "
+        f"{_as_run(rows, 'scored', '')}{_as_run(rows, 'eval_split', 'examples', base.get('eval_split', 'validation'))}. "
         f"Wall time of this call {wall_seconds / 60:.1f} min; the runs' own, summed: "
         f"{sum(row.get('run_seconds', 0) for row in rows) / 60:.1f} min.",
         "",
@@ -79,9 +80,12 @@ def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float, base
             difference = row.get("paired_difference")
             if row is baseline or difference is None:
                 lines.append(f"| {row['method']} | {per_seed} | - | - |")
+            elif difference["mean"] is None:
+                lines.append(f"| {row['method']} | {per_seed} | - (scored other rows than the baseline) | - |")
             else:
                 interval = "n/a (one seed)" if difference["low"] is None else f"[{100 * difference['low']:+.1f}, {100 * difference['high']:+.1f}]"
-                lines.append(f"| {row['method']} | {per_seed} | {100 * difference['mean']:+.1f} ({difference['seeds']} seeds) | {interval} |")
+                other = f", {difference['other_rows']} on other rows left out" if difference.get("other_rows") else ""
+                lines.append(f"| {row['method']} | {per_seed} | {100 * difference['mean']:+.1f} ({difference['seeds']} seeds{other}) | {interval} |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -159,7 +163,7 @@ def main(argv=None):
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "comparison.json").write_text(json.dumps({"plan": plan, "seeds": seeds, "rows": rows, "missing": missing}, indent=2))
     write_markdown(rows, plan, output_dir / "comparison.md", time.perf_counter() - began, baseline, missing)
-    write_plot(rows, output_dir / "comparison.png", plan.get("base", {}).get("eval_split", "validation"))
+    write_plot(rows, output_dir / "comparison.png", split_label(rows, plan.get("base", {}).get("eval_split", "validation")))
     print((output_dir / "comparison.md").read_text())
     print(f"table: {output_dir / 'comparison.md'}\nplot:  {output_dir / 'comparison.png'}\ndata:  {output_dir / 'comparison.json'}")
 

@@ -17,14 +17,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
+from softprompt_bench.plans import split_label  # noqa: E402
 from softprompt_bench.recipe_config import RecipeConfig  # noqa: E402
 
 REFERENCE_METHODS = ("lora", "full_finetune", "zero_shot")  # no prompt length: drawn as reference lines
 
 
 def curve_points(comparison: dict) -> tuple[list[dict], list[dict]]:
-    """(prompt rows sorted by recipe method then length, with `num_virtual_tokens` and `recipe_method` added,
-    reference rows without a length). A length or method the plan leaves unset is the recipe's default."""
+    """(prompt rows sorted by curve then length, with `num_virtual_tokens`, `recipe_method` and `curve` added,
+    reference rows without a length). A curve is one setting apart from its length: the recipe method, and the
+    settings that tell it from the method's other curves (e.g. "vocab_sampled (vocab_sampling=uniform)"). A length
+    or method the plan leaves unset is the recipe's default."""
     plan, defaults = comparison["plan"], RecipeConfig()
     base = plan.get("base", {})
     settings = {method["name"]: {**base, **method} for method in plan["methods"]}
@@ -35,11 +38,23 @@ def curve_points(comparison: dict) -> tuple[list[dict], list[dict]]:
         if recipe_method in REFERENCE_METHODS:
             references.append(row)
         else:
+            shape = {k: v for k, v in setting.items() if k not in ("name", "num_virtual_tokens", "method")}
             points.append(dict(row, num_virtual_tokens=int(setting.get("num_virtual_tokens", defaults.num_virtual_tokens)),
-                               recipe_method=recipe_method))  # fmt: skip
+                               recipe_method=recipe_method, curve=(recipe_method, shape)))  # fmt: skip
     if not points:
         raise ValueError("No prompt-method rows in this comparison; expected a prompt-length plan.")
-    return sorted(points, key=lambda row: (row["recipe_method"], row["num_virtual_tokens"])), references
+    curves = [point["curve"] for point in points]
+    for point in points:
+        point["curve"] = _curve_label(point["curve"], curves)
+    return sorted(points, key=lambda row: (row["curve"], row["num_virtual_tokens"])), references
+
+
+def _curve_label(curve: tuple, curves: list[tuple]) -> str:
+    """The recipe method, plus the settings in which its other curves differ."""
+    method, shape = curve
+    others = [other for name, other in curves if name == method and other != shape]
+    differing = sorted({key for other in others for key in set(shape) | set(other) if shape.get(key) != other.get(key)})
+    return method + (" (" + ", ".join(f"{key}={shape.get(key)}" for key in differing) + ")" if differing else "")
 
 
 def write_markdown(points, references, path: Path, split: str = "validation") -> None:
@@ -48,7 +63,7 @@ def write_markdown(points, references, path: Path, split: str = "validation") ->
         length = row.get("num_virtual_tokens", row["method"])
         step = f"{row['time_per_step_s']:.2f}" if row["time_per_step_s"] else "-"
         lines.append(f"| {length} | {row['trainable_params']:,} | {100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f} "
-                     f"| {step} | {row.get('recipe_method', row['method'])} |")  # fmt: skip
+                     f"| {step} | {row.get('curve', row['method'])} |")  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -59,12 +74,12 @@ def write_plot(points, references, path: Path, split: str = "validation") -> Non
     import matplotlib.pyplot as plt
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for recipe_method in dict.fromkeys(row["recipe_method"] for row in points):  # one curve per prompt method
-        curve = [row for row in points if row["recipe_method"] == recipe_method]
+    for label in dict.fromkeys(row["curve"] for row in points):  # one curve per setting
+        curve = [row for row in points if row["curve"] == label]
         lengths = [row["num_virtual_tokens"] for row in curve]
         left.errorbar(lengths, [100 * r["accuracy_mean"] for r in curve], yerr=[100 * r["accuracy_std"] for r in curve],
-                      marker="o", capsize=3, label=recipe_method)  # fmt: skip
-        right.plot(lengths, [r["time_per_step_s"] or float("nan") for r in curve], marker="o", label=recipe_method)
+                      marker="o", capsize=3, label=label)  # fmt: skip
+        right.plot(lengths, [r["time_per_step_s"] or float("nan") for r in curve], marker="o", label=label)
     for row in references:
         left.axhline(100 * row["accuracy_mean"], linestyle="--", color="gray", label=row["method"])
         if row["time_per_step_s"]:
@@ -84,7 +99,7 @@ def main(argv=None):
     path = Path(args.comparison)
     comparison = json.loads(path.read_text())
     points, references = curve_points(comparison)
-    split = comparison["plan"].get("base", {}).get("eval_split", "validation")  # the split compare.py's report names
+    split = split_label(comparison["rows"], comparison["plan"].get("base", {}).get("eval_split", "validation"))
     write_markdown(points, references, path.parent / "prompt_length.md", split)
     write_plot(points, references, path.parent / "prompt_length.png", split)
     print((path.parent / "prompt_length.md").read_text())

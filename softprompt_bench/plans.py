@@ -233,17 +233,46 @@ def t95(degrees: int) -> float:
     return z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2) + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
 
 
-def paired_difference(row: dict, baseline: dict) -> dict | None:
-    """`row`'s accuracy minus `baseline`'s on the seeds both ran (paired by seed): mean and 95% t interval."""
-    by_seed = dict(zip(baseline["seeds"], baseline["accuracies"]))
-    diffs = [accuracy - by_seed[seed] for seed, accuracy in zip(row["seeds"], row["accuracies"]) if seed in by_seed]
-    if not diffs:
+# The settings that choose which rows a run scores: a paired difference compares two runs of a seed only on the same rows.
+SCORED_ROWS_KEYS = ("task", "eval_split", "split_seed", "eval_size", "text_column", "label_column")
+
+
+def scored_rows(record: dict) -> str | None:
+    """What identifies the rows a run scored (None for a record without its config)."""
+    config = record.get("config")
+    if not isinstance(config, dict):
         return None
+    return json.dumps({key: config.get(key, "validation" if key == "eval_split" else None) for key in SCORED_ROWS_KEYS}, sort_keys=True)
+
+
+def paired_difference(row: dict, baseline: dict) -> dict | None:
+    """`row`'s accuracy minus `baseline`'s on the seeds both ran (paired by seed) on the same rows: mean and 95% t
+    interval; `other_rows` counts the seeds both ran on other rows (another split, task or eval size), left out."""
+    rows_of = lambda summary: summary.get("scored_rows") or [None] * len(summary["seeds"])  # noqa: E731
+    by_seed = {seed: (accuracy, rows) for seed, accuracy, rows in zip(baseline["seeds"], baseline["accuracies"], rows_of(baseline))}
+    diffs, other_rows = [], 0
+    for seed, accuracy, rows in zip(row["seeds"], row["accuracies"], rows_of(row)):
+        if seed in by_seed:
+            if None not in (rows, by_seed[seed][1]) and rows != by_seed[seed][1]:
+                other_rows += 1
+            else:
+                diffs.append(accuracy - by_seed[seed][0])
+    if not diffs:
+        return {"baseline": baseline["method"], "seeds": 0, "mean": None, "low": None, "high": None, "other_rows": other_rows} \
+            if other_rows else None  # fmt: skip
     mean = statistics.mean(diffs)
     if len(diffs) < 2:  # one pair: no spread, no interval
-        return {"baseline": baseline["method"], "seeds": 1, "mean": mean, "low": None, "high": None}
+        return {"baseline": baseline["method"], "seeds": 1, "mean": mean, "low": None, "high": None, "other_rows": other_rows}
     half = t95(len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
-    return {"baseline": baseline["method"], "seeds": len(diffs), "mean": mean, "low": mean - half, "high": mean + half}
+    return {"baseline": baseline["method"], "seeds": len(diffs), "mean": mean, "low": mean - half, "high": mean + half,
+            "other_rows": other_rows}  # fmt: skip
+
+
+def split_label(rows: list[dict], default: str = "validation") -> str:
+    """The split a report's rows scored, for a plot's axis ("per method" where they differ); `default` for rows
+    summarised before the split was recorded."""
+    splits = {split for row in rows for split in row.get("eval_split") or [default]}
+    return splits.pop() if len(splits) == 1 else "per method's split:"
 
 
 def summarise(name: str, records: list[dict]) -> dict:
@@ -256,6 +285,10 @@ def summarise(name: str, records: list[dict]) -> dict:
         "seeds": [r["seed"] for r in records],
         "steps": sorted({r["steps"] for r in records if r.get("steps") is not None}),
         "scored": sorted({sum(map(sum, r["metrics"]["confusion"])) for r in records if r["metrics"].get("confusion")}),
+        "scored_rows": [scored_rows(r) for r in records],
+        "model": sorted({r["model"] for r in records if r.get("model") is not None}),
+        "batch_size": sorted({r["batch_size"] for r in records if r.get("batch_size") is not None}),
+        "eval_split": sorted({r["config"].get("eval_split", "validation") for r in records if isinstance(r.get("config"), dict)}),
         "trainable_params": records[0]["trainable_params"],
         "accuracy_mean": statistics.mean(accuracies),
         "accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,

@@ -578,6 +578,27 @@ def test_prompt_length_curve_takes_the_default_length_and_keeps_prompt_methods_a
     assert [r["method"] for r in references] == ["LoRA"]
 
 
+def test_prompt_length_curve_draws_one_curve_per_setting():
+    """Found 2026-12-06: two settings of one method (uniform and class_labels starts) were one zigzag curve, and the
+    table could not tell their rows apart."""
+    curve = recipe_module("prompt_length_curve")
+
+    def row(name, accuracy):
+        return {"method": name, "trainable_params": 1, "accuracy_mean": accuracy, "accuracy_std": 0.0, "time_per_step_s": 1.0}
+
+    comparison = {"plan": {"base": {"method": "vocab_sampled"},
+                           "methods": [{"name": "u1", "num_virtual_tokens": 1, "vocab_sampling": "uniform"},
+                                       {"name": "u5", "num_virtual_tokens": 5, "vocab_sampling": "uniform"},
+                                       {"name": "c1", "num_virtual_tokens": 1, "vocab_sampling": "class_labels"},
+                                       {"name": "c5", "num_virtual_tokens": 5, "vocab_sampling": "class_labels"},
+                                       {"name": "d5", "num_virtual_tokens": 5, "method": "deep_prompt"}]},
+                  "rows": [row("u1", 0.8), row("c1", 0.5), row("u5", 0.55), row("c5", 0.85), row("d5", 0.7)]}  # fmt: skip
+    points, _ = curve.curve_points(comparison)
+    assert [(p["curve"], p["num_virtual_tokens"]) for p in points] == [
+        ("deep_prompt", 5), ("vocab_sampled (vocab_sampling=class_labels)", 1), ("vocab_sampled (vocab_sampling=class_labels)", 5),
+        ("vocab_sampled (vocab_sampling=uniform)", 1), ("vocab_sampled (vocab_sampling=uniform)", 5)]  # fmt: skip
+
+
 def test_prompt_length_curve_names_the_split_it_scored(tmp_path, monkeypatch):
     """The curve's table and plot said "validation accuracy" for a plan scored on the test split (the deep
     prompt-length plot of docs/deep_prompts_results.md)."""
@@ -929,3 +950,38 @@ def test_the_report_header_says_what_the_runs_did_and_names_missing_runs(tmp_pat
     header = (tmp_path / "c.md").read_text()
     assert "a: 100, b: 400 steps" in header and "4 validation examples" in header
     assert "No result for: b (seeds 1), gone (seeds 0, 1)" in header and "baseline `gone` has no result" in header
+
+
+def test_the_report_names_each_methods_model_batch_and_split_and_pairs_only_the_same_rows(tmp_path):
+    """Found 2026-12-06: the header, the plot's axis and the paired differences took the plan's base model, batch and
+    split for every method: a method on another model and the test split read as the base's, paired with its
+    validation-split baseline (+33.3 without a word)."""
+    from softprompt_bench.plans import paired_difference, summarise
+
+    compare = recipe_module("compare")
+
+    def record(seed, accuracy, **config):
+        config = {"task": "t", "eval_split": "validation", "split_seed": None, "eval_size": 8, "text_column": "text",
+                  "label_column": "label", **config}  # fmt: skip
+        return {"seed": seed, "steps": 2, "trainable_params": 10, "time_per_step_s": 1.0, "peak_memory_mb": 1.0, "loss_curve": [],
+                "model": config.pop("model", "llama"), "batch_size": config.pop("batch_size", 4), "config": config,
+                "metrics": {"accuracy": accuracy, "macro_f1": accuracy, "confusion": [[8, 0], [0, 0]]}}  # fmt: skip
+
+    base = summarise("A", [record(0, 0.5), record(1, 0.6)])
+    other = summarise("B", [record(0, 0.9, model="gpt2", batch_size=2, eval_split="test"), record(1, 0.9, model="gpt2", batch_size=2,
+                                                                                              eval_split="test")])  # fmt: skip
+    same = summarise("C", [record(0, 0.7), record(1, 0.6, eval_size=16)])
+    other["paired_difference"], same["paired_difference"] = paired_difference(other, base), paired_difference(same, base)
+    assert other["paired_difference"]["mean"] is None and other["paired_difference"]["other_rows"] == 2
+    assert same["paired_difference"]["seeds"] == 1 and same["paired_difference"]["other_rows"] == 1
+    assert same["paired_difference"]["mean"] == pytest.approx(0.2)
+    plan = {"output_dir": "o", "base": {"model": "llama", "batch_size": 4}, "baseline": "A", "methods": [{"name": n} for n in "ABC"]}
+    compare.write_markdown([base, other, same], plan, tmp_path / "c.md", 1.0, base)
+    text = (tmp_path / "c.md").read_text()
+    assert "Model A: llama, B: gpt2, C: llama," in text and "batch A: 4, B: 2, C: 4," in text
+    assert "A: validation, B: test, C: validation examples" in text
+    assert "| B | 0: 90.0, 1: 90.0 | - (scored other rows than the baseline) | - |" in text
+    assert "(1 seeds, 1 on other rows left out)" in text
+    from softprompt_bench.plans import split_label
+
+    assert split_label([base, other]) == "per method's split:" and split_label([base, same]) == "validation"
