@@ -21,17 +21,16 @@ started from a shallow prompt of the same plan (`deep_init: prompt`, `init_promp
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
+from softprompt_bench import reports  # noqa: E402
 from softprompt_bench.plans import PlanError, load_plan, paired_difference, run_all, run_config, split_label, summarise  # noqa: E402
 
 TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
@@ -86,7 +85,7 @@ def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float, base
                 interval = "n/a (one seed)" if difference["low"] is None else f"[{100 * difference['low']:+.1f}, {100 * difference['high']:+.1f}]"
                 other = f", {difference['other_rows']} on other rows left out" if difference.get("other_rows") else ""
                 lines.append(f"| {row['method']} | {per_seed} | {100 * difference['mean']:+.1f} ({difference['seeds']} seeds{other}) | {interval} |")
-    path.write_text("\n".join(lines) + "\n")
+    reports.write_text(path, "\n".join(lines) + "\n")
 
 
 def write_plot(rows: list[dict], path: Path, split: str = "validation") -> None:
@@ -113,7 +112,7 @@ def write_plot(rows: list[dict], path: Path, split: str = "validation") -> None:
     left.legend(fontsize=7)
     right.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    reports.save_figure(figure, path)
 
 
 def main(argv=None):
@@ -161,7 +160,7 @@ def main(argv=None):
         if baseline is not None and row is not baseline:
             row["paired_difference"] = paired_difference(row, baseline)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "comparison.json").write_text(json.dumps({"plan": plan, "seeds": seeds, "rows": rows, "missing": missing}, indent=2))
+    reports.write_json(output_dir / "comparison.json", {"plan": plan, "seeds": seeds, "rows": rows, "missing": missing})
     write_markdown(rows, plan, output_dir / "comparison.md", time.perf_counter() - began, baseline, missing)
     write_plot(rows, output_dir / "comparison.png", split_label(rows, plan.get("base", {}).get("eval_split", "validation")))
     print((output_dir / "comparison.md").read_text())

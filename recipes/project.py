@@ -20,7 +20,6 @@ runs while the no-prompt, random and cold-start runs are collected, not repeated
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from 
 
 from peft_softprompt_ext import PromptProjection, fit_projection  # noqa: E402
 from peft_softprompt_ext import ProjectionFit, RowNorm  # noqa: E402
+from softprompt_bench import reports  # noqa: E402
 from softprompt_bench.plans import resolve_seeds, run_all, run_config  # noqa: E402
 from softprompt_bench.recipe_config import check_keys  # noqa: E402
 from softprompt_bench.recipe_support import resolve_model_folder  # noqa: E402
@@ -157,7 +157,7 @@ def write_markdown(summary: dict, plan, seeds, path: Path) -> None:
               f"Warm start steps to reach the cold start's final accuracy, as a fraction of the steps the cold start took to first reach it "
               f"(step 0 = the projected prompt), per seed: "
               f"{summary['warm_steps_ratio_per_seed']} (goal <= 0.5; None = not reached)."]  # fmt: skip
-    path.write_text("\n".join(lines) + "\n")
+    reports.write_text(path, "\n".join(lines) + "\n")
 
 
 def main(argv=None):
@@ -176,7 +176,7 @@ def main(argv=None):
     found = run_all([(run_config(runs, method, seed), False) for method in runs["methods"] for seed in seeds], TRAIN, args.launcher)
     records = {method["name"]: [record for name, record in zip(names, found) if name == method["name"]] for method in runs["methods"]}
     summary = summarise(records, info)
-    (output_dir / "projection_results.json").write_text(json.dumps({"plan": plan, "seeds": seeds, **summary}, indent=2))
+    reports.write_json(output_dir / "projection_results.json", {"plan": plan, "seeds": seeds, **summary})
     write_markdown(summary, plan, seeds, output_dir / "projection_results.md")
     print((output_dir / "projection_results.md").read_text())
 

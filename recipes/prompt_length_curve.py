@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
+from softprompt_bench import reports  # noqa: E402
 from softprompt_bench.plans import split_label  # noqa: E402
 from softprompt_bench.recipe_config import RecipeConfig  # noqa: E402
 
@@ -64,7 +65,7 @@ def write_markdown(points, references, path: Path, split: str = "validation") ->
         step = f"{row['time_per_step_s']:.2f}" if row["time_per_step_s"] else "-"
         lines.append(f"| {length} | {row['trainable_params']:,} | {100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f} "
                      f"| {step} | {row.get('curve', row['method'])} |")  # fmt: skip
-    path.write_text("\n".join(lines) + "\n")
+    reports.write_text(path, "\n".join(lines) + "\n")
 
 
 def write_plot(points, references, path: Path, split: str = "validation") -> None:
@@ -89,7 +90,7 @@ def write_plot(points, references, path: Path, split: str = "validation") -> Non
     left.legend(fontsize=7)
     right.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    reports.save_figure(figure, path)
 
 
 def main(argv=None):

@@ -985,3 +985,27 @@ def test_the_report_names_each_methods_model_batch_and_split_and_pairs_only_the_
     from softprompt_bench.plans import split_label
 
     assert split_label([base, other]) == "per method's split:" and split_label([base, same]) == "validation"
+
+
+def test_report_files_are_written_all_or_nothing(tmp_path):
+    """Found 2026-12-06: comparison.md / .json / .png, projection_results.* and prompt_length.* were written in place,
+    so a recipe killed while writing left half a report; each is now a temporary file renamed over the old one."""
+    import sys as _sys
+
+    from softprompt_bench import reports
+
+    replaced = []
+    _sys.addaudithook(lambda event, args: replaced.append(args[1]) if event == "peft_softprompt_ext.commit" and args[0] == "replace" else None)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reports.write_text(tmp_path / "a.md", "x")
+    reports.write_json(tmp_path / "a.json", {"a": 1})
+    reports.save_figure(plt.figure(), tmp_path / "a.png")
+    assert [Path(path).name for path in replaced[-3:]] == ["a.md", "a.json", "a.png"]
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG" and json.loads((tmp_path / "a.json").read_text()) == {"a": 1}
+    for script in ("compare", "project", "prompt_length_curve"):  # every report of the recipes goes through them
+        text = (REPO / "recipes" / f"{script}.py").read_text()
+        assert not re.search(r"(?<!reports)\.write_text\(|\.savefig\(", text), script
