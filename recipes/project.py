@@ -132,6 +132,7 @@ def summarise(records: dict[str, list[dict]], info: dict) -> dict:
         ratios.append(None if reached is None else reached / cold_steps)
     return {
         "task": records["no prompt"][0].get("task"),  # as the runs resolved it (the plan may leave it to the default)
+        "steps": records["trained on target (cold start)"][0].get("steps"),  # (a plan may leave them to the default)
         "accuracy_mean": mean,
         "accuracy_std": {n: statistics.stdev([r["metrics"]["accuracy"] for r in runs]) if len(runs) > 1 else 0.0 for n, runs in records.items()},
         # undefined unless the trained prompt beats no prompt (a ratio over a loss means nothing)
@@ -144,7 +145,7 @@ def summarise(records: dict[str, list[dict]], info: dict) -> dict:
 def write_markdown(summary: dict, plan, seeds, path: Path) -> None:
     quality = summary["projection"]["quality"]
     lines = [f"`{plan['source_model']}` -> `{plan['target_model']}`, task `{summary['task']}`, seeds {seeds}, "
-             f"{plan['target'].get('steps')} steps. Projection `{summary['projection']['method']}` "
+             f"{summary['steps']} steps. Projection `{summary['projection']['method']}` "
              f"(row_norm `{summary['projection']['row_norm_mode'] or 'none'}`) on "
              f"{summary['projection']['num_anchors']:,} shared tokens, fit {summary['projection']['fit_seconds']:.1f} s; "
              f"held-out mean cosine {quality['mean_cosine']:.3f}, top-1 {quality['top1']:.3f}, top-10 {quality['top10']:.3f}.",

@@ -769,7 +769,8 @@ def test_project_recipe_writes_the_transfer_table(tmp_path):
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
     recipe("project.py", "--config", tmp_path / "plan.yaml")
     table = (tmp_path / "out" / "projection_results.md").read_text()
-    for row in ("no prompt", "random prompt", "projected prompt (zero-shot)", "cold start", "warm start", "task `movie_sentiment`"):
+    for row in ("no prompt", "random prompt", "projected prompt (zero-shot)", "cold start", "warm start", "task `movie_sentiment`",
+                "4 steps."):  # (the runs' steps; found 2026-12-06: a plan leaving steps to the default read "None steps")
         assert row in table, row
     summary = json.loads((tmp_path / "out" / "projection_results.json").read_text())
     assert len(summary["warm_steps_ratio_per_seed"]) == 2 and summary["projection"]["num_anchors"] > 32
