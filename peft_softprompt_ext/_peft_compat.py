@@ -372,6 +372,9 @@ def _setup_prompt_encoder(original, self, adapter_name):
     for parameter in self.base_model.parameters():
         parameter.requires_grad_(False)
     fingerprint = _hooks.base_model_fingerprint(self.base_model)
+    # A config read from a save (its fingerprint, and the inference_mode=True PEFT saves) is built for its weights to
+    # be loaded next (PeftModel(base, PeftConfig.from_pretrained(folder)), then set_peft_model_state_dict): no start.
+    saved_config = config.inference_mode and config.base_model_fingerprint is not None
     if config.base_model_fingerprint not in (None, fingerprint):  # (a loaded config was checked: it matches)
         # PEFT keeps the config object it is given: one used before for another base model gets its own copy
         config = self.peft_config[adapter_name] = copy.deepcopy(config)
@@ -382,7 +385,8 @@ def _setup_prompt_encoder(original, self, adapter_name):
         self.prompt_encoder = torch.nn.ModuleDict({})
         self.prompt_tokens = {}
     encoder_cls = PEFT_TYPE_TO_TUNER_MAPPING[config.peft_type]
-    encoder = encoder_cls(config, self.word_embeddings, model_config=self.base_model.config, base_model=innermost_model(self.base_model))
+    with _building_for_a_load() if saved_config else contextlib.nullcontext():
+        encoder = encoder_cls(config, self.word_embeddings, model_config=self.base_model.config, base_model=innermost_model(self.base_model))
     self.prompt_encoder.update(torch.nn.ModuleDict({adapter_name: encoder.to(self.device)}))
     self.prompt_tokens[adapter_name] = torch.arange(config.num_virtual_tokens).long()
 
@@ -486,11 +490,16 @@ def _inputs_embeds_accepted(peft_model, kwargs: dict):
     last = len(parameters) - (parameters and parameters[-1].kind is inspect.Parameter.VAR_KEYWORD)
     accepting = functools.partial(method)  # a callable of its own, to carry the signature
     accepting.__signature__ = signature.replace(parameters=parameters[:last] + [keyword] + parameters[last:])
-    peft_model.__dict__["prepare_inputs_for_generation"] = accepting  # PEFT's generate hands it to the base model
+    name, missing = "prepare_inputs_for_generation", object()
+    before = peft_model.__dict__.get(name, missing)  # (an outer call's, or one the user set)
+    peft_model.__dict__[name] = accepting  # PEFT's generate hands it to the base model
     try:
         yield
     finally:
-        del peft_model.__dict__["prepare_inputs_for_generation"]
+        if before is missing:
+            peft_model.__dict__.pop(name, None)
+        else:
+            peft_model.__dict__[name] = before
 
 
 def _causal_prepare_inputs_for_generation(original, self, *args, task_ids=None, **kwargs):
@@ -568,9 +577,10 @@ def _checked_by_from_pretrained(adapter_name: str):
         _CHECKED_BY_FROM_PRETRAINED.reset(token)
 
 
-# Set while PEFT builds a plugin adapter to load its weights into (from_pretrained, load_adapter): the encoder skips its
-# start (sampling, a projection, reading a bank), which the checkpoint replaces. PEFT keys that on `inference_mode`,
-# which a user may also pass to get_peft_model: a prompt built that way kept nn.Embedding's random rows.
+# Set while PEFT builds a plugin adapter to load its weights into (from_pretrained, load_adapter, or a config read from
+# a save): the encoder skips its start (sampling, a projection, reading a bank), which the checkpoint replaces. PEFT
+# keys that on `inference_mode` alone, which a user may also give a fresh config: its prompt kept nn.Embedding's random
+# rows.
 _BUILDING_FOR_A_LOAD = contextvars.ContextVar("building_for_a_load", default=False)
 
 

@@ -21,6 +21,7 @@ import os
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from . import sources
 from ._peft_compat import adapter_config_of, adapter_names, is_plugin_config, peft_type_name, prompt_encoder_of, trained_head_tensors
 from .adapter_files import PLUGIN_CARD_TAG
 from .describe import describe_prompt
@@ -124,15 +125,7 @@ def _plain_loading_lines(copies, encoder, where: str = "") -> list[str]:
 
 def _hub_model_id(name):
     """`name` if it can be a Hub model id, else None: the Hub refuses a card whose `base_model` is a local path."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if not isinstance(name, str) or os.path.exists(name):
-        return None
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return None
-    return name
+    return name if isinstance(name, str) and not os.path.exists(name) and sources.could_be_hub_id(name) else None
 
 
 def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:

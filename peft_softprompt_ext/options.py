@@ -66,3 +66,9 @@ def parse_shared_prefix(value) -> SharedPrefix:
     if value is True or value is False:
         return SharedPrefix.ON if value else SharedPrefix.OFF
     return parse_option(SharedPrefix, value, "shared_prefix")
+
+
+def check_revision(name: str, value) -> None:
+    """A config's Hub revision of its sources: None or a non-empty string (a branch, tag or commit id)."""
+    if value is not None and not (isinstance(value, str) and value):
+        raise ValueError(f"{name} must be None or a Hub revision (a branch, tag or commit id), got {value!r}.")

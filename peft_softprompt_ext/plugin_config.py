@@ -10,9 +10,6 @@ from ._peft_compat import PeftType, PromptLearningConfig, task_type_name, valida
 from .options import Reparameterization, SharedPrefix, is_integer, parse_shared_prefix
 
 
-_REVISION_FIELDS = ("source_revision", "init_prompt_revision")
-
-
 @dataclass
 class PluginPromptConfig(PromptLearningConfig):
     """Base of the plugin's prompt configs (subclasses set `PEFT_TYPE_NAME`).
@@ -64,10 +61,6 @@ class PluginPromptConfig(PromptLearningConfig):
         shared_prefix.refuse_on(self.shared_prefix, reason, at_config=True)
         if not is_integer(self.num_virtual_tokens) or self.num_virtual_tokens <= 0:
             raise ValueError(f"num_virtual_tokens must be a positive integer, got {self.num_virtual_tokens!r}.")
-        for name in _REVISION_FIELDS:  # the Hub revisions of a config's sources
-            value = getattr(self, name, None)
-            if value is not None and not (isinstance(value, str) and value):
-                raise ValueError(f"{name} must be None or a Hub revision (a branch, tag or commit id), got {value!r}.")
 
     def input_dependence(self) -> str | None:
         """What makes this config's prompt read the input (e.g. "mixing='attention'"); None by default."""

@@ -18,13 +18,26 @@ def is_local(source, subfolder: str | None = None) -> bool:
     return os.path.isdir(folder_of(source, subfolder))
 
 
+def could_be_hub_id(text: str) -> bool:
+    """Whether `text` can name a Hub repo (`name` or `namespace/name`, the Hub's characters), not a path such as
+    '/data/prompt' or './prompt'."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if text.startswith(("/", "./", "../", "~", ".\\")) or text.count("/") > 1 or os.sep in text.replace("/", ""):
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
+
+
 def check_hub_id(source, subfolder: str | None = None) -> None:
-    """Refuse, as a missing folder, a source that is no local folder and cannot be a Hub repo id either
-    (`name` or `namespace/name`): a path such as '/data/prompt' or './prompt' that does not exist."""
+    """Refuse, as a missing folder, a source that is no local folder and cannot be a Hub repo id either."""
     text = os.fspath(source)
     if subfolder and os.path.isdir(text):
         raise FileNotFoundError(f"{text!r} has no subfolder {subfolder!r}.")
-    if text.startswith(("/", "./", "../", "~", ".\\")) or text.count("/") > 1 or os.sep in text.replace("/", ""):
+    if not could_be_hub_id(text):
         raise FileNotFoundError(f"There is no folder {text!r}, and it is not a Hub repo id (name or namespace/name).")
 
 

@@ -31,17 +31,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
 from softprompt_bench import reports  # noqa: E402
-from softprompt_bench.plans import PlanError, load_plan, paired_difference, run_all, run_config, split_label, summarise  # noqa: E402
+from softprompt_bench.plans import PlanError, load_plan, paired_difference, plan_split, run_all, run_config, split_label, summarise  # noqa: E402
 
 TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
 
-def _as_run(rows: list[dict], key: str, unit: str, default=None) -> str:
+def _as_run(rows: list[dict], key: str, unit: str, default=None, quote: bool = False) -> str:
     """What the runs did (`key`: steps, scored, model, batch_size, eval_split), one value for all, else per method;
     `default` for runs whose records do not say (made before the key was recorded)."""
     values = {row["method"]: row.get(key) or ([default] if default is not None else []) for row in rows}
     distinct = {value for found in values.values() for value in found}
     if len(distinct) == 1:
-        return f"{distinct.pop()} {unit}"
+        return f"`{distinct.pop()}` {unit}" if quote else f"{distinct.pop()} {unit}"
     return ", ".join(f"{name}: {'/'.join(map(str, found)) or '?'}" for name, found in values.items()) + f" {unit}"
 
 
@@ -51,9 +51,9 @@ def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float, base
     base = plan.get("base", {})
     task = "per method" if any("task" in method for method in plan["methods"]) else base.get("task", "movie_sentiment")
     lines = [
-        f"Model {_as_run(rows, 'model', '', base.get('model', 'smollm2-135m')).strip()}, task `{task}`, "
+        f"Model {_as_run(rows, 'model', '', base.get('model', 'smollm2-135m'), quote=True).strip()}, task `{task}`, "
         f"{_as_run(rows, 'steps', 'steps')}, batch {_as_run(rows, 'batch_size', '', base.get('batch_size', 8)).strip()}, "
-        f"{_as_run(rows, 'scored', '')}{_as_run(rows, 'eval_split', 'examples', base.get('eval_split', 'validation'))}. "
+        f"{_as_run(rows, 'scored', '')}{_as_run(rows, 'eval_split', 'examples', plan_split(plan))}. "
         f"Wall time of this call {wall_seconds / 60:.1f} min; the runs' own, summed: "
         f"{sum(row.get('run_seconds', 0) for row in rows) / 60:.1f} min.",
         "",
@@ -88,7 +88,7 @@ def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float, base
     reports.write_text(path, "\n".join(lines) + "\n")
 
 
-def write_plot(rows: list[dict], path: Path, split: str = "validation") -> None:
+def write_plot(rows: list[dict], path: Path, split: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,7 +162,7 @@ def main(argv=None):
     output_dir.mkdir(parents=True, exist_ok=True)
     reports.write_json(output_dir / "comparison.json", {"plan": plan, "seeds": seeds, "rows": rows, "missing": missing})
     write_markdown(rows, plan, output_dir / "comparison.md", time.perf_counter() - began, baseline, missing)
-    write_plot(rows, output_dir / "comparison.png", split_label(rows, plan.get("base", {}).get("eval_split", "validation")))
+    write_plot(rows, output_dir / "comparison.png", split_label(rows, plan_split(plan)))
     print((output_dir / "comparison.md").read_text())
     print(f"table: {output_dir / 'comparison.md'}\nplot:  {output_dir / 'comparison.png'}\ndata:  {output_dir / 'comparison.json'}")
 

@@ -42,7 +42,7 @@ TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py pro
 PLAN_KEYS = {"source_model", "target_model", "source_adapter", "method", "row_norm", "output_dir", "seeds", "target"}
 REQUIRED_KEYS = {"source_model", "target_model", "source_adapter", "output_dir", "target"}
 # RecipeConfig keys every run of the plan gets from project.py (runs_plan, run_config), not from `target:`
-SET_BY_THE_PLAN = {"model", "checkpoint_every", "seed", "output_dir", "method", "source_adapter", "projection"}
+SET_BY_THE_PLAN = {"model", "checkpoint_every", "seed", "output_dir", "method", "source_adapter", "projection", "vocab_sampling"}
 
 
 def check_plan(plan: dict, path: str) -> None:
@@ -61,7 +61,7 @@ def check_plan(plan: dict, path: str) -> None:
     own = sorted(set(plan["target"]) & SET_BY_THE_PLAN)
     if own:
         raise ValueError(f"target of {path} sets {own}, which project.py sets itself (model: target_model; the method and its "
-                         "prompt per row; seed: seeds; output_dir: the plan's; no checkpoints): leave them out.")  # fmt: skip
+                         "prompt per row, the cold start from class_labels; seed: seeds; output_dir: the plan's; no checkpoints): leave them out.")  # fmt: skip
     for key, allowed, default in (("method", [m.value for m in ProjectionFit], "lstsq"), ("row_norm", [r.value for r in RowNorm], "none")):
         if plan.get(key, default) not in allowed:
             raise ValueError(f"{key}={plan[key]!r} in {path} is not one of {list(allowed)}.")

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
 from softprompt_bench import reports  # noqa: E402
-from softprompt_bench.plans import split_label  # noqa: E402
+from softprompt_bench.plans import plan_split, split_label  # noqa: E402
 from softprompt_bench.recipe_config import RecipeConfig  # noqa: E402
 
 REFERENCE_METHODS = ("lora", "full_finetune", "zero_shot")  # no prompt length: drawn as reference lines
@@ -27,8 +27,9 @@ REFERENCE_METHODS = ("lora", "full_finetune", "zero_shot")  # no prompt length: 
 def curve_points(comparison: dict) -> tuple[list[dict], list[dict]]:
     """(prompt rows sorted by curve then length, with `num_virtual_tokens`, `recipe_method` and `curve` added,
     reference rows without a length). A curve is one setting apart from its length: the recipe method, and the
-    settings that tell it from the method's other curves (e.g. "vocab_sampled (vocab_sampling=uniform)"). A length
-    or method the plan leaves unset is the recipe's default."""
+    settings that tell it from the method's other curves (e.g. "vocab_sampled (vocab_sampling=uniform)"); a setting
+    that changes with the length (another lr per length) makes each length its own curve. A length or method the plan
+    leaves unset is the recipe's default."""
     plan, defaults = comparison["plan"], RecipeConfig()
     base = plan.get("base", {})
     settings = {method["name"]: {**base, **method} for method in plan["methods"]}
@@ -58,7 +59,7 @@ def _curve_label(curve: tuple, curves: list[tuple]) -> str:
     return method + (" (" + ", ".join(f"{key}={shape.get(key)}" for key in differing) + ")" if differing else "")
 
 
-def write_markdown(points, references, path: Path, split: str = "validation") -> None:
+def write_markdown(points, references, path: Path, split: str) -> None:
     lines = [f"| prompt length | trainable params | {split} accuracy (mean ± std) | time/step (s) | method |", "|---:|---:|---:|---:|---|"]
     for row in points + references:
         length = row.get("num_virtual_tokens", row["method"])
@@ -68,7 +69,7 @@ def write_markdown(points, references, path: Path, split: str = "validation") ->
     reports.write_text(path, "\n".join(lines) + "\n")
 
 
-def write_plot(points, references, path: Path, split: str = "validation") -> None:
+def write_plot(points, references, path: Path, split: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,7 +101,7 @@ def main(argv=None):
     path = Path(args.comparison)
     comparison = json.loads(path.read_text())
     points, references = curve_points(comparison)
-    split = split_label(comparison["rows"], comparison["plan"].get("base", {}).get("eval_split", "validation"))
+    split = split_label(comparison["rows"], plan_split(comparison["plan"]))
     write_markdown(points, references, path.parent / "prompt_length.md", split)
     write_plot(points, references, path.parent / "prompt_length.png", split)
     print((path.parent / "prompt_length.md").read_text())

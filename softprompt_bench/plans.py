@@ -19,10 +19,11 @@ from pathlib import Path
 
 import yaml
 
-from .recipe_config import RecipeConfig, check_keys, config_from_values
+from .recipe_config import FIELDS, RecipeConfig, check_keys, config_from_values
 from .run_inputs import input_changes, run_inputs
 
 COMPARE_KEYS = {"base", "methods", "seeds", "output_dir", "report_dir", "baseline"}
+DEFAULT_SPLIT = FIELDS["eval_split"].default  # what a run scores when nothing names its split
 
 
 def load_plan(path: str, seeds_override: str | None = None, default_seeds=(0,)) -> tuple[dict, list[int]]:
@@ -242,7 +243,7 @@ def scored_rows(record: dict) -> str | None:
     config = record.get("config")
     if not isinstance(config, dict):
         return None
-    return json.dumps({key: config.get(key, "validation" if key == "eval_split" else None) for key in SCORED_ROWS_KEYS}, sort_keys=True)
+    return json.dumps({key: config.get(key, DEFAULT_SPLIT if key == "eval_split" else None) for key in SCORED_ROWS_KEYS}, sort_keys=True)
 
 
 def paired_difference(row: dict, baseline: dict) -> dict | None:
@@ -268,11 +269,15 @@ def paired_difference(row: dict, baseline: dict) -> dict | None:
             "other_rows": other_rows}  # fmt: skip
 
 
-def split_label(rows: list[dict], default: str = "validation") -> str:
-    """The split a report's rows scored, for a plot's axis ("per method" where they differ); `default` for rows
-    summarised before the split was recorded."""
-    splits = {split for row in rows for split in row.get("eval_split") or [default]}
-    return splits.pop() if len(splits) == 1 else "per method's split:"
+def plan_split(plan: dict) -> str:
+    """The split a plan's base scores (its methods may set their own)."""
+    return plan.get("base", {}).get("eval_split", DEFAULT_SPLIT)
+
+
+def split_label(rows: list[dict], default: str = DEFAULT_SPLIT) -> str:
+    """The split(s) a report's rows scored, for a plot's axis and a table's header ("test/validation" where methods
+    differ); `default` for rows summarised before the split was recorded (the plan's, `plan_split`)."""
+    return "/".join(sorted({split for row in rows for split in row.get("eval_split") or [default]}))
 
 
 def summarise(name: str, records: list[dict]) -> dict:
@@ -288,7 +293,7 @@ def summarise(name: str, records: list[dict]) -> dict:
         "scored_rows": [scored_rows(r) for r in records],
         "model": sorted({r["model"] for r in records if r.get("model") is not None}),
         "batch_size": sorted({r["batch_size"] for r in records if r.get("batch_size") is not None}),
-        "eval_split": sorted({r["config"].get("eval_split", "validation") for r in records if isinstance(r.get("config"), dict)}),
+        "eval_split": sorted({r["config"].get("eval_split", DEFAULT_SPLIT) for r in records if isinstance(r.get("config"), dict)}),
         "trainable_params": records[0]["trainable_params"],
         "accuracy_mean": statistics.mean(accuracies),
         "accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,

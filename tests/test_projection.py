@@ -165,7 +165,7 @@ def test_source_adapter_of_a_method_that_cannot_be_projected_is_refused(tmp_path
 
 def test_too_few_shared_tokens_says_how_many():
     source_model, source, target_model, target, _ = linked_models("lstsq")
-    with pytest.raises(ValueError, match=r"Found 23 shared tokens between the two tokenizers; method 'lstsq' needs at least 100"):
+    with pytest.raises(ValueError, match=r"Found 23 shared tokens between the two tokenizers; .* leaves 21 to fit, and method 'lstsq' needs at least 100"):
         fit_projection(source_model, source, target_model, target, min_anchors=100)
     with pytest.raises(ValueError, match=r"Found 23 shared tokens .* needs at least 24"):
         fit_projection(toy_model(len(source), 24), source, target_model, target)  # default: the source width
@@ -204,7 +204,7 @@ def test_anchors_left_for_the_fit_after_the_holdout_are_counted(method):
     """Found 2026-12-06: min_anchors was compared with every shared token, before the holdout came out of them: one
     anchor left to fit gave an all-NaN projection without a word (lstsq) or a raw linalg error (procrustes)."""
     source_model, source, target_model, target, _ = linked_models(method)
-    with pytest.raises(ValueError, match=r"Found 23 shared tokens; holding out 22 \(holdout_fraction 0.96\) leaves 1 to fit, "
+    with pytest.raises(ValueError, match=r"Found 23 shared tokens between the two tokenizers; holding out 22 \(holdout_fraction 0.96\) leaves 1 to fit, "
                                          r"and method '.*' needs at least 8"):  # fmt: skip
         fit_projection(source_model, source, target_model, target, method=method, min_anchors=8, holdout_fraction=0.96)
     with pytest.raises(ValueError, match=r"leaves 1 to fit, and method '.*' needs at least 2"):
@@ -388,3 +388,17 @@ def test_a_source_adapter_of_keys_and_values_is_refused_by_its_type_even_where_t
                                          projection=str(tmp_path / "projection"))  # fmt: skip
     with pytest.raises(ValueError, match=rf"is a {kind} adapter \(keys and values per layer\), not input rows"):
         peft.get_peft_model(target_model, config)
+
+
+def test_refinement_takes_a_tokenizers_batch_encoding(tmp_path):
+    """The review of a199bed: the labels check took only a dict, and a collator's BatchEncoding was refused."""
+    from safetensors.torch import load_file
+    from transformers import BatchEncoding
+
+    projection, target_model = projected_setup(tmp_path)
+    source_prompt = load_file(tmp_path / "source" / "adapter_model.safetensors")["prompt_embeddings"]
+    ids = torch.randint(3, 20, (4, 6), generator=torch.Generator().manual_seed(0))
+    batch = BatchEncoding({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids})
+    refined = refine_projection(projection, source_prompt, target_model, [batch], steps=2, lr=0.05, rank=2)
+    assert refined.info["refined"]["steps"] == 2
+    fit_projection(*linked_models("lstsq")[:4], min_anchors=8, seed=__import__("numpy").int64(3))  # numpy's integers are seeds too

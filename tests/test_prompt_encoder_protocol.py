@@ -80,3 +80,36 @@ def test_inference_mode_at_get_peft_model_keeps_the_methods_start(case):
     assert states[0].keys() == states[1].keys()
     for name in states[0]:
         torch.testing.assert_close(states[1][name], states[0][name], rtol=0, atol=0, msg=name)
+
+
+def test_a_saved_adapters_config_builds_without_its_sources_for_its_weights_to_load(tmp_path):
+    """The review of 917f70e: PEFT saves inference_mode=True, and a config read back from a save (it carries the base
+    model's fingerprint) is what PeftModel(base, config) + set_peft_model_state_dict builds before loading the weights.
+    Such a build skips the start, as before: a one_hot mixture whose bank folders are gone still builds and loads."""
+    import shutil
+
+    import peft
+    from peft import PeftConfig, PeftModel, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from peft_softprompt_ext import MixturePromptTuningConfig, VocabSampledPromptTuningConfig
+
+    sources = []
+    for index in range(2):
+        folder = tmp_path / f"source{index}"
+        peft.get_peft_model(common.tiny_model("gpt2")[0], VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5,
+                                                                                          seed=index)).save_pretrained(folder)  # fmt: skip
+        sources.append(str(folder))
+    config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=sources, num_tasks=2, mixing="one_hot")
+    saved = peft.get_peft_model(common.tiny_model("gpt2")[0], config)
+    saved.save_pretrained(tmp_path / "mixture")
+    for folder in sources:
+        shutil.rmtree(folder)
+    PeftModel(common.tiny_model("gpt2")[0], PeftConfig.from_pretrained(tmp_path / "mixture"))  # (the reviewer's case: it raised)
+    rebuilt = peft.get_peft_model(common.tiny_model("gpt2")[0], PeftConfig.from_pretrained(tmp_path / "mixture"))
+    set_peft_model_state_dict(rebuilt, load_file(tmp_path / "mixture" / "adapter_model.safetensors"))
+    batch = common.batch_for("gpt2")
+    task_ids = torch.tensor([1, 0, 1])
+    with torch.no_grad():
+        expected = saved(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], task_ids=task_ids).logits
+        torch.testing.assert_close(rebuilt(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], task_ids=task_ids).logits, expected)

@@ -985,7 +985,7 @@ def test_the_report_names_each_methods_model_batch_and_split_and_pairs_only_the_
     assert "(1 seeds, 1 on other rows left out)" in text
     from softprompt_bench.plans import split_label
 
-    assert split_label([base, other]) == "per method's split:" and split_label([base, same]) == "validation"
+    assert split_label([base, other]) == "test/validation" and split_label([base, same]) == "validation"
 
 
 def test_report_files_are_written_all_or_nothing(tmp_path):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from .. import layer_prefix
-from ..options import Option, Reparameterization, parse_option
+from ..options import Option, Reparameterization, check_revision, parse_option
 from ..vocab_sampled.config import VocabSampledPromptTuningConfig
 
 PEFT_TYPE_NAME = "DEEP_PROMPT_TUNING"
@@ -74,6 +74,7 @@ class DeepPromptTuningConfig(VocabSampledPromptTuningConfig):
     def __post_init__(self):
         self.deep_init = parse_option(DeepInit, self.deep_init, "deep_init")
         super().__post_init__()
+        check_revision("init_prompt_revision", self.init_prompt_revision)
         if self.deep_init == DeepInit.TEXT:
             if not isinstance(self.init_text, str) or not self.init_text.strip():
                 raise ValueError(f"deep_init='text' needs a non-empty init_text, got {self.init_text!r}.")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from .. import layer_prefix
-from ..options import Option, Reparameterization, is_finite_number, is_integer, parse_option
+from ..options import Option, Reparameterization, check_revision, is_finite_number, is_integer, parse_option
 from ..plugin_config import PluginPromptConfig
 
 PEFT_TYPE_NAME = "MIXTURE_PROMPT_TUNING"
@@ -23,7 +23,7 @@ class Mixing(Option):
     ONE_HOT = "one_hot"  # task k uses bank prompt k as is: serving many plain prompts, nothing trains
 
 
-MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-4, 1e4  # attention mixing's: 1 / 1e-4 fits float16 (max 65504)
+MIN_TEMPERATURE = 1e-4  # attention mixing's: 1 / 1e-4 fits float16 (max 65504)
 
 
 @dataclass
@@ -86,6 +86,7 @@ class MixturePromptTuningConfig(PluginPromptConfig):
     def __post_init__(self):
         self.mixing = parse_option(Mixing, self.mixing, "mixing")  # first: the base class asks input_dependence()
         super().__post_init__()
+        check_revision("source_revision", self.source_revision)
         if not isinstance(self.source_prompts, (list, tuple)) or not self.source_prompts:
             raise ValueError(f"source_prompts must be a non-empty list of adapter folders or repo ids, got {self.source_prompts!r}.")
         bad = [source for source in self.source_prompts if not isinstance(source, (str, os.PathLike)) or not os.fspath(source)]
@@ -108,10 +109,9 @@ class MixturePromptTuningConfig(PluginPromptConfig):
         if not is_integer(self.attention_hidden) or self.attention_hidden <= 0:
             raise ValueError(f"attention_hidden must be a positive integer, got {self.attention_hidden!r}.")
         temperature = self.attention_temperature
-        if not is_finite_number(temperature) or not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
-            raise ValueError(f"attention_temperature must be a number from {MIN_TEMPERATURE} to {MAX_TEMPERATURE:g}, got {temperature!r}: "
-                             "the scores are cosines divided by it, which overflow (NaN weights) in half precision below "
-                             f"{MIN_TEMPERATURE}, and above {MAX_TEMPERATURE:g} every prompt weighs the same.")  # fmt: skip
+        if not is_finite_number(temperature) or not float(temperature) >= MIN_TEMPERATURE:
+            raise ValueError(f"attention_temperature must be a finite number >= {MIN_TEMPERATURE}, got {temperature!r}: the scores "
+                             "are cosines divided by it, which overflow (NaN weights) in half precision below it.")  # fmt: skip
         if not isinstance(self.allow_base_model_mismatch, bool):
             raise ValueError(f"allow_base_model_mismatch must be True or False, got {self.allow_base_model_mismatch!r}.")
 

@@ -39,7 +39,7 @@ class MixturePromptEncoder(PromptEncoder):
         super().__init__()
         self.mixing = config.mixing
         self.task_labels = config.task_labels()
-        self.temperature = config.attention_temperature
+        self.temperature = float(config.attention_temperature)  # (an int as large as 10**30 does not fit torch's int64)
         self.input_dependent = config.mixing == Mixing.ATTENTION  # attention reads the input: nothing to share
         bank = None if building_for_a_load() else self._read_bank(config, base_model)  # (also sets config.deep_layout)
         self._prepare_kind(config, base_model)

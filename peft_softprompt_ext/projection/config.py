@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..options import check_revision
 from ..plugin_config import PluginPromptConfig
 
 PEFT_TYPE_NAME = "PROJECTED_PROMPT_TUNING"
@@ -35,6 +36,7 @@ class ProjectedPromptTuningConfig(PluginPromptConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        check_revision("source_revision", self.source_revision)
         for name in ("source_adapter", "projection"):
             value = getattr(self, name)
             if not value or not isinstance(value, (str,)) and not hasattr(value, "__fspath__"):

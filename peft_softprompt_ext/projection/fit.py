@@ -19,6 +19,7 @@ and top-1 / top-10 nearest-token agreement among ALL target embedding rows.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 
 import torch
@@ -80,7 +81,7 @@ def _check_settings(ridge, holdout_fraction, max_eval, min_anchors, seed, lowerc
         raise ValueError(f"max_eval must be a positive integer, got {max_eval!r}.")
     if min_anchors is not None and (not is_integer(min_anchors) or min_anchors <= 0):
         raise ValueError(f"min_anchors must be a positive integer or None, got {min_anchors!r}.")
-    if not is_integer(seed):
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):  # (numpy's integers too)
         raise ValueError(f"seed must be an integer, got {seed!r}.")
     if not isinstance(lowercase, bool):
         raise ValueError(f"lowercase must be True or False, got {lowercase!r}.")
@@ -109,13 +110,11 @@ def fit_projection(source_model, source_tokenizer, target_model, target_tokenize
     source_ids, target_ids, _ = shared_tokens(source_tokenizer, source_table.weight.shape[0], target_tokenizer,
                                               target_table.weight.shape[0], lowercase)  # fmt: skip
     needed = min_anchors if min_anchors is not None else source_table.weight.shape[1]
-    if len(source_ids) < needed:
-        raise ValueError(f"Found {len(source_ids)} shared tokens between the two tokenizers; method {method!r} needs at least {needed}.")
-    order = torch.randperm(len(source_ids), generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(len(source_ids), generator=torch.Generator().manual_seed(int(seed)))
     holdout_count = max(1, int(len(order) * holdout_fraction))
     held, train = order[:holdout_count], order[holdout_count:]
     if len(train) < max(2, needed):  # two rows at least: one centred row has no scale
-        raise ValueError(f"Found {len(source_ids)} shared tokens; holding out {holdout_count} (holdout_fraction {holdout_fraction}) "
+        raise ValueError(f"Found {len(source_ids)} shared tokens between the two tokenizers; holding out {holdout_count} (holdout_fraction {holdout_fraction}) "
                          f"leaves {len(train)} to fit, and method {method!r} needs at least {max(2, needed)}: lower holdout_fraction "
                          "or min_anchors.")  # fmt: skip
     source_rows, target_rows = embed_token_ids(source_table, source_ids), embed_token_ids(target_table, target_ids)

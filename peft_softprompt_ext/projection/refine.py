@@ -8,6 +8,7 @@ model stays frozen; the result is an ordinary `PromptProjection`.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 
 import torch
 
@@ -59,9 +60,9 @@ def refine_projection(projection: PromptProjection, source_prompt: torch.Tensor,
     target_model.requires_grad_(False)  # frozen while refining; the caller's flags come back afterwards
     try:
         for index, batch in enumerate(itertools.islice(itertools.cycle(batches) if isinstance(batches, list) else batches, steps)):
-            if not isinstance(batch, dict) or batch.get("labels") is None:
+            if not isinstance(batch, Mapping) or batch.get("labels") is None:  # (a dict, a tokenizer's BatchEncoding)
                 raise ValueError(f"batch {index} has no 'labels' (got {type(batch).__name__}"
-                                 f"{' with ' + str(sorted(batch)) if isinstance(batch, dict) else ''}): refinement lowers the loss "
+                                 f"{' with ' + str(sorted(batch)) if isinstance(batch, Mapping) else ''}): refinement lowers the loss "
                                  "of labelled causal-LM batches (dicts of input_ids, attention_mask, labels).")  # fmt: skip
             loss = causal_lm_forward(parts, **batch).loss
             loss.backward()

@@ -101,6 +101,8 @@ class VocabSampledPromptTuningConfig(PluginPromptConfig):
             raise ValueError(f"tokenizer_kwargs must be a dict of AutoTokenizer.from_pretrained arguments, got {self.tokenizer_kwargs!r}.")
         if self.tokenizer_name_or_path is not None and not isinstance(self.tokenizer_name_or_path, (str, os.PathLike)):
             raise ValueError(f"tokenizer_name_or_path must be a tokenizer folder or Hub id (a string), got {self.tokenizer_name_or_path!r}.")
+        if self.tokenizer_name_or_path is not None:
+            self.tokenizer_name_or_path = os.fspath(self.tokenizer_name_or_path)  # (saved as JSON)
         if self.vocab_sampling in _NEEDS_TOKENIZER and not self.tokenizer_name_or_path:
             raise ValueError(f"vocab_sampling={self.vocab_sampling.value!r} needs tokenizer_name_or_path; got None.")
         self._validate_class_labels()
@@ -121,9 +123,6 @@ class VocabSampledPromptTuningConfig(PluginPromptConfig):
         bad = [label for label in labels if not isinstance(label, str) or not label.strip()]
         if bad:
             raise ValueError(f"class_labels must be non-empty strings; bad entries: {bad!r}.")
-        repeated = sorted({label for label in labels if labels.count(label) > 1})
-        if repeated:
-            raise ValueError(f"class_labels repeat {repeated}: each label starts its own virtual token, so each must differ.")
         if len(labels) > self.num_virtual_tokens:
             raise ValueError(
                 f"{len(labels)} class_labels do not fit in num_virtual_tokens={self.num_virtual_tokens}; "

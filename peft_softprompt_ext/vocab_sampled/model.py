@@ -76,7 +76,10 @@ def initial_token_rows(config, word_embeddings: torch.nn.Module, model_config=No
         init.check_corpus_has_tokens(texts, counts[usable])
     count = config.num_virtual_tokens
     label_rows = None
-    if strategy == VocabSampling.CLASS_LABELS:
+    if strategy == VocabSampling.CLASS_LABELS:  # (checked here, at the start: a saved config's labels are not read again)
+        repeated = sorted({label for label in config.class_labels if config.class_labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"class_labels repeat {repeated}: each label starts its own virtual token, so each must differ.")
         label_rows = init.embed_label_words(word_embeddings, tokenizer, config.class_labels, usable)
         count -= len(label_rows)
     if count == 0:  # class labels fill every virtual token
