@@ -34,6 +34,12 @@ from softprompt_bench.recipe_config import load_config, options_help  # noqa: E4
 from softprompt_bench.run_inputs import input_changes, run_inputs  # noqa: E402
 
 
+def evaluates_at(config, step: int) -> bool:
+    """Whether the loop evaluates after optimizer step `step` (1-based): every eval_every steps, the last step aside
+    (the final evaluation follows it)."""
+    return bool(config.eval_every) and step % config.eval_every == 0 and step < config.steps
+
+
 def train(accelerator, setup, config, resume: bool, inputs: dict) -> tuple[dict, int]:
     """The training loop: deterministic batches, one optimizer step each, periodic eval/checkpoint.
     Returns the history and the step it started from (a resume's checkpoint step, else 0)."""
@@ -65,7 +71,7 @@ def train(accelerator, setup, config, resume: bool, inputs: dict) -> tuple[dict,
         history["step_seconds"].append(time.perf_counter() - began)
         history["loss"].append([step + 1, mean_loss])
         progress.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-        if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < config.steps:
+        if evaluates_at(config, step + 1):
             metrics = support.evaluate(accelerator, setup, config)
             history["eval"].append({"step": step + 1, **metrics})
             accelerator.print(f"step {step + 1}: loss {mean_loss:.4f} accuracy {metrics['accuracy']:.4f} macro_f1 {metrics['macro_f1']:.4f}")
@@ -92,7 +98,7 @@ def check_resume_before_anything(config, inputs: dict) -> None:
     check_resumable(state, config.training_config(), config.steps, where=str(folder),
                     input_changes=lambda saved: input_changes(saved, inputs, config))  # fmt: skip
     evaluated = [entry.get("step") for entry in state["history"].get("eval", [])]
-    expected = [step for step in range(config.eval_every, state["step"] + 1, config.eval_every or 1) if step < config.steps] if config.eval_every else []
+    expected = [step for step in range(1, state["step"] + 1) if evaluates_at(config, step)]
     if evaluated != expected:  # results.json records one eval_every for the whole history
         raise SystemExit(f"--resume: the run in {folder} evaluated at steps {evaluated}, but eval_every={config.eval_every} evaluates at "
                          f"{expected} up to its step {state['step']}: resume with the eval_every it was started with.")  # fmt: skip
