@@ -45,6 +45,15 @@ def _as_run(rows: list[dict], key: str, unit: str, default=None, quote: bool = F
     return ", ".join(f"{name}: {'/'.join(map(str, found)) or '?'}" for name, found in values.items()) + f" {unit}"
 
 
+def _steps_text(rows: list[dict]) -> str:
+    """The runs' steps; methods that trained none (zero-shot) are named apart, not listed as '0' beside every other."""
+    untrained = [row["method"] for row in rows if row.get("steps") == [0]]
+    trained = [row for row in rows if row.get("steps") != [0]]
+    if not untrained or not trained:
+        return _as_run(rows, "steps", "steps")
+    return f"{_as_run(trained, 'steps', 'steps')} ({', '.join(untrained)}: none)"
+
+
 def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float, baseline: dict | None = None,
                    missing: dict[str, list[int]] | None = None) -> None:  # fmt: skip
     """The report; `missing`: method -> seeds without a result (not trained in this call: --collect / --method)."""
@@ -52,7 +61,7 @@ def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float, base
     task = "per method" if any("task" in method for method in plan["methods"]) else base.get("task", "movie_sentiment")
     lines = [
         f"Model {_as_run(rows, 'model', '', base.get('model', 'smollm2-135m'), quote=True).strip()}, task `{task}`, "
-        f"{_as_run(rows, 'steps', 'steps')}, batch {_as_run(rows, 'batch_size', '', base.get('batch_size', 8)).strip()}, "
+        f"{_steps_text(rows)}, batch {_as_run(rows, 'batch_size', '', base.get('batch_size', 8)).strip()}, "
         f"{_as_run(rows, 'scored', '')}{_as_run(rows, 'eval_split', 'examples', plan_split(plan))}. "
         f"Wall time of this call {wall_seconds / 60:.1f} min; the runs' own, summed: "
         f"{sum(row.get('run_seconds', 0) for row in rows) / 60:.1f} min.",

@@ -223,14 +223,12 @@ def test_a_save_replaces_every_file_of_the_previous_one(tmp_path):
     assert not leftovers(tmp_path)
 
 
-def test_a_save_is_one_exchange_of_complete_folders(tmp_path):
-    events = []
-    hook = lambda event, args: events.append(args[0]) if event == "peft_softprompt_ext.commit" else None  # noqa: E731
-    sys.addaudithook(hook)  # (audit hooks cannot be removed; this one only appends to a list)
+def test_a_save_is_one_exchange_of_complete_folders(tmp_path, commit_events):
     with atomic_directory_write(tmp_path / "out") as staging:
         (Path(staging) / "a.txt").write_text("1")
     with atomic_directory_write(tmp_path / "out") as staging:
         (Path(staging) / "a.txt").write_text("2")
+    events = [args[0] for args in commit_events]
     second = events[len(events) // 2 :]
     assert "exchange" in second and "rename" not in second  # one atomic swap, no per-file moves
     assert (tmp_path / "out" / "a.txt").read_text() == "2" and not leftovers(tmp_path)

@@ -951,6 +951,9 @@ def test_the_report_header_says_what_the_runs_did_and_names_missing_runs(tmp_pat
     header = (tmp_path / "c.md").read_text()
     assert "a: 100, b: 400 steps" in header and "4 validation examples" in header
     assert "No result for: b (seeds 1), gone (seeds 0, 1)" in header and "baseline `gone` has no result" in header
+    zero_shot = summarise("z", [record(0, 0, 4)])  # the main job's report listed 'zero-shot: 0' before every method's 60
+    compare.write_markdown([zero_shot, rows[0]], plan, tmp_path / "z.md", 1.0)
+    assert ", 100 steps (z: none), batch" in (tmp_path / "z.md").read_text()
 
 
 def test_the_report_names_each_methods_model_batch_and_split_and_pairs_only_the_same_rows(tmp_path):
@@ -988,15 +991,11 @@ def test_the_report_names_each_methods_model_batch_and_split_and_pairs_only_the_
     assert split_label([base, other]) == "test/validation" and split_label([base, same]) == "validation"
 
 
-def test_report_files_are_written_all_or_nothing(tmp_path):
+def test_report_files_are_written_all_or_nothing(tmp_path, commit_events):
     """Found 2026-12-06: comparison.md / .json / .png, projection_results.* and prompt_length.* were written in place,
     so a recipe killed while writing left half a report; each is now a temporary file renamed over the old one."""
-    import sys as _sys
-
     from softprompt_bench import reports
 
-    replaced = []
-    _sys.addaudithook(lambda event, args: replaced.append(args[1]) if event == "peft_softprompt_ext.commit" and args[0] == "replace" else None)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1005,7 +1004,8 @@ def test_report_files_are_written_all_or_nothing(tmp_path):
     reports.write_text(tmp_path / "a.md", "x")
     reports.write_json(tmp_path / "a.json", {"a": 1})
     reports.save_figure(plt.figure(), tmp_path / "a.png")
-    assert [Path(path).name for path in replaced[-3:]] == ["a.md", "a.json", "a.png"]
+    replaced = [Path(args[1]).name for args in commit_events if args[0] == "replace"]
+    assert replaced == ["a.md", "a.json", "a.png"]
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG" and json.loads((tmp_path / "a.json").read_text()) == {"a": 1}
     for script in ("compare", "project", "prompt_length_curve"):  # every report of the recipes goes through them
         text = (REPO / "recipes" / f"{script}.py").read_text()
