@@ -281,18 +281,21 @@ def causal_lm_forward(
                                     **_given(output_attentions, output_hidden_states, return_dict), **kwargs)  # fmt: skip
     mode = "on" if prompt_cache is not None else parts.shared_prefix
     if injecting and new_length > 0 and shared_prefix.use_shared_prefix(mode, parts, output_attentions, kwargs):  # (empty: standard)
+        hidden = shared_prefix.hidden_states_asked(parts.base_model, output_hidden_states)
         prefix, rows = shared_prefix.prefix_for(parts.base_model, parts.encoder, inputs_embeds.shape[0], task_ids,
-                                                inputs_embeds.dtype, prompt_cache, bool(output_hidden_states))  # fmt: skip
+                                                inputs_embeds.dtype, prompt_cache, shared_prefix.asks_hidden_states(hidden))  # fmt: skip
         positions = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
         check_positions_fit(_transformers_model(parts), num_virtual, new_length, num_virtual, positions)  # the prefix: P cached
         return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, inputs_embeds, full_mask, positions,
-                                               labels, output_hidden_states, return_dict, kwargs)  # fmt: skip
+                                               labels, hidden, output_attentions, return_dict, kwargs)  # fmt: skip
     if injecting:
         prompts = embed_prompts(parts, inputs_embeds, attention_mask, task_ids, labels)
         inputs_embeds = torch.cat((prompts, inputs_embeds), dim=1)
         new_length += num_virtual
         if labels is not None:
             labels = torch.cat((labels.new_full((labels.shape[0], num_virtual), -100), labels), dim=1)
+        if kwargs.get("token_type_ids") is not None:  # GPT-2's
+            kwargs["token_type_ids"] = _types_with_prompt(kwargs["token_type_ids"], num_virtual)
     if _accepts(parts, "position_ids"):
         kwargs["position_ids"] = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)
     elif position_ids is not None:
@@ -460,6 +463,8 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
             prompts = embed_prompts(parts, embeds, user_mask, task_ids)
         model_inputs["inputs_embeds"] = torch.cat((prompts, embeds), dim=1)
         model_inputs["input_ids"] = None
+        if model_inputs.get("token_type_ids") is not None:
+            model_inputs["token_type_ids"] = _types_with_prompt(model_inputs["token_type_ids"], num_virtual)
     if position_ids is not None:
         new_length = position_ids.shape[-1] + (num_virtual if injecting else 0)
         model_inputs["position_ids"] = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)
@@ -587,8 +592,7 @@ def encoder_forward(
     num_virtual = parts.num_virtual_tokens
     inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     if token_type_ids is not None:
-        prompt_types = token_type_ids.new_zeros(batch_size, num_virtual)
-        kwargs["token_type_ids"] = torch.cat((prompt_types, token_type_ids), dim=1)
+        kwargs["token_type_ids"] = _types_with_prompt(token_type_ids, num_virtual)
     if position_ids is not None:
         kwargs["position_ids"] = _shifted_positions(position_ids, None, num_virtual, None, injecting=True)
     positions = kwargs.get("position_ids")
@@ -598,6 +602,11 @@ def encoder_forward(
     if decoder:
         return _last_token_classifier_call(parts, inputs_embeds, attention_mask, kwargs)
     return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+
+def _types_with_prompt(token_type_ids: torch.Tensor, num_virtual: int) -> torch.Tensor:
+    """The input's token types with type 0 for the P prompt positions in front."""
+    return torch.cat((token_type_ids.new_zeros(token_type_ids.shape[0], num_virtual), token_type_ids), dim=1)
 
 
 def _classifies_from_the_last_token(parts: PromptParts) -> bool:

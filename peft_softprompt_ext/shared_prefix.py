@@ -363,9 +363,25 @@ def _loss(base_model, last_prompt_logits, rows, input_logits, labels, num_items)
     return total / (num_items.to(total.device) if torch.is_tensor(num_items) else num_items)
 
 
+def hidden_states_asked(base_model, output_hidden_states):
+    """What the call asks of hidden states: its `output_hidden_states` (a flag, or transformers 5's selection of
+    layers by index), else the model config's (the call passes it on explicitly, and transformers reads None as off)."""
+    if output_hidden_states is None:
+        return getattr(base_model.config, "output_hidden_states", False)
+    return output_hidden_states
+
+
+def asks_hidden_states(asked) -> bool:
+    """Whether `hidden_states_asked` wants any hidden state (by identity: a selection [0] or 0 is not False)."""
+    return asked is not None and asked is not False
+
+
 def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, full_mask, position_ids, labels,
-                      output_hidden_states, return_dict, kwargs):  # fmt: skip
-    """The input tokens against the shared prefix; output as if `[prompt; input]` had been fed."""
+                      output_hidden_states, output_attentions, return_dict, kwargs):  # fmt: skip
+    """The input tokens against the shared prefix; output as if `[prompt; input]` had been fed.
+
+    `output_hidden_states`: as `hidden_states_asked` resolves it; `output_attentions` None or False (True takes
+    the standard path): False is passed on over a config that says True."""
     num_virtual = prefix.num_virtual_tokens
     batch_size = inputs_embeds.shape[0]
     rows = rows.to(inputs_embeds.device)
@@ -384,6 +400,8 @@ def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, fu
     else:
         given = prefix.new_cache(base_model, rows)
     kwargs[cache_argument(type(base_model))] = given
+    if output_attentions is not None:
+        kwargs["output_attentions"] = output_attentions
     output = base_model(
         inputs_embeds=inputs_embeds,
         attention_mask=full_mask,
@@ -399,13 +417,13 @@ def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, fu
             result["logits"] = result["logits"][:, -keep:]
         elif torch.is_tensor(keep):  # positions in [prompt; input], as the standard path reads them
             result["logits"] = result["logits"][:, keep.to(result["logits"].device)]
-    if output_hidden_states:
-        result["hidden_states"] = tuple(_prefixed(p, rows, h) for p, h in zip(prefix.hidden_states, output.hidden_states))
+    if output.get("hidden_states") is not None:  # a selection by index leaves the other layers None
+        result["hidden_states"] = tuple(None if h is None else _prefixed(p, rows, h) for p, h in zip(prefix.hidden_states, output.hidden_states))
     if labels is not None:
         if input_only:
             raise ValueError(f"logits_to_keep={keep} with labels: the loss needs the logits of every position; drop logits_to_keep.")
         result["loss"] = _loss(base_model, prefix.logits[:, -1], rows, output.logits, labels, num_items)
-    if user_use_cache is False:
+    if user_use_cache is False or (user_use_cache is None and getattr(base_model.config, "use_cache", True) is False):
         result.pop("cache", None)
         result.pop("past_key_values", None)
     result = type(output)(**result)

@@ -416,3 +416,30 @@ def _deep(model_name):
 
     base, task_type = common.tiny_model(model_name)
     return peft.get_peft_model(base, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, deep_init="random", seed=3))
+
+
+@pytest.mark.parametrize("shared_prefix", ["auto", "off"])
+def test_token_type_ids_of_a_causal_lm_get_type_zero_for_the_prompt(shared_prefix):
+    """Found 2026-12-06: GPT-2 takes token_type_ids, and with a shallow prompt they were given for the input only:
+    forward and generate failed with "shape '[-1, 12]' is invalid for input of size 21". The prompt's positions now
+    get type 0, as a BERT prompt's do; plain PEFT drops the types instead, which changes the input."""
+    peft_model, _ = make_peft_model("gpt2", "vocab_uniform")
+    peft_model.peft_config["default"].shared_prefix = shared_prefix
+    batch = common.inference_batch("gpt2")
+    types = torch.zeros_like(batch["input_ids"])
+    types[:, 3:] = 1
+    base = peft_model.get_base_model()
+    with torch.no_grad():
+        logits = peft_model(**batch, token_type_ids=types).logits
+        prompt = peft_model.prompt_encoder["default"].prompt_rows()[None].expand(3, -1, -1)
+        num_virtual = prompt.shape[1]
+        manual = base(inputs_embeds=torch.cat((prompt, base.get_input_embeddings()(batch["input_ids"])), dim=1),
+                      attention_mask=torch.cat((torch.ones(3, num_virtual, dtype=torch.long), batch["attention_mask"]), dim=1),
+                      token_type_ids=torch.cat((torch.zeros(3, num_virtual, dtype=torch.long), types), dim=1)).logits  # fmt: skip
+        torch.testing.assert_close(logits, manual, rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(logits, peft_model(**batch).logits)  # the types are read
+        generated = peft_model.generate(**batch, token_type_ids=types, max_new_tokens=1, do_sample=False, pad_token_id=0)
+        longer = [peft_model.generate(**batch, token_type_ids=types, max_new_tokens=4, do_sample=False, pad_token_id=0, use_cache=cached)
+                  for cached in (True, False)]  # fmt: skip
+    assert generated[:, -1].tolist() == manual[:, -1].argmax(-1).tolist()
+    assert longer[0].tolist() == longer[1].tolist()

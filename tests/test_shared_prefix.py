@@ -505,3 +505,61 @@ def test_an_empty_input_takes_the_standard_path():
     empty = torch.zeros((2, 0), dtype=torch.long)
     with torch.no_grad():
         assert peft_model(input_ids=empty, attention_mask=empty).logits.shape == (2, 5, common.VOCAB_SIZE)
+
+
+def _select_hidden_states(peft_model):
+    from transformers.utils import output_capturing
+
+    if not hasattr(output_capturing, "selected_hidden_states"):
+        pytest.skip("this transformers takes output_hidden_states as a flag only (no selection by index)")
+    return {"output_hidden_states": [-1]}
+
+
+def _config_hidden_states(peft_model):
+    peft_model.get_base_model().config.output_hidden_states = True
+    return {}
+
+
+def _attentions_switched_off(peft_model):
+    peft_model.get_base_model().config._attn_implementation = "eager"
+    peft_model.get_base_model().config.output_attentions = True
+    return {"output_attentions": False}
+
+
+def _config_without_cache(peft_model):
+    peft_model.get_base_model().config.use_cache = False
+    return {}
+
+
+@pytest.mark.parametrize("setting", [_select_hidden_states, _config_hidden_states, _attentions_switched_off, _config_without_cache],
+                         ids=["hidden states selected by index", "config.output_hidden_states", "output_attentions=False "
+                              "over config.output_attentions", "config.use_cache=False"])  # fmt: skip
+@pytest.mark.parametrize("return_dict", [None, False])
+def test_the_shared_prefix_honours_the_model_configs_and_the_callers_output_switches(setting, return_dict):
+    """Found 2026-12-06: with shared_prefix='auto' (the default) a selection of hidden states by index crashed (a
+    NoneType has no dtype), and settings on the model config were lost: config.output_hidden_states gave no hidden
+    states, an explicit output_attentions=False gave attention maps, config.use_cache=False returned a cache."""
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    extra = setting(peft_model)
+    if return_dict is False:
+        extra["return_dict"] = False
+    batch = common.inference_batch("llama", left_pad=True)
+    outputs = {}
+    for mode in ("off", "auto"):
+        peft_model.peft_config["default"].shared_prefix = mode
+        with torch.no_grad():
+            outputs[mode] = peft_model(**batch, **extra)
+    standard, shared = outputs["off"], outputs["auto"]
+    if return_dict is False:
+        assert len(shared) == len(standard)
+    else:
+        assert list(shared.keys()) == list(standard.keys())
+        standard, shared = standard.to_tuple(), shared.to_tuple()
+    for left, right in zip(standard, shared):
+        if isinstance(left, tuple):
+            assert [None if t is None else t.shape for t in left] == [None if t is None else t.shape for t in right]
+            for a, b in zip(left, right):
+                if a is not None:
+                    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+        elif torch.is_tensor(left):
+            torch.testing.assert_close(right, left, rtol=1e-5, atol=1e-5)
