@@ -202,13 +202,20 @@ def _refuse_packed_rows(position_ids, attention_mask) -> None:
                          "Train without packing (SFTConfig(packing=False)).")  # fmt: skip
 
 
-def check_position_ids(position_ids, reference: torch.Tensor) -> None:
-    """User position ids must have the input's shape [batch, length] (they are shifted past the prompt)."""
-    if position_ids is not None and tuple(position_ids.shape[-2:]) != tuple(reference.shape[:2]):
+def checked_position_ids(position_ids, reference: torch.Tensor):
+    """User position ids with the input's shape [batch, length] (they are shifted past the prompt); one row [1, length]
+    applies to every row, as transformers broadcasts it."""
+    if position_ids is None:
+        return None
+    batch, length = reference.shape[:2]
+    if tuple(position_ids.shape[-2:]) == (1, length) and batch != 1:
+        position_ids = position_ids.expand(*position_ids.shape[:-2], batch, length)
+    if tuple(position_ids.shape[-2:]) != (batch, length):
         raise ValueError(
             f"position_ids has shape {tuple(position_ids.shape)} but the input is {tuple(reference.shape[:2])} "
             "[batch, length]: give one position per input token (the prompt's positions are added in front)."
         )
+    return position_ids
 
 
 def embed_prompts(parts: PromptParts, inputs_embeds, attention_mask, task_ids, labels=None) -> torch.Tensor:
@@ -260,7 +267,7 @@ def causal_lm_forward(
     refuse_training_nothing(parts, {"labels": labels})
     if inputs_embeds is None:
         inputs_embeds = parts.input_embeddings(input_ids)
-    check_position_ids(position_ids, inputs_embeds)
+    position_ids = checked_position_ids(position_ids, inputs_embeds)
     num_virtual, new_length = parts.num_virtual_tokens, inputs_embeds.shape[1]
     injecting = _cache_length(kwargs) == 0
     if injecting and not _is_deep(parts):
@@ -575,7 +582,7 @@ def encoder_forward(
     refuse_training_nothing(parts, kwargs)
     reference = input_ids if input_ids is not None else inputs_embeds
     batch_size = reference.shape[0]
-    check_position_ids(position_ids, reference)
+    position_ids = checked_position_ids(position_ids, reference)
     last_token = _classifies_from_the_last_token(parts)
     decoder = last_token and attention_mask is not None
     if _is_deep(parts):  # every layer reads the prompt; the input keeps its tokens and types

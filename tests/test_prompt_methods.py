@@ -392,6 +392,22 @@ def test_position_ids_of_another_shape_are_named(model_name):
         peft_model(**batch, position_ids=torch.arange(9).expand(3, -1))
 
 
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "deep_text"])
+@pytest.mark.parametrize("model_name", ["llama", "bert"])
+def test_position_ids_of_one_row_apply_to_every_row(model_name, config_name):
+    """Found 2026-12-06: position_ids [1, L] for a batch of B rows (transformers' own default shape, which the base
+    model and plain PEFT broadcast) were refused by every plugin prompt."""
+    model, task_type = common.tiny_model(model_name)
+    config = common.deep_config(config_name, task_type, model_name) or common.all_configs()[config_name](task_type, model_name)
+    peft_model = peft.get_peft_model(model, config)
+    batch = common.inference_batch(model_name)
+    length = batch["input_ids"].shape[1]
+    with torch.no_grad():
+        one_row = peft_model(**batch, position_ids=torch.arange(length)[None]).logits
+        every_row = peft_model(**batch, position_ids=torch.arange(length).expand(3, -1)).logits
+    torch.testing.assert_close(one_row, every_row, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("model_name", [*CAUSAL_MODELS, "t5"])
 @pytest.mark.parametrize("config_name", ["vocab_uniform", "mixture_task", "deep"])
 def test_generate_takes_the_input_as_transformers_names_it_inputs(model_name, config_name):
