@@ -6,7 +6,7 @@ This module is the top of the plugin: it imports the methods (each registers its
 the PEFT wrappers with the plugin's behaviour as their hooks; nothing in the package imports it.
 """
 
-from . import persistence, prompt_injection
+from . import layer_prefix, persistence, prompt_injection
 from ._peft_compat import SUPPORTED_PEFT, PluginHooks, install_patches
 from .adapter_files import check_finite, check_safetensors_file
 from .atomic_io import atomic_directory_write, atomic_file_write, read_json_object, read_lock
@@ -48,6 +48,7 @@ install_patches(
         check_weights_file=persistence.check_weights_file,
         check_plain_copy=persistence.check_plain_copy,
         push_adapter=persistence.push_adapter_folder,
+        unroute=layer_prefix.unroute,
     )
 )
 

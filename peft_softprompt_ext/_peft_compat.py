@@ -356,6 +356,7 @@ class PluginHooks:
     check_weights_file: Callable  # (model_id, subfolder, hub_kwargs) -> path of a checked safetensors file
     check_plain_copy: Callable  # (model_id, base_model, allow, subfolder, hub_kwargs): a plain PEFT adapter this plugin exported
     push_adapter: Callable  # (peft_model, **push_to_hub options) -> commit info
+    unroute: Callable  # (base_model): undo the deep prompts' attention routing (unload)
 
 
 _hooks: PluginHooks | None = None
@@ -696,7 +697,9 @@ def _merge_and_unload(self, *args, **kwargs):
 def _unload(self, *args, **kwargs):
     if not _has_plugin_adapter(self):
         return self.base_model.unload(*args, **kwargs)
-    return self.get_base_model()  # a prompt changed no weight: the base model is the unloaded model
+    base_model = self.get_base_model()  # a prompt changed no weight: the base model is the unloaded model,
+    _hooks.unroute(base_model)  # once its attention no longer goes through the deep prompts' routing
+    return base_model
 
 
 def _auto_from_pretrained(original, cls, pretrained_model_name_or_path, *args, **kwargs):

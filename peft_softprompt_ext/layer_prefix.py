@@ -30,7 +30,6 @@ from .options import is_integer
 
 ROUTE = "peft_softprompt_ext_layer_prefix|"
 _SUPPORTED = ("sdpa", "eager")
-_BASE_ATTRIBUTE = "_peft_softprompt_ext_base_attention"
 _active: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_layer_prefix", default=None)
 _capturing: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_layer_capture", default=None)
 _kept: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_layer_kept", default=False)
@@ -107,11 +106,28 @@ def route(model) -> None:
                              "Load it with attn_implementation='sdpa'.")  # fmt: skip
         AttentionInterface.register(ROUTE + base, _attention)
         AttentionMaskInterface.register(ROUTE + base, ALL_MASK_ATTENTION_FUNCTIONS[base])
-        setattr(config, _BASE_ATTRIBUTE, base)
-        config._attn_implementation = ROUTE + base
-    if not getattr(model, _HOOKED_ATTRIBUTE, False):  # every pass, prompted or not (an adapter disabled, the base alone)
-        model.register_forward_pre_hook(_keep_prompts_before_a_pass)
-        object.__setattr__(model, _HOOKED_ATTRIBUTE, True)
+        config._attn_implementation = ROUTE + base  # (not an attribute of its own: save_pretrained would write it)
+    if getattr(model, _HOOKED_ATTRIBUTE, None) is None:  # every pass, prompted or not (an adapter disabled, the base alone)
+        object.__setattr__(model, _HOOKED_ATTRIBUTE, model.register_forward_pre_hook(_keep_prompts_before_a_pass))
+
+
+def unroute(model) -> None:
+    """Undo `route`: `model`'s configs name their own attention implementation again, and the hook and the
+    checkpoint wrappers are gone (`unload()`: the base model as it was)."""
+    for config in _configs(model):
+        current = config._attn_implementation
+        if isinstance(current, str) and current.startswith(ROUTE):
+            config._attn_implementation = current[len(ROUTE) :]
+    handle = getattr(model, _HOOKED_ATTRIBUTE, None)
+    if handle is not None:
+        handle.remove()
+        object.__delattr__(model, _HOOKED_ATTRIBUTE)
+    for module in model.modules():
+        function = getattr(module, "_gradient_checkpointing_func", None)
+        if isinstance(function, _PromptKeepingCheckpoint):
+            module._gradient_checkpointing_func = function.checkpoint
+        if _UNKEPT_ATTRIBUTE in vars(module):
+            object.__delattr__(module, _UNKEPT_ATTRIBUTE)
 
 
 def _keep_prompts_before_a_pass(model, args) -> None:
@@ -120,12 +136,19 @@ def _keep_prompts_before_a_pass(model, args) -> None:
 
 
 def _base_attention(module):
-    base = getattr(module.config, _BASE_ATTRIBUTE, "eager")
+    """The attention `module` would run unrouted: its config names ROUTE + that implementation."""
+    base = module.config._attn_implementation[len(ROUTE) :]
     if base == "eager":
+        if getattr(module, "reorder_and_upcast_attn", False) and hasattr(module, "_upcast_and_reordered_attn"):
+            return _upcast_and_reordered  # GPT-2's eager path with reorder_and_upcast_attn=True
         return sys.modules[type(module).__module__].eager_attention_forward
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     return ALL_ATTENTION_FUNCTIONS[base]
+
+
+def _upcast_and_reordered(module, query, key, value, attention_mask, **kwargs):
+    return module._upcast_and_reordered_attn(query, key, value, attention_mask)  # (its own dropout and scaling)
 
 
 def _visible(mask, prefix_length: int, query, key, module):

@@ -481,3 +481,65 @@ def test_a_layout_refusal_names_the_layer_one_model_lacks(tmp_path):
     peft.get_peft_model(llama(2), DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="zero")).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"made for 2 self-attention layers \(no layer 2\) but this model has 3 \(layer 2: \['model\.layers\.2\.self_attn', 2, 8\]\)"):
         peft.PeftModel.from_pretrained(llama(3), tmp_path, allow_base_model_mismatch=True)
+
+
+def _upcast_gpt2():
+    import transformers
+
+    config = transformers.GPT2Config(vocab_size=common.VOCAB_SIZE, n_positions=64, n_embd=32, n_layer=2, n_head=4,
+                                     reorder_and_upcast_attn=True, scale_attn_by_inverse_layer_idx=True)  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+
+
+def test_gpt2s_upcast_attention_is_kept_with_a_deep_prompt_attached(monkeypatch, tmp_path):
+    """Found 2026-12-06: routing a deep prompt renamed GPT-2's eager attention, which GPT-2 reads to choose its
+    reorder_and_upcast_attn path: that path ran 0 times, with the adapter disabled too (bf16 logits 0.047 off)."""
+    from transformers.models.gpt2 import modeling_gpt2
+
+    calls = []
+    original = modeling_gpt2.GPT2Attention._upcast_and_reordered_attn
+    monkeypatch.setattr(modeling_gpt2.GPT2Attention, "_upcast_and_reordered_attn", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    batch = common.inference_batch("gpt2", left_pad=True)
+    with torch.no_grad():
+        untouched = _upcast_gpt2()(**batch).logits
+    config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3, deep_init="random", seed=1)
+    peft_model = peft.get_peft_model(_upcast_gpt2(), config)
+    calls.clear()
+    with torch.no_grad():
+        with peft_model.disable_adapter():
+            disabled = peft_model(**batch).logits
+        assert len(calls) == 2
+        peft_model(**batch)
+    assert len(calls) == 4
+    torch.testing.assert_close(disabled, untouched, rtol=0, atol=0)
+    export_prefix_tuning(peft_model, tmp_path)
+    plain = peft.PeftModel.from_pretrained(_upcast_gpt2(), tmp_path)
+    unpadded = common.inference_batch("gpt2")
+    with torch.no_grad():  # the upcast path over the prefix, as plain PEFT's (unpadded: its prefix sits before padding)
+        torch.testing.assert_close(peft_model(**unpadded).logits, plain(**unpadded).logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_name", ["llama", "t5"])
+def test_unload_gives_back_the_base_model_as_it_was(model_name, tmp_path):
+    """Found 2026-12-06: unload() returned the base model still routed through the plugin's attention (its
+    config read 'peft_softprompt_ext_layer_prefix|sdpa', saved a plugin key into config.json, and refused
+    config.output_attentions=True), with the plugin's forward hook left on it."""
+    model, task_type = common.tiny_model(model_name)
+    implementation, hooks = model.config._attn_implementation, len(model._forward_pre_hooks)
+    batch = common.inference_batch(model_name)
+    with torch.no_grad():
+        before = model(**batch).logits
+    peft_model = peft.get_peft_model(model, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=3, deep_init="random"))
+    with torch.no_grad():
+        peft_model(**batch)
+    unloaded = peft_model.unload()
+    assert unloaded.config._attn_implementation == implementation and len(unloaded._forward_pre_hooks) == hooks
+    assert all(not str(getattr(module, "config", None) and module.config._attn_implementation).startswith("peft_softprompt_ext")
+               for module in unloaded.modules() if hasattr(getattr(module, "config", None), "_attn_implementation"))  # fmt: skip
+    with torch.no_grad():
+        torch.testing.assert_close(unloaded(**batch).logits, before, rtol=0, atol=0)
+    unloaded.save_pretrained(tmp_path)
+    assert "peft_softprompt_ext" not in (tmp_path / "config.json").read_text()
+    unloaded.config._attn_implementation = "eager"
+    unloaded.config.output_attentions = True  # transformers refuses it for any implementation but 'eager'
