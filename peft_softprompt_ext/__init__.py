@@ -39,6 +39,7 @@ install_patches(
         generation_scope=prompt_injection.generation_scope,
         seq2seq_forward=prompt_injection.seq2seq_forward,
         seq2seq_generate=prompt_injection.seq2seq_generate,
+        seq2seq_encode=prompt_injection.seq2seq_encode,
         encoder_forward=prompt_injection.encoder_forward,
         check_task_type=prompt_injection.check_task_type,
         base_model_fingerprint=base_model_fingerprint,

@@ -347,6 +347,7 @@ class PluginHooks:
     generation_scope: Callable  # (parts, prompts, prefix) -> context manager around one whole generate call
     seq2seq_forward: Callable
     seq2seq_generate: Callable
+    seq2seq_encode: Callable  # (parts, encoder, input_ids, attention_mask, inputs_embeds, task_ids, **kwargs): get_encoder()'s call
     encoder_forward: Callable
     check_task_type: Callable  # (task_type, model): refuse a task type the model is not (before the encoder is built)
     base_model_fingerprint: Callable  # (base_model) -> dict, saved in a new adapter's config
@@ -730,7 +731,34 @@ PATCHED_METHODS = [
 ]
 # Methods PeftModel does not define (its __getattr__ forwards them to the tuner, which a prompt
 # method does not have); ours keep that forwarding for every other adapter type.
-ADDED_METHODS = [(PeftModel, "merge_and_unload", _merge_and_unload), (PeftModel, "unload", _unload)]
+class _PromptedEncoder(torch.nn.Module):
+    """`get_encoder()` of a seq2seq PeftModel whose active adapter is a plugin prompt: the base model's encoder,
+    run with the prompt (in front of its input, or in every self-attention layer) unless adapters are disabled at
+    call time. transformers' pattern `model(encoder_outputs=model.get_encoder()(ids, mask), ...)` then gives the
+    prompted model's outputs; the bare encoder gave the base model's, which the forward took without a word."""
+
+    def __init__(self, peft_model, encoder):
+        super().__init__()
+        self.encoder = encoder  # a submodule: .parameters(), .eval(), .device are the encoder's
+        self._peft_model = [peft_model]  # a list: not a submodule
+
+    def forward(self, *args, **kwargs):
+        peft_model = self._peft_model[0]
+        if peft_model._adapters_disabled or not is_plugin_config(peft_model.active_peft_config):
+            kwargs.pop("task_ids", None)
+            return self.encoder(*args, **kwargs)
+        return _hooks.seq2seq_encode(plugin_parts(peft_model), self.encoder, *args, **kwargs)
+
+
+def _get_encoder(self, *args, **kwargs):
+    encoder = self.base_model.get_encoder(*args, **kwargs)  # what PeftModel.__getattr__ resolved before
+    if not is_plugin_config(self.active_peft_config) or task_type_name(self.active_peft_config) != "SEQ_2_SEQ_LM":
+        return encoder
+    return _PromptedEncoder(self, encoder)
+
+
+ADDED_METHODS = [(PeftModel, "merge_and_unload", _merge_and_unload), (PeftModel, "unload", _unload),
+                 (PeftModel, "get_encoder", _get_encoder)]  # fmt: skip
 
 
 def _own_or_inherited(owner: type, name: str):

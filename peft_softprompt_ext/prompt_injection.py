@@ -520,6 +520,16 @@ def seq2seq_forward(
     return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
 
 
+def seq2seq_encode(parts: PromptParts, encoder, input_ids=None, attention_mask=None, inputs_embeds=None, task_ids=None, **kwargs):
+    """`encoder` (the base model's) run with the prompt, as `seq2seq_forward` runs it: `get_encoder()`'s call."""
+    if _is_deep(parts):
+        with layer_prompts(parts, _deep_rows(parts, input_ids, inputs_embeds, task_ids)):
+            return encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+    inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
+    check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1])
+    return encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+
 def _mask_for_encoder_outputs(attention_mask, encoded, num_virtual_tokens: int):
     """The mask the decoder's cross-attention needs over given encoder outputs (prompt + input positions)."""
     if attention_mask is None:

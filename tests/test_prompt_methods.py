@@ -459,3 +459,27 @@ def test_token_type_ids_of_a_causal_lm_get_type_zero_for_the_prompt(shared_prefi
                   for cached in (True, False)]  # fmt: skip
     assert generated[:, -1].tolist() == manual[:, -1].argmax(-1).tolist()
     assert longer[0].tolist() == longer[1].tolist()
+
+
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "mixture_task", "deep_text"])
+def test_get_encoder_of_a_seq2seq_prompt_reads_the_prompt(config_name):
+    """Found 2026-12-06: transformers' pattern `model(encoder_outputs=model.get_encoder()(ids, mask), ...)` ran the
+    base model's encoder without the prompt, and the forward took its outputs: the base model's logits (a deep
+    prompt's: its decoder half only), without a word. get_encoder() now gives the encoder with the prompt."""
+    model, task_type = common.tiny_model("t5")
+    config = common.deep_config(config_name, task_type, "t5") or common.all_configs()[config_name](task_type, "t5")
+    peft_model = peft.get_peft_model(model, config)
+    batch = common.inference_batch("t5")
+    tasks = {"task_ids": torch.zeros(3, dtype=torch.long)} if config_name.startswith("mixture") else {}
+    with torch.no_grad():
+        prompted = peft_model(**batch, **tasks).logits
+        encoded = peft_model.get_encoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **tasks)
+        given = peft_model(encoder_outputs=encoded, attention_mask=batch["attention_mask"],
+                           decoder_input_ids=batch["decoder_input_ids"], **tasks).logits  # fmt: skip
+        torch.testing.assert_close(given, prompted, rtol=1e-5, atol=1e-5)
+        with peft_model.disable_adapter():
+            bare = peft_model(**batch).logits
+            encoded = peft_model.get_encoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            torch.testing.assert_close(peft_model(encoder_outputs=encoded, attention_mask=batch["attention_mask"],
+                                                  decoder_input_ids=batch["decoder_input_ids"]).logits, bare)  # fmt: skip
+    assert not torch.allclose(bare, prompted)
