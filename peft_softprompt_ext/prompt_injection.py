@@ -165,9 +165,10 @@ def _with_prompt_mask(attention_mask: torch.Tensor | None, num_virtual_tokens: i
         return None
     if not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2:
         raise NotImplementedError(
-            "peft_softprompt_ext supports 2D attention masks [batch, sequence] (dynamic caches); got "
-            f"{type(attention_mask).__name__} with shape {getattr(attention_mask, 'shape', None)}. "
-            "Use the default DynamicCache (no static/compiled cache) with soft prompts."
+            "A soft prompt in front of the input needs a 2D attention mask [batch, sequence], to which it adds its own "
+            f"columns; got {type(attention_mask).__name__} with shape {getattr(attention_mask, 'shape', None)}. Pass the "
+            "2D mask (and no static/compiled cache, whose steps make 4D masks), or use DeepPromptTuningConfig, whose "
+            "layers take 4D masks."
         )
     ones = attention_mask.new_ones(attention_mask.shape[0], num_virtual_tokens)
     return torch.cat((ones, attention_mask), dim=1)
@@ -272,7 +273,8 @@ def causal_lm_forward(
     injecting = _cache_length(kwargs) == 0
     if injecting and not _is_deep(parts):
         _refuse_packed_rows(position_ids, attention_mask)
-    full_mask = _with_prompt_mask(attention_mask, num_virtual)
+    four_d = isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4  # a deep prompt's layers extend it
+    full_mask = None if four_d and _is_deep(parts) else _with_prompt_mask(attention_mask, num_virtual)
     if _is_deep(parts):  # keys/values in every layer: the input goes in unchanged, its positions after the prompt
         if prompt_cache is not None:
             shared_prefix.refuse_prompt_cache_of_a_deep_prompt(parts.encoder)

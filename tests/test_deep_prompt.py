@@ -543,3 +543,25 @@ def test_unload_gives_back_the_base_model_as_it_was(model_name, tmp_path):
     assert "peft_softprompt_ext" not in (tmp_path / "config.json").read_text()
     unloaded.config._attn_implementation = "eager"
     unloaded.config.output_attentions = True  # transformers refuses it for any implementation but 'eager'
+
+
+@pytest.mark.parametrize("with_positions", [False, True])
+def test_a_deep_causal_lm_takes_a_4d_mask(with_positions):
+    """Found 2026-12-06: a deep prompt on a causal LM refused a 4D attention mask, naming static caches, though its
+    layers add the prompt's columns themselves (a deep decoder classifier took one)."""
+    peft_model = deep_model("llama").eval()
+    ids = common.inference_batch("llama")["input_ids"]
+    length = ids.shape[1]
+    causal = torch.tril(torch.ones(length, length, dtype=torch.bool))[None, None].expand(ids.shape[0], 1, -1, -1)
+    positions = {"position_ids": torch.arange(length)[None].expand(ids.shape[0], -1)} if with_positions else {}
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        torch.testing.assert_close(peft_model(input_ids=ids, attention_mask=causal, **positions).logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_shallow_prompt_refuses_a_4d_mask_naming_the_2d_one_and_the_deep_prompt():
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    ids = common.inference_batch("llama")["input_ids"]
+    causal = torch.tril(torch.ones(7, 7, dtype=torch.bool))[None, None].expand(ids.shape[0], 1, -1, -1)
+    with pytest.raises(NotImplementedError, match=r"needs a 2D attention mask .* shape torch.Size\(\[3, 1, 7, 7\]\).*DeepPromptTuningConfig"):
+        peft_model(input_ids=ids, attention_mask=causal)
