@@ -16,8 +16,9 @@ quartiles: on a shared 2-core machine one round's ratio can move by 10%):
                  keys with the explicit mask a prefix needs (what the deep prompt runs), and over P + L
                  keys with `is_causal` after P zero queries in front (an exact alternative: no mask,
                  P wasted query rows); times relative to the first
-(`--only-attention`: the last part alone, seconds; `--only-step`: the first alone. `--trainable-layers k`: the deep
-prompt trains only the last k layers, so backward stops above the others.)
+(The attention part runs at least 20 rounds, whatever `--rounds`. `--only-attention`: that part alone, seconds;
+`--only-step`: the first alone. `--trainable-layers k`: the deep prompt trains only the last k layers, so backward
+stops above the others.)
 Every pair runs in the same round, order alternating, so machine noise hits both alike.
 """
 
@@ -40,6 +41,7 @@ from softprompt_bench.benchmark_args import count  # noqa: E402
 from softprompt_bench.embedded_models import load_causal_lm as load_model  # noqa: E402
 
 _SCRATCH = tempfile.TemporaryDirectory(prefix="softprompt-bench-")  # bank folders; removed at exit
+ATTENTION_MIN_ROUNDS = 20  # one layer's pass is short and its per-round ratios noisy: the attention part runs at least 20
 
 
 def paired(first, second, rounds: int) -> tuple[list[float], list[float]]:
@@ -121,7 +123,7 @@ def main():
     parser.add_argument("--seq-len", type=count(), default=64)
     parser.add_argument("--new-tokens", type=count(), default=16)
     parser.add_argument("--rounds", type=count(), default=8)
-    parser.add_argument("--trainable-layers", type=int, default=None,
+    parser.add_argument("--trainable-layers", type=count(), default=None,
                         help="the deep prompt trains only the last k layers' keys/values (default: all)")
     parser.add_argument("--only-attention", action="store_true", help="run only the attention-layer part")
     parser.add_argument("--only-step", action="store_true", help="run only the training-step part")
@@ -133,10 +135,12 @@ def main():
     mask = torch.ones_like(ids)
     batch = {"input_ids": ids, "attention_mask": mask, "labels": ids}
     P = args.num_virtual_tokens
+    attention_rounds = max(args.rounds, ATTENTION_MIN_ROUNDS)
+    rounds = f"rounds={attention_rounds}" if args.only_attention else f"rounds={args.rounds} (attention part {attention_rounds})"
     print(f"model={args.model} batch={args.batch_size}x{args.seq_len} P={P} trainable_layers={args.trainable_layers or 'all'} "
-          f"rounds={args.rounds} threads={torch.get_num_threads()}")  # fmt: skip
+          f"{rounds} threads={torch.get_num_threads()}")  # fmt: skip
     if args.only_attention:
-        attention_layer(model.config, args.batch_size, args.seq_len, P, max(args.rounds, 20))
+        attention_layer(model.config, args.batch_size, args.seq_len, P, attention_rounds)
         return
 
     # 1. training step, deep prompt vs LoRA (each its own PeftModel over copies of one base)
@@ -208,7 +212,7 @@ def main():
           f"throughput mixed/same {ratio(same_times, mixed_times)} (goal >= 0.95)")  # fmt: skip
 
     # 4. where the training step's extra time goes
-    attention_layer(model.config, args.batch_size, args.seq_len, P, max(args.rounds, 20))
+    attention_layer(model.config, args.batch_size, args.seq_len, P, attention_rounds)
 
 
 if __name__ == "__main__":

@@ -27,9 +27,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the bench / the serving room, from a checkout
-from softprompt_bench.benchmark_args import count  # noqa: E402  (argparse only: the serving venv imports it too)
+from softprompt_bench.benchmark_args import count, require_rows  # noqa: E402  (argparse only: the serving venv imports it too)
 
 P, TASK_COUNTS = 20, (1, 4, 16)
+TASK = "movie_sentiment"  # its validation rows are the requests
 
 
 # --------------------------------------------------------------------------- the vLLM part (serving venv)
@@ -152,6 +153,10 @@ def main() -> None:
         spec = json.loads(Path(args.vllm_part).read_text())
         Path(spec["output"]).write_text(json.dumps(vllm_part(spec)))
         return
+    from softprompt_bench.data import load_task
+
+    # every round (and the prefix-cache warm-up) takes new rows; a short chunk would still count batch x max_tokens tokens
+    require_rows(parser, "--batch", args.batch, args.rounds, len(load_task(TASK)["validation"]), f"{TASK}'s validation split")
     if not Path(args.vllm_python).is_file():
         raise SystemExit(f"bench_serving: no serving venv at {args.vllm_python}: build it with `bash scripts/setup_vllm.sh` "
                          "(or pass --vllm-python).")  # fmt: skip
@@ -169,8 +174,8 @@ def measure(args):
     model_dir = resolve_model_folder(args.model)
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    texts = load_task("movie_sentiment")["validation"]["text"][: args.batch * (args.rounds + 1)]
-    token_lists = [prompt_ids(tokenizer, text, prompt_template("movie_sentiment"), 64) for text in texts]
+    texts = load_task(TASK)["validation"]["text"][: args.batch * (args.rounds + 1)]
+    token_lists = [prompt_ids(tokenizer, text, prompt_template(TASK), 64) for text in texts]
     with tempfile.TemporaryDirectory(prefix="softprompt-bench-serving-") as scratch:
         prompts = make_prompts(base, Path(scratch), max(TASK_COUNTS))
         spec_path, output = Path(scratch) / "spec.json", Path(scratch) / "vllm.json"

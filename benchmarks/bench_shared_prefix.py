@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from 
 import peft_softprompt_ext as ext  # noqa: E402
 from softprompt_bench import classification
 from softprompt_bench.data import label_words, load_task, prompt_template
-from softprompt_bench.benchmark_args import count, counts
+from softprompt_bench.benchmark_args import count, counts, require_rows
 
 
 def load_model(name: str):
@@ -54,9 +54,8 @@ def load_model(name: str):
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), tokenizer
 
 
-def task_batches(tokenizer, task: str, batch_size: int, eval_batch_size: int, rounds: int):
-    """(training batches, evaluation batches) of real examples, one of each per round."""
-    data = load_task(task)
+def task_batches(tokenizer, data, task: str, batch_size: int, eval_batch_size: int, rounds: int):
+    """(training batches, evaluation batches) of `data`'s real examples, one of each per round."""
     template = prompt_template(task)
     label_ids = classification.label_token_ids(tokenizer, label_words(task))
     pad = classification.pad_token_id(tokenizer)
@@ -96,14 +95,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-llama")
     parser.add_argument("--task", default="movie_sentiment")
-    parser.add_argument("--lengths", type=counts(), default=[20, 5], help="Prompt lengths of the plugin rows (comma-separated).")
+    parser.add_argument("--lengths", type=counts(distinct=True), default=[20, 5], help="Prompt lengths of the plugin rows (comma-separated, distinct).")
     parser.add_argument("--batch-size", type=count(), default=8)
     parser.add_argument("--eval-batch-size", type=count(), default=16)
     parser.add_argument("--rounds", type=count(), default=8)
     args = parser.parse_args()
+    data = load_task(args.task)  # each round and the warm-up take their own rows: checked before the model loads
+    require_rows(parser, "--batch-size", args.batch_size, args.rounds, len(data["train"]), f"{args.task}'s train split")
+    require_rows(parser, "--eval-batch-size", args.eval_batch_size, args.rounds, len(data["validation"]), f"{args.task}'s validation split")
     torch.manual_seed(0)
     base, tokenizer = load_model(args.model)
-    training, evaluation = task_batches(tokenizer, args.task, args.batch_size, args.eval_batch_size, args.rounds)
+    training, evaluation = task_batches(tokenizer, data, args.task, args.batch_size, args.eval_batch_size, args.rounds)
     lengths = args.lengths
     mean_length = statistics.mean(float(b["attention_mask"].sum(1).float().mean()) for b in training)
     print(f"model={args.model} task={args.task} batch={args.batch_size} mean input length {mean_length:.1f} tokens, "

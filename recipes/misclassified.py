@@ -5,12 +5,14 @@
 
 Each run's saved adapter is scored again on the rows it was scored on (its eval split, template, truncation);
 the count of wrong rows is checked against the run's results.json, so the listing is of the run that was
-reported. With --other, a row is listed when either run is wrong, with both predictions.
+reported. With --other (a run scored on the same rows: same task, eval split, split seed, eval size and columns),
+a row is listed when either run is wrong, with both predictions.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -19,19 +21,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from 
 import peft_softprompt_ext  # noqa: E402,F401  (registers the plugin methods a saved adapter may use)
 from softprompt_bench import classification  # noqa: E402
 from softprompt_bench.benchmark_args import count  # noqa: E402
+from softprompt_bench.embedded_models import resolve_model_folder  # noqa: E402
+from softprompt_bench.plans import scored_rows  # noqa: E402
 from softprompt_bench.recipe_config import load_run  # noqa: E402
-from softprompt_bench.recipe_support import evaluation_prompts  # noqa: E402
+from softprompt_bench.recipe_support import evaluation_prompts, model_task_type  # noqa: E402
 
 
-def predictions(run: Path) -> tuple[list[str], list[int], list[int], list[list[int]], object]:
+def listable_run(run: Path):
+    """(config, recorded accuracy) of `run`, refused unless its saved weights rank-classify its rows again."""
+    config, recorded = load_run(run)
+    if config.method == "full_finetune":  # its run keeps metrics only: there are no trained weights to score again
+        raise SystemExit(f"misclassified: {run} is a full_finetune run, which saves no weights; it cannot be scored again.")
+    if model_task_type(resolve_model_folder(config.model), config.task_type) != "CAUSAL_LM":
+        raise SystemExit(f"misclassified: {run} is a SEQ_CLS run (model={config.model!r} scores with a classifier head, "
+                         "not label words): misclassified.py lists rank-classified (CAUSAL_LM) runs only.")  # fmt: skip
+    return config, recorded
+
+
+def check_same_rows(run: Path, config, other: Path, other_config) -> None:
+    """Refuse `other` unless it scored the rows `run` did (the rule a plan's paired differences use)."""
+    mine, theirs = (json.loads(scored_rows({"config": c.to_dict()})) for c in (config, other_config))
+    differences = [f"{key} {theirs[key]!r} vs {mine[key]!r}" for key in mine if theirs[key] != mine[key]]
+    if differences:
+        raise SystemExit(f"misclassified: {other} scored other rows than {run}: {', '.join(differences)}; --other needs a run "
+                         f"scored on the same rows (same {', '.join(mine)}).")  # fmt: skip
+
+
+def predictions(run: Path, config, recorded: float) -> tuple[list[str], list[int], list[int], list[list[int]], object]:
     """(label words, labels, predictions, prompt ids, tokenizer) of `run`'s scored rows, from its saved adapter."""
     import peft
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    config, recorded = load_run(run)
-    if config.method == "full_finetune":  # its run keeps metrics only: there are no trained weights to score again
-        raise SystemExit(f"misclassified: {run} is a full_finetune run, which saves no weights; it cannot be scored again.")
     folder, words, prompts, labels = evaluation_prompts(config)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
@@ -54,15 +75,20 @@ def main(argv=None) -> None:
     parser.add_argument("--label", help="only rows whose true label word is this (e.g. entertainment)")
     parser.add_argument("--chars", type=count(), default=150, help="characters of each row's text shown")
     args = parser.parse_args(argv)
-    words, labels, first, prompts, tokenizer = predictions(args.run)
+    config, recorded = listable_run(args.run)
+    if args.other is not None:  # checked before scoring either run
+        other_config, other_recorded = listable_run(args.other)
+        check_same_rows(args.run, config, args.other, other_config)
+    words, labels, first, prompts, tokenizer = predictions(args.run, config, recorded)
     names = [word.strip() for word in words]
     if args.label is not None and args.label.strip() not in names:
         raise SystemExit(f"misclassified: --label {args.label!r} is not a label of this task; expected one of {names}.")
     second = None
     if args.other is not None:
-        other_words, other_labels, second, _, _ = predictions(args.other)
-        if (other_words, other_labels) != (words, labels):
-            raise SystemExit(f"misclassified: {args.other} was scored on other rows or labels than {args.run}.")
+        other_words, other_labels, second, _, _ = predictions(args.other, other_config, other_recorded)
+        if (other_words, other_labels) != (words, labels):  # same rows, other label words (config.label_words)
+            raise SystemExit(f"misclassified: {args.other} was scored with other label words or labels than {args.run}: "
+                             f"{other_words} vs {words}.")  # fmt: skip
     listed = 0
     for index, (truth, mine) in enumerate(zip(labels, first)):
         theirs = second[index] if second is not None else truth

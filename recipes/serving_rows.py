@@ -12,7 +12,7 @@
         --answers movie_answers.jsonl
 
 Rows carry the recipe's token ids (`prompt_ids`: template + text cut to max_length), so vLLM sees
-exactly the tokens the run was scored on.
+exactly the tokens the run was scored on. A full_finetune run saves no adapter to serve: `rows` refuses it.
 """
 
 from __future__ import annotations
@@ -24,24 +24,53 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
+from softprompt_bench import reports  # noqa: E402
 from softprompt_bench.recipe_config import load_run  # noqa: E402
 from softprompt_bench.recipe_support import evaluation_prompts  # noqa: E402
 
 
 def write_rows(run: Path, task: str, output: str) -> None:
+    """The rows `run` scored, as serve_vllm.py requests, written to `output` all or nothing."""
     config, _ = load_run(run)
+    if config.method == "full_finetune":  # its run keeps metrics only: the fine-tuned weights were never saved
+        raise SystemExit(f"serving_rows: {run} is a full_finetune run, which saves no adapter: there is nothing to serve "
+                         "its rows with.")  # fmt: skip
     _, words, prompts, labels = evaluation_prompts(config)
-    with open(output, "w") as handle:
-        for ids, label in zip(prompts, labels):
-            handle.write(json.dumps({"task": task, "token_ids": ids, "choices": words, "label": label}) + "\n")
+    lines = [json.dumps({"task": task, "token_ids": ids, "choices": words, "label": label}) + "\n" for ids, label in zip(prompts, labels)]
+    try:
+        reports.write_text(Path(output), "".join(lines))
+    except OSError as error:
+        raise SystemExit(f"serving_rows: cannot write --output {output}: {error.strerror or error}; expected a file path whose "
+                         "folder exists or can be created.") from None  # fmt: skip
     print(f"serving_rows: {len(prompts)} rows of {config.task} ({config.eval_split}) -> {output}")
+
+
+def read_answers(answers: str) -> list[dict]:
+    """serve_vllm.py's output rows: one JSON object a line (blank lines skipped)."""
+    path = Path(answers)
+    if not path.is_file():
+        raise SystemExit(f"serving_rows: --answers {answers} is not a file; expected serve_vllm.py's output JSONL.")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            reason = None if isinstance(row, dict) else f"a JSON {type(row).__name__}"
+        except json.JSONDecodeError as error:
+            reason = f"{error.msg} at column {error.colno}"
+        if reason:
+            raise SystemExit(f"serving_rows: line {number} of {answers} is not a JSON object ({reason}); expected one "
+                             "serve_vllm.py answer per line.")  # fmt: skip
+        rows.append(row)
+    return rows
 
 
 def score(run: Path, answers: str) -> None:
     """Accuracy of the served answers, which must be this run's rows in order (token ids and labels checked)."""
+    rows = read_answers(answers)
     config, recorded = load_run(run)
     _, _, prompts, labels = evaluation_prompts(config)
-    rows = [json.loads(line) for line in Path(answers).read_text().splitlines() if line.strip()]
     if len(rows) != len(prompts):
         raise SystemExit(f"serving_rows: {answers} holds {len(rows)} answers; {run} scored {len(prompts)} rows (write them "
                          "with `serving_rows.py rows` and serve all of them).")  # fmt: skip

@@ -147,6 +147,9 @@ def resolve_model_folder(name: str) -> str:
     """An alias or local folder -> folder; an unknown alias-looking name is a clear error offline."""
     if name in MODEL_ALIASES or os.path.isdir(name):
         return resolve_model(name)
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or os.path.exists(name):  # a path, not a Hub id
+        raise ValueError(f"model={name!r} is no folder here (a model folder holds config.json and the weights); expected "
+                         f"a local model folder, an alias {sorted(MODEL_ALIASES)} or a Hub id (namespace/name).")  # fmt: skip
     if "/" not in name:
         raise ValueError(f"model={name!r} is neither a known alias {sorted(MODEL_ALIASES)} nor a local folder.")
     return name  # a Hub id: transformers resolves it (from the cache when offline)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from .recipe_config import FIELDS, RecipeConfig, check_keys, config_from_values
+from .recipe_config import FIELDS, RecipeConfig, check_keys, config_from_values, read_yaml
 from .run_inputs import input_changes, run_inputs
 
 COMPARE_KEYS = {"base", "methods", "seeds", "output_dir", "report_dir", "baseline"}
@@ -28,8 +28,7 @@ DEFAULT_SPLIT = FIELDS["eval_split"].default  # what a run scores when nothing n
 
 def load_plan(path: str, seeds_override: str | None = None, default_seeds=(0,)) -> tuple[dict, list[int]]:
     """A compare plan (YAML: base, methods, seeds, output_dir, report_dir) with every key checked."""
-    with open(path, encoding="utf-8") as handle:
-        plan = yaml.safe_load(handle)
+    plan = read_yaml(path)
     if not isinstance(plan, dict):
         raise ValueError(f"{path} must hold a mapping of plan keys, got {type(plan).__name__}.")
     unknown = set(plan) - COMPARE_KEYS
@@ -37,6 +36,10 @@ def load_plan(path: str, seeds_override: str | None = None, default_seeds=(0,)) 
         raise ValueError(f"Unknown key(s) {sorted(unknown)} in {path}; expected {sorted(COMPARE_KEYS)}.")
     if not isinstance(plan.get("output_dir"), str) or not plan["output_dir"]:
         raise ValueError(f"{path} needs output_dir: the folder its runs go to, got {plan.get('output_dir')!r}.")
+    if not isinstance(plan.get("base", {}), dict):
+        raise ValueError(f"base in {path} must be a mapping of config keys (shared by every method), got {plan['base']!r:.200}.")
+    if "report_dir" in plan and not (isinstance(plan["report_dir"], str) and plan["report_dir"]):
+        raise ValueError(f"report_dir in {path} must be a folder name (where the report goes), got {plan['report_dir']!r:.200}.")
     check_keys(plan.get("base", {}), f"{path} base")
     methods = plan.get("methods")
     if not isinstance(methods, list) or not methods or not all(isinstance(method, dict) for method in methods):

@@ -73,6 +73,7 @@ class RecipeConfig:
     output_dir: str = field(default="runs/latest", metadata={"help": "Where the adapter and results go."})
 
     def __post_init__(self):
+        self._check_text_types()
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is unknown; expected one of {list(METHODS)}.")
         for name, option, allow_none in (("shared_prefix", SharedPrefix, False), ("mixing", Mixing, False),
@@ -105,13 +106,25 @@ class RecipeConfig:
                              f"(a bank of deep prompts); got method={self.method!r}.")  # fmt: skip
         if self.modules_to_save and self.method not in ("deep_prompt", "lora"):
             raise ValueError(f"modules_to_save={self.modules_to_save!r} is read only by methods 'deep_prompt' and 'lora'; got method={self.method!r}.")
-        if self.head_lr is not None and (isinstance(self.head_lr, bool) or not isinstance(self.head_lr, (int, float)) or self.head_lr <= 0):
+        if self.mixing == Mixing.ONE_HOT.value:  # its tasks are its sources, each a fixed prompt: nothing would train
+            raise ValueError(f"mixing={self.mixing!r}: the recipes' mixture trains mixing 'task' or 'attention' (one_hot serves "
+                             f"each source prompt as it is; serve_prompts does that without training), got {self.mixing!r}.")  # fmt: skip
+        if self.head_lr is not None and (not _is_finite_number(self.head_lr) or self.head_lr <= 0):
             raise ValueError(f"head_lr must be a positive learning rate (or None: lr), got {self.head_lr!r}.")
         if self.task_type not in ("auto", "CAUSAL_LM", "SEQ_CLS"):
             raise ValueError(f"task_type={self.task_type!r} is unknown; expected 'auto', 'CAUSAL_LM' or 'SEQ_CLS'.")
         if self.lr_schedule not in ("constant", "linear"):
             raise ValueError(f"lr_schedule={self.lr_schedule!r} is unknown; expected 'constant' or 'linear'.")
         self._check_numbers()
+
+    def _check_text_types(self) -> None:
+        """Text keys are texts (checked first: the other checks compare them with known values; template has its own)."""
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.type == "str" and not (isinstance(value, str) and value):
+                raise ValueError(f"{item.name} must be a non-empty text, got {value!r}.")
+            if item.type == "Optional[str]" and item.name != "template" and value is not None and not (isinstance(value, str) and value):
+                raise ValueError(f"{item.name} must be None or a non-empty text, got {value!r}.")
 
     def _check_numbers(self) -> None:
         """Counts are integers (not booleans, not fractions), rates finite: YAML and the command line give either."""
@@ -138,7 +151,7 @@ class RecipeConfig:
         def strings(value) -> bool:
             return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
-        if self.label_words is not None and not strings(self.label_words):
+        if self.label_words is not None and not (strings(self.label_words) and self.label_words):
             raise ValueError(f"label_words must be None or a list of strings (one per label), got {self.label_words!r}.")
         if self.template is not None and not (isinstance(self.template, str) and "{text}" in self.template and _formats(self.template)):
             raise ValueError(f"template must be None or a text holding {{text}} (where the input goes) and no other field "
@@ -187,10 +200,11 @@ def _coerce(name: str, raw):
     default = FIELDS[name].default if FIELDS[name].default is not dataclasses.MISSING else FIELDS[name].default_factory()
     if not isinstance(raw, str) or (name == "split_seed" and raw == "{seed}"):  # '{seed}': RecipeConfig puts the run's seed
         return raw
-    number = {"Optional[int]": int, "Optional[float]": float}.get(str(FIELDS[name].type))
-    if default is None and number is not None:  # e.g. --trainable_layers 24, --head_lr 1e-3; 'none' leaves it unset
-        if raw.lower() in ("none", "null"):
-            return None
+    kind = str(FIELDS[name].type)
+    if kind.startswith("Optional[") and raw.lower() in ("none", "null"):  # e.g. --reparameterization none: unset
+        return None
+    number = {"Optional[int]": int, "Optional[float]": float}.get(kind)
+    if default is None and number is not None:  # e.g. --trainable_layers 24, --head_lr 1e-3
         default = number(0)
     if isinstance(default, bool):
         if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -207,7 +221,12 @@ def _coerce(name: str, raw):
         except ValueError:
             raise ValueError(f"--{name} expects a number, got {raw!r}.") from None
     if isinstance(default, list) or name == "label_words":
-        return yaml.safe_load(raw) if raw.strip().startswith("[") else [part for part in raw.split(",")]
+        if raw.strip().startswith("["):
+            return yaml.safe_load(raw)
+        parts = raw.split(",") if name == "label_words" else [part.strip() for part in raw.split(",")]  # a verbaliser's spaces count
+        if not all(parts):
+            raise ValueError(f"{name} holds an empty entry: {raw!r} (comma-separated, e.g. q_proj,v_proj).")
+        return parts
     return raw
 
 
@@ -239,8 +258,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
     """YAML file (optional) + `--key value` / `--key=value` overrides -> RecipeConfig."""
     values = {}
     if path:
-        with open(path, encoding="utf-8") as handle:
-            values = yaml.safe_load(handle) or {}
+        values = read_yaml(path) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path} must hold a mapping of config keys, got {type(values).__name__}.")
         check_keys(values, path)
@@ -248,6 +266,30 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
     check_keys(parsed, "the command line")
     values.update(parsed)
     return config_from_values(values)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML would keep the last without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            lines: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, (str, int, float, bool)) and key in lines:
+                    raise ValueError(f"key {key!r} is given twice (lines {lines[key]} and {line}): give each key once.")
+                lines.setdefault(key, line)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path):
+    """A config or plan file's YAML (safe), every key of a mapping given once; errors name the file."""
+    with open(path, encoding="utf-8") as handle:
+        try:
+            return yaml.load(handle, Loader=_UniqueKeyLoader)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
 
 
 def load_run(run) -> tuple[RecipeConfig, float]:

@@ -38,6 +38,8 @@ def _run_main(script: str, monkeypatch, *args: str):
     ("bench_shared_prefix", ["--lengths", "x"], "argument --lengths: 'x' is not an integer"),
     ("bench_shared_prefix", ["--lengths", "20,-3"], "argument --lengths: -3 is below 1"),
     ("bench_serving", ["--rounds", "0"], "argument --rounds: 0 is below 1"),
+    ("bench_shared_prefix", ["--lengths", "5,5"], "argument --lengths: 5 is repeated"),
+    ("bench_deep_prompt", ["--trainable-layers", "0"], "argument --trainable-layers: 0 is below 1"),
 ])  # fmt: skip
 def test_bad_counts_are_refused_before_any_work(script, args, message, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -54,3 +56,30 @@ def test_an_unknown_model_name_is_named_not_sent_to_the_hub(monkeypatch):
 def test_bench_serving_without_the_serving_venv_says_how_to_build_it(monkeypatch, tmp_path):
     with pytest.raises(SystemExit, match=r"no serving venv at .*nope/bin/python: build it with `bash scripts/setup_vllm.sh`"):
         _run_main("bench_serving", monkeypatch, "--vllm-python", str(tmp_path / "nope" / "bin" / "python"))
+
+
+# Each timed round (and the warm-up round) takes its own rows: more than the split holds used to end in an
+# IndexError after the model loaded (bench_shared_prefix), or in short and empty batches whose tokens/s still
+# counted the full batch (bench_serving). `--model nosuch` shows the check comes before any model is loaded.
+@pytest.mark.parametrize("script,args,message", [
+    ("bench_shared_prefix", ["--rounds", "1", "--eval-batch-size", "700", "--batch-size", "1"],
+     "--eval-batch-size 700 x (--rounds 1 + 1 warm-up) needs 1400 rows; movie_sentiment's validation split has 1056: "
+     "use --eval-batch-size <= 528 or fewer --rounds"),
+    ("bench_shared_prefix", ["--rounds", "1", "--batch-size", "5000"],
+     "--batch-size 5000 x (--rounds 1 + 1 warm-up) needs 10000 rows; movie_sentiment's train split has 8454"),
+    ("bench_serving", ["--batch", "300", "--rounds", "3"],
+     "--batch 300 x (--rounds 3 + 1 warm-up) needs 1200 rows; movie_sentiment's validation split has 1056: "
+     "use --batch <= 264 or fewer --rounds"),
+])  # fmt: skip
+def test_batches_larger_than_the_split_are_refused_before_loading(script, args, message, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _run_main(script, monkeypatch, "--model", "nosuch", *args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_deep_prompt_prints_the_rounds_its_attention_part_runs(monkeypatch, capsys):
+    _run_main("bench_deep_prompt", monkeypatch, "--only-attention", "--rounds", "1", "--batch-size", "1", "--seq-len", "8",
+              "--num-virtual-tokens", "2")  # fmt: skip
+    out = capsys.readouterr().out
+    assert "rounds=20 " in out and "rounds=1 " not in out, out

@@ -682,6 +682,46 @@ def test_bad_texts_and_lists_are_named(key, value, message):
         RecipeConfig(**{key: value})
 
 
+@pytest.mark.parametrize("key,value,message", [
+    # found 2026-12-06: each failed later with a raw TypeError naming no key (after the model loaded, for init_text)
+    ("model", None, "model must be a non-empty text"), ("model", 5, "model must be a non-empty text"),
+    ("output_dir", None, "output_dir must be a non-empty text"), ("task", ["a", "b"], "task must be a non-empty text"),
+    ("init_text", 5, "init_text must be a non-empty text"), ("output_dir", "", "output_dir must be a non-empty text"),
+    ("source_adapter", 3, "source_adapter must be None or a non-empty text"), ("method", ["lora"], "method must be a non-empty text"),
+    ("label_words", [], r"label_words must be None or a list of strings \(one per label\)"),
+    ("head_lr", float("nan"), "head_lr must be a positive learning rate"), ("head_lr", float("inf"), "head_lr must be a positive learning rate"),
+    ("mixing", "one_hot", r"mixing='one_hot': the recipes' mixture trains mixing 'task' or 'attention'"),
+])  # fmt: skip
+def test_texts_of_the_wrong_type_empty_label_words_and_a_non_finite_head_lr_are_named(key, value, message):
+    with pytest.raises(ValueError, match=f"{message}.*, got {re.escape(repr(value))}"):
+        RecipeConfig(**{key: value})
+
+
+def test_comma_lists_are_stripped_and_none_unsets_a_text_on_the_command_line(tmp_path):
+    """Found 2026-12-06: --lora_target_modules "q_proj, v_proj" targeted ' v_proj', which matched nothing (LoRA on
+    q_proj alone, without a word); --reparameterization none was refused, so a YAML value could not be unset."""
+    config = load_config(None, ["--method", "lora", "--lora_target_modules", "q_proj, v_proj", "--modules_to_save", " pooler "])
+    assert config.lora_target_modules == ["q_proj", "v_proj"] and config.modules_to_save == ["pooler"]
+    assert load_config(None, ["--label_words", " yes, no"]).label_words == [" yes", " no"]  # a verbaliser's spaces count
+    with pytest.raises(ValueError, match=r"lora_target_modules holds an empty entry"):
+        load_config(None, ["--lora_target_modules", "q_proj,,v_proj"])
+    (tmp_path / "c.yaml").write_text("method: deep_prompt\nreparameterization: residual_mlp\n")
+    assert load_config(str(tmp_path / "c.yaml"), ["--reparameterization", "none"]).reparameterization is None
+
+
+def test_a_key_given_twice_is_refused_in_yaml_and_plans(tmp_path):
+    """Found 2026-12-06: the last of two equal keys in a YAML mapping won without a word (configs and plans)."""
+    from softprompt_bench.plans import load_plan
+
+    (tmp_path / "c.yaml").write_text("steps: 5\nlr: 0.1\nsteps: 50\n")
+    with pytest.raises(ValueError, match=r"c.yaml.*key 'steps' is given twice \(lines 1 and 3\)"):
+        load_config(str(tmp_path / "c.yaml"))
+    assert load_config(None, ["--steps", "3", "--steps", "5"]).steps == 5  # the command line's last one wins, as with argparse
+    (tmp_path / "plan.yaml").write_text("output_dir: out\nmethods: [{name: a, steps: 3, steps: 9}]\n")
+    with pytest.raises(ValueError, match=r"plan.yaml.*key 'steps' is given twice"):
+        load_plan(str(tmp_path / "plan.yaml"))
+
+
 def test_a_plans_numbers_are_typed_as_on_the_command_line(tmp_path):
     from softprompt_bench.plans import load_plan, run_config
 
@@ -707,6 +747,10 @@ def test_a_plans_numbers_are_typed_as_on_the_command_line(tmp_path):
     ("methods: [{name: a, seed: 5}]", None, r"method 'a' sets seed, which the plan sets"),
     ("methods: [{name: a, output_dir: x}]", None, r"method 'a' sets output_dir, which the plan sets"),
     ("methods: [{name: a}]\nseeds: 3", None, r"seeds must be a list of integers, got 3"),
+    # found 2026-12-06: a raw TypeError, and a string's letters read as keys
+    ("methods: [{name: a}]\nbase: null", None, r"base in .* must be a mapping of config keys .*, got None"),
+    ("methods: [{name: a}]\nbase: steps", None, r"base in .* must be a mapping of config keys .*, got 'steps'"),
+    ("methods: [{name: a}]\nreport_dir: 5", None, r"report_dir in .* must be a folder name .*, got 5"),
 ])  # fmt: skip
 def test_a_plan_whose_runs_would_overwrite_or_double_count_each_other_is_refused(tmp_path, plan, seeds, message):
     from softprompt_bench.plans import load_plan
@@ -721,6 +765,10 @@ def test_unknown_model_alias_is_named(tmp_path):
 
     with pytest.raises(ValueError, match=r"model='smollm3' is neither a known alias"):
         resolve_model_folder("smollm3")
+    # found 2026-12-06: a missing folder was taken for a Hub id ("Repo id must be in the form ...")
+    for missing in (str(tmp_path / "no_such_model"), "./no_such_model", "../a/b"):
+        with pytest.raises(ValueError, match=f"model={re.escape(repr(missing))} is no folder here"):
+            resolve_model_folder(missing)
 
 
 def test_missing_columns_and_empty_label_words_are_named(tmp_path):

@@ -1,0 +1,95 @@
+"""recipes/misclassified.py and recipes/serving_rows.py refuse what they cannot do, naming it.
+
+Found by probing: `misclassified.py --other` paired two runs scored on other rows (validation vs test) row by
+row because their first labels matched; a SEQ_CLS run ended in a traceback about "prompts to serve";
+`serving_rows.py rows` wrote rows for a full_finetune run (no adapter to serve), failed with a bare
+FileNotFoundError on a new output folder and wrote with a plain `open`; `score` gave a bare FileNotFoundError
+for missing answers and a JSONDecodeError naming neither file nor line. The scripts run in-process here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+import testing_common as common
+from softprompt_bench.recipe_config import RecipeConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def recipe_main(script: str):
+    spec = importlib.util.spec_from_file_location(f"recipe_{script}", REPO / "recipes" / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def zero_shot_run(folder: Path, eval_split: str) -> Path:
+    """A real zero-shot run of the tiny Llama on 8 tweet_sentiment rows of `eval_split` (train.py, in-process)."""
+    recipe_main("train")(["--model", common.tiny_model_folder("llama"), "--method", "zero_shot", "--task", "tweet_sentiment",
+                          "--eval_split", eval_split, "--eval_size", "8", "--train_size", "8", "--steps", "0", "--batch_size", "4",
+                          "--max_length", "16", "--output_dir", str(folder)])  # fmt: skip
+    return folder
+
+
+def written_run(folder: Path, **config) -> Path:
+    """A run folder written by hand (resolved_config.yaml, results.json): for refusals that come before any scoring."""
+    folder.mkdir(parents=True)
+    values = RecipeConfig(eval_size=8, max_length=16, output_dir=str(folder), **config).to_dict()
+    (folder / "resolved_config.yaml").write_text(yaml.safe_dump(values))
+    (folder / "results.json").write_text(json.dumps({"metrics": {"accuracy": 0.5}, "config": values}))
+    return folder
+
+
+def test_misclassified_refuses_another_run_scored_on_other_rows(tmp_path):
+    validation, test = zero_shot_run(tmp_path / "validation", "validation"), zero_shot_run(tmp_path / "test", "test")
+    with pytest.raises(SystemExit, match=r"misclassified: .*test scored other rows than .*validation: eval_split "
+                                         r"'test' vs 'validation'"):  # fmt: skip
+        recipe_main("misclassified")(["--run", str(validation), "--other", str(test)])
+
+
+def test_misclassified_names_a_seq_cls_run_it_cannot_list(tmp_path):
+    run = written_run(tmp_path / "bert", method="lora", model=common.tiny_model_folder("bert"))
+    with pytest.raises(SystemExit, match=r"misclassified: .*bert is a SEQ_CLS run .*lists rank-classified \(CAUSAL_LM\) runs only"):
+        recipe_main("misclassified")(["--run", str(run)])
+
+
+def test_serving_rows_refuses_a_full_finetune_run(tmp_path):
+    run = written_run(tmp_path / "full", method="full_finetune", model=common.tiny_model_folder("llama"))
+    with pytest.raises(SystemExit, match=r"serving_rows: .*full is a full_finetune run, which saves no adapter"):
+        recipe_main("serving_rows")(["rows", "--run", str(run), "--output", str(tmp_path / "rows.jsonl")])
+    assert not (tmp_path / "rows.jsonl").exists()
+
+
+def test_serving_rows_writes_rows_all_or_nothing_into_a_new_folder(tmp_path, commit_events):
+    run = written_run(tmp_path / "prompt", method="zero_shot", model=common.tiny_model_folder("llama"))
+    output = tmp_path / "new" / "folder" / "rows.jsonl"
+    recipe_main("serving_rows")(["rows", "--run", str(run), "--output", str(output)])
+    assert len(output.read_text().splitlines()) == 8
+    assert ("replace", os.path.realpath(output)) in [event[:2] for event in commit_events]  # a temporary file renamed into place
+
+
+def test_serving_rows_names_an_output_it_cannot_write(tmp_path):
+    run = written_run(tmp_path / "prompt", method="zero_shot", model=common.tiny_model_folder("llama"))
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit, match=r"serving_rows: cannot write --output .*a_file/rows.jsonl"):
+        recipe_main("serving_rows")(["rows", "--run", str(run), "--output", str(tmp_path / "a_file" / "rows.jsonl")])
+
+
+@pytest.mark.parametrize("answers,message", [
+    (None, r"serving_rows: --answers .*answers.jsonl is not a file"),
+    ('{"label": 1}\n{"label": \n', r"serving_rows: line 2 of .*answers.jsonl is not a JSON object"),
+    ('{"label": 1}\n[1, 2]\n', r"serving_rows: line 2 of .*answers.jsonl is not a JSON object"),
+])  # fmt: skip
+def test_serving_rows_names_answers_it_cannot_read(answers, message, tmp_path):
+    run = written_run(tmp_path / "prompt", method="zero_shot", model=common.tiny_model_folder("llama"))
+    if answers is not None:
+        (tmp_path / "answers.jsonl").write_text(answers)
+    with pytest.raises(SystemExit, match=message):
+        recipe_main("serving_rows")(["score", "--run", str(run), "--answers", str(tmp_path / "answers.jsonl")])
