@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
@@ -34,7 +33,7 @@ from peft_softprompt_ext import PromptProjection, fit_projection  # noqa: E402
 from peft_softprompt_ext import ProjectionFit, RowNorm  # noqa: E402
 from softprompt_bench import reports  # noqa: E402
 from softprompt_bench.plans import resolve_seeds, run_all, run_config  # noqa: E402
-from softprompt_bench.recipe_config import check_keys  # noqa: E402
+from softprompt_bench.recipe_config import check_keys, read_yaml  # noqa: E402
 from softprompt_bench.recipe_support import resolve_model_folder  # noqa: E402
 
 TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
@@ -167,7 +166,7 @@ def main(argv=None):
     parser.add_argument("--seeds")
     parser.add_argument("--launcher", help="accelerate config each train.py run is launched with (default: one plain process)")
     args = parser.parse_args(argv)
-    plan = yaml.safe_load(Path(args.config).read_text())
+    plan = read_yaml(args.config)
     check_plan(plan, args.config)
     seeds = resolve_seeds(args.seeds, plan.get("seeds", [0, 1, 2]))
     output_dir = Path(plan["output_dir"])

@@ -66,8 +66,9 @@ def train(accelerator, setup, config, resume: bool, inputs: dict) -> tuple[dict,
         optimizer.zero_grad()
         mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
         if not math.isfinite(mean_loss):  # every process sees the same reduced loss: all stop here
-            raise FloatingPointError(f"loss is {mean_loss} at step {step + 1} (lr={config.lr}): training diverged. No result or "
-                                     f"adapter is saved (an earlier run's in {config.output_dir} stays as it was); try a lower lr.")  # fmt: skip
+            rates = f"lr={config.lr}" + (f", head_lr={config.head_lr}" if config.head_lr is not None else "")
+            raise FloatingPointError(f"loss is {mean_loss} at step {step + 1} ({rates}): training diverged. No result or adapter "
+                                     f"is saved (an earlier run's in {config.output_dir} stays as it was); try a lower rate.")  # fmt: skip
         history["step_seconds"].append(time.perf_counter() - began)
         history["loss"].append([step + 1, mean_loss])
         progress.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
@@ -78,7 +79,7 @@ def train(accelerator, setup, config, resume: bool, inputs: dict) -> tuple[dict,
             model.train()
         if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and accelerator.is_main_process:
             save_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler, step + 1,
-                            config.training_config(), history, base_fingerprint, inputs)  # fmt: skip
+                            config.training_config(), history, base_fingerprint, inputs, accelerator.num_processes)  # fmt: skip
         accelerator.wait_for_everyone()
     return history, start_step
 
@@ -88,8 +89,9 @@ def _frozen_base(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def check_resume_before_anything(config, inputs: dict) -> None:
-    """--resume: the checkpoint must exist and belong to this config and these inputs; checked before any file is written."""
+def check_resume_before_anything(config, inputs: dict, world_size: int) -> None:
+    """--resume: the checkpoint must exist and belong to this config, these inputs and this number of processes (each
+    takes its share of a batch); checked before any file is written."""
     folder = Path(config.output_dir) / "checkpoint"
     if not (folder / "state.json").is_file():
         raise SystemExit(f"--resume: {folder} holds no checkpoint (no state.json); there is nothing to resume. Run "
@@ -97,6 +99,11 @@ def check_resume_before_anything(config, inputs: dict) -> None:
     state, _ = read_checkpoint(folder)
     check_resumable(state, config.training_config(), config.steps, where=str(folder),
                     input_changes=lambda saved: input_changes(saved, inputs, config))  # fmt: skip
+    written_by = state.get("world_size")  # (None: a checkpoint made before it was recorded)
+    if written_by is not None and written_by != world_size:
+        raise SystemExit(f"--resume: the checkpoint in {folder} was written by {written_by} processes; this run has {world_size}. "
+                         f"Launch it with {written_by} (the launcher config it started with): each process takes its share "
+                         "of a batch, so another count does not continue the same run.")  # fmt: skip
     evaluated = [entry.get("step") for entry in state["history"].get("eval", [])]
     expected = [step for step in range(1, state["step"] + 1) if evaluates_at(config, step)]
     if evaluated != expected:  # results.json records one eval_every for the whole history
@@ -142,11 +149,13 @@ def run(config, resume: bool = False) -> dict:
     reset_peak_memory()
     # cpu=True on a machine without CUDA: with the 2-process launcher config this turns two
     # independent world-size-1 jobs into one gloo data-parallel group (a silent trap otherwise).
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     output_dir = Path(config.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():  # else found by the save, after the whole run
+        raise SystemExit(f"output_dir={config.output_dir!r} is a file; expected a folder for the run (new or a run's own).")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     inputs, started_from = run_inputs(config), config.init_prompt_digest()  # before training: what the run reads, as it started
     if resume:
-        check_resume_before_anything(config, inputs)  # a refused resume leaves every file as it was
+        check_resume_before_anything(config, inputs, accelerator.num_processes)  # a refused resume leaves every file as it was
     setup = support.build_setup(config, accelerator)
     accelerator.print(f"{config.method} on {config.model} / {config.task}: {setup.trainable_params:,} trainable parameters, "
                       f"{accelerator.num_processes} process(es)")  # fmt: skip

@@ -42,13 +42,14 @@ def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
 
 
 def save_checkpoint(folder, model, optimizer, scheduler, step: int, config: dict, history: dict, base_fingerprint=None,
-                    inputs=None) -> None:  # fmt: skip
+                    inputs=None, world_size: int | None = None) -> None:  # fmt: skip
     """Write the trainable state after `step` optimizer steps, all or nothing.
 
     `config`: the run's training config (everything the result depends on), compared key by key on
     resume. `base_fingerprint`: the base model's fingerprint as the run started (recorded, checked on
     resume; taken before training, so that a model whose own weights train still matches a fresh
     load). `inputs`: `run_inputs.run_inputs(config)` as the run started (recorded, checked on resume).
+    `world_size`: the run's number of processes (recorded; a resume by another count is refused).
     """
     parameters = trainable_parameters(model)
     tensors = {f"param.{name}": p.detach().cpu().contiguous() for name, p in parameters.items()}
@@ -63,6 +64,7 @@ def save_checkpoint(folder, model, optimizer, scheduler, step: int, config: dict
         "config": config,
         "base_model_fingerprint": base_fingerprint,
         "inputs": inputs,
+        "world_size": world_size,
         "parameter_names": list(parameters),
         "param_groups": optimizer_state["param_groups"],
         "optimizer_tensors": sorted(name for name in tensors if name.startswith("optimizer.")),

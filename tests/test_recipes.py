@@ -277,6 +277,29 @@ def test_a_resume_with_another_eval_every_is_refused(tmp_path):
     recipe("train.py", *tiny_args(tmp_path, steps=4, checkpoint_every=2, eval_every=2), "--resume")  # the same schedule resumes
 
 
+def test_a_resume_with_another_number_of_processes_is_refused(tmp_path):
+    """Found 2026-12-06: a 2-process run resumed by one process was taken; the batches split another way from the
+    checkpoint on, and results.json said world_size 1 for a run whose first steps ran on 2."""
+    recipe("train.py", *tiny_args(tmp_path, steps=4, checkpoint_every=2))
+    state_path = tmp_path / "checkpoint" / "state.json"
+    state = json.loads(state_path.read_text())
+    assert state["world_size"] == 1
+    state_path.write_text(json.dumps({**state, "world_size": 2}))  # as a 2-process run writes it
+    before = snapshot(tmp_path)
+    result = recipe("train.py", *tiny_args(tmp_path, steps=4, checkpoint_every=2), "--resume", check=False)
+    assert result.returncode != 0 and "written by 2 processes; this run has 1" in result.stderr, result.stderr[-2000:]
+    assert snapshot(tmp_path) == before
+
+
+def test_an_output_dir_that_is_a_file_is_refused_before_training(tmp_path):
+    """Found 2026-12-06: an output_dir naming a file was refused by the save, after the whole run had trained."""
+    (tmp_path / "taken").write_text("mine")
+    result = recipe("train.py", *tiny_args(tmp_path / "taken", steps=2), check=False)
+    assert result.returncode != 0 and "output_dir" in result.stderr and "is a file" in result.stderr, result.stderr[-2000:]
+    assert "trainable parameters" not in result.stdout  # refused before the model loaded
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
 def snapshot(folder: Path) -> dict:
     return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
