@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import statistics
 import sys
@@ -32,6 +33,7 @@ from softprompt_bench.checkpoint import check_resumable, load_checkpoint, read_c
 from softprompt_bench.peak_memory import peak_memory_mb, reset_peak_memory  # noqa: E402
 from softprompt_bench.recipe_config import load_config, options_help  # noqa: E402
 from softprompt_bench.run_inputs import input_changes, run_inputs  # noqa: E402
+from softprompt_bench.run_lock import run_lock  # noqa: E402
 
 
 def evaluates_at(config, step: int) -> bool:
@@ -144,7 +146,12 @@ def results_record(accelerator, setup, config, history, metrics, wall_seconds, i
 
 
 def run(config, resume: bool = False) -> dict:
-    """setup -> train -> evaluate -> save; returns the results record."""
+    """setup -> train -> evaluate -> save, holding the run folder's lock; returns the results record."""
+    with run_lock(config.output_dir, rank=int(os.environ.get("RANK", "0"))):
+        return _run(config, resume)
+
+
+def _run(config, resume: bool) -> dict:
     began = time.perf_counter()
     reset_peak_memory()
     # cpu=True on a machine without CUDA: with the 2-process launcher config this turns two

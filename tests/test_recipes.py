@@ -300,6 +300,18 @@ def test_an_output_dir_that_is_a_file_is_refused_before_training(tmp_path):
     assert (tmp_path / "taken").read_text() == "mine"
 
 
+def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path):
+    """Found 2026-12-06: a killed launcher left its workers training; a resume (or any run) into their folder raced
+    them, and whichever finished last wrote results.json and adapter/."""
+    from softprompt_bench.run_lock import run_lock
+
+    with run_lock(tmp_path / "run"):  # as a running training process holds it
+        result = recipe("train.py", *tiny_args(tmp_path / "run", steps=2), check=False)
+    assert result.returncode != 0 and f"is in use: another training process (pid {os.getpid()})" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
+    recipe("train.py", *tiny_args(tmp_path / "run", steps=2))  # released with the process that held it
+
+
 def snapshot(folder: Path) -> dict:
     return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
