@@ -729,8 +729,6 @@ PATCHED_METHODS = [
     (PeftModel, "get_prompt_embedding_to_save", _get_prompt_embedding_to_save),
     (PeftModel, "load_adapter", _load_adapter),
 ]
-# Methods PeftModel does not define (its __getattr__ forwards them to the tuner, which a prompt
-# method does not have); ours keep that forwarding for every other adapter type.
 class _PromptedEncoder(torch.nn.Module):
     """`get_encoder()` of a seq2seq PeftModel whose active adapter is a plugin prompt: the base model's encoder,
     run with the prompt (in front of its input, or in every self-attention layer) unless adapters are disabled at
@@ -739,8 +737,14 @@ class _PromptedEncoder(torch.nn.Module):
 
     def __init__(self, peft_model, encoder):
         super().__init__()
-        self.encoder = encoder  # a submodule: .parameters(), .eval(), .device are the encoder's
+        self.encoder = encoder  # a submodule: .parameters() and .eval() reach the encoder; other attributes fall back to it
         self._peft_model = [peft_model]  # a list: not a submodule
+
+    def __getattr__(self, name):  # the encoder's own attributes (config, main_input_name, embed_tokens, device, ...)
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["encoder"], name)
 
     def forward(self, *args, **kwargs):
         peft_model = self._peft_model[0]
@@ -752,11 +756,13 @@ class _PromptedEncoder(torch.nn.Module):
 
 def _get_encoder(self, *args, **kwargs):
     encoder = self.base_model.get_encoder(*args, **kwargs)  # what PeftModel.__getattr__ resolved before
-    if not is_plugin_config(self.active_peft_config) or task_type_name(self.active_peft_config) != "SEQ_2_SEQ_LM":
-        return encoder
+    if args or kwargs or not is_plugin_config(self.active_peft_config) or task_type_name(self.active_peft_config) != "SEQ_2_SEQ_LM":
+        return encoder  # (another modality's encoder reads no text prompt)
     return _PromptedEncoder(self, encoder)
 
 
+# Methods PeftModel does not define (its __getattr__ forwards them to the tuner, which a prompt
+# method does not have); ours keep that forwarding for every other adapter type.
 ADDED_METHODS = [(PeftModel, "merge_and_unload", _merge_and_unload), (PeftModel, "unload", _unload),
                  (PeftModel, "get_encoder", _get_encoder)]  # fmt: skip
 

@@ -214,7 +214,8 @@ def checked_position_ids(position_ids, reference: torch.Tensor):
     if tuple(position_ids.shape[-2:]) != (batch, length):
         raise ValueError(
             f"position_ids has shape {tuple(position_ids.shape)} but the input is {tuple(reference.shape[:2])} "
-            "[batch, length]: give one position per input token (the prompt's positions are added in front)."
+            "[batch, length] (or [1, length] for every row): give one position per input token (the prompt's positions are "
+            "added in front)."
         )
     return position_ids
 

@@ -23,15 +23,14 @@ from softprompt_bench import classification  # noqa: E402
 from softprompt_bench.benchmark_args import count  # noqa: E402
 from softprompt_bench.embedded_models import resolve_model_folder  # noqa: E402
 from softprompt_bench.plans import scored_rows  # noqa: E402
-from softprompt_bench.recipe_config import load_run  # noqa: E402
+from softprompt_bench.recipe_config import load_run, refuse_a_run_without_weights  # noqa: E402
 from softprompt_bench.recipe_support import evaluation_prompts, model_task_type  # noqa: E402
 
 
 def listable_run(run: Path):
     """(config, recorded accuracy) of `run`, refused unless its saved weights rank-classify its rows again."""
     config, recorded = load_run(run)
-    if config.method == "full_finetune":  # its run keeps metrics only: there are no trained weights to score again
-        raise SystemExit(f"misclassified: {run} is a full_finetune run, which saves no weights; it cannot be scored again.")
+    refuse_a_run_without_weights(run, config, "misclassified")
     if model_task_type(resolve_model_folder(config.model), config.task_type) != "CAUSAL_LM":
         raise SystemExit(f"misclassified: {run} is a SEQ_CLS run (model={config.model!r} scores with a classifier head, "
                          "not label words): misclassified.py lists rank-classified (CAUSAL_LM) runs only.")  # fmt: skip

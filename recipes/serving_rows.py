@@ -25,16 +25,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
 from softprompt_bench import reports  # noqa: E402
-from softprompt_bench.recipe_config import load_run  # noqa: E402
+from softprompt_bench.recipe_config import load_run, refuse_a_run_without_weights  # noqa: E402
 from softprompt_bench.recipe_support import evaluation_prompts  # noqa: E402
 
 
 def write_rows(run: Path, task: str, output: str) -> None:
     """The rows `run` scored, as serve_vllm.py requests, written to `output` all or nothing."""
     config, _ = load_run(run)
-    if config.method == "full_finetune":  # its run keeps metrics only: the fine-tuned weights were never saved
-        raise SystemExit(f"serving_rows: {run} is a full_finetune run, which saves no adapter: there is nothing to serve "
-                         "its rows with.")  # fmt: skip
+    refuse_a_run_without_weights(run, config, "serving_rows")
     _, words, prompts, labels = evaluation_prompts(config)
     lines = [json.dumps({"task": task, "token_ids": ids, "choices": words, "label": label}) + "\n" for ids, label in zip(prompts, labels)]
     try:

@@ -147,19 +147,20 @@ def results_record(accelerator, setup, config, history, metrics, wall_seconds, i
 
 def run(config, resume: bool = False) -> dict:
     """setup -> train -> evaluate -> save, holding the run folder's lock; returns the results record."""
-    with run_lock(config.output_dir, rank=int(os.environ.get("RANK", "0"))):
-        return _run(config, resume)
-
-
-def _run(config, resume: bool) -> dict:
     began = time.perf_counter()
     reset_peak_memory()
-    # cpu=True on a machine without CUDA: with the 2-process launcher config this turns two
-    # independent world-size-1 jobs into one gloo data-parallel group (a silent trap otherwise).
     output_dir = Path(config.output_dir)
     if output_dir.exists() and not output_dir.is_dir():  # else found by the save, after the whole run
         raise SystemExit(f"output_dir={config.output_dir!r} is a file; expected a folder for the run (new or a run's own).")
+    # cpu=True on a machine without CUDA: with the 2-process launcher config this turns two
+    # independent world-size-1 jobs into one gloo data-parallel group (a silent trap otherwise).
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    with run_lock(output_dir, accelerator.is_main_process):
+        return _run(accelerator, config, resume, began)
+
+
+def _run(accelerator, config, resume: bool, began: float) -> dict:
+    output_dir = Path(config.output_dir)
     inputs, started_from = run_inputs(config), config.init_prompt_digest()  # before training: what the run reads, as it started
     if resume:
         check_resume_before_anything(config, inputs, accelerator.num_processes)  # a refused resume leaves every file as it was

@@ -145,6 +145,8 @@ def load_causal_lm(name: str):
 
 def resolve_model_folder(name: str) -> str:
     """An alias or local folder -> folder; an unknown alias-looking name is a clear error offline."""
+    if name not in MODEL_ALIASES and name.startswith("~"):
+        name = os.path.expanduser(name)
     if name in MODEL_ALIASES or os.path.isdir(name):
         return resolve_model(name)
     if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or os.path.exists(name):  # a path, not a Hub id

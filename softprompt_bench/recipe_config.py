@@ -275,6 +275,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         if isinstance(node, yaml.MappingNode):
             lines: dict = {}
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: merged keys may be overridden here
+                    continue
                 key = self.construct_object(key_node, deep=True)
                 line = key_node.start_mark.line + 1
                 if isinstance(key, (str, int, float, bool)) and key in lines:
@@ -305,6 +307,13 @@ def load_run(run) -> tuple[RecipeConfig, float]:
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{results_path} holds no metrics.accuracy ({type(error).__name__}: {error}).") from None
     return load_config(str(config_path)), accuracy
+
+
+def refuse_a_run_without_weights(run, config: RecipeConfig, tool: str) -> None:
+    """SystemExit when `run` saved no trained weights (a full_finetune run keeps metrics only) for `tool` to load."""
+    if config.method == "full_finetune":
+        raise SystemExit(f"{tool}: {run} is a full_finetune run, which saves no weights (it keeps metrics only): there is "
+                         "no adapter to load.")  # fmt: skip
 
 
 def config_from_values(values: dict) -> RecipeConfig:

@@ -2,7 +2,7 @@
 
 A run folder's checkpoint, adapter and results are each written all or nothing, but two runs into one folder
 (a resume started while a worker of the killed launcher still trains there, or two plans sharing an output_dir)
-would each finish and the last one's files would win. The first process of a run (rank 0) holds an exclusive
+would each finish and the last one's files would win. The main process of a run holds an exclusive
 `flock` on `<parent>/.<folder name>.lock` (beside the folder, which a save swaps whole) for as long as it runs; a
 second run into that folder is refused, naming the holder's pid. The lock file stays (empty of meaning once
 released); the lock itself goes with the process, however it ends.
@@ -17,15 +17,15 @@ from pathlib import Path
 
 
 def lock_path(output_dir) -> Path:
-    folder = Path(os.path.abspath(output_dir))
+    folder = Path(os.path.realpath(output_dir))  # a link and its target share one lock
     return folder.parent / f".{folder.name}.lock"
 
 
 @contextlib.contextmanager
-def run_lock(output_dir, rank: int = 0):
-    """Hold `output_dir`'s run lock for the block (rank 0 only: one run's processes share it); raises SystemExit
-    when another process holds it."""
-    if rank != 0:
+def run_lock(output_dir, main_process: bool = True):
+    """Hold `output_dir`'s run lock for the block (taken by a run's main process: its others share it); raises
+    SystemExit when another process holds it."""
+    if not main_process:
         yield
         return
     path = lock_path(output_dir)

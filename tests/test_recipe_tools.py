@@ -62,7 +62,7 @@ def test_misclassified_names_a_seq_cls_run_it_cannot_list(tmp_path):
 
 def test_serving_rows_refuses_a_full_finetune_run(tmp_path):
     run = written_run(tmp_path / "full", method="full_finetune", model=common.tiny_model_folder("llama"))
-    with pytest.raises(SystemExit, match=r"serving_rows: .*full is a full_finetune run, which saves no adapter"):
+    with pytest.raises(SystemExit, match=r"serving_rows: .*full is a full_finetune run, which saves no weights"):
         recipe_main("serving_rows")(["rows", "--run", str(run), "--output", str(tmp_path / "rows.jsonl")])
     assert not (tmp_path / "rows.jsonl").exists()
 

@@ -755,6 +755,12 @@ def test_a_key_given_twice_is_refused_in_yaml_and_plans(tmp_path):
     (tmp_path / "plan.yaml").write_text("output_dir: out\nmethods: [{name: a, steps: 3, steps: 9}]\n")
     with pytest.raises(ValueError, match=r"plan.yaml.*key 'steps' is given twice"):
         load_plan(str(tmp_path / "plan.yaml"))
+    # merge keys share settings, and a key beside one overrides the merged value (the review caught the first version
+    # failing on `<<`)
+    (tmp_path / "merged.yaml").write_text("output_dir: out\nshared: &shared {lr: 0.5, steps: 3}\n"
+                                          "methods: [{name: a, <<: *shared, steps: 9}]\n".replace("shared: &shared", "base: &shared"))  # fmt: skip
+    plan, _ = load_plan(str(tmp_path / "merged.yaml"))
+    assert plan["methods"][0] == {"name": "a", "lr": 0.5, "steps": 9}
 
 
 def test_a_plans_numbers_are_typed_as_on_the_command_line(tmp_path):
@@ -804,6 +810,9 @@ def test_unknown_model_alias_is_named(tmp_path):
     for missing in (str(tmp_path / "no_such_model"), "./no_such_model", "../a/b"):
         with pytest.raises(ValueError, match=f"model={re.escape(repr(missing))} is no folder here"):
             resolve_model_folder(missing)
+    home = os.path.expanduser("~")
+    if os.path.isdir(common.tiny_model_folder("llama")) and common.tiny_model_folder("llama").startswith(home + os.sep):
+        assert resolve_model_folder("~" + common.tiny_model_folder("llama")[len(home) :]) == common.tiny_model_folder("llama")
 
 
 def test_missing_columns_and_empty_label_words_are_named(tmp_path):
