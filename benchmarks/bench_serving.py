@@ -6,7 +6,8 @@ Run alone on the machine, from the project venv; it runs the vLLM part in the se
 
 Same requests everywhere: N movie reviews (the recipe's template, cut to 64 tokens), each behind a
 P=20-row prompt, greedy, exactly `--max-tokens` new tokens each (EOS ignored). Prints medians over
-rounds from ONE run:
+rounds from ONE run, and each ratio as the median of its per-round ratios (round i of one variant against round
+i of its baseline; the vLLM variants alternate within each round, the plugin's rounds follow the engine's):
   vLLM, prompts (1 task) / vLLM, plain tokens of the same length   throughput and time to first token
   vLLM, prompts with 4 / 16 distinct tasks in the batch / 1 task    throughput
   vLLM prefix caching on / off, prompts (1 task, new texts each round)  throughput
@@ -193,9 +194,12 @@ def report(args, vllm: dict, plugin: dict, vllm_seconds: float) -> None:
     median = statistics.median
     new_tokens = args.batch * args.max_tokens
 
+    def ratio(baseline, seconds) -> str:  # (a ratio of the two medians mixed the rounds of two machine states)
+        return f"  ratio {median(b / s for b, s in zip(baseline, seconds)):.3f}"
+
     def line(label, seconds, baseline=None, goal=""):
         text = f"{label:66s} {median(seconds):7.3f} s  {new_tokens / median(seconds):7.1f} tok/s"
-        print(text + (f"  ratio {median(baseline) / median(seconds):.3f} {goal}" if baseline else ""))
+        print(text + (f"{ratio(baseline, seconds)} {goal}" if baseline else ""))
 
     print(f"bench_serving: {args.model}, batch {args.batch}, P={P}, {args.max_tokens} new tokens each, {args.rounds} rounds "
           f"(vLLM part {vllm_seconds:.0f} s incl. two engine starts of ~{vllm['engine_start_s']:.0f} s)")  # fmt: skip
@@ -210,7 +214,7 @@ def report(args, vllm: dict, plugin: dict, vllm_seconds: float) -> None:
     print("time to first token (the batch's prefill), ratio = baseline / this:")
     for label, seconds, baseline in [("vLLM, plain tokens", vllm["tokens_ttft"], None), ("vLLM, prompts", vllm["prompts_1_ttft"], vllm["tokens_ttft"]),
                                      ("plugin in transformers (vs vLLM prompts)", plugin["plugin_ttft"], vllm["prompts_1_ttft"])]:  # fmt: skip
-        print(f"  {label:64s} {median(seconds):7.3f} s" + (f"  ratio {median(baseline) / median(seconds):.3f}" if baseline else ""))
+        print(f"  {label:64s} {median(seconds):7.3f} s" + (ratio(baseline, seconds) if baseline else ""))
     # vLLM ignores EOS and goes on; transformers' min_new_tokens forbids it: compare up to vLLM's first EOS
     eos = vllm["eos_token_id"]
     cut = [tokens[: tokens.index(eos)] if eos in tokens else tokens for tokens in vllm["prompts_1_tokens"]]

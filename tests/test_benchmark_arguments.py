@@ -83,3 +83,22 @@ def test_bench_deep_prompt_prints_the_rounds_its_attention_part_runs(monkeypatch
               "--num-virtual-tokens", "2")  # fmt: skip
     out = capsys.readouterr().out
     assert "rounds=20 " in out and "rounds=1 " not in out, out
+
+
+
+def test_bench_serving_reports_the_median_of_per_round_ratios(capsys):
+    """Found 2026-12-06: its ratios were ratios of two medians, unlike the other benchmarks' per-round pairs."""
+    import argparse
+
+    spec = importlib.util.spec_from_file_location("bench_serving_report", REPO / "benchmarks" / "bench_serving.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ones = [1.0] * 3
+    # per round 0.5, 4.0, 0.5 -> median 0.5; the ratio of the medians would be 4.0 / 2.0 = 2.0
+    vllm = {"tokens": [1.0, 4.0, 10.0], "prompts_1": [2.0, 1.0, 20.0], "prompts_4": ones, "prompts_16": ones,
+            "prompts_1_prefix_cache": ones, "tokens_ttft": ones, "prompts_1_ttft": ones, "engine_start_s": 1.0,
+            "eos_token_id": 0, "prompts_1_tokens": [[1]], "prefix_cache_tokens_equal": True}  # fmt: skip
+    plugin = {"plugin_1": ones, "plugin_4": ones, "plugin_16": ones, "plugin_ttft": ones, "plugin_1_tokens": [[1]]}
+    bench.report(argparse.Namespace(model="m", batch=2, max_tokens=1, rounds=3), vllm, plugin, 1.0)
+    line = next(text for text in capsys.readouterr().out.splitlines() if text.startswith("vLLM, prompts, 1 task "))
+    assert "ratio 0.500" in line, line
