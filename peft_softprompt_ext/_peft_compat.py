@@ -523,14 +523,24 @@ def _seq2seq_generate(original, self, *args, **kwargs):
     return _hooks.seq2seq_generate(plugin_parts(self), *args, **kwargs)
 
 
+def _head_wrappers(self) -> list:
+    """PEFT's wrappers of the modules an adapter trains beside it (a SEQ_CLS head's trained copy, `modules_to_save`)."""
+    return [module for module in self.get_base_model().modules() if isinstance(module, AuxiliaryTrainingWrapper)]
+
+
 @contextlib.contextmanager
 def _plugin_disabled(self):
     was_disabled = self._adapters_disabled
+    wrappers = [(wrapper, wrapper._disable_adapters) for wrapper in _head_wrappers(self)]
     self._adapters_disabled = True  # our forward and generate wrappers then call the base model alone
+    for wrapper, _ in wrappers:  # ... with its original head, as PEFT's disable_adapter gives LoRA's
+        wrapper.enable_adapters(False)
     try:
         yield
     finally:
         self._adapters_disabled = was_disabled
+        for wrapper, disabled in wrappers:
+            wrapper.enable_adapters(not disabled)
 
 
 def _disable_adapter(original, self):
@@ -698,8 +708,13 @@ def _merge_and_unload(self, *args, **kwargs):
 def _unload(self, *args, **kwargs):
     if not _has_plugin_adapter(self):
         return self.base_model.unload(*args, **kwargs)
-    base_model = self.get_base_model()  # a prompt changed no weight: the base model is the unloaded model,
-    _hooks.unroute(base_model)  # once its attention no longer goes through the deep prompts' routing
+    base_model = self.get_base_model()  # a prompt changed no weight: the base model is the unloaded model, once its
+    _hooks.unroute(base_model)  # attention no longer goes through the deep prompts' routing and ...
+    for name, module in list(base_model.named_modules()):  # ... a trained head is a plain module again, as PEFT's
+        if isinstance(module, AuxiliaryTrainingWrapper):  # unload() leaves LoRA's (its saved keys are the model's own)
+            parent_name, _, child = name.rpartition(".")
+            unloaded = module.unload_and_optionally_merge_module(merge=False, safe_merge=False, adapter_names=None)
+            setattr(base_model.get_submodule(parent_name) if parent_name else base_model, child, unloaded)
     return base_model
 
 

@@ -488,3 +488,33 @@ def test_get_encoder_of_a_seq2seq_prompt_reads_the_prompt(config_name):
     encoder = peft_model.get_encoder()  # the encoder's own attributes, as before (the review caught them missing)
     assert encoder.main_input_name == "input_ids" and encoder.config is model.encoder.config
     assert encoder.embed_tokens is model.encoder.embed_tokens and encoder.device == model.device
+
+
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "deep_text"])
+def test_a_classifiers_trained_head_goes_with_disable_adapter_and_stays_after_unload(config_name, tmp_path):
+    """Found 2026-12-06: inside disable_adapter() a SEQ_CLS prompt's trained head copy still ran (1.3 off the base
+    model, where LoRA's disabled head gives the base exactly); unload() left PEFT's head wrapper in the model, whose
+    save then held keys the model class does not know (a reload got a random head). As with LoRA, unload() now keeps
+    the trained head as a plain module and disable_adapter() runs the original one."""
+    import transformers
+
+    model, task_type = common.tiny_model("bert")
+    config = common.deep_config(config_name, task_type, "bert") or common.all_configs()[config_name](task_type, "bert")
+    batch = common.inference_batch("bert")
+    with torch.no_grad():
+        pristine = model(**batch).logits
+    peft_model = peft.get_peft_model(model, config)
+    wrapped = peft_model.get_base_model().classifier
+    with torch.no_grad():
+        wrapped.modules_to_save["default"].weight.add_(0.5)  # a trained head
+        prompted = peft_model(**batch).logits
+        with peft_model.disable_adapter():
+            torch.testing.assert_close(peft_model(**batch).logits, pristine, rtol=0, atol=0)
+        torch.testing.assert_close(peft_model(**batch).logits, prompted, rtol=0, atol=0)  # enabled again
+    head = wrapped.modules_to_save["default"]
+    unloaded = peft_model.unload()
+    assert unloaded.classifier is head and type(head) is torch.nn.Linear
+    unloaded.save_pretrained(tmp_path)
+    reloaded = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, unloaded(**batch).logits, rtol=0, atol=0)
