@@ -701,7 +701,7 @@ def _merge_and_unload(self, *args, **kwargs):
         f"A soft prompt ({peft_type_name(self.active_peft_config)}) cannot be merged into the base model's weights: it "
         "is an input the model reads, not a change to a weight. Keep the PeftModel for inference, write a plain PEFT "
         "PROMPT_TUNING adapter with peft_softprompt_ext.export_prompt_tuning(model, folder), or call model.unload() "
-        "for the untouched base model."
+        "for the base model."
     )
 
 

@@ -206,7 +206,7 @@ NOTES = [
     Note("prompt_embedding_to_save", lambda case, model: case.deep, "deep prompts: [P, layers x 2 x kv dim], PEFT PREFIX_TUNING's layout"),
     Note("trainer", _multi_task, "TrainingArguments(remove_unused_columns=False) keeps task_ids"),
     Note("trainer_resume", _multi_task, "TrainingArguments(remove_unused_columns=False) keeps task_ids"),
-    Note("merge_and_unload", _always, "unload() returns the untouched base model"),
+    Note("merge_and_unload", _always, "unload() returns the base model (a SEQ_CLS head trained beside the prompt kept, as PEFT keeps LoRA's)"),
 ]
 
 

@@ -377,7 +377,7 @@ def check_disable_adapter(cell, tmp_path):
 def check_merge_and_unload(cell, tmp_path):
     model = build(cell)
     batch = {k: v for k, v in make_batch(cell, padding="left").items() if k != "task_ids"}
-    base = model.unload()  # the untouched base model: a prompt never changed a weight
+    base = model.unload()  # the base model: a prompt never changed a weight (an untrained head copy is the original)
     assert base is model.get_base_model()
     with torch.no_grad():
         assert_logits_close(base(**batch).logits, fresh_base(cell)(**batch).logits)
