@@ -523,24 +523,32 @@ def _seq2seq_generate(original, self, *args, **kwargs):
     return _hooks.seq2seq_generate(plugin_parts(self), *args, **kwargs)
 
 
-def _head_wrappers(self) -> list:
-    """PEFT's wrappers of the modules an adapter trains beside it (a SEQ_CLS head's trained copy, `modules_to_save`)."""
-    return [module for module in self.get_base_model().modules() if isinstance(module, AuxiliaryTrainingWrapper)]
+def _own_head_wrappers(self) -> list[tuple[str, torch.nn.Module]]:
+    """(path, wrapper) of PEFT's wrappers of the modules this model's adapters train beside their prompts (a SEQ_CLS
+    head's trained copy): those holding only this model's adapters. Under a prompt over another PeftModel (e.g. a
+    LoRA one), a wrapper holding that model's adapters is that model's (or shared by a name both use): left alone."""
+    own = set(self.peft_config)
+    inner = set(self.base_model.peft_config) if isinstance(self.base_model, PeftModel) else set()
+    return [(name, module) for name, module in self.get_base_model().named_modules()
+            if isinstance(module, AuxiliaryTrainingWrapper) and module._adapters and module._adapters <= own and not module._adapters & inner]  # fmt: skip
 
 
 @contextlib.contextmanager
 def _plugin_disabled(self):
     was_disabled = self._adapters_disabled
-    wrappers = [(wrapper, wrapper._disable_adapters) for wrapper in _head_wrappers(self)]
-    self._adapters_disabled = True  # our forward and generate wrappers then call the base model alone
-    for wrapper, _ in wrappers:  # ... with its original head, as PEFT's disable_adapter gives LoRA's
-        wrapper.enable_adapters(False)
+    wrappers = [(wrapper, wrapper.disable_adapters, [(p, p.requires_grad) for p in wrapper.parameters()])
+                for _, wrapper in _own_head_wrappers(self)]  # fmt: skip
     try:
+        self._adapters_disabled = True  # our forward and generate wrappers then call the base model alone
+        for wrapper, _, _ in wrappers:  # ... with its original head, as PEFT's disable_adapter gives LoRA's
+            wrapper.enable_adapters(False)
         yield
     finally:
         self._adapters_disabled = was_disabled
-        for wrapper, disabled in wrappers:
+        for wrapper, disabled, trainable in wrappers:
             wrapper.enable_adapters(not disabled)
+            for parameter, requires_grad in trainable:  # (enable_adapters sets requires_grad on the active copy)
+                parameter.requires_grad_(requires_grad)
 
 
 def _disable_adapter(original, self):
@@ -710,11 +718,13 @@ def _unload(self, *args, **kwargs):
         return self.base_model.unload(*args, **kwargs)
     base_model = self.get_base_model()  # a prompt changed no weight: the base model is the unloaded model, once its
     _hooks.unroute(base_model)  # attention no longer goes through the deep prompts' routing and ...
-    for name, module in list(base_model.named_modules()):  # ... a trained head is a plain module again, as PEFT's
-        if isinstance(module, AuxiliaryTrainingWrapper):  # unload() leaves LoRA's (its saved keys are the model's own)
-            parent_name, _, child = name.rpartition(".")
-            unloaded = module.unload_and_optionally_merge_module(merge=False, safe_merge=False, adapter_names=None)
-            setattr(base_model.get_submodule(parent_name) if parent_name else base_model, child, unloaded)
+    for name, module in _own_head_wrappers(self):  # ... a trained head is a plain module again, as PEFT's unload()
+        parent_name, _, child = name.rpartition(".")  # leaves LoRA's (its saved keys are then the model's own)
+        try:
+            parent = base_model.get_submodule(parent_name) if parent_name else base_model
+        except AttributeError:  # inside a wrapper replaced already
+            continue
+        setattr(parent, child, module.unload_and_optionally_merge_module(merge=False, safe_merge=False, adapter_names=None))
     return base_model
 
 

@@ -119,6 +119,12 @@ def test_peft_internals_we_rely_on_exist():
     vanilla = peft.get_peft_model(model, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
     assert hasattr(vanilla, "base_model_prepare_inputs_for_generation")
     assert {"prompt_encoder", "prompt_tokens", "word_embeddings"} <= set(vars(vanilla)) | set(vanilla._modules)
+    # a SEQ_CLS prompt's trained head: its wrapper's adapters, switch and unload (disable_adapter / unload)
+    from peft.utils.other import AuxiliaryTrainingWrapper
+
+    head = peft.get_peft_model(tiny_model("bert")[0], peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)).base_model.classifier
+    assert isinstance(head, AuxiliaryTrainingWrapper) and head._adapters == {"default"} and head.disable_adapters is False
+    assert callable(head.enable_adapters) and callable(head.unload_and_optionally_merge_module)
 
 
 def test_vanilla_prompt_tuning_still_runs_peft_code():

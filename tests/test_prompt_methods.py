@@ -518,3 +518,30 @@ def test_a_classifiers_trained_head_goes_with_disable_adapter_and_stays_after_un
     reloaded = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch).logits, unloaded(**batch).logits, rtol=0, atol=0)
+
+
+def test_over_a_lora_model_only_the_prompts_own_head_is_switched_off_or_unloaded():
+    """The review of the fix above: over a LoRA PeftModel, disable_adapter() also switched off the LoRA model's own
+    head copies, and unload() unwrapped them (a reload of that LoRA model would then miss its trained modules)."""
+    model, task_type = common.tiny_model("bert")
+    lora = peft.get_peft_model(model, peft.LoraConfig(target_modules=["query"], modules_to_save=["pooler"], init_lora_weights=False),
+                               adapter_name="lora").eval()  # fmt: skip
+    pooler = lora.base_model.model.bert.pooler
+    batch = common.inference_batch("bert")
+    with torch.no_grad():
+        pooler.modules_to_save["lora"].dense.weight.add_(0.5)  # the LoRA model's trained module
+        inner = lora(**batch).logits
+    peft_model = peft.get_peft_model(lora, common.all_configs()["vocab_uniform"](task_type, "bert"))
+    with torch.no_grad():
+        peft_model.get_base_model().base_model.model.classifier.modules_to_save["default"].weight.add_(0.5)  # the prompt's head
+        with peft_model.disable_adapter():
+            assert not pooler.disable_adapters  # the LoRA model's module stays on; the prompt's head is off
+            assert peft_model.get_base_model().base_model.model.classifier.disable_adapters
+            torch.testing.assert_close(peft_model(**batch).logits, inner, rtol=0, atol=0)
+    trainable = {name for name, p in peft_model.named_parameters() if p.requires_grad}
+    with peft_model.disable_adapter():
+        pass
+    assert {name for name, p in peft_model.named_parameters() if p.requires_grad} == trainable  # as it was
+    unloaded = peft_model.unload()
+    assert unloaded is lora and isinstance(lora.base_model.model.bert.pooler, type(pooler)) and pooler.active_adapters == ["lora"]
+    assert type(lora.base_model.model.classifier) is torch.nn.Linear  # the prompt's trained head, kept
