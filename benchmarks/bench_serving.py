@@ -7,7 +7,8 @@ Run alone on the machine, from the project venv; it runs the vLLM part in the se
 Same requests everywhere: N movie reviews (the recipe's template, cut to 64 tokens), each behind a
 P=20-row prompt, greedy, exactly `--max-tokens` new tokens each (EOS ignored). Prints medians over
 rounds from ONE run, and each ratio as the median of its per-round ratios (round i of one variant against round
-i of its baseline; the vLLM variants alternate within each round, the plugin's rounds follow the engine's):
+i of its baseline; the vLLM variants alternate within each round; the prefix-cache engine's rounds and the
+plugin's follow the first engine's, so those pairs share only their round number):
   vLLM, prompts (1 task) / vLLM, plain tokens of the same length   throughput and time to first token
   vLLM, prompts with 4 / 16 distinct tasks in the batch / 1 task    throughput
   vLLM prefix caching on / off, prompts (1 task, new texts each round)  throughput
@@ -195,7 +196,7 @@ def report(args, vllm: dict, plugin: dict, vllm_seconds: float) -> None:
     new_tokens = args.batch * args.max_tokens
 
     def ratio(baseline, seconds) -> str:  # (a ratio of the two medians mixed the rounds of two machine states)
-        return f"  ratio {median(b / s for b, s in zip(baseline, seconds)):.3f}"
+        return f"  ratio {median(b / s for b, s in zip(baseline, seconds, strict=True)):.3f}"
 
     def line(label, seconds, baseline=None, goal=""):
         text = f"{label:66s} {median(seconds):7.3f} s  {new_tokens / median(seconds):7.1f} tok/s"
