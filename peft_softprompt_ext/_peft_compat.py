@@ -769,7 +769,10 @@ class _PromptedEncoder(torch.nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            return getattr(self._modules["encoder"], name)
+            encoder = self.__dict__.get("_modules", {}).get("encoder")  # (none while a copy is being built)
+            if encoder is None:
+                raise
+            return getattr(encoder, name)
 
     def forward(self, *args, **kwargs):
         peft_model = self._peft_model[0]

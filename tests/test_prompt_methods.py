@@ -488,6 +488,10 @@ def test_get_encoder_of_a_seq2seq_prompt_reads_the_prompt(config_name):
     encoder = peft_model.get_encoder()  # the encoder's own attributes, as before (the review caught them missing)
     assert encoder.main_input_name == "input_ids" and encoder.config is model.encoder.config
     assert encoder.embed_tokens is model.encoder.embed_tokens and encoder.device == model.device
+    import copy
+    import pickle
+
+    assert copy.deepcopy(encoder).main_input_name == "input_ids" and pickle.loads(pickle.dumps(encoder)).config == encoder.config
 
 
 @pytest.mark.parametrize("config_name", ["vocab_uniform", "deep_text"])
