@@ -89,10 +89,13 @@ def main(argv=None) -> None:
     parser.add_argument("--output", help="rows: the JSONL to write")
     parser.add_argument("--answers", help="score: serve_vllm.py's output JSONL")
     args = parser.parse_args(argv)
-    if args.mode == "rows":
-        write_rows(args.run, args.task, args.output or parser.error("rows needs --output"))
-    else:
-        score(args.run, args.answers or parser.error("score needs --answers"))
+    try:
+        if args.mode == "rows":
+            write_rows(args.run, args.task, args.output or parser.error("rows needs --output"))
+        else:
+            score(args.run, args.answers or parser.error("score needs --answers"))
+    except ValueError as error:  # an unfinished run, a model that does not rank-classify: named, without a traceback
+        raise SystemExit(f"serving_rows: {error}") from None
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from .plugin_fingerprint import fingerprint_module
 
@@ -64,16 +64,24 @@ def load_exported_prompt(folder: str | Path, task: str, model_fingerprint: dict,
         raise ValueError(f"task {task!r}: {folder} is a {peft_type!r} adapter{_why_not_served(peft_type)}; serving needs a PROMPT_TUNING export.")
     if task_type != "CAUSAL_LM":
         raise ValueError(f"task {task!r}: {folder} is a {task_type!r} prompt; vLLM generation serves CAUSAL_LM prompts only.")
-    with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as weights:
-        rows = weights.get_tensor(PROMPT_TENSOR).float()
-        metadata = weights.metadata() or {}
+    try:
+        with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as weights:
+            rows = weights.get_tensor(PROMPT_TENSOR).float()
+            metadata = weights.metadata() or {}
+    except (OSError, KeyError, SafetensorError) as error:
+        raise ValueError(f"task {task!r}: {folder / WEIGHTS_NAME} holds no readable {PROMPT_TENSOR!r} tensor "
+                         f"({type(error).__name__}: {error}); expected a PROMPT_TUNING export's weights.") from None  # fmt: skip
     hidden = model_fingerprint["hidden_size"]
     if rows.dim() != 2 or rows.shape[1] != hidden:
         raise ValueError(f"task {task!r}: the prompt in {folder} has shape {tuple(rows.shape)}; the served model needs "
                          f"[num_virtual_tokens, {hidden}] (its hidden size).")  # fmt: skip
     rules = fingerprint_module()
     saved = metadata.get(rules.FINGERPRINT_METADATA_KEY)
-    rules.check_fingerprint_against(json.loads(saved) if saved else None, model_fingerprint, f"the prompt of task {task!r} ({folder})",
+    try:
+        saved = json.loads(saved) if saved else None
+    except ValueError:
+        pass  # the raw text: refused below as a malformed fingerprint (unless a mismatch is allowed)
+    rules.check_fingerprint_against(saved, model_fingerprint, f"the prompt of task {task!r} ({folder})",
                                     allow_mismatch=allow_base_model_mismatch)  # fmt: skip
     return ExportedPrompt(task=task, rows=rows, source=str(folder))
 

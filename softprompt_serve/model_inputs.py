@@ -17,8 +17,16 @@ from safetensors import safe_open
 
 from .plugin_fingerprint import fingerprint_module
 
-# Model types whose embedding layer multiplies rows by sqrt(hidden size) (transformers' Gemma family).
-SCALED_EMBEDDING_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text"})
+# Model types whose embedding layer multiplies rows by sqrt(hidden size) (transformers' Gemma family, VaultGemma).
+SCALED_EMBEDDING_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text", "vaultgemma"})
+# Model types whose first layer reads more than the embedding rows, refused: per-layer inputs looked up from the token
+# ids (which prompt rows have none of), or another scale than sqrt(hidden size).
+UNSERVED_MODEL_TYPES = {
+    **dict.fromkeys(("gemma3n", "gemma3n_text", "gemma4", "gemma4_text", "gemma4_unified", "gemma4_unified_text"),
+                    "its layers also read per-layer inputs looked up from the token ids, which prompt rows have none of"),
+    **dict.fromkeys(("minicpm", "minicpm3"), "it scales its input embeddings by config.scale_emb, which this room does not apply"),
+    **dict.fromkeys(("biogpt", "xglm"), "it may scale its input embeddings (scale_embedding), which this room does not apply"),
+}
 # Names of the input-embedding matrix in a checkpoint (Llama/Gemma/Qwen/Mistral, GPT-2, BERT-like), by suffix.
 _EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight")
 # Config fields that bound a model's sequence length (the smallest present is the limit, as vLLM derives it).
@@ -72,7 +80,11 @@ class InputEmbedder:
         self.weight = read_input_embedding_matrix(self.model_dir)
         self.dtype = dtype
         model_type = self.config.get("model_type")
-        text_model_type = self.config.get("text_config", {}).get("model_type", model_type)
+        text_model_type = (self.config.get("text_config") or {}).get("model_type", model_type)
+        for name in (model_type, text_model_type):
+            if name in UNSERVED_MODEL_TYPES:
+                raise ValueError(f"{self.model_dir}: model_type {name!r} is not served with prompt embeddings: "
+                                 f"{UNSERVED_MODEL_TYPES[name]}.")  # fmt: skip
         self.scale = self.hidden_size**0.5 if {model_type, text_model_type} & SCALED_EMBEDDING_MODEL_TYPES else None
 
     def max_positions(self) -> int | None:

@@ -93,3 +93,9 @@ def test_serving_rows_names_answers_it_cannot_read(answers, message, tmp_path):
         (tmp_path / "answers.jsonl").write_text(answers)
     with pytest.raises(SystemExit, match=message):
         recipe_main("serving_rows")(["score", "--run", str(run), "--answers", str(tmp_path / "answers.jsonl")])
+
+
+def test_serving_rows_names_an_unfinished_run_without_a_traceback(tmp_path):
+    (tmp_path / "half").mkdir()  # found 2026-12-06 (a review): load_run's ValueError came out as a traceback
+    with pytest.raises(SystemExit, match=r"serving_rows: .*half is not a finished recipe run: resolved_config.yaml is missing"):
+        recipe_main("serving_rows")(["rows", "--run", str(tmp_path / "half"), "--output", str(tmp_path / "rows.jsonl")])

@@ -323,3 +323,50 @@ def test_the_generate_command_refuses_a_bad_row_before_the_engine_naming_it(tmp_
         rows.write_text(json.dumps({"text": "a fine film"}) + "\n" + json.dumps(bad) + "\n")
         with pytest.raises(SystemExit, match=expected):
             serve_vllm.main(["generate", "--model", common.tiny_model_folder("llama"), "--input", str(rows), "--output", str(tmp_path / "out.jsonl")])
+
+
+def test_a_scaled_embedding_model_beyond_gemma3_gets_its_scale_and_unhandled_ones_are_refused(tmp_path):
+    """Found 2026-12-06 (a review): VaultGemma scales its input embeddings by sqrt(hidden) as Gemma does, but only the
+    Gemma types were listed, so its text rows went to vLLM unscaled, without a word; model types whose inputs also
+    depend on token ids (per-layer inputs: gemma3n, gemma4) or use another scale (minicpm3) were served as plain ones."""
+    import transformers
+
+    config = transformers.VaultGemmaConfig(vocab_size=common.VOCAB_SIZE, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                           num_attention_heads=2, num_key_value_heads=1, head_dim=16)  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    model.save_pretrained(tmp_path / "vault")
+    common.tiny_tokenizer().save_pretrained(tmp_path / "vault")
+    server = PromptServer(tmp_path / "vault")
+    ids = server.embedder.token_ids(TEXTS[1])
+    if hasattr(model.get_input_embeddings(), "embed_scale"):  # (transformers 5.0 scales in VaultGemma's forward instead)
+        with torch.no_grad():
+            expected = model.get_input_embeddings()(torch.tensor(ids))
+        torch.testing.assert_close(server.request(ids)["prompt_embeds"], expected, rtol=0, atol=0)
+    for model_type in ("gemma3n", "gemma4_text", "minicpm3"):
+        folder = tmp_path / model_type
+        folder.mkdir()
+        for name in ("model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+            if (tmp_path / "vault" / name).exists():
+                (folder / name).write_bytes((tmp_path / "vault" / name).read_bytes())
+        saved = json.loads((tmp_path / "vault" / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**saved, "model_type": model_type}))
+        with pytest.raises(ValueError, match=f"model_type '{model_type}'.*not served"):
+            PromptServer(folder)
+
+
+def test_an_export_with_a_corrupt_fingerprint_or_no_prompt_tensor_is_refused_naming_it(tmp_path):
+    """Found 2026-12-06 (a review): corrupt fingerprint metadata raised a bare JSONDecodeError, also with
+    allow_base_model_mismatch=True; weights without the prompt tensor a raw safetensors error."""
+    from safetensors.torch import load_file, save_file
+
+    folder = _saved_prompt("llama", tmp_path / "saved") / "vanilla"
+    weights = folder / "adapter_model.safetensors"
+    rows = load_file(weights)["prompt_embeddings"]
+    save_file({"prompt_embeddings": rows}, weights, metadata={"peft_softprompt_ext.base_model_fingerprint": "{not json"})
+    with pytest.raises(ValueError, match=r"task 'x'.*has no valid base_model_fingerprint \(it is '\{not json'"):
+        PromptServer(common.tiny_model_folder("llama"), {"x": folder})
+    assert PromptServer(common.tiny_model_folder("llama"), {"x": folder}, allow_base_model_mismatch=True).prompts["x"].num_virtual_tokens == 5
+    save_file({"other": rows}, weights)
+    with pytest.raises(ValueError, match=r"task 'x': .*adapter_model.safetensors holds no readable 'prompt_embeddings' tensor"):
+        PromptServer(common.tiny_model_folder("llama"), {"x": folder})
