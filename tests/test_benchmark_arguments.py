@@ -18,10 +18,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run_main(script: str, monkeypatch, *args: str):
+def _benchmark(script: str):
+    """benchmarks/<script>.py as a module (the benchmarks are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(f"bench_{script}", REPO / "benchmarks" / f"{script}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def _run_main(script: str, monkeypatch, *args: str):
+    module = _benchmark(script)
     monkeypatch.setattr(sys, "argv", [f"{script}.py", *args])
     module.main()
 
@@ -90,9 +96,7 @@ def test_bench_serving_reports_the_median_of_per_round_ratios(capsys):
     """Found 2026-12-06: its ratios were ratios of two medians, unlike the other benchmarks' per-round pairs."""
     import argparse
 
-    spec = importlib.util.spec_from_file_location("bench_serving_report", REPO / "benchmarks" / "bench_serving.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _benchmark("bench_serving")
     ones = [1.0] * 3
     # per round 0.5, 4.0, 0.5 -> median 0.5; the ratio of the medians would be 4.0 / 2.0 = 2.0
     vllm = {"tokens": [1.0, 4.0, 10.0], "prompts_1": [2.0, 1.0, 20.0], "prompts_4": ones, "prompts_16": ones,

@@ -757,8 +757,7 @@ def test_a_key_given_twice_is_refused_in_yaml_and_plans(tmp_path):
         load_plan(str(tmp_path / "plan.yaml"))
     # merge keys share settings, and a key beside one overrides the merged value (the review caught the first version
     # failing on `<<`)
-    (tmp_path / "merged.yaml").write_text("output_dir: out\nshared: &shared {lr: 0.5, steps: 3}\n"
-                                          "methods: [{name: a, <<: *shared, steps: 9}]\n".replace("shared: &shared", "base: &shared"))  # fmt: skip
+    (tmp_path / "merged.yaml").write_text("output_dir: out\nbase: &shared {lr: 0.5, steps: 3}\nmethods: [{name: a, <<: *shared, steps: 9}]\n")
     plan, _ = load_plan(str(tmp_path / "merged.yaml"))
     assert plan["methods"][0] == {"name": "a", "lr": 0.5, "steps": 9}
 
