@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from 
 import peft_softprompt_ext as ext  # noqa: E402
 from softprompt_bench.benchmark_args import count  # noqa: E402
 from softprompt_bench.embedded_models import load_causal_lm as load_model  # noqa: E402
+from softprompt_bench.timing_ratios import ratio_quartiles  # noqa: E402
 
 _SCRATCH = tempfile.TemporaryDirectory(prefix="softprompt-bench-")  # bank folders; removed at exit
 ATTENTION_MIN_ROUNDS = 20  # one layer's pass is short and its per-round ratios noisy: the attention part runs at least 20
@@ -59,9 +60,8 @@ def paired(first, second, rounds: int) -> tuple[list[float], list[float]]:
 
 def ratio(numerator: list[float], denominator: list[float]) -> str:
     """Median of the per-round ratios, and their quartiles [q1, q3]: how far one round's noise reaches."""
-    ratios = [n / d for n, d in zip(numerator, denominator)]
-    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
-    return f"{statistics.median(ratios):.3f} [q1 {q1:.3f}, q3 {q3:.3f}]"
+    q1, median, q3 = ratio_quartiles(numerator, denominator)
+    return f"{median:.3f} [q1 {q1:.3f}, q3 {q3:.3f}]"
 
 
 def training_step(model, batch, config):

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from 
 import peft_softprompt_ext as ext  # noqa: E402
 from softprompt_bench.benchmark_args import count  # noqa: E402
 from softprompt_bench.embedded_models import load_causal_lm as load_model  # noqa: E402
+from softprompt_bench.timing_ratios import median_ratio  # noqa: E402
 
 _SCRATCH = tempfile.TemporaryDirectory(prefix="softprompt-bench-")  # bank folders; removed at exit
 
@@ -88,8 +89,8 @@ def main():
     for _ in range(args.rounds):
         for name, function in (("mixed", mixed), ("same", same), ("separate", separate)):
             samples[name].append(timed(function))
-    vs_same = statistics.median(s / m for s, m in zip(samples["same"], samples["mixed"]))
-    vs_separate = statistics.median(s / m for s, m in zip(samples["separate"], samples["mixed"]))
+    vs_same = median_ratio(samples["same"], samples["mixed"])
+    vs_separate = median_ratio(samples["separate"], samples["mixed"])
     print(f"model={args.model} batch={args.batch_size}x{args.seq_len} P={args.num_virtual_tokens} rounds={args.rounds}")
     for name, values in samples.items():
         print(f"{name:9s} median {statistics.median(values):.4f} s per batch")

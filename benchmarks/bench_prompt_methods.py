@@ -29,6 +29,7 @@ import peft_softprompt_ext as ext  # noqa: E402
 from peft_softprompt_ext.vocab_sampled import initial_token_rows  # noqa: E402
 from softprompt_bench.benchmark_args import count  # noqa: E402
 from softprompt_bench.embedded_models import load_causal_lm as load_model  # noqa: E402
+from softprompt_bench.timing_ratios import median_ratio  # noqa: E402
 
 
 def method_configs(tokenizer_dir, num_virtual_tokens: int) -> dict:
@@ -108,10 +109,8 @@ def main():
     baseline_name = "vanilla PromptTuning (RANDOM)"
     baseline = statistics.median(samples[baseline_name])
     for name, values in samples.items():
-        # the ratio is taken within each round (same machine state), then the median over rounds
-        ratios = [value / base for value, base in zip(values, samples[baseline_name])]
         print(f"step  {name:32s} median {statistics.median(values):.4f} s  median ratio vs vanilla "
-              f"{statistics.median(ratios):.3f}  (goal <= 1.05)")  # fmt: skip
+              f"{median_ratio(values, samples[baseline_name]):.3f}  (goal <= 1.05)")  # fmt: skip
     print(f"vanilla median step {baseline:.4f} s over {len(samples[baseline_name])} rounds")
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the bench / the serving room, from a checkout
 from softprompt_bench.benchmark_args import count, require_rows  # noqa: E402  (argparse only: the serving venv imports it too)
+from softprompt_bench.timing_ratios import median_ratio  # noqa: E402  (plain Python, as above)
 
 P, TASK_COUNTS = 20, (1, 4, 16)
 TASK = "movie_sentiment"  # its validation rows are the requests
@@ -195,8 +196,8 @@ def report(args, vllm: dict, plugin: dict, vllm_seconds: float) -> None:
     median = statistics.median
     new_tokens = args.batch * args.max_tokens
 
-    def ratio(baseline, seconds) -> str:  # (a ratio of the two medians mixed the rounds of two machine states)
-        return f"  ratio {median(b / s for b, s in zip(baseline, seconds, strict=True)):.3f}"
+    def ratio(baseline, seconds) -> str:
+        return f"  ratio {median_ratio(baseline, seconds):.3f}"
 
     def line(label, seconds, baseline=None, goal=""):
         text = f"{label:66s} {median(seconds):7.3f} s  {new_tokens / median(seconds):7.1f} tok/s"

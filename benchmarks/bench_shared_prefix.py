@@ -36,6 +36,7 @@ import peft_softprompt_ext as ext  # noqa: E402
 from softprompt_bench import classification
 from softprompt_bench.data import label_words, load_task, prompt_template
 from softprompt_bench.benchmark_args import count, counts, require_rows
+from softprompt_bench.timing_ratios import median_ratio
 
 
 def load_model(name: str):
@@ -86,9 +87,9 @@ def round_robin(functions: dict, rounds: int) -> dict[str, list[float]]:
 
 def report(samples: dict, baseline: str, label: str, invert: bool = False) -> None:
     for name, values in samples.items():
-        ratios = [(base / value if invert else value / base) for value, base in zip(values, samples[baseline])]
+        ratio = median_ratio(samples[baseline], values) if invert else median_ratio(values, samples[baseline])
         print(f"{label}  {name:40s} median {statistics.median(values):.4f} s  {'throughput' if invert else 'time'} "
-              f"ratio vs {baseline}: {statistics.median(ratios):.3f}")  # fmt: skip
+              f"ratio vs {baseline}: {ratio:.3f}")  # fmt: skip
 
 
 def main():

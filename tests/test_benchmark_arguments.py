@@ -106,3 +106,24 @@ def test_bench_serving_reports_the_median_of_per_round_ratios(capsys):
     bench.report(argparse.Namespace(model="m", batch=2, max_tokens=1, rounds=3), vllm, plugin, 1.0)
     line = next(text for text in capsys.readouterr().out.splitlines() if text.startswith("vLLM, prompts, 1 task "))
     assert "ratio 0.500" in line, line
+
+
+def test_timing_ratios_are_medians_of_per_round_pairs():
+    """One place for the benchmarks' ratio (five scripts had their own copy); unequal rounds are refused."""
+    from softprompt_bench.timing_ratios import median_ratio, ratio_quartiles
+
+    assert median_ratio([1.0, 4.0, 10.0], [2.0, 1.0, 20.0]) == 0.5  # the ratio of the medians would be 2.0
+    assert ratio_quartiles([2.0], [1.0]) == (2.0, 2.0, 2.0)
+    q1, median, q3 = ratio_quartiles([1.0, 2.0, 3.0, 4.0, 5.0], [1.0] * 5)
+    assert (q1, median, q3) == (1.5, 3.0, 4.5)
+    for numerators, denominators in (([1.0, 2.0], [1.0]), ([], [])):
+        with pytest.raises(ValueError, match=f"got {len(numerators)} and {len(denominators)}"):
+            median_ratio(numerators, denominators)
+
+
+@pytest.mark.parametrize("script", ["bench_deep_prompt", "bench_mixture", "bench_prompt_methods", "bench_serving", "bench_shared_prefix"])
+def test_every_benchmark_takes_its_ratios_from_timing_ratios(script):
+    source = (REPO / "benchmarks" / f"{script}.py").read_text()
+    assert "from softprompt_bench.timing_ratios import" in source
+    own_ratios = [line for line in source.splitlines() if "zip(" in line and " / " in line]  # a per-round ratio of its own
+    assert not own_ratios, own_ratios
