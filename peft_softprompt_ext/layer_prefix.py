@@ -209,7 +209,8 @@ def prefixed(model, slots: list[Slot], rows: torch.Tensor, frozen_slots: int = 0
     modules = [model.get_submodule(slot.name) for slot in slots]
     key_values = split(rows, slots)
     key_values = [(k.detach(), v.detach()) for k, v in key_values[:frozen_slots]] + key_values[frozen_slots:]
-    token = _active.set({id(module): kv for module, kv in zip(modules, key_values)})
+    # another model's open block (this model runs inside its generate) keeps its own layers' prompts
+    token = _active.set({**(_active.get() or {}), **{id(module): kv for module, kv in zip(modules, key_values)}})
     try:
         yield
     finally:
@@ -431,6 +432,8 @@ def frozen_slot_count(layers: int | None, slots: list[Slot]) -> int:
     return len(slots) - layers
 
 
-def is_active() -> bool:
-    """Whether a `prefixed(...)` block is open (e.g. around a whole generate call)."""
-    return _active.get() is not None
+def is_active(model, slots: list[Slot]) -> bool:
+    """Whether a `prefixed(...)` block is open for `model`'s layers (e.g. around its whole generate call). A block
+    of another model (this one runs inside its generate: a logits processor, an assistant) does not count."""
+    active = _active.get()
+    return bool(active) and any(id(model.get_submodule(slot.name)) in active for slot in slots)

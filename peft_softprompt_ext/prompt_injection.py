@@ -61,8 +61,8 @@ def _is_deep(parts: PromptParts) -> bool:
 
 def layer_prompts(parts: PromptParts, rows: torch.Tensor):
     """A deep prompt's rows [B, P, F] in front of every self-attention layer for the block's duration
-    (nothing if a block is already open: a generate call opened it for all its steps)."""
-    if layer_prefix.is_active():
+    (nothing if a block is already open for this model: its generate call opened it for all its steps)."""
+    if layer_prefix.is_active(parts.inner_model, parts.encoder.slots):
         return contextlib.nullcontext()
     return layer_prefix.prefixed(parts.inner_model, parts.encoder.slots, rows, parts.encoder.frozen_slots)
 

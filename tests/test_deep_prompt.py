@@ -567,3 +567,49 @@ def test_a_shallow_prompt_refuses_a_4d_mask_naming_the_2d_one_and_the_deep_promp
     causal = torch.tril(torch.ones(7, 7, dtype=torch.bool))[None, None].expand(ids.shape[0], 1, -1, -1)
     with pytest.raises(NotImplementedError, match=r"needs a 2D attention mask .* shape torch.Size\(\[3, 1, 7, 7\]\).*DeepPromptTuningConfig"):
         peft_model(input_ids=ids, attention_mask=causal)
+
+
+@pytest.mark.parametrize("model_name", ["gpt2", "llama"])
+def test_another_deep_prompt_model_called_inside_a_generate_keeps_its_own_prompt(model_name):
+    """Found 2026-12-06: one open deep-prompt block stood for every model, so a second deep-prompt model run inside the
+    first one's generate (a logits processor, a stopping criterion, an assistant) ran without its prompt, without a
+    word (on Llama it gave the base model's logits)."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    main, other = deep_model(model_name), deep_model(model_name, seed=1)
+    ids = torch.tensor([[20, 21, 22, 23, 20, 21, 22]])
+    with torch.no_grad():
+        expected = other(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, -1]
+
+    class CallsTheOtherModel(LogitsProcessor):
+        seen = None
+
+        def __call__(self, input_ids, scores):
+            if self.seen is None:
+                self.seen = other(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits[:, -1]
+            return scores
+
+    probe = CallsTheOtherModel()
+    with torch.no_grad():  # return_dict_in_generate: the prompt stays in the layers for the whole call (no cache)
+        main.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, do_sample=False,
+                      return_dict_in_generate=True, logits_processor=LogitsProcessorList([probe]))  # fmt: skip
+    torch.testing.assert_close(probe.seen, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_deep_prompt_assistant_proposes_with_its_own_prompt():
+    """The same bug seen through assisted decoding: an identical deep-prompt assistant proposed tokens without its
+    prompt, so the main model rejected them and ran 5 forwards for 12 tokens; with its prompt every proposal holds."""
+    main, assistant = deep_model("gpt2"), deep_model("gpt2")
+    assistant.generation_config.update(assistant_confidence_threshold=0.0, num_assistant_tokens=5,
+                                       num_assistant_tokens_schedule="constant")  # fmt: skip
+    ids = torch.tensor([[20, 21, 22, 23, 20, 21, 22]])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    forwards = []
+    hook = main.get_base_model().register_forward_pre_hook(lambda *args: forwards.append(1))
+    with torch.no_grad():
+        greedy = main.generate(**batch, max_new_tokens=12, do_sample=False)  # (its eos lies outside the tiny vocabulary)
+        forwards.clear()
+        assisted = main.generate(**batch, max_new_tokens=12, do_sample=False, assistant_model=assistant)
+    hook.remove()
+    assert torch.equal(assisted, greedy)
+    assert len(forwards) <= 3, f"{len(forwards)} forwards of the main model: the assistant's proposals were rejected"
