@@ -32,6 +32,7 @@ from .vocab_sampled import VocabSampledPromptEmbedding, VocabSampledPromptTuning
 install_patches(
     PluginHooks(
         causal_lm_forward=prompt_injection.causal_lm_forward,
+        generate_keywords=prompt_injection.generate_keywords,
         generation_prompts=prompt_injection.generation_prompts,
         generation_prefix=prompt_injection.generation_prefix,
         generation_step_slice=prompt_injection.slice_past_the_cached_tokens,

@@ -168,14 +168,16 @@ REQUIRED = ("forward", "adapter_state_dict", "expected_state_shapes", "load_adap
 
 
 def check_task_ids(task_ids, batch_size: int, num_tasks: int, device=None) -> torch.Tensor:
-    """`task_ids` as a LongTensor [batch_size]; missing ids are only allowed for one task."""
+    """`task_ids` as a LongTensor [batch_size]: one id per row, or one integer (a 0-d tensor) for every row;
+    missing ids are only allowed for one task."""
     if task_ids is None:
         if num_tasks == 1:
             return torch.zeros(batch_size, dtype=torch.long, device=device)
         raise ValueError(
-            f"task_ids is missing: this mixture has num_tasks={num_tasks}; pass one task id per row (forward and "
-            "generate take task_ids=). transformers' Trainer drops a task_ids column unless "
-            "TrainingArguments(remove_unused_columns=False); trl's SFTTrainer collator drops it too."
+            f"task_ids is missing: this mixture has num_tasks={num_tasks}; pass one task id per row, or one integer for "
+            "every row (forward and generate take task_ids=; so does a text-generation pipeline's call, which hands it "
+            "to generate). transformers' Trainer drops a task_ids column unless TrainingArguments(remove_unused_columns="
+            "False); trl's collators and the text-classification pipeline drop it too."
         )
     try:
         task_ids = torch.as_tensor(task_ids, device=device)
@@ -184,9 +186,12 @@ def check_task_ids(task_ids, batch_size: int, num_tasks: int, device=None) -> to
                          "to indices through its config's task_names (config.task_names.index(name)).") from None  # fmt: skip
     if task_ids.dtype == torch.bool or task_ids.is_floating_point() or task_ids.is_complex():
         raise ValueError(f"task_ids must be integers (one task index per row), got dtype {task_ids.dtype}: {task_ids.tolist()!r}.")
+    if task_ids.dim() == 0:  # one task for the whole batch (a pipeline passes the same task_ids to every batch it cuts)
+        task_ids = task_ids.expand(batch_size)
     task_ids = task_ids.long().reshape(-1)
     if task_ids.numel() != batch_size:
-        raise ValueError(f"task_ids has {task_ids.numel()} entries for a batch of {batch_size} rows; give one per row.")
+        raise ValueError(f"task_ids has {task_ids.numel()} entries for a batch of {batch_size} rows; give one per row, "
+                         "or one integer for every row.")  # fmt: skip
     bad = task_ids[(task_ids < 0) | (task_ids >= num_tasks)]
     if bad.numel():
         raise ValueError(f"task_ids {sorted(set(bad.tolist()))} out of range: expected 0..{num_tasks - 1}.")

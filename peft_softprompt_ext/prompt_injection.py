@@ -327,6 +327,16 @@ def _given(output_attentions, output_hidden_states, return_dict) -> dict:
     return {name: value for name, value in switches.items() if value is not None}
 
 
+def generate_keywords(kwargs: dict) -> dict:
+    """A causal generate call's keywords as transformers takes them: one task id for every row given as a 0-d tensor
+    becomes an int (transformers repeats tensor keywords along dim 0 for beams and returned sequences, which a 0-d
+    tensor has not; an int stands for every row at any batch size, `check_task_ids`)."""
+    task_ids = kwargs.get("task_ids")
+    if isinstance(task_ids, torch.Tensor) and task_ids.dim() == 0 and not task_ids.is_floating_point() and task_ids.dtype != torch.bool:
+        return {**kwargs, "task_ids": int(task_ids)}
+    return kwargs
+
+
 def generation_prompts(parts: PromptParts, args: tuple, kwargs: dict) -> torch.Tensor:
     """The prompts [B, P, D] for a whole `generate` call, from its original input."""
     if kwargs.get("assistant_model") is not None and kwargs.get("task_ids") is not None:

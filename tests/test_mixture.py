@@ -175,6 +175,38 @@ def test_serve_plain_and_plugin_prompts_per_row(tmp_path):
     assert task_id([]).dtype == torch.long  # an empty batch's ids are still indices
 
 
+@pytest.mark.parametrize("one_task", [1, torch.tensor(1)])
+def test_one_integer_task_id_gives_every_row_that_task(one_task):
+    """A single task for a whole batch (a transformers pipeline passes one task_ids= to every batch it cuts, the last
+    one shorter: found 2026-12-06, a 1-row tail was refused). A one-entry tensor for a longer batch is still refused."""
+    peft_model = mixture("gpt2", "task")
+    batch = common.inference_batch("gpt2")
+    per_row = torch.ones(batch["input_ids"].shape[0], dtype=torch.long)
+    torch.testing.assert_close(common.forward_logits(peft_model, {**batch, "task_ids": one_task}),
+                               common.forward_logits(peft_model, {**batch, "task_ids": per_row}), rtol=0, atol=0)  # fmt: skip
+    with torch.no_grad():
+        settings = {"max_new_tokens": 4, "do_sample": False, "num_beams": 2, "num_return_sequences": 2}
+        assert torch.equal(peft_model.generate(**batch, task_ids=one_task, **settings), peft_model.generate(**batch, task_ids=per_row, **settings))
+    with pytest.raises(ValueError, match=r"task_ids has 1 entries for a batch of 3 rows"):
+        peft_model(**batch, task_ids=torch.tensor([1]))
+
+
+def test_a_text_generation_pipeline_serves_one_task_of_a_mixture():
+    from transformers import pipeline
+
+    peft_model = mixture("gpt2", "task").eval()
+    tokenizer = common.tiny_tokenizer()
+    tokenizer.padding_side = "left"
+    texts = ["the movie was great and", "a terrible film with", "the cat sat"]
+    generator = pipeline("text-generation", model=peft_model, tokenizer=tokenizer)
+    settings = {"max_new_tokens": 4, "do_sample": False}
+    outputs = generator(texts, batch_size=2, return_tensors=True, task_ids=2, **settings)  # batches of 2, then 1
+    for text, output in zip(texts, outputs):
+        with torch.no_grad():
+            alone = peft_model.generate(**tokenizer(text, return_tensors="pt"), task_ids=torch.tensor([2]), **settings)
+        assert output[0]["generated_token_ids"][-4:] == alone[0, -4:].tolist(), text
+
+
 # ------------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("task_ids,message", [
     (None, r"task_ids is missing: this mixture has num_tasks=3"),
