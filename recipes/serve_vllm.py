@@ -89,7 +89,9 @@ def generate_rows(llm, rows: list[dict], requests: list[dict], max_tokens: int, 
 
     if not rows:
         return []
-    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=0)
+    # each row its own seed: rows repeated to draw several samples differ (one seed for all gave copies), and a
+    # rerun draws the same ones
+    params = [SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=index) for index in range(len(requests))]
     outputs = llm.generate(requests, params, use_tqdm=False)
     return [{**row, "output_token_ids": list(output.outputs[0].token_ids), "completion": output.outputs[0].text}
             for row, output in zip(rows, outputs)]  # fmt: skip
@@ -104,7 +106,7 @@ def classify_rows(llm, rows: list[dict], plans: list[list]) -> list[dict]:
     if not rows:
         return []
     flat = [(row_index, *item) for row_index, plan in enumerate(plans) for item in plan]
-    params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=scored) for _, _, scored, _ in flat]
+    params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=sorted(set(scored))) for _, _, scored, _ in flat]
     outputs = llm.generate([request for _, request, _, _ in flat], params, use_tqdm=False)
     scores = [[0.0] * len(row["choices"]) for row in rows]
     for (row_index, _, scored, owners), output in zip(flat, outputs):

@@ -17,6 +17,11 @@ from .exported_prompts import ExportedPrompt, load_exported_prompt, task_folders
 from .model_inputs import InputEmbedder
 
 
+# vLLM 0.32 scores at most this many distinct token ids per request (`logprob_token_ids`, MAX_LOGPROB_TOKEN_IDS in
+# vllm/sampling_params.py; a longer list fails inside the engine): more choices at one prefix take more requests.
+MAX_SCORED_TOKENS = 128
+
+
 def encode_prompt_embeds(prompt_embeds: torch.Tensor) -> str:
     """The base64 `torch.save` bytes vLLM's OpenAI-compatible server takes as `prompt_embeds`."""
     buffer = io.BytesIO()
@@ -121,7 +126,9 @@ class PromptServer:
 
         Returns (request, token ids to score at its next position, [(choice, token index)] they
         belong to): one request per distinct prefix of the choices' tokens, so one-token choices
-        share a single request. A choice's score is the sum of its tokens' log-probabilities.
+        share a single request, and another request with the same prefix for every further
+        MAX_SCORED_TOKENS distinct ids (an id two choices share is scored once: pass the distinct ids
+        to vLLM). A choice's score is the sum of its tokens' log-probabilities.
         """
         if not (isinstance(choices, (list, tuple)) and choices and all(isinstance(choice, str) and choice for choice in choices)):
             raise ValueError(f"choices={choices!r:.200}; expected a non-empty list of non-empty strings (the answers to score).")
@@ -130,11 +137,15 @@ class PromptServer:
         for choice, ids in zip(choices, choice_ids):
             if not ids:
                 raise ValueError(f"choice {choice!r} tokenizes to no tokens.")
-        by_prefix: dict[tuple[int, ...], tuple[list[int], list[tuple[int, int]]]] = {}
+        by_prefix: dict[tuple[int, ...], list[tuple[list[int], list[tuple[int, int]]]]] = {}
         for choice, ids in enumerate(choice_ids):
             for position, token in enumerate(ids):
-                scored, owners = by_prefix.setdefault(tuple(ids[:position]), ([], []))
-                scored.append(token)
-                owners.append((choice, position))
+                groups = by_prefix.setdefault(tuple(ids[:position]), [])
+                group = next((g for g in groups if token in g[0] or len(set(g[0])) < MAX_SCORED_TOKENS), None)
+                if group is None:
+                    group = ([], [])
+                    groups.append(group)
+                group[0].append(token)
+                group[1].append((choice, position))
         return [({"prompt_embeds": self.prompt_embeds(text_ids + list(prefix), task)}, scored, owners)
-                for prefix, (scored, owners) in by_prefix.items()]  # fmt: skip
+                for prefix, groups in by_prefix.items() for scored, owners in groups]  # fmt: skip
