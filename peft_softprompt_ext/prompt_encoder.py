@@ -66,7 +66,9 @@ class PromptEncoder(PeftEncoderHooks):
       * `expected_state_shapes(config)` (classmethod) -> {name: shape}, checked against a file's
         header before anything is built;
       * `load_adapter_state(state_dict)`: validate names, shapes and values, then load;
-      * `set_trainable()`: unfreeze what trains (a loaded adapter resuming training).
+      * `set_trainable()`: unfreeze what trains (a loaded adapter resuming training); tensors that hold a
+        fixed part of the prompt are parameters that never train (`fixed_parameter`), so that code copying
+        an adapter's parameters (trl's reference adapter) copies the whole prompt.
     """
 
     prompt_kind: str = INPUT_EMBEDDINGS
@@ -159,9 +161,24 @@ class PromptEncoder(PeftEncoderHooks):
         raise NotImplementedError
 
     def set_trainable(self) -> None:
-        """Make the trainable part of the encoder require grad (all parameters by default)."""
-        for parameter in self.parameters():
-            parameter.requires_grad_(True)
+        """Make the trainable part of the encoder require grad: every parameter but the fixed ones."""
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad_(not is_fixed_parameter(name))
+
+
+# Names (last part) of parameters that hold a fixed part of the prompt: a deep prompt's layers that do not train, a
+# mixture's target columns of such layers, layer_scaled's scale. Parameters, not buffers: a copy of an adapter's
+# parameters (trl's reference adapter) must carry them, or the copy keeps its own start, which may differ.
+FIXED_PARAMETER_NAMES = ("frozen_rows", "frozen_targets", "scale")
+
+
+def fixed_parameter(values: torch.Tensor) -> torch.nn.Parameter:
+    """A parameter that never trains (its name must be one of FIXED_PARAMETER_NAMES)."""
+    return torch.nn.Parameter(values, requires_grad=False)
+
+
+def is_fixed_parameter(name: str) -> bool:
+    return name.rsplit(".", 1)[-1] in FIXED_PARAMETER_NAMES
 
 
 REQUIRED = ("forward", "adapter_state_dict", "expected_state_shapes", "load_adapter_state")

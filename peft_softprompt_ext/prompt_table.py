@@ -11,7 +11,7 @@ import torch
 from . import layer_prefix, reparameterization
 from ._peft_compat import PROMPT_TUNING_TENSOR, building_for_a_load
 from .adapter_files import check_finite, check_float_tensor
-from .prompt_encoder import PromptEncoder, check_input_width
+from .prompt_encoder import PromptEncoder, check_input_width, fixed_parameter
 
 _RAW = "reparameterization.raw_prompt"
 
@@ -31,9 +31,9 @@ class PromptTableEncoder(PromptEncoder):
         self.num_virtual_tokens = config.num_virtual_tokens
         self.width = config.row_width()
         self.frozen_width = layer_prefix.features(self.slots[: self.frozen_slots])  # 0 unless a deep prompt fixes layers
-        # The trainable columns; the first `frozen_width` columns of the (raw) table are a fixed buffer.
+        # The trainable columns; the first `frozen_width` columns of the (raw) table never train.
         self.embedding = torch.nn.Embedding(config.num_virtual_tokens, self.width - self.frozen_width)
-        self.register_buffer("frozen_rows", torch.zeros(config.num_virtual_tokens, self.frozen_width), persistent=False)
+        self.frozen_rows = fixed_parameter(torch.zeros(config.num_virtual_tokens, self.frozen_width))
         self.reparameterization = reparameterization.build(config)
         self.reparameterization_name = config.reparameterization and config.reparameterization.value
         if not building_for_a_load():  # a loaded adapter gets its weights from the checkpoint

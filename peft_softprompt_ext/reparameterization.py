@@ -25,6 +25,7 @@ import torch
 
 from . import layer_prefix
 from .options import Reparameterization, is_integer, parse_option
+from .prompt_encoder import fixed_parameter
 
 
 class ResidualMLP(torch.nn.Module):
@@ -56,7 +57,7 @@ class LayerScale(torch.nn.Module):
     def __init__(self, parts: list[tuple[str, int]]):
         super().__init__()
         self.parts = parts
-        self.register_buffer("scale", torch.ones(sum(width for _, width in parts)))
+        self.scale = fixed_parameter(torch.ones(sum(width for _, width in parts)))  # set by `start`, never trained
 
     def start(self, rows: torch.Tensor) -> torch.Tensor:
         """Sets `scale` to each part's RMS in the initial prompt `rows` [..., P, F] (a mixture's target prompts: one

@@ -613,3 +613,29 @@ def test_a_deep_prompt_assistant_proposes_with_its_own_prompt():
     hook.remove()
     assert torch.equal(assisted, greedy)
     assert len(forwards) <= 3, f"{len(forwards)} forwards of the main model: the assistant's proposals were rejected"
+
+
+@pytest.mark.parametrize("config_name", ["deep_top_layer", "deep_layer_scaled", "mixture_deep_task_2_top_layer_scaled"])
+def test_a_copy_of_an_adapters_parameters_is_the_same_prompt(config_name):
+    """Found 2026-12-06 with trl's DPOTrainer, which makes its reference adapter by copying the adapter's parameters:
+    a deep prompt's fixed layers (trainable_layers) and layer_scaled's scale were buffers, so the copy kept its own
+    start, which depends on the model's config (trl had set GPT-2's pad_token_id): the reference was another prompt."""
+    base, task_type = common.tiny_model("gpt2")
+    model = peft.get_peft_model(base, common.conformance_config(config_name, task_type, "gpt2"))
+    with torch.no_grad():
+        for parameter in model.prompt_encoder["default"].parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)) * 0.3)
+    model.config.pad_token_id = 7  # another start for a second adapter of the same config
+    model.add_adapter("copy", model.peft_config["default"])
+    for name, parameter in model.named_parameters():
+        if ".default." in name:
+            model.get_parameter(name.replace(".default.", ".copy.")).data.copy_(parameter.data)
+    batch = common.inference_batch("gpt2")
+    extra = {"task_ids": torch.tensor([0, 1, 0])} if "mixture" in config_name else {}
+    with torch.no_grad():
+        default = model(**batch, **extra).logits
+        model.set_adapter("copy")
+        copied = model(**batch, **extra).logits
+    torch.testing.assert_close(copied, default, rtol=0, atol=0)
+    trainable = [name for name, p in model.prompt_encoder["default"].named_parameters() if p.requires_grad]
+    assert trainable and not any("frozen" in name or name.endswith("scale") for name in trainable), trainable

@@ -10,7 +10,7 @@ from .._peft_compat import building_for_a_load, task_type_name
 from ..adapter_files import check_finite, check_float_tensor
 from ..options import Reparameterization
 from ..prompt_bank import load_saved_peft_type, load_saved_prompt
-from ..prompt_encoder import KEY_VALUES, PromptEncoder, check_task_ids  # noqa: F401  (check_task_ids: re-exported)
+from ..prompt_encoder import KEY_VALUES, PromptEncoder, check_task_ids, fixed_parameter  # noqa: F401  (check_task_ids: re-exported)
 from .config import Mixing
 
 
@@ -54,12 +54,12 @@ class MixturePromptEncoder(PromptEncoder):
         self.reparameterization = reparameterization.build(config)  # over the target prompts
         if self.reparameterization is not None and not building_for_a_load():  # (loaded: from the checkpoint)
             start = self.reparameterization.start(start)
-        # the raw target prompts: the first `frozen_width` columns (layers whose targets do not train) are a fixed
-        # buffer. Unlike a deep prompt's, those layers are not detached (`frozen_slots` stays 0): their prompts still
+        # the raw target prompts: the first `frozen_width` columns (layers whose targets do not train) never
+        # train. Unlike a deep prompt's, those layers are not detached (`frozen_slots` stays 0): their prompts still
         # mix with the trained weights, so backward runs through them and the weights get their whole gradient.
         fixed_layers = layer_prefix.frozen_slot_count(config.trainable_layers, self.slots)
         self.frozen_width = layer_prefix.features(self.slots[:fixed_layers])
-        self.register_buffer("frozen_targets", start[..., : self.frozen_width].clone(), persistent=False)
+        self.frozen_targets = fixed_parameter(start[..., : self.frozen_width].clone())
         self.target_prompts = torch.nn.Parameter(start[..., self.frozen_width :].clone())
         if self.mixing == Mixing.TASK:
             self.task_logits = torch.nn.Parameter(torch.zeros(config.num_tasks, count + 1))
@@ -201,7 +201,7 @@ class MixturePromptEncoder(PromptEncoder):
     def _state_tensors(self) -> dict[str, torch.Tensor]:
         """Saved name -> tensor: the bank, every parameter and the reparameterisation's buffers (layer_scaled's
         scale), with `target_prompts` whole (its fixed columns included)."""
-        state = {"bank": self.bank, **dict(self.named_parameters())}
+        state = {"bank": self.bank, **{name: p for name, p in self.named_parameters() if name != "frozen_targets"}}
         if self.mixing != Mixing.ONE_HOT:
             state["target_prompts"] = self.raw_targets()
             if self.reparameterization is not None:
