@@ -109,6 +109,10 @@ PATHS = [
     Path("trainer", "transformers Trainer", slow=True),
     Path("trainer_resume", "Trainer checkpoints, save_model, resume_from_checkpoint", slow=True),
     Path("sft_trainer", "trl SFTTrainer", (CAUSAL,), slow=True),
+    Path("dpo_trainer", "trl DPOTrainer (ref_model=None: a frozen copy of the adapter)", (CAUSAL,), slow=True),
+    Path("reward_trainer", "trl RewardTrainer (one-output head)", (SEQ_CLS,), slow=True),
+    Path("pipeline_generation", 'pipeline("text-generation"), batched', (CAUSAL,)),
+    Path("pipeline_classification", 'pipeline("text-classification"), batched', (SEQ_CLS,)),
 ]
 PATH_BY_NAME = {path.name: path for path in PATHS}
 
@@ -178,6 +182,14 @@ REFUSALS = [
             "a soft prompt is an input, not a weight delta; use export_prompt_tuning, or unload() for the base model"),
     Refusal("sft_trainer", _multi_task, ValueError, "task_ids is missing",
             "trl's collator drops task_ids; train each task's prompt alone or pass a collator that keeps task_ids"),
+    Refusal("dpo_trainer", _nothing_trains, ValueError, "Nothing in this model trains", _NOTHING_TRAINS),
+    Refusal("dpo_trainer", _multi_task, ValueError, "task_ids is missing",
+            "trl's preference collator drops task_ids; train each task's prompt alone"),
+    Refusal("reward_trainer", _multi_task, ValueError, "task_ids is missing",
+            "trl's reward collator drops task_ids; train each task's prompt alone"),
+    Refusal("pipeline_classification", _multi_task, ValueError, "task_ids is missing",
+            "the text-classification pipeline hands the model no task_ids; call the model with task_ids=, "
+            "or export one task's prompt (text-generation pipelines take task_ids=<int>)"),
 ]
 
 
@@ -206,6 +218,7 @@ NOTES = [
     Note("prompt_embedding_to_save", lambda case, model: case.deep, "deep prompts: [P, layers x 2 x kv dim], PEFT PREFIX_TUNING's layout"),
     Note("trainer", _multi_task, "TrainingArguments(remove_unused_columns=False) keeps task_ids"),
     Note("trainer_resume", _multi_task, "TrainingArguments(remove_unused_columns=False) keeps task_ids"),
+    Note("pipeline_generation", _multi_task, "task_ids=<int>: one task for every row"),
     Note("merge_and_unload", _always, "unload() returns the base model (a SEQ_CLS head trained beside the prompt kept, as PEFT keeps LoRA's)"),
 ]
 
@@ -242,6 +255,9 @@ CI_CELLS = {
     Cell("deep_vocab", "gpt2", "trainer_resume"),
     Cell("vocab_top_frequent", "gpt2", "sft_trainer"),
     Cell("mixture_task_2", "gpt2", "sft_trainer"),
+    Cell("vocab_top_frequent", "llama", "dpo_trainer"),
+    Cell("deep_vocab", "gpt2", "dpo_trainer"),
+    Cell("deep_vocab", "bert", "reward_trainer"),
     Cell("vocab_top_frequent", "gpt2", "torch_compile"),
     Cell("mixture_task_2", "llama", "hub"),
     Cell("vocab_reparam", "t5", "hub"),

@@ -9,6 +9,7 @@ the attention mask). Helpers for building models and batches live in `conformanc
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import peft
@@ -505,6 +506,115 @@ def check_sft_trainer(cell, tmp_path):
         torch.testing.assert_close(trainer.evaluate(eval_dataset=data)["eval_loss"], evaluated, rtol=1e-5, atol=1e-5)
     trainer.save_model(str(tmp_path / "saved"))
     _reload_equals(cell, model, tmp_path / "saved")
+
+
+# --------------------------------------------------------------------------- pipelines
+# In batches of 2: a padded batch, then a 1-row tail. Short enough that prompt + text + 4 new tokens stay within the
+# tiny Gemma-3's sliding window of 16: past it a shallow prompt's left-padded rows differ from the rows alone
+# (test_prompt_methods.py::test_left_padded_rows_past_a_sliding_window_equal_the_rows_alone, a known limitation).
+PIPELINE_TEXTS = ["positive review of a lovely story", "a lovely story", "negative review of an awful story"]
+
+
+def _one_task(cell) -> dict:
+    """A multi-task mixture's last task for every row (one integer: pipelines hand one task_ids to every batch)."""
+    return {"task_ids": cell.case.num_tasks - 1} if cell.case.num_tasks > 1 else {}
+
+
+def check_pipeline_generation(cell, tmp_path):
+    from transformers import pipeline
+
+    model = build(cell)
+    tokenizer = common.tiny_tokenizer()
+    tokenizer.padding_side = "left"
+    settings = {"max_new_tokens": 4, "min_new_tokens": 4, "do_sample": False, **_one_task(cell)}
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    outputs = generator(PIPELINE_TEXTS, batch_size=2, return_tensors=True, **settings)
+    for text, output in zip(PIPELINE_TEXTS, outputs):
+        with torch.no_grad():
+            alone = model.generate(**tokenizer(text, return_tensors="pt"), **settings)
+        assert output[0]["generated_token_ids"][-4:] == alone[0, -4:].tolist(), text
+
+
+def check_pipeline_classification(cell, tmp_path):
+    from transformers import pipeline
+
+    model = build(cell)
+    tokenizer = common.tiny_tokenizer()
+    classifier = pipeline("text-classification", model=model, tokenizer=tokenizer)
+    outputs = classifier(PIPELINE_TEXTS, batch_size=2, top_k=None)
+    for text, output in zip(PIPELINE_TEXTS, outputs):
+        with torch.no_grad():
+            expected = model(**tokenizer(text, return_tensors="pt")).logits.softmax(-1)[0]
+        scores = {entry["label"]: entry["score"] for entry in output}
+        got = torch.tensor([scores[model.config.id2label[index]] for index in range(expected.shape[0])])
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- trl preference and reward trainers
+def _preference_rows() -> list[dict]:
+    texts = common.CORPUS[:6]
+    return [{"prompt": " ".join(text.split()[:3]), "chosen": " " + " ".join(text.split()[3:]),
+             "rejected": " " + " ".join(texts[(i + 3) % len(texts)].split()[2:6])} for i, text in enumerate(texts)]  # fmt: skip
+
+
+def check_dpo_trainer(cell, tmp_path):
+    """ref_model=None over a PeftModel: trl adds a frozen copy of the adapter ("ref") for the reference pass, so the
+    first step's loss is ln 2 exactly when the reference pass runs the copied prompt (policy and reference agree)."""
+    import datasets
+    from trl import DPOConfig, DPOTrainer
+
+    model = build(cell)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    base_before = {n: p.detach().clone() for n, p in model.get_base_model().named_parameters() if not p.requires_grad}
+    args = DPOConfig(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=2, learning_rate=0.05,
+                     report_to=[], save_strategy="no", use_cpu=True, bf16=False, max_length=32, logging_steps=1, beta=0.1)  # fmt: skip
+    trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=datasets.Dataset.from_list(_preference_rows()),
+                         processing_class=common.tiny_tokenizer())  # fmt: skip
+    trainer.train()
+    first_loss = next(entry["loss"] for entry in trainer.state.log_history if "loss" in entry)
+    assert abs(first_loss - math.log(2)) < 1e-4, first_loss
+    assert any(not torch.equal(p.detach(), before[n]) for n, p in model.named_parameters() if n in before)
+    assert all(torch.equal(p.detach(), base_before[n]) for n, p in model.get_base_model().named_parameters() if n in base_before)
+    model.set_adapter("default")
+    trainer.save_model(str(tmp_path / "saved"))
+    _reload_equals(cell, model, tmp_path / "saved")
+
+
+def _reward_model(cell, seed_offset: int = 0):
+    """`cell`'s classifier with one output (trl's reward models score with num_labels=1), the prompt perturbed."""
+    base = fresh_base(cell)
+    torch.manual_seed(5)
+    base.classifier = torch.nn.Linear(base.classifier.in_features, 1)
+    base.config.num_labels = base.num_labels = 1
+    model = peft.get_peft_model(base, cell.case.build(cell.task_type, cell.model))
+    perturb(model, "default", seed=seed_offset)
+    return model
+
+
+def check_reward_trainer(cell, tmp_path):
+    """trl pads each batch on the right: after training, every padded row scores as the same text alone."""
+    import datasets
+    from trl import RewardConfig, RewardTrainer
+
+    model = _reward_model(cell)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    texts = common.CORPUS[:6]
+    rows = [{"chosen": text, "rejected": texts[(i + 3) % len(texts)][: 10 + 3 * i]} for i, text in enumerate(texts)]
+    tokenizer = common.tiny_tokenizer()
+    args = RewardConfig(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=2, learning_rate=0.05,
+                        report_to=[], save_strategy="no", use_cpu=True, bf16=False, max_length=32, logging_steps=1)  # fmt: skip
+    trainer = RewardTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), processing_class=tokenizer)
+    trainer.train()
+    assert any(not torch.equal(p.detach(), before[n]) for n, p in model.named_parameters() if n in before)
+    model.eval()
+    with torch.no_grad():
+        padded = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits[:, 0]
+        alone = torch.cat([model(**tokenizer(text, return_tensors="pt")).logits[:, 0] for text in texts])
+    torch.testing.assert_close(padded, alone, rtol=1e-5, atol=1e-5)
+    trainer.save_model(str(tmp_path / "saved"))
+    loaded = PeftModel.from_pretrained(_reward_model(cell, seed_offset=1).get_base_model(), str(tmp_path / "saved")).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**tokenizer(texts, padding=True, return_tensors="pt")).logits[:, 0], padded, rtol=1e-5, atol=1e-5)
 
 
 CHECKS = {name.removeprefix("check_"): function for name, function in globals().items() if name.startswith("check_")}

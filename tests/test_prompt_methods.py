@@ -549,3 +549,24 @@ def test_over_a_lora_model_only_the_prompts_own_head_is_switched_off_or_unloaded
     unloaded = peft_model.unload()
     assert unloaded is lora and isinstance(lora.base_model.model.bert.pooler, type(pooler)) and pooler.active_adapters == ["lora"]
     assert type(lora.base_model.model.classifier) is torch.nn.Linear  # the prompt's trained head, kept
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="known limitation (found 2026-12-06): a shallow prompt goes in front of the left padding, "
+                   "and a sliding window counts the padding's slots, so past the window a padded row loses the prompt's "
+                   "first rows earlier than the row alone; plain PEFT prompt tuning has the same layout")  # fmt: skip
+def test_left_padded_rows_past_a_sliding_window_equal_the_rows_alone():
+    """The tiny Gemma-3's window is 16: 5 prompt rows + 23 tokens, one row with one pad in front. Within the window
+    (every conformance cell) padded rows equal the rows alone; past it they do not. When this passes, drop the xfail
+    and the README's limitation."""
+    from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    base, task_type = common.tiny_model("gemma3")
+    model = peft.get_peft_model(base, VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=5,
+                                                                     vocab_sampling="uniform", seed=3))  # fmt: skip
+    ids = torch.randint(6, 300, (2, 24), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, 0] = 0
+    with torch.no_grad():
+        padded = model(input_ids=ids, attention_mask=mask).logits[0, -1]
+        alone = model(input_ids=ids[:1, 1:], attention_mask=mask[:1, 1:]).logits[0, -1]
+    torch.testing.assert_close(padded, alone, rtol=1e-5, atol=1e-5)
