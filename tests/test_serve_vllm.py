@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vllm_engine")]  # one e
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
-MAX_NEW_TOKENS, GENERATION_ROWS, CLASSIFIED_ROWS, MAX_TEXT_TOKENS = 16, 6, 48, 64
+MAX_NEW_TOKENS, GENERATION_ROWS, CLASSIFIED_ROWS, MAX_TEXT_TOKENS, MANY_CHOICES = 16, 6, 48, 64, 150
 
 
 def _train_movie_prompt(model, tokenizer, model_dir: str, folder: str, task, template: str, words: list[str], steps: int = 4) -> None:
@@ -75,6 +75,8 @@ def served(tmp_path_factory):
     rows = [{"task": name, "text": text} for text in texts for name in ("movie", "sentiment", "other", None)]
     rows += [{"task": "movie", "token_ids": prompt_ids(tokenizer, text, template, MAX_TEXT_TOKENS), "choices": words, "label": label}
              for text, label in zip(validation["text"][:CLASSIFIED_ROWS], validation["label"][:CLASSIFIED_ROWS])]  # the recipe's ids
+    many = sorted({" " + word for text in validation["text"][:40] for word in text.split() if word.isalpha()})[:MANY_CHOICES]
+    rows.append({"task": "movie", "text": texts[0], "choices": many})  # past vLLM's 128 scored ids per request
     requests, answers = root / "requests.jsonl", root / "answers.jsonl"
     requests.write_text("".join(json.dumps(row) + "\n" for row in rows))
     command = [str(VLLM_PYTHON), str(REPO / "recipes" / "serve_vllm.py"), "generate", "--model", model_dir, "--adapter", f"movie={movie}",
@@ -131,8 +133,28 @@ def test_vllm_requests_without_a_task_equal_the_base_model(served):
     assert _vllm_tokens(served, None) == _plugin_tokens(served["base"], served["tokenizer"], _texts(served, None))
 
 
+def test_vllm_scores_many_choices_as_the_plugin_does(served):
+    """More distinct first tokens than vLLM scores in one request (128), multi-token choices sharing first tokens:
+    each choice's score is the sum of its tokens' log-probabilities after the text, as the plugin gives them."""
+    tokenizer = served["tokenizer"]
+    row = next(out for out in served["outputs"] if len(out.get("choices", [])) > 128)
+    plugin = peft.PeftModel.from_pretrained(copy.deepcopy(served["base"]), served["movie"]).eval()
+    text_ids = tokenizer(row["text"])["input_ids"]
+    assert len({tokenizer(choice, add_special_tokens=False)["input_ids"][0] for choice in row["choices"]}) > 128
+    expected = []
+    with torch.no_grad():
+        for choice in row["choices"]:
+            ids = tokenizer(choice, add_special_tokens=False)["input_ids"]
+            log_probs = plugin(input_ids=torch.tensor([text_ids + ids])).logits[0, -len(ids) - 1 : -1].log_softmax(-1)
+            expected.append(float(log_probs.gather(-1, torch.tensor(ids)[:, None]).sum()))
+    torch.testing.assert_close(torch.tensor(row["scores"]), torch.tensor(expected), rtol=0, atol=1e-3)
+    second, first = sorted(expected)[-2:]
+    if first - second > 1e-2:  # (a closer race may go either way within the tolerance)
+        assert row["prediction"] == expected.index(first)
+
+
 def test_vllm_rank_classification_gives_the_recipe_predictions(served):
-    tokenizer, rows = served["tokenizer"], [out for out in served["outputs"] if "choices" in out]
+    tokenizer, rows = served["tokenizer"], [out for out in served["outputs"] if "choices" in out and "label" in out]
     plugin = peft.PeftModel.from_pretrained(copy.deepcopy(served["base"]), served["movie"]).eval()
     prompts = [row["token_ids"] for row in rows]
     with torch.no_grad():
