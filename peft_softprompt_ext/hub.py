@@ -26,6 +26,7 @@ from ._peft_compat import adapter_config_of, adapter_names, is_plugin_config, pe
 from .adapter_files import PLUGIN_CARD_TAG
 from .describe import describe_prompt
 from .export import vanilla_copies, write_plain_files
+from .prompt_encoder import is_fixed_parameter
 
 CARD_TAGS = ["prompt-tuning", "soft-prompt", PLUGIN_CARD_TAG]
 _RESULTS_ATTRIBUTE = "_softprompt_card_results"
@@ -136,7 +137,7 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
                          "of a plugin adapter (PEFT writes its own card when it saves this one).")  # fmt: skip
     encoder = prompt_encoder_of(peft_model, adapter_name)
     method = _method_name(config)
-    prompt = sum(p.numel() for p in encoder.parameters())
+    prompt = sum(p.numel() for name, p in encoder.named_parameters() if not is_fixed_parameter(name))
     head = sum(t.numel() for t in trained_head_tensors(peft_model, adapter_name).values())  # e.g. a SEQ_CLS classifier
     trainable = f"{prompt + head:,} trainable parameters" + (f": {prompt:,} in the prompt, {head:,} in the trained head" if head else "")
     results = getattr(peft_model, _RESULTS_ATTRIBUTE, None)

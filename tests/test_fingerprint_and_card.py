@@ -293,3 +293,15 @@ def test_a_card_names_a_hub_base_model_only(tmp_path):
     peft_model.peft_config["default"].base_model_name_or_path = None  # a model built from its config
     card = build_model_card(peft_model)
     assert "`None`" not in card.text and "a base model built from its config" in card.text and "base_model" not in card.data.to_dict()
+
+
+@pytest.mark.parametrize("config_name", ["deep_top_layer", "deep_layer_scaled"])
+def test_a_deep_prompts_card_counts_only_what_trains(config_name):
+    """Found 2026-12-06 by a review: with the fixed layers of trainable_layers and layer_scaled's scale held as
+    parameters, the card counted them as trainable (640 for deep_top_layer's 320)."""
+    from peft_softprompt_ext.hub import build_model_card
+
+    base, task_type = common.tiny_model("gpt2")
+    peft_model = peft.get_peft_model(base, common.conformance_config(config_name, task_type, "gpt2"))
+    trainable, _ = peft_model.get_nb_trainable_parameters()
+    assert f"({trainable:,} trainable parameters)" in build_model_card(peft_model).text

@@ -32,7 +32,7 @@ class MixturePromptEncoder(PromptEncoder):
     Trainable: target prompts [num_tasks, P, D], and task logits [num_tasks, K + 1] or the
     attention projection; the bank [K, P, D] is a buffer and never gets a gradient. A bank of deep
     prompts has rows [P, F] (every layer's keys and values); with `trainable_layers=k` the target
-    prompts' columns of the other layers are a fixed buffer (`frozen_targets`).
+    prompts' columns of the other layers are a parameter that never trains (`frozen_targets`).
     """
 
     def __init__(self, config, word_embeddings: torch.nn.Module, model_config=None, base_model=None):
@@ -199,8 +199,8 @@ class MixturePromptEncoder(PromptEncoder):
         return {name: tensor.detach() for name, tensor in self._state_tensors().items()}
 
     def _state_tensors(self) -> dict[str, torch.Tensor]:
-        """Saved name -> tensor: the bank, every parameter and the reparameterisation's buffers (layer_scaled's
-        scale), with `target_prompts` whole (its fixed columns included)."""
+        """Saved name -> tensor: the bank, every parameter (layer_scaled's scale included), with `target_prompts`
+        whole (its fixed columns, `frozen_targets`, included)."""
         state = {"bank": self.bank, **{name: p for name, p in self.named_parameters() if name != "frozen_targets"}}
         if self.mixing != Mixing.ONE_HOT:
             state["target_prompts"] = self.raw_targets()
