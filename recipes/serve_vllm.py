@@ -106,7 +106,7 @@ def classify_rows(llm, rows: list[dict], plans: list[list]) -> list[dict]:
     if not rows:
         return []
     flat = [(row_index, *item) for row_index, plan in enumerate(plans) for item in plan]
-    params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=sorted(set(scored))) for _, _, scored, _ in flat]
+    params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=scored) for _, _, scored, _ in flat]
     outputs = llm.generate([request for _, request, _, _ in flat], params, use_tqdm=False)
     scores = [[0.0] * len(row["choices"]) for row in rows]
     for (row_index, _, scored, owners), output in zip(flat, outputs):

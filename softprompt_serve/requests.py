@@ -17,7 +17,7 @@ from .exported_prompts import ExportedPrompt, load_exported_prompt, task_folders
 from .model_inputs import InputEmbedder
 
 
-# vLLM 0.32 scores at most this many distinct token ids per request (`logprob_token_ids`, MAX_LOGPROB_TOKEN_IDS in
+# vLLM 0.32 scores at most this many token ids per request (`logprob_token_ids`, MAX_LOGPROB_TOKEN_IDS in
 # vllm/sampling_params.py; a longer list fails inside the engine): more choices at one prefix take more requests.
 MAX_SCORED_TOKENS = 128
 
@@ -127,8 +127,8 @@ class PromptServer:
         Returns (request, token ids to score at its next position, [(choice, token index)] they
         belong to): one request per distinct prefix of the choices' tokens, so one-token choices
         share a single request, and another request with the same prefix for every further
-        MAX_SCORED_TOKENS distinct ids (an id two choices share is scored once: pass the distinct ids
-        to vLLM). A choice's score is the sum of its tokens' log-probabilities.
+        MAX_SCORED_TOKENS ids (vLLM's cap; the ids go to vLLM as they are: `logprob_token_ids`).
+        A choice's score is the sum of its tokens' log-probabilities.
         """
         if not (isinstance(choices, (list, tuple)) and choices and all(isinstance(choice, str) and choice for choice in choices)):
             raise ValueError(f"choices={choices!r:.200}; expected a non-empty list of non-empty strings (the answers to score).")
@@ -137,15 +137,12 @@ class PromptServer:
         for choice, ids in zip(choices, choice_ids):
             if not ids:
                 raise ValueError(f"choice {choice!r} tokenizes to no tokens.")
-        by_prefix: dict[tuple[int, ...], list[tuple[list[int], list[tuple[int, int]]]]] = {}
+        by_prefix: dict[tuple[int, ...], tuple[list[int], list[tuple[int, int]]]] = {}
         for choice, ids in enumerate(choice_ids):
             for position, token in enumerate(ids):
-                groups = by_prefix.setdefault(tuple(ids[:position]), [])
-                group = next((g for g in groups if token in g[0] or len(set(g[0])) < MAX_SCORED_TOKENS), None)
-                if group is None:
-                    group = ([], [])
-                    groups.append(group)
-                group[0].append(token)
-                group[1].append((choice, position))
-        return [({"prompt_embeds": self.prompt_embeds(text_ids + list(prefix), task)}, scored, owners)
-                for prefix, groups in by_prefix.items() for scored, owners in groups]  # fmt: skip
+                scored, owners = by_prefix.setdefault(tuple(ids[:position]), ([], []))
+                scored.append(token)
+                owners.append((choice, position))
+        cap = MAX_SCORED_TOKENS
+        return [({"prompt_embeds": self.prompt_embeds(text_ids + list(prefix), task)}, scored[start : start + cap], owners[start : start + cap])
+                for prefix, (scored, owners) in by_prefix.items() for start in range(0, len(scored), cap)]  # fmt: skip
