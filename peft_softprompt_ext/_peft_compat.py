@@ -340,7 +340,7 @@ class PluginHooks:
     `__init__` (`install_patches(hooks)`), so this module never imports the plugin's behaviour."""
 
     causal_lm_forward: Callable  # (parts, *args, **kwargs) -> model output
-    generate_keywords: Callable  # (kwargs) -> generate's keywords as transformers expands them (one task id as an int)
+    generate_keywords: Callable  # (parts, kwargs) -> generate's keywords as transformers expands them (one task id as an int)
     generation_prompts: Callable  # (parts, args, kwargs) -> prompts [B, P, D] fixed for one generate call
     generation_prefix: Callable  # (parts, args, kwargs, prompt_cache) -> shared prefix or None
     generation_step_slice: Callable  # (parts, args, kwargs) -> kwargs for transformers' own prepare_inputs_for_generation
@@ -463,10 +463,10 @@ def _causal_generate(original, self, *args, **kwargs):
     if self._adapters_disabled:
         return _disabled_call(original, self, "generate", args, kwargs)
     args, kwargs = _generate_keywords(args, kwargs)
-    kwargs = _hooks.generate_keywords(kwargs)
     # The prompt is computed once from the original input, so it stays the same at every step with
     # or without a cache (input-dependent mixing would otherwise see the generated tokens too).
     parts = plugin_parts(self)
+    kwargs = _hooks.generate_keywords(parts, kwargs)
     prompt_cache = kwargs.pop("prompt_cache", None)
     self._plugin_generation_prompts = _hooks.generation_prompts(parts, args, kwargs)
     self._plugin_generation_prefix = _hooks.generation_prefix(parts, args, kwargs, prompt_cache)

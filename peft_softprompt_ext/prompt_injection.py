@@ -28,7 +28,7 @@ import torch
 from . import layer_prefix, shared_prefix
 from ._peft_compat import PromptParts
 from .position_table import check_positions_fit
-from .prompt_encoder import KEY_VALUES
+from .prompt_encoder import KEY_VALUES, check_task_ids
 
 
 @functools.lru_cache(maxsize=64)
@@ -74,6 +74,9 @@ def generation_scope(parts: PromptParts, prompts: torch.Tensor, prefix=None):
         return contextlib.nullcontext()
     return layer_prompts(parts, prompts)
 
+
+_PADDING_FIRST_REASON = ("left padding on a model with a sliding attention window goes in front of the prompt in each row, "
+                         "which a prompt computed once for all rows cannot sit behind")
 
 # A deep prompt's keys and values put into generate's empty cache at the first step: later steps attend to
 # them as to any cached token, with no per-layer concatenation (the layer prefix copies them in front of the
@@ -177,6 +180,45 @@ def _with_prompt_mask(attention_mask: torch.Tensor | None, num_virtual_tokens: i
 def _positions_from_mask(full_mask: torch.Tensor) -> torch.Tensor:
     positions = full_mask.long().cumsum(-1) - 1
     return positions.masked_fill(full_mask == 0, 0)
+
+
+def _padding_goes_first(parts: PromptParts, attention_mask) -> bool:
+    """Whether a call's left padding moves in front of the prompt: a sliding attention window counts slots, so
+    padding between the prompt and the tokens would push the prompt out of the window earlier than in the same row
+    alone. Only for input-row prompts on models with a sliding window, and only for left-padded 2D masks (zeros,
+    then ones) with some padding: right padding sits after the tokens, where it changes nothing."""
+    if _is_deep(parts) or not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or attention_mask.shape[1] < 2:
+        return False
+    if layer_prefix.sliding_window_of(parts.base_model) is None:
+        return False
+    mask = attention_mask.long()
+    return bool((mask == 0).any()) and bool((mask[:, 1:] >= mask[:, :-1]).all())
+
+
+def _padding_first_order(full_mask: torch.Tensor) -> torch.Tensor:
+    """[B, P + L] indices that put each row's padding first, then the prompt and the tokens in order."""
+    return torch.sort(full_mask.long(), dim=1, stable=True).indices
+
+
+def _in_order(tensor: torch.Tensor, order: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """`tensor` with its positions along `dim` taken in `order` [B, T]."""
+    shape = [1] * tensor.dim()
+    shape[0], shape[dim] = order.shape
+    index = order.reshape(shape).expand(*tensor.shape[:dim], order.shape[1], *tensor.shape[dim + 1 :])
+    return torch.gather(tensor, dim, index)
+
+
+def _restore_order(output, order: torch.Tensor):
+    """A model output computed in `order` with its positions back where the caller put them (prompt first)."""
+    back = torch.argsort(order, dim=1)
+    length = order.shape[1]
+    if getattr(output, "logits", None) is not None and output.logits.shape[1] == length:  # (logits_to_keep: the tail is the same)
+        output.logits = _in_order(output.logits, back)
+    if getattr(output, "hidden_states", None) is not None:
+        output.hidden_states = tuple(_in_order(h, back) if h.shape[1] == length else h for h in output.hidden_states)
+    if getattr(output, "attentions", None):
+        output.attentions = tuple(_in_order(_in_order(a, back, 2), back, 3) if a.shape[-1] == length else a for a in output.attentions)
+    return output
 
 
 def _shifted_positions(position_ids, full_mask, num_virtual_tokens, new_length, injecting):
@@ -290,7 +332,10 @@ def causal_lm_forward(
             return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,
                                     **_given(output_attentions, output_hidden_states, return_dict), **kwargs)  # fmt: skip
     mode = "on" if prompt_cache is not None else parts.shared_prefix
-    if injecting and new_length > 0 and shared_prefix.use_shared_prefix(mode, parts, output_attentions, kwargs):  # (empty: standard)
+    padding_first = _padding_goes_first(parts, attention_mask) and not four_d
+    if padding_first:
+        shared_prefix.refuse_on(mode, _PADDING_FIRST_REASON)
+    if injecting and new_length > 0 and not padding_first and shared_prefix.use_shared_prefix(mode, parts, output_attentions, kwargs):
         hidden = shared_prefix.hidden_states_asked(parts.base_model, output_hidden_states)
         prefix, rows = shared_prefix.prefix_for(parts.base_model, parts.encoder, inputs_embeds.shape[0], task_ids,
                                                 inputs_embeds.dtype, prompt_cache, shared_prefix.asks_hidden_states(hidden))  # fmt: skip
@@ -311,13 +356,28 @@ def causal_lm_forward(
     elif position_ids is not None:
         raise ValueError(f"{parts.model_class.__name__}.forward takes no position_ids, but position_ids were given.")
     check_positions_fit(_transformers_model(parts), num_virtual, new_length, _cache_length(kwargs), kwargs.get("position_ids"))
-    return parts.base_model(
-        inputs_embeds=inputs_embeds,
-        attention_mask=full_mask,
-        labels=labels,
-        **_given(output_attentions, output_hidden_states, return_dict),
-        **kwargs,
-    )
+    if not padding_first:
+        return parts.base_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=full_mask,
+            labels=labels,
+            **_given(output_attentions, output_hidden_states, return_dict),
+            **kwargs,
+        )
+    order = _padding_first_order(full_mask)
+    if injecting:  # the tokens fed now are prompt + input: all of them move (a continuation's tokens are the last ones)
+        inputs_embeds = _in_order(inputs_embeds, order)
+        labels = None if labels is None else _in_order(labels, order)
+        for name in ("position_ids", "token_type_ids"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = _in_order(kwargs[name], order)
+    switches = _given(output_attentions, output_hidden_states, return_dict)
+    output = parts.base_model(inputs_embeds=inputs_embeds, attention_mask=_in_order(full_mask, order), labels=labels,
+                              **{**switches, "return_dict": True}, **kwargs)  # fmt: skip
+    if injecting:
+        output = _restore_order(output, order)
+    asked = switches.get("return_dict", getattr(_transformers_model(parts).config, "return_dict", True))
+    return output if asked is not False else output.to_tuple()
 
 
 def _given(output_attentions, output_hidden_states, return_dict) -> dict:
@@ -327,13 +387,13 @@ def _given(output_attentions, output_hidden_states, return_dict) -> dict:
     return {name: value for name, value in switches.items() if value is not None}
 
 
-def generate_keywords(kwargs: dict) -> dict:
+def generate_keywords(parts: PromptParts, kwargs: dict) -> dict:
     """A causal generate call's keywords as transformers takes them: one task id for every row given as a 0-d tensor
     becomes an int (transformers repeats tensor keywords along dim 0 for beams and returned sequences, which a 0-d
-    tensor has not; an int stands for every row at any batch size, `check_task_ids`)."""
+    tensor has not; an int stands for every row at any batch size, `check_task_ids`, which checks it here first)."""
     task_ids = kwargs.get("task_ids")
-    if isinstance(task_ids, torch.Tensor) and task_ids.dim() == 0 and not task_ids.is_floating_point() and task_ids.dtype != torch.bool:
-        return {**kwargs, "task_ids": int(task_ids)}
+    if isinstance(task_ids, torch.Tensor) and task_ids.dim() == 0:
+        return {**kwargs, "task_ids": int(check_task_ids(task_ids, 1, parts.encoder.num_tasks)[0])}
     return kwargs
 
 
@@ -365,6 +425,9 @@ def generation_prefix(parts: PromptParts, args: tuple, kwargs: dict, prompt_cach
         shared_prefix.refuse_on(mode, "output_hidden_states=True in generate asks for the prompt positions' hidden states")
         return None
     attentions = _generate_setting(parts, kwargs, "output_attentions", False)
+    if _padding_goes_first(parts, kwargs.get("attention_mask")):
+        shared_prefix.refuse_on(mode, _PADDING_FIRST_REASON)
+        return None
     if not shared_prefix.use_shared_prefix(mode, parts, attentions, kwargs):
         return None
     input_ids = kwargs.get("input_ids", args[0] if args else None)
@@ -488,6 +551,15 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
     if position_ids is not None:
         new_length = position_ids.shape[-1] + (num_virtual if injecting else 0)
         model_inputs["position_ids"] = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)
+    if _padding_goes_first(parts, user_mask):  # as in forward: the cache keeps this order for the whole call
+        order = _padding_first_order(full_mask)
+        model_inputs["attention_mask"] = _in_order(full_mask, order)
+        if injecting:
+            if model_inputs.get("position_ids") is None and _accepts(parts, "position_ids"):
+                model_inputs["position_ids"] = _positions_from_mask(full_mask)
+            for name in ("inputs_embeds", "position_ids", "token_type_ids"):
+                if model_inputs.get(name) is not None:
+                    model_inputs[name] = _in_order(model_inputs[name], order)
     return model_inputs
 
 
@@ -649,12 +721,13 @@ def _last_token_classifier_call(parts: PromptParts, inputs_embeds, full_mask, kw
     """Call a last-token classifier so that each row's last position is its last real token: rows
     with padding at the end are reordered (padding first, then the prompt and the tokens in order;
     the mask and the positions, counted from the mask as in an unpadded row, go with them). A model that takes
-    no position_ids (Falcon's classifier) counts positions over the padding: its left-padded rows are reordered
-    too, so that prompt and tokens stay next to each other."""
+    no position_ids (Falcon's classifier) counts positions over the padding, and a sliding window counts its slots:
+    left-padded rows are reordered there too, so that prompt and tokens stay next to each other."""
     takes_positions = _accepts(parts, "position_ids")
     if takes_positions:
         kwargs.setdefault("position_ids", _positions_from_mask(full_mask))
-    if bool(full_mask.all()) or (takes_positions and bool(full_mask[:, -1].all())):
+    left_padding_harmless = takes_positions and layer_prefix.sliding_window_of(parts.base_model) is None
+    if bool(full_mask.all()) or (left_padding_harmless and bool(full_mask[:, -1].all())):
         return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=full_mask, **kwargs)
     order = torch.sort(full_mask.long(), dim=1, stable=True).indices  # 0s (padding) first, the rest in order
     gather = functools.partial(torch.gather, dim=1, index=order)

@@ -18,6 +18,7 @@ import torch
 from peft import PeftModel
 
 import testing_common as common
+from peft_softprompt_ext.prompt_encoder import is_fixed_parameter
 from conformance_support import (
     CAUSAL,
     SEQ2SEQ,
@@ -509,10 +510,9 @@ def check_sft_trainer(cell, tmp_path):
 
 
 # --------------------------------------------------------------------------- pipelines
-# In batches of 2: a padded batch, then a 1-row tail. Short enough that prompt + text + 4 new tokens stay within the
-# tiny Gemma-3's sliding window of 16: past it a shallow prompt's left-padded rows differ from the rows alone
-# (test_prompt_methods.py::test_left_padded_rows_past_a_sliding_window_equal_the_rows_alone, a known limitation).
-PIPELINE_TEXTS = ["positive review of a lovely story", "a lovely story", "negative review of an awful story"]
+# In batches of 2: a padded batch, then a 1-row tail. Prompt + text + 4 new tokens run past the tiny Gemma-3's
+# sliding window of 16, where a left-padded row's padding must go in front of its prompt (found 2026-12-06).
+PIPELINE_TEXTS = common.CORPUS[:3]
 
 
 def _one_task(cell) -> dict:
@@ -566,6 +566,7 @@ def check_dpo_trainer(cell, tmp_path):
     model = build(cell)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     base_before = {n: p.detach().clone() for n, p in model.get_base_model().named_parameters() if not p.requires_grad}
+    fixed = {n: p.detach().clone() for n, p in model.prompt_encoder.named_parameters() if is_fixed_parameter(n)}
     args = DPOConfig(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=2, learning_rate=0.05,
                      report_to=[], save_strategy="no", use_cpu=True, bf16=False, max_length=32, logging_steps=1, beta=0.1)  # fmt: skip
     trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=datasets.Dataset.from_list(_preference_rows()),
@@ -575,6 +576,7 @@ def check_dpo_trainer(cell, tmp_path):
     assert abs(first_loss - math.log(2)) < 1e-4, first_loss
     assert any(not torch.equal(p.detach(), before[n]) for n, p in model.named_parameters() if n in before)
     assert all(torch.equal(p.detach(), base_before[n]) for n, p in model.get_base_model().named_parameters() if n in base_before)
+    assert all(torch.equal(p.detach(), fixed[n]) for n, p in model.prompt_encoder.named_parameters() if n in fixed)
     model.set_adapter("default")
     trainer.save_model(str(tmp_path / "saved"))
     _reload_equals(cell, model, tmp_path / "saved")

@@ -11,6 +11,7 @@ import peft
 import torch
 
 import testing_common as common
+from peft_softprompt_ext.prompt_encoder import is_fixed_parameter
 from conformance_cases import CAUSAL, SEQ2SEQ, SEQ_CLS  # noqa: F401  (re-exported for the checks)
 
 NUM_VIRTUAL_TOKENS = 5
@@ -47,7 +48,9 @@ def build(cell, seed_offset: int = 0, base_folder=None, under=None):
 def perturb(model, adapter_name: str, seed: int) -> None:
     """Seeded noise on every parameter of one prompt encoder, so tasks and adapters differ visibly."""
     generator = torch.Generator().manual_seed(1000 + seed)
-    for parameter in model.prompt_encoder[adapter_name].parameters():
+    for name, parameter in model.prompt_encoder[adapter_name].named_parameters():
+        if is_fixed_parameter(name):  # a fixed part (a layer that does not train, layer_scaled's scale): as it started
+            continue
         scale = max(float(parameter.std()) if parameter.numel() > 1 else 0.0, 0.3)
         parameter.add_(torch.randn(parameter.shape, generator=generator) * scale)
 
@@ -118,6 +121,17 @@ def _prompted_inputs(model, batch):
     return base, torch.cat((prompts, embeds), dim=1), full_mask
 
 
+def _padding_first(base, embeds, full_mask):
+    """(embeds, mask, order or None): on a model with a sliding attention window, each left-padded row's padding in
+    front of its prompt, so that the window counts the row's slots as the same row alone (the plugin's promise)."""
+    window = getattr(base.config.get_text_config(), "sliding_window", None)
+    left_padded = bool((full_mask[:, -1] == 1).all()) and not bool(full_mask.all())
+    if not window or not left_padded:
+        return embeds, full_mask, None
+    order = torch.sort(full_mask.long(), dim=1, stable=True).indices
+    return embeds.gather(1, order[..., None].expand_as(embeds)), full_mask.gather(1, order), order
+
+
 def is_deep(model) -> bool:
     from peft_softprompt_ext.prompt_encoder import KEY_VALUES
 
@@ -176,6 +190,9 @@ def reference_logits(model, batch, loss: bool = False):
     base, embeds, full_mask = _prompted_inputs(model, batch)
     task_type = model.peft_config[model.active_adapter].task_type
     task_type = str(getattr(task_type, "value", task_type))
+    order = None
+    if task_type == CAUSAL:
+        embeds, full_mask, order = _padding_first(base, embeds, full_mask)
     kwargs = {"inputs_embeds": embeds, "attention_mask": full_mask}
     if task_type == CAUSAL:
         kwargs["position_ids"] = (full_mask.cumsum(-1) - 1).masked_fill(full_mask == 0, 0)
@@ -183,6 +200,8 @@ def reference_logits(model, batch, loss: bool = False):
         if loss:
             prompt_labels = batch["labels"].new_full((batch["labels"].shape[0], embeds.shape[1] - batch["labels"].shape[1]), -100)
             kwargs["labels"] = torch.cat((prompt_labels, batch["labels"]), dim=1)
+            if order is not None:
+                kwargs["labels"] = kwargs["labels"].gather(1, order)
     elif task_type == SEQ2SEQ:
         kwargs["labels" if loss else "decoder_input_ids"] = batch["labels" if loss else "decoder_input_ids"]
     elif loss:
@@ -190,7 +209,11 @@ def reference_logits(model, batch, loss: bool = False):
     if loss:
         return base(**kwargs).loss
     with torch.no_grad():
-        return base(**kwargs).logits
+        logits = base(**kwargs).logits
+    if order is None:
+        return logits
+    back = torch.argsort(order, dim=1)  # positions where the caller put them: prompt first
+    return logits.gather(1, back[..., None].expand_as(logits))
 
 
 def reference_generate(model, batch, **kwargs) -> torch.Tensor | None:
@@ -200,6 +223,7 @@ def reference_generate(model, batch, **kwargs) -> torch.Tensor | None:
         return None
     with torch.no_grad():
         base, embeds, full_mask = _prompted_inputs(model, batch)
+        embeds, full_mask, _ = _padding_first(base, embeds, full_mask)
         return base.generate(inputs_embeds=embeds, attention_mask=full_mask, **kwargs)
 
 

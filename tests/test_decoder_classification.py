@@ -6,7 +6,7 @@ import functools
 import peft
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, FalconConfig, GPT2Config, LlamaConfig
+from transformers import AutoModelForSequenceClassification, FalconConfig, GPT2Config, LlamaConfig, MistralConfig
 
 import testing_common as common
 from peft_softprompt_ext import DeepPromptTuningConfig, MixturePromptTuningConfig, VocabSampledPromptTuningConfig
@@ -22,6 +22,9 @@ def _classifier(model_name: str):
     elif model_name == "falcon":  # its classifier takes no position_ids (they would fall into **kwargs, unread)
         config = FalconConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_kv_heads=2, new_decoder_architecture=True,
                               vocab_size=common.VOCAB_SIZE, pad_token_id=PAD, bos_token_id=2, eos_token_id=3, initializer_range=0.2)  # fmt: skip
+    elif model_name == "mistral":  # a sliding window (8) shorter than prompt + the longest row
+        config = MistralConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+                               vocab_size=common.VOCAB_SIZE, pad_token_id=PAD, bos_token_id=2, eos_token_id=3, sliding_window=8)  # fmt: skip
     else:
         config = LlamaConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
                              vocab_size=common.VOCAB_SIZE, pad_token_id=PAD, bos_token_id=2, eos_token_id=3)  # fmt: skip
@@ -86,6 +89,14 @@ def test_a_classifier_that_takes_no_position_ids_is_padding_independent_too(side
     """FalconForSequenceClassification drops position_ids: a left-padded row put its padding between the prompt and
     its tokens, and its logits moved (0.27 vs 0.11 on one class); rows are now reordered, padding first."""
     test_a_rows_class_logits_do_not_depend_on_its_padding("falcon", side, method)
+
+
+@pytest.mark.parametrize("method", ["vocab", "deep", "mixture_task"])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_a_sliding_window_classifier_is_padding_independent_too(side, method):
+    """Found 2026-12-06: a left-padded row kept its padding between the prompt and its tokens, and a sliding window
+    counts those slots: past the window the row lost the prompt's first rows earlier than alone."""
+    test_a_rows_class_logits_do_not_depend_on_its_padding("mistral", side, method)
 
 
 @pytest.mark.parametrize("method", ["vocab", "deep"])

@@ -189,6 +189,9 @@ def test_one_integer_task_id_gives_every_row_that_task(one_task):
         assert torch.equal(peft_model.generate(**batch, task_ids=one_task, **settings), peft_model.generate(**batch, task_ids=per_row, **settings))
     with pytest.raises(ValueError, match=r"task_ids has 1 entries for a batch of 3 rows"):
         peft_model(**batch, task_ids=torch.tensor([1]))
+    for bad in (torch.tensor(1.0), torch.tensor(1 + 0j), torch.tensor(True), torch.tensor(7)):  # refused in generate as in forward
+        with pytest.raises(ValueError, match=r"task_ids must be integers|out of range"):
+            peft_model.generate(**batch, task_ids=bad, max_new_tokens=2)
 
 
 def test_a_text_generation_pipeline_serves_one_task_of_a_mixture():

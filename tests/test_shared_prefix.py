@@ -217,13 +217,33 @@ def test_prompt_longer_than_the_sliding_window_is_refused_when_forced():
 def test_gemma_shared_prefix_matches_across_the_sliding_window():
     config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
     peft_model = peft.get_peft_model(common.tiny_gemma(sliding_window=8), config)
-    batch = common.batch_for("llama", length=12, left_pad=True)  # prompt + input spans the window
+    batch = common.batch_for("llama", length=12)  # prompt + input spans the window; right padding (the recipes')
+    batch["attention_mask"][0, -3:] = 0
+    batch["labels"][0, -3:] = -100
     standard = _loss_logits_grads(peft_model, batch, "off")
     shared = _loss_logits_grads(peft_model, batch, "on")
     torch.testing.assert_close(shared[1], standard[1], rtol=1e-5, atol=1e-5)
     for name in standard[2]:
         torch.testing.assert_close(shared[2][name], standard[2][name], rtol=1e-5, atol=1e-5)
+    peft_model.peft_config["default"].shared_prefix = "auto"  # left padding: the standard path, padding first
     common.check_generate_matches_no_cache(peft_model, common.inference_batch("llama", left_pad=True), max_new_tokens=16)
+
+
+def test_left_padding_past_a_sliding_window_takes_the_standard_path():
+    """Each row's left padding goes in front of its prompt there (test_prompt_methods.py, the sliding-window test),
+    which one prompt computed for all rows cannot sit behind: "auto" falls back, "on" is refused saying why."""
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
+    peft_model = peft.get_peft_model(common.tiny_gemma(sliding_window=8), config)
+    batch = common.batch_for("llama", length=12, left_pad=True)
+    with pytest.raises(ValueError, match="left padding on a model with a sliding attention window goes in front of the prompt"):
+        _loss_logits_grads(peft_model, batch, "on")
+    peft_model.peft_config["default"].shared_prefix = "auto"
+    peft_model.eval()
+    lengths = InputLengths(peft_model.base_model)
+    with torch.no_grad():
+        peft_model(**common.inference_batch("llama", left_pad=True, length=12))
+    lengths.close()
+    assert lengths.calls == [(3, 16)]  # one pass over prompt + input: the standard path
 
 
 def test_attention_mixing_runs_the_standard_path():
