@@ -189,10 +189,9 @@ def _padding_goes_first(parts: PromptParts, attention_mask) -> bool:
     then ones) with some padding: right padding sits after the tokens, where it changes nothing."""
     if _is_deep(parts) or not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or attention_mask.shape[1] < 2:
         return False
-    if layer_prefix.sliding_window_of(parts.base_model) is None:
-        return False
-    mask = attention_mask.long()
-    return bool((mask == 0).any()) and bool((mask[:, 1:] >= mask[:, :-1]).all())
+    mask = attention_mask.long()  # the mask first: most calls have no padding, and the window walks every module
+    left_padded = bool((mask == 0).any()) and bool((mask[:, 1:] >= mask[:, :-1]).all())
+    return left_padded and layer_prefix.sliding_window_of(parts.base_model) is not None
 
 
 def _padding_first_order(full_mask: torch.Tensor) -> torch.Tensor:
@@ -726,13 +725,10 @@ def _last_token_classifier_call(parts: PromptParts, inputs_embeds, full_mask, kw
     takes_positions = _accepts(parts, "position_ids")
     if takes_positions:
         kwargs.setdefault("position_ids", _positions_from_mask(full_mask))
-    left_padding_harmless = takes_positions and layer_prefix.sliding_window_of(parts.base_model) is None
-    if bool(full_mask.all()) or (left_padding_harmless and bool(full_mask[:, -1].all())):
+    if bool(full_mask.all()) or (takes_positions and bool(full_mask[:, -1].all()) and layer_prefix.sliding_window_of(parts.base_model) is None):
         return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=full_mask, **kwargs)
-    order = torch.sort(full_mask.long(), dim=1, stable=True).indices  # 0s (padding) first, the rest in order
-    gather = functools.partial(torch.gather, dim=1, index=order)
-    inputs_embeds = torch.gather(inputs_embeds, 1, order[..., None].expand_as(inputs_embeds))
+    order = _padding_first_order(full_mask)
     for name in ("position_ids", "token_type_ids"):
         if kwargs.get(name) is not None:
-            kwargs[name] = gather(kwargs[name])
-    return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=gather(full_mask), **kwargs)
+            kwargs[name] = _in_order(kwargs[name], order)
+    return parts.base_model(inputs_embeds=_in_order(inputs_embeds, order), attention_mask=_in_order(full_mask, order), **kwargs)
