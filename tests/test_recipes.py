@@ -1,6 +1,8 @@
 """The recipes on a tiny model: train, compare, 2-process data parallel, kill-and-resume, bad input."""
 
+import contextlib
 import importlib
+import io
 import json
 import os
 import re
@@ -8,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,29 @@ def recipe(script: str, *args, launcher=None, timeout=600, check=True):
         command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "recipes/accelerate" / launcher),
                    str(REPO / "recipes" / script), *map(str, args)]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    assert result.returncode == 0 or not check, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def tool(script: str, *args, check=True):
+    """A recipe run in this process, as `recipe` runs it in a new one: `main(argv)`, its prints as stdout, a
+    SystemExit's message or an error's traceback as stderr and exit status 1 (2 for argparse). For the tools and
+    plans (compare, project, misclassified, serving_rows, prompt_length_curve): each new interpreter spends ~6 s
+    importing torch and transformers, and these tests call them dozens of times. Trainings stay processes of their
+    own (plans run train.py as a subprocess; `recipe("train.py", ...)` too): they set threads, seeds and Accelerate's state."""
+    module = recipe_module(Path(script).stem)
+    stdout, stderr, returncode = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            module.main([str(arg) for arg in args])
+        except SystemExit as stop:
+            returncode = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+            if not isinstance(stop.code, int) and stop.code is not None:
+                print(stop.code, file=sys.stderr)
+        except Exception:  # noqa: BLE001  (a process would exit 1 with the traceback on stderr)
+            returncode = 1
+            traceback.print_exc()
+    result = subprocess.CompletedProcess([script, *map(str, args)], returncode, stdout.getvalue(), stderr.getvalue())
     assert result.returncode == 0 or not check, result.stdout[-2000:] + result.stderr[-4000:]
     return result
 
@@ -180,46 +206,46 @@ def test_misclassified_lists_the_rows_a_run_got_wrong_and_checks_them_against_it
     recipe("train.py", *tiny_args(tmp_path / "lora", method="lora", steps=2))
     results = {name: json.loads((tmp_path / name / "results.json").read_text())["metrics"] for name in ("prompt", "lora")}
     wrong = {name: 16 - sum(m["confusion"][i][i] for i in range(len(m["confusion"]))) for name, m in results.items()}
-    out = recipe("misclassified.py", "--run", tmp_path / "prompt").stdout
+    out = tool("misclassified.py", "--run", tmp_path / "prompt").stdout
     rows = [line for line in out.splitlines() if line.startswith("row ")]
     assert len(rows) == wrong["prompt"] and f"wrong of 16: {wrong['prompt']} (each" in out
-    both = recipe("misclassified.py", "--run", tmp_path / "prompt", "--other", tmp_path / "lora").stdout
+    both = tool("misclassified.py", "--run", tmp_path / "prompt", "--other", tmp_path / "lora").stdout
     assert f"wrong of 16: {wrong['prompt']}, {wrong['lora']} (each" in both and " other=" in both
     config_file = tmp_path / "prompt" / "resolved_config.yaml"  # a full fine-tuning run keeps no weights to score
     original = config_file.read_text()
     config_file.write_text(original.replace("method: vocab_sampled", "method: full_finetune"))
-    full = recipe("misclassified.py", "--run", tmp_path / "prompt", check=False)
+    full = tool("misclassified.py", "--run", tmp_path / "prompt", check=False)
     assert full.returncode != 0 and "is a full_finetune run, which saves no weights" in full.stderr
     config_file.write_text(original)
-    bad = recipe("misclassified.py", "--run", tmp_path / "prompt", "--label", "neutral", check=False)
+    bad = tool("misclassified.py", "--run", tmp_path / "prompt", "--label", "neutral", check=False)
     assert bad.returncode != 0 and "--label 'neutral' is not a label of this task" in bad.stderr
     results_file = tmp_path / "prompt" / "results.json"  # a run whose adapter is not the one reported is refused
     record = json.loads(results_file.read_text())
     record["metrics"]["accuracy"] = (16 - wrong["prompt"] + (1 if wrong["prompt"] < 16 else -1)) / 16
     results_file.write_text(json.dumps(record))
-    refused = recipe("misclassified.py", "--run", tmp_path / "prompt", check=False)
+    refused = tool("misclassified.py", "--run", tmp_path / "prompt", check=False)
     assert refused.returncode != 0 and "the adapter is not the one that was reported" in refused.stderr
     # serving_rows: the answers scored must be this run's rows (3 answers of 16, or another run's, were scored as they came)
     record["metrics"]["accuracy"] = results["prompt"]["accuracy"]
     results_file.write_text(json.dumps(record))
-    recipe("serving_rows.py", "rows", "--run", tmp_path / "prompt", "--output", tmp_path / "rows.jsonl")
+    tool("serving_rows.py", "rows", "--run", tmp_path / "prompt", "--output", tmp_path / "rows.jsonl")
     rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     answers = tmp_path / "answers.jsonl"
     answers.write_text("".join(json.dumps({**row, "prediction": row["label"]}) + "\n" for row in rows))
-    assert "accuracy through vLLM 1.0000" in recipe("serving_rows.py", "score", "--run", tmp_path / "prompt", "--answers", answers).stdout
+    assert "accuracy through vLLM 1.0000" in tool("serving_rows.py", "score", "--run", tmp_path / "prompt", "--answers", answers).stdout
     answers.write_text("".join(json.dumps({**row, "prediction": row["label"]}) + "\n" for row in rows[:3]))
-    short = recipe("serving_rows.py", "score", "--run", tmp_path / "prompt", "--answers", answers, check=False)
+    short = tool("serving_rows.py", "score", "--run", tmp_path / "prompt", "--answers", answers, check=False)
     assert short.returncode != 0 and "holds 3 answers" in short.stderr and "scored 16 rows" in short.stderr, short.stderr[-1500:]
     answers.write_text("".join(json.dumps({**row, "label": 1 - row["label"], "prediction": 0}) + "\n" for row in rows))
-    other = recipe("serving_rows.py", "score", "--run", tmp_path / "prompt", "--answers", answers, check=False)
+    other = tool("serving_rows.py", "score", "--run", tmp_path / "prompt", "--answers", answers, check=False)
     assert other.returncode != 0 and "answer 0 of" in other.stderr and "is not row 0" in other.stderr, other.stderr[-1500:]
     # a run folder whose config is empty or missing is not a run (an empty one read as every default: another model)
     config_file.write_text("")
     for script in ("misclassified.py", "serving_rows.py"):
-        empty = recipe(script, *(["rows", "--output", tmp_path / "x.jsonl"] if script == "serving_rows.py" else []), "--run", tmp_path / "prompt",
+        empty = tool(script, *(["rows", "--output", tmp_path / "x.jsonl"] if script == "serving_rows.py" else []), "--run", tmp_path / "prompt",
                        check=False)  # fmt: skip
         assert empty.returncode != 0 and "is not a finished recipe run: resolved_config.yaml is empty" in empty.stderr, empty.stderr[-1500:]
-    missing = recipe("misclassified.py", "--run", tmp_path / "nowhere", check=False)
+    missing = tool("misclassified.py", "--run", tmp_path / "nowhere", check=False)
     assert missing.returncode != 0 and "resolved_config.yaml is missing" in missing.stderr
 
 
@@ -422,7 +448,7 @@ def _plugin_and_lora_plan(tmp_path, steps: int, train_size: int, eval_size: int)
 def test_compare_runs_methods_over_seeds_and_writes_table_json_plot(tmp_path):
     plan = dict(_plugin_and_lora_plan(tmp_path, steps=3, train_size=32, eval_size=16), baseline="LoRA")
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
-    result = recipe("compare.py", "--config", tmp_path / "plan.yaml")
+    result = tool("compare.py", "--config", tmp_path / "plan.yaml")
     table = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "| plugin |" in table and "| LoRA |" in table and "±" in table
     rows = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"]
@@ -431,12 +457,12 @@ def test_compare_runs_methods_over_seeds_and_writes_table_json_plot(tmp_path):
     assert "paired difference to `LoRA`" in table and "| plugin | 0: " in table
     assert (tmp_path / "cmp" / "comparison.png").stat().st_size > 10_000
     assert "table:" in result.stdout and "plot:" in result.stdout
-    collected = recipe("compare.py", "--config", tmp_path / "plan.yaml", "--collect")  # re-collects, trains nothing
+    collected = tool("compare.py", "--config", tmp_path / "plan.yaml", "--collect")  # re-collects, trains nothing
     assert "| plugin |" in collected.stdout
-    recipe("compare.py", "--config", tmp_path / "plan.yaml", "--seeds", "0,1,2", "--method", "plugin")  # seed 2 of plugin only
+    tool("compare.py", "--config", tmp_path / "plan.yaml", "--seeds", "0,1,2", "--method", "plugin")  # seed 2 of plugin only
     rows = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"]
     assert [r["seeds"] for r in rows] == [[0, 1, 2], [0, 1]] and not (tmp_path / "cmp" / "LoRA" / "seed2").exists()
-    unknown = recipe("compare.py", "--config", tmp_path / "plan.yaml", "--method", "lora", check=False)
+    unknown = tool("compare.py", "--config", tmp_path / "plan.yaml", "--method", "lora", check=False)
     assert unknown.returncode != 0 and "--method names ['lora']" in unknown.stderr and "['plugin', 'LoRA']" in unknown.stderr
 
 
@@ -448,9 +474,9 @@ def test_compare_starts_a_deep_prompt_from_the_same_seeds_shallow_prompt_after_i
     plan["methods"] = [{"name": "deep from shallow", "method": "deep_prompt", "deep_init": "prompt", "init_prompt": shallow},
                        {"name": "shallow", "method": "vocab_sampled", "vocab_sampling": "uniform"}]  # fmt: skip
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
-    alone = recipe("compare.py", "--config", tmp_path / "plan.yaml", "--method", "deep from shallow", check=False)
+    alone = tool("compare.py", "--config", tmp_path / "plan.yaml", "--method", "deep from shallow", check=False)
     assert alone.returncode != 0 and "which has no result and is not to be trained" in alone.stderr and not (tmp_path / "cmp").exists()
-    recipe("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "2")
+    tool("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "2")
     for seed in (0, 1):
         deep, source = (tmp_path / "cmp" / name / f"seed{seed}" for name in ("deep_from_shallow", "shallow"))
         adapter = json.loads((deep / "adapter" / "adapter_config.json").read_text())
@@ -460,7 +486,7 @@ def test_compare_starts_a_deep_prompt_from_the_same_seeds_shallow_prompt_after_i
     before = (tmp_path / "cmp" / "deep_from_shallow" / "seed0" / "results.json").stat().st_mtime
     plan["methods"][1]["lr"] = 0.05  # the source row changed: it retrains to another prompt
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
-    recipe("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "2", "--seeds", "0")
+    tool("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "2", "--seeds", "0")
     assert (tmp_path / "cmp" / "deep_from_shallow" / "seed0" / "results.json").stat().st_mtime > before
 
 
@@ -552,7 +578,7 @@ def test_compare_jobs_runs_trainings_at_once_with_one_thread_each(tmp_path):
     plan = _plugin_and_lora_plan(tmp_path, steps=2, train_size=16, eval_size=8)
     plan["methods"].insert(0, {"name": "zero-shot", "method": "zero_shot"})
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
-    recipe("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "2")
+    tool("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "2")
     rows = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"]
     assert [(r["method"], r["seeds"]) for r in rows] == [("zero-shot", [0, 1]), ("plugin", [0, 1]), ("LoRA", [0, 1])]  # plan order kept
     for run in (tmp_path / "cmp").glob("*/seed*/results.json"):
@@ -561,14 +587,15 @@ def test_compare_jobs_runs_trainings_at_once_with_one_thread_each(tmp_path):
     # training started, i.e. after 3 trainings finished
     trained = sorted(run.stat().st_mtime for name in ("plugin", "LoRA") for run in (tmp_path / "cmp" / name).glob("seed*/results.json"))
     assert len(trained) == 4 and all(run.stat().st_mtime > trained[2] for run in (tmp_path / "cmp" / "zero-shot").glob("seed*/results.json"))
-    refused = recipe("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "0", check=False)
+    refused = tool("compare.py", "--config", tmp_path / "plan.yaml", "--jobs", "0", check=False)
     assert refused.returncode != 0 and "--jobs 0: expected a whole number >= 1" in refused.stderr
     broken = dict(plan, output_dir=str(tmp_path / "broken"), methods=[{"name": "bad", "method": "lora", "lora_target_modules": ["nope"]}] + plan["methods"])
     (tmp_path / "broken.yaml").write_text(yaml.safe_dump(broken))
-    failed = recipe("compare.py", "--config", tmp_path / "broken.yaml", "--jobs", "2", check=False)
+    failed = tool("compare.py", "--config", tmp_path / "broken.yaml", "--jobs", "2", check=False)
     assert failed.returncode != 0 and not (tmp_path / "broken" / "comparison.md").exists()
 
 
+@pytest.mark.slow  # five trainings (~30 s): the fast suite draws the curve from records (test_prompt_length_curve_draws_*)
 def test_prompt_length_curve_reads_a_length_plan(tmp_path):
     plan = {
         "output_dir": str(tmp_path / "lengths"),
@@ -581,15 +608,15 @@ def test_prompt_length_curve_reads_a_length_plan(tmp_path):
     }  # fmt: skip
     first = dict(plan, methods=plan["methods"][1:])  # P3 and LoRA, reported in output_dir
     (tmp_path / "first.yaml").write_text(yaml.safe_dump(first))
-    recipe("compare.py", "--config", tmp_path / "first.yaml")
+    tool("compare.py", "--config", tmp_path / "first.yaml")
     reused = tmp_path / "lengths" / "P3" / "seed0" / "results.json"
     stamp = reused.stat().st_mtime_ns
     plan["report_dir"] = str(tmp_path / "curve")  # reuses the runs above, reports elsewhere
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
-    recipe("compare.py", "--config", tmp_path / "plan.yaml")
+    tool("compare.py", "--config", tmp_path / "plan.yaml")
     assert reused.stat().st_mtime_ns == stamp  # collected, not re-run
     assert "| P1 |" not in (tmp_path / "lengths" / "comparison.md").read_text()  # first report untouched
-    result = recipe("prompt_length_curve.py", "--comparison", tmp_path / "curve" / "comparison.json")
+    result = tool("prompt_length_curve.py", "--comparison", tmp_path / "curve" / "comparison.json")
     lines = (tmp_path / "curve" / "prompt_length.md").read_text().splitlines()
     assert [line.split("|")[1].strip() for line in lines[2:]] == ["1", "3", "LoRA"]
     assert lines[2].split("|")[2].strip() == "32" and lines[3].split("|")[2].strip() == "96"  # P x width 32
@@ -840,6 +867,7 @@ def test_an_empty_split_is_refused_before_training_naming_it(tmp_path):
     assert "step 1" not in result.stdout + result.stderr and not out.exists()
 
 
+@pytest.mark.slow  # ten trainings (~80 s): the fast suite checks the summary (test_project_summary_*) and the projection itself
 def test_project_recipe_writes_the_transfer_table(tmp_path):
     import peft
     from transformers import AutoModelForCausalLM
@@ -858,7 +886,7 @@ def test_project_recipe_writes_the_transfer_table(tmp_path):
                    "train_size": 32, "eval_size": 16, "max_length": 16, "num_frequent_tokens": 50, "lr": 0.1},
     }  # fmt: skip
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
-    recipe("project.py", "--config", tmp_path / "plan.yaml")
+    tool("project.py", "--config", tmp_path / "plan.yaml")
     table = (tmp_path / "out" / "projection_results.md").read_text()
     for row in ("no prompt", "random prompt", "projected prompt (zero-shot)", "cold start", "warm start", "task `movie_sentiment`",
                 "4 steps."):  # (the runs' steps; found 2026-12-06: a plan leaving steps to the default read "None steps")
@@ -867,13 +895,13 @@ def test_project_recipe_writes_the_transfer_table(tmp_path):
     assert len(summary["warm_steps_ratio_per_seed"]) == 2 and summary["projection"]["num_anchors"] > 32
     assert (tmp_path / "out" / "projection_lstsq_none" / "projection.safetensors").exists()
     # refused before anything runs: repeated seeds (counted twice), a plan without a key, a projection of other models
-    result = recipe("project.py", "--config", tmp_path / "plan.yaml", "--seeds", "0,0", check=False)
+    result = tool("project.py", "--config", tmp_path / "plan.yaml", "--seeds", "0,0", check=False)
     assert result.returncode != 0 and "seeds must be distinct, got [0, 0]" in result.stderr, result.stderr[-1500:]
     (tmp_path / "short.yaml").write_text(yaml.safe_dump({k: v for k, v in plan.items() if k != "target"}))
-    result = recipe("project.py", "--config", tmp_path / "short.yaml", check=False)
+    result = tool("project.py", "--config", tmp_path / "short.yaml", check=False)
     assert result.returncode != 0 and "lacks ['target']" in result.stderr, result.stderr[-1500:]
     (tmp_path / "other.yaml").write_text(yaml.safe_dump({**plan, "source_model": common.tiny_model_folder("llama")}))
-    result = recipe("project.py", "--config", tmp_path / "other.yaml", check=False)
+    result = tool("project.py", "--config", tmp_path / "other.yaml", check=False)
     assert result.returncode != 0 and "was fitted for" in result.stderr and "use another output_dir" in result.stderr, result.stderr[-1500:]
 
 
