@@ -234,14 +234,16 @@ def _shifted_positions(position_ids, full_mask, num_virtual_tokens, new_length, 
 
 
 def _refuse_packed_rows(position_ids, attention_mask) -> None:
-    """Rows packing several sequences (positions restarting within a row, no mask: trl's packing) cannot take a
-    prompt in front: only each row's first sequence would read it."""
+    """Rows packing several sequences (positions restarting within a row, no mask: trl's packing, or its padding_free
+    batches) cannot take a prompt in front: only each row's first sequence would read it. (trl's
+    packing_strategy="wrapped" gives no position_ids: its rows cannot be told from one long sequence here.)"""
     if position_ids is None or attention_mask is not None or position_ids.shape[-1] < 2:
         return
     if bool((position_ids[..., 1:] < position_ids[..., :-1]).any()):
-        raise ValueError("position_ids restart within a row (packed sequences, e.g. trl's SFTConfig(packing=True)), and "
-                         "a soft prompt goes in front of each row once: only its first sequence would read the prompt. "
-                         "Train without packing (SFTConfig(packing=False)).")  # fmt: skip
+        raise ValueError("position_ids restart within a row (packed sequences, e.g. trl's SFTConfig(packing=True) or "
+                         "padding_free=True), and a soft prompt goes in front of each row once: only its first sequence "
+                         "would read the prompt. Train on padded rows (SFTConfig(packing=False, padding_free=False)), "
+                         "or use a deep prompt (DeepPromptTuningConfig): its keys and values reach every packed sequence.")  # fmt: skip
 
 
 def checked_position_ids(position_ids, reference: torch.Tensor):

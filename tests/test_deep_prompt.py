@@ -639,3 +639,23 @@ def test_a_copy_of_an_adapters_parameters_is_the_same_prompt(config_name):
     torch.testing.assert_close(copied, default, rtol=0, atol=0)
     trainable = [name for name, p in model.prompt_encoder["default"].named_parameters() if p.requires_grad]
     assert trainable and not any("frozen" in name or name.endswith("scale") for name in trainable), trainable
+
+
+@pytest.mark.parametrize("model_name", CAUSAL)
+def test_packed_rows_give_each_sequence_its_logits_alone(model_name):
+    """trl's packing (and padding_free) puts several sequences in one row, position_ids restarting, no mask: a shallow
+    prompt is refused there (only the first sequence would read it), and the refusal points to deep prompts. Keys and
+    values in every layer reach each sequence: its logits in the packed row equal the sequence run alone."""
+    model = deep_model(model_name).eval()
+    torch.manual_seed(0)
+    lengths = (6, 9, 4)  # the packed row (19 tokens) is longer than tiny Gemma-3's sliding window
+    sequences = [torch.randint(5, 100, (1, n)) for n in lengths]
+    packed = torch.cat(sequences, dim=1)
+    positions = torch.cat([torch.arange(n) for n in lengths]).unsqueeze(0)
+    with torch.no_grad():  # use_cache=False, as in training: transformers reads restarting positions only without a cache
+        together = model(input_ids=packed, position_ids=positions, use_cache=False).logits
+        alone = [model(input_ids=ids).logits for ids in sequences]
+    torch.testing.assert_close(together, torch.cat(alone, dim=1), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # not by accident: the same row read as one sequence differs from the second sequence on
+        unpacked = model(input_ids=packed, use_cache=False).logits
+    assert (unpacked[:, lengths[0]:] - together[:, lengths[0]:]).abs().max() > 1e-2

@@ -105,7 +105,11 @@ def test_a_saved_adapters_config_builds_without_its_sources_for_its_weights_to_l
     saved.save_pretrained(tmp_path / "mixture")
     for folder in sources:
         shutil.rmtree(folder)
-    PeftModel(common.tiny_model("gpt2")[0], PeftConfig.from_pretrained(tmp_path / "mixture"))  # (the reviewer's case: it raised)
+    generic = PeftModel(common.tiny_model("gpt2")[0], PeftConfig.from_pretrained(tmp_path / "mixture"))  # (the reviewer's case: it raised)
+    set_peft_model_state_dict(generic, load_file(tmp_path / "mixture" / "adapter_model.safetensors"))
+    with torch.no_grad():  # PEFT's generic class applies no prompt (plain PEFT's prompt methods alike): the README says
+        plain = common.tiny_model("gpt2")[0](**common.batch_for("gpt2")).logits  # to build with get_peft_model
+        torch.testing.assert_close(generic(**common.batch_for("gpt2")).logits, plain)
     rebuilt = peft.get_peft_model(common.tiny_model("gpt2")[0], PeftConfig.from_pretrained(tmp_path / "mixture"))
     set_peft_model_state_dict(rebuilt, load_file(tmp_path / "mixture" / "adapter_model.safetensors"))
     batch = common.batch_for("gpt2")

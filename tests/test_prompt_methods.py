@@ -382,6 +382,10 @@ def test_packed_rows_are_refused_saying_why(model_name):
     packed = torch.tensor([[0, 1, 2, 0, 1, 2, 3]] * ids.shape[0])
     with pytest.raises(ValueError, match=r"position_ids restart within a row \(packed sequences"):
         peft_model(input_ids=ids, position_ids=packed, labels=ids)
+    # found 2026-12-06: trl's padding_free=True without packing flattens rows the same way, and the advice named only
+    # packing=False, the user's setting already
+    with pytest.raises(ValueError, match=r"padding_free=True.*SFTConfig\(packing=False, padding_free=False\)"):
+        peft_model(input_ids=ids, position_ids=packed, labels=ids)
     left_padded = {"attention_mask": torch.tensor([[0, 0, 1, 1, 1, 1, 1]] * ids.shape[0]),
                    "position_ids": torch.tensor([[1, 1, 0, 1, 2, 3, 4]] * ids.shape[0])}  # generate's own, with a mask
     peft_model(input_ids=ids, **left_padded)
