@@ -143,6 +143,11 @@ def _claim_source(source: str, where: str) -> str:
 
 
 def _check_width(config, base_model, source: str) -> None:
+    """Input rows must have the input embeddings' width. A deep prompt's rows never enter there (its [P, F] layout is
+    checked against deep_layout with the weights' shapes): it keeps the token_dim it was built with, which PEFT fills
+    with the hidden size, wider than the embeddings of ELECTRA, ALBERT or OPT-350m."""
+    if getattr(config, "deep_layout", None) is not None:
+        return
     width = input_embeddings_of(base_model).weight.shape[1]
     if config.token_dim is not None and config.token_dim != width:
         raise ValueError(f"{source}: token_dim={config.token_dim!r} but the base model's embeddings are {width} wide.")

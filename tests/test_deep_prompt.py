@@ -659,3 +659,33 @@ def test_packed_rows_give_each_sequence_its_logits_alone(model_name):
     with torch.no_grad():  # not by accident: the same row read as one sequence differs from the second sequence on
         unpacked = model(input_ids=packed, use_cache=False).logits
     assert (unpacked[:, lengths[0]:] - together[:, lengths[0]:]).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("architecture", ["electra", "opt_projected"])
+def test_a_deep_prompt_on_embeddings_narrower_than_the_layers_saves_and_loads(architecture, tmp_path):
+    """Found 2026-12-06: ELECTRA / ALBERT (embedding_size under hidden_size) and OPT-350m-style models (word_embed_proj_dim):
+    a deep prompt never enters through the input embeddings, so it was built with PEFT's token_dim (the hidden size),
+    trained and saved, and then its own load refused it ("token_dim=32 but the base model's embeddings are 16 wide")."""
+    import transformers
+
+    if architecture == "electra":
+        config = transformers.ElectraConfig(vocab_size=common.VOCAB_SIZE, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                                            num_attention_heads=4, intermediate_size=64, num_labels=2, initializer_range=0.2)  # fmt: skip
+        build, task_type = transformers.ElectraForSequenceClassification, "SEQ_CLS"
+    else:
+        config = transformers.OPTConfig(vocab_size=common.VOCAB_SIZE, hidden_size=32, word_embed_proj_dim=16, num_hidden_layers=2,
+                                        ffn_dim=64, num_attention_heads=4, max_position_embeddings=64, pad_token_id=1, init_std=0.2)  # fmt: skip
+        build, task_type = transformers.OPTForCausalLM, "CAUSAL_LM"
+
+    def base():
+        torch.manual_seed(0)
+        return build(config).eval()
+
+    model = peft.get_peft_model(base(), DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, deep_init="random", seed=3))
+    model.save_pretrained(tmp_path)
+    loaded = peft.PeftModel.from_pretrained(base(), tmp_path)
+    batch = {"input_ids": torch.randint(5, 300, (2, 6)), "attention_mask": torch.ones(2, 6, dtype=torch.long)}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits)
+        with model.disable_adapter():  # not vacuous: the prompt moves the logits
+            assert (model(**batch).logits - loaded(**batch).logits).abs().max() > 1e-3

@@ -40,7 +40,8 @@ def tool(script: str, *args, check=True):
     SystemExit's message or an error's traceback as stderr and exit status 1 (2 for argparse). For the tools and
     plans (compare, project, misclassified, serving_rows, prompt_length_curve): each new interpreter spends ~6 s
     importing torch and transformers, and these tests call them dozens of times. Trainings stay processes of their
-    own (plans run train.py as a subprocess; `recipe("train.py", ...)` too): they set threads, seeds and Accelerate's state."""
+    own (plans run train.py as a subprocess; `recipe("train.py", ...)` too): they set threads, seeds and Accelerate's state.
+    Each tool still runs once as a command (`recipe`) in the test that checks its output."""
     module = recipe_module(Path(script).stem)
     stdout, stderr, returncode = io.StringIO(), io.StringIO(), 0
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
@@ -206,7 +207,7 @@ def test_misclassified_lists_the_rows_a_run_got_wrong_and_checks_them_against_it
     recipe("train.py", *tiny_args(tmp_path / "lora", method="lora", steps=2))
     results = {name: json.loads((tmp_path / name / "results.json").read_text())["metrics"] for name in ("prompt", "lora")}
     wrong = {name: 16 - sum(m["confusion"][i][i] for i in range(len(m["confusion"]))) for name, m in results.items()}
-    out = tool("misclassified.py", "--run", tmp_path / "prompt").stdout
+    out = recipe("misclassified.py", "--run", tmp_path / "prompt").stdout  # as a command once; in-process after
     rows = [line for line in out.splitlines() if line.startswith("row ")]
     assert len(rows) == wrong["prompt"] and f"wrong of 16: {wrong['prompt']} (each" in out
     both = tool("misclassified.py", "--run", tmp_path / "prompt", "--other", tmp_path / "lora").stdout
@@ -228,7 +229,7 @@ def test_misclassified_lists_the_rows_a_run_got_wrong_and_checks_them_against_it
     # serving_rows: the answers scored must be this run's rows (3 answers of 16, or another run's, were scored as they came)
     record["metrics"]["accuracy"] = results["prompt"]["accuracy"]
     results_file.write_text(json.dumps(record))
-    tool("serving_rows.py", "rows", "--run", tmp_path / "prompt", "--output", tmp_path / "rows.jsonl")
+    recipe("serving_rows.py", "rows", "--run", tmp_path / "prompt", "--output", tmp_path / "rows.jsonl")  # as a command once
     rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     answers = tmp_path / "answers.jsonl"
     answers.write_text("".join(json.dumps({**row, "prediction": row["label"]}) + "\n" for row in rows))
@@ -448,7 +449,7 @@ def _plugin_and_lora_plan(tmp_path, steps: int, train_size: int, eval_size: int)
 def test_compare_runs_methods_over_seeds_and_writes_table_json_plot(tmp_path):
     plan = dict(_plugin_and_lora_plan(tmp_path, steps=3, train_size=32, eval_size=16), baseline="LoRA")
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
-    result = tool("compare.py", "--config", tmp_path / "plan.yaml")
+    result = recipe("compare.py", "--config", tmp_path / "plan.yaml")  # as a command once; in-process after
     table = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "| plugin |" in table and "| LoRA |" in table and "±" in table
     rows = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"]
@@ -616,7 +617,7 @@ def test_prompt_length_curve_reads_a_length_plan(tmp_path):
     tool("compare.py", "--config", tmp_path / "plan.yaml")
     assert reused.stat().st_mtime_ns == stamp  # collected, not re-run
     assert "| P1 |" not in (tmp_path / "lengths" / "comparison.md").read_text()  # first report untouched
-    result = tool("prompt_length_curve.py", "--comparison", tmp_path / "curve" / "comparison.json")
+    result = recipe("prompt_length_curve.py", "--comparison", tmp_path / "curve" / "comparison.json")
     lines = (tmp_path / "curve" / "prompt_length.md").read_text().splitlines()
     assert [line.split("|")[1].strip() for line in lines[2:]] == ["1", "3", "LoRA"]
     assert lines[2].split("|")[2].strip() == "32" and lines[3].split("|")[2].strip() == "96"  # P x width 32
@@ -886,7 +887,7 @@ def test_project_recipe_writes_the_transfer_table(tmp_path):
                    "train_size": 32, "eval_size": 16, "max_length": 16, "num_frequent_tokens": 50, "lr": 0.1},
     }  # fmt: skip
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
-    tool("project.py", "--config", tmp_path / "plan.yaml")
+    recipe("project.py", "--config", tmp_path / "plan.yaml")  # as a command once; in-process after
     table = (tmp_path / "out" / "projection_results.md").read_text()
     for row in ("no prompt", "random prompt", "projected prompt (zero-shot)", "cold start", "warm start", "task `movie_sentiment`",
                 "4 steps."):  # (the runs' steps; found 2026-12-06: a plan leaving steps to the default read "None steps")
