@@ -352,6 +352,25 @@ def sliding_window_of(model) -> int | None:
     return min(sizes) if sizes else None
 
 
+def chunked_attention_of(model) -> int | None:
+    """The chunk size of a model whose layers attend within fixed chunks of slots (Llama 4's `attention_chunk_size` on
+    its "chunked_attention" layers), counted from each row's first real token; None: no layer does."""
+    sizes = []
+    for config in _configs(model):
+        text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+        size = getattr(text, "attention_chunk_size", None)
+        types = set(getattr(text, "layer_types", None) or ())
+        if isinstance(size, int) and size > 0 and (not types or "chunked_attention" in types):
+            sizes.append(size)
+    return min(sizes) if sizes else None
+
+
+def counts_slots(model) -> bool:
+    """Whether some layer's reach is counted in slots (a sliding window, or chunks): padding between a prompt and its
+    tokens then changes what each token sees."""
+    return sliding_window_of(model) is not None or chunked_attention_of(model) is not None
+
+
 def is_causal_decoder(model) -> bool:
     """A decoder-only model (GPT-2, Llama, ...; as a causal LM or a classifier): not an encoder or seq2seq model."""
     if getattr(model.config, "is_encoder_decoder", False):

@@ -75,8 +75,8 @@ def generation_scope(parts: PromptParts, prompts: torch.Tensor, prefix=None):
     return layer_prompts(parts, prompts)
 
 
-_PADDING_FIRST_REASON = ("left padding on a model with a sliding attention window goes in front of the prompt in each row, "
-                         "which a prompt computed once for all rows cannot sit behind")
+_PADDING_FIRST_REASON = ("left padding on a model with a sliding attention window or chunked attention goes in front of the "
+                         "prompt in each row, which a prompt computed once for all rows cannot sit behind")
 
 # A deep prompt's keys and values put into generate's empty cache at the first step: later steps attend to
 # them as to any cached token, with no per-layer concatenation (the layer prefix copies them in front of the
@@ -185,13 +185,14 @@ def _positions_from_mask(full_mask: torch.Tensor) -> torch.Tensor:
 def _padding_goes_first(parts: PromptParts, attention_mask) -> bool:
     """Whether a call's left padding moves in front of the prompt: a sliding attention window counts slots, so
     padding between the prompt and the tokens would push the prompt out of the window earlier than in the same row
-    alone. Only for input-row prompts on models with a sliding window, and only for left-padded 2D masks (zeros,
-    then ones) with some padding: right padding sits after the tokens, where it changes nothing."""
+    alone, and chunked attention (Llama 4) counts its chunks from a row's first real slot, which padding after the
+    prompt would move. Only for input-row prompts on such models, and only for left-padded 2D masks (zeros, then
+    ones) with some padding: right padding sits after the tokens, where it changes nothing."""
     if _is_deep(parts) or not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or attention_mask.shape[1] < 2:
         return False
     mask = attention_mask.long()  # the mask first: most calls have no padding, and the window walks every module
     left_padded = bool((mask == 0).any()) and bool((mask[:, 1:] >= mask[:, :-1]).all())
-    return left_padded and layer_prefix.sliding_window_of(parts.base_model) is not None
+    return left_padded and layer_prefix.counts_slots(parts.base_model)
 
 
 def _padding_first_order(full_mask: torch.Tensor) -> torch.Tensor:
@@ -722,12 +723,12 @@ def _last_token_classifier_call(parts: PromptParts, inputs_embeds, full_mask, kw
     """Call a last-token classifier so that each row's last position is its last real token: rows
     with padding at the end are reordered (padding first, then the prompt and the tokens in order;
     the mask and the positions, counted from the mask as in an unpadded row, go with them). A model that takes
-    no position_ids (Falcon's classifier) counts positions over the padding, and a sliding window counts its slots:
-    left-padded rows are reordered there too, so that prompt and tokens stay next to each other."""
+    no position_ids (Falcon's classifier) counts positions over the padding, and a sliding window or chunked attention
+    counts slots: left-padded rows are reordered there too, so that prompt and tokens stay next to each other."""
     takes_positions = _accepts(parts, "position_ids")
     if takes_positions:
         kwargs.setdefault("position_ids", _positions_from_mask(full_mask))
-    if bool(full_mask.all()) or (takes_positions and bool(full_mask[:, -1].all()) and layer_prefix.sliding_window_of(parts.base_model) is None):
+    if bool(full_mask.all()) or (takes_positions and bool(full_mask[:, -1].all()) and not layer_prefix.counts_slots(parts.base_model)):
         return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=full_mask, **kwargs)
     order = _padding_first_order(full_mask)
     for name in ("position_ids", "token_type_ids"):

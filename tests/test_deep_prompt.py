@@ -316,6 +316,10 @@ def test_a_prompt_that_does_not_fit_a_sliding_window_is_refused():
     base = common.tiny_gemma(sliding_window=6)
     with pytest.raises(ValueError, match="num_virtual_tokens=5 does not fit in the model's sliding attention window 6"):
         peft.get_peft_model(base, DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="zero"))
+    # a window of 2 (ModernBERT with local_attention=4) leaves no room: the message said "use fewer than 1 virtual tokens"
+    with pytest.raises(ValueError, match=r"num_virtual_tokens=1 does not fit .* window 2: a window of 2 leaves no room for a prompt"):
+        peft.get_peft_model(common.tiny_gemma(sliding_window=2), DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=1,
+                                                                                        deep_init="zero"))  # fmt: skip
 
 
 def test_attention_that_takes_no_prefix_is_refused_by_name():

@@ -34,8 +34,13 @@ ARCHITECTURES = {
     "falcon": lambda: transformers.FalconConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_kv_heads=2,
                                                 new_decoder_architecture=True, initializer_range=0.2, bos_token_id=2, eos_token_id=3,
                                                 hidden_dropout=0.0, attention_dropout=0.0, **SMALL),
+    # chunked attention (every other layer; the others NoPE): chunks of 8 slots, counted from the first real token
+    "llama4_chunked": lambda: transformers.Llama4TextConfig(hidden_size=32, intermediate_size=64, intermediate_size_mlp=64, num_hidden_layers=2,
+                                                            num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_local_experts=2,
+                                                            num_experts_per_tok=1, attention_chunk_size=8, no_rope_layer_interval=2,
+                                                            initializer_range=0.2, **SMALL),
 }  # fmt: skip
-NO_DEEP = {"falcon"}  # attention outside transformers' interface
+NO_DEEP = {"falcon", "llama4_chunked"}  # attention outside transformers' interface; chunked attention (refused, saying why)
 
 
 def _base(architecture: str):
@@ -75,3 +80,24 @@ def test_generate_with_a_cache_equals_no_cache_and_a_manual_loop(architecture, m
 def test_a_deep_prompt_on_a_model_whose_attention_bypasses_the_interface_is_refused_saying_so():
     with pytest.raises(ValueError, match=r"FalconForCausalLM ran no attention through transformers' attention interface"):
         _prompted("falcon", "deep")
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_a_left_padded_row_gets_the_logits_it_gets_alone(architecture):
+    """Found 2026-12-06 on Llama 4's chunked attention: chunks are counted from a row's first real slot, and a prompt in
+    front of the row's left padding moved every boundary by the padding (5.35 off the row alone; plain PEFT too). The
+    padding now goes in front of the prompt there, as on sliding-window models."""
+    peft_model = _prompted(architecture, "vocab")
+    batch = common.batch_for("llama", length=12, left_pad=True)  # row 0: 2 pads, then 10 tokens (past a chunk of 8)
+    with torch.no_grad():
+        padded = peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[0, -10:]
+        alone = peft_model(input_ids=batch["input_ids"][:1, 2:]).logits[0, -10:]
+    torch.testing.assert_close(padded, alone, rtol=1e-4, atol=1e-4)
+
+
+def test_a_deep_prompt_on_chunked_attention_is_refused_saying_so():
+    """Llama 4's chunk mask is built from the input's own positions: a prompt in every layer would fall in other chunks
+    in forward than as a cache prefix in generate (the probe: forward 6.19 off the text's keys and values, greedy tokens
+    cached and uncached apart)."""
+    with pytest.raises(ValueError, match=r"Llama4ForCausalLM has chunked attention \(attention_chunk_size=8"):
+        _prompted("llama4_chunked", "deep")

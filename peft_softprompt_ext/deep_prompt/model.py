@@ -99,8 +99,15 @@ class DeepPromptEncoder(PromptTableEncoder):
         config.deep_layout = layer_prefix.layout_of(slots)
         window = layer_prefix.sliding_window_of(base_model)
         if window is not None and config.num_virtual_tokens >= window - 1:
+            room = f"use fewer than {window - 1} virtual tokens" if window > 2 else f"a window of {window} leaves no room for a prompt"
             raise ValueError(f"num_virtual_tokens={config.num_virtual_tokens} does not fit in the model's sliding attention "
-                             f"window {window}: use fewer than {window - 1} virtual tokens.")  # fmt: skip
+                             f"window {window}: {room}.")  # fmt: skip
+        chunk = layer_prefix.chunked_attention_of(base_model)
+        if chunk is not None:
+            raise ValueError(f"{type(base_model).__name__} has chunked attention (attention_chunk_size={chunk}, e.g. Llama 4), which "
+                             "deep prompts do not support: its chunks are counted from the input's own positions, so a prompt in "
+                             "every layer would fall in other chunks in forward than as generate's cache prefix. Use a shallow "
+                             "prompt (VocabSampledPromptTuningConfig) there.")  # fmt: skip
         self.slots = slots
         self.frozen_slots = layer_prefix.frozen_slot_count(config.trainable_layers, slots)  # the first layers keep their start
         self.exact_in_prefix_tuning = layer_prefix.held_by_a_cache_prefix(base_model, task_type_name(config))
