@@ -342,25 +342,23 @@ def key_values_of(model, slots: list[Slot], task_type: str, rows: torch.Tensor) 
 
 def sliding_window_of(model) -> int | None:
     """The smallest sliding attention window of a model's layers (None: every layer sees everything)."""
-    sizes = []
-    for config in _configs(model):
-        text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-        size = getattr(text, "sliding_window", None)
-        types = set(getattr(text, "layer_types", None) or ())
-        if isinstance(size, int) and size > 0 and (not types or "sliding_attention" in types):
-            sizes.append(size)
-    return min(sizes) if sizes else None
+    return _smallest_reach(model, "sliding_window", "sliding_attention")
 
 
 def chunked_attention_of(model) -> int | None:
     """The chunk size of a model whose layers attend within fixed chunks of slots (Llama 4's `attention_chunk_size` on
     its "chunked_attention" layers), counted from each row's first real token; None: no layer does."""
+    return _smallest_reach(model, "attention_chunk_size", "chunked_attention")
+
+
+def _smallest_reach(model, attribute: str, layer_type: str) -> int | None:
+    """The smallest `attribute` of the model's (text) configs whose layers include `layer_type` (or list no types)."""
     sizes = []
     for config in _configs(model):
         text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-        size = getattr(text, "attention_chunk_size", None)
+        size = getattr(text, attribute, None)
         types = set(getattr(text, "layer_types", None) or ())
-        if isinstance(size, int) and size > 0 and (not types or "chunked_attention" in types):
+        if isinstance(size, int) and size > 0 and (not types or layer_type in types):
             sizes.append(size)
     return min(sizes) if sizes else None
 
