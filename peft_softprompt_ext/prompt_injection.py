@@ -584,6 +584,17 @@ def check_task_type(task_type: str, model) -> None:
     if task_type in needs and task_type != fits and not (task_type == "SEQ_CLS" and not generates):
         raise ValueError(f"task_type={task_type!r} needs {needs[task_type]}; {type(model).__name__} is not one (it takes "
                          f"task_type={fits!r}, or load the model with the class named).")  # fmt: skip
+    _refuse_a_recurrent_state(model)
+
+
+def _refuse_a_recurrent_state(model) -> None:
+    """Mamba-style models (their forward takes `cache_params`) carry a state along the sequence instead of attending:
+    left padding after the prompt decays its state, and generate's cached steps do not continue from a prompt fed as
+    input rows (plain PEFT's prompt tuning alike)."""
+    if "cache_params" in inspect.signature(model.forward).parameters:
+        raise ValueError(f"{type(model).__name__} keeps a recurrent state (cache_params) instead of attention: soft prompts "
+                         "are not supported there (left-padded rows and cached generate would be wrong, as they are for "
+                         "plain PEFT's prompt tuning). Use LoRA on such models.")  # fmt: skip
 
 
 def seq2seq_forward(

@@ -101,3 +101,18 @@ def test_a_deep_prompt_on_chunked_attention_is_refused_saying_so():
     cached and uncached apart)."""
     with pytest.raises(ValueError, match=r"Llama4ForCausalLM has chunked attention \(attention_chunk_size=8"):
         _prompted("llama4_chunked", "deep")
+
+
+@pytest.mark.parametrize("method", ["vocab", "deep"])
+def test_a_model_with_a_recurrent_state_is_refused_saying_so(method):
+    """Found 2026-12-06: Mamba has no attention; given head counts by hand (PEFT asks for them), a shallow prompt ran,
+    but a left-padded row was 3.13 off the row alone (the state decays over the padding after the prompt) and cached
+    greedy tokens differed from uncached ones (plain PEFT's prompt tuning too). Refused at the build, naming the model."""
+    torch.manual_seed(0)
+    base = transformers.AutoModelForCausalLM.from_config(transformers.MambaConfig(hidden_size=32, num_hidden_layers=2, state_size=8, expand=2,
+                                                                                  conv_kernel=4, **SMALL))  # fmt: skip
+    counts = dict(num_attention_heads=4, num_layers=2, token_dim=32)  # (PEFT's own check asks for them first)
+    config = (DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random", **counts) if method == "deep" else
+              VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", **counts))  # fmt: skip
+    with pytest.raises(ValueError, match=r"MambaForCausalLM keeps a recurrent state \(cache_params\)"):
+        peft.get_peft_model(base, config)
