@@ -340,21 +340,25 @@ def key_values_of(model, slots: list[Slot], task_type: str, rows: torch.Tensor) 
     return join([by_module[id(module)] for module in modules])[0]
 
 
+_SLIDING = ("sliding_window", "sliding_attention")  # (config attribute, the layer type it applies to)
+_CHUNKED = ("attention_chunk_size", "chunked_attention")
+
+
 def sliding_window_of(model) -> int | None:
     """The smallest sliding attention window of a model's layers (None: every layer sees everything)."""
-    return _smallest_reach(model, "sliding_window", "sliding_attention")
+    return _smallest_reach(_configs(model), *_SLIDING)
 
 
 def chunked_attention_of(model) -> int | None:
     """The chunk size of a model whose layers attend within fixed chunks of slots (Llama 4's `attention_chunk_size` on
     its "chunked_attention" layers), counted from each row's first real token; None: no layer does."""
-    return _smallest_reach(model, "attention_chunk_size", "chunked_attention")
+    return _smallest_reach(_configs(model), *_CHUNKED)
 
 
-def _smallest_reach(model, attribute: str, layer_type: str) -> int | None:
-    """The smallest `attribute` of the model's (text) configs whose layers include `layer_type` (or list no types)."""
+def _smallest_reach(configs: list, attribute: str, layer_type: str) -> int | None:
+    """The smallest `attribute` of the (text) configs whose layers include `layer_type` (or list no types)."""
     sizes = []
-    for config in _configs(model):
+    for config in configs:
         text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
         size = getattr(text, attribute, None)
         types = set(getattr(text, "layer_types", None) or ())
@@ -365,8 +369,9 @@ def _smallest_reach(model, attribute: str, layer_type: str) -> int | None:
 
 def counts_slots(model) -> bool:
     """Whether some layer's reach is counted in slots (a sliding window, or chunks): padding between a prompt and its
-    tokens then changes what each token sees."""
-    return sliding_window_of(model) is not None or chunked_attention_of(model) is not None
+    tokens then changes what each token sees. One walk of the model's modules for both."""
+    configs = _configs(model)
+    return any(_smallest_reach(configs, *reach) is not None for reach in (_SLIDING, _CHUNKED))
 
 
 def is_causal_decoder(model) -> bool:

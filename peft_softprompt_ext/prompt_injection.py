@@ -575,7 +575,8 @@ def _encoder_inputs(parts: PromptParts, input_ids, attention_mask, inputs_embeds
 
 def check_task_type(task_type: str, model) -> None:
     """Refuse a task type the model is not: each puts the prompt in front of another kind of model (a causal LM's
-    input, an encoder-decoder's encoder input, a classifier's input), and the wrong one runs without an error."""
+    input, an encoder-decoder's encoder input, a classifier's input), and the wrong one runs without an error. Also
+    refuses a model with a recurrent state, where no task type's prompt runs right (`_refuse_a_recurrent_state`)."""
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     generates = hasattr(model, "prepare_inputs_for_generation")
     fits = "SEQ_2_SEQ_LM" if encoder_decoder else "CAUSAL_LM" if generates else "SEQ_CLS"
