@@ -623,10 +623,11 @@ def _building_for_a_load():
 def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_trainable=False, config=None,
                      allow_base_model_mismatch=False, **kwargs):  # fmt: skip
     peft_type = peft_type_of(model_id, config, kwargs)
-    if peft_type not in PLUGIN_PEFT_TYPES:
-        _hooks.check_plain_copy(model_id, model, allow_base_model_mismatch, kwargs.get("subfolder"), _hub_kwargs(kwargs))
-        with _checked_by_from_pretrained(adapter_name):
-            return original(model, model_id, adapter_name=adapter_name, is_trainable=is_trainable, config=config, **kwargs)
+    if peft_type not in PLUGIN_PEFT_TYPES:  # read under the lock too: a save's vanilla/ copy is swapped with its folder
+        with _hooks.reading(model_id, kwargs.get("subfolder")):
+            _hooks.check_plain_copy(model_id, model, allow_base_model_mismatch, kwargs.get("subfolder"), _hub_kwargs(kwargs))
+            with _checked_by_from_pretrained(adapter_name):
+                return original(model, model_id, adapter_name=adapter_name, is_trainable=is_trainable, config=config, **kwargs)
     with _hooks.reading(model_id, kwargs.get("subfolder")):
         config = _checked_plugin_config(peft_type, model_id, model, config, allow_base_model_mismatch, kwargs)
         # PEFT refuses is_trainable=True for every prompt method; ours resume training: load frozen, then unfreeze.
@@ -664,9 +665,11 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
             _LOGGER.info(f"Not loading {os.fspath(model_id)!r} as adapter 'vanilla': it is the plain PEFT copy of the plugin "
                          "adapter saved in its parent folder (load that folder instead).")  # fmt: skip
             return None
-        if _CHECKED_BY_FROM_PRETRAINED.get() != adapter_name:
-            _hooks.check_plain_copy(model_id, self.base_model, allow_base_model_mismatch, kwargs.get("subfolder"), _hub_kwargs(kwargs))
-        return original(self, model_id, adapter_name, is_trainable, *args, **kwargs)
+        with _hooks.reading(model_id, kwargs.get("subfolder")):
+            if _CHECKED_BY_FROM_PRETRAINED.get() != adapter_name:  # (against the wrapped model: LoRA's base_model is a LoraModel)
+                _hooks.check_plain_copy(model_id, self.get_base_model(), allow_base_model_mismatch, kwargs.get("subfolder"),
+                                        _hub_kwargs(kwargs))  # fmt: skip
+            return original(self, model_id, adapter_name, is_trainable, *args, **kwargs)
     existing = adapter_name in self.peft_config and _CHECKED_BY_FROM_PRETRAINED.get() != adapter_name and hasattr(self, "prompt_encoder") \
         and adapter_name in self.prompt_encoder
     trains = {name: p.requires_grad for name, p in self.prompt_encoder[adapter_name].named_parameters()} if existing else None
@@ -677,7 +680,7 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
             result = original(self, model_id, adapter_name, False, *args, **kwargs)
         else:  # a user's load (into a new adapter or over one the model has): PEFT reads the config again; ours is
             # checked first, and its fingerprint (this base model's, or the file's, which equals it) written over PEFT's
-            config = _checked_plugin_config(peft_type, model_id, self.base_model, None, allow_base_model_mismatch, kwargs)
+            config = _checked_plugin_config(peft_type, model_id, self.get_base_model(), None, allow_base_model_mismatch, kwargs)
             result = original(self, model_id, adapter_name, False, *args, **kwargs)
             self.peft_config[adapter_name].base_model_fingerprint = config.base_model_fingerprint
     if is_trainable:

@@ -14,8 +14,9 @@ recipe's `checkpoint/`) are carried into the new folder by hard link (`keep=` de
 Concurrency: writers take an exclusive `flock` on the target's parent folder for the whole save;
 readers (`read_lock`) take a shared one on the folder's parent and on the one above it (a second
 adapter's subfolder goes with its save folder) while they read, so no plugin load ever mixes two saves
-and no save removes files a plugin load is reading (plain PEFT, which takes no lock, could still
-read across a swap). Threads of one process exclude each other the same way. Leftovers of a killed save
+and no save removes files a plugin load is reading. While the plugin is imported, PEFT's loads of plain
+adapters from a folder (a save's `vanilla/` copy among them) hold the same lock; only a process without the
+plugin reads unlocked and could read across a swap. Threads of one process exclude each other the same way. Leftovers of a killed save
 (`.staging-<name>-<8 hex>`, `.old-<name>-<8 hex>`, exactly: not a sibling's) are removed,
 and a target lost by a kill between the two fallback renames restored, by the next save (an error
 there puts the old folder back at once). Targets that are

@@ -10,7 +10,8 @@ Loading: before PEFT reads anything, the files are checked (safetensors only, co
 config is read and validated, the base-model fingerprint must be valid and match (unless
 `allow_base_model_mismatch=True`), and the tensor shapes in the safetensors header must be the
 ones the config and the model imply, so nothing large is allocated for a bad config. The folder
-is read under `atomic_io.read_lock`, so a concurrent save cannot mix two versions.
+is read under `atomic_io.read_lock`, so a concurrent save cannot mix two versions (plain PEFT
+adapters loaded from a folder while the plugin is imported too: `_peft_compat` takes the lock for them).
 
 Pushing: the saved folder is uploaded in one commit (nested `vanilla/<task>/` folders included).
 """

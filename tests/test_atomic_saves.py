@@ -322,21 +322,64 @@ import sys, json
 sys.path.insert(0, TESTS)
 import torch
 import testing_common as common
+import contextlib
 from peft import PeftModel
 import peft_softprompt_ext
 target, rounds = sys.argv[1], int(sys.argv[2])
 failures, seen = [], {}
-for _ in range(rounds):
+for round in range(rounds):
+    # even rounds: both loads under one read lock, so they must agree; odd rounds: each load on its own (a save may
+    # land between them, but neither load may mix two saves)
     try:
-        model = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], target)
-        tokens = model.peft_config["default"].num_virtual_tokens
-        plain = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], target, subfolder="vanilla")
-        assert plain.peft_config["default"].num_virtual_tokens == tokens, "vanilla/ from another save"
+        with peft_softprompt_ext.read_lock(target) if round % 2 == 0 else contextlib.nullcontext():
+            model = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], target)
+            tokens = model.peft_config["default"].num_virtual_tokens
+            plain = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], target, subfolder="vanilla")
+        assert round % 2 or plain.peft_config["default"].num_virtual_tokens == tokens, "vanilla/ from another save"
         seen[tokens] = seen.get(tokens, 0) + 1
     except Exception as error:
         failures.append(repr(error)[:300])
 print("READER", json.dumps({"failures": failures, "seen": seen}))
 """.replace("TESTS", repr(str(TESTS)))
+
+
+
+@pytest.mark.parametrize("load", ["from_pretrained", "load_adapter"])
+def test_a_plain_load_of_a_saves_vanilla_copy_waits_for_a_save_in_progress(tmp_path, monkeypatch, load):
+    """Plain PEFT loads took no read lock, a save's `vanilla/` copy included: a save that landed between PEFT's config
+    read and its weights read gave the config of one save and the weights of the other ("size mismatch ... [7, 32]
+    from checkpoint ... [5, 32]", once in the slow suite's concurrent-writers test). Here a save in another thread
+    starts at that instant; the load must finish first, with one save's prompt."""
+    import threading
+
+    target = tmp_path / "save"
+    prompts = {}
+    for version, tokens in VERSIONS.items():
+        config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=tokens, seed=tokens)
+        prompts[version] = peft.get_peft_model(common.tiny_model("gpt2")[0], config)
+    prompts["A"].save_pretrained(target)
+    original, saves = peft.peft_model.load_peft_weights, []
+
+    def a_save_meanwhile(*args, **kwargs):  # PEFT has read the config; the weights are next
+        save = threading.Thread(target=prompts["B"].save_pretrained, args=(target,))
+        save.start()
+        save.join(timeout=2.0)
+        saves.append((save, save.is_alive()))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(peft.peft_model, "load_peft_weights", a_save_meanwhile)
+    if load == "from_pretrained":
+        plain = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], target, subfolder="vanilla")
+    else:
+        plain = peft.get_peft_model(common.tiny_model("gpt2")[0], peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
+        plain.load_adapter(target / "vanilla", adapter_name="plain")
+    for save, _ in saves:
+        save.join()
+    assert [waiting for _, waiting in saves] == [True], "the save did not wait for the load that was reading"
+    loaded = plain.prompt_encoder["default" if load == "from_pretrained" else "plain"].embedding.weight
+    assert tuple(loaded.shape)[0] == VERSIONS["A"]
+    reloaded = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], target, subfolder="vanilla")
+    assert reloaded.peft_config["default"].num_virtual_tokens == VERSIONS["B"]  # the save went through afterwards
 
 
 @pytest.mark.slow

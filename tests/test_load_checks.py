@@ -464,3 +464,14 @@ def test_a_tokenizer_given_as_a_path_saves(tmp_path):
                                             tokenizer_name_or_path=Path(common.tiny_tokenizer_dir()), num_frequent_tokens=50)  # fmt: skip
     peft.get_peft_model(common.tiny_model("llama")[0], config).save_pretrained(tmp_path)
     assert json.loads((tmp_path / "adapter_config.json").read_text())["tokenizer_name_or_path"] == common.tiny_tokenizer_dir()
+
+
+def test_a_saves_vanilla_copy_loaded_into_a_lora_model_gets_pefts_own_refusal(tmp_path):
+    """The copy's fingerprint was checked against `PeftModel.base_model`, which for LoRA is the LoraModel wrapper: the
+    load was refused as "trained on another base model: architecture 'GPT2LMHeadModel' vs 'LoraModel'" on the very
+    model it was trained on. It is checked against the wrapped model now, and PEFT says what is really wrong."""
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, seed=5)
+    peft.get_peft_model(common.tiny_model("gpt2")[0], config).save_pretrained(tmp_path / "save")
+    lora = peft.get_peft_model(common.tiny_model("gpt2")[0], peft.LoraConfig(task_type="CAUSAL_LM", r=2))
+    with pytest.raises(ValueError, match="Cannot combine adapters with different peft types"):
+        lora.load_adapter(tmp_path / "save" / "vanilla", adapter_name="plain")
