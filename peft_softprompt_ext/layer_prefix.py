@@ -81,13 +81,17 @@ def join(key_values: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- routing
-def _configs(model) -> list:
+def _configs(model, stateful: list | None = None) -> list:
+    """The configs of `model`'s modules, each once; `stateful` (if given) collects the names of the modules whose class
+    transformers marks `_is_stateful` (a state carried along the sequence), in the same walk."""
     seen, found = set(), []
     for module in model.modules():
         config = getattr(module, "config", None)
         if config is not None and hasattr(config, "_attn_implementation") and id(config) not in seen:
             seen.add(id(config))
             found.append(config)
+        if stateful is not None and getattr(type(module), "_is_stateful", False) is True:
+            stateful.append(type(module).__name__)
     return found
 
 
@@ -291,9 +295,14 @@ def discover_slots(model, task_type: str) -> list[Slot]:
     ids = torch.tensor([[1, 2, 3]], device=device)
     calls = _run_capturing(model, ids, task_type, decoder_length=2)
     slots, seen = [], set()
-    for module, key, _, queries in calls:
+    for module, key, value, queries in calls:
         if queries == key.shape[-2] and id(module) not in seen:  # cross-attention sees another length
             seen.add(id(module))
+            if value.shape[1:] != key.shape[1:]:
+                raise ValueError(f"{type(model).__name__}'s attention {names[id(module)]!r} takes keys {tuple(key.shape[1:])} and "
+                                 f"values {tuple(value.shape[1:])} per token (heads, slots, head dim; e.g. multi-head latent "
+                                 "attention, as in DeepSeek-V3 and Kimi Linear): deep prompts need keys and values of one "
+                                 "shape. Use a shallow prompt (VocabSampledPromptTuningConfig) there.")  # fmt: skip
             slots.append(Slot(names[id(module)], key.shape[1], key.shape[-1]))
     if not slots:
         import transformers
@@ -367,11 +376,45 @@ def _smallest_reach(configs: list, attribute: str, layer_type: str) -> int | Non
     return min(sizes) if sizes else None
 
 
+# Layer kinds that carry a state along the sequence (state-space, linear-attention, convolution layers), as configs
+# name them: `layer_types` (transformers 5.x: "linear_attention", "conv", "hybrid"), older `layers_block_type` ("mamba")
+# and RecurrentGemma's `block_types` ("recurrent").
+_RECURRENT_KINDS = frozenset({"linear_attention", "conv", "hybrid", "hybrid_sliding", "mamba", "mamba2", "recurrent"})
+_KIND_ATTRIBUTES = ("layer_types", "layers_block_type", "block_types")
+
+
+def recurrent_layers_of(model) -> str | None:
+    """What makes some layer of `model` carry a state along the sequence (Mamba and hybrids such as Jamba, Bamba,
+    Qwen3-Next, LFM2), as a phrase for messages; None for attention-only models. Read from the configs' layer kinds
+    and transformers' `_is_stateful` flag (Falcon-H1 in transformers 5.0 names its layers "attention" only)."""
+    stateful = []
+    return _recurrent(_configs(model, stateful), stateful)
+
+
+def _recurrent(configs: list, stateful: list) -> str | None:
+    for config in configs:
+        text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+        for attribute in _KIND_ATTRIBUTES:
+            kinds = getattr(text, attribute, None)
+            found = sorted({str(kind) for kind in kinds} & _RECURRENT_KINDS) if isinstance(kinds, (list, tuple)) else []
+            if found:
+                return f"{attribute} {', '.join(found)}"
+    return f"{stateful[0]} is stateful" if stateful else None
+
+
+def state_kept_in_layers(model) -> bool:
+    """RecurrentGemma's recurrent layers keep their state in the layer itself, restarted when a call's positions start
+    at 0, not in the cache generate passes along."""
+    return any("recurrent" in (getattr(config, "block_types", None) or ()) for config in _configs(model))
+
+
 def counts_slots(model) -> bool:
-    """Whether some layer's reach is counted in slots (a sliding window, or chunks): padding between a prompt and its
-    tokens then changes what each token sees. One walk of the model's modules for both."""
-    configs = _configs(model)
-    return any(_smallest_reach(configs, *reach) is not None for reach in (_SLIDING, _CHUNKED))
+    """Whether padding between a prompt and its tokens changes what each token sees: some layer's reach is counted in
+    slots (a sliding window, or chunks), or some layer carries a state along the slots, which decays over padding
+    (`recurrent_layers_of`)."""
+    stateful = []
+    configs = _configs(model, stateful)  # one walk of the modules for all three
+    return any(_smallest_reach(configs, *reach) is not None for reach in (_SLIDING, _CHUNKED)) or _recurrent(configs, stateful) is not None
 
 
 def is_causal_decoder(model) -> bool:

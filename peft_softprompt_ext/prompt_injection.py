@@ -591,11 +591,31 @@ def check_task_type(task_type: str, model) -> None:
 def _refuse_a_recurrent_state(model) -> None:
     """Mamba-style models (their forward takes `cache_params`) carry a state along the sequence instead of attending:
     left padding after the prompt decays its state, and generate's cached steps do not continue from a prompt fed as
-    input rows (plain PEFT's prompt tuning alike)."""
+    input rows (plain PEFT's prompt tuning alike). Hybrids (attention beside state-space, linear-attention or
+    convolution layers) run where transformers keeps their state in its `DynamicCache` (left padding then goes in front
+    of the prompt: `layer_prefix.counts_slots`); a cache class of their own (transformers 5.0's hybrids, MiniMax) is
+    refused: neither shared-prefix generation nor a deep prompt's cache prefix reaches it (found 2026-12-06: cached and
+    uncached generate apart, or failing, on Jamba, Bamba, Falcon-H1, Qwen3-Next, LFM2 and MiniMax)."""
     if "cache_params" in inspect.signature(model.forward).parameters:
         raise ValueError(f"{type(model).__name__} keeps a recurrent state (cache_params) instead of attention: soft prompts "
                          "are not supported there (left-padded rows and cached generate would be wrong, as they are for "
                          "plain PEFT's prompt tuning). Use LoRA on such models.")  # fmt: skip
+    recurrent = layer_prefix.recurrent_layers_of(model)
+    if recurrent is None:
+        return
+    if not getattr(type(model), "_supports_default_dynamic_cache", lambda: True)():
+        kept = "in a cache class of its own"
+    elif hasattr(model, "prepare_inputs_for_generation") and "past_key_values" not in inspect.signature(model.forward).parameters:
+        kept = "in its layers (its forward takes no past_key_values)"
+    else:
+        return
+    import transformers
+
+    raise ValueError(f"{type(model).__name__} has layers that carry a state along the sequence ({recurrent}) and, in "
+                     f"transformers {transformers.__version__}, keeps it {kept}, which a prompt's cached generation cannot "
+                     "reach: soft prompts are not supported there (hybrid models that keep it in DynamicCache run: Jamba, "
+                     "Bamba, Qwen3-Next, LFM2 and others, tested with transformers 5.23). Use LoRA, or a transformers "
+                     "release where the model takes DynamicCache.")  # fmt: skip
 
 
 def seq2seq_forward(
