@@ -2,8 +2,8 @@
 convolution layers: Jamba, Bamba, Falcon-H1, Zamba2, Granite 4, Qwen3-Next, LFM2, Nemotron-H, OLMo-Hybrid, MiniMax,
 RecurrentGemma). Found 2026-12-06: none was refused (only Mamba, whose forward takes `cache_params`, was). A shallow
 prompt in front of a row's left padding left the padding between the prompt and the tokens, where the recurrent
-layers' state decays over it: the row's logits were off the same row alone on 10 of these 11 models (0.16-2.8 in the
-probe; plain PEFT's prompt tuning alike). The padding now goes in front of the prompt there, as on sliding-window
+layers' state decays over it: the row's logits were off the same row alone on 10 of these 11 models (by 1.6-6.5 here;
+plain PEFT's prompt tuning alike). The padding now goes in front of the prompt there, as on sliding-window
 models. Refused, naming the model: a model that keeps its state in a cache class of its own (MiniMax; every hybrid
 under transformers 5.0) or in its layers (RecurrentGemma: deep prompts, and under 5.0 both), where cached generate
 differed from uncached or failed; and deep prompts on keys and values of different widths (multi-head latent
