@@ -14,9 +14,10 @@ recipe's `checkpoint/`) are carried into the new folder by hard link (`keep=` de
 Concurrency: writers take an exclusive `flock` on the target's parent folder for the whole save;
 readers (`read_lock`) take a shared one on the folder's parent and on the one above it (a second
 adapter's subfolder goes with its save folder) while they read, so no plugin load ever mixes two saves
-and no save removes files a plugin load is reading. While the plugin is imported, PEFT's loads of plain
-adapters from a folder (a save's `vanilla/` copy among them) hold the same lock; only a process without the
-plugin reads unlocked and could read across a swap. Threads of one process exclude each other the same way. Leftovers of a killed save
+and no save removes files a plugin load is reading. While the plugin is imported, PEFT's
+`PeftModel.from_pretrained` / `load_adapter` of plain adapters from a folder (a save's `vanilla/` copy among
+them) hold the same lock; other reads (PEFT's `load_peft_weights`, a process without the plugin) take none and
+could read across a swap. A reader that may not open a folder above the adapter (mode 711) reads unlocked. Threads of one process exclude each other the same way. Leftovers of a killed save
 (`.staging-<name>-<8 hex>`, `.old-<name>-<8 hex>`, exactly: not a sibling's) are removed,
 and a target lost by a kill between the two fallback renames restored, by the next save (an error
 there puts the old folder back at once). Targets that are
@@ -63,7 +64,13 @@ def _folder_lock(folder: str, exclusive: bool):
         finally:
             entry[1] -= 1
         return
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except PermissionError:
+        if exclusive:  # a writer needs its lock (and could not write there anyway)
+            raise
+        yield  # a reader that may enter a folder but not list it (e.g. mode 711 above an adapter): read unlocked
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)

@@ -289,6 +289,11 @@ def _reentrant(module) -> bool:
 
 def discover_slots(model, task_type: str) -> list[Slot]:
     """The model's self-attention layers in running order, found by one tiny forward (3 input tokens)."""
+    if state_kept_in_layers(model):
+        raise ValueError(f"{type(model).__name__} keeps its recurrent layers' state in the layers themselves and restarts it "
+                         "where a call's positions start at 0, which a deep prompt's shifted positions never do (a state "
+                         "from an earlier call would leak into generate). Use a shallow prompt "
+                         "(VocabSampledPromptTuningConfig) there.")  # fmt: skip
     route(model)
     names = {id(module): name for name, module in model.named_modules()}
     device = next(model.parameters()).device

@@ -75,8 +75,9 @@ def generation_scope(parts: PromptParts, prompts: torch.Tensor, prefix=None):
     return layer_prompts(parts, prompts)
 
 
-_PADDING_FIRST_REASON = ("left padding on a model with a sliding attention window or chunked attention goes in front of the "
-                         "prompt in each row, which a prompt computed once for all rows cannot sit behind")
+_PADDING_FIRST_REASON = ("left padding on a model with a sliding attention window, chunked attention or recurrent layers "
+                         "(state-space, linear-attention, convolution) goes in front of the prompt in each row, which a prompt "
+                         "computed once for all rows cannot sit behind")
 
 # A deep prompt's keys and values put into generate's empty cache at the first step: later steps attend to
 # them as to any cached token, with no per-layer concatenation (the layer prefix copies them in front of the
@@ -185,8 +186,8 @@ def _positions_from_mask(full_mask: torch.Tensor) -> torch.Tensor:
 def _padding_goes_first(parts: PromptParts, attention_mask) -> bool:
     """Whether a call's left padding moves in front of the prompt: a sliding attention window counts slots, so
     padding between the prompt and the tokens would push the prompt out of the window earlier than in the same row
-    alone, and chunked attention (Llama 4) counts its chunks from a row's first real slot, which padding after the
-    prompt would move. Only for input-row prompts on such models, and only for left-padded 2D masks (zeros, then
+    alone, chunked attention (Llama 4) counts its chunks from a row's first real slot, which padding after the
+    prompt would move, and a recurrent layer's state (hybrids: Jamba, Qwen3-Next, LFM2) decays over such padding. Only for input-row prompts on such models, and only for left-padded 2D masks (zeros, then
     ones) with some padding: right padding sits after the tokens, where it changes nothing."""
     if _is_deep(parts) or not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or attention_mask.shape[1] < 2:
         return False
@@ -613,9 +614,9 @@ def _refuse_a_recurrent_state(model) -> None:
 
     raise ValueError(f"{type(model).__name__} has layers that carry a state along the sequence ({recurrent}) and, in "
                      f"transformers {transformers.__version__}, keeps it {kept}, which a prompt's cached generation cannot "
-                     "reach: soft prompts are not supported there (hybrid models that keep it in DynamicCache run: Jamba, "
-                     "Bamba, Qwen3-Next, LFM2 and others, tested with transformers 5.23). Use LoRA, or a transformers "
-                     "release where the model takes DynamicCache.")  # fmt: skip
+                     "reach: soft prompts are not supported there. Use LoRA, or a transformers release where the model "
+                     "keeps that state in DynamicCache (in transformers 5.23 Jamba, Bamba, Qwen3-Next, LFM2 and other "
+                     "hybrids do, and soft prompts run on them).")  # fmt: skip
 
 
 def seq2seq_forward(
@@ -755,8 +756,9 @@ def _last_token_classifier_call(parts: PromptParts, inputs_embeds, full_mask, kw
     """Call a last-token classifier so that each row's last position is its last real token: rows
     with padding at the end are reordered (padding first, then the prompt and the tokens in order;
     the mask and the positions, counted from the mask as in an unpadded row, go with them). A model that takes
-    no position_ids (Falcon's classifier) counts positions over the padding, and a sliding window or chunked attention
-    counts slots: left-padded rows are reordered there too, so that prompt and tokens stay next to each other."""
+    no position_ids (Falcon's classifier) counts positions over the padding, and a sliding window, chunked attention
+    or a recurrent layer counts slots (`layer_prefix.counts_slots`): left-padded rows are reordered there too, so that
+    prompt and tokens stay next to each other."""
     takes_positions = _accepts(parts, "position_ids")
     if takes_positions:
         kwargs.setdefault("position_ids", _positions_from_mask(full_mask))

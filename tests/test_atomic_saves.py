@@ -22,7 +22,7 @@ from peft import PeftModel
 
 import testing_common as common
 from peft_softprompt_ext import VocabSampledPromptTuningConfig
-from peft_softprompt_ext.atomic_io import atomic_directory_write, atomic_file_write
+from peft_softprompt_ext.atomic_io import AUDIT_EVENT, atomic_directory_write, atomic_file_write, read_lock
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -358,13 +358,15 @@ def test_a_plain_load_of_a_saves_vanilla_copy_waits_for_a_save_in_progress(tmp_p
         config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=tokens, seed=tokens)
         prompts[version] = peft.get_peft_model(common.tiny_model("gpt2")[0], config)
     prompts["A"].save_pretrained(target)
-    original, saves = peft.peft_model.load_peft_weights, []
+    original, saves, commits = peft.peft_model.load_peft_weights, [], []
+    # a save's commit points (its staging folder, the swap, ...): none may come while the load reads, slow disk or not
+    sys.addaudithook(lambda event, args: commits.append(args[0]) if event == AUDIT_EVENT and str(tmp_path) in str(args[1]) else None)
 
     def a_save_meanwhile(*args, **kwargs):  # PEFT has read the config; the weights are next
         save = threading.Thread(target=prompts["B"].save_pretrained, args=(target,))
         save.start()
         save.join(timeout=2.0)
-        saves.append((save, save.is_alive()))
+        saves.append((save, list(commits)))
         return original(*args, **kwargs)
 
     monkeypatch.setattr(peft.peft_model, "load_peft_weights", a_save_meanwhile)
@@ -375,12 +377,38 @@ def test_a_plain_load_of_a_saves_vanilla_copy_waits_for_a_save_in_progress(tmp_p
         plain.load_adapter(target / "vanilla", adapter_name="plain")
     for save, _ in saves:
         save.join()
-    assert [waiting for _, waiting in saves] == [True], "the save did not wait for the load that was reading"
+    assert [during for _, during in saves] == [[]], "the save did not wait for the load that was reading"
+    assert "mkdir-staging" in commits  # it went through afterwards
     loaded = plain.prompt_encoder["default" if load == "from_pretrained" else "plain"].embedding.weight
     assert tuple(loaded.shape)[0] == VERSIONS["A"]
     reloaded = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], target, subfolder="vanilla")
     assert reloaded.peft_config["default"].num_virtual_tokens == VERSIONS["B"]  # the save went through afterwards
 
+
+
+def test_a_reader_that_may_not_list_a_folder_above_the_adapter_reads_unlocked(tmp_path, monkeypatch):
+    """Plain PEFT loads take the read lock now (above), which opens the adapter's parent and grandparent folders: a
+    user who may enter but not list one (mode 711, as a shared home folder) got PermissionError where plain PEFT had
+    loaded. Readers go on unlocked there; writers still need their lock. (Run as root here, so the refusal is made
+    by hand.)"""
+    import peft_softprompt_ext.atomic_io as atomic_io
+
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, seed=5)
+    peft.get_peft_model(common.tiny_model("gpt2")[0], config).save_pretrained(tmp_path / "save")
+    real_open = os.open
+
+    def no_listing(path, flags, *args, **kwargs):
+        if flags & getattr(os, "O_DIRECTORY", 0) and os.fspath(path) == str(tmp_path):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(atomic_io.os, "open", no_listing)
+    plain = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], tmp_path / "save", subfolder="vanilla")
+    assert plain.peft_config["default"].num_virtual_tokens == 5
+    with read_lock(tmp_path / "save"):  # the plugin's own loads likewise
+        assert PeftModel.from_pretrained(common.tiny_model("gpt2")[0], tmp_path / "save").peft_config["default"].num_virtual_tokens == 5
+    with pytest.raises(PermissionError):  # a save cannot go on without its lock
+        peft.get_peft_model(common.tiny_model("gpt2")[0], config).save_pretrained(tmp_path / "save")
 
 @pytest.mark.slow
 def test_concurrent_writers_and_a_reader_never_see_a_mixed_folder(tmp_path):

@@ -53,10 +53,12 @@ def _config(name: str):
                                                           intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                                           lru_width=32, attention_window_size=64, block_types=["recurrent", "attention"]),
     }  # fmt: skip
-    try:
-        return builders[name]()
-    except AttributeError:
+    classes = {"falcon_h1": "FalconH1Config", "granitemoehybrid": "GraniteMoeHybridConfig", "qwen3_next": "Qwen3NextConfig",
+               "nemotron_h": "NemotronHConfig", "olmo_hybrid": "OlmoHybridConfig", "minimax": "MiniMaxConfig",
+               "recurrent_gemma": "RecurrentGemmaConfig"}  # fmt: skip
+    if getattr(T, classes.get(name, name.capitalize() + "Config"), None) is None:
         pytest.skip(f"transformers {transformers.__version__} has no {name}")
+    return builders[name]()
 
 
 HYBRIDS = ["bamba", "falcon_h1", "granitemoehybrid", "jamba", "lfm2", "minimax", "nemotron_h", "olmo_hybrid", "qwen3_next", "recurrent_gemma", "zamba2"]
@@ -96,7 +98,7 @@ def _prompted_or_refused(name: str, method: str, check_base):
         return None
     try:
         check_base(base)
-    except Exception as error:  # noqa: BLE001 - transformers' own model fails the same check: nothing to hold us to
+    except AssertionError as error:  # transformers' own model fails the same check: nothing to hold us to
         pytest.skip(f"transformers {transformers.__version__}'s own {type(base).__name__} fails it: {str(error)[:120]}")
     return peft.get_peft_model(base, config)
 

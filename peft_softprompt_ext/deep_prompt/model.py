@@ -94,11 +94,6 @@ class DeepPromptEncoder(PromptTableEncoder):
     def prepare(self, config, base_model) -> None:
         if base_model is None:
             raise ValueError("A deep prompt needs the base model to find its self-attention layers.")
-        if layer_prefix.state_kept_in_layers(base_model):
-            raise ValueError(f"{type(base_model).__name__} keeps its recurrent layers' state in the layers themselves and restarts "
-                             "it where a call's positions start at 0, which a deep prompt's shifted positions never do (a "
-                             "state from an earlier call would leak into generate). Use a shallow prompt "
-                             "(VocabSampledPromptTuningConfig) there.")  # fmt: skip
         slots = layer_prefix.discover_slots(base_model, task_type_name(config))
         layer_prefix.check_layout(config.deep_layout, slots, "This deep prompt")
         config.deep_layout = layer_prefix.layout_of(slots)
