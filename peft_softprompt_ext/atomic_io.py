@@ -17,7 +17,8 @@ adapter's subfolder goes with its save folder) while they read, so no plugin loa
 and no save removes files a plugin load is reading. While the plugin is imported, PEFT's
 `PeftModel.from_pretrained` / `load_adapter` of plain adapters from a folder (a save's `vanilla/` copy among
 them) hold the same lock; other reads (PEFT's `load_peft_weights`, a process without the plugin) take none and
-could read across a swap. A reader that may not open a folder above the adapter (mode 711) reads unlocked. Threads of one process exclude each other the same way. Leftovers of a killed save
+could read across a swap. A reader that may not open a folder above the adapter (mode 711) reads
+unlocked. Threads of one process exclude each other the same way. Leftovers of a killed save
 (`.staging-<name>-<8 hex>`, `.old-<name>-<8 hex>`, exactly: not a sibling's) are removed,
 and a target lost by a kill between the two fallback renames restored, by the next save (an error
 there puts the old folder back at once). Targets that are

@@ -187,8 +187,9 @@ def _padding_goes_first(parts: PromptParts, attention_mask) -> bool:
     """Whether a call's left padding moves in front of the prompt: a sliding attention window counts slots, so
     padding between the prompt and the tokens would push the prompt out of the window earlier than in the same row
     alone, chunked attention (Llama 4) counts its chunks from a row's first real slot, which padding after the
-    prompt would move, and a recurrent layer's state (hybrids: Jamba, Qwen3-Next, LFM2) decays over such padding. Only for input-row prompts on such models, and only for left-padded 2D masks (zeros, then
-    ones) with some padding: right padding sits after the tokens, where it changes nothing."""
+    prompt would move, and a recurrent layer's state (hybrids: Jamba, Qwen3-Next, LFM2) decays over such padding.
+    Only for input-row prompts on such models, and only for left-padded 2D masks (zeros, then ones) with some
+    padding: right padding sits after the tokens, where it changes nothing."""
     if _is_deep(parts) or not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or attention_mask.shape[1] < 2:
         return False
     mask = attention_mask.long()  # the mask first: most calls have no padding, and the window walks every module
