@@ -327,21 +327,20 @@ from peft import PeftModel
 import peft_softprompt_ext
 target, rounds = sys.argv[1], int(sys.argv[2])
 failures, seen = [], {}
-for round in range(rounds):
+for index in range(rounds):
     # even rounds: both loads under one read lock, so they must agree; odd rounds: each load on its own (a save may
     # land between them, but neither load may mix two saves)
     try:
-        with peft_softprompt_ext.read_lock(target) if round % 2 == 0 else contextlib.nullcontext():
+        with peft_softprompt_ext.read_lock(target) if index % 2 == 0 else contextlib.nullcontext():
             model = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], target)
             tokens = model.peft_config["default"].num_virtual_tokens
             plain = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], target, subfolder="vanilla")
-        assert round % 2 or plain.peft_config["default"].num_virtual_tokens == tokens, "vanilla/ from another save"
+        assert index % 2 or plain.peft_config["default"].num_virtual_tokens == tokens, "vanilla/ from another save"
         seen[tokens] = seen.get(tokens, 0) + 1
     except Exception as error:
         failures.append(repr(error)[:300])
 print("READER", json.dumps({"failures": failures, "seen": seen}))
 """.replace("TESTS", repr(str(TESTS)))
-
 
 
 @pytest.mark.parametrize("load", ["from_pretrained", "load_adapter"])
@@ -385,7 +384,6 @@ def test_a_plain_load_of_a_saves_vanilla_copy_waits_for_a_save_in_progress(tmp_p
     assert reloaded.peft_config["default"].num_virtual_tokens == VERSIONS["B"]  # the save went through afterwards
 
 
-
 def test_a_reader_that_may_not_list_a_folder_above_the_adapter_reads_unlocked(tmp_path, monkeypatch):
     """Plain PEFT loads take the read lock now (above), which opens the adapter's parent and grandparent folders: a
     user who may enter but not list one (mode 711, as a shared home folder) got PermissionError where plain PEFT had
@@ -409,6 +407,7 @@ def test_a_reader_that_may_not_list_a_folder_above_the_adapter_reads_unlocked(tm
         assert PeftModel.from_pretrained(common.tiny_model("gpt2")[0], tmp_path / "save").peft_config["default"].num_virtual_tokens == 5
     with pytest.raises(PermissionError):  # a save cannot go on without its lock
         peft.get_peft_model(common.tiny_model("gpt2")[0], config).save_pretrained(tmp_path / "save")
+
 
 @pytest.mark.slow
 def test_concurrent_writers_and_a_reader_never_see_a_mixed_folder(tmp_path):
