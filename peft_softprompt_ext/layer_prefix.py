@@ -95,6 +95,11 @@ def _configs(model, stateful: list | None = None) -> list:
     return found
 
 
+def _text_configs(model, stateful: list | None = None) -> list:
+    """`_configs`, each as its text decoder's config (a composite model's layer settings live there)."""
+    return [config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config for config in _configs(model, stateful)]
+
+
 def route(model) -> None:
     """Send `model`'s attention through the prefix wrapper of its own implementation (idempotent)."""
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
@@ -360,20 +365,19 @@ _CHUNKED = ("attention_chunk_size", "chunked_attention")
 
 def sliding_window_of(model) -> int | None:
     """The smallest sliding attention window of a model's layers (None: every layer sees everything)."""
-    return _smallest_reach(_configs(model), *_SLIDING)
+    return _smallest_reach(_text_configs(model), *_SLIDING)
 
 
 def chunked_attention_of(model) -> int | None:
     """The chunk size of a model whose layers attend within fixed chunks of slots (Llama 4's `attention_chunk_size` on
     its "chunked_attention" layers), counted from each row's first real token; None: no layer does."""
-    return _smallest_reach(_configs(model), *_CHUNKED)
+    return _smallest_reach(_text_configs(model), *_CHUNKED)
 
 
 def _smallest_reach(configs: list, attribute: str, layer_type: str) -> int | None:
-    """The smallest `attribute` of the (text) configs whose layers include `layer_type` (or list no types)."""
+    """The smallest `attribute` of the text configs whose layers include `layer_type` (or list no types)."""
     sizes = []
-    for config in configs:
-        text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    for text in configs:
         size = getattr(text, attribute, None)
         types = set(getattr(text, "layer_types", None) or ())
         if isinstance(size, int) and size > 0 and (not types or layer_type in types):
@@ -393,12 +397,12 @@ def recurrent_layers_of(model) -> str | None:
     Qwen3-Next, LFM2), as a phrase for messages; None for attention-only models. Read from the configs' layer kinds
     and transformers' `_is_stateful` flag (Falcon-H1 in transformers 5.0 names its layers "attention" only)."""
     stateful = []
-    return _recurrent(_configs(model, stateful), stateful)
+    return _recurrent(_text_configs(model, stateful), stateful)
 
 
 def _recurrent(configs: list, stateful: list) -> str | None:
-    for config in configs:
-        text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    """`recurrent_layers_of`, from the model's text configs and its stateful modules' names."""
+    for text in configs:
         for attribute in _KIND_ATTRIBUTES:
             kinds = getattr(text, attribute, None)
             found = sorted({str(kind) for kind in kinds} & _RECURRENT_KINDS) if isinstance(kinds, (list, tuple)) else []
@@ -418,7 +422,7 @@ def counts_slots(model) -> bool:
     slots (a sliding window, or chunks), or some layer carries a state along the slots, which decays over padding
     (`recurrent_layers_of`)."""
     stateful = []
-    configs = _configs(model, stateful)  # one walk of the modules for all three
+    configs = _text_configs(model, stateful)  # one walk of the modules for all three
     return any(_smallest_reach(configs, *reach) is not None for reach in (_SLIDING, _CHUNKED)) or _recurrent(configs, stateful) is not None
 
 

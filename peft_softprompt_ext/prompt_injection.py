@@ -598,7 +598,8 @@ def _refuse_a_recurrent_state(model) -> None:
     of the prompt: `layer_prefix.counts_slots`); a cache class of their own (transformers 5.0's hybrids, MiniMax) is
     refused: neither shared-prefix generation nor a deep prompt's cache prefix reaches it (found 2026-12-06: cached and
     uncached generate apart, or failing, on Jamba, Bamba, Falcon-H1, Qwen3-Next, LFM2 and MiniMax)."""
-    if "cache_params" in inspect.signature(model.forward).parameters:
+    parameters = inspect.signature(model.forward).parameters
+    if "cache_params" in parameters:
         raise ValueError(f"{type(model).__name__} keeps a recurrent state (cache_params) instead of attention: soft prompts "
                          "are not supported there (left-padded rows and cached generate would be wrong, as they are for "
                          "plain PEFT's prompt tuning). Use LoRA on such models.")  # fmt: skip
@@ -607,7 +608,7 @@ def _refuse_a_recurrent_state(model) -> None:
         return
     if not getattr(type(model), "_supports_default_dynamic_cache", lambda: True)():
         kept = "in a cache class of its own"
-    elif hasattr(model, "prepare_inputs_for_generation") and "past_key_values" not in inspect.signature(model.forward).parameters:
+    elif hasattr(model, "prepare_inputs_for_generation") and "past_key_values" not in parameters:
         kept = "in its layers (its forward takes no past_key_values)"
     else:
         return
