@@ -285,6 +285,65 @@ def test_killed_run_resumes_to_the_same_prompt(tmp_path):
     assert resumed_at >= 4 and resumed_at % 2 == 0
 
 
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    """An uninterrupted 2-process run of 40 steps, checkpointing every 2, for the resumes below to match."""
+    folder = tmp_path_factory.mktemp("two_process") / "full"
+    recipe("train.py", *tiny_args(folder, steps=40, checkpoint_every=2), launcher="cpu_2proc.yaml")
+    return folder
+
+
+def training_processes_of(output_dir) -> list[str]:
+    found = subprocess.run(["pgrep", "-f", "--", f"--output_dir {output_dir} "], capture_output=True, text=True)
+    return found.stdout.split()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [pytest.param("interrupt", marks=pytest.mark.ci), "kill"])
+def test_a_stopped_two_process_run_resumes_to_the_same_prompt(stop, two_process_run, tmp_path):
+    """A 2-process run stopped after a checkpoint, by Ctrl-C (SIGINT to the launcher's process group, which Accelerate's
+    launcher passes to its workers) or by SIGKILL to the launcher and both workers (a machine's OOM killer or a lost
+    node), resumes with 2 processes to the uninterrupted run's prompt and loss curve. (SIGKILL to the launcher alone
+    leaves the workers training: torch's launcher starts each in a session of its own; a run into their folder is then
+    refused while they live, as tested above.)"""
+    from safetensors.torch import load_file
+
+    killed = tmp_path / "killed"
+    args = tiny_args(killed, steps=40, checkpoint_every=2)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "recipes/accelerate/cpu_2proc.yaml"),
+               str(REPO / "recipes/train.py"), *map(str, args)]  # fmt: skip
+    launcher = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = killed / "checkpoint" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["step"] >= 4):
+        time.sleep(0.05)
+    if stop == "interrupt":
+        os.killpg(launcher.pid, signal.SIGINT)
+        launcher.wait(timeout=60)
+    else:
+        workers = [pid for pid in training_processes_of(killed) if int(pid) != launcher.pid]
+        assert len(workers) == 2, workers
+        os.killpg(launcher.pid, signal.SIGKILL)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        launcher.wait()
+    deadline = time.time() + 30
+    while training_processes_of(killed) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not training_processes_of(killed), f"workers still run after the {stop}"
+    assert not (killed / "results.json").exists(), "the run finished before it could be stopped"
+    recipe("train.py", *args, "--resume", launcher="cpu_2proc.yaml")
+    results, full = json.loads((killed / "results.json").read_text()), json.loads((two_process_run / "results.json").read_text())
+    assert results["world_size"] == 2 and 4 <= results["resumed_from_step"] < 40
+    assert results["loss_curve"] == full["loss_curve"] and results["metrics"] == full["metrics"]
+    final = load_file(two_process_run / "adapter" / "adapter_model.safetensors")["prompt_embeddings"]
+    resumed = load_file(killed / "adapter" / "adapter_model.safetensors")["prompt_embeddings"]
+    assert (final - resumed).abs().max().item() <= 1e-6
+    assert len(set(results["rank_parameter_digests"])) == 1
+
+
 def test_resume_from_another_config_is_refused(tmp_path):
     recipe("train.py", *tiny_args(tmp_path, steps=2, checkpoint_every=2))
     env = dict(os.environ, HF_HUB_OFFLINE="1")
