@@ -12,7 +12,7 @@ from .adapter_files import check_finite, check_safetensors_file
 from .atomic_io import atomic_directory_write, atomic_file_write, read_json_object, read_lock
 from .deep_prompt import DeepInit, DeepPromptTuningConfig
 from .describe import describe_prompt
-from .export import export_prefix_tuning, export_prompt_tuning
+from .export import export_cartridge, export_prefix_tuning, export_prompt_tuning
 from .fingerprint import base_model_fingerprint, fingerprint_differences
 from .hub import attach_results, build_model_card
 from .mixture import MixturePromptTuningConfig, Mixing, mixing_weights, serve_prompts
@@ -78,6 +78,7 @@ __all__ = [
     "describe_prompt",
     "export_prompt_tuning",
     "export_prefix_tuning",
+    "export_cartridge",
     "prompt_kv_cache",
     "PromptKVCache",
     "PromptEncoder",

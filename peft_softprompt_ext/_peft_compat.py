@@ -256,6 +256,25 @@ def plain_prefix_tuning_config(config, num_virtual_tokens: int, num_layers: int,
     )
 
 
+def plain_cartridge_config(config, num_virtual_tokens: int, num_layers: int, kv_heads: int, head_dim: int, num_frozen_tokens: int):
+    """A CARTRIDGE config holding the same [P, layers x 2 x kv heads x head dim] rows as `plain_prefix_tuning_config`
+    (PEFT's CartridgeEncoder stores PrefixEncoder's layout), its first `num_frozen_tokens` rows frozen there."""
+    from peft import CartridgeConfig
+
+    return CartridgeConfig(
+        task_type=config.task_type,
+        num_virtual_tokens=num_virtual_tokens,
+        num_frozen_tokens=num_frozen_tokens,
+        token_dim=kv_heads * head_dim,
+        num_attention_heads=kv_heads,
+        num_layers=num_layers,
+        base_model_name_or_path=config.base_model_name_or_path,
+        revision=config.revision,
+        modules_to_save=sorted(set(config.modules_to_save)) if config.modules_to_save else None,
+        inference_mode=True,
+    )
+
+
 def trained_head_tensors(peft_model, adapter_name: str) -> dict[str, torch.Tensor]:
     """Tensors PEFT saves beside a prompt (e.g. a SEQ_CLS classifier head), keyed as PEFT saves them."""
     state = get_peft_model_state_dict(peft_model, adapter_name=adapter_name)

@@ -1,5 +1,5 @@
-"""Export plugin prompts as plain PEFT adapters: PROMPT_TUNING for input rows, PREFIX_TUNING for deep
-prompts where PEFT holds them exactly (causal LMs with full attention; see `plain_peft_type`).
+"""Export plugin prompts as plain PEFT adapters: PROMPT_TUNING for input rows, PREFIX_TUNING or CARTRIDGE for
+deep prompts where PEFT holds them exactly (causal LMs with full attention; see `plain_peft_type`).
 
 The result is `adapter_config.json` + `adapter_model.safetensors` holding `prompt_embeddings`
 ([num_virtual_tokens, token_dim], or [num_virtual_tokens, layers x 2 x kv dim] for PREFIX_TUNING,
@@ -23,6 +23,7 @@ from ._peft_compat import (
     PICKLE_WEIGHTS_NAME,
     PROMPT_TUNING_TENSOR,
     adapter_config_of,
+    plain_cartridge_config,
     plain_prefix_tuning_config,
     plain_prompt_tuning_config,
     prompt_encoder_of,
@@ -80,6 +81,21 @@ def export_prefix_tuning(peft_model, save_directory: str | os.PathLike, adapter_
     return os.fspath(save_directory)
 
 
+def export_cartridge(peft_model, save_directory: str | os.PathLike, adapter_name: str = "default", task=None,
+                     num_frozen_tokens: int = 0) -> str:
+    """Write a deep prompt as a vanilla PEFT CARTRIDGE adapter (a trainable key/value prefix); returns the folder.
+
+    The same rows as `export_prefix_tuning`, refused where it is: PEFT serves a CARTRIDGE as the same cache prefix.
+    `num_frozen_tokens`: how many of the first rows CARTRIDGE keeps frozen if trained further in plain PEFT (its own
+    default is 1, an attention sink); it does not change the logits. Other arguments as `export_prompt_tuning`.
+    """
+    if isinstance(num_frozen_tokens, bool) or not isinstance(num_frozen_tokens, int) or num_frozen_tokens < 0:
+        raise ValueError(f"num_frozen_tokens={num_frozen_tokens!r}: expected an int >= 0 (rows CARTRIDGE keeps frozen).")
+    with atomic_directory_write(save_directory, keep=_not_adapter_files) as staging:
+        write_prefix_tuning_files(peft_model, staging, adapter_name, task, cartridge_frozen_tokens=num_frozen_tokens)
+    return os.fspath(save_directory)
+
+
 def write_plain_files(peft_model, folder: str, adapter_name: str = "default", task=None) -> None:
     """The plain PEFT copy of one task's prompt, of the kind the encoder declares (`plain_peft_type`)."""
     if prompt_encoder_of(peft_model, adapter_name).plain_peft_type == "PREFIX_TUNING":
@@ -97,19 +113,28 @@ def write_prompt_tuning_files(peft_model, folder: str, adapter_name: str = "defa
     _write_weights(folder, {PROMPT_TUNING_TENSOR: prompt.clone(), **trained_head_tensors(peft_model, adapter_name)}, config)
 
 
-def write_prefix_tuning_files(peft_model, folder: str, adapter_name: str = "default", task=None) -> None:
-    """A deep prompt's PREFIX_TUNING files: the same [P, layers x 2 x kv dim] rows in PEFT's layout."""
+def write_prefix_tuning_files(peft_model, folder: str, adapter_name: str = "default", task=None,
+                              cartridge_frozen_tokens: int | None = None) -> None:
+    """A deep prompt's PREFIX_TUNING files: the same [P, layers x 2 x kv dim] rows in PEFT's layout; with
+    `cartridge_frozen_tokens` a CARTRIDGE's (the same rows, that many frozen)."""
     config = adapter_config_of(peft_model, adapter_name)
     encoder = prompt_encoder_of(peft_model, adapter_name)
+    kind = "PREFIX_TUNING" if cartridge_frozen_tokens is None else "CARTRIDGE"
     if encoder.plain_peft_type != "PREFIX_TUNING":
         reason = encoder.export_refusal or "it is not a deep prompt (use export_prompt_tuning)"
-        raise ValueError(f"{type(encoder).__name__} cannot be exported as plain PEFT PREFIX_TUNING: {reason}.")
+        raise ValueError(f"{type(encoder).__name__} cannot be exported as plain PEFT {kind}: {reason}.")
     heads, dims = {slot.kv_heads for slot in encoder.slots}, {slot.head_dim for slot in encoder.slots}
     if len(heads) != 1 or len(dims) != 1:
-        raise ValueError(f"PREFIX_TUNING needs one key/value head count and head dim across layers; got {sorted(heads)}, {sorted(dims)}.")
+        raise ValueError(f"{kind} needs one key/value head count and head dim across layers; got {sorted(heads)}, {sorted(dims)}.")
     with torch.no_grad():
         rows = encoder.prompt_rows(task).detach().float().cpu().contiguous()
-    plain = plain_prefix_tuning_config(config, rows.shape[0], len(encoder.slots), heads.pop(), dims.pop())
+    if cartridge_frozen_tokens is None:
+        plain = plain_prefix_tuning_config(config, rows.shape[0], len(encoder.slots), heads.pop(), dims.pop())
+    elif cartridge_frozen_tokens > rows.shape[0]:
+        raise ValueError(f"num_frozen_tokens={cartridge_frozen_tokens}: the prompt has {rows.shape[0]} virtual tokens; "
+                         f"expected at most that many frozen.")  # fmt: skip
+    else:
+        plain = plain_cartridge_config(config, rows.shape[0], len(encoder.slots), heads.pop(), dims.pop(), cartridge_frozen_tokens)
     plain.save_pretrained(folder)
     _write_weights(folder, {PROMPT_TUNING_TENSOR: rows.clone(), **trained_head_tensors(peft_model, adapter_name)}, config)
 

@@ -174,7 +174,7 @@ REFUSALS = [
     Refusal("prompt_embedding_to_save", _attention, ValueError, "every input its own prompt",
             "attention mixing computes a prompt per input"),
     Refusal("export", _deep_without_prefix_tuning, ValueError, "holds deep prompts exactly only for causal decoders",
-            "plain PEFT PREFIX_TUNING (a cache prefix) differs from a deep prompt in encoders, seq2seq models and sliding-window layers"),
+            "plain PEFT PREFIX_TUNING or CARTRIDGE (a cache prefix) differs from a deep prompt in encoders, seq2seq models and sliding-window layers"),
     Refusal("generate_static_cache", _input_prompt_in_causal_lm, ValueError, "does not fit a static cache",
             "causal LMs: generate sizes a static cache for the input and new tokens, not a prompt's virtual tokens "
             "(the default dynamic cache works, and so do deep prompts); seq2seq models work"),
@@ -214,7 +214,7 @@ NOTES = [
     Note("vanilla_copy", lambda case, model: case.deep and not _deep_without_prefix_tuning(case, model),
          "a PREFIX_TUNING copy (gpt2, llama)"),
     Note("vanilla_copy", _deep_without_prefix_tuning, "no copy for gemma3 / t5 / bert (PREFIX_TUNING differs there); the card says why"),
-    Note("export", lambda case, model: case.deep, "deep prompts: export_prefix_tuning"),
+    Note("export", lambda case, model: case.deep, "deep prompts: export_prefix_tuning or export_cartridge"),
     Note("prompt_embedding_to_save", lambda case, model: case.deep, "deep prompts: [P, layers x 2 x kv dim], PEFT PREFIX_TUNING's layout"),
     Note("trainer", _multi_task, "TrainingArguments(remove_unused_columns=False) keeps task_ids"),
     Note("trainer_resume", _multi_task, "TrainingArguments(remove_unused_columns=False) keeps task_ids"),

@@ -234,19 +234,19 @@ def check_hub(cell, tmp_path):
 
 
 def check_export(cell, tmp_path):
-    from peft_softprompt_ext import export_prompt_tuning
-
-    from peft_softprompt_ext import export_prefix_tuning
+    from peft_softprompt_ext import export_cartridge, export_prefix_tuning, export_prompt_tuning
 
     model = build(cell)
-    export, kind = (export_prefix_tuning, peft.PeftType.PREFIX_TUNING) if cell.case.deep else (export_prompt_tuning, peft.PeftType.PROMPT_TUNING)
-    for task in tasks_of(cell):
-        folder = tmp_path / f"task{task}"
-        export(model, folder, task=task)
-        plain = PeftModel.from_pretrained(fresh_base(cell), folder)
-        assert plain.peft_config["default"].peft_type == kind
-        batch = make_batch(cell, padding=None, task=task)
-        assert_logits_close(logits(plain, {k: v for k, v in batch.items() if k != "task_ids"}), logits(model, batch))
+    exports = [(export_prefix_tuning, peft.PeftType.PREFIX_TUNING), (export_cartridge, peft.PeftType.CARTRIDGE)] if cell.case.deep \
+        else [(export_prompt_tuning, peft.PeftType.PROMPT_TUNING)]  # fmt: skip
+    for export, kind in exports:
+        for task in tasks_of(cell):
+            folder = tmp_path / f"{kind.value}-task{task}"
+            export(model, folder, task=task)
+            plain = PeftModel.from_pretrained(fresh_base(cell), folder)
+            assert plain.peft_config["default"].peft_type == kind
+            batch = make_batch(cell, padding=None, task=task)
+            assert_logits_close(logits(plain, {k: v for k, v in batch.items() if k != "task_ids"}), logits(model, batch))
 
 
 def check_vanilla_copy(cell, tmp_path):

@@ -152,22 +152,24 @@ def test_a_deep_prompt_refuses_an_input_past_a_classifiers_position_table():
 @pytest.mark.parametrize("model_name", ["gpt2", "llama"])
 def test_a_deep_prompt_on_a_decoder_classifier_exports_to_prefix_tuning_with_equal_logits(model_name, tmp_path):
     """Its input follows the prompt as in a causal LM, so PEFT's cache prefix holds it exactly (unpadded and
-    right-padded rows): the export was refused, and the save had no plain copy."""
-    from peft_softprompt_ext import export_prefix_tuning
+    right-padded rows): the export was refused, and the save had no plain copy. CARTRIDGE, the same prefix, too."""
+    from peft_softprompt_ext import export_cartridge, export_prefix_tuning
 
     model = _prompted(model_name, "deep")
     common.train_steps(model, {**_batch(_rows(), "right"), "labels": torch.tensor([0, 2, 1])}, steps=2)
     model.eval()
     export_prefix_tuning(model, tmp_path / "prefix")
+    export_cartridge(model, tmp_path / "cartridge")
     model.save_pretrained(tmp_path / "saved")
     assert (tmp_path / "saved" / "vanilla" / "adapter_config.json").exists()
     _classifier(model_name).save_pretrained(tmp_path / "base")
     batch = _batch(_rows(), "right")
     with torch.no_grad():
         expected = model(**batch).logits
-    loaded = common.plain_peft_logits(tmp_path / "base", [tmp_path / "prefix", tmp_path / "saved" / "vanilla"],
+    loaded = common.plain_peft_logits(tmp_path / "base", [tmp_path / "prefix", tmp_path / "saved" / "vanilla", tmp_path / "cartridge"],
                                       "AutoModelForSequenceClassification", batch, expected, tmp_path)  # fmt: skip
-    assert len(loaded) == 2 and all(run["type"] == "PREFIX_TUNING" and run["difference"] <= 1e-5 for run in loaded), loaded
+    assert [run["type"] for run in loaded] == ["PREFIX_TUNING", "PREFIX_TUNING", "CARTRIDGE"], loaded
+    assert all(run["difference"] <= 1e-5 for run in loaded), loaded
 
 
 def test_a_deep_decoder_classifier_takes_a_4d_mask_with_its_positions():

@@ -1,5 +1,5 @@
 """Deep prompts (issue #14) beyond the conformance matrix: the trainable-value contract, `deep_init="prompt"`
-starting exactly where the shallow prompt was, plain PEFT PREFIX_TUNING export read without the plugin,
+starting exactly where the shallow prompt was, plain PEFT PREFIX_TUNING and CARTRIDGE exports read without the plugin,
 and every refusal the issue names (each message names the bad value)."""
 
 import json
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import testing_common as common
-from peft_softprompt_ext import DeepPromptTuningConfig, describe_prompt, export_prefix_tuning, export_prompt_tuning
+from peft_softprompt_ext import DeepPromptTuningConfig, describe_prompt, export_cartridge, export_prefix_tuning, export_prompt_tuning
 
 MODELS = ["gpt2", "llama", "gemma3", "t5", "bert"]
 CAUSAL = ["gpt2", "llama", "gemma3"]
@@ -148,15 +148,28 @@ def test_text_init_holds_the_texts_keys_and_values():
 
 
 @pytest.mark.parametrize("model_name", ["gpt2", "llama"])
-def test_prefix_tuning_export_loads_without_the_plugin_with_equal_logits(model_name, tmp_path):
+def test_prefix_tuning_and_cartridge_exports_load_without_the_plugin_with_equal_logits(model_name, tmp_path):
     model = deep_model(model_name)
     common.train_steps(model, common.batch_for(model_name), steps=2)
     export_prefix_tuning(model, tmp_path / "prefix")
+    export_cartridge(model, tmp_path / "cartridge")
+    export_cartridge(model, tmp_path / "cartridge-frozen", num_frozen_tokens=2)
     common.tiny_model(model_name)[0].save_pretrained(tmp_path / "base")
     batch = common.inference_batch(model_name)
-    [loaded] = common.plain_peft_logits(tmp_path / "base", [tmp_path / "prefix"], "AutoModelForCausalLM", batch,
-                                        common.forward_logits(model, batch), tmp_path)  # fmt: skip
-    assert (loaded["type"], loaded["prefix_projection"]) == ("PREFIX_TUNING", False) and loaded["difference"] <= 1e-4
+    folders = [tmp_path / name for name in ("prefix", "cartridge", "cartridge-frozen")]
+    loaded = common.plain_peft_logits(tmp_path / "base", folders, "AutoModelForCausalLM", batch, common.forward_logits(model, batch), tmp_path)
+    assert [(run["type"], run["prefix_projection"]) for run in loaded] == [("PREFIX_TUNING", False), ("CARTRIDGE", None), ("CARTRIDGE", None)]
+    assert all(run["difference"] <= 1e-4 for run in loaded), loaded
+    frozen = [json.loads((folder / "adapter_config.json").read_text())["num_frozen_tokens"] for folder in folders[1:]]
+    assert frozen == [0, 2]
+
+
+@pytest.mark.parametrize("value", [-1, 1.0, True, "1", P + 1])
+def test_a_cartridge_export_names_a_bad_num_frozen_tokens(value, tmp_path):
+    model = deep_model("llama")
+    with pytest.raises(ValueError, match=f"num_frozen_tokens={value!r}" if value != P + 1 else f"num_frozen_tokens={P + 1}: the prompt has {P}"):
+        export_cartridge(model, tmp_path / "cartridge", num_frozen_tokens=value)
+    assert not (tmp_path / "cartridge").exists()
 
 
 @pytest.mark.parametrize("setting", [{"use_cache": False}, {"return_dict_in_generate": True}, {"cache_implementation": "static"}])
@@ -330,11 +343,13 @@ def test_attention_that_takes_no_prefix_is_refused_by_name():
 
 
 @pytest.mark.parametrize("model_name", ["gemma3", "t5", "bert"])
-def test_prefix_tuning_export_is_refused_where_it_is_not_exact(model_name, tmp_path):
+def test_prefix_tuning_and_cartridge_exports_are_refused_where_they_are_not_exact(model_name, tmp_path):
     model = deep_model(model_name)
     with pytest.raises(ValueError, match="cannot be exported as plain PEFT PREFIX_TUNING: .*(sliding-window|encoders|seq2seq)"):
         export_prefix_tuning(model, tmp_path / "prefix")
-    assert not (tmp_path / "prefix").exists()  # nothing half-written
+    with pytest.raises(ValueError, match="cannot be exported as plain PEFT CARTRIDGE: .*(sliding-window|encoders|seq2seq)"):
+        export_cartridge(model, tmp_path / "cartridge")
+    assert not (tmp_path / "prefix").exists() and not (tmp_path / "cartridge").exists()  # nothing half-written
 
 
 def test_prompt_tuning_export_and_describe_prompt_refuse_a_deep_prompt(tmp_path):
