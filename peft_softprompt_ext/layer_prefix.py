@@ -485,6 +485,19 @@ def check_layout(saved, slots: list[Slot], what: str) -> None:
                          f"{len(found)} {at(found)}: its keys and values do not fit this model.")  # fmt: skip
 
 
+def check_plain_layout(saved: dict, slots: list[Slot], what: str) -> None:
+    """A plain PEFT PREFIX_TUNING / CARTRIDGE adapter's table ([P, layers x 2 x token_dim], the layout of `layout_of`
+    for layers alike) must be the model's own: its config's num_layers, num_attention_heads (key/value heads, after
+    PEFT's grouped-query adjustment) and token_dim against the model's self-attention layers."""
+    layers, heads, width = (saved.get(key) for key in ("num_layers", "num_attention_heads", "token_dim"))
+    fits = layers == len(slots) and all(heads == slot.kv_heads and width == slot.kv_heads * slot.head_dim for slot in slots)
+    if not fits:
+        found = sorted({(slot.kv_heads, slot.head_dim) for slot in slots})
+        raise ValueError(f"{what} ({saved.get('peft_type')}) was made for num_layers={layers!r}, num_attention_heads={heads!r}, "
+                         f"token_dim={width!r}; this model has {len(slots)} self-attention layers of (key/value heads, head dim) "
+                         f"{found}: its keys and values do not fit this model.")  # fmt: skip
+
+
 def check_trainable_layers(layers, residual_mlp: bool) -> None:
     """`trainable_layers` (deep prompts and mixtures of them): None (every layer trains) or a positive count,
     and not with a residual MLP (one MLP shared over every layer would move the fixed ones)."""

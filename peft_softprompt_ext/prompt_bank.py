@@ -94,5 +94,12 @@ def saved_prompt_length(source: str, revision: str | None = None) -> int:
 
 def load_saved_peft_type(source: str, revision: str | None = None) -> str:
     """The `peft_type` a saved adapter declares (folder or Hub repo id)."""
+    return load_saved_config(source, revision)["peft_type"]
+
+
+def load_saved_config(source: str, revision: str | None = None) -> dict:
+    """A saved adapter's config (folder or Hub repo id), its `peft_type` checked."""
     config_path = sources.resolve_file(os.fspath(source), ADAPTER_CONFIG_NAME, revision=revision)
-    return peft_type_field(read_json_object(config_path, "Adapter config"), f"Adapter config {config_path!r}")
+    config = read_json_object(config_path, "Adapter config")
+    peft_type_field(config, f"Adapter config {config_path!r}")
+    return config

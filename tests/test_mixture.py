@@ -385,7 +385,11 @@ def test_a_key_value_source_in_a_bank_of_input_rows_is_refused_by_its_type(tmp_p
     saved = json.loads((tmp_path / "prefix" / "adapter_config.json").read_text())
     (tmp_path / "prefix" / "adapter_config.json").write_text(json.dumps({**saved, "peft_type": "PREFIX_TUNING"}))
     config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=[first, str(tmp_path / "prefix")])
-    with pytest.raises(ValueError, match=r"is a PREFIX_TUNING adapter \(keys and values per layer\), not input rows"):
+    with pytest.raises(ValueError, match=r"mix deep prompts \(keys and values per layer\) with input-row prompts \(\['PREFIX_TUNING', "):
+        peft.get_peft_model(common.tiny_model("gpt2")[0], config)
+    # alone it makes a bank of keys and values (plain PEFT's, tests/test_plain_key_value_banks.py), whose width it lacks
+    config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=[str(tmp_path / "prefix")])
+    with pytest.raises(ValueError, match=r"prefix' has shape \(5, 32\); this model needs width 128"):
         peft.get_peft_model(common.tiny_model("gpt2")[0], config)
 
 

@@ -9,7 +9,7 @@ from .. import layer_prefix, reparameterization
 from .._peft_compat import building_for_a_load, task_type_name
 from ..adapter_files import check_finite, check_float_tensor
 from ..options import Reparameterization
-from ..prompt_bank import load_saved_peft_type, load_saved_prompt
+from ..prompt_bank import KEY_VALUE_TYPES, load_saved_config, load_saved_prompt
 from ..prompt_encoder import KEY_VALUES, PromptEncoder, check_task_ids, fixed_parameter  # noqa: F401  (check_task_ids: re-exported)
 from .config import Mixing
 
@@ -94,19 +94,29 @@ class MixturePromptEncoder(PromptEncoder):
 
     @staticmethod
     def _read_bank(config, base_model) -> torch.Tensor:
-        """The bank [K, P, width]; deep sources (keys and values per layer) set `config.deep_layout`."""
-        kinds = {load_saved_peft_type(source, config.source_revision) for source in config.source_prompts}
-        if "DEEP_PROMPT_TUNING" in kinds and len(kinds) > 1:
-            raise ValueError(f"source_prompts mix deep prompts with input-row prompts ({sorted(kinds)}); a bank holds one kind.")
-        if "DEEP_PROMPT_TUNING" in kinds:
+        """The bank [K, P, width]; deep sources (keys and values per layer: the plugin's deep prompts, plain PEFT
+        PREFIX_TUNING and CARTRIDGE adapters) set `config.deep_layout`."""
+        saved_configs = {source: load_saved_config(source, config.source_revision) for source in config.source_prompts}
+        kinds = {source: saved["peft_type"] for source, saved in saved_configs.items()}
+        deep = {kind in KEY_VALUE_TYPES for kind in kinds.values()}
+        if len(deep) > 1:
+            raise ValueError(f"source_prompts mix deep prompts (keys and values per layer) with input-row prompts "
+                             f"({sorted(set(kinds.values()))}); a bank holds one kind.")  # fmt: skip
+        if deep == {True}:
             if base_model is None:
                 raise ValueError("A mixture of deep prompts needs the base model to find its self-attention layers.")
             config.deep_layout = layer_prefix.layout_of(layer_prefix.discover_slots(base_model, task_type_name(config)))
+            plain = [source for source, kind in kinds.items() if kind != "DEEP_PROMPT_TUNING"]
+            if plain and not layer_prefix.held_by_a_cache_prefix(base_model, task_type_name(config)):
+                raise ValueError(f"Bank prompt {plain[0]!r} is a plain PEFT {kinds[plain[0]]} adapter, a cache prefix, which this "
+                                 f"model would run otherwise than plain PEFT: {layer_prefix.CACHE_PREFIX_REFUSAL}.")  # fmt: skip
+            for source in plain:  # its layout first: a table of another width is then named by what it was made for
+                layer_prefix.check_plain_layout(saved_configs[source], layer_prefix.slots_of(config.deep_layout), f"Bank prompt {source!r}")
         prompts = []
         for source in config.source_prompts:
             prompt, saved = load_saved_prompt(source, config.row_width(), config.base_model_fingerprint, config.allow_base_model_mismatch,
                                               config.source_revision, input_rows=config.deep_layout is None)  # fmt: skip
-            if config.deep_layout is not None:
+            if config.deep_layout is not None and kinds[source] == "DEEP_PROMPT_TUNING":
                 layer_prefix.check_layout(saved.get("deep_layout"), layer_prefix.slots_of(config.deep_layout), f"Bank prompt {source!r}")
             if prompt.shape[0] != config.num_virtual_tokens:
                 raise ValueError(
