@@ -362,7 +362,7 @@ class PluginHooks:
     generate_keywords: Callable  # (parts, kwargs) -> generate's keywords as transformers expands them (one task id as an int)
     generation_prompts: Callable  # (parts, args, kwargs) -> prompts [B, P, D] fixed for one generate call
     generation_prefix: Callable  # (parts, args, kwargs, prompt_cache) -> shared prefix or None
-    generation_step_slice: Callable  # (parts, args, kwargs) -> kwargs for transformers' own prepare_inputs_for_generation
+    generation_step_slice: Callable  # (parts, args, kwargs, prefix) -> kwargs for transformers' own prepare_inputs_for_generation
     prepare_generation_step: Callable  # (parts, model_inputs, task_ids, prompts, prefix) -> model_inputs
     generation_scope: Callable  # (parts, prompts, prefix) -> context manager around one whole generate call
     seq2seq_forward: Callable
@@ -528,10 +528,10 @@ def _inputs_embeds_accepted(peft_model, kwargs: dict):
 def _causal_prepare_inputs_for_generation(original, self, *args, task_ids=None, **kwargs):
     if not is_plugin_config(self.active_peft_config):
         return original(self, *args, task_ids=task_ids, **kwargs)
-    kwargs = _hooks.generation_step_slice(plugin_parts(self), args, kwargs)
-    model_inputs = self.base_model_prepare_inputs_for_generation(*args, **kwargs)
     fixed = getattr(self, "_plugin_generation_prompts", None)
     prefix = getattr(self, "_plugin_generation_prefix", None)
+    kwargs = _hooks.generation_step_slice(plugin_parts(self), args, kwargs, prefix)
+    model_inputs = self.base_model_prepare_inputs_for_generation(*args, **kwargs)
     return _hooks.prepare_generation_step(plugin_parts(self), model_inputs, task_ids, fixed, prefix)
 
 

@@ -346,17 +346,19 @@ def _run_capturing(model, ids, task_type: str, decoder_length: int = 0, inputs_e
 
 def key_values_of(model, slots: list[Slot], task_type: str, rows: torch.Tensor) -> torch.Tensor:
     """The deep prompt [P, F] a sequence of input rows [P, D] leaves in every slot: what P tokens (or a
-    shallow prompt) at positions 0..P-1 would leave in a cache. Seq2seq: encoder and decoder both
-    read the rows (as encoder input and as decoder input)."""
+    shallow prompt) at positions 0..P-1 would leave in a cache (rows [B, P, D]: [B, P, F], one per row).
+    Seq2seq: encoder and decoder both read the rows (as encoder input and as decoder input)."""
     route(model)
+    batched = rows.dim() == 3
     by_module = {}
-    for module, key, value, _ in _run_capturing(model, None, task_type, inputs_embeds=rows[None]):
+    for module, key, value, _ in _run_capturing(model, None, task_type, inputs_embeds=rows if batched else rows[None]):
         by_module.setdefault(id(module), (key, value))  # a layer's first call (self-attention comes first)
     modules = [model.get_submodule(slot.name) for slot in slots]
     missing = [slot.name for slot, module in zip(slots, modules) if id(module) not in by_module]
     if missing:
         raise ValueError(f"Running the prompt through the model reached no self-attention in {missing}.")
-    return join([by_module[id(module)] for module in modules])[0]
+    table = join([by_module[id(module)] for module in modules])
+    return table if batched else table[0]
 
 
 _SLIDING = ("sliding_window", "sliding_attention")  # (config attribute, the layer type it applies to)

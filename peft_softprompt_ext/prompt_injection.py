@@ -19,6 +19,7 @@ What differs from PEFT's own prompt-tuning path, and why:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import contextlib
@@ -69,10 +70,61 @@ def layer_prompts(parts: PromptParts, rows: torch.Tensor):
 
 def generation_scope(parts: PromptParts, prompts: torch.Tensor, prefix=None):
     """Around one whole generate call: a deep prompt's keys and values in every layer for every step,
-    unless they go into generate's own cache (`prefix` is `DEEP_PROMPT_IN_CACHE`); else nothing."""
+    unless they go into generate's own cache (`prefix` is `DEEP_PROMPT_IN_CACHE`); a shallow prompt's, which
+    it leaves in every layer, where a static cache has no room for its rows (`ShallowPromptInLayers`); else nothing."""
+    if isinstance(prefix, ShallowPromptInLayers):
+        model = _transformers_model(parts)
+        if layer_prefix.is_active(model, prefix.slots):
+            return contextlib.nullcontext()
+        with torch.no_grad():
+            rows = layer_prefix.key_values_of(model, prefix.slots, "CAUSAL_LM", prompts)
+        return layer_prefix.prefixed(model, prefix.slots, rows)
     if not _is_deep(parts) or prefix is DEEP_PROMPT_IN_CACHE:
         return contextlib.nullcontext()
     return layer_prompts(parts, prompts)
+
+
+@dataclasses.dataclass
+class ShallowPromptInLayers:
+    """A generate call with a static cache, which generate sizes for the input and the new tokens only, so it has no
+    room for a shallow prompt's P rows: the prompt runs instead as the keys and values it leaves in every
+    self-attention layer (`layer_prefix.key_values_of`, at positions 0..P-1, as in front of the input), which is the
+    same prompt for every later token of a causal decoder whose layers see every slot (no sliding window, chunks or
+    recurrent state), as a deep prompt runs, and the cache holds the input and the new tokens only."""
+
+    slots: list
+
+
+def _static_cache_requested(parts: PromptParts, kwargs: dict) -> bool:
+    """Whether a generate call asks for a static cache: an empty one given, or `cache_implementation` naming one."""
+    cache = kwargs.get("past_key_values", kwargs.get("cache"))
+    if cache is not None:
+        return bool(getattr(cache, "is_compileable", False)) and _cache_length({"past_key_values": cache}) == 0
+    try:
+        from transformers.generation.configuration_utils import ALL_STATIC_CACHE_IMPLEMENTATIONS as static
+    except ImportError:  # (named so in every release of the declared range; a safe default if renamed)
+        static = ("static", "offloaded_static")
+    return _generate_setting(parts, kwargs, "cache_implementation") in static
+
+
+def _shallow_prompt_in_layers(parts: PromptParts, kwargs: dict) -> ShallowPromptInLayers:
+    """`ShallowPromptInLayers` for this call, or a refusal saying why the prompt cannot run that way here."""
+    model = _transformers_model(parts)
+    why = None
+    if _generate_setting(parts, kwargs, "output_hidden_states", False) or _generate_setting(parts, kwargs, "output_attentions", False):
+        why = "output_hidden_states / output_attentions ask for the prompt positions' outputs, which that way are never computed"
+    elif layer_prefix.counts_slots(model):
+        why = (f"{type(model).__name__} has a sliding attention window, chunked attention or recurrent layers, whose "
+               "outputs depend on where the prompt's rows sit, not only on their keys and values")  # fmt: skip
+    else:
+        try:
+            return ShallowPromptInLayers(layer_prefix.discover_slots(model, "CAUSAL_LM"))
+        except ValueError as error:
+            why = str(error)
+    raise ValueError(f"A soft prompt of {parts.num_virtual_tokens} virtual tokens in front of the input does not fit a static "
+                     "cache (generate sizes it for the input and the new tokens only), and running it as the keys and values "
+                     f"it leaves in every layer does not work here: {why}. Leave cache_implementation unset (the default "
+                     "dynamic cache).")  # fmt: skip
 
 
 _PADDING_FIRST_REASON = ("left padding on a model with a sliding attention window, chunked attention or recurrent layers "
@@ -132,8 +184,9 @@ def refuse_static_cache(parts: PromptParts, model_inputs: dict) -> None:
         raise ValueError(
             f"A soft prompt of {parts.num_virtual_tokens} virtual tokens in front of the input does not fit a static "
             f"cache ({type(cache).__name__}, e.g. generate(cache_implementation='static')): generate sizes it for the "
-            "input and the new tokens only. Leave cache_implementation unset (the default dynamic cache), or use "
-            "DeepPromptTuningConfig, whose prompt is keys and values in every layer and works with static caches."
+            "input and the new tokens only. Leave cache_implementation unset (the default dynamic cache), ask generate "
+            "for it by cache_implementation='static' (the prompt then runs as the keys and values it leaves in every "
+            "layer), or use DeepPromptTuningConfig, whose prompt is keys and values in every layer."
         )
 
 
@@ -424,6 +477,8 @@ def generation_prefix(parts: PromptParts, args: tuple, kwargs: dict, prompt_cach
         return DEEP_PROMPT_IN_CACHE if _deep_prompt_fits_cache(parts, kwargs) else None
     if kwargs.get("use_cache") is False:
         return None
+    if _static_cache_requested(parts, kwargs):
+        return _shallow_prompt_in_layers(parts, kwargs)
     if _generate_setting(parts, kwargs, "output_hidden_states", False):
         # the first step would feed the input alone: its hidden states would lack the prompt positions
         shared_prefix.refuse_on(mode, "output_hidden_states=True in generate asks for the prompt positions' hidden states")
@@ -471,7 +526,7 @@ def _shift_cache_position(model_inputs: dict, num_virtual_tokens: int, prompt_fe
         model_inputs["cache_position"] = cache_position + num_virtual_tokens
 
 
-def slice_past_the_cached_tokens(parts: PromptParts, args: tuple, kwargs: dict) -> dict:
+def slice_past_the_cached_tokens(parts: PromptParts, args: tuple, kwargs: dict, prefix=None) -> dict:
     """Tell transformers' prepare_inputs_for_generation how many of a step's input tokens the cache holds.
 
     transformers slices the whole sequence it is given past the cache's length; a cache that holds a prompt fed
@@ -481,7 +536,8 @@ def slice_past_the_cached_tokens(parts: PromptParts, args: tuple, kwargs: dict) 
     (before, `cache_position`). A deep prompt's layer path keeps its prompt out of any cache a user sees."""
     cached = _cache_length(kwargs) - parts.num_virtual_tokens
     input_ids = args[0] if args else kwargs.get("input_ids")
-    if _is_deep(parts) or cached < 0 or input_ids is None or kwargs.get("inputs_embeds") is not None:
+    in_layers = _is_deep(parts) or isinstance(prefix, ShallowPromptInLayers)
+    if in_layers or cached < 0 or input_ids is None or kwargs.get("inputs_embeds") is not None:
         return kwargs
     if kwargs.get("next_sequence_length") is not None:
         kwargs["next_sequence_length"] = input_ids.shape[1] - cached
@@ -508,7 +564,7 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
     precomputed keys/values into the cache instead of feeding the prompt.
     """
     num_virtual = parts.num_virtual_tokens
-    if _is_deep(parts):  # the prompt is in every layer (generation_scope) or in the cache; positions count it
+    if _is_deep(parts) or isinstance(prefix, ShallowPromptInLayers):  # the prompt is in every layer (generation_scope) or in the cache; positions count it
         in_cache = prefix is DEEP_PROMPT_IN_CACHE
         if in_cache:  # masks count it too
             if _cache_length(model_inputs) == 0:

@@ -30,7 +30,8 @@ def _cell(case, path, footnotes: dict) -> str:
     marks = []
     for text in sorted({r.why for r in refusals}) + sorted(notes):
         marks.append(footnotes.setdefault(text, len(footnotes) + 1))
-    symbol = "refused" if refusals else "works"
+    refused = [model for model in models if expected_refusal(case, model, path.name) is not None]
+    symbol = "works" if not refused else "refused" if len(refused) == len(models) else "partly"  # partly: some models refuse
     return symbol + "".join(f" [{m}]" for m in sorted(marks))
 
 

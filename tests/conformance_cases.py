@@ -160,6 +160,11 @@ def _input_prompt_in_causal_lm(case: ConfigCase, model: str) -> bool:
     return not case.deep and MODELS[model] == CAUSAL
 
 
+def _input_prompt_in_sliding_window_lm(case: ConfigCase, model: str) -> bool:
+    """A prompt fed as input rows of a causal LM with sliding-window layers (Gemma-3)."""
+    return _input_prompt_in_causal_lm(case, model) and model == "gemma3"
+
+
 _NOTHING_TRAINS = "one_hot serves fixed prompts: nothing requires a gradient (SEQ_CLS still trains its head)"
 
 
@@ -175,9 +180,9 @@ REFUSALS = [
             "attention mixing computes a prompt per input"),
     Refusal("export", _deep_without_prefix_tuning, ValueError, "holds deep prompts exactly only for causal decoders",
             "plain PEFT PREFIX_TUNING or CARTRIDGE (a cache prefix) differs from a deep prompt in encoders, seq2seq models and sliding-window layers"),
-    Refusal("generate_static_cache", _input_prompt_in_causal_lm, ValueError, "does not fit a static cache",
-            "causal LMs: generate sizes a static cache for the input and new tokens, not a prompt's virtual tokens "
-            "(the default dynamic cache works, and so do deep prompts); seq2seq models work"),
+    Refusal("generate_static_cache", _input_prompt_in_sliding_window_lm, ValueError, "does not fit a static cache.*sliding attention window",
+            "a shallow prompt on sliding-window layers: a static cache has no room for its rows, and as keys and values in "
+            "every layer it would never leave the window (the default dynamic cache works, and so do deep prompts)"),
     Refusal("merge_and_unload", _always, ValueError, "cannot be merged",
             "a soft prompt is an input, not a weight delta; use export_prompt_tuning, or unload() for the base model"),
     Refusal("sft_trainer", _multi_task, ValueError, "task_ids is missing",
@@ -215,6 +220,8 @@ NOTES = [
          "a PREFIX_TUNING copy (gpt2, llama)"),
     Note("vanilla_copy", _deep_without_prefix_tuning, "no copy for gemma3 / t5 / bert (PREFIX_TUNING differs there); the card says why"),
     Note("export", lambda case, model: case.deep, "deep prompts: export_prefix_tuning or export_cartridge"),
+    Note("generate_static_cache", lambda case, model: _input_prompt_in_causal_lm(case, model) and model != "gemma3",
+         "gpt2, llama: the prompt runs as the keys and values it leaves in every layer (a static cache has no room for its rows)"),
     Note("prompt_embedding_to_save", lambda case, model: case.deep, "deep prompts: [P, layers x 2 x kv dim], PEFT PREFIX_TUNING's layout"),
     Note("trainer", _multi_task, "TrainingArguments(remove_unused_columns=False) keeps task_ids"),
     Note("trainer_resume", _multi_task, "TrainingArguments(remove_unused_columns=False) keeps task_ids"),

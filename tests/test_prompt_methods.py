@@ -588,3 +588,71 @@ def test_left_padded_rows_past_a_sliding_window_equal_the_rows_alone():
             batched = model.generate(input_ids=ids[:, :12], attention_mask=mask[:, :12], **settings)
             single = model.generate(input_ids=ids[:1, 1:12], attention_mask=mask[:1, 1:12], **settings)
         assert torch.equal(batched[0, -12:], single[0, -12:]), shared
+
+
+# --------------------------------------------------------------------------- static caches
+def _static_model(model_name: str, config_name: str = "vocab_uniform"):
+    peft_model, _ = make_peft_model(model_name, config_name)
+    return peft_model.eval()
+
+
+@pytest.mark.parametrize("model_name", ["gpt2", "llama"])
+@pytest.mark.parametrize("setting", [{}, {"num_beams": 2, "num_return_sequences": 2}, {"return_dict_in_generate": True}])
+def test_a_shallow_prompt_generates_with_a_static_cache_as_with_the_default_one(model_name, setting):
+    """generate(cache_implementation="static") was refused for every shallow prompt on a causal LM (plain PEFT fails
+    there with KeyError 'cache_position'): generate sizes a static cache for the input and the new tokens, with no
+    room for the prompt's rows. The prompt now runs as the keys and values it leaves in every layer (left padding too);
+    a returned cache holds the input and the new tokens only."""
+    model = _static_model(model_name)
+    batch = common.inference_batch(model_name, left_pad=True)
+    kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=6, min_new_tokens=6,
+                  do_sample=False, pad_token_id=0, **setting)  # fmt: skip
+    with torch.no_grad():
+        static = model.generate(cache_implementation="static", **kwargs)
+        dynamic = model.generate(**kwargs)
+    if setting.get("return_dict_in_generate"):
+        keys = static[common.CACHE_NAME].layers[0].keys  # sized by generate for the input and the new tokens fed back
+        assert type(static[common.CACHE_NAME]).__name__ == "StaticCache" and keys.shape[-2] == batch["input_ids"].shape[1] + 5
+        static, dynamic = static.sequences, dynamic.sequences
+    assert torch.equal(static, dynamic)
+
+
+def test_a_mixed_task_batch_generates_with_a_static_cache_each_row_with_its_task():
+    from peft_softprompt_ext import MixturePromptTuningConfig
+
+    config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, source_prompts=list(common.bank_folders("llama")),
+                                       num_tasks=2, mixing="task")  # fmt: skip
+    model = peft.get_peft_model(common.tiny_model("llama")[0], config).eval()
+    with torch.no_grad():
+        model.prompt_encoder["default"].task_logits.normal_(0, 3, generator=torch.Generator().manual_seed(0))
+    batch = common.inference_batch("llama", left_pad=True)
+    kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=6, min_new_tokens=6,
+                  do_sample=False, pad_token_id=0, task_ids=torch.tensor([0, 1, 0]))  # fmt: skip
+    with torch.no_grad():
+        assert torch.equal(model.generate(cache_implementation="static", **kwargs), model.generate(**kwargs))
+
+
+def test_an_empty_static_cache_given_to_generate_is_served_the_same_way():
+    from transformers import StaticCache
+
+    model = _static_model("llama")
+    batch = common.inference_batch("llama")
+    length = batch["input_ids"].shape[1] + 6  # room for the input and the new tokens, none for the prompt
+    cache = StaticCache(config=model.get_base_model().config, max_cache_len=length)
+    kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=6, min_new_tokens=6,
+                  do_sample=False, pad_token_id=0)  # fmt: skip
+    with torch.no_grad():
+        assert torch.equal(model.generate(**{common.CACHE_NAME: cache}, **kwargs), model.generate(**kwargs))
+
+
+@pytest.mark.parametrize("case,message", [
+    ("gemma3", r"Gemma3ForCausalLM has a sliding attention window, chunked attention or recurrent layers"),
+    ("output_hidden_states", r"output_hidden_states / output_attentions ask for the prompt positions' outputs"),
+])  # fmt: skip
+def test_a_shallow_prompt_that_cannot_run_in_every_layer_refuses_a_static_cache_saying_why(case, message):
+    model = _static_model("gemma3" if case == "gemma3" else "llama")
+    batch = common.inference_batch("gemma3" if case == "gemma3" else "llama")
+    extra = {"output_hidden_states": True, "return_dict_in_generate": True} if case == "output_hidden_states" else {}
+    with pytest.raises(ValueError, match=r"does not fit a static cache.*" + message):
+        model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=3,
+                       cache_implementation="static", pad_token_id=0, **extra)  # fmt: skip
