@@ -491,10 +491,43 @@ def _causal_generate(original, self, *args, **kwargs):
     self._plugin_generation_prefix = _hooks.generation_prefix(parts, args, kwargs, prompt_cache)
     try:
         with _hooks.generation_scope(parts, self._plugin_generation_prompts, self._plugin_generation_prefix), \
-                _inputs_embeds_accepted(self, kwargs):  # fmt: skip
+                _inputs_embeds_accepted(self, kwargs), _steps_through_the_prompt(self):  # fmt: skip
             return original(self, *args, **kwargs)
     finally:
         del self._plugin_generation_prompts, self._plugin_generation_prefix
+
+
+def _transformers_step_preparation(peft_model):
+    """transformers' own `prepare_inputs_for_generation` of the model under the prompt (PEFT keeps it as
+    `base_model_prepare_inputs_for_generation`). Over another PeftModel (a LoRA one) PEFT keeps that model's, which drops
+    `cache_position` for every adapter type but prefix tuning's: a static cache under transformers 5.0 then counted its
+    own length from the keys of row 0, left padding not included, and generate gave other tokens. The transformers
+    model's own method is taken there instead (the LoRA model's adds nothing to a step)."""
+    if isinstance(peft_model.base_model, PeftModel):
+        inner = innermost_model(peft_model.base_model)
+        return type(inner).prepare_inputs_for_generation.__get__(inner)
+    return peft_model.base_model_prepare_inputs_for_generation
+
+
+@contextlib.contextmanager
+def _steps_through_the_prompt(peft_model):
+    """PEFT's generate puts the prompt's `prepare_inputs_for_generation` on its base model for the call; over another
+    PeftModel (a prompt over a LoRA model) that one's generate hands every step to the transformers model under it,
+    whose own method then runs: no step saw the prompt, and generate gave the LoRA model's tokens alone (plain PEFT's
+    prompts too). For the call, the transformers model under the adapters steps through the prompt's method."""
+    if not isinstance(peft_model.base_model, PeftModel):
+        yield
+        return
+    inner, name, missing = innermost_model(peft_model.base_model), "prepare_inputs_for_generation", object()
+    before = inner.__dict__.get(name, missing)
+    inner.__dict__[name] = peft_model.prepare_inputs_for_generation  # (the signature-carrying one, for inputs_embeds)
+    try:
+        yield
+    finally:
+        if before is missing:
+            inner.__dict__.pop(name, None)
+        else:
+            inner.__dict__[name] = before
 
 
 @contextlib.contextmanager
@@ -507,7 +540,7 @@ def _inputs_embeds_accepted(peft_model, kwargs: dict):
         yield
         return
     method = peft_model.prepare_inputs_for_generation  # the class's (our wrapper of PEFT's), bound
-    signature = inspect.signature(peft_model.base_model_prepare_inputs_for_generation)
+    signature = inspect.signature(_transformers_step_preparation(peft_model))
     parameters = [p for p in signature.parameters.values() if p.name != "task_ids"]
     keyword = inspect.Parameter("task_ids", inspect.Parameter.KEYWORD_ONLY, default=None)
     last = len(parameters) - (parameters and parameters[-1].kind is inspect.Parameter.VAR_KEYWORD)
@@ -531,7 +564,7 @@ def _causal_prepare_inputs_for_generation(original, self, *args, task_ids=None, 
     fixed = getattr(self, "_plugin_generation_prompts", None)
     prefix = getattr(self, "_plugin_generation_prefix", None)
     kwargs = _hooks.generation_step_slice(plugin_parts(self), args, kwargs, prefix)
-    model_inputs = self.base_model_prepare_inputs_for_generation(*args, **kwargs)
+    model_inputs = _transformers_step_preparation(self)(*args, **kwargs)
     return _hooks.prepare_generation_step(plugin_parts(self), model_inputs, task_ids, fixed, prefix)
 
 

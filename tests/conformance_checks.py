@@ -433,6 +433,18 @@ def check_over_lora(cell, tmp_path):
         assert_logits_close(padded[0:1, -width:], logits(double, alone)[:, -width:])
         positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
         assert_logits_close(logits(double, {**batch, "position_ids": positions}), padded, mask=real_positions(cell, batch))
+    if cell.task_type == CAUSAL and not cell.case.input_dependent:
+        # generate runs the prompt too: over a LoRA PeftModel, PEFT's generate hands each step to the LoRA model's own
+        # prepare_inputs_for_generation, not the prompt's (found 2026-12-06: the tokens were the LoRA model's alone,
+        # plain PEFT's too); the manual no-cache loop over forward (checked above) is the reference
+        extra = {"task_ids": batch["task_ids"]} if "task_ids" in batch else {}
+        manual = common.greedy_manual_loop(double, batch["input_ids"], batch["attention_mask"], GENERATE_TOKENS, **extra)
+        settings = [{}, {"use_cache": False}] + ([{"cache_implementation": "static"}] if cell.case.deep or cell.model != "gemma3" else [])
+        for setting in settings:
+            with torch.no_grad():
+                generated = double.generate(**_generate_inputs(batch), max_new_tokens=GENERATE_TOKENS, min_new_tokens=GENERATE_TOKENS,
+                                            do_sample=False, **setting)  # fmt: skip
+            torch.testing.assert_close(generated, manual, rtol=0, atol=0, msg=lambda message: f"{setting}: {message}")
 
 
 # --------------------------------------------------------------------------- trainers
