@@ -238,41 +238,35 @@ def plain_prompt_tuning_config(config, num_virtual_tokens: int, token_dim: int) 
     )
 
 
+def _key_value_fields(config, num_virtual_tokens: int, num_layers: int, kv_heads: int, head_dim: int) -> dict:
+    """The fields of a plain key/value prompt config holding [P, layers x 2 x kv heads x head dim] like a deep prompt."""
+    return dict(
+        task_type=config.task_type,
+        num_virtual_tokens=num_virtual_tokens,
+        token_dim=kv_heads * head_dim,
+        num_attention_heads=kv_heads,
+        num_layers=num_layers,
+        base_model_name_or_path=config.base_model_name_or_path,
+        revision=config.revision,
+        modules_to_save=sorted(set(config.modules_to_save)) if config.modules_to_save else None,
+        inference_mode=True,
+    )
+
+
 def plain_prefix_tuning_config(config, num_virtual_tokens: int, num_layers: int, kv_heads: int, head_dim: int):
     """A PREFIX_TUNING config (no projection) holding [P, layers x 2 x kv heads x head dim] like a deep prompt."""
     from peft import PrefixTuningConfig
 
-    return PrefixTuningConfig(
-        task_type=config.task_type,
-        num_virtual_tokens=num_virtual_tokens,
-        token_dim=kv_heads * head_dim,
-        num_attention_heads=kv_heads,
-        num_layers=num_layers,
-        prefix_projection=False,
-        base_model_name_or_path=config.base_model_name_or_path,
-        revision=config.revision,
-        modules_to_save=sorted(set(config.modules_to_save)) if config.modules_to_save else None,
-        inference_mode=True,
-    )
+    return PrefixTuningConfig(prefix_projection=False, **_key_value_fields(config, num_virtual_tokens, num_layers, kv_heads, head_dim))
 
 
 def plain_cartridge_config(config, num_virtual_tokens: int, num_layers: int, kv_heads: int, head_dim: int, num_frozen_tokens: int):
-    """A CARTRIDGE config holding the same [P, layers x 2 x kv heads x head dim] rows as `plain_prefix_tuning_config`
-    (PEFT's CartridgeEncoder stores PrefixEncoder's layout), its first `num_frozen_tokens` rows frozen there."""
+    """A CARTRIDGE config holding the same rows as `plain_prefix_tuning_config` (PEFT's CartridgeEncoder stores
+    PrefixEncoder's layout), its first `num_frozen_tokens` rows frozen there."""
     from peft import CartridgeConfig
 
-    return CartridgeConfig(
-        task_type=config.task_type,
-        num_virtual_tokens=num_virtual_tokens,
-        num_frozen_tokens=num_frozen_tokens,
-        token_dim=kv_heads * head_dim,
-        num_attention_heads=kv_heads,
-        num_layers=num_layers,
-        base_model_name_or_path=config.base_model_name_or_path,
-        revision=config.revision,
-        modules_to_save=sorted(set(config.modules_to_save)) if config.modules_to_save else None,
-        inference_mode=True,
-    )
+    fields = _key_value_fields(config, num_virtual_tokens, num_layers, kv_heads, head_dim)
+    return CartridgeConfig(num_frozen_tokens=num_frozen_tokens, **fields)
 
 
 def trained_head_tensors(peft_model, adapter_name: str) -> dict[str, torch.Tensor]:
@@ -487,14 +481,15 @@ def _causal_generate(original, self, *args, **kwargs):
     parts = plugin_parts(self)
     kwargs = _hooks.generate_keywords(parts, kwargs)
     prompt_cache = kwargs.pop("prompt_cache", None)
-    self._plugin_generation_prompts = _hooks.generation_prompts(parts, args, kwargs)
-    self._plugin_generation_prefix = _hooks.generation_prefix(parts, args, kwargs, prompt_cache)
-    try:
+    try:  # (a refusal on the way leaves neither behind for a later step outside generate)
+        self._plugin_generation_prompts = _hooks.generation_prompts(parts, args, kwargs)
+        self._plugin_generation_prefix = _hooks.generation_prefix(parts, args, kwargs, prompt_cache)
         with _hooks.generation_scope(parts, self._plugin_generation_prompts, self._plugin_generation_prefix), \
                 _inputs_embeds_accepted(self, kwargs), _steps_through_the_prompt(self):  # fmt: skip
             return original(self, *args, **kwargs)
     finally:
-        del self._plugin_generation_prompts, self._plugin_generation_prefix
+        self.__dict__.pop("_plugin_generation_prompts", None)
+        self.__dict__.pop("_plugin_generation_prefix", None)
 
 
 def _transformers_step_preparation(peft_model):

@@ -33,6 +33,7 @@ from ._peft_compat import (
 from .adapter_files import is_plugin_card
 from .atomic_io import atomic_directory_write
 from .fingerprint import FINGERPRINT_METADATA_KEY
+from .options import is_integer
 
 
 def vanilla_copies(peft_model, adapter_name: str = "default") -> list[tuple[int | None, str, str]]:
@@ -89,7 +90,7 @@ def export_cartridge(peft_model, save_directory: str | os.PathLike, adapter_name
     `num_frozen_tokens`: how many of the first rows CARTRIDGE keeps frozen if trained further in plain PEFT (its own
     default is 1, an attention sink); it does not change the logits. Other arguments as `export_prompt_tuning`.
     """
-    if isinstance(num_frozen_tokens, bool) or not isinstance(num_frozen_tokens, int) or num_frozen_tokens < 0:
+    if not is_integer(num_frozen_tokens) or num_frozen_tokens < 0:
         raise ValueError(f"num_frozen_tokens={num_frozen_tokens!r}: expected an int >= 0 (rows CARTRIDGE keeps frozen).")
     with atomic_directory_write(save_directory, keep=_not_adapter_files) as staging:
         write_prefix_tuning_files(peft_model, staging, adapter_name, task, cartridge_frozen_tokens=num_frozen_tokens)

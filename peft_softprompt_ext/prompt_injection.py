@@ -95,24 +95,28 @@ class ShallowPromptInLayers:
     slots: list
 
 
-def _static_cache_requested(parts: PromptParts, kwargs: dict) -> bool:
-    """Whether a generate call asks for a static cache: an empty one given, or `cache_implementation` naming one."""
+def _static_cache_of(parts: PromptParts, kwargs: dict) -> str | None:
+    """What makes a generate call's cache static, as a name for messages (None: it is not): a static cache given
+    (empty, or one a call like this returned, which holds the input and new tokens only), or `cache_implementation`."""
     cache = kwargs.get("past_key_values", kwargs.get("cache"))
     if cache is not None:
-        return bool(getattr(cache, "is_compileable", False)) and _cache_length({"past_key_values": cache}) == 0
+        return type(cache).__name__ if getattr(cache, "is_compileable", False) else None
     try:
         from transformers.generation.configuration_utils import ALL_STATIC_CACHE_IMPLEMENTATIONS as static
     except ImportError:  # (named so in every release of the declared range; a safe default if renamed)
         static = ("static", "offloaded_static")
-    return _generate_setting(parts, kwargs, "cache_implementation") in static
+    implementation = _generate_setting(parts, kwargs, "cache_implementation")
+    return f"cache_implementation={implementation!r}" if implementation in static else None
 
 
-def _shallow_prompt_in_layers(parts: PromptParts, kwargs: dict) -> ShallowPromptInLayers:
+def _shallow_prompt_in_layers(parts: PromptParts, kwargs: dict, static: str) -> ShallowPromptInLayers:
     """`ShallowPromptInLayers` for this call, or a refusal saying why the prompt cannot run that way here."""
     model = _transformers_model(parts)
     why = None
     if _generate_setting(parts, kwargs, "output_hidden_states", False) or _generate_setting(parts, kwargs, "output_attentions", False):
         why = "output_hidden_states / output_attentions ask for the prompt positions' outputs, which that way are never computed"
+    elif kwargs.get("token_type_ids") is not None:
+        why = "token_type_ids give the prompt's positions a type in front of the input, which the prompt run alone has not"
     elif layer_prefix.counts_slots(model):
         why = (f"{type(model).__name__} has a sliding attention window, chunked attention or recurrent layers, whose "
                "outputs depend on where the prompt's rows sit, not only on their keys and values")  # fmt: skip
@@ -120,11 +124,11 @@ def _shallow_prompt_in_layers(parts: PromptParts, kwargs: dict) -> ShallowPrompt
         try:
             return ShallowPromptInLayers(layer_prefix.discover_slots(model, "CAUSAL_LM"))
         except ValueError as error:
-            why = str(error)
+            why = f"{type(model).__name__}'s attention takes no keys and values in front of its own ({error})"
     raise ValueError(f"A soft prompt of {parts.num_virtual_tokens} virtual tokens in front of the input does not fit a static "
-                     "cache (generate sizes it for the input and the new tokens only), and running it as the keys and values "
-                     f"it leaves in every layer does not work here: {why}. Leave cache_implementation unset (the default "
-                     "dynamic cache).")  # fmt: skip
+                     f"cache ({static}: generate sizes it for the input and the new tokens only), and running it as the keys "
+                     f"and values it leaves in every layer does not work here: {why}. Leave cache_implementation unset (the "
+                     "default dynamic cache), or use DeepPromptTuningConfig, whose prompt is keys and values in every layer.")  # fmt: skip
 
 
 _PADDING_FIRST_REASON = ("left padding on a model with a sliding attention window, chunked attention or recurrent layers "
@@ -477,8 +481,11 @@ def generation_prefix(parts: PromptParts, args: tuple, kwargs: dict, prompt_cach
         return DEEP_PROMPT_IN_CACHE if _deep_prompt_fits_cache(parts, kwargs) else None
     if kwargs.get("use_cache") is False:
         return None
-    if _static_cache_requested(parts, kwargs):
-        return _shallow_prompt_in_layers(parts, kwargs)
+    static = _static_cache_of(parts, kwargs)
+    if static is not None:
+        shared_prefix.refuse_on(mode, f"a static cache ({static}) has no room for the prompt's rows, so the prompt runs as "
+                                      "the keys and values it leaves in every layer")  # fmt: skip
+        return _shallow_prompt_in_layers(parts, kwargs, static)
     if _generate_setting(parts, kwargs, "output_hidden_states", False):
         # the first step would feed the input alone: its hidden states would lack the prompt positions
         shared_prefix.refuse_on(mode, "output_hidden_states=True in generate asks for the prompt positions' hidden states")

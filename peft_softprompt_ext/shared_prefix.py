@@ -31,6 +31,7 @@ import weakref
 
 import torch
 
+from . import layer_prefix
 from ._peft_compat import adapter_config_of, is_plugin_config, plugin_parts, task_type_name
 from .prompt_encoder import KEY_VALUES
 
@@ -195,7 +196,8 @@ def model_state(base_model) -> tuple:
     watched = parameters + list(base_model.buffers())
     versions = sum(t._version for t in watched)
     identities = hash(tuple((id(t), t.data_ptr(), tuple(t.shape)) for t in watched))
-    return versions, identities, getattr(base_model.config, "_attn_implementation", None), autocast
+    implementation = str(getattr(base_model.config, "_attn_implementation", None)).removeprefix(layer_prefix.ROUTE)  # routed: the same attention
+    return versions, identities, implementation, autocast
 
 
 def _no_model():

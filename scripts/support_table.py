@@ -25,12 +25,13 @@ TASK_TYPE_NAMES = {"CAUSAL_LM": "causal", "SEQ_2_SEQ_LM": "seq2seq", "SEQ_CLS": 
 
 def _cell(case, path, footnotes: dict) -> str:
     models = [model for model, task_type in MODELS.items() if task_type in path.task_types]
-    refusals = {expected_refusal(case, model, path.name) for model in models} - {None}
+    by_model = {model: expected_refusal(case, model, path.name) for model in models}
+    refusals = set(by_model.values()) - {None}
     notes = {note.text for model in models for note in notes_for(case, model, path.name)}
     marks = []
     for text in sorted({r.why for r in refusals}) + sorted(notes):
         marks.append(footnotes.setdefault(text, len(footnotes) + 1))
-    refused = [model for model in models if expected_refusal(case, model, path.name) is not None]
+    refused = [model for model, refusal in by_model.items() if refusal is not None]
     symbol = "works" if not refused else "refused" if len(refused) == len(models) else "partly"  # partly: some models refuse
     return symbol + "".join(f" [{m}]" for m in sorted(marks))
 

@@ -656,3 +656,53 @@ def test_a_shallow_prompt_that_cannot_run_in_every_layer_refuses_a_static_cache_
     with pytest.raises(ValueError, match=r"does not fit a static cache.*" + message):
         model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=3,
                        cache_implementation="static", pad_token_id=0, **extra)  # fmt: skip
+
+
+def test_generate_goes_on_from_a_static_cache_it_returned_as_from_a_returned_dynamic_cache():
+    """Found by a review: a static cache given again (not empty) took the input-row path, which counts P prompt rows
+    in a cache that holds none: other tokens."""
+    from transformers import StaticCache
+
+    model = _static_model("llama")
+    batch = common.inference_batch("llama", left_pad=True)
+    first = dict(attention_mask=batch["attention_mask"], max_new_tokens=4, min_new_tokens=4, do_sample=False, pad_token_id=0,
+                 return_dict_in_generate=True)  # fmt: skip
+    results = {}
+    for kind in ("static", "dynamic"):
+        given = {common.CACHE_NAME: StaticCache(config=model.get_base_model().config, max_cache_len=batch["input_ids"].shape[1] + 12)} \
+            if kind == "static" else {}  # fmt: skip
+        with torch.no_grad():
+            out = model.generate(input_ids=batch["input_ids"], **given, **first)
+            mask = torch.cat((batch["attention_mask"], torch.ones_like(out.sequences[:, batch["input_ids"].shape[1]:])), dim=1)
+            results[kind] = model.generate(input_ids=out.sequences, attention_mask=mask, max_new_tokens=4, min_new_tokens=4,
+                                           do_sample=False, pad_token_id=0, **{common.CACHE_NAME: out[common.CACHE_NAME]})  # fmt: skip
+    assert torch.equal(results["static"], results["dynamic"])
+
+
+def test_a_prompt_kv_cache_made_before_a_static_cache_generate_still_serves_after_it():
+    """Found by a review: the static-cache path routes the model's attention (as deep prompts do), which changed its
+    recorded attention implementation: a prompt_kv_cache made before was then refused as made for another model."""
+    from peft_softprompt_ext import prompt_kv_cache
+
+    model = _static_model("llama")
+    batch = common.inference_batch("llama")
+    cache = prompt_kv_cache(model)
+    kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=3, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        before = model.generate(prompt_cache=cache, **kwargs)
+        model.generate(cache_implementation="static", **kwargs)
+        assert torch.equal(model.generate(prompt_cache=cache, **kwargs), before)
+
+
+def test_a_static_cache_generate_refuses_token_type_ids_and_a_prompt_cache_naming_them():
+    from peft_softprompt_ext import prompt_kv_cache
+
+    model = _static_model("gpt2")
+    batch = common.inference_batch("gpt2")
+    kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=3, pad_token_id=0,
+                  cache_implementation="static")  # fmt: skip
+    with pytest.raises(ValueError, match=r"static cache \(cache_implementation='static'.*token_type_ids give the prompt"):
+        model.generate(token_type_ids=torch.zeros_like(batch["input_ids"]), **kwargs)
+    with pytest.raises(ValueError, match=r"shared_prefix='on' but .*a static cache \(cache_implementation='static'\) has no room"):
+        model.generate(prompt_cache=prompt_kv_cache(model), **kwargs)
+    assert "_plugin_generation_prompts" not in model.__dict__  # nothing left behind by the refusals

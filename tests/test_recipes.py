@@ -293,9 +293,16 @@ def two_process_run(tmp_path_factory):
     return folder
 
 
-def training_processes_of(output_dir) -> list[str]:
-    found = subprocess.run(["pgrep", "-f", "--", f"--output_dir {output_dir} "], capture_output=True, text=True)
-    return found.stdout.split()
+def training_processes_of(output_dir) -> list[int]:
+    """Live processes whose command line trains into `output_dir` (read from /proc: no procps needed)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            words = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+            status = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0] if words else "Z"
+            if status != "Z" and any(a == b"--output_dir" and b == str(output_dir).encode() for a, b in zip(words, words[1:])):
+                found.append(int(entry.name))
+    return found
 
 
 @pytest.mark.slow
@@ -315,24 +322,31 @@ def test_a_stopped_two_process_run_resumes_to_the_same_prompt(stop, two_process_
                str(REPO / "recipes/train.py"), *map(str, args)]  # fmt: skip
     launcher = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     state = killed / "checkpoint" / "state.json"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["step"] >= 4):
-        time.sleep(0.05)
-    if stop == "interrupt":
-        os.killpg(launcher.pid, signal.SIGINT)
-        launcher.wait(timeout=60)
-    else:
-        workers = [pid for pid in training_processes_of(killed) if int(pid) != launcher.pid]
-        assert len(workers) == 2, workers
-        os.killpg(launcher.pid, signal.SIGKILL)
-        for pid in workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
-        launcher.wait()
-    deadline = time.time() + 30
-    while training_processes_of(killed) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not training_processes_of(killed), f"workers still run after the {stop}"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["step"] >= 4):
+            time.sleep(0.05)
+        if stop == "interrupt":
+            os.killpg(launcher.pid, signal.SIGINT)
+            launcher.wait(timeout=60)
+        else:
+            workers = [pid for pid in training_processes_of(killed) if pid != launcher.pid]
+            assert len(workers) == 2, workers
+            os.killpg(launcher.pid, signal.SIGKILL)
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            launcher.wait()
+        deadline = time.time() + 30
+        while training_processes_of(killed) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not training_processes_of(killed), f"workers still run after the {stop}"
+    finally:  # whatever failed above, nothing of the run is left training
+        for pid in ([launcher.pid] if launcher.poll() is None else []) + training_processes_of(killed):  # (a reaped pid may be reused)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            launcher.wait(timeout=10)
     assert not (killed / "results.json").exists(), "the run finished before it could be stopped"
     recipe("train.py", *args, "--resume", launcher="cpu_2proc.yaml")
     results, full = json.loads((killed / "results.json").read_text()), json.loads((two_process_run / "results.json").read_text())

@@ -101,7 +101,7 @@ class MixturePromptEncoder(PromptEncoder):
         deep = {kind in KEY_VALUE_TYPES for kind in kinds.values()}
         if len(deep) > 1:
             raise ValueError(f"source_prompts mix deep prompts (keys and values per layer) with input-row prompts "
-                             f"({sorted(set(kinds.values()))}); a bank holds one kind.")  # fmt: skip
+                             f"({sorted(set(kinds.values()))}: {kinds}); a bank holds one kind.")  # fmt: skip
         if deep == {True}:
             if base_model is None:
                 raise ValueError("A mixture of deep prompts needs the base model to find its self-attention layers.")
@@ -118,6 +118,8 @@ class MixturePromptEncoder(PromptEncoder):
                                               config.source_revision, input_rows=config.deep_layout is None)  # fmt: skip
             if config.deep_layout is not None and kinds[source] == "DEEP_PROMPT_TUNING":
                 layer_prefix.check_layout(saved.get("deep_layout"), layer_prefix.slots_of(config.deep_layout), f"Bank prompt {source!r}")
+            elif config.deep_layout is not None:  # again on the config read with the table (a save may have come between)
+                layer_prefix.check_plain_layout(saved, layer_prefix.slots_of(config.deep_layout), f"Bank prompt {source!r}")
             if prompt.shape[0] != config.num_virtual_tokens:
                 raise ValueError(
                     f"Bank prompt {source!r} has {prompt.shape[0]} virtual tokens but num_virtual_tokens="
