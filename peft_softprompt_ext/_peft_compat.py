@@ -513,16 +513,25 @@ def _steps_through_the_prompt(peft_model):
     if not isinstance(peft_model.base_model, PeftModel):
         yield
         return
-    inner, name, missing = innermost_model(peft_model.base_model), "prepare_inputs_for_generation", object()
-    before = inner.__dict__.get(name, missing)
-    inner.__dict__[name] = peft_model.prepare_inputs_for_generation  # (the signature-carrying one, for inputs_embeds)
+    # (the signature-carrying one, for inputs_embeds)
+    with _instance_attribute(innermost_model(peft_model.base_model), "prepare_inputs_for_generation", peft_model.prepare_inputs_for_generation):
+        yield
+
+
+@contextlib.contextmanager
+def _instance_attribute(owner, name: str, value):
+    """`owner.<name>` is `value` for the block, set in the instance's own `__dict__` (over the class's method), and
+    afterwards what the instance held before (an outer call's, or one the user set), or nothing."""
+    missing = object()
+    before = owner.__dict__.get(name, missing)
+    owner.__dict__[name] = value
     try:
         yield
     finally:
         if before is missing:
-            inner.__dict__.pop(name, None)
+            owner.__dict__.pop(name, None)
         else:
-            inner.__dict__[name] = before
+            owner.__dict__[name] = before
 
 
 @contextlib.contextmanager
@@ -541,16 +550,8 @@ def _inputs_embeds_accepted(peft_model, kwargs: dict):
     last = len(parameters) - (parameters and parameters[-1].kind is inspect.Parameter.VAR_KEYWORD)
     accepting = functools.partial(method)  # a callable of its own, to carry the signature
     accepting.__signature__ = signature.replace(parameters=parameters[:last] + [keyword] + parameters[last:])
-    name, missing = "prepare_inputs_for_generation", object()
-    before = peft_model.__dict__.get(name, missing)  # (an outer call's, or one the user set)
-    peft_model.__dict__[name] = accepting  # PEFT's generate hands it to the base model
-    try:
+    with _instance_attribute(peft_model, "prepare_inputs_for_generation", accepting):  # PEFT's generate hands it to the base model
         yield
-    finally:
-        if before is missing:
-            peft_model.__dict__.pop(name, None)
-        else:
-            peft_model.__dict__[name] = before
 
 
 def _causal_prepare_inputs_for_generation(original, self, *args, task_ids=None, **kwargs):
