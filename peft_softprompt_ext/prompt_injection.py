@@ -98,7 +98,7 @@ class ShallowPromptInLayers:
 def _static_cache_of(parts: PromptParts, kwargs: dict) -> str | None:
     """What makes a generate call's cache static, as a name for messages (None: it is not): a static cache given
     (empty, or one a call like this returned, which holds the input and new tokens only), or `cache_implementation`."""
-    cache = kwargs.get("past_key_values", kwargs.get("cache"))
+    cache = _given_cache(kwargs)
     if cache is not None:
         return type(cache).__name__ if getattr(cache, "is_compileable", False) else None
     try:
@@ -154,8 +154,7 @@ def _deep_prompt_fits_cache(parts: PromptParts, kwargs: dict) -> bool:
     assisted = kwargs.get("assistant_model") is not None or _generate_setting(parts, kwargs, "prompt_lookup_num_tokens")
     return (
         _generate_setting(parts, kwargs, "use_cache", True) is not False
-        and kwargs.get("past_key_values") is None
-        and kwargs.get("cache") is None
+        and _given_cache(kwargs) is None
         and not returned
         and not assisted  # candidate verification crops the cache by token counts (transformers 5.0: wrong tokens)
         and implementation in (None, "dynamic")
@@ -164,7 +163,7 @@ def _deep_prompt_fits_cache(parts: PromptParts, kwargs: dict) -> bool:
 
 
 def _fill_cache_with_deep_prompt(parts: PromptParts, model_inputs: dict, rows: torch.Tensor) -> None:
-    cache = model_inputs.get("cache", model_inputs.get("past_key_values"))
+    cache = _given_cache(model_inputs)
     if cache is None:  # some releases (5.0) create it in the first forward; generate keeps the one returned
         from transformers import DynamicCache
 
@@ -183,7 +182,7 @@ def _fill_cache_with_deep_prompt(parts: PromptParts, model_inputs: dict, rows: t
 def refuse_static_cache(parts: PromptParts, model_inputs: dict) -> None:
     """A prompt fed as input rows needs P more cache slots than generate gives a static cache (sized for
     the input and the new tokens); say so before the cache overflows or its 4D mask misses the prompt."""
-    cache = model_inputs.get("cache", model_inputs.get("past_key_values"))
+    cache = _given_cache(model_inputs)
     if cache is not None and getattr(cache, "is_compileable", False):
         raise ValueError(
             f"A soft prompt of {parts.num_virtual_tokens} virtual tokens in front of the input does not fit a static "
@@ -211,8 +210,14 @@ def _positions_after_prompt(inputs: dict, num_virtual_tokens: int, batch_size: i
     return torch.arange(start, start + length, device=device).expand(batch_size, -1)
 
 
+def _given_cache(inputs: dict):
+    """The cache a generate call or step carries: `cache` (its name from transformers 5.24 on), else `past_key_values`."""
+    cache = inputs.get("cache")
+    return cache if cache is not None else inputs.get("past_key_values")
+
+
 def _cache_length(kwargs: dict) -> int:
-    cache = kwargs.get("cache", kwargs.get("past_key_values"))
+    cache = _given_cache(kwargs)
     if cache is None:
         return 0
     if isinstance(cache, (tuple, list)):
@@ -505,7 +510,7 @@ def generation_prefix(parts: PromptParts, args: tuple, kwargs: dict, prompt_cach
 
 def _fill_generation_cache(model_inputs: dict, prefix) -> bool:
     """Put the shared prompt's keys/values into generate's empty cache; False if there is none."""
-    cache = model_inputs.get("cache", model_inputs.get("past_key_values"))
+    cache = _given_cache(model_inputs)
     if prefix is None or cache is None or isinstance(cache, (tuple, list)) or not hasattr(cache, "update"):
         return False
     prompt_cache, rows = prefix
