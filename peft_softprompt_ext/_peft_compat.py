@@ -513,25 +513,47 @@ def _steps_through_the_prompt(peft_model):
     if not isinstance(peft_model.base_model, PeftModel):
         yield
         return
-    # (the signature-carrying one, for inputs_embeds)
-    with _instance_attribute(innermost_model(peft_model.base_model), "prepare_inputs_for_generation", peft_model.prepare_inputs_for_generation):
+    inner = innermost_model(peft_model.base_model)
+    step = peft_model.prepare_inputs_for_generation  # (the signature-carrying one, for inputs_embeds)
+    before = inner.__dict__.get("prepare_inputs_for_generation", _MISSING)
+    own_generate = inner.generate
+    running = []
+
+    def generate(*args, **kwargs):
+        # Only this call's own generate on that model steps through the prompt. One started inside it (a logits
+        # processor's, an assistant's on the same model) steps as it would without the prompt (found 2026-12-06: it got
+        # the prompt's steps and failed).
+        with _instance_attribute(inner, "prepare_inputs_for_generation", before if running else step):
+            running.append(True)
+            try:
+                return own_generate(*args, **kwargs)
+            finally:
+                running.pop()
+
+    with _instance_attribute(inner, "generate", generate):
         yield
+
+
+_MISSING = object()
 
 
 @contextlib.contextmanager
 def _instance_attribute(owner, name: str, value):
-    """`owner.<name>` is `value` for the block, set in the instance's own `__dict__` (over the class's method), and
-    afterwards what the instance held before (an outer call's, or one the user set), or nothing."""
-    missing = object()
-    before = owner.__dict__.get(name, missing)
-    owner.__dict__[name] = value
+    """`owner.<name>` is `value` for the block (none of its own where `value` is `_MISSING`), set in the instance's own
+    `__dict__` (over the class's method), and afterwards what the instance held before (an outer call's, or one the
+    user set), or nothing."""
+    def hold(held):
+        if held is _MISSING:
+            owner.__dict__.pop(name, None)
+        else:
+            owner.__dict__[name] = held
+
+    before = owner.__dict__.get(name, _MISSING)
+    hold(value)
     try:
         yield
     finally:
-        if before is missing:
-            owner.__dict__.pop(name, None)
-        else:
-            owner.__dict__[name] = before
+        hold(before)
 
 
 @contextlib.contextmanager

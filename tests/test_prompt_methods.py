@@ -706,3 +706,47 @@ def test_a_static_cache_generate_refuses_token_type_ids_and_a_prompt_cache_namin
     with pytest.raises(ValueError, match=r"shared_prefix='on' but .*a static cache \(cache_implementation='static'\) has no room"):
         model.generate(prompt_cache=prompt_kv_cache(model), **kwargs)
     assert "_plugin_generation_prompts" not in model.__dict__  # nothing left behind by the refusals
+
+
+@pytest.mark.parametrize("kind", ["shallow", "deep"])
+def test_a_generate_on_the_lora_model_inside_a_prompts_generate_over_it_runs_without_the_prompt(kind):
+    """Found 2026-12-06: for a generate over a LoRA PeftModel, the transformers model under it steps through the prompt's
+    method, and so did every generate made on that model inside the call: a logits processor's generate on the LoRA
+    model failed (a size mismatch in torch.cat, shallow and deep). Only the call's own generate steps through the prompt
+    now; the LoRA model as an assistant (whose proposals the prompt's model checks) keeps greedy's tokens."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    base, task_type = common.tiny_model("llama")
+    torch.manual_seed(4)
+    lora = peft.get_peft_model(base, peft.LoraConfig(task_type=task_type, r=4, target_modules=["q_proj", "v_proj"],
+                                                     init_lora_weights=False)).eval()  # fmt: skip
+    config = (DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=4, deep_init="random", seed=1) if kind == "deep"
+              else common.all_configs()["vocab_uniform"](task_type, "llama"))  # fmt: skip
+    model = peft.get_peft_model(lora, config).eval()
+    inner = {"input_ids": torch.tensor([[5, 6, 7, 8]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
+    outer = {"input_ids": torch.tensor([[9, 10, 11, 12, 13], [0, 14, 15, 16, 17]]),
+             "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]])}  # fmt: skip
+    greedy = {"max_new_tokens": 4, "do_sample": False}
+    with torch.no_grad():
+        lora_alone = lora.generate(**inner, **greedy)
+        prompt_alone = model.generate(**outer, **greedy)
+
+    class GeneratesOnTheLoraModel(LogitsProcessor):
+        seen = []
+
+        def __call__(self, input_ids, scores):
+            self.seen.append(lora.generate(**inner, **greedy))
+            return scores
+
+    processor = GeneratesOnTheLoraModel()
+    with torch.no_grad():
+        with_processor = model.generate(**outer, **greedy, logits_processor=LogitsProcessorList([processor]))
+        assisted = model.generate(**{k: v[:1] for k, v in outer.items()}, **greedy, assistant_model=lora)
+    torch.testing.assert_close(with_processor, prompt_alone, rtol=0, atol=0)
+    assert len(processor.seen) == 4
+    for seen in processor.seen:
+        torch.testing.assert_close(seen, lora_alone, rtol=0, atol=0)
+    torch.testing.assert_close(assisted, prompt_alone[:1], rtol=0, atol=0)  # assisted greedy decoding changes no token
+    assert "generate" not in base.__dict__ and "prepare_inputs_for_generation" not in base.__dict__
