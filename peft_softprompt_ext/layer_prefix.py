@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import sys
 from dataclasses import dataclass
 
@@ -224,6 +225,52 @@ def prefixed(model, slots: list[Slot], rows: torch.Tensor, frozen_slots: int = 0
         yield
     finally:
         _active.reset(token)
+
+
+_armed: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_layer_armed", default={})
+
+
+@contextlib.contextmanager
+def prefixed_in_steps(model, slots: list[Slot], rows: torch.Tensor, frozen_slots: int = 0):
+    """Around one whole generate call of `model` (transformers' own generate, which calls `model` for each step):
+    `rows` as in `prefixed`, but only in the forwards of the call's own steps: the forward of `model` that follows a
+    step `mark_step` marked (transformers prepares each step's inputs, then runs it). Any other call made meanwhile (a
+    logits processor's forward of the PeftModel with other task ids, a smaller batch or its adapter disabled,
+    classifier-free guidance's unconditional pass of `model`) runs as outside the call: found 2026-12-06, each ran
+    with the call's prompt in its layers (or failed on the batch size), unlike with generate's default cache, which
+    holds the prompt for the call's own steps only."""
+    route(model)
+    own_forward = model.forward  # (the class's, bound, or one set on the instance: an outer call's, accelerate's)
+    step = {"marked": False}
+
+    @functools.wraps(own_forward)  # (its signature: generate checks its keywords against it)
+    def forward(*args, **kwargs):
+        if not step["marked"]:
+            return own_forward(*args, **kwargs)
+        step["marked"] = False
+        with prefixed(model, slots, rows, frozen_slots):
+            return own_forward(*args, **kwargs)
+
+    token = _armed.set({**_armed.get(), id(model): step})
+    missing = object()
+    before = model.__dict__.get("forward", missing)
+    model.__dict__["forward"] = forward
+    try:
+        yield
+    finally:
+        if before is missing:
+            model.__dict__.pop("forward", None)
+        else:
+            model.__dict__["forward"] = before
+        _armed.reset(token)
+
+
+def mark_step(model) -> None:
+    """The next forward of `model` is a step of the generate call `prefixed_in_steps` is around (called from
+    `prepare_inputs_for_generation`); nothing outside such a call (a step prepared by hand runs as without one)."""
+    step = _armed.get().get(id(model))
+    if step is not None:
+        step["marked"] = True
 
 
 class _PromptKeepingCheckpoint:
@@ -519,10 +566,3 @@ def frozen_slot_count(layers: int | None, slots: list[Slot]) -> int:
         raise ValueError(f"trainable_layers={layers}, but this model has {len(slots)} self-attention layers: "
                          f"give 1..{len(slots)}, or None for all of them.")  # fmt: skip
     return len(slots) - layers
-
-
-def is_active(model, slots: list[Slot]) -> bool:
-    """Whether a `prefixed(...)` block is open for `model`'s layers (e.g. around its whole generate call). A block
-    of another model (this one runs inside its generate: a logits processor, an assistant) does not count."""
-    active = _active.get()
-    return bool(active) and any(id(model.get_submodule(slot.name)) in active for slot in slots)

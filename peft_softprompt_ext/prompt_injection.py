@@ -61,27 +61,23 @@ def _is_deep(parts: PromptParts) -> bool:
 
 
 def layer_prompts(parts: PromptParts, rows: torch.Tensor):
-    """A deep prompt's rows [B, P, F] in front of every self-attention layer for the block's duration
-    (nothing if a block is already open for this model: its generate call opened it for all its steps)."""
-    if layer_prefix.is_active(parts.inner_model, parts.encoder.slots):
-        return contextlib.nullcontext()
+    """A deep prompt's rows [B, P, F] in front of every self-attention layer for the block's duration."""
     return layer_prefix.prefixed(parts.inner_model, parts.encoder.slots, rows, parts.encoder.frozen_slots)
 
 
 def generation_scope(parts: PromptParts, prompts: torch.Tensor, prefix=None):
-    """Around one whole generate call: a deep prompt's keys and values in every layer for every step,
-    unless they go into generate's own cache (`prefix` is `DEEP_PROMPT_IN_CACHE`); a shallow prompt's, which
-    it leaves in every layer, where a static cache has no room for its rows (`ShallowPromptInLayers`); else nothing."""
+    """Around one whole causal generate call: a deep prompt's keys and values in every layer for each of the call's own
+    steps (`layer_prefix.prefixed_in_steps`), unless they go into generate's own cache (`prefix` is
+    `DEEP_PROMPT_IN_CACHE`); a shallow prompt's, which it leaves in every layer, where a static cache has no room for
+    its rows (`ShallowPromptInLayers`); else nothing."""
+    model = _transformers_model(parts)
     if isinstance(prefix, ShallowPromptInLayers):
-        model = _transformers_model(parts)
-        if layer_prefix.is_active(model, prefix.slots):
-            return contextlib.nullcontext()
         with torch.no_grad():
             rows = layer_prefix.key_values_of(model, prefix.slots, "CAUSAL_LM", prompts)
-        return layer_prefix.prefixed(model, prefix.slots, rows)
+        return layer_prefix.prefixed_in_steps(model, prefix.slots, rows)
     if not _is_deep(parts) or prefix is DEEP_PROMPT_IN_CACHE:
         return contextlib.nullcontext()
-    return layer_prompts(parts, prompts)
+    return layer_prefix.prefixed_in_steps(model, parts.encoder.slots, prompts, parts.encoder.frozen_slots)
 
 
 @dataclasses.dataclass
@@ -590,6 +586,8 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
         elif not in_cache and _accepts(parts, "position_ids"):  # else the model would count from a cache without the prompt
             fed = _fed(model_inputs)
             model_inputs["position_ids"] = _positions_after_prompt(model_inputs, num_virtual, fed.shape[0], fed.shape[1], fed.device)
+        if not in_cache:
+            layer_prefix.mark_step(_transformers_model(parts))
         return model_inputs
     injecting = _cache_length(model_inputs) == 0
     if injecting:

@@ -708,3 +708,77 @@ def test_a_deep_prompt_on_embeddings_narrower_than_the_layers_saves_and_loads(ar
         torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits)
         with model.disable_adapter():  # not vacuous: the prompt moves the logits
             assert (model(**batch).logits - loaded(**batch).logits).abs().max() > 1e-3
+
+
+LAYER_PATH_SETTINGS = [("deep_vocab", {"return_dict_in_generate": True}), ("deep_vocab", {"use_cache": False}),
+                       ("deep_vocab", {"cache_implementation": "static"}), ("mixture_deep_task_2", {"use_cache": False}),
+                       ("mixture_task_2", {"cache_implementation": "static"}), ("vocab_top_frequent", {"cache_implementation": "static"})]  # fmt: skip
+
+
+def _conformance_model(config_name: str, model_name: str):
+    from conformance_support import perturb
+
+    base, task_type = common.tiny_model(model_name)
+    model = peft.get_peft_model(base, common.conformance_config(config_name, task_type, model_name))
+    perturb(model, "default", seed=0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("config_name,setting", LAYER_PATH_SETTINGS, ids=[f"{c}-{next(iter(s))}" for c, s in LAYER_PATH_SETTINGS])
+@pytest.mark.parametrize("model_name", ["gpt2", "llama"])
+def test_a_forward_of_the_model_inside_its_own_generate_runs_as_outside_it(model_name, config_name, setting):
+    """Found 2026-12-06 by a probe: where generate runs the prompt in every layer (a deep prompt without generate's
+    default cache; a shallow prompt with a static cache), the prompt was in the layers for the whole call, so a forward
+    of the same model made inside it (a logits processor's) ran with the call's prompt: with the adapter disabled it was
+    2.9-5.7 off the base model, with other task ids 1.0 off, a shallow prompt got its rows twice, and a batch of
+    another size failed. Now only the call's own steps see it."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    model = _conformance_model(config_name, model_name)
+    multi = config_name.endswith("_2")
+    ids = torch.randint(6, 300, (3, 7), generator=torch.Generator().manual_seed(1))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), **({"task_ids": torch.tensor([1, 0, 1])} if multi else {})}
+    inner_tasks = {"task_ids": torch.tensor([0])} if multi else {}
+
+    def inner_calls(input_ids):
+        with model.disable_adapter():
+            disabled = model(input_ids=input_ids).logits[:, -1]
+        return disabled, model(input_ids=input_ids[:1], **inner_tasks).logits[:, -1]
+
+    class CallsTheModel(LogitsProcessor):
+        seen = None
+
+        def __call__(self, input_ids, scores):
+            if self.seen is None:
+                self.seen = input_ids, inner_calls(input_ids)
+            return scores
+
+    probe = CallsTheModel()
+    with torch.no_grad():
+        model.generate(**batch, max_new_tokens=2, min_new_tokens=2, do_sample=False, logits_processor=LogitsProcessorList([probe]),
+                       **setting)  # fmt: skip
+        input_ids, (disabled, alone) = probe.seen
+        base = model.get_base_model()(input_ids=input_ids).logits[:, -1]
+        _, expected_alone = inner_calls(input_ids)
+    torch.testing.assert_close(disabled, base, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(alone, expected_alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("config_name", ["deep_vocab", "mixture_deep_task_2", "vocab_top_frequent"])
+def test_classifier_free_guidance_gives_the_same_tokens_with_every_cache_setting(config_name):
+    """The same bug seen through transformers' classifier-free guidance, whose logits processor runs the model again
+    for the unconditional logits: on the layer path that pass saw the prompt, with the default cache it did not, so
+    the tokens depended on the cache setting (a deep prompt: return_dict_in_generate, static and no cache gave other
+    tokens than the default; a shallow prompt: the static cache did)."""
+    model = _conformance_model(config_name, "llama")
+    ids = torch.randint(6, 300, (1, 7), generator=torch.Generator().manual_seed(1))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), **({"task_ids": torch.tensor([1])} if config_name.endswith("_2") else {})}
+    negative = torch.tensor([[7, 8, 9]])
+    tokens = {}
+    for name, setting in [("default", {}), ("return_dict", {"return_dict_in_generate": True}),
+                          ("static", {"cache_implementation": "static"}), ("no cache", {"use_cache": False})]:  # fmt: skip
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=8, min_new_tokens=8, do_sample=False, guidance_scale=3.0,
+                                 negative_prompt_ids=negative, negative_prompt_attention_mask=torch.ones_like(negative), **setting)  # fmt: skip
+        tokens[name] = (out if torch.is_tensor(out) else out.sequences)[0, ids.shape[1]:].tolist()
+    assert all(t == tokens["default"] for t in tokens.values()), tokens
