@@ -91,6 +91,43 @@ class ShallowPromptInLayers:
     slots: list
 
 
+_HOLDS_NO_PROMPT_ROWS = "_peft_softprompt_ext_holds_no_prompt_rows"  # set on a cache a `ShallowPromptInLayers` call wrote
+
+
+def _mark_cache_without_prompt_rows(model_inputs: dict) -> None:
+    cache = _given_cache(model_inputs)
+    if cache is not None and not isinstance(cache, (tuple, list)):
+        setattr(cache, _HOLDS_NO_PROMPT_ROWS, True)
+
+
+def _refuse_a_cache_holding_prompt_rows(parts: PromptParts, kwargs: dict, static: str) -> None:
+    """A static cache given to generate holds the input only if generate wrote it (`ShallowPromptInLayers`): one a
+    forward call filled holds the prompt's rows too, which the layer path would add again (found 2026-12-06: other
+    tokens, without a word)."""
+    cache = _given_cache(kwargs)
+    if cache is not None and _cache_length(kwargs) > 0 and not getattr(cache, _HOLDS_NO_PROMPT_ROWS, False):
+        raise ValueError(f"past_key_values: this {static} holds {_cache_length(kwargs)} positions written by a forward call, "
+                         f"the prompt's {parts.num_virtual_tokens} rows among them; generate continues a static cache only "
+                         "from its own earlier call (where the prompt ran as keys and values in every layer, not in the "
+                         "cache). Continue this one with forward calls, or fill a DynamicCache by forward and generate from "
+                         "that.")  # fmt: skip
+
+
+def _refuse_a_cache_without_prompt_rows(parts: PromptParts, kwargs: dict) -> None:
+    """A cache a static-cache generate wrote holds no prompt rows, which a forward call counts in front of the input
+    (found 2026-12-06: a forward continuing such a cache was 2.2 off); an emptied one (`reset()`) takes them again."""
+    cache = _given_cache(kwargs)
+    if cache is None or not getattr(cache, _HOLDS_NO_PROMPT_ROWS, False):
+        return
+    if _cache_length(kwargs) == 0:
+        delattr(cache, _HOLDS_NO_PROMPT_ROWS)
+        return
+    raise ValueError(f"past_key_values: this {type(cache).__name__} was written by generate with a static cache, where "
+                     f"the prompt's {parts.num_virtual_tokens} rows ran as keys and values in every layer and are not in "
+                     "the cache, which a forward call expects in front of the input. Continue it with generate "
+                     "(past_key_values=...), or generate with the default dynamic cache to continue with forward calls.")  # fmt: skip
+
+
 def _static_cache_of(parts: PromptParts, kwargs: dict) -> str | None:
     """What makes a generate call's cache static, as a name for messages (None: it is not): a static cache given
     (empty, or one a call like this returned, which holds the input and new tokens only), or `cache_implementation`."""
@@ -375,6 +412,8 @@ def causal_lm_forward(
         inputs_embeds = parts.input_embeddings(input_ids)
     position_ids = checked_position_ids(position_ids, inputs_embeds)
     num_virtual, new_length = parts.num_virtual_tokens, inputs_embeds.shape[1]
+    if not _is_deep(parts):
+        _refuse_a_cache_without_prompt_rows(parts, kwargs)
     injecting = _cache_length(kwargs) == 0
     if injecting and not _is_deep(parts):
         _refuse_packed_rows(position_ids, attention_mask)
@@ -484,6 +523,7 @@ def generation_prefix(parts: PromptParts, args: tuple, kwargs: dict, prompt_cach
         return None
     static = _static_cache_of(parts, kwargs)
     if static is not None:
+        _refuse_a_cache_holding_prompt_rows(parts, kwargs, static)
         shared_prefix.refuse_on(mode, f"a static cache ({static}) has no room for the prompt's rows, so the prompt runs as "
                                       "the keys and values it leaves in every layer")  # fmt: skip
         return _shallow_prompt_in_layers(parts, kwargs, static)
@@ -588,6 +628,8 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
             model_inputs["position_ids"] = _positions_after_prompt(model_inputs, num_virtual, fed.shape[0], fed.shape[1], fed.device)
         if not in_cache:
             layer_prefix.mark_step(_transformers_model(parts))
+        if isinstance(prefix, ShallowPromptInLayers):
+            _mark_cache_without_prompt_rows(model_inputs)
         return model_inputs
     injecting = _cache_length(model_inputs) == 0
     if injecting:

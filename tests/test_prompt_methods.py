@@ -679,6 +679,37 @@ def test_generate_goes_on_from_a_static_cache_it_returned_as_from_a_returned_dyn
     assert torch.equal(results["static"], results["dynamic"])
 
 
+def test_a_static_cache_is_continued_only_the_way_it_was_written():
+    """Found by a review (2026-12-06): a static cache generate wrote holds no prompt rows (the prompt ran in every
+    layer), one a forward call wrote holds them, and nothing told them apart: a forward continuing generate's was 2.2
+    off, and generate continuing a forward's gave other tokens (transformers 5.23; an IndexError with 5.0). Each is
+    refused now, naming the cache; an emptied cache (`reset()`) serves a forward again."""
+    from transformers import StaticCache
+
+    model = _static_model("llama")
+    batch = common.inference_batch("llama")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    config = model.get_base_model().config
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=3, do_sample=False, pad_token_id=0, return_dict_in_generate=True,
+                             **{common.CACHE_NAME: StaticCache(config=config, max_cache_len=ids.shape[1] + 12)})  # fmt: skip
+        written = out[common.CACHE_NAME]
+        length = int(written.get_seq_length())
+        full_mask = torch.ones_like(out.sequences)
+        with pytest.raises(ValueError, match=r"past_key_values: this StaticCache was written by generate with a static cache"):
+            model(input_ids=out.sequences[:, -1:], attention_mask=full_mask, **{common.CACHE_NAME: written})
+        assert int(written.get_seq_length()) == length  # nothing written
+        written.reset()
+        expected = model(input_ids=ids, attention_mask=mask).logits
+        torch.testing.assert_close(model(input_ids=ids, attention_mask=mask, **{common.CACHE_NAME: written}).logits, expected)
+
+        filled = StaticCache(config=config, max_cache_len=ids.shape[1] + 16)
+        model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], **{common.CACHE_NAME: filled})
+        with pytest.raises(ValueError, match=r"this StaticCache holds \d+ positions written by a forward call, the prompt's 5 rows"):
+            model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=3, do_sample=False, pad_token_id=0,
+                           **{common.CACHE_NAME: filled})  # fmt: skip
+
+
 def test_a_prompt_kv_cache_made_before_a_static_cache_generate_still_serves_after_it():
     """Found by a review: the static-cache path routes the model's attention (as deep prompts do), which changed its
     recorded attention implementation: a prompt_kv_cache made before was then refused as made for another model."""
