@@ -484,12 +484,23 @@ def _causal_generate(original, self, *args, **kwargs):
     try:  # (a refusal on the way leaves neither behind for a later step outside generate)
         self._plugin_generation_prompts = _hooks.generation_prompts(parts, args, kwargs)
         self._plugin_generation_prefix = _hooks.generation_prefix(parts, args, kwargs, prompt_cache)
-        with _hooks.generation_scope(parts, self._plugin_generation_prompts, self._plugin_generation_prefix), \
-                _inputs_embeds_accepted(self, kwargs), _steps_through_the_prompt(self):  # fmt: skip
+        with _rows_adapters_of_the_model_under(self, kwargs):  # (what the scope runs through the model at its start)
+            scope = _hooks.generation_scope(parts, self._plugin_generation_prompts, self._plugin_generation_prefix)
+        with scope, _inputs_embeds_accepted(self, kwargs), _steps_through_the_prompt(self):
             return original(self, *args, **kwargs)
     finally:
         self.__dict__.pop("_plugin_generation_prompts", None)
         self.__dict__.pop("_plugin_generation_prefix", None)
+
+
+def _rows_adapters_of_the_model_under(peft_model, kwargs: dict):
+    """Over a LoRA PeftModel given per-row adapters (`adapter_names=`, one per input row), each row's prompt run through
+    the model at the call's start (a shallow prompt's keys and values for a static cache) runs through its row's
+    adapter, as PEFT's generate runs the steps (found 2026-12-06: every row's prompt ran through the active adapter,
+    and the rows of the others generated other tokens)."""
+    if not isinstance(peft_model.base_model, PeftModel) or kwargs.get("adapter_names") is None:
+        return contextlib.nullcontext()
+    return peft_model.base_model._enable_peft_forward_hooks(adapter_names=kwargs["adapter_names"])
 
 
 def _transformers_step_preparation(peft_model):

@@ -781,3 +781,28 @@ def test_a_generate_on_the_lora_model_inside_a_prompts_generate_over_it_runs_wit
         torch.testing.assert_close(seen, lora_alone, rtol=0, atol=0)
     torch.testing.assert_close(assisted, prompt_alone[:1], rtol=0, atol=0)  # assisted greedy decoding changes no token
     assert "generate" not in base.__dict__ and "prepare_inputs_for_generation" not in base.__dict__
+
+
+@pytest.mark.parametrize("setting", [{}, {"num_beams": 2}])
+def test_a_static_cache_over_a_lora_model_runs_each_rows_prompt_through_its_rows_adapter(setting):
+    """Found by a review (2026-12-06): with a static cache a shallow prompt runs as the keys and values it leaves in
+    every layer, computed at the call's start, before PEFT's LoRA generate puts each row's adapter (`adapter_names=`) in
+    place: every row's prompt ran through the active adapter, and rows of the other adapter got other tokens."""
+    base, task_type = common.tiny_model("llama")
+    torch.manual_seed(4)
+    lora = peft.get_peft_model(base, peft.LoraConfig(task_type=task_type, r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+                               adapter_name="x")  # fmt: skip
+    torch.manual_seed(5)
+    lora.add_adapter("y", peft.LoraConfig(task_type=task_type, r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model = peft.get_peft_model(lora.eval(), common.all_configs()["vocab_uniform"](task_type, "llama")).eval()
+    batch = common.inference_batch("llama", left_pad=True)
+    names = ["x", "y", "y"]
+    kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=5, min_new_tokens=5,
+                  do_sample=False, pad_token_id=0, adapter_names=names, **setting)  # fmt: skip
+    with torch.no_grad():
+        dynamic = model.generate(**kwargs)
+        static = model.generate(cache_implementation="static", **kwargs)
+        if not setting:
+            manual = common.greedy_manual_loop(model, batch["input_ids"], batch["attention_mask"], 5, adapter_names=names)
+            torch.testing.assert_close(dynamic, manual, rtol=0, atol=0)
+    torch.testing.assert_close(static, dynamic, rtol=0, atol=0)
