@@ -34,6 +34,7 @@ from .adapter_files import is_plugin_card
 from .atomic_io import atomic_directory_write
 from .fingerprint import FINGERPRINT_METADATA_KEY
 from .options import is_integer
+from .prompt_encoder import KEY_VALUES
 
 
 def vanilla_copies(peft_model, adapter_name: str = "default") -> list[tuple[int | None, str, str]]:
@@ -121,8 +122,9 @@ def write_prefix_tuning_files(peft_model, folder: str, adapter_name: str = "defa
     config = adapter_config_of(peft_model, adapter_name)
     encoder = prompt_encoder_of(peft_model, adapter_name)
     kind = "PREFIX_TUNING" if cartridge_frozen_tokens is None else "CARTRIDGE"
-    if encoder.plain_peft_type != "PREFIX_TUNING":
-        reason = encoder.export_refusal or "it is not a deep prompt (use export_prompt_tuning)"
+    if encoder.plain_peft_type != "PREFIX_TUNING":  # (a prompt of input rows: its own refusal is about PROMPT_TUNING)
+        not_deep = "it is not a deep prompt (use export_prompt_tuning)"
+        reason = not_deep if encoder.prompt_kind != KEY_VALUES else encoder.export_refusal or not_deep
         raise ValueError(f"{type(encoder).__name__} cannot be exported as plain PEFT {kind}: {reason}.")
     heads, dims = {slot.kv_heads for slot in encoder.slots}, {slot.head_dim for slot in encoder.slots}
     if len(heads) != 1 or len(dims) != 1:

@@ -352,6 +352,17 @@ def test_prefix_tuning_and_cartridge_exports_are_refused_where_they_are_not_exac
     assert not (tmp_path / "prefix").exists() and not (tmp_path / "cartridge").exists()  # nothing half-written
 
 
+@pytest.mark.parametrize("config_name", ["mixture_attention", "mixture_task", "vocab_uniform"])
+def test_key_value_exports_of_a_prompt_of_input_rows_say_it_is_not_a_deep_prompt(config_name, tmp_path):
+    """Found by a review (2026-12-06): an attention mixture was refused with its PROMPT_TUNING reason ("use
+    mixing='task'"), advice that then led to the same refusal for another reason."""
+    model, _ = common.make_peft_model("llama", config_name)
+    for export in (export_prefix_tuning, export_cartridge):
+        with pytest.raises(ValueError, match=r"cannot be exported as plain PEFT (PREFIX_TUNING|CARTRIDGE): it is not a deep prompt \(use export_prompt_tuning\)\.$"):
+            export(model, tmp_path / "plain")
+    assert not (tmp_path / "plain").exists()
+
+
 def test_prompt_tuning_export_and_describe_prompt_refuse_a_deep_prompt(tmp_path):
     model = deep_model("gpt2")
     with pytest.raises(ValueError, match="keys and values|deep"):
