@@ -833,7 +833,16 @@ def encoder_forward(
             if position_ids is None:  # no mask, no positions
                 position_ids = _positions_after_prompt({}, num_virtual, batch_size, length, reference.device)
             check_positions_fit(_transformers_model(parts), num_virtual, length, 0, position_ids)
-        with layer_prompts(parts, _deep_rows(parts, input_ids, inputs_embeds, task_ids)):
+        rows = _deep_rows(parts, input_ids, inputs_embeds, task_ids)
+        if decoder and input_ids is None and attention_mask.dim() == 2 and not bool(attention_mask[:, -1].all()):
+            # given embeddings, the classifier reads each row's last position (it finds the last real token from
+            # input_ids only): right-padded rows go padding first, their positions with them (found 2026-12-06: they
+            # were 0.13-0.25 off the rows alone; the shallow path's `_last_token_classifier_call` does the same)
+            order = _padding_first_order(attention_mask)
+            inputs_embeds, attention_mask = _in_order(inputs_embeds, order), _in_order(attention_mask, order)
+            position_ids = None if position_ids is None else _in_order(position_ids, order)
+            token_type_ids = None if token_type_ids is None else _in_order(token_type_ids, order)
+        with layer_prompts(parts, rows):
             return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
                                     token_type_ids=token_type_ids, position_ids=position_ids, **kwargs)  # fmt: skip
     num_virtual = parts.num_virtual_tokens

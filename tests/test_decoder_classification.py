@@ -73,14 +73,27 @@ def _batch(rows, side: str):
 @pytest.mark.parametrize("method", ["vocab", "deep", "mixture_task", "mixture_attention"])
 @pytest.mark.parametrize("side", ["right", "left"])
 @pytest.mark.parametrize("model_name", ["gpt2", "llama"])
-def test_a_rows_class_logits_do_not_depend_on_its_padding(model_name, side, method):
+def test_a_rows_class_logits_do_not_depend_on_its_padding(model_name, side, method, embeds=False):
     model, rows = _prompted(model_name, method), _rows()
     tasks = {"task_ids": torch.tensor([0, 1, 1])} if method.startswith("mixture") else {}
     with torch.no_grad():
         alone = torch.cat([model(**_batch([row], "right"), **{k: v[i : i + 1] for k, v in tasks.items()}).logits
                            for i, row in enumerate(rows)])  # fmt: skip
-        batched = model(**_batch(rows, side), **tasks).logits
+        batch = _batch(rows, side)
+        if embeds:
+            batch["inputs_embeds"] = model.get_base_model().get_input_embeddings()(batch.pop("input_ids"))
+        batched = model(**batch, **tasks).logits
     torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["vocab", "deep", "mixture_task"])
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("model_name", ["gpt2", "llama"])
+def test_a_rows_class_logits_do_not_depend_on_its_padding_given_embeddings(model_name, side, method):
+    """Found 2026-12-06 by a probe: given inputs_embeds, the classifier reads each row's last position (it finds the
+    last real token from input_ids only), and a deep prompt passed right-padded rows as they were: 0.13-0.25 off the
+    rows alone (the base model alone: 0.26-0.46). Shallow prompts reordered them already."""
+    test_a_rows_class_logits_do_not_depend_on_its_padding(model_name, side, method, embeds=True)
 
 
 @pytest.mark.parametrize("method", ["vocab", "mixture_task"])
