@@ -806,3 +806,40 @@ def test_a_static_cache_over_a_lora_model_runs_each_rows_prompt_through_its_rows
             manual = common.greedy_manual_loop(model, batch["input_ids"], batch["attention_mask"], 5, adapter_names=names)
             torch.testing.assert_close(dynamic, manual, rtol=0, atol=0)
     torch.testing.assert_close(static, dynamic, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("config_name", ["vocab_top_frequent", "mixture_task_2", "deep_vocab", "mixture_deep_task_2"])
+@pytest.mark.parametrize("model_name", ["gpt2", "llama", "gemma3"])
+@pytest.mark.parametrize("shared", ["auto", "off"])
+def test_the_loss_of_a_left_padded_batch_is_the_loss_of_its_rows_alone(model_name, config_name, shared):
+    """Found 2026-12-06 by a probe: transformers pairs each label with the position before it, and in a left-padded row
+    that is a padding position for the first real token, which alone a shallow prompt's last position predicts (a deep
+    prompt: nothing). The padded row's loss was 7.96 where alone it was 7.68 (llama; plain PEFT alike); now the batch
+    loss is the token-weighted loss of its rows alone, with the shared prefix too (Gemma-3's padding goes first: it was
+    right before)."""
+    from conformance_support import perturb
+
+    base, task_type = common.tiny_model(model_name)
+    model = peft.get_peft_model(base, common.conformance_config(config_name, task_type, model_name))
+    perturb(model, "default", seed=0)
+    model.eval()
+    if hasattr(model.peft_config["default"], "shared_prefix"):
+        model.peft_config["default"].shared_prefix = shared
+    deep = "deep" in config_name
+    ids = torch.randint(6, 300, (3, 7), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0
+    mask[2, :1] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+    tasks = torch.tensor([1, 0, 1]) if config_name.endswith("_2") else None
+    with torch.no_grad():
+        batched = model(input_ids=ids, attention_mask=mask, labels=labels, **({"task_ids": tasks} if tasks is not None else {})).loss
+        total, count = 0.0, 0
+        for row in range(3):
+            keep = mask[row].bool()
+            alone = {"input_ids": ids[row : row + 1, keep], "labels": labels[row : row + 1, keep]}
+            if tasks is not None:
+                alone["task_ids"] = tasks[row : row + 1]
+            scored = int(keep.sum()) - (1 if deep else 0)  # alone, a deep prompt's input has no position before its first token
+            total, count = total + float(model(**alone).loss) * scored, count + scored
+    torch.testing.assert_close(float(batched), total / count, rtol=1e-5, atol=1e-5)
