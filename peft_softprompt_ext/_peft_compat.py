@@ -481,16 +481,18 @@ def _causal_generate(original, self, *args, **kwargs):
     parts = plugin_parts(self)
     kwargs = _hooks.generate_keywords(parts, kwargs)
     prompt_cache = kwargs.pop("prompt_cache", None)
-    try:  # (a refusal on the way leaves neither behind for a later step outside generate)
+    # A generate of this model inside this one (a logits processor's) leaves this call's state as it found it (found
+    # 2026-12-06: its end removed this call's prompts and PEFT's step method from the model, and this call went on
+    # without its prompt); a refusal on the way leaves nothing behind for a later step outside generate.
+    with _instance_attribute(self, "_plugin_generation_prompts", _MISSING), \
+            _instance_attribute(self, "_plugin_generation_prefix", _MISSING), \
+            _instance_attribute(self.base_model, "prepare_inputs_for_generation", self.base_model.__dict__.get("prepare_inputs_for_generation", _MISSING)):  # fmt: skip
         self._plugin_generation_prompts = _hooks.generation_prompts(parts, args, kwargs)
         self._plugin_generation_prefix = _hooks.generation_prefix(parts, args, kwargs, prompt_cache)
         with _rows_adapters_of_the_model_under(self, kwargs):  # (what the scope runs through the model at its start)
             scope = _hooks.generation_scope(parts, self._plugin_generation_prompts, self._plugin_generation_prefix)
         with scope, _inputs_embeds_accepted(self, kwargs), _steps_through_the_prompt(self):
             return original(self, *args, **kwargs)
-    finally:
-        self.__dict__.pop("_plugin_generation_prompts", None)
-        self.__dict__.pop("_plugin_generation_prefix", None)
 
 
 def _rows_adapters_of_the_model_under(peft_model, kwargs: dict):

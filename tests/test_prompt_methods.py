@@ -843,3 +843,43 @@ def test_the_loss_of_a_left_padded_batch_is_the_loss_of_its_rows_alone(model_nam
             scored = int(keep.sum()) - (1 if deep else 0)  # alone, a deep prompt's input has no position before its first token
             total, count = total + float(model(**alone).loss) * scored, count + scored
     torch.testing.assert_close(float(batched), total / count, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("config_name", ["mixture_task_2", "deep_vocab"])
+@pytest.mark.parametrize("setting", [{}, {"cache_implementation": "static"}, {"use_cache": False}])
+def test_a_generate_of_the_model_inside_its_own_generate_changes_neither(config_name, setting):
+    """Found by a review (2026-12-06): a generate of the same model inside its generate (a logits processor asking the
+    model something) ended by removing the outer call's prompts and PEFT's step method from the model, so the outer
+    call went on without its prompt (other tokens, with the default and the static cache; the inner call, with a static
+    cache, had also failed on the outer call's prompt in the layers until the layer path served only its own steps)."""
+    from conformance_support import perturb
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    base, task_type = common.tiny_model("llama")
+    model = peft.get_peft_model(base, common.conformance_config(config_name, task_type, "llama"))
+    perturb(model, "default", seed=0)
+    model.eval()
+    multi = config_name.endswith("_2")
+    outer_batch = common.inference_batch("llama", left_pad=True)
+    inner_batch = common.inference_batch("llama", batch_size=2, length=5, seed=7)
+    greedy = dict(max_new_tokens=4, min_new_tokens=4, do_sample=False, pad_token_id=0, **setting)
+    outer = dict(input_ids=outer_batch["input_ids"], attention_mask=outer_batch["attention_mask"], **greedy,
+                 **({"task_ids": torch.tensor([0, 1, 1])} if multi else {}))  # fmt: skip
+    inner = dict(input_ids=inner_batch["input_ids"], attention_mask=inner_batch["attention_mask"], **greedy,
+                 **({"task_ids": torch.tensor([1, 0])} if multi else {}))  # fmt: skip
+
+    class AsksTheModel(LogitsProcessor):
+        seen = []
+
+        def __call__(self, input_ids, scores):
+            if not self.seen:
+                self.seen.append(model.generate(**inner))
+            return scores
+
+    processor = AsksTheModel()
+    with torch.no_grad():
+        outer_alone, inner_alone = model.generate(**outer), model.generate(**inner)
+        nested = model.generate(**outer, logits_processor=LogitsProcessorList([processor]))
+    torch.testing.assert_close(nested, outer_alone, rtol=0, atol=0)
+    torch.testing.assert_close(processor.seen[0], inner_alone, rtol=0, atol=0)
+    assert "_plugin_generation_prompts" not in model.__dict__ and "forward" not in base.__dict__
