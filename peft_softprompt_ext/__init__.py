@@ -51,6 +51,7 @@ install_patches(
         check_plain_copy=persistence.check_plain_copy,
         push_adapter=persistence.push_adapter_folder,
         unroute=layer_prefix.unroute,
+        unprompted=layer_prefix.unprompted,
     )
 )
 

@@ -372,6 +372,7 @@ class PluginHooks:
     check_plain_copy: Callable  # (model_id, base_model, allow, subfolder, hub_kwargs): a plain PEFT adapter this plugin exported
     push_adapter: Callable  # (peft_model, **push_to_hub options) -> commit info
     unroute: Callable  # (base_model): undo the deep prompts' attention routing (unload)
+    unprompted: Callable  # (base_model) -> context manager: no plugin prompt in its layers (a call with the adapter disabled)
 
 
 _hooks: PluginHooks | None = None
@@ -428,7 +429,8 @@ def _disabled_call(original, self, method: str, args, kwargs):
     """Inside `disable_adapter()`: the base model's own `method`, without the prompt's arguments."""
     call = {k: v for k, v in _bound_kwargs(original, self, args, kwargs).items() if k not in _PLUGIN_ONLY_KWARGS}
     positional = call.pop("args", ())  # generate(*args): transformers' own order (inputs first)
-    return getattr(self.get_base_model(), method)(*positional, **call)
+    with _hooks.unprompted(self.get_base_model()):  # (inside a generate that keeps the prompt in the layers)
+        return getattr(self.get_base_model(), method)(*positional, **call)
 
 
 def _forward(hook_name: str):

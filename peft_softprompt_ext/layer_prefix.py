@@ -273,6 +273,23 @@ def mark_step(model) -> None:
         step["marked"] = True
 
 
+@contextlib.contextmanager
+def unprompted(model):
+    """No prompt in `model`'s layers for the block, whatever block is open around it: a call of the model with its
+    adapter disabled, made inside a generate that keeps the prompt in the layers for the whole call (an encoder-decoder's:
+    found 2026-12-06, such a call ran with the prompt, 21 off the base model)."""
+    active = _active.get()
+    if not active:
+        yield
+        return
+    own = {id(module) for module in model.modules()}
+    token = _active.set({key: value for key, value in active.items() if key not in own})
+    try:
+        yield
+    finally:
+        _active.reset(token)
+
+
 class _PromptKeepingCheckpoint:
     """A layer's checkpoint function (transformers' `_gradient_checkpointing_func`) that runs the layer, in forward
     and in its replay in backward, under the prompts active when the forward ran: several forwards (tasks, batch

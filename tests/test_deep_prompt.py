@@ -793,3 +793,37 @@ def test_classifier_free_guidance_gives_the_same_tokens_with_every_cache_setting
                                  negative_prompt_ids=negative, negative_prompt_attention_mask=torch.ones_like(negative), **setting)  # fmt: skip
         tokens[name] = (out if torch.is_tensor(out) else out.sequences)[0, ids.shape[1]:].tolist()
     assert all(t == tokens["default"] for t in tokens.values()), tokens
+
+
+@pytest.mark.parametrize("config_name", ["deep_vocab", "mixture_deep_task_2"])
+def test_a_call_with_the_adapter_disabled_inside_a_seq2seq_generate_runs_the_base_model(config_name):
+    """Found 2026-12-06: an encoder-decoder's generate keeps a deep prompt in the layers for the whole call, and a call of
+    the model with its adapter disabled made inside it (a logits processor's) ran with that prompt: 21-23 off the
+    base model. Such a call now sees no prompt of the model."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    if not common.T5_ROUTES_ATTENTION:
+        pytest.skip(common.NO_DEEP_T5)
+    model = _conformance_model(config_name, "t5")
+    multi = config_name.endswith("_2")
+    ids = torch.randint(6, 300, (3, 7), generator=torch.Generator().manual_seed(1))
+    decoder_ids = torch.zeros(3, 2, dtype=torch.long)
+
+    def disabled_logits():
+        with model.disable_adapter():
+            return model(input_ids=ids, decoder_input_ids=decoder_ids).logits[:, -1]
+
+    class CallsTheModel(LogitsProcessor):
+        seen = []
+
+        def __call__(self, input_ids, scores):
+            if not self.seen:
+                self.seen.append(disabled_logits())
+            return scores
+
+    probe = CallsTheModel()
+    with torch.no_grad():
+        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, do_sample=False,
+                       logits_processor=LogitsProcessorList([probe]), **({"task_ids": torch.tensor([1, 0, 1])} if multi else {}))  # fmt: skip
+        base = model.get_base_model()(input_ids=ids, decoder_input_ids=decoder_ids).logits[:, -1]
+    torch.testing.assert_close(probe.seen[0], base, rtol=1e-5, atol=1e-5)
