@@ -103,3 +103,24 @@ def test_a_bank_mixing_plain_key_value_and_input_row_prompts_is_refused(tmp_path
     config = MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=P, source_prompts=sources, num_tasks=2, mixing="one_hot")
     with pytest.raises(ValueError, match=r"a bank holds one kind"):
         peft.get_peft_model(model, config)
+
+
+def test_a_bank_source_saved_again_as_another_kind_between_its_two_reads_is_refused_naming_it(tmp_path, monkeypatch):
+    """A review's suspicion (2026-12-06): the bank reads each source's config once unlocked (to choose the bank's kind
+    and checks) and again with its table under the lock; a save of another kind between the two reads got the first
+    kind's checks (a plugin deep prompt read first: an error about a missing layout). Simulated: the first read sees a
+    CARTRIDGE, the second the PREFIX_TUNING now in the folder (passed unnoticed before)."""
+    import peft_softprompt_ext.mixture.model as mixture_model
+
+    sources = [plain_folder(tmp_path, "llama", "PREFIX_TUNING", 1), plain_folder(tmp_path, "llama", "PREFIX_TUNING", 2)]
+    real = mixture_model.load_saved_config
+
+    def first_read(source, revision=None):
+        saved = dict(real(source, revision))
+        return {**saved, "peft_type": "CARTRIDGE", "num_frozen_tokens": 1} if source == sources[1] else saved
+
+    monkeypatch.setattr(mixture_model, "load_saved_config", first_read)
+    model, task_type = common.tiny_model("llama")
+    config = MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=P, source_prompts=sources, num_tasks=2, mixing="one_hot")
+    with pytest.raises(ValueError, match=rf"Bank prompt '{sources[1]}' was saved again while it was read: a CARTRIDGE adapter first, now a PREFIX_TUNING one"):
+        peft.get_peft_model(model, config)

@@ -116,6 +116,9 @@ class MixturePromptEncoder(PromptEncoder):
         for source in config.source_prompts:
             prompt, saved = load_saved_prompt(source, config.row_width(), config.base_model_fingerprint, config.allow_base_model_mismatch,
                                               config.source_revision, input_rows=config.deep_layout is None)  # fmt: skip
+            if saved.get("peft_type") != kinds[source]:  # (the table's read holds the lock; the first read did not)
+                raise ValueError(f"Bank prompt {source!r} was saved again while it was read: a {kinds[source]} adapter "
+                                 f"first, now a {saved.get('peft_type')} one. Build the mixture again.")  # fmt: skip
             if config.deep_layout is not None and kinds[source] == "DEEP_PROMPT_TUNING":
                 layer_prefix.check_layout(saved.get("deep_layout"), layer_prefix.slots_of(config.deep_layout), f"Bank prompt {source!r}")
             elif config.deep_layout is not None:  # again on the config read with the table (a save may have come between)
