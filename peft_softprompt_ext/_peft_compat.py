@@ -429,8 +429,12 @@ def _disabled_call(original, self, method: str, args, kwargs):
     """Inside `disable_adapter()`: the base model's own `method`, without the prompt's arguments."""
     call = {k: v for k, v in _bound_kwargs(original, self, args, kwargs).items() if k not in _PLUGIN_ONLY_KWARGS}
     positional = call.pop("args", ())  # generate(*args): transformers' own order (inputs first)
-    with _hooks.unprompted(self.get_base_model()):  # (inside a generate that keeps the prompt in the layers)
-        return getattr(self.get_base_model(), method)(*positional, **call)
+    base = self.get_base_model()
+    # inside a generate of the prompt (a logits processor's call): no prompt in the layers, and a generate steps through
+    # the model's own method, not the one PEFT set for the prompt's call (found by a review: it failed)
+    steps = _instance_attribute(base, "prepare_inputs_for_generation", _MISSING) if method == "generate" else contextlib.nullcontext()
+    with _hooks.unprompted(base), steps:
+        return getattr(base, method)(*positional, **call)
 
 
 def _forward(hook_name: str):

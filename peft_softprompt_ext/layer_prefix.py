@@ -245,7 +245,9 @@ def prefixed_in_steps(model, slots: list[Slot], rows: torch.Tensor, frozen_slots
 
     @functools.wraps(own_forward)  # (its signature: generate checks its keywords against it)
     def forward(*args, **kwargs):
-        if not step["marked"]:
+        # the caller's context says whether this is the call's step: another thread's forward of the model meanwhile
+        # finds nothing there (found by a review: it took the prompt), an inner call on the model its own entry
+        if _armed.get().get(id(model)) is not step or not step["marked"]:
             return own_forward(*args, **kwargs)
         step["marked"] = False
         with prefixed(model, slots, rows, frozen_slots):

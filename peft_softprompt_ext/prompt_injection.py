@@ -377,13 +377,13 @@ def embed_prompts(parts: PromptParts, inputs_embeds, attention_mask, task_ids, l
     return prompts.to(inputs_embeds.dtype)
 
 
-def _labels_as_in_the_rows_alone(labels: torch.Tensor, attention_mask, prompt_predicts_first: bool) -> torch.Tensor:
-    """Labels whose left-padded rows score their first real token as the row alone does, not from the padding position
-    in front of it, which transformers' shift pairs it with (found 2026-12-06: a padded row's loss was 7.96 with a
-    shallow prompt where alone it was 7.68; plain PEFT alike). A shallow prompt's last position predicts it
-    (`prompt_predicts_first`): its label moves to column 0, which that position is paired with. A deep prompt has no
-    position of its own, so nothing predicts it (as alone): its label becomes -100. Rows whose padding has labels
-    (not -100) are left as given; where the padding goes first (`_padding_goes_first`) the labels move with the tokens."""
+def _labels_as_in_the_rows_alone(labels: torch.Tensor, attention_mask) -> torch.Tensor:
+    """A shallow prompt's labels whose left-padded rows have their first real token's label in column 0, which the
+    prompt's last position predicts, as in the row alone; in place, transformers' shift pairs it with the padding
+    position in front of it (found 2026-12-06: a padded row's loss was 7.96 where alone it was 7.68; plain PEFT alike).
+    The labels scored stay as many (Trainer's `num_items_in_batch` counts them before the call). Rows whose padding has
+    labels (not -100) are left as given; where the padding goes first (`_padding_goes_first`) the labels move with the
+    tokens. (A deep prompt has no position of its own: there, as for the base model, the padding position predicts it.)"""
     if not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or attention_mask.shape != labels.shape:
         return labels
     real = attention_mask.bool()
@@ -392,8 +392,7 @@ def _labels_as_in_the_rows_alone(labels: torch.Tensor, attention_mask, prompt_pr
     if rows.numel() == 0:
         return labels
     labels = labels.clone()
-    if prompt_predicts_first:
-        labels[rows, 0] = labels[rows, first[rows]]
+    labels[rows, 0] = labels[rows, first[rows]]
     labels[rows, first[rows]] = -100
     return labels
 
@@ -450,8 +449,6 @@ def causal_lm_forward(
             kwargs["position_ids"] = positions
         check_positions_fit(_transformers_model(parts), num_virtual, new_length, _cache_length(kwargs), kwargs.get("position_ids"))
         rows = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
-        if labels is not None and injecting:
-            labels = _labels_as_in_the_rows_alone(labels, attention_mask, prompt_predicts_first=False)
         with layer_prompts(parts, rows):
             return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,
                                     **_given(output_attentions, output_hidden_states, return_dict), **kwargs)  # fmt: skip
@@ -459,8 +456,9 @@ def causal_lm_forward(
     padding_first = _padding_goes_first(parts, attention_mask) and not four_d
     if padding_first:
         shared_prefix.refuse_on(mode, _PADDING_FIRST_REASON)
-    elif injecting and labels is not None:
-        labels = _labels_as_in_the_rows_alone(labels, attention_mask, prompt_predicts_first=True)
+    context_labels = labels  # (an input-dependent prompt reads each row up to its first labelled token, as given)
+    if injecting and labels is not None and not padding_first:
+        labels = _labels_as_in_the_rows_alone(labels, attention_mask)
     if injecting and new_length > 0 and not padding_first and shared_prefix.use_shared_prefix(mode, parts, output_attentions, kwargs):
         hidden = shared_prefix.hidden_states_asked(parts.base_model, output_hidden_states)
         prefix, rows = shared_prefix.prefix_for(parts.base_model, parts.encoder, inputs_embeds.shape[0], task_ids,
@@ -470,7 +468,7 @@ def causal_lm_forward(
         return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, inputs_embeds, full_mask, positions,
                                                labels, hidden, output_attentions, return_dict, kwargs)  # fmt: skip
     if injecting:
-        prompts = embed_prompts(parts, inputs_embeds, attention_mask, task_ids, labels)
+        prompts = embed_prompts(parts, inputs_embeds, attention_mask, task_ids, context_labels)
         inputs_embeds = torch.cat((prompts, inputs_embeds), dim=1)
         new_length += num_virtual
         if labels is not None:
