@@ -358,6 +358,19 @@ def _reentrant(module) -> bool:
     return isinstance(keywords, dict) and keywords.get("use_reentrant", True) is not False
 
 
+def execution_device(model) -> torch.device:
+    """The device `model` runs on: its parameters', or, where accelerate keeps them elsewhere between calls
+    (`cpu_offload`, `dispatch_model` with offloading leave them on the meta device), the one its hooks run it on."""
+    device = next(model.parameters()).device
+    if device.type != "meta":
+        return device
+    for module in model.modules():
+        hooked = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
+        if hooked is not None:
+            return torch.device(hooked)
+    return device
+
+
 def discover_slots(model, task_type: str) -> list[Slot]:
     """The model's self-attention layers in running order, found by one tiny forward (3 input tokens)."""
     if state_kept_in_layers(model):
@@ -367,8 +380,7 @@ def discover_slots(model, task_type: str) -> list[Slot]:
                          "(VocabSampledPromptTuningConfig) there.")  # fmt: skip
     route(model)
     names = {id(module): name for name, module in model.named_modules()}
-    device = next(model.parameters()).device
-    ids = torch.tensor([[1, 2, 3]], device=device)
+    ids = torch.tensor([[1, 2, 3]], device=execution_device(model))
     calls = _run_capturing(model, ids, task_type, decoder_length=2)
     slots, seen = [], set()
     for module, key, value, queries in calls:

@@ -191,7 +191,7 @@ def model_state(base_model) -> tuple:
     `resize_token_embeddings`, a replaced rotary module put new ones in, whose counters may be where the old
     ones were)."""
     parameters = list(base_model.parameters())
-    device_type = parameters[0].device.type
+    device_type = layer_prefix.execution_device(base_model).type
     autocast = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type)
     watched = parameters + list(base_model.buffers())
     versions = sum(t._version for t in watched)

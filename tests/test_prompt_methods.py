@@ -963,3 +963,30 @@ def test_a_forward_of_the_model_from_another_thread_during_a_layer_path_generate
         handle.remove()
     torch.testing.assert_close(seen["logits"], expected, rtol=0, atol=0)
     torch.testing.assert_close(generated, manual, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("config_name", ["vocab_top_frequent", "mixture_task_2", "deep_vocab"])
+def test_a_prompt_over_a_model_accelerate_offloads_gives_the_same_logits_and_tokens(config_name):
+    """Found by a probe (2026-12-06): accelerate's cpu_offload leaves the parameters on the meta device and moves them in
+    for each call; the plugin took the model's device from its first parameter, so a shallow prompt's forward and
+    generate failed ("unknown device type for autocast"; a static cache: "Cannot copy out of meta tensor"), where plain
+    PEFT prompt tuning runs. The device the hooks run the model on is taken there."""
+    from accelerate import cpu_offload
+    from conformance_support import perturb
+
+    base, task_type = common.tiny_model("llama")
+    model = peft.get_peft_model(base, common.conformance_config(config_name, task_type, "llama"))
+    perturb(model, "default", seed=0)
+    model.eval()
+    batch = common.inference_batch("llama", left_pad=True)
+    tasks = {"task_ids": torch.tensor([0, 1, 1])} if config_name.endswith("_2") else {}
+    greedy = dict(max_new_tokens=3, min_new_tokens=3, do_sample=False, pad_token_id=0, **tasks)
+    settings = [{}, {"cache_implementation": "static"}, {"use_cache": False}]
+    with torch.no_grad():
+        logits = model(**batch, **tasks).logits
+        tokens = [model.generate(**batch, **greedy, **setting) for setting in settings]
+        cpu_offload(model.get_base_model(), execution_device=torch.device("cpu"))
+        assert next(model.get_base_model().parameters()).device.type == "meta"
+        torch.testing.assert_close(model(**batch, **tasks).logits, logits, rtol=1e-5, atol=1e-5)
+        for setting, expected in zip(settings, tokens):
+            torch.testing.assert_close(model.generate(**batch, **greedy, **setting), expected, rtol=0, atol=0, msg=lambda m: f"{setting}: {m}")
