@@ -31,6 +31,15 @@ def lora_model(base, cell):
     return peft.get_peft_model(base, config).eval()
 
 
+def prompted_model(config_name: str, model_name: str):
+    """get_peft_model(the tiny `model_name`, the conformance configuration `config_name`), its prompt moved off the init
+    (seed 0), eval mode: for checks outside the matrix."""
+    base, task_type = common.tiny_model(model_name)
+    model = peft.get_peft_model(base, common.conformance_config(config_name, task_type, model_name))
+    perturb(model, "default", seed=0)
+    return model.eval()
+
+
 def build(cell, seed_offset: int = 0, base_folder=None, under=None):
     """get_peft_model(base, cell's config), its trainable values moved off the init (seeded), eval mode."""
     base = fresh_base(cell)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import testing_common as common
+from conformance_support import prompted_model
 from peft_softprompt_ext import DeepPromptTuningConfig, describe_prompt, export_cartridge, export_prefix_tuning, export_prompt_tuning
 
 MODELS = ["gpt2", "llama", "gemma3", "t5", "bert"]
@@ -726,15 +727,6 @@ LAYER_PATH_SETTINGS = [("deep_vocab", {"return_dict_in_generate": True}), ("deep
                        ("mixture_task_2", {"cache_implementation": "static"}), ("vocab_top_frequent", {"cache_implementation": "static"})]  # fmt: skip
 
 
-def _conformance_model(config_name: str, model_name: str):
-    from conformance_support import perturb
-
-    base, task_type = common.tiny_model(model_name)
-    model = peft.get_peft_model(base, common.conformance_config(config_name, task_type, model_name))
-    perturb(model, "default", seed=0)
-    return model.eval()
-
-
 @pytest.mark.parametrize("config_name,setting", LAYER_PATH_SETTINGS, ids=[f"{c}-{next(iter(s))}" for c, s in LAYER_PATH_SETTINGS])
 @pytest.mark.parametrize("model_name", ["gpt2", "llama"])
 def test_a_forward_of_the_model_inside_its_own_generate_runs_as_outside_it(model_name, config_name, setting):
@@ -745,7 +737,7 @@ def test_a_forward_of_the_model_inside_its_own_generate_runs_as_outside_it(model
     another size failed. Now only the call's own steps see it."""
     from transformers import LogitsProcessor, LogitsProcessorList
 
-    model = _conformance_model(config_name, model_name)
+    model = prompted_model(config_name, model_name)
     multi = config_name.endswith("_2")
     ids = torch.randint(6, 300, (3, 7), generator=torch.Generator().manual_seed(1))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), **({"task_ids": torch.tensor([1, 0, 1])} if multi else {})}
@@ -781,7 +773,7 @@ def test_classifier_free_guidance_gives_the_same_tokens_with_every_cache_setting
     for the unconditional logits: on the layer path that pass saw the prompt, with the default cache it did not, so
     the tokens depended on the cache setting (a deep prompt: return_dict_in_generate, static and no cache gave other
     tokens than the default; a shallow prompt: the static cache did)."""
-    model = _conformance_model(config_name, "llama")
+    model = prompted_model(config_name, "llama")
     ids = torch.randint(6, 300, (1, 7), generator=torch.Generator().manual_seed(1))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), **({"task_ids": torch.tensor([1])} if config_name.endswith("_2") else {})}
     negative = torch.tensor([[7, 8, 9]])
@@ -804,7 +796,7 @@ def test_a_call_with_the_adapter_disabled_inside_a_seq2seq_generate_runs_the_bas
 
     if not common.T5_ROUTES_ATTENTION:
         pytest.skip(common.NO_DEEP_T5)
-    model = _conformance_model(config_name, "t5")
+    model = prompted_model(config_name, "t5")
     multi = config_name.endswith("_2")
     ids = torch.randint(6, 300, (3, 7), generator=torch.Generator().manual_seed(1))
     decoder_ids = torch.zeros(3, 2, dtype=torch.long)

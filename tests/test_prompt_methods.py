@@ -818,12 +818,9 @@ def test_the_loss_of_a_left_padded_batch_is_the_loss_of_its_rows_alone(model_nam
     token-weighted loss of its rows alone, with the shared prefix too (Gemma-3's padding goes first: it was right
     before). A review then found the attention mixture reading the moved labels (its prompt reads each row up to its
     first labelled token): 0.15 off the row alone; it reads them as given. Its logits are checked too."""
-    from conformance_support import perturb
+    from conformance_support import prompted_model
 
-    base, task_type = common.tiny_model(model_name)
-    model = peft.get_peft_model(base, common.conformance_config(config_name, task_type, model_name))
-    perturb(model, "default", seed=0)
-    model.eval()
+    model = prompted_model(config_name, model_name)
     if hasattr(model.peft_config["default"], "shared_prefix"):
         model.peft_config["default"].shared_prefix = shared
     ids = torch.randint(6, 300, (3, 7), generator=torch.Generator().manual_seed(1))
@@ -853,13 +850,11 @@ def test_a_generate_of_the_model_inside_its_own_generate_changes_neither(config_
     model something) ended by removing the outer call's prompts and PEFT's step method from the model, so the outer
     call went on without its prompt (other tokens, with the default and the static cache; the inner call, with a static
     cache, had also failed on the outer call's prompt in the layers until the layer path served only its own steps)."""
-    from conformance_support import perturb
+    from conformance_support import prompted_model
     from transformers import LogitsProcessor, LogitsProcessorList
 
-    base, task_type = common.tiny_model("llama")
-    model = peft.get_peft_model(base, common.conformance_config(config_name, task_type, "llama"))
-    perturb(model, "default", seed=0)
-    model.eval()
+    model = prompted_model(config_name, "llama")
+    base = model.get_base_model()
     multi = config_name.endswith("_2")
     outer_batch = common.inference_batch("llama", left_pad=True)
     inner_batch = common.inference_batch("llama", batch_size=2, length=5, seed=7)
@@ -893,13 +888,11 @@ def test_a_generate_with_the_adapter_disabled_inside_the_prompts_generate_is_the
     processor's), stepped through the method PEFT had set for the prompt's call and failed (a size mismatch in the
     cache); plain PEFT gives other tokens than the base model there. It is the base model's generate now, and the outer
     call's tokens do not change."""
-    from conformance_support import perturb
+    from conformance_support import prompted_model
     from transformers import LogitsProcessor, LogitsProcessorList
 
-    base, task_type = common.tiny_model("llama")
-    model = peft.get_peft_model(base, common.conformance_config(config_name, task_type, "llama"))
-    perturb(model, "default", seed=0)
-    model.eval()
+    model = prompted_model(config_name, "llama")
+    base = model.get_base_model()
     batch = common.inference_batch("llama", batch_size=2)
     inner_batch = common.inference_batch("llama", batch_size=1, seed=7)
     greedy = dict(max_new_tokens=3, min_new_tokens=3, do_sample=False)
@@ -932,12 +925,10 @@ def test_a_forward_of_the_model_from_another_thread_during_a_layer_path_generate
     runs the other thread's forward at that instant."""
     import threading
 
-    from conformance_support import perturb
+    from conformance_support import prompted_model
 
-    base, task_type = common.tiny_model("llama")
-    model = peft.get_peft_model(base, common.conformance_config("deep_vocab", task_type, "llama"))
-    perturb(model, "default", seed=0)
-    model.eval()
+    model = prompted_model("deep_vocab", "llama")
+    base = model.get_base_model()
     batch = common.inference_batch("llama", batch_size=2)
     other = common.inference_batch("llama", batch_size=2, seed=9)
     with torch.no_grad():
@@ -972,12 +963,9 @@ def test_a_prompt_over_a_model_accelerate_offloads_gives_the_same_logits_and_tok
     generate failed ("unknown device type for autocast"; a static cache: "Cannot copy out of meta tensor"), where plain
     PEFT prompt tuning runs. The device the hooks run the model on is taken there."""
     from accelerate import cpu_offload
-    from conformance_support import perturb
+    from conformance_support import prompted_model
 
-    base, task_type = common.tiny_model("llama")
-    model = peft.get_peft_model(base, common.conformance_config(config_name, task_type, "llama"))
-    perturb(model, "default", seed=0)
-    model.eval()
+    model = prompted_model(config_name, "llama")
     batch = common.inference_batch("llama", left_pad=True)
     tasks = {"task_ids": torch.tensor([0, 1, 1])} if config_name.endswith("_2") else {}
     greedy = dict(max_new_tokens=3, min_new_tokens=3, do_sample=False, pad_token_id=0, **tasks)
