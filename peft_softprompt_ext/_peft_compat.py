@@ -38,6 +38,7 @@ from packaging.version import Version
 
 from . import sources
 from .atomic_io import read_json_object
+from .instance_attribute import MISSING, instance_attribute
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -432,7 +433,7 @@ def _disabled_call(original, self, method: str, args, kwargs):
     base = self.get_base_model()
     # inside a generate of the prompt (a logits processor's call): no prompt in the layers, and a generate steps through
     # the model's own method, not the one PEFT set for the prompt's call (found by a review: it failed)
-    steps = _instance_attribute(base, "prepare_inputs_for_generation", _MISSING) if method == "generate" else contextlib.nullcontext()
+    steps = instance_attribute(base, "prepare_inputs_for_generation", MISSING) if method == "generate" else contextlib.nullcontext()
     with _hooks.unprompted(base), steps:
         return getattr(base, method)(*positional, **call)
 
@@ -490,9 +491,9 @@ def _causal_generate(original, self, *args, **kwargs):
     # A generate of this model inside this one (a logits processor's) leaves this call's state as it found it (found
     # 2026-12-06: its end removed this call's prompts and PEFT's step method from the model, and this call went on
     # without its prompt); a refusal on the way leaves nothing behind for a later step outside generate.
-    with _instance_attribute(self, "_plugin_generation_prompts", _MISSING), \
-            _instance_attribute(self, "_plugin_generation_prefix", _MISSING), \
-            _instance_attribute(self.base_model, "prepare_inputs_for_generation", self.base_model.__dict__.get("prepare_inputs_for_generation", _MISSING)):  # fmt: skip
+    with instance_attribute(self, "_plugin_generation_prompts", MISSING), \
+            instance_attribute(self, "_plugin_generation_prefix", MISSING), \
+            instance_attribute(self.base_model, "prepare_inputs_for_generation", self.base_model.__dict__.get("prepare_inputs_for_generation", MISSING)):  # fmt: skip
         self._plugin_generation_prompts = _hooks.generation_prompts(parts, args, kwargs)
         self._plugin_generation_prefix = _hooks.generation_prefix(parts, args, kwargs, prompt_cache)
         with _rows_adapters_of_the_model_under(self, kwargs):  # (what the scope runs through the model at its start)
@@ -534,7 +535,7 @@ def _steps_through_the_prompt(peft_model):
         return
     inner = innermost_model(peft_model.base_model)
     step = peft_model.prepare_inputs_for_generation  # (the signature-carrying one, for inputs_embeds)
-    before = inner.__dict__.get("prepare_inputs_for_generation", _MISSING)
+    before = inner.__dict__.get("prepare_inputs_for_generation", MISSING)
     own_generate = inner.generate
     running = []
 
@@ -542,37 +543,15 @@ def _steps_through_the_prompt(peft_model):
         # Only this call's own generate on that model steps through the prompt. One started inside it (a logits
         # processor's, an assistant's on the same model) steps as it would without the prompt (found 2026-12-06: it got
         # the prompt's steps and failed).
-        with _instance_attribute(inner, "prepare_inputs_for_generation", before if running else step):
+        with instance_attribute(inner, "prepare_inputs_for_generation", before if running else step):
             running.append(True)
             try:
                 return own_generate(*args, **kwargs)
             finally:
                 running.pop()
 
-    with _instance_attribute(inner, "generate", generate):
+    with instance_attribute(inner, "generate", generate):
         yield
-
-
-_MISSING = object()
-
-
-@contextlib.contextmanager
-def _instance_attribute(owner, name: str, value):
-    """`owner.<name>` is `value` for the block (none of its own where `value` is `_MISSING`), set in the instance's own
-    `__dict__` (over the class's method), and afterwards what the instance held before (an outer call's, or one the
-    user set), or nothing."""
-    def hold(held):
-        if held is _MISSING:
-            owner.__dict__.pop(name, None)
-        else:
-            owner.__dict__[name] = held
-
-    before = owner.__dict__.get(name, _MISSING)
-    hold(value)
-    try:
-        yield
-    finally:
-        hold(before)
 
 
 @contextlib.contextmanager
@@ -591,7 +570,7 @@ def _inputs_embeds_accepted(peft_model, kwargs: dict):
     last = len(parameters) - (parameters and parameters[-1].kind is inspect.Parameter.VAR_KEYWORD)
     accepting = functools.partial(method)  # a callable of its own, to carry the signature
     accepting.__signature__ = signature.replace(parameters=parameters[:last] + [keyword] + parameters[last:])
-    with _instance_attribute(peft_model, "prepare_inputs_for_generation", accepting):  # PEFT's generate hands it to the base model
+    with instance_attribute(peft_model, "prepare_inputs_for_generation", accepting):  # PEFT's generate hands it to the base model
         yield
 
 

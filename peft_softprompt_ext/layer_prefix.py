@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.utils.checkpoint
 
+from .instance_attribute import instance_attribute
 from .options import is_integer
 
 ROUTE = "peft_softprompt_ext_layer_prefix|"
@@ -209,18 +210,28 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
 
 
 # --------------------------------------------------------------------------- use
-@contextlib.contextmanager
 def prefixed(model, slots: list[Slot], rows: torch.Tensor, frozen_slots: int = 0):
     """Within this block, every slot of `model` sees its part of `rows` [B, P, F] in front of its keys/values.
     The first `frozen_slots` slots get theirs detached: nothing below the lowest trained layer runs backward."""
-    route(model)  # again: someone may have set another attention implementation since
-    if torch.is_grad_enabled():
-        _keep_prompts_in_checkpoints(model, refuse_reentrant=rows.requires_grad)
+    return _in_front(model, _by_module(model, slots, rows, frozen_slots), rows.requires_grad)
+
+
+def _by_module(model, slots: list[Slot], rows: torch.Tensor, frozen_slots: int) -> dict:
+    """id(attention module) -> its (keys, values) of `rows`, the first `frozen_slots` slots' detached."""
     modules = [model.get_submodule(slot.name) for slot in slots]
     key_values = split(rows, slots)
     key_values = [(k.detach(), v.detach()) for k, v in key_values[:frozen_slots]] + key_values[frozen_slots:]
+    return {id(module): kv for module, kv in zip(modules, key_values)}
+
+
+@contextlib.contextmanager
+def _in_front(model, by_module: dict, trains: bool):
+    """`by_module`'s keys and values in front of those modules' own for the block (`prefixed`)."""
+    route(model)  # again: someone may have set another attention implementation since
+    if torch.is_grad_enabled():
+        _keep_prompts_in_checkpoints(model, refuse_reentrant=trains)
     # another model's open block (this model runs inside its generate) keeps its own layers' prompts
-    token = _active.set({**(_active.get() or {}), **{id(module): kv for module, kv in zip(modules, key_values)}})
+    token = _active.set({**(_active.get() or {}), **by_module})
     try:
         yield
     finally:
@@ -242,6 +253,7 @@ def prefixed_in_steps(model, slots: list[Slot], rows: torch.Tensor, frozen_slots
     route(model)
     own_forward = model.forward  # (the class's, bound, or one set on the instance: an outer call's, accelerate's)
     step = {"marked": False}
+    by_module = _by_module(model, slots, rows, frozen_slots)  # once for the call, not at every step
 
     @functools.wraps(own_forward)  # (its signature: generate checks its keywords against it)
     def forward(*args, **kwargs):
@@ -250,20 +262,14 @@ def prefixed_in_steps(model, slots: list[Slot], rows: torch.Tensor, frozen_slots
         if _armed.get().get(id(model)) is not step or not step["marked"]:
             return own_forward(*args, **kwargs)
         step["marked"] = False
-        with prefixed(model, slots, rows, frozen_slots):
+        with _in_front(model, by_module, rows.requires_grad):
             return own_forward(*args, **kwargs)
 
     token = _armed.set({**_armed.get(), id(model): step})
-    missing = object()
-    before = model.__dict__.get("forward", missing)
-    model.__dict__["forward"] = forward
     try:
-        yield
+        with instance_attribute(model, "forward", forward):
+            yield
     finally:
-        if before is missing:
-            model.__dict__.pop("forward", None)
-        else:
-            model.__dict__["forward"] = before
         _armed.reset(token)
 
 

@@ -605,22 +605,14 @@ def test_another_deep_prompt_model_called_inside_a_generate_keeps_its_own_prompt
     """Found 2026-12-06: one open deep-prompt block stood for every model, so a second deep-prompt model run inside the
     first one's generate (a logits processor, a stopping criterion, an assistant) ran without its prompt, without a
     word (on Llama it gave the base model's logits)."""
-    from transformers import LogitsProcessor, LogitsProcessorList
+    from transformers import LogitsProcessorList
 
     main, other = deep_model(model_name), deep_model(model_name, seed=1)
     ids = torch.tensor([[20, 21, 22, 23, 20, 21, 22]])
     with torch.no_grad():
         expected = other(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, -1]
 
-    class CallsTheOtherModel(LogitsProcessor):
-        seen = None
-
-        def __call__(self, input_ids, scores):
-            if self.seen is None:
-                self.seen = other(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits[:, -1]
-            return scores
-
-    probe = CallsTheOtherModel()
+    probe = common.once_inside_generate(lambda input_ids: other(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits[:, -1])
     with torch.no_grad():  # return_dict_in_generate: the prompt stays in the layers for the whole call (no cache)
         main.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, do_sample=False,
                       return_dict_in_generate=True, logits_processor=LogitsProcessorList([probe]))  # fmt: skip
@@ -735,7 +727,7 @@ def test_a_forward_of_the_model_inside_its_own_generate_runs_as_outside_it(model
     of the same model made inside it (a logits processor's) ran with the call's prompt: with the adapter disabled it was
     2.9-5.7 off the base model, with other task ids 1.0 off, a shallow prompt got its rows twice, and a batch of
     another size failed. Now only the call's own steps see it."""
-    from transformers import LogitsProcessor, LogitsProcessorList
+    from transformers import LogitsProcessorList
 
     model = prompted_model(config_name, model_name)
     multi = config_name.endswith("_2")
@@ -748,18 +740,9 @@ def test_a_forward_of_the_model_inside_its_own_generate_runs_as_outside_it(model
             disabled = model(input_ids=input_ids).logits[:, -1]
         return disabled, model(input_ids=input_ids[:1], **inner_tasks).logits[:, -1]
 
-    class CallsTheModel(LogitsProcessor):
-        seen = None
-
-        def __call__(self, input_ids, scores):
-            if self.seen is None:
-                self.seen = input_ids, inner_calls(input_ids)
-            return scores
-
-    probe = CallsTheModel()
+    probe = common.once_inside_generate(lambda input_ids: (input_ids, inner_calls(input_ids)))
     with torch.no_grad():
-        model.generate(**batch, max_new_tokens=2, min_new_tokens=2, do_sample=False, logits_processor=LogitsProcessorList([probe]),
-                       **setting)  # fmt: skip
+        model.generate(**batch, max_new_tokens=2, min_new_tokens=2, do_sample=False, logits_processor=LogitsProcessorList([probe]), **setting)
         input_ids, (disabled, alone) = probe.seen
         base = model.get_base_model()(input_ids=input_ids).logits[:, -1]
         _, expected_alone = inner_calls(input_ids)
@@ -792,7 +775,7 @@ def test_a_call_with_the_adapter_disabled_inside_a_seq2seq_generate_runs_the_bas
     """Found 2026-12-06: an encoder-decoder's generate keeps a deep prompt in the layers for the whole call, and a call of
     the model with its adapter disabled made inside it (a logits processor's) ran with that prompt: 21-23 off the
     base model. Such a call now sees no prompt of the model."""
-    from transformers import LogitsProcessor, LogitsProcessorList
+    from transformers import LogitsProcessorList
 
     if not common.T5_ROUTES_ATTENTION:
         pytest.skip(common.NO_DEEP_T5)
@@ -805,17 +788,9 @@ def test_a_call_with_the_adapter_disabled_inside_a_seq2seq_generate_runs_the_bas
         with model.disable_adapter():
             return model(input_ids=ids, decoder_input_ids=decoder_ids).logits[:, -1]
 
-    class CallsTheModel(LogitsProcessor):
-        seen = []
-
-        def __call__(self, input_ids, scores):
-            if not self.seen:
-                self.seen.append(disabled_logits())
-            return scores
-
-    probe = CallsTheModel()
+    probe = common.once_inside_generate(lambda input_ids: disabled_logits())
     with torch.no_grad():
         model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, do_sample=False,
                        logits_processor=LogitsProcessorList([probe]), **({"task_ids": torch.tensor([1, 0, 1])} if multi else {}))  # fmt: skip
         base = model.get_base_model()(input_ids=ids, decoder_input_ids=decoder_ids).logits[:, -1]
-    torch.testing.assert_close(probe.seen[0], base, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(probe.seen, base, rtol=1e-5, atol=1e-5)

@@ -851,7 +851,7 @@ def test_a_generate_of_the_model_inside_its_own_generate_changes_neither(config_
     call went on without its prompt (other tokens, with the default and the static cache; the inner call, with a static
     cache, had also failed on the outer call's prompt in the layers until the layer path served only its own steps)."""
     from conformance_support import prompted_model
-    from transformers import LogitsProcessor, LogitsProcessorList
+    from transformers import LogitsProcessorList
 
     model = prompted_model(config_name, "llama")
     base = model.get_base_model()
@@ -864,20 +864,12 @@ def test_a_generate_of_the_model_inside_its_own_generate_changes_neither(config_
     inner = dict(input_ids=inner_batch["input_ids"], attention_mask=inner_batch["attention_mask"], **greedy,
                  **({"task_ids": torch.tensor([1, 0])} if multi else {}))  # fmt: skip
 
-    class AsksTheModel(LogitsProcessor):
-        seen = []
-
-        def __call__(self, input_ids, scores):
-            if not self.seen:
-                self.seen.append(model.generate(**inner))
-            return scores
-
-    processor = AsksTheModel()
+    processor = common.once_inside_generate(lambda input_ids: model.generate(**inner))
     with torch.no_grad():
         outer_alone, inner_alone = model.generate(**outer), model.generate(**inner)
         nested = model.generate(**outer, logits_processor=LogitsProcessorList([processor]))
     torch.testing.assert_close(nested, outer_alone, rtol=0, atol=0)
-    torch.testing.assert_close(processor.seen[0], inner_alone, rtol=0, atol=0)
+    torch.testing.assert_close(processor.seen, inner_alone, rtol=0, atol=0)
     assert "_plugin_generation_prompts" not in model.__dict__ and "forward" not in base.__dict__
 
 
@@ -889,7 +881,7 @@ def test_a_generate_with_the_adapter_disabled_inside_the_prompts_generate_is_the
     cache); plain PEFT gives other tokens than the base model there. It is the base model's generate now, and the outer
     call's tokens do not change."""
     from conformance_support import prompted_model
-    from transformers import LogitsProcessor, LogitsProcessorList
+    from transformers import LogitsProcessorList
 
     model = prompted_model(config_name, "llama")
     base = model.get_base_model()
@@ -901,20 +893,12 @@ def test_a_generate_with_the_adapter_disabled_inside_the_prompts_generate_is_the
         with model.disable_adapter():
             return model.generate(**inner_batch, **greedy)
 
-    class GeneratesDisabled(LogitsProcessor):
-        seen = []
-
-        def __call__(self, input_ids, scores):
-            if not self.seen:
-                self.seen.append(disabled_generate())
-            return scores
-
-    probe = GeneratesDisabled()
+    probe = common.once_inside_generate(lambda input_ids: disabled_generate())
     with torch.no_grad():
         base_alone = base.generate(**inner_batch, **greedy)
         outer_alone = model.generate(**batch, **greedy, **setting)
         outer = model.generate(**batch, **greedy, **setting, logits_processor=LogitsProcessorList([probe]))
-    torch.testing.assert_close(probe.seen[0], base_alone, rtol=0, atol=0)
+    torch.testing.assert_close(probe.seen, base_alone, rtol=0, atol=0)
     torch.testing.assert_close(outer, outer_alone, rtol=0, atol=0)
 
 

@@ -208,6 +208,22 @@ def forward_logits(model, batch) -> torch.Tensor:
         return model(**batch).logits
 
 
+def once_inside_generate(call):
+    """A logits processor (pass it as `logits_processor=[...]`) that runs `call(input_ids)` at generate's first step, a
+    call made inside a generate, and keeps its result in `.seen` (None until then)."""
+    from transformers import LogitsProcessor
+
+    class CallsOnce(LogitsProcessor):
+        seen = None
+
+        def __call__(self, input_ids, scores):
+            if self.seen is None:
+                self.seen = call(input_ids)
+            return scores
+
+    return CallsOnce()
+
+
 def greedy_manual_loop(peft_model, input_ids, attention_mask, max_new_tokens: int, **forward_kwargs) -> torch.Tensor:
     """Greedy decoding by repeated full forwards over PeftModel.forward (no cache at all)."""
     ids, mask = input_ids.clone(), attention_mask.clone()
