@@ -42,6 +42,10 @@ def _not_an_adapter_file(name: str, path: str) -> bool:
     return name not in ADAPTER_SAVE_NAMES
 
 
+def _everything(name: str, path: str) -> bool:
+    return True
+
+
 def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters=None, safe_serialization=True) -> None:
     """All-or-nothing save: `write_peft_files(staging)` (PEFT's own save), then the plain copies and
     the model card of every plugin adapter (`hub.write_sharing_files`). A README.md in the folder that
@@ -55,12 +59,18 @@ def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters
                          "'default' under its name), where this plugin writes the default adapter's plain PEFT copy: "
                          "give it another name, or save it apart (selected_adapters=['vanilla']).")  # fmt: skip
     users_readme = _users_readme(save_directory)
-    keep = _not_an_adapter_file if not users_readme else lambda name, path: name == "README.md" or _not_an_adapter_file(name, path)
+    if "default" not in saved_names:  # PEFT writes every other adapter into its subfolder: the top-level files are
+        keep = _everything  # the folder's default adapter's (or a user's), kept as plain PEFT keeps them
+    elif users_readme:
+        keep = lambda name, path: name == "README.md" or _not_an_adapter_file(name, path)  # noqa: E731
+    else:
+        keep = _not_an_adapter_file
     with atomic_io.atomic_directory_write(save_directory, keep=keep) as staging:
         write_peft_files(staging)
         write_sharing_files(peft_model, staging, selected_adapters)
-        if users_readme:
-            os.remove(os.path.join(staging, "README.md"))
+        if users_readme or "default" not in saved_names:  # (PEFT's generic card there: a later save would keep it as the user's)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(staging, "README.md"))
     if users_readme:
         warnings.warn(f"{os.path.join(os.fspath(save_directory), 'README.md')} was not written by this plugin: kept as it "
                       "is, without the model card (build_model_card(model).save(path) writes one elsewhere).", stacklevel=3)  # fmt: skip
@@ -176,8 +186,10 @@ def push_adapter_folder(peft_model, repo_id: str, commit_message=None, commit_de
                 if tags:
                     card.data.tags = list(dict.fromkeys([*(card.data.tags or []), *tags]))
                 card.save(card_path)
-        # every pushed adapter's earlier plain copies go (a mixture's old per-task copies must not linger)
-        stale = [f"{name}/vanilla/**" for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name, ADAPTER_CONFIG_NAME))]
+        # every pushed adapter's earlier plain copies go (a mixture's old per-task copies must not linger); a push without
+        # the default adapter leaves the repo's top level (its default adapter) alone, as plain PEFT's push does
+        pushed = [name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name, ADAPTER_CONFIG_NAME))]
+        top = ["vanilla/**"] if os.path.isfile(os.path.join(folder, ADAPTER_CONFIG_NAME)) else []
         return upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message or "Upload soft prompt",
                              commit_description=commit_description, token=token, revision=revision, create_pr=create_pr,
-                             delete_patterns=["vanilla/**", *stale])  # fmt: skip
+                             delete_patterns=[*top, *(f"{name}/vanilla/**" for name in pushed)])  # fmt: skip

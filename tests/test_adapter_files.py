@@ -112,6 +112,34 @@ def test_a_save_keeps_other_adapters_and_trainer_checkpoints_in_its_folder(saved
     assert (checkpoint / "optimizer.pt").read_bytes() == b"state" and (checkpoint / "adapter_config.json").exists()
 
 
+@pytest.mark.parametrize("how", ["selected_adapters", "a model whose only adapter is another"])
+def test_a_save_without_the_default_adapter_keeps_the_folders_default_adapter(saved, how):
+    """Found 2026-12-07 by a probe: saving only another adapter into a folder holding a default save (selected_adapters
+    without "default", or a model whose only adapter has another name) deleted the default adapter's weights, config,
+    card and vanilla/ copy, where plain PEFT leaves them, and left PEFT's generic README.md at the top, which every
+    later save then kept as the user's, writing no card."""
+    import peft
+
+    from peft_softprompt_ext.adapter_files import is_plugin_card
+
+    peft_model, folder = saved
+    before = snapshot(folder)
+    other = common.all_configs()["vocab_uniform"]("CAUSAL_LM", "gpt2")
+    other.num_virtual_tokens = 7
+    if how == "selected_adapters":
+        peft_model.add_adapter("other", other)
+        peft_model.save_pretrained(folder, selected_adapters=["other"])
+    else:
+        peft.get_peft_model(common.tiny_model("gpt2")[0], other, adapter_name="other").save_pretrained(folder)
+    after = snapshot(folder)
+    assert {path: after.get(path) for path in before} == before  # the default save's every file, as it was
+    assert (folder / "other" / "adapter_config.json").is_file() and is_plugin_card(folder / "other" / "README.md")
+    torch.testing.assert_close(common.forward_logits(load(folder), common.inference_batch("gpt2")),
+                               common.forward_logits(peft_model, common.inference_batch("gpt2")), rtol=0, atol=0)  # fmt: skip
+    peft_model.save_pretrained(folder)  # a full save again: the card is the plugin's
+    assert is_plugin_card(folder / "README.md")
+
+
 def test_a_save_that_is_not_the_main_process_writes_nothing(saved):
     """Found 2026-12-05: save_pretrained(is_main_process=False) (every non-main rank under Trainer / Accelerate)
     replaced the folder with one holding only the card and vanilla/: the adapter was gone."""

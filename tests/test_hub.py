@@ -109,6 +109,22 @@ def test_a_push_replaces_every_adapters_old_plain_copies(hub):
     assert not any(name.startswith(("mix/vanilla/x/", "mix/vanilla/y/")) for name in files), sorted(files)
 
 
+def test_a_push_of_another_adapter_alone_leaves_the_repos_default_adapter(hub, pushed):
+    """Found 2026-12-07 by a probe: pushing a model whose only adapter is not "default" deleted the repo's vanilla/ copy
+    of its default adapter and replaced its card, while the default adapter's own files stayed (plain PEFT deletes
+    nothing there): the card's plain-PEFT instructions then failed."""
+    import peft
+
+    before = hub.files(REPO_ID)
+    other = common.all_configs()["vocab_uniform"]("CAUSAL_LM", "gpt2")
+    peft.get_peft_model(common.tiny_model("gpt2")[0], other, adapter_name="other").push_to_hub(REPO_ID)
+    files = hub.files(REPO_ID)
+    assert {name: files.get(name) for name in before} == before
+    assert {"other/adapter_config.json", "other/vanilla/adapter_config.json", "other/README.md"} <= set(files)
+    plain = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], REPO_ID, subfolder="vanilla")
+    common.assert_float32_paths_close(logits(plain), logits(pushed))
+
+
 def test_mixture_bank_accepts_repo_ids(hub, pushed):
     model, _ = common.tiny_model("gpt2")
     config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, num_tasks=1, mixing="one_hot",
