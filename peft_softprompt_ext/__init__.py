@@ -52,6 +52,7 @@ install_patches(
         push_adapter=persistence.push_adapter_folder,
         unroute=layer_prefix.unroute,
         unprompted=layer_prefix.unprompted,
+        check_saved_config=persistence.check_saved_config,
     )
 )
 

@@ -374,6 +374,7 @@ class PluginHooks:
     push_adapter: Callable  # (peft_model, **push_to_hub options) -> commit info
     unroute: Callable  # (base_model): undo the deep prompts' attention routing (unload)
     unprompted: Callable  # (base_model) -> context manager: no plugin prompt in its layers (a call with the adapter disabled)
+    check_saved_config: Callable  # (saved fingerprint, model's fingerprint): a config read from a save fits this base model
 
 
 _hooks: PluginHooks | None = None
@@ -393,7 +394,9 @@ def _setup_prompt_encoder(original, self, adapter_name):
     # A config read from a save (its fingerprint, and the inference_mode=True PEFT saves) is built for its weights to
     # be loaded next (PeftModel(base, PeftConfig.from_pretrained(folder)), then set_peft_model_state_dict): no start.
     saved_config = config.inference_mode and config.base_model_fingerprint is not None
-    if config.base_model_fingerprint not in (None, fingerprint):  # (a loaded config was checked: it matches)
+    if saved_config:  # (from_pretrained checked it already; PEFT's low-level load did not)
+        _hooks.check_saved_config(config.base_model_fingerprint, fingerprint)
+    if config.base_model_fingerprint not in (None, fingerprint):
         # PEFT keeps the config object it is given: one used before for another base model gets its own copy
         config = self.peft_config[adapter_name] = copy.deepcopy(config)
     config.base_model_fingerprint = fingerprint

@@ -29,7 +29,7 @@ from ._peft_compat import (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEI
                            input_embeddings_of, is_plugin_config)  # fmt: skip
 from .adapter_files import NO_FINGERPRINT, check_adapter_files, check_state_shapes, claimed_fingerprint, is_plugin_card, safetensors_shapes
 from .export import vanilla_copies
-from .fingerprint import base_model_fingerprint, check_fingerprint
+from .fingerprint import base_model_fingerprint, check_fingerprint, fingerprint_differences, fingerprint_problem
 from .hub import write_sharing_files
 
 # Top-level names an adapter save writes (besides a subfolder per extra adapter): an old save's are dropped.
@@ -120,6 +120,22 @@ def checked_config(model_id, base_model, config_class, encoder_class, config=Non
     if allow_base_model_mismatch:
         config.base_model_fingerprint = base_model_fingerprint(base_model)  # the prompt now lives on this model
     return config
+
+
+def check_saved_config(saved, actual: dict) -> None:
+    """A config read from a save (inference_mode=True, a fingerprint) that PEFT builds a model from for the save's
+    weights to be loaded next (`PeftModel(base, PeftConfig.from_pretrained(folder))`, then `set_peft_model_state_dict`):
+    its fingerprint must be this base model's, as on `from_pretrained`'s path (which adopts the model's when a mismatch
+    was allowed)."""
+    problem = fingerprint_problem(saved)
+    differences = [problem] if problem is not None else fingerprint_differences(saved, actual)
+    if differences:
+        raise ValueError(
+            "This adapter config was read from an adapter saved on another base model: " + "; ".join(differences) + ". "
+            "Build the PeftModel on the model it was trained on, or load the adapter with PeftModel.from_pretrained(base, "
+            "folder, allow_base_model_mismatch=True) if you know the prompt fits (e.g. after projection); for a new prompt "
+            "with these settings, set the config's base_model_fingerprint=None and inference_mode=False first."
+        )
 
 
 def check_plain_copy(model_id, base_model, allow_base_model_mismatch=False, subfolder: str | None = None,

@@ -113,6 +113,28 @@ def test_a_config_used_for_two_base_models_gets_each_ones_fingerprint(tmp_path):
     PeftModel.from_pretrained(common.tiny_model("gpt2")[0], tmp_path / "first")
 
 
+@pytest.mark.parametrize("entry", ["PeftModelForCausalLM", "get_peft_model"])
+def test_a_config_read_from_a_save_on_another_base_is_refused_by_the_low_level_load(saved, entry):
+    """Found 2026-12-07 by a probe: PEFT's low-level load (PeftModel(base, PeftConfig.from_pretrained(folder)), then
+    set_peft_model_state_dict(model, load_peft_weights(folder))) put another base model's prompt in without a word,
+    and the model's config took the new base's fingerprint, so a save of it then passed every check."""
+    from peft.utils import load_peft_weights
+
+    trained, folder = saved
+    config = peft.PeftConfig.from_pretrained(folder)
+    build = peft.PeftModelForCausalLM if entry == "PeftModelForCausalLM" else peft.get_peft_model
+    for make in (build, PeftModel):
+        with pytest.raises(ValueError, match=r"read from an adapter saved on another base model: embedding_digest.*allow_base_model_mismatch"):
+            make(other_base(), config)
+    model = build(common.tiny_model("gpt2")[0], peft.PeftConfig.from_pretrained(folder))  # its own base: accepted
+    peft.set_peft_model_state_dict(model, load_peft_weights(folder))
+    torch.testing.assert_close(common.forward_logits(model, common.inference_batch("gpt2")),
+                               common.forward_logits(trained, common.inference_batch("gpt2")), rtol=0, atol=0)  # fmt: skip
+    fresh = peft.PeftConfig.from_pretrained(folder)
+    fresh.base_model_fingerprint, fresh.inference_mode = None, False  # a new prompt with the saved settings: allowed
+    build(other_base(), fresh)
+
+
 @pytest.mark.parametrize("path", ["from_pretrained_subfolder", "from_pretrained_folder", "load_adapter"])
 def test_a_plugin_saves_plain_copy_is_checked_by_plain_peft_loads_too(saved, path):
     """Found 2026-12-05: with the plugin imported, plain PEFT's own load of a save's vanilla/ copy (which carries the
