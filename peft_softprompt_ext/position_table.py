@@ -42,15 +42,17 @@ def _find_limit(model: torch.nn.Module) -> tuple[int, str] | None:
     return value, f"config.{field}"
 
 
-def check_positions_fit(model, num_virtual_tokens: int, fed_length: int, cache_length: int = 0, positions=None) -> None:
+def check_positions_fit(model, num_virtual_tokens: int, fed_length: int, cache_length: int = 0, positions=None,
+                        given: bool = False) -> None:  # fmt: skip
     """Raise ValueError if this call would look up a position past `model`'s table.
 
     `fed_length`: the tokens this call feeds (prompt rows included when they are fed); `cache_length`: the
     tokens the cache holds before it; `positions`: the position ids it passes, if any (else the model counts
-    from its cache). The check reads a tensor only when the call's shape comes near the table's end.
+    from its cache); `given`: they come from the caller's own position_ids, which may hold any number. The
+    check reads a tensor only when positions are given or the call's shape comes near the table's end.
     """
     limit = position_limit(model)
-    if limit is None or num_virtual_tokens + cache_length + fed_length <= limit[0]:  # no position can reach the end
+    if limit is None or (not given and num_virtual_tokens + cache_length + fed_length <= limit[0]):  # no position can reach it
         return
     highest = int(positions.max()) if positions is not None else cache_length + fed_length - 1
     table, source = limit

@@ -431,6 +431,7 @@ def causal_lm_forward(
     if inputs_embeds is None:
         inputs_embeds = parts.input_embeddings(input_ids)
     position_ids = checked_position_ids(position_ids, inputs_embeds)
+    given = position_ids is not None  # the caller's positions: any number, read by the table check
     num_virtual, new_length = parts.num_virtual_tokens, inputs_embeds.shape[1]
     if not _is_deep(parts):
         _refuse_a_cache_without_prompt_rows(parts, kwargs)
@@ -447,7 +448,7 @@ def causal_lm_forward(
             if positions is None:  # no mask, no positions
                 positions = _positions_after_prompt(kwargs, num_virtual, inputs_embeds.shape[0], new_length, inputs_embeds.device)
             kwargs["position_ids"] = positions
-        check_positions_fit(_transformers_model(parts), num_virtual, new_length, _cache_length(kwargs), kwargs.get("position_ids"))
+        check_positions_fit(_transformers_model(parts), num_virtual, new_length, _cache_length(kwargs), kwargs.get("position_ids"), given)
         rows = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
         with layer_prompts(parts, rows):
             return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,
@@ -464,7 +465,7 @@ def causal_lm_forward(
         prefix, rows = shared_prefix.prefix_for(parts.base_model, parts.encoder, inputs_embeds.shape[0], task_ids,
                                                 inputs_embeds.dtype, prompt_cache, shared_prefix.asks_hidden_states(hidden))  # fmt: skip
         positions = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
-        check_positions_fit(_transformers_model(parts), num_virtual, new_length, num_virtual, positions)  # the prefix: P cached
+        check_positions_fit(_transformers_model(parts), num_virtual, new_length, num_virtual, positions, given)  # the prefix: P cached
         return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, inputs_embeds, full_mask, positions,
                                                labels, hidden, output_attentions, return_dict, kwargs)  # fmt: skip
     if injecting:
@@ -479,7 +480,7 @@ def causal_lm_forward(
         kwargs["position_ids"] = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)
     elif position_ids is not None:
         raise ValueError(f"{parts.model_class.__name__}.forward takes no position_ids, but position_ids were given.")
-    check_positions_fit(_transformers_model(parts), num_virtual, new_length, _cache_length(kwargs), kwargs.get("position_ids"))
+    check_positions_fit(_transformers_model(parts), num_virtual, new_length, _cache_length(kwargs), kwargs.get("position_ids"), given)
     if not padding_first:
         return parts.base_model(
             inputs_embeds=inputs_embeds,

@@ -43,6 +43,21 @@ def test_a_causal_lm_forward_past_the_position_table_is_refused_naming_the_numbe
             peft_model(**_ids(TABLE - P + 1), **_extra(config_name, 1))
 
 
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "mixture_task", "deep"])
+@pytest.mark.parametrize("shared_prefix", [None, "off"])
+def test_given_position_ids_past_the_position_table_are_refused_naming_the_numbers(config_name, shared_prefix):
+    """Found 2026-12-07 by a probe: a short input with the caller's own position_ids near the table's end (248..254
+    of 256) failed with a bare IndexError inside torch: the check skipped reading positions whenever the call's
+    length was far from the table's end, as if positions always counted from 0."""
+    peft_model = _model("gpt2", config_name)
+    if shared_prefix is not None and config_name != "deep":
+        peft_model.peft_config["default"].shared_prefix = shared_prefix
+    with torch.no_grad():
+        peft_model(**_ids(7), position_ids=torch.arange(TABLE - P - 7, TABLE - P)[None], **_extra(config_name, 1))  # up to TABLE - 1
+        with pytest.raises(ValueError, match=rf"{P} virtual tokens .* position {TABLE + 1}, .* {TABLE} positions \(config.n_positions\)"):
+            peft_model(**_ids(7), position_ids=torch.arange(TABLE - P - 5, TABLE - P + 2)[None], **_extra(config_name, 1))
+
+
 @pytest.mark.parametrize("config_name", ["vocab_uniform", "deep"])
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_generate_past_the_position_table_is_refused_and_up_to_it_works(config_name, use_cache):
