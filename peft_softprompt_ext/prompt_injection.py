@@ -184,7 +184,8 @@ def _generate_setting(parts: PromptParts, kwargs: dict, name: str, default=None)
 def _deep_prompt_fits_cache(parts: PromptParts, kwargs: dict) -> bool:
     returned = _generate_setting(parts, kwargs, "return_dict_in_generate", False)
     implementation = _generate_setting(parts, kwargs, "cache_implementation")
-    assisted = kwargs.get("assistant_model") is not None or _generate_setting(parts, kwargs, "prompt_lookup_num_tokens")
+    assisted = kwargs.get("assistant_model") is not None or any(
+        _generate_setting(parts, kwargs, name) for name in ("prompt_lookup_num_tokens", "assistant_early_exit"))
     return (
         _generate_setting(parts, kwargs, "use_cache", True) is not False
         and _given_cache(kwargs) is None
@@ -568,7 +569,7 @@ def generation_prefix(parts: PromptParts, args: tuple, kwargs: dict, prompt_cach
         return shared_prefix.prefix_for(parts.base_model, parts.encoder, reference.shape[0], kwargs.get("task_ids"), dtype, prompt_cache)
 
 
-def _fill_generation_cache(model_inputs: dict, prefix) -> bool:
+def _fill_generation_cache(parts: PromptParts, model_inputs: dict, prefix) -> bool:
     """Put the shared prompt's keys/values into generate's empty cache; False if there is none."""
     cache = _given_cache(model_inputs)
     if prefix is None or cache is None or isinstance(cache, (tuple, list)) or not hasattr(cache, "update"):
@@ -578,8 +579,16 @@ def _fill_generation_cache(model_inputs: dict, prefix) -> bool:
     if reference is None:
         reference = model_inputs["inputs_embeds"]
     rows = rows.to(reference.device).repeat_interleave(reference.shape[0] // rows.shape[0])  # beams / samples
-    prompt_cache.fill(cache, rows)
+    prompt_cache.fill(cache, rows, _layers_running(_transformers_model(parts)))
     return True
+
+
+def _layers_running(model) -> int | None:
+    """The decoder layers `model` runs now (None: as many as it has). The draft of transformers' early-exit decoding
+    (`generate(assistant_early_exit=k)`) sets the config's `num_hidden_layers` to k and has a cache of k layers."""
+    config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+    layers = getattr(config, "num_hidden_layers", None)
+    return layers if isinstance(layers, int) else None
 
 
 def _shift_cache_position(model_inputs: dict, num_virtual_tokens: int, prompt_fed_now: bool) -> None:
@@ -658,7 +667,7 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
     injecting = _cache_length(model_inputs) == 0
     if injecting:
         refuse_static_cache(parts, model_inputs)
-    filled = injecting and _fill_generation_cache(model_inputs, prefix)
+    filled = injecting and _fill_generation_cache(parts, model_inputs, prefix)
     _shift_cache_position(model_inputs, num_virtual, prompt_fed_now=injecting and not filled)
     if filled:
         full_mask = _with_prompt_mask(model_inputs.get("attention_mask"), num_virtual)

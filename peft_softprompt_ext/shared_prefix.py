@@ -261,9 +261,10 @@ class PromptKVCache:
         self.fill(cache, rows)
         return cache
 
-    def fill(self, cache, rows: torch.Tensor) -> None:
-        """Put the prompt's keys/values for each row into an EMPTY cache (e.g. generate's own)."""
-        for layer_index, (keys, values) in enumerate(self.rows(rows)):
+    def fill(self, cache, rows: torch.Tensor, layers: int | None = None) -> None:
+        """Put the prompt's keys/values for each row into an EMPTY cache (e.g. generate's own); `layers`: into the
+        first so many layers only (those the model runs now)."""
+        for layer_index, (keys, values) in enumerate(self.rows(rows)[:layers]):
             if keys is not None:
                 cache.update(keys, values, layer_index)
 
