@@ -38,6 +38,7 @@ install_patches(
         generation_step_slice=prompt_injection.slice_past_the_cached_tokens,
         prepare_generation_step=prompt_injection.prepare_causal_generation_step,
         generation_scope=prompt_injection.generation_scope,
+        generation_output=prompt_injection.generation_output,
         seq2seq_forward=prompt_injection.seq2seq_forward,
         seq2seq_generate=prompt_injection.seq2seq_generate,
         seq2seq_encode=prompt_injection.seq2seq_encode,

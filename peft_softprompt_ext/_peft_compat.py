@@ -360,6 +360,7 @@ class PluginHooks:
     generation_step_slice: Callable  # (parts, args, kwargs, prefix) -> kwargs for transformers' own prepare_inputs_for_generation
     prepare_generation_step: Callable  # (parts, model_inputs, task_ids, prompts, prefix) -> model_inputs
     generation_scope: Callable  # (parts, prompts, prefix) -> context manager around one whole generate call
+    generation_output: Callable  # (parts, kwargs, output) -> generate's output in the caller's layout
     seq2seq_forward: Callable
     seq2seq_generate: Callable
     seq2seq_encode: Callable  # (parts, encoder, input_ids, attention_mask, inputs_embeds, task_ids, **kwargs): get_encoder()'s call
@@ -502,7 +503,7 @@ def _causal_generate(original, self, *args, **kwargs):
         with _rows_adapters_of_the_model_under(self, kwargs):  # (what the scope runs through the model at its start)
             scope = _hooks.generation_scope(parts, self._plugin_generation_prompts, self._plugin_generation_prefix)
         with scope, _inputs_embeds_accepted(self, kwargs), _steps_through_the_prompt(self):
-            return original(self, *args, **kwargs)
+            return _hooks.generation_output(parts, kwargs, original(self, *args, **kwargs))
 
 
 def _rows_adapters_of_the_model_under(peft_model, kwargs: dict):

@@ -319,6 +319,38 @@ def _restore_order(output, order: torch.Tensor):
     return output
 
 
+def generation_output(parts: PromptParts, kwargs: dict, output):
+    """generate's `output` with its hidden states and attentions in the caller's layout (prompt first), as forward gives
+    them, where the call ran each row's padding first (`_padding_goes_first`; found 2026-12-07 by a probe: they came back
+    as [padding; prompt; tokens]). The first step's positions move back; a later step's attention over them too, where
+    it covers every position (a sliding window's layer past its window keeps fewer, left as they are). The cache generate
+    returns keeps the order it ran in."""
+    hidden, attentions = getattr(output, "hidden_states", None), getattr(output, "attentions", None)
+    mask = kwargs.get("attention_mask")
+    if not (hidden or attentions) or _is_deep(parts) or not _padding_goes_first(parts, mask):
+        return output
+    back = torch.argsort(_padding_first_order(_with_prompt_mask(mask, parts.num_virtual_tokens)), dim=1)
+    length = back.shape[1]
+
+    def rows_of(tensor):  # beams / returned sequences repeat each input row
+        return back.repeat_interleave(tensor.shape[0] // back.shape[0], dim=0).to(tensor.device)
+
+    if hidden:
+        output.hidden_states = tuple(tuple(_in_order(h, rows_of(h)) if h.shape[1] == length else h for h in step) for step in hidden)
+    if attentions:
+        output.attentions = tuple(tuple(_keys_in_order(a, rows_of(a), length, index) for a in step) for index, step in enumerate(attentions))
+    return output
+
+
+def _keys_in_order(attention: torch.Tensor, back: torch.Tensor, length: int, step: int) -> torch.Tensor:
+    """One generate step's attention [N, heads, queries, keys] with the first `length` positions put back by `back`."""
+    if attention.shape[-1] != length + step:  # a sliding window's layer that no longer holds every position
+        return attention
+    if attention.shape[2] == length:  # the first step's queries are those positions too
+        attention = _in_order(attention, back, 2)
+    return torch.cat((_in_order(attention[..., :length], back, 3), attention[..., length:]), dim=-1)
+
+
 def _shifted_positions(position_ids, full_mask, num_virtual_tokens, new_length, injecting):
     """Position ids for the tokens fed in this call (prompt rows included when injecting)."""
     if position_ids is not None:

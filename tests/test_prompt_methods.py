@@ -289,6 +289,28 @@ def test_early_exit_decoding_gives_the_greedy_tokens_and_leaves_the_model_whole(
         torch.testing.assert_close(common.forward_logits(peft_model, batch), before, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "mixture_task"])
+def test_generate_returns_hidden_states_and_attentions_in_the_callers_layout_where_padding_runs_first(config_name):
+    """Found 2026-12-07 by a probe: on a model with a sliding window (Gemma-3), a left-padded generate runs each row's
+    padding in front of the prompt, and its hidden states and attentions came back in that order ([padding; prompt;
+    tokens]; a row's last hidden state 3 off forward's), where forward gives them prompt first, as plain PEFT does."""
+    peft_model = common.make_peft_model("gemma3", config_name)[0]
+    common.innermost(peft_model).set_attn_implementation("eager")  # (sdpa returns no attentions)
+    batch = common.batch_for("gemma3", batch_size=3, length=7, left_pad=True)
+    switches = dict(output_hidden_states=True, output_attentions=True)
+    with torch.no_grad():
+        generated = peft_model.generate(**batch, max_new_tokens=3, do_sample=False, return_dict_in_generate=True, **switches)
+        for step in range(3):  # each step against a forward over the input and the tokens generated before it
+            tokens = generated.sequences[:, : batch["input_ids"].shape[1] + step]
+            mask = torch.cat((batch["attention_mask"], torch.ones((3, step), dtype=torch.long)), dim=1)
+            forward = peft_model(input_ids=tokens, attention_mask=mask, **switches)
+            rows = slice(None) if step == 0 else slice(-1, None)  # the first step feeds every position, later ones one
+            for ours, reference in zip(generated.hidden_states[step], forward.hidden_states):
+                torch.testing.assert_close(ours, reference[:, rows], rtol=1e-4, atol=1e-5)
+            for ours, reference in zip(generated.attentions[step], forward.attentions):
+                torch.testing.assert_close(ours, reference[:, :, rows], rtol=1e-4, atol=1e-5)
+
+
 def test_seq2seq_assisted_decoding_with_a_shallow_prompt_is_refused_saying_why():
     peft_model, _ = common.make_peft_model("t5", "vocab_uniform")
     batch = common.batch_for("t5", batch_size=1)  # assisted decoding takes one row
