@@ -1,14 +1,19 @@
 """Base-model fingerprints: a soft prompt only works on the exact model it was trained on.
 
 A fingerprint is saved in every plugin adapter config (`base_model_fingerprint`): architecture,
-width, vocabulary size and a digest of the input-embedding matrix. Loading a prompt into a base
+width, vocabulary size and digests of the input-embedding matrix: of every row
+(`embedding_digest_all_rows`, since 2026-12-07: before, only the sampled rows of `embedding_digest` were
+hashed, so a model with 4,096 of 8,192 rows changed passed) and of at most 4,096 rows spread over it
+(`embedding_digest`, which fingerprints saved before compare). It covers the input embeddings only:
+a model with the same embeddings and other transformer blocks (a merged LoRA, a fine-tune that froze them)
+passes, and so does a file whose fingerprint was edited to the model's (it guards against mistakes). Loading a prompt into a base
 model with another fingerprint raises a ValueError saying what differs, unless the caller passes
 `allow_base_model_mismatch=True` (e.g. after moving a prompt across models by projection).
 
 The same model held in another dtype is the same model: the digest rounds values to bfloat16, so
 float32 and bfloat16 copies match, but a float16 copy rounds differently (fp32 -> fp16 -> bf16 is
-not fp32 -> bf16 for about 6% of values). So a fingerprint also carries a digest of the values rounded
-to float16 (`embedding_digest_float16`): a float16 copy matches its float32 original exactly there.
+not fp32 -> bf16 for about 6% of values). So a fingerprint also carries digests of the values rounded
+to float16 (`embedding_digest_float16`, `embedding_digest_all_rows_float16`): a float16 copy matches its float32 original exactly there.
 Between a bfloat16 and a float16 copy (neither holds what the other was rounded from), and where
 float64 is involved, no digest can match: there the fingerprint's embedding dtype and `_SAMPLE_SIZE`
 sampled values, kept exactly, decide (every sampled value within what casting between the two dtypes
@@ -27,6 +32,7 @@ import torch
 # Rows hashed: every k-th row so that at most this many are read (a 262k x 640 matrix hashes in
 # milliseconds); values are rounded to bfloat16 first, so a bf16 copy of an fp32 model matches.
 _MAX_HASHED_ROWS = 4096
+_CHUNK_ROWS = 8192  # rows cast and hashed at a time by `all_rows_digest` (no full-size copy of a large matrix)
 _SAMPLE_SIZE = 32  # values kept exactly, spread over the hashed rows and their columns
 # Unit roundoff of each dtype the embeddings may be held in: a cast into it moves a value by at most
 # this fraction of itself (plus half the smallest subnormal step, `_SUBNORMAL_STEP / 2`, for float16).
@@ -50,6 +56,17 @@ def embedding_digest(weight: torch.Tensor, rounding: torch.dtype = torch.bfloat1
 
 
 @torch.no_grad()
+def all_rows_digest(weight: torch.Tensor, rounding: torch.dtype = torch.bfloat16) -> str:
+    """sha256 of every row rounded to `rounding` (16-bit patterns): `embedding_digest_all_rows` (bfloat16) and
+    `embedding_digest_all_rows_float16`."""
+    digest = hashlib.sha256(f"{tuple(weight.shape)}|all rows|{str(rounding).removeprefix('torch.')}|".encode())
+    for start in range(0, weight.shape[0], _CHUNK_ROWS):
+        chunk = weight[start : start + _CHUNK_ROWS].detach().to(rounding).cpu().contiguous()
+        digest.update(memoryview(chunk.view(torch.int16).numpy()))
+    return "sha256:" + digest.hexdigest()
+
+
+@torch.no_grad()
 def embedding_sample(weight: torch.Tensor) -> list[float]:
     """`_SAMPLE_SIZE` values of the hashed rows, as they are held (fixed positions for a shape)."""
     flat = _hashed_rows(weight)[0].reshape(-1)
@@ -66,6 +83,8 @@ def embedding_fingerprint(architecture, model_type, weight: torch.Tensor) -> dic
         "vocab_size": int(weight.shape[0]),
         "embedding_digest": embedding_digest(weight),
         "embedding_digest_float16": embedding_digest(weight, torch.float16),
+        ALL_ROWS_KEYS[0]: all_rows_digest(weight),
+        ALL_ROWS_KEYS[1]: all_rows_digest(weight, torch.float16),
         "embedding_dtype": str(weight.dtype).removeprefix("torch."),
         "embedding_sample": embedding_sample(weight),
     }
@@ -85,6 +104,8 @@ FINGERPRINT_METADATA_KEY = "peft_softprompt_ext.base_model_fingerprint"
 FINGERPRINT_KEYS = ("architecture", "model_type", "hidden_size", "vocab_size", "embedding_digest")
 DTYPE_KEYS = ("embedding_dtype", "embedding_sample")  # both or neither (fingerprints saved before them have neither)
 FLOAT16_DIGEST_KEY = "embedding_digest_float16"  # with the dtype keys only (fingerprints saved before it have none)
+ALL_ROWS_KEYS = ("embedding_digest_all_rows", "embedding_digest_all_rows_float16")  # both or neither (saved before: neither)
+_SAMPLED_ROWS_KEYS = ("embedding_digest", FLOAT16_DIGEST_KEY)
 # dtype pairs where neither copy can hold what the other was rounded from: only the sampled values can compare them
 _SAMPLED_ONLY = ({"bfloat16", "float16"},)
 
@@ -115,21 +136,34 @@ def _dtype_fields_problem(saved: dict) -> str | None:
     if not (isinstance(sample, list) and len(sample) == _SAMPLE_SIZE
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in sample)):  # fmt: skip
         return f"embedding_sample must be a list of {_SAMPLE_SIZE} finite numbers, got {sample!r}"
-    digest = saved.get(FLOAT16_DIGEST_KEY)
-    if FLOAT16_DIGEST_KEY in saved and not (isinstance(digest, str) and digest.startswith("sha256:")):
-        return f"{FLOAT16_DIGEST_KEY} {digest!r} is not a 'sha256:...' digest"
+    for key in (FLOAT16_DIGEST_KEY, *ALL_ROWS_KEYS):
+        digest = saved.get(key)
+        if key in saved and not (isinstance(digest, str) and digest.startswith("sha256:")):
+            return f"{key} {digest!r} is not a 'sha256:...' digest"
+    if (ALL_ROWS_KEYS[0] in saved) != (ALL_ROWS_KEYS[1] in saved):
+        return f"it has one of {list(ALL_ROWS_KEYS)} without the other"
     return None
 
 
-def _same_values_in_another_dtype(saved: dict, actual: dict) -> bool:
-    """Whether two fingerprints with different digests are one model held in two dtypes."""
+def _embeddings_differ(saved: dict, actual: dict) -> str | None:
+    """What differs between two fingerprints' embeddings (None if nothing): every row's digests where both have them,
+    else those of the sampled rows; one model held in two dtypes is the same (see the module docstring)."""
+    keys = ALL_ROWS_KEYS if all(key in saved and key in actual for key in ALL_ROWS_KEYS) else _SAMPLED_ROWS_KEYS
+    if saved.get(keys[0]) == actual.get(keys[0]) or _same_values_in_another_dtype(saved, actual, keys[1]):
+        return None
+    return f"{keys[0]}: adapter {saved.get(keys[0])!r} vs base model {actual.get(keys[0])!r}"
+
+
+def _same_values_in_another_dtype(saved: dict, actual: dict, float16_key: str = FLOAT16_DIGEST_KEY) -> bool:
+    """Whether two fingerprints with different digests are one model held in two dtypes (`float16_key`: the digest of
+    the values rounded to float16 that compares them)."""
     if any(key not in saved or key not in actual for key in DTYPE_KEYS) or _dtype_fields_problem(saved) is not None:
         return False  # a fingerprint saved before the dtype fields: the digest alone decides
     dtypes = (saved["embedding_dtype"], actual["embedding_dtype"])
     if dtypes[0] == dtypes[1] or dtypes[1] not in _UNIT_ROUNDOFF:
         return False  # the same dtype and another digest: other values
-    if FLOAT16_DIGEST_KEY in saved and FLOAT16_DIGEST_KEY in actual:
-        if saved[FLOAT16_DIGEST_KEY] == actual[FLOAT16_DIGEST_KEY]:
+    if float16_key in saved and float16_key in actual:
+        if saved[float16_key] == actual[float16_key]:
             return True  # a float16 copy of the other side's values (or the values it was rounded from)
         if set(dtypes) not in _SAMPLED_ONLY and "float64" not in dtypes:
             return False  # one side holds the values the other was rounded from: a digest had to match
@@ -147,9 +181,10 @@ def fingerprint_differences(saved: dict, actual: dict) -> list[str]:
     """
     differences = []
     for key in FINGERPRINT_KEYS:
-        if saved.get(key) != actual.get(key):
-            if key == "embedding_digest" and _same_values_in_another_dtype(saved, actual):
-                continue
+        if key == "embedding_digest":
+            embeddings = _embeddings_differ(saved, actual)
+            differences += [embeddings] if embeddings else []
+        elif saved.get(key) != actual.get(key):
             differences.append(f"{key}: adapter {saved.get(key)!r} vs base model {actual.get(key)!r}")
     return differences
 

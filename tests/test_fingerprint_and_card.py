@@ -32,7 +32,7 @@ def test_fingerprint_is_saved_in_the_adapter_config(saved):
 def test_same_shapes_other_weights_is_refused_with_what_differs(saved):
     _, folder = saved
     other, _ = common.tiny_model("gpt2", seed=1)
-    with pytest.raises(ValueError, match=r"trained on another base model: embedding_digest: adapter 'sha256:"):
+    with pytest.raises(ValueError, match=r"trained on another base model: embedding_digest_all_rows: adapter 'sha256:"):
         PeftModel.from_pretrained(other, folder)
 
 
@@ -110,7 +110,8 @@ def test_a_changed_model_held_in_another_dtype_is_refused(saved_dtype, loaded_dt
 
 
 @pytest.mark.parametrize("edit", [{"embedding_sample": [0.1, 0.2]}, {"embedding_dtype": "float8"}, {"embedding_sample": None},
-                                  {"embedding_sample": ["a"] * 32}, {"embedding_digest_float16": 5}])  # fmt: skip
+                                  {"embedding_sample": ["a"] * 32}, {"embedding_digest_float16": 5}, {"embedding_digest_all_rows": 5},
+                                  {"embedding_digest_all_rows_float16": None}])  # fmt: skip
 def test_a_fingerprint_with_a_malformed_dtype_sample_is_refused(edit, tmp_path):
     _saved_on(torch.float32, tmp_path)
     config = json.loads((tmp_path / "adapter_config.json").read_text())
@@ -118,6 +119,40 @@ def test_a_fingerprint_with_a_malformed_dtype_sample_is_refused(edit, tmp_path):
     (tmp_path / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="has no valid base_model_fingerprint"):
         PeftModel.from_pretrained(_llama_in(torch.float16), tmp_path)
+
+
+def test_a_model_with_rows_changed_between_the_hashed_ones_is_refused(tmp_path):
+    """Found 2026-12-07 by a probe: only every k-th embedding row was hashed (at most 4,096), so with 8,192 rows a
+    model whose odd rows differed (half the matrix) took the prompt without a word; every row is hashed now."""
+    import copy
+
+    base = _llama_in(torch.float32)
+    torch.manual_seed(0)
+    base.resize_token_embeddings(8192, mean_resizing=False)
+    other = copy.deepcopy(base)
+    with torch.no_grad():
+        other.get_input_embeddings().weight[1::1000] += 0.5  # 9 rows, none of them hashed before (every second row was)
+    peft.get_peft_model(base, common.all_configs()["vocab_uniform"]("CAUSAL_LM", "llama")).save_pretrained(tmp_path)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        with pytest.raises(ValueError, match=r"trained on another base model: embedding_digest_all_rows: adapter 'sha256:"):
+            PeftModel.from_pretrained(copy.deepcopy(other).to(dtype), tmp_path)
+
+
+def test_a_fingerprint_saved_before_the_all_rows_digests_still_loads(tmp_path):
+    peft_model = _saved_on(torch.float32, tmp_path)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    for key in ("embedding_digest_all_rows", "embedding_digest_all_rows_float16"):
+        del config["base_model_fingerprint"][key]
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    for dtype in (torch.float32, torch.float16):  # its sampled rows' digests decide, as when it was saved
+        loaded = PeftModel.from_pretrained(_llama_in(dtype), tmp_path)
+        torch.testing.assert_close(loaded.get_prompt_embedding_to_save("default"), peft_model.get_prompt_embedding_to_save("default"))
+    with pytest.raises(ValueError, match="trained on another base model: embedding_digest: "):
+        PeftModel.from_pretrained(_changed_llama_in(torch.float32), tmp_path)
+    config["base_model_fingerprint"]["embedding_digest_all_rows"] = "sha256:" + "0" * 64  # one without the other
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="has no valid base_model_fingerprint .*without the other"):
+        PeftModel.from_pretrained(_llama_in(torch.float32), tmp_path)
 
 
 def test_a_fingerprint_saved_before_the_float16_digest_still_loads_into_a_float16_copy(tmp_path):
