@@ -46,6 +46,7 @@ def _run_main(script: str, monkeypatch, *args: str):
     ("bench_serving", ["--rounds", "0"], "argument --rounds: 0 is below 1"),
     ("bench_shared_prefix", ["--lengths", "5,5"], "argument --lengths: 5 is repeated"),
     ("bench_deep_prompt", ["--trainable-layers", "0"], "argument --trainable-layers: 0 is below 1"),
+    ("bench_fingerprint", ["--rounds", "0"], "argument --rounds: 0 is below 1"),
 ])  # fmt: skip
 def test_bad_counts_are_refused_before_any_work(script, args, message, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
