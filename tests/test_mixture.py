@@ -155,6 +155,39 @@ def test_serving_seq_cls_prompts_with_their_own_trained_heads_is_refused_naming_
         serve_prompts(common.tiny_model("bert")[0], {"u": tmp_path / "untrained", "t": tmp_path / "trained"}, task_type="SEQ_CLS")
 
 
+def test_served_prompt_names_that_cannot_name_a_folder_are_refused_naming_them():
+    """Found 2026-12-07 by a probe: one served name that cannot name a folder (a repo id "org/movie") dropped every
+    name for task_0, task_1, ... without a word; a served name "task_0" then labelled another prompt: exported as
+    task="task_0" and saved in vanilla/task_0/ was the first prompt, not the one served as "task_0"."""
+    first, second = common.bank_folders("gpt2")
+    with pytest.raises(ValueError, match=r"Prompt names \['org/movie'\] cannot name .*letters, digits, '.', '_' or '-'"):
+        serve_prompts(common.tiny_model("gpt2")[0], {"org/movie": first, "task_0": second})
+    served, task_id = serve_prompts(common.tiny_model("gpt2")[0], {"movie": first, "task_0": second})
+    assert served.peft_config["default"].task_names == ["movie", "task_0"]
+
+
+def test_serve_prompts_takes_allow_base_model_mismatch_as_its_refusal_says():
+    """Found 2026-12-07 by a probe: serve_prompts refused a prompt of another base model advising
+    allow_base_model_mismatch=True, which it did not take (TypeError)."""
+    source = common.bank_folders("gpt2")[0]
+    other = common.tiny_model("gpt2", seed=7)[0]
+    with pytest.raises(ValueError, match="trained on another base model.*allow_base_model_mismatch=True"):
+        serve_prompts(other, {"a": source})
+    served, task_id = serve_prompts(other, {"a": source}, allow_base_model_mismatch=True)
+    alone = PeftModel.from_pretrained(common.tiny_model("gpt2", seed=7)[0], source, allow_base_model_mismatch=True)
+    batch = common.inference_batch("gpt2")
+    torch.testing.assert_close(common.forward_logits(served, {**batch, "task_ids": task_id(["a"] * 3)}), common.forward_logits(alone, batch))
+
+
+def test_served_prompts_of_other_lengths_are_refused_naming_them(tmp_path):
+    """Found 2026-12-07 by a probe: the refusal named a bank folder and a num_virtual_tokens the caller never set."""
+    config = common.all_configs()["vocab_uniform"]("CAUSAL_LM", "gpt2")
+    config.num_virtual_tokens = 7
+    peft.get_peft_model(common.tiny_model("gpt2")[0], config).save_pretrained(tmp_path / "long")
+    with pytest.raises(ValueError, match=r"serve_prompts serves prompts of one length side by side: 'short' has 5 virtual tokens, 'long' 7"):
+        serve_prompts(common.tiny_model("gpt2")[0], {"short": common.bank_folders("gpt2")[0], "long": tmp_path / "long"})
+
+
 def test_serve_plain_and_plugin_prompts_per_row(tmp_path):
     model, _ = common.tiny_model("gpt2")
     vanilla = peft.get_peft_model(model, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))

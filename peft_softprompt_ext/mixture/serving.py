@@ -54,12 +54,16 @@ def _check_base_modules(base_model, sources: dict, revision: str | None) -> None
                                  "(PeftModel.from_pretrained), or serve prompts that kept the base model's modules.")  # fmt: skip
 
 
-def serve_prompts(base_model, prompts: dict, task_type: str = "CAUSAL_LM", revision: str | None = None):
+def serve_prompts(base_model, prompts: dict, task_type: str = "CAUSAL_LM", revision: str | None = None,
+                  allow_base_model_mismatch: bool = False):  # fmt: skip
     """Load several trained prompts side by side and address them per row.
 
     Args:
         base_model: the frozen model the prompts were trained on.
-        prompts: `{name: adapter folder or Hub repo id}`, all with the same number of virtual tokens.
+        prompts: `{name: adapter folder or Hub repo id}`, all with the same number of virtual tokens; each name
+            can name a folder (letters, digits, '.', '_', '-'): a save of the served model keeps each prompt's plain
+            copy in `vanilla/<name>/`, and `describe_prompt` / exports take it as `task=`.
+        allow_base_model_mismatch: serve prompts saved on another base model (e.g. after projection).
     Returns:
         (peft_model, task_id) where `task_id(names)` maps prompt names to the `task_ids` tensor
         that `forward`/`generate` take: row i uses prompt `names[i]`.
@@ -67,12 +71,20 @@ def serve_prompts(base_model, prompts: dict, task_type: str = "CAUSAL_LM", revis
     if not prompts:
         raise ValueError("serve_prompts needs at least one prompt: {name: adapter folder or repo id}.")
     names, sources = list(prompts), [os.fspath(source) for source in prompts.values()]
+    unusable = [name for name in names if not is_usable_task_name(name)]
+    if unusable:  # (found 2026-12-07: one such name dropped them all for task_0, task_1, ..., which could be served names)
+        raise ValueError(f"Prompt names {unusable!r} cannot name a folder of the served model's save (vanilla/<name>/) "
+                         "nor a task of describe_prompt / export: use letters, digits, '.', '_' or '-' (at most 64, not "
+                         "starting with '.'), e.g. 'org--movie' for 'org/movie'.")  # fmt: skip
     _check_base_modules(base_model, dict(zip(names, sources)), revision)
-    num_virtual = saved_prompt_length(sources[0], revision)
-    task_names = names if all(is_usable_task_name(name) for name in names) else None  # they name saved folders
-    config = MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=num_virtual, source_prompts=sources,
+    lengths = {name: saved_prompt_length(source, revision) for name, source in zip(names, sources)}
+    if len(set(lengths.values())) > 1:
+        listed = ", ".join(f"{name!r}{' has' if i == 0 else ''} {length}{' virtual tokens' if i == 0 else ''}"
+                           for i, (name, length) in enumerate(lengths.items()))  # fmt: skip
+        raise ValueError(f"serve_prompts serves prompts of one length side by side: {listed}. Serve each length apart.")
+    config = MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=lengths[names[0]], source_prompts=sources,
                                        num_tasks=len(sources), mixing="one_hot", source_revision=revision,
-                                       task_names=task_names)  # fmt: skip
+                                       task_names=names, allow_base_model_mismatch=allow_base_model_mismatch)  # fmt: skip
     peft_model = new_peft_model(base_model, config)
     index = {name: i for i, name in enumerate(names)}
 
