@@ -14,8 +14,9 @@ The same model held in another dtype is the same model: the digest rounds values
 float32 and bfloat16 copies match, but a float16 copy rounds differently (fp32 -> fp16 -> bf16 is
 not fp32 -> bf16 for about 6% of values). So a fingerprint also carries digests of the values rounded
 to float16 (`embedding_digest_float16`, `embedding_digest_all_rows_float16`): a float16 copy matches its float32 original exactly there.
-Between a bfloat16 and a float16 copy (neither holds what the other was rounded from), and where
-float64 is involved, no digest can match: there the fingerprint's embedding dtype and `_SAMPLE_SIZE`
+Every row's digests round float64 values through float32, so a float64 model and its float32 copy
+match there too. Between a bfloat16 and a float16 copy (neither holds what the other was rounded from), and
+between float64 and a 16-bit copy (or float64 in sampled-row digests), no digest can match: there the fingerprint's embedding dtype and `_SAMPLE_SIZE`
 sampled values, kept exactly, decide (every sampled value within what casting between the two dtypes
 moves a value), a weaker check. Fingerprints saved before the float16 digest take that sampled
 check for every pair of dtypes, and those saved before the dtype and sample check the digest alone.
@@ -58,10 +59,11 @@ def embedding_digest(weight: torch.Tensor, rounding: torch.dtype = torch.bfloat1
 @torch.no_grad()
 def all_rows_digest(weight: torch.Tensor, rounding: torch.dtype = torch.bfloat16) -> str:
     """sha256 of every row rounded to `rounding` (16-bit patterns): `embedding_digest_all_rows` (bfloat16) and
-    `embedding_digest_all_rows_float16`."""
+    `embedding_digest_all_rows_float16`. float64 values are rounded through float32, so a float32 copy matches."""
     digest = hashlib.sha256(f"{tuple(weight.shape)}|all rows|{str(rounding).removeprefix('torch.')}|".encode())
     for start in range(0, weight.shape[0], _CHUNK_ROWS):
-        chunk = weight[start : start + _CHUNK_ROWS].detach().to(rounding).cpu().contiguous()
+        chunk = weight[start : start + _CHUNK_ROWS].detach()
+        chunk = chunk.to(torch.float32 if chunk.dtype == torch.float64 else chunk.dtype).to(rounding).cpu().contiguous()
         digest.update(memoryview(chunk.view(torch.int16).numpy()))
     return "sha256:" + digest.hexdigest()
 
@@ -149,14 +151,15 @@ def _embeddings_differ(saved: dict, actual: dict) -> str | None:
     """What differs between two fingerprints' embeddings (None if nothing): every row's digests where both have them,
     else those of the sampled rows; one model held in two dtypes is the same (see the module docstring)."""
     keys = ALL_ROWS_KEYS if all(key in saved and key in actual for key in ALL_ROWS_KEYS) else _SAMPLED_ROWS_KEYS
-    if saved.get(keys[0]) == actual.get(keys[0]) or _same_values_in_another_dtype(saved, actual, keys[1]):
+    if saved.get(keys[0]) == actual.get(keys[0]) or _same_values_in_another_dtype(saved, actual, keys[1], keys == ALL_ROWS_KEYS):
         return None
     return f"{keys[0]}: adapter {saved.get(keys[0])!r} vs base model {actual.get(keys[0])!r}"
 
 
-def _same_values_in_another_dtype(saved: dict, actual: dict, float16_key: str = FLOAT16_DIGEST_KEY) -> bool:
+def _same_values_in_another_dtype(saved: dict, actual: dict, float16_key: str = FLOAT16_DIGEST_KEY, through_float32: bool = False) -> bool:
     """Whether two fingerprints with different digests are one model held in two dtypes (`float16_key`: the digest of
-    the values rounded to float16 that compares them)."""
+    the values rounded to float16 that compares them; `through_float32`: digests that round float64 through float32,
+    so that a float64 model and its float32 copy had to match)."""
     if any(key not in saved or key not in actual for key in DTYPE_KEYS) or _dtype_fields_problem(saved) is not None:
         return False  # a fingerprint saved before the dtype fields: the digest alone decides
     dtypes = (saved["embedding_dtype"], actual["embedding_dtype"])
@@ -165,7 +168,7 @@ def _same_values_in_another_dtype(saved: dict, actual: dict, float16_key: str = 
     if float16_key in saved and float16_key in actual:
         if saved[float16_key] == actual[float16_key]:
             return True  # a float16 copy of the other side's values (or the values it was rounded from)
-        if set(dtypes) not in _SAMPLED_ONLY and "float64" not in dtypes:
+        if set(dtypes) not in _SAMPLED_ONLY and ("float64" not in dtypes or (through_float32 and "float32" in dtypes)):
             return False  # one side holds the values the other was rounded from: a digest had to match
     relative = sum(_UNIT_ROUNDOFF[dtype] for dtype in dtypes) * (1 + 2.0**-7)  # slack: measured against the larger value
     absolute = sum(_SUBNORMAL_STEP.get(dtype, 0.0) for dtype in dtypes) / 2

@@ -138,6 +138,16 @@ def test_a_model_with_rows_changed_between_the_hashed_ones_is_refused(tmp_path):
             PeftModel.from_pretrained(copy.deepcopy(other).to(dtype), tmp_path)
 
 
+def test_a_float64_model_and_its_float32_copy_compare_exactly(tmp_path):
+    """Found 2026-12-07 by a probe: where float64 was involved only the 32 sampled values decided, so a prompt saved
+    on a float64 model loaded into a float32 model with 11 of its rows changed."""
+    _saved_on(torch.float64, tmp_path)
+    PeftModel.from_pretrained(_llama_in(torch.float32), tmp_path)  # its float32 copy: the same model
+    PeftModel.from_pretrained(_llama_in(torch.bfloat16), tmp_path)  # a 16-bit copy: the sampled values decide
+    with pytest.raises(ValueError, match="trained on another base model: embedding_digest_all_rows"):
+        PeftModel.from_pretrained(_changed_llama_in(torch.float32), tmp_path)
+
+
 def test_a_fingerprint_saved_before_the_all_rows_digests_still_loads(tmp_path):
     peft_model = _saved_on(torch.float32, tmp_path)
     config = json.loads((tmp_path / "adapter_config.json").read_text())
