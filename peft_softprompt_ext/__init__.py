@@ -56,6 +56,7 @@ install_patches(
         check_saved_config=persistence.check_saved_config,
     )
 )
+layer_prefix.register_routes()  # a deep-prompt model saved whole names the routed attention in its config
 
 __version__ = "0.1.0"
 __all__ = [

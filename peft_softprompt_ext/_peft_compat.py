@@ -790,6 +790,13 @@ def _merge_and_unload(self, *args, **kwargs):
     )
 
 
+def _delete_adapter(original, self, adapter_name, *args, **kwargs):
+    had_plugin_adapter = _has_plugin_adapter(self)
+    original(self, adapter_name, *args, **kwargs)
+    if had_plugin_adapter and not _has_plugin_adapter(self):  # the last one: the base model as unload() gives it back
+        _hooks.unroute(self.base_model)  # (found 2026-12-07: its attention stayed routed, with the plugin's hook)
+
+
 def _unload(self, *args, **kwargs):
     if not _has_plugin_adapter(self):
         return self.base_model.unload(*args, **kwargs)
@@ -830,6 +837,7 @@ PATCHED_METHODS = [
     (PeftModel, "disable_adapter", _disable_adapter),
     (PeftModel, "get_prompt_embedding_to_save", _get_prompt_embedding_to_save),
     (PeftModel, "load_adapter", _load_adapter),
+    (PeftModel, "delete_adapter", _delete_adapter),
 ]
 class _PromptedEncoder(torch.nn.Module):
     """`get_encoder()` of a seq2seq PeftModel whose active adapter is a plugin prompt: the base model's encoder,

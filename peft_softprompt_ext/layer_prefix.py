@@ -102,11 +102,21 @@ def _text_configs(model, stateful: list | None = None) -> list:
     return [config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config for config in _configs(model, stateful)]
 
 
-def route(model) -> None:
-    """Send `model`'s attention through the prefix wrapper of its own implementation (idempotent)."""
+def register_routes() -> None:
+    """Register the routed attention (ROUTE + each supported implementation) with transformers (idempotent). The
+    package does it on import: a model saved whole (torch.save) while routed names it in its config, and a fresh
+    process that loads it runs it (found 2026-12-07: KeyError, as only building a deep prompt registered it)."""
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
     from transformers.modeling_utils import AttentionInterface
 
+    for base in _SUPPORTED:
+        AttentionInterface.register(ROUTE + base, _attention)
+        AttentionMaskInterface.register(ROUTE + base, ALL_MASK_ATTENTION_FUNCTIONS[base])
+
+
+def route(model) -> None:
+    """Send `model`'s attention through the prefix wrapper of its own implementation (idempotent)."""
+    register_routes()
     for config in _configs(model):
         current = config._attn_implementation
         if isinstance(current, str) and current.startswith(ROUTE):
@@ -115,8 +125,6 @@ def route(model) -> None:
         if base not in _SUPPORTED:
             raise ValueError(f"Deep prompts need sdpa or eager attention; this model uses attn_implementation={base!r}. "
                              "Load it with attn_implementation='sdpa'.")  # fmt: skip
-        AttentionInterface.register(ROUTE + base, _attention)
-        AttentionMaskInterface.register(ROUTE + base, ALL_MASK_ATTENTION_FUNCTIONS[base])
         config._attn_implementation = ROUTE + base  # (not an attribute of its own: save_pretrained would write it)
     if getattr(model, _HOOKED_ATTRIBUTE, None) is None:  # every pass, prompted or not (an adapter disabled, the base alone)
         object.__setattr__(model, _HOOKED_ATTRIBUTE, model.register_forward_pre_hook(_keep_prompts_before_a_pass))

@@ -578,6 +578,44 @@ def test_unload_gives_back_the_base_model_as_it_was(model_name, tmp_path):
     unloaded.config.output_attentions = True  # transformers refuses it for any implementation but 'eager'
 
 
+@pytest.mark.parametrize("model_name", ["llama", "t5"])
+def test_deleting_the_last_plugin_adapter_gives_back_the_base_model_as_it_was(model_name):
+    """Found 2026-12-07 by a probe: delete_adapter() of the last deep prompt left the base model routed through the
+    plugin's attention (its config named 'peft_softprompt_ext_layer_prefix|sdpa') with the plugin's hook on it, where
+    unload() gives it back as it was; pickled, it failed in a process without the routing."""
+    if model_name == "t5" and not common.T5_ROUTES_ATTENTION:
+        pytest.skip(common.NO_DEEP_T5)
+    model, task_type = common.tiny_model(model_name)
+    implementation, hooks = model.config._attn_implementation, len(model._forward_pre_hooks)
+    peft_model = peft.get_peft_model(model, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=3, deep_init="random"))
+    peft_model.add_adapter("other", DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=2, deep_init="random"))
+    peft_model.delete_adapter("other")  # a deep prompt is left: still routed
+    assert model.config._attn_implementation.startswith("peft_softprompt_ext")
+    peft_model.delete_adapter("default")
+    assert model.config._attn_implementation == implementation and len(model._forward_pre_hooks) == hooks
+
+
+def test_a_deep_prompt_model_saved_whole_runs_in_a_fresh_process(tmp_path):
+    """Found 2026-12-07 by a probe: a deep-prompt model saved with torch.save(model) failed in a fresh process that
+    imported the plugin (KeyError: 'peft_softprompt_ext_layer_prefix|sdpa' is not a valid attention implementation):
+    only building a deep prompt registered the routed attention; importing the plugin does now."""
+    import subprocess
+    import sys
+
+    peft_model = deep_model("llama").eval()
+    batch = common.inference_batch("llama")
+    with torch.no_grad():
+        expected = peft_model(**batch).logits
+    torch.save({"model": peft_model, "batch": batch, "expected": expected}, tmp_path / "whole.pt")
+    code = ("import torch, peft_softprompt_ext\n"
+            f"saved = torch.load({str(tmp_path / 'whole.pt')!r}, weights_only=False)\n"
+            "with torch.no_grad():\n"
+            "    logits = saved['model'](**saved['batch']).logits\n"
+            "torch.testing.assert_close(logits, saved['expected'], rtol=0, atol=0)\n")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 @pytest.mark.parametrize("with_positions", [False, True])
 def test_a_deep_causal_lm_takes_a_4d_mask(with_positions):
     """Found 2026-12-06: a deep prompt on a causal LM refused a 4D attention mask, naming static caches, though its

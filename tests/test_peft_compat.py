@@ -85,6 +85,7 @@ EXPECTED_SIGNATURES = {
     "PeftModel.get_prompt_embedding_to_save": ["self", "adapter_name"],
     "PeftModel.load_adapter": ["self", "model_id", "adapter_name", "is_trainable", "torch_device", "autocast_adapter_dtype",
                                "ephemeral_gpu_offload", "low_cpu_mem_usage", "key_mapping", "kwargs"],  # fmt: skip
+    "PeftModel.delete_adapter": ["self", "adapter_name"],
 }
 
 
