@@ -49,7 +49,7 @@ class RecipeConfig:
     lr_schedule: str = field(default="constant", metadata={"help": "'constant' or 'linear' (decay to 0) after warm-up."})
     eval_every: int = field(default=0, metadata={"help": "Evaluate every N steps (0: only at the end)."})
     checkpoint_every: int = field(default=25, metadata={"help": "Save the trainable state every N steps (for --resume; 0: never, so nothing to resume from)."})
-    seed: int = field(default=0, metadata={"help": "Seed of init, data order and evaluation subset."})
+    seed: int = field(default=0, metadata={"help": "Seed of init and data order (the rows scored are eval_split's first eval_size, whatever the seed)."})
     num_virtual_tokens: int = field(default=20, metadata={"help": "Prompt length for prompt methods."})
     # top_frequent: the best init of the issue-7 sweep (README, "Matching LoRA"); lr 0.03 constant, no warm-up, 20 tokens too
     vocab_sampling: str = field(default="top_frequent", metadata={"help": "vocab_sampled: uniform/top_frequent/task_corpus/class_labels."})

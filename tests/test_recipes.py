@@ -1149,6 +1149,37 @@ def test_the_report_header_says_what_the_runs_did_and_names_missing_runs(tmp_pat
     assert ", 100 steps (z: none), batch" in (tmp_path / "z.md").read_text()
 
 
+def test_runs_whose_eval_size_passes_the_splits_end_pair_on_the_rows_they_scored():
+    """Found 2026-12-07 by a probe: runs of eval_size 2000 and 5000 on a 1,056-row split scored the same rows (the whole
+    split), but the report said "scored other rows than the baseline" and left their paired difference out."""
+    from softprompt_bench.plans import paired_difference, summarise
+
+    def record(seed, accuracy, eval_size, scored):
+        config = {"task": "t", "eval_split": "test", "split_seed": None, "eval_size": eval_size, "text_column": "text", "label_column": "label"}
+        return {"seed": seed, "steps": 2, "trainable_params": 10, "time_per_step_s": 1.0, "peak_memory_mb": 1.0, "loss_curve": [],
+                "model": "llama", "batch_size": 4, "config": config,
+                "metrics": {"accuracy": accuracy, "macro_f1": accuracy, "confusion": [[scored - 6, 6], [0, 0]]}}  # fmt: skip
+
+    base = summarise("A", [record(0, 0.5, 5000, 1056), record(1, 0.6, 5000, 1056)])
+    capped = summarise("B", [record(0, 0.7, 2000, 1056), record(1, 0.7, 2000, 1056)])
+    fewer = summarise("C", [record(0, 0.7, 500, 500), record(1, 0.7, 500, 500)])
+    assert paired_difference(capped, base)["seeds"] == 2 and paired_difference(capped, base)["mean"] == pytest.approx(0.15)
+    assert paired_difference(fewer, base)["other_rows"] == 2 and paired_difference(fewer, base)["mean"] is None
+
+
+def test_a_failed_run_of_a_plan_is_named(tmp_path):
+    """Found 2026-12-07 by a probe: a run that failed in its process ended compare.py / project.py with a bare
+    CalledProcessError naming a temporary config already deleted, not the method, seed or folder."""
+    from softprompt_bench.plans import train_in_subprocess
+    from softprompt_bench.recipe_config import RecipeConfig
+
+    failing = tmp_path / "train.py"
+    failing.write_text("import sys\nsys.exit(3)\n")
+    config = RecipeConfig(method="lora", seed=4, output_dir=str(tmp_path / "run"))
+    with pytest.raises(SystemExit, match=r"The run of method 'lora', seed 4 \(.*run\) failed with exit status 3"):
+        train_in_subprocess(config, failing)
+
+
 def test_the_report_names_each_methods_model_batch_and_split_and_pairs_only_the_same_rows(tmp_path):
     """Found 2026-12-06: the header, the plot's axis and the paired differences took the plan's base model, batch and
     split for every method: a method on another model and the test split read as the base's, paired with its
@@ -1162,7 +1193,7 @@ def test_the_report_names_each_methods_model_batch_and_split_and_pairs_only_the_
                   "label_column": "label", **config}  # fmt: skip
         return {"seed": seed, "steps": 2, "trainable_params": 10, "time_per_step_s": 1.0, "peak_memory_mb": 1.0, "loss_curve": [],
                 "model": config.pop("model", "llama"), "batch_size": config.pop("batch_size", 4), "config": config,
-                "metrics": {"accuracy": accuracy, "macro_f1": accuracy, "confusion": [[8, 0], [0, 0]]}}  # fmt: skip
+                "metrics": {"accuracy": accuracy, "macro_f1": accuracy, "confusion": [[config["eval_size"], 0], [0, 0]]}}  # fmt: skip
 
     base = summarise("A", [record(0, 0.5), record(1, 0.6)])
     other = summarise("B", [record(0, 0.9, model="gpt2", batch_size=2, eval_split="test"), record(1, 0.9, model="gpt2", batch_size=2,
