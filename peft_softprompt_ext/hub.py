@@ -33,8 +33,10 @@ _RESULTS_ATTRIBUTE = "_softprompt_card_results"
 _HIDDEN_CONFIG_KEYS = {"base_model_fingerprint", "corpus", "auto_mapping", "revision", "modules_to_save"}
 
 
-def attach_results(peft_model, results) -> None:
-    """Attach a recipe's `results.json` (path or dict) so the next save/push puts its metrics on the card."""
+def attach_results(peft_model, results, adapter_name: str | None = None) -> None:
+    """Attach a recipe's `results.json` (path or dict) to one adapter (`adapter_name`, else the active one), so the
+    next save/push puts its metrics on that adapter's card (found 2026-12-07: one run's metrics went on every adapter's
+    card, also one of another size that never ran)."""
     if isinstance(results, (str, os.PathLike)):
         with open(results, encoding="utf-8") as handle:
             results = json.load(handle)
@@ -43,7 +45,10 @@ def attach_results(peft_model, results) -> None:
     metrics = results.get("metrics")
     if metrics is not None and not (isinstance(metrics, dict) and all(isinstance(name, str) for name in metrics)):
         raise ValueError(f"results['metrics'] must be a dict of metric names to values, got {metrics!r:.80}.")
-    setattr(peft_model, _RESULTS_ATTRIBUTE, results)
+    adapter_name = adapter_name if adapter_name is not None else peft_model.active_adapter
+    if adapter_name not in peft_model.peft_config:
+        raise ValueError(f"adapter_name={adapter_name!r} is not an adapter of this model; it has {list(peft_model.peft_config)}.")
+    setattr(peft_model, _RESULTS_ATTRIBUTE, {**getattr(peft_model, _RESULTS_ATTRIBUTE, {}), adapter_name: results})
 
 
 def _method_name(config) -> str:
@@ -73,8 +78,12 @@ def _readout_lines(peft_model, adapter_name: str, config) -> list[str]:
 def _metrics_lines(results: dict | None) -> list[str]:
     if not results:
         return ["No recipe results attached."]
+    config, confusion = results.get("config") or {}, (results.get("metrics") or {}).get("confusion")
+    scored = f", scored on the {config['eval_split']} split" if isinstance(config, dict) and config.get("eval_split") else ""
+    if scored and isinstance(confusion, list) and all(isinstance(line, list) for line in confusion):
+        scored += f" ({sum(sum(line) for line in confusion):,} rows)"
     lines = [f"Recipe run: method `{results.get('method')}`, task `{results.get('task')}`, seed {results.get('seed')}, "
-             f"{results.get('steps')} steps, batch {results.get('batch_size')}.", "", "| metric | value |", "|---|---:|"]  # fmt: skip
+             f"{results.get('steps')} steps, batch {results.get('batch_size')}{scored}.", "", "| metric | value |", "|---|---:|"]  # fmt: skip
     for name, value in (results.get("metrics") or {}).items():
         lines.append(f"| {name} | {value:.4f} |" if isinstance(value, float) else f"| {name} | {value} |")
     return lines
@@ -140,7 +149,7 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
     prompt = sum(p.numel() for name, p in encoder.named_parameters() if not is_fixed_parameter(name))
     head = sum(t.numel() for t in trained_head_tensors(peft_model, adapter_name).values())  # e.g. a SEQ_CLS classifier
     trainable = f"{prompt + head:,} trainable parameters" + (f": {prompt:,} in the prompt, {head:,} in the trained head" if head else "")
-    results = getattr(peft_model, _RESULTS_ATTRIBUTE, None)
+    results = getattr(peft_model, _RESULTS_ATTRIBUTE, {}).get(adapter_name)
     data = ModelCardData(
         library_name="peft", base_model=_hub_model_id(config.base_model_name_or_path), tags=CARD_TAGS + [method],
         model_index=None,

@@ -274,6 +274,28 @@ def test_attached_results_are_checked_when_attached(results, message, tmp_path):
     assert "| accuracy | 0.8000 |" in (tmp_path / "README.md").read_text()
 
 
+def test_attached_results_go_on_their_adapters_card_only(tmp_path):
+    """Found 2026-12-07 by a probe: one recipe run's metrics went on every adapter's card (a 7-token adapter's card
+    showed a 4-token run it never had), and no card said which split or how many rows the metrics scored."""
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    other = common.all_configs()["vocab_uniform"]("CAUSAL_LM", "gpt2")
+    other.num_virtual_tokens = 7
+    peft_model.add_adapter("other", other)
+    results = {"method": "vocab_sampled", "task": "movie_sentiment", "seed": 0, "steps": 4, "batch_size": 2,
+               "config": {"eval_split": "test"}, "metrics": {"accuracy": 0.75, "confusion": [[700, 300], [0, 56]]}}  # fmt: skip
+    attach_results(peft_model, results)  # the active adapter's
+    with pytest.raises(ValueError, match=r"adapter_name='nosuch' is not an adapter of this model; it has \['default', 'other'\]"):
+        attach_results(peft_model, results, adapter_name="nosuch")
+    peft_model.save_pretrained(tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    assert "| accuracy | 0.7500 |" in card and "scored on the test split (1,056 rows)" in card
+    assert "No recipe results attached." in (tmp_path / "other" / "README.md").read_text()
+    attach_results(peft_model, {**results, "metrics": {"accuracy": 0.5}}, adapter_name="other")
+    peft_model.save_pretrained(tmp_path)
+    assert "| accuracy | 0.5000 |" in (tmp_path / "other" / "README.md").read_text()
+    assert "| accuracy | 0.7500 |" in (tmp_path / "README.md").read_text()
+
+
 def test_describe_prompt_names_bad_arguments():
     from peft_softprompt_ext import describe_prompt
 
