@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
-from peft_softprompt_ext import PromptProjection, fit_projection  # noqa: E402
+from peft_softprompt_ext import PromptProjection, base_model_fingerprint, fingerprint_differences, fit_projection  # noqa: E402
 from peft_softprompt_ext import ProjectionFit, RowNorm  # noqa: E402
 from softprompt_bench import reports  # noqa: E402
 from softprompt_bench.plans import resolve_seeds, run_all, run_config  # noqa: E402
@@ -73,16 +73,21 @@ def fitted_projection(plan, output_dir: Path) -> tuple[str, dict]:
     method, row_norm = plan.get("method", "lstsq"), plan.get("row_norm", "none")
     folder = output_dir / f"projection_{method}_{row_norm}"
     models = [plan["source_model"], plan["target_model"]]
+    source_dir, target_dir = resolve_model_folder(plan["source_model"]), resolve_model_folder(plan["target_model"])
+    source = AutoModelForCausalLM.from_pretrained(source_dir, dtype=torch.float32)
+    target = AutoModelForCausalLM.from_pretrained(target_dir, dtype=torch.float32)
     if (folder / "projection_config.json").is_file():
         info = PromptProjection.from_pretrained(folder).info
         fitted_for = info.get("plan_models", models)  # projections fitted before this record: taken as they were
         if fitted_for != models:
             raise ValueError(f"{folder} was fitted for {fitted_for[0]!r} -> {fitted_for[1]!r}, but this plan maps {models[0]!r} -> "
                              f"{models[1]!r}: use another output_dir, or delete that folder to fit again.")  # fmt: skip
-        return str(folder), info
-    source_dir, target_dir = resolve_model_folder(plan["source_model"]), resolve_model_folder(plan["target_model"])
-    source = AutoModelForCausalLM.from_pretrained(source_dir, dtype=torch.float32)
-    target = AutoModelForCausalLM.from_pretrained(target_dir, dtype=torch.float32)
+        changed = [name for name, model, key in ((models[0], source, "source_fingerprint"), (models[1], target, "target_fingerprint"))
+                   if fingerprint_differences(info.get(key) or {}, base_model_fingerprint(model))]  # fmt: skip
+        if not changed:
+            return str(folder), info
+        # (found 2026-12-07: reused after a model's weights changed, its projected runs then failed in their processes)
+        print(f"{folder} was fitted for other weights of {changed}: fitting it again")
     began = time.perf_counter()
     projection = fit_projection(source, AutoTokenizer.from_pretrained(source_dir), target, AutoTokenizer.from_pretrained(target_dir),
                                 method=method, row_norm=row_norm)  # fmt: skip

@@ -979,6 +979,22 @@ def test_project_recipe_writes_the_transfer_table(tmp_path):
     assert result.returncode != 0 and "was fitted for" in result.stderr and "use another output_dir" in result.stderr, result.stderr[-1500:]
 
 
+def test_a_projection_fitted_for_other_weights_of_the_plans_models_is_fitted_again(tmp_path, capsys):
+    """Found 2026-12-07 by a probe: project.py reused its projection after the target model at the same path had new
+    weights (it compared the models' names only), and the projected runs then failed in their processes."""
+    project = recipe_module("project")
+    target = tmp_path / "target"
+    common.tiny_model("llama")[0].save_pretrained(target)
+    common.tiny_tokenizer().save_pretrained(target)
+    plan = {"source_model": common.tiny_model_folder("gpt2"), "target_model": str(target)}
+    folder, first = project.fitted_projection(plan, tmp_path / "out")
+    assert project.fitted_projection(plan, tmp_path / "out")[1] == first and "fitting it again" not in capsys.readouterr().out
+    common.tiny_model("llama", seed=1)[0].save_pretrained(target)  # other weights at the same path
+    _, again = project.fitted_projection(plan, tmp_path / "out")
+    assert "was fitted for other weights of" in capsys.readouterr().out
+    assert again["target_fingerprint"] != first["target_fingerprint"] and again["source_fingerprint"] == first["source_fingerprint"]
+
+
 def test_project_summary_counts_steps_from_the_projected_prompt_and_the_cold_starts_first_reach():
     project = recipe_module("project")
 
