@@ -33,7 +33,7 @@ from peft_softprompt_ext import PromptProjection, base_model_fingerprint, finger
 from peft_softprompt_ext import ProjectionFit, RowNorm  # noqa: E402
 from softprompt_bench import reports  # noqa: E402
 from softprompt_bench.plans import resolve_seeds, run_all, run_config  # noqa: E402
-from softprompt_bench.recipe_config import check_keys, read_yaml  # noqa: E402
+from softprompt_bench.recipe_config import check_folder, check_keys, read_yaml  # noqa: E402
 from softprompt_bench.recipe_support import resolve_model_folder  # noqa: E402
 
 TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
@@ -57,6 +57,7 @@ def check_plan(plan: dict, path: str) -> None:
     if not isinstance(plan["target"], dict):
         raise ValueError(f"target in {path} must be a mapping of recipe settings (task, steps, ...), got {plan['target']!r}.")
     check_keys(plan["target"], f"target of {path}")
+    check_folder(plan["output_dir"], f"output_dir in {path}")
     own = sorted(set(plan["target"]) & SET_BY_THE_PLAN)
     if own:
         raise ValueError(f"target of {path} sets {own}, which project.py sets itself (model: target_model; the method and its "

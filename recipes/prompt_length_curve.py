@@ -59,13 +59,20 @@ def _curve_label(curve: tuple, curves: list[tuple]) -> str:
     return method + (" (" + ", ".join(f"{key}={shape.get(key)}" for key in differing) + ")" if differing else "")
 
 
-def write_markdown(points, references, path: Path, split: str) -> None:
-    lines = [f"| prompt length | trainable params | {split} accuracy (mean ± std) | time/step (s) | method |", "|---:|---:|---:|---:|---|"]
+def write_markdown(points, references, path: Path, split: str, missing: dict | None = None) -> None:
+    """The table; each row says its seeds, and `missing` (comparison.json's: method -> seeds without a result) is
+    listed under it (found 2026-12-07: a row of one seed of two read as a mean with std 0, the gap unsaid)."""
+    lines = [f"| prompt length | trainable params | {split} accuracy (mean ± std) | time/step (s) | method | seeds |",
+             "|---:|---:|---:|---:|---|---|"]  # fmt: skip
     for row in points + references:
         length = row.get("num_virtual_tokens", row["method"])
         step = f"{row['time_per_step_s']:.2f}" if row["time_per_step_s"] else "-"
+        seeds = ", ".join(map(str, row["seeds"])) if row.get("seeds") else "-"
         lines.append(f"| {length} | {row['trainable_params']:,} | {100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f} "
-                     f"| {step} | {row.get('curve', row['method'])} |")  # fmt: skip
+                     f"| {step} | {row.get('curve', row['method'])} | {seeds} |")  # fmt: skip
+    if missing:
+        lines += ["", "No result for: " + ", ".join(f"{name} (seeds {', '.join(map(str, seeds))})" for name, seeds in missing.items())
+                  + ": those rows are means over the seeds listed."]  # fmt: skip
     reports.write_text(path, "\n".join(lines) + "\n")
 
 
@@ -102,7 +109,7 @@ def main(argv=None):
     comparison = json.loads(path.read_text())
     points, references = curve_points(comparison)
     split = split_label(comparison["rows"], plan_split(comparison["plan"]))
-    write_markdown(points, references, path.parent / "prompt_length.md", split)
+    write_markdown(points, references, path.parent / "prompt_length.md", split, comparison.get("missing"))
     write_plot(points, references, path.parent / "prompt_length.png", split)
     print((path.parent / "prompt_length.md").read_text())
     print(f"table: {path.parent / 'prompt_length.md'}\nplot:  {path.parent / 'prompt_length.png'}")

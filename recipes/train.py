@@ -31,7 +31,7 @@ from peft_softprompt_ext import base_model_fingerprint  # noqa: E402  (importing
 from softprompt_bench import recipe_support as support  # noqa: E402
 from softprompt_bench.checkpoint import check_resumable, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
 from softprompt_bench.peak_memory import peak_memory_mb, reset_peak_memory  # noqa: E402
-from softprompt_bench.recipe_config import load_config, options_help  # noqa: E402
+from softprompt_bench.recipe_config import check_folder, load_config, options_help  # noqa: E402
 from softprompt_bench.run_inputs import input_changes, run_inputs  # noqa: E402
 from softprompt_bench.run_lock import run_lock  # noqa: E402
 
@@ -150,8 +150,10 @@ def run(config, resume: bool = False) -> dict:
     began = time.perf_counter()
     reset_peak_memory()
     output_dir = Path(config.output_dir)
-    if output_dir.exists() and not output_dir.is_dir():  # else found by the save, after the whole run
-        raise SystemExit(f"output_dir={config.output_dir!r} is a file; expected a folder for the run (new or a run's own).")
+    try:  # else found by the save, after the whole run
+        check_folder(output_dir, "output_dir")
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     # cpu=True on a machine without CUDA: with the 2-process launcher config this turns two
     # independent world-size-1 jobs into one gloo data-parallel group (a silent trap otherwise).
     accelerator = Accelerator(cpu=not torch.cuda.is_available())

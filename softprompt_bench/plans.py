@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from .recipe_config import FIELDS, RecipeConfig, check_keys, config_from_values, read_yaml
+from .recipe_config import FIELDS, RecipeConfig, check_folder, check_keys, config_from_values, read_yaml
 from .run_inputs import input_changes, run_inputs
 
 COMPARE_KEYS = {"base", "methods", "seeds", "output_dir", "report_dir", "baseline"}
@@ -40,6 +40,9 @@ def load_plan(path: str, seeds_override: str | None = None, default_seeds=(0,)) 
         raise ValueError(f"base in {path} must be a mapping of config keys (shared by every method), got {plan['base']!r:.200}.")
     if "report_dir" in plan and not (isinstance(plan["report_dir"], str) and plan["report_dir"]):
         raise ValueError(f"report_dir in {path} must be a folder name (where the report goes), got {plan['report_dir']!r:.200}.")
+    for key in ("output_dir", "report_dir"):
+        if key in plan:
+            check_folder(plan[key], f"{key} in {path}")
     check_keys(plan.get("base", {}), f"{path} base")
     methods = plan.get("methods")
     if not isinstance(methods, list) or not methods or not all(isinstance(method, dict) for method in methods):

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -228,6 +229,16 @@ def _coerce(name: str, raw):
             raise ValueError(f"{name} holds an empty entry: {raw!r} (comma-separated, e.g. q_proj,v_proj).")
         return parts
     return raw
+
+
+def check_folder(path, what: str) -> None:
+    """Refuse a folder path that a file holds, or that runs through a file (found 2026-12-07: a bare OS error, for a
+    plan's report_dir only after every run had trained)."""
+    for part in (Path(path), *Path(path).parents):
+        if part.is_dir():
+            return
+        if part.exists():
+            raise ValueError(f"{what}={os.fspath(path)!r}: {part} is a file; expected a folder (new or the one it names).")
 
 
 def check_keys(keys, source: str) -> None:

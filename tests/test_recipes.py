@@ -398,6 +398,8 @@ def test_an_output_dir_that_is_a_file_is_refused_before_training(tmp_path):
     assert result.returncode != 0 and "output_dir" in result.stderr and "is a file" in result.stderr, result.stderr[-2000:]
     assert "trainable parameters" not in result.stdout  # refused before the model loaded
     assert (tmp_path / "taken").read_text() == "mine"
+    result = recipe("train.py", *tiny_args(tmp_path / "taken" / "run", steps=2), check=False)  # (2026-12-07: a folder below a file)
+    assert result.returncode != 0 and "taken is a file; expected a folder" in result.stderr, result.stderr[-2000:]
 
 
 def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path):
@@ -752,6 +754,20 @@ def test_prompt_length_curve_names_the_split_it_scored(tmp_path, monkeypatch):
         assert labels.pop() == f"{split} accuracy (%)"
 
 
+def test_a_prompt_length_table_from_a_partial_comparison_says_so(tmp_path):
+    """Found 2026-12-07 by a probe: a comparison missing a seed gave a curve row of one seed with std 0 and no word."""
+    curve = recipe_module("prompt_length_curve")
+    rows = [{"method": "P4", "trainable_params": 1, "accuracy_mean": 0.5, "accuracy_std": 0.0, "time_per_step_s": 1.0, "seeds": [0]},
+            {"method": "P8", "trainable_params": 2, "accuracy_mean": 0.6, "accuracy_std": 0.1, "time_per_step_s": 1.0, "seeds": [0, 1]}]
+    comparison = {"plan": {"base": {}, "methods": [{"name": "P4", "num_virtual_tokens": 4}, {"name": "P8", "num_virtual_tokens": 8}]},
+                  "rows": rows, "missing": {"P4": [1]}}  # fmt: skip
+    (tmp_path / "comparison.json").write_text(json.dumps(comparison))
+    curve.main(["--comparison", str(tmp_path / "comparison.json")])
+    table = (tmp_path / "prompt_length.md").read_text()
+    assert "| 4 | 1 | 50.0 ± 0.0 | 1.00 | vocab_sampled | 0 |" in table and "| 0, 1 |" in table
+    assert "No result for: P4 (seeds 1)" in table
+
+
 # ------------------------------------------------------------------------------ bad input
 def test_unknown_method_is_named():
     with pytest.raises(ValueError, match=r"method='prefix' is unknown"):
@@ -899,6 +915,20 @@ def test_a_plan_whose_runs_would_overwrite_or_double_count_each_other_is_refused
     (tmp_path / "plan.yaml").write_text(f"output_dir: out\n{plan}\n")
     with pytest.raises(ValueError, match=message):
         load_plan(str(tmp_path / "plan.yaml"), seeds)
+
+
+@pytest.mark.parametrize("key", ["output_dir", "report_dir"])
+def test_a_plan_folder_that_a_file_takes_is_refused_before_any_run(tmp_path, key):
+    """Found 2026-12-07 by a probe: a plan's report_dir that was a file failed with a bare FileExistsError after every
+    run had trained, an output_dir below a file with NotADirectoryError inside each run."""
+    from softprompt_bench.plans import load_plan
+
+    (tmp_path / "afile").write_text("mine")
+    folders = {"output_dir": "out", key: str(tmp_path / "afile" / "below" if key == "output_dir" else tmp_path / "afile")}
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump({**folders, "methods": [{"name": "A"}]}))
+    with pytest.raises(ValueError, match=rf"{key} in .*plan.yaml=.*afile.*: .*afile is a file; expected a folder"):
+        load_plan(str(tmp_path / "plan.yaml"))
+    assert (tmp_path / "afile").read_text() == "mine"
 
 
 def test_unknown_model_alias_is_named(tmp_path):
