@@ -137,6 +137,8 @@ def summarise(records: dict[str, list[dict]], info: dict) -> dict:
         ratios.append(None if reached is None else reached / cold_steps)
     return {
         "task": records["no prompt"][0].get("task"),  # as the runs resolved it (the plan may leave it to the default)
+        "split": (records["no prompt"][0].get("config") or {}).get("eval_split"),  # (found 2026-12-07: the table named neither)
+        "scored_rows": sum(map(sum, (records["no prompt"][0].get("metrics") or {}).get("confusion") or [])),
         "steps": records["trained on target (cold start)"][0].get("steps"),  # (a plan may leave them to the default)
         "accuracy_mean": mean,
         "accuracy_std": {n: statistics.stdev([r["metrics"]["accuracy"] for r in runs]) if len(runs) > 1 else 0.0 for n, runs in records.items()},
@@ -149,12 +151,14 @@ def summarise(records: dict[str, list[dict]], info: dict) -> dict:
 
 def write_markdown(summary: dict, plan, seeds, path: Path) -> None:
     quality = summary["projection"]["quality"]
-    lines = [f"`{plan['source_model']}` -> `{plan['target_model']}`, task `{summary['task']}`, seeds {seeds}, "
+    split = summary.get("split") or "validation"
+    scored = f" ({summary['scored_rows']:,} rows)" if summary.get("scored_rows") else ""
+    lines = [f"`{plan['source_model']}` -> `{plan['target_model']}`, task `{summary['task']}`, {split} split{scored}, seeds {seeds}, "
              f"{summary['steps']} steps. Projection `{summary['projection']['method']}` "
              f"(row_norm `{summary['projection']['row_norm_mode'] or 'none'}`) on "
              f"{summary['projection']['num_anchors']:,} shared tokens, fit {summary['projection']['fit_seconds']:.1f} s; "
              f"held-out mean cosine {quality['mean_cosine']:.3f}, top-1 {quality['top1']:.3f}, top-10 {quality['top10']:.3f}.",
-             "", "| target model with | accuracy (mean ± std) |", "|---|---:|"]  # fmt: skip
+             "", f"| target model with | {split} accuracy (mean ± std) |", "|---|---:|"]  # fmt: skip
     for name, value in summary["accuracy_mean"].items():
         lines.append(f"| {name} | {100 * value:.1f} ± {100 * summary['accuracy_std'][name]:.1f} |")
     gain = summary["recovered_gain"]

@@ -1047,6 +1047,24 @@ def test_project_summary_counts_steps_from_the_projected_prompt_and_the_cold_sta
     assert project.summarise(records, {"method": "lstsq"})["recovered_gain"] is None
 
 
+
+def test_the_projection_table_names_the_split_and_rows_it_scored(tmp_path):
+    """Found 2026-12-07 by a probe: projection_results.md said neither the split nor the rows scored (a test-split
+    plan read as a bare 'accuracy')."""
+    project = recipe_module("project")
+
+    def run(final):
+        return {"metrics": {"accuracy": final, "confusion": [[500, 28], [0, 528]]}, "steps": 4, "eval_history": [],
+                "config": {"eval_split": "test"}}  # fmt: skip
+
+    names = ["no prompt", "random prompt", "projected prompt (zero-shot)", "trained on target (cold start)", "projected + trained (warm start)"]
+    info = {"method": "lstsq", "row_norm_mode": None, "num_anchors": 40, "fit_seconds": 0.1, "quality": {"mean_cosine": 0.5, "top1": 0.1, "top10": 0.2}}
+    summary = project.summarise({name: [run(0.5 + 0.01 * i)] for i, name in enumerate(names)}, info)
+    project.write_markdown(summary, {"source_model": "a", "target_model": "b"}, [0], tmp_path / "t.md")
+    text = (tmp_path / "t.md").read_text()
+    assert "test split (1,056 rows)" in text and "| target model with | test accuracy (mean ± std) |" in text
+
+
 @pytest.mark.parametrize("name,expected", [("gpt2", "CAUSAL_LM"), ("llama", "CAUSAL_LM"), ("bert", "SEQ_CLS")])
 def test_a_saved_models_architecture_decides_causal_or_seq_cls(name, expected):
     from softprompt_bench.recipe_support import model_task_type
