@@ -376,6 +376,7 @@ class PluginHooks:
     unroute: Callable  # (base_model): undo the deep prompts' attention routing (unload)
     unprompted: Callable  # (base_model) -> context manager: no plugin prompt in its layers (a call with the adapter disabled)
     check_saved_config: Callable  # (saved fingerprint, model's fingerprint): a config read from a save fits this base model
+    check_prompt_fits: Callable  # (config, model): the prompt leaves room for input in the model's position table
 
 
 _hooks: PluginHooks | None = None
@@ -389,6 +390,7 @@ def _setup_prompt_encoder(original, self, adapter_name):
     # PEFT's own version would freeze the base, find the embeddings and then raise "Not supported"
     # for our type; we do the same steps with transformers' public get_input_embeddings().
     _hooks.check_task_type(task_type_name(config), innermost_model(self.base_model))
+    _hooks.check_prompt_fits(config, innermost_model(self.base_model))
     for parameter in self.base_model.parameters():
         parameter.requires_grad_(False)
     fingerprint = _hooks.base_model_fingerprint(self.base_model)

@@ -22,7 +22,7 @@ import os
 from huggingface_hub import ModelCard, ModelCardData
 
 from . import sources
-from ._peft_compat import adapter_config_of, adapter_names, is_plugin_config, peft_type_name, prompt_encoder_of, trained_head_tensors
+from ._peft_compat import active_adapter_of, adapter_config_of, adapter_names, is_plugin_config, peft_type_name, prompt_encoder_of, trained_head_tensors
 from .adapter_files import PLUGIN_CARD_TAG
 from .describe import describe_prompt
 from .export import vanilla_copies, write_plain_files
@@ -45,9 +45,9 @@ def attach_results(peft_model, results, adapter_name: str | None = None) -> None
     metrics = results.get("metrics")
     if metrics is not None and not (isinstance(metrics, dict) and all(isinstance(name, str) for name in metrics)):
         raise ValueError(f"results['metrics'] must be a dict of metric names to values, got {metrics!r:.80}.")
-    adapter_name = adapter_name if adapter_name is not None else peft_model.active_adapter
-    if adapter_name not in peft_model.peft_config:
-        raise ValueError(f"adapter_name={adapter_name!r} is not an adapter of this model; it has {list(peft_model.peft_config)}.")
+    adapter_name = adapter_name if adapter_name is not None else active_adapter_of(peft_model)
+    if adapter_name not in adapter_names(peft_model):
+        raise ValueError(f"adapter_name={adapter_name!r} is not an adapter of this model; it has {adapter_names(peft_model)}.")
     setattr(peft_model, _RESULTS_ATTRIBUTE, {**getattr(peft_model, _RESULTS_ATTRIBUTE, {}), adapter_name: results})
 
 

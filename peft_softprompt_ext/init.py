@@ -42,6 +42,15 @@ def _flatten_ids(value) -> list[int]:
     return [int(value)]
 
 
+def check_tokenizer_fits(tokenizer, num_embeddings: int) -> None:
+    """Refuse a tokenizer with more tokens than the model's input embedding has rows (another model's)."""
+    if len(tokenizer) > num_embeddings:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} tokens but the model's input embedding has only "
+            f"{num_embeddings} rows: tokenizer and model do not match."
+        )
+
+
 def usable_token_ids(num_embeddings: int, tokenizer=None, model_config=None) -> torch.Tensor:
     """Sorted ids [n] that may seed a prompt: real tokens, no special/padding/reserved ones.
 
@@ -52,11 +61,7 @@ def usable_token_ids(num_embeddings: int, tokenizer=None, model_config=None) -> 
         excluded.update(_flatten_ids(getattr(model_config, attribute, None)))
     limit = num_embeddings
     if tokenizer is not None:
-        if len(tokenizer) > num_embeddings:
-            raise ValueError(
-                f"The tokenizer has {len(tokenizer)} tokens but the model's input embedding has only "
-                f"{num_embeddings} rows: tokenizer and model do not match."
-            )
+        check_tokenizer_fits(tokenizer, num_embeddings)
         limit = len(tokenizer)
         excluded.update(tokenizer.all_special_ids)
         excluded.update(i for i, token in tokenizer.added_tokens_decoder.items() if token.special)

@@ -33,6 +33,7 @@ class PluginPromptConfig(PromptLearningConfig):
     """
 
     PEFT_TYPE_NAME = None  # set by each subclass, e.g. "VOCAB_SAMPLED_PROMPT_TUNING"
+    KEYS_AND_VALUES_POSSIBLE = False  # a prompt of keys and values per layer (a `deep_layout`) is possible
 
     base_model_fingerprint: Optional[dict] = field(
         default=None, metadata={"help": "Fingerprint of the base model the prompt was made for (set automatically)."}
@@ -54,6 +55,9 @@ class PluginPromptConfig(PromptLearningConfig):
         super().__post_init__()
         self.peft_type = PeftType[self.PEFT_TYPE_NAME]
         layer_prefix.check_layout_value(self.deep_layout)
+        if self.deep_layout is not None and not self.KEYS_AND_VALUES_POSSIBLE:  # (found 2026-12-07: read as rows' width)
+            raise ValueError(f"deep_layout is set on a {type(self).__name__}, whose prompt is input rows: only a deep prompt "
+                             "(DeepPromptTuningConfig, or a mixture of deep prompts) has one.")  # fmt: skip
         reparameterization.validate(self)
         validate_task_type(self.task_type)
         self.shared_prefix = parse_shared_prefix(self.shared_prefix)

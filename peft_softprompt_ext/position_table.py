@@ -42,6 +42,19 @@ def _find_limit(model: torch.nn.Module) -> tuple[int, str] | None:
     return value, f"config.{field}"
 
 
+def check_prompt_fits(config, model) -> None:
+    """Refuse, when the prompt is built, a prompt that leaves no position of `model`'s table to any input token (found
+    2026-12-07: a bare IndexError or size error, at build where the prompt runs through the model, else at the first
+    forward). A deep prompt on an encoder leaves the input its positions, but its build runs the prompt's P rows."""
+    limit, num_virtual_tokens = position_limit(model), config.num_virtual_tokens
+    if limit is None or num_virtual_tokens < limit[0]:
+        return
+    table, source = limit
+    raise ValueError(f"A soft prompt of num_virtual_tokens={num_virtual_tokens} moves every input token {num_virtual_tokens} "
+                     f"positions on, but {type(model).__name__} has a table of {table} positions ({source}): no input token "
+                     f"would fit. Use fewer than {table} virtual tokens (and leave room for the input).")
+
+
 def check_positions_fit(model, num_virtual_tokens: int, fed_length: int, cache_length: int = 0, positions=None,
                         given: bool = False) -> None:  # fmt: skip
     """Raise ValueError if this call would look up a position past `model`'s table.

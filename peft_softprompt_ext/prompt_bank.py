@@ -49,6 +49,10 @@ def load_saved_prompt(source: str, token_dim: int, fingerprint: dict | None = No
         config_path, weights_path = _adapter_files(source, revision)
         config = read_json_object(config_path, "Adapter config")
         peft_type = peft_type_field(config, f"{what} ({config_path})")
+        if peft_type == "MULTITASK_PROMPT_TUNING":  # (found 2026-12-07: read as a single prompt, 5.4-6.0 off either task's)
+            raise ValueError(f"{what} is a MULTITASK_PROMPT_TUNING adapter: its {PROMPT_TUNING_TENSOR!r} is the part its tasks "
+                             "share, each task's prompt that times its own factors, so no single prompt of input rows can be "
+                             "read from it. Use a PROMPT_TUNING adapter or a single-prompt plugin adapter.")  # fmt: skip
         if input_rows and peft_type in KEY_VALUE_TYPES:
             raise ValueError(f"{what} is a {peft_type} adapter (keys and values per layer), not input rows: only a prompt "
                              "of input rows (PROMPT_TUNING or a single-prompt plugin method) can be read here.")  # fmt: skip

@@ -3,6 +3,7 @@ starting exactly where the shallow prompt was, plain PEFT PREFIX_TUNING and CART
 and every refusal the issue names (each message names the bad value)."""
 
 import json
+import warnings
 
 import peft
 import pytest
@@ -208,6 +209,75 @@ def test_text_init_shorter_than_the_prompt_is_refused_with_both_counts():
         base, task_type = common.tiny_model("llama")
         peft.get_peft_model(base, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=40, deep_init="text", init_text="a b",
                                                          tokenizer_name_or_path=common.tiny_tokenizer_dir()))  # fmt: skip
+
+
+def test_text_init_with_another_models_tokenizer_is_refused():
+    """Found 2026-12-07 by a probe: a tokenizer with more tokens than the model's embedding rows gave a bare IndexError,
+    or passed silently when the text's first ids happened to fit; the vocabulary strategies refused it already."""
+    base, task_type = common.tiny_model("llama")
+    base.resize_token_embeddings(100)  # the tiny tokenizer has more tokens than that
+    config = DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=2, deep_init="text", init_text="a b c d",
+                                    tokenizer_name_or_path=common.tiny_tokenizer_dir())  # fmt: skip
+    with pytest.raises(ValueError, match=r"The tokenizer has \d+ tokens but the model's input embedding has only 100 rows"):
+        peft.get_peft_model(base, config)
+
+
+def test_a_multitask_prompt_tuning_adapter_is_refused_as_a_single_prompt(tmp_path):
+    """Found 2026-12-07 by a probe: plain PEFT's MULTITASK_PROMPT_TUNING adapter, whose prompt_embeddings is the part
+    its tasks share, was read as a single prompt by deep_init='prompt' and by a mixture bank (5.4-6.0 off either task)."""
+    from peft_softprompt_ext import MixturePromptTuningConfig
+
+    base, task_type = common.tiny_model("gpt2")
+    peft.get_peft_model(base, peft.MultitaskPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, num_tasks=2)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="is a MULTITASK_PROMPT_TUNING adapter: its 'prompt_embeddings' is the part its tasks share"):
+        peft.get_peft_model(common.tiny_model("gpt2")[0], DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, deep_init="prompt",
+                                                                                 init_prompt=str(tmp_path)))  # fmt: skip
+    with pytest.raises(ValueError, match="is a MULTITASK_PROMPT_TUNING adapter"):
+        peft.get_peft_model(common.tiny_model("gpt2")[0], MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=P,
+                                                                                    source_prompts=[str(tmp_path)]))  # fmt: skip
+
+
+def test_a_deep_layout_on_a_prompt_of_input_rows_is_refused():
+    """Found 2026-12-07 by a probe: a shallow config took a deep_layout (a deep adapter's config with its peft_type
+    edited), and its width check then passed a table of keys and values as input rows (a bare size error in the model)."""
+    from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    with pytest.raises(ValueError, match="deep_layout is set on a VocabSampledPromptTuningConfig, whose prompt is input rows"):
+        VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_layout=[["model.layers.0.self_attn", 2, 16]])
+
+
+def test_a_prompt_init_from_a_classifier_says_its_head_is_not_taken(tmp_path):
+    """Found 2026-12-07 by a probe: deep_init='prompt' from a classifier's shallow prompt took the prompt but not the
+    head trained with it, so step 0 was 4.7 off that adapter (GPT-2 classifier), without a word."""
+    from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    base, task_type = common.tiny_model("bert")
+    peft.get_peft_model(base, VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, vocab_sampling="uniform")).save_pretrained(tmp_path)
+    config = DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, deep_init="prompt", init_prompt=str(tmp_path))
+    with pytest.warns(UserWarning, match=r"also holds \['base_model.classifier.*takes the prompt only"):
+        peft.get_peft_model(common.tiny_model("bert")[0], config)
+    with warnings.catch_warnings(record=True) as caught:  # a causal LM's prompt holds nothing else: no warning
+        warnings.simplefilter("always")
+        peft.get_peft_model(common.tiny_model("llama")[0], DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="prompt",
+                                                                                  init_prompt=common.bank_folders("llama")[0]))  # fmt: skip
+    assert not [warning for warning in caught if "also holds" in str(warning.message)]
+
+
+def test_init_prompt_and_corpus_may_be_paths(tmp_path):
+    """Found 2026-12-07 by a probe: init_prompt=Path(folder) was refused as if missing (or broke the save with a bare
+    TypeError under another deep_init), corpus=Path(file) as 'got PosixPath'."""
+    from pathlib import Path
+
+    from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    folder = common.bank_folders("llama")[0]
+    config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="prompt", init_prompt=Path(folder))
+    assert config.init_prompt == folder
+    peft.get_peft_model(common.tiny_model("llama")[0], config).save_pretrained(tmp_path / "deep")
+    (tmp_path / "corpus.txt").write_text("a b c\nd e f\n")
+    corpus = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="task_corpus",
+                                            corpus=tmp_path / "corpus.txt", tokenizer_name_or_path=common.tiny_tokenizer_dir())  # fmt: skip
+    assert corpus.corpus == str(tmp_path / "corpus.txt")
 
 
 def test_prompt_init_needs_a_prompt():

@@ -58,6 +58,23 @@ def test_given_position_ids_past_the_position_table_are_refused_naming_the_numbe
             peft_model(**_ids(7), position_ids=torch.arange(TABLE - P - 5, TABLE - P + 2)[None], **_extra(config_name, 1))
 
 
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "mixture_task", "deep"])
+def test_a_prompt_that_leaves_no_position_to_the_input_is_refused_when_built(config_name):
+    """Found 2026-12-07 by a probe: a prompt of 256 or more virtual tokens on GPT-2 (a table of 256) failed with a bare
+    IndexError, when built (a deep prompt's init ran it through the model) or at the first forward."""
+    from peft_softprompt_ext import MixturePromptTuningConfig, VocabSampledPromptTuningConfig
+
+    model, task_type = common.tiny_model("gpt2")
+    config = {"vocab_uniform": VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=TABLE, vocab_sampling="uniform"),
+              "mixture_task": MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=TABLE, source_prompts=list(common.bank_folders("gpt2"))),
+              "deep": DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=TABLE, deep_init="random")}[config_name]  # fmt: skip
+    with pytest.raises(ValueError, match=rf"num_virtual_tokens={TABLE} .* table of {TABLE} positions \(config.n_positions\): no input token"):
+        peft.get_peft_model(model, config)
+    bert, task_type = common.tiny_model("bert")  # (its build runs the prompt through the model: BERT's type buffer)
+    with pytest.raises(ValueError, match=rf"num_virtual_tokens={TABLE} .* table of {TABLE} positions"):
+        peft.get_peft_model(bert, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=TABLE, deep_init="random"))
+
+
 @pytest.mark.parametrize("config_name", ["vocab_uniform", "deep"])
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_generate_past_the_position_table_is_refused_and_up_to_it_works(config_name, use_cache):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -55,6 +56,7 @@ class DeepPromptTuningConfig(VocabSampledPromptTuningConfig):
     """
 
     PEFT_TYPE_NAME = PEFT_TYPE_NAME
+    KEYS_AND_VALUES_POSSIBLE = True
 
     deep_init: Union[DeepInit, str] = field(
         default=DeepInit.VOCAB_SAMPLED, metadata={"help": "'text', 'vocab_sampled', 'prompt', 'zero' or 'random'."}
@@ -73,6 +75,8 @@ class DeepPromptTuningConfig(VocabSampledPromptTuningConfig):
 
     def __post_init__(self):
         self.deep_init = parse_option(DeepInit, self.deep_init, "deep_init")
+        if isinstance(self.init_prompt, os.PathLike):  # a folder as a Path (saved as JSON: found 2026-12-07, a bare TypeError)
+            self.init_prompt = os.fspath(self.init_prompt)
         super().__post_init__()
         check_revision("init_prompt_revision", self.init_prompt_revision)
         if self.deep_init == DeepInit.TEXT:

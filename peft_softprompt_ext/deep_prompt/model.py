@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .. import layer_prefix
 from .._peft_compat import task_type_name
-from ..prompt_bank import KEY_VALUE_TYPES, load_saved_peft_type, load_saved_prompt
+from ..init import check_tokenizer_fits
+from ..prompt_bank import KEY_VALUE_TYPES, load_saved_peft_type, load_saved_prompt, saved_base_tensors
 from ..prompt_encoder import KEY_VALUES
 from ..prompt_table import PromptTableEncoder
 from ..vocab_sampled.config import VocabSampling
@@ -18,7 +21,9 @@ def _input_rows(config, word_embeddings, model_config, text_tokens: int) -> torc
     """The input rows [P, D] whose keys and values start the prompt (text, sampled tokens or a shallow prompt)."""
     length = config.num_virtual_tokens
     if config.deep_init == DeepInit.TEXT:
-        ids = load_tokenizer(config)(config.init_text, add_special_tokens=False)["input_ids"]
+        tokenizer = load_tokenizer(config)
+        check_tokenizer_fits(tokenizer, word_embeddings.weight.shape[0])  # (found 2026-12-07: a bare IndexError, or silence)
+        ids = tokenizer(config.init_text, add_special_tokens=False)["input_ids"]
         if len(ids) < length:
             raise ValueError(f"init_text has {len(ids)} tokens but num_virtual_tokens={length}: give a text of at least "
                              f"{length} tokens (it is not padded), or fewer virtual tokens.")  # fmt: skip
@@ -34,6 +39,11 @@ def _input_rows(config, word_embeddings, model_config, text_tokens: int) -> torc
                                       config.allow_base_model_mismatch, config.init_prompt_revision)  # fmt: skip
         if prompt.shape[0] != length:
             raise ValueError(f"init_prompt {config.init_prompt!r} has {prompt.shape[0]} virtual tokens but num_virtual_tokens={length}.")
+        others = sorted(saved_base_tensors(config.init_prompt, config.init_prompt_revision))
+        if others:  # (found 2026-12-07: a GPT-2 classifier's step 0 was 4.7 off its shallow prompt's, without a word)
+            warnings.warn(f"init_prompt {config.init_prompt!r} also holds {others}, trained with its prompt (e.g. a classifier "
+                          "head): deep_init='prompt' takes the prompt only, so the new model's head starts as the base "
+                          "model's and step 0 differs from that adapter by it.", stacklevel=2)  # fmt: skip
         return prompt.to(word_embeddings.weight)
     if config.deep_init == DeepInit.RANDOM:
         config = _uniform(config)

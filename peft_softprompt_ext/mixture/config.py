@@ -66,6 +66,7 @@ class MixturePromptTuningConfig(PluginPromptConfig):
     """
 
     PEFT_TYPE_NAME = PEFT_TYPE_NAME
+    KEYS_AND_VALUES_POSSIBLE = True  # (a bank of deep prompts)
 
     source_prompts: list = field(default_factory=list, metadata={"help": "Adapter folders or Hub ids of the bank."})
     num_tasks: int = field(default=1, metadata={"help": "Number of tasks; rows pick theirs with task_ids."})

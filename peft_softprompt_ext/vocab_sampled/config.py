@@ -106,6 +106,8 @@ class VocabSampledPromptTuningConfig(PluginPromptConfig):
         if self.vocab_sampling in _NEEDS_TOKENIZER and not self.tokenizer_name_or_path:
             raise ValueError(f"vocab_sampling={self.vocab_sampling.value!r} needs tokenizer_name_or_path; got None.")
         self._validate_class_labels()
+        if isinstance(self.corpus, os.PathLike):  # a text file as a Path (found 2026-12-07: refused as "got PosixPath")
+            self.corpus = os.fspath(self.corpus)
         if isinstance(self.corpus, (list, tuple)):  # texts: identified now; a file path is read (and identified) at init
             self.corpus = check_corpus_texts(self.corpus)
             self.corpus_digest = corpus_digest(self.corpus)
