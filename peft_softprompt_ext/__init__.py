@@ -6,7 +6,7 @@ This module is the top of the plugin: it imports the methods (each registers its
 the PEFT wrappers with the plugin's behaviour as their hooks; nothing in the package imports it.
 """
 
-from . import layer_prefix, persistence, position_table, prompt_injection
+from . import layer_prefix, persistence, prompt_injection
 from ._peft_compat import SUPPORTED_PEFT, PluginHooks, install_patches
 from .adapter_files import check_finite, check_safetensors_file
 from .atomic_io import atomic_directory_write, atomic_file_write, read_json_object, read_lock
@@ -54,7 +54,7 @@ install_patches(
         unroute=layer_prefix.unroute,
         unprompted=layer_prefix.unprompted,
         check_saved_config=persistence.check_saved_config,
-        check_prompt_fits=position_table.check_prompt_fits,
+        check_prompt_fits=prompt_injection.check_prompt_fits,
     )
 )
 layer_prefix.register_routes()  # a deep-prompt model saved whole names the routed attention in its config

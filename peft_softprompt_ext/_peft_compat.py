@@ -376,7 +376,7 @@ class PluginHooks:
     unroute: Callable  # (base_model): undo the deep prompts' attention routing (unload)
     unprompted: Callable  # (base_model) -> context manager: no plugin prompt in its layers (a call with the adapter disabled)
     check_saved_config: Callable  # (saved fingerprint, model's fingerprint): a config read from a save fits this base model
-    check_prompt_fits: Callable  # (config, model): the prompt leaves room for input in the model's position table
+    check_prompt_fits: Callable  # (config, model, loading): the prompt fits the model's position table
 
 
 _hooks: PluginHooks | None = None
@@ -390,14 +390,15 @@ def _setup_prompt_encoder(original, self, adapter_name):
     # PEFT's own version would freeze the base, find the embeddings and then raise "Not supported"
     # for our type; we do the same steps with transformers' public get_input_embeddings().
     _hooks.check_task_type(task_type_name(config), innermost_model(self.base_model))
-    _hooks.check_prompt_fits(config, innermost_model(self.base_model))
+    loading = _BUILDING_FOR_A_LOAD.get() or (config.inference_mode and config.base_model_fingerprint is not None)
+    _hooks.check_prompt_fits(config, innermost_model(self.base_model), loading)
     for parameter in self.base_model.parameters():
         parameter.requires_grad_(False)
     fingerprint = _hooks.base_model_fingerprint(self.base_model)
     # A config read from a save (its fingerprint, and the inference_mode=True PEFT saves) is built for its weights to
     # be loaded next (PeftModel(base, PeftConfig.from_pretrained(folder)), then set_peft_model_state_dict): no start.
     saved_config = config.inference_mode and config.base_model_fingerprint is not None
-    if saved_config:  # (from_pretrained checked it already; PEFT's low-level load did not)
+    if saved_config and not _CONFIG_CHECKED.get():  # (from_pretrained and load_adapter checked it; PEFT's low-level load did not)
         _hooks.check_saved_config(config.base_model_fingerprint, fingerprint)
     if config.base_model_fingerprint not in (None, fingerprint):
         # PEFT keeps the config object it is given: one used before for another base model gets its own copy
@@ -685,6 +686,20 @@ def building_for_a_load() -> bool:
     return _BUILDING_FOR_A_LOAD.get()
 
 
+# Set while PEFT builds an adapter whose saved config the plugin has checked (and, where a mismatch was allowed, let
+# in): PEFT reads the config again, fingerprint and all, which `check_saved_config` must not refuse then.
+_CONFIG_CHECKED: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_config_checked", default=False)
+
+
+@contextlib.contextmanager
+def _config_checked():
+    token = _CONFIG_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _CONFIG_CHECKED.reset(token)
+
+
 @contextlib.contextmanager
 def _building_for_a_load():
     token = _BUILDING_FOR_A_LOAD.set(True)
@@ -755,7 +770,8 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
         else:  # a user's load (into a new adapter or over one the model has): PEFT reads the config again; ours is
             # checked first, and its fingerprint (this base model's, or the file's, which equals it) written over PEFT's
             config = _checked_plugin_config(peft_type, model_id, self.get_base_model(), None, allow_base_model_mismatch, kwargs)
-            result = original(self, model_id, adapter_name, False, *args, **kwargs)
+            with _config_checked():  # (found 2026-12-07: its re-read config refused an allowed mismatch)
+                result = original(self, model_id, adapter_name, False, *args, **kwargs)
             self.peft_config[adapter_name].base_model_fingerprint = config.base_model_fingerprint
     if is_trainable:
         make_adapter_trainable(self, adapter_name)

@@ -7,23 +7,25 @@ or relative positions (Llama, Gemma, T5) have no such table and are not limited 
 
 from __future__ import annotations
 
-import weakref
-
 import torch
 
 # module names under which transformers keeps a learned absolute-position table, and the config
 # fields that give its usable length
 _TABLE_NAMES = ("wpe", "position_embeddings", "embed_positions")
 _LIMIT_FIELDS = ("n_positions", "max_position_embeddings")
-_LIMITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (limit, field) or None, found once
+# Found once per model and kept on it: a module-level weak dictionary of models was read inside torch.compile'd
+# forwards, whose guards then named its entries by position and failed (IndexError) once another model was collected.
+_LIMIT_ATTRIBUTE = "_peft_softprompt_ext_position_limit"
+_UNKNOWN = object()
 
 
 def position_limit(model: torch.nn.Module) -> tuple[int, str] | None:
     """(positions a sequence may use, a description of where that number comes from) of a model with a learned
     position table, else None."""
-    if model not in _LIMITS:
-        _LIMITS[model] = _find_limit(model)
-    return _LIMITS[model]
+    limit = model.__dict__.get(_LIMIT_ATTRIBUTE, _UNKNOWN)
+    if limit is _UNKNOWN:
+        limit = model.__dict__[_LIMIT_ATTRIBUTE] = _find_limit(model)
+    return limit
 
 
 def _find_limit(model: torch.nn.Module) -> tuple[int, str] | None:
@@ -42,17 +44,22 @@ def _find_limit(model: torch.nn.Module) -> tuple[int, str] | None:
     return value, f"config.{field}"
 
 
-def check_prompt_fits(config, model) -> None:
-    """Refuse, when the prompt is built, a prompt that leaves no position of `model`'s table to any input token (found
-    2026-12-07: a bare IndexError or size error, at build where the prompt runs through the model, else at the first
-    forward). A deep prompt on an encoder leaves the input its positions, but its build runs the prompt's P rows."""
-    limit, num_virtual_tokens = position_limit(model), config.num_virtual_tokens
+def check_prompt_fits(model, num_virtual_tokens: int, initialisation: str | None = None) -> None:
+    """Refuse, when the prompt is built, a prompt of more rows than `model`'s table has positions (found 2026-12-07: a
+    bare IndexError or size error, at build or at the first forward). `initialisation`: None where the prompt moves the
+    input's positions on (every prompt but a deep prompt on an encoder: then no input token would fit); else what runs
+    the prompt's rows through the model at build (a deep prompt on an encoder keeps the input's positions)."""
+    limit = position_limit(model)
     if limit is None or num_virtual_tokens < limit[0]:
         return
     table, source = limit
-    raise ValueError(f"A soft prompt of num_virtual_tokens={num_virtual_tokens} moves every input token {num_virtual_tokens} "
-                     f"positions on, but {type(model).__name__} has a table of {table} positions ({source}): no input token "
-                     f"would fit. Use fewer than {table} virtual tokens (and leave room for the input).")
+    what = f"A soft prompt of num_virtual_tokens={num_virtual_tokens}"
+    where = f"{type(model).__name__} has a table of {table} positions ({source})"
+    if initialisation is None:
+        raise ValueError(f"{what} moves every input token {num_virtual_tokens} positions on, but {where}: no input token would "
+                         f"fit. Use fewer than {table} virtual tokens (and leave room for the input).")  # fmt: skip
+    raise ValueError(f"{what} is started by running its rows through the model ({initialisation}), but {where}. Use fewer "
+                     f"than {table} virtual tokens, or deep_init='zero'.")  # fmt: skip
 
 
 def check_positions_fit(model, num_virtual_tokens: int, fed_length: int, cache_length: int = 0, positions=None,

@@ -29,6 +29,7 @@ import torch
 from . import layer_prefix, shared_prefix
 from ._peft_compat import PromptParts
 from .position_table import check_positions_fit
+from .position_table import check_prompt_fits as check_prompt_fits_table
 from .prompt_encoder import KEY_VALUES, check_task_ids
 
 
@@ -746,6 +747,15 @@ def _encoder_inputs(parts: PromptParts, input_ids, attention_mask, inputs_embeds
         inputs_embeds = parts.input_embeddings(input_ids)
     prompts = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
     return torch.cat((prompts, inputs_embeds), dim=1), _with_prompt_mask(attention_mask, parts.num_virtual_tokens)
+
+
+def check_prompt_fits(config, model, loading: bool) -> None:
+    """`position_table.check_prompt_fits` for the prompt `config` builds: a deep prompt on an encoder leaves the input its
+    positions, so only an initialisation that runs its rows through the model is limited (not a load, not "zero")."""
+    if config.peft_type.name != "DEEP_PROMPT_TUNING" or layer_prefix.is_causal_decoder(model):
+        check_prompt_fits_table(model, config.num_virtual_tokens)
+    elif not loading and config.deep_init != "zero":
+        check_prompt_fits_table(model, config.num_virtual_tokens, f"deep_init={config.deep_init.value!r}")
 
 
 def check_task_type(task_type: str, model) -> None:

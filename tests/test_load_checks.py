@@ -113,6 +113,18 @@ def test_a_config_used_for_two_base_models_gets_each_ones_fingerprint(tmp_path):
     PeftModel.from_pretrained(common.tiny_model("gpt2")[0], tmp_path / "first")
 
 
+def test_load_adapter_of_another_bases_prompt_into_a_new_name_takes_the_override(saved):
+    """A review found the low-level load's refusal (below) refusing load_adapter(..., allow_base_model_mismatch=True)
+    into a new adapter name, which PEFT builds from the config it reads again."""
+    trained, folder = saved
+    host = peft.get_peft_model(other_base(), VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    with pytest.raises(ValueError, match=r"trained on another base model"):
+        host.load_adapter(folder, adapter_name="moved")
+    host.load_adapter(folder, adapter_name="moved", allow_base_model_mismatch=True)
+    torch.testing.assert_close(host.prompt_encoder["moved"].embedding.weight, trained.prompt_encoder["default"].embedding.weight)
+    assert host.peft_config["moved"].base_model_fingerprint == host.peft_config["default"].base_model_fingerprint
+
+
 @pytest.mark.parametrize("entry", ["PeftModelForCausalLM", "get_peft_model"])
 def test_a_config_read_from_a_save_on_another_base_is_refused_by_the_low_level_load(saved, entry):
     """Found 2026-12-07 by a probe: PEFT's low-level load (PeftModel(base, PeftConfig.from_pretrained(folder)), then

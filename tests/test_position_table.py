@@ -70,9 +70,20 @@ def test_a_prompt_that_leaves_no_position_to_the_input_is_refused_when_built(con
               "deep": DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=TABLE, deep_init="random")}[config_name]  # fmt: skip
     with pytest.raises(ValueError, match=rf"num_virtual_tokens={TABLE} .* table of {TABLE} positions \(config.n_positions\): no input token"):
         peft.get_peft_model(model, config)
-    bert, task_type = common.tiny_model("bert")  # (its build runs the prompt through the model: BERT's type buffer)
-    with pytest.raises(ValueError, match=rf"num_virtual_tokens={TABLE} .* table of {TABLE} positions"):
+
+def test_a_deep_prompt_on_an_encoder_is_limited_by_the_table_only_where_its_start_runs_it(tmp_path):
+    """A deep prompt on an encoder leaves the input its own positions: it may be longer than the table, but its start
+    runs its rows through the model (BERT's type buffer: a bare size error) except for "zero"; a load runs nothing (a
+    review found the first version of the build-time check refusing both, and an adapter saved before it)."""
+    bert, task_type = common.tiny_model("bert")
+    with pytest.raises(ValueError, match=rf"num_virtual_tokens={TABLE} is started by running its rows through the model "
+                                         rf"\(deep_init='random'\), but BertForSequenceClassification has a table of {TABLE}"):
         peft.get_peft_model(bert, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=TABLE, deep_init="random"))
+    long = peft.get_peft_model(common.tiny_model("bert")[0], DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=TABLE + 1, deep_init="zero"))
+    batch = common.inference_batch("bert")
+    long.save_pretrained(tmp_path)
+    loaded = peft.PeftModel.from_pretrained(common.tiny_model("bert")[0], tmp_path)
+    torch.testing.assert_close(common.forward_logits(loaded, batch), common.forward_logits(long, batch))
 
 
 @pytest.mark.parametrize("config_name", ["vocab_uniform", "deep"])
