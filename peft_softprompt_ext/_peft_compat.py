@@ -666,12 +666,17 @@ _CHECKED_BY_FROM_PRETRAINED = contextvars.ContextVar("checked_by_from_pretrained
 
 
 @contextlib.contextmanager
-def _checked_by_from_pretrained(adapter_name: str):
-    token = _CHECKED_BY_FROM_PRETRAINED.set(adapter_name)
+def _set_for_the_block(variable: contextvars.ContextVar, value=True):
+    """`variable` is `value` in this context for the block (a nested block sets and restores its own)."""
+    token = variable.set(value)
     try:
         yield
     finally:
-        _CHECKED_BY_FROM_PRETRAINED.reset(token)
+        variable.reset(token)
+
+
+def _checked_by_from_pretrained(adapter_name: str):
+    return _set_for_the_block(_CHECKED_BY_FROM_PRETRAINED, adapter_name)
 
 
 # Set while PEFT builds a plugin adapter to load its weights into (from_pretrained, load_adapter, or a config read from
@@ -691,22 +696,12 @@ def building_for_a_load() -> bool:
 _CONFIG_CHECKED: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_config_checked", default=False)
 
 
-@contextlib.contextmanager
 def _config_checked():
-    token = _CONFIG_CHECKED.set(True)
-    try:
-        yield
-    finally:
-        _CONFIG_CHECKED.reset(token)
+    return _set_for_the_block(_CONFIG_CHECKED)
 
 
-@contextlib.contextmanager
 def _building_for_a_load():
-    token = _BUILDING_FOR_A_LOAD.set(True)
-    try:
-        yield
-    finally:
-        _BUILDING_FOR_A_LOAD.reset(token)
+    return _set_for_the_block(_BUILDING_FOR_A_LOAD)
 
 
 def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_trainable=False, config=None,
