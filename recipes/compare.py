@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
 from softprompt_bench import reports  # noqa: E402
-from softprompt_bench.plans import PlanError, load_plan, paired_difference, plan_split, run_all, run_config, split_label, summarise  # noqa: E402
+from softprompt_bench.plans import PlanError, load_plan, missing_runs, paired_difference, plan_split, run_all, run_config, split_label, summarise  # noqa: E402
 
 TRAIN = Path(__file__).with_name("train.py")  # each run is its own train.py process (recipes never import each other)
 
@@ -76,8 +76,7 @@ def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float, base
             f"| {100 * row['macro_f1_mean']:.1f} | {len(row['seeds'])} | {step} | {row['peak_memory_mb']:.0f} |"
         )
     if missing:
-        lines += ["", "No result for: " + ", ".join(f"{name} (seeds {', '.join(map(str, seeds))})" for name, seeds in missing.items())
-                  + " (not trained in this call: --collect, or --method without them; or their runs no longer match the plan)."]  # fmt: skip
+        lines += ["", missing_runs(missing) + " (not trained in this call: --collect, or --method without them; or their runs no longer match the plan)."]  # fmt: skip
         if plan.get("baseline") is not None and baseline is None:
             lines.append(f"The baseline `{plan['baseline']}` has no result: no paired differences.")
     if baseline is not None:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from 
 from peft_softprompt_ext import PromptProjection, base_model_fingerprint, fingerprint_differences, fit_projection  # noqa: E402
 from peft_softprompt_ext import ProjectionFit, RowNorm  # noqa: E402
 from softprompt_bench import reports  # noqa: E402
-from softprompt_bench.plans import resolve_seeds, run_all, run_config  # noqa: E402
+from softprompt_bench.plans import resolve_seeds, rows_scored, run_all, run_config  # noqa: E402
 from softprompt_bench.recipe_config import check_folder, check_keys, read_yaml  # noqa: E402
 from softprompt_bench.recipe_support import resolve_model_folder  # noqa: E402
 
@@ -138,7 +138,7 @@ def summarise(records: dict[str, list[dict]], info: dict) -> dict:
     return {
         "task": records["no prompt"][0].get("task"),  # as the runs resolved it (the plan may leave it to the default)
         "split": (records["no prompt"][0].get("config") or {}).get("eval_split"),  # (found 2026-12-07: the table named neither)
-        "scored_rows": sum(map(sum, (records["no prompt"][0].get("metrics") or {}).get("confusion") or [])),
+        "scored_rows": rows_scored(records["no prompt"][0]),
         "steps": records["trained on target (cold start)"][0].get("steps"),  # (a plan may leave them to the default)
         "accuracy_mean": mean,
         "accuracy_std": {n: statistics.stdev([r["metrics"]["accuracy"] for r in runs]) if len(runs) > 1 else 0.0 for n, runs in records.items()},

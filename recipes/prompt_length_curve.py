@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
 
 from softprompt_bench import reports  # noqa: E402
-from softprompt_bench.plans import plan_split, split_label  # noqa: E402
+from softprompt_bench.plans import missing_runs, plan_split, split_label  # noqa: E402
 from softprompt_bench.recipe_config import RecipeConfig  # noqa: E402
 
 REFERENCE_METHODS = ("lora", "full_finetune", "zero_shot")  # no prompt length: drawn as reference lines
@@ -71,8 +71,7 @@ def write_markdown(points, references, path: Path, split: str, missing: dict | N
         lines.append(f"| {length} | {row['trainable_params']:,} | {100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f} "
                      f"| {step} | {row.get('curve', row['method'])} | {seeds} |")  # fmt: skip
     if missing:
-        lines += ["", "No result for: " + ", ".join(f"{name} (seeds {', '.join(map(str, seeds))})" for name, seeds in missing.items())
-                  + ": those rows are means over the seeds listed."]  # fmt: skip
+        lines += ["", missing_runs(missing) + ": those rows are means over the seeds listed."]
     reports.write_text(path, "\n".join(lines) + "\n")
 
 

@@ -256,10 +256,23 @@ def scored_rows(record: dict) -> str | None:
     if not isinstance(config, dict):
         return None
     rows = {key: config.get(key, DEFAULT_SPLIT if key == "eval_split" else None) for key in SCORED_ROWS_KEYS}
-    confusion = (record.get("metrics") or {}).get("confusion")
-    if isinstance(confusion, list) and all(isinstance(line, list) for line in confusion):
-        rows["eval_size"] = int(sum(sum(line) for line in confusion))
+    scored = rows_scored(record)
+    if scored is not None:
+        rows["eval_size"] = scored
     return json.dumps(rows, sort_keys=True)
+
+
+def rows_scored(record: dict) -> int | None:
+    """How many rows a run scored: its confusion matrix's total (None for a record without one)."""
+    confusion = (record.get("metrics") or {}).get("confusion")
+    if not (isinstance(confusion, list) and all(isinstance(line, list) for line in confusion)):
+        return None
+    return int(sum(sum(line) for line in confusion))
+
+
+def missing_runs(missing: dict[str, list[int]]) -> str:
+    """A report's line for the runs without a result (method -> seeds)."""
+    return "No result for: " + ", ".join(f"{name} (seeds {', '.join(map(str, seeds))})" for name, seeds in missing.items())
 
 
 def paired_difference(row: dict, baseline: dict) -> dict | None:
