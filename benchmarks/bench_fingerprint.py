@@ -13,12 +13,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import peft
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench, from a checkout
+from peft_softprompt_ext import VocabSampledPromptTuningConfig  # noqa: E402
 from peft_softprompt_ext.fingerprint import base_model_fingerprint, embedding_digest  # noqa: E402
 from softprompt_bench.benchmark_args import count  # noqa: E402
 from softprompt_bench.embedded_models import load_causal_lm  # noqa: E402
@@ -46,6 +49,12 @@ def main() -> None:
     print(f"  base_model_fingerprint (every row):  {full:.3f} s median")
     print(f"  sampled rows' two digests alone:     {sampled:.3f} s median")
     print(f"  ratio:                               {full / sampled:.1f}x")
+    with tempfile.TemporaryDirectory() as folder:
+        config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20, vocab_sampling="uniform")
+        peft.get_peft_model(model, config).save_pretrained(folder)
+        base = peft.PeftModel.from_pretrained(model, folder).unload()  # (back to the bare model, once warmed up)
+        load = _median_seconds(lambda: peft.PeftModel.from_pretrained(base, folder).unload(), args.rounds)
+    print(f"  PeftModel.from_pretrained + unload:  {load:.3f} s median ({load / full:.2f}x one fingerprint)")
 
 
 if __name__ == "__main__":

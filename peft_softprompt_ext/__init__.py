@@ -13,7 +13,7 @@ from .atomic_io import atomic_directory_write, atomic_file_write, read_json_obje
 from .deep_prompt import DeepInit, DeepPromptTuningConfig
 from .describe import describe_prompt
 from .export import export_cartridge, export_prefix_tuning, export_prompt_tuning
-from .fingerprint import base_model_fingerprint, fingerprint_differences
+from .fingerprint import base_model_fingerprint, computed_once, fingerprint_differences
 from .hub import attach_results, build_model_card
 from .mixture import MixturePromptTuningConfig, Mixing, mixing_weights, serve_prompts
 from .options import Reparameterization, SharedPrefix
@@ -45,6 +45,7 @@ install_patches(
         encoder_forward=prompt_injection.encoder_forward,
         check_task_type=prompt_injection.check_task_type,
         base_model_fingerprint=base_model_fingerprint,
+        fingerprint_once=computed_once,
         save_adapter=persistence.save_adapter,
         checked_config=persistence.checked_config,
         reading=persistence.reading,

@@ -367,6 +367,7 @@ class PluginHooks:
     encoder_forward: Callable
     check_task_type: Callable  # (task_type, model): refuse a task type the model is not (before the encoder is built)
     base_model_fingerprint: Callable  # (base_model) -> dict, saved in a new adapter's config
+    fingerprint_once: Callable  # () -> context manager: a base model's fingerprint computed once within it (one load)
     save_adapter: Callable  # (peft_model, save_directory, write_peft_files, selected_adapters, safe_serialization)
     checked_config: Callable  # (model_id, base_model, config_class, encoder_class, config, allow, subfolder, hub, kwargs)
     reading: Callable  # (model_id, subfolder) -> context manager held while PEFT reads the files
@@ -387,6 +388,11 @@ def _setup_prompt_encoder(original, self, adapter_name):
     config = self.peft_config[adapter_name]
     if not is_plugin_config(config):
         return original(self, adapter_name)
+    with _hooks.fingerprint_once():  # (the build may check a source prompt's fingerprint against the same model)
+        _setup_plugin_prompt_encoder(self, adapter_name, config)
+
+
+def _setup_plugin_prompt_encoder(self, adapter_name, config):
     # PEFT's own version would freeze the base, find the embeddings and then raise "Not supported"
     # for our type; we do the same steps with transformers' public get_input_embeddings().
     _hooks.check_task_type(task_type_name(config), innermost_model(self.base_model))
@@ -707,11 +713,11 @@ def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_
                      allow_base_model_mismatch=False, **kwargs):  # fmt: skip
     peft_type = peft_type_of(model_id, config, kwargs)
     if peft_type not in PLUGIN_PEFT_TYPES:  # read under the lock too: a save's vanilla/ copy is swapped with its folder
-        with _hooks.reading(model_id, kwargs.get("subfolder")):
+        with _hooks.reading(model_id, kwargs.get("subfolder")), _hooks.fingerprint_once():
             _hooks.check_plain_copy(model_id, model, allow_base_model_mismatch, kwargs.get("subfolder"), _hub_kwargs(kwargs))
             with _checked_by_from_pretrained(adapter_name):
                 return original(model, model_id, adapter_name=adapter_name, is_trainable=is_trainable, config=config, **kwargs)
-    with _hooks.reading(model_id, kwargs.get("subfolder")):
+    with _hooks.reading(model_id, kwargs.get("subfolder")), _hooks.fingerprint_once():
         config = _checked_plugin_config(peft_type, model_id, model, config, allow_base_model_mismatch, kwargs)
         # PEFT refuses is_trainable=True for every prompt method; ours resume training: load frozen, then unfreeze.
         with _checked_by_from_pretrained(adapter_name), _building_for_a_load():
@@ -748,7 +754,7 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
             _LOGGER.info(f"Not loading {os.fspath(model_id)!r} as adapter 'vanilla': it is the plain PEFT copy of the plugin "
                          "adapter saved in its parent folder (load that folder instead).")  # fmt: skip
             return None
-        with _hooks.reading(model_id, kwargs.get("subfolder")):
+        with _hooks.reading(model_id, kwargs.get("subfolder")), _hooks.fingerprint_once():
             if _CHECKED_BY_FROM_PRETRAINED.get() != adapter_name:  # (against the wrapped model: LoRA's base_model is a LoraModel)
                 _hooks.check_plain_copy(model_id, self.get_base_model(), allow_base_model_mismatch, kwargs.get("subfolder"),
                                         _hub_kwargs(kwargs))  # fmt: skip
@@ -756,7 +762,7 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
     existing = adapter_name in self.peft_config and _CHECKED_BY_FROM_PRETRAINED.get() != adapter_name and hasattr(self, "prompt_encoder") \
         and adapter_name in self.prompt_encoder
     trains = {name: p.requires_grad for name, p in self.prompt_encoder[adapter_name].named_parameters()} if existing else None
-    with _hooks.reading(model_id, kwargs.get("subfolder")), _building_for_a_load():
+    with _hooks.reading(model_id, kwargs.get("subfolder")), _hooks.fingerprint_once(), _building_for_a_load():
         if adapter_name in self.peft_config and _CHECKED_BY_FROM_PRETRAINED.get() == adapter_name:
             # from_pretrained made (and checked) the adapter: only its weights load here
             _hooks.check_weights_file(model_id, kwargs.get("subfolder"), _hub_kwargs(kwargs))

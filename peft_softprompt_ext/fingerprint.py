@@ -25,6 +25,9 @@ check for every pair of dtypes, and those saved before the dtype and sample chec
 from __future__ import annotations
 
 # No import from the package: softprompt_serve loads this file on its own (serving runs without the plugin).
+import contextlib
+import contextvars
+import copy
 import hashlib
 import math
 
@@ -76,8 +79,38 @@ def embedding_sample(weight: torch.Tensor) -> list[float]:
     return [float(value) for value in flat[positions.to(flat.device)].to(torch.float64).cpu()]
 
 
+# Fingerprints computed in a `computed_once()` block: {key: (the embedding matrix, its fingerprint)}; None outside one.
+_COMPUTED: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_fingerprints_computed", default=None)
+
+
+@contextlib.contextmanager
+def computed_once():
+    """Within the block, a model's fingerprint is computed once: a load checks the same base model several times (its
+    saved config, then PEFT's build of it), and each fingerprint hashes every embedding row (~1.5 s for a 262k x 2,304
+    float32 table). An embedding matrix replaced or changed in place (its version counter) is hashed again. A block
+    inside another shares the outer one's."""
+    if _COMPUTED.get() is not None:
+        yield
+        return
+    token = _COMPUTED.set({})
+    try:
+        yield
+    finally:
+        _COMPUTED.reset(token)
+
+
 def embedding_fingerprint(architecture, model_type, weight: torch.Tensor) -> dict:
     """The fingerprint of a model with this architecture name, model type and input-embedding matrix."""
+    computed = _COMPUTED.get()
+    if computed is None:
+        return _embedding_fingerprint(architecture, model_type, weight)
+    key = (architecture, model_type, id(weight), weight._version, weight.data_ptr(), weight.dtype, weight.device, tuple(weight.shape))
+    if key not in computed or computed[key][0] is not weight:
+        computed[key] = (weight, _embedding_fingerprint(architecture, model_type, weight))
+    return copy.deepcopy(computed[key][1])  # (a caller may edit its copy)
+
+
+def _embedding_fingerprint(architecture, model_type, weight: torch.Tensor) -> dict:
     return {
         "architecture": architecture,
         "model_type": model_type,

@@ -372,3 +372,45 @@ def test_a_deep_prompts_card_counts_only_what_trains(config_name):
     peft_model = peft.get_peft_model(base, common.conformance_config(config_name, task_type, "gpt2"))
     trainable, _ = peft_model.get_nb_trainable_parameters()
     assert f"({trainable:,} trainable parameters)" in build_model_card(peft_model).text
+
+
+def _counting_every_row_hashes(monkeypatch) -> list:
+    """The every-row digests computed from now on (two per fingerprint: bfloat16 and float16 rounding)."""
+    from peft_softprompt_ext import fingerprint
+
+    calls, original = [], fingerprint.all_rows_digest
+    monkeypatch.setattr(fingerprint, "all_rows_digest", lambda weight, *a, **k: calls.append(weight) or original(weight, *a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("config_name", ["vocab_top_frequent", "deep_vocab", "mixture_task_2"])
+def test_a_load_hashes_the_base_models_embeddings_once(config_name, tmp_path, monkeypatch):
+    """Found 2026-12-07: a load computed the base model's fingerprint twice (its saved config checked, then PEFT's
+    build of it), each hashing every embedding row: ~3 s on a 262k x 2,304 float32 table."""
+    peft.get_peft_model(common.tiny_model("llama")[0], common.conformance_config(config_name, "CAUSAL_LM", "llama")).save_pretrained(tmp_path)
+    base = common.tiny_model("llama")[0]
+    calls = _counting_every_row_hashes(monkeypatch)
+    loaded = PeftModel.from_pretrained(base, tmp_path)
+    assert len(calls) == 2, f"from_pretrained hashed the embeddings {len(calls) // 2} times"
+    calls.clear()
+    loaded.load_adapter(tmp_path, "second")
+    assert len(calls) == 2, f"load_adapter hashed the embeddings {len(calls) // 2} times"
+    with pytest.raises(ValueError, match="trained on another base model: embedding_digest_all_rows"):
+        PeftModel.from_pretrained(common.tiny_model("llama", seed=1)[0], tmp_path)  # (each model is hashed: still refused)
+
+
+def test_a_fingerprint_held_for_one_load_sees_embeddings_changed_in_it():
+    from peft_softprompt_ext.fingerprint import computed_once
+
+    model = common.tiny_model("llama")[0]
+    with computed_once():
+        before = base_model_fingerprint(model)
+        assert base_model_fingerprint(model) == before
+        with torch.no_grad():
+            model.get_input_embeddings().weight[3] += 1.0  # in place
+        changed = base_model_fingerprint(model)
+        model.get_input_embeddings().weight = torch.nn.Parameter(torch.zeros_like(model.get_input_embeddings().weight))
+        replaced = base_model_fingerprint(model)
+    assert len({before["embedding_digest_all_rows"], changed["embedding_digest_all_rows"], replaced["embedding_digest_all_rows"]}) == 3
+    changed["embedding_sample"].append(0.0)  # a caller's edit of its copy is its own
+    assert base_model_fingerprint(model) == replaced
