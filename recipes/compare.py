@@ -7,7 +7,7 @@ The YAML holds `base:` (RecipeConfig keys shared by every run), `methods:` (a li
 `name` and the RecipeConfig keys that differ), `seeds:`, `output_dir:` and optionally `baseline:`
 (a method name: the report adds per-seed accuracies and each method's paired difference to it). Each run goes to
 `<output_dir>/<method name>/seed<k>/`; a run whose results.json already exists with the same
-config is collected, not re-run (`--collect` never trains; `--method NAME`, repeatable, trains only
+config is collected, not re-run, and one killed part-way continues from its last checkpoint (`--collect` never trains; `--method NAME`, repeatable, trains only
 the methods named and collects the others; `--jobs N` runs N trainings at once, each with one
 thread: on 2 cores two one-thread runs finish sooner than one two-thread run after another, and
 step times then compare methods within one report only). Writes `comparison.md`,

@@ -7,7 +7,8 @@ Methods: this plugin's `vocab_sampled`, vanilla PEFT prompt tuning (`prompt_tuni
 `prompt_tuning_sample_vocab`, `prompt_tuning_text`), `lora`, `full_finetune`, `zero_shot`.
 A causal LM classifies by rank over label words; an encoder (minilm-l6) as SEQ_CLS.
 Each run writes to `output_dir`: `adapter/`, `resolved_config.yaml`, `results.json`, and
-`checkpoint/` (trainable state only) which `--resume` continues from after a kill.
+`checkpoint/` (trainable state only) which `--resume` continues from after a kill (`--resume-if-any`, which
+compare.py passes: continue it where it is this run's, else start from step 0, saying why).
 """
 
 from __future__ import annotations
@@ -113,6 +114,19 @@ def check_resume_before_anything(config, inputs: dict, world_size: int) -> None:
                          f"{expected} up to its step {state['step']}: resume with the eval_every it was started with.")  # fmt: skip
 
 
+def resumable(config, inputs: dict, world_size: int, say) -> bool:
+    """--resume-if-any: whether output_dir/checkpoint holds this run's checkpoint (config, inputs, number of processes,
+    evaluation schedule: every check of --resume); where it holds another's, `say` why the run starts from step 0."""
+    if not (Path(config.output_dir) / "checkpoint" / "state.json").is_file():
+        return False
+    try:
+        check_resume_before_anything(config, inputs, world_size)
+    except (SystemExit, ValueError, FileNotFoundError) as why:  # (a foreign, edited or partial checkpoint)
+        say(f"--resume-if-any: not resuming {Path(config.output_dir) / 'checkpoint'}, starting from step 0: {why}")
+        return False
+    return True
+
+
 def results_record(accelerator, setup, config, history, metrics, wall_seconds, inputs: dict, started_from: str | None,
                    resumed_from_step: int | None = None) -> dict:  # fmt: skip
     step_seconds = history["step_seconds"]
@@ -145,8 +159,9 @@ def results_record(accelerator, setup, config, history, metrics, wall_seconds, i
     }
 
 
-def run(config, resume: bool = False) -> dict:
-    """setup -> train -> evaluate -> save, holding the run folder's lock; returns the results record."""
+def run(config, resume: bool | str = False) -> dict:
+    """setup -> train -> evaluate -> save, holding the run folder's lock; returns the results record.
+    `resume`: True (--resume: the checkpoint must be this run's) or "if_any" (--resume-if-any)."""
     began = time.perf_counter()
     reset_peak_memory()
     output_dir = Path(config.output_dir)
@@ -164,7 +179,9 @@ def run(config, resume: bool = False) -> dict:
 def _run(accelerator, config, resume: bool, began: float) -> dict:
     output_dir = Path(config.output_dir)
     inputs, started_from = run_inputs(config), config.init_prompt_digest()  # before training: what the run reads, as it started
-    if resume:
+    if resume == "if_any":
+        resume = resumable(config, inputs, accelerator.num_processes, accelerator.print)
+    elif resume:
         check_resume_before_anything(config, inputs, accelerator.num_processes)  # a refused resume leaves every file as it was
     setup = support.build_setup(config, accelerator)
     accelerator.print(f"{config.method} on {config.model} / {config.task}: {setup.trainable_params:,} trainable parameters, "
@@ -186,9 +203,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=options_help(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--config", help="YAML file of RecipeConfig keys (see recipes/configs/)")
-    parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoint")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoint (it must be this run's)")
+    resume.add_argument("--resume-if-any", action="store_true",
+                        help="continue from output_dir/checkpoint where it is this run's, else start from step 0 saying why")
     args, overrides = parser.parse_known_args(argv)
-    run(load_config(args.config, overrides), resume=args.resume)
+    run(load_config(args.config, overrides), resume="if_any" if args.resume_if_any else args.resume)
 
 
 if __name__ == "__main__":

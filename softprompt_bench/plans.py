@@ -202,13 +202,15 @@ def existing_result(config: RecipeConfig) -> dict | None:
 
 
 def train_in_subprocess(config: RecipeConfig, train_script: str | os.PathLike, launcher: str | None = None) -> dict:
-    """Run `train_script` (recipes/train.py) on `config` as its own process; returns its results.json.
+    """Run `train_script` (recipes/train.py) on `config` as its own process; returns its results.json. A checkpoint of
+    this run in its folder (a run killed part-way) is continued (`--resume-if-any`).
 
     `launcher`: an accelerate config file (e.g. recipes/accelerate/cpu_2proc.yaml) to launch it with.
     """
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False, encoding="utf-8") as handle:
         yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
-    command = [sys.executable, os.fspath(train_script), "--config", handle.name]
+    # a run killed part-way continues from its checkpoint (found 2026-12-07: it started again from step 0)
+    command = [sys.executable, os.fspath(train_script), "--config", handle.name, "--resume-if-any"]
     if launcher:
         command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", os.fspath(launcher), *command[1:]]
     try:

@@ -1298,3 +1298,31 @@ def test_report_files_are_written_all_or_nothing(tmp_path, commit_events):
     for script in ("compare", "project", "prompt_length_curve"):  # every report of the recipes goes through them
         text = (REPO / "recipes" / f"{script}.py").read_text()
         assert not re.search(r"(?<!reports)\.write_text\(|\.savefig\(", text), script
+
+
+def test_a_plans_run_killed_part_way_continues_from_its_checkpoint_and_another_configs_does_not(tmp_path):
+    """Found 2026-12-07: compare.py started a run killed part-way again from step 0 (only `train.py --resume` continued
+    it). A plan's run now continues its own checkpoint; a checkpoint of another config is not taken, and the run says so."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    plan = _plugin_and_lora_plan(tmp_path, steps=6, train_size=32, eval_size=16)
+    plan.update(seeds=[0], methods=plan["methods"][:1])
+    plan["base"]["checkpoint_every"] = 2
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    tool("compare.py", "--config", tmp_path / "plan.yaml")
+    run = tmp_path / "cmp" / "plugin" / "seed0"
+    first = json.loads((run / "results.json").read_text())
+    prompt = load_file(run / "adapter" / "adapter_model.safetensors")["prompt_embeddings"]
+    assert first["resumed_from_step"] is None
+    (run / "results.json").unlink()  # as a kill after the last checkpoint leaves it
+    shutil.rmtree(run / "adapter")
+    tool("compare.py", "--config", tmp_path / "plan.yaml")
+    resumed = json.loads((run / "results.json").read_text())
+    assert resumed["resumed_from_step"] == 6 and resumed["metrics"] == first["metrics"] and resumed["loss_curve"] == first["loss_curve"]
+    assert (load_file(run / "adapter" / "adapter_model.safetensors")["prompt_embeddings"] == prompt).all()
+    (run / "results.json").unlink()
+    started = recipe("train.py", *tiny_args(run, steps=6, checkpoint_every=2, lr=0.05), "--resume-if-any")  # another config
+    assert "--resume-if-any: not resuming" in started.stdout and "another config" in started.stdout, started.stdout[-2000:]
+    assert json.loads((run / "results.json").read_text())["resumed_from_step"] is None
