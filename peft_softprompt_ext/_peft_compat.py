@@ -396,14 +396,16 @@ def _setup_plugin_prompt_encoder(self, adapter_name, config):
     # PEFT's own version would freeze the base, find the embeddings and then raise "Not supported"
     # for our type; we do the same steps with transformers' public get_input_embeddings().
     _hooks.check_task_type(task_type_name(config), innermost_model(self.base_model))
-    # A config read from a save (its fingerprint, and the inference_mode=True PEFT saves) is built for its weights to
-    # be loaded next (PeftModel(base, PeftConfig.from_pretrained(folder)), then set_peft_model_state_dict): no start.
-    saved_config = config.inference_mode and config.base_model_fingerprint is not None
+    # A config read from a save (the fingerprint it was read with, and the inference_mode=True PEFT saves) is built for
+    # its weights to be loaded next (PeftModel(base, PeftConfig.from_pretrained(folder)), then
+    # set_peft_model_state_dict): no start. Read with inference_mode=False (to train on), it still claims its model.
+    claimed = config.fingerprint_claimed()
+    saved_config = config.inference_mode and claimed
     _hooks.check_prompt_fits(config, innermost_model(self.base_model), saved_config or building_for_a_load())
     for parameter in self.base_model.parameters():
         parameter.requires_grad_(False)
     fingerprint = _hooks.base_model_fingerprint(self.base_model)
-    if saved_config and not _CONFIG_CHECKED.get():  # (from_pretrained and load_adapter checked it; PEFT's low-level load did not)
+    if claimed and not _CONFIG_CHECKED.get():  # (from_pretrained and load_adapter checked it; PEFT's low-level load did not)
         _hooks.check_saved_config(config.base_model_fingerprint, fingerprint)
     if config.base_model_fingerprint not in (None, fingerprint):
         # PEFT keeps the config object it is given: one used before for another base model gets its own copy

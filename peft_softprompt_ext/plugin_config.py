@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -53,6 +54,8 @@ class PluginPromptConfig(PromptLearningConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        # what the config was made with (read from a save, or given): not a field, so never saved (see fingerprint_claimed)
+        self._fingerprint_made_with = copy.deepcopy(self.base_model_fingerprint)
         self.peft_type = PeftType[self.PEFT_TYPE_NAME]
         layer_prefix.check_layout_value(self.deep_layout)
         if self.deep_layout is not None and not self.KEYS_AND_VALUES_POSSIBLE:  # (found 2026-12-07: read as rows' width)
@@ -65,6 +68,13 @@ class PluginPromptConfig(PromptLearningConfig):
         shared_prefix.refuse_on(self.shared_prefix, reason, at_config=True)
         if not is_integer(self.num_virtual_tokens) or self.num_virtual_tokens <= 0:
             raise ValueError(f"num_virtual_tokens must be a positive integer, got {self.num_virtual_tokens!r}.")
+
+    def fingerprint_claimed(self) -> bool:
+        """Whether the config carries the fingerprint it was made with (read from a save, or given when it was made): it
+        claims its prompt is that model's, which a build checks. One a build wrote in (PEFT keeps the config object it is
+        given, which a caller may use again) claims nothing: used again, it starts a new prompt (found 2026-12-07: it
+        read as a save's, so a second build of an inference_mode=True config kept random rows)."""
+        return self.base_model_fingerprint is not None and self.base_model_fingerprint == getattr(self, "_fingerprint_made_with", None)
 
     def input_dependence(self) -> str | None:
         """What makes this config's prompt read the input (e.g. "mixing='attention'"); None by default."""

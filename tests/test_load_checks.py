@@ -147,6 +147,52 @@ def test_a_config_read_from_a_save_on_another_base_is_refused_by_the_low_level_l
     build(other_base(), fresh)
 
 
+def test_a_config_read_from_a_save_and_set_to_train_is_still_refused_on_another_base(saved):
+    """Found 2026-12-07 by a probe: with the read config's inference_mode set to False (PEFT's way to train a loaded
+    adapter on), the low-level load put another base model's prompt in without a word, and the config took the new
+    base's fingerprint, so a save of it loaded into that base and was refused on the prompt's own."""
+    from peft.utils import load_peft_weights
+
+    trained, folder = saved
+    for entry in (peft.get_peft_model, peft.PeftModelForCausalLM):
+        config = peft.PeftConfig.from_pretrained(folder)
+        config.inference_mode = False
+        with pytest.raises(ValueError, match=r"read from an adapter saved on another base model: embedding_digest"):
+            entry(other_base(), config)
+    config = peft.PeftConfig.from_pretrained(folder)
+    config.inference_mode = False
+    model = peft.get_peft_model(common.tiny_model("gpt2")[0], config)  # its own base: accepted, and it trains on
+    peft.set_peft_model_state_dict(model, load_peft_weights(folder))
+    torch.testing.assert_close(common.forward_logits(model, common.inference_batch("gpt2")),
+                               common.forward_logits(trained, common.inference_batch("gpt2")), rtol=0, atol=0)  # fmt: skip
+
+
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "deep_vocab", "mixture_task_2", "projected"])
+def test_a_config_made_with_inference_mode_and_used_twice_starts_as_the_method_says_each_time(config_name):
+    """Found 2026-12-07 by a probe: the first get_peft_model wrote the model's fingerprint into the caller's config, so
+    the same inference_mode=True config read as one from a save the second time: its prompt kept nn.Embedding's random
+    rows (3.8 off the method's start; logits 6.2 off) without a word, and on another base model it was refused as a
+    prompt saved there."""
+    def config():
+        made = common.conformance_config(config_name, "CAUSAL_LM", "gpt2")
+        made.inference_mode = True
+        return made
+
+    batch = common.inference_batch("gpt2")
+    if "mixture" in config_name:
+        batch["task_ids"] = torch.tensor([0, 1, 0])
+    reused = config()
+    expected = common.forward_logits(peft.get_peft_model(common.tiny_model("gpt2")[0], config()), batch)
+    for _ in range(2):
+        model = peft.get_peft_model(common.tiny_model("gpt2")[0], reused)
+        torch.testing.assert_close(common.forward_logits(model, batch), expected, rtol=0, atol=0)
+    if config_name in ("mixture_task_2", "projected"):  # their bank or projection is the first model's: refused for that
+        with pytest.raises(ValueError, match=r"^(Source prompt .* was trained on|Projection .* was fitted for) another"):
+            peft.get_peft_model(other_base(), reused)
+    else:
+        peft.get_peft_model(other_base(), reused)  # another base model: a new prompt there (it carries that model's fingerprint)
+
+
 @pytest.mark.parametrize("path", ["from_pretrained_subfolder", "from_pretrained_folder", "load_adapter"])
 def test_a_plugin_saves_plain_copy_is_checked_by_plain_peft_loads_too(saved, path):
     """Found 2026-12-05: with the plugin imported, plain PEFT's own load of a save's vanilla/ copy (which carries the
