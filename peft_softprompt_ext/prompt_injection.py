@@ -285,13 +285,26 @@ def _padding_goes_first(parts: PromptParts, attention_mask) -> bool:
     padding between the prompt and the tokens would push the prompt out of the window earlier than in the same row
     alone, chunked attention (Llama 4) counts its chunks from a row's first real slot, which padding after the
     prompt would move, and a recurrent layer's state (hybrids: Jamba, Qwen3-Next, LFM2) decays over such padding.
-    Only for input-row prompts on such models, and only for left-padded 2D masks (zeros, then ones) with some
-    padding: right padding sits after the tokens, where it changes nothing."""
+    Only for input-row prompts on such models, and only for 2D masks with padding in front of some token: right
+    padding alone sits after the tokens, where it changes nothing. A row padded on both sides (trl's GRPO and RLOO
+    batches: a left-padded prompt, then a completion padded on the right; found 2026-12-07 by a probe: 0.27 off the row
+    alone) has all its padding moved first."""
     if _is_deep(parts) or not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or attention_mask.shape[1] < 2:
         return False
-    mask = attention_mask.long()  # the mask first: most calls have no padding, and the window walks every module
-    left_padded = bool((mask == 0).any()) and bool((mask[:, 1:] >= mask[:, :-1]).all())
-    return left_padded and layer_prefix.counts_slots(parts.base_model)
+    return _padded_in_front_of_a_token(attention_mask) and layer_prefix.counts_slots(parts.base_model)
+
+
+def _padded_in_front_of_a_token(attention_mask: torch.Tensor) -> bool:
+    """Whether a 2D mask has a padding slot with a real slot after it in its row (checked first: most calls have no
+    padding, and the window's check walks every module)."""
+    mask = attention_mask.long()
+    real_at_or_after = mask.flip(1).cummax(dim=1).values.flip(1)
+    return bool(((mask == 0) & (real_at_or_after == 1)).any())
+
+
+def _right_padded(attention_mask: torch.Tensor) -> bool:
+    """Whether some row of a 2D mask ends in padding."""
+    return bool((attention_mask[:, -1] == 0).any())
 
 
 def _padding_first_order(full_mask: torch.Tensor) -> torch.Tensor:
@@ -307,16 +320,32 @@ def _in_order(tensor: torch.Tensor, order: torch.Tensor, dim: int = 1) -> torch.
     return torch.gather(tensor, dim, index)
 
 
-def _restore_order(output, order: torch.Tensor):
-    """A model output computed in `order` with its positions back where the caller put them (prompt first)."""
+def _restore_order(output, order: torch.Tensor, keep=0):
+    """A model output computed in `order` with its positions back where the caller put them (prompt first); `keep`: the
+    caller's `logits_to_keep` (the call itself kept every position). Per-token fields other models' heads add (trl's
+    fused head: `log_probs`, `entropy`, ... of [B, T - 1], each scoring the next position's label) move too."""
     back = torch.argsort(order, dim=1)
-    length = order.shape[1]
-    if getattr(output, "logits", None) is not None and output.logits.shape[1] == length:  # (logits_to_keep: the tail is the same)
+    length, batch = order.shape[1], order.shape[0]
+    if getattr(output, "logits", None) is not None and output.logits.shape[1] == length:
         output.logits = _in_order(output.logits, back)
+        if isinstance(keep, torch.Tensor) or keep:
+            output.logits = output.logits[:, keep] if isinstance(keep, torch.Tensor) else output.logits[:, -keep:]
     if getattr(output, "hidden_states", None) is not None:
         output.hidden_states = tuple(_in_order(h, back) if h.shape[1] == length else h for h in output.hidden_states)
     if getattr(output, "attentions", None):
         output.attentions = tuple(_in_order(_in_order(a, back, 2), back, 3) if a.shape[-1] == length else a for a in output.attentions)
+    # the label at the caller's position i + 1 is scored where the call held it, one slot before (a padding slot run
+    # first has no slot before it: it scores nothing, as its -100 label)
+    scoring = (back[:, 1:] - 1).clamp(min=0)
+    for name, value in list(output.items()):
+        if name in ("logits", "hidden_states", "attentions", "loss") or not isinstance(value, torch.Tensor) or value.dim() < 2 \
+                or value.shape[0] != batch:  # fmt: skip
+            continue
+        if value.shape[1] == length:
+            output[name] = _in_order(value, back)
+        elif value.shape[1] == length - 1:
+            run_first = (back[:, 1:] == 0).reshape(batch, length - 1, *[1] * (value.dim() - 2))
+            output[name] = _in_order(value, scoring).masked_fill(run_first, 0)
     return output
 
 
@@ -530,11 +559,14 @@ def causal_lm_forward(
         for name in ("position_ids", "token_type_ids"):
             if kwargs.get(name) is not None:
                 kwargs[name] = _in_order(kwargs[name], order)
+    keep = 0  # the caller's logits_to_keep, where the call must keep every position: its tail is the caller's only
+    if injecting and _right_padded(full_mask) and "logits_to_keep" in kwargs:  # when nothing but left padding moves
+        keep, kwargs["logits_to_keep"] = kwargs["logits_to_keep"], 0
     switches = _given(output_attentions, output_hidden_states, return_dict)
     output = parts.base_model(inputs_embeds=inputs_embeds, attention_mask=_in_order(full_mask, order), labels=labels,
                               **{**switches, "return_dict": True}, **kwargs)  # fmt: skip
     if injecting:
-        output = _restore_order(output, order)
+        output = _restore_order(output, order, keep)
     asked = switches.get("return_dict", getattr(_transformers_model(parts).config, "return_dict", True))
     return output if asked is not False else output.to_tuple()
 

@@ -641,6 +641,41 @@ def test_left_padded_rows_past_a_sliding_window_equal_the_rows_alone():
         assert torch.equal(batched[0, -12:], single[0, -12:]), shared
 
 
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "projected"])
+def test_rows_padded_on_both_sides_past_a_sliding_window_equal_the_rows_alone(config_name):
+    """Found 2026-12-07 by a probe: a row padded on the left and on the right (trl's GRPO / RLOO batches: a left-padded
+    prompt, then a completion padded on the right) kept its left padding between the prompt and the tokens on a
+    sliding-window model: its logits were 0.27 off the row alone, and GRPO's completion log-probs 0.15-0.20 (plain PEFT
+    0.29 with left padding alone). Logits, the loss, `logits_to_keep` and trl's fused log-probs now equal the row alone."""
+    base, task_type = common.tiny_model("gemma3")
+    model = peft.get_peft_model(base, common.conformance_config(config_name, task_type, "gemma3")).eval()
+    P, tokens = model.peft_config["default"].num_virtual_tokens, torch.randint(6, 300, (14,), generator=torch.Generator().manual_seed(3))
+    lefts = [3, 1, 0, 6]  # each row: 14 tokens and 6 pads, that many in front (3 and 1: both sides; 0: right; 6: left)
+    ids = torch.stack([torch.cat((torch.zeros(left, dtype=torch.long), tokens, torch.zeros(6 - left, dtype=torch.long))) for left in lefts])
+    mask = torch.stack([torch.cat((torch.zeros(left), torch.ones(14), torch.zeros(6 - left))).long() for left in lefts])
+    labels = ids.masked_fill(mask == 0, -100)
+    with torch.no_grad():
+        alone = model(input_ids=tokens[None], labels=tokens[None])
+        padded = model(input_ids=ids, attention_mask=mask, labels=labels)
+        kept = model(input_ids=ids, attention_mask=mask, logits_to_keep=9).logits
+    for row, left in enumerate(lefts):
+        torch.testing.assert_close(padded.logits[row, P + left : P + left + 14], alone.logits[0, P:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(kept, padded.logits[:, -9:], rtol=1e-5, atol=1e-5)  # the caller's last 9 positions
+    torch.testing.assert_close(padded.loss, alone.loss, rtol=1e-5, atol=1e-5)
+    trl_utils = pytest.importorskip("trl.trainer.utils")
+    if not hasattr(trl_utils, "add_fused_lm_head"):
+        return
+    trl_utils.add_fused_lm_head(model.get_base_model(), outputs=("log_probs", "entropy"))
+    with torch.no_grad():
+        fused_alone = model(input_ids=tokens[None], labels=tokens[None], fused_lm_head=True)
+        fused = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    for row, left in enumerate(lefts):  # log_probs[i] scores the label at i + 1: the first token's is at P + left - 1
+        for name in ("log_probs", "entropy"):
+            torch.testing.assert_close(getattr(fused, name)[row, P + left - 1 : P + left + 13], getattr(fused_alone, name)[0, P - 1 :],
+                                       rtol=1e-5, atol=1e-5)  # fmt: skip
+        assert not fused.log_probs[row, P + left + 13 :].any()  # the right padding scores nothing
+
+
 # --------------------------------------------------------------------------- static caches
 def _static_model(model_name: str, config_name: str = "vocab_uniform"):
     peft_model, _ = make_peft_model(model_name, config_name)
