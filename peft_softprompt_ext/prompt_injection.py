@@ -27,7 +27,7 @@ import contextlib
 import torch
 
 from . import layer_prefix, shared_prefix
-from ._peft_compat import PromptParts
+from ._peft_compat import PromptParts, validate_task_type
 from .position_table import check_positions_fit
 from .position_table import check_prompt_fits as check_prompt_fits_table
 from .prompt_encoder import KEY_VALUES, check_task_ids
@@ -793,7 +793,9 @@ def check_prompt_fits(config, model, loading: bool) -> None:
 def check_task_type(task_type: str, model) -> None:
     """Refuse a task type the model is not: each puts the prompt in front of another kind of model (a causal LM's
     input, an encoder-decoder's encoder input, a classifier's input), and the wrong one runs without an error. Also
-    refuses a model with a recurrent state, where no task type's prompt runs right (`_refuse_a_recurrent_state`)."""
+    refuses a model with a recurrent state, where no task type's prompt runs right (`_refuse_a_recurrent_state`), and a
+    task type the plugin does not support, set after the config was made (found 2026-12-07 by a probe)."""
+    validate_task_type(task_type)
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     generates = hasattr(model, "prepare_inputs_for_generation")
     fits = "SEQ_2_SEQ_LM" if encoder_decoder else "CAUSAL_LM" if generates else "SEQ_CLS"

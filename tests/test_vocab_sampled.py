@@ -226,6 +226,24 @@ def test_unsupported_task_type_is_named(task_type):
         config(task_type=task_type)
 
 
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "deep_vocab", "mixture_task_2", "projected"])
+@pytest.mark.parametrize("task_type", ["TOKEN_CLS", "FEATURE_EXTRACTION", None])
+def test_a_task_type_set_after_the_config_was_made_is_refused_when_the_prompt_is_built(config_name, task_type):
+    """Found 2026-12-07 by a probe: the task type was checked only when the config was made; set afterwards, TOKEN_CLS
+    built a PeftModelForTokenClassification around a prompt the plugin does not support there, a deep prompt then failed
+    with a bare size error, mixtures and projections with a refusal naming another base model, None with KeyError."""
+    import peft
+    from transformers import AutoModel, AutoModelForTokenClassification
+
+    base = common.tiny_model("bert")[0]
+    made = common.conformance_config(config_name, "SEQ_CLS", "bert")
+    made.task_type = task_type
+    model = (AutoModelForTokenClassification if task_type == "TOKEN_CLS" else AutoModel).from_config(base.config)
+    build = peft.PeftModel if task_type is None else peft.get_peft_model  # (get_peft_model: KeyError None, plain PEFT alike)
+    with pytest.raises(ValueError, match=rf"task_type='?{task_type}'? is not supported by peft_softprompt_ext"):
+        build(model, made)
+
+
 @pytest.mark.parametrize("strategy", ["top_frequent", "task_corpus", "class_labels"])
 def test_strategies_that_need_a_tokenizer_say_so(strategy):
     with pytest.raises(ValueError, match=rf"vocab_sampling='{strategy}' needs tokenizer_name_or_path"):
