@@ -79,12 +79,17 @@ def load_saved_prompt(source: str, token_dim: int, fingerprint: dict | None = No
     return rows.float()[:num_virtual], config  # vanilla seq2seq adapters hold [2P, D]: the encoder half comes first
 
 
+BASE_MODULE_PREFIX = "base_model."  # PEFT saves a prompt method's modules_to_save (e.g. a SEQ_CLS head) under it
+
+
 def saved_base_tensors(source: str, revision: str | None = None) -> dict[str, torch.Tensor]:
-    """The tensors an adapter saved besides its prompt (e.g. a SEQ_CLS head), by their saved names."""
+    """The base model's tensors an adapter saved beside its prompt (e.g. a SEQ_CLS head), by their saved names; not the
+    prompt's own (a reparameterization's training state, collapsed into its rows: found 2026-12-07, such prompts were
+    refused by serve_prompts as holding a classifier head)."""
     with read_lock(source) if sources.is_local(source) else contextlib.nullcontext():
         _, weights_path = _adapter_files(source, revision)
         tensors = load_file(weights_path)
-    return {name: tensor for name, tensor in tensors.items() if name != PROMPT_TUNING_TENSOR}
+    return {name: tensor for name, tensor in tensors.items() if name.startswith(BASE_MODULE_PREFIX)}
 
 
 def saved_prompt_length(source: str, revision: str | None = None) -> int:

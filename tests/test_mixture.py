@@ -155,6 +155,41 @@ def test_serving_seq_cls_prompts_with_their_own_trained_heads_is_refused_naming_
         serve_prompts(common.tiny_model("bert")[0], {"u": tmp_path / "untrained", "t": tmp_path / "trained"}, task_type="SEQ_CLS")
 
 
+@pytest.mark.parametrize("names", [("vocab_reparam", "vocab_uniform"), ("deep_layer_scaled", "deep_reparam")])
+def test_serve_prompts_serves_prompts_trained_with_a_reparameterization(names, tmp_path):
+    """Found 2026-12-07 by a probe: a prompt trained with residual_mlp or layer_scaled was refused as holding a
+    classifier head ('reparameterization.down.bias', ...: its own training state, collapsed into its saved rows)."""
+    batch = common.inference_batch("gpt2")
+    folders = {}
+    for index, name in enumerate(names):
+        trained = peft.get_peft_model(common.tiny_model("gpt2")[0], common.conformance_config(name, "CAUSAL_LM", "gpt2"))
+        common.train_steps(trained, common.batch_for("gpt2"), steps=2, lr=0.05)
+        trained.save_pretrained(tmp_path / name)
+        folders[f"t{index}"] = tmp_path / name
+    served, task_id = serve_prompts(common.tiny_model("gpt2")[0], folders)
+    for task, folder in folders.items():
+        alone = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], folder)
+        torch.testing.assert_close(common.forward_logits(served, {**batch, "task_ids": task_id([task] * 3)}),
+                                   common.forward_logits(alone, batch), rtol=1e-5, atol=1e-5)  # fmt: skip
+
+
+def test_serve_prompts_names_odd_arguments(tmp_path):
+    """Found 2026-12-07 by a probe: a saved mixture given as one prompt was refused as holding a classifier head
+    ('bank'); a list of folders and a None source failed with bare AttributeError / TypeError; task_id() of a generator
+    of names gave an empty tensor (its unknown-name check used it up)."""
+    first, second = common.bank_folders("gpt2")
+    mixture = peft.get_peft_model(common.tiny_model("gpt2")[0], common.conformance_config("mixture_task_2", "CAUSAL_LM", "gpt2"))
+    mixture.save_pretrained(tmp_path / "mixture")
+    with pytest.raises(ValueError, match=r"'m'.*MIXTURE_PROMPT_TUNING.*not one prompt"):
+        serve_prompts(common.tiny_model("gpt2")[0], {"m": tmp_path / "mixture"})
+    with pytest.raises(ValueError, match=r"serve_prompts takes prompts as a dict \{name: adapter folder or Hub repo id\}, got a list"):
+        serve_prompts(common.tiny_model("gpt2")[0], [first, second])
+    with pytest.raises(ValueError, match=r"Prompt 'b': None is not an adapter folder or Hub repo id"):
+        serve_prompts(common.tiny_model("gpt2")[0], {"a": first, "b": None})
+    served, task_id = serve_prompts(common.tiny_model("gpt2")[0], {"a": first, "b": second})
+    assert task_id(name for name in ["b", "a", "b"]).tolist() == [1, 0, 1]
+
+
 def test_served_prompt_names_that_cannot_name_a_folder_are_refused_naming_them():
     """Found 2026-12-07 by a probe: one served name that cannot name a folder (a repo id "org/movie") dropped every
     name for task_0, task_1, ... without a word; a served name "task_0" then labelled another prompt: exported as

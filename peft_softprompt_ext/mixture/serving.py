@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import torch
 
 from .._peft_compat import adapter_config_of, input_embeddings_of, new_peft_model, prompt_encoder_of
-from ..prompt_bank import saved_base_tensors, saved_prompt_length
+from ..prompt_bank import BASE_MODULE_PREFIX, load_saved_peft_type, saved_base_tensors, saved_prompt_length
 from ..prompt_encoder import check_task_ids
 from .config import Mixing, MixturePromptTuningConfig, is_usable_task_name
 from .model import MixturePromptEncoder
@@ -40,13 +41,16 @@ def mixing_weights(peft_model, input_ids=None, attention_mask=None, task_ids=Non
     return {"sources": _source_names(config), "weights": weights.mean(dim=0).cpu()}
 
 
+_BANK_TYPES = ("MIXTURE_PROMPT_TUNING", "MULTITASK_PROMPT_TUNING")  # adapters holding several prompts
+
+
 def _check_base_modules(base_model, sources: dict, revision: str | None) -> None:
     """Tensors a prompt saved beside itself (a SEQ_CLS classifier head, modules_to_save) must be the base model's
     own: every row runs through one model, so a prompt trained with its own head cannot be served beside others."""
     own = base_model.state_dict()
     for name, source in sources.items():
         for key, tensor in saved_base_tensors(source, revision).items():
-            mine = own.get(key.removeprefix("base_model."))  # PEFT saves a prompt method's modules as base_model.<name>
+            mine = own.get(key.removeprefix(BASE_MODULE_PREFIX))
             if mine is None or mine.shape != tensor.shape or not torch.equal(tensor.to(mine), mine):
                 raise ValueError(f"Prompt {name!r} ({source}) holds {key!r}, trained with it: serve_prompts runs every row "
                                  "through one model, so it has one classifier head (and one copy of each base module) "
@@ -68,14 +72,26 @@ def serve_prompts(base_model, prompts: dict, task_type: str = "CAUSAL_LM", revis
         (peft_model, task_id) where `task_id(names)` maps prompt names to the `task_ids` tensor
         that `forward`/`generate` take: row i uses prompt `names[i]`.
     """
+    if not isinstance(prompts, Mapping):
+        raise ValueError(f"serve_prompts takes prompts as a dict {{name: adapter folder or Hub repo id}}, got a "
+                         f"{type(prompts).__name__}: name each prompt, e.g. {{'movie': folder}}.")  # fmt: skip
     if not prompts:
         raise ValueError("serve_prompts needs at least one prompt: {name: adapter folder or repo id}.")
+    for name, source in prompts.items():
+        if not isinstance(source, (str, os.PathLike)):
+            raise ValueError(f"Prompt {name!r}: {source!r} is not an adapter folder or Hub repo id.")
     names, sources = list(prompts), [os.fspath(source) for source in prompts.values()]
     unusable = [name for name in names if not is_usable_task_name(name)]
     if unusable:  # (found 2026-12-07: one such name dropped them all for task_0, task_1, ..., which could be served names)
         raise ValueError(f"Prompt names {unusable!r} cannot name a folder of the served model's save (vanilla/<name>/) "
                          "nor a task of describe_prompt / export: use letters, digits, '.', '_' or '-' (at most 64, not "
                          "starting with '.'), e.g. 'org--movie' for 'org/movie'.")  # fmt: skip
+    for name, source in zip(names, sources):
+        peft_type = load_saved_peft_type(source, revision)
+        if peft_type in _BANK_TYPES:  # (found 2026-12-07: refused as holding a classifier head, its 'bank')
+            raise ValueError(f"Prompt {name!r} ({source}) is a {peft_type} adapter, several prompts, not one prompt: load it "
+                             "with PeftModel.from_pretrained (its task_ids address its tasks), or serve the prompts it was "
+                             "made from.")  # fmt: skip
     _check_base_modules(base_model, dict(zip(names, sources)), revision)
     lengths = {name: saved_prompt_length(source, revision) for name, source in zip(names, sources)}
     if len(set(lengths.values())) > 1:
@@ -92,6 +108,7 @@ def serve_prompts(base_model, prompts: dict, task_type: str = "CAUSAL_LM", revis
         if isinstance(row_names, str):
             raise ValueError(f"task_id takes a list of prompt names, one per row; got the string {row_names!r}: "
                              f"write task_id([{row_names!r}] * batch_size).")  # fmt: skip
+        row_names = list(row_names)  # (found 2026-12-07: a generator was used up by the check below, giving no ids)
         unknown = [name for name in row_names if name not in index]
         if unknown:
             raise ValueError(f"Unknown prompt name(s) {unknown}; served prompts: {names}.")
