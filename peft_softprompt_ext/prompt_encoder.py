@@ -201,6 +201,8 @@ def check_task_ids(task_ids, batch_size: int, num_tasks: int, device=None) -> to
     except (TypeError, ValueError, RuntimeError):
         raise ValueError(f"task_ids must be integers (one task index per row), got {task_ids!r}; a mixture's task names map "
                          "to indices through its config's task_names (config.task_names.index(name)).") from None  # fmt: skip
+    if task_ids.numel() == 0:  # (torch reads [] as float32: it was named by its dtype)
+        task_ids = task_ids.long()
     if task_ids.dtype == torch.bool or task_ids.is_floating_point() or task_ids.is_complex():
         raise ValueError(f"task_ids must be integers (one task index per row), got dtype {task_ids.dtype}: {task_ids.tolist()!r}.")
     if task_ids.dim() == 0:  # one task for the whole batch (a pipeline passes the same task_ids to every batch it cuts)

@@ -282,6 +282,7 @@ def test_a_text_generation_pipeline_serves_one_task_of_a_mixture():
 @pytest.mark.parametrize("task_ids,message", [
     (None, r"task_ids is missing: this mixture has num_tasks=3"),
     (torch.tensor([0, 1]), r"task_ids has 2 entries for a batch of 3 rows"),
+    ([], r"task_ids has 0 entries for a batch of 3 rows"),  # (found 2026-12-07: named as "dtype torch.float32")
     (torch.tensor([0, 3, -1]), r"task_ids \[-1, 3\] out of range: expected 0..2"),
 ])  # fmt: skip
 def test_bad_task_ids_are_named(task_ids, message):
