@@ -790,15 +790,22 @@ def check_prompt_fits(config, model, loading: bool) -> None:
         check_prompt_fits_table(model, config.num_virtual_tokens, f"deep_init={config.deep_init.value!r}")
 
 
+def model_task_type(model) -> str:
+    """The task type a transformers model takes: SEQ_2_SEQ_LM (an encoder-decoder), CAUSAL_LM (a model that generates),
+    else SEQ_CLS (an encoder; a masked LM too, which no task type here fits)."""
+    if getattr(model.config, "is_encoder_decoder", False):
+        return "SEQ_2_SEQ_LM"
+    return "CAUSAL_LM" if hasattr(model, "prepare_inputs_for_generation") else "SEQ_CLS"
+
+
 def check_task_type(task_type: str, model) -> None:
     """Refuse a task type the model is not: each puts the prompt in front of another kind of model (a causal LM's
     input, an encoder-decoder's encoder input, a classifier's input), and the wrong one runs without an error. Also
     refuses a model with a recurrent state, where no task type's prompt runs right (`_refuse_a_recurrent_state`), and a
     task type the plugin does not support, set after the config was made (found 2026-12-07 by a probe)."""
     validate_task_type(task_type)
-    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     generates = hasattr(model, "prepare_inputs_for_generation")
-    fits = "SEQ_2_SEQ_LM" if encoder_decoder else "CAUSAL_LM" if generates else "SEQ_CLS"
+    fits = model_task_type(model)
     needs = {"CAUSAL_LM": "a causal LM (AutoModelForCausalLM)", "SEQ_2_SEQ_LM": "an encoder-decoder model (AutoModelForSeq2SeqLM)",
              "SEQ_CLS": "a sequence classifier (AutoModelForSequenceClassification)"}  # fmt: skip
     if task_type in needs and task_type != fits and not (task_type == "SEQ_CLS" and not generates):

@@ -239,6 +239,21 @@ def test_bad_source_prompts_and_batches_for_refinement_are_named(tmp_path):
         refine_projection(projection, source_prompt, target_model, [{"input_ids": ids}], steps=2)
 
 
+@pytest.mark.parametrize("target", ["t5", "bert", "masked_lm"])
+def test_refinement_on_a_model_that_is_not_a_causal_lm_is_refused_naming_it(target):
+    """Found 2026-12-07 by a probe: only an encoder-decoder target was refused; a classifier failed inside torch
+    ("Tensors must have same number of dimensions") and a masked LM trained on a causal loss it does not compute."""
+    from transformers import BertForMaskedLM
+
+    source_model = common.tiny_model("gpt2", seed=5)[0]
+    tokenizer = common.tiny_tokenizer()
+    target_model = BertForMaskedLM(common.tiny_model("bert")[0].config) if target == "masked_lm" else common.tiny_model(target)[0]
+    projection = fit_projection(source_model, tokenizer, target_model, tokenizer)
+    batches = [common.batch_for("gpt2")]
+    with pytest.raises(ValueError, match=rf"refine_projection trains through a causal LM .*got a {type(target_model).__name__} target"):
+        refine_projection(projection, torch.randn(5, 32), target_model, batches, steps=2)
+
+
 def _with_nan(prompt):
     prompt = prompt.clone()
     prompt[0, 0] = float("nan")

@@ -16,7 +16,7 @@ from .._peft_compat import PromptParts
 from ..fingerprint import base_model_fingerprint, check_fingerprint_against
 from ..options import is_finite_number, is_integer
 from ..prompt_encoder import INPUT_EMBEDDINGS
-from ..prompt_injection import causal_lm_forward
+from ..prompt_injection import causal_lm_forward, model_task_type
 from .projection import PromptProjection
 
 
@@ -42,8 +42,9 @@ def refine_projection(projection: PromptProjection, source_prompt: torch.Tensor,
                       lr: float = 1e-3, rank: int = 8) -> PromptProjection:  # fmt: skip
     """Train a rank-`rank` correction of `projection` on causal-LM `batches` (dicts of input_ids,
     attention_mask, labels) of the target task; returns the refined projection."""
-    if getattr(target_model.config, "is_encoder_decoder", False):
-        raise ValueError("refine_projection trains through a causal LM; got an encoder-decoder target model.")
+    if model_task_type(target_model) != "CAUSAL_LM":  # (found 2026-12-07: classifiers failed inside torch, a masked LM trained)
+        raise ValueError(f"refine_projection trains through a causal LM (AutoModelForCausalLM); got a {type(target_model).__name__} "
+                         "target model. Use the fitted projection as it is (fit_projection), or refine on a causal LM.")  # fmt: skip
     for name, value in (("steps", steps), ("rank", rank)):
         if not is_integer(value) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
