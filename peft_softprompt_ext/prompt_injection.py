@@ -795,7 +795,13 @@ def model_task_type(model) -> str:
     else SEQ_CLS (an encoder; a masked LM too, which no task type here fits)."""
     if getattr(model.config, "is_encoder_decoder", False):
         return "SEQ_2_SEQ_LM"
-    return "CAUSAL_LM" if hasattr(model, "prepare_inputs_for_generation") else "SEQ_CLS"
+    return "CAUSAL_LM" if _generates(model) else "SEQ_CLS"
+
+
+def _generates(model) -> bool:
+    """Whether a model generates (transformers 5.0's BertForMaskedLM still has prepare_inputs_for_generation: it does not)."""
+    can_generate = getattr(model, "can_generate", None)
+    return bool(can_generate()) if callable(can_generate) else hasattr(model, "prepare_inputs_for_generation")
 
 
 def check_task_type(task_type: str, model) -> None:
@@ -804,7 +810,7 @@ def check_task_type(task_type: str, model) -> None:
     refuses a model with a recurrent state, where no task type's prompt runs right (`_refuse_a_recurrent_state`), and a
     task type the plugin does not support, set after the config was made (found 2026-12-07 by a probe)."""
     validate_task_type(task_type)
-    generates = hasattr(model, "prepare_inputs_for_generation")
+    generates = _generates(model)
     fits = model_task_type(model)
     needs = {"CAUSAL_LM": "a causal LM (AutoModelForCausalLM)", "SEQ_2_SEQ_LM": "an encoder-decoder model (AutoModelForSeq2SeqLM)",
              "SEQ_CLS": "a sequence classifier (AutoModelForSequenceClassification)"}  # fmt: skip
