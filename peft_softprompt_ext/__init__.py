@@ -14,6 +14,7 @@ from .deep_prompt import DeepInit, DeepPromptTuningConfig
 from .describe import describe_prompt
 from .export import export_cartridge, export_prefix_tuning, export_prompt_tuning
 from .fingerprint import base_model_fingerprint, computed_once, fingerprint_differences
+from .ids_embedding import ids_embedding
 from .hub import attach_results, build_model_card
 from .mixture import MixturePromptTuningConfig, Mixing, mixing_weights, serve_prompts
 from .options import Reparameterization, SharedPrefix
@@ -46,6 +47,7 @@ install_patches(
         check_task_type=prompt_injection.check_task_type,
         base_model_fingerprint=base_model_fingerprint,
         fingerprint_once=computed_once,
+        ids_embedding=ids_embedding,
         save_adapter=persistence.save_adapter,
         checked_config=persistence.checked_config,
         reading=persistence.reading,

@@ -290,7 +290,7 @@ class PromptParts:
     """What putting a prompt in front of a model's input needs, taken from a PeftModel once per call."""
 
     base_model: torch.nn.Module  # what the prompt goes in front of (a transformers model, or a nested PeftModel)
-    input_embeddings: torch.nn.Module  # the base model's input-embedding module
+    input_embeddings: torch.nn.Module  # the base model's input-embedding module, as its forward applies it to input_ids
     encoder: torch.nn.Module  # a `prompt_encoder.PromptEncoder`
     num_virtual_tokens: int
     shared_prefix: str = "off"  # "auto" | "on" | "off" (see shared_prefix.py)
@@ -307,7 +307,7 @@ def plugin_parts(peft_model, adapter_name: str | None = None) -> PromptParts:
     config = peft_model.peft_config[adapter_name]
     return PromptParts(
         base_model=peft_model.base_model,
-        input_embeddings=peft_model.word_embeddings,
+        input_embeddings=_hooks.ids_embedding(peft_model.word_embeddings, innermost_model(peft_model.base_model)),
         encoder=peft_model.prompt_encoder[adapter_name],
         num_virtual_tokens=config.num_virtual_tokens,
         shared_prefix=str(getattr(config.shared_prefix, "value", config.shared_prefix)),
@@ -368,6 +368,7 @@ class PluginHooks:
     check_task_type: Callable  # (task_type, model): refuse a task type the model is not (before the encoder is built)
     base_model_fingerprint: Callable  # (base_model) -> dict, saved in a new adapter's config
     fingerprint_once: Callable  # () -> context manager: a base model's fingerprint computed once within it (one load)
+    ids_embedding: Callable  # (embedding module, transformers model) -> module embedding input_ids as the model's forward does
     save_adapter: Callable  # (peft_model, save_directory, write_peft_files, selected_adapters, safe_serialization)
     checked_config: Callable  # (model_id, base_model, config_class, encoder_class, config, allow, subfolder, hub, kwargs)
     reading: Callable  # (model_id, subfolder) -> context manager held while PEFT reads the files
@@ -418,7 +419,8 @@ def _setup_plugin_prompt_encoder(self, adapter_name, config):
         self.prompt_tokens = {}
     encoder_cls = PEFT_TYPE_TO_TUNER_MAPPING[config.peft_type]
     with _building_for_a_load() if saved_config else contextlib.nullcontext():
-        encoder = encoder_cls(config, self.word_embeddings, model_config=self.base_model.config, base_model=innermost_model(self.base_model))
+        inner = innermost_model(self.base_model)
+        encoder = encoder_cls(config, _hooks.ids_embedding(self.word_embeddings, inner), model_config=self.base_model.config, base_model=inner)
     self.prompt_encoder.update(torch.nn.ModuleDict({adapter_name: encoder.to(self.device)}))
     self.prompt_tokens[adapter_name] = torch.arange(config.num_virtual_tokens).long()
 

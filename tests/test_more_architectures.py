@@ -116,3 +116,56 @@ def test_a_model_with_a_recurrent_state_is_refused_saying_so(method):
               VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", **counts))  # fmt: skip
     with pytest.raises(ValueError, match=r"MambaForCausalLM keeps a recurrent state \(cache_params\)"):
         peft.get_peft_model(base, config)
+
+
+# Models whose forward scales the embedding of input_ids but takes inputs_embeds as given (the scale is not in the
+# embedding module, as Gemma's is): Falcon-H1 (embedding_multiplier; real checkpoints ~5.66), and the encoders of
+# Marian, Pegasus, MVP and BlenderbotSmall with scale_embedding=True (sqrt(d_model)).
+IDS_SCALED = {
+    "falcon_h1": ("CAUSAL_LM", lambda: transformers.FalconH1Config(
+        vocab_size=common.VOCAB_SIZE, pad_token_id=0, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, mamba_n_heads=8, mamba_d_head=8, mamba_n_groups=1, mamba_d_state=8, mamba_chunk_size=16, mamba_d_ssm=64,
+        embedding_multiplier=5.66, initializer_range=0.2, tie_word_embeddings=False, max_position_embeddings=256)),
+    "marian": ("SEQ_2_SEQ_LM", lambda: transformers.MarianConfig(
+        vocab_size=common.VOCAB_SIZE, decoder_vocab_size=common.VOCAB_SIZE, pad_token_id=0, decoder_start_token_id=0, d_model=32,
+        encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        scale_embedding=True, max_position_embeddings=256, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)),
+    "pegasus": ("SEQ_2_SEQ_LM", lambda: transformers.PegasusConfig(
+        vocab_size=common.VOCAB_SIZE, pad_token_id=0, decoder_start_token_id=0, d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, scale_embedding=True,
+        max_position_embeddings=256, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["vocab", "deep"])
+@pytest.mark.parametrize("name", sorted(IDS_SCALED))
+def test_input_ids_are_embedded_as_the_base_model_embeds_them(name, method):
+    """Found 2026-12-07 by a probe of the vLLM room: the plugin embedded a row's input_ids with the embedding module
+    alone, so on models whose forward scales only that embedding the text went in 5.66x (Falcon-H1) or sqrt(d_model)x
+    (Marian, Pegasus) too small beside the prompt (plain PEFT alike). input_ids now give what inputs_embeds of the base
+    model's own embedding give, for shallow and deep prompts."""
+    task_type, make_config = IDS_SCALED[name]
+    auto = transformers.AutoModelForSeq2SeqLM if task_type == "SEQ_2_SEQ_LM" else transformers.AutoModelForCausalLM
+    torch.manual_seed(0)
+    base = auto.from_config(make_config()).eval()
+    ids = torch.randint(3, 300, (2, 7), generator=torch.Generator().manual_seed(1))
+    extra = {"decoder_input_ids": ids[:, :4]} if task_type == "SEQ_2_SEQ_LM" else {}
+    scale = base.model.embedding_multiplier if name == "falcon_h1" else base.get_encoder().embed_scale
+    assert scale > 2
+    text = base.get_input_embeddings()(ids) * scale  # what the base model's forward makes of ids: checked first
+    with torch.no_grad():
+        torch.testing.assert_close(base(inputs_embeds=text, **extra).logits, base(input_ids=ids, **extra).logits, rtol=1e-5, atol=1e-5)
+    if method == "deep":
+        config = DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, deep_init="random", seed=3)
+    else:
+        config = VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, vocab_sampling="uniform", seed=3)
+    try:
+        peft_model = peft.get_peft_model(base, config)
+    except ValueError as refusal:  # (hybrids under transformers 5.0: refused, tests/test_hybrid_models.py)
+        if "keeps it in a cache class of its own" in str(refusal):
+            pytest.skip(str(refusal)[:120])
+        raise
+    with torch.no_grad():
+        from_ids = peft_model(input_ids=ids, **extra).logits
+        from_embeds = peft_model(inputs_embeds=text, **extra).logits
+    torch.testing.assert_close(from_ids, from_embeds, rtol=1e-5, atol=1e-5)
