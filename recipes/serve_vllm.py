@@ -72,10 +72,22 @@ def build_server(args) -> PromptServer:
 
 def read_rows(path: str) -> list[dict]:
     """JSONL rows; each has a "text" (tokenized as `tokenizer(text)`) or "token_ids" (used as they are)."""
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):  # (found 2026-12-07: bare Python errors)
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as error:
+            raise SystemExit(f"{path} line {number} is not JSON ({error}): expected one JSON object per line.") from None
+        if not isinstance(row, dict):
+            raise SystemExit(f"{path} line {number}: expected a JSON object with a 'text' or 'token_ids', got {row!r:.200}")
+        rows.append(row)
     for index, row in enumerate(rows):
         if not isinstance(row.get("text"), str) and not isinstance(row.get("token_ids"), list):
             raise SystemExit(f"{path} row {index}: expected a string 'text' or a list 'token_ids', got {row!r:.200}")
+        if row.get("task") is not None and not isinstance(row["task"], str):
+            raise SystemExit(f"{path} row {index}: task {row['task']!r} is not a task name (a string; omit it for no prompt).")
     return rows
 
 
@@ -121,7 +133,12 @@ def _for_row(path: str, index: int, build, *args):
     try:
         return build(*args)
     except (ValueError, KeyError) as error:
-        raise SystemExit(f"{path} row {index}: {error}") from error
+        raise SystemExit(f"{path} row {index}: {_message(error)}") from error
+
+
+def _message(error: Exception) -> str:
+    """An error's message (a KeyError's str() quotes it)."""
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
 
 
 def run_generate(args) -> None:
@@ -163,7 +180,10 @@ def run_serve(args) -> None:
 
 def run_body(args) -> None:
     server = build_server(args)
-    body = server.openai_body(args.text, args.task, model=args.model, max_tokens=args.max_tokens, temperature=args.temperature)
+    try:
+        body = server.openai_body(args.text, args.task, model=args.model, max_tokens=args.max_tokens, temperature=args.temperature)
+    except (ValueError, KeyError) as error:  # (found 2026-12-07: a KeyError traceback)
+        raise SystemExit(f"serve_vllm body: {_message(error)}") from None
     print(json.dumps(body))
 
 

@@ -58,7 +58,7 @@ def load_exported_prompt(folder: str | Path, task: str, model_fingerprint: dict,
     vLLM input path), not a causal LM prompt, rows of another width, a missing or different fingerprint.
     """
     folder = Path(folder)
-    config = json.loads((folder / CONFIG_NAME).read_text())
+    config = _read_config(folder, task)
     peft_type, task_type = config.get("peft_type"), config.get("task_type")
     if peft_type != "PROMPT_TUNING":
         raise ValueError(f"task {task!r}: {folder} is a {peft_type!r} adapter{_why_not_served(peft_type)}; serving needs a PROMPT_TUNING export.")
@@ -66,7 +66,7 @@ def load_exported_prompt(folder: str | Path, task: str, model_fingerprint: dict,
         raise ValueError(f"task {task!r}: {folder} is a {task_type!r} prompt; vLLM generation serves CAUSAL_LM prompts only.")
     try:
         with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as weights:
-            rows = weights.get_tensor(PROMPT_TENSOR).float()
+            rows = weights.get_tensor(PROMPT_TENSOR)
             metadata = weights.metadata() or {}
     except (OSError, KeyError, SafetensorError) as error:
         raise ValueError(f"task {task!r}: {folder / WEIGHTS_NAME} holds no readable {PROMPT_TENSOR!r} tensor "
@@ -75,6 +75,8 @@ def load_exported_prompt(folder: str | Path, task: str, model_fingerprint: dict,
     if rows.dim() != 2 or rows.shape[1] != hidden:
         raise ValueError(f"task {task!r}: the prompt in {folder} has shape {tuple(rows.shape)}; the served model needs "
                          f"[num_virtual_tokens, {hidden}] (its hidden size).")  # fmt: skip
+    _check_rows(rows, config, f"task {task!r}: {folder / WEIGHTS_NAME}")
+    rows = rows.float()
     rules = fingerprint_module()
     saved = metadata.get(rules.FINGERPRINT_METADATA_KEY)
     try:
@@ -84,6 +86,33 @@ def load_exported_prompt(folder: str | Path, task: str, model_fingerprint: dict,
     rules.check_fingerprint_against(saved, model_fingerprint, f"the prompt of task {task!r} ({folder})",
                                     allow_mismatch=allow_base_model_mismatch)  # fmt: skip
     return ExportedPrompt(task=task, rows=rows, source=str(folder))
+
+
+def _read_config(folder: Path, task: str) -> dict:
+    """The export's adapter config, a JSON object (found 2026-12-07: a corrupt one failed with a bare JSONDecodeError)."""
+    path = folder / CONFIG_NAME
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as error:
+        config = error
+    if not isinstance(config, dict):
+        raise ValueError(f"task {task!r}: {path} is not a JSON object ({config if isinstance(config, ValueError) else type(config).__name__}); "
+                         "expected a PROMPT_TUNING export's adapter config.")  # fmt: skip
+    return config
+
+
+def _check_rows(rows: torch.Tensor, config: dict, what: str) -> None:
+    """Float rows, all finite, as many as the config's num_virtual_tokens: what the plugin's loads check too (found
+    2026-12-07: a NaN row was served, 10 rows went out under num_virtual_tokens=5, integer rows were cast)."""
+    if not rows.is_floating_point():
+        raise ValueError(f"{what}: {PROMPT_TENSOR!r} has dtype {rows.dtype}; expected a float tensor.")
+    bad = int((~torch.isfinite(rows)).sum())
+    if bad:
+        raise ValueError(f"{what}: {PROMPT_TENSOR!r} holds {bad} value(s) that are NaN or infinite; a prompt must be finite.")
+    length = config.get("num_virtual_tokens")
+    if rows.shape[0] != length:
+        raise ValueError(f"{what}: num_virtual_tokens={length!r} but its {PROMPT_TENSOR!r} has {rows.shape[0]} rows; expected "
+                         "one row per virtual token.")  # fmt: skip
 
 
 # Key/value prompts in every layer (the plugin's deep prompts, their PREFIX_TUNING exports, PEFT's cartridges).

@@ -26,6 +26,11 @@ UNSERVED_MODEL_TYPES = {
                     "its layers also read per-layer inputs looked up from the token ids, which prompt rows have none of"),
     **dict.fromkeys(("minicpm", "minicpm3"), "it scales its input embeddings by config.scale_emb, which this room does not apply"),
     **dict.fromkeys(("biogpt", "xglm"), "it may scale its input embeddings (scale_embedding), which this room does not apply"),
+    # (found 2026-12-07 by a probe, from vLLM's model code; no engine runs them here)
+    "falcon_h1": "vLLM multiplies every prompt_embeds row by config.embedding_multiplier, where transformers (and the plugin) "
+                 "multiply only the embedding of the text's ids, so the prompt would go in scaled",
+    "hrm_text": "vLLM takes prompt_embeds as given, where transformers multiplies every input row, the prompt's too, by its "
+                "embedding scale",
 }
 # Names of the input-embedding matrix in a checkpoint (Llama/Gemma/Qwen/Mistral, GPT-2, BERT-like), by suffix.
 _EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight")
