@@ -189,7 +189,10 @@ def model_state(base_model) -> tuple:
     attention implementation and autocast. Tensors by their in-place version counters (optimizer steps,
     load_state_dict, edits) and by which tensors they are (`load_state_dict(assign=True)`, `param.data = ...`,
     `resize_token_embeddings`, a replaced rotary module put new ones in, whose counters may be where the old
-    ones were)."""
+    ones were). Parameters that train are also read by value: torch's fused optimizers (transformers Trainer's
+    default AdamW on torch >= 2.8) step them without bumping their counters (found 2026-12-07 by a probe: a frozen
+    prompt's cache was reused from before a step of unfrozen base weights, 5.16 off). Frozen tensors edited through
+    `.data` (which bumps no counter either) are not noticed."""
     parameters = list(base_model.parameters())
     device_type = layer_prefix.execution_device(base_model).type
     autocast = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type)
@@ -197,7 +200,17 @@ def model_state(base_model) -> tuple:
     versions = sum(t._version for t in watched)
     identities = hash(tuple((id(t), t.data_ptr(), tuple(t.shape)) for t in watched))
     implementation = str(getattr(base_model.config, "_attn_implementation", None)).removeprefix(layer_prefix.ROUTE)  # routed: the same attention
-    return versions, identities, implementation, autocast
+    return versions, identities, implementation, autocast, _training_values(parameters)
+
+
+def _training_values(parameters: list) -> tuple:
+    """Two sums (values, squares) of each parameter that trains, read in one transfer; () when none trains."""
+    training = [p.detach() for p in parameters if p.requires_grad]
+    if not training:
+        return ()
+    with torch.no_grad():
+        sums = torch.stack([torch.stack((t.float().sum(), t.float().square().sum())).to(training[0].device) for t in training])
+    return tuple(sums.flatten().tolist())
 
 
 def _no_model():

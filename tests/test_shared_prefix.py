@@ -334,6 +334,31 @@ def test_stored_cache_is_recomputed_when_base_weights_change_and_explicit_cache_
         torch.testing.assert_close(shared, peft_model(**batch).logits, rtol=1e-5, atol=1e-5)
 
 
+def test_stored_cache_is_recomputed_after_a_fused_optimizer_step_on_trainable_base_weights():
+    """Found 2026-12-07 by a probe: torch's fused AdamW (transformers Trainer's default optimizer on torch >= 2.8) steps
+    parameters without bumping their version counters, so with the prompt frozen and base weights training (an unfrozen
+    layer) the stored prompt cache was reused from before the step: 5.16 off the standard path. Tensors that train are
+    compared by their values now; an explicit cache of before the step is refused. (A LoRA under the prompt takes the
+    standard path: its adapters can be switched without changing a weight.)"""
+    peft_model, _ = common.make_peft_model("llama", "vocab_uniform")
+    peft_model.prompt_encoder["default"].requires_grad_(False)
+    trained = list(common.innermost(peft_model).model.layers[0].parameters())
+    for parameter in trained:
+        parameter.requires_grad_(True)
+    batch = common.inference_batch("llama")
+    cache = prompt_kv_cache(peft_model)
+    with torch.no_grad():
+        peft_model(**batch)  # an evaluation before the step stores the cache
+    optimizer = torch.optim.AdamW(trained, lr=0.05, fused=True)
+    peft_model(**common.batch_for("llama")).loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        shared = peft_model(**batch).logits
+        with pytest.raises(ValueError, match="the base model changed since it was computed"):
+            peft_model(**batch, prompt_cache=cache)
+    torch.testing.assert_close(shared, _standard_logits(peft_model, batch), rtol=1e-5, atol=1e-5)
+
+
 def _standard_logits(peft_model, batch):
     mode = peft_model.peft_config["default"].shared_prefix
     peft_model.peft_config["default"].shared_prefix = "off"
