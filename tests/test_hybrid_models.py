@@ -111,6 +111,17 @@ def _left_padded_row_equals_alone(model):
     torch.testing.assert_close(padded, alone, rtol=1e-4, atol=1e-4)
 
 
+def _row_padded_on_both_sides_equals_alone(model):
+    """Row 0: 2 pads, 6 tokens, 2 pads (trl's GRPO / RLOO batches: a left-padded prompt, a right-padded completion)."""
+    batch = common.batch_for("llama", length=8, left_pad=True)
+    ids = torch.cat((batch["input_ids"], torch.zeros(3, 2, dtype=torch.long)), dim=1)
+    mask = torch.cat((batch["attention_mask"], torch.zeros(3, 2, dtype=torch.long)), dim=1)
+    with torch.no_grad():
+        padded = model(input_ids=ids, attention_mask=mask).logits[0, -8:-2]
+        alone = model(input_ids=batch["input_ids"][:1, 2:]).logits[0, -6:]
+    torch.testing.assert_close(padded, alone, rtol=1e-4, atol=1e-4)
+
+
 def _generate_equals_no_cache(model, manual_loop: bool = True):
     batch = common.batch_for("llama", left_pad=True)
     with torch.no_grad():
@@ -124,6 +135,16 @@ def test_a_left_padded_row_gets_the_logits_it_gets_alone(name, method):
     peft_model = _prompted_or_refused(name, method, _left_padded_row_equals_alone)
     if peft_model is not None:
         _left_padded_row_equals_alone(peft_model)
+
+
+@pytest.mark.parametrize("method", ["vocab", "deep"])
+@pytest.mark.parametrize("name", HYBRIDS)
+def test_a_row_padded_on_both_sides_gets_the_logits_it_gets_alone(name, method):
+    """Found 2026-12-07 (a probe on Gemma-3's sliding window): only left-padded rows had their padding moved in front of
+    the prompt; a row padded on both sides kept its left padding between the prompt and the tokens."""
+    peft_model = _prompted_or_refused(name, method, _row_padded_on_both_sides_equals_alone)
+    if peft_model is not None:
+        _row_padded_on_both_sides_equals_alone(peft_model)
 
 
 @pytest.mark.parametrize("method", ["vocab", "deep"])
