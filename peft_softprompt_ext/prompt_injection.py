@@ -281,35 +281,57 @@ def _positions_from_mask(full_mask: torch.Tensor) -> torch.Tensor:
 
 
 def _padding_goes_first(parts: PromptParts, attention_mask) -> bool:
-    """Whether a call's left padding moves in front of the prompt: a sliding attention window counts slots, so
-    padding between the prompt and the tokens would push the prompt out of the window earlier than in the same row
-    alone, chunked attention (Llama 4) counts its chunks from a row's first real slot, which padding after the
-    prompt would move, and a recurrent layer's state (hybrids: Jamba, Qwen3-Next, LFM2) decays over such padding.
-    Only for input-row prompts on such models, and only for 2D masks with padding in front of some token: right
-    padding alone sits after the tokens, where it changes nothing. A row padded on both sides (trl's GRPO and RLOO
-    batches: a left-padded prompt, then a completion padded on the right; found 2026-12-07 by a probe: 0.27 off the row
-    alone) has all its padding moved first."""
+    """Whether a call's leading padding (each row's slots before its first real token) moves in front of the prompt: a
+    sliding attention window counts slots, so padding between the prompt and the tokens would push the prompt out of
+    the window earlier than in the same row alone, chunked attention (Llama 4) counts its chunks from a row's first
+    real slot, which padding after the prompt would move, and a recurrent layer's state (hybrids: Jamba, Qwen3-Next,
+    LFM2) decays over such padding. Only for input-row prompts on such models, and only for 2D masks where some row
+    starts with padding. Padding after a real token stays where the caller put it, as the base model reads it: right
+    padding changes nothing in a forward, and a cached generate's new tokens come after it at every step (found
+    2026-12-07: a row padded on both sides, as trl's GRPO and RLOO batch a left-padded prompt and a right-padded
+    completion, was left as given, 0.27 off the row alone; a review then found a first version that moved all padding
+    reordering a right-padded generate's later steps against their cache)."""
     if _is_deep(parts) or not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or attention_mask.shape[1] < 2:
         return False
-    return _padded_in_front_of_a_token(attention_mask) and layer_prefix.counts_slots(parts.base_model)
+    return _starts_with_padding(attention_mask) and layer_prefix.counts_slots(parts.base_model)
 
 
-def _padded_in_front_of_a_token(attention_mask: torch.Tensor) -> bool:
-    """Whether a 2D mask has a padding slot with a real slot after it in its row (checked first: most calls have no
-    padding, and the window's check walks every module)."""
+def _starts_with_padding(attention_mask: torch.Tensor) -> bool:
+    """Whether some row of a 2D mask has padding before a real token that no real token precedes (checked first: most
+    calls have no padding, and the window's check walks every module)."""
     mask = attention_mask.long()
-    real_at_or_after = mask.flip(1).cummax(dim=1).values.flip(1)
-    return bool(((mask == 0) & (real_at_or_after == 1)).any())
+    return bool(((mask[:, 0] == 0) & (mask.amax(dim=1) > 0)).any())
 
 
-def _right_padded(attention_mask: torch.Tensor) -> bool:
-    """Whether some row of a 2D mask ends in padding."""
-    return bool((attention_mask[:, -1] == 0).any())
+def _kept_positions(keep, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a caller's `logits_to_keep` (its last `keep` positions, or a tensor of positions) on a call run in `order`:
+    where that call holds each of them [B, K], and their union (sorted), which the call keeps (found 2026-12-07: a
+    tensor of positions was read in the call's order, so positions in front of the tokens gave other slots' logits)."""
+    length = order.shape[1]
+    if isinstance(keep, torch.Tensor):
+        wanted = keep.to(order.device).long().reshape(-1) % length
+    else:
+        wanted = torch.arange(max(length - int(keep), 0), length, device=order.device)
+    needed = torch.argsort(order, dim=1)[:, wanted]
+    return needed, torch.unique(needed)
+
+
+def _keeps_some(keep) -> bool:
+    return keep.numel() > 0 if isinstance(keep, torch.Tensor) else bool(keep)
 
 
 def _padding_first_order(full_mask: torch.Tensor) -> torch.Tensor:
-    """[B, P + L] indices that put each row's padding first, then the prompt and the tokens in order."""
+    """[B, T] indices that put each row's padding first, then its real slots in order (a classifier reading each row's
+    last slot)."""
     return torch.sort(full_mask.long(), dim=1, stable=True).indices
+
+
+def _leading_padding_first_order(full_mask: torch.Tensor, num_virtual_tokens: int) -> torch.Tensor:
+    """[B, P + L] indices that put each row's leading padding (after the prompt's P slots, before the row's first real
+    token) first, then the prompt and the rest in order (`_padding_goes_first`)."""
+    seen = full_mask[:, num_virtual_tokens:].long().cummax(dim=1).values  # 0 until the row's first real token
+    leading = torch.cat((torch.ones_like(full_mask[:, :num_virtual_tokens]).long(), seen), dim=1)
+    return torch.sort(leading, dim=1, stable=True).indices
 
 
 def _in_order(tensor: torch.Tensor, order: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -320,16 +342,17 @@ def _in_order(tensor: torch.Tensor, order: torch.Tensor, dim: int = 1) -> torch.
     return torch.gather(tensor, dim, index)
 
 
-def _restore_order(output, order: torch.Tensor, keep=0):
-    """A model output computed in `order` with its positions back where the caller put them (prompt first); `keep`: the
-    caller's `logits_to_keep` (the call itself kept every position). Per-token fields other models' heads add (trl's
-    fused head: `log_probs`, `entropy`, ... of [B, T - 1], each scoring the next position's label) move too."""
+def _restore_order(output, order: torch.Tensor, kept=None):
+    """A model output computed in `order` with its positions back where the caller put them (prompt first); `kept`:
+    `_kept_positions` of the caller's `logits_to_keep`, whose union the call kept. Per-token fields other models' heads
+    add (trl's fused head: `log_probs`, `entropy`, ... of [B, T - 1], each scoring the next position's label) move too."""
     back = torch.argsort(order, dim=1)
     length, batch = order.shape[1], order.shape[0]
-    if getattr(output, "logits", None) is not None and output.logits.shape[1] == length:
+    if kept is not None and getattr(output, "logits", None) is not None:
+        needed, union = kept
+        output.logits = _in_order(output.logits, torch.searchsorted(union, needed))
+    elif getattr(output, "logits", None) is not None and output.logits.shape[1] == length:
         output.logits = _in_order(output.logits, back)
-        if isinstance(keep, torch.Tensor) or keep:
-            output.logits = output.logits[:, keep] if isinstance(keep, torch.Tensor) else output.logits[:, -keep:]
     if getattr(output, "hidden_states", None) is not None:
         output.hidden_states = tuple(_in_order(h, back) if h.shape[1] == length else h for h in output.hidden_states)
     if getattr(output, "attentions", None):
@@ -359,7 +382,7 @@ def generation_output(parts: PromptParts, kwargs: dict, output):
     mask = kwargs.get("attention_mask")
     if not (hidden or attentions) or _is_deep(parts) or not _padding_goes_first(parts, mask):
         return output
-    back = torch.argsort(_padding_first_order(_with_prompt_mask(mask, parts.num_virtual_tokens)), dim=1)
+    back = torch.argsort(_leading_padding_first_order(_with_prompt_mask(mask, parts.num_virtual_tokens), parts.num_virtual_tokens), dim=1)
     length = back.shape[1]
 
     def rows_of(tensor):  # beams / returned sequences repeat each input row
@@ -552,21 +575,22 @@ def causal_lm_forward(
             **_given(output_attentions, output_hidden_states, return_dict),
             **kwargs,
         )
-    order = _padding_first_order(full_mask)
+    order = _leading_padding_first_order(full_mask, num_virtual)
     if injecting:  # the tokens fed now are prompt + input: all of them move (a continuation's tokens are the last ones)
         inputs_embeds = _in_order(inputs_embeds, order)
         labels = None if labels is None else _in_order(labels, order)
         for name in ("position_ids", "token_type_ids"):
             if kwargs.get(name) is not None:
                 kwargs[name] = _in_order(kwargs[name], order)
-    keep = 0  # the caller's logits_to_keep, where the call must keep every position: its tail is the caller's only
-    if injecting and _right_padded(full_mask) and "logits_to_keep" in kwargs:  # when nothing but left padding moves
-        keep, kwargs["logits_to_keep"] = kwargs["logits_to_keep"], 0
+    kept = None  # the caller's logits_to_keep names its positions: the call keeps where it holds them
+    if injecting and _keeps_some(kwargs.get("logits_to_keep", 0)):
+        kept = _kept_positions(kwargs["logits_to_keep"], order)
+        kwargs["logits_to_keep"] = kept[1]
     switches = _given(output_attentions, output_hidden_states, return_dict)
     output = parts.base_model(inputs_embeds=inputs_embeds, attention_mask=_in_order(full_mask, order), labels=labels,
                               **{**switches, "return_dict": True}, **kwargs)  # fmt: skip
     if injecting:
-        output = _restore_order(output, order, keep)
+        output = _restore_order(output, order, kept)
     asked = switches.get("return_dict", getattr(_transformers_model(parts).config, "return_dict", True))
     return output if asked is not False else output.to_tuple()
 
@@ -762,7 +786,7 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
         new_length = position_ids.shape[-1] + (num_virtual if injecting else 0)
         model_inputs["position_ids"] = _shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)
     if _padding_goes_first(parts, user_mask):  # as in forward: the cache keeps this order for the whole call
-        order = _padding_first_order(full_mask)
+        order = _leading_padding_first_order(full_mask, num_virtual)
         model_inputs["attention_mask"] = _in_order(full_mask, order)
         if injecting:
             if model_inputs.get("position_ids") is None and _accepts(parts, "position_ids"):

@@ -658,6 +658,9 @@ def test_rows_padded_on_both_sides_past_a_sliding_window_equal_the_rows_alone(co
         alone = model(input_ids=tokens[None], labels=tokens[None])
         padded = model(input_ids=ids, attention_mask=mask, labels=labels)
         kept = model(input_ids=ids, attention_mask=mask, logits_to_keep=9).logits
+        positions = torch.tensor([1, P + 2, P + 9, P + 19])  # the caller's layout: the prompt, padding, tokens
+        picked = model(input_ids=ids, attention_mask=mask, logits_to_keep=positions).logits
+    torch.testing.assert_close(picked, padded.logits[:, positions], rtol=1e-5, atol=1e-5)
     for row, left in enumerate(lefts):
         torch.testing.assert_close(padded.logits[row, P + left : P + left + 14], alone.logits[0, P:], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(kept, padded.logits[:, -9:], rtol=1e-5, atol=1e-5)  # the caller's last 9 positions
@@ -674,6 +677,24 @@ def test_rows_padded_on_both_sides_past_a_sliding_window_equal_the_rows_alone(co
             torch.testing.assert_close(getattr(fused, name)[row, P + left - 1 : P + left + 13], getattr(fused_alone, name)[0, P - 1 :],
                                        rtol=1e-5, atol=1e-5)  # fmt: skip
         assert not fused.log_probs[row, P + left + 13 :].any()  # the right padding scores nothing
+
+
+@pytest.mark.parametrize("padding", ["right", "both"])
+def test_a_generate_of_rows_padded_on_the_right_past_a_sliding_window_is_the_same_with_and_without_a_cache(padding):
+    """Found 2026-12-07 by a review: a first version of the both-sided fix moved all padding first; a right-padded
+    generate's first step then ran as given, and its later steps (whose masks have padding in front of the new token)
+    were reordered against their cache: cached and uncached greedy tokens differed. Only each row's leading padding
+    moves; padding after a real token stays, as the base model reads it."""
+    model = common.make_peft_model("gemma3", "vocab_uniform")[0].eval()
+    model.generation_config.eos_token_id = None
+    model.generation_config.pad_token_id = 0
+    ids = torch.randint(6, 300, (2, 14), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    mask[0, -4:], ids[0, -4:] = 0, 0
+    if padding == "both":
+        mask[1, :3], ids[1, :3] = 0, 0
+    # (no manual loop: for right-padded rows the base model's own generate and a loop of forwards take other positions)
+    common.check_generate_matches_no_cache(model, {"input_ids": ids, "attention_mask": mask}, max_new_tokens=8, manual_loop=False)
 
 
 # --------------------------------------------------------------------------- static caches
