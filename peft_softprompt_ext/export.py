@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import torch
 from safetensors.torch import save_file
@@ -23,6 +24,7 @@ from ._peft_compat import (
     PICKLE_WEIGHTS_NAME,
     PROMPT_TUNING_TENSOR,
     adapter_config_of,
+    innermost_model,
     plain_cartridge_config,
     plain_prefix_tuning_config,
     plain_prompt_tuning_config,
@@ -33,6 +35,7 @@ from ._peft_compat import (
 from .adapter_files import is_plugin_card
 from .atomic_io import atomic_directory_write
 from .fingerprint import FINGERPRINT_METADATA_KEY
+from .ids_embedding import ids_scale
 from .options import is_integer
 from .prompt_encoder import KEY_VALUES
 
@@ -67,6 +70,11 @@ def export_prompt_tuning(peft_model, save_directory: str | os.PathLike, adapter_
         adapter_name: which adapter to export.
         task: for multi-task mixtures, the task (index or name) whose prompt to export.
     """
+    scale = ids_scale(innermost_model(peft_model))
+    if scale != 1.0:  # (found 2026-12-07 by a review: the export gave other outputs there, without a word)
+        warnings.warn(f"{type(innermost_model(peft_model)).__name__}'s forward multiplies the embedding of input_ids by "
+                      f"{scale:.4g}, which this plugin applies to the text beside the prompt and plain PEFT does not: loaded "
+                      "by plain PEFT, this PROMPT_TUNING export gives other outputs than with the plugin.", stacklevel=2)  # fmt: skip
     with atomic_directory_write(save_directory, keep=_not_adapter_files) as staging:
         write_prompt_tuning_files(peft_model, staging, adapter_name, task)
     return os.fspath(save_directory)

@@ -87,7 +87,9 @@ _COMPUTED: contextvars.ContextVar = contextvars.ContextVar("peft_softprompt_ext_
 def computed_once():
     """Within the block, a model's fingerprint is computed once: a load checks the same base model several times (its
     saved config, then PEFT's build of it), and each fingerprint hashes every embedding row (~1.5 s for a 262k x 2,304
-    float32 table). An embedding matrix replaced or changed in place (its version counter) is hashed again. A block
+    float32 table). An embedding matrix replaced (another tensor or storage) or changed in place through autograd's
+    view of it (its version counter) is hashed again; an edit through `.data` or a fused optimizer step bumps no
+    counter and is not seen, so the block is for one load or build, in which nothing changes the embeddings. A block
     inside another shares the outer one's."""
     if _COMPUTED.get() is not None:
         yield

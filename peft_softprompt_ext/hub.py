@@ -60,8 +60,10 @@ def _readout_lines(peft_model, adapter_name: str, config) -> list[str]:
     from transformers import AutoTokenizer
 
     source = getattr(config, "tokenizer_name_or_path", None) or config.base_model_name_or_path
+    if not source:  # a base model built from a config names none (found 2026-12-07: looked up as a Hub repo "None")
+        return ["Nearest-token readout unavailable (the base model names no tokenizer)."]
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
     except Exception as error:  # the readout is optional: no tokenizer (offline, a missing converter) never fails a save
         return [f"Nearest-token readout unavailable (no tokenizer at {source!r}: {type(error).__name__})."]
     try:

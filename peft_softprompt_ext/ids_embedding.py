@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from ._peft_compat import innermost_model, input_embeddings_of
+
 _ENCODERS_SCALING_IDS = frozenset({"marian", "pegasus", "mvp", "blenderbot-small"})  # their encoder's `embed_scale`
 
 
@@ -46,3 +48,8 @@ def ids_embedding(embeddings: torch.nn.Module, model) -> torch.nn.Module:
     """`embeddings` as `model`'s forward applies it to input_ids (the module itself where no factor is put on it)."""
     scale = ids_scale(model)
     return embeddings if scale == 1.0 else ScaledIdsEmbedding(embeddings, scale)
+
+
+def text_embedding_of(model) -> torch.nn.Module:
+    """A transformers model's (or a PeftModel's base model's) input embedding, as its forward applies it to input_ids."""
+    return ids_embedding(input_embeddings_of(model), innermost_model(model))

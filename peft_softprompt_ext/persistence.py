@@ -131,10 +131,12 @@ def check_saved_config(saved, actual: dict) -> None:
     differences = [problem] if problem is not None else fingerprint_differences(saved, actual)
     if differences:
         raise ValueError(
-            "This adapter config was read from an adapter saved on another base model: " + "; ".join(differences) + ". "
-            "Build the PeftModel on the model it was trained on, or load the adapter with PeftModel.from_pretrained(base, "
-            "folder, allow_base_model_mismatch=True) if you know the prompt fits (e.g. after projection); for a new prompt "
-            "with these settings, set the config's base_model_fingerprint=None and inference_mode=False first."
+            "This adapter config was read from an adapter saved on another base model: " + "; ".join(differences) + " (or "
+            "it was made with that model's base_model_fingerprint, e.g. as a copy by dataclasses.replace or "
+            "Config(**config.to_dict()) of a config a build filled in). Build the PeftModel on the model it was trained "
+            "on, or load the adapter with PeftModel.from_pretrained(base, folder, allow_base_model_mismatch=True) if you "
+            "know the prompt fits (e.g. after projection); for a new prompt with these settings, set the config's "
+            "base_model_fingerprint=None and inference_mode=False first."
         )
 
 

@@ -25,6 +25,7 @@ import inspect
 import contextlib
 
 import torch
+from transformers import GenerationMixin
 
 from . import layer_prefix, shared_prefix
 from ._peft_compat import PromptParts, validate_task_type
@@ -823,9 +824,9 @@ def model_task_type(model) -> str:
 
 
 def _generates(model) -> bool:
-    """Whether a model generates (transformers 5.0's BertForMaskedLM still has prepare_inputs_for_generation: it does not)."""
-    can_generate = getattr(model, "can_generate", None)
-    return bool(can_generate()) if callable(can_generate) else hasattr(model, "prepare_inputs_for_generation")
+    """Whether a model generates: transformers' GenerationMixin gives `generate` (transformers 5.0's BertForMaskedLM
+    still has prepare_inputs_for_generation without it; `can_generate()` logs a warning for such classes)."""
+    return isinstance(model, GenerationMixin)
 
 
 def check_task_type(task_type: str, model) -> None:
@@ -842,6 +843,25 @@ def check_task_type(task_type: str, model) -> None:
         raise ValueError(f"task_type={task_type!r} needs {needs[task_type]}; {type(model).__name__} is not one (it takes "
                          f"task_type={fits!r}, or load the model with the class named).")  # fmt: skip
     _refuse_a_recurrent_state(model)
+    _refuse_inputs_read_from_ids(model)
+
+
+def _refuse_inputs_read_from_ids(model) -> None:
+    """A prompt goes in as `inputs_embeds` ([prompt; text]); models whose forward reads more from `input_ids` than their
+    embedding rows (and a factor, `ids_embedding.py`) are refused, naming what (found 2026-12-07 by a probe; plain PEFT
+    runs them without a word): Gemma 3n looks per-layer inputs up from the ids (1.73 off on a logit scale of 4.4, where
+    its altup scales are trained), and ESM with `token_dropout=True` rescales each row by its share of mask tokens."""
+    config = model.config
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if getattr(text_config, "model_type", None) in ("gemma3n", "gemma3n_text") or getattr(config, "model_type", None) == "gemma3n":
+        raise ValueError(f"{type(model).__name__} (Gemma 3n) also reads per-layer inputs looked up from the input ids, which a "
+                         "soft prompt's rows have none of and which its text, given as inputs_embeds beside them, loses: "
+                         "soft prompts are not supported there. Use LoRA.")  # fmt: skip
+    if getattr(config, "model_type", None) == "esm" and getattr(config, "token_dropout", False):
+        raise ValueError(f"{type(model).__name__} has token_dropout=True: its forward rescales each row's embeddings by its "
+                         "share of mask tokens, read from input_ids, which the text given as inputs_embeds beside a prompt "
+                         "skips. Load the model with token_dropout=False (a model trained with it then sees its text "
+                         "scaled otherwise), or use LoRA.")  # fmt: skip
 
 
 def _refuse_a_recurrent_state(model) -> None:

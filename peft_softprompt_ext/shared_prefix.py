@@ -204,12 +204,13 @@ def model_state(base_model) -> tuple:
 
 
 def _training_values(parameters: list) -> tuple:
-    """Two sums (values, squares) of each parameter that trains, read in one transfer; () when none trains."""
+    """The sum and the norm of each parameter that trains, read in one transfer; () when none trains."""
     training = [p.detach() for p in parameters if p.requires_grad]
     if not training:
         return ()
-    with torch.no_grad():
-        sums = torch.stack([torch.stack((t.float().sum(), t.float().square().sum())).to(training[0].device) for t in training])
+    with torch.no_grad():  # (float32 accumulation without a float32 copy of each tensor)
+        sums = torch.stack([torch.stack((t.sum(dtype=torch.float32), torch.linalg.vector_norm(t, dtype=torch.float32)))
+                            .to(training[0].device) for t in training])  # fmt: skip
     return tuple(sums.flatten().tolist())
 
 
@@ -250,8 +251,9 @@ class PromptKVCache:
             return f"it was computed on {self.model_name}, not on {_model_name(base_model)}"
         state = model_state(base_model)
         if state != self.model_state:
-            return (f"the base model changed since it was computed (weights version, weight tensors, attention, "
-                    f"autocast: {self.model_state} -> {state})")
+            what = ("weights version", "weight tensors", "attention implementation", "autocast", "values of trainable weights")
+            changed = [name for name, before, now in zip(what, self.model_state, state) if before != now]
+            return f"the base model changed since it was computed ({', '.join(changed)})"
         if tables.shape != self.tables.shape or tables.dtype != self.tables.dtype or tables.device != self.tables.device:
             return (
                 f"it was computed for prompts of shape {tuple(self.tables.shape)} ({self.tables.dtype}, {self.tables.device}); "

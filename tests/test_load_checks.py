@@ -193,6 +193,21 @@ def test_a_config_made_with_inference_mode_and_used_twice_starts_as_the_method_s
         peft.get_peft_model(other_base(), reused)  # another base model: a new prompt there (it carries that model's fingerprint)
 
 
+def test_a_copy_of_a_built_config_made_anew_claims_its_model_and_says_how_to_start_a_new_prompt():
+    """A review found that a copy made through the constructor (dataclasses.replace, Config(**config.to_dict())) of a
+    config a build filled in claims that build's model, like a save's config; the refusal said only "read from an
+    adapter saved on another base model". It names such copies now, and base_model_fingerprint=None starts anew."""
+    import dataclasses
+
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5)
+    peft.get_peft_model(common.tiny_model("gpt2")[0], config)
+    for copy in (dataclasses.replace(config, num_virtual_tokens=6), type(config)(**config.to_dict())):
+        with pytest.raises(ValueError, match=r"another base model: .*\(or it was made with that model's base_model_fingerprint, e.g. as a copy by dataclasses.replace"):
+            peft.get_peft_model(other_base(), copy)
+        copy.base_model_fingerprint = None
+        peft.get_peft_model(other_base(), copy)
+
+
 @pytest.mark.parametrize("path", ["from_pretrained_subfolder", "from_pretrained_folder", "load_adapter"])
 def test_a_plugin_saves_plain_copy_is_checked_by_plain_peft_loads_too(saved, path):
     """Found 2026-12-05: with the plugin imported, plain PEFT's own load of a save's vanilla/ copy (which carries the

@@ -183,3 +183,110 @@ def test_input_ids_are_embedded_as_the_base_model_embeds_them(name, method):
         from_ids = peft_model(input_ids=ids, **extra).logits
         from_embeds = peft_model(inputs_embeds=text, **extra).logits
     torch.testing.assert_close(from_ids, from_embeds, rtol=1e-5, atol=1e-5)
+
+
+def _ids_scaled_base(name: str, seed: int = 0):
+    task_type, make_config = IDS_SCALED[name]
+    auto = transformers.AutoModelForSeq2SeqLM if task_type == "SEQ_2_SEQ_LM" else transformers.AutoModelForCausalLM
+    torch.manual_seed(seed)
+    base = auto.from_config(make_config()).eval()
+    try:
+        peft.get_peft_model(auto.from_config(make_config()), VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=P))
+    except ValueError as refusal:  # (hybrids under transformers 5.0: refused, tests/test_hybrid_models.py)
+        if "keeps it in a cache class of its own" in str(refusal):
+            pytest.skip(str(refusal)[:120])
+        raise
+    return base, task_type
+
+
+def test_a_projection_onto_a_model_that_scales_its_ids_gives_the_rows_it_makes_of_them():
+    """Found 2026-12-07 by a probe: fit_projection aligned the bare embedding tables, so onto Falcon-H1 (multiplier
+    5.66) a projected prompt went in 5.66x smaller than its text (logits 2.93 off the text fed as ids)."""
+    from peft_softprompt_ext import fit_projection
+    from peft_softprompt_ext.ids_embedding import text_embedding_of
+
+    target, _ = _ids_scaled_base("falcon_h1")
+    torch.manual_seed(0)
+    source = transformers.AutoModelForCausalLM.from_config(ARCHITECTURES["qwen2"]()).eval()
+    with torch.no_grad():
+        target.get_input_embeddings().weight.copy_(source.get_input_embeddings().weight)  # one table: the map is the scale
+    tokenizer = common.tiny_tokenizer()
+    projection = fit_projection(source, tokenizer, target, tokenizer, min_anchors=8)
+    ids = torch.arange(10, 20)
+    with torch.no_grad():
+        projected = projection.project(source.get_input_embeddings()(ids))
+        consumed = text_embedding_of(target)(ids)
+    error = ((projected - consumed).norm() / consumed.norm()).item()
+    assert error < 0.05, f"projected rows {error:.0%} off the rows Falcon-H1 makes of the same ids (the bare rows: 82%)"
+
+
+@pytest.mark.parametrize("name", ["falcon_h1", "marian"])
+def test_mixing_weights_report_the_weights_forward_uses_on_a_model_that_scales_its_ids(name):
+    """Found 2026-12-07 by a probe: mixing_weights(model, input_ids=...) embedded the ids with the bare module, so on
+    Falcon-H1 it reported [0.175 0.638 0.187] where forward used [0.256 0.531 0.213]."""
+    from peft_softprompt_ext import MixturePromptTuningConfig, mixing_weights
+
+    folders = []
+    for index in range(2):
+        base, task_type = _ids_scaled_base(name)
+        folder = common.fixture_dir(f"ids-scaled-bank-{name}-{index}")
+        config = VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=4, vocab_sampling="uniform", seed=100 + index)
+        peft.get_peft_model(base, config).save_pretrained(folder)
+        folders.append(folder)
+    base, task_type = _ids_scaled_base(name)
+    model = peft.get_peft_model(base, MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=4, source_prompts=folders,
+                                                                mixing="attention", attention_temperature=0.1))  # fmt: skip
+    encoder = model.prompt_encoder["default"]
+    torch.manual_seed(7)
+    with torch.no_grad():  # as after training: the attention no longer at its uniform start
+        for parameter in (encoder.attention_up.weight, encoder.attention_down.weight):
+            parameter.normal_(0, 0.5)
+    ids = torch.randint(3, 300, (3, 7), generator=torch.Generator().manual_seed(1))
+    used, original = [], encoder.mixing_weights
+    encoder.mixing_weights = lambda *args: used.append(original(*args)) or used[-1]
+    extra = {"decoder_input_ids": ids[:, :2]} if task_type == "SEQ_2_SEQ_LM" else {}
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra)
+    del encoder.mixing_weights
+    reported = mixing_weights(model, input_ids=ids, attention_mask=torch.ones_like(ids))["weights"]
+    torch.testing.assert_close(reported, used[0].mean(dim=0).cpu(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["gemma3n", "esm"])
+def test_a_model_that_reads_more_from_input_ids_than_their_rows_is_refused_saying_what(family):
+    """Found 2026-12-07 by a probe: Gemma 3n looks per-layer inputs up from input_ids, and ESM with token_dropout=True
+    rescales each row by its share of mask tokens; a prompt's text goes in as inputs_embeds, which skips both (Gemma
+    3n: 1.73 off on a logit scale of 4.4 once its altup scales are trained), without a word (plain PEFT alike)."""
+    if family == "gemma3n":
+        if not hasattr(transformers, "Gemma3nTextConfig"):
+            pytest.skip(f"transformers {transformers.__version__} has no Gemma 3n")
+        config = transformers.Gemma3nTextConfig(
+            vocab_size=common.VOCAB_SIZE, vocab_size_per_layer_input=common.VOCAB_SIZE, hidden_size=32, hidden_size_per_layer_input=8,
+            intermediate_size=[64, 64], num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8, laurel_rank=4,
+            altup_num_inputs=2, num_kv_shared_layers=0, layer_types=["full_attention", "full_attention"],
+            activation_sparsity_pattern=[0.0, 0.0], pad_token_id=0, max_position_embeddings=128)  # fmt: skip
+        model, task_type, message = transformers.AutoModelForCausalLM.from_config(config), "CAUSAL_LM", r"per-layer inputs looked up from the input ids"
+    else:
+        config = transformers.EsmConfig(vocab_size=common.VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                        intermediate_size=64, pad_token_id=1, mask_token_id=4, token_dropout=True,
+                                        position_embedding_type="rotary", max_position_embeddings=128, num_labels=2)  # fmt: skip
+        model, task_type, message = transformers.AutoModelForSequenceClassification.from_config(config), "SEQ_CLS", r"token_dropout=True"
+    for method in ("vocab", "deep"):
+        config_class = DeepPromptTuningConfig if method == "deep" else VocabSampledPromptTuningConfig
+        extra = {"deep_init": "random"} if method == "deep" else {"vocab_sampling": "uniform"}
+        with pytest.raises(ValueError, match=message):
+            peft.get_peft_model(model, config_class(task_type=task_type, num_virtual_tokens=P, **extra))
+    if family == "esm":  # without token dropout the ids and the embeddings agree: it builds
+        model.config.token_dropout = False
+        peft.get_peft_model(model, VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, vocab_sampling="uniform"))
+
+
+def test_a_prompt_tuning_export_on_a_model_that_scales_its_ids_warns_that_plain_peft_reads_it_otherwise(tmp_path):
+    """A review found (2026-12-07) that a PROMPT_TUNING export of a Marian / Pegasus / Falcon-H1 prompt, loaded by plain
+    PEFT, gets its text without the model's factor (logits 1.86-5.09 off the plugin's), without a word."""
+    from peft_softprompt_ext import export_prompt_tuning
+
+    base, task_type = _ids_scaled_base("marian")
+    model = peft.get_peft_model(base, VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, vocab_sampling="uniform"))
+    with pytest.warns(UserWarning, match=r"multiplies the embedding of input_ids by 5\.657.*plain PEFT does not"):
+        export_prompt_tuning(model, tmp_path / "export")

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 
 import torch
 
-from .._peft_compat import adapter_config_of, input_embeddings_of, new_peft_model, prompt_encoder_of
+from .._peft_compat import adapter_config_of, new_peft_model, prompt_encoder_of
+from ..ids_embedding import text_embedding_of
 from ..prompt_bank import BASE_MODULE_PREFIX, load_saved_peft_type, saved_base_tensors, saved_prompt_length
 from ..prompt_encoder import check_task_ids
 from .config import Mixing, MixturePromptTuningConfig, is_usable_task_name
@@ -36,7 +37,7 @@ def mixing_weights(peft_model, input_ids=None, attention_mask=None, task_ids=Non
     if input_ids is None:
         raise ValueError("mixing='attention' weights depend on the input: pass input_ids (and attention_mask).")
     task_ids = check_task_ids(task_ids, input_ids.shape[0], config.num_tasks, encoder.bank.device)
-    embeds = input_embeddings_of(peft_model)(input_ids)
+    embeds = text_embedding_of(peft_model)(input_ids)  # (as forward embeds them: found 2026-12-07, Falcon-H1's were not)
     weights = encoder.mixing_weights(task_ids, embeds, attention_mask)
     return {"sources": _source_names(config), "weights": weights.mean(dim=0).cpu()}
 

@@ -24,8 +24,8 @@ import time
 
 import torch
 
-from .._peft_compat import input_embeddings_of
 from ..fingerprint import base_model_fingerprint
+from ..ids_embedding import text_embedding_of
 from ..init import embed_token_ids, nearest_token_ids
 from ..options import Option, is_finite_number, is_integer, parse_option
 from .alignment import shared_tokens
@@ -106,7 +106,9 @@ def fit_projection(source_model, source_tokenizer, target_model, target_tokenize
     row_norm = parse_option(RowNorm, row_norm, "row_norm").value
     _check_settings(ridge, holdout_fraction, max_eval, min_anchors, seed, lowercase)
     began = time.perf_counter()
-    source_table, target_table = input_embeddings_of(source_model), input_embeddings_of(target_model)
+    # the rows each model's forward makes of token ids (found 2026-12-07: Falcon-H1's multiplier was left out, so a
+    # prompt projected onto it went in 5.66x too small)
+    source_table, target_table = text_embedding_of(source_model), text_embedding_of(target_model)
     source_ids, target_ids, _ = shared_tokens(source_tokenizer, source_table.weight.shape[0], target_tokenizer,
                                               target_table.weight.shape[0], lowercase)  # fmt: skip
     needed = min_anchors if min_anchors is not None else source_table.weight.shape[1]

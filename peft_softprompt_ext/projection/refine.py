@@ -14,7 +14,7 @@ import torch
 
 from .._peft_compat import PromptParts
 from ..fingerprint import base_model_fingerprint, check_fingerprint_against
-from ..ids_embedding import ids_embedding
+from ..ids_embedding import text_embedding_of
 from ..options import is_finite_number, is_integer
 from ..prompt_encoder import INPUT_EMBEDDINGS
 from ..prompt_injection import causal_lm_forward, model_task_type
@@ -55,7 +55,7 @@ def refine_projection(projection: PromptProjection, source_prompt: torch.Tensor,
     check_fingerprint_against(projection.info.get("target_fingerprint"), base_model_fingerprint(target_model),
                               "The projection (fitted for another target model)")  # fmt: skip
     prompt = _ProjectedPrompt(projection, source_prompt, rank)
-    parts = PromptParts(target_model, ids_embedding(target_model.get_input_embeddings(), target_model), prompt, source_prompt.shape[0])
+    parts = PromptParts(target_model, text_embedding_of(target_model), prompt, source_prompt.shape[0])
     optimizer = torch.optim.AdamW(prompt.parameters(), lr=lr)
     losses = []
     trainable = [p for p in target_model.parameters() if p.requires_grad]
