@@ -75,6 +75,10 @@ def write_markdown(rows: list[dict], plan, path: Path, wall_seconds: float, base
             f"| {row['method']} | {row['trainable_params']:,} | {100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f} "
             f"| {100 * row['macro_f1_mean']:.1f} | {len(row['seeds'])} | {step} | {row['peak_memory_mb']:.0f} |"
         )
+    resumed = {row["method"]: row["resumed_seeds"] for row in rows if row.get("resumed_seeds")}
+    if resumed:  # (found 2026-12-07 by a review: shown as whole runs' figures)
+        lines += ["", f"Resumed from a checkpoint (method: seeds) {resumed}: their peak memory and wall time are the resumed "
+                      "process's alone."]  # fmt: skip
     if missing:
         lines += ["", missing_runs(missing) + " (not trained in this call: --collect, or --method without them; or their runs no longer match the plan)."]  # fmt: skip
         if plan.get("baseline") is not None and baseline is None:

@@ -43,9 +43,10 @@ def evaluates_at(config, step: int) -> bool:
     return bool(config.eval_every) and step % config.eval_every == 0 and step < config.steps
 
 
-def train(accelerator, setup, config, resume: bool, inputs: dict) -> tuple[dict, int]:
+def train(accelerator, setup, config, resume: bool | str, inputs: dict) -> tuple[dict, int]:
     """The training loop: deterministic batches, one optimizer step each, periodic eval/checkpoint.
-    Returns the history and the step it started from (a resume's checkpoint step, else 0)."""
+    Returns the history and the step it started from (a resume's checkpoint step, at least 1; else 0). `resume`:
+    "if_any" starts from step 0 where the checkpoint's base-model check refuses it."""
     model, optimizer, scheduler = setup.model, setup.optimizer, setup.scheduler
     checkpoint_dir = Path(config.output_dir) / "checkpoint"
     history = {"loss": [], "eval": [], "step_seconds": []}
@@ -53,9 +54,14 @@ def train(accelerator, setup, config, resume: bool, inputs: dict) -> tuple[dict,
     # taken before any step (full_finetune trains the base model itself) and before a resume's weights go in
     base_fingerprint = base_model_fingerprint(_frozen_base(accelerator.unwrap_model(model)))
     if resume:
-        start_step, history = load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler,
-                                              config.training_config(), config.steps, base_fingerprint)  # fmt: skip
-        accelerator.print(f"resumed from {checkpoint_dir} at step {start_step}")
+        try:
+            start_step, history = load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler,
+                                                  config.training_config(), config.steps, base_fingerprint)  # fmt: skip
+            accelerator.print(f"resumed from {checkpoint_dir} at step {start_step}")
+        except ValueError as why:  # (the base model's own check: a Hub model's files have no digest to check before)
+            if resume != "if_any":
+                raise
+            accelerator.print(f"--resume-if-any: not resuming {checkpoint_dir}, starting from step 0: {why}")
     progress = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps,
                     disable=not accelerator.is_main_process, desc=config.method)  # fmt: skip
     model.train()
@@ -180,7 +186,7 @@ def _run(accelerator, config, resume: bool, began: float) -> dict:
     output_dir = Path(config.output_dir)
     inputs, started_from = run_inputs(config), config.init_prompt_digest()  # before training: what the run reads, as it started
     if resume == "if_any":
-        resume = resumable(config, inputs, accelerator.num_processes, accelerator.print)
+        resume = "if_any" if resumable(config, inputs, accelerator.num_processes, accelerator.print) else False
     elif resume:
         check_resume_before_anything(config, inputs, accelerator.num_processes)  # a refused resume leaves every file as it was
     setup = support.build_setup(config, accelerator)
@@ -191,7 +197,7 @@ def _run(accelerator, config, resume: bool, began: float) -> dict:
     metrics = support.evaluate(accelerator, setup, config)
     accelerator.print(f"final: accuracy {metrics['accuracy']:.4f} macro_f1 {metrics['macro_f1']:.4f}")
     record = results_record(accelerator, setup, config, history, metrics, time.perf_counter() - began, inputs, started_from,
-                            start_step if resume else None)  # fmt: skip
+                            start_step or None)  # fmt: skip
     if accelerator.is_main_process:
         support.save_run(accelerator, setup, config, record)
         accelerator.print(f"saved to {output_dir}")

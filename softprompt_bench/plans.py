@@ -332,6 +332,7 @@ def summarise(name: str, records: list[dict]) -> dict:
         "time_per_step_s": statistics.median(steps) if steps else None,
         "peak_memory_mb": max(r["peak_memory_mb"] for r in records),
         "run_seconds": sum(r.get("wall_time_s") or 0 for r in records),
+        "resumed_seeds": [r["seed"] for r in records if r.get("resumed_from_step")],  # their memory and wall time: the resume's
         "accuracies": accuracies,
         "loss_curves": [r["loss_curve"] for r in records],
     }

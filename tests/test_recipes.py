@@ -1322,6 +1322,7 @@ def test_a_plans_run_killed_part_way_continues_from_its_checkpoint_and_another_c
     resumed = json.loads((run / "results.json").read_text())
     assert resumed["resumed_from_step"] == 6 and resumed["metrics"] == first["metrics"] and resumed["loss_curve"] == first["loss_curve"]
     assert (load_file(run / "adapter" / "adapter_model.safetensors")["prompt_embeddings"] == prompt).all()
+    assert "Resumed from a checkpoint (method: seeds) {'plugin': [0]}" in (tmp_path / "cmp" / "comparison.md").read_text()
     (run / "results.json").unlink()
     started = recipe("train.py", *tiny_args(run, steps=6, checkpoint_every=2, lr=0.05), "--resume-if-any")  # another config
     assert "--resume-if-any: not resuming" in started.stdout and "another config" in started.stdout, started.stdout[-2000:]
