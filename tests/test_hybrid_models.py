@@ -112,14 +112,7 @@ def _left_padded_row_equals_alone(model):
 
 
 def _row_padded_on_both_sides_equals_alone(model):
-    """Row 0: 2 pads, 6 tokens, 2 pads (trl's GRPO / RLOO batches: a left-padded prompt, a right-padded completion)."""
-    batch = common.batch_for("llama", length=8, left_pad=True)
-    ids = torch.cat((batch["input_ids"], torch.zeros(3, 2, dtype=torch.long)), dim=1)
-    mask = torch.cat((batch["attention_mask"], torch.zeros(3, 2, dtype=torch.long)), dim=1)
-    with torch.no_grad():
-        padded = model(input_ids=ids, attention_mask=mask).logits[0, -8:-2]
-        alone = model(input_ids=batch["input_ids"][:1, 2:]).logits[0, -6:]
-    torch.testing.assert_close(padded, alone, rtol=1e-4, atol=1e-4)
+    common.check_row_padded_on_both_sides_equals_alone(model, length=8, right=2)  # row 0: 2 pads, 6 tokens, 2 pads
 
 
 def _generate_equals_no_cache(model, manual_loop: bool = True):

@@ -99,14 +99,8 @@ def test_a_left_padded_row_gets_the_logits_it_gets_alone(architecture):
 def test_a_row_padded_on_both_sides_gets_the_logits_it_gets_alone(architecture):
     """Found 2026-12-07 (a probe on Gemma-3's sliding window): a row padded on both sides (trl's GRPO / RLOO batches)
     kept its left padding between the prompt and the tokens; on chunked and sliding-window attention it goes first now."""
-    peft_model = _prompted(architecture, "vocab")
-    batch = common.batch_for("llama", length=12, left_pad=True)  # row 0: 2 pads, then 10 tokens (past a chunk of 8)
-    ids = torch.cat((batch["input_ids"], torch.zeros(3, 3, dtype=torch.long)), dim=1)
-    mask = torch.cat((batch["attention_mask"], torch.zeros(3, 3, dtype=torch.long)), dim=1)
-    with torch.no_grad():
-        padded = peft_model(input_ids=ids, attention_mask=mask).logits[0, -13:-3]
-        alone = peft_model(input_ids=batch["input_ids"][:1, 2:]).logits[0, -10:]
-    torch.testing.assert_close(padded, alone, rtol=1e-4, atol=1e-4)
+    # row 0: 2 pads, 10 tokens (past a chunk of 8), 3 pads
+    common.check_row_padded_on_both_sides_equals_alone(_prompted(architecture, "vocab"), length=12, right=3)
 
 
 def test_a_deep_prompt_on_chunked_attention_is_refused_saying_so():

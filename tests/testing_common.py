@@ -195,6 +195,19 @@ def batch_for(name: str, batch_size: int = 3, length: int = 7, seed: int = 1, le
     return batch
 
 
+def check_row_padded_on_both_sides_equals_alone(model, length: int, right: int) -> None:
+    """Row 0 of `batch_for("llama", length, left_pad=True)` with `right` pads after it too (2 pads, length - 2 tokens,
+    `right` pads: trl's GRPO / RLOO batches, a left-padded prompt and a right-padded completion): its tokens' logits
+    equal the row alone's."""
+    batch = batch_for("llama", length=length, left_pad=True)
+    ids = torch.cat((batch["input_ids"], torch.zeros(3, right, dtype=torch.long)), dim=1)
+    mask = torch.cat((batch["attention_mask"], torch.zeros(3, right, dtype=torch.long)), dim=1)
+    with torch.no_grad():
+        padded = model(input_ids=ids, attention_mask=mask).logits[0, -(length - 2 + right) : -right]
+        alone = model(input_ids=batch["input_ids"][:1, 2:]).logits[0, -(length - 2) :]
+    torch.testing.assert_close(padded, alone, rtol=1e-4, atol=1e-4)
+
+
 def inference_batch(name: str, **kwargs):
     """batch_for without labels; seq2seq gets two decoder start tokens instead."""
     batch = {k: v for k, v in batch_for(name, **kwargs).items() if k != "labels"}
