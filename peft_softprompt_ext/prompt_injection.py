@@ -309,8 +309,9 @@ def _kept_positions(keep, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     where that call holds each of them [B, K], and their union (sorted), which the call keeps (found 2026-12-07: a
     tensor of positions was read in the call's order, so positions in front of the tokens gave other slots' logits)."""
     length = order.shape[1]
-    if isinstance(keep, torch.Tensor):
-        wanted = keep.to(order.device).long().reshape(-1) % length
+    if isinstance(keep, torch.Tensor):  # (1-D positions; negative ones count from the end, as in indexing)
+        wanted = keep.to(order.device).long()
+        wanted = torch.where(wanted < 0, wanted + length, wanted)
     else:
         wanted = torch.arange(max(length - int(keep), 0), length, device=order.device)
     needed = torch.argsort(order, dim=1)[:, wanted]
@@ -319,6 +320,18 @@ def _kept_positions(keep, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 def _keeps_some(keep) -> bool:
     return keep.numel() > 0 if isinstance(keep, torch.Tensor) else bool(keep)
+
+
+def _selected_per_row(keep: torch.Tensor) -> bool:
+    """A `logits_to_keep` transformers applies per row: positions [B, K], or a boolean mask [B, T]."""
+    return keep.dim() > 1 or keep.dtype == torch.bool
+
+
+def _caller_selection(logits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The caller's per-row `logits_to_keep` applied to logits in the caller's layout, as transformers applies it."""
+    if keep.dtype == torch.bool:
+        return logits[keep.to(logits.device)]
+    return _in_order(logits, keep.to(logits.device).long())
 
 
 def _padding_first_order(full_mask: torch.Tensor) -> torch.Tensor:
@@ -583,15 +596,20 @@ def causal_lm_forward(
         for name in ("position_ids", "token_type_ids"):
             if kwargs.get(name) is not None:
                 kwargs[name] = _in_order(kwargs[name], order)
-    kept = None  # the caller's logits_to_keep names its positions: the call keeps where it holds them
+    kept = per_row = None  # the caller's logits_to_keep names its positions: the call keeps where it holds them
     if injecting and _keeps_some(kwargs.get("logits_to_keep", 0)):
-        kept = _kept_positions(kwargs["logits_to_keep"], order)
-        kwargs["logits_to_keep"] = kept[1]
+        if isinstance(kwargs["logits_to_keep"], torch.Tensor) and _selected_per_row(kwargs["logits_to_keep"]):
+            per_row, kwargs["logits_to_keep"] = kwargs["logits_to_keep"], 0  # (found 2026-12-07 by a review: read as 1-D)
+        else:
+            kept = _kept_positions(kwargs["logits_to_keep"], order)
+            kwargs["logits_to_keep"] = kept[1]
     switches = _given(output_attentions, output_hidden_states, return_dict)
     output = parts.base_model(inputs_embeds=inputs_embeds, attention_mask=_in_order(full_mask, order), labels=labels,
                               **{**switches, "return_dict": True}, **kwargs)  # fmt: skip
     if injecting:
         output = _restore_order(output, order, kept)
+        if per_row is not None:
+            output.logits = _caller_selection(output.logits, per_row)
     asked = switches.get("return_dict", getattr(_transformers_model(parts).config, "return_dict", True))
     return output if asked is not False else output.to_tuple()
 

@@ -53,15 +53,17 @@ def train(accelerator, setup, config, resume: bool | str, inputs: dict) -> tuple
     start_step = 0
     # taken before any step (full_finetune trains the base model itself) and before a resume's weights go in
     base_fingerprint = base_model_fingerprint(_frozen_base(accelerator.unwrap_model(model)))
-    if resume:
+    if resume == "if_any":  # the base model's own check, before anything is loaded (a Hub model's files have no digest)
         try:
-            start_step, history = load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler,
-                                                  config.training_config(), config.steps, base_fingerprint)  # fmt: skip
-            accelerator.print(f"resumed from {checkpoint_dir} at step {start_step}")
-        except ValueError as why:  # (the base model's own check: a Hub model's files have no digest to check before)
-            if resume != "if_any":
-                raise
+            check_resumable(read_checkpoint(checkpoint_dir)[0], config.training_config(), config.steps, base_fingerprint,
+                            where=str(checkpoint_dir))  # fmt: skip
+        except ValueError as why:
             accelerator.print(f"--resume-if-any: not resuming {checkpoint_dir}, starting from step 0: {why}")
+            resume = False
+    if resume:
+        start_step, history = load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler,
+                                              config.training_config(), config.steps, base_fingerprint)  # fmt: skip
+        accelerator.print(f"resumed from {checkpoint_dir} at step {start_step}")
     progress = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps,
                     disable=not accelerator.is_main_process, desc=config.method)  # fmt: skip
     model.train()

@@ -641,6 +641,12 @@ def test_left_padded_rows_past_a_sliding_window_equal_the_rows_alone():
         assert torch.equal(batched[0, -12:], single[0, -12:]), shared
 
 
+def _takes_per_row_logits_to_keep() -> bool:
+    import transformers.modeling_utils as modeling_utils
+
+    return hasattr(modeling_utils, "slice_logits_to_keep")
+
+
 @pytest.mark.parametrize("config_name", ["vocab_uniform", "projected"])
 def test_rows_padded_on_both_sides_past_a_sliding_window_equal_the_rows_alone(config_name):
     """Found 2026-12-07 by a probe: a row padded on the left and on the right (trl's GRPO / RLOO batches: a left-padded
@@ -661,6 +667,16 @@ def test_rows_padded_on_both_sides_past_a_sliding_window_equal_the_rows_alone(co
         positions = torch.tensor([1, P + 2, P + 9, P + 19])  # the caller's layout: the prompt, padding, tokens
         picked = model(input_ids=ids, attention_mask=mask, logits_to_keep=positions).logits
     torch.testing.assert_close(picked, padded.logits[:, positions], rtol=1e-5, atol=1e-5)
+    if _takes_per_row_logits_to_keep():  # transformers 5.23: positions per row [B, K], or a boolean mask [B, T]
+        per_row = torch.stack([torch.tensor([P + left, P + left + 13]) for left in lefts])
+        chosen = torch.zeros(padded.logits.shape[:2], dtype=torch.bool)
+        chosen[:, P + 3] = True
+        with torch.no_grad():
+            by_row = model(input_ids=ids, attention_mask=mask, logits_to_keep=per_row).logits
+            by_mask = model(input_ids=ids, attention_mask=mask, logits_to_keep=chosen).logits
+        torch.testing.assert_close(by_row, torch.gather(padded.logits, 1, per_row[..., None].expand(-1, -1, padded.logits.shape[-1])),
+                                   rtol=1e-5, atol=1e-5)  # fmt: skip
+        torch.testing.assert_close(by_mask, padded.logits[chosen], rtol=1e-5, atol=1e-5)
     for row, left in enumerate(lefts):
         torch.testing.assert_close(padded.logits[row, P + left : P + left + 14], alone.logits[0, P:], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(kept, padded.logits[:, -9:], rtol=1e-5, atol=1e-5)  # the caller's last 9 positions
