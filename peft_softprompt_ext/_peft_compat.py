@@ -81,6 +81,7 @@ ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 PICKLE_WEIGHTS_NAME = "adapter_model.bin"
 PROMPT_TUNING_TENSOR = "prompt_embeddings"
+BASE_MODULE_PREFIX = "base_model."  # PEFT saves a prompt method's modules_to_save (e.g. a SEQ_CLS head) under it
 
 SUPPORTED_TASK_TYPES = ("CAUSAL_LM", "SEQ_2_SEQ_LM", "SEQ_CLS")
 # Names of the PEFT types this plugin registered, e.g. {"VOCAB_SAMPLED_PROMPT_TUNING"}.
@@ -273,7 +274,7 @@ def plain_cartridge_config(config, num_virtual_tokens: int, num_layers: int, kv_
 def trained_head_tensors(peft_model, adapter_name: str) -> dict[str, torch.Tensor]:
     """Tensors PEFT saves beside a prompt (e.g. a SEQ_CLS classifier head), keyed as PEFT saves them."""
     state = get_peft_model_state_dict(peft_model, adapter_name=adapter_name)
-    return {name: tensor.detach().cpu().contiguous() for name, tensor in state.items() if name.startswith("base_model.")}
+    return {name: tensor.detach().cpu().contiguous() for name, tensor in state.items() if name.startswith(BASE_MODULE_PREFIX)}
 
 
 def make_adapter_trainable(peft_model, adapter_name: str) -> None:

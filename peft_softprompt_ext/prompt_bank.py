@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from . import sources
-from ._peft_compat import ADAPTER_CONFIG_NAME, PROMPT_TUNING_TENSOR
+from ._peft_compat import ADAPTER_CONFIG_NAME, BASE_MODULE_PREFIX, PROMPT_TUNING_TENSOR
 from .adapter_files import NO_FINGERPRINT, check_adapter_files, check_finite, claimed_fingerprint, peft_type_field, safetensors_shapes
 from .atomic_io import read_json_object, read_lock
 from .fingerprint import check_fingerprint_against
@@ -77,9 +77,6 @@ def load_saved_prompt(source: str, token_dim: int, fingerprint: dict | None = No
                          f"{rows.shape[0]} rows; expected num_virtual_tokens x num_transformer_submodules "
                          f"({num_virtual} x {' or '.join(map(str, allowed))}; a plain seq2seq prompt holds 2 copies).")  # fmt: skip
     return rows.float()[:num_virtual], config  # vanilla seq2seq adapters hold [2P, D]: the encoder half comes first
-
-
-BASE_MODULE_PREFIX = "base_model."  # PEFT saves a prompt method's modules_to_save (e.g. a SEQ_CLS head) under it
 
 
 def saved_base_tensors(source: str, revision: str | None = None) -> dict[str, torch.Tensor]:

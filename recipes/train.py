@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from peft_softprompt_ext import base_model_fingerprint  # noqa: E402  (importing the plugin registers its methods)
 from softprompt_bench import recipe_support as support  # noqa: E402
-from softprompt_bench.checkpoint import check_resumable, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
+from softprompt_bench.checkpoint import CheckpointRefused, check_resumable, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
 from softprompt_bench.peak_memory import peak_memory_mb, reset_peak_memory  # noqa: E402
 from softprompt_bench.recipe_config import check_folder, load_config, options_help  # noqa: E402
 from softprompt_bench.run_inputs import input_changes, run_inputs  # noqa: E402
@@ -46,24 +46,22 @@ def evaluates_at(config, step: int) -> bool:
 def train(accelerator, setup, config, resume: bool | str, inputs: dict) -> tuple[dict, int]:
     """The training loop: deterministic batches, one optimizer step each, periodic eval/checkpoint.
     Returns the history and the step it started from (a resume's checkpoint step, at least 1; else 0). `resume`:
-    "if_any" starts from step 0 where the checkpoint's base-model check refuses it."""
+    "if_any" starts from step 0 where the checkpoint is refused before anything of it is restored (`CheckpointRefused`)."""
     model, optimizer, scheduler = setup.model, setup.optimizer, setup.scheduler
     checkpoint_dir = Path(config.output_dir) / "checkpoint"
     history = {"loss": [], "eval": [], "step_seconds": []}
     start_step = 0
     # taken before any step (full_finetune trains the base model itself) and before a resume's weights go in
     base_fingerprint = base_model_fingerprint(_frozen_base(accelerator.unwrap_model(model)))
-    if resume == "if_any":  # the base model's own check, before anything is loaded (a Hub model's files have no digest)
-        try:
-            check_resumable(read_checkpoint(checkpoint_dir)[0], config.training_config(), config.steps, base_fingerprint,
-                            where=str(checkpoint_dir))  # fmt: skip
-        except ValueError as why:
-            accelerator.print(f"--resume-if-any: not resuming {checkpoint_dir}, starting from step 0: {why}")
-            resume = False
     if resume:
-        start_step, history = load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler,
-                                              config.training_config(), config.steps, base_fingerprint)  # fmt: skip
-        accelerator.print(f"resumed from {checkpoint_dir} at step {start_step}")
+        try:
+            start_step, history = load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler,
+                                                  config.training_config(), config.steps, base_fingerprint)  # fmt: skip
+            accelerator.print(f"resumed from {checkpoint_dir} at step {start_step}")
+        except CheckpointRefused as why:  # (nothing of it restored; e.g. the base model's check: a Hub model has no file digest)
+            if resume != "if_any":
+                raise
+            accelerator.print(f"--resume-if-any: not resuming {checkpoint_dir}, starting from step 0: {why}")
     progress = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps,
                     disable=not accelerator.is_main_process, desc=config.method)  # fmt: skip
     model.train()

@@ -101,6 +101,11 @@ def read_checkpoint(folder) -> tuple[dict, dict[str, torch.Tensor]]:
     return state, tensors
 
 
+class CheckpointRefused(ValueError):
+    """A checkpoint refused as not this run's (config, inputs, base model, parameters, optimizer or scheduler state),
+    before anything of it is restored."""
+
+
 def check_resumable(state: dict, config: dict, steps: int, base_fingerprint=None, where: str = "", input_changes=None) -> None:
     """Refuse a checkpoint of another run: config keys, base model, model or data files, or a step this run cannot have
     reached. `input_changes(saved_inputs) -> [what changed]` checks the recorded input digests (a checkpoint made before
@@ -108,25 +113,25 @@ def check_resumable(state: dict, config: dict, steps: int, base_fingerprint=None
     differing = sorted(key for key in set(state["config"]) | set(config) if state["config"].get(key) != config.get(key))
     if differing:
         details = "; ".join(f"{key}: checkpoint {state['config'].get(key)!r} vs this run {config.get(key)!r}" for key in differing)
-        raise ValueError(f"Resume folder {where!r} was written by a run with another config ({details}); use the same "
+        raise CheckpointRefused(f"Resume folder {where!r} was written by a run with another config ({details}); use the same "
                          "config or another output_dir.")  # fmt: skip
     step = state["step"]
     if not isinstance(step, int) or isinstance(step, bool) or not 1 <= step <= steps:
-        raise ValueError(f"Checkpoint {where!r} has step={step!r}; expected an integer in 1..{steps} (the run's steps).")
+        raise CheckpointRefused(f"Checkpoint {where!r} has step={step!r}; expected an integer in 1..{steps} (the run's steps).")
     losses = state["history"].get("loss") if isinstance(state["history"], dict) else None
     if not isinstance(losses, list) or len(losses) != step:
-        raise ValueError(f"Checkpoint {where!r} holds a loss curve of {len(losses) if isinstance(losses, list) else losses!r} steps "
+        raise CheckpointRefused(f"Checkpoint {where!r} holds a loss curve of {len(losses) if isinstance(losses, list) else losses!r} steps "
                          f"for step={step}: the state was edited or is incomplete.")  # fmt: skip
     if input_changes is not None and isinstance(state.get("inputs"), dict):
         changed = input_changes(state["inputs"])
         if changed:
-            raise ValueError(f"Checkpoint {where!r} was trained on other inputs: {' and '.join(changed)} changed since it "
+            raise CheckpointRefused(f"Checkpoint {where!r} was trained on other inputs: {' and '.join(changed)} changed since it "
                              "was written. Start again without --resume (or restore those files).")  # fmt: skip
     if base_fingerprint is not None:
         saved = state["base_model_fingerprint"]
         differences = fingerprint_differences(saved, base_fingerprint) if isinstance(saved, dict) else ["missing"]
         if differences:
-            raise ValueError(f"Checkpoint {where!r} was trained on another base model ({'; '.join(differences)}): the "
+            raise CheckpointRefused(f"Checkpoint {where!r} was trained on another base model ({'; '.join(differences)}): the "
                              "weights at this model path changed. Start again without --resume.")  # fmt: skip
 
 
@@ -137,20 +142,20 @@ def load_checkpoint(folder, model, optimizer, scheduler, config: dict, steps: in
     check_resumable(state, config, steps, base_fingerprint, where)
     parameters = trainable_parameters(model)
     if list(parameters) != state["parameter_names"]:
-        raise ValueError(f"Checkpoint {where!r} holds parameters {state['parameter_names']}, the model trains {list(parameters)}.")
+        raise CheckpointRefused(f"Checkpoint {where!r} holds parameters {state['parameter_names']}, the model trains {list(parameters)}.")
     for name, parameter in parameters.items():
         saved = tensors.get(f"param.{name}")
         if saved is None or saved.shape != parameter.shape:
-            raise ValueError(f"Checkpoint {where!r}: parameter {name!r} is {None if saved is None else tuple(saved.shape)}, "
+            raise CheckpointRefused(f"Checkpoint {where!r}: parameter {name!r} is {None if saved is None else tuple(saved.shape)}, "
                              f"the model's is {tuple(parameter.shape)}.")  # fmt: skip
     absent = [name for name in state["optimizer_tensors"] if name not in tensors]
     indices = {index for group in state["param_groups"] for index in group["params"]}
     saved_indices = {int(name.split(".")[1]) for name in state["optimizer_tensors"]}
     if absent or not state["optimizer_tensors"] or saved_indices != indices:
-        raise ValueError(f"Checkpoint {where!r} lacks optimizer state ({absent or 'for some parameters'}): resuming without it "
+        raise CheckpointRefused(f"Checkpoint {where!r} lacks optimizer state ({absent or 'for some parameters'}): resuming without it "
                          "would not continue the same run.")  # fmt: skip
     if scheduler is not None and not isinstance(state["scheduler"], dict):
-        raise ValueError(f"Checkpoint {where!r} lacks the learning-rate scheduler's state.")
+        raise CheckpointRefused(f"Checkpoint {where!r} lacks the learning-rate scheduler's state.")
     with torch.no_grad():
         for name, parameter in parameters.items():
             parameter.copy_(tensors[f"param.{name}"])

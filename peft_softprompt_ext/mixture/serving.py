@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 import torch
 
-from .._peft_compat import adapter_config_of, new_peft_model, prompt_encoder_of
+from .._peft_compat import BASE_MODULE_PREFIX, adapter_config_of, new_peft_model, prompt_encoder_of
 from ..ids_embedding import text_embedding_of
-from ..prompt_bank import BASE_MODULE_PREFIX, load_saved_peft_type, saved_base_tensors, saved_prompt_length
+from ..prompt_bank import load_saved_peft_type, saved_base_tensors, saved_prompt_length
 from ..prompt_encoder import check_task_ids
 from .config import Mixing, MixturePromptTuningConfig, is_usable_task_name
 from .model import MixturePromptEncoder
