@@ -377,6 +377,7 @@ class PluginHooks:
     check_plain_copy: Callable  # (model_id, base_model, allow, subfolder, hub_kwargs): a plain PEFT adapter this plugin exported
     push_adapter: Callable  # (peft_model, **push_to_hub options) -> commit info
     unroute: Callable  # (base_model): undo the deep prompts' attention routing (unload)
+    in_layers: Callable  # (encoder) -> bool: its prompt goes in front of the attention layers (routed), not the input
     unprompted: Callable  # (base_model) -> context manager: no plugin prompt in its layers (a call with the adapter disabled)
     check_saved_config: Callable  # (saved fingerprint, model's fingerprint): a config read from a save fits this base model
     check_prompt_fits: Callable  # (config, model, loading): the prompt fits the model's position table
@@ -767,7 +768,8 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
     existing = adapter_name in self.peft_config and _CHECKED_BY_FROM_PRETRAINED.get() != adapter_name and hasattr(self, "prompt_encoder") \
         and adapter_name in self.prompt_encoder
     trains = {name: p.requires_grad for name, p in self.prompt_encoder[adapter_name].named_parameters()} if existing else None
-    with _hooks.reading(model_id, kwargs.get("subfolder")), _hooks.fingerprint_once(), _building_for_a_load():
+    with _hooks.reading(model_id, kwargs.get("subfolder")), _hooks.fingerprint_once(), _building_for_a_load(), \
+            _head_tensors_named(model_id):
         if adapter_name in self.peft_config and _CHECKED_BY_FROM_PRETRAINED.get() == adapter_name:
             # from_pretrained made (and checked) the adapter: only its weights load here
             _hooks.check_weights_file(model_id, kwargs.get("subfolder"), _hub_kwargs(kwargs))
@@ -788,12 +790,31 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
     return _without_the_encoders_keys(result, adapter_name)
 
 
+@contextlib.contextmanager
+def _head_tensors_named(model_id):
+    """A weights file without the trained head's tensors that the adapter's model has (e.g. a SEQ_CLS classifier):
+    PEFT looks each up and fails with a bare KeyError (found 2026-12-07); named here, with what the file should hold."""
+    try:
+        yield
+    except KeyError as error:
+        key = error.args[0] if error.args else None
+        if not (isinstance(key, str) and key.startswith(BASE_MODULE_PREFIX)):
+            raise
+        raise ValueError(
+            f"Adapter {os.fspath(model_id)!r}: its weights file has no tensor {key!r}, which PEFT saves beside the prompt "
+            "for this model (a trained head, e.g. a SEQ_CLS classifier): the file is not a whole save of the adapter. "
+            "Load a folder that save_pretrained wrote."
+        ) from error
+
+
 def _without_the_encoders_keys(result, adapter_name: str):
-    """PEFT's load result lists the prompt encoder's tensors as missing; the plugin's encoder loaded them itself."""
+    """The keys of this adapter that its file should have held: its trained head copies (PEFT's modules_to_save).
+    PEFT's result lists the prompt encoder's tensors, which the plugin's encoder loaded itself, and (the plugin's
+    methods have no key prefix to match) every base-model weight whose name holds the adapter name as a substring."""
     if not hasattr(result, "missing_keys"):
         return result
-    own = f"prompt_encoder.{adapter_name}."
-    return result._replace(missing_keys=[key for key in result.missing_keys if not key.startswith(own)])
+    own = f".modules_to_save.{adapter_name}."  # (found 2026-12-07: adapter "b" listed 23 frozen Llama weights)
+    return result._replace(missing_keys=[key for key in result.missing_keys if own in key])
 
 
 def _push_to_hub(original, self, repo_id, *args, **kwargs):
@@ -816,8 +837,12 @@ def _merge_and_unload(self, *args, **kwargs):
 def _delete_adapter(original, self, adapter_name, *args, **kwargs):
     had_plugin_adapter = _has_plugin_adapter(self)
     original(self, adapter_name, *args, **kwargs)
-    if had_plugin_adapter and not _has_plugin_adapter(self):  # the last one: the base model as unload() gives it back
-        _hooks.unroute(self.base_model)  # (found 2026-12-07: its attention stayed routed, with the plugin's hook)
+    encoders = getattr(self, "prompt_encoder", {})
+    if had_plugin_adapter and not any(is_plugin_config(config) and name in encoders and _hooks.in_layers(encoders[name])
+                                      for name, config in self.peft_config.items()):  # fmt: skip
+        # no prompt left in the layers: the base model as unload() gives it back (found 2026-12-07: deleting the last
+        # plugin adapter, then the last deep mixture beside a shallow one, left its attention routed with the hook)
+        _hooks.unroute(self.base_model)
 
 
 def _unload(self, *args, **kwargs):

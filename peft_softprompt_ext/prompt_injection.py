@@ -58,8 +58,13 @@ def refuse_training_nothing(parts: PromptParts, kwargs: dict) -> None:
             )
 
 
+def in_layers(encoder) -> bool:
+    """The encoder's prompt goes in front of every self-attention layer's keys and values (a deep prompt)."""
+    return encoder.prompt_kind == KEY_VALUES
+
+
 def _is_deep(parts: PromptParts) -> bool:
-    return parts.encoder.prompt_kind == KEY_VALUES
+    return in_layers(parts.encoder)
 
 
 def layer_prompts(parts: PromptParts, rows: torch.Tensor):

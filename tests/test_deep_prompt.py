@@ -665,6 +665,41 @@ def test_deleting_the_last_plugin_adapter_gives_back_the_base_model_as_it_was(mo
     assert model.config._attn_implementation == implementation and len(model._forward_pre_hooks) == hooks
 
 
+@pytest.mark.parametrize("model_name", ["gpt2", "llama", "t5"])
+@pytest.mark.parametrize("deleted_first", ["deep", "shallow"])
+def test_deleting_the_last_deep_mixture_beside_a_shallow_one_unroutes_the_base_model(model_name, deleted_first):
+    """Found 2026-12-07 by a probe: one PeftModel holding a mixture over shallow prompts and one over deep prompts (one
+    PEFT type); delete_adapter of the deep one left the base model routed, with the plugin's hook (the unroute ran only
+    once no plugin adapter was left). The shallow one's logits stay its own."""
+    from peft_softprompt_ext import MixturePromptTuningConfig
+
+    if model_name == "t5" and not common.T5_ROUTES_ATTENTION:
+        pytest.skip(common.NO_DEEP_T5)
+    model, task_type = common.tiny_model(model_name)
+    implementation, hooks = model.config._attn_implementation, len(model._forward_pre_hooks)
+
+    def mixture(banks):
+        return MixturePromptTuningConfig(task_type=task_type, num_virtual_tokens=5, source_prompts=list(banks), num_tasks=2,
+                                         mixing="task")  # fmt: skip
+
+    batch = common.inference_batch(model_name)
+    batch["task_ids"] = torch.tensor([0, 1, 0])
+    peft_model = peft.get_peft_model(model, mixture(common.bank_folders(model_name)), adapter_name="shallow")
+    with torch.no_grad():
+        alone = common.forward_logits(peft_model, batch)
+    peft_model.add_adapter("deep", mixture(common.deep_bank_folders(model_name)))
+    if deleted_first == "shallow":  # the deep one active and left alone: still routed
+        peft_model.set_adapter("deep")
+        peft_model.add_adapter("shallow_again", mixture(common.bank_folders(model_name)))
+        peft_model.delete_adapter("shallow")
+        assert model.config._attn_implementation.startswith("peft_softprompt_ext")
+        peft_model.set_adapter("shallow_again")
+    peft_model.delete_adapter("deep")
+    assert model.config._attn_implementation == implementation and len(model._forward_pre_hooks) == hooks
+    with torch.no_grad():
+        torch.testing.assert_close(common.forward_logits(peft_model, batch), alone, rtol=0, atol=0)
+
+
 def test_a_deep_prompt_model_saved_whole_runs_in_a_fresh_process(tmp_path):
     """Found 2026-12-07 by a probe: a deep-prompt model saved with torch.save(model) failed in a fresh process that
     imported the plugin (KeyError: 'peft_softprompt_ext_layer_prefix|sdpa' is not a valid attention implementation):

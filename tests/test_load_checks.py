@@ -435,6 +435,49 @@ def test_load_adapter_reports_no_missing_prompt_keys(config_name, tmp_path):
     assert not [key for key in result.missing_keys if "prompt_encoder" in key], result.missing_keys
 
 
+@pytest.mark.parametrize("model_name", ["gpt2", "llama", "bert"])
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "deep"])
+def test_an_adapter_name_inside_base_weight_names_reports_no_base_weight_missing(model_name, config_name, tmp_path):
+    """Found 2026-12-07 by a probe: with an adapter name that is a substring of base-model weight names ("a", "b",
+    "lm", "proj"), from_pretrained warned that the frozen base weights were missing adapter keys and load_adapter listed
+    them in missing_keys (Llama: 23 for "b"); plain PEFT PROMPT_TUNING reports none for the same names."""
+    import warnings
+
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    base, task_type = common.tiny_model(model_name)
+    if config_name == "deep":
+        config = DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, deep_init="random", seed=3)
+    else:
+        config = common.all_configs()[config_name](task_type, model_name)
+    peft.get_peft_model(base, config).save_pretrained(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # PEFT warns about missing adapter keys
+        model = PeftModel.from_pretrained(common.tiny_model(model_name)[0], tmp_path, adapter_name="a")
+        results = {name: model.load_adapter(tmp_path, name) for name in ["b", "lm", "proj", "model", "weight"]}
+    assert {name: result.missing_keys for name, result in results.items()} == {name: [] for name in results}
+
+
+@pytest.mark.parametrize("load", ["from_pretrained", "load_adapter"])
+def test_a_weights_file_without_the_trained_head_is_named(load, tmp_path):
+    """Found 2026-12-07: a SEQ_CLS adapter's file without its classifier tensors failed inside PEFT with a bare
+    KeyError('base_model.classifier.weight') (plain PEFT PROMPT_TUNING alike)."""
+    from safetensors.torch import load_file, save_file
+
+    base, task_type = common.tiny_model("bert")
+    peft.get_peft_model(base, common.all_configs()["vocab_uniform"](task_type, "bert")).save_pretrained(tmp_path)
+    weights = tmp_path / "adapter_model.safetensors"
+    save_file({key: tensor for key, tensor in load_file(weights).items() if "classifier" not in key}, weights)
+    message = r"weights file has no tensor 'base_model\.classifier\.(weight|bias)'.*not a whole save"
+    with pytest.raises(ValueError, match=message):
+        if load == "from_pretrained":
+            PeftModel.from_pretrained(common.tiny_model("bert")[0], tmp_path)
+        else:
+            other = tmp_path / "other"
+            peft.get_peft_model(common.tiny_model("bert")[0], common.all_configs()["vocab_uniform"](task_type, "bert")).save_pretrained(other)
+            PeftModel.from_pretrained(common.tiny_model("bert")[0], other).load_adapter(tmp_path, "second")
+
+
 @pytest.mark.parametrize("missing", ["/no/such/folder", "./no-such-folder", "../no/such"])
 def test_a_missing_local_folder_is_named_as_such_not_as_a_hub_id(missing):
     from peft_softprompt_ext import PromptProjection
