@@ -978,7 +978,10 @@ def seq2seq_generate(parts: PromptParts, input_ids=None, attention_mask=None, in
     if kwargs.pop("encoder_outputs", None) is not None:
         raise ValueError("Do not pass encoder_outputs to generate with a soft prompt: the prompt goes into the encoder "
                          "(in front of its input, or into every self-attention layer for a deep prompt) and generate "
-                         "runs it. Pass input_ids (or inputs_embeds) instead.")  # fmt: skip
+                         "runs it. Pass input_ids (or inputs_embeds) instead. (transformers passes encoder_outputs itself "
+                         "to an assistant: a soft-prompted seq2seq model cannot be the assistant_model of another model's "
+                         "generate, whose assisted decoding runs the assistant's encoder without its prompt; give it a "
+                         "model without a prompt as the assistant.)")  # fmt: skip
     if input_ids is None and inputs_embeds is None:
         raise ValueError("generate needs input_ids or inputs_embeds; got neither.")
     if attention_mask is None:
@@ -991,7 +994,7 @@ def seq2seq_generate(parts: PromptParts, input_ids=None, attention_mask=None, in
         raise ValueError("generate with assistant_model and a shallow prompt on a seq2seq model: the prompt enters as "
                          "the encoder's inputs_embeds, which transformers hands to the assistant beside its input_ids, "
                          "and the assistant refuses both. A deep prompt (DeepPromptTuningConfig) keeps the input as "
-                         "input_ids and works with assisted decoding; else generate without assistant_model.")  # fmt: skip
+                         "input_ids and works as the main model of assisted decoding; else generate without assistant_model.")  # fmt: skip
     inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1])
     return parts.base_model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)

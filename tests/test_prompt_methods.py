@@ -241,6 +241,25 @@ def test_seq2seq_generate_with_encoder_outputs_says_the_prompt_goes_into_the_enc
         peft_model.generate(encoder_outputs=encoded, attention_mask=torch.ones((3, 12), dtype=torch.long), max_new_tokens=2)
 
 
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "deep"])
+def test_a_prompted_seq2seq_model_as_the_assistant_is_refused_saying_why(config_name):
+    """Found 2026-12-07 by a probe: a plugin T5 model as another model's assistant_model was refused with "Do not pass
+    encoder_outputs", which the user had not passed: transformers encodes the input with the assistant's own encoder
+    (without its prompt) and passes the outputs (plain PEFT's prompt and prefix tuning fail there too)."""
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    if config_name == "deep":
+        if not common.T5_ROUTES_ATTENTION:
+            pytest.skip(common.NO_DEEP_T5)
+        base, task_type = common.tiny_model("t5")
+        assistant = peft.get_peft_model(base, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=3, deep_init="random"))
+    else:
+        assistant = common.make_peft_model("t5", config_name)[0]
+    batch = {k: v for k, v in common.batch_for("t5", batch_size=1).items() if k != "labels"}
+    with pytest.raises(ValueError, match=r"cannot be the assistant_model of another model's generate.*without its prompt"):
+        common.tiny_model("t5", seed=2)[0].generate(**batch, max_new_tokens=4, do_sample=False, assistant_model=assistant)
+
+
 @pytest.mark.parametrize("model_name", CAUSAL_MODELS)
 @pytest.mark.parametrize("config_name", ["vocab_uniform", "mixture_task", "deep"])
 @pytest.mark.parametrize("assist", [{"assistant_model": "base"}, {"prompt_lookup_num_tokens": 3}])
