@@ -271,10 +271,12 @@ def plain_cartridge_config(config, num_virtual_tokens: int, num_layers: int, kv_
     return CartridgeConfig(num_frozen_tokens=num_frozen_tokens, **fields)
 
 
-def trained_head_tensors(peft_model, adapter_name: str) -> dict[str, torch.Tensor]:
-    """Tensors PEFT saves beside a prompt (e.g. a SEQ_CLS classifier head), keyed as PEFT saves them."""
-    state = get_peft_model_state_dict(peft_model, adapter_name=adapter_name)
-    return {name: tensor.detach().cpu().contiguous() for name, tensor in state.items() if name.startswith(BASE_MODULE_PREFIX)}
+def trained_head_tensors(peft_model, adapter_name: str, save_embedding_layers: bool | str = False) -> dict[str, torch.Tensor]:
+    """Tensors PEFT saves beside a prompt (e.g. a SEQ_CLS classifier head), keyed as PEFT saves them; with
+    `save_embedding_layers` (PEFT's save_pretrained option: True, False or "auto") the embedding layers PEFT saves
+    with it too. Copies: a model's tied input and output embeddings are one tensor, which safetensors refuses twice."""
+    state = get_peft_model_state_dict(peft_model, adapter_name=adapter_name, save_embedding_layers=save_embedding_layers)
+    return {name: tensor.detach().cpu().clone() for name, tensor in state.items() if name.startswith(BASE_MODULE_PREFIX)}
 
 
 def make_adapter_trainable(peft_model, adapter_name: str) -> None:
@@ -370,7 +372,7 @@ class PluginHooks:
     base_model_fingerprint: Callable  # (base_model) -> dict, saved in a new adapter's config
     fingerprint_once: Callable  # () -> context manager: a base model's fingerprint computed once within it (one load)
     ids_embedding: Callable  # (embedding module, transformers model) -> module embedding input_ids as the model's forward does
-    save_adapter: Callable  # (peft_model, save_directory, write_peft_files, selected_adapters, safe_serialization)
+    save_adapter: Callable  # (peft_model, save_directory, write_peft_files, selected_adapters, safe_serialization, save_embedding_layers)
     checked_config: Callable  # (model_id, base_model, config_class, encoder_class, config, allow, subfolder, hub, kwargs)
     reading: Callable  # (model_id, subfolder) -> context manager held while PEFT reads the files
     check_weights_file: Callable  # (model_id, subfolder, hub_kwargs) -> path of a checked safetensors file
@@ -664,7 +666,8 @@ def _save_pretrained(original, self, save_directory, *args, **kwargs):
     if not _has_plugin_adapter(self) or bound.get("is_main_process", True) is False:
         return original(self, save_directory, *args, **kwargs)  # (PEFT writes nothing where it is not the main process)
     _hooks.save_adapter(self, save_directory, lambda staging: original(self, staging, *args, **kwargs),
-                        bound.get("selected_adapters"), bound.get("safe_serialization", True))  # fmt: skip
+                        bound.get("selected_adapters"), bound.get("safe_serialization", True),
+                        bound.get("save_embedding_layers", "auto"))  # fmt: skip
 
 
 def _checked_plugin_config(peft_type, model_id, base_model, config, allow_base_model_mismatch, kwargs):

@@ -69,6 +69,9 @@ def export_prompt_tuning(peft_model, save_directory: str | os.PathLike, adapter_
             adapter's (config, weights) stay.
         adapter_name: which adapter to export.
         task: for multi-task mixtures, the task (index or name) whose prompt to export.
+
+    Beside the prompt, the tensors PEFT's save_pretrained writes with it by default: a trained head (SEQ_CLS), and the
+    embedding layers where the vocabulary was resized (PEFT's save_embedding_layers="auto").
     """
     scale = ids_scale(innermost_model(peft_model))
     if scale != 1.0:  # (found 2026-12-07 by a review: the export gave other outputs there, without a word)
@@ -106,25 +109,27 @@ def export_cartridge(peft_model, save_directory: str | os.PathLike, adapter_name
     return os.fspath(save_directory)
 
 
-def write_plain_files(peft_model, folder: str, adapter_name: str = "default", task=None) -> None:
+def write_plain_files(peft_model, folder: str, adapter_name: str = "default", task=None, save_embedding_layers="auto") -> None:
     """The plain PEFT copy of one task's prompt, of the kind the encoder declares (`plain_peft_type`)."""
     if prompt_encoder_of(peft_model, adapter_name).plain_peft_type == "PREFIX_TUNING":
-        write_prefix_tuning_files(peft_model, folder, adapter_name, task)
+        write_prefix_tuning_files(peft_model, folder, adapter_name, task, save_embedding_layers=save_embedding_layers)
     else:
-        write_prompt_tuning_files(peft_model, folder, adapter_name, task)
+        write_prompt_tuning_files(peft_model, folder, adapter_name, task, save_embedding_layers)
 
 
-def write_prompt_tuning_files(peft_model, folder: str, adapter_name: str = "default", task=None) -> None:
-    """The plain adapter's two files, written into `folder` (a fresh staging folder: not atomic by itself)."""
+def write_prompt_tuning_files(peft_model, folder: str, adapter_name: str = "default", task=None, save_embedding_layers="auto") -> None:
+    """The plain adapter's two files, written into `folder` (a fresh staging folder: not atomic by itself); beside the
+    prompt, the tensors PEFT saves with it (a trained head; the embedding layers by PEFT's `save_embedding_layers`)."""
     config = adapter_config_of(peft_model, adapter_name)
     with torch.no_grad():
         prompt = prompt_table_of(peft_model, adapter_name, task).detach().float().cpu().contiguous()
     plain_prompt_tuning_config(config, prompt.shape[0], prompt.shape[1]).save_pretrained(folder)
-    _write_weights(folder, {PROMPT_TUNING_TENSOR: prompt.clone(), **trained_head_tensors(peft_model, adapter_name)}, config)
+    _write_weights(folder, {PROMPT_TUNING_TENSOR: prompt.clone(), **trained_head_tensors(peft_model, adapter_name, save_embedding_layers)},
+                   config)  # fmt: skip
 
 
 def write_prefix_tuning_files(peft_model, folder: str, adapter_name: str = "default", task=None,
-                              cartridge_frozen_tokens: int | None = None) -> None:
+                              cartridge_frozen_tokens: int | None = None, save_embedding_layers="auto") -> None:
     """A deep prompt's PREFIX_TUNING files: the same [P, layers x 2 x kv dim] rows in PEFT's layout; with
     `cartridge_frozen_tokens` a CARTRIDGE's (the same rows, that many frozen)."""
     config = adapter_config_of(peft_model, adapter_name)
@@ -147,7 +152,8 @@ def write_prefix_tuning_files(peft_model, folder: str, adapter_name: str = "defa
     else:
         plain = plain_cartridge_config(config, rows.shape[0], len(encoder.slots), heads.pop(), dims.pop(), cartridge_frozen_tokens)
     plain.save_pretrained(folder)
-    _write_weights(folder, {PROMPT_TUNING_TENSOR: rows.clone(), **trained_head_tensors(peft_model, adapter_name)}, config)
+    _write_weights(folder, {PROMPT_TUNING_TENSOR: rows.clone(), **trained_head_tensors(peft_model, adapter_name, save_embedding_layers)},
+                   config)  # fmt: skip
 
 
 def _write_weights(folder: str, tensors: dict, config) -> None:

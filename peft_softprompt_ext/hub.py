@@ -175,13 +175,14 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(sections))
 
 
-def write_sharing_files(peft_model, save_directory: str, selected_adapters=None) -> None:
-    """Add the plain copies (`vanilla/...`) and the model card for every plugin adapter saved into `save_directory`."""
+def write_sharing_files(peft_model, save_directory: str, selected_adapters=None, save_embedding_layers="auto") -> None:
+    """Add the plain copies (`vanilla/...`) and the model card for every plugin adapter saved into `save_directory`;
+    the copies hold the embedding layers PEFT's save held (`save_embedding_layers`, its save_pretrained option)."""
     for adapter_name in selected_adapters or adapter_names(peft_model):
         if not is_plugin_config(adapter_config_of(peft_model, adapter_name)):
             continue
         folder = save_directory if adapter_name == "default" else os.path.join(save_directory, adapter_name)
         for task, _, relative in vanilla_copies(peft_model, adapter_name):  # `folder` is inside the save's staging folder
             os.makedirs(os.path.join(folder, relative), exist_ok=True)
-            write_plain_files(peft_model, os.path.join(folder, relative), adapter_name=adapter_name, task=task)
+            write_plain_files(peft_model, os.path.join(folder, relative), adapter_name, task, save_embedding_layers)
         build_model_card(peft_model, adapter_name).save(os.path.join(folder, "README.md"))

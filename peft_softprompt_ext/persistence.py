@@ -46,9 +46,11 @@ def _everything(name: str, path: str) -> bool:
     return True
 
 
-def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters=None, safe_serialization=True) -> None:
-    """All-or-nothing save: `write_peft_files(staging)` (PEFT's own save), then the plain copies and
-    the model card of every plugin adapter (`hub.write_sharing_files`). A README.md in the folder that
+def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters=None, safe_serialization=True,
+                 save_embedding_layers="auto") -> None:
+    """All-or-nothing save: `write_peft_files(staging)` (PEFT's own save), then the plain copies (with the embedding
+    layers PEFT's save holds: `save_embedding_layers`) and the model card of every plugin adapter
+    (`hub.write_sharing_files`). A README.md in the folder that
     no plugin save wrote is the user's: kept, and the card not written (PEFT keeps such a README's text)."""
     if safe_serialization is False:
         raise ValueError("safe_serialization=False would write a pickle file; plugin adapters are saved as safetensors only.")
@@ -67,7 +69,7 @@ def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters
         keep = _not_an_adapter_file
     with atomic_io.atomic_directory_write(save_directory, keep=keep) as staging:
         write_peft_files(staging)
-        write_sharing_files(peft_model, staging, selected_adapters)
+        write_sharing_files(peft_model, staging, selected_adapters, save_embedding_layers)
         if users_readme or "default" not in saved_names:  # (PEFT's generic card there: a later save would keep it as the user's)
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(staging, "README.md"))

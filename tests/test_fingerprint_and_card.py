@@ -6,11 +6,12 @@ import os
 import peft
 import pytest
 import torch
+import transformers
 from huggingface_hub import ModelCard
 from peft import PeftModel
 
 import testing_common as common
-from peft_softprompt_ext import attach_results, export_prompt_tuning
+from peft_softprompt_ext import DeepPromptTuningConfig, attach_results, export_prefix_tuning, export_prompt_tuning
 from peft_softprompt_ext.fingerprint import base_model_fingerprint, embedding_digest
 
 
@@ -191,6 +192,44 @@ def test_save_writes_a_vanilla_copy_that_plain_peft_loads(saved):
     vanilla = PeftModel.from_pretrained(base, folder, subfolder="vanilla")
     batch = common.inference_batch("gpt2")
     torch.testing.assert_close(common.forward_logits(vanilla, batch), common.forward_logits(peft_model, batch), rtol=1e-5, atol=1e-5)
+
+
+def _resized_base(model_name: str, folder):
+    """A tiny model saved and loaded back with 8 tokens added (tokenizer.add_tokens, then resize_token_embeddings)."""
+    common.tiny_model(model_name)[0].save_pretrained(folder)
+    base = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    base.resize_token_embeddings(common.VOCAB_SIZE + 8)
+    return base
+
+
+def _tensors(folder) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(folder, "adapter_model.safetensors"))
+
+
+@pytest.mark.parametrize("model_name", ["gpt2", "llama"])  # GPT-2 ties its input and output embeddings
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "deep"])
+@pytest.mark.parametrize("save_embedding_layers", ["auto", True, False])
+def test_the_vanilla_copy_holds_the_embedding_layers_the_save_holds(model_name, config_name, save_embedding_layers, tmp_path):
+    """Found 2026-12-07 by a probe: after resize_token_embeddings, a plugin save of a model with tied embeddings failed
+    (safetensors refused the two tied tensors of the vanilla/ copy), whatever save_embedding_layers said; and the
+    vanilla/ copy held the embedding layers by PEFT's "auto" rule whatever the save was told (True: the save held them
+    and the copy not, 0.678 off in plain PEFT; False: the copy held them)."""
+    base = _resized_base(model_name, tmp_path / "base")
+    if config_name == "deep":
+        config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, deep_init="random", seed=3)
+    else:
+        config = common.all_configs()[config_name]("CAUSAL_LM", model_name)
+    peft_model = peft.get_peft_model(base, config)
+    peft_model.save_pretrained(tmp_path / "saved", save_embedding_layers=save_embedding_layers)
+    own = {key: tensor for key, tensor in _tensors(tmp_path / "saved").items() if key.startswith("base_model.")}
+    copy = {key: tensor for key, tensor in _tensors(tmp_path / "saved" / "vanilla").items() if key.startswith("base_model.")}
+    assert bool(own) == (save_embedding_layers is not False)  # "auto": PEFT saves them, the vocabulary being resized
+    assert sorted(copy) == sorted(own) and all(torch.equal(copy[key], own[key]) for key in own)
+    if save_embedding_layers == "auto":  # an export writes what PEFT's default save writes
+        export = export_prefix_tuning if config_name == "deep" else export_prompt_tuning
+        assert sorted(_tensors(export(peft_model, tmp_path / "export"))) == sorted(_tensors(tmp_path / "saved" / "vanilla"))
 
 
 def test_model_card_parses_and_carries_the_fields(tmp_path):
