@@ -405,6 +405,12 @@ def discover_slots(model, task_type: str) -> list[Slot]:
                                  f"values {tuple(value.shape[1:])} per token (heads, slots, head dim; e.g. multi-head latent "
                                  "attention, as in DeepSeek-V3 and Kimi Linear): deep prompts need keys and values of one "
                                  "shape. Use a shallow prompt (VocabSampledPromptTuningConfig) there.")  # fmt: skip
+            if getattr(module, "kv_lora_rank", None) is not None:  # (found 2026-12-07: equal widths built, then a cached
+                # generate failed inside the cache, which holds the latent parts; plain PEFT PREFIX_TUNING alike)
+                raise ValueError(f"{type(model).__name__}'s attention {names[id(module)]!r} is multi-head latent attention "
+                                 f"(kv_lora_rank={module.kv_lora_rank}): its cache holds the compressed latent, not the keys and "
+                                 "values a deep prompt puts in front of each layer's. Use a shallow prompt "
+                                 "(VocabSampledPromptTuningConfig) there.")  # fmt: skip
             slots.append(Slot(names[id(module)], key.shape[1], key.shape[-1]))
     if not slots:
         import transformers
@@ -513,18 +519,34 @@ def state_kept_in_layers(model) -> bool:
 
 def counts_slots(model) -> bool:
     """Whether padding between a prompt and its tokens changes what each token sees: some layer's reach is counted in
-    slots (a sliding window, or chunks), or some layer carries a state along the slots, which decays over padding
-    (`recurrent_layers_of`)."""
+    slots (a sliding window, or chunks), some layer carries a state along the slots, which decays over padding
+    (`recurrent_layers_of`), or the attention biases distances counted in slots (`_alibi_over_slots`)."""
     stateful = []
-    configs = _text_configs(model, stateful)  # one walk of the modules for all three
-    return any(_smallest_reach(configs, *reach) is not None for reach in (_SLIDING, _CHUNKED)) or _recurrent(configs, stateful) is not None
+    configs = _text_configs(model, stateful)  # one walk of the modules for all four
+    return any(_smallest_reach(configs, *reach) is not None for reach in (_SLIDING, _CHUNKED)) or _recurrent(configs, stateful) is not None \
+        or _alibi_over_slots(configs)
+
+
+def _alibi_over_slots(configs: list) -> bool:
+    """MPT with ALiBi: its attention biases each key by its distance to the query counted in slots, padding included
+    (found 2026-12-07: a left-padded row behind a prompt 0.39 off the row alone; Bloom and Falcon count it from the
+    attention mask and need nothing)."""
+    return any(getattr(config, "model_type", None) == "mpt" and getattr(getattr(config, "attn_config", None), "alibi", False)
+               for config in configs)  # fmt: skip
 
 
 def is_causal_decoder(model) -> bool:
-    """A decoder-only model (GPT-2, Llama, ...; as a causal LM or a classifier): not an encoder or seq2seq model."""
+    """A decoder-only model (GPT-2, Llama, ...; as a causal LM or a classifier): not an encoder or seq2seq model.
+    Its attention modules say so (`is_causal`), or, where they carry no such flag (Bloom, MPT), transformers has a
+    causal LM of its kind and no masked LM (encoders such as BERT have both)."""
     if getattr(model.config, "is_encoder_decoder", False):
         return False
-    return any(getattr(module, "is_causal", False) is True for module in model.modules())
+    if any(getattr(module, "is_causal", False) is True for module in model.modules()):
+        return True
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    kind = getattr(model.config, "model_type", None)
+    return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 CACHE_PREFIX_REFUSAL = ("plain PEFT PREFIX_TUNING (a cache prefix) holds deep prompts exactly only for causal decoders (a "

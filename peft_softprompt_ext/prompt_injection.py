@@ -158,7 +158,8 @@ def _shallow_prompt_in_layers(parts: PromptParts, kwargs: dict, static: str) -> 
     elif kwargs.get("token_type_ids") is not None:
         why = "token_type_ids give the prompt's positions a type in front of the input, which the prompt run alone has not"
     elif layer_prefix.counts_slots(model):
-        why = (f"{type(model).__name__} has a sliding attention window, chunked attention or recurrent layers, whose "
+        why = (f"{type(model).__name__} has a sliding attention window, chunked attention or recurrent layers (or ALiBi "
+               "distances counted in slots, MPT), whose "
                "outputs depend on where the prompt's rows sit, not only on their keys and values")  # fmt: skip
     else:
         try:
@@ -171,8 +172,9 @@ def _shallow_prompt_in_layers(parts: PromptParts, kwargs: dict, static: str) -> 
                      "default dynamic cache), or use DeepPromptTuningConfig, whose prompt is keys and values in every layer.")  # fmt: skip
 
 
-_PADDING_FIRST_REASON = ("left padding on a model with a sliding attention window, chunked attention or recurrent layers "
-                         "(state-space, linear-attention, convolution) goes in front of the prompt in each row, which a prompt "
+_PADDING_FIRST_REASON = ("left padding on a model with a sliding attention window, chunked attention, recurrent layers "
+                         "(state-space, linear-attention, convolution) or ALiBi distances counted in slots (MPT) goes in front "
+                         "of the prompt in each row, which a prompt "
                          "computed once for all rows cannot sit behind")
 
 # A deep prompt's keys and values put into generate's empty cache at the first step: later steps attend to

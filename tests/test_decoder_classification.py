@@ -6,7 +6,7 @@ import functools
 import peft
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, FalconConfig, GPT2Config, LlamaConfig, MistralConfig
+from transformers import AutoModelForSequenceClassification, BloomConfig, FalconConfig, GPT2Config, LlamaConfig, MistralConfig, MptConfig
 
 import testing_common as common
 from peft_softprompt_ext import DeepPromptTuningConfig, MixturePromptTuningConfig, VocabSampledPromptTuningConfig
@@ -25,6 +25,12 @@ def _classifier(model_name: str):
     elif model_name == "mistral":  # a sliding window (8) shorter than prompt + the longest row
         config = MistralConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
                                vocab_size=common.VOCAB_SIZE, pad_token_id=PAD, bos_token_id=2, eos_token_id=3, sliding_window=8)  # fmt: skip
+    elif model_name == "bloom":  # ALiBi built from the attention mask; no position_ids
+        config = BloomConfig(n_layer=2, hidden_size=32, n_head=4, vocab_size=common.VOCAB_SIZE, pad_token_id=PAD, bos_token_id=2,
+                             eos_token_id=3, initializer_range=0.2)  # fmt: skip
+    elif model_name == "mpt":  # ALiBi counted over slots, padding included
+        config = MptConfig(n_layers=2, d_model=32, n_heads=4, expansion_ratio=2, max_seq_len=128, vocab_size=common.VOCAB_SIZE,
+                           pad_token_id=PAD, bos_token_id=2, eos_token_id=3, initializer_range=0.2)  # fmt: skip
     else:
         config = LlamaConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
                              vocab_size=common.VOCAB_SIZE, pad_token_id=PAD, bos_token_id=2, eos_token_id=3)  # fmt: skip
@@ -37,21 +43,28 @@ def _bank(model_name: str) -> tuple[str, ...]:
     """Two saved prompts of this classifier (a mixture's bank must come from the same model)."""
     folders = []
     for seed in (1, 2):
-        config = VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, vocab_sampling="uniform", seed=seed)
+        config = VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, vocab_sampling="uniform", seed=seed,
+                                                **_counts(model_name))  # fmt: skip
         folder = common.fixture_dir(f"decoder-classifier-bank-{model_name}-")
         peft.get_peft_model(_classifier(model_name), config).save_pretrained(folder)
         folders.append(folder)
     return tuple(folders)
 
 
+def _counts(model_name: str) -> dict:
+    """MPT's config names its sizes as PEFT does not look for them (d_model, n_layers): given by hand, as PEFT asks."""
+    return dict(token_dim=32, num_layers=2, num_attention_heads=4) if model_name == "mpt" else {}
+
+
 def _prompted(model_name: str, method: str):
     if method == "vocab":
-        config = VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, vocab_sampling="uniform", seed=3)
+        config = VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, vocab_sampling="uniform", seed=3,
+                                                **_counts(model_name))  # fmt: skip
     elif method == "deep":
         config = DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, deep_init="random", seed=3)
     else:
         config = MixturePromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, source_prompts=list(_bank(model_name)),
-                                           mixing=method.removeprefix("mixture_"), num_tasks=2, attention_hidden=8)  # fmt: skip
+                                           mixing=method.removeprefix("mixture_"), num_tasks=2, attention_hidden=8, **_counts(model_name))  # fmt: skip
     return peft.get_peft_model(_classifier(model_name), config).eval()
 
 
@@ -102,6 +115,16 @@ def test_a_classifier_that_takes_no_position_ids_is_padding_independent_too(side
     """FalconForSequenceClassification drops position_ids: a left-padded row put its padding between the prompt and
     its tokens, and its logits moved (0.27 vs 0.11 on one class); rows are now reordered, padding first."""
     test_a_rows_class_logits_do_not_depend_on_its_padding("falcon", side, method)
+
+
+@pytest.mark.parametrize("method", ["vocab", "mixture_task"])  # (deep prompts are refused there: no attention interface)
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("model_name", ["bloom", "mpt"])
+def test_an_alibi_classifier_is_padding_independent_too(model_name, side, method):
+    """Found 2026-12-07 by a probe: Bloom's and MPT's attention modules carry no `is_causal`, so their classifiers were
+    not taken for causal decoders: a right-padded row was read at its last position, a pad (Bloom 2.22 off the row
+    alone, MPT 0.285; plain PEFT 1.46 and 0.47). MPT counts its ALiBi distances over slots: padding goes first there."""
+    test_a_rows_class_logits_do_not_depend_on_its_padding(model_name, side, method)
 
 
 @pytest.mark.parametrize("method", ["vocab", "deep", "mixture_task"])

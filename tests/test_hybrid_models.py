@@ -175,3 +175,18 @@ def test_a_deep_prompt_on_keys_and_values_of_different_widths_is_refused_saying_
     base = T.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     with pytest.raises(ValueError, match=r"takes keys \(4, 3, 16\) and values \(4, 3, 8\) per token"):
         peft.get_peft_model(base, DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random"))
+
+
+def test_a_deep_prompt_on_latent_attention_with_keys_as_wide_as_values_is_refused_saying_so():
+    """Found 2026-12-07 by a probe: DeepSeek-V3 with v_head_dim = qk_nope_head_dim + qk_rope_head_dim built a deep
+    prompt, ran forward and uncached generate, and failed inside the cache in a cached generate ("Sizes of tensors must
+    match"): transformers caches the latent parts there, not the keys and values (plain PEFT PREFIX_TUNING alike)."""
+    T = transformers
+    config = T.DeepseekV3Config(hidden_size=32, intermediate_size=64, moe_intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                num_key_value_heads=4, kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8,
+                                v_head_dim=16, n_routed_experts=2, num_experts_per_tok=1, first_k_dense_replace=1, n_group=1,
+                                topk_group=1, **SMALL)  # fmt: skip
+    torch.manual_seed(0)
+    base = T.AutoModelForCausalLM.from_config(config)
+    with pytest.raises(ValueError, match=r"is multi-head latent attention \(kv_lora_rank=16\): its cache holds the compressed latent"):
+        peft.get_peft_model(base, DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random"))

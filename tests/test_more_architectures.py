@@ -39,8 +39,14 @@ ARCHITECTURES = {
                                                             num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_local_experts=2,
                                                             num_experts_per_tok=1, attention_chunk_size=8, no_rope_layer_interval=2,
                                                             initializer_range=0.2, **SMALL),
+    # ALiBi: Bloom's built from the attention mask; MPT's counted over slots, padding included
+    "bloom": lambda: transformers.BloomConfig(hidden_size=32, n_layer=2, n_head=4, initializer_range=0.2, hidden_dropout=0.0,
+                                              attention_dropout=0.0, bos_token_id=2, eos_token_id=3, **SMALL),
+    "mpt": lambda: transformers.MptConfig(d_model=32, n_heads=4, n_layers=2, expansion_ratio=2, max_seq_len=128, initializer_range=0.2,
+                                          resid_pdrop=0.0, emb_pdrop=0.0, bos_token_id=2, eos_token_id=3, **SMALL),
 }  # fmt: skip
-NO_DEEP = {"falcon", "llama4_chunked"}  # attention outside transformers' interface; chunked attention (refused, saying why)
+NO_DEEP = {"falcon", "llama4_chunked", "bloom", "mpt"}  # attention outside transformers' interface; chunked attention (refused, saying why)
+COUNTS = {"mpt": dict(token_dim=32, num_layers=2, num_attention_heads=4)}  # MPT's config names its sizes as PEFT does not look for
 
 
 def _base(architecture: str):
@@ -52,7 +58,8 @@ def _prompted(architecture: str, method: str):
     if method == "deep":
         config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random", seed=3)
     else:
-        config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3)
+        config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3,
+                                                **COUNTS.get(architecture, {}))  # fmt: skip
     return peft.get_peft_model(_base(architecture), config)
 
 
