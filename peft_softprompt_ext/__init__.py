@@ -55,6 +55,7 @@ install_patches(
         check_plain_copy=persistence.check_plain_copy,
         push_adapter=persistence.push_adapter_folder,
         unroute=layer_prefix.unroute,
+        unrouted_on_failure=layer_prefix.unrouted_on_failure,
         in_layers=prompt_injection.in_layers,
         unprompted=layer_prefix.unprompted,
         check_saved_config=persistence.check_saved_config,

@@ -379,6 +379,7 @@ class PluginHooks:
     check_plain_copy: Callable  # (model_id, base_model, allow, subfolder, hub_kwargs): a plain PEFT adapter this plugin exported
     push_adapter: Callable  # (peft_model, **push_to_hub options) -> commit info
     unroute: Callable  # (base_model): undo the deep prompts' attention routing (unload)
+    unrouted_on_failure: Callable  # (model) -> context manager: a failing block leaves the model unrouted if it was
     in_layers: Callable  # (encoder) -> bool: its prompt goes in front of the attention layers (routed), not the input
     unprompted: Callable  # (base_model) -> context manager: no plugin prompt in its layers (a call with the adapter disabled)
     check_saved_config: Callable  # (saved fingerprint, model's fingerprint): a config read from a save fits this base model
@@ -729,7 +730,9 @@ def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_
     with _hooks.reading(model_id, kwargs.get("subfolder")), _hooks.fingerprint_once():
         config = _checked_plugin_config(peft_type, model_id, model, config, allow_base_model_mismatch, kwargs)
         # PEFT refuses is_trainable=True for every prompt method; ours resume training: load frozen, then unfreeze.
-        with _checked_by_from_pretrained(adapter_name), _building_for_a_load():
+        # A load refused after the prompt was built leaves the caller's model unrouted, as it came (found 2026-12-07 by
+        # a review: a deep prompt's refused load left its attention routed, with the plugin's hook)
+        with _checked_by_from_pretrained(adapter_name), _building_for_a_load(), _hooks.unrouted_on_failure(innermost_model(model)):
             peft_model = original(model, model_id, adapter_name=adapter_name, is_trainable=False, config=config, **kwargs)
     if is_trainable:
         make_adapter_trainable(peft_model, adapter_name)
@@ -771,8 +774,9 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
     existing = adapter_name in self.peft_config and _CHECKED_BY_FROM_PRETRAINED.get() != adapter_name and hasattr(self, "prompt_encoder") \
         and adapter_name in self.prompt_encoder
     trains = {name: p.requires_grad for name, p in self.prompt_encoder[adapter_name].named_parameters()} if existing else None
+    new = adapter_name not in self.peft_config
     with _hooks.reading(model_id, kwargs.get("subfolder")), _hooks.fingerprint_once(), _building_for_a_load(), \
-            _head_tensors_named(model_id):
+            _removed_on_failure(self, adapter_name, new), _head_tensors_named(model_id):
         if adapter_name in self.peft_config and _CHECKED_BY_FROM_PRETRAINED.get() == adapter_name:
             # from_pretrained made (and checked) the adapter: only its weights load here
             _hooks.check_weights_file(model_id, kwargs.get("subfolder"), _hub_kwargs(kwargs))
@@ -791,6 +795,21 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
     else:  # a new adapter, as from_pretrained: PEFT leaves a loaded prompt's parameters trainable
         self.prompt_encoder[adapter_name].requires_grad_(False)
     return _without_the_encoders_keys(result, adapter_name)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(peft_model, adapter_name: str, new: bool):
+    """A new adapter whose load is refused after PEFT built it is deleted: no half-built adapter stays (found 2026-12-07
+    by a review: it kept a random prompt, trainable, and a second load into its name kept it trainable)."""
+    try:
+        yield
+    except BaseException:
+        if new and adapter_name in peft_model.peft_config:
+            try:
+                peft_model.delete_adapter(adapter_name)
+            except Exception as cleanup:  # the refusal is what the caller needs to see; the cleanup's failure noted
+                _LOGGER.warning(f"Could not remove the adapter {adapter_name!r} whose load was refused: {cleanup!r}")
+        raise
 
 
 @contextlib.contextmanager

@@ -149,6 +149,19 @@ def unroute(model) -> None:
             object.__delattr__(module, _UNKEPT_ATTRIBUTE)
 
 
+@contextlib.contextmanager
+def unrouted_on_failure(model):
+    """A block that may route `model` (building a deep prompt for a load): if it fails, a model that came unrouted is
+    left unrouted."""
+    routed = getattr(model, _HOOKED_ATTRIBUTE, None) is not None
+    try:
+        yield
+    except BaseException:
+        if not routed:
+            unroute(model)
+        raise
+
+
 def _keep_prompts_before_a_pass(model, args) -> None:
     if torch.is_grad_enabled():
         _keep_prompts_in_checkpoints(model)
@@ -528,11 +541,10 @@ def counts_slots(model) -> bool:
 
 
 def _alibi_over_slots(configs: list) -> bool:
-    """MPT with ALiBi: its attention biases each key by its distance to the query counted in slots, padding included
-    (found 2026-12-07: a left-padded row behind a prompt 0.39 off the row alone; Bloom and Falcon count it from the
-    attention mask and need nothing)."""
-    return any(getattr(config, "model_type", None) == "mpt" and getattr(getattr(config, "attn_config", None), "alibi", False)
-               for config in configs)  # fmt: skip
+    """MPT: its attention biases each key by its distance to the query counted in slots, padding included, whatever its
+    config's `attn_config.alibi` says (transformers' MPT reads no such flag) (found 2026-12-07: a left-padded row behind
+    a prompt 0.39 off the row alone; Bloom and Falcon count it from the attention mask and need nothing)."""
+    return any(getattr(config, "model_type", None) == "mpt" for config in configs)
 
 
 def is_causal_decoder(model) -> bool:

@@ -831,6 +831,49 @@ def _encoder_inputs(parts: PromptParts, input_ids, attention_mask, inputs_embeds
     return torch.cat((prompts, inputs_embeds), dim=1), _with_prompt_mask(attention_mask, parts.num_virtual_tokens)
 
 
+def _seq2seq_encoder_inputs(parts: PromptParts, input_ids, attention_mask, inputs_embeds, task_ids):
+    """`_encoder_inputs` of a seq2seq model, in the order its encoder runs them, and that order (None: the caller's).
+    Each row's leading padding goes in front of the prompt, as a row alone has none between its prompt and tokens: an
+    encoder counts positions and window slots over padding (T5's relative buckets, T5Gemma's rotary positions and
+    sliding window; found 2026-12-07 by a probe: T5Gemma 0.10 off the row alone, plain PEFT 0.05). Cross-attention reads
+    the encoder's outputs with their mask in any order; `_encoder_outputs_in_order` puts them back for the caller."""
+    inputs_embeds, full_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
+    if not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or not _starts_with_padding(attention_mask):
+        return inputs_embeds, full_mask, None
+    order = _leading_padding_first_order(full_mask, parts.num_virtual_tokens)
+    return _in_order(inputs_embeds, order), _in_order(full_mask, order), order
+
+
+def _encoder_outputs_in_order(output, order: torch.Tensor | None):
+    """A seq2seq output (forward's, the encoder's or generate's) whose encoder ran in `order`, with the encoder's
+    positions back where the caller put them: its hidden states and attentions, and the decoder's cross-attentions
+    over them. Beams and returned sequences repeat each input row. The cache generate returns keeps the run's order."""
+    if order is None or output is None or isinstance(output, tuple):
+        return output
+    back, length = torch.argsort(order, dim=1), order.shape[1]
+
+    def moved(tensor, dims):
+        if not isinstance(tensor, torch.Tensor) or tensor.dim() <= max(dims) or tensor.shape[0] % back.shape[0] \
+                or any(tensor.shape[dim] != length for dim in dims):  # fmt: skip
+            return tensor
+        rows = back.repeat_interleave(tensor.shape[0] // back.shape[0], dim=0).to(tensor.device)
+        for dim in dims:
+            tensor = _in_order(tensor, rows, dim)
+        return tensor
+
+    def each(value, dims):  # a tensor, or tuples of them (per layer; generate: per step, then per layer)
+        if isinstance(value, tuple):
+            return tuple(each(item, dims) for item in value)
+        return moved(value, dims)
+
+    for names, dims in ((("last_hidden_state", "encoder_last_hidden_state", "hidden_states", "encoder_hidden_states"), (1,)),
+                        (("attentions", "encoder_attentions"), (2, 3)), (("cross_attentions",), (3,))):  # fmt: skip
+        for name in names:
+            if getattr(output, name, None) is not None:
+                output[name] = each(output[name], dims)
+    return output
+
+
 def check_prompt_fits(config, model, loading: bool) -> None:
     """`position_table.check_prompt_fits` for the prompt `config` builds: a deep prompt on an encoder leaves the input its
     positions, so only an initialisation that runs its rows through the model is limited (not a load, not "zero")."""
@@ -936,9 +979,9 @@ def seq2seq_forward(
     if encoded is not None:
         attention_mask = _mask_for_encoder_outputs(attention_mask, encoded, parts.num_virtual_tokens)
         return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
-    inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
+    inputs_embeds, attention_mask, order = _seq2seq_encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1])  # BART: a learned table
-    return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+    return _encoder_outputs_in_order(parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs), order)
 
 
 def seq2seq_encode(parts: PromptParts, encoder, input_ids=None, attention_mask=None, inputs_embeds=None, task_ids=None, **kwargs):
@@ -946,9 +989,9 @@ def seq2seq_encode(parts: PromptParts, encoder, input_ids=None, attention_mask=N
     if _is_deep(parts):
         with layer_prompts(parts, _deep_rows(parts, input_ids, inputs_embeds, task_ids)):
             return encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
-    inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
+    inputs_embeds, attention_mask, order = _seq2seq_encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1])
-    return encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+    return _encoder_outputs_in_order(encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs), order)
 
 
 def _mask_for_encoder_outputs(attention_mask, encoded, num_virtual_tokens: int):
@@ -997,9 +1040,9 @@ def seq2seq_generate(parts: PromptParts, input_ids=None, attention_mask=None, in
                          "the encoder's inputs_embeds, which transformers hands to the assistant beside its input_ids, "
                          "and the assistant refuses both. A deep prompt (DeepPromptTuningConfig) keeps the input as "
                          "input_ids and works as the main model of assisted decoding; else generate without assistant_model.")  # fmt: skip
-    inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
+    inputs_embeds, attention_mask, order = _seq2seq_encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1])
-    return parts.base_model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+    return _encoder_outputs_in_order(parts.base_model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs), order)
 
 
 def encoder_forward(
@@ -1061,8 +1104,11 @@ def _types_with_prompt(token_type_ids: torch.Tensor, num_virtual: int) -> torch.
 
 def _classifies_from_the_last_token(parts: PromptParts) -> bool:
     """A classifier on a causal decoder (GPT-2, Llama, ...): it reads each row's last non-pad token,
-    which it finds from input_ids, so with a prompt (inputs_embeds) it would read the last position."""
-    return layer_prefix.is_causal_decoder(_transformers_model(parts))
+    which it finds from input_ids, so with a prompt (inputs_embeds) it would read the last position. XLNet's reads the
+    token its sequence summary names ("last" by default; found 2026-12-07 by a review: "first" was reordered too)."""
+    model = _transformers_model(parts)
+    summary = getattr(model, "sequence_summary", None)  # (GPT-2's config has a summary_type too, for another head)
+    return layer_prefix.is_causal_decoder(model) and getattr(summary, "summary_type", "last") == "last"
 
 
 def _last_token_classifier_call(parts: PromptParts, inputs_embeds, full_mask, kwargs):

@@ -131,9 +131,10 @@ def _prompted_inputs(model, batch):
 
 
 def _padding_first(base, embeds, full_mask):
-    """(embeds, mask, order or None): on a model with a sliding attention window, each left-padded row's padding in
-    front of its prompt, so that the window counts the row's slots as the same row alone (the plugin's promise)."""
-    window = getattr(base.config.get_text_config(), "sliding_window", None)
+    """(embeds, mask, order or None): on a model with a sliding attention window, or an encoder-decoder's encoder
+    (T5's relative positions count the padding), each left-padded row's padding in front of its prompt, so that the
+    model counts the row's slots as the same row alone (the plugin's promise)."""
+    window = getattr(base.config.get_text_config(), "sliding_window", None) or getattr(base.config, "is_encoder_decoder", False)
     left_padded = bool((full_mask[:, -1] == 1).all()) and not bool(full_mask.all())
     if not window or not left_padded:
         return embeds, full_mask, None
@@ -200,8 +201,9 @@ def reference_logits(model, batch, loss: bool = False):
     task_type = model.peft_config[model.active_adapter].task_type
     task_type = str(getattr(task_type, "value", task_type))
     order = None
-    if task_type == CAUSAL:
+    if task_type in (CAUSAL, SEQ2SEQ):
         embeds, full_mask, order = _padding_first(base, embeds, full_mask)
+        order = order if task_type == CAUSAL else None  # (a seq2seq model's logits are its decoder's: in place)
     kwargs = {"inputs_embeds": embeds, "attention_mask": full_mask}
     if task_type == CAUSAL:
         kwargs["position_ids"] = (full_mask.cumsum(-1) - 1).masked_fill(full_mask == 0, 0)

@@ -127,6 +127,24 @@ def test_an_alibi_classifier_is_padding_independent_too(model_name, side, method
     test_a_rows_class_logits_do_not_depend_on_its_padding(model_name, side, method)
 
 
+@pytest.mark.parametrize("summary_type", ["last", "first"])
+def test_an_xlnet_classifier_reads_the_token_its_summary_names(summary_type):
+    """XLNet has a causal LM and no masked LM, so it counts as a decoder: its classifier reads the last token by default
+    (a right-padded row was 0.035 off the row alone before, 0 now); with summary_type="first" it reads the first and
+    its rows stay in place (found 2026-12-07 by a review: they were reordered too, 0.029 off)."""
+    from transformers import XLNetConfig
+
+    torch.manual_seed(0)
+    config = XLNetConfig(d_model=32, n_layer=2, n_head=4, d_inner=64, vocab_size=common.VOCAB_SIZE, pad_token_id=PAD, num_labels=2,
+                         summary_type=summary_type)  # fmt: skip
+    base = AutoModelForSequenceClassification.from_config(config).eval()
+    model = peft.get_peft_model(base, VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=4, vocab_sampling="uniform", seed=3))
+    rows = _rows()
+    with torch.no_grad():
+        alone = torch.cat([model(**_batch([row], "right")).logits for row in rows])
+        torch.testing.assert_close(model(**_batch(rows, "right")).logits, alone, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("method", ["vocab", "deep", "mixture_task"])
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_a_sliding_window_classifier_is_padding_independent_too(side, method):

@@ -458,24 +458,41 @@ def test_an_adapter_name_inside_base_weight_names_reports_no_base_weight_missing
     assert {name: result.missing_keys for name, result in results.items()} == {name: [] for name in results}
 
 
+@pytest.mark.parametrize("method", ["vocab_uniform", "deep"])
 @pytest.mark.parametrize("load", ["from_pretrained", "load_adapter"])
-def test_a_weights_file_without_the_trained_head_is_named(load, tmp_path):
+def test_a_weights_file_without_the_trained_head_is_named_and_leaves_nothing_behind(load, method, tmp_path):
     """Found 2026-12-07: a SEQ_CLS adapter's file without its classifier tensors failed inside PEFT with a bare
-    KeyError('base_model.classifier.weight') (plain PEFT PROMPT_TUNING alike)."""
+    KeyError('base_model.classifier.weight') (plain PEFT PROMPT_TUNING alike). A review then found the refused load
+    leaving a half-built adapter (a random prompt, trainable; a second load into its name kept it trainable) and, for a
+    deep prompt, the caller's base model routed through the plugin's attention."""
     from safetensors.torch import load_file, save_file
 
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    def config():
+        if method == "deep":
+            return DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=3, deep_init="random", seed=3)
+        return common.all_configs()[method](task_type, "bert")
+
     base, task_type = common.tiny_model("bert")
-    peft.get_peft_model(base, common.all_configs()["vocab_uniform"](task_type, "bert")).save_pretrained(tmp_path)
-    weights = tmp_path / "adapter_model.safetensors"
+    peft.get_peft_model(base, config()).save_pretrained(tmp_path / "whole")
+    peft.get_peft_model(common.tiny_model("bert")[0], config()).save_pretrained(tmp_path / "cut")
+    weights = tmp_path / "cut" / "adapter_model.safetensors"
     save_file({key: tensor for key, tensor in load_file(weights).items() if "classifier" not in key}, weights)
     message = r"weights file has no tensor 'base_model\.classifier\.(weight|bias)'.*not a whole save"
+    fresh = common.tiny_model("bert")[0]
+    implementation, hooks = fresh.config._attn_implementation, len(fresh._forward_pre_hooks)
+    if load == "from_pretrained":
+        with pytest.raises(ValueError, match=message):
+            PeftModel.from_pretrained(fresh, tmp_path / "cut")
+        assert fresh.config._attn_implementation == implementation and len(fresh._forward_pre_hooks) == hooks
+        return
+    model = PeftModel.from_pretrained(fresh, tmp_path / "whole")
     with pytest.raises(ValueError, match=message):
-        if load == "from_pretrained":
-            PeftModel.from_pretrained(common.tiny_model("bert")[0], tmp_path)
-        else:
-            other = tmp_path / "other"
-            peft.get_peft_model(common.tiny_model("bert")[0], common.all_configs()["vocab_uniform"](task_type, "bert")).save_pretrained(other)
-            PeftModel.from_pretrained(common.tiny_model("bert")[0], other).load_adapter(tmp_path, "second")
+        model.load_adapter(tmp_path / "cut", "second")
+    assert list(model.peft_config) == ["default"] and list(model.prompt_encoder) == ["default"]
+    model.load_adapter(tmp_path / "whole", "second")  # the advised load, into the same name: frozen, as any load
+    assert not any(parameter.requires_grad for parameter in model.prompt_encoder["second"].parameters())
 
 
 @pytest.mark.parametrize("missing", ["/no/such/folder", "./no-such-folder", "../no/such"])

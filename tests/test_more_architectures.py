@@ -44,9 +44,13 @@ ARCHITECTURES = {
                                               attention_dropout=0.0, bos_token_id=2, eos_token_id=3, **SMALL),
     "mpt": lambda: transformers.MptConfig(d_model=32, n_heads=4, n_layers=2, expansion_ratio=2, max_seq_len=128, initializer_range=0.2,
                                           resid_pdrop=0.0, emb_pdrop=0.0, bos_token_id=2, eos_token_id=3, **SMALL),
+    # transformers' MPT reads no alibi flag: ALiBi all the same (found 2026-12-07 by a review: the flag was trusted)
+    "mpt_alibi_off": lambda: transformers.MptConfig(d_model=32, n_heads=4, n_layers=2, expansion_ratio=2, max_seq_len=128, initializer_range=0.2,
+                                                    resid_pdrop=0.0, emb_pdrop=0.0, bos_token_id=2, eos_token_id=3, attn_config={"alibi": False},
+                                                    **SMALL),
 }  # fmt: skip
-NO_DEEP = {"falcon", "llama4_chunked", "bloom", "mpt"}  # attention outside transformers' interface; chunked attention (refused, saying why)
-COUNTS = {"mpt": dict(token_dim=32, num_layers=2, num_attention_heads=4)}  # MPT's config names its sizes as PEFT does not look for
+NO_DEEP = {"falcon", "llama4_chunked", "bloom", "mpt", "mpt_alibi_off"}  # attention outside transformers' interface; chunked attention (refused, saying why)
+COUNTS = {"mpt": dict(token_dim=32, num_layers=2, num_attention_heads=4), "mpt_alibi_off": dict(token_dim=32, num_layers=2, num_attention_heads=4)}  # MPT's config names its sizes as PEFT does not look for
 
 
 def _base(architecture: str):

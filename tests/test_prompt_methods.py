@@ -1104,3 +1104,51 @@ def test_a_prompt_over_a_model_accelerate_offloads_gives_the_same_logits_and_tok
         torch.testing.assert_close(model(**batch, **tasks).logits, logits, rtol=1e-5, atol=1e-5)
         for setting, expected in zip(settings, tokens):
             torch.testing.assert_close(model.generate(**batch, **greedy, **setting), expected, rtol=0, atol=0, msg=lambda m: f"{setting}: {m}")
+
+
+def _t5gemma(task_type: str):
+    import transformers
+
+    torch.manual_seed(0)
+    sub = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+               vocab_size=common.VOCAB_SIZE, sliding_window=12, pad_token_id=0)  # fmt: skip
+    config = transformers.T5GemmaConfig(encoder=dict(sub), decoder=dict(sub), vocab_size=common.VOCAB_SIZE, pad_token_id=0, bos_token_id=2,
+                                        eos_token_id=3, dropout_rate=0.0, attention_dropout=0.0)  # fmt: skip
+    return transformers.AutoModelForSeq2SeqLM.from_config(config).eval()
+
+
+@pytest.mark.parametrize("model_name,config_name", [("t5", "vocab_uniform"), ("t5", "mixture_task"), ("t5gemma", "vocab_uniform")])
+def test_a_left_padded_encoder_row_gets_what_it_gets_alone(model_name, config_name):
+    """Found 2026-12-07 by a probe: an encoder counts positions over the padding (T5's relative buckets, T5Gemma's rotary
+    positions and bidirectional sliding window), and a left-padded row kept its padding between the prompt and its
+    tokens: T5Gemma 0.102 off the row alone (plain PEFT 0.054; Gemma's tokenizers pad on the left). Each row's leading
+    padding now goes in front of the prompt, and the encoder's outputs come back in the caller's layout."""
+    from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    if model_name == "t5gemma":
+        import transformers
+
+        if not hasattr(transformers, "T5GemmaConfig"):
+            pytest.skip(f"transformers {transformers.__version__} has no T5Gemma")
+        model = peft.get_peft_model(_t5gemma("SEQ_2_SEQ_LM"), VocabSampledPromptTuningConfig(
+            task_type="SEQ_2_SEQ_LM", num_virtual_tokens=5, vocab_sampling="uniform", seed=3, token_dim=32, num_layers=2,
+            num_attention_heads=4))  # fmt: skip
+    else:
+        model = make_peft_model(model_name, config_name)[0]
+    model = model.double()  # rows alone against a batch: float32 kernels differ by batch size at ~1e-5 (T5Gemma's rotary
+    # tables stay float32: ~2e-7 here)
+    batch = batch_for("t5", length=9, left_pad=True)  # row 0: 2 pads, then 7 tokens
+    tasks = {"task_ids": torch.tensor([0, 0, 0])} if config_name.startswith("mixture") else {}
+    decoder = torch.tensor([[0, 50, 60, 70]] * 3)
+    with torch.no_grad():
+        padded = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=decoder, **tasks)
+        alone = model(input_ids=batch["input_ids"][:1, 2:], decoder_input_ids=decoder[:1], **{k: v[:1] for k, v in tasks.items()})
+        torch.testing.assert_close(padded.logits[:1], alone.logits, rtol=1e-6, atol=1e-6)
+        real = torch.cat((torch.arange(5), torch.arange(7, 14)))  # the prompt's 5 slots and the row's 7 tokens
+        torch.testing.assert_close(padded.encoder_last_hidden_state[0, real], alone.encoder_last_hidden_state[0], rtol=1e-6, atol=1e-6)
+        encoded = model.get_encoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **tasks)
+        torch.testing.assert_close(encoded.last_hidden_state, padded.encoder_last_hidden_state, rtol=1e-6, atol=1e-6)
+        greedy = dict(max_new_tokens=6, do_sample=False)
+        generated = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **tasks, **greedy)
+        generated_alone = model.generate(input_ids=batch["input_ids"][:1, 2:], **{k: v[:1] for k, v in tasks.items()}, **greedy)
+    torch.testing.assert_close(generated[:1, : generated_alone.shape[1]], generated_alone, rtol=0, atol=0)
