@@ -833,22 +833,46 @@ def _encoder_inputs(parts: PromptParts, input_ids, attention_mask, inputs_embeds
 
 def _seq2seq_encoder_inputs(parts: PromptParts, input_ids, attention_mask, inputs_embeds, task_ids):
     """`_encoder_inputs` of a seq2seq model, in the order its encoder runs them, and that order (None: the caller's).
-    Each row's leading padding goes in front of the prompt, as a row alone has none between its prompt and tokens: an
-    encoder counts positions and window slots over padding (T5's relative buckets, T5Gemma's rotary positions and
-    sliding window; found 2026-12-07 by a probe: T5Gemma 0.10 off the row alone, plain PEFT 0.05). Cross-attention reads
-    the encoder's outputs with their mask in any order; `_encoder_outputs_in_order` puts them back for the caller."""
+    Where the encoder has no absolute position table (T5's relative buckets, T5Gemma's rotary positions and window),
+    each row's leading padding goes in front of the prompt: those count distances over the padding, and a row alone has
+    none between its prompt and tokens (found 2026-12-07 by a probe: T5Gemma 0.10 off the row alone, plain PEFT 0.05).
+    Encoders with a table of absolute positions (BART, Pegasus, Marian, M2M100) keep the caller's order: a review found
+    the reorder moving the prompt's positions there, mostly further from the row alone. Cross-attention reads the
+    encoder's outputs with their mask in any order; `_encoder_outputs_in_order` puts them back for the caller."""
     inputs_embeds, full_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
-    if not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or not _starts_with_padding(attention_mask):
+    if not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or not _starts_with_padding(attention_mask) \
+            or _has_absolute_positions(_transformers_model(parts)):  # fmt: skip
         return inputs_embeds, full_mask, None
     order = _leading_padding_first_order(full_mask, parts.num_virtual_tokens)
     return _in_order(inputs_embeds, order), _in_order(full_mask, order), order
 
 
-def _encoder_outputs_in_order(output, order: torch.Tensor | None):
+def _has_absolute_positions(model) -> bool:
+    """A seq2seq model whose encoder adds a position table (learned or sinusoidal: `embed_positions`)."""
+    encoder = model.get_encoder() if hasattr(model, "get_encoder") else None
+    return encoder is not None and getattr(encoder, "embed_positions", None) is not None
+
+
+def _encoder_call(call, order: torch.Tensor | None, kwargs: dict, config, encoder_only: bool = False, generating: bool = False):
+    """`call(**kwargs)` (a seq2seq forward, its encoder's, or `generating` its generate) whose encoder runs in `order`,
+    its output in the caller's layout: a forward's dict output is asked for and turned into the caller's tuple after
+    (found 2026-12-07 by a review: tuples came back in the run's order)."""
+    if order is None:
+        return call(**kwargs)
+    if generating:
+        return _encoder_outputs_in_order(call(**kwargs), order)
+    asked = kwargs.pop("return_dict", None)
+    output = _encoder_outputs_in_order(call(**kwargs, return_dict=True), order, encoder_only)
+    wanted = asked if asked is not None else getattr(config, "return_dict", True)
+    return output.to_tuple() if wanted is False else output
+
+
+def _encoder_outputs_in_order(output, order: torch.Tensor, encoder_only: bool = False):
     """A seq2seq output (forward's, the encoder's or generate's) whose encoder ran in `order`, with the encoder's
-    positions back where the caller put them: its hidden states and attentions, and the decoder's cross-attentions
-    over them. Beams and returned sequences repeat each input row. The cache generate returns keeps the run's order."""
-    if order is None or output is None or isinstance(output, tuple):
+    positions back where the caller put them: its hidden states and attentions, the decoder's cross-attentions over
+    them, and the cross-attention keys and values of a returned cache (found 2026-12-07 by a review: a cached decoding
+    loop given the caller's mask read them in the run's order). Beams and returned sequences repeat each input row."""
+    if output is None or isinstance(output, (tuple, torch.Tensor)):
         return output
     back, length = torch.argsort(order, dim=1), order.shape[1]
 
@@ -866,11 +890,16 @@ def _encoder_outputs_in_order(output, order: torch.Tensor | None):
             return tuple(each(item, dims) for item in value)
         return moved(value, dims)
 
-    for names, dims in ((("last_hidden_state", "encoder_last_hidden_state", "hidden_states", "encoder_hidden_states"), (1,)),
-                        (("attentions", "encoder_attentions"), (2, 3)), (("cross_attentions",), (3,))):  # fmt: skip
+    fields = ((("last_hidden_state", "hidden_states"), (1,)), (("attentions",), (2, 3))) if encoder_only else \
+        ((("encoder_last_hidden_state", "encoder_hidden_states"), (1,)), (("encoder_attentions",), (2, 3)), (("cross_attentions",), (3,)))
+    for names, dims in fields:
         for name in names:
             if getattr(output, name, None) is not None:
                 output[name] = each(output[name], dims)
+    cache = getattr(output, "past_key_values", None)
+    for layer in getattr(getattr(cache, "cross_attention_cache", None), "layers", ()):  # [B, heads, encoder positions, dim]
+        if getattr(layer, "keys", None) is not None:
+            layer.keys, layer.values = moved(layer.keys, (2,)), moved(layer.values, (2,))
     return output
 
 
@@ -981,7 +1010,8 @@ def seq2seq_forward(
         return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
     inputs_embeds, attention_mask, order = _seq2seq_encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1])  # BART: a learned table
-    return _encoder_outputs_in_order(parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs), order)
+    return _encoder_call(parts.base_model, order, {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask, **kwargs},
+                         _transformers_model(parts).config)  # fmt: skip
 
 
 def seq2seq_encode(parts: PromptParts, encoder, input_ids=None, attention_mask=None, inputs_embeds=None, task_ids=None, **kwargs):
@@ -991,7 +1021,8 @@ def seq2seq_encode(parts: PromptParts, encoder, input_ids=None, attention_mask=N
             return encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
     inputs_embeds, attention_mask, order = _seq2seq_encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1])
-    return _encoder_outputs_in_order(encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs), order)
+    return _encoder_call(encoder, order, {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask, **kwargs},
+                         _transformers_model(parts).config, encoder_only=True)  # fmt: skip
 
 
 def _mask_for_encoder_outputs(attention_mask, encoded, num_virtual_tokens: int):
@@ -1042,7 +1073,8 @@ def seq2seq_generate(parts: PromptParts, input_ids=None, attention_mask=None, in
                          "input_ids and works as the main model of assisted decoding; else generate without assistant_model.")  # fmt: skip
     inputs_embeds, attention_mask, order = _seq2seq_encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1])
-    return _encoder_outputs_in_order(parts.base_model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs), order)
+    return _encoder_call(parts.base_model.generate, order, {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask, **kwargs},
+                         _transformers_model(parts).config, generating=True)  # fmt: skip
 
 
 def encoder_forward(
