@@ -847,10 +847,14 @@ def _seq2seq_encoder_inputs(parts: PromptParts, input_ids, attention_mask, input
     return _in_order(inputs_embeds, order), _in_order(full_mask, order), order
 
 
+_POSITION_TABLES = ("embed_positions", "position_embeddings")  # BART, Marian, M2M100, ...; ProphetNet, BERT as encoder
+
+
 def _has_absolute_positions(model) -> bool:
-    """A seq2seq model whose encoder adds a position table (learned or sinusoidal: `embed_positions`)."""
+    """A seq2seq model whose encoder adds a position table, learned or sinusoidal (found 2026-12-07 by a review: ProphetNet's
+    and a BERT encoder's, named `position_embeddings`, were missed when only `embed_positions` was looked for)."""
     encoder = model.get_encoder() if hasattr(model, "get_encoder") else None
-    return encoder is not None and getattr(encoder, "embed_positions", None) is not None
+    return encoder is not None and any(name.rpartition(".")[2] in _POSITION_TABLES for name, _ in encoder.named_modules())
 
 
 def _encoder_call(call, order: torch.Tensor | None, kwargs: dict, config, encoder_only: bool = False, generating: bool = False):

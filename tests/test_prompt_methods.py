@@ -1184,3 +1184,27 @@ def test_an_encoder_with_absolute_positions_keeps_a_left_padded_rows_layout():
         by_hand = model.get_base_model()(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder).logits
         torch.testing.assert_close(model(**batch_for("t5", length=9, left_pad=True) | {"labels": None}, decoder_input_ids=decoder).logits, by_hand,
                                    rtol=1e-5, atol=1e-5)  # fmt: skip
+
+
+def test_encoders_with_a_position_table_are_told_from_relative_and_rotary_ones():
+    """The seq2seq reorder above applies only to encoders without a position table; a review found ProphetNet's and a
+    BERT encoder's tables (`position_embeddings`) missed when only `embed_positions` was looked for."""
+    import transformers
+
+    from peft_softprompt_ext.prompt_injection import _has_absolute_positions
+
+    small = dict(vocab_size=common.VOCAB_SIZE, pad_token_id=0)
+    bert = transformers.BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, **small)
+    models = {
+        "t5": (common.tiny_model("t5")[0], False),
+        "bart": (transformers.BartForConditionalGeneration(transformers.BartConfig(d_model=32, encoder_layers=1, decoder_layers=1, **small)), True),
+        "prophetnet": (transformers.ProphetNetForConditionalGeneration(transformers.ProphetNetConfig(
+            hidden_size=32, encoder_ffn_dim=64, decoder_ffn_dim=64, num_encoder_layers=1, num_decoder_layers=1, num_encoder_attention_heads=4,
+            num_decoder_attention_heads=4, **small)), True),
+        "bert2bert": (transformers.EncoderDecoderModel(config=transformers.EncoderDecoderConfig.from_encoder_decoder_configs(
+            bert, transformers.BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, is_decoder=True,
+                                         add_cross_attention=True, **small))), True),
+    }  # fmt: skip
+    if hasattr(transformers, "T5GemmaConfig"):
+        models["t5gemma"] = (_t5gemma("SEQ_2_SEQ_LM"), False)
+    assert {name: _has_absolute_positions(model) for name, (model, _) in models.items()} == {name: answer for name, (_, answer) in models.items()}
