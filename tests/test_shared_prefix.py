@@ -235,7 +235,7 @@ def test_left_padding_past_a_sliding_window_takes_the_standard_path():
     config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
     peft_model = peft.get_peft_model(common.tiny_gemma(sliding_window=8), config)
     batch = common.batch_for("llama", length=12, left_pad=True)
-    with pytest.raises(ValueError, match="left padding on a model with a sliding attention window, chunked attention or recurrent layers .* goes in front of the prompt"):
+    with pytest.raises(ValueError, match="left padding on a model with a sliding attention window, chunked attention, recurrent layers .* goes in front of the prompt"):
         _loss_logits_grads(peft_model, batch, "on")
     peft_model.peft_config["default"].shared_prefix = "auto"
     peft_model.eval()
