@@ -900,7 +900,7 @@ def _encoder_outputs_in_order(output, order: torch.Tensor, encoder_only: bool = 
         for name in names:
             if getattr(output, name, None) is not None:
                 output[name] = each(output[name], dims)
-    cache = getattr(output, "past_key_values", None)
+    cache = output["cache"] if "cache" in output else output.get("past_key_values")  # (transformers 5.24 names it `cache`)
     for layer in getattr(getattr(cache, "cross_attention_cache", None), "layers", ()):  # [B, heads, encoder positions, dim]
         if getattr(layer, "keys", None) is not None:
             layer.keys, layer.values = moved(layer.keys, (2,)), moved(layer.values, (2,))
