@@ -405,15 +405,17 @@ def generation_output(parts: PromptParts, kwargs: dict, output):
         return output
     back = torch.argsort(_leading_padding_first_order(_with_prompt_mask(mask, parts.num_virtual_tokens), parts.num_virtual_tokens), dim=1)
     length = back.shape[1]
-
-    def rows_of(tensor):  # beams / returned sequences repeat each input row
-        return back.repeat_interleave(tensor.shape[0] // back.shape[0], dim=0).to(tensor.device)
-
     if hidden:
-        output.hidden_states = tuple(tuple(_in_order(h, rows_of(h)) if h.shape[1] == length else h for h in step) for step in hidden)
+        output.hidden_states = tuple(tuple(_in_order(h, _for_rows_of(back, h)) if h.shape[1] == length else h for h in step) for step in hidden)
     if attentions:
-        output.attentions = tuple(tuple(_keys_in_order(a, rows_of(a), length, index) for a in step) for index, step in enumerate(attentions))
+        output.attentions = tuple(tuple(_keys_in_order(a, _for_rows_of(back, a), length, index) for a in step)
+                                  for index, step in enumerate(attentions))  # fmt: skip
     return output
+
+
+def _for_rows_of(order: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
+    """`order` [B, T] for each row of a generate output's `tensor`: beams and returned sequences repeat each input row."""
+    return order.repeat_interleave(tensor.shape[0] // order.shape[0], dim=0).to(tensor.device)
 
 
 def _keys_in_order(attention: torch.Tensor, back: torch.Tensor, length: int, step: int) -> torch.Tensor:
@@ -884,7 +886,7 @@ def _encoder_outputs_in_order(output, order: torch.Tensor, encoder_only: bool = 
         if not isinstance(tensor, torch.Tensor) or tensor.dim() <= max(dims) or tensor.shape[0] % back.shape[0] \
                 or any(tensor.shape[dim] != length for dim in dims):  # fmt: skip
             return tensor
-        rows = back.repeat_interleave(tensor.shape[0] // back.shape[0], dim=0).to(tensor.device)
+        rows = _for_rows_of(back, tensor)
         for dim in dims:
             tensor = _in_order(tensor, rows, dim)
         return tensor
