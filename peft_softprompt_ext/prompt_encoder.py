@@ -7,6 +7,7 @@ members below. `tests/test_prompt_encoder_protocol.py` walks the registry and ch
 
 from __future__ import annotations
 
+import inspect
 import itertools
 
 import torch
@@ -18,15 +19,33 @@ INPUT_EMBEDDINGS = "input_embeddings"  # rows in front of the input's token embe
 KEY_VALUES = "key_values"  # keys and values in front of every attention layer's (deep prompts)
 
 
-def check_input_width(config, word_embeddings: torch.nn.Module) -> None:
+def check_input_rows_fit(config, word_embeddings: torch.nn.Module, base_model=None) -> None:
     """Input rows go where the token embeddings go: they must have the embeddings' width, which a model that
     projects its embeddings (OPT-350m: `word_embed_proj_dim` 512 under a hidden_size of 1024) makes other than
-    the hidden_size PEFT fills `token_dim` with."""
+    the hidden_size PEFT fills `token_dim` with; and the model must take its input as `inputs_embeds`, which
+    encoder-decoder classifiers (BART's, T5's: they find the end-of-sequence token in `input_ids`) refuse at every
+    forward (found 2026-12-07 by a probe: the prompt built, then failed there, as plain PEFT's does)."""
+    if config.deep_layout is not None:
+        return  # keys and values per layer: the input stays input_ids
+    if base_model is not None and _refuses_inputs_embeds(base_model):
+        raise ValueError(f"{type(base_model).__name__} takes no inputs_embeds without input_ids (transformers raises "
+                         "NotImplementedError in its forward), and a prompt of input rows goes in as inputs_embeds: use "
+                         "DeepPromptTuningConfig(deep_init='zero'), whose keys and values go into every layer while the input "
+                         "stays input_ids, or LoRA.")  # fmt: skip
     weight = getattr(word_embeddings, "weight", None)
-    if config.deep_layout is not None or weight is None or weight.dim() != 2 or weight.shape[1] == config.token_dim:
+    if weight is None or weight.dim() != 2 or weight.shape[1] == config.token_dim:
         return
     raise ValueError(f"token_dim={config.token_dim} (PEFT fills in the model's hidden_size) but the model's input embeddings are "
                      f"{weight.shape[1]} wide (it projects them, e.g. OPT's word_embed_proj_dim): pass token_dim={weight.shape[1]}.")  # fmt: skip
+
+
+def _refuses_inputs_embeds(model) -> bool:
+    """Whether the model's forward raises for `inputs_embeds` given without `input_ids` (transformers' own message)."""
+    try:
+        source = inspect.getsource(type(model).forward)
+    except (OSError, TypeError):  # no source to read (compiled or built at run time): taken as accepting
+        return False
+    return "Passing input embeddings is currently not supported" in source
 
 
 class PromptEncoder(PeftEncoderHooks):

@@ -11,7 +11,7 @@ import torch
 from . import layer_prefix, reparameterization
 from ._peft_compat import PROMPT_TUNING_TENSOR, building_for_a_load
 from .adapter_files import check_finite, check_float_tensor
-from .prompt_encoder import PromptEncoder, check_input_width, fixed_parameter
+from .prompt_encoder import PromptEncoder, check_input_rows_fit, fixed_parameter
 
 _RAW = "reparameterization.raw_prompt"
 
@@ -27,7 +27,7 @@ class PromptTableEncoder(PromptEncoder):
     def __init__(self, config, word_embeddings: torch.nn.Module, model_config=None, base_model=None):
         super().__init__()
         self.prepare(config, base_model)
-        check_input_width(config, word_embeddings)
+        check_input_rows_fit(config, word_embeddings, base_model)
         self.num_virtual_tokens = config.num_virtual_tokens
         self.width = config.row_width()
         self.frozen_width = layer_prefix.features(self.slots[: self.frozen_slots])  # 0 unless a deep prompt fixes layers

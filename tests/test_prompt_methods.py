@@ -1208,3 +1208,40 @@ def test_encoders_with_a_position_table_are_told_from_relative_and_rotary_ones()
     if hasattr(transformers, "T5GemmaConfig"):
         models["t5gemma"] = (_t5gemma("SEQ_2_SEQ_LM"), False)
     assert {name: _has_absolute_positions(model) for name, (model, _) in models.items()} == {name: answer for name, (_, answer) in models.items()}
+
+
+def _classifier_that_needs_input_ids(kind: str):
+    """Encoder-decoder classifiers find their end-of-sequence token in input_ids and refuse inputs_embeds alone."""
+    import transformers
+
+    torch.manual_seed(0)
+    if kind == "bart":
+        return transformers.BartForSequenceClassification(transformers.BartConfig(
+            vocab_size=common.VOCAB_SIZE, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=4,
+            encoder_ffn_dim=64, decoder_ffn_dim=64, pad_token_id=0, bos_token_id=1, eos_token_id=2, num_labels=2)).eval()  # fmt: skip
+    return transformers.T5ForSequenceClassification(transformers.T5Config(
+        vocab_size=common.VOCAB_SIZE, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4, num_labels=2, pad_token_id=0,
+        eos_token_id=2, decoder_start_token_id=0)).eval()  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["bart", "t5"])
+def test_a_prompt_of_input_rows_on_a_classifier_that_takes_no_inputs_embeds_is_refused_when_built(kind, tmp_path):
+    """Found 2026-12-07 by a probe: a shallow prompt on BART's (and T5's) classifier built, then every forward failed with
+    transformers' NotImplementedError for inputs_embeds (plain PEFT alike). Refused at the build now, naming the way out;
+    a deep prompt (the input stays input_ids) still runs there."""
+    from peft_softprompt_ext import DeepPromptTuningConfig, MixturePromptTuningConfig, VocabSampledPromptTuningConfig
+
+    ids = torch.tensor([[5, 6, 7, 2]])
+    refusal = rf"{type(_classifier_that_needs_input_ids(kind)).__name__} takes no inputs_embeds.*DeepPromptTuningConfig"
+    with pytest.raises(ValueError, match=refusal):
+        peft.get_peft_model(_classifier_that_needs_input_ids(kind), VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, vocab_sampling="uniform"))
+    plain = peft.get_peft_model(_classifier_that_needs_input_ids(kind), peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5))
+    plain.save_pretrained(tmp_path / "plain")  # a bank of plain prompts of this model: a mixture of them is refused too
+    with pytest.raises(ValueError, match=refusal):
+        peft.get_peft_model(_classifier_that_needs_input_ids(kind), MixturePromptTuningConfig(
+            task_type="SEQ_CLS", num_virtual_tokens=5, source_prompts=[str(tmp_path / "plain")], mixing="task"))  # fmt: skip
+    if kind == "t5" and not common.T5_ROUTES_ATTENTION:
+        return  # (deep prompts on T5 need transformers >= 5.15)
+    deep = peft.get_peft_model(_classifier_that_needs_input_ids(kind), DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, deep_init="zero"))
+    assert deep(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.shape == (1, 2)
+

@@ -10,7 +10,7 @@ from .._peft_compat import building_for_a_load, task_type_name
 from ..adapter_files import check_finite, check_float_tensor
 from ..options import Reparameterization
 from ..prompt_bank import KEY_VALUE_TYPES, load_saved_config, load_saved_prompt
-from ..prompt_encoder import KEY_VALUES, PromptEncoder, check_task_ids, fixed_parameter  # noqa: F401  (check_task_ids: re-exported)
+from ..prompt_encoder import KEY_VALUES, PromptEncoder, check_input_rows_fit, check_task_ids, fixed_parameter  # noqa: F401  (check_task_ids: re-exported)
 from .config import Mixing
 
 
@@ -42,7 +42,7 @@ class MixturePromptEncoder(PromptEncoder):
         self.temperature = float(config.attention_temperature)  # (an int as large as 10**30 does not fit torch's int64)
         self.input_dependent = config.mixing == Mixing.ATTENTION  # attention reads the input: nothing to share
         bank = None if building_for_a_load() else self._read_bank(config, base_model)  # (also sets config.deep_layout)
-        self._prepare_kind(config, base_model)
+        self._prepare_kind(config, word_embeddings, base_model)
         count, length, width = len(config.source_prompts), config.num_virtual_tokens, config.row_width()
         self.register_buffer("bank", torch.zeros(count, length, width))
         if bank is not None:
@@ -69,10 +69,11 @@ class MixturePromptEncoder(PromptEncoder):
             # small: the scores start close to plain cosine similarity of input and prompt
             torch.nn.init.normal_(self.attention_up.weight, std=0.01)
 
-    def _prepare_kind(self, config, base_model) -> None:
+    def _prepare_kind(self, config, word_embeddings, base_model) -> None:
         """A bank of deep prompts makes a deep mixture: its rows are every layer's keys and values."""
         if config.deep_layout is None:
             self._refuse_layer_options(config)
+            check_input_rows_fit(config, word_embeddings, base_model)
             return
         self.prompt_kind, self.slots = KEY_VALUES, layer_prefix.slots_of(config.deep_layout)
         if base_model is not None:
