@@ -72,7 +72,7 @@ from peft.peft_model import (  # noqa: E402
     PeftModelForSeq2SeqLM,
     PeftModelForSequenceClassification,
 )
-from peft.tuners.tuners_utils import BasePromptEncoder  # noqa: E402
+from peft.tuners.tuners_utils import BasePromptEncoder, _delete_auxiliary_adapter  # noqa: E402
 from peft.utils import PeftType, TaskType, register_peft_method  # noqa: E402
 from peft.utils.other import AuxiliaryTrainingWrapper  # noqa: E402
 
@@ -858,6 +858,13 @@ def _merge_and_unload(self, *args, **kwargs):
 
 def _delete_adapter(original, self, adapter_name, *args, **kwargs):
     had_plugin_adapter = _has_plugin_adapter(self)
+    remaining = [name for name in self.peft_config if name != adapter_name]
+    if is_plugin_config(self.peft_config.get(adapter_name)) and len(remaining) > 1:
+        # PEFT hands every remaining prompt adapter to the trained-head copies' wrappers (SEQ_CLS), which take one
+        # active adapter and raise, after the prompt is gone, leaving the head copy (found 2026-12-07). The head copies
+        # go first here, the adapter PeftModel keeps active staying active in them; PEFT's own pass then finds none.
+        kept = self.active_adapter if self.active_adapter in remaining else remaining[0]
+        _delete_auxiliary_adapter(self.base_model, adapter_name=adapter_name, new_active_adapters=[kept])
     original(self, adapter_name, *args, **kwargs)
     encoders = getattr(self, "prompt_encoder", {})
     if had_plugin_adapter and not any(is_plugin_config(config) and name in encoders and _hooks.in_layers(encoders[name])

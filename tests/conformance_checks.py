@@ -321,16 +321,30 @@ def check_nb_trainable_parameters(cell, tmp_path):
 
 
 # --------------------------------------------------------------------------- several adapters
+def head_copy_names(model) -> list[list[str]]:
+    """The adapters each trained-head copy (PEFT's ModulesToSaveWrapper, SEQ_CLS) holds a copy for."""
+    from peft.utils import ModulesToSaveWrapper
+
+    return [list(module.modules_to_save) for module in model.modules() if isinstance(module, ModulesToSaveWrapper)]
+
+
 def check_add_set_delete_adapter(cell, tmp_path):
     model = build(cell)
     batch = make_batch(cell, padding="left")
     first = logits(model, batch)
-    model.add_adapter("second", cell.case.build(cell.task_type, cell.model, variant=True))
-    perturb(model, "second", seed=11)
+    for name, seed in (("second", 11), ("third", 12)):
+        model.add_adapter(name, cell.case.build(cell.task_type, cell.model, variant=True))
+        perturb(model, name, seed=seed)
     model.set_adapter("second")
     second = logits(model, batch)
     assert_logits_close(second, reference_logits(model, batch), mask=real_positions(cell, batch))
     assert not torch.allclose(first, second)
+    # beside two others (found 2026-12-07: PEFT handed both to a SEQ_CLS head copy's wrapper, which takes one, and
+    # failed after removing the prompt, leaving the head copy)
+    model.delete_adapter("third")
+    assert list(model.peft_config) == ["default", "second"] and model.active_adapter == "second"
+    assert_logits_close(logits(model, batch), second)
+    assert all(set(names) == {"default", "second"} for names in head_copy_names(model))
     model.set_adapter("default")
     assert_logits_close(logits(model, batch), first)
     model.delete_adapter("second")

@@ -126,6 +126,23 @@ def test_peft_internals_we_rely_on_exist():
     head = peft.get_peft_model(tiny_model("bert")[0], peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)).base_model.classifier
     assert isinstance(head, AuxiliaryTrainingWrapper) and head._adapters == {"default"} and head.disable_adapters is False
     assert callable(head.enable_adapters) and callable(head.unload_and_optionally_merge_module)
+    import inspect
+
+    from peft.tuners.tuners_utils import _delete_auxiliary_adapter  # (delete_adapter: head copies first)
+
+    assert list(inspect.signature(_delete_auxiliary_adapter).parameters) == ["model", "adapter_name", "new_active_adapters"]
+
+
+def test_plain_peft_fails_to_delete_a_prompt_beside_two_others_on_a_classifier():
+    """Documents the upstream bug `_peft_compat._delete_adapter` works around for the plugin's adapters: PEFT hands every
+    remaining adapter to the head copy's wrapper, which takes one, and raises after removing the prompt. If this fails,
+    PEFT changed: revisit _delete_adapter."""
+    model = peft.get_peft_model(tiny_model("bert")[0], peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3))
+    for name in ("b", "c"):
+        model.add_adapter(name, peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3))
+    with pytest.raises(ValueError, match=r"Attempted to set multiple \(\['default', 'b'\]\) adapters at once"):
+        model.delete_adapter("c")
+    assert list(model.peft_config) == ["default", "b"] and set(model.base_model.classifier.modules_to_save) == {"default", "b", "c"}
 
 
 def test_vanilla_prompt_tuning_still_runs_peft_code():
