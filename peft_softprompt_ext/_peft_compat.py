@@ -213,6 +213,17 @@ def innermost_model(model) -> torch.nn.Module:
     return model
 
 
+def own_weights(model) -> dict[str, torch.Tensor]:
+    """The transformers model's weights under its own names: a module PEFT wrapped for an adapter's trained copy (a
+    SEQ_CLS head, once an adapter is built) gives its original module's, the copies left out."""
+    weights = {}
+    for key, tensor in model.state_dict().items():
+        parts = key.split(".")
+        if "modules_to_save" not in parts:
+            weights[".".join(part for part in parts if part != "original_module")] = tensor
+    return weights
+
+
 def prompt_table_of(peft_model, adapter_name: str | None = None, task=None) -> torch.Tensor:
     """The prompt [num_virtual_tokens, token_dim] an adapter feeds the model (plugin or vanilla PROMPT_TUNING)."""
     config = adapter_config_of(peft_model, adapter_name)

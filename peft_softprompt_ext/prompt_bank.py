@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from . import sources
-from ._peft_compat import ADAPTER_CONFIG_NAME, BASE_MODULE_PREFIX, PROMPT_TUNING_TENSOR
+from ._peft_compat import ADAPTER_CONFIG_NAME, BASE_MODULE_PREFIX, PROMPT_TUNING_TENSOR, own_weights
 from .adapter_files import NO_FINGERPRINT, check_adapter_files, check_finite, claimed_fingerprint, peft_type_field, safetensors_shapes
 from .atomic_io import read_json_object, read_lock
 from .fingerprint import check_fingerprint_against
@@ -87,6 +87,23 @@ def saved_base_tensors(source: str, revision: str | None = None) -> dict[str, to
         _, weights_path = _adapter_files(source, revision)
         tensors = load_file(weights_path)
     return {name: tensor for name, tensor in tensors.items() if name.startswith(BASE_MODULE_PREFIX)}
+
+
+def check_served_as_saved(base_model, sources: dict, revision: str | None = None) -> None:
+    """Prompts served side by side (`mixing="one_hot"`, `serve_prompts`) run every row through one model: the base
+    model's tensors each saved beside its prompt (a SEQ_CLS classifier head, modules_to_save) must be the model's own,
+    or the prompt would be served without the head it was trained with (found 2026-12-07: the config path served
+    them with the base model's head, 0.32 off each prompt alone). `sources`: {name: adapter folder or Hub id}."""
+    own = own_weights(base_model)
+    for name, source in sources.items():
+        for key, tensor in saved_base_tensors(source, revision).items():
+            mine = own.get(key.removeprefix(BASE_MODULE_PREFIX))
+            if mine is None or mine.shape != tensor.shape or not torch.equal(tensor.to(mine), mine):
+                which = repr(name) if name == source else f"{name!r} ({source})"
+                raise ValueError(f"Prompt {which} holds {key!r}, trained with it: mixing='one_hot' (and serve_prompts) runs "
+                                 "every row through one model, so it has one classifier head (and one copy of each base "
+                                 "module) for all prompts, and this prompt would be served without its own. Load it alone "
+                                 "(PeftModel.from_pretrained), or serve prompts that kept the base model's modules.")  # fmt: skip
 
 
 def saved_prompt_length(source: str, revision: str | None = None) -> int:

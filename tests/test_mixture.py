@@ -155,6 +155,36 @@ def test_serving_seq_cls_prompts_with_their_own_trained_heads_is_refused_naming_
         serve_prompts(common.tiny_model("bert")[0], {"u": tmp_path / "untrained", "t": tmp_path / "trained"}, task_type="SEQ_CLS")
 
 
+def test_a_one_hot_mixture_refuses_classifier_prompts_saved_with_their_own_head_as_serve_prompts_does(tmp_path):
+    """Found 2026-12-07 by a probe: MixturePromptTuningConfig(mixing="one_hot"), the config serve_prompts builds, took
+    SEQ_CLS prompts saved with their trained heads and served them with the base model's head (0.32 off each prompt
+    alone), without a word. An untrained head passes, also for a mixture added beside another adapter (its head is
+    then PEFT's wrapped copy)."""
+    from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    config = VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, vocab_sampling="uniform", seed=1)
+    peft.get_peft_model(common.tiny_model("bert")[0], config).save_pretrained(tmp_path / "untrained")
+    trained = peft.get_peft_model(common.tiny_model("bert")[0], config)
+    common.train_steps(trained, common.batch_for("bert"), steps=3, lr=0.05)
+    trained.save_pretrained(tmp_path / "trained")
+
+    def one_hot(*names):
+        return MixturePromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, source_prompts=[str(tmp_path / name) for name in names],
+                                         num_tasks=len(names), mixing="one_hot")  # fmt: skip
+
+    with pytest.raises(ValueError, match=r"'.*trained' holds 'base_model.classifier.(weight|bias)'.*one classifier head"):
+        peft.get_peft_model(common.tiny_model("bert")[0], one_hot("untrained", "trained"))
+    model = peft.get_peft_model(common.tiny_model("bert")[0], one_hot("untrained"))
+    with pytest.raises(ValueError, match=r"'.*trained' holds 'base_model.classifier.(weight|bias)'"):
+        model.add_adapter("served", one_hot("trained"))
+    model.add_adapter("served", one_hot("untrained"))
+    model.set_adapter("served")
+    batch = common.inference_batch("bert")
+    alone = PeftModel.from_pretrained(common.tiny_model("bert")[0], tmp_path / "untrained")
+    torch.testing.assert_close(common.forward_logits(model, {**batch, "task_ids": torch.zeros(3, dtype=torch.long)}),
+                               common.forward_logits(alone, batch))  # fmt: skip
+
+
 @pytest.mark.parametrize("names", [("vocab_reparam", "vocab_uniform"), ("deep_layer_scaled", "deep_reparam")])
 def test_serve_prompts_serves_prompts_trained_with_a_reparameterization(names, tmp_path):
     """Found 2026-12-07 by a probe: a prompt trained with residual_mlp or layer_scaled was refused as holding a

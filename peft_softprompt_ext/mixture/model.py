@@ -9,7 +9,7 @@ from .. import layer_prefix, reparameterization
 from .._peft_compat import building_for_a_load, task_type_name
 from ..adapter_files import check_finite, check_float_tensor
 from ..options import Reparameterization
-from ..prompt_bank import KEY_VALUE_TYPES, load_saved_config, load_saved_prompt
+from ..prompt_bank import KEY_VALUE_TYPES, check_served_as_saved, load_saved_config, load_saved_prompt
 from ..prompt_encoder import KEY_VALUES, PromptEncoder, check_input_rows_fit, check_task_ids, fixed_parameter  # noqa: F401  (check_task_ids: re-exported)
 from .config import Mixing
 
@@ -113,6 +113,9 @@ class MixturePromptEncoder(PromptEncoder):
                                  f"model would run otherwise than plain PEFT: {layer_prefix.CACHE_PREFIX_REFUSAL}.")  # fmt: skip
             for source in plain:  # its layout first: a table of another width is then named by what it was made for
                 layer_prefix.check_plain_layout(saved_configs[source], layer_prefix.slots_of(config.deep_layout), f"Bank prompt {source!r}")
+        if config.mixing == Mixing.ONE_HOT and base_model is not None:
+            names = config.task_names if config.task_names and len(config.task_names) == len(config.source_prompts) else config.source_prompts
+            check_served_as_saved(base_model, dict(zip(names, config.source_prompts)), config.source_revision)
         prompts = []
         for source in config.source_prompts:
             prompt, saved = load_saved_prompt(source, config.row_width(), config.base_model_fingerprint, config.allow_base_model_mismatch,

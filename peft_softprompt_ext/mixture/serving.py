@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 import torch
 
-from .._peft_compat import BASE_MODULE_PREFIX, adapter_config_of, new_peft_model, prompt_encoder_of
+from .._peft_compat import adapter_config_of, new_peft_model, prompt_encoder_of
 from ..ids_embedding import text_embedding_of
-from ..prompt_bank import load_saved_peft_type, saved_base_tensors, saved_prompt_length
+from ..prompt_bank import load_saved_peft_type, saved_prompt_length
 from ..prompt_encoder import check_task_ids
 from .config import Mixing, MixturePromptTuningConfig, is_usable_task_name
 from .model import MixturePromptEncoder
@@ -43,20 +43,6 @@ def mixing_weights(peft_model, input_ids=None, attention_mask=None, task_ids=Non
 
 
 _BANK_TYPES = ("MIXTURE_PROMPT_TUNING", "MULTITASK_PROMPT_TUNING")  # adapters holding several prompts
-
-
-def _check_base_modules(base_model, sources: dict, revision: str | None) -> None:
-    """Tensors a prompt saved beside itself (a SEQ_CLS classifier head, modules_to_save) must be the base model's
-    own: every row runs through one model, so a prompt trained with its own head cannot be served beside others."""
-    own = base_model.state_dict()
-    for name, source in sources.items():
-        for key, tensor in saved_base_tensors(source, revision).items():
-            mine = own.get(key.removeprefix(BASE_MODULE_PREFIX))
-            if mine is None or mine.shape != tensor.shape or not torch.equal(tensor.to(mine), mine):
-                raise ValueError(f"Prompt {name!r} ({source}) holds {key!r}, trained with it: serve_prompts runs every row "
-                                 "through one model, so it has one classifier head (and one copy of each base module) "
-                                 "for all prompts, and this prompt would be served without its own. Load it alone "
-                                 "(PeftModel.from_pretrained), or serve prompts that kept the base model's modules.")  # fmt: skip
 
 
 def serve_prompts(base_model, prompts: dict, task_type: str = "CAUSAL_LM", revision: str | None = None,
@@ -93,7 +79,6 @@ def serve_prompts(base_model, prompts: dict, task_type: str = "CAUSAL_LM", revis
             raise ValueError(f"Prompt {name!r} ({source}) is a {peft_type} adapter, several prompts, not one prompt: load it "
                              "with PeftModel.from_pretrained (its task_ids address its tasks), or serve the prompts it was "
                              "made from.")  # fmt: skip
-    _check_base_modules(base_model, dict(zip(names, sources)), revision)
     lengths = {name: saved_prompt_length(source, revision) for name, source in zip(names, sources)}
     if len(set(lengths.values())) > 1:
         listed = ", ".join(f"{name!r}{' has' if i == 0 else ''} {length}{' virtual tokens' if i == 0 else ''}"
