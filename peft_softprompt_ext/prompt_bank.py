@@ -30,12 +30,12 @@ KEY_VALUE_TYPES = ("DEEP_PROMPT_TUNING", "PREFIX_TUNING", "CARTRIDGE")  # saved 
 
 
 def load_saved_prompt(source: str, token_dim: int, fingerprint: dict | None = None, allow_mismatch: bool = False,
-                      revision: str | None = None, input_rows: bool = True) -> tuple[torch.Tensor, dict]:  # fmt: skip
+                      revision: str | None = None, input_rows: bool = True, width_of: str = "this model") -> tuple[torch.Tensor, dict]:  # fmt: skip
     """The prompt [num_virtual_tokens, token_dim] (float32) of a saved adapter, and its config dict.
 
     Args:
         source: a local adapter folder or a Hub repo id.
-        token_dim: the width the prompt must have (the model it will be used on).
+        token_dim: the width the prompt must have (the model it will be used on, or `width_of`, named in a refusal).
         fingerprint: the current base model's fingerprint. A plugin adapter must carry a valid one
             that matches; a plain PROMPT_TUNING adapter exported by the plugin carries it in its
             safetensors metadata and is checked the same way; one made by plain PEFT has none.
@@ -61,7 +61,7 @@ def load_saved_prompt(source: str, token_dim: int, fingerprint: dict | None = No
             raise ValueError(f"{what} ({peft_type}) has no {PROMPT_TUNING_TENSOR!r} tensor; expected a PROMPT_TUNING adapter or "
                              "a single-prompt plugin adapter.")  # fmt: skip
         if len(shape) != 2 or shape[1] != token_dim:
-            raise ValueError(f"{what} has shape {tuple(shape)}; this model needs width {token_dim}.")
+            raise ValueError(f"{what} has shape {tuple(shape)}; {width_of} needs width {token_dim}.")
         saved_fingerprint, _ = claimed_fingerprint(config, weights_path)
         tensors = load_file(weights_path)
     rows = tensors[PROMPT_TUNING_TENSOR]

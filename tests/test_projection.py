@@ -133,7 +133,12 @@ def test_source_prompt_of_another_width_is_refused(tmp_path):
     _, target_model = projected_setup(tmp_path / "again")
     config = ProjectedPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, source_adapter=str(tmp_path / "wide"),
                                          projection=str(tmp_path / "projection"))  # fmt: skip
-    with pytest.raises(ValueError, match=r"has shape \(4, 16\); this model needs width 8"):
+    with pytest.raises(ValueError, match=r"has shape \(4, 16\); the projection's source model \(whose prompts it maps; this model is 12 wide\) needs width 8"):
+        peft.get_peft_model(target_model, config)
+    # a prompt of this (the target) model, 12 wide: named so (found 2026-12-07 by a probe: "this model needs width 8")
+    peft.get_peft_model(copy.deepcopy(target_model), peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).save_pretrained(tmp_path / "own")
+    config.source_adapter = str(tmp_path / "own")
+    with pytest.raises(ValueError, match=r"has shape \(4, 12\); the projection's source model \(whose prompts it maps; this model is 12 wide\) needs width 8"):
         peft.get_peft_model(target_model, config)
 
 
@@ -417,3 +422,23 @@ def test_refinement_takes_a_tokenizers_batch_encoding(tmp_path):
     refined = refine_projection(projection, source_prompt, target_model, [batch], steps=2, lr=0.05, rank=2)
     assert refined.info["refined"]["steps"] == 2
     fit_projection(*linked_models("lstsq")[:4], min_anchors=8, seed=__import__("numpy").int64(3))  # numpy's integers are seeds too
+
+
+def test_refinement_runs_the_steps_asked_for_on_any_reiterable_batches_and_names_an_iterator_that_runs_out(tmp_path):
+    """Found 2026-12-07 by a probe: steps=20 over two batches ran 20 steps for a list but 2 for a tuple or a DataLoader
+    (only a list was gone through again), without a word."""
+    from safetensors.torch import load_file
+
+    projection, target_model = projected_setup(tmp_path)
+    source_prompt = load_file(tmp_path / "source" / "adapter_model.safetensors")["prompt_embeddings"]
+    ids = torch.randint(3, 20, (2, 6), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    rows = [{key: value[i] for key, value in batch.items()} for i in range(2)]
+    loader = torch.utils.data.DataLoader(rows, batch_size=1)
+    for batches in ([batch, batch], (batch, batch), loader):
+        refined = refine_projection(projection, source_prompt, target_model, batches, steps=5, lr=0.05, rank=2)
+        assert refined.info["refined"]["steps"] == 5
+    with pytest.raises(ValueError, match=r"batches ran out after 2 of steps=5.*goes through them once"):
+        refine_projection(projection, source_prompt, target_model, iter([batch, batch]), steps=5, lr=0.05, rank=2)
+    with pytest.raises(ValueError, match=r"batches gave no batch to refine on"):
+        refine_projection(projection, source_prompt, target_model, (), steps=5, lr=0.05, rank=2)

@@ -32,8 +32,9 @@ def projected_source_prompt(config) -> torch.Tensor:
                              "the projection runs the other way. Fit one from the source adapter's model to this model "
                              "(fit_projection(that model, its tokenizer, this model, this tokenizer)).")  # fmt: skip
         raise ValueError(f"{what} was fitted for another target model: " + "; ".join(differences) + ".")
+    width_of = f"the projection's source model (whose prompts it maps; this model is {config.token_dim} wide)"
     prompt, _ = load_saved_prompt(config.source_adapter, projection.source_width, projection.info["source_fingerprint"],
-                                  revision=config.source_revision)  # fmt: skip
+                                  revision=config.source_revision, width_of=width_of)  # fmt: skip
     if prompt.shape[0] != config.num_virtual_tokens:
         raise ValueError(f"Source prompt has {prompt.shape[0]} virtual tokens but num_virtual_tokens={config.num_virtual_tokens}.")
     return projection.project(prompt)

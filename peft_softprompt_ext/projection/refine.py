@@ -7,7 +7,6 @@ model stays frozen; the result is an ordinary `PromptProjection`.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 
 import torch
@@ -61,7 +60,7 @@ def refine_projection(projection: PromptProjection, source_prompt: torch.Tensor,
     trainable = [p for p in target_model.parameters() if p.requires_grad]
     target_model.requires_grad_(False)  # frozen while refining; the caller's flags come back afterwards
     try:
-        for index, batch in enumerate(itertools.islice(itertools.cycle(batches) if isinstance(batches, list) else batches, steps)):
+        for index, batch in enumerate(_steps_of(batches, steps)):
             if not isinstance(batch, Mapping) or batch.get("labels") is None:  # (a dict, a tokenizer's BatchEncoding)
                 raise ValueError(f"batch {index} has no 'labels' (got {type(batch).__name__}"
                                  f"{' with ' + str(sorted(batch)) if isinstance(batch, Mapping) else ''}): refinement lowers the loss "
@@ -76,9 +75,28 @@ def refine_projection(projection: PromptProjection, source_prompt: torch.Tensor,
             parameter.requires_grad_(True)
     if not losses:
         raise ValueError(f"batches gave no batch to refine on (got {type(batches).__name__} {batches!r:.80}).")
+    if len(losses) < steps:
+        raise ValueError(f"batches ran out after {len(losses)} of steps={steps}: a {type(batches).__name__} goes through them once. "
+                         f"Pass them as a list, tuple or DataLoader (gone through again as often as the steps need), or "
+                         f"steps={len(losses)}.")  # fmt: skip
     info = dict(projection.info, refined={"steps": len(losses), "rank": rank, "lr": lr, "first_loss": losses[0], "last_loss": losses[-1]})
     return PromptProjection(prompt.weight().detach(), projection.source_mean, projection.target_mean,
                             projection.source_scale, projection.target_scale, info, row_norm=projection.row_norm)  # fmt: skip
+
+
+def _steps_of(batches, steps: int):
+    """`steps` batches: a collection or loader (whose `iter` starts again) is gone through as often as needed (found
+    2026-12-07: only a list was, so a tuple or DataLoader of 2 batches ran 2 of 20 steps); an iterator, once."""
+    given = 0
+    while given < steps:
+        before = given
+        for batch in batches:
+            yield batch
+            given += 1
+            if given == steps:
+                return
+        if given == before or iter(batches) is batches:  # empty, or an iterator: nothing more to come
+            return
 
 
 def _check_source_prompt(source_prompt, width: int) -> None:
