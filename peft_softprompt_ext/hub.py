@@ -48,7 +48,11 @@ def attach_results(peft_model, results, adapter_name: str | None = None) -> None
     adapter_name = adapter_name if adapter_name is not None else active_adapter_of(peft_model)
     if adapter_name not in adapter_names(peft_model):
         raise ValueError(f"adapter_name={adapter_name!r} is not an adapter of this model; it has {adapter_names(peft_model)}.")
-    setattr(peft_model, _RESULTS_ATTRIBUTE, {**getattr(peft_model, _RESULTS_ATTRIBUTE, {}), adapter_name: results})
+    # kept by the adapter's prompt encoder: a prompt deleted and another added under its name has none (found 2026-12-07
+    # by a probe: kept by the model, the deleted adapter's metrics went on the new one's card)
+    if not is_plugin_config(adapter_config_of(peft_model, adapter_name)):
+        return  # no card of this plugin's for it (a LoRA run of the recipes attaches too)
+    setattr(prompt_encoder_of(peft_model, adapter_name), _RESULTS_ATTRIBUTE, results)
 
 
 def _method_name(config) -> str:
@@ -151,7 +155,7 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
     prompt = sum(p.numel() for name, p in encoder.named_parameters() if not is_fixed_parameter(name))
     head = sum(t.numel() for t in trained_head_tensors(peft_model, adapter_name).values())  # e.g. a SEQ_CLS classifier
     trainable = f"{prompt + head:,} trainable parameters" + (f": {prompt:,} in the prompt, {head:,} in the trained head" if head else "")
-    results = getattr(peft_model, _RESULTS_ATTRIBUTE, {}).get(adapter_name)
+    results = getattr(encoder, _RESULTS_ATTRIBUTE, None)
     data = ModelCardData(
         library_name="peft", base_model=_hub_model_id(config.base_model_name_or_path), tags=CARD_TAGS + [method],
         model_index=None,

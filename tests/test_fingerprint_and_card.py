@@ -1,5 +1,6 @@
 """Base-model fingerprints and the files a saved plugin adapter carries for sharing (offline)."""
 
+import copy
 import json
 import os
 
@@ -333,6 +334,23 @@ def test_attached_results_go_on_their_adapters_card_only(tmp_path):
     peft_model.save_pretrained(tmp_path)
     assert "| accuracy | 0.5000 |" in (tmp_path / "other" / "README.md").read_text()
     assert "| accuracy | 0.7500 |" in (tmp_path / "README.md").read_text()
+    # a new prompt under the name (deleted and added again) has no results (found 2026-12-07 by a probe: the deleted
+    # adapter's metrics went on the new, untrained adapter's card); a copy of the model keeps its adapters' results
+    peft_model.delete_adapter("other")
+    peft_model.add_adapter("other", other)
+    copied = copy.deepcopy(peft_model)
+    for model, folder in ((peft_model, tmp_path / "again"), (copied, tmp_path / "copied")):
+        model.save_pretrained(folder)
+        assert "No recipe results attached." in (folder / "other" / "README.md").read_text()
+        assert "| accuracy | 0.7500 |" in (folder / "README.md").read_text()
+
+
+def test_results_attached_to_a_lora_model_change_nothing(tmp_path):
+    """The recipes attach every run's results, LoRA's too: no plugin card there, and nothing fails."""
+    lora = peft.get_peft_model(common.tiny_model("gpt2")[0], peft.LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["c_attn"]))
+    attach_results(lora, {"method": "lora", "metrics": {"accuracy": 0.5}})
+    lora.save_pretrained(tmp_path)
+    assert "peft-softprompt-ext" not in (tmp_path / "README.md").read_text()
 
 
 def test_describe_prompt_names_bad_arguments():
