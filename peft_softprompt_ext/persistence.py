@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import glob
+import json
 import os
 import tempfile
 import warnings
 
 from . import atomic_io, sources
-from ._peft_compat import (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, adapter_config_of, adapter_names,
-                           input_embeddings_of, is_plugin_config)  # fmt: skip
+from ._peft_compat import (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, PLUGIN_PEFT_TYPES, adapter_config_of,
+                           adapter_names, input_embeddings_of, is_plugin_config)  # fmt: skip
 from .adapter_files import NO_FINGERPRINT, check_adapter_files, check_state_shapes, claimed_fingerprint, is_plugin_card, safetensors_shapes
 from .export import vanilla_copies
 from .fingerprint import base_model_fingerprint, check_fingerprint, fingerprint_differences, fingerprint_problem
@@ -57,9 +59,9 @@ def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters
     saved_names = list(selected_adapters or adapter_names(peft_model))
     if "vanilla" in saved_names and "default" in saved_names and is_plugin_config(adapter_config_of(peft_model, "default")) \
             and vanilla_copies(peft_model, "default"):
-        raise ValueError("An adapter named 'vanilla' is saved into the subfolder vanilla/ (PEFT saves every adapter but "
-                         "'default' under its name), where this plugin writes the default adapter's plain PEFT copy: "
-                         "give it another name, or save it apart (selected_adapters=['vanilla']).")  # fmt: skip
+        _refuse_the_name_vanilla("this save holds a default plugin adapter")
+    if "vanilla" in saved_names and "default" not in saved_names and _is_plugin_adapter_config(os.path.join(os.fspath(save_directory), ADAPTER_CONFIG_NAME)):
+        _refuse_the_name_vanilla(f"{os.fspath(save_directory)!r} holds a plugin adapter at its top")
     users_readme = _users_readme(save_directory)
     if "default" not in saved_names:  # PEFT writes every other adapter into its subfolder: the top-level files are
         keep = _everything  # the folder's default adapter's (or a user's), kept as plain PEFT keeps them
@@ -76,6 +78,24 @@ def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters
     if users_readme:
         warnings.warn(f"{os.path.join(os.fspath(save_directory), 'README.md')} was not written by this plugin: kept as it "
                       "is, without the model card (build_model_card(model).save(path) writes one elsewhere).", stacklevel=3)  # fmt: skip
+
+
+def _refuse_the_name_vanilla(where: str) -> None:
+    """PEFT saves every adapter but 'default' into a subfolder of its name; vanilla/ holds a plugin save's plain copy."""
+    raise ValueError(f"An adapter named 'vanilla' is saved into the subfolder vanilla/ (PEFT saves every adapter but 'default' "
+                     f"under its name), where this plugin writes the default adapter's plain PEFT copy, and {where}. Give the "
+                     "adapter another name (load_adapter(folder, 'other')), or save it into another folder or repo.")  # fmt: skip
+
+
+def _is_plugin_adapter_config(path: str | None) -> bool:
+    """Whether `path` (None: no such file) is the config of a plugin adapter, whose save owns vanilla/ beside it."""
+    if path is None or not os.path.isfile(path):
+        return False
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle).get("peft_type") in PLUGIN_PEFT_TYPES
+    except (OSError, ValueError, AttributeError):  # unreadable or not a JSON object: no adapter of this plugin's
+        return False
 
 
 def _users_readme(save_directory) -> bool:
@@ -195,9 +215,20 @@ def push_adapter_folder(peft_model, repo_id: str, commit_message=None, commit_de
     repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
     if revision is not None and not create_pr and not revision.startswith("refs/"):  # a new branch, as transformers' push does
         create_branch(repo_id, branch=revision, token=token, exist_ok=True)
+    in_repo = _repo_files(repo_id, revision, token)
+    names = adapter_names(peft_model)
+    if "vanilla" in names and "default" not in names and ADAPTER_CONFIG_NAME in in_repo \
+            and _is_plugin_adapter_config(_repo_file(repo_id, ADAPTER_CONFIG_NAME, revision, token)):  # fmt: skip
+        _refuse_the_name_vanilla(f"the repo {repo_id!r} holds a plugin adapter at its top")
     with tempfile.TemporaryDirectory() as parent:
         folder = os.path.join(parent, "adapter")
         peft_model.save_pretrained(folder)
+        card = os.path.join(folder, "README.md")
+        theirs = _repo_file(repo_id, "README.md", revision, token) if os.path.isfile(card) and "README.md" in in_repo else None
+        if theirs is not None and not is_plugin_card(theirs):
+            os.remove(card)  # a card of the user's own in the repo stays, as a local save keeps it (found 2026-12-07)
+            warnings.warn(f"README.md in {repo_id!r} was not written by this plugin: kept as it is, without the model card "
+                          "(build_model_card(model).save(path) writes one to upload yourself).", stacklevel=3)  # fmt: skip
         for root, _, names in os.walk(folder):
             if "README.md" in names:
                 card_path = os.path.join(root, "README.md")
@@ -212,4 +243,26 @@ def push_adapter_folder(peft_model, repo_id: str, commit_message=None, commit_de
         top = ["vanilla/**"] if os.path.isfile(os.path.join(folder, ADAPTER_CONFIG_NAME)) else []
         return upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message or "Upload soft prompt",
                              commit_description=commit_description, token=token, revision=revision, create_pr=create_pr,
-                             delete_patterns=[*top, *(f"{name}/vanilla/**" for name in pushed)])  # fmt: skip
+                             delete_patterns=[*top, *(f"{glob.escape(name)}/vanilla/**" for name in pushed)])  # fmt: skip
+
+
+def _repo_files(repo_id: str, revision: str | None, token) -> set[str]:
+    """The files of a Hub repo at `revision` (none where the revision does not exist yet)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RevisionNotFoundError
+
+    try:
+        return set(HfApi().list_repo_files(repo_id, revision=revision, token=token))
+    except RevisionNotFoundError:
+        return set()
+
+
+def _repo_file(repo_id: str, path: str, revision: str | None, token) -> str | None:
+    """A local copy of one file of a Hub repo (None where it has none)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return hf_hub_download(repo_id, path, revision=revision, token=token)
+    except EntryNotFoundError:
+        return None

@@ -220,3 +220,56 @@ def test_plain_peft_pulls_of_the_vanilla_copy_are_checked_while_the_plugin_is_im
         host.load_adapter(REPO_ID, adapter_name="plain", subfolder="vanilla")
     pulled = PeftModel.from_pretrained(common.tiny_model("gpt2")[0], REPO_ID, subfolder="vanilla")  # its own base
     torch.testing.assert_close(logits(pulled), logits(pushed), rtol=1e-5, atol=1e-5)
+
+
+def test_an_adapter_named_vanilla_is_refused_where_a_default_plugin_adapters_plain_copy_is(hub, pushed, tmp_path):
+    """Found 2026-12-07 by a probe: pushed (or saved) on its own into a repo (folder) holding a plugin adapter, an adapter
+    named "vanilla" replaced that adapter's plain copy vanilla/, which the card loads (4.33 off); one save holding both
+    was refused already. Into a folder without one it is saved as before."""
+    import peft
+
+    lone = peft.get_peft_model(common.tiny_model("gpt2")[0], common.all_configs()["vocab_uniform"]("CAUSAL_LM", "gpt2"), adapter_name="vanilla")
+    before = hub.files(REPO_ID)
+    with pytest.raises(ValueError, match=r"adapter named 'vanilla' .*vanilla/.*plain PEFT copy"):
+        lone.push_to_hub(REPO_ID)
+    assert hub.files(REPO_ID) == before
+    pushed.save_pretrained(tmp_path / "folder")
+    copy = (tmp_path / "folder" / "vanilla" / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=r"adapter named 'vanilla' .*vanilla/.*plain PEFT copy"):
+        lone.save_pretrained(tmp_path / "folder")
+    assert (tmp_path / "folder" / "vanilla" / "adapter_model.safetensors").read_bytes() == copy
+    lone.save_pretrained(tmp_path / "empty")
+    lone.push_to_hub("org/other-repo")
+    assert "vanilla/adapter_config.json" in hub.files("org/other-repo")
+
+
+def test_a_push_keeps_a_readme_the_user_wrote_on_the_hub(hub):
+    """Found 2026-12-07 by a probe: the push replaced a README.md of the user's own in the repo (its text and license)
+    with the plugin's card, without a word; plain PEFT's push keeps its text, and a local save keeps it, warning."""
+    from huggingface_hub import create_repo, upload_file
+
+    mine = b"---\nlicense: mit\n---\n# My prompt\n\nEvaluated by hand: 91.2% accuracy.\n"
+    create_repo(REPO_ID)
+    upload_file(path_or_fileobj=mine, path_in_repo="README.md", repo_id=REPO_ID)
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    with pytest.warns(UserWarning, match=r"README.md in .*was not written by this plugin: kept"):
+        peft_model.push_to_hub(REPO_ID)
+    files = hub.files(REPO_ID)
+    assert files["README.md"] == mine and {"adapter_config.json", "vanilla/adapter_config.json"} <= set(files)
+    peft_model.push_to_hub("org/new-repo")  # a repo without one gets the card
+    assert b"peft-softprompt-ext" in hub.files("org/new-repo")["README.md"]
+
+
+def test_a_push_deletes_the_plain_copies_of_its_own_adapters_only_whatever_their_names(hub):
+    """Found 2026-12-07 by a probe: adapter names went into the push's delete patterns as globs, so pushing an adapter
+    named "a?" deleted adapter "ab"'s plain copy (ab/vanilla/), whose card still pointed there."""
+    import peft
+
+    config = common.all_configs()["vocab_uniform"]("CAUSAL_LM", "gpt2")
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    peft_model.add_adapter("ab", config)
+    peft_model.push_to_hub(REPO_ID)
+    theirs = {name: data for name, data in hub.files(REPO_ID).items() if name.startswith("ab/")}
+    assert "ab/vanilla/adapter_model.safetensors" in theirs
+    peft.get_peft_model(common.tiny_model("gpt2")[0], config, adapter_name="a?").push_to_hub(REPO_ID)
+    assert {name: data for name, data in hub.files(REPO_ID).items() if name.startswith("ab/")} == theirs
