@@ -730,8 +730,23 @@ def _building_for_a_load():
     return _set_for_the_block(_BUILDING_FOR_A_LOAD)
 
 
+def _cached_subfolder(model_id, kwargs: dict):
+    """(model_id, kwargs) for PEFT's load: offline, a Hub repo's `subfolder` is read from its cached folder. PEFT 0.21
+    looks the weights up offline at <subfolder>/<subfolder>/ (it joins the subfolder into the file name and passes it
+    too), so every cached subfolder load failed (found 2026-12-07 by a probe; the cards load plain copies that way)."""
+    import huggingface_hub
+
+    subfolder = kwargs.get("subfolder")
+    if not subfolder or not huggingface_hub.constants.HF_HUB_OFFLINE or sources.is_local(model_id, subfolder):
+        return model_id, kwargs
+    folder = sources.local_folder(model_id, [ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME], subfolder, kwargs.get("revision"),
+                                  {k: kwargs[k] for k in ("cache_dir", "token") if kwargs.get(k) is not None})  # fmt: skip
+    return folder, {k: v for k, v in kwargs.items() if k not in ("subfolder", "revision")}
+
+
 def _from_pretrained(original, cls, model, model_id, adapter_name="default", is_trainable=False, config=None,
                      allow_base_model_mismatch=False, **kwargs):  # fmt: skip
+    model_id, kwargs = _cached_subfolder(model_id, kwargs)
     peft_type = peft_type_of(model_id, config, kwargs)
     if peft_type not in PLUGIN_PEFT_TYPES:  # read under the lock too: a save's vanilla/ copy is swapped with its folder
         with _hooks.reading(model_id, kwargs.get("subfolder")), _hooks.fingerprint_once():
@@ -769,6 +784,7 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
 
     Weights loaded into an adapter the model has keep its parameters training or not as they were (as PEFT does:
     Trainer reloads the best checkpoint and resumes that way); a new adapter loads frozen unless is_trainable."""
+    model_id, kwargs = _cached_subfolder(model_id, kwargs)
     peft_type = peft_type_of(model_id, None, kwargs)
     if peft_type not in PLUGIN_PEFT_TYPES:
         if _has_plugin_adapter(self) and _is_a_plugin_saves_plain_copy(model_id, adapter_name, kwargs):

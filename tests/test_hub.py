@@ -273,3 +273,34 @@ def test_a_push_deletes_the_plain_copies_of_its_own_adapters_only_whatever_their
     assert "ab/vanilla/adapter_model.safetensors" in theirs
     peft.get_peft_model(common.tiny_model("gpt2")[0], config, adapter_name="a?").push_to_hub(REPO_ID)
     assert {name: data for name, data in hub.files(REPO_ID).items() if name.startswith("ab/")} == theirs
+
+
+def test_a_pull_of_a_subfolder_from_the_offline_cache(hub, tmp_path):
+    """Found 2026-12-07 by a probe: offline, PeftModel.from_pretrained(base, repo, subfolder=...) failed although every
+    file was cached (PEFT 0.21 looks the weights up at <subfolder>/<subfolder>/: plain PEFT alike), and the cards load
+    plain copies and other adapters that way. With the plugin imported the cached subfolder is read."""
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    peft_model.add_adapter("other", common.all_configs()["vocab_top_frequent"]("CAUSAL_LM", "gpt2"))
+    peft_model.push_to_hub(REPO_ID)
+    for subfolder in ("other", "vanilla"):  # online: fills the cache
+        PeftModel.from_pretrained(common.tiny_model("gpt2")[0], REPO_ID, subfolder=subfolder)
+    peft_model.set_adapter("other")
+    torch.save(logits(peft_model), tmp_path / "other.pt")
+    peft_model.set_adapter("default")
+    torch.save(logits(peft_model), tmp_path / "vanilla.pt")
+    torch.save(common.inference_batch("gpt2"), tmp_path / "batch.pt")
+    base_dir = tmp_path / "base"
+    common.tiny_model("gpt2")[0].save_pretrained(base_dir)
+    code = (
+        "import torch, peft_softprompt_ext\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n"
+        "for sub in ('other', 'vanilla'):\n"
+        f"    base = AutoModelForCausalLM.from_pretrained({str(base_dir)!r}).eval()\n"
+        f"    out = PeftModel.from_pretrained(base, {REPO_ID!r}, subfolder=sub).eval()(**torch.load({str(tmp_path / 'batch.pt')!r})).logits\n"
+        f"    print('DIFF', sub, (out - torch.load(f'{tmp_path}/{{sub}}.pt')).abs().max().item())\n"
+    )
+    env = dict(hub.env(tmp_path / "client"), HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                            cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    diffs = {line.split()[1]: float(line.split()[2]) for line in result.stdout.splitlines() if line.startswith("DIFF")}
+    assert set(diffs) == {"other", "vanilla"} and max(diffs.values()) <= 1e-5, diffs
