@@ -48,7 +48,9 @@ class VocabSampledPromptTuningConfig(PluginPromptConfig):
             prompt is initialised) to count token frequencies in. Not saved: the saved config keeps
             `corpus_digest` instead.
         corpus_digest (`str`): sha256 of the corpus, filled in automatically.
-        seed (`int`): Seed of the sampling; the same seed gives the same prompt on any machine.
+        seed (`int`): Seed of the sampling; the same seed gives the same sampled rows on any machine. A
+            `residual_mlp` reparameterisation's weights (and an attention mixture's) are drawn from torch's global
+            generator, as PEFT's are: seed it too (`transformers.set_seed`, as the recipes do) for the same start.
         norm_matching (`bool`): Rescale every initial row to the mean norm of the usable vocabulary
             (as the model consumes it). Useful when averaged label words come out short.
         tokenizer_name_or_path (`str`): Tokenizer to read the vocabulary with; required by every
@@ -77,7 +79,7 @@ class VocabSampledPromptTuningConfig(PluginPromptConfig):
     corpus_digest: Optional[str] = field(
         default=None, metadata={"help": "sha256 of the corpus used at initialisation (set automatically)."}
     )
-    seed: int = field(default=0, metadata={"help": "Sampling seed: same seed, same prompt."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed: same seed, same sampled rows (an MLP's weights: torch's global seed)."})
     norm_matching: bool = field(
         default=False, metadata={"help": "Rescale initial rows to the mean norm of the usable vocabulary."}
     )
