@@ -29,7 +29,8 @@ import warnings
 from . import atomic_io, sources
 from ._peft_compat import (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, PLUGIN_PEFT_TYPES, adapter_config_of,
                            adapter_names, input_embeddings_of, is_plugin_config)  # fmt: skip
-from .adapter_files import NO_FINGERPRINT, check_adapter_files, check_state_shapes, claimed_fingerprint, is_plugin_card, safetensors_shapes
+from .adapter_files import (NO_FINGERPRINT, check_adapter_files, check_state_shapes, claimed_fingerprint, exported_fingerprint,
+                            is_plugin_card, safetensors_shapes)  # fmt: skip
 from .export import vanilla_copies
 from .fingerprint import base_model_fingerprint, check_fingerprint, fingerprint_differences, fingerprint_problem
 from .hub import write_sharing_files
@@ -60,8 +61,9 @@ def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters
     if "vanilla" in saved_names and "default" in saved_names and is_plugin_config(adapter_config_of(peft_model, "default")) \
             and vanilla_copies(peft_model, "default"):
         _refuse_the_name_vanilla("this save holds a default plugin adapter")
-    if "vanilla" in saved_names and "default" not in saved_names and _is_plugin_adapter_config(os.path.join(os.fspath(save_directory), ADAPTER_CONFIG_NAME)):
-        _refuse_the_name_vanilla(f"{os.fspath(save_directory)!r} holds a plugin adapter at its top")
+    folder = os.fspath(save_directory)
+    check_the_vanilla_subfolder(peft_model, saved_names, lambda path: _existing(os.path.join(folder, path)),
+                                os.path.isdir(os.path.join(folder, "vanilla")), repr(folder))  # fmt: skip
     users_readme = _users_readme(save_directory)
     if "default" not in saved_names:  # PEFT writes every other adapter into its subfolder: the top-level files are
         keep = _everything  # the folder's default adapter's (or a user's), kept as plain PEFT keeps them
@@ -87,15 +89,45 @@ def _refuse_the_name_vanilla(where: str) -> None:
                      "adapter another name (load_adapter(folder, 'other')), or save it into another folder or repo.")  # fmt: skip
 
 
-def _is_plugin_adapter_config(path: str | None) -> bool:
-    """Whether `path` (None: no such file) is the config of a plugin adapter, whose save owns vanilla/ beside it."""
-    if path is None or not os.path.isfile(path):
-        return False
+def check_the_vanilla_subfolder(peft_model, saved_names, file_at, vanilla_used: bool, where: str) -> None:
+    """vanilla/ is both a plugin save's plain copy of its default adapter and PEFT's subfolder for an adapter named
+    'vanilla': a save (or push) into `where` never replaces one with the other (found 2026-12-07: an adapter named
+    'vanilla' saved alone replaced a plugin adapter's plain copy, and a plugin save replaced a LoRA adapter named
+    'vanilla'). `file_at(path)`: a local copy of the target's file at `path`, or None; `vanilla_used`: it has vanilla/."""
+    top_is_plugin = _is_plugin_adapter_config(file_at(ADAPTER_CONFIG_NAME))
+    if "vanilla" in saved_names and "default" not in saved_names and top_is_plugin and vanilla_used:
+        _refuse_the_name_vanilla(f"{where} holds a plugin adapter whose plain copy is there")
+    if "default" not in saved_names or not is_plugin_config(adapter_config_of(peft_model, "default")):
+        return
+    config_path = file_at(f"vanilla/{ADAPTER_CONFIG_NAME}")
+    if config_path is None:
+        return  # nothing there, or a mixture's per-task copies (vanilla/<task>/), which this save replaces
+    weights = file_at(f"vanilla/{ADAPTER_WEIGHTS_NAME}")
+    if weights is not None and exported_fingerprint(weights) is not None:
+        return  # a plain copy this plugin wrote
+    peft_type = _peft_type_at(config_path)
+    if top_is_plugin and peft_type in ("PROMPT_TUNING", "PREFIX_TUNING"):
+        return  # a plain copy written before the copies carried the fingerprint
+    raise ValueError(f"vanilla/ in {where} holds an adapter named 'vanilla' (peft_type {peft_type!r}), where a save of this "
+                     "default plugin adapter writes its plain PEFT copy and would replace it. Save into another folder or "
+                     "repo, or move that adapter first.")  # fmt: skip
+
+
+def _existing(path: str) -> str | None:
+    return path if os.path.isfile(path) else None
+
+
+def _peft_type_at(path: str):
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle).get("peft_type") in PLUGIN_PEFT_TYPES
-    except (OSError, ValueError, AttributeError):  # unreadable or not a JSON object: no adapter of this plugin's
-        return False
+            return json.load(handle).get("peft_type")
+    except (OSError, ValueError, AttributeError):  # unreadable or not a JSON object
+        return None
+
+
+def _is_plugin_adapter_config(path: str | None) -> bool:
+    """Whether `path` (None: no such file) is the config of a plugin adapter, whose save owns vanilla/ beside it."""
+    return path is not None and os.path.isfile(path) and _peft_type_at(path) in PLUGIN_PEFT_TYPES
 
 
 def _users_readme(save_directory) -> bool:
@@ -216,10 +248,9 @@ def push_adapter_folder(peft_model, repo_id: str, commit_message=None, commit_de
     if revision is not None and not create_pr and not revision.startswith("refs/"):  # a new branch, as transformers' push does
         create_branch(repo_id, branch=revision, token=token, exist_ok=True)
     in_repo = _repo_files(repo_id, revision, token)
-    names = adapter_names(peft_model)
-    if "vanilla" in names and "default" not in names and ADAPTER_CONFIG_NAME in in_repo \
-            and _is_plugin_adapter_config(_repo_file(repo_id, ADAPTER_CONFIG_NAME, revision, token)):  # fmt: skip
-        _refuse_the_name_vanilla(f"the repo {repo_id!r} holds a plugin adapter at its top")
+    check_the_vanilla_subfolder(peft_model, adapter_names(peft_model),
+                                lambda path: _repo_file(repo_id, path, revision, token) if path in in_repo else None,
+                                any(name.startswith("vanilla/") for name in in_repo), f"the repo {repo_id!r}")  # fmt: skip
     with tempfile.TemporaryDirectory() as parent:
         folder = os.path.join(parent, "adapter")
         peft_model.save_pretrained(folder)

@@ -304,3 +304,31 @@ def test_a_pull_of_a_subfolder_from_the_offline_cache(hub, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     diffs = {line.split()[1]: float(line.split()[2]) for line in result.stdout.splitlines() if line.startswith("DIFF")}
     assert set(diffs) == {"other", "vanilla"} and max(diffs.values()) <= 1e-5, diffs
+
+
+def test_a_plugin_save_never_replaces_an_adapter_named_vanilla_and_a_lone_one_fits_beside_a_mixture_without_copies(hub, tmp_path):
+    """The review of the fix above: a push (or save) of a default plugin adapter replaced a LoRA adapter named 'vanilla'
+    already in the repo (folder) with its plain copy; and a lone 'vanilla' adapter was refused beside an attention
+    mixture, which writes no plain copy."""
+    import peft
+
+    lora = peft.get_peft_model(common.tiny_model("gpt2")[0], peft.LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["c_attn"]),
+                               adapter_name="vanilla")  # fmt: skip
+    lora.push_to_hub(REPO_ID)
+    lora.save_pretrained(tmp_path / "folder")
+    before, kept = hub.files(REPO_ID), (tmp_path / "folder" / "vanilla" / "adapter_model.safetensors").read_bytes()
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    with pytest.raises(ValueError, match=r"vanilla/ in the repo .* holds an adapter named 'vanilla' \(peft_type 'LORA'\)"):
+        peft_model.push_to_hub(REPO_ID)
+    with pytest.raises(ValueError, match=r"vanilla/ in '.*folder' holds an adapter named 'vanilla' \(peft_type 'LORA'\)"):
+        peft_model.save_pretrained(tmp_path / "folder")
+    assert hub.files(REPO_ID) == before and (tmp_path / "folder" / "vanilla" / "adapter_model.safetensors").read_bytes() == kept
+    peft_model.save_pretrained(tmp_path / "own")
+    peft_model.save_pretrained(tmp_path / "own")  # again: its own plain copy is replaced
+    attention = peft.get_peft_model(common.tiny_model("gpt2")[0], common.all_configs()["mixture_attention"]("CAUSAL_LM", "gpt2"))
+    attention.save_pretrained(tmp_path / "attention")
+    attention.push_to_hub("org/attention")
+    lone = peft.get_peft_model(common.tiny_model("gpt2")[0], common.all_configs()["mixture_attention"]("CAUSAL_LM", "gpt2"), adapter_name="vanilla")
+    lone.save_pretrained(tmp_path / "attention")
+    lone.push_to_hub("org/attention")
+    assert "vanilla/adapter_config.json" in hub.files("org/attention")
