@@ -478,6 +478,8 @@ def _forward(hook_name: str):
             return original(self, *args, **kwargs)
         if self._adapters_disabled:
             return _disabled_call(original, self, "__call__", args, kwargs)
+        if args:  # by PEFT's signature (found 2026-12-07: handed on in the hook's order, a classifier's labels were task ids)
+            args, kwargs = (), _bound_kwargs(original, self, args, kwargs)
         return getattr(_hooks, hook_name)(plugin_parts(self), *args, **kwargs)
 
     return wrapper

@@ -1245,3 +1245,22 @@ def test_a_prompt_of_input_rows_on_a_classifier_that_takes_no_inputs_embeds_is_r
     deep = peft.get_peft_model(_classifier_that_needs_input_ids(kind), DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, deep_init="zero"))
     assert deep(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.shape == (1, 2)
 
+
+
+@pytest.mark.parametrize("model_name", ["gpt2", "t5", "bert"])
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "mixture_task"])
+def test_arguments_given_by_position_mean_what_they_mean_to_peft(model_name, config_name):
+    """Found 2026-12-07 by a probe: the forward wrapper handed PEFT's positional arguments on in its own order, so a
+    classifier's labels (PEFT's 4th argument) were taken as task ids (no loss; a mixture routed rows by label) and a
+    seq2seq call's decoder_input_ids as something else ("You must specify exactly one of input_ids or inputs_embeds")."""
+    model, _ = make_peft_model(model_name, config_name)
+    model.eval()
+    batch = batch_for(model_name)
+    fourth = {"t5": "decoder_input_ids"}.get(model_name, "labels")
+    value = batch["labels"][:, :4] if model_name == "t5" else batch["labels"]
+    with torch.no_grad():
+        by_name = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **{fourth: value})
+        by_position = model(batch["input_ids"], batch["attention_mask"], None, value)
+    torch.testing.assert_close(by_position.logits, by_name.logits)
+    if fourth == "labels":
+        torch.testing.assert_close(by_position.loss, by_name.loss)
