@@ -19,9 +19,9 @@ _LIMIT_ATTRIBUTE = "_peft_softprompt_ext_position_limit"
 _UNKNOWN = object()
 
 
-def position_limit(model: torch.nn.Module) -> tuple[int, str] | None:
-    """(positions a sequence may use, a description of where that number comes from) of a model with a learned
-    position table, else None."""
+def position_limit(model: torch.nn.Module) -> tuple[int, str, int] | None:
+    """(positions a sequence may use, a description of where that number comes from, leading rows not used for tokens)
+    of a model with a learned position table, else None."""
     limit = model.__dict__.get(_LIMIT_ATTRIBUTE, _UNKNOWN)
     if limit is _UNKNOWN:
         limit = model.__dict__[_LIMIT_ATTRIBUTE] = _find_limit(model)
@@ -40,8 +40,8 @@ def _find_limit(model: torch.nn.Module) -> tuple[int, str] | None:
     # RoBERTa-style tables number positions from padding_idx + 1 (OPT / BART offset theirs inside a longer table)
     skipped = max((table.padding_idx + 1 for table in tables if table.padding_idx is not None), default=0)
     if skipped:
-        return value - skipped, f"config.{field}={value}, of which the first {skipped} are not used for tokens"
-    return value, f"config.{field}"
+        return value - skipped, f"config.{field}={value}, of which the first {skipped} are not used for tokens", skipped
+    return value, f"config.{field}", 0
 
 
 def check_prompt_fits(model, num_virtual_tokens: int, initialisation: str | None = None) -> None:
@@ -52,7 +52,7 @@ def check_prompt_fits(model, num_virtual_tokens: int, initialisation: str | None
     limit = position_limit(model)
     if limit is None or num_virtual_tokens < limit[0]:
         return
-    table, source = limit
+    table, source, _ = limit
     what = f"A soft prompt of num_virtual_tokens={num_virtual_tokens}"
     where = f"{type(model).__name__} has a table of {table} positions ({source})"
     if initialisation is None:
@@ -75,7 +75,9 @@ def check_positions_fit(model, num_virtual_tokens: int, fed_length: int, cache_l
     if limit is None or (not given and num_virtual_tokens + cache_length + fed_length <= limit[0]):  # no position can reach it
         return
     highest = int(positions.max()) if positions is not None else cache_length + fed_length - 1
-    table, source = limit
+    table, source, skipped = limit
+    if given and skipped:  # the caller's own ids index the table as they are (RoBERTa's count its unused rows)
+        table, source = table + skipped, f"config.{source.split('config.')[1].split(',')[0]}"
     if highest < table:
         return
     raise ValueError(

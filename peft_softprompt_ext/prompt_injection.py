@@ -1098,6 +1098,7 @@ def encoder_forward(
     reference = input_ids if input_ids is not None else inputs_embeds
     batch_size = reference.shape[0]
     position_ids = checked_position_ids(position_ids, reference)
+    given = position_ids is not None  # the caller's own, which may hold any number (found 2026-12-07: never read here)
     last_token = _classifies_from_the_last_token(parts)
     decoder = last_token and attention_mask is not None
     if _is_deep(parts):  # every layer reads the prompt; the input keeps its tokens and types
@@ -1107,7 +1108,7 @@ def encoder_forward(
             position_ids = _shifted_positions(position_ids, full_mask, num_virtual, length, False)
             if position_ids is None:  # no mask, no positions
                 position_ids = _positions_after_prompt({}, num_virtual, batch_size, length, reference.device)
-            check_positions_fit(_transformers_model(parts), num_virtual, length, 0, position_ids)
+            check_positions_fit(_transformers_model(parts), num_virtual, length, 0, position_ids, given)
         rows = _deep_rows(parts, input_ids, inputs_embeds, task_ids)
         if decoder and input_ids is None and attention_mask.dim() == 2 and not bool(attention_mask[:, -1].all()):
             # given embeddings, the classifier reads each row's last position (it finds the last real token from
@@ -1129,7 +1130,7 @@ def encoder_forward(
     positions = kwargs.get("position_ids")
     if positions is None and decoder:  # the last-token call counts positions from the mask
         positions = _positions_from_mask(attention_mask)
-    check_positions_fit(_transformers_model(parts), num_virtual, inputs_embeds.shape[1], 0, positions)
+    check_positions_fit(_transformers_model(parts), num_virtual, inputs_embeds.shape[1], 0, positions, given)
     if decoder:
         return _last_token_classifier_call(parts, inputs_embeds, attention_mask, kwargs)
     return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)

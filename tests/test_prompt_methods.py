@@ -1264,3 +1264,40 @@ def test_arguments_given_by_position_mean_what_they_mean_to_peft(model_name, con
     torch.testing.assert_close(by_position.logits, by_name.logits)
     if fourth == "labels":
         torch.testing.assert_close(by_position.loss, by_name.loss)
+
+
+@pytest.mark.parametrize("model_name,config_name", [("bert", "vocab_uniform"), ("gpt2_cls", "vocab_uniform"), ("gpt2_cls", "deep"),
+                                                    ("roberta", "vocab_uniform")])  # fmt: skip
+def test_a_classifiers_given_positions_past_its_table_are_named(model_name, config_name):
+    """Found 2026-12-07 by a probe: a SEQ_CLS forward never read the caller's position_ids, so positions that the prompt
+    moves past the learned table failed inside torch (BERT: "index 256 is out of bounds"; GPT-2: "index out of range");
+    the causal LM path names them. RoBERTa's given ids index its table as they are (its first rows unused for tokens)."""
+    import transformers
+
+    from peft_softprompt_ext import DeepPromptTuningConfig, VocabSampledPromptTuningConfig
+
+    small = dict(vocab_size=common.VOCAB_SIZE, num_labels=2)
+    if model_name == "bert":
+        base, table = common.tiny_model("bert")[0], 256
+    elif model_name == "roberta":
+        table = 130
+        base = transformers.RobertaForSequenceClassification(transformers.RobertaConfig(
+            hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, max_position_embeddings=table,
+            pad_token_id=1, **small)).eval()  # fmt: skip
+    else:
+        table = 256
+        base = transformers.GPT2ForSequenceClassification(transformers.GPT2Config(n_positions=table, n_embd=32, n_layer=1, n_head=4,
+                                                                                  pad_token_id=0, **small)).eval()  # fmt: skip
+    P = 5
+    config = (DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, deep_init="random") if config_name == "deep"
+              else VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, vocab_sampling="uniform"))  # fmt: skip
+    model = peft.get_peft_model(base, config)
+    ids = torch.randint(6, 300, (2, 4), generator=torch.Generator().manual_seed(0))
+    for last, fits in ((table - P - 1, True), (table - P, False)):
+        positions = torch.arange(last - 3, last + 1).expand(2, -1)
+        with torch.no_grad():
+            if fits:
+                model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions)
+            else:
+                with pytest.raises(ValueError, match=rf"this call needs position {table}, but .* has a table of {table} positions"):
+                    model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions)
