@@ -1122,6 +1122,9 @@ def encoder_forward(
             return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
                                     token_type_ids=token_type_ids, position_ids=position_ids, **kwargs)  # fmt: skip
     num_virtual = parts.num_virtual_tokens
+    if last_token and attention_mask is None and input_ids is not None:
+        attention_mask = _up_to_the_last_real_token(_transformers_model(parts), input_ids)
+        decoder = attention_mask is not None
     inputs_embeds, attention_mask = _encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     if token_type_ids is not None:
         kwargs["token_type_ids"] = _types_with_prompt(token_type_ids, num_virtual)
@@ -1134,6 +1137,18 @@ def encoder_forward(
     if decoder:
         return _last_token_classifier_call(parts, inputs_embeds, attention_mask, kwargs)
     return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+
+def _up_to_the_last_real_token(model, input_ids: torch.Tensor) -> torch.Tensor | None:
+    """Without a mask a last-token classifier reads each row's last token that is not the pad id (transformers' rule):
+    a mask ending each row there, so that the prompted call reads the same token (found 2026-12-07 by a probe: it read
+    a right-padded row's last position, a pad). None where the model names no pad id (transformers' own error then)."""
+    pad = getattr(model.config, "pad_token_id", None)
+    if pad is None:
+        return None
+    slots = torch.arange(input_ids.shape[1], device=input_ids.device)
+    last = (slots * (input_ids != pad)).argmax(-1)
+    return (slots[None, :] <= last[:, None]).long()
 
 
 def _types_with_prompt(token_type_ids: torch.Tensor, num_virtual: int) -> torch.Tensor:

@@ -100,6 +100,23 @@ def test_a_rows_class_logits_do_not_depend_on_its_padding(model_name, side, meth
 
 
 @pytest.mark.parametrize("method", ["vocab", "deep", "mixture_task"])
+@pytest.mark.parametrize("model_name", ["gpt2", "llama"])
+def test_right_padded_ids_without_a_mask_are_read_at_their_last_real_token_as_the_base_model_reads_them(model_name, method):
+    """Found 2026-12-07 by a probe: without an attention_mask a shallow prompt's classifier read a right-padded row at
+    its last position, a pad (2.18 off the row alone on GPT-2; plain PEFT 2.69), where the base model and a deep prompt
+    find the last token that is not the pad id. A row ending in the pad id (pad = eos, GPT-2's usual set-up) is read
+    before it, as the base model reads it."""
+    model, rows = _prompted(model_name, method), _rows()
+    tasks = {"task_ids": torch.tensor([0, 1, 1])} if method.startswith("mixture") else {}
+    with torch.no_grad():
+        alone = torch.cat([model(input_ids=row[None], **{k: v[i : i + 1] for k, v in tasks.items()}).logits for i, row in enumerate(rows)])
+        batched = model(input_ids=_batch(rows, "right")["input_ids"], **tasks).logits
+        ending_in_pad = model(input_ids=torch.cat((rows[0], torch.tensor([PAD])))[None], **{k: v[:1] for k, v in tasks.items()}).logits
+    torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ending_in_pad, alone[:1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["vocab", "deep", "mixture_task"])
 @pytest.mark.parametrize("side", ["right", "left"])
 @pytest.mark.parametrize("model_name", ["gpt2", "llama"])
 def test_a_rows_class_logits_do_not_depend_on_its_padding_given_embeddings(model_name, side, method):
