@@ -786,10 +786,11 @@ def _load_adapter(original, self, model_id, adapter_name, is_trainable=False, *a
 
     Weights loaded into an adapter the model has keep its parameters training or not as they were (as PEFT does:
     Trainer reloads the best checkpoint and resumes that way); a new adapter loads frozen unless is_trainable."""
+    given = model_id, kwargs  # (a Hub repo read from its cached folder is no local plugin save: found by a review)
     model_id, kwargs = _cached_subfolder(model_id, kwargs)
     peft_type = peft_type_of(model_id, None, kwargs)
     if peft_type not in PLUGIN_PEFT_TYPES:
-        if _has_plugin_adapter(self) and _is_a_plugin_saves_plain_copy(model_id, adapter_name, kwargs):
+        if _has_plugin_adapter(self) and _is_a_plugin_saves_plain_copy(given[0], adapter_name, given[1]):
             # the same prompt as its folder's plugin adapter, in plain PEFT's type, which PEFT cannot put beside it;
             # Trainer's resume does this with every checkpoint, so it is logged, not warned about
             _LOGGER.info(f"Not loading {os.fspath(model_id)!r} as adapter 'vanilla': it is the plain PEFT copy of the plugin "

@@ -51,11 +51,17 @@ def resolve_file(source, filename: str, subfolder: str | None = None, revision: 
         raise FileNotFoundError(f"{folder_of(source, subfolder)!r} has no {filename}.")
     check_hub_id(source, subfolder)
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     options = {k: v for k, v in dict(hub_kwargs or {}, revision=revision, subfolder=subfolder).items() if v is not None}
     try:
         return hf_hub_download(os.fspath(source), filename, **options)
+    except LocalEntryNotFoundError:  # offline (or local_files_only) and not cached: not "the repo has none" (found by a review)
+        if required:
+            raise FileNotFoundError(f"Hub repo {os.fspath(source)!r} (revision {revision}, subfolder {subfolder}): {filename} is not in "
+                                    "the local Hugging Face cache, and downloads are off (HF_HUB_OFFLINE=1 or local_files_only=True). "
+                                    "Load it once online, or pass a local folder.") from None  # fmt: skip
+        return None
     except EntryNotFoundError:
         if required:
             raise FileNotFoundError(f"Hub repo {os.fspath(source)!r} (revision {revision}, subfolder {subfolder}) has no {filename}.") from None

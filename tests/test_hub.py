@@ -282,7 +282,7 @@ def test_a_pull_of_a_subfolder_from_the_offline_cache(hub, tmp_path):
     peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
     peft_model.add_adapter("other", common.all_configs()["vocab_top_frequent"]("CAUSAL_LM", "gpt2"))
     peft_model.push_to_hub(REPO_ID)
-    for subfolder in ("other", "vanilla"):  # online: fills the cache
+    for subfolder in ("other", "vanilla", None):  # online: fills the cache
         PeftModel.from_pretrained(common.tiny_model("gpt2")[0], REPO_ID, subfolder=subfolder)
     peft_model.set_adapter("other")
     torch.save(logits(peft_model), tmp_path / "other.pt")
@@ -297,6 +297,18 @@ def test_a_pull_of_a_subfolder_from_the_offline_cache(hub, tmp_path):
         f"    base = AutoModelForCausalLM.from_pretrained({str(base_dir)!r}).eval()\n"
         f"    out = PeftModel.from_pretrained(base, {REPO_ID!r}, subfolder=sub).eval()(**torch.load({str(tmp_path / 'batch.pt')!r})).logits\n"
         f"    print('DIFF', sub, (out - torch.load(f'{tmp_path}/{{sub}}.pt')).abs().max().item())\n"
+        # the plain copy as a second adapter: refused by PEFT as online (the review: offline it was skipped silently,
+        # taken for a local save's own plain copy)
+        f"model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({str(base_dir)!r}), {REPO_ID!r})\n"
+        "try:\n"
+        f"    model.load_adapter({REPO_ID!r}, 'vanilla', subfolder='vanilla'); print('LOADED', list(model.peft_config))\n"
+        "except ValueError as error:\n"
+        "    print('REFUSED', error)\n"
+        "for sub in ('other',):  # a repo never pulled: said so, not 'the repo has no adapter_config.json'\n"
+        "    try:\n"
+        f"        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({str(base_dir)!r}), 'org/never', subfolder=sub)\n"
+        "    except OSError as error:\n"
+        "        print('MISSING', error)\n"
     )
     env = dict(hub.env(tmp_path / "client"), HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
@@ -304,6 +316,8 @@ def test_a_pull_of_a_subfolder_from_the_offline_cache(hub, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     diffs = {line.split()[1]: float(line.split()[2]) for line in result.stdout.splitlines() if line.startswith("DIFF")}
     assert set(diffs) == {"other", "vanilla"} and max(diffs.values()) <= 1e-5, diffs
+    assert "REFUSED Cannot combine adapters with different peft types" in result.stdout, result.stdout
+    assert "is not in the local Hugging Face cache, and downloads are off" in result.stdout, result.stdout
 
 
 def test_a_plugin_save_never_replaces_an_adapter_named_vanilla_and_a_lone_one_fits_beside_a_mixture_without_copies(hub, tmp_path):
