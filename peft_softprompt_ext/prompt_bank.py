@@ -98,12 +98,22 @@ def check_served_as_saved(base_model, sources: dict, revision: str | None = None
     for name, source in sources.items():
         for key, tensor in saved_base_tensors(source, revision).items():
             mine = own.get(key.removeprefix(BASE_MODULE_PREFIX))
-            if mine is None or mine.shape != tensor.shape or not torch.equal(tensor.to(mine), mine):
+            if mine is None or mine.shape != tensor.shape or not _equal_in_the_coarser_dtype(tensor, mine):
                 which = repr(name) if name == source else f"{name!r} ({source})"
                 raise ValueError(f"Prompt {which} holds {key!r}, trained with it: mixing='one_hot' (and serve_prompts) runs "
                                  "every row through one model, so it has one classifier head (and one copy of each base "
                                  "module) for all prompts, and this prompt would be served without its own. Load it alone "
                                  "(PeftModel.from_pretrained), or serve prompts that kept the base model's modules.")  # fmt: skip
+
+
+def _equal_in_the_coarser_dtype(saved: torch.Tensor, mine: torch.Tensor) -> bool:
+    """The same module held in two dtypes (a head saved from a bfloat16 copy of a float32 model): equal once both are
+    in the coarser one (found 2026-12-07 by a review: cast up to float32, the untouched head of a 16-bit save was
+    taken for a trained one)."""
+    if not (saved.is_floating_point() and mine.is_floating_point()) or saved.dtype == mine.dtype:
+        return torch.equal(saved.to(mine), mine)
+    coarser = max((saved.dtype, mine.dtype), key=lambda dtype: torch.finfo(dtype).eps)
+    return torch.equal(saved.to(coarser), mine.to(coarser))
 
 
 def saved_prompt_length(source: str, revision: str | None = None) -> int:

@@ -183,6 +183,9 @@ def test_a_one_hot_mixture_refuses_classifier_prompts_saved_with_their_own_head_
     alone = PeftModel.from_pretrained(common.tiny_model("bert")[0], tmp_path / "untrained")
     torch.testing.assert_close(common.forward_logits(model, {**batch, "task_ids": torch.zeros(3, dtype=torch.long)}),
                                common.forward_logits(alone, batch))  # fmt: skip
+    # a head saved untouched from a bfloat16 copy of the model is the float32 model's (the review: it was refused)
+    peft.get_peft_model(common.tiny_model("bert")[0].to(torch.bfloat16), config).save_pretrained(tmp_path / "bf16")
+    peft.get_peft_model(common.tiny_model("bert")[0], one_hot("bf16", "untrained"))
 
 
 @pytest.mark.parametrize("names", [("vocab_reparam", "vocab_uniform"), ("deep_layer_scaled", "deep_reparam")])
