@@ -16,9 +16,11 @@ plugin adapter:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
+import torch
 from huggingface_hub import ModelCard, ModelCardData
 
 from . import sources
@@ -48,11 +50,31 @@ def attach_results(peft_model, results, adapter_name: str | None = None) -> None
     adapter_name = adapter_name if adapter_name is not None else active_adapter_of(peft_model)
     if adapter_name not in adapter_names(peft_model):
         raise ValueError(f"adapter_name={adapter_name!r} is not an adapter of this model; it has {adapter_names(peft_model)}.")
-    # kept by the adapter's prompt encoder: a prompt deleted and another added under its name has none (found 2026-12-07
-    # by a probe: kept by the model, the deleted adapter's metrics went on the new one's card)
     if not is_plugin_config(adapter_config_of(peft_model, adapter_name)):
         return  # no card of this plugin's for it (a LoRA run of the recipes attaches too)
-    setattr(prompt_encoder_of(peft_model, adapter_name), _RESULTS_ATTRIBUTE, results)
+    # kept by the adapter's prompt encoder with a digest of the prompt they were measured on: a prompt deleted and
+    # another added under its name, or loaded over it or trained further, has none (found 2026-12-07: kept by the model,
+    # a deleted adapter's metrics went on the new one's card; a review: a prompt loaded over it kept them)
+    encoder = prompt_encoder_of(peft_model, adapter_name)
+    setattr(encoder, _RESULTS_ATTRIBUTE, (_prompt_digest(encoder), results))
+
+
+def _prompt_digest(encoder) -> str:
+    """A digest of every tensor of a prompt encoder (its names, dtypes, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _attached_results(encoder) -> tuple[dict | None, bool]:
+    """(the results attached to this prompt as it is now, whether results of an earlier state were dropped)."""
+    attached = getattr(encoder, _RESULTS_ATTRIBUTE, None)
+    if attached is None:
+        return None, False
+    digest, results = attached
+    return (results, False) if digest == _prompt_digest(encoder) else (None, True)
 
 
 def _method_name(config) -> str:
@@ -81,7 +103,10 @@ def _readout_lines(peft_model, adapter_name: str, config) -> list[str]:
     return lines
 
 
-def _metrics_lines(results: dict | None) -> list[str]:
+def _metrics_lines(results: dict | None, stale: bool = False) -> list[str]:
+    if stale:
+        return ["No recipe results attached to this prompt (results attached to it before it was trained further or "
+                "loaded over are not shown)."]  # fmt: skip
     if not results:
         return ["No recipe results attached."]
     config, confusion = results.get("config") or {}, (results.get("metrics") or {}).get("confusion")
@@ -155,7 +180,7 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
     prompt = sum(p.numel() for name, p in encoder.named_parameters() if not is_fixed_parameter(name))
     head = sum(t.numel() for t in trained_head_tensors(peft_model, adapter_name).values())  # e.g. a SEQ_CLS classifier
     trainable = f"{prompt + head:,} trainable parameters" + (f": {prompt:,} in the prompt, {head:,} in the trained head" if head else "")
-    results = getattr(encoder, _RESULTS_ATTRIBUTE, None)
+    results, stale = _attached_results(encoder)
     data = ModelCardData(
         library_name="peft", base_model=_hub_model_id(config.base_model_name_or_path), tags=CARD_TAGS + [method],
         model_index=None,
@@ -169,7 +194,7 @@ def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
         f"A soft prompt of **{config.num_virtual_tokens} virtual tokens** ({trainable}) for "
         f"{f'`{base}`' if base else 'a base model built from its config (its fingerprint is in the adapter config)'}, made with [peft_softprompt_ext](https://pypi.org/project/peft-softprompt-ext/).", "",
         "## Settings", "", "```json", json.dumps(settings, indent=2, default=str), "```", "",
-        "## Results", "", *_metrics_lines(results), "",
+        "## Results", "", *_metrics_lines(results, stale), "",
         "## What the prompt reads as", "", *_readout_lines(peft_model, adapter_name, config), "",
         "## How to load", "", "With the plugin (the native adapter; the base model's fingerprint is checked):", "",
         "```python", "import peft_softprompt_ext  # registers the method", "from peft import PeftModel",

@@ -343,6 +343,17 @@ def test_attached_results_go_on_their_adapters_card_only(tmp_path):
         model.save_pretrained(folder)
         assert "No recipe results attached." in (folder / "other" / "README.md").read_text()
         assert "| accuracy | 0.7500 |" in (folder / "README.md").read_text()
+    # another prompt loaded over it, or the prompt trained further: the results were not measured on it (the review)
+    attach_results(peft_model, {**results, "metrics": {"accuracy": 0.5}}, adapter_name="other")
+    with torch.no_grad():
+        copied.prompt_encoder["other"].embedding.weight.add_(0.5)
+    copied.save_pretrained(tmp_path / "perturbed")
+    peft_model.load_adapter(tmp_path / "perturbed" / "other", "other")  # another 7-token prompt, over this one
+    common.train_steps(peft_model, common.batch_for("gpt2"), steps=1)  # the active (default) adapter
+    peft_model.save_pretrained(tmp_path / "changed")
+    for card in (tmp_path / "changed" / "README.md", tmp_path / "changed" / "other" / "README.md"):
+        text = card.read_text()
+        assert "| accuracy |" not in text and "before it was trained further or loaded over are not shown" in text
 
 
 def test_results_attached_to_a_lora_model_change_nothing(tmp_path):
