@@ -438,7 +438,14 @@ def test_refinement_runs_the_steps_asked_for_on_any_reiterable_batches_and_names
     for batches in ([batch, batch], (batch, batch), loader):
         refined = refine_projection(projection, source_prompt, target_model, batches, steps=5, lr=0.05, rank=2)
         assert refined.info["refined"]["steps"] == 5
-    with pytest.raises(ValueError, match=r"batches ran out after 2 of steps=5.*goes through them once"):
+    with pytest.raises(ValueError, match=r"batches ran out after 2 of steps=5: gone through again, the list_iterator gave no more"):
         refine_projection(projection, source_prompt, target_model, iter([batch, batch]), steps=5, lr=0.05, rank=2)
+
+    class OnePass(torch.utils.data.IterableDataset):  # (the review: the message told such a loader's user to pass a DataLoader)
+        def __iter__(self):
+            return iter(rows) if not getattr(self, "used", False) and not setattr(self, "used", True) else iter(())
+
+    with pytest.raises(ValueError, match=r"batches ran out after 2 of steps=5: .*DataLoader gave no more .*DataLoader over a map-style"):
+        refine_projection(projection, source_prompt, target_model, torch.utils.data.DataLoader(OnePass(), batch_size=1), steps=5, lr=0.05, rank=2)
     with pytest.raises(ValueError, match=r"batches gave no batch to refine on"):
         refine_projection(projection, source_prompt, target_model, (), steps=5, lr=0.05, rank=2)

@@ -1242,6 +1242,10 @@ def test_a_prompt_of_input_rows_on_a_classifier_that_takes_no_inputs_embeds_is_r
             task_type="SEQ_CLS", num_virtual_tokens=5, source_prompts=[str(tmp_path / "plain")], mixing="task"))  # fmt: skip
     if kind == "t5" and not common.T5_ROUTES_ATTENTION:
         return  # (deep prompts on T5 need transformers >= 5.15)
+    subclass = type("MyClassifier", (type(_classifier_that_needs_input_ids(kind)),), {"forward": lambda self, *a, **k: super(subclass, self).forward(*a, **k)})
+    with pytest.raises(ValueError, match=r"MyClassifier takes no inputs_embeds"):  # (a review: a subclass's forward was read alone)
+        peft.get_peft_model(subclass(_classifier_that_needs_input_ids(kind).config), VocabSampledPromptTuningConfig(
+            task_type="SEQ_CLS", num_virtual_tokens=5, vocab_sampling="uniform"))  # fmt: skip
     deep = peft.get_peft_model(_classifier_that_needs_input_ids(kind), DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, deep_init="zero"))
     assert deep(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.shape == (1, 2)
 

@@ -76,9 +76,9 @@ def refine_projection(projection: PromptProjection, source_prompt: torch.Tensor,
     if not losses:
         raise ValueError(f"batches gave no batch to refine on (got {type(batches).__name__} {batches!r:.80}).")
     if len(losses) < steps:
-        raise ValueError(f"batches ran out after {len(losses)} of steps={steps}: a {type(batches).__name__} goes through them once. "
-                         f"Pass them as a list, tuple or DataLoader (gone through again as often as the steps need), or "
-                         f"steps={len(losses)}.")  # fmt: skip
+        raise ValueError(f"batches ran out after {len(losses)} of steps={steps}: gone through again, the {type(batches).__name__} gave "
+                         "no more (an iterator, or a loader over a one-pass dataset). Pass a list or tuple, a DataLoader over "
+                         f"a map-style dataset (gone through again as often as the steps need), or steps={len(losses)}.")  # fmt: skip
     info = dict(projection.info, refined={"steps": len(losses), "rank": rank, "lr": lr, "first_loss": losses[0], "last_loss": losses[-1]})
     return PromptProjection(prompt.weight().detach(), projection.source_mean, projection.target_mean,
                             projection.source_scale, projection.target_scale, info, row_norm=projection.row_norm)  # fmt: skip
