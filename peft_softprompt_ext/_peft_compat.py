@@ -412,6 +412,7 @@ def _setup_prompt_encoder(original, self, adapter_name):
 def _setup_plugin_prompt_encoder(self, adapter_name, config):
     # PEFT's own version would freeze the base, find the embeddings and then raise "Not supported"
     # for our type; we do the same steps with transformers' public get_input_embeddings().
+    config.check_fields()  # (a field set after the config was made)
     _hooks.check_task_type(task_type_name(config), innermost_model(self.base_model))
     # A config read from a save (the fingerprint it was read with, and the inference_mode=True PEFT saves) is built for
     # its weights to be loaded next (PeftModel(base, PeftConfig.from_pretrained(folder)), then

@@ -69,6 +69,16 @@ class PluginPromptConfig(PromptLearningConfig):
         if not is_integer(self.num_virtual_tokens) or self.num_virtual_tokens <= 0:
             raise ValueError(f"num_virtual_tokens must be a positive integer, got {self.num_virtual_tokens!r}.")
 
+    def check_fields(self) -> None:
+        """Check every field again, as when the config was made: a value set on it since (`config.num_tasks = 3`) is
+        refused when the prompt is built, not after training by the save's own load (found 2026-12-07 by a probe). What
+        the config was made with (its claimed fingerprint) stays as it was."""
+        made_with = getattr(self, "_fingerprint_made_with", None)
+        try:
+            self.__post_init__()
+        finally:
+            self._fingerprint_made_with = made_with
+
     def fingerprint_claimed(self) -> bool:
         """Whether the config carries the fingerprint it was made with (read from a save, or given when it was made): it
         claims its prompt is that model's, which a build checks. One a build wrote in (PEFT keeps the config object it is

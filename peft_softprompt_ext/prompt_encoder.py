@@ -90,7 +90,7 @@ class PromptEncoder(PeftEncoderHooks):
       * `prompt_table(task=None)` -> [P, D]: the PROMPT_TUNING table (refused for other kinds).
 
     Saving and loading (PEFT calls these through `PeftEncoderHooks`):
-      * `adapter_state_dict()` -> {safetensors name: tensor};
+      * `adapter_state_dict()` -> {safetensors name: tensor}, copies (a state dict kept in memory must not follow training);
       * `expected_state_shapes(config)` (classmethod) -> {name: shape}, checked against a file's
         header before anything is built;
       * `load_adapter_state(state_dict)`: validate names, shapes and values, then load;

@@ -90,10 +90,12 @@ class PromptTableEncoder(PromptEncoder):
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         # Same tensor name and layout as PEFT's PROMPT_TUNING: plain PEFT can read the weights
         # (and ignores the extra reparameterisation tensors kept for resuming training).
-        state = {PROMPT_TUNING_TENSOR: self.prompt_rows().detach()}
+        # Copies, as PEFT's prompt tuning gives them: a state dict kept in memory (the best step's) must not follow
+        # training (found 2026-12-07 by a probe: views restored the latest weights, 5.4 off the kept step's logits).
+        state = {PROMPT_TUNING_TENSOR: self.prompt_rows().detach().clone()}
         if self.reparameterization is not None:
-            state[_RAW] = self.raw_rows().detach()
-            state.update({f"reparameterization.{k}": v.detach() for k, v in self.reparameterization.state_dict().items()})
+            state[_RAW] = self.raw_rows().detach().clone()
+            state.update({f"reparameterization.{k}": v.detach().clone() for k, v in self.reparameterization.state_dict().items()})
         return state
 
     def load_adapter_state(self, state_dict: dict[str, torch.Tensor]) -> None:

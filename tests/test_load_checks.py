@@ -636,3 +636,22 @@ def test_a_saves_vanilla_copy_loaded_into_a_lora_model_gets_pefts_own_refusal(tm
     lora = peft.get_peft_model(common.tiny_model("gpt2")[0], peft.LoraConfig(task_type="CAUSAL_LM", r=2))
     with pytest.raises(ValueError, match="Cannot combine adapters with different peft types"):
         lora.load_adapter(tmp_path / "save" / "vanilla", adapter_name="plain")
+
+
+@pytest.mark.parametrize("config_name,field,value,message", [
+    ("mixture_task_2", "num_tasks", 3, r"task_names must be a list of num_tasks=3 names"),
+    ("mixture_task_2", "mixing", "bogus", r"mixing"),
+    ("deep_vocab", "deep_init", "bogus", r"deep_init"),
+    ("deep_top_layer", "trainable_layers", 0, r"trainable_layers"),
+    ("vocab_uniform", "num_virtual_tokens", 0, r"num_virtual_tokens must be a positive integer, got 0"),
+    ("vocab_uniform", "vocab_sampling", "bogus", r"vocab_sampling"),
+    ("vocab_uniform", "reparameterization", "bogus", r"reparameterization"),
+])  # fmt: skip
+def test_a_config_field_set_after_the_config_was_made_is_checked_when_the_prompt_is_built(config_name, field, value, message):
+    """Found 2026-12-07 by a probe: values the constructor refuses, set on a config afterwards, were built (a mixture of
+    3 tasks with 2 names, deep_init='bogus' trained and saved an adapter its own load refused; 'bogus' mixing became an
+    attention mixture; num_virtual_tokens=0 failed inside torch)."""
+    config = common.conformance_config(config_name, "CAUSAL_LM", "llama")
+    setattr(config, field, value)
+    with pytest.raises(ValueError, match=message):
+        peft.get_peft_model(common.tiny_model("llama")[0], config)

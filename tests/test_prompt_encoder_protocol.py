@@ -60,6 +60,12 @@ def test_an_encoder_keeps_its_declared_promises(case):
                     encoder.prompt_table(task)
     state = encoder.adapter_state_dict()
     assert {name: tuple(t.shape) for name, t in state.items()} == type(encoder).expected_state_shapes(config)
+    # copies: a state dict kept in memory does not follow training (found 2026-12-07 by a probe: they were views)
+    with torch.no_grad():
+        for parameter in encoder.parameters():
+            parameter.add_(1.0)
+    assert all(not torch.equal(kept, encoder.adapter_state_dict()[name]) for name, kept in state.items()
+               if kept.numel() and name != "bank")  # fmt: skip (the bank is a buffer: it never trains)
     encoder.load_adapter_state({name: t.clone() for name, t in state.items()})
     torch.testing.assert_close(encoder(batch, task_ids=task_ids, inputs_embeds=embeds, attention_mask=torch.ones(batch, 4)), prompts)
 

@@ -214,8 +214,8 @@ class MixturePromptEncoder(PromptEncoder):
         return shapes
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        # the bank is saved too: a loaded mixture never needs its source adapters again
-        return {name: tensor.detach() for name, tensor in self._state_tensors().items()}
+        # the bank is saved too: a loaded mixture never needs its source adapters again; copies (see PromptTableEncoder's)
+        return {name: tensor.detach().clone() for name, tensor in self._state_tensors().items()}
 
     def _state_tensors(self) -> dict[str, torch.Tensor]:
         """Saved name -> tensor: the bank, every parameter (layer_scaled's scale included), with `target_prompts`
