@@ -105,8 +105,8 @@ def _readout_lines(peft_model, adapter_name: str, config) -> list[str]:
 
 def _metrics_lines(results: dict | None, stale: bool = False) -> list[str]:
     if stale:
-        return ["No recipe results attached to this prompt (results attached to it before it was trained further or "
-                "loaded over are not shown)."]  # fmt: skip
+        return ["No recipe results attached to this prompt (results attached before it changed, trained further, loaded "
+                "over or cast to another dtype, are not shown)."]  # fmt: skip
     if not results:
         return ["No recipe results attached."]
     config, confusion = results.get("config") or {}, (results.get("metrics") or {}).get("confusion")

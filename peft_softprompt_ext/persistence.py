@@ -94,40 +94,54 @@ def check_the_vanilla_subfolder(peft_model, saved_names, file_at, vanilla_used: 
     'vanilla': a save (or push) into `where` never replaces one with the other (found 2026-12-07: an adapter named
     'vanilla' saved alone replaced a plugin adapter's plain copy, and a plugin save replaced a LoRA adapter named
     'vanilla'). `file_at(path)`: a local copy of the target's file at `path`, or None; `vanilla_used`: it has vanilla/."""
-    top_is_plugin = _is_plugin_adapter_config(file_at(ADAPTER_CONFIG_NAME))
-    if "vanilla" in saved_names and "default" not in saved_names and top_is_plugin and vanilla_used:
+    held = _vanilla_holds(file_at, vanilla_used)
+    if "vanilla" in saved_names and "default" not in saved_names and held == "plain copies":
         _refuse_the_name_vanilla(f"{where} holds a plugin adapter whose plain copy is there")
-    if "default" not in saved_names or not is_plugin_config(adapter_config_of(peft_model, "default")):
-        return
+    if "default" in saved_names and "vanilla" not in saved_names and held == "an adapter" \
+            and is_plugin_config(adapter_config_of(peft_model, "default")):  # fmt: skip
+        peft_type = _peft_type_at(file_at(f"vanilla/{ADAPTER_CONFIG_NAME}"))
+        raise ValueError(f"vanilla/ in {where} holds an adapter named 'vanilla' (peft_type {peft_type!r}), where a save of this "
+                         "default plugin adapter writes its plain PEFT copy and would replace it. Save into another folder or "
+                         "repo, or move that adapter first.")  # fmt: skip
+
+
+def _vanilla_holds(file_at, vanilla_used: bool) -> str:
+    """What a folder's (or repo's) vanilla/ holds: "nothing", "plain copies" (of its top-level plugin adapter: a plain
+    copy carries the fingerprint in its metadata; a mixture's sit in vanilla/<task>/) or "an adapter" named 'vanilla'."""
+    if not vanilla_used:
+        return "nothing"
     config_path = file_at(f"vanilla/{ADAPTER_CONFIG_NAME}")
-    if config_path is None:
-        return  # nothing there, or a mixture's per-task copies (vanilla/<task>/), which this save replaces
+    top = _config_at(file_at(ADAPTER_CONFIG_NAME))
+    writes_copies = top.get("peft_type") in PLUGIN_PEFT_TYPES and top.get("mixing") != "attention"
+    if config_path is None:  # a mixture's per-task copies (or files of the user's, which a plugin save drops with them)
+        return "plain copies" if writes_copies else "nothing"
     weights = file_at(f"vanilla/{ADAPTER_WEIGHTS_NAME}")
     if weights is not None and exported_fingerprint(weights) is not None:
-        return  # a plain copy this plugin wrote
-    peft_type = _peft_type_at(config_path)
-    if top_is_plugin and peft_type in ("PROMPT_TUNING", "PREFIX_TUNING"):
-        return  # a plain copy written before the copies carried the fingerprint
-    raise ValueError(f"vanilla/ in {where} holds an adapter named 'vanilla' (peft_type {peft_type!r}), where a save of this "
-                     "default plugin adapter writes its plain PEFT copy and would replace it. Save into another folder or "
-                     "repo, or move that adapter first.")  # fmt: skip
+        return "plain copies"
+    single = writes_copies and (top.get("peft_type") != "MIXTURE_PROMPT_TUNING" or top.get("num_tasks") == 1)
+    if single and _peft_type_at(config_path) in ("PROMPT_TUNING", "PREFIX_TUNING"):
+        return "plain copies"  # a copy written before the copies carried the fingerprint (2026-12-02)
+    return "an adapter"
 
 
 def _existing(path: str) -> str | None:
     return path if os.path.isfile(path) else None
 
 
-def _peft_type_at(path: str):
+def _config_at(path: str | None) -> dict:
+    """The JSON object at `path` ({} where there is none, or it is unreadable or not an object)."""
+    if path is None:
+        return {}
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle).get("peft_type")
-    except (OSError, ValueError, AttributeError):  # unreadable or not a JSON object
-        return None
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
-def _is_plugin_adapter_config(path: str | None) -> bool:
-    """Whether `path` (None: no such file) is the config of a plugin adapter, whose save owns vanilla/ beside it."""
-    return path is not None and os.path.isfile(path) and _peft_type_at(path) in PLUGIN_PEFT_TYPES
+def _peft_type_at(path: str | None):
+    return _config_at(path).get("peft_type")
 
 
 def _users_readme(save_directory) -> bool:

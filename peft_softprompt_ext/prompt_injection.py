@@ -29,7 +29,7 @@ from transformers import GenerationMixin
 
 from . import layer_prefix, shared_prefix
 from ._peft_compat import PromptParts, validate_task_type
-from .position_table import check_positions_fit
+from .position_table import check_positions_fit, position_limit
 from .position_table import check_prompt_fits as check_prompt_fits_table
 from .prompt_encoder import KEY_VALUES, check_task_ids
 
@@ -427,13 +427,14 @@ def _keys_in_order(attention: torch.Tensor, back: torch.Tensor, length: int, ste
     return torch.cat((_in_order(attention[..., :length], back, 3), attention[..., length:]), dim=-1)
 
 
-def _shifted_positions(position_ids, full_mask, num_virtual_tokens, new_length, injecting):
-    """Position ids for the tokens fed in this call (prompt rows included when injecting)."""
+def _shifted_positions(position_ids, full_mask, num_virtual_tokens, new_length, injecting, first: int = 0):
+    """Position ids for the tokens fed in this call (prompt rows included when injecting, numbered from `first`: the
+    first row of the position table a token uses, 2 in RoBERTa's, whose rows 0-1 serve padding)."""
     if position_ids is not None:
         shifted = position_ids + num_virtual_tokens
         if not injecting:
             return shifted
-        prompt_positions = torch.arange(num_virtual_tokens, device=shifted.device).expand(shifted.shape[0], -1)
+        prompt_positions = torch.arange(first, first + num_virtual_tokens, device=shifted.device).expand(shifted.shape[0], -1)
         return torch.cat((prompt_positions, shifted), dim=1)
     if full_mask is not None:
         return _positions_from_mask(full_mask)[:, -new_length:]
@@ -1129,7 +1130,9 @@ def encoder_forward(
     if token_type_ids is not None:
         kwargs["token_type_ids"] = _types_with_prompt(token_type_ids, num_virtual)
     if position_ids is not None:
-        kwargs["position_ids"] = _shifted_positions(position_ids, None, num_virtual, None, injecting=True)
+        first = (position_limit(_transformers_model(parts)) or (0, "", 0))[2]  # (found 2026-12-07 by a review: RoBERTa's
+        # prompt sat at rows 0..P-1, row 1 its padding row, 0.009 off the prompt without given ids)
+        kwargs["position_ids"] = _shifted_positions(position_ids, None, num_virtual, None, injecting=True, first=first)
     positions = kwargs.get("position_ids")
     if positions is None and decoder:  # the last-token call counts positions from the mask
         positions = _positions_from_mask(attention_mask)

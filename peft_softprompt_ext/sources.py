@@ -56,12 +56,16 @@ def resolve_file(source, filename: str, subfolder: str | None = None, revision: 
     options = {k: v for k, v in dict(hub_kwargs or {}, revision=revision, subfolder=subfolder).items() if v is not None}
     try:
         return hf_hub_download(os.fspath(source), filename, **options)
-    except LocalEntryNotFoundError:  # offline (or local_files_only) and not cached: not "the repo has none" (found by a review)
-        if required:
-            raise FileNotFoundError(f"Hub repo {os.fspath(source)!r} (revision {revision}, subfolder {subfolder}): {filename} is not in "
-                                    "the local Hugging Face cache, and downloads are off (HF_HUB_OFFLINE=1 or local_files_only=True). "
-                                    "Load it once online, or pass a local folder.") from None  # fmt: skip
-        return None
+    except LocalEntryNotFoundError as error:  # not cached, and not downloadable now: not "the repo has none" (found by
+        # reviews: offline, or a partial cache, or an unreachable Hub, was reported as a file missing from the repo)
+        import huggingface_hub
+
+        if huggingface_hub.constants.HF_HUB_OFFLINE or options.get("local_files_only"):
+            why = "downloads are off (HF_HUB_OFFLINE=1 or local_files_only=True). Load it once online, or pass a local folder"
+        else:
+            why = f"the Hub could not be reached ({error})"
+        raise FileNotFoundError(f"Hub repo {os.fspath(source)!r} (revision {revision}, subfolder {subfolder}): {filename} is not in "
+                                f"the local Hugging Face cache, and {why}.") from None  # fmt: skip
     except EntryNotFoundError:
         if required:
             raise FileNotFoundError(f"Hub repo {os.fspath(source)!r} (revision {revision}, subfolder {subfolder}) has no {filename}.") from None

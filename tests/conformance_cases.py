@@ -165,6 +165,11 @@ def _input_prompt_in_sliding_window_lm(case: ConfigCase, model: str) -> bool:
     return _input_prompt_in_causal_lm(case, model) and model == "gemma3"
 
 
+def _one_hot_classifier(case: ConfigCase, model: str) -> bool:
+    """A one_hot mixture (served prompts) of a classifier."""
+    return case.mixing == "one_hot" and MODELS[model] == SEQ_CLS
+
+
 _NOTHING_TRAINS = "one_hot serves fixed prompts: nothing requires a gradient (SEQ_CLS still trains its head)"
 
 
@@ -190,6 +195,9 @@ REFUSALS = [
     Refusal("dpo_trainer", _nothing_trains, ValueError, "Nothing in this model trains", _NOTHING_TRAINS),
     Refusal("dpo_trainer", _multi_task, ValueError, "task_ids is missing",
             "trl's preference collator drops task_ids; train each task's prompt alone"),
+    Refusal("reward_trainer", _one_hot_classifier, ValueError, "saved with another head than this model's",
+            "a one_hot mixture serves its bank prompts as saved, through one head: a reward model's new one-output head is "
+            "not the head they were saved with"),
     Refusal("reward_trainer", _multi_task, ValueError, "task_ids is missing",
             "trl's reward collator drops task_ids; train each task's prompt alone"),
     Refusal("pipeline_classification", _multi_task, ValueError, "task_ids is missing",

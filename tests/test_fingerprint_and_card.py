@@ -353,7 +353,7 @@ def test_attached_results_go_on_their_adapters_card_only(tmp_path):
     peft_model.save_pretrained(tmp_path / "changed")
     for card in (tmp_path / "changed" / "README.md", tmp_path / "changed" / "other" / "README.md"):
         text = card.read_text()
-        assert "| accuracy |" not in text and "before it was trained further or loaded over are not shown" in text
+        assert "| accuracy |" not in text and "attached before it changed, trained further, loaded over or cast" in text
 
 
 def test_results_attached_to_a_lora_model_change_nothing(tmp_path):

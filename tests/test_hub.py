@@ -320,6 +320,41 @@ def test_a_pull_of_a_subfolder_from_the_offline_cache(hub, tmp_path):
     assert "is not in the local Hugging Face cache, and downloads are off" in result.stdout, result.stdout
 
 
+def test_a_pull_that_cannot_download_names_the_cache_and_why(hub, tmp_path, monkeypatch):
+    """A second review: a partial cache (the config pulled, the weights not) was reported offline as a repo without
+    safetensors ("never a pickle"), and online with the Hub unreachable as "downloads are off"."""
+    from huggingface_hub import hf_hub_download
+
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    peft_model.push_to_hub(REPO_ID)
+    hf_hub_download(REPO_ID, "adapter_config.json")  # the config only
+    base_dir = tmp_path / "base"
+    common.tiny_model("gpt2")[0].save_pretrained(base_dir)
+    code = (
+        "import peft_softprompt_ext\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n"
+        f"base = AutoModelForCausalLM.from_pretrained({str(base_dir)!r})\n"
+        "try:\n"
+        f"    PeftModel.from_pretrained(base, {REPO_ID!r})\n"
+        "except OSError as error:\n"
+        "    print('MISSING', error)\n"
+    )
+    env = dict(hub.env(tmp_path / "client"), HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                            cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+    assert "adapter_model.safetensors is not in the local Hugging Face cache, and downloads are off" in result.stdout, result.stdout
+    # online, the Hub unreachable (huggingface_hub retries for half a minute there: its answer is stood in for)
+    import huggingface_hub
+
+    from peft_softprompt_ext import sources
+
+    def unreachable(*args, **kwargs):
+        raise huggingface_hub.errors.LocalEntryNotFoundError("cannot reach the Hub; check your connection")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    with pytest.raises(FileNotFoundError, match=r"not in the local Hugging Face cache, and the Hub could not be reached \(cannot reach"):
+        sources.resolve_file("org/never", "adapter_config.json")
+
+
 def test_a_plugin_save_never_replaces_an_adapter_named_vanilla_and_a_lone_one_fits_beside_a_mixture_without_copies(hub, tmp_path):
     """The review of the fix above: a push (or save) of a default plugin adapter replaced a LoRA adapter named 'vanilla'
     already in the repo (folder) with its plain copy; and a lone 'vanilla' adapter was refused beside an attention
@@ -344,5 +379,20 @@ def test_a_plugin_save_never_replaces_an_adapter_named_vanilla_and_a_lone_one_fi
     attention.push_to_hub("org/attention")
     lone = peft.get_peft_model(common.tiny_model("gpt2")[0], common.all_configs()["mixture_attention"]("CAUSAL_LM", "gpt2"), adapter_name="vanilla")
     lone.save_pretrained(tmp_path / "attention")
+    lone.save_pretrained(tmp_path / "attention")  # again, over itself (a second review: refused as the top's copy)
+    lone.push_to_hub("org/attention")
     lone.push_to_hub("org/attention")
     assert "vanilla/adapter_config.json" in hub.files("org/attention")
+    with pytest.raises(ValueError, match=r"holds an adapter named 'vanilla' \(peft_type 'MIXTURE_PROMPT_TUNING'\)"):
+        attention.save_pretrained(tmp_path / "attention")  # the top's save would drop vanilla/, the lone adapter
+    both = peft.get_peft_model(common.tiny_model("gpt2")[0], common.all_configs()["mixture_attention"]("CAUSAL_LM", "gpt2"))
+    both.add_adapter("vanilla", common.all_configs()["mixture_attention"]("CAUSAL_LM", "gpt2"))
+    both.save_pretrained(tmp_path / "both")
+    both.save_pretrained(tmp_path / "both")  # (the second review: the second save was refused)
+    # a plain PEFT adapter named 'vanilla' beside an attention mixture (which writes no copy) is no plain copy of it
+    plain = peft.get_peft_model(common.tiny_model("gpt2")[0], peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5),
+                                adapter_name="vanilla")  # fmt: skip
+    attention.save_pretrained(tmp_path / "attention-plain")
+    plain.save_pretrained(tmp_path / "attention-plain")
+    with pytest.raises(ValueError, match=r"holds an adapter named 'vanilla' \(peft_type 'PROMPT_TUNING'\)"):
+        attention.save_pretrained(tmp_path / "attention-plain")

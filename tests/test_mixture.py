@@ -186,6 +186,10 @@ def test_a_one_hot_mixture_refuses_classifier_prompts_saved_with_their_own_head_
     # a head saved untouched from a bfloat16 copy of the model is the float32 model's (the review: it was refused)
     peft.get_peft_model(common.tiny_model("bert")[0].to(torch.bfloat16), config).save_pretrained(tmp_path / "bf16")
     peft.get_peft_model(common.tiny_model("bert")[0], one_hot("bf16", "untrained"))
+    peft.get_peft_model(common.tiny_model("bert")[0].to(torch.float16), config).save_pretrained(tmp_path / "fp16")
+    peft.get_peft_model(common.tiny_model("bert")[0].to(torch.bfloat16), one_hot("fp16"))  # (a second review: refused)
+    with pytest.raises(ValueError, match=r"holds 'base_model.classifier"):
+        peft.get_peft_model(common.tiny_model("bert")[0].to(torch.bfloat16), one_hot("trained"))
 
 
 @pytest.mark.parametrize("names", [("vocab_reparam", "vocab_uniform"), ("deep_layer_scaled", "deep_reparam")])

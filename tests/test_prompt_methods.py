@@ -1246,6 +1246,11 @@ def test_a_prompt_of_input_rows_on_a_classifier_that_takes_no_inputs_embeds_is_r
     with pytest.raises(ValueError, match=r"MyClassifier takes no inputs_embeds"):  # (a review: a subclass's forward was read alone)
         peft.get_peft_model(subclass(_classifier_that_needs_input_ids(kind).config), VocabSampledPromptTuningConfig(
             task_type="SEQ_CLS", num_virtual_tokens=5, vocab_sampling="uniform"))  # fmt: skip
+    def own_forward(self, input_ids=None, inputs_embeds=None, **kwargs):  # its own forward, calling another helper of super()
+        return super(own, self).get_input_embeddings()
+    own = type("OwnForward", (type(_classifier_that_needs_input_ids(kind)),), {"forward": own_forward})
+    peft.get_peft_model(own(_classifier_that_needs_input_ids(kind).config), VocabSampledPromptTuningConfig(
+        task_type="SEQ_CLS", num_virtual_tokens=5, vocab_sampling="uniform"))  # fmt: skip (a second review: it was refused)
     deep = peft.get_peft_model(_classifier_that_needs_input_ids(kind), DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, deep_init="zero"))
     assert deep(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.shape == (1, 2)
 
@@ -1268,6 +1273,25 @@ def test_arguments_given_by_position_mean_what_they_mean_to_peft(model_name, con
     torch.testing.assert_close(by_position.logits, by_name.logits)
     if fourth == "labels":
         torch.testing.assert_close(by_position.loss, by_name.loss)
+
+
+def test_roberta_given_its_own_position_ids_gives_the_logits_it_gives_without_them():
+    """Found 2026-12-07 by a review: given position_ids, a shallow prompt's rows were put at table rows 0..P-1, where
+    RoBERTa numbers tokens from padding_idx + 1 (row 1 is its padding row): 0.009 off on a logit scale of 0.01."""
+    import transformers
+
+    from peft_softprompt_ext import VocabSampledPromptTuningConfig
+
+    torch.manual_seed(0)
+    base = transformers.RobertaForSequenceClassification(transformers.RobertaConfig(
+        vocab_size=common.VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=64, pad_token_id=1, num_labels=2)).eval()  # fmt: skip
+    model = peft.get_peft_model(base, VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5, vocab_sampling="uniform"))
+    ids = torch.randint(5, 300, (2, 10), generator=torch.Generator().manual_seed(1))
+    own = (torch.arange(10) + 2)[None].expand(2, -1)  # what RoBERTa numbers an unpadded row
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=own).logits,
+                                   model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits)  # fmt: skip
 
 
 @pytest.mark.parametrize("model_name,config_name", [("bert", "vocab_uniform"), ("gpt2_cls", "vocab_uniform"), ("gpt2_cls", "deep"),
