@@ -186,6 +186,8 @@ def prompt_encoder_of(peft_model, adapter_name: str | None = None) -> torch.nn.M
 
 
 def adapter_config_of(peft_model, adapter_name: str | None = None):
+    if not isinstance(getattr(peft_model, "peft_config", None), dict):  # (found 2026-12-07: a bare AttributeError)
+        raise ValueError(f"Expected a PeftModel (peft.get_peft_model or PeftModel.from_pretrained), got a {type(peft_model).__name__}.")
     adapter_name = adapter_name or peft_model.active_adapter
     if adapter_name not in peft_model.peft_config:
         raise ValueError(f"adapter_name={adapter_name!r} not found; known: {list(peft_model.peft_config)}.")

@@ -32,6 +32,48 @@ def is_plugin_card(path: str) -> bool:
         return PLUGIN_CARD_TAG in handle.read()
 
 
+NOTHING, PLAIN_COPIES, AN_ADAPTER, OTHER_FILES = "nothing", "plain copies", "an adapter", "other files"
+
+
+def vanilla_holds(files, file_at) -> str:
+    """What the vanilla/ of a folder or Hub repo holds: NOTHING; PLAIN_COPIES, the plain PEFT copies a plugin save wrote
+    of the adapter at the top (each carries the base-model fingerprint in its metadata; a mixture's sit in
+    vanilla/<task>/); AN_ADAPTER named 'vanilla' (PEFT saves every adapter but 'default' under its name); or
+    OTHER_FILES, a user's. A copy written before the copies carried the fingerprint (2026-12-02) reads as an adapter (a
+    second review found a plain adapter named 'vanilla' beside a prompt that writes no copy taken for such a copy, and
+    dropped). `files`: the folder's files (relative paths); `file_at(path)`: a local copy of one, or None."""
+    under = {name for name in files if name.startswith("vanilla/")}
+    if not under:
+        return NOTHING
+    top = config_at(file_at(ADAPTER_CONFIG_NAME))
+    folders = {name.rsplit("/", 1)[0] for name in under if name.endswith("/" + ADAPTER_CONFIG_NAME)}
+    copy_files = {f"{folder}/{name}" for folder in folders for name in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME)}
+    if folders and under <= copy_files and top.get("peft_type") in PLUGIN_PEFT_TYPES and all(
+            _carries_the_fingerprint(file_at(f"{folder}/{ADAPTER_WEIGHTS_NAME}")) for folder in folders):  # fmt: skip
+        return PLAIN_COPIES
+    return AN_ADAPTER if f"vanilla/{ADAPTER_CONFIG_NAME}" in under else OTHER_FILES
+
+
+def _carries_the_fingerprint(weights: str | None) -> bool:
+    return weights is not None and exported_fingerprint(weights) is not None
+
+
+def config_at(path: str | None) -> dict:
+    """The JSON object at `path` ({} where there is none, or it is unreadable or not an object)."""
+    if path is None:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def peft_type_at(path: str | None):
+    return config_at(path).get("peft_type")
+
+
 def peft_type_field(config: dict, source: str) -> str:
     """The `peft_type` of a config dict; missing or not a string is an error naming the field and file."""
     peft_type = config.get("peft_type")
@@ -69,13 +111,15 @@ def _download_weights(repo_id, subfolder: str | None, hub_kwargs: dict | None) -
     hub_kwargs = dict(hub_kwargs or {})
     revision = hub_kwargs.pop("revision", None)
     hub_kwargs.pop("subfolder", None)
-    path = sources.resolve_file(repo_id, ADAPTER_WEIGHTS_NAME, subfolder, revision, hub_kwargs, required=False)
-    if path is None:
+    try:
+        return sources.resolve_file(repo_id, ADAPTER_WEIGHTS_NAME, subfolder, revision, hub_kwargs)
+    except sources.NotCachedError:
+        raise  # (offline with a partial cache: said so, not "the repo has no safetensors")
+    except FileNotFoundError:
         raise ValueError(
             f"Adapter {os.fspath(repo_id)!r} has no {ADAPTER_WEIGHTS_NAME}; peft_softprompt_ext loads safetensors only "
             f"(never a pickle {PICKLE_WEIGHTS_NAME})."
-        )
-    return path
+        ) from None
 
 
 def check_safetensors_file(path: str) -> None:

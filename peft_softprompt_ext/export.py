@@ -25,6 +25,8 @@ from ._peft_compat import (
     PROMPT_TUNING_TENSOR,
     adapter_config_of,
     innermost_model,
+    is_plugin_config,
+    peft_type_name,
     plain_cartridge_config,
     plain_prefix_tuning_config,
     plain_prompt_tuning_config,
@@ -32,7 +34,7 @@ from ._peft_compat import (
     prompt_table_of,
     trained_head_tensors,
 )
-from .adapter_files import is_plugin_card
+from .adapter_files import PLAIN_COPIES, is_plugin_card, vanilla_holds
 from .atomic_io import atomic_directory_write
 from .fingerprint import FINGERPRINT_METADATA_KEY
 from .ids_embedding import ids_scale
@@ -54,10 +56,15 @@ def vanilla_copies(peft_model, adapter_name: str = "default") -> list[tuple[int 
 
 def _not_adapter_files(name: str, path: str) -> bool:
     """An export keeps what a folder held besides an adapter, but not a plugin save's card and plain copies: they
-    described the adapter the export replaces."""
+    described the adapter the export replaces (a vanilla/ of anything else stays: found 2026-12-07 by a probe, a user's
+    files there were dropped)."""
     if name == "README.md":
         return not is_plugin_card(path)
-    return name not in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, "vanilla")
+    if name == "vanilla":
+        folder = os.path.dirname(path)
+        files = [os.path.relpath(os.path.join(root, entry), folder) for root, _, entries in os.walk(path) for entry in entries]
+        return vanilla_holds(files, lambda relative: os.path.join(folder, relative) if os.path.isfile(os.path.join(folder, relative)) else None) != PLAIN_COPIES
+    return name not in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME)
 
 
 def export_prompt_tuning(peft_model, save_directory: str | os.PathLike, adapter_name: str = "default", task=None) -> str:
@@ -135,6 +142,10 @@ def write_prefix_tuning_files(peft_model, folder: str, adapter_name: str = "defa
     config = adapter_config_of(peft_model, adapter_name)
     encoder = prompt_encoder_of(peft_model, adapter_name)
     kind = "PREFIX_TUNING" if cartridge_frozen_tokens is None else "CARTRIDGE"
+    if not is_plugin_config(config):  # (found 2026-12-07 by a probe: a bare AttributeError of PEFT's encoder)
+        raise ValueError(f"Adapter {adapter_name!r} is a plain PEFT {peft_type_name(config)} adapter: export_prefix_tuning and "
+                         "export_cartridge write a plugin deep prompt in plain PEFT's types; save a plain adapter with "
+                         "save_pretrained.")  # fmt: skip
     if encoder.plain_peft_type != "PREFIX_TUNING":  # (a prompt of input rows: its own refusal is about PROMPT_TUNING)
         not_deep = "it is not a deep prompt (use export_prompt_tuning)"
         reason = not_deep if encoder.prompt_kind != KEY_VALUES else encoder.export_refusal or not_deep

@@ -21,16 +21,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import glob
-import json
 import os
 import tempfile
 import warnings
 
 from . import atomic_io, sources
-from ._peft_compat import (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, PLUGIN_PEFT_TYPES, adapter_config_of,
-                           adapter_names, input_embeddings_of, is_plugin_config)  # fmt: skip
-from .adapter_files import (NO_FINGERPRINT, check_adapter_files, check_state_shapes, claimed_fingerprint, exported_fingerprint,
-                            is_plugin_card, safetensors_shapes)  # fmt: skip
+from ._peft_compat import (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, adapter_config_of, adapter_names,
+                           input_embeddings_of, is_plugin_config)  # fmt: skip
+from .adapter_files import (AN_ADAPTER, NO_FINGERPRINT, NOTHING, PLAIN_COPIES, check_adapter_files, check_state_shapes,
+                            claimed_fingerprint, is_plugin_card, peft_type_at, safetensors_shapes, vanilla_holds)  # fmt: skip
 from .export import vanilla_copies
 from .fingerprint import base_model_fingerprint, check_fingerprint, fingerprint_differences, fingerprint_problem
 from .hub import write_sharing_files
@@ -62,8 +61,8 @@ def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters
             and vanilla_copies(peft_model, "default"):
         _refuse_the_name_vanilla("this save holds a default plugin adapter")
     folder = os.fspath(save_directory)
-    check_the_vanilla_subfolder(peft_model, saved_names, lambda path: _existing(os.path.join(folder, path)),
-                                os.path.isdir(os.path.join(folder, "vanilla")), repr(folder))  # fmt: skip
+    check_the_vanilla_subfolder(peft_model, saved_names, _local_files(folder), lambda path: _existing(os.path.join(folder, path)),
+                                repr(folder))  # fmt: skip
     users_readme = _users_readme(save_directory)
     if "default" not in saved_names:  # PEFT writes every other adapter into its subfolder: the top-level files are
         keep = _everything  # the folder's default adapter's (or a user's), kept as plain PEFT keeps them
@@ -89,59 +88,31 @@ def _refuse_the_name_vanilla(where: str) -> None:
                      "adapter another name (load_adapter(folder, 'other')), or save it into another folder or repo.")  # fmt: skip
 
 
-def check_the_vanilla_subfolder(peft_model, saved_names, file_at, vanilla_used: bool, where: str) -> None:
+def check_the_vanilla_subfolder(peft_model, saved_names, files, file_at, where: str) -> None:
     """vanilla/ is both a plugin save's plain copy of its default adapter and PEFT's subfolder for an adapter named
-    'vanilla': a save (or push) into `where` never replaces one with the other (found 2026-12-07: an adapter named
-    'vanilla' saved alone replaced a plugin adapter's plain copy, and a plugin save replaced a LoRA adapter named
-    'vanilla'). `file_at(path)`: a local copy of the target's file at `path`, or None; `vanilla_used`: it has vanilla/."""
-    held = _vanilla_holds(file_at, vanilla_used)
-    if "vanilla" in saved_names and "default" not in saved_names and held == "plain copies":
+    'vanilla': a save (or push) into `where` never replaces one with the other, nor a user's files there (found
+    2026-12-07: an adapter named 'vanilla' saved alone replaced a plugin adapter's plain copy, and a plugin save
+    replaced a LoRA adapter named 'vanilla'). `files`: the target's files (relative paths); `file_at(path)`: a local copy
+    of one, or None."""
+    held = vanilla_holds(files, file_at)
+    if "vanilla" in saved_names and "default" not in saved_names and held == PLAIN_COPIES:
         _refuse_the_name_vanilla(f"{where} holds a plugin adapter whose plain copy is there")
-    if "default" in saved_names and "vanilla" not in saved_names and held == "an adapter" \
+    if "default" in saved_names and "vanilla" not in saved_names and held not in (NOTHING, PLAIN_COPIES) \
             and is_plugin_config(adapter_config_of(peft_model, "default")):  # fmt: skip
-        peft_type = _peft_type_at(file_at(f"vanilla/{ADAPTER_CONFIG_NAME}"))
-        raise ValueError(f"vanilla/ in {where} holds an adapter named 'vanilla' (peft_type {peft_type!r}), where a save of this "
-                         "default plugin adapter writes its plain PEFT copy and would replace it. Save into another folder or "
-                         "repo, or move that adapter first.")  # fmt: skip
+        what = (f"an adapter named 'vanilla' (peft_type {peft_type_at(file_at(f'vanilla/{ADAPTER_CONFIG_NAME}'))!r})"
+                if held == AN_ADAPTER else "files this plugin did not write")
+        raise ValueError(f"vanilla/ in {where} holds {what}, where a save of this default plugin adapter writes its plain PEFT "
+                         "copy and would replace it. Save into another folder or repo, or move them first.")  # fmt: skip
 
 
-def _vanilla_holds(file_at, vanilla_used: bool) -> str:
-    """What a folder's (or repo's) vanilla/ holds: "nothing", "plain copies" (of its top-level plugin adapter: a plain
-    copy carries the fingerprint in its metadata; a mixture's sit in vanilla/<task>/) or "an adapter" named 'vanilla'."""
-    if not vanilla_used:
-        return "nothing"
-    config_path = file_at(f"vanilla/{ADAPTER_CONFIG_NAME}")
-    top = _config_at(file_at(ADAPTER_CONFIG_NAME))
-    writes_copies = top.get("peft_type") in PLUGIN_PEFT_TYPES and top.get("mixing") != "attention"
-    if config_path is None:  # a mixture's per-task copies (or files of the user's, which a plugin save drops with them)
-        return "plain copies" if writes_copies else "nothing"
-    weights = file_at(f"vanilla/{ADAPTER_WEIGHTS_NAME}")
-    if weights is not None and exported_fingerprint(weights) is not None:
-        return "plain copies"
-    single = writes_copies and (top.get("peft_type") != "MIXTURE_PROMPT_TUNING" or top.get("num_tasks") == 1)
-    if single and _peft_type_at(config_path) in ("PROMPT_TUNING", "PREFIX_TUNING"):
-        return "plain copies"  # a copy written before the copies carried the fingerprint (2026-12-02)
-    return "an adapter"
+def _local_files(folder: str) -> list[str]:
+    """The files under a local folder's vanilla/, as paths relative to the folder."""
+    return [os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(os.path.join(folder, "vanilla"))
+            for name in names]  # fmt: skip
 
 
 def _existing(path: str) -> str | None:
     return path if os.path.isfile(path) else None
-
-
-def _config_at(path: str | None) -> dict:
-    """The JSON object at `path` ({} where there is none, or it is unreadable or not an object)."""
-    if path is None:
-        return {}
-    try:
-        with open(path, encoding="utf-8") as handle:
-            config = json.load(handle)
-    except (OSError, ValueError):
-        return {}
-    return config if isinstance(config, dict) else {}
-
-
-def _peft_type_at(path: str | None):
-    return _config_at(path).get("peft_type")
 
 
 def _users_readme(save_directory) -> bool:
@@ -262,9 +233,9 @@ def push_adapter_folder(peft_model, repo_id: str, commit_message=None, commit_de
     if revision is not None and not create_pr and not revision.startswith("refs/"):  # a new branch, as transformers' push does
         create_branch(repo_id, branch=revision, token=token, exist_ok=True)
     in_repo = _repo_files(repo_id, revision, token)
-    check_the_vanilla_subfolder(peft_model, adapter_names(peft_model),
+    check_the_vanilla_subfolder(peft_model, adapter_names(peft_model), sorted(in_repo),
                                 lambda path: _repo_file(repo_id, path, revision, token) if path in in_repo else None,
-                                any(name.startswith("vanilla/") for name in in_repo), f"the repo {repo_id!r}")  # fmt: skip
+                                f"the repo {repo_id!r}")  # fmt: skip
     with tempfile.TemporaryDirectory() as parent:
         folder = os.path.join(parent, "adapter")
         peft_model.save_pretrained(folder)

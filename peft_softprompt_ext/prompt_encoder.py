@@ -58,6 +58,16 @@ def _refuses_inputs_embeds(model) -> bool:
     return False
 
 
+def _plain_int(task):
+    """A task index given as a numpy or 0-dim torch integer, as the int it is (found 2026-12-07 by a probe: np.int64(1)
+    was refused as "not in 0..1"); anything else as given."""
+    if isinstance(task, torch.Tensor) and task.dim() == 0 and not task.is_floating_point() and task.dtype != torch.bool:
+        return int(task)
+    if type(task).__module__ == "numpy" and hasattr(task, "dtype") and task.dtype.kind in "iu":
+        return int(task)
+    return task
+
+
 class PromptEncoder(PeftEncoderHooks):
     """What every plugin encoder provides. Shapes: B batch rows, P = num_virtual_tokens, T = number of
     tasks, W = the width of a prompt's rows (D = token_dim for input rows; F = every self-attention
@@ -116,6 +126,7 @@ class PromptEncoder(PeftEncoderHooks):
 
     def task_index(self, task) -> int:
         """A task given by index or by name -> its index; None is the task of a one-task encoder."""
+        task = _plain_int(task)
         if task is None:
             if self.num_tasks > 1:
                 raise ValueError(f"This mixture has {self.num_tasks} tasks: pass task=<0..{self.num_tasks - 1}> or one of the "

@@ -41,6 +41,10 @@ def check_hub_id(source, subfolder: str | None = None) -> None:
         raise FileNotFoundError(f"There is no folder {text!r}, and it is not a Hub repo id (name or namespace/name).")
 
 
+class NotCachedError(FileNotFoundError):
+    """A Hub file that is not in the local cache and cannot be downloaded now (offline, or the Hub unreachable)."""
+
+
 def resolve_file(source, filename: str, subfolder: str | None = None, revision: str | None = None, hub_kwargs: dict | None = None,
                  required: bool = True) -> str | None:  # fmt: skip
     """The local path of `filename` in a folder or Hub repo; None where it is absent and not `required`."""
@@ -57,15 +61,18 @@ def resolve_file(source, filename: str, subfolder: str | None = None, revision: 
     try:
         return hf_hub_download(os.fspath(source), filename, **options)
     except LocalEntryNotFoundError as error:  # not cached, and not downloadable now: not "the repo has none" (found by
-        # reviews: offline, or a partial cache, or an unreachable Hub, was reported as a file missing from the repo)
+        # reviews: offline, or a partial cache, or an unreachable Hub, was reported as a file missing from the repo); an
+        # optional file may be one the repo never had (a plain adapter's safetensors beside its .bin): None, as before
+        if not required:
+            return None
         import huggingface_hub
 
         if huggingface_hub.constants.HF_HUB_OFFLINE or options.get("local_files_only"):
             why = "downloads are off (HF_HUB_OFFLINE=1 or local_files_only=True). Load it once online, or pass a local folder"
         else:
             why = f"the Hub could not be reached ({error})"
-        raise FileNotFoundError(f"Hub repo {os.fspath(source)!r} (revision {revision}, subfolder {subfolder}): {filename} is not in "
-                                f"the local Hugging Face cache, and {why}.") from None  # fmt: skip
+        raise NotCachedError(f"Hub repo {os.fspath(source)!r} (revision {revision}, subfolder {subfolder}): {filename} is not in "
+                             f"the local Hugging Face cache, and {why}.") from None  # fmt: skip
     except EntryNotFoundError:
         if required:
             raise FileNotFoundError(f"Hub repo {os.fspath(source)!r} (revision {revision}, subfolder {subfolder}) has no {filename}.") from None

@@ -273,6 +273,35 @@ def test_an_export_over_a_plugin_save_drops_the_saves_card_and_plain_copy_but_ke
     (tmp_path / "README.md").write_text("my own words")  # a README the plugin did not write stays
     export_prompt_tuning(peft_model, tmp_path)
     assert (tmp_path / "README.md").read_text() == "my own words"
+    (tmp_path / "vanilla").mkdir()  # a vanilla/ of the user's own stays (found 2026-12-07 by a probe: it was dropped)
+    (tmp_path / "vanilla" / "recipe.txt").write_text("mine too")
+    export_prompt_tuning(peft_model, tmp_path)
+    assert (tmp_path / "vanilla" / "recipe.txt").read_text() == "mine too"
+    with pytest.raises(ValueError, match=r"vanilla/ in .* holds files this plugin did not write"):
+        peft_model.save_pretrained(tmp_path)  # a save writes its plain copy there: refused, naming them
+    assert (tmp_path / "vanilla" / "recipe.txt").read_text() == "mine too"
+
+
+def test_exports_name_what_they_cannot_export_and_take_numpy_and_torch_task_indices(tmp_path):
+    """Found 2026-12-07 by a probe: export_prefix_tuning / export_cartridge of a plain PEFT adapter and an export of a
+    bare transformers model failed with bare AttributeErrors; task=np.int64(1) was refused as "not in 0..1"."""
+    import numpy
+
+    from peft_softprompt_ext import export_cartridge
+
+    plain = peft.get_peft_model(common.tiny_model("gpt2")[0], peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
+    for export in (export_prefix_tuning, export_cartridge):
+        with pytest.raises(ValueError, match=r"'default' is a plain PEFT PROMPT_TUNING adapter"):
+            export(plain, tmp_path / "x")
+    with pytest.raises(ValueError, match=r"Expected a PeftModel .*got a GPT2LMHeadModel"):
+        export_prompt_tuning(common.tiny_model("gpt2")[0], tmp_path / "y")
+    mixture = peft.get_peft_model(common.tiny_model("gpt2")[0], common.conformance_config("mixture_task_2", "CAUSAL_LM", "gpt2"))
+    with torch.no_grad():
+        mixture.prompt_encoder["default"].target_prompts.add_(torch.randn_like(mixture.prompt_encoder["default"].target_prompts))
+    export_prompt_tuning(mixture, tmp_path / "int", task=1)
+    for task in (numpy.int64(1), torch.tensor(1)):
+        export_prompt_tuning(mixture, tmp_path / "other", task=task)
+        torch.testing.assert_close(_tensors(tmp_path / "other"), _tensors(tmp_path / "int"), rtol=0, atol=0)
 
 
 def test_a_card_says_why_a_prompt_has_no_readout_and_refuses_a_plain_adapter():

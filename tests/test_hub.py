@@ -172,6 +172,40 @@ def test_pull_from_a_prepopulated_offline_cache(tmp_path):
     assert float(result.stdout.split("DIFF")[-1]) <= 1e-5
 
 
+def test_a_plain_pickle_only_adapter_loads_offline_from_the_cache_with_the_plugin_imported(tmp_path):
+    """A review of the not-cached message: offline, a plain PEFT repo with adapter_model.bin only (PEFT loads it) failed
+    with the plugin imported, its optional safetensors lookup taken for a file to be downloaded."""
+    import peft
+
+    commit = "b" * 40
+    snapshot = tmp_path / "hub" / "models--org--plain-pickle" / "snapshots" / commit
+    plain = peft.get_peft_model(common.tiny_model("gpt2")[0], peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    torch.nn.init.normal_(plain.prompt_encoder["default"].embedding.weight, generator=torch.Generator().manual_seed(0))
+    torch.save(logits(plain), tmp_path / "expected.pt")
+    torch.save(common.inference_batch("gpt2"), tmp_path / "batch.pt")
+    import peft_softprompt_ext  # noqa: F401  (PEFT's own pickle save, beside the plugin)
+
+    snapshot.mkdir(parents=True)
+    plain.peft_config["default"].save_pretrained(snapshot)
+    torch.save(peft.get_peft_model_state_dict(plain), snapshot / "adapter_model.bin")
+    (tmp_path / "hub" / "models--org--plain-pickle" / "refs").mkdir()
+    (tmp_path / "hub" / "models--org--plain-pickle" / "refs" / "main").write_text(commit)
+    base_dir = tmp_path / "base"
+    common.tiny_model("gpt2")[0].save_pretrained(base_dir)
+    code = (
+        "import torch, peft_softprompt_ext\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n"
+        f"base = AutoModelForCausalLM.from_pretrained({str(base_dir)!r}).eval()\n"
+        "model = PeftModel.from_pretrained(base, 'org/plain-pickle').eval()\n"
+        f"out = model(**torch.load({str(tmp_path / 'batch.pt')!r})).logits\n"
+        f"print('DIFF', (out - torch.load({str(tmp_path / 'expected.pt')!r})).abs().max().item())\n"
+    )
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                            cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.split("DIFF")[-1]) <= 1e-5
+
+
 def test_projection_and_its_source_adapter_load_from_repo_ids(hub, tmp_path):
     import peft
     from huggingface_hub import create_repo
@@ -396,3 +430,13 @@ def test_a_plugin_save_never_replaces_an_adapter_named_vanilla_and_a_lone_one_fi
     plain.save_pretrained(tmp_path / "attention-plain")
     with pytest.raises(ValueError, match=r"holds an adapter named 'vanilla' \(peft_type 'PROMPT_TUNING'\)"):
         attention.save_pretrained(tmp_path / "attention-plain")
+    # the same beside a deep prompt on a classifier, which writes no plain copy (a third review: read as an old copy)
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    deep = peft.get_peft_model(common.tiny_model("bert")[0], DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3, deep_init="zero"))
+    deep.save_pretrained(tmp_path / "deep")
+    peft.get_peft_model(common.tiny_model("bert")[0], peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3),
+                        adapter_name="vanilla").save_pretrained(tmp_path / "deep")  # fmt: skip
+    with pytest.raises(ValueError, match=r"holds an adapter named 'vanilla' \(peft_type 'PROMPT_TUNING'\)"):
+        deep.save_pretrained(tmp_path / "deep")
+    assert (tmp_path / "deep" / "vanilla" / "adapter_config.json").exists()
