@@ -54,6 +54,7 @@ install_patches(
         check_weights_file=persistence.check_weights_file,
         check_plain_copy=persistence.check_plain_copy,
         push_adapter=persistence.push_adapter_folder,
+        check_plain_save=persistence.check_plain_save,
         unroute=layer_prefix.unroute,
         unrouted_on_failure=layer_prefix.unrouted_on_failure,
         in_layers=prompt_injection.in_layers,

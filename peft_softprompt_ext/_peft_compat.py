@@ -391,6 +391,7 @@ class PluginHooks:
     check_weights_file: Callable  # (model_id, subfolder, hub_kwargs) -> path of a checked safetensors file
     check_plain_copy: Callable  # (model_id, base_model, allow, subfolder, hub_kwargs): a plain PEFT adapter this plugin exported
     push_adapter: Callable  # (peft_model, **push_to_hub options) -> commit info
+    check_plain_save: Callable  # (peft_model, save_directory, saved names): a plain model's save, where a plugin save is
     unroute: Callable  # (base_model): undo the deep prompts' attention routing (unload)
     unrouted_on_failure: Callable  # (model) -> context manager: a failing block leaves the model unrouted if it was
     in_layers: Callable  # (encoder) -> bool: its prompt goes in front of the attention layers (routed), not the input
@@ -680,8 +681,11 @@ def _has_plugin_adapter(self) -> bool:
 
 def _save_pretrained(original, self, save_directory, *args, **kwargs):
     bound = _bound_kwargs(original, self, (save_directory, *args), kwargs)
-    if not _has_plugin_adapter(self) or bound.get("is_main_process", True) is False:
+    if bound.get("is_main_process", True) is False:
         return original(self, save_directory, *args, **kwargs)  # (PEFT writes nothing where it is not the main process)
+    if not _has_plugin_adapter(self):  # a plain adapter named 'vanilla' never replaces a plugin save's plain copy
+        _hooks.check_plain_save(self, save_directory, bound.get("selected_adapters") or list(self.peft_config))
+        return original(self, save_directory, *args, **kwargs)
     _hooks.save_adapter(self, save_directory, lambda staging: original(self, staging, *args, **kwargs),
                         bound.get("selected_adapters"), bound.get("safe_serialization", True),
                         bound.get("save_embedding_layers", "auto"))  # fmt: skip

@@ -105,6 +105,15 @@ def check_the_vanilla_subfolder(peft_model, saved_names, files, file_at, where: 
                          "copy and would replace it. Save into another folder or repo, or move them first.")  # fmt: skip
 
 
+def check_plain_save(peft_model, save_directory, saved_names) -> None:
+    """A model holding no plugin adapter saves through plain PEFT; an adapter of it named 'vanilla' would still replace
+    a plugin save's plain copy in that folder (found 2026-12-07 by a review): refused, as for a plugin model."""
+    if "vanilla" in saved_names:
+        folder = os.fspath(save_directory)
+        check_the_vanilla_subfolder(peft_model, saved_names, _local_files(folder), lambda path: _existing(os.path.join(folder, path)),
+                                    repr(folder))  # fmt: skip
+
+
 def _local_files(folder: str) -> list[str]:
     """The files under a local folder's vanilla/, as paths relative to the folder."""
     return [os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(os.path.join(folder, "vanilla"))

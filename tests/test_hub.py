@@ -147,21 +147,17 @@ def test_pickle_only_repo_is_refused(hub, tmp_path):
         PeftModel.from_pretrained(common.tiny_model("gpt2")[0], "org/pickled")
 
 
-def test_pull_from_a_prepopulated_offline_cache(tmp_path):
-    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
-    commit = "a" * 40
-    snapshot = tmp_path / "hub" / "models--org--cached" / "snapshots" / commit
-    peft_model.save_pretrained(snapshot)
-    (tmp_path / "hub" / "models--org--cached" / "refs").mkdir(parents=True)
-    (tmp_path / "hub" / "models--org--cached" / "refs" / "main").write_text(commit)
+def _offline_pull_logits_diff(tmp_path, repo_id: str, expected_model) -> float:
+    """Max |logits - expected_model's| of PeftModel.from_pretrained(base, repo_id) in a fresh process with the plugin,
+    offline, from the cache at tmp_path/hub."""
     base_dir = tmp_path / "base"
     common.tiny_model("gpt2")[0].save_pretrained(base_dir)
-    torch.save(logits(peft_model), tmp_path / "expected.pt")
+    torch.save(logits(expected_model), tmp_path / "expected.pt")
     torch.save(common.inference_batch("gpt2"), tmp_path / "batch.pt")
     code = (
         "import torch, peft_softprompt_ext\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n"
         f"base = AutoModelForCausalLM.from_pretrained({str(base_dir)!r}).eval()\n"
-        "model = PeftModel.from_pretrained(base, 'org/cached').eval()\n"
+        f"model = PeftModel.from_pretrained(base, {repo_id!r}).eval()\n"
         f"out = model(**torch.load({str(tmp_path / 'batch.pt')!r})).logits\n"
         f"print('DIFF', (out - torch.load({str(tmp_path / 'expected.pt')!r})).abs().max().item())\n"
     )
@@ -169,7 +165,22 @@ def test_pull_from_a_prepopulated_offline_cache(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
                             cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert float(result.stdout.split("DIFF")[-1]) <= 1e-5
+    return float(result.stdout.split("DIFF")[-1])
+
+
+def _cached_snapshot(tmp_path, repo_id: str, commit: str):
+    """An empty snapshot folder of `repo_id` at `commit` in the cache at tmp_path/hub, its main ref set to it."""
+    repo = tmp_path / "hub" / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    return repo / "snapshots" / commit
+
+
+def test_pull_from_a_prepopulated_offline_cache(tmp_path):
+    peft_model, _ = common.make_peft_model("gpt2", "vocab_uniform")
+    peft_model.save_pretrained(_cached_snapshot(tmp_path, "org/cached", "a" * 40))
+    assert _offline_pull_logits_diff(tmp_path, "org/cached", peft_model) <= 1e-5
 
 
 def test_a_plain_pickle_only_adapter_loads_offline_from_the_cache_with_the_plugin_imported(tmp_path):
@@ -177,33 +188,12 @@ def test_a_plain_pickle_only_adapter_loads_offline_from_the_cache_with_the_plugi
     with the plugin imported, its optional safetensors lookup taken for a file to be downloaded."""
     import peft
 
-    commit = "b" * 40
-    snapshot = tmp_path / "hub" / "models--org--plain-pickle" / "snapshots" / commit
     plain = peft.get_peft_model(common.tiny_model("gpt2")[0], peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
     torch.nn.init.normal_(plain.prompt_encoder["default"].embedding.weight, generator=torch.Generator().manual_seed(0))
-    torch.save(logits(plain), tmp_path / "expected.pt")
-    torch.save(common.inference_batch("gpt2"), tmp_path / "batch.pt")
-    import peft_softprompt_ext  # noqa: F401  (PEFT's own pickle save, beside the plugin)
-
-    snapshot.mkdir(parents=True)
+    snapshot = _cached_snapshot(tmp_path, "org/plain-pickle", "b" * 40)
     plain.peft_config["default"].save_pretrained(snapshot)
-    torch.save(peft.get_peft_model_state_dict(plain), snapshot / "adapter_model.bin")
-    (tmp_path / "hub" / "models--org--plain-pickle" / "refs").mkdir()
-    (tmp_path / "hub" / "models--org--plain-pickle" / "refs" / "main").write_text(commit)
-    base_dir = tmp_path / "base"
-    common.tiny_model("gpt2")[0].save_pretrained(base_dir)
-    code = (
-        "import torch, peft_softprompt_ext\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n"
-        f"base = AutoModelForCausalLM.from_pretrained({str(base_dir)!r}).eval()\n"
-        "model = PeftModel.from_pretrained(base, 'org/plain-pickle').eval()\n"
-        f"out = model(**torch.load({str(tmp_path / 'batch.pt')!r})).logits\n"
-        f"print('DIFF', (out - torch.load({str(tmp_path / 'expected.pt')!r})).abs().max().item())\n"
-    )
-    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
-                            cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert float(result.stdout.split("DIFF")[-1]) <= 1e-5
+    torch.save(peft.get_peft_model_state_dict(plain), snapshot / "adapter_model.bin")  # PEFT's own pickle weights
+    assert _offline_pull_logits_diff(tmp_path, "org/plain-pickle", plain) <= 1e-5
 
 
 def test_projection_and_its_source_adapter_load_from_repo_ids(hub, tmp_path):
@@ -262,6 +252,11 @@ def test_an_adapter_named_vanilla_is_refused_where_a_default_plugin_adapters_pla
     was refused already. Into a folder without one it is saved as before."""
     import peft
 
+    lora = peft.get_peft_model(common.tiny_model("gpt2")[0], peft.LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["c_attn"]),
+                               adapter_name="vanilla")  # fmt: skip
+    pushed.save_pretrained(tmp_path / "plugin")
+    with pytest.raises(ValueError, match=r"adapter named 'vanilla' .*vanilla/.*plain PEFT copy"):  # (a third review: plain
+        lora.save_pretrained(tmp_path / "plugin")  # PEFT's own save of it was unchecked)
     lone = peft.get_peft_model(common.tiny_model("gpt2")[0], common.all_configs()["vocab_uniform"]("CAUSAL_LM", "gpt2"), adapter_name="vanilla")
     before = hub.files(REPO_ID)
     with pytest.raises(ValueError, match=r"adapter named 'vanilla' .*vanilla/.*plain PEFT copy"):
@@ -344,14 +339,19 @@ def test_a_pull_of_a_subfolder_from_the_offline_cache(hub, tmp_path):
         "    except OSError as error:\n"
         "        print('MISSING', error)\n"
     )
-    env = dict(hub.env(tmp_path / "client"), HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
-                            cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+    result = _run_offline_with_the_clients_cache(hub, tmp_path, code)
     assert result.returncode == 0, result.stderr[-3000:]
     diffs = {line.split()[1]: float(line.split()[2]) for line in result.stdout.splitlines() if line.startswith("DIFF")}
     assert set(diffs) == {"other", "vanilla"} and max(diffs.values()) <= 1e-5, diffs
     assert "REFUSED Cannot combine adapters with different peft types" in result.stdout, result.stdout
     assert "is not in the local Hugging Face cache, and downloads are off" in result.stdout, result.stdout
+
+
+def _run_offline_with_the_clients_cache(hub, tmp_path, code: str) -> subprocess.CompletedProcess:
+    """`code` in a fresh process, offline, with the cache the in-process client filled (the `hub` fixture's)."""
+    env = dict(hub.env(tmp_path / "client"), HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
 
 
 def test_a_pull_that_cannot_download_names_the_cache_and_why(hub, tmp_path, monkeypatch):
@@ -372,9 +372,7 @@ def test_a_pull_that_cannot_download_names_the_cache_and_why(hub, tmp_path, monk
         "except OSError as error:\n"
         "    print('MISSING', error)\n"
     )
-    env = dict(hub.env(tmp_path / "client"), HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_OFFLINE="1")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
-                            cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+    result = _run_offline_with_the_clients_cache(hub, tmp_path, code)
     assert "adapter_model.safetensors is not in the local Hugging Face cache, and downloads are off" in result.stdout, result.stdout
     # online, the Hub unreachable (huggingface_hub retries for half a minute there: its answer is stood in for)
     import huggingface_hub
