@@ -6,7 +6,7 @@ This module is the top of the plugin: it imports the methods (each registers its
 the PEFT wrappers with the plugin's behaviour as their hooks; nothing in the package imports it.
 """
 
-from . import layer_prefix, persistence, prompt_injection
+from . import hub, layer_prefix, persistence, prompt_injection
 from ._peft_compat import SUPPORTED_PEFT, PluginHooks, install_patches
 from .adapter_files import check_finite, check_safetensors_file
 from .atomic_io import atomic_directory_write, atomic_file_write, read_json_object, read_lock
@@ -55,6 +55,7 @@ install_patches(
         check_plain_copy=persistence.check_plain_copy,
         push_adapter=persistence.push_adapter_folder,
         check_plain_save=persistence.check_plain_save,
+        keep_card_data=hub.keep_card_data,
         unroute=layer_prefix.unroute,
         unrouted_on_failure=layer_prefix.unrouted_on_failure,
         in_layers=prompt_injection.in_layers,

@@ -392,6 +392,7 @@ class PluginHooks:
     check_plain_copy: Callable  # (model_id, base_model, allow, subfolder, hub_kwargs): a plain PEFT adapter this plugin exported
     push_adapter: Callable  # (peft_model, **push_to_hub options) -> commit info
     check_plain_save: Callable  # (peft_model, save_directory, saved names): a plain model's save, where a plugin save is
+    keep_card_data: Callable  # (peft_model, output_dir): after PEFT's card update, the plugin card's tags and base_model
     unroute: Callable  # (base_model): undo the deep prompts' attention routing (unload)
     unrouted_on_failure: Callable  # (model) -> context manager: a failing block leaves the model unrouted if it was
     in_layers: Callable  # (encoder) -> bool: its prompt goes in front of the attention layers (routed), not the input
@@ -882,6 +883,16 @@ def _push_to_hub(original, self, repo_id, *args, **kwargs):
     return _hooks.push_adapter(self, **_bound_kwargs(original, self, (repo_id, *args), kwargs))
 
 
+def _create_or_update_model_card(original, self, output_dir, *args, **kwargs):
+    """PEFT's card update (Trainer's `create_model_card` calls it) replaces the card's tags and writes the base model's
+    `_name_or_path` as `base_model`: on a plugin card, the plugin's tags are kept and a local path is not written (the
+    Hub refuses it; found 2026-12-07 by a probe)."""
+    result = original(self, output_dir, *args, **kwargs)
+    if _has_plugin_adapter(self):
+        _hooks.keep_card_data(self, output_dir)
+    return result
+
+
 def _merge_and_unload(self, *args, **kwargs):
     if not _has_plugin_adapter(self):
         return self.base_model.merge_and_unload(*args, **kwargs)  # what PeftModel.__getattr__ resolved before
@@ -952,6 +963,7 @@ PATCHED_METHODS = [
     (PeftModel, "get_prompt_embedding_to_save", _get_prompt_embedding_to_save),
     (PeftModel, "load_adapter", _load_adapter),
     (PeftModel, "delete_adapter", _delete_adapter),
+    (PeftModel, "create_or_update_model_card", _create_or_update_model_card),
 ]
 class _PromptedEncoder(torch.nn.Module):
     """`get_encoder()` of a seq2seq PeftModel whose active adapter is a plugin prompt: the base model's encoder,

@@ -169,6 +169,22 @@ def _hub_model_id(name):
     return name if isinstance(name, str) and not os.path.exists(name) and sources.could_be_hub_id(name) else None
 
 
+def keep_card_data(peft_model, output_dir) -> None:
+    """The README.md PEFT's `create_or_update_model_card` rewrote, if it is the plugin's card of the active adapter:
+    the plugin's tags back beside PEFT's, and no `base_model` that cannot be a Hub id (a local path: the Hub refuses it)."""
+    path = os.path.join(os.fspath(output_dir), "README.md")
+    config = adapter_config_of(peft_model)
+    if not os.path.isfile(path) or not is_plugin_config(config):
+        return
+    card = ModelCard.load(path)
+    if PLUGIN_CARD_TAG not in card.text:
+        return  # a card of the user's own
+    card.data.tags = sorted(set(card.data.tags or []) | set(CARD_TAGS) | {_method_name(config)})
+    if _hub_model_id(card.data.base_model) is None:
+        card.data.base_model = None
+    card.save(path)
+
+
 def build_model_card(peft_model, adapter_name: str = "default") -> ModelCard:
     """The model card of one plugin adapter (see module docstring for what it holds)."""
     config = adapter_config_of(peft_model, adapter_name)

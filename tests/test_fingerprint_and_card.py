@@ -393,6 +393,26 @@ def test_results_attached_to_a_lora_model_change_nothing(tmp_path):
     assert "peft-softprompt-ext" not in (tmp_path / "README.md").read_text()
 
 
+def test_peft_card_update_keeps_the_plugin_cards_tags_and_writes_no_local_path_as_base_model(tmp_path):
+    """Found 2026-12-07 by a probe: PEFT's create_or_update_model_card (Trainer's create_model_card calls it before a
+    push) replaced the plugin card's tags and wrote a base model loaded from a folder as `base_model`, a local path the
+    Hub refuses (the plugin's card names it in the text only)."""
+    common.tiny_model("gpt2")[0].save_pretrained(tmp_path / "base")
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tmp_path / "base")
+    peft_model = peft.get_peft_model(base, common.all_configs()["vocab_uniform"]("CAUSAL_LM", "gpt2"))
+    peft_model.save_pretrained(tmp_path / "saved")
+    peft_model.create_or_update_model_card(str(tmp_path / "saved"))
+    card = ModelCard.load(tmp_path / "saved" / "README.md")
+    assert {"prompt-tuning", "soft-prompt", "peft-softprompt-ext", "vocab_sampled_prompt_tuning"} <= set(card.data.tags)
+    assert card.data.base_model is None and "# Soft prompt" in card.text
+    plain = peft.get_peft_model(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
+    plain.save_pretrained(tmp_path / "plain")
+    plain.create_or_update_model_card(str(tmp_path / "plain"))  # plain PEFT's card: PEFT's own update, unchanged
+    assert ModelCard.load(tmp_path / "plain" / "README.md").data.base_model == str(tmp_path / "base")
+
+
 def test_describe_prompt_names_bad_arguments():
     from peft_softprompt_ext import describe_prompt
 

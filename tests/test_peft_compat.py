@@ -86,6 +86,7 @@ EXPECTED_SIGNATURES = {
     "PeftModel.load_adapter": ["self", "model_id", "adapter_name", "is_trainable", "torch_device", "autocast_adapter_dtype",
                                "ephemeral_gpu_offload", "low_cpu_mem_usage", "key_mapping", "kwargs"],  # fmt: skip
     "PeftModel.delete_adapter": ["self", "adapter_name"],
+    "PeftModel.create_or_update_model_card": ["self", "output_dir"],
 }
 
 
