@@ -54,7 +54,7 @@ install_patches(
         check_weights_file=persistence.check_weights_file,
         check_plain_copy=persistence.check_plain_copy,
         push_adapter=persistence.push_adapter_folder,
-        check_plain_save=persistence.check_plain_save,
+        check_plain_save=persistence.check_save_into_folder,
         keep_card_data=hub.keep_card_data,
         unroute=layer_prefix.unroute,
         unrouted_on_failure=layer_prefix.unrouted_on_failure,

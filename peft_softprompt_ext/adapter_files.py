@@ -54,6 +54,13 @@ def vanilla_holds(files, file_at) -> str:
     return AN_ADAPTER if f"vanilla/{ADAPTER_CONFIG_NAME}" in under else OTHER_FILES
 
 
+def local_vanilla_view(folder: str) -> tuple[list[str], object]:
+    """(`files`, `file_at`) of `vanilla_holds` for a local folder: the files under its vanilla/, relative to it."""
+    files = [os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(os.path.join(folder, "vanilla"))
+             for name in names]  # fmt: skip
+    return files, lambda path: os.path.join(folder, path) if os.path.isfile(os.path.join(folder, path)) else None
+
+
 def _carries_the_fingerprint(weights: str | None) -> bool:
     return weights is not None and exported_fingerprint(weights) is not None
 

@@ -34,7 +34,7 @@ from ._peft_compat import (
     prompt_table_of,
     trained_head_tensors,
 )
-from .adapter_files import PLAIN_COPIES, is_plugin_card, vanilla_holds
+from .adapter_files import PLAIN_COPIES, is_plugin_card, local_vanilla_view, vanilla_holds
 from .atomic_io import atomic_directory_write
 from .fingerprint import FINGERPRINT_METADATA_KEY
 from .ids_embedding import ids_scale
@@ -61,9 +61,7 @@ def _not_adapter_files(name: str, path: str) -> bool:
     if name == "README.md":
         return not is_plugin_card(path)
     if name == "vanilla":
-        folder = os.path.dirname(path)
-        files = [os.path.relpath(os.path.join(root, entry), folder) for root, _, entries in os.walk(path) for entry in entries]
-        return vanilla_holds(files, lambda relative: os.path.join(folder, relative) if os.path.isfile(os.path.join(folder, relative)) else None) != PLAIN_COPIES
+        return vanilla_holds(*local_vanilla_view(os.path.dirname(path))) != PLAIN_COPIES
     return name not in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME)
 
 

@@ -29,7 +29,8 @@ from . import atomic_io, sources
 from ._peft_compat import (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME, adapter_config_of, adapter_names,
                            input_embeddings_of, is_plugin_config)  # fmt: skip
 from .adapter_files import (AN_ADAPTER, NO_FINGERPRINT, NOTHING, PLAIN_COPIES, check_adapter_files, check_state_shapes,
-                            claimed_fingerprint, is_plugin_card, peft_type_at, safetensors_shapes, vanilla_holds)  # fmt: skip
+                            claimed_fingerprint, is_plugin_card, local_vanilla_view, peft_type_at, safetensors_shapes,
+                            vanilla_holds)  # fmt: skip
 from .export import vanilla_copies
 from .fingerprint import base_model_fingerprint, check_fingerprint, fingerprint_differences, fingerprint_problem
 from .hub import write_sharing_files
@@ -60,9 +61,7 @@ def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters
     if "vanilla" in saved_names and "default" in saved_names and is_plugin_config(adapter_config_of(peft_model, "default")) \
             and vanilla_copies(peft_model, "default"):
         _refuse_the_name_vanilla("this save holds a default plugin adapter")
-    folder = os.fspath(save_directory)
-    check_the_vanilla_subfolder(peft_model, saved_names, _local_files(folder), lambda path: _existing(os.path.join(folder, path)),
-                                repr(folder))  # fmt: skip
+    check_save_into_folder(peft_model, save_directory, saved_names)
     users_readme = _users_readme(save_directory)
     if "default" not in saved_names:  # PEFT writes every other adapter into its subfolder: the top-level files are
         keep = _everything  # the folder's default adapter's (or a user's), kept as plain PEFT keeps them
@@ -105,23 +104,12 @@ def check_the_vanilla_subfolder(peft_model, saved_names, files, file_at, where: 
                          "copy and would replace it. Save into another folder or repo, or move them first.")  # fmt: skip
 
 
-def check_plain_save(peft_model, save_directory, saved_names) -> None:
-    """A model holding no plugin adapter saves through plain PEFT; an adapter of it named 'vanilla' would still replace
-    a plugin save's plain copy in that folder (found 2026-12-07 by a review): refused, as for a plugin model."""
-    if "vanilla" in saved_names:
-        folder = os.fspath(save_directory)
-        check_the_vanilla_subfolder(peft_model, saved_names, _local_files(folder), lambda path: _existing(os.path.join(folder, path)),
-                                    repr(folder))  # fmt: skip
-
-
-def _local_files(folder: str) -> list[str]:
-    """The files under a local folder's vanilla/, as paths relative to the folder."""
-    return [os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(os.path.join(folder, "vanilla"))
-            for name in names]  # fmt: skip
-
-
-def _existing(path: str) -> str | None:
-    return path if os.path.isfile(path) else None
+def check_save_into_folder(peft_model, save_directory, saved_names) -> None:
+    """`check_the_vanilla_subfolder` for a save into a local folder; also a model holding no plugin adapter, which saves
+    through plain PEFT: an adapter of it named 'vanilla' would still replace a plugin save's plain copy there (found
+    2026-12-07 by a review)."""
+    folder = os.fspath(save_directory)
+    check_the_vanilla_subfolder(peft_model, saved_names, *local_vanilla_view(folder), repr(folder))
 
 
 def _users_readme(save_directory) -> bool:

@@ -76,8 +76,8 @@ def check_positions_fit(model, num_virtual_tokens: int, fed_length: int, cache_l
         return
     highest = int(positions.max()) if positions is not None else cache_length + fed_length - 1
     table, source, skipped = limit
-    if given and skipped:  # the caller's own ids index the table as they are (RoBERTa's count its unused rows)
-        table, source = table + skipped, f"config.{source.split('config.')[1].split(',')[0]}"
+    if given:  # the caller's own ids index the table as they are (RoBERTa's count its unused rows)
+        table += skipped
     if highest < table:
         return
     raise ValueError(
