@@ -370,7 +370,7 @@ class PluginHooks:
     `__init__` (`install_patches(hooks)`), so this module never imports the plugin's behaviour."""
 
     causal_lm_forward: Callable  # (parts, *args, **kwargs) -> model output
-    generate_keywords: Callable  # (parts, kwargs) -> generate's keywords as transformers expands them (one task id as an int)
+    generate_keywords: Callable  # (parts, args, kwargs) -> generate's keywords as transformers takes them (one task id as an int, its inferred mask)
     generation_prompts: Callable  # (parts, args, kwargs) -> prompts [B, P, D] fixed for one generate call
     generation_prefix: Callable  # (parts, args, kwargs, prompt_cache) -> shared prefix or None
     generation_step_slice: Callable  # (parts, args, kwargs, prefix) -> kwargs for transformers' own prepare_inputs_for_generation
@@ -525,7 +525,7 @@ def _causal_generate(original, self, *args, **kwargs):
     # The prompt is computed once from the original input, so it stays the same at every step with
     # or without a cache (input-dependent mixing would otherwise see the generated tokens too).
     parts = plugin_parts(self)
-    kwargs = _hooks.generate_keywords(parts, kwargs)
+    kwargs = _hooks.generate_keywords(parts, args, kwargs)
     prompt_cache = kwargs.pop("prompt_cache", None)
     # A generate of this model inside this one (a logits processor's) leaves this call's state as it found it (found
     # 2026-12-06: its end removed this call's prompts and PEFT's step method from the model, and this call went on

@@ -63,13 +63,14 @@ def check_prompt_fits(model, num_virtual_tokens: int, initialisation: str | None
 
 
 def check_positions_fit(model, num_virtual_tokens: int, fed_length: int, cache_length: int = 0, positions=None,
-                        given: bool = False) -> None:  # fmt: skip
+                        given: bool = False, decoding: bool = True) -> None:  # fmt: skip
     """Raise ValueError if this call would look up a position past `model`'s table.
 
     `fed_length`: the tokens this call feeds (prompt rows included when they are fed); `cache_length`: the
     tokens the cache holds before it; `positions`: the position ids it passes, if any (else the model counts
-    from its cache); `given`: they come from the caller's own position_ids, which may hold any number. The
-    check reads a tensor only when positions are given or the call's shape comes near the table's end.
+    from its cache); `given`: they come from the caller's own position_ids, which may hold any number; `decoding`:
+    the table also numbers the tokens a generate adds (a decoder's; not an encoder's, whose generated tokens go to the
+    decoder). The check reads a tensor only when positions are given or the call's shape comes near the table's end.
     """
     limit = position_limit(model)
     if limit is None or (not given and num_virtual_tokens + cache_length + fed_length <= limit[0]):  # no position can reach it
@@ -80,9 +81,10 @@ def check_positions_fit(model, num_virtual_tokens: int, fed_length: int, cache_l
         table += skipped
     if highest < table:
         return
+    keep = "prompt + input + generated tokens" if decoding else "prompt + input"
+    room = f"{table - num_virtual_tokens} tokens" + (" less the tokens to generate" if decoding else "")
     raise ValueError(
         f"A soft prompt of {num_virtual_tokens} virtual tokens moves every input token {num_virtual_tokens} positions on: "
         f"this call needs position {highest}, but {type(model).__name__} has a table of {table} positions ({source}), "
-        f"numbered 0..{table - 1}. Keep prompt + input + generated tokens within {table}: truncate inputs to at most "
-        f"{table - num_virtual_tokens} tokens less the tokens to generate, or use fewer virtual tokens."
+        f"numbered 0..{table - 1}. Keep {keep} within {table}: truncate inputs to at most {room}, or use fewer virtual tokens."
     )

@@ -631,14 +631,35 @@ def _given(output_attentions, output_hidden_states, return_dict) -> dict:
     return {name: value for name, value in switches.items() if value is not None}
 
 
-def generate_keywords(parts: PromptParts, kwargs: dict) -> dict:
+def generate_keywords(parts: PromptParts, args: tuple, kwargs: dict) -> dict:
     """A causal generate call's keywords as transformers takes them: one task id for every row given as a 0-d tensor
     becomes an int (transformers repeats tensor keywords along dim 0 for beams and returned sequences, which a 0-d
-    tensor has not; an int stands for every row at any batch size, `check_task_ids`, which checks it here first)."""
+    tensor has not; an int stands for every row at any batch size, `check_task_ids`, which checks it here first); input
+    ids given without a mask get the mask transformers infers for them (`_inferred_attention_mask`)."""
     task_ids = kwargs.get("task_ids")
     if isinstance(task_ids, torch.Tensor) and task_ids.dim() == 0:
-        return {**kwargs, "task_ids": int(check_task_ids(task_ids, 1, parts.encoder.num_tasks)[0])}
-    return kwargs
+        kwargs = {**kwargs, "task_ids": int(check_task_ids(task_ids, 1, parts.encoder.num_tasks)[0])}
+    inferred = _inferred_attention_mask(parts, kwargs.get("input_ids", args[0] if args else None), kwargs)
+    return kwargs if inferred is None else {**kwargs, "attention_mask": inferred}
+
+
+def _inferred_attention_mask(parts: PromptParts, input_ids, kwargs: dict):
+    """The mask transformers' generate infers for a decoder's `input_ids` given without one (0 at the pad id, where the
+    pad id is set, in the input, and not an eos id), or None where it infers none. The call's prompts and its choice of
+    layout then read the mask its steps see (found 2026-12-07 by a probe: without a mask, a left-padded row on a
+    sliding-window model got the shared prefix in front of its padding while its later steps, seeing transformers'
+    mask, put the padding first: other tokens than with the mask). An encoder-decoder's generate infers no mask from
+    transformers 5.23 on (5.0 does); the plugin's seq2seq generate reads a missing mask as all ones, as 5.23 does."""
+    if kwargs.get("attention_mask") is not None or not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 \
+            or input_ids.dtype not in (torch.int, torch.long) or input_ids.shape[1] == 0:  # fmt: skip
+        return None
+    pad, eos = (_generate_setting(parts, kwargs, name) for name in ("pad_token_id", "eos_token_id"))
+    pads = torch.as_tensor(pad if pad is not None else [], device=input_ids.device).flatten()
+    if pads.numel() != 1 or not torch.isin(input_ids, pads).any():
+        return None
+    if eos is not None and torch.isin(torch.as_tensor(eos, device=input_ids.device).flatten(), pads).any():
+        return None
+    return input_ids.ne(pads).long()
 
 
 def generation_prompts(parts: PromptParts, args: tuple, kwargs: dict) -> torch.Tensor:
@@ -1016,7 +1037,7 @@ def seq2seq_forward(
         attention_mask = _mask_for_encoder_outputs(attention_mask, encoded, parts.num_virtual_tokens)
         return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
     inputs_embeds, attention_mask, order = _seq2seq_encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
-    check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1])  # BART: a learned table
+    check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1], decoding=False)  # BART: a learned table
     return _encoder_call(parts.base_model, order, {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask, **kwargs},
                          _transformers_model(parts).config)  # fmt: skip
 
@@ -1027,7 +1048,7 @@ def seq2seq_encode(parts: PromptParts, encoder, input_ids=None, attention_mask=N
         with layer_prompts(parts, _deep_rows(parts, input_ids, inputs_embeds, task_ids)):
             return encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
     inputs_embeds, attention_mask, order = _seq2seq_encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
-    check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1])
+    check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1], decoding=False)
     return _encoder_call(encoder, order, {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask, **kwargs},
                          _transformers_model(parts).config, encoder_only=True)  # fmt: skip
 
@@ -1079,7 +1100,7 @@ def seq2seq_generate(parts: PromptParts, input_ids=None, attention_mask=None, in
                          "and the assistant refuses both. A deep prompt (DeepPromptTuningConfig) keeps the input as "
                          "input_ids and works as the main model of assisted decoding; else generate without assistant_model.")  # fmt: skip
     inputs_embeds, attention_mask, order = _seq2seq_encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
-    check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1])
+    check_positions_fit(_transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1], decoding=False)
     return _encoder_call(parts.base_model.generate, order, {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask, **kwargs},
                          _transformers_model(parts).config, generating=True)  # fmt: skip
 
@@ -1109,7 +1130,7 @@ def encoder_forward(
             position_ids = _shifted_positions(position_ids, full_mask, num_virtual, length, False)
             if position_ids is None:  # no mask, no positions
                 position_ids = _positions_after_prompt({}, num_virtual, batch_size, length, reference.device)
-            check_positions_fit(_transformers_model(parts), num_virtual, length, 0, position_ids, given)
+            check_positions_fit(_transformers_model(parts), num_virtual, length, 0, position_ids, given, decoding=False)
         rows = _deep_rows(parts, input_ids, inputs_embeds, task_ids)
         if decoder and input_ids is None and attention_mask.dim() == 2 and not bool(attention_mask[:, -1].all()):
             # given embeddings, the classifier reads each row's last position (it finds the last real token from
@@ -1136,7 +1157,7 @@ def encoder_forward(
     positions = kwargs.get("position_ids")
     if positions is None and decoder:  # the last-token call counts positions from the mask
         positions = _positions_from_mask(attention_mask)
-    check_positions_fit(_transformers_model(parts), num_virtual, inputs_embeds.shape[1], 0, positions, given)
+    check_positions_fit(_transformers_model(parts), num_virtual, inputs_embeds.shape[1], 0, positions, given, decoding=False)
     if decoder:
         return _last_token_classifier_call(parts, inputs_embeds, attention_mask, kwargs)
     return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)

@@ -127,8 +127,9 @@ def test_a_classifier_input_past_the_position_table_is_refused(model_name):
         peft_model, field = _model("bert", "vocab_uniform"), "max_position_embeddings"
     with torch.no_grad():
         assert peft_model(**_ids(TABLE - P)).logits.shape == (1, 2)
-        with pytest.raises(ValueError, match=rf"{P} virtual tokens .* {TABLE} positions \(config.{field}\)"):
+        with pytest.raises(ValueError, match=rf"{P} virtual tokens .* {TABLE} positions \(config.{field}\)") as refused:
             peft_model(**_ids(TABLE - P + 1))
+    assert f"truncate inputs to at most {TABLE - P} tokens, or" in str(refused.value) and "generate" not in str(refused.value)
 
 
 def _tiny_bart():
@@ -142,7 +143,8 @@ def _tiny_bart():
 
 
 def test_a_seq2seq_encoder_input_past_the_position_table_is_refused():
-    """BART looks its encoder positions up in a learned table: forward and generate crashed with a bare IndexError."""
+    """BART looks its encoder positions up in a learned table: forward and generate crashed with a bare IndexError.
+    The refusal's advice is the encoder's: the generated tokens go to the decoder."""
     from peft_softprompt_ext import VocabSampledPromptTuningConfig
 
     peft_model = peft.get_peft_model(_tiny_bart(), VocabSampledPromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=P, seed=1))
@@ -151,8 +153,10 @@ def test_a_seq2seq_encoder_input_past_the_position_table_is_refused():
         peft_model(**_ids(TABLE - P), **decoder)
         with pytest.raises(ValueError, match=rf"{P} virtual tokens .* position {TABLE}, .* {TABLE} positions \(config.max_position_embeddings\)"):
             peft_model(**_ids(TABLE - P + 1), **decoder)
-        with pytest.raises(ValueError, match=rf"{P} virtual tokens .* position {TABLE}, "):
+        with pytest.raises(ValueError, match=rf"{P} virtual tokens .* position {TABLE}, ") as refused:
             peft_model.generate(**_ids(TABLE - P + 1), max_new_tokens=2)
+    # found 2026-12-07 by a probe: the advice counted the tokens to generate, which go to the decoder and its own table
+    assert f"truncate inputs to at most {TABLE - P} tokens, or" in str(refused.value) and "generate" not in str(refused.value)
 
 
 def test_a_table_numbered_from_past_its_padding_index_counts_only_the_positions_tokens_can_use():

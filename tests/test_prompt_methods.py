@@ -732,6 +732,41 @@ def test_a_generate_of_rows_padded_on_the_right_past_a_sliding_window_is_the_sam
     common.check_generate_matches_no_cache(model, {"input_ids": ids, "attention_mask": mask}, max_new_tokens=8, manual_loop=False)
 
 
+@pytest.mark.parametrize(("model_name", "config_name", "shared"), [
+    ("gemma3", "vocab_uniform", "auto"), ("gemma3", "vocab_uniform", "off"), ("gemma3", "mixture_attention", "auto"),
+    ("llama", "mixture_attention", "auto"), ("llama", "deep", "auto")])  # fmt: skip
+def test_a_generate_given_no_mask_reads_left_padding_as_transformers_infers_it(model_name, config_name, shared):
+    """Found 2026-12-07 by a probe: `generate(input_ids)` without a mask on a left-padded batch (transformers infers the
+    mask from `pad_token_id`, so the base model's tokens are the same with and without it) gave other tokens on a
+    sliding-window model with the shared prefix: the call put the prompt's keys and values in front of the padding,
+    while each later step, seeing transformers' mask, reordered the padding first (Gemma-3 and Mistral; plain PEFT's
+    tokens are the same with and without the mask). The call now takes the mask transformers infers, so it equals the
+    call given that mask, and the row alone. (transformers 5.23 infers no mask for an encoder-decoder's input.)"""
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    if config_name == "deep":
+        base, task_type = common.tiny_model(model_name)
+        model = peft.get_peft_model(base, DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, deep_init="random", seed=3))
+    else:
+        model = common.make_peft_model(model_name, config_name)[0]
+        model.peft_config["default"].shared_prefix = shared
+    model.eval()
+    pad = model.generation_config.pad_token_id = 0
+    ids = torch.randint(6, 300, (2, 10), generator=torch.Generator().manual_seed(2))
+    ids[0, :2] = pad  # the tiny model's pad id; its eos id is another
+    mask = (ids != pad).long()
+    settings = {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
+    with torch.no_grad():
+        given = model.generate(input_ids=ids, attention_mask=mask, **settings)
+        inferred = model.generate(input_ids=ids, **settings)
+        positional = model.generate(ids, **settings)
+        alone = model.generate(input_ids=ids[:1, 2:], **settings)
+        with model.disable_adapter():  # the base model reads the pads alike with and without the mask
+            assert torch.equal(model.generate(input_ids=ids, **settings), model.generate(input_ids=ids, attention_mask=mask, **settings))
+    assert torch.equal(inferred, given) and torch.equal(positional, given)
+    assert torch.equal(given[0, -6:], alone[0, -6:])
+
+
 # --------------------------------------------------------------------------- static caches
 def _static_model(model_name: str, config_name: str = "vocab_uniform"):
     peft_model, _ = make_peft_model(model_name, config_name)
