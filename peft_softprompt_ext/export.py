@@ -36,7 +36,7 @@ from ._peft_compat import (
 )
 from .adapter_files import PLAIN_COPIES, is_plugin_card, local_vanilla_view, vanilla_holds
 from .atomic_io import atomic_directory_write
-from .fingerprint import FINGERPRINT_METADATA_KEY
+from .fingerprint import FINGERPRINT_METADATA_KEY, base_model_fingerprint
 from .ids_embedding import ids_scale
 from .options import is_integer
 from .prompt_encoder import KEY_VALUES
@@ -65,6 +65,18 @@ def _not_adapter_files(name: str, path: str) -> bool:
     return name not in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEIGHTS_NAME)
 
 
+def fingerprint_as_saved(peft_model, adapter_name: str) -> None:
+    """A plugin adapter's `base_model_fingerprint` becomes its base model's as the model is now, before a save or an
+    export writes it (found 2026-12-07 by a probe: it was the model's at the build, so a prompt saved after the base
+    model changed under it, e.g. `resize_token_embeddings` for added tokens, was refused by the very model it was saved
+    from and loaded into the model as it was before). Computed as the build computes it."""
+    config = adapter_config_of(peft_model, adapter_name)
+    if is_plugin_config(config):
+        now = base_model_fingerprint(peft_model.base_model)
+        if config.base_model_fingerprint != now:
+            config.base_model_fingerprint = now
+
+
 def export_prompt_tuning(peft_model, save_directory: str | os.PathLike, adapter_name: str = "default", task=None) -> str:
     """Write the adapter's prompt as a vanilla PEFT PROMPT_TUNING adapter; returns the folder.
 
@@ -83,6 +95,7 @@ def export_prompt_tuning(peft_model, save_directory: str | os.PathLike, adapter_
         warnings.warn(f"{type(innermost_model(peft_model)).__name__}'s forward multiplies the embedding of input_ids by "
                       f"{scale:.4g}, which this plugin applies to the text beside the prompt and plain PEFT does not: loaded "
                       "by plain PEFT, this PROMPT_TUNING export gives other outputs than with the plugin.", stacklevel=2)  # fmt: skip
+    fingerprint_as_saved(peft_model, adapter_name)
     with atomic_directory_write(save_directory, keep=_not_adapter_files) as staging:
         write_prompt_tuning_files(peft_model, staging, adapter_name, task)
     return os.fspath(save_directory)
@@ -94,6 +107,7 @@ def export_prefix_tuning(peft_model, save_directory: str | os.PathLike, adapter_
     Refused, saying why, where PEFT's prefix (a key/value cache) does not hold the prompt exactly:
     encoders, seq2seq models and models with sliding-window layers. Arguments as `export_prompt_tuning`.
     """
+    fingerprint_as_saved(peft_model, adapter_name)
     with atomic_directory_write(save_directory, keep=_not_adapter_files) as staging:
         write_prefix_tuning_files(peft_model, staging, adapter_name, task)
     return os.fspath(save_directory)
@@ -109,6 +123,7 @@ def export_cartridge(peft_model, save_directory: str | os.PathLike, adapter_name
     """
     if not is_integer(num_frozen_tokens) or num_frozen_tokens < 0:
         raise ValueError(f"num_frozen_tokens={num_frozen_tokens!r}: expected an int >= 0 (rows CARTRIDGE keeps frozen).")
+    fingerprint_as_saved(peft_model, adapter_name)
     with atomic_directory_write(save_directory, keep=_not_adapter_files) as staging:
         write_prefix_tuning_files(peft_model, staging, adapter_name, task, cartridge_frozen_tokens=num_frozen_tokens)
     return os.fspath(save_directory)

@@ -31,7 +31,7 @@ from ._peft_compat import (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PICKLE_WEI
 from .adapter_files import (AN_ADAPTER, NO_FINGERPRINT, NOTHING, PLAIN_COPIES, check_adapter_files, check_state_shapes,
                             claimed_fingerprint, is_plugin_card, local_vanilla_view, peft_type_at, safetensors_shapes,
                             vanilla_holds)  # fmt: skip
-from .export import vanilla_copies
+from .export import fingerprint_as_saved, vanilla_copies
 from .fingerprint import base_model_fingerprint, check_fingerprint, fingerprint_differences, fingerprint_problem
 from .hub import write_sharing_files
 
@@ -62,6 +62,8 @@ def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters
             and vanilla_copies(peft_model, "default"):
         _refuse_the_name_vanilla("this save holds a default plugin adapter")
     check_save_into_folder(peft_model, save_directory, saved_names)
+    for name in saved_names:
+        fingerprint_as_saved(peft_model, name)
     users_readme = _users_readme(save_directory)
     if "default" not in saved_names:  # PEFT writes every other adapter into its subfolder: the top-level files are
         keep = _everything  # the folder's default adapter's (or a user's), kept as plain PEFT keeps them

@@ -254,6 +254,46 @@ def test_an_exported_plain_copy_carries_the_fingerprint_and_banks_check_it(saved
     serve_prompts(common.tiny_model("gpt2")[0], {"plain": tmp_path / "plain"})  # its own base model: fine
 
 
+def _resized_llama(rows: torch.Tensor | None = None):
+    base, _ = common.tiny_model("llama")
+    base.resize_token_embeddings(common.VOCAB_SIZE + 8, mean_resizing=False)
+    if rows is not None:
+        with torch.no_grad():
+            base.get_input_embeddings().weight[common.VOCAB_SIZE :] = rows
+    return base
+
+
+@pytest.mark.parametrize("config_name", ["vocab_uniform", "deep"])
+def test_a_save_carries_the_fingerprint_of_the_base_model_as_it_is_saved_from(tmp_path, config_name):
+    """Found 2026-12-07 by a probe: the fingerprint was the base model's at the build, so a prompt saved after the
+    base model changed under it (`resize_token_embeddings` for added special tokens) was refused by the very model it
+    was saved from, as trained on another base model, and loaded into the model as it was before the change. A save, a
+    push (which saves) and an export write the fingerprint of the base model as it is."""
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    base, _ = common.tiny_model("llama")
+    config = (DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, deep_init="random", seed=3) if config_name == "deep"
+              else VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, seed=3))  # fmt: skip
+    peft_model = peft.get_peft_model(base, config)
+    peft_model.resize_token_embeddings(common.VOCAB_SIZE + 8, mean_resizing=False)  # after wrapping
+    new_rows = base.get_input_embeddings().weight[common.VOCAB_SIZE :].detach().clone()
+    peft_model.save_pretrained(tmp_path / "adapter")
+    ids = torch.randint(6, common.VOCAB_SIZE + 8, (2, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids).logits
+        loaded = PeftModel.from_pretrained(_resized_llama(new_rows), tmp_path / "adapter")
+        # (the output head's new rows are random again: the logits of the old vocabulary)
+        torch.testing.assert_close(loaded(input_ids=ids).logits[..., : common.VOCAB_SIZE], expected[..., : common.VOCAB_SIZE])
+    with pytest.raises(ValueError, match=r"trained on another base model: vocab_size"):
+        PeftModel.from_pretrained(common.tiny_model("llama")[0], tmp_path / "adapter")  # the model before the change
+    if config_name == "vocab_uniform":  # its plain copies carry it too
+        export_prompt_tuning(peft_model, tmp_path / "plain")
+        for folder in (tmp_path / "plain", tmp_path / "adapter" / "vanilla"):
+            with pytest.raises(ValueError, match=r"trained on another base model"):
+                serve_prompts(common.tiny_model("llama")[0], {"plain": folder})
+            serve_prompts(_resized_llama(new_rows), {"plain": folder})
+
+
 # ------------------------------------------------------------------ (3) no pickle on any path the plugin changes
 PICKLE_PAYLOAD = """
 import os, pickle, torch
