@@ -79,6 +79,14 @@ class PluginPromptConfig(PromptLearningConfig):
         finally:
             self._fingerprint_made_with = made_with
 
+    def shared_prefix_mode(self) -> str:
+        """`shared_prefix` as a call reads it ("auto", "on" or "off"), checked as when the config was made: a value set
+        since the build is read as the constructor reads it (found 2026-12-07 by a probe: `False`, the constructor's
+        "off", ran the shared prefix after the build; "ON" or "bogus" ran as "auto")."""
+        mode = parse_shared_prefix(self.shared_prefix)
+        shared_prefix.refuse_on(mode, shared_prefix.config_reason(task_type_name(self), self.input_dependence()), at_config=True)
+        return mode.value
+
     def fingerprint_claimed(self) -> bool:
         """Whether the config carries the fingerprint it was made with (read from a save, or given when it was made): it
         claims its prompt is that model's, which a build checks. One a build wrote in (PEFT keeps the config object it is

@@ -261,6 +261,30 @@ def test_unknown_shared_prefix_value_is_refused(bad):
         VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, shared_prefix=bad)
 
 
+def test_shared_prefix_set_after_the_build_is_read_as_the_constructor_reads_it():
+    """Found 2026-12-07 by a probe: a call read `shared_prefix` as the string it was set to after the build, so `False`
+    (the constructor's "off") ran the shared prefix: after a frozen weight was edited through `.data` (which the stored
+    prefix cannot notice; the README's remedy is "off") the logits were 0.60 off "off"'s; "ON" and "bogus" ran as
+    "auto". They are read as the constructor reads them, and refused where it refuses them."""
+    peft_model = _peft_model("llama", "vocab_uniform")[0].eval()
+    ids = torch.randint(6, 300, (2, 6), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        peft_model(input_ids=ids)  # stores the prompt's keys and values
+        peft_model.get_base_model().model.layers[0].self_attn.q_proj.weight.data.mul_(2.0)
+        peft_model.peft_config["default"].shared_prefix = False
+        as_false = peft_model(input_ids=ids).logits
+        peft_model.peft_config["default"].shared_prefix = "off"
+        torch.testing.assert_close(as_false, peft_model(input_ids=ids).logits, rtol=0, atol=0)
+        for bad in ("ON", "bogus"):
+            peft_model.peft_config["default"].shared_prefix = bad
+            with pytest.raises(ValueError, match=f"shared_prefix={bad!r} is not one of"):
+                peft_model(input_ids=ids)
+    classifier = common.make_peft_model("bert", "vocab_uniform")[0]
+    classifier.peft_config["default"].shared_prefix = "on"
+    with pytest.raises(ValueError, match="exact only for CAUSAL_LM; task_type='SEQ_CLS'"):
+        classifier(input_ids=ids)
+
+
 @pytest.mark.parametrize("task_type", ["SEQ_2_SEQ_LM", "SEQ_CLS"])
 def test_forcing_shared_prefix_on_an_encoder_is_refused(task_type):
     with pytest.raises(ValueError, match=f"exact only for CAUSAL_LM; task_type='{task_type}'"):
