@@ -13,18 +13,23 @@ import torch
 # fields that give its usable length
 _TABLE_NAMES = ("wpe", "position_embeddings", "embed_positions")
 _LIMIT_FIELDS = ("n_positions", "max_position_embeddings")
-# Found once per model and kept on it: a module-level weak dictionary of models was read inside torch.compile'd
-# forwards, whose guards then named its entries by position and failed (IndexError) once another model was collected.
+# Found once per model and config value and kept on the model: a module-level weak dictionary of models was read inside
+# torch.compile'd forwards, whose guards then named its entries by position and failed (IndexError) once another model
+# was collected. Found again where the config's value changes (found 2026-12-07 by a probe: a table grown from 64 to 128
+# positions, `config.n_positions` with it, was still refused at 64).
 _LIMIT_ATTRIBUTE = "_peft_softprompt_ext_position_limit"
-_UNKNOWN = object()
+_UNKNOWN = (object(), None)
 
 
 def position_limit(model: torch.nn.Module) -> tuple[int, str, int] | None:
     """(positions a sequence may use, a description of where that number comes from, leading rows not used for tokens)
     of a model with a learned position table, else None."""
-    limit = model.__dict__.get(_LIMIT_ATTRIBUTE, _UNKNOWN)
-    if limit is _UNKNOWN:
-        limit = model.__dict__[_LIMIT_ATTRIBUTE] = _find_limit(model)
+    config = getattr(model, "config", None)
+    values = tuple(getattr(config, name, None) for name in _LIMIT_FIELDS)
+    found_for, limit = model.__dict__.get(_LIMIT_ATTRIBUTE, _UNKNOWN)
+    if found_for != values:
+        limit = _find_limit(model)
+        model.__dict__[_LIMIT_ATTRIBUTE] = (values, limit)
     return limit
 
 

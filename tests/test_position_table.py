@@ -183,3 +183,18 @@ def test_models_without_a_position_table_are_not_limited():
     limit = peft_model.base_model.config.max_position_embeddings
     with torch.no_grad():
         assert peft_model(**_ids(limit + 3)).logits.shape[1] in (limit + 3, limit + 3 + P)
+
+
+def test_a_table_grown_after_the_first_call_is_read_again():
+    """Found 2026-12-07 by a probe: the table's size was found at the first call and kept, so after GPT-2's table was
+    grown from 256 to 512 positions (`config.n_positions` with it) calls the base model runs were refused at 256."""
+    peft_model = _model("gpt2", "vocab_uniform").eval()
+    base = peft_model.get_base_model()
+    with torch.no_grad():
+        peft_model(**_ids(7))
+        grown = torch.nn.Embedding(2 * TABLE, base.transformer.wpe.embedding_dim)
+        grown.weight[:TABLE] = base.transformer.wpe.weight
+        base.transformer.wpe, base.config.n_positions = grown, 2 * TABLE
+        assert peft_model(**_ids(TABLE)).logits.shape[1] == TABLE + P
+        with pytest.raises(ValueError, match=rf"position {2 * TABLE}, .* {2 * TABLE} positions \(config.n_positions\)"):
+            peft_model(**_ids(2 * TABLE - P + 1))
