@@ -323,7 +323,9 @@ def plugin_parts(peft_model, adapter_name: str | None = None) -> PromptParts:
     config = peft_model.peft_config[adapter_name]
     return PromptParts(
         base_model=peft_model.base_model,
-        input_embeddings=_hooks.ids_embedding(peft_model.word_embeddings, innermost_model(peft_model.base_model)),
+        # the model's input embedding as it is now (found 2026-12-07 by a probe: after `set_input_embeddings` the one found
+        # at the build embedded the input, where a cached generate's later steps used the new one)
+        input_embeddings=_hooks.ids_embedding(peft_model.base_model.get_input_embeddings(), innermost_model(peft_model.base_model)),
         encoder=peft_model.prompt_encoder[adapter_name],
         num_virtual_tokens=config.num_virtual_tokens,
         shared_prefix=config.shared_prefix_mode(),

@@ -423,6 +423,29 @@ def test_stored_cache_is_recomputed_after_resize_token_embeddings():
     torch.testing.assert_close(shared, _standard_logits(peft_model, batch), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("model_name", ["llama", "gemma3"])
+def test_an_input_embedding_module_replaced_after_wrapping_embeds_the_input(model_name):
+    """Found 2026-12-07 by a probe: the prompt's model kept embedding input ids with the module it found at the build,
+    so after `set_input_embeddings(new_module)` forward was 2.59 off the base model fed `[prompt; new(ids)]` (Llama)
+    while a cached generate (whose later steps the base model embeds) used the new one: cached and uncached tokens
+    differed (plain PEFT's prompt tuning keeps the old module too). The input is embedded by the model's module now."""
+    import copy
+
+    peft_model, _ = common.make_peft_model(model_name, "vocab_uniform")
+    peft_model.eval()
+    base = peft_model.get_base_model()
+    replacement = copy.deepcopy(base.get_input_embeddings())
+    with torch.no_grad():
+        replacement.weight.mul_(1.5)
+    base.set_input_embeddings(replacement)
+    ids = torch.randint(6, 300, (2, 6), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        prompt = peft_model.prompt_encoder["default"].prompt_table()[None].expand(2, -1, -1)
+        expected = base(inputs_embeds=torch.cat((prompt, replacement(ids)), dim=1)).logits  # (Gemma-3's module scales its rows)
+        torch.testing.assert_close(peft_model(input_ids=ids).logits, expected, rtol=1e-5, atol=1e-5)
+    common.check_generate_matches_no_cache(peft_model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, max_new_tokens=6)
+
+
 def test_a_model_holding_a_stored_cache_pickles_and_its_copy_recomputes_it():
     import io
 
