@@ -653,13 +653,23 @@ def _inferred_attention_mask(parts: PromptParts, input_ids, kwargs: dict):
     if kwargs.get("attention_mask") is not None or not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 \
             or input_ids.dtype not in (torch.int, torch.long) or input_ids.shape[1] == 0:  # fmt: skip
         return None
-    pad, eos = (_generate_setting(parts, kwargs, name) for name in ("pad_token_id", "eos_token_id"))
+    pad, eos = (_special_token_ids(parts, kwargs, name) for name in ("pad_token_id", "eos_token_id"))
     pads = torch.as_tensor(pad if pad is not None else [], device=input_ids.device).flatten()
     if pads.numel() != 1 or not torch.isin(input_ids, pads).any():
         return None
     if eos is not None and torch.isin(torch.as_tensor(eos, device=input_ids.device).flatten(), pads).any():
         return None
     return input_ids.ne(pads).long()
+
+
+def _special_token_ids(parts: PromptParts, kwargs: dict, name: str):
+    """A generate call's pad or eos id(s) as transformers resolves them: its keyword, else its generation_config's,
+    else (where that config leaves it unset) the model's generation_config's (found 2026-12-07 by a review: a passed
+    config's unset pad id hid the model's, and a config padding with the model's eos id masked the eos ids)."""
+    if name in kwargs:
+        return kwargs[name]
+    given = getattr(kwargs.get("generation_config"), name, None)
+    return given if given is not None else getattr(getattr(parts.base_model, "generation_config", None), name, None)
 
 
 def generation_prompts(parts: PromptParts, args: tuple, kwargs: dict) -> torch.Tensor:

@@ -767,6 +767,34 @@ def test_a_generate_given_no_mask_reads_left_padding_as_transformers_infers_it(m
     assert torch.equal(given[0, -6:], alone[0, -6:])
 
 
+@pytest.mark.parametrize("case", ["pad_from_the_model", "pad_is_the_models_eos"])
+def test_a_generate_given_a_generation_config_infers_the_mask_transformers_infers(case):
+    """Found 2026-12-07 by a review of the fix above: the mask was inferred from the passed generation_config's own pad
+    and eos ids, where transformers takes the model's for what the passed config leaves unset. A config without a pad id
+    on a model with one left the bug above; a config whose pad id is the model's eos id (the usual "pad = eos" recipe)
+    masked every eos in the input, which transformers does not (other tokens than before the fix)."""
+    from transformers import GenerationConfig
+
+    model = common.make_peft_model("gemma3", "vocab_uniform")[0].eval()
+    ids = torch.randint(6, 300, (2, 10), generator=torch.Generator().manual_seed(2))
+    settings = {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
+    if case == "pad_from_the_model":  # the model's pad id 0 pads row 0; the passed config names none
+        ids[0, :2] = 0
+        generation_config, mask = GenerationConfig(**settings), (ids != 0).long()
+    else:  # the model has no pad id; the passed config pads with its eos id, which the input holds mid-row
+        model.generation_config.pad_token_id, model.generation_config.eos_token_id = None, 2
+        ids[:, 4] = 2
+        generation_config, mask = GenerationConfig(pad_token_id=2, **settings), torch.ones_like(ids)
+    with torch.no_grad():
+        inferred = model.generate(input_ids=ids, generation_config=generation_config)
+        given = model.generate(input_ids=ids, attention_mask=mask, generation_config=generation_config)
+        with model.disable_adapter():
+            base = model.get_base_model()
+            assert torch.equal(base.generate(input_ids=ids, generation_config=generation_config),
+                               base.generate(input_ids=ids, attention_mask=mask, generation_config=generation_config))  # fmt: skip
+    assert torch.equal(inferred, given)
+
+
 # --------------------------------------------------------------------------- static caches
 def _static_model(model_name: str, config_name: str = "vocab_uniform"):
     peft_model, _ = make_peft_model(model_name, config_name)
