@@ -6,8 +6,8 @@ This module is the top of the plugin: it imports the methods (each registers its
 the PEFT wrappers with the plugin's behaviour as their hooks; nothing in the package imports it.
 """
 
-from . import hub, layer_prefix, persistence, prompt_injection
-from ._peft_compat import SUPPORTED_PEFT, PluginHooks, install_patches
+from . import fingerprint, hub, layer_prefix, persistence, prompt_injection
+from ._peft_compat import SUPPORTED_PEFT, PluginHooks, install_patches, own_module
 from .adapter_files import check_finite, check_safetensors_file
 from .atomic_io import atomic_directory_write, atomic_file_write, read_json_object, read_lock
 from .deep_prompt import DeepInit, DeepPromptTuningConfig
@@ -65,6 +65,7 @@ install_patches(
     )
 )
 layer_prefix.register_routes()  # a deep-prompt model saved whole names the routed attention in its config
+fingerprint.use_own_module(own_module)  # fingerprints read the model's own embedding under PEFT's trained copies
 
 __version__ = "0.1.0"
 __all__ = [

@@ -208,6 +208,14 @@ def input_embeddings_of(model) -> torch.nn.Module:
     return base.get_input_embeddings()
 
 
+def own_module(module: torch.nn.Module) -> torch.nn.Module:
+    """The model's own module under PEFT's wrappers that train a copy of it beside an adapter (`modules_to_save`,
+    trainable tokens), else `module`."""
+    while isinstance(module, AuxiliaryTrainingWrapper):
+        module = module.original_module
+    return module
+
+
 def innermost_model(model) -> torch.nn.Module:
     """The transformers model under any number of PeftModel wrappers (e.g. a prompt over a LoRA model)."""
     while isinstance(model, PeftModel):

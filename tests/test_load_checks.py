@@ -294,6 +294,27 @@ def test_a_save_carries_the_fingerprint_of_the_base_model_as_it_is_saved_from(tm
             serve_prompts(_resized_llama(new_rows), {"plain": folder})
 
 
+def test_a_prompt_trained_with_its_embedding_saves_the_fingerprint_of_the_models_own_embedding(tmp_path):
+    """Found 2026-12-07 by a review of the fix above: with the input embedding trained beside the prompt (PEFT's
+    `modules_to_save` copy), the save's fingerprint hashed the trained copy, so the base model refused the save as
+    trained on another base model. The fingerprint reads the model's own embedding under PEFT's wrapper, also for a
+    second adapter built after the wrapper."""
+    peft_model = peft.get_peft_model(common.tiny_model("llama")[0], VocabSampledPromptTuningConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=5, seed=3, modules_to_save=["embed_tokens"]))  # fmt: skip
+    with torch.no_grad():  # a training step moves the trained copy
+        for name, parameter in peft_model.named_parameters():
+            if parameter.requires_grad and "prompt_encoder" not in name:
+                parameter.add_(0.05)
+    peft_model.add_adapter("second", VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, seed=4))
+    peft_model.save_pretrained(tmp_path)
+    ids = torch.randint(6, 300, (2, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids).logits
+        loaded = PeftModel.from_pretrained(common.tiny_model("llama")[0], tmp_path)
+        torch.testing.assert_close(loaded(input_ids=ids).logits, expected)
+        loaded.load_adapter(tmp_path / "second", adapter_name="second")
+
+
 # ------------------------------------------------------------------ (3) no pickle on any path the plugin changes
 PICKLE_PAYLOAD = """
 import os, pickle, torch
