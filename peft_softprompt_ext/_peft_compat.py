@@ -208,10 +208,15 @@ def input_embeddings_of(model) -> torch.nn.Module:
     return base.get_input_embeddings()
 
 
-def own_module(module: torch.nn.Module) -> torch.nn.Module:
-    """The model's own module under PEFT's wrappers that train a copy of it beside an adapter (`modules_to_save`,
-    trainable tokens), else `module`."""
-    while isinstance(module, AuxiliaryTrainingWrapper):
+def own_module(module: torch.nn.Module, model) -> torch.nn.Module:
+    """`module` of `model` (what a prompt sits on: a transformers model, or another PeftModel such as a LoRA one; or the
+    prompt's PeftModel) under the wrappers in which the prompt's own adapters train a copy of it (PEFT's
+    `modules_to_save`, trainable tokens); a copy of an adapter under the prompt (a LoRA model's) is part of the model
+    the prompt sits on, and kept."""
+    if isinstance(model, PeftModel) and any(config.is_prompt_learning for config in model.peft_config.values()):
+        model = model.base_model  # (the prompt's own PeftModel: what it sits on)
+    under = set(model.peft_config) if isinstance(model, PeftModel) else set()
+    while isinstance(module, AuxiliaryTrainingWrapper) and not set(module._adapters) & under:
         module = module.original_module
     return module
 
@@ -532,6 +537,7 @@ def _causal_generate(original, self, *args, **kwargs):
     if self._adapters_disabled:
         return _disabled_call(original, self, "generate", args, kwargs)
     args, kwargs = _generate_keywords(args, kwargs)
+    _hand_on_the_generation_config(self)
     # The prompt is computed once from the original input, so it stays the same at every step with
     # or without a cache (input-dependent mixing would otherwise see the generated tokens too).
     parts = plugin_parts(self)
@@ -549,6 +555,17 @@ def _causal_generate(original, self, *args, **kwargs):
             scope = _hooks.generation_scope(parts, self._plugin_generation_prompts, self._plugin_generation_prefix)
         with scope, _inputs_embeds_accepted(self, kwargs), _steps_through_the_prompt(self):
             return _hooks.generation_output(parts, kwargs, original(self, *args, **kwargs))
+
+
+def _hand_on_the_generation_config(peft_model) -> None:
+    """What PEFT's causal generate does first: the PeftModel's `generation_config` goes onto the model under it, which
+    transformers then reads (the transformers model's, where it has no `.model`, or a LoRA PeftModel's). Done before the
+    plugin reads the call's settings (found 2026-12-07 by a review: the first call after `peft_model.generation_config =
+    ...` inferred its mask from the old config)."""
+    if hasattr(peft_model.base_model, "model"):
+        peft_model.base_model.model.generation_config = peft_model.generation_config
+    else:
+        peft_model.base_model.generation_config = peft_model.generation_config
 
 
 def _rows_adapters_of_the_model_under(peft_model, kwargs: dict):

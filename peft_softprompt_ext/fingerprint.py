@@ -127,12 +127,12 @@ def _embedding_fingerprint(architecture, model_type, weight: torch.Tensor) -> di
     }
 
 
-def _as_is(module):
+def _as_is(module, model):
     return module
 
 
-# The model's own module under a wrapper that trains a copy of it (PEFT's `modules_to_save`): the plugin sets
-# `_peft_compat.own_module` here (`use_own_module`); serving, which loads this file on its own, wraps nothing.
+# `module` of `model` under the wrappers in which the prompt trains a copy of it (PEFT's `modules_to_save`): the plugin
+# sets `_peft_compat.own_module` here (`use_own_module`); serving, which loads this file on its own, wraps nothing.
 _own_module = [_as_is]
 
 
@@ -141,13 +141,14 @@ def use_own_module(function) -> None:
 
 
 def base_model_fingerprint(model) -> dict:
-    """The fingerprint of a transformers model (or of a PeftModel's base model): its own input embedding, not a trained
-    copy of it beside an adapter (found 2026-12-07 by a review: a save after training the embedding in `modules_to_save`
-    hashed the trained copy, and the base model refused the save)."""
+    """The fingerprint of a transformers model (or of a PeftModel's base model): its input embedding, not a copy the
+    prompt trains beside it (found 2026-12-07 by a review: a save after training the embedding in the prompt's
+    `modules_to_save` hashed the trained copy, and the base model refused the save); a LoRA model's copy under the
+    prompt is part of the model the prompt sits on (a second review)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = base.config
     architecture = (getattr(config, "architectures", None) or [type(base).__name__])[0]
-    return embedding_fingerprint(architecture, getattr(config, "model_type", None), _own_module[0](base.get_input_embeddings()).weight)
+    return embedding_fingerprint(architecture, getattr(config, "model_type", None), _own_module[0](base.get_input_embeddings(), model).weight)
 
 
 # Where a plain PROMPT_TUNING copy exported by the plugin carries the fingerprint: its safetensors

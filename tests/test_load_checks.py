@@ -315,6 +315,29 @@ def test_a_prompt_trained_with_its_embedding_saves_the_fingerprint_of_the_models
         loaded.load_adapter(tmp_path / "second", adapter_name="second")
 
 
+def test_a_prompt_over_a_lora_model_with_a_trained_embedding_copy_claims_the_lora_models_embedding(tmp_path):
+    """Found 2026-12-07 by a second review of the fix above: the model's own embedding was read under every PEFT copy,
+    the LoRA model's too, so a prompt trained over a LoRA model whose `modules_to_save` embedding had trained was refused
+    by that LoRA model merged (the same logits) and taken by the bare base model. Under the prompt, the LoRA model's copy
+    is part of the model the prompt sits on; only the prompt's own copies are looked under."""
+    base, task_type = common.tiny_model("llama")
+    lora = peft.get_peft_model(base, peft.LoraConfig(task_type=task_type, r=2, target_modules=["q_proj"], modules_to_save=["embed_tokens"]))
+    with torch.no_grad():
+        lora.base_model.model.model.embed_tokens.modules_to_save["default"].weight.add_(0.05)
+    lora.save_pretrained(tmp_path / "lora")
+    peft_model = peft.get_peft_model(lora, VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, seed=3))
+    peft_model.save_pretrained(tmp_path / "prompt")
+    ids = torch.randint(6, 300, (2, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids).logits
+        merged = PeftModel.from_pretrained(common.tiny_model("llama")[0], tmp_path / "lora").merge_and_unload()
+        torch.testing.assert_close(PeftModel.from_pretrained(merged, tmp_path / "prompt")(input_ids=ids).logits, expected)
+        stacked = PeftModel.from_pretrained(PeftModel.from_pretrained(common.tiny_model("llama")[0], tmp_path / "lora"), tmp_path / "prompt")
+        torch.testing.assert_close(stacked(input_ids=ids).logits, expected)
+    with pytest.raises(ValueError, match=r"trained on another base model"):
+        PeftModel.from_pretrained(common.tiny_model("llama")[0], tmp_path / "prompt")
+
+
 # ------------------------------------------------------------------ (3) no pickle on any path the plugin changes
 PICKLE_PAYLOAD = """
 import os, pickle, torch

@@ -795,6 +795,25 @@ def test_a_generate_given_a_generation_config_infers_the_mask_transformers_infer
     assert torch.equal(inferred, given)
 
 
+def test_a_generation_config_set_on_the_prompts_model_infers_the_mask_on_its_first_call():
+    """Found 2026-12-07 by a second review: PEFT's generate copies the PeftModel's `generation_config` onto the model
+    transformers reads only when the call starts, so the mask of the first call after `peft_model.generation_config =
+    ...` was inferred from the old config (a prompt over a LoRA model: other tokens on the first call than on the
+    second). The plugin reads the config PEFT hands transformers."""
+    from transformers import GenerationConfig
+
+    base, task_type = common.tiny_model("llama")
+    lora = peft.get_peft_model(base, peft.LoraConfig(task_type=task_type, r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model = peft.get_peft_model(lora, common.all_configs()["mixture_attention"](task_type, "llama")).eval()
+    ids = torch.randint(6, 300, (2, 10), generator=torch.Generator().manual_seed(2))
+    ids[0, :4] = 5
+    model.generation_config = GenerationConfig(pad_token_id=5, eos_token_id=3, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    with torch.no_grad():
+        first = model.generate(input_ids=ids)
+        given = model.generate(input_ids=ids, attention_mask=(ids != 5).long())
+    assert torch.equal(first, given)
+
+
 # --------------------------------------------------------------------------- static caches
 def _static_model(model_name: str, config_name: str = "vocab_uniform"):
     peft_model, _ = make_peft_model(model_name, config_name)
