@@ -47,7 +47,9 @@ def vocab_sampled(config, task_type, tokenizer_dir, label_words, corpus):
 
 
 def deep_prompt(config, task_type, tokenizer_dir, label_words, corpus):
-    extra = _sampling_extras(config, label_words, corpus) if config.deep_init == "vocab_sampled" else {}
+    extra = {}
+    if config.deep_init == "vocab_sampled":  # (norm_matching was dropped until 2026-12-07)
+        extra = dict(_sampling_extras(config, label_words, corpus), norm_matching=config.norm_matching)
     if config.deep_init == "text":  # repeated to P tokens, as for cartridge: the plugin does not pad a short text
         from transformers import AutoTokenizer
 
@@ -139,6 +141,7 @@ BUILDERS = {
     "zero_shot": (no_adapter, "no training: the frozen base model, evaluated as is"),
 }
 METHODS = tuple(BUILDERS)
+PLUGIN_METHODS = tuple(name for name, (_, what) in BUILDERS.items() if what.startswith("this plugin"))  # (their configs' settings)
 
 
 def build_peft_config(config, task_type: str, tokenizer_dir: str, label_words: list[str], corpus=None):

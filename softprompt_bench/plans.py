@@ -44,6 +44,9 @@ def load_plan(path: str, seeds_override: str | None = None, default_seeds=(0,)) 
         if key in plan:
             check_folder(plan[key], f"{key} in {path}")
     check_keys(plan.get("base", {}), f"{path} base")
+    for key in ("seed", "output_dir"):  # (found 2026-12-07 by a probe: a base's were overwritten without a word)
+        if key in plan.get("base", {}):
+            raise ValueError(f"{path} base sets {key}, which the plan sets (seeds: and output_dir:).")
     methods = plan.get("methods")
     if not isinstance(methods, list) or not methods or not all(isinstance(method, dict) for method in methods):
         raise ValueError(f"methods in {path} must be a non-empty list of mappings (each a name and its keys), got {methods!r:.200}.")

@@ -21,7 +21,7 @@ import yaml
 from peft_softprompt_ext import DeepInit, Mixing, Reparameterization, SharedPrefix, VocabSampling
 
 from .data.tasks import EMBEDDED_TASKS
-from .methods import METHODS
+from .methods import METHODS, PLUGIN_METHODS
 
 
 @dataclass
@@ -117,6 +117,22 @@ class RecipeConfig:
         if self.lr_schedule not in ("constant", "linear"):
             raise ValueError(f"lr_schedule={self.lr_schedule!r} is unknown; expected 'constant' or 'linear'.")
         self._check_numbers()
+        self._check_read_by_the_method()  # (after the types: a value of the wrong type is named as such)
+
+    def _check_read_by_the_method(self) -> None:
+        """A setting the run's method never reads is refused, not kept in the run's recorded config as if it had been used
+        (found 2026-12-07 by a probe: residual_mlp with LoRA, source prompts of a vocab_sampled run)."""
+        if self.reparameterization is not None and self.method not in PLUGIN_METHODS:
+            raise ValueError(f"reparameterization={self.reparameterization!r} is read only by the plugin's methods {list(PLUGIN_METHODS)}; "
+                             f"got method={self.method!r}.")  # fmt: skip
+        if self.source_prompts and self.method != "mixture":
+            raise ValueError(f"source_prompts={self.source_prompts!r} is read only by method 'mixture'; got method={self.method!r}.")
+        for name in ("source_adapter", "projection"):
+            if getattr(self, name) is not None and self.method != "projected":
+                raise ValueError(f"{name}={getattr(self, name)!r} is read only by method 'projected'; got method={self.method!r}.")
+        if self.norm_matching and self.method != "vocab_sampled" and (self.method, self.deep_init) != ("deep_prompt", "vocab_sampled"):
+            raise ValueError(f"norm_matching={self.norm_matching!r} is read only by method 'vocab_sampled' and by 'deep_prompt' with "
+                             f"deep_init 'vocab_sampled'; got method={self.method!r}, deep_init={self.deep_init!r}.")  # fmt: skip
 
     def _check_text_types(self) -> None:
         """Text keys are texts (checked first: the other checks compare them with known values; template has its own)."""

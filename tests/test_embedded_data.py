@@ -256,6 +256,25 @@ def test_negative_labels_are_rejected(tmp_path):
         load_task(path)
 
 
+@pytest.mark.parametrize("file_name,content,message", [
+    ("blank_label.csv", "text,label\n" + "".join(f"row {i},{'' if i == 5 else ['neg', 'pos'][i % 2]}\n" for i in range(30)),
+     r"Label column 'label' of .*blank_label.csv.* has no value in 1 row \(row 5 of split 'train', counted from 0\)"),
+    ("blank_int_label.csv", "text,label\n" + "".join(f"row {i},{'' if i in (3, 7) else i % 2}\n" for i in range(30)),
+     r"Label column 'label' of .* has no value in 2 rows \(rows 3, 7 of split 'train', counted from 0\)"),
+    ("null_label.jsonl", "".join(json.dumps({"text": f"t{i}", "label": None if i == 4 else i % 2}) + "\n" for i in range(30)),
+     r"Label column 'label' of .* has no value in 1 row \(row 4 of split 'train', counted from 0\)"),
+    ("blank_text.csv", "text,label\n" + "".join(f"{'' if i == 9 else f'row {i}'},{i % 2}\n" for i in range(30)),
+     r"Text column 'text' of .* has no value in 1 row \(row 9 of split 'train', counted from 0\)"),
+])  # fmt: skip
+def test_a_row_without_a_label_or_a_text_is_refused_naming_it(tmp_path, file_name, content, message):
+    """Found 2026-12-07 by a probe: a blank or null label failed with a bare TypeError (or, for a column of ints, as
+    "must hold class indices ... found float64"), and an empty text loaded and failed inside the tokenizer once its
+    row fell in the split a run used."""
+    (tmp_path / file_name).write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_task(str(tmp_path / file_name))
+
+
 def test_nonexistent_file_is_not_mistaken_for_a_hub_id(tmp_path):
     with pytest.raises(ValueError, match="neither an embedded task"):
         load_task(str(tmp_path / "missing.csv"))

@@ -605,6 +605,35 @@ def test_deep_init_prompt_needs_init_prompt_and_init_prompt_needs_it():
         RecipeConfig(method="lora", init_prompt="x")
 
 
+@pytest.mark.parametrize("settings,message", [
+    ({"method": "lora", "reparameterization": "residual_mlp"}, r"reparameterization='residual_mlp' is read only by the plugin's methods"),
+    ({"method": "prefix_tuning", "reparameterization": "residual_mlp"}, r"reparameterization='residual_mlp' is read only by"),
+    ({"method": "vocab_sampled", "source_prompts": ["a"]}, r"source_prompts=\['a'\] is read only by method 'mixture'"),
+    ({"method": "vocab_sampled", "source_adapter": "a"}, r"source_adapter='a' is read only by method 'projected'"),
+    ({"method": "mixture", "projection": "p"}, r"projection='p' is read only by method 'projected'"),
+    ({"method": "lora", "norm_matching": True}, r"norm_matching=True is read only by method 'vocab_sampled' and by 'deep_prompt' with deep_init 'vocab_sampled'"),
+    ({"method": "deep_prompt", "norm_matching": True}, r"norm_matching=True is read only by .*got method='deep_prompt', deep_init='text'"),
+])  # fmt: skip
+def test_a_setting_the_runs_method_never_reads_is_refused(settings, message):
+    """Found 2026-12-07 by a probe: a run kept settings its method never reads (residual_mlp with LoRA, source prompts
+    of a vocab_sampled run) in its recorded config, as if they had been used; init_prompt, trainable_layers,
+    modules_to_save and head_lr were refused so already."""
+    with pytest.raises(ValueError, match=message):
+        RecipeConfig(**settings)
+
+
+def test_a_deep_prompt_run_started_from_sampled_rows_takes_norm_matching():
+    """Found 2026-12-07 by a probe: `norm_matching` was dropped by the deep_prompt builder, so runs with true and false
+    trained the same prompt, and the saved adapter's config said false where the run's results said true."""
+    from softprompt_bench.methods import BUILDERS
+
+    tokenizer = common.tiny_tokenizer_dir()
+    built = [BUILDERS["deep_prompt"][0](RecipeConfig(method="deep_prompt", deep_init="vocab_sampled", vocab_sampling="top_frequent",
+                                                 num_frequent_tokens=50, norm_matching=matched), "CAUSAL_LM", tokenizer, [" a", " b"], [])
+             for matched in (True, False)]  # fmt: skip
+    assert [config.norm_matching for config in built] == [True, False]
+
+
 def test_init_prompt_seed_placeholder_becomes_the_runs_seed():
     config = RecipeConfig(method="deep_prompt", deep_init="prompt", init_prompt="runs/x/seed{seed}/adapter", seed=3)
     assert config.init_prompt == "runs/x/seed3/adapter"
@@ -904,6 +933,9 @@ def test_a_plans_numbers_are_typed_as_on_the_command_line(tmp_path):
     ("methods: [{name: a, seed: 5}]", None, r"method 'a' sets seed, which the plan sets"),
     ("methods: [{name: a, output_dir: x}]", None, r"method 'a' sets output_dir, which the plan sets"),
     ("methods: [{name: a}]\nseeds: 3", None, r"seeds must be a list of integers, got 3"),
+    # found 2026-12-07 by a probe: a base's seed and output_dir were overwritten by the plan's without a word
+    ("methods: [{name: a}]\nbase: {seed: 5}", None, r"base sets seed, which the plan sets \(seeds: and output_dir:\)"),
+    ("methods: [{name: a}]\nbase: {output_dir: x}", None, r"base sets output_dir, which the plan sets"),
     # found 2026-12-06: a raw TypeError, and a string's letters read as keys
     ("methods: [{name: a}]\nbase: null", None, r"base in .* must be a mapping of config keys .*, got None"),
     ("methods: [{name: a}]\nbase: steps", None, r"base in .* must be a mapping of config keys .*, got 'steps'"),

@@ -7,6 +7,7 @@ folder saved with `save_to_disk` or holding data files, or a Hub dataset id ("ow
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import datasets
@@ -136,12 +137,28 @@ def _check_columns(ds: datasets.Dataset, split: str, name: str, text_column: str
                 f"{role.capitalize()} column {column!r} is missing from split {split!r} of {name!r}; "
                 f"columns present: {ds.column_names}. Pass {role}_column=... to choose another."
             )
+    for role, column in (("text", text_column), ("label", label_column)):
+        empty = [row for row, value in enumerate(ds[column]) if _no_value(value, role)]
+        if empty:  # (found 2026-12-07 by a probe: a bare TypeError, or a text that failed inside the tokenizer)
+            rows = "row" if len(empty) == 1 else "rows"
+            shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+            raise ValueError(
+                f"{role.capitalize()} column {column!r} of {name!r} has no value in {len(empty)} {rows} ({rows} {shown} "
+                f"of split {split!r}, counted from 0); give every row a {role}, or drop those rows."
+            )
     text_type = getattr(ds.features[text_column], "dtype", None)
     if text_type not in ("string", "large_string"):
         raise ValueError(
             f"Text column {text_column!r} of {name!r} (split {split!r}) must hold strings, "
             f"found {ds.features[text_column]!r}."
         )
+
+
+def _no_value(value, role: str) -> bool:
+    """A missing cell: None, NaN (a blank cell of a CSV column of numbers), or for a text an empty or blank one."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    return role == "text" and isinstance(value, str) and not value.strip()
 
 
 def _to_class_labels(raw: datasets.DatasetDict, name: str, label_column: str) -> datasets.DatasetDict:
