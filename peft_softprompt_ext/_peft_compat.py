@@ -210,15 +210,30 @@ def input_embeddings_of(model) -> torch.nn.Module:
 
 def own_module(module: torch.nn.Module, model) -> torch.nn.Module:
     """`module` of `model` (what a prompt sits on: a transformers model, or another PeftModel such as a LoRA one; or the
-    prompt's PeftModel) under the wrappers in which the prompt's own adapters train a copy of it (PEFT's
-    `modules_to_save`, trainable tokens); a copy of an adapter under the prompt (a LoRA model's) is part of the model
-    the prompt sits on, and kept."""
+    prompt's PeftModel) under the wrappers in which a prompt trains a copy of it (PEFT's `modules_to_save`, trainable
+    tokens). A copy that an adapter under the prompt declares (a LoRA config's `modules_to_save` naming the module, or
+    its `trainable_token_indices`) is part of the model the prompt sits on, and kept (found 2026-12-07 by a review:
+    told apart by adapter names, the prompt's own copy was kept where both adapters were named "default")."""
     if isinstance(model, PeftModel) and any(config.is_prompt_learning for config in model.peft_config.values()):
         model = model.base_model  # (the prompt's own PeftModel: what it sits on)
-    under = set(model.peft_config) if isinstance(model, PeftModel) else set()
-    while isinstance(module, AuxiliaryTrainingWrapper) and not set(module._adapters) & under:
+    if isinstance(module, AuxiliaryTrainingWrapper) and isinstance(model, PeftModel):
+        name = next((name for name, each in innermost_model(model).named_modules(remove_duplicate=False) if each is module), "")
+        if any(_declares(config, name, module is model.get_input_embeddings()) for config in model.peft_config.values()):
+            return module
+    while isinstance(module, AuxiliaryTrainingWrapper):
         module = module.original_module
     return module
+
+
+def _declares(config, name: str, input_embedding: bool) -> bool:
+    """Whether an adapter config trains a copy of the module at `name` beside it, as PEFT matches its names."""
+    targets = list(getattr(config, "modules_to_save", None) or [])
+    tokens = getattr(config, "trainable_token_indices", None)
+    if isinstance(tokens, dict):
+        targets += list(tokens)
+    elif tokens and input_embedding:  # (a list: the input embedding's tokens)
+        return True
+    return bool(name) and any(name.endswith(target) for target in targets)
 
 
 def innermost_model(model) -> torch.nn.Module:

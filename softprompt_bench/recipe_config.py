@@ -188,6 +188,8 @@ class RecipeConfig:
                               ("split_seed", None)):  # fmt: skip
             if relevant[name] == default:  # added later: runs made before it existed keep their digest
                 del relevant[name]
+        if (self.method, self.deep_init) == ("deep_prompt", "vocab_sampled") and self.norm_matching:
+            relevant["norm_matching_read"] = True  # (the builder dropped it until 2026-12-07: such runs are not reused)
         return relevant
 
     def init_prompt_digest(self) -> Optional[str]:

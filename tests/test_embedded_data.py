@@ -261,6 +261,8 @@ def test_negative_labels_are_rejected(tmp_path):
      r"Label column 'label' of .*blank_label.csv.* has no value in 1 row \(row 5 of split 'train', counted from 0\)"),
     ("blank_int_label.csv", "text,label\n" + "".join(f"row {i},{'' if i in (3, 7) else i % 2}\n" for i in range(30)),
      r"Label column 'label' of .* has no value in 2 rows \(rows 3, 7 of split 'train', counted from 0\)"),
+    ("empty_label.jsonl", "".join(json.dumps({"text": f"t{i}", "label": "" if i == 6 else ["neg", "pos"][i % 2]}) + "\n" for i in range(30)),
+     r"Label column 'label' of .* has no value in 1 row \(row 6 of split 'train', counted from 0\)"),
     ("null_label.jsonl", "".join(json.dumps({"text": f"t{i}", "label": None if i == 4 else i % 2}) + "\n" for i in range(30)),
      r"Label column 'label' of .* has no value in 1 row \(row 4 of split 'train', counted from 0\)"),
     ("blank_text.csv", "text,label\n" + "".join(f"{'' if i == 9 else f'row {i}'},{i % 2}\n" for i in range(30)),

@@ -338,6 +338,25 @@ def test_a_prompt_over_a_lora_model_with_a_trained_embedding_copy_claims_the_lor
         PeftModel.from_pretrained(common.tiny_model("llama")[0], tmp_path / "prompt")
 
 
+def test_a_prompt_with_its_own_embedding_copy_over_a_lora_model_claims_the_lora_model(tmp_path):
+    """Found 2026-12-07 by a third review: the prompt's own `modules_to_save` copy of the embedding was taken for the
+    LoRA model's whenever the two adapters shared a name ("default", PEFT's default), so the save hashed the trained
+    copy and the LoRA model refused it. A copy is the LoRA model's only where its config names that module."""
+    base, task_type = common.tiny_model("llama")
+    lora = peft.get_peft_model(base, peft.LoraConfig(task_type=task_type, r=2, target_modules=["q_proj"]))
+    lora.save_pretrained(tmp_path / "lora")
+    peft_model = peft.get_peft_model(lora, VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=5, seed=3,
+                                                                          modules_to_save=["embed_tokens"]))  # fmt: skip
+    with torch.no_grad():
+        lora.base_model.model.model.embed_tokens.modules_to_save["default"].weight.add_(0.07)  # (the prompt's copy)
+    peft_model.save_pretrained(tmp_path / "prompt")
+    ids = torch.randint(6, 300, (2, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids).logits
+        stacked = PeftModel.from_pretrained(PeftModel.from_pretrained(common.tiny_model("llama")[0], tmp_path / "lora"), tmp_path / "prompt")
+        torch.testing.assert_close(stacked(input_ids=ids).logits, expected)
+
+
 # ------------------------------------------------------------------ (3) no pickle on any path the plugin changes
 PICKLE_PAYLOAD = """
 import os, pickle, torch

@@ -634,6 +634,16 @@ def test_a_deep_prompt_run_started_from_sampled_rows_takes_norm_matching():
     assert [config.norm_matching for config in built] == [True, False]
 
 
+def test_a_deep_prompt_run_with_norm_matching_recorded_before_it_was_read_is_not_reused():
+    """The review of that fix: such a run's digest was the same before and after, so compare.py would have reused a run
+    that trained without norm matching as one with it. Its digest changed; other runs keep theirs."""
+    matched = RecipeConfig(method="deep_prompt", deep_init="vocab_sampled", norm_matching=True)
+    assert matched.training_digest() != "ecb8d9daf6d0159b"  # (the digest such a run recorded before)
+    assert RecipeConfig(method="deep_prompt", deep_init="vocab_sampled").training_digest() == \
+        RecipeConfig(method="deep_prompt", deep_init="vocab_sampled").training_digest()  # fmt: skip
+    assert "norm_matching_read" not in RecipeConfig(method="vocab_sampled", norm_matching=True).training_config()
+
+
 def test_init_prompt_seed_placeholder_becomes_the_runs_seed():
     config = RecipeConfig(method="deep_prompt", deep_init="prompt", init_prompt="runs/x/seed{seed}/adapter", seed=3)
     assert config.init_prompt == "runs/x/seed3/adapter"

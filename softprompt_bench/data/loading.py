@@ -138,7 +138,7 @@ def _check_columns(ds: datasets.Dataset, split: str, name: str, text_column: str
                 f"columns present: {ds.column_names}. Pass {role}_column=... to choose another."
             )
     for role, column in (("text", text_column), ("label", label_column)):
-        empty = [row for row, value in enumerate(ds[column]) if _no_value(value, role)]
+        empty = [row for row, value in enumerate(ds[column]) if _no_value(value)]
         if empty:  # (found 2026-12-07 by a probe: a bare TypeError, or a text that failed inside the tokenizer)
             rows = "row" if len(empty) == 1 else "rows"
             shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
@@ -154,11 +154,12 @@ def _check_columns(ds: datasets.Dataset, split: str, name: str, text_column: str
         )
 
 
-def _no_value(value, role: str) -> bool:
-    """A missing cell: None, NaN (a blank cell of a CSV column of numbers), or for a text an empty or blank one."""
+def _no_value(value) -> bool:
+    """A missing cell: None, NaN (a blank cell of a CSV column of numbers), or an empty or blank text (a label of "" would
+    become a class of its own)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return True
-    return role == "text" and isinstance(value, str) and not value.strip()
+    return isinstance(value, str) and not value.strip()
 
 
 def _to_class_labels(raw: datasets.DatasetDict, name: str, label_column: str) -> datasets.DatasetDict:
