@@ -39,7 +39,9 @@ def listable_run(run: Path):
 
 def check_same_rows(run: Path, config, other: Path, other_config) -> None:
     """Refuse `other` unless it scored the rows `run` did (the rule a plan's paired differences use)."""
-    mine, theirs = (json.loads(scored_rows({"config": c.to_dict()})) for c in (config, other_config))
+    records = [{"config": c.to_dict(), "metrics": json.loads((folder / "results.json").read_text(encoding="utf-8")).get("metrics")}
+               for folder, c in ((run, config), (other, other_config))]  # (the rows each scored: found 2026-12-07 by a probe)
+    mine, theirs = (json.loads(scored_rows(record)) for record in records)
     differences = [f"{key} {theirs[key]!r} vs {mine[key]!r}" for key in mine if theirs[key] != mine[key]]
     if differences:
         raise SystemExit(f"misclassified: {other} scored other rows than {run}: {', '.join(differences)}; --other needs a run "

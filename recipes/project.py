@@ -57,6 +57,13 @@ def check_plan(plan: dict, path: str) -> None:
     if not isinstance(plan["target"], dict):
         raise ValueError(f"target in {path} must be a mapping of recipe settings (task, steps, ...), got {plan['target']!r}.")
     check_keys(plan["target"], f"target of {path}")
+    # (found 2026-12-07 by a probe: output_dir "" wrote into the working directory, other types failed with bare errors)
+    if not (isinstance(plan["output_dir"], str) and plan["output_dir"]):
+        raise ValueError(f"output_dir in {path} must be a folder name, got {plan['output_dir']!r}.")
+    for key, what in (("source_model", "a model alias or folder"), ("target_model", "a model alias or folder"),
+                      ("source_adapter", "an adapter folder or Hub id")):  # fmt: skip
+        if not (isinstance(plan[key], str) and plan[key]):
+            raise ValueError(f"{key} in {path} must be {what}, got {plan[key]!r}.")
     check_folder(plan["output_dir"], f"output_dir in {path}")
     own = sorted(set(plan["target"]) & SET_BY_THE_PLAN)
     if own:

@@ -54,6 +54,23 @@ def test_misclassified_refuses_another_run_scored_on_other_rows(tmp_path):
         recipe_main("misclassified")(["--run", str(validation), "--other", str(test)])
 
 
+def test_misclassified_pairs_runs_that_scored_the_same_rows(tmp_path, capsys):
+    """Found 2026-12-07 by a probe: runs whose eval_size passes the split's end (each scored the whole split) were
+    refused as scored on other rows, as was a run of split_seed 0 (the fixed split) beside one of the fixed split: the
+    rule a plan's paired differences use reads the rows a run scored, which misclassified.py did not give it."""
+    def run(folder, *extra):
+        recipe_main("train")(["--model", common.tiny_model_folder("llama"), "--method", "zero_shot", "--task", "tweet_sentiment",
+                              "--train_size", "8", "--steps", "0", "--batch_size", "4", "--max_length", "8", "--output_dir",
+                              str(folder), *extra])  # fmt: skip
+        return str(folder)
+
+    whole, wholer = run(tmp_path / "a", "--eval_size", "10000"), run(tmp_path / "b", "--eval_size", "20000")
+    recipe_main("misclassified")(["--run", whole, "--other", wholer])
+    fixed, seed_zero = run(tmp_path / "c", "--eval_size", "8"), run(tmp_path / "d", "--eval_size", "8", "--split_seed", "0")
+    recipe_main("misclassified")(["--run", fixed, "--other", seed_zero])
+    assert "misclassified" not in capsys.readouterr().err
+
+
 def test_misclassified_names_a_seq_cls_run_it_cannot_list(tmp_path):
     run = written_run(tmp_path / "bert", method="lora", model=common.tiny_model_folder("bert"))
     with pytest.raises(SystemExit, match=r"misclassified: .*bert is a SEQ_CLS run .*lists rank-classified \(CAUSAL_LM\) runs only"):

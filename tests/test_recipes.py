@@ -1156,11 +1156,18 @@ def test_every_shipped_config_loads(path):
     ({"stepz": 4}, r"Unknown config key\(s\) \['stepz'\] in target of plan.yaml"),
     ({"checkpoint_every": 5}, r"target of plan.yaml sets \['checkpoint_every'\], which project.py sets itself"),
     ({"model": "x", "seed": 3}, r"sets \['model', 'seed'\], which project.py sets itself"),
+    # found 2026-12-07 by a probe: "" wrote everything into the working directory, other types failed with bare errors
+    ({"output_dir": ""}, r"output_dir in plan.yaml must be a folder name, got ''"),
+    ({"output_dir": 5}, r"output_dir in plan.yaml must be a folder name, got 5"),
+    ({"source_model": None}, r"source_model in plan.yaml must be a model alias or folder, got None"),
+    ({"target_model": 12}, r"target_model in plan.yaml must be a model alias or folder, got 12"),
 ])  # fmt: skip
 def test_a_projection_plans_target_settings_are_checked_before_anything_runs(target, message):
     """Found 2026-12-06: an unknown target key raised a bare KeyError, and a key project.py sets itself a TypeError,
     both after the projection had been fitted and saved; seed and output_dir were silently overridden."""
-    plan = {"source_model": "a", "target_model": "b", "source_adapter": "c", "output_dir": "d", "target": target}
+    keys = ("source_model", "target_model", "output_dir")
+    plan = {"source_model": "a", "target_model": "b", "source_adapter": "c", "output_dir": "d",
+            "target": {key: value for key, value in target.items() if key not in keys}, **{key: target[key] for key in keys if key in target}}  # fmt: skip
     with pytest.raises(ValueError, match=message):
         recipe_module("project").check_plan(plan, "plan.yaml")
 
