@@ -32,7 +32,7 @@ from .adapter_files import (AN_ADAPTER, NO_FINGERPRINT, NOTHING, PLAIN_COPIES, c
                             claimed_fingerprint, is_plugin_card, local_vanilla_view, peft_type_at, safetensors_shapes,
                             vanilla_holds)  # fmt: skip
 from .export import fingerprint_as_saved, vanilla_copies
-from .fingerprint import base_model_fingerprint, check_fingerprint, fingerprint_differences, fingerprint_problem
+from .fingerprint import base_model_fingerprint, check_fingerprint, computed_once, fingerprint_differences, fingerprint_problem
 from .hub import write_sharing_files
 
 # Top-level names an adapter save writes (besides a subfolder per extra adapter): an old save's are dropped.
@@ -62,8 +62,9 @@ def save_adapter(peft_model, save_directory, write_peft_files, selected_adapters
             and vanilla_copies(peft_model, "default"):
         _refuse_the_name_vanilla("this save holds a default plugin adapter")
     check_save_into_folder(peft_model, save_directory, saved_names)
-    for name in saved_names:
-        fingerprint_as_saved(peft_model, name)
+    with computed_once():  # (one hash of the base model's embeddings for every adapter saved)
+        for name in saved_names:
+            fingerprint_as_saved(peft_model, name)
     users_readme = _users_readme(save_directory)
     if "default" not in saved_names:  # PEFT writes every other adapter into its subfolder: the top-level files are
         keep = _everything  # the folder's default adapter's (or a user's), kept as plain PEFT keeps them

@@ -516,6 +516,21 @@ def test_a_load_hashes_the_base_models_embeddings_once(config_name, tmp_path, mo
         PeftModel.from_pretrained(common.tiny_model("llama", seed=1)[0], tmp_path)  # (each model is hashed: still refused)
 
 
+def test_a_save_of_several_adapters_hashes_the_base_models_embeddings_once(tmp_path, monkeypatch):
+    """Found 2026-12-07 (a last read): a save of several plugin adapters computed the base model's fingerprint once per
+    adapter, each hashing every embedding row; the fingerprints saved stay each adapter's base model's as it is."""
+    peft_model = peft.get_peft_model(common.tiny_model("llama")[0], common.conformance_config("vocab_top_frequent", "CAUSAL_LM", "llama"))
+    peft_model.add_adapter("second", common.conformance_config("vocab_uniform", "CAUSAL_LM", "llama"))
+    peft_model.add_adapter("third", common.conformance_config("vocab_reparam", "CAUSAL_LM", "llama"))
+    calls = _counting_every_row_hashes(monkeypatch)
+    peft_model.save_pretrained(tmp_path)
+    assert len(calls) == 2, f"save_pretrained of three adapters hashed the embeddings {len(calls) // 2} times"
+    expected = base_model_fingerprint(peft_model.base_model)
+    for sub in ("", "second", "third"):
+        saved = json.loads((tmp_path / sub / "adapter_config.json").read_text())["base_model_fingerprint"]
+        assert saved == expected, sub
+
+
 def test_a_fingerprint_held_for_one_load_sees_embeddings_changed_in_it():
     from peft_softprompt_ext.fingerprint import computed_once
 
