@@ -99,14 +99,6 @@ class RecipeConfig:
         # checked here as well as by DeepPromptTuningConfig: a plan's mistake stops it before any run trains
         if self.method == "deep_prompt" and self.deep_init == "prompt" and not self.init_prompt:
             raise ValueError(f"deep_init='prompt' needs init_prompt (a trained shallow prompt's adapter folder), got {self.init_prompt!r}.")
-        if self.init_prompt is not None and (self.method, self.deep_init) != ("deep_prompt", "prompt"):
-            raise ValueError(f"init_prompt={self.init_prompt!r} is read only by method 'deep_prompt' with deep_init 'prompt'; "
-                             f"got method={self.method!r}, deep_init={self.deep_init!r}.")  # fmt: skip
-        if self.trainable_layers is not None and self.method not in ("deep_prompt", "mixture"):
-            raise ValueError(f"trainable_layers={self.trainable_layers!r} is read only by methods 'deep_prompt' and 'mixture' "
-                             f"(a bank of deep prompts); got method={self.method!r}.")  # fmt: skip
-        if self.modules_to_save and self.method not in ("deep_prompt", "lora"):
-            raise ValueError(f"modules_to_save={self.modules_to_save!r} is read only by methods 'deep_prompt' and 'lora'; got method={self.method!r}.")
         if self.mixing == Mixing.ONE_HOT.value:  # its tasks are its sources, each a fixed prompt: nothing would train
             raise ValueError(f"mixing={self.mixing!r}: the recipes' mixture trains mixing 'task' or 'attention' (one_hot serves "
                              f"each source prompt as it is; serve_prompts does that without training), got {self.mixing!r}.")  # fmt: skip
@@ -122,17 +114,25 @@ class RecipeConfig:
     def _check_read_by_the_method(self) -> None:
         """A setting the run's method never reads is refused, not kept in the run's recorded config as if it had been used
         (found 2026-12-07 by a probe: residual_mlp with LoRA, source prompts of a vocab_sampled run)."""
-        if self.reparameterization is not None and self.method not in PLUGIN_METHODS:
-            raise ValueError(f"reparameterization={self.reparameterization!r} is read only by the plugin's methods {list(PLUGIN_METHODS)}; "
-                             f"got method={self.method!r}.")  # fmt: skip
-        if self.source_prompts and self.method != "mixture":
-            raise ValueError(f"source_prompts={self.source_prompts!r} is read only by method 'mixture'; got method={self.method!r}.")
-        for name in ("source_adapter", "projection"):
-            if getattr(self, name) is not None and self.method != "projected":
-                raise ValueError(f"{name}={getattr(self, name)!r} is read only by method 'projected'; got method={self.method!r}.")
-        if self.norm_matching and self.method != "vocab_sampled" and (self.method, self.deep_init) != ("deep_prompt", "vocab_sampled"):
-            raise ValueError(f"norm_matching={self.norm_matching!r} is read only by method 'vocab_sampled' and by 'deep_prompt' with "
-                             f"deep_init 'vocab_sampled'; got method={self.method!r}, deep_init={self.deep_init!r}.")  # fmt: skip
+        method, deep_init = self.method, self.deep_init
+        settings = {  # name: (set, read by this run's method, the methods that read it)
+            "init_prompt": (self.init_prompt is not None, (method, deep_init) == ("deep_prompt", "prompt"),
+                            "method 'deep_prompt' with deep_init 'prompt'"),
+            "trainable_layers": (self.trainable_layers is not None, method in ("deep_prompt", "mixture"),
+                                 "methods 'deep_prompt' and 'mixture' (a bank of deep prompts)"),
+            "modules_to_save": (bool(self.modules_to_save), method in ("deep_prompt", "lora"), "methods 'deep_prompt' and 'lora'"),
+            "reparameterization": (self.reparameterization is not None, method in PLUGIN_METHODS,
+                                   f"the plugin's methods {list(PLUGIN_METHODS)}"),
+            "source_prompts": (bool(self.source_prompts), method == "mixture", "method 'mixture'"),
+            "source_adapter": (self.source_adapter is not None, method == "projected", "method 'projected'"),
+            "projection": (self.projection is not None, method == "projected", "method 'projected'"),
+            "norm_matching": (bool(self.norm_matching), method == "vocab_sampled" or (method, deep_init) == ("deep_prompt", "vocab_sampled"),
+                              "method 'vocab_sampled' and by 'deep_prompt' with deep_init 'vocab_sampled'"),
+        }  # fmt: skip
+        for name, (is_set, is_read, readers) in settings.items():
+            if is_set and not is_read:
+                got = f"method={method!r}" + (f", deep_init={deep_init!r}" if "deep_init" in readers else "")
+                raise ValueError(f"{name}={getattr(self, name)!r} is read only by {readers}; got {got}.")
 
     def _check_text_types(self) -> None:
         """Text keys are texts (checked first: the other checks compare them with known values; template has its own)."""
