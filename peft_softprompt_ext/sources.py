@@ -37,6 +37,9 @@ def check_hub_id(source, subfolder: str | None = None) -> None:
     text = os.fspath(source)
     if subfolder and os.path.isdir(text):
         raise FileNotFoundError(f"{text!r} has no subfolder {subfolder!r}.")
+    if os.path.isfile(text):
+        raise FileNotFoundError(f"{text!r} is a file, not a folder (nor a Hub repo id): give the folder that holds it, "
+                                f"{os.path.dirname(os.path.abspath(text))!r}.")
     if not could_be_hub_id(text):
         raise FileNotFoundError(f"There is no folder {text!r}, and it is not a Hub repo id (name or namespace/name).")
 

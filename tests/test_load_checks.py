@@ -604,6 +604,15 @@ def test_a_weights_file_without_the_trained_head_is_named_and_leaves_nothing_beh
     assert not any(parameter.requires_grad for parameter in model.prompt_encoder["second"].parameters())
 
 
+def test_a_file_given_for_a_folder_is_named_as_a_file(tmp_path):
+    """Found 2026-12-07 by a probe: an adapter's weights file given as deep_init='prompt''s init_prompt was refused as
+    'There is no folder ...', which does not say it is a file."""
+    peft.get_peft_model(common.tiny_model("llama")[0], common.conformance_config("vocab_uniform", "CAUSAL_LM", "llama")).save_pretrained(tmp_path)
+    weights = str(tmp_path / "adapter_model.safetensors")
+    with pytest.raises(FileNotFoundError, match=f"{re.escape(repr(weights))} is a file, not a folder.*{re.escape(repr(str(tmp_path)))}"):
+        serve_prompts(common.tiny_model("llama")[0], {"a": weights})
+
+
 @pytest.mark.parametrize("missing", ["/no/such/folder", "./no-such-folder", "../no/such"])
 def test_a_missing_local_folder_is_named_as_such_not_as_a_hub_id(missing):
     from peft_softprompt_ext import PromptProjection
