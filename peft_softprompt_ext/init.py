@@ -34,12 +34,23 @@ _SPECIAL_ID_ATTRIBUTES = (
 )  # fmt: skip
 
 
-def _flatten_ids(value) -> list[int]:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return [int(v) for v in value if v is not None]
-    return [int(value)]
+def special_ids_of(model_config) -> set[int]:
+    """The special ids a model's config names: its pad / bos / eos / ... ids and every other `*_token_id`, `*_token_ids`
+    or `*_token_index` (a vision-language model's image, video and boundary placeholders, which its forward finds by
+    their embedding where it gets inputs_embeds: found 2026-12-07 by a probe, a LLaVA prompt row sampled from the
+    image token was taken for one more image), in the config and its text model's."""
+    configs = [model_config]
+    if hasattr(model_config, "get_text_config"):
+        configs.append(model_config.get_text_config())
+    found = set()
+    for config in (c for c in configs if c is not None):
+        names = set(_SPECIAL_ID_ATTRIBUTES)
+        names.update(name for name in vars(config) if name.endswith(("_token_id", "_token_ids", "_token_index")))
+        for name in names:
+            value = getattr(config, name, None)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            found.update(int(v) for v in values if isinstance(v, int) and not isinstance(v, bool))
+    return found
 
 
 def check_tokenizer_fits(tokenizer, num_embeddings: int) -> None:
@@ -56,9 +67,7 @@ def usable_token_ids(num_embeddings: int, tokenizer=None, model_config=None) -> 
 
     Without a tokenizer only the special ids named in `model_config` can be excluded.
     """
-    excluded = set()
-    for attribute in _SPECIAL_ID_ATTRIBUTES:
-        excluded.update(_flatten_ids(getattr(model_config, attribute, None)))
+    excluded = set(special_ids_of(model_config))
     limit = num_embeddings
     if tokenizer is not None:
         check_tokenizer_fits(tokenizer, num_embeddings)
