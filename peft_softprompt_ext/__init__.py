@@ -6,7 +6,7 @@ This module is the top of the plugin: it imports the methods (each registers its
 the PEFT wrappers with the plugin's behaviour as their hooks; nothing in the package imports it.
 """
 
-from . import fingerprint, hub, layer_prefix, persistence, prompt_injection
+from . import fingerprint, hub, layer_prefix, persistence
 from ._peft_compat import SUPPORTED_PEFT, PluginHooks, install_patches, own_module
 from .adapter_files import check_finite, check_safetensors_file
 from .atomic_io import atomic_directory_write, atomic_file_write, read_json_object, read_lock
@@ -15,6 +15,7 @@ from .describe import describe_prompt
 from .export import export_cartridge, export_prefix_tuning, export_prompt_tuning
 from .fingerprint import base_model_fingerprint, computed_once, fingerprint_differences
 from .ids_embedding import ids_embedding
+from .injection import causal_forward, causal_generate, classifier, inputs, model_checks, seq2seq
 from .hub import attach_results, build_model_card
 from .mixture import MixturePromptTuningConfig, Mixing, mixing_weights, serve_prompts
 from .options import Reparameterization, SharedPrefix
@@ -32,19 +33,19 @@ from .vocab_sampled import VocabSampledPromptEmbedding, VocabSampledPromptTuning
 
 install_patches(
     PluginHooks(
-        causal_lm_forward=prompt_injection.causal_lm_forward,
-        generate_keywords=prompt_injection.generate_keywords,
-        generation_prompts=prompt_injection.generation_prompts,
-        generation_prefix=prompt_injection.generation_prefix,
-        generation_step_slice=prompt_injection.slice_past_the_cached_tokens,
-        prepare_generation_step=prompt_injection.prepare_causal_generation_step,
-        generation_scope=prompt_injection.generation_scope,
-        generation_output=prompt_injection.generation_output,
-        seq2seq_forward=prompt_injection.seq2seq_forward,
-        seq2seq_generate=prompt_injection.seq2seq_generate,
-        seq2seq_encode=prompt_injection.seq2seq_encode,
-        encoder_forward=prompt_injection.encoder_forward,
-        check_task_type=prompt_injection.check_task_type,
+        causal_lm_forward=causal_forward.causal_lm_forward,
+        generate_keywords=causal_generate.generate_keywords,
+        generation_prompts=causal_generate.generation_prompts,
+        generation_prefix=causal_generate.generation_prefix,
+        generation_step_slice=causal_generate.slice_past_the_cached_tokens,
+        prepare_generation_step=causal_generate.prepare_causal_generation_step,
+        generation_scope=causal_generate.generation_scope,
+        generation_output=causal_generate.generation_output,
+        seq2seq_forward=seq2seq.seq2seq_forward,
+        seq2seq_generate=seq2seq.seq2seq_generate,
+        seq2seq_encode=seq2seq.seq2seq_encode,
+        encoder_forward=classifier.encoder_forward,
+        check_task_type=model_checks.check_task_type,
         base_model_fingerprint=base_model_fingerprint,
         fingerprint_once=computed_once,
         ids_embedding=ids_embedding,
@@ -58,10 +59,10 @@ install_patches(
         keep_card_data=hub.keep_card_data,
         unroute=layer_prefix.unroute,
         unrouted_on_failure=layer_prefix.unrouted_on_failure,
-        in_layers=prompt_injection.in_layers,
+        in_layers=inputs.in_layers,
         unprompted=layer_prefix.unprompted,
         check_saved_config=persistence.check_saved_config,
-        check_prompt_fits=prompt_injection.check_prompt_fits,
+        check_prompt_fits=model_checks.check_prompt_fits,
     )
 )
 layer_prefix.register_routes()  # a deep-prompt model saved whole names the routed attention in its config

@@ -12,7 +12,7 @@ holds exactly what meets PEFT, and nothing of the plugin's own policy:
 * the wrapped and added `PeftModel` methods (`PATCHED_METHODS`, `ADDED_METHODS`). Each runs
   PEFT's own code unless the adapter is a plugin method; then it calls the plugin's behaviour
   through `PluginHooks`, which `peft_softprompt_ext/__init__.py` installs (injection in
-  `prompt_injection.py`, saving / loading / pushing in `persistence.py`).
+  `injection/`, saving / loading / pushing in `persistence.py`).
 
 This module imports nothing of the plugin but the PEFT-free utilities `atomic_io` and `sources`.
 `tests/test_peft_compat.py` fails loudly when any PEFT assumption stops holding.

@@ -130,7 +130,7 @@ def _is_gradient_checkpointing(model) -> bool:
 def not_exact_reason(parts, output_attentions=None, call_kwargs=None) -> str | None:
     """Why the shared prefix would not equal the standard path for this call (None: it is exact).
 
-    `parts`: the `prompt_injection.PromptParts` of the call (base model, encoder, prompt length).
+    `parts`: the `_peft_compat.PromptParts` of the call (base model, encoder, prompt length).
     """
     call_kwargs = call_kwargs or {}
     base_model, encoder, num_virtual_tokens = parts.base_model, parts.encoder, parts.num_virtual_tokens

@@ -101,7 +101,7 @@ def test_a_generation_step_without_position_ids_counts_the_prompt():
     """A decoding step whose inputs carry no position ids (a model's own prepare_inputs may leave them out)
     gets P + what the cache holds, as with position ids; the layer prefix is not in the cache."""
     from peft_softprompt_ext._peft_compat import plugin_parts
-    from peft_softprompt_ext.prompt_injection import prepare_causal_generation_step
+    from peft_softprompt_ext.injection.causal_generate import prepare_causal_generation_step
 
     model = deep_model("llama").eval()
     ids = common.inference_batch("llama")["input_ids"]

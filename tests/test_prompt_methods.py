@@ -1273,7 +1273,7 @@ def test_encoders_with_a_position_table_are_told_from_relative_and_rotary_ones()
     BERT encoder's tables (`position_embeddings`) missed when only `embed_positions` was looked for."""
     import transformers
 
-    from peft_softprompt_ext.prompt_injection import _has_absolute_positions
+    from peft_softprompt_ext.injection.seq2seq import _has_absolute_positions
 
     small = dict(vocab_size=common.VOCAB_SIZE, pad_token_id=0)
     bert = transformers.BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, **small)

@@ -14,9 +14,10 @@ import torch
 from .._peft_compat import PromptParts
 from ..fingerprint import base_model_fingerprint, check_fingerprint_against
 from ..ids_embedding import text_embedding_of
+from ..injection.causal_forward import causal_lm_forward
+from ..injection.model_checks import model_task_type
 from ..options import is_finite_number, is_integer
 from ..prompt_encoder import INPUT_EMBEDDINGS
-from ..prompt_injection import causal_lm_forward, model_task_type
 from .projection import PromptProjection
 
 

@@ -1,0 +1,101 @@
+"""The model a prompt is built on: the task type it takes, whether the prompt fits its position table, and the models
+no prompt runs on (a recurrent state, inputs read from the ids)."""
+
+from __future__ import annotations
+
+import inspect
+
+from transformers import GenerationMixin
+
+from .. import layer_prefix
+from .._peft_compat import validate_task_type
+from ..position_table import check_prompt_fits as check_prompt_fits_table
+
+
+def check_prompt_fits(config, model, loading: bool) -> None:
+    """`position_table.check_prompt_fits` for the prompt `config` builds: a deep prompt on an encoder leaves the input its
+    positions, so only an initialisation that runs its rows through the model is limited (not a load, not "zero")."""
+    if config.peft_type.name != "DEEP_PROMPT_TUNING" or layer_prefix.is_causal_decoder(model):
+        check_prompt_fits_table(model, config.num_virtual_tokens)
+    elif not loading and config.deep_init != "zero":
+        check_prompt_fits_table(model, config.num_virtual_tokens, f"deep_init={config.deep_init.value!r}")
+
+
+def model_task_type(model) -> str:
+    """The task type a transformers model takes: SEQ_2_SEQ_LM (an encoder-decoder), CAUSAL_LM (a model that generates),
+    else SEQ_CLS (an encoder; a masked LM too, which no task type here fits)."""
+    if getattr(model.config, "is_encoder_decoder", False):
+        return "SEQ_2_SEQ_LM"
+    return "CAUSAL_LM" if _generates(model) else "SEQ_CLS"
+
+
+def _generates(model) -> bool:
+    """Whether a model generates: transformers' GenerationMixin gives `generate` (transformers 5.0's BertForMaskedLM
+    still has prepare_inputs_for_generation without it; `can_generate()` logs a warning for such classes)."""
+    return isinstance(model, GenerationMixin)
+
+
+def check_task_type(task_type: str, model) -> None:
+    """Refuse a task type the model is not: each puts the prompt in front of another kind of model (a causal LM's
+    input, an encoder-decoder's encoder input, a classifier's input), and the wrong one runs without an error. Also
+    refuses a model with a recurrent state, where no task type's prompt runs right (`_refuse_a_recurrent_state`), and a
+    task type the plugin does not support, set after the config was made (found 2026-12-07 by a probe)."""
+    validate_task_type(task_type)
+    generates = _generates(model)
+    fits = model_task_type(model)
+    needs = {"CAUSAL_LM": "a causal LM (AutoModelForCausalLM)", "SEQ_2_SEQ_LM": "an encoder-decoder model (AutoModelForSeq2SeqLM)",
+             "SEQ_CLS": "a sequence classifier (AutoModelForSequenceClassification)"}  # fmt: skip
+    if task_type in needs and task_type != fits and not (task_type == "SEQ_CLS" and not generates):
+        raise ValueError(f"task_type={task_type!r} needs {needs[task_type]}; {type(model).__name__} is not one (it takes "
+                         f"task_type={fits!r}, or load the model with the class named).")  # fmt: skip
+    _refuse_a_recurrent_state(model)
+    _refuse_inputs_read_from_ids(model)
+
+
+def _refuse_inputs_read_from_ids(model) -> None:
+    """A prompt goes in as `inputs_embeds` ([prompt; text]); models whose forward reads more from `input_ids` than their
+    embedding rows (and a factor, `ids_embedding.py`) are refused, naming what (found 2026-12-07 by a probe; plain PEFT
+    runs them without a word): Gemma 3n looks per-layer inputs up from the ids (1.73 off on a logit scale of 4.4, where
+    its altup scales are trained), and ESM with `token_dropout=True` rescales each row by its share of mask tokens."""
+    config = model.config
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if getattr(text_config, "model_type", None) in ("gemma3n", "gemma3n_text") or getattr(config, "model_type", None) == "gemma3n":
+        raise ValueError(f"{type(model).__name__} (Gemma 3n) also reads per-layer inputs looked up from the input ids, which a "
+                         "soft prompt's rows have none of and which its text, given as inputs_embeds beside them, loses: "
+                         "soft prompts are not supported there. Use LoRA.")  # fmt: skip
+    if getattr(config, "model_type", None) == "esm" and getattr(config, "token_dropout", False):
+        raise ValueError(f"{type(model).__name__} has token_dropout=True: its forward rescales each row's embeddings by its "
+                         "share of mask tokens, read from input_ids, which the text given as inputs_embeds beside a prompt "
+                         "skips. Load the model with token_dropout=False (a model trained with it then sees its text "
+                         "scaled otherwise), or use LoRA.")  # fmt: skip
+
+
+def _refuse_a_recurrent_state(model) -> None:
+    """Mamba-style models (their forward takes `cache_params`) carry a state along the sequence instead of attending:
+    left padding after the prompt decays its state, and generate's cached steps do not continue from a prompt fed as
+    input rows (plain PEFT's prompt tuning alike). Hybrids (attention beside state-space, linear-attention or
+    convolution layers) run where transformers keeps their state in its `DynamicCache` (left padding then goes in front
+    of the prompt: `layer_prefix.counts_slots`); a cache class of their own (transformers 5.0's hybrids, MiniMax) is
+    refused: neither shared-prefix generation nor a deep prompt's cache prefix reaches it (found 2026-12-06: cached and
+    uncached generate apart, or failing, on Jamba, Bamba, Falcon-H1, Qwen3-Next, LFM2 and MiniMax)."""
+    parameters = inspect.signature(model.forward).parameters
+    if "cache_params" in parameters:
+        raise ValueError(f"{type(model).__name__} keeps a recurrent state (cache_params) instead of attention: soft prompts "
+                         "are not supported there (left-padded rows and cached generate would be wrong, as they are for "
+                         "plain PEFT's prompt tuning). Use LoRA on such models.")  # fmt: skip
+    recurrent = layer_prefix.recurrent_layers_of(model)
+    if recurrent is None:
+        return
+    if not getattr(type(model), "_supports_default_dynamic_cache", lambda: True)():
+        kept = "in a cache class of its own"
+    elif hasattr(model, "prepare_inputs_for_generation") and "past_key_values" not in parameters:
+        kept = "in its layers (its forward takes no past_key_values)"
+    else:
+        return
+    import transformers
+
+    raise ValueError(f"{type(model).__name__} has layers that carry a state along the sequence ({recurrent}) and, in "
+                     f"transformers {transformers.__version__}, keeps it {kept}, which a prompt's cached generation cannot "
+                     "reach: soft prompts are not supported there. Use LoRA, or a transformers release where the model "
+                     "keeps that state in DynamicCache (in transformers 5.23 Jamba, Bamba, Qwen3-Next, LFM2 and other "
+                     "hybrids do, and soft prompts run on them).")  # fmt: skip

@@ -1,0 +1,99 @@
+"""Attention masks and position ids with the prompt's P positions in front of the input, and how many positions a
+call's cache already holds."""
+
+from __future__ import annotations
+
+import torch
+
+
+
+def fed_tokens(inputs: dict) -> torch.Tensor:
+    """What a step feeds the model: its input_ids, else its inputs_embeds ([B, L, ...])."""
+    ids = inputs.get("input_ids")
+    return inputs["inputs_embeds"] if ids is None else ids
+
+
+def positions_after_prompt(inputs: dict, num_virtual_tokens: int, batch_size: int, length: int, device) -> torch.Tensor:
+    """Positions of `length` fed tokens after the prompt and what the cache holds (the input only: a deep
+    prompt's layer path keeps the prompt out of the cache)."""
+    start = num_virtual_tokens + cache_length(inputs)
+    return torch.arange(start, start + length, device=device).expand(batch_size, -1)
+
+
+def given_cache(inputs: dict):
+    """The cache a generate call or step carries: `cache` (its name from transformers 5.24 on), else `past_key_values`."""
+    cache = inputs.get("cache")
+    return cache if cache is not None else inputs.get("past_key_values")
+
+
+def cache_length(kwargs: dict) -> int:
+    cache = given_cache(kwargs)
+    if cache is None:
+        return 0
+    if isinstance(cache, (tuple, list)):
+        return cache[0][0].shape[-2] if len(cache) else 0
+    return int(cache.get_seq_length())
+
+
+def with_prompt_mask(attention_mask: torch.Tensor | None, num_virtual_tokens: int) -> torch.Tensor | None:
+    """[B, L] mask -> [B, P + L] mask whose first P columns (the prompt) are ones."""
+    if attention_mask is None:
+        return None
+    if not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2:
+        raise NotImplementedError(
+            "A soft prompt in front of the input needs a 2D attention mask [batch, sequence], to which it adds its own "
+            f"columns; got {type(attention_mask).__name__} with shape {getattr(attention_mask, 'shape', None)}. Pass the "
+            "2D mask (and no static/compiled cache, whose steps make 4D masks), or use DeepPromptTuningConfig, whose "
+            "layers take 4D masks."
+        )
+    ones = attention_mask.new_ones(attention_mask.shape[0], num_virtual_tokens)
+    return torch.cat((ones, attention_mask), dim=1)
+
+
+def positions_from_mask(full_mask: torch.Tensor) -> torch.Tensor:
+    positions = full_mask.long().cumsum(-1) - 1
+    return positions.masked_fill(full_mask == 0, 0)
+
+
+def shifted_positions(position_ids, full_mask, num_virtual_tokens, new_length, injecting, first: int = 0):
+    """Position ids for the tokens fed in this call (prompt rows included when injecting, numbered from `first`: the
+    first row of the position table a token uses, 2 in RoBERTa's, whose rows 0-1 serve padding)."""
+    if position_ids is not None:
+        shifted = position_ids + num_virtual_tokens
+        if not injecting:
+            return shifted
+        prompt_positions = torch.arange(first, first + num_virtual_tokens, device=shifted.device).expand(shifted.shape[0], -1)
+        return torch.cat((prompt_positions, shifted), dim=1)
+    if full_mask is not None:
+        return positions_from_mask(full_mask)[:, -new_length:]
+    return None  # the model counts positions from its cache length, which includes the prompt
+
+
+def refuse_packed_rows(position_ids, attention_mask) -> None:
+    """Rows packing several sequences (positions restarting within a row, no mask: trl's packing, or its padding_free
+    batches) cannot take a prompt in front: only each row's first sequence would read it. (trl's
+    packing_strategy="wrapped" gives no position_ids: its rows cannot be told from one long sequence here.)"""
+    if position_ids is None or attention_mask is not None or position_ids.shape[-1] < 2:
+        return
+    if bool((position_ids[..., 1:] < position_ids[..., :-1]).any()):
+        raise ValueError("position_ids restart within a row (packed sequences, e.g. trl's SFTConfig(packing=True) or "
+                         "padding_free=True), and a soft prompt goes in front of each row once: only its first sequence "
+                         "would read the prompt. Train on padded rows (SFTConfig(packing=False, padding_free=False)), "
+                         "or use a deep prompt (DeepPromptTuningConfig): its keys and values reach every packed sequence.")  # fmt: skip
+
+
+def checked_position_ids(position_ids, reference: torch.Tensor):
+    """User position ids with the input's shape [batch, length] (they are shifted past the prompt); one row [1, length]
+    applies to every row, as transformers broadcasts it."""
+    if position_ids is None:
+        return None
+    batch, length = reference.shape[:2]
+    if tuple(position_ids.shape[-2:]) == (1, length) and batch != 1:
+        position_ids = position_ids.expand(*position_ids.shape[:-2], batch, length)
+    if tuple(position_ids.shape[-2:]) != (batch, length):
+        raise ValueError(
+            f"position_ids has shape {tuple(position_ids.shape)} but the input is {tuple(reference.shape[:2])} "
+            "[batch, length] (or [1, length] for every row): give one position per input token (the prompt's positions are "
+            "added in front)."
+        )
+    return position_ids
