@@ -216,6 +216,10 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     if capture is not None:
         capture.append((module, key, value, query.shape[-2]))
     attention = _base_attention(module)
+    if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4 and attention_mask.shape[-1] > key.shape[-2]:
+        # a model that builds its own mask one column longer for any implementation not named "sdpa" (transformers
+        # 5.0's Mllama), which eager attention slices to the keys and the routed name reaches (found 2026-12-07)
+        attention_mask = attention_mask[..., : key.shape[-2]]
     if prefix is None:
         return attention(module, query, key, value, attention_mask, **kwargs)
     keys, values = prefix
@@ -447,7 +451,11 @@ def _run_capturing(model, ids, task_type: str, decoder_length: int = 0, inputs_e
                 start = getattr(model.config, "decoder_start_token_id", None) or 0
                 model(**inputs, decoder_input_ids=torch.full((ids.shape[0], decoder_length), start, dtype=torch.long, device=ids.device))
             elif task_type == "CAUSAL_LM":
-                model(**inputs, use_cache=False)
+                reference = ids if ids is not None else inputs_embeds
+                positions = {}  # (transformers 5.0's Qwen2-VL, given embeddings alone, asks input_ids for its positions)
+                if rope_index_owner(model) is not None:
+                    positions["position_ids"] = torch.arange(reference.shape[1], device=reference.device).expand(reference.shape[0], -1)
+                model(**inputs, use_cache=False, **positions)
             else:
                 model(**inputs)
     finally:
@@ -474,6 +482,12 @@ def key_values_of(model, slots: list[Slot], task_type: str, rows: torch.Tensor) 
 
 _SLIDING = ("sliding_window", "sliding_attention")  # (config attribute, the layer type it applies to)
 _CHUNKED = ("attention_chunk_size", "chunked_attention")
+
+
+def rope_index_owner(model):
+    """The module that numbers a vision-language model's rotary positions on several axes from its input ids (its
+    `get_rope_index`: Qwen2-VL's M-RoPE, an image's tokens by time, height and width), or None."""
+    return next((m for m in (model, getattr(model, "model", None)) if callable(getattr(m, "get_rope_index", None))), None)
 
 
 def sliding_window_of(model) -> int | None:

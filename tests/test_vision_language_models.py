@@ -1,12 +1,14 @@
 """Soft prompts on vision-language models (LLaVA; Qwen2-VL's multi-axis rotary positions): the image features land
 on the image tokens, and the text around them reads the prompt as in a text-only model (found 2026-12-07 by a probe)."""
 
+import inspect
+
 import peft
 import pytest
 import torch
 import transformers
 
-from peft_softprompt_ext import VocabSampledPromptTuningConfig
+from peft_softprompt_ext import DeepPromptTuningConfig, VocabSampledPromptTuningConfig
 from peft_softprompt_ext.init import usable_token_ids
 
 VOCAB, IMAGE_TOKEN, P = 400, 399, 5
@@ -42,3 +44,144 @@ def test_vocabulary_sampling_leaves_out_the_models_image_token():
     assert not (rows == peft_model.get_input_embeddings().weight[IMAGE_TOKEN]).all(-1).any()
     with torch.no_grad():
         peft_model(**llava_batch())
+
+
+def tiny_qwen2_vl():
+    torch.manual_seed(0)
+    text = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                max_position_embeddings=256, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+                bos_token_id=1, eos_token_id=2, pad_token_id=0, initializer_range=0.2)  # fmt: skip
+    vision = dict(depth=1, embed_dim=32, hidden_size=64, num_heads=4, mlp_ratio=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+    config = transformers.Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=IMAGE_TOKEN, video_token_id=VOCAB - 2,
+                                        vision_start_token_id=VOCAB - 3, vision_end_token_id=VOCAB - 4)  # fmt: skip
+    return transformers.Qwen2VLForConditionalGeneration(config).eval()
+
+
+def qwen2_vl_batch(in_front=None):
+    """Text, an image of 4 merged patches (grid 1 x 4 x 4), text; `in_front` [B, P]: text ids put before it."""
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.cat([torch.randint(6, 300, (2, 3), generator=generator), torch.full((2, 1), VOCAB - 3), torch.full((2, 4), IMAGE_TOKEN),
+                     torch.full((2, 1), VOCAB - 4), torch.randint(6, 300, (2, 4), generator=generator)], dim=1)  # fmt: skip
+    if in_front is not None:
+        ids = torch.cat((in_front, ids), dim=1)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": torch.randn(32, 1176, generator=generator),
+             "image_grid_thw": torch.tensor([[1, 4, 4]] * 2)}  # fmt: skip
+    if "mm_token_type_ids" in inspect.signature(transformers.Qwen2VLForConditionalGeneration.forward).parameters:  # (transformers 5.23; 5.0 finds them by id)
+        batch["mm_token_type_ids"] = (ids == IMAGE_TOKEN).int()
+    return batch
+
+
+def sampled_prompt_ids(peft_model) -> torch.Tensor:
+    """The token ids whose embedding rows a fresh vocabulary-sampled prompt holds [2, P]."""
+    rows, table = peft_model.prompt_encoder["default"](1)[0], peft_model.get_input_embeddings().weight
+    return torch.stack([(table == row).all(-1).nonzero()[0, 0] for row in rows]).expand(2, -1)
+
+
+def qwen2_vl_prompt(kind: str, shared_prefix: str = "auto"):
+    if kind == "deep":
+        config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="vocab_sampled", vocab_sampling="uniform", seed=3)
+    else:
+        config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3,
+                                                shared_prefix=shared_prefix)  # fmt: skip
+    return peft.get_peft_model(tiny_qwen2_vl(), config).eval()
+
+
+@pytest.mark.parametrize("kind, shared_prefix", [("shallow", "auto"), ("shallow", "off"), ("deep", "auto")])
+def test_prompts_on_qwen2_vl_take_its_multi_axis_positions(kind, shared_prefix):
+    """Qwen2-VL numbers an image's tokens on three axes (M-RoPE), from the input ids: a prompted call ran every token on
+    one axis (7.0 off on a logit scale of 6.7; plain PEFT alike), and given such positions it failed off the shared
+    prefix. The prompt must read as text tokens in front: the base model on [the sampled tokens; the input]."""
+    peft_model = qwen2_vl_prompt(kind, shared_prefix)
+    in_front = sampled_prompt_ids(qwen2_vl_prompt("shallow"))  # (a deep prompt sampled with the same seed: those tokens' keys/values)
+    with torch.no_grad():
+        expected = tiny_qwen2_vl()(**qwen2_vl_batch(in_front)).logits[:, P:]
+        batch = qwen2_vl_batch()
+        logits = peft_model(**batch).logits
+        given = peft_model.get_base_model().model.get_rope_index(**{name: batch[name] for name in ("input_ids", "image_grid_thw",
+                "attention_mask", "mm_token_type_ids") if name in batch})[0]  # fmt: skip
+        logits_given = peft_model(**batch, position_ids=given).logits
+    for got in (logits, logits_given):
+        torch.testing.assert_close(got[:, -expected.shape[1]:], expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["shallow", "deep"])
+def test_generate_on_qwen2_vl_with_and_without_the_cache_gives_the_prompted_base_models_tokens(kind):
+    peft_model = qwen2_vl_prompt(kind, "off")
+    in_front = sampled_prompt_ids(qwen2_vl_prompt("shallow"))
+    with torch.no_grad():
+        expected = tiny_qwen2_vl().generate(**qwen2_vl_batch(in_front), max_new_tokens=4, do_sample=False)[:, -4:]
+        for use_cache in (True, False):
+            tokens = peft_model.generate(**qwen2_vl_batch(), max_new_tokens=4, do_sample=False, use_cache=use_cache)[:, -4:]
+            assert tokens.tolist() == expected.tolist(), f"use_cache={use_cache}"
+
+
+@pytest.mark.parametrize("kind, shared_prefix", [("shallow", "auto"), ("shallow", "off"), ("deep", "auto")])
+def test_a_left_padded_row_on_qwen2_vl_reads_as_the_row_alone(kind, shared_prefix):
+    peft_model = qwen2_vl_prompt(kind, shared_prefix)
+    batch = qwen2_vl_batch()
+    alone = {name: value[:1] if name != "pixel_values" else value[:16] for name, value in batch.items()}
+    padded = dict(batch, input_ids=torch.cat((torch.zeros(2, 2, dtype=torch.long), batch["input_ids"]), dim=1))
+    padded["attention_mask"] = torch.cat((torch.tensor([[0, 0], [1, 1]]), batch["attention_mask"]), dim=1)
+    padded["input_ids"][1, :2] = torch.tensor([7, 8])
+    if "mm_token_type_ids" in batch:
+        padded["mm_token_type_ids"] = (padded["input_ids"] == IMAGE_TOKEN).int()
+    with torch.no_grad():
+        expected = peft_model(**alone).logits[0, -5:]
+        got = peft_model(**padded).logits[0, -5:]
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def tiny_mllama():
+    from transformers.models.mllama.configuration_mllama import MllamaTextConfig, MllamaVisionConfig
+
+    torch.manual_seed(0)
+    text = MllamaTextConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0, bos_token_id=1,
+                                         eos_token_id=2, cross_attention_layers=[1])  # fmt: skip
+    vision = MllamaVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_global_layers=1,
+                                             attention_heads=4, vision_output_dim=64, image_size=28, patch_size=14, max_num_tiles=2,
+                                             intermediate_layers_indices=[0], supported_aspect_ratios=[[1, 1], [1, 2], [2, 1]])  # fmt: skip
+    model = transformers.MllamaForConditionalGeneration(transformers.MllamaConfig(text_config=text, vision_config=vision,
+                                                                                  image_token_index=IMAGE_TOKEN)).eval()  # fmt: skip
+    model.generation_config.eos_token_id = None
+    return model
+
+
+def mllama_batch(in_front=None):
+    """Two text tokens, the image token, five text tokens (which see the image: cross_attention_mask [B, L, 1, 2])."""
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.cat([torch.randint(6, 300, (2, 2), generator=generator), torch.full((2, 1), IMAGE_TOKEN),
+                     torch.randint(6, 300, (2, 5), generator=generator)], dim=1)  # fmt: skip
+    cross = torch.zeros(2, 8, 1, 2, dtype=torch.long)
+    cross[:, 2:] = 1
+    if in_front is not None:
+        ids, cross = torch.cat((in_front, ids), dim=1), torch.cat((torch.zeros(2, in_front.shape[1], 1, 2, dtype=torch.long), cross), dim=1)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": torch.randn(2, 1, 2, 3, 28, 28, generator=generator),
+            "aspect_ratio_ids": torch.tensor([[1], [1]]), "aspect_ratio_mask": torch.ones(2, 1, 2, dtype=torch.long),
+            "cross_attention_mask": cross}  # fmt: skip
+
+
+def mllama_prompt(kind: str, shared_prefix: str = "auto"):
+    if kind == "deep":
+        config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="vocab_sampled", vocab_sampling="uniform", seed=3)
+    else:
+        config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3,
+                                                shared_prefix=shared_prefix)  # fmt: skip
+    return peft.get_peft_model(tiny_mllama(), config).eval()
+
+
+@pytest.mark.parametrize("kind, shared_prefix", [("shallow", "auto"), ("shallow", "off"), ("deep", "auto")])
+def test_a_prompt_on_mllama_sees_no_image_as_text_in_front_of_it(kind, shared_prefix):
+    """Mllama's cross_attention_mask has a row per token: the prompt's rows went in without theirs (a crash in its
+    cross-attention off the shared prefix, and in uncached generate). They see no image, as text in front of one."""
+    peft_model = mllama_prompt(kind, shared_prefix)
+    in_front = sampled_prompt_ids(mllama_prompt("shallow"))
+    with torch.no_grad():
+        expected = tiny_mllama()(**mllama_batch(in_front)).logits[:, P:]
+        for switches in ({}, {"output_attentions": True}):
+            logits = peft_model(**mllama_batch(), **switches).logits
+            torch.testing.assert_close(logits[:, -expected.shape[1]:], expected, atol=1e-4, rtol=1e-4)
+        tokens = tiny_mllama().generate(**mllama_batch(in_front), max_new_tokens=3, do_sample=False)[:, -3:]
+        for use_cache in (True, False):
+            got = peft_model.generate(**mllama_batch(), max_new_tokens=3, do_sample=False, use_cache=use_cache)[:, -3:]
+            assert got.tolist() == tokens.tolist(), f"use_cache={use_cache}"

@@ -10,12 +10,12 @@ from .. import shared_prefix
 from .._peft_compat import PromptParts
 from ..position_table import check_positions_fit
 from .generation_cache import refuse_a_cache_without_prompt_rows
-from .inputs import (embed_prompts, is_deep, layer_prompts, model_accepts, output_switches, refuse_training_nothing,
-                     transformers_model, types_with_prompt)
+from .inputs import (cross_attention_with_prompt, embed_prompts, is_deep, layer_prompts, model_accepts, output_switches,
+                     refuse_training_nothing, transformers_model, types_with_prompt)
 from .padding_order import (caller_selection, in_order, keeps_some, kept_positions, leading_padding_first_order,
-                            PADDING_FIRST_REASON, padding_goes_first, restore_order, selected_per_row)
-from .positions import (cache_length, checked_position_ids, positions_after_prompt, refuse_packed_rows,
-                        shifted_positions, with_prompt_mask)
+                            PADDING_FIRST_REASON, padding_goes_first, positions_in_order, restore_order, selected_per_row)
+from .positions import (cache_length, checked_position_ids, multi_axis_positions, positions_after_prompt,
+                        refuse_packed_rows, shifted_positions, with_prompt_mask)
 
 
 def _labels_as_in_the_rows_alone(labels: torch.Tensor, attention_mask) -> torch.Tensor:
@@ -60,7 +60,9 @@ def causal_lm_forward(
     if inputs_embeds is None:
         inputs_embeds = parts.input_embeddings(input_ids)
     position_ids = checked_position_ids(position_ids, inputs_embeds)
-    given = position_ids is not None  # the caller's positions: any number, read by the table check
+    if position_ids is None and cache_length(kwargs) == 0:  # (a continuation's are the model's, or the caller's)
+        position_ids = multi_axis_positions(transformers_model(parts), input_ids, attention_mask, kwargs)
+    given = position_ids is not None  # the caller's positions (or the model's own): any number, read by the table check
     num_virtual, new_length = parts.num_virtual_tokens, inputs_embeds.shape[1]
     if not is_deep(parts):
         refuse_a_cache_without_prompt_rows(parts, kwargs)
@@ -95,6 +97,7 @@ def causal_lm_forward(
                                                 inputs_embeds.dtype, prompt_cache, shared_prefix.asks_hidden_states(hidden))  # fmt: skip
         positions = shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
         check_positions_fit(transformers_model(parts), num_virtual, new_length, num_virtual, positions, given)  # the prefix: P cached
+        cross_attention_with_prompt(parts, kwargs, rows_fed_now=False)
         return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, inputs_embeds, full_mask, positions,
                                                labels, hidden, output_attentions, return_dict, kwargs)  # fmt: skip
     if injecting:
@@ -105,6 +108,9 @@ def causal_lm_forward(
             labels = torch.cat((labels.new_full((labels.shape[0], num_virtual), -100), labels), dim=1)
         if kwargs.get("token_type_ids") is not None:  # GPT-2's
             kwargs["token_type_ids"] = types_with_prompt(kwargs["token_type_ids"], num_virtual)
+        cross_attention_with_prompt(parts, kwargs, rows_fed_now=True)
+    else:  # a continuation: the cache holds the prompt
+        cross_attention_with_prompt(parts, kwargs, rows_fed_now=False)
     if model_accepts(parts, "position_ids"):
         kwargs["position_ids"] = shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)
     elif position_ids is not None:
@@ -122,7 +128,9 @@ def causal_lm_forward(
     if injecting:  # the tokens fed now are prompt + input: all of them move (a continuation's tokens are the last ones)
         inputs_embeds = in_order(inputs_embeds, order)
         labels = None if labels is None else in_order(labels, order)
-        for name in ("position_ids", "token_type_ids"):
+        if kwargs.get("position_ids") is not None:
+            kwargs["position_ids"] = positions_in_order(kwargs["position_ids"], order)
+        for name in ("token_type_ids", "cross_attention_mask"):
             if kwargs.get(name) is not None:
                 kwargs[name] = in_order(kwargs[name], order)
     kept = per_row = None  # the caller's logits_to_keep names its positions: the call keeps where it holds them

@@ -16,9 +16,9 @@ from .generation_cache import (deep_prompt_fits_cache, DEEP_PROMPT_IN_CACHE, fil
                                fill_generation_cache, generate_setting, mark_cache_without_prompt_rows,
                                refuse_a_cache_holding_prompt_rows, refuse_static_cache, shallow_prompt_in_layers,
                                ShallowPromptInLayers, shift_cache_position, static_cache_of)
-from .inputs import embed_prompts, is_deep, model_accepts, transformers_model, types_with_prompt
+from .inputs import cross_attention_with_prompt, embed_prompts, is_deep, model_accepts, transformers_model, types_with_prompt
 from .padding_order import (for_rows_of, in_order, keys_in_order, leading_padding_first_order, PADDING_FIRST_REASON,
-                            padding_goes_first)
+                            padding_goes_first, positions_in_order)
 from .positions import (cache_length, fed_tokens, positions_after_prompt, positions_from_mask, shifted_positions,
                         with_prompt_mask)
 
@@ -189,6 +189,7 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
             if cache_length(model_inputs) == 0:
                 fill_cache_with_deep_prompt(parts, model_inputs, fixed_prompts)
             shift_cache_position(model_inputs, num_virtual, prompt_fed_now=False)
+            cross_attention_with_prompt(parts, model_inputs, rows_fed_now=False)
             full_mask = with_prompt_mask(model_inputs.get("attention_mask"), num_virtual)
             if full_mask is not None:
                 model_inputs["attention_mask"] = full_mask
@@ -208,6 +209,7 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
     filled = injecting and fill_generation_cache(parts, model_inputs, prefix)
     shift_cache_position(model_inputs, num_virtual, prompt_fed_now=injecting and not filled)
     if filled:
+        cross_attention_with_prompt(parts, model_inputs, rows_fed_now=False)
         full_mask = with_prompt_mask(model_inputs.get("attention_mask"), num_virtual)
         if full_mask is not None:
             model_inputs["attention_mask"] = full_mask
@@ -231,6 +233,7 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
         model_inputs["input_ids"] = None
         if model_inputs.get("token_type_ids") is not None:
             model_inputs["token_type_ids"] = types_with_prompt(model_inputs["token_type_ids"], num_virtual)
+    cross_attention_with_prompt(parts, model_inputs, rows_fed_now=injecting)
     if position_ids is not None:
         new_length = position_ids.shape[-1] + (num_virtual if injecting else 0)
         model_inputs["position_ids"] = shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)
@@ -240,7 +243,7 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
         if injecting:
             if model_inputs.get("position_ids") is None and model_accepts(parts, "position_ids"):
                 model_inputs["position_ids"] = positions_from_mask(full_mask)
-            for name in ("inputs_embeds", "position_ids", "token_type_ids"):
+            for name in ("inputs_embeds", "position_ids", "token_type_ids", "cross_attention_mask"):
                 if model_inputs.get(name) is not None:
-                    model_inputs[name] = in_order(model_inputs[name], order)
+                    model_inputs[name] = (positions_in_order if name == "position_ids" else in_order)(model_inputs[name], order)
     return model_inputs

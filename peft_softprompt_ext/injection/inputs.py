@@ -107,6 +107,18 @@ def deep_rows(parts: PromptParts, input_ids, inputs_embeds, task_ids, encoded=No
     return parts.encoder(reference.shape[0], task_ids=task_ids)
 
 
+def cross_attention_with_prompt(parts: PromptParts, kwargs: dict, rows_fed_now: bool) -> None:
+    """A cross-attention mask with a row per token ([B, L, images, tiles], Mllama's) gets rows of 0 for the P prompt
+    positions in front, in place: the prompt sees no image, as text in front of one (found 2026-12-07 by a probe: the
+    prompt's rows went in without theirs, and Mllama's cross-attention failed). Where the call feeds the prompt's rows
+    (`rows_fed_now`); and where the call passes `cache_position` (generate before transformers 5.4), at which the model
+    reads the mask's rows, wherever those count the prompt, which the cache then holds."""
+    mask = kwargs.get("cross_attention_mask")
+    if isinstance(mask, torch.Tensor) and mask.dim() >= 2 and (rows_fed_now or kwargs.get("cache_position") is not None):
+        zeros = mask.new_zeros(mask.shape[0], parts.num_virtual_tokens, *mask.shape[2:])
+        kwargs["cross_attention_mask"] = torch.cat((zeros, mask), dim=1)
+
+
 def types_with_prompt(token_type_ids: torch.Tensor, num_virtual: int) -> torch.Tensor:
     """The input's token types with type 0 for the P prompt positions in front."""
     return torch.cat((token_type_ids.new_zeros(token_type_ids.shape[0], num_virtual), token_type_ids), dim=1)

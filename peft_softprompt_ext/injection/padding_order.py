@@ -93,6 +93,13 @@ def in_order(tensor: torch.Tensor, order: torch.Tensor, dim: int = 1) -> torch.T
     return torch.gather(tensor, dim, index)
 
 
+def positions_in_order(position_ids: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """`in_order` for position ids [B, T], or [A, B, T] with one row per axis (`positions.multi_axis_positions`)."""
+    if position_ids.dim() <= 2:
+        return in_order(position_ids, order)
+    return torch.stack([positions_in_order(axis, order) for axis in position_ids])
+
+
 def restore_order(output, order: torch.Tensor, kept=None):
     """A model output computed in `order` with its positions back where the caller put them (prompt first); `kept`:
     `kept_positions` of the caller's `logits_to_keep`, whose union the call kept. Per-token fields other models' heads

@@ -3,8 +3,11 @@ call's cache already holds."""
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
+from .. import layer_prefix
 
 
 def fed_tokens(inputs: dict) -> torch.Tensor:
@@ -57,13 +60,14 @@ def positions_from_mask(full_mask: torch.Tensor) -> torch.Tensor:
 
 def shifted_positions(position_ids, full_mask, num_virtual_tokens, new_length, injecting, first: int = 0):
     """Position ids for the tokens fed in this call (prompt rows included when injecting, numbered from `first`: the
-    first row of the position table a token uses, 2 in RoBERTa's, whose rows 0-1 serve padding)."""
+    first row of the position table a token uses, 2 in RoBERTa's, whose rows 0-1 serve padding). Given ids [B, L], or
+    [A, B, L] with one row per axis (`multi_axis_positions`), move past the prompt on every axis."""
     if position_ids is not None:
         shifted = position_ids + num_virtual_tokens
         if not injecting:
             return shifted
-        prompt_positions = torch.arange(first, first + num_virtual_tokens, device=shifted.device).expand(shifted.shape[0], -1)
-        return torch.cat((prompt_positions, shifted), dim=1)
+        prompt_positions = torch.arange(first, first + num_virtual_tokens, device=shifted.device).expand(*shifted.shape[:-1], -1)
+        return torch.cat((prompt_positions.to(shifted.dtype), shifted), dim=-1)
     if full_mask is not None:
         return positions_from_mask(full_mask)[:, -new_length:]
     return None  # the model counts positions from its cache length, which includes the prompt
@@ -75,7 +79,8 @@ def refuse_packed_rows(position_ids, attention_mask) -> None:
     packing_strategy="wrapped" gives no position_ids: its rows cannot be told from one long sequence here.)"""
     if position_ids is None or attention_mask is not None or position_ids.shape[-1] < 2:
         return
-    if bool((position_ids[..., 1:] < position_ids[..., :-1]).any()):
+    text_positions = position_ids[0] if position_ids.dim() > 2 else position_ids  # (multi-axis: the text axis, in order)
+    if bool((text_positions[..., 1:] < text_positions[..., :-1]).any()):
         raise ValueError("position_ids restart within a row (packed sequences, e.g. trl's SFTConfig(packing=True) or "
                          "padding_free=True), and a soft prompt goes in front of each row once: only its first sequence "
                          "would read the prompt. Train on padded rows (SFTConfig(packing=False, padding_free=False)), "
@@ -97,3 +102,19 @@ def checked_position_ids(position_ids, reference: torch.Tensor):
             "added in front)."
         )
     return position_ids
+
+
+def multi_axis_positions(model, input_ids, attention_mask, kwargs: dict):
+    """The positions a vision-language model numbers from its input ids on several axes (Qwen2-VL's M-RoPE: [3, B, L],
+    an image's tokens by time, height and width, the text after it past them), which its forward computes only from
+    input_ids, not from the inputs_embeds a prompt gives it (found 2026-12-07 by a probe: every token ran on one axis,
+    7.0 off on a logit scale of 6.7; plain PEFT alike). Asked of the model's own `get_rope_index`, given the call's
+    arguments it takes; None where the model has none, or the call holds no image or video (text: one axis, as the
+    mask counts it)."""
+    owner = layer_prefix.rope_index_owner(model)
+    if owner is None or input_ids is None or not any(value is not None for name, value in kwargs.items() if name.endswith("_grid_thw")):
+        return None
+    takes = inspect.signature(owner.get_rope_index).parameters
+    given = {name: value for name, value in {**kwargs, "attention_mask": attention_mask}.items()
+             if name in takes and name != "input_ids" and value is not None}  # fmt: skip
+    return owner.get_rope_index(input_ids, **given)[0]
