@@ -17,6 +17,7 @@ from .generation_cache import (deep_prompt_fits_cache, DEEP_PROMPT_IN_CACHE, fil
                                refuse_a_cache_holding_prompt_rows, refuse_static_cache, shallow_prompt_in_layers,
                                ShallowPromptInLayers, shift_cache_position, static_cache_of)
 from .inputs import cross_attention_with_prompt, embed_prompts, is_deep, model_accepts, transformers_model, types_with_prompt
+from .model_checks import refuse_generate_numbering_from_one
 from .padding_order import (for_rows_of, in_order, keys_in_order, leading_padding_first_order, PADDING_FIRST_REASON,
                             padding_goes_first, positions_in_order)
 from .positions import (cache_length, fed_tokens, positions_after_prompt, positions_from_mask, shifted_positions,
@@ -63,6 +64,7 @@ def generate_keywords(parts: PromptParts, args: tuple, kwargs: dict) -> dict:
     becomes an int (transformers repeats tensor keywords along dim 0 for beams and returned sequences, which a 0-d
     tensor has not; an int stands for every row at any batch size, `check_task_ids`, which checks it here first); input
     ids given without a mask get the mask transformers infers for them (`_inferred_attention_mask`)."""
+    refuse_generate_numbering_from_one(transformers_model(parts))
     task_ids = kwargs.get("task_ids")
     if isinstance(task_ids, torch.Tensor) and task_ids.dim() == 0:
         kwargs = {**kwargs, "task_ids": int(check_task_ids(task_ids, 1, parts.encoder.num_tasks)[0])}

@@ -99,3 +99,17 @@ def _refuse_a_recurrent_state(model) -> None:
                      "reach: soft prompts are not supported there. Use LoRA, or a transformers release where the model "
                      "keeps that state in DynamicCache (in transformers 5.23 Jamba, Bamba, Qwen3-Next, LFM2 and other "
                      "hybrids do, and soft prompts run on them).")  # fmt: skip
+
+
+def refuse_generate_numbering_from_one(model) -> None:
+    """PaliGemma's generate numbers positions from 1 (its forward from the mask, from 0) and builds its prefix block
+    (image and prefix text attending both ways) only while its first step feeds the whole input: a prompted generate
+    put the prompt's positions and cache in front of both and disagreed with the same model's forward from its first
+    token (4.8 off on a logit scale of 7.6, shallow and deep prompts; found 2026-12-07 by a probe). Its forward, which
+    training and scoring use, takes the prompt exactly; generate is refused."""
+    config = model.config
+    if getattr(config, "model_type", None) == "paligemma":
+        raise ValueError(f"{type(model).__name__} numbers its positions from 1 in generate and builds its prefix block "
+                         "(image and prefix text) only at generate's first step, which a soft prompt in front does not "
+                         "fit: generate with a prompt is not supported there (its forward is: train and score with it). "
+                         "Generate with LoRA, or from a loop of forward calls.")  # fmt: skip
