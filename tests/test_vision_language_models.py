@@ -233,3 +233,20 @@ def test_a_prompt_on_paligemma_reads_as_text_in_front_and_its_generate_is_refuse
             torch.testing.assert_close(logits[:, P:], expected, atol=1e-4, rtol=1e-4)
         with pytest.raises(ValueError, match="PaliGemmaForConditionalGeneration numbers its positions from 1 in generate"):
             peft_model.generate(**paligemma_batch(), max_new_tokens=2)
+
+
+@pytest.mark.parametrize("kind", ["shallow", "deep"])
+def test_a_forward_continuing_a_cache_on_qwen2_vl_numbers_its_tokens_as_generate_does(kind):
+    """A decoding loop of forward calls: the text after an image is numbered past the image's positions, as the model
+    keeps them (`rope_deltas`) from the first call; a continuation was numbered by the mask alone (5.9 off generate's
+    second step on a logit scale of 5.8)."""
+    peft_model = qwen2_vl_prompt(kind, "off")
+    batch = qwen2_vl_batch()
+    with torch.no_grad():
+        generated = peft_model.generate(**batch, max_new_tokens=2, do_sample=False, output_logits=True, return_dict_in_generate=True)
+        first = peft_model(**batch, use_cache=True)
+        token = first.logits[:, -1].argmax(-1, keepdim=True)
+        mask = torch.cat((batch["attention_mask"], torch.ones_like(token)), dim=1)
+        second = peft_model(input_ids=token, attention_mask=mask, past_key_values=first.past_key_values)
+    torch.testing.assert_close(first.logits[:, -1], generated.logits[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(second.logits[:, -1], generated.logits[1], atol=1e-4, rtol=1e-4)

@@ -60,7 +60,7 @@ def causal_lm_forward(
     if inputs_embeds is None:
         inputs_embeds = parts.input_embeddings(input_ids)
     position_ids = checked_position_ids(position_ids, inputs_embeds)
-    if position_ids is None and cache_length(kwargs) == 0:  # (a continuation's are the model's, or the caller's)
+    if position_ids is None:
         position_ids = multi_axis_positions(transformers_model(parts), input_ids, attention_mask, kwargs)
     given = position_ids is not None  # the caller's positions (or the model's own): any number, read by the table check
     num_virtual, new_length = parts.num_virtual_tokens, inputs_embeds.shape[1]

@@ -105,16 +105,30 @@ def checked_position_ids(position_ids, reference: torch.Tensor):
 
 
 def multi_axis_positions(model, input_ids, attention_mask, kwargs: dict):
-    """The positions a vision-language model numbers from its input ids on several axes (Qwen2-VL's M-RoPE: [3, B, L],
-    an image's tokens by time, height and width, the text after it past them), which its forward computes only from
-    input_ids, not from the inputs_embeds a prompt gives it (found 2026-12-07 by a probe: every token ran on one axis,
-    7.0 off on a logit scale of 6.7; plain PEFT alike). Asked of the model's own `get_rope_index`, given the call's
-    arguments it takes; None where the model has none, or the call holds no image or video (text: one axis, as the
-    mask counts it)."""
+    """The positions [A, B, L] (or [B, L]) a vision-language model numbers the call's tokens at, as the caller would
+    give them (the prompt not counted), where the model computes them on several axes from its input ids (Qwen2-VL's
+    M-RoPE: an image's tokens by time, height and width, the text after it past them), which its forward does only
+    from input_ids, not beside the inputs_embeds a prompt gives it (found 2026-12-07 by a probe: every token ran on one
+    axis, 7.0 off on a logit scale of 6.7; plain PEFT alike). A first call (empty cache) with an image or video asks
+    the model's own `get_rope_index`, with the call's arguments it takes, and keeps its offset for the text after
+    (`rope_deltas`, as the model's forward keeps it); a first call without one clears it; a call continuing a cache
+    (a decoding loop of forward calls) numbers its tokens by the mask, past that offset (found the same day: 5.9 off
+    generate's second step). None where the model has no such positions, or nothing to add."""
     owner = layer_prefix.rope_index_owner(model)
-    if owner is None or input_ids is None or not any(value is not None for name, value in kwargs.items() if name.endswith("_grid_thw")):
+    if owner is None:
+        return None
+    if cache_length(kwargs) > 0:
+        offset = getattr(owner, "rope_deltas", None)
+        if offset is None or not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or input_ids is None:
+            return None
+        positions = positions_from_mask(attention_mask)[:, -input_ids.shape[1]:]
+        return positions + offset.to(positions.device).repeat_interleave(positions.shape[0] // offset.shape[0], dim=0)
+    if input_ids is None or not any(value is not None for name, value in kwargs.items() if name.endswith("_grid_thw")):
+        if hasattr(owner, "rope_deltas"):
+            owner.rope_deltas = None  # (text alone: one axis, as the mask counts it)
         return None
     takes = inspect.signature(owner.get_rope_index).parameters
     given = {name: value for name, value in {**kwargs, "attention_mask": attention_mask}.items()
              if name in takes and name != "input_ids" and value is not None}  # fmt: skip
-    return owner.get_rope_index(input_ids, **given)[0]
+    positions, owner.rope_deltas = owner.get_rope_index(input_ids, **given)
+    return positions
