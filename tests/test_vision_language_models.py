@@ -80,13 +80,18 @@ def sampled_prompt_ids(peft_model) -> torch.Tensor:
     return similarity.argmax(dim=-1).expand(2, -1)
 
 
-def qwen2_vl_prompt(kind: str, shared_prefix: str = "auto"):
+def prompted(build, kind: str, shared_prefix: str = "auto"):
+    """A fresh model from `build` with a vocabulary-sampled prompt: shallow, or deep (the same tokens' keys and values)."""
     if kind == "deep":
         config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="vocab_sampled", vocab_sampling="uniform", seed=3)
     else:
         config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3,
                                                 shared_prefix=shared_prefix)  # fmt: skip
-    return peft.get_peft_model(tiny_qwen2_vl(), config).eval()
+    return peft.get_peft_model(build(), config).eval()
+
+
+def qwen2_vl_prompt(kind: str, shared_prefix: str = "auto"):
+    return prompted(tiny_qwen2_vl, kind, shared_prefix)
 
 
 @pytest.mark.parametrize("kind, shared_prefix", [("shallow", "auto"), ("shallow", "off"), ("deep", "auto")])
@@ -165,12 +170,7 @@ def mllama_batch(in_front=None):
 
 
 def mllama_prompt(kind: str, shared_prefix: str = "auto"):
-    if kind == "deep":
-        config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="vocab_sampled", vocab_sampling="uniform", seed=3)
-    else:
-        config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3,
-                                                shared_prefix=shared_prefix)  # fmt: skip
-    return peft.get_peft_model(tiny_mllama(), config).eval()
+    return prompted(tiny_mllama, kind, shared_prefix)
 
 
 @pytest.mark.parametrize("kind, shared_prefix", [("shallow", "auto"), ("shallow", "off"), ("deep", "auto")])
