@@ -61,7 +61,8 @@ def causal_lm_forward(
         inputs_embeds = parts.input_embeddings(input_ids)
     position_ids = checked_position_ids(position_ids, inputs_embeds)
     if position_ids is None:
-        position_ids = multi_axis_positions(transformers_model(parts), input_ids, attention_mask, kwargs)
+        cached_prompt_rows = 0 if is_deep(parts) else parts.num_virtual_tokens  # (a deep prompt's stay out of the cache)
+        position_ids = multi_axis_positions(transformers_model(parts), input_ids, attention_mask, kwargs, cached_prompt_rows)
     given = position_ids is not None  # the caller's positions (or the model's own): any number, read by the table check
     num_virtual, new_length = parts.num_virtual_tokens, inputs_embeds.shape[1]
     if not is_deep(parts):
@@ -97,7 +98,7 @@ def causal_lm_forward(
                                                 inputs_embeds.dtype, prompt_cache, shared_prefix.asks_hidden_states(hidden))  # fmt: skip
         positions = shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
         check_positions_fit(transformers_model(parts), num_virtual, new_length, num_virtual, positions, given)  # the prefix: P cached
-        cross_attention_with_prompt(parts, kwargs, rows_fed_now=False)
+        cross_attention_with_prompt(parts, kwargs, rows_fed_now=False, fed=new_length)
         return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, inputs_embeds, full_mask, positions,
                                                labels, hidden, output_attentions, return_dict, kwargs)  # fmt: skip
     if injecting:
@@ -108,9 +109,9 @@ def causal_lm_forward(
             labels = torch.cat((labels.new_full((labels.shape[0], num_virtual), -100), labels), dim=1)
         if kwargs.get("token_type_ids") is not None:  # GPT-2's
             kwargs["token_type_ids"] = types_with_prompt(kwargs["token_type_ids"], num_virtual)
-        cross_attention_with_prompt(parts, kwargs, rows_fed_now=True)
+        cross_attention_with_prompt(parts, kwargs, rows_fed_now=True, fed=new_length)
     else:  # a continuation: the cache holds the prompt
-        cross_attention_with_prompt(parts, kwargs, rows_fed_now=False)
+        cross_attention_with_prompt(parts, kwargs, rows_fed_now=False, fed=new_length)
     if model_accepts(parts, "position_ids"):
         kwargs["position_ids"] = shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)
     elif position_ids is not None:

@@ -191,7 +191,7 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
             if cache_length(model_inputs) == 0:
                 fill_cache_with_deep_prompt(parts, model_inputs, fixed_prompts)
             shift_cache_position(model_inputs, num_virtual, prompt_fed_now=False)
-            cross_attention_with_prompt(parts, model_inputs, rows_fed_now=False)
+            cross_attention_with_prompt(parts, model_inputs, rows_fed_now=False, fed=fed_tokens(model_inputs).shape[1])
             full_mask = with_prompt_mask(model_inputs.get("attention_mask"), num_virtual)
             if full_mask is not None:
                 model_inputs["attention_mask"] = full_mask
@@ -211,7 +211,7 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
     filled = injecting and fill_generation_cache(parts, model_inputs, prefix)
     shift_cache_position(model_inputs, num_virtual, prompt_fed_now=injecting and not filled)
     if filled:
-        cross_attention_with_prompt(parts, model_inputs, rows_fed_now=False)
+        cross_attention_with_prompt(parts, model_inputs, rows_fed_now=False, fed=fed_tokens(model_inputs).shape[1])
         full_mask = with_prompt_mask(model_inputs.get("attention_mask"), num_virtual)
         if full_mask is not None:
             model_inputs["attention_mask"] = full_mask
@@ -235,7 +235,7 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
         model_inputs["input_ids"] = None
         if model_inputs.get("token_type_ids") is not None:
             model_inputs["token_type_ids"] = types_with_prompt(model_inputs["token_type_ids"], num_virtual)
-    cross_attention_with_prompt(parts, model_inputs, rows_fed_now=injecting)
+    cross_attention_with_prompt(parts, model_inputs, rows_fed_now=injecting, fed=fed_tokens(model_inputs).shape[1])
     if position_ids is not None:
         new_length = position_ids.shape[-1] + (num_virtual if injecting else 0)
         model_inputs["position_ids"] = shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)

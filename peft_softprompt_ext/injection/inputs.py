@@ -107,14 +107,16 @@ def deep_rows(parts: PromptParts, input_ids, inputs_embeds, task_ids, encoded=No
     return parts.encoder(reference.shape[0], task_ids=task_ids)
 
 
-def cross_attention_with_prompt(parts: PromptParts, kwargs: dict, rows_fed_now: bool) -> None:
+def cross_attention_with_prompt(parts: PromptParts, kwargs: dict, rows_fed_now: bool, fed: int) -> None:
     """A cross-attention mask with a row per token ([B, L, images, tiles], Mllama's) gets rows of 0 for the P prompt
     positions in front, in place: the prompt sees no image, as text in front of one (found 2026-12-07 by a probe: the
     prompt's rows went in without theirs, and Mllama's cross-attention failed). Where the call feeds the prompt's rows
-    (`rows_fed_now`); and where the call passes `cache_position` (generate before transformers 5.4), at which the model
-    reads the mask's rows, wherever those count the prompt, which the cache then holds."""
+    (`rows_fed_now`); and, where the cache holds them, wherever the model reads the mask's rows at the cache's
+    positions: the call passes `cache_position` (generate before transformers 5.4), or the mask covers more rows than
+    the `fed` tokens (every token so far, which a forward continuing a cache may pass; found by a review)."""
     mask = kwargs.get("cross_attention_mask")
-    if isinstance(mask, torch.Tensor) and mask.dim() >= 2 and (rows_fed_now or kwargs.get("cache_position") is not None):
+    read_by_cache_position = kwargs.get("cache_position") is not None or (isinstance(mask, torch.Tensor) and mask.shape[1] > fed)
+    if isinstance(mask, torch.Tensor) and mask.dim() >= 2 and (rows_fed_now or read_by_cache_position):
         zeros = mask.new_zeros(mask.shape[0], parts.num_virtual_tokens, *mask.shape[2:])
         kwargs["cross_attention_mask"] = torch.cat((zeros, mask), dim=1)
 

@@ -104,7 +104,7 @@ def checked_position_ids(position_ids, reference: torch.Tensor):
     return position_ids
 
 
-def multi_axis_positions(model, input_ids, attention_mask, kwargs: dict):
+def multi_axis_positions(model, input_ids, attention_mask, kwargs: dict, cached_prompt_rows: int):
     """The positions [A, B, L] (or [B, L]) a vision-language model numbers the call's tokens at, as the caller would
     give them (the prompt not counted), where the model computes them on several axes from its input ids (Qwen2-VL's
     M-RoPE: an image's tokens by time, height and width, the text after it past them), which its forward does only
@@ -113,15 +113,20 @@ def multi_axis_positions(model, input_ids, attention_mask, kwargs: dict):
     the model's own `get_rope_index`, with the call's arguments it takes, and keeps its offset for the text after
     (`rope_deltas`, as the model's forward keeps it); a first call without one clears it; a call continuing a cache
     (a decoding loop of forward calls) numbers its tokens by the mask, past that offset (found the same day: 5.9 off
-    generate's second step). None where the model has no such positions, or nothing to add."""
+    generate's second step; without a mask, by the cache's length less the `cached_prompt_rows` it holds). None where
+    the model has no such positions, or nothing to add."""
     owner = layer_prefix.rope_index_owner(model)
     if owner is None:
         return None
     if cache_length(kwargs) > 0:
         offset = getattr(owner, "rope_deltas", None)
-        if offset is None or not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or input_ids is None:
+        if offset is None or input_ids is None:
             return None
-        positions = positions_from_mask(attention_mask)[:, -input_ids.shape[1]:]
+        if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
+            positions = positions_from_mask(attention_mask)[:, -input_ids.shape[1]:]
+        else:
+            start = cache_length(kwargs) - cached_prompt_rows
+            positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
         return positions + offset.to(positions.device).repeat_interleave(positions.shape[0] // offset.shape[0], dim=0)
     if input_ids is None or not any(value is not None for name, value in kwargs.items() if name.endswith("_grid_thw")):
         if hasattr(owner, "rope_deltas"):
@@ -130,5 +135,10 @@ def multi_axis_positions(model, input_ids, attention_mask, kwargs: dict):
     takes = inspect.signature(owner.get_rope_index).parameters
     given = {name: value for name, value in {**kwargs, "attention_mask": attention_mask}.items()
              if name in takes and name != "input_ids" and value is not None}  # fmt: skip
+    needed = [name for name, parameter in list(takes.items())[1:] if parameter.default is inspect.Parameter.empty
+              and parameter.kind is not inspect.Parameter.VAR_KEYWORD and name not in ("input_ids", *given)]  # fmt: skip
+    if needed:  # (found 2026-12-07 by a review: a TypeError from inside, where the model's own error names them)
+        raise ValueError(f"{type(model).__name__} numbers an image's or a video's tokens from {needed} beside the input "
+                         "ids, which this call does not pass (its processor returns them with input_ids): pass them.")  # fmt: skip
     positions, owner.rope_deltas = owner.get_rope_index(input_ids, **given)
     return positions
