@@ -293,3 +293,37 @@ def test_qwen2_vl_without_the_image_token_types_is_refused_naming_them():
     del batch["mm_token_type_ids"]
     with pytest.raises(ValueError, match="mm_token_type_ids"):
         qwen2_vl_prompt("shallow")(**batch)
+
+
+@pytest.mark.parametrize("kind", ["shallow", "deep"])
+def test_a_left_padded_decoding_loop_on_qwen2_vl_reads_as_the_row_alone(kind):
+    """The offset of the text after an image counts a row's real tokens, not its padding (transformers 5.0's
+    `rope_deltas` counts the padding too: a second review found the padded row's next steps 4.8 off the row alone)."""
+    batch = qwen2_vl_batch()
+    alone = {name: value[:1] if name != "pixel_values" else value[:16] for name, value in batch.items()}
+    padded = dict(batch, input_ids=torch.cat((torch.tensor([[0, 0], [7, 8]]), batch["input_ids"]), dim=1))
+    padded["attention_mask"] = torch.cat((torch.tensor([[0, 0], [1, 1]]), batch["attention_mask"]), dim=1)
+    if "mm_token_type_ids" in batch:
+        padded["mm_token_type_ids"] = (padded["input_ids"] == IMAGE_TOKEN).int()
+    steps = []
+    with torch.no_grad():
+        for inputs in (padded, alone):
+            peft_model, mask, cache, logits = qwen2_vl_prompt(kind, "off"), inputs["attention_mask"], None, []
+            token = torch.full((mask.shape[0], 1), 42)
+            output = peft_model(**inputs, use_cache=True)
+            for _ in range(2):
+                mask = torch.cat((mask, torch.ones_like(token)), dim=1)
+                output = peft_model(input_ids=token, attention_mask=mask, past_key_values=output.past_key_values)
+                logits.append(output.logits[0, -1])
+            steps.append(torch.stack(logits))
+    torch.testing.assert_close(steps[0], steps[1], atol=1e-4, rtol=1e-4)
+
+
+def test_a_text_only_call_on_qwen2_vl_without_a_mask_runs():
+    """transformers 5.0's Qwen2-VL, given no positions, asks input_ids for them, which a prompted call has not (a second
+    review: an AttributeError from inside)."""
+    ids = torch.randint(6, 300, (2, 7), generator=torch.Generator().manual_seed(5))
+    peft_model = qwen2_vl_prompt("shallow", "off")
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        torch.testing.assert_close(peft_model(input_ids=ids).logits, expected, atol=1e-5, rtol=1e-5)

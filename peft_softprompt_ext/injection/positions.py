@@ -110,16 +110,18 @@ def multi_axis_positions(model, input_ids, attention_mask, kwargs: dict, cached_
     M-RoPE: an image's tokens by time, height and width, the text after it past them), which its forward does only
     from input_ids, not beside the inputs_embeds a prompt gives it (found 2026-12-07 by a probe: every token ran on one
     axis, 7.0 off on a logit scale of 6.7; plain PEFT alike). A first call (empty cache) with an image or video asks
-    the model's own `get_rope_index`, with the call's arguments it takes, and keeps its offset for the text after
-    (`rope_deltas`, as the model's forward keeps it); a first call without one clears it; a call continuing a cache
-    (a decoding loop of forward calls) numbers its tokens by the mask, past that offset (found the same day: 5.9 off
-    generate's second step; without a mask, by the cache's length less the `cached_prompt_rows` it holds). None where
-    the model has no such positions, or nothing to add."""
+    the model's own `get_rope_index`, with the call's arguments it takes, and keeps, on the model, each row's offset
+    for the text after: its next position less its real tokens (transformers 5.0's `rope_deltas` counts the padding
+    too; found by a review); a first call without one clears it. A call continuing a cache (a decoding loop of forward
+    calls) numbers its tokens by the mask, past that offset (found the same day: 5.9 off generate's second step;
+    without a mask, by the cache's length less the `cached_prompt_rows` it holds). Text alone without a mask is
+    numbered 0, 1, ... (transformers 5.0's Qwen2-VL, given no positions, asks input_ids for them). None where the
+    model has no such positions, or the mask numbers them."""
     owner = layer_prefix.rope_index_owner(model)
     if owner is None:
         return None
     if cache_length(kwargs) > 0:
-        offset = getattr(owner, "rope_deltas", None)
+        offset = getattr(owner, _TEXT_OFFSET, None)
         if offset is None or input_ids is None:
             return None
         if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
@@ -129,9 +131,10 @@ def multi_axis_positions(model, input_ids, attention_mask, kwargs: dict, cached_
             positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
         return positions + offset.to(positions.device).repeat_interleave(positions.shape[0] // offset.shape[0], dim=0)
     if input_ids is None or not any(value is not None for name, value in kwargs.items() if name.endswith("_grid_thw")):
-        if hasattr(owner, "rope_deltas"):
-            owner.rope_deltas = None  # (text alone: one axis, as the mask counts it)
-        return None
+        setattr(owner, _TEXT_OFFSET, None)  # (text alone: one axis, as the mask counts it)
+        if input_ids is None or isinstance(attention_mask, torch.Tensor):
+            return None
+        return torch.arange(input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
     takes = inspect.signature(owner.get_rope_index).parameters
     given = {name: value for name, value in {**kwargs, "attention_mask": attention_mask}.items()
              if name in takes and name != "input_ids" and value is not None}  # fmt: skip
@@ -140,5 +143,12 @@ def multi_axis_positions(model, input_ids, attention_mask, kwargs: dict, cached_
     if needed:  # (found 2026-12-07 by a review: a TypeError from inside, where the model's own error names them)
         raise ValueError(f"{type(model).__name__} numbers an image's or a video's tokens from {needed} beside the input "
                          "ids, which this call does not pass (its processor returns them with input_ids): pass them.")  # fmt: skip
-    positions, owner.rope_deltas = owner.get_rope_index(input_ids, **given)
+    positions = owner.get_rope_index(input_ids, **given)[0]
+    real = attention_mask.bool() if isinstance(attention_mask, torch.Tensor) else torch.ones_like(input_ids, dtype=torch.bool)
+    axes = positions.reshape(-1, *positions.shape[-2:])  # [A, B, L]
+    following = axes.masked_fill(~real.to(axes.device), -1).amax(dim=(0, 2)) + 1  # each row's next position
+    setattr(owner, _TEXT_OFFSET, (following - real.sum(dim=1).to(following.device)).unsqueeze(1))
     return positions
+
+
+_TEXT_OFFSET = "_peft_softprompt_ext_text_offset"  # set by `multi_axis_positions` on the module that numbers positions
