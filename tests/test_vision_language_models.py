@@ -327,3 +327,18 @@ def test_a_text_only_call_on_qwen2_vl_without_a_mask_runs():
     with torch.no_grad():
         expected = peft_model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
         torch.testing.assert_close(peft_model(input_ids=ids).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["shallow", "deep"])
+def test_a_forward_continuing_generates_cache_on_qwen2_vl_numbers_its_tokens_as_generate_does(kind):
+    """A cache generate returned, continued by forward calls: generate keeps the offset of the text after the image too
+    (found 2026-12-07 in the last read: 5.0 off generate's next step)."""
+    batch = qwen2_vl_batch()
+    with torch.no_grad():
+        expected = qwen2_vl_prompt(kind, "off").generate(**batch, max_new_tokens=3, do_sample=False, output_logits=True,
+                                                         return_dict_in_generate=True).logits[2]  # fmt: skip
+        peft_model = qwen2_vl_prompt(kind, "off")
+        output = peft_model.generate(**batch, max_new_tokens=2, do_sample=False, return_dict_in_generate=True)
+        mask = torch.ones_like(output.sequences)
+        logits = peft_model(input_ids=output.sequences[:, -1:], attention_mask=mask, past_key_values=output.past_key_values).logits
+    torch.testing.assert_close(logits[:, -1], expected, atol=1e-4, rtol=1e-4)

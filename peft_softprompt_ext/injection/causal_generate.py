@@ -20,8 +20,8 @@ from .inputs import cross_attention_with_prompt, embed_prompts, is_deep, model_a
 from .model_checks import refuse_generate_numbering_from_one
 from .padding_order import (for_rows_of, in_order, keys_in_order, leading_padding_first_order, PADDING_FIRST_REASON,
                             padding_goes_first, positions_in_order)
-from .positions import (cache_length, fed_tokens, positions_after_prompt, positions_from_mask, shifted_positions,
-                        with_prompt_mask)
+from .positions import (cache_length, fed_tokens, first_call_positions, positions_after_prompt, positions_from_mask,
+                        shifted_positions, with_prompt_mask)
 
 
 def generation_scope(parts: PromptParts, prompts: torch.Tensor, prefix=None):
@@ -63,13 +63,19 @@ def generate_keywords(parts: PromptParts, args: tuple, kwargs: dict) -> dict:
     """A causal generate call's keywords as transformers takes them: one task id for every row given as a 0-d tensor
     becomes an int (transformers repeats tensor keywords along dim 0 for beams and returned sequences, which a 0-d
     tensor has not; an int stands for every row at any batch size, `check_task_ids`, which checks it here first); input
-    ids given without a mask get the mask transformers infers for them (`_inferred_attention_mask`)."""
+    ids given without a mask get the mask transformers infers for them (`_inferred_attention_mask`). On a model that
+    numbers positions on several axes, the call keeps the text offset (`positions.first_call_positions`)."""
     refuse_generate_numbering_from_one(transformers_model(parts))
     task_ids = kwargs.get("task_ids")
     if isinstance(task_ids, torch.Tensor) and task_ids.dim() == 0:
         kwargs = {**kwargs, "task_ids": int(check_task_ids(task_ids, 1, parts.encoder.num_tasks)[0])}
-    inferred = _inferred_attention_mask(parts, kwargs.get("input_ids", args[0] if args else None), kwargs)
-    return kwargs if inferred is None else {**kwargs, "attention_mask": inferred}
+    input_ids = kwargs.get("input_ids", args[0] if args else None)
+    inferred = _inferred_attention_mask(parts, input_ids, kwargs)
+    kwargs = kwargs if inferred is None else {**kwargs, "attention_mask": inferred}
+    owner = layer_prefix.rope_index_owner(transformers_model(parts))
+    if owner is not None and cache_length(kwargs) == 0:  # (the text offset a forward continuing its cache reads)
+        first_call_positions(owner, transformers_model(parts), input_ids, kwargs.get("attention_mask"), kwargs)
+    return kwargs
 
 
 def _inferred_attention_mask(parts: PromptParts, input_ids, kwargs: dict):

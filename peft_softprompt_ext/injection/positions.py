@@ -130,6 +130,13 @@ def multi_axis_positions(model, input_ids, attention_mask, kwargs: dict, cached_
             start = cache_length(kwargs) - cached_prompt_rows
             positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
         return positions + offset.to(positions.device).repeat_interleave(positions.shape[0] // offset.shape[0], dim=0)
+    return first_call_positions(owner, model, input_ids, attention_mask, kwargs)
+
+
+def first_call_positions(owner, model, input_ids, attention_mask, kwargs: dict):
+    """`multi_axis_positions` of a first call (its cache empty), which keeps the text offset on `owner` (the module
+    with `get_rope_index`); generate calls it for that too, so that a forward continuing the cache generate returns
+    numbers its tokens as generate's next step would (found 2026-12-07 in the last read: 5.0 off)."""
     if input_ids is None or not any(value is not None for name, value in kwargs.items() if name.endswith("_grid_thw")):
         setattr(owner, _TEXT_OFFSET, None)  # (text alone: one axis, as the mask counts it)
         if input_ids is None or isinstance(attention_mask, torch.Tensor):
