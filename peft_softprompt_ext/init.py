@@ -67,7 +67,7 @@ def usable_token_ids(num_embeddings: int, tokenizer=None, model_config=None) -> 
 
     Without a tokenizer only the special ids named in `model_config` can be excluded.
     """
-    excluded = set(special_ids_of(model_config))
+    excluded = special_ids_of(model_config)
     limit = num_embeddings
     if tokenizer is not None:
         check_tokenizer_fits(tokenizer, num_embeddings)

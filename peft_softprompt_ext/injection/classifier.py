@@ -9,7 +9,7 @@ from .. import layer_prefix
 from .._peft_compat import PromptParts
 from ..position_table import check_positions_fit, position_limit
 from .inputs import (deep_rows, encoder_inputs, is_deep, layer_prompts, model_accepts, refuse_training_nothing,
-                     transformers_model, types_with_prompt)
+                     transformers_model, zero_rows_in_front)
 from .padding_order import in_order, padding_first_order
 from .positions import (checked_position_ids, positions_after_prompt, positions_from_mask, shifted_positions,
                         with_prompt_mask)
@@ -59,7 +59,7 @@ def encoder_forward(
         decoder = attention_mask is not None
     inputs_embeds, attention_mask = encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     if token_type_ids is not None:
-        kwargs["token_type_ids"] = types_with_prompt(token_type_ids, num_virtual)
+        kwargs["token_type_ids"] = zero_rows_in_front(token_type_ids, num_virtual)
     if position_ids is not None:
         first = (position_limit(transformers_model(parts)) or (0, "", 0))[2]  # (found 2026-12-07 by a review: RoBERTa's
         # prompt sat at rows 0..P-1, row 1 its padding row, 0.009 off the prompt without given ids)

@@ -117,10 +117,9 @@ def cross_attention_with_prompt(parts: PromptParts, kwargs: dict, rows_fed_now: 
     mask = kwargs.get("cross_attention_mask")
     read_by_cache_position = kwargs.get("cache_position") is not None or (isinstance(mask, torch.Tensor) and mask.shape[1] > fed)
     if isinstance(mask, torch.Tensor) and mask.dim() >= 2 and (rows_fed_now or read_by_cache_position):
-        zeros = mask.new_zeros(mask.shape[0], parts.num_virtual_tokens, *mask.shape[2:])
-        kwargs["cross_attention_mask"] = torch.cat((zeros, mask), dim=1)
+        kwargs["cross_attention_mask"] = zero_rows_in_front(mask, parts.num_virtual_tokens)
 
 
-def types_with_prompt(token_type_ids: torch.Tensor, num_virtual: int) -> torch.Tensor:
-    """The input's token types with type 0 for the P prompt positions in front."""
-    return torch.cat((token_type_ids.new_zeros(token_type_ids.shape[0], num_virtual), token_type_ids), dim=1)
+def zero_rows_in_front(tensor: torch.Tensor, num_virtual: int) -> torch.Tensor:
+    """[B, L, ...] -> [B, P + L, ...] with 0 for the P prompt positions in front: token type 0; no image to attend to."""
+    return torch.cat((tensor.new_zeros(tensor.shape[0], num_virtual, *tensor.shape[2:]), tensor), dim=1)

@@ -145,7 +145,7 @@ def first_call_positions(owner, model, input_ids, attention_mask, kwargs: dict):
     takes = inspect.signature(owner.get_rope_index).parameters
     given = {name: value for name, value in {**kwargs, "attention_mask": attention_mask}.items()
              if name in takes and name != "input_ids" and value is not None}  # fmt: skip
-    needed = [name for name, parameter in list(takes.items())[1:] if parameter.default is inspect.Parameter.empty
+    needed = [name for name, parameter in takes.items() if parameter.default is inspect.Parameter.empty
               and parameter.kind is not inspect.Parameter.VAR_KEYWORD and name not in ("input_ids", *given)]  # fmt: skip
     if needed:  # (found 2026-12-07 by a review: a TypeError from inside, where the model's own error names them)
         raise ValueError(f"{type(model).__name__} numbers an image's or a video's tokens from {needed} beside the input "
