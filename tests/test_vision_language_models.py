@@ -342,3 +342,57 @@ def test_a_forward_continuing_generates_cache_on_qwen2_vl_numbers_its_tokens_as_
         mask = torch.ones_like(output.sequences)
         logits = peft_model(input_ids=output.sequences[:, -1:], attention_mask=mask, past_key_values=output.past_key_values).logits
     torch.testing.assert_close(logits[:, -1], expected, atol=1e-4, rtol=1e-4)
+
+
+ERNIE_IMAGE_START, ERNIE_IMAGE_END = VOCAB - 3, VOCAB - 4
+
+
+def tiny_ernie_vl():
+    """Ernie-4.5-VL: a mixture of experts whose layers route each token by `moe_mm_token_type_ids` (image tokens and
+    their start and end to the vision experts)."""
+    torch.manual_seed(0)
+    text = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                rope_parameters={"rope_type": "default", "mrope_section": [3, 3, 2], "rope_theta": 10000.0}, moe_intermediate_size=[32, 32],
+                moe_k=2, moe_num_experts=4, moe_num_shared_experts=1, pad_token_id=0, bos_token_id=1, eos_token_id=2)  # fmt: skip
+    vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=4, patch_size=14, spatial_merge_size=2, temporal_merge_size=2)
+    config = transformers.Ernie4_5_VLMoeConfig(text_config=text, vision_config=vision, image_token_id=IMAGE_TOKEN, video_token_id=VOCAB - 2,
+                                               image_start_token_id=ERNIE_IMAGE_START, image_end_token_id=ERNIE_IMAGE_END,
+                                               video_start_token_id=VOCAB - 5, video_end_token_id=VOCAB - 6)  # fmt: skip
+    return transformers.Ernie4_5_VLMoeForConditionalGeneration(config).eval()
+
+
+def ernie_vl_batch(in_front=None):
+    """Text, an image (start, 4 merged patches, end), text, with the token types Ernie's processor returns."""
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.cat([torch.randint(6, 300, (2, 3), generator=generator), torch.full((2, 1), ERNIE_IMAGE_START),
+                     torch.full((2, 4), IMAGE_TOKEN), torch.full((2, 1), ERNIE_IMAGE_END),
+                     torch.randint(6, 300, (2, 4), generator=generator)], dim=1)  # fmt: skip
+    if in_front is not None:
+        ids = torch.cat((in_front, ids), dim=1)
+    image = (ids == IMAGE_TOKEN) | (ids == ERNIE_IMAGE_START) | (ids == ERNIE_IMAGE_END)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": torch.randn(32, 3 * 14 * 14, generator=generator),
+            "image_grid_thw": torch.tensor([[1, 4, 4]] * 2), "mm_token_type_ids": (ids == IMAGE_TOKEN).int(),
+            "moe_mm_token_type_ids": image.int()}  # fmt: skip
+
+
+@pytest.mark.skipif(not hasattr(transformers, "Ernie4_5_VLMoeConfig"), reason="transformers without Ernie-4.5-VL")
+@pytest.mark.parametrize("kind, shared_prefix", [("shallow", "auto"), ("shallow", "off"), ("deep", "auto")])
+def test_a_prompt_on_ernie_vl_goes_to_the_text_experts(kind, shared_prefix):
+    """Ernie-4.5-VL routes each token to text or vision experts by `moe_mm_token_type_ids`, one per token: a prompt
+    joined in front of the input left them a row per input token (an IndexError in the experts off the shared prefix:
+    with output_router_logits, output_attentions, gradient checkpointing; found 2026-12-07 by a probe; plain PEFT fails
+    the same way on every call). The prompt's rows are text, as text ids in front of the input."""
+    peft_model = prompted(tiny_ernie_vl, kind, shared_prefix)
+    in_front = sampled_prompt_ids(prompted(tiny_ernie_vl, "shallow"))
+    with torch.no_grad():
+        expected = tiny_ernie_vl()(**ernie_vl_batch(in_front)).logits[:, P:]
+        for switches in ({}, {"output_router_logits": True}, {"output_attentions": True}):
+            logits = peft_model(**ernie_vl_batch(), **switches).logits
+            torch.testing.assert_close(logits[:, -expected.shape[1]:], expected, atol=1e-4, rtol=1e-4, msg=str(switches))
+        tokens = tiny_ernie_vl().generate(**ernie_vl_batch(in_front), max_new_tokens=3, do_sample=False)[:, -3:]
+        assert peft_model.generate(**ernie_vl_batch(), max_new_tokens=3, do_sample=False)[:, -3:].tolist() == tokens.tolist()
+    peft_model.train()
+    peft_model.get_base_model().gradient_checkpointing_enable()
+    batch = ernie_vl_batch()
+    peft_model(**batch, labels=batch["input_ids"]).loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in peft_model.parameters() if p.requires_grad)

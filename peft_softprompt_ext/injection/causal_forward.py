@@ -11,7 +11,7 @@ from .._peft_compat import PromptParts
 from ..position_table import check_positions_fit
 from .generation_cache import refuse_a_cache_without_prompt_rows
 from .inputs import (cross_attention_with_prompt, embed_prompts, is_deep, layer_prompts, model_accepts, output_switches,
-                     refuse_training_nothing, transformers_model, zero_rows_in_front)
+                     refuse_training_nothing, token_types_with_prompt, TOKEN_TYPES, transformers_model)
 from .padding_order import (caller_selection, in_order, keeps_some, kept_positions, leading_padding_first_order,
                             PADDING_FIRST_REASON, padding_goes_first, positions_in_order, restore_order, selected_per_row)
 from .positions import (cache_length, checked_position_ids, multi_axis_positions, positions_after_prompt,
@@ -107,8 +107,7 @@ def causal_lm_forward(
         new_length += num_virtual
         if labels is not None:
             labels = torch.cat((labels.new_full((labels.shape[0], num_virtual), -100), labels), dim=1)
-        if kwargs.get("token_type_ids") is not None:  # GPT-2's
-            kwargs["token_type_ids"] = zero_rows_in_front(kwargs["token_type_ids"], num_virtual)
+        token_types_with_prompt(kwargs, num_virtual)
         cross_attention_with_prompt(parts, kwargs, rows_fed_now=True, fed=new_length)
     else:  # a continuation: the cache holds the prompt
         cross_attention_with_prompt(parts, kwargs, rows_fed_now=False, fed=new_length)
@@ -131,7 +130,7 @@ def causal_lm_forward(
         labels = None if labels is None else in_order(labels, order)
         if kwargs.get("position_ids") is not None:
             kwargs["position_ids"] = positions_in_order(kwargs["position_ids"], order)
-        for name in ("token_type_ids", "cross_attention_mask"):
+        for name in (*TOKEN_TYPES, "cross_attention_mask"):
             if kwargs.get(name) is not None:
                 kwargs[name] = in_order(kwargs[name], order)
     kept = per_row = None  # the caller's logits_to_keep names its positions: the call keeps where it holds them

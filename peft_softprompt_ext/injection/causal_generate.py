@@ -16,7 +16,8 @@ from .generation_cache import (deep_prompt_fits_cache, DEEP_PROMPT_IN_CACHE, fil
                                fill_generation_cache, generate_setting, mark_cache_without_prompt_rows,
                                refuse_a_cache_holding_prompt_rows, refuse_static_cache, shallow_prompt_in_layers,
                                ShallowPromptInLayers, shift_cache_position, static_cache_of)
-from .inputs import cross_attention_with_prompt, embed_prompts, is_deep, model_accepts, transformers_model, zero_rows_in_front
+from .inputs import (cross_attention_with_prompt, embed_prompts, is_deep, model_accepts, token_types_with_prompt, TOKEN_TYPES,
+                     transformers_model)
 from .model_checks import refuse_generate_numbering_from_one
 from .padding_order import (for_rows_of, in_order, keys_in_order, leading_padding_first_order, PADDING_FIRST_REASON,
                             padding_goes_first, positions_in_order)
@@ -239,8 +240,7 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
             prompts = embed_prompts(parts, embeds, user_mask, task_ids)
         model_inputs["inputs_embeds"] = torch.cat((prompts, embeds), dim=1)
         model_inputs["input_ids"] = None
-        if model_inputs.get("token_type_ids") is not None:
-            model_inputs["token_type_ids"] = zero_rows_in_front(model_inputs["token_type_ids"], num_virtual)
+        token_types_with_prompt(model_inputs, num_virtual)
     cross_attention_with_prompt(parts, model_inputs, rows_fed_now=injecting, fed=fed_tokens(model_inputs).shape[1])
     if position_ids is not None:
         new_length = position_ids.shape[-1] + (num_virtual if injecting else 0)
@@ -251,7 +251,7 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
         if injecting:
             if model_inputs.get("position_ids") is None and model_accepts(parts, "position_ids"):
                 model_inputs["position_ids"] = positions_from_mask(full_mask)
-            for name in ("inputs_embeds", "position_ids", "token_type_ids", "cross_attention_mask"):
+            for name in ("inputs_embeds", "position_ids", *TOKEN_TYPES, "cross_attention_mask"):
                 if model_inputs.get(name) is not None:
                     model_inputs[name] = (positions_in_order if name == "position_ids" else in_order)(model_inputs[name], order)
     return model_inputs

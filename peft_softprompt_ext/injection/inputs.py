@@ -120,6 +120,19 @@ def cross_attention_with_prompt(parts: PromptParts, kwargs: dict, rows_fed_now: 
         kwargs["cross_attention_mask"] = zero_rows_in_front(mask, parts.num_virtual_tokens)
 
 
+TOKEN_TYPES = ("token_type_ids", "mm_token_type_ids", "moe_mm_token_type_ids")  # one per token, as transformers' generate names them
+
+
+def token_types_with_prompt(kwargs: dict, num_virtual: int) -> None:
+    """A call's token types (`TOKEN_TYPES`: GPT-2's and Gemma 3's token types; a VLM's image/text types, by which
+    Ernie-4.5-VL routes each token to its text or vision experts) with type 0, text, for the prompt's rows in front,
+    where the prompt goes in as input rows (found 2026-12-07 by a probe: Ernie's expert types were left a row per
+    input token, an IndexError off the shared prefix)."""
+    for name in TOKEN_TYPES:
+        if kwargs.get(name) is not None:
+            kwargs[name] = zero_rows_in_front(kwargs[name], num_virtual)
+
+
 def zero_rows_in_front(tensor: torch.Tensor, num_virtual: int) -> torch.Tensor:
     """[B, L, ...] -> [B, P + L, ...] with 0 for the P prompt positions in front: token type 0; no image to attend to."""
     return torch.cat((tensor.new_zeros(tensor.shape[0], num_virtual, *tensor.shape[2:]), tensor), dim=1)
