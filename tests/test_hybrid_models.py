@@ -10,6 +10,7 @@ differed from uncached or failed; and deep prompts on keys and values of differe
 attention), which failed inside torch.stack."""
 
 import inspect
+import warnings
 
 import peft
 import pytest
@@ -190,3 +191,25 @@ def test_a_deep_prompt_on_latent_attention_with_keys_as_wide_as_values_is_refuse
     base = T.AutoModelForCausalLM.from_config(config)
     with pytest.raises(ValueError, match=r"is multi-head latent attention \(kv_lora_rank=16\): its cache holds the compressed latent"):
         peft.get_peft_model(base, DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random"))
+
+
+@pytest.mark.parametrize("deep_init", ["prompt", "text"])
+def test_a_deep_prompt_started_from_an_input_on_a_hybrid_warns_that_its_recurrent_layers_see_none_of_it(deep_init, tmp_path):
+    """A deep prompt is keys and values in the attention layers only: on a hybrid the recurrent layers' state never
+    sees it, so `deep_init="prompt"` is not the shallow prompt's logits at step 0 (a probe, 2026-12-07: 10.7 off on
+    tiny Qwen3.5, without a word). Warned, naming the layers; an attention-only model gets no such warning."""
+    if _refused(_base("qwen3_next"), "deep") is not None:
+        pytest.skip(f"transformers {transformers.__version__} refuses every prompt on Qwen3-Next")
+    shallow = peft.get_peft_model(_base("qwen3_next"), VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P,
+                                                                                      vocab_sampling="uniform", seed=3))  # fmt: skip
+    shallow.save_pretrained(tmp_path / "shallow")
+    source = dict(init_prompt=str(tmp_path / "shallow")) if deep_init == "prompt" else dict(init_text="the cat sat on the mat and the dog ran far away", tokenizer_name_or_path=common.tiny_tokenizer_dir())
+    config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init=deep_init, **source)
+    with pytest.warns(UserWarning, match=r"Qwen3NextForCausalLM has layers that carry a state along the sequence \(layer_types linear_attention\)"):
+        peft.get_peft_model(_base("qwen3_next"), config)
+    attention_only = transformers.LlamaConfig(**SMALL, **ATTENTION)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*carry a state")
+        text = dict(init_text=source.get("init_text", "the cat sat on the mat"), tokenizer_name_or_path=common.tiny_tokenizer_dir())
+        peft.get_peft_model(transformers.AutoModelForCausalLM.from_config(attention_only),
+                            DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="text", **text))  # fmt: skip

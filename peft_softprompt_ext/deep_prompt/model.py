@@ -50,6 +50,22 @@ def _input_rows(config, word_embeddings, model_config, text_tokens: int) -> torc
     return initial_token_rows(config, word_embeddings, model_config).to(word_embeddings.weight)
 
 
+def _warn_layers_without_a_prompt(config, base_model) -> None:
+    """On a hybrid (attention beside layers that carry a state along the sequence: Qwen3-Next, Qwen3.5, Jamba, ...) a
+    deep prompt is keys and values in the attention layers only: the other layers' state never sees it. An init that
+    promises what some input leaves in front of the text (its keys and values) gets there only in part: warned, naming
+    the layers (found 2026-12-07 by a probe: `deep_init="prompt"` on a tiny Qwen3.5 was 10.7 off the shallow prompt's
+    logits at step 0, on a logit scale of 6.5, without a word; 0.0 with every layer attention)."""
+    recurrent = layer_prefix.recurrent_layers_of(base_model)
+    if recurrent is None or config.deep_init not in (DeepInit.TEXT, DeepInit.VOCAB_SAMPLED, DeepInit.PROMPT):
+        return
+    source = {DeepInit.TEXT: "init_text", DeepInit.VOCAB_SAMPLED: "the sampled tokens", DeepInit.PROMPT: "init_prompt"}[config.deep_init]
+    warnings.warn(f"{type(base_model).__name__} has layers that carry a state along the sequence ({recurrent}): a deep prompt "
+                  f"is keys and values in its attention layers only, so deep_init={str(config.deep_init)!r} starts from what "
+                  f"{source} leaves there, not from {source} in front of the input (those layers' state never sees it). A "
+                  "shallow prompt (VocabSampledPromptTuningConfig) reaches every layer.", stacklevel=2)  # fmt: skip
+
+
 def _uniform(config):
     """A copy of `config` that samples uniformly (the tokens whose key/value scale `"random"` matches)."""
     import copy
@@ -64,6 +80,7 @@ def initial_key_values(config, word_embeddings, model_config, base_model, slots)
     width = layer_prefix.features(slots)
     if config.deep_init == DeepInit.ZERO:
         return torch.zeros(config.num_virtual_tokens, width)
+    _warn_layers_without_a_prompt(config, base_model)
     was_training = base_model.training
     base_model.eval()  # no dropout in what the prompt starts from
     try:
