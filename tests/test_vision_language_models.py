@@ -396,3 +396,16 @@ def test_a_prompt_on_ernie_vl_goes_to_the_text_experts(kind, shared_prefix):
     batch = ernie_vl_batch()
     peft_model(**batch, labels=batch["input_ids"]).loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in peft_model.parameters() if p.requires_grad)
+
+
+def test_paligemma_is_the_only_family_whose_generate_numbers_positions_from_one():
+    """`refuse_generate_numbering_from_one` names PaliGemma: the one model whose generate adds 1 to the positions it
+    prepares (transformers 5.0 and 5.23, by a scan of every modeling file). A release that adds another family fails
+    here, so that family's generate is examined before it runs with a prompt."""
+    import pathlib
+    import re
+
+    pattern = re.compile(r'\["position_ids"\]\s*(\+=\s*1|=\s*model_inputs\["position_ids"\]\s*\+\s*1)')
+    models = pathlib.Path(transformers.__file__).parent / "models"
+    found = {path.parent.name for path in models.glob("*/modeling_*.py") if pattern.search(path.read_text(encoding="utf-8"))}
+    assert found == {"paligemma"}

@@ -106,7 +106,8 @@ def refuse_generate_numbering_from_one(model) -> None:
     (image and prefix text attending both ways) only while its first step feeds the whole input: a prompted generate
     put the prompt's positions and cache in front of both and disagreed with the same model's forward from its first
     token (4.8 off on a logit scale of 7.6, shallow and deep prompts; found 2026-12-07 by a probe). Its forward, which
-    training and scoring use, takes the prompt exactly; generate is refused."""
+    training and scoring use, takes the prompt exactly; generate is refused. It is the one family whose generate adds 1
+    to its positions in transformers 5.0 and 5.23; a test scans every modeling file for another."""
     config = model.config
     if getattr(config, "model_type", None) == "paligemma":
         raise ValueError(f"{type(model).__name__} numbers its positions from 1 in generate and builds its prefix block "
