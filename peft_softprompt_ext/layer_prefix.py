@@ -470,7 +470,7 @@ def key_values_of(model, slots: list[Slot], task_type: str, rows: torch.Tensor) 
     route(model)
     batched = rows.dim() == 3
     by_module = {}
-    for module, key, value, _ in _run_capturing(model, None, task_type, inputs_embeds=rows if batched else rows[None]):
+    for module, key, value, _ in _run_capturing(model, None, task_type, inputs_embeds=(rows if batched else rows[None]).clone()):  # (CTRL scales them in place)
         by_module.setdefault(id(module), (key, value))  # a layer's first call (self-attention comes first)
     modules = [model.get_submodule(slot.name) for slot in slots]
     missing = [slot.name for slot, module in zip(slots, modules) if id(module) not in by_module]

@@ -290,7 +290,7 @@ def _run_prefix(base_model, tables: torch.Tensor, output_hidden_states: bool) ->
     positions = torch.arange(length, device=tables.device).expand(count, -1)
     mask = torch.ones(count, length, dtype=torch.long, device=tables.device)
     output = base_model(
-        inputs_embeds=tables,
+        inputs_embeds=tables.clone(),  # (a copy: CTRL scales the inputs_embeds it is given in place, which were the prompt)
         attention_mask=mask,
         position_ids=positions,
         use_cache=True,

@@ -295,3 +295,27 @@ def test_a_prompt_tuning_export_on_a_model_that_scales_its_ids_warns_that_plain_
     model = peft.get_peft_model(base, VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, vocab_sampling="uniform"))
     with pytest.warns(UserWarning, match=r"multiplies the embedding of input_ids by 5\.657.*plain PEFT does not"):
         export_prompt_tuning(model, tmp_path / "export")
+
+
+def test_a_model_that_scales_its_inputs_embeds_in_place_leaves_the_prompt_as_it_was():
+    """CTRL multiplies the `inputs_embeds` it is given by sqrt(d_model) in place: the shared prefix handed it the
+    prompt's own table, so each forward scaled the trained prompt (x8 here; found 2026-12-07 by a probe: logits 0.58
+    off the prompt fed by hand, cached generate unlike uncached, and a save would have stored the scaled prompt;
+    plain PEFT, which joins the rows into a new tensor, kept it)."""
+    torch.manual_seed(0)
+    base = transformers.CTRLConfig(vocab_size=common.VOCAB_SIZE, n_embd=64, n_layer=2, n_head=4, dff=64, n_positions=128, pad_token_id=0,
+                                   resid_pdrop=0.0, embd_pdrop=0.0)  # fmt: skip
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3)
+    peft_model = peft.get_peft_model(transformers.AutoModelForCausalLM.from_config(base).eval(), config).eval()
+    weight = peft_model.prompt_encoder["default"].embedding.weight
+    before = weight.detach().clone()
+    ids = common.batch_for("llama", length=9)["input_ids"][:1]
+    with torch.no_grad():
+        logits = peft_model(input_ids=ids).logits[:, -9:]
+        embeds = torch.cat((weight[None], peft_model.get_input_embeddings()(ids)), dim=1)
+        by_hand = peft_model.get_base_model()(inputs_embeds=embeds).logits[:, P:]
+        cached = peft_model.generate(input_ids=ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
+        uncached = peft_model.generate(input_ids=ids, max_new_tokens=4, do_sample=False, pad_token_id=0, use_cache=False)
+    torch.testing.assert_close(weight.detach(), before, rtol=0, atol=0)
+    torch.testing.assert_close(logits, by_hand, rtol=1e-4, atol=1e-4)
+    assert cached.tolist() == uncached.tolist()
