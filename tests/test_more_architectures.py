@@ -319,3 +319,30 @@ def test_a_model_that_scales_its_inputs_embeds_in_place_leaves_the_prompt_as_it_
     torch.testing.assert_close(weight.detach(), before, rtol=0, atol=0)
     torch.testing.assert_close(logits, by_hand, rtol=1e-4, atol=1e-4)
     assert cached.tolist() == uncached.tolist()
+
+
+@pytest.mark.parametrize("method", ["vocab", "deep"])
+def test_a_bert_style_causal_lm_loaded_without_is_decoder_is_refused_saying_so(method):
+    """BertLMHeadModel without is_decoder=True attends both ways and keeps no cache (transformers logs a warning and
+    runs): a prompted forward failed with a bare TypeError (found 2026-12-07 by a probe). With is_decoder=True the
+    prompt gives the logits of the prompt fed by hand."""
+    def bert(is_decoder: bool):
+        torch.manual_seed(0)
+        config = transformers.BertConfig(vocab_size=common.VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                         intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                         is_decoder=is_decoder)  # fmt: skip
+        return transformers.BertLMHeadModel(config).eval()
+
+    config = lambda: (DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random", seed=3) if method == "deep"
+                      else VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3))  # fmt: skip
+    with pytest.raises(ValueError, match=r"BertLMHeadModel was loaded with is_decoder=False.*is_decoder=True"):
+        peft.get_peft_model(bert(False), config())
+    if method == "deep":
+        return
+    peft_model = peft.get_peft_model(bert(True), config()).eval()
+    ids = common.batch_for("llama", length=9)["input_ids"]
+    with torch.no_grad():
+        logits = peft_model(input_ids=ids).logits[:, -9:]
+        embeds = torch.cat((peft_model.prompt_encoder["default"](ids.shape[0]), peft_model.get_input_embeddings()(ids)), dim=1)
+        by_hand = peft_model.get_base_model()(inputs_embeds=embeds).logits[:, P:]
+    torch.testing.assert_close(logits, by_hand, rtol=1e-4, atol=1e-4)

@@ -48,8 +48,31 @@ def check_task_type(task_type: str, model) -> None:
     if task_type in needs and task_type != fits and not (task_type == "SEQ_CLS" and not generates):
         raise ValueError(f"task_type={task_type!r} needs {needs[task_type]}; {type(model).__name__} is not one (it takes "
                          f"task_type={fits!r}, or load the model with the class named).")  # fmt: skip
+    if task_type == "CAUSAL_LM":
+        _refuse_an_encoder_loaded_as_a_decoder(model)
     _refuse_a_recurrent_state(model)
     _refuse_inputs_read_from_ids(model)
+
+
+def _refuse_an_encoder_loaded_as_a_decoder(model) -> None:
+    """BERT-style `*ForCausalLM` / `*LMHeadModel` classes (BERT, RoBERTa, ELECTRA, BigBird, ...) read `is_decoder`
+    from their config: without it they attend both ways and return no cache, which a causal prompt's shared prefix and
+    generate read (found 2026-12-07 by a probe: a bare `TypeError: 'NoneType' object is not iterable`). transformers
+    itself only logs a warning; the classes that do say so in their `__init__` (`if not config.is_decoder`)."""
+    if getattr(model.config, "is_decoder", True):
+        return
+    for cls in type(model).__mro__:
+        if "__init__" in vars(cls):
+            try:
+                source = inspect.getsource(cls.__init__)
+            except (OSError, TypeError):
+                return
+            if "if not config.is_decoder" in source:
+                raise ValueError(f"{type(model).__name__} was loaded with is_decoder=False: it then attends both ways and keeps "
+                                 "no cache, so it is no causal LM for a prompt to run in front of. Load it with "
+                                 f"is_decoder=True ({type(model).__name__}.from_pretrained(..., is_decoder=True)), as "
+                                 "transformers' own warning asks.")  # fmt: skip
+            return
 
 
 def _refuse_inputs_read_from_ids(model) -> None:
