@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import inspect
 import sys
 from dataclasses import dataclass
 
@@ -576,19 +577,61 @@ def is_causal_decoder(model) -> bool:
 
 
 CACHE_PREFIX_REFUSAL = ("plain PEFT PREFIX_TUNING (a cache prefix) holds deep prompts exactly only for causal decoders (a "
-                        "CAUSAL_LM, or a GPT-2 / Llama SEQ_CLS classifier) with full attention, not encoders, seq2seq "
-                        "models or sliding-window layers")  # fmt: skip
+                        "CAUSAL_LM, or a GPT-2 / Llama SEQ_CLS classifier) with full attention whose attention reads its "
+                        "cache's keys and values as they are, not encoders, seq2seq models, sliding-window layers or "
+                        "attention that does more with its cache (DiffLlama, Doge, JetMoE)")  # fmt: skip
 
 
-def held_by_a_cache_prefix(model, task_type: str) -> bool:
-    """Whether plain PEFT PREFIX_TUNING (the prompt as a cache prefix) runs a deep prompt of `model` exactly: a causal
-    decoder, whose input positions follow the prompt here as there, with no sliding window (it would evict a cached
-    prefix). Else `CACHE_PREFIX_REFUSAL` says why not. `model` None (not at hand): a causal LM's is taken as held."""
+def held_by_a_cache_prefix(model, task_type: str, slots: list[Slot] | None = None) -> bool:
+    """Whether a deep prompt of `model` runs exactly as a cache prefix (plain PEFT PREFIX_TUNING; generate's own cache,
+    where the plugin puts it at the first step): a causal decoder, whose input positions follow the prompt here as
+    there, with no sliding window (it would evict a cached prefix), and, where its `slots` are given, whose attention
+    reads its cache's keys and values as the prompt in front of its layers gives them (`_cache_prefix_runs_as_layers`).
+    Else `CACHE_PREFIX_REFUSAL` says why not. `model` None (not at hand): a causal LM's is taken as held."""
     if model is None:
         return task_type == "CAUSAL_LM"
     if task_type not in ("CAUSAL_LM", "SEQ_CLS") or sliding_window_of(model) is not None:
         return False
-    return task_type == "CAUSAL_LM" or is_causal_decoder(model)
+    if task_type == "SEQ_CLS" and not is_causal_decoder(model):
+        return False
+    return slots is None or _cache_prefix_runs_as_layers(model, slots)
+
+
+def _cache_prefix_runs_as_layers(model, slots: list[Slot], length: int = 2) -> bool:
+    """Whether keys and values for `length` positions, put in a fresh cache in front of a 3-token input, give the
+    logits they give in front of every layer's attention (`prefixed`). Not so where the attention does more with its
+    cache's contents than attend to them (found 2026-12-07 by a probe; cached generate was 2.0 and 1.1 off forward on
+    a logit scale of 2.7): DiffLlama attends twice per layer with values rebuilt from the cache's, Doge masks its keys
+    by its cached values, JetMoE repeats them after the cache (a crash in its cache)."""
+    from transformers import DynamicCache
+
+    parameters = inspect.signature(model.forward).parameters
+    argument = next((name for name in ("cache", "past_key_values") if name in parameters), None)
+    if argument is None or "position_ids" not in parameters:
+        return False
+    device = execution_device(model)
+    dtype = next(model.parameters()).dtype
+    rows = torch.randn(1, length, features(slots), generator=torch.Generator().manual_seed(0)).to(device, dtype)
+    ids = torch.tensor([[1, 2, 3]], device=device)
+    positions = torch.arange(length, length + 3, device=device)[None]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            with prefixed(model, slots, rows):
+                layered = model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions, use_cache=False).logits
+            cache = DynamicCache(config=model.config)
+            modules = [model.get_submodule(slot.name) for slot in slots]
+            for index, (module, (keys, values)) in enumerate(zip(modules, split(rows, slots))):
+                cache.update(keys.contiguous(), values.contiguous(), getattr(module, "layer_idx", index))
+            cached = model(input_ids=ids, attention_mask=torch.ones(1, length + 3, dtype=torch.long, device=device), position_ids=positions,
+                           use_cache=True, **{argument: cache}).logits  # fmt: skip
+    except (RuntimeError, ValueError, IndexError, TypeError):  # (JetMoE: the cache's widths are not its attention's)
+        return False
+    finally:
+        model.train(was_training)
+    tolerance = 1e-3 if dtype == torch.float32 else 5e-2
+    return bool((layered.float() - cached.float()).abs().max() <= tolerance * max(1.0, float(layered.float().abs().max())))
 
 
 def layout_of(slots: list[Slot]) -> list[list]:

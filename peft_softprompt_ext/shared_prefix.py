@@ -14,7 +14,9 @@ It is exact, and used under `shared_prefix="auto"` (the default), only when
 * the base model is deterministic: in eval mode, or in train mode with no active dropout
   (a shared prefix would share one dropout mask across rows) and no gradient checkpointing;
 * the prompt is shorter than a sliding attention window, no attention maps are requested, and
-  the model's forward takes a `cache` and `position_ids`.
+  the model's forward takes a `cache` and `position_ids`;
+* the model reads a cached prefix as it reads the same rows in front of its input (checked once per
+  model on random rows: `cache_prefix_reads_otherwise`).
 Otherwise the standard path runs; `shared_prefix="on"` raises instead, naming the reason.
 
 At inference (no gradient needed), the prompt's keys/values are kept in a `PromptKVCache` on the
@@ -159,6 +161,9 @@ def not_exact_reason(parts, output_attentions=None, call_kwargs=None) -> str | N
     window = _attention_window(base_model)
     if window is not None and num_virtual_tokens >= window[1] - 1:
         return f"num_virtual_tokens={num_virtual_tokens} does not fit in the {window[0]} {window[1]}"
+    reads_otherwise = cache_prefix_reads_otherwise(base_model)
+    if reads_otherwise is not None:
+        return reads_otherwise
     if base_model.training:
         if _is_gradient_checkpointing(base_model):
             return "gradient checkpointing is on (it drops the cache in training)"
@@ -166,6 +171,48 @@ def not_exact_reason(parts, output_attentions=None, call_kwargs=None) -> str | N
         if dropout is not None:
             return f"the base model is in train mode with active dropout ({dropout}): rows would share one dropout mask"
     return None
+
+
+_CHECKED_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # base model -> `cache_prefix_reads_otherwise`
+
+
+def cache_prefix_reads_otherwise(base_model) -> str | None:
+    """Why `base_model` reads rows run before as a cached prefix otherwise than the same rows in front of its input
+    (None where it reads them alike), checked once per model on 2 random rows and 3 tokens, in eval mode: a model whose
+    attention derives more from its cache than keys and values to attend to (found 2026-12-07 by a probe: transformers
+    5.0's Doge masks keys by its cached values otherwise, 3.2 off), or one that cannot run rows alone at all (Kosmos-2
+    and Idefics want an image in every call), gets the standard path. The build asks first (`model_checks`), so that no
+    call of the model pays for it."""
+    if base_model in _CHECKED_MODELS:
+        return _CHECKED_MODELS[base_model]
+    argument = cache_argument(type(base_model))
+    embeddings = base_model.get_input_embeddings()
+    device, dtype = embeddings.weight.device, embeddings.weight.dtype
+    generator = torch.Generator().manual_seed(0)
+    rows = (torch.randn(1, 2, embeddings.weight.shape[1], generator=generator) * embeddings.weight.detach().float().std().cpu()).to(device, dtype)
+    text = embeddings(torch.tensor([[1, 2, 3]], device=device)).detach()
+    ones = functools.partial(torch.ones, dtype=torch.long, device=device)
+    positions = torch.arange(5, device=device)[None]
+    was_training = base_model.training
+    base_model.eval()
+    try:
+        with torch.no_grad():
+            joined = base_model(inputs_embeds=torch.cat((rows, text), dim=1), attention_mask=ones(1, 5), position_ids=positions).logits[:, 2:]
+            prefix = base_model(inputs_embeds=rows.clone(), attention_mask=ones(1, 2), position_ids=positions[:, :2], use_cache=True)
+            cache = prefix["cache"] if "cache" in prefix else prefix.get("past_key_values")
+            after = base_model(inputs_embeds=text.clone(), attention_mask=ones(1, 5), position_ids=positions[:, 2:], use_cache=True,
+                               **{argument: cache}).logits  # fmt: skip
+        off = float((joined.float() - after.float()).abs().max())
+        scale = max(1.0, float(joined.float().abs().max()))
+        tolerance = 1e-3 if dtype == torch.float32 else 5e-2
+        reason = None if off <= tolerance * scale else (f"{type(base_model).__name__} reads a cached prefix otherwise than the same rows "
+                                                        f"in front of its input ({off:.3g} off, checked on random rows)")  # fmt: skip
+    except Exception as error:  # (any failure of running rows alone: the standard path does not run them alone)
+        reason = f"{type(base_model).__name__} does not run a prompt's rows alone ({type(error).__name__}: {str(error)[:120]})"
+    finally:
+        base_model.train(was_training)
+    _CHECKED_MODELS[base_model] = reason
+    return reason
 
 
 def use_shared_prefix(mode: str, parts, output_attentions=None, call_kwargs=None) -> bool:

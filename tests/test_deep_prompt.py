@@ -118,10 +118,10 @@ def test_generate_puts_the_prompt_in_its_cache_once_unless_the_cache_is_returned
     prefix serves every step instead, so the returned cache holds the input and new tokens only. Tokens equal."""
     from peft_softprompt_ext import layer_prefix
 
+    model = deep_model(model_name).eval()  # (its build checks once that a cache prefix runs as the layers' prefix)
     prefixed_calls = []
     original = layer_prefix._visible
     monkeypatch.setattr(layer_prefix, "_visible", lambda *args: prefixed_calls.append(1) or original(*args))
-    model = deep_model(model_name).eval()
     batch = common.inference_batch(model_name, left_pad=True)
     settings = dict(max_new_tokens=4, do_sample=False, pad_token_id=0)
     with torch.no_grad():

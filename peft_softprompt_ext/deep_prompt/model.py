@@ -137,7 +137,7 @@ class DeepPromptEncoder(PromptTableEncoder):
                              "prompt (VocabSampledPromptTuningConfig) there.")  # fmt: skip
         self.slots = slots
         self.frozen_slots = layer_prefix.frozen_slot_count(config.trainable_layers, slots)  # the first layers keep their start
-        self.exact_in_prefix_tuning = layer_prefix.held_by_a_cache_prefix(base_model, task_type_name(config))
+        self.exact_in_prefix_tuning = layer_prefix.held_by_a_cache_prefix(base_model, task_type_name(config), slots)
         self._base_model = [base_model]  # a list: not a registered submodule (its weights are not the adapter's)
 
     def initial_rows(self, config, word_embeddings, model_config) -> torch.Tensor:

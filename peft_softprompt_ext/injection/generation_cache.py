@@ -125,6 +125,7 @@ def deep_prompt_fits_cache(parts: PromptParts, kwargs: dict) -> bool:
         and not assisted  # candidate verification crops the cache by token counts (transformers 5.0: wrong tokens)
         and implementation in (None, "dynamic")
         and layer_prefix.sliding_window_of(parts.base_model) is None
+        and parts.encoder.exact_in_prefix_tuning  # (held by a cache prefix: `layer_prefix.held_by_a_cache_prefix`)
     )
 
 

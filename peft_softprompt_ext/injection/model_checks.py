@@ -7,7 +7,7 @@ import inspect
 
 from transformers import GenerationMixin
 
-from .. import layer_prefix
+from .. import layer_prefix, shared_prefix
 from .._peft_compat import validate_task_type
 from ..position_table import check_prompt_fits as check_prompt_fits_table
 
@@ -39,7 +39,8 @@ def check_task_type(task_type: str, model) -> None:
     """Refuse a task type the model is not: each puts the prompt in front of another kind of model (a causal LM's
     input, an encoder-decoder's encoder input, a classifier's input), and the wrong one runs without an error. Also
     refuses a model with a recurrent state, where no task type's prompt runs right (`_refuse_a_recurrent_state`), and a
-    task type the plugin does not support, set after the config was made (found 2026-12-07 by a probe)."""
+    task type the plugin does not support, set after the config was made (found 2026-12-07 by a probe). A causal LM's
+    reading of a cached prefix is checked here, once (`shared_prefix.cache_prefix_reads_otherwise`)."""
     validate_task_type(task_type)
     generates = _generates(model)
     fits = model_task_type(model)
@@ -52,6 +53,8 @@ def check_task_type(task_type: str, model) -> None:
         _refuse_an_encoder_loaded_as_a_decoder(model)
     _refuse_a_recurrent_state(model)
     _refuse_inputs_read_from_ids(model)
+    if task_type == "CAUSAL_LM":  # checked once per model, at the build, for every later call's shared prefix
+        shared_prefix.cache_prefix_reads_otherwise(model)
 
 
 def _refuse_an_encoder_loaded_as_a_decoder(model) -> None:

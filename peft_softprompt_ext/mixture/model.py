@@ -78,7 +78,7 @@ class MixturePromptEncoder(PromptEncoder):
         self.prompt_kind, self.slots = KEY_VALUES, layer_prefix.slots_of(config.deep_layout)
         if base_model is not None:
             layer_prefix.check_layout(config.deep_layout, layer_prefix.discover_slots(base_model, task_type_name(config)), "This mixture")
-        self.exact_in_prefix_tuning = layer_prefix.held_by_a_cache_prefix(base_model, task_type_name(config))
+        self.exact_in_prefix_tuning = layer_prefix.held_by_a_cache_prefix(base_model, task_type_name(config), self.slots)
         if self.mixing == Mixing.ATTENTION:
             raise ValueError("mixing='attention' scores prompts by their input-space rows, which a bank of deep prompts "
                              "(keys and values per layer) has not; use mixing='task' or 'one_hot'.")  # fmt: skip
@@ -108,7 +108,7 @@ class MixturePromptEncoder(PromptEncoder):
                 raise ValueError("A mixture of deep prompts needs the base model to find its self-attention layers.")
             config.deep_layout = layer_prefix.layout_of(layer_prefix.discover_slots(base_model, task_type_name(config)))
             plain = [source for source, kind in kinds.items() if kind != "DEEP_PROMPT_TUNING"]
-            if plain and not layer_prefix.held_by_a_cache_prefix(base_model, task_type_name(config)):
+            if plain and not layer_prefix.held_by_a_cache_prefix(base_model, task_type_name(config), layer_prefix.slots_of(config.deep_layout)):
                 raise ValueError(f"Bank prompt {plain[0]!r} is a plain PEFT {kinds[plain[0]]} adapter, a cache prefix, which this "
                                  f"model would run otherwise than plain PEFT: {layer_prefix.CACHE_PREFIX_REFUSAL}.")  # fmt: skip
             for source in plain:  # its layout first: a table of another width is then named by what it was made for
