@@ -413,7 +413,11 @@ def discover_slots(model, task_type: str) -> list[Slot]:
     route(model)
     names = {id(module): name for name, module in model.named_modules()}
     ids = torch.tensor([[1, 2, 3]], device=execution_device(model))
-    calls = _run_capturing(model, ids, task_type, decoder_length=2)
+    try:
+        calls = _run_capturing(model, ids, task_type, decoder_length=2)
+    except ValueError as error:  # (found 2026-12-07 by a probe: Kosmos-2 and Idefics want an image in every call)
+        raise ValueError(f"{type(model).__name__} does not run a text alone ({error}), which finding its attention layers "
+                         "takes: deep prompts are not supported there. Use a shallow prompt (VocabSampledPromptTuningConfig).") from error  # fmt: skip
     slots, seen = [], set()
     for module, key, value, queries in calls:
         if queries == key.shape[-2] and id(module) not in seen:  # cross-attention sees another length

@@ -49,6 +49,26 @@ def _find_limit(model: torch.nn.Module) -> tuple[int, str] | None:
     return value, f"config.{field}", 0
 
 
+_FIRST_ATTRIBUTE = "_peft_softprompt_ext_first_position"
+
+
+def first_position(model: torch.nn.Module) -> int:
+    """The position `model` gives a sequence's first token by its own numbering: padding_idx + 1 where its position
+    module numbers as RoBERTa does (rows 0..padding_idx serve padding: the RoBERTa family's learned tables, Kosmos-2's
+    sinusoidal one), else 0. Positions the plugin counts from a mask or a cache length start there (found 2026-12-07 by
+    a probe: RobertaForCausalLM and Kosmos-2 read [prompt; text] numbered from 0, 2.6 and 4.1 off the prompt fed by
+    hand). Found once per model and kept on it, as `position_limit`."""
+    if _FIRST_ATTRIBUTE not in model.__dict__:
+        limit = position_limit(model)
+        first = limit[2] if limit is not None else 0
+        if not first:
+            first = next((module.padding_idx + 1 for name, module in model.named_modules() if name.rsplit(".", 1)[-1] in _TABLE_NAMES
+                          and getattr(module, "padding_idx", None) is not None
+                          and hasattr(module, "create_position_ids_from_inputs_embeds")), 0)  # fmt: skip
+        model.__dict__[_FIRST_ATTRIBUTE] = first
+    return model.__dict__[_FIRST_ATTRIBUTE]
+
+
 def check_prompt_fits(model, num_virtual_tokens: int, initialisation: str | None = None) -> None:
     """Refuse, when the prompt is built, a prompt of more rows than `model`'s table has positions (found 2026-12-07: a
     bare IndexError or size error, at build or at the first forward). `initialisation`: None where the prompt moves the

@@ -35,6 +35,7 @@ import torch
 
 from . import layer_prefix
 from ._peft_compat import adapter_config_of, is_plugin_config, plugin_parts, task_type_name
+from .position_table import first_position
 from .prompt_encoder import KEY_VALUES
 
 _CACHE_ATTRIBUTE = "_peft_softprompt_ext_prompt_kv_cache"
@@ -334,7 +335,8 @@ class PromptKVCache:
 def _run_prefix(base_model, tables: torch.Tensor, output_hidden_states: bool) -> PromptKVCache:
     """Run the distinct prompts [T, P, D] through the model once; keep what the rows need."""
     count, length = tables.shape[:2]
-    positions = torch.arange(length, device=tables.device).expand(count, -1)
+    first = first_position(base_model)  # (RoBERTa-style tables number from padding_idx + 1)
+    positions = torch.arange(first, first + length, device=tables.device).expand(count, -1)
     mask = torch.ones(count, length, dtype=torch.long, device=tables.device)
     output = base_model(
         inputs_embeds=tables.clone(),  # (a copy: CTRL scales the inputs_embeds it is given in place, which were the prompt)

@@ -13,6 +13,7 @@ import transformers
 
 import testing_common as common
 from peft_softprompt_ext import DeepPromptTuningConfig, VocabSampledPromptTuningConfig
+from peft_softprompt_ext.position_table import first_position
 
 P = 5
 SMALL = dict(vocab_size=common.VOCAB_SIZE, pad_token_id=0)
@@ -59,6 +60,12 @@ ARCHITECTURES = {
                                             num_key_value_heads=2, initializer_range=0.1, **SMALL),
     "jetmoe": lambda: transformers.JetMoeConfig(hidden_size=64, num_hidden_layers=2, num_key_value_heads=2, kv_channels=16, intermediate_size=64,
                                                 num_local_experts=4, num_experts_per_tok=2, initializer_range=0.1, **SMALL),
+    # learned positions numbered from padding_idx + 1 (rows 0-1 serve padding), as a decoder (found 2026-12-07 by a probe:
+    # the plugin numbered [prompt; text] from 0, 2.6 off the prompt fed by hand)
+    "roberta_decoder": lambda: transformers.RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                                          max_position_embeddings=64, is_decoder=True, hidden_dropout_prob=0.0,
+                                                          attention_probs_dropout_prob=0.0, bos_token_id=2, eos_token_id=3,
+                                                          vocab_size=common.VOCAB_SIZE, pad_token_id=1),
 }  # fmt: skip
 NO_DEEP = {"falcon", "llama4_chunked", "bloom", "mpt", "mpt_alibi_off"}  # attention outside transformers' interface; chunked attention (refused, saying why)
 COUNTS = {"mpt": dict(token_dim=32, num_layers=2, num_attention_heads=4), "mpt_alibi_off": dict(token_dim=32, num_layers=2, num_attention_heads=4)}  # MPT's config names its sizes as PEFT does not look for
@@ -120,7 +127,8 @@ def _skip_where_the_base_fails_left_padding(architecture: str) -> None:
     base = _base(architecture)
     ids, mask = torch.tensor([[0, 0, 5, 6, 7, 8]]), torch.tensor([[0, 0, 1, 1, 1, 1]])
     with torch.no_grad():
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (as the plugin numbers a left-padded row; GPT-BigCode numbers by slot)
+        # (as the plugin numbers a left-padded row; GPT-BigCode numbers by slot, RoBERTa from padding_idx + 1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0) + first_position(base)
         off = (base(input_ids=ids, attention_mask=mask, position_ids=positions).logits[0, 2:] - base(input_ids=ids[:, 2:]).logits[0]).abs().max()
     if off > 1e-4:
         pytest.skip(f"transformers {transformers.__version__}'s own {type(base).__name__} reads a left-padded row {float(off):.3g} off the row alone")

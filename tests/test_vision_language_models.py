@@ -409,3 +409,101 @@ def test_paligemma_is_the_only_family_whose_generate_numbers_positions_from_one(
     models = pathlib.Path(transformers.__file__).parent / "models"
     found = {path.parent.name for path in models.glob("*/modeling_*.py") if pattern.search(path.read_text(encoding="utf-8"))}
     assert found == {"paligemma"}
+
+
+KOSMOS_IMAGE_TOKENS, KOSMOS_BOI, KOSMOS_EOI = 4, VOCAB - 2, VOCAB - 3
+KOSMOS_COUNTS = dict(num_layers=2, token_dim=32, num_attention_heads=4)  # (Kosmos-2's config names them as PEFT does not look for)
+
+
+def tiny_kosmos2():
+    torch.manual_seed(0)
+    text = dict(vocab_size=VOCAB, embed_dim=32, layers=2, attention_heads=4, ffn_dim=64, max_position_embeddings=128, pad_token_id=1,
+                bos_token_id=0, eos_token_id=2, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, layerdrop=0.0, init_std=0.3)  # fmt: skip
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=28, patch_size=14)
+    config = transformers.Kosmos2Config(text_config=text, vision_config=vision, latent_query_num=KOSMOS_IMAGE_TOKENS)
+    return transformers.Kosmos2ForConditionalGeneration(config).eval()
+
+
+def kosmos2_batch(in_front=None):
+    """<s>, the image's start, 4 image slots, its end, text; `image_embeds_position_mask` marks the image slots."""
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.cat([torch.zeros(2, 1, dtype=torch.long), torch.full((2, 1), KOSMOS_BOI), torch.full((2, KOSMOS_IMAGE_TOKENS), 5),
+                     torch.full((2, 1), KOSMOS_EOI), torch.randint(6, 300, (2, 5), generator=generator)], dim=1)  # fmt: skip
+    slots = torch.zeros_like(ids)
+    slots[:, 2 : 2 + KOSMOS_IMAGE_TOKENS] = 1
+    if in_front is not None:
+        ids, slots = torch.cat((in_front, ids), dim=1), torch.cat((torch.zeros_like(in_front), slots), dim=1)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": torch.randn(2, 3, 28, 28, generator=generator),
+            "image_embeds_position_mask": slots}  # fmt: skip
+
+
+@pytest.mark.parametrize("shared_prefix", ["auto", "off"])
+def test_a_prompt_on_kosmos2_leaves_the_image_in_its_slots_and_its_generate_is_refused(shared_prefix):
+    """Kosmos-2 marks its image's slots with `image_embeds_position_mask`, one entry per token: a prompt in front left
+    it a row per input token (an IndexError off the shared prefix; plain PEFT alike), and the shared prefix ran the
+    prompt alone, which Kosmos-2 refuses without an image (found 2026-12-07 by a probe). Its generate hands the input
+    to its text model's generate, which the prompt never reached (the unprompted tokens, without a word): refused.
+    A deep prompt, whose set-up runs a text alone, is refused saying so."""
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3,
+                                            shared_prefix=shared_prefix, **KOSMOS_COUNTS)  # fmt: skip
+    peft_model = peft.get_peft_model(tiny_kosmos2(), config).eval()
+    with torch.no_grad():
+        expected = tiny_kosmos2()(**kosmos2_batch(sampled_prompt_ids(peft_model))).logits[:, P:]
+        torch.testing.assert_close(peft_model(**kosmos2_batch()).logits[:, -expected.shape[1]:], expected, atol=1e-4, rtol=1e-4)
+        with pytest.raises(ValueError, match=r"Kosmos2ForConditionalGeneration.generate hands its input to self.text_model.generate"):
+            peft_model.generate(**kosmos2_batch(), max_new_tokens=3)
+    deep = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random", **KOSMOS_COUNTS)
+    with pytest.raises(ValueError, match=r"Kosmos2ForConditionalGeneration does not run a text alone"):
+        peft.get_peft_model(tiny_kosmos2(), deep)
+
+
+def tiny_idefics():
+    torch.manual_seed(0)
+    vision = dict(embed_dim=32, image_size=28, patch_size=14, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
+    config = transformers.IdeficsConfig(vocab_size=VOCAB, additional_vocab_size=0, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, alpha_initializer="ones", alpha_type="float", initializer_range=0.2,
+                                        vision_config=vision, use_resampler=False, cross_layer_interval=1, pad_token_id=0)  # fmt: skip
+    return transformers.IdeficsForVisionText2Text(config).eval()
+
+
+def idefics_batch(in_front=None):
+    """Text, the image token, text; `image_attention_mask` [B, L, 1]: the tokens from the image on see it."""
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.cat([torch.randint(6, 300, (2, 2), generator=generator), torch.full((2, 1), IMAGE_TOKEN),
+                     torch.randint(6, 300, (2, 5), generator=generator)], dim=1)  # fmt: skip
+    sees = torch.zeros(2, ids.shape[1], 1, dtype=torch.long)
+    sees[:, 2:] = 1
+    if in_front is not None:
+        ids, sees = torch.cat((in_front, ids), dim=1), torch.cat((torch.zeros(2, in_front.shape[1], 1, dtype=torch.long), sees), dim=1)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": torch.randn(2, 1, 3, 28, 28, generator=generator),
+            "image_attention_mask": sees}  # fmt: skip
+
+
+@pytest.mark.parametrize("shared_prefix", ["auto", "off"])
+def test_a_prompt_on_idefics_sees_no_image_as_text_in_front_of_it(shared_prefix):
+    """Idefics' `image_attention_mask` has a row per token: the prompt's rows went in without theirs (a size error in
+    its cross-attention off the shared prefix; plain PEFT alike), and the shared prefix ran the prompt alone, which
+    Idefics refuses without an image (found 2026-12-07 by a probe). The prompt's rows see no image."""
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3,
+                                            shared_prefix=shared_prefix)  # fmt: skip
+    peft_model = peft.get_peft_model(tiny_idefics(), config).eval()
+    with torch.no_grad():
+        expected = tiny_idefics()(**idefics_batch(sampled_prompt_ids(peft_model))).logits[:, P:]
+        torch.testing.assert_close(peft_model(**idefics_batch()).logits[:, -expected.shape[1]:], expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"IdeficsForVisionText2Text does not run a text alone"):
+        peft.get_peft_model(tiny_idefics(), DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random"))
+
+
+def test_blip2_whose_forward_requires_input_ids_is_refused_saying_so():
+    """BLIP-2's forward requires input_ids and builds its input from them; a soft prompt's rows go in as inputs_embeds
+    (found 2026-12-07 by a probe: transformers' own TypeError; its generate, handed to the language model's, ignored
+    the prompt without a word)."""
+    torch.manual_seed(0)
+    text = transformers.OPTConfig(vocab_size=VOCAB, hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=32,
+                                  max_position_embeddings=128, pad_token_id=1, bos_token_id=2, eos_token_id=2)  # fmt: skip
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=28, patch_size=14)
+    qformer = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, encoder_hidden_size=32, vocab_size=100)
+    config = transformers.Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text.to_dict(), num_query_tokens=4, image_token_id=IMAGE_TOKEN)
+    with pytest.raises(ValueError, match=r"Blip2ForConditionalGeneration.forward requires input_ids"):
+        peft.get_peft_model(transformers.Blip2ForConditionalGeneration(config).eval(),
+                            VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform"))  # fmt: skip

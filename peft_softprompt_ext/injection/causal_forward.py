@@ -8,10 +8,10 @@ import torch
 
 from .. import shared_prefix
 from .._peft_compat import PromptParts
-from ..position_table import check_positions_fit
+from ..position_table import check_positions_fit, first_position
 from .generation_cache import refuse_a_cache_without_prompt_rows
-from .inputs import (cross_attention_with_prompt, embed_prompts, is_deep, layer_prompts, model_accepts, output_switches,
-                     refuse_training_nothing, token_types_with_prompt, TOKEN_TYPES, transformers_model)
+from .inputs import (CROSS_ATTENTION_MASKS, cross_attention_with_prompt, embed_prompts, is_deep, layer_prompts, model_accepts,
+                     output_switches, refuse_training_nothing, token_types_with_prompt, TOKEN_TYPES, transformers_model)
 from .padding_order import (caller_selection, in_order, keeps_some, kept_positions, leading_padding_first_order,
                             PADDING_FIRST_REASON, padding_goes_first, positions_in_order, restore_order, selected_per_row)
 from .positions import (cache_length, checked_position_ids, multi_axis_positions, positions_after_prompt,
@@ -65,6 +65,7 @@ def causal_lm_forward(
         position_ids = multi_axis_positions(transformers_model(parts), input_ids, attention_mask, kwargs, cached_prompt_rows)
     given = position_ids is not None  # the caller's positions (or the model's own): any number, read by the table check
     num_virtual, new_length = parts.num_virtual_tokens, inputs_embeds.shape[1]
+    first = first_position(transformers_model(parts))  # (RoBERTa-style tables number from padding_idx + 1)
     if not is_deep(parts):
         refuse_a_cache_without_prompt_rows(parts, kwargs)
     injecting = cache_length(kwargs) == 0
@@ -76,9 +77,9 @@ def causal_lm_forward(
         if prompt_cache is not None:
             shared_prefix.refuse_prompt_cache_of_a_deep_prompt(parts.encoder)
         if model_accepts(parts, "position_ids"):
-            positions = shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
+            positions = shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False, first=first)
             if positions is None:  # no mask, no positions
-                positions = positions_after_prompt(kwargs, num_virtual, inputs_embeds.shape[0], new_length, inputs_embeds.device)
+                positions = positions_after_prompt(kwargs, num_virtual, inputs_embeds.shape[0], new_length, inputs_embeds.device, first)
             kwargs["position_ids"] = positions
         check_positions_fit(transformers_model(parts), num_virtual, new_length, cache_length(kwargs), kwargs.get("position_ids"), given)
         rows = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
@@ -96,7 +97,9 @@ def causal_lm_forward(
         hidden = shared_prefix.hidden_states_asked(parts.base_model, output_hidden_states)
         prefix, rows = shared_prefix.prefix_for(parts.base_model, parts.encoder, inputs_embeds.shape[0], task_ids,
                                                 inputs_embeds.dtype, prompt_cache, shared_prefix.asks_hidden_states(hidden))  # fmt: skip
-        positions = shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False)
+        positions = shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting=False, first=first)
+        if positions is None and first:  # (RoBERTa numbers a cached continuation from its first row again)
+            positions = positions_after_prompt(kwargs, num_virtual, inputs_embeds.shape[0], new_length, inputs_embeds.device, first)
         check_positions_fit(transformers_model(parts), num_virtual, new_length, num_virtual, positions, given)  # the prefix: P cached
         cross_attention_with_prompt(parts, kwargs, rows_fed_now=False, fed=new_length)
         return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, inputs_embeds, full_mask, positions,
@@ -112,7 +115,9 @@ def causal_lm_forward(
     else:  # a continuation: the cache holds the prompt
         cross_attention_with_prompt(parts, kwargs, rows_fed_now=False, fed=new_length)
     if model_accepts(parts, "position_ids"):
-        kwargs["position_ids"] = shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)
+        kwargs["position_ids"] = shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting, first=first)
+        if kwargs["position_ids"] is None and first:  # (counted past the cache, which holds the prompt)
+            kwargs["position_ids"] = positions_after_prompt(kwargs, 0, inputs_embeds.shape[0], new_length, inputs_embeds.device, first)
     elif position_ids is not None:
         raise ValueError(f"{parts.model_class.__name__}.forward takes no position_ids, but position_ids were given.")
     check_positions_fit(transformers_model(parts), num_virtual, new_length, cache_length(kwargs), kwargs.get("position_ids"), given)
@@ -130,7 +135,7 @@ def causal_lm_forward(
         labels = None if labels is None else in_order(labels, order)
         if kwargs.get("position_ids") is not None:
             kwargs["position_ids"] = positions_in_order(kwargs["position_ids"], order)
-        for name in (*TOKEN_TYPES, "cross_attention_mask"):
+        for name in (*TOKEN_TYPES, *CROSS_ATTENTION_MASKS):
             if kwargs.get(name) is not None:
                 kwargs[name] = in_order(kwargs[name], order)
     kept = per_row = None  # the caller's logits_to_keep names its positions: the call keeps where it holds them

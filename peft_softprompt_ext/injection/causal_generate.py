@@ -10,15 +10,15 @@ import torch
 
 from .. import layer_prefix, shared_prefix
 from .._peft_compat import PromptParts
-from ..position_table import check_positions_fit
+from ..position_table import check_positions_fit, first_position
 from ..prompt_encoder import check_task_ids
 from .generation_cache import (deep_prompt_fits_cache, DEEP_PROMPT_IN_CACHE, fill_cache_with_deep_prompt,
                                fill_generation_cache, generate_setting, mark_cache_without_prompt_rows,
                                refuse_a_cache_holding_prompt_rows, refuse_static_cache, shallow_prompt_in_layers,
                                ShallowPromptInLayers, shift_cache_position, static_cache_of)
-from .inputs import (cross_attention_with_prompt, embed_prompts, is_deep, model_accepts, token_types_with_prompt, TOKEN_TYPES,
-                     transformers_model)
-from .model_checks import refuse_generate_numbering_from_one
+from .inputs import (CROSS_ATTENTION_MASKS, cross_attention_with_prompt, embed_prompts, is_deep, model_accepts,
+                     token_types_with_prompt, TOKEN_TYPES, transformers_model)
+from .model_checks import refuse_generate_numbering_from_one, refuse_generate_of_an_inner_model
 from .padding_order import (for_rows_of, in_order, keys_in_order, leading_padding_first_order, PADDING_FIRST_REASON,
                             padding_goes_first, positions_in_order)
 from .positions import (cache_length, fed_tokens, first_call_positions, positions_after_prompt, positions_from_mask,
@@ -67,6 +67,7 @@ def generate_keywords(parts: PromptParts, args: tuple, kwargs: dict) -> dict:
     ids given without a mask get the mask transformers infers for them (`_inferred_attention_mask`). On a model that
     numbers positions on several axes, the call keeps the text offset (`positions.first_call_positions`)."""
     refuse_generate_numbering_from_one(transformers_model(parts))
+    refuse_generate_of_an_inner_model(transformers_model(parts))
     task_ids = kwargs.get("task_ids")
     if isinstance(task_ids, torch.Tensor) and task_ids.dim() == 0:
         kwargs = {**kwargs, "task_ids": int(check_task_ids(task_ids, 1, parts.encoder.num_tasks)[0])}
@@ -192,6 +193,9 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
     precomputed keys/values into the cache instead of feeding the prompt.
     """
     num_virtual = parts.num_virtual_tokens
+    first = first_position(transformers_model(parts))  # (RoBERTa-style tables number from padding_idx + 1)
+    if first and model_inputs.get("position_ids") is not None:  # generate counts the mask from 0, the model's forward from first
+        model_inputs["position_ids"] = model_inputs["position_ids"] + first
     if is_deep(parts) or isinstance(prefix, ShallowPromptInLayers):  # the prompt is in every layer (generation_scope) or in the cache; positions count it
         in_cache = prefix is DEEP_PROMPT_IN_CACHE
         if in_cache:  # masks count it too
@@ -204,9 +208,10 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
                 model_inputs["attention_mask"] = full_mask
         if model_inputs.get("position_ids") is not None:
             model_inputs["position_ids"] = model_inputs["position_ids"] + num_virtual
-        elif not in_cache and model_accepts(parts, "position_ids"):  # else the model would count from a cache without the prompt
+        elif (not in_cache or first) and model_accepts(parts, "position_ids"):  # else the model would count from a cache without the prompt
             fed = fed_tokens(model_inputs)
-            model_inputs["position_ids"] = positions_after_prompt(model_inputs, num_virtual, fed.shape[0], fed.shape[1], fed.device)
+            model_inputs["position_ids"] = positions_after_prompt(model_inputs, 0 if in_cache else num_virtual, fed.shape[0], fed.shape[1],
+                                                                  fed.device, first)  # fmt: skip
         if not in_cache:
             layer_prefix.mark_step(transformers_model(parts))
         if isinstance(prefix, ShallowPromptInLayers):
@@ -225,6 +230,9 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
         position_ids = model_inputs.get("position_ids")
         if position_ids is not None:
             model_inputs["position_ids"] = shifted_positions(position_ids, full_mask, num_virtual, position_ids.shape[-1], False)
+        elif first and model_accepts(parts, "position_ids"):  # (counted past the cache, which holds the prompt)
+            fed = fed_tokens(model_inputs)
+            model_inputs["position_ids"] = positions_after_prompt(model_inputs, 0, fed.shape[0], fed.shape[1], fed.device, first)
         return model_inputs
     user_mask = model_inputs.get("attention_mask")
     full_mask = with_prompt_mask(user_mask, num_virtual)
@@ -244,14 +252,17 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
     cross_attention_with_prompt(parts, model_inputs, rows_fed_now=injecting, fed=fed_tokens(model_inputs).shape[1])
     if position_ids is not None:
         new_length = position_ids.shape[-1] + (num_virtual if injecting else 0)
-        model_inputs["position_ids"] = shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting)
+        model_inputs["position_ids"] = shifted_positions(position_ids, full_mask, num_virtual, new_length, injecting, first=first)
+    if model_inputs.get("position_ids") is None and first and model_accepts(parts, "position_ids"):  # (past the cache)
+        fed = fed_tokens(model_inputs)
+        model_inputs["position_ids"] = positions_after_prompt(model_inputs, 0, fed.shape[0], fed.shape[1], fed.device, first)
     if padding_goes_first(parts, user_mask):  # as in forward: the cache keeps this order for the whole call
         order = leading_padding_first_order(full_mask, num_virtual)
         model_inputs["attention_mask"] = in_order(full_mask, order)
         if injecting:
             if model_inputs.get("position_ids") is None and model_accepts(parts, "position_ids"):
-                model_inputs["position_ids"] = positions_from_mask(full_mask)
-            for name in ("inputs_embeds", "position_ids", *TOKEN_TYPES, "cross_attention_mask"):
+                model_inputs["position_ids"] = positions_from_mask(full_mask) + first
+            for name in ("inputs_embeds", "position_ids", *TOKEN_TYPES, *CROSS_ATTENTION_MASKS):
                 if model_inputs.get(name) is not None:
                     model_inputs[name] = (positions_in_order if name == "position_ids" else in_order)(model_inputs[name], order)
     return model_inputs

@@ -108,26 +108,32 @@ def deep_rows(parts: PromptParts, input_ids, inputs_embeds, task_ids, encoded=No
 
 
 def cross_attention_with_prompt(parts: PromptParts, kwargs: dict, rows_fed_now: bool, fed: int) -> None:
-    """A cross-attention mask with a row per token ([B, L, images, tiles], Mllama's) gets rows of 0 for the P prompt
-    positions in front, in place: the prompt sees no image, as text in front of one (found 2026-12-07 by a probe: the
-    prompt's rows went in without theirs, and Mllama's cross-attention failed). Where the call feeds the prompt's rows
+    """A cross-attention mask with a row per token (`CROSS_ATTENTION_MASKS`: Mllama's [B, L, images, tiles], Idefics'
+    [B, L, images]) gets rows of 0 for the P prompt positions in front, in place: the prompt sees no image, as text in
+    front of one (found 2026-12-07 by probes: the prompt's rows went in without theirs, and the cross-attention of
+    Mllama and of Idefics failed). Where the call feeds the prompt's rows
     (`rows_fed_now`); and, where the cache holds them, wherever the model reads the mask's rows at the cache's
     positions: the call passes `cache_position` (generate before transformers 5.4), or the mask covers more rows than
     the `fed` tokens (every token so far, which a forward continuing a cache may pass; found by a review)."""
-    mask = kwargs.get("cross_attention_mask")
-    read_by_cache_position = kwargs.get("cache_position") is not None or (isinstance(mask, torch.Tensor) and mask.shape[1] > fed)
-    if isinstance(mask, torch.Tensor) and mask.dim() >= 2 and (rows_fed_now or read_by_cache_position):
-        kwargs["cross_attention_mask"] = zero_rows_in_front(mask, parts.num_virtual_tokens)
+    for name in CROSS_ATTENTION_MASKS:
+        mask = kwargs.get(name)
+        read_by_cache_position = kwargs.get("cache_position") is not None or (isinstance(mask, torch.Tensor) and mask.shape[1] > fed)
+        if isinstance(mask, torch.Tensor) and mask.dim() >= 2 and (rows_fed_now or read_by_cache_position):
+            kwargs[name] = zero_rows_in_front(mask, parts.num_virtual_tokens)
 
 
-TOKEN_TYPES = ("token_type_ids", "mm_token_type_ids", "moe_mm_token_type_ids")  # one per token, as transformers' generate names them
+CROSS_ATTENTION_MASKS = ("cross_attention_mask", "image_attention_mask")  # a row per token (Mllama's; Idefics')
+
+# one per token: as transformers' generate names token types, and Kosmos-2's image positions
+TOKEN_TYPES = ("token_type_ids", "mm_token_type_ids", "moe_mm_token_type_ids", "image_embeds_position_mask")
 
 
 def token_types_with_prompt(kwargs: dict, num_virtual: int) -> None:
     """A call's token types (`TOKEN_TYPES`: GPT-2's and Gemma 3's token types; a VLM's image/text types, by which
-    Ernie-4.5-VL routes each token to its text or vision experts) with type 0, text, for the prompt's rows in front,
-    where the prompt goes in as input rows (found 2026-12-07 by a probe: Ernie's expert types were left a row per
-    input token, an IndexError off the shared prefix)."""
+    Ernie-4.5-VL routes each token to its text or vision experts; Kosmos-2's mask of the positions its image goes to)
+    with type 0, text, for the prompt's rows in front, where the prompt goes in as input rows (found 2026-12-07 by
+    probes: Ernie's expert types and Kosmos-2's image positions were left a row per input token, an IndexError off
+    the shared prefix)."""
     for name in TOKEN_TYPES:
         if kwargs.get(name) is not None:
             kwargs[name] = zero_rows_in_front(kwargs[name], num_virtual)

@@ -4,6 +4,7 @@ no prompt runs on (a recurrent state, inputs read from the ids)."""
 from __future__ import annotations
 
 import inspect
+import re
 
 from transformers import GenerationMixin
 
@@ -51,10 +52,24 @@ def check_task_type(task_type: str, model) -> None:
                          f"task_type={fits!r}, or load the model with the class named).")  # fmt: skip
     if task_type == "CAUSAL_LM":
         _refuse_an_encoder_loaded_as_a_decoder(model)
+        _refuse_a_forward_without_inputs_embeds(model)
     _refuse_a_recurrent_state(model)
     _refuse_inputs_read_from_ids(model)
     if task_type == "CAUSAL_LM":  # checked once per model, at the build, for every later call's shared prefix
         shared_prefix.cache_prefix_reads_otherwise(model)
+
+
+def _refuse_a_forward_without_inputs_embeds(model) -> None:
+    """A causal LM's prompt goes in as `inputs_embeds` rows in front of the input's, without `input_ids`: BLIP-2's and
+    InstructBLIP's forward requires input_ids (found 2026-12-07 by a probe: transformers' own TypeError, "missing 1
+    required positional argument: 'input_ids'"; plain PEFT: "'NoneType' object is not callable")."""
+    parameters = inspect.signature(model.forward).parameters
+    takes_rows = "inputs_embeds" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    ids = parameters.get("input_ids")
+    if not takes_rows or (ids is not None and ids.default is inspect.Parameter.empty):
+        why = "requires input_ids" if takes_rows else "takes no inputs_embeds"
+        raise ValueError(f"{type(model).__name__}.forward {why}, but a soft prompt's rows go in as inputs_embeds in front of the "
+                         "input's, without ids: soft prompts are not supported there. Use LoRA.")  # fmt: skip
 
 
 def _refuse_an_encoder_loaded_as_a_decoder(model) -> None:
@@ -125,6 +140,25 @@ def _refuse_a_recurrent_state(model) -> None:
                      "reach: soft prompts are not supported there. Use LoRA, or a transformers release where the model "
                      "keeps that state in DynamicCache (in transformers 5.23 Jamba, Bamba, Qwen3-Next, LFM2 and other "
                      "hybrids do, and soft prompts run on them).")  # fmt: skip
+
+
+def refuse_generate_of_an_inner_model(model) -> None:
+    """Kosmos-2, BLIP-2 and InstructBLIP override `generate` to build their input and hand it to their language
+    model's own `generate`, whose steps the prompt (put in front where the outer model runs its steps) never reaches:
+    a prompted generate gave the unprompted model's tokens, without a word (found 2026-12-07 by a probe; plain PEFT
+    alike). Refused, naming the inner call, from the class's own `generate` source."""
+    generate = getattr(type(model), "generate", None)
+    if generate is None or generate is GenerationMixin.generate:
+        return
+    try:
+        source = inspect.getsource(generate)
+    except (OSError, TypeError):
+        return
+    inner = re.search(r"self\.([\w.]+)\.generate\(", source)
+    if inner is not None:
+        raise ValueError(f"{type(model).__name__}.generate hands its input to self.{inner.group(1)}.generate, whose steps a soft "
+                         "prompt in front of the outer model's input does not reach (it would generate as if unprompted): "
+                         "generate with a prompt is not supported there. Train and score with forward, or use LoRA.")  # fmt: skip
 
 
 def refuse_generate_numbering_from_one(model) -> None:

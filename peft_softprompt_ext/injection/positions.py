@@ -16,10 +16,10 @@ def fed_tokens(inputs: dict) -> torch.Tensor:
     return inputs["inputs_embeds"] if ids is None else ids
 
 
-def positions_after_prompt(inputs: dict, num_virtual_tokens: int, batch_size: int, length: int, device) -> torch.Tensor:
+def positions_after_prompt(inputs: dict, num_virtual_tokens: int, batch_size: int, length: int, device, first: int = 0) -> torch.Tensor:
     """Positions of `length` fed tokens after the prompt and what the cache holds (the input only: a deep
-    prompt's layer path keeps the prompt out of the cache)."""
-    start = num_virtual_tokens + cache_length(inputs)
+    prompt's layer path keeps the prompt out of the cache), numbered from `first` (`position_table.first_position`)."""
+    start = first + num_virtual_tokens + cache_length(inputs)
     return torch.arange(start, start + length, device=device).expand(batch_size, -1)
 
 
@@ -60,8 +60,9 @@ def positions_from_mask(full_mask: torch.Tensor) -> torch.Tensor:
 
 def shifted_positions(position_ids, full_mask, num_virtual_tokens, new_length, injecting, first: int = 0):
     """Position ids for the tokens fed in this call (prompt rows included when injecting, numbered from `first`: the
-    first row of the position table a token uses, 2 in RoBERTa's, whose rows 0-1 serve padding). Given ids [B, L], or
-    [A, B, L] with one row per axis (`multi_axis_positions`), move past the prompt on every axis."""
+    first row of the position table a token uses, 2 in RoBERTa's, whose rows 0-1 serve padding; the mask's count
+    too). Given ids [B, L], or [A, B, L] with one row per axis (`multi_axis_positions`), move past the prompt on every
+    axis."""
     if position_ids is not None:
         shifted = position_ids + num_virtual_tokens
         if not injecting:
@@ -69,7 +70,7 @@ def shifted_positions(position_ids, full_mask, num_virtual_tokens, new_length, i
         prompt_positions = torch.arange(first, first + num_virtual_tokens, device=shifted.device).expand(*shifted.shape[:-1], -1)
         return torch.cat((prompt_positions.to(shifted.dtype), shifted), dim=-1)
     if full_mask is not None:
-        return positions_from_mask(full_mask)[:, -new_length:]
+        return positions_from_mask(full_mask)[:, -new_length:] + first
     return None  # the model counts positions from its cache length, which includes the prompt
 
 
