@@ -174,6 +174,10 @@ def not_exact_reason(parts, output_attentions=None, call_kwargs=None) -> str | N
     return None
 
 
+class RowsOfItsOwn(Exception):
+    """The model put rows of its own in front of the input behind the shared prefix: the call runs the standard path."""
+
+
 _CHECKED_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # base model -> `cache_prefix_reads_otherwise`
 
 
@@ -477,6 +481,11 @@ def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, fu
         return_dict=True,
         **kwargs,
     )
+    if not input_only and output.logits.shape[1] != inputs_embeds.shape[1]:
+        reason = (f"{type(base_model).__name__} puts {output.logits.shape[1] - inputs_embeds.shape[1]} rows of its own in front of the "
+                  "input (e.g. GIT's image features), which the prompt run alone would follow instead of precede")  # fmt: skip
+        _CHECKED_MODELS[base_model] = reason  # (later calls take the standard path at once)
+        raise RowsOfItsOwn(reason)
     result = dict(output)
     if not input_only:
         result["logits"] = _prefixed(prefix.logits, rows, output.logits)

@@ -101,9 +101,13 @@ def causal_lm_forward(
         if positions is None and first:  # (RoBERTa numbers a cached continuation from its first row again)
             positions = positions_after_prompt(kwargs, num_virtual, inputs_embeds.shape[0], new_length, inputs_embeds.device, first)
         check_positions_fit(transformers_model(parts), num_virtual, new_length, num_virtual, positions, given)  # the prefix: P cached
-        cross_attention_with_prompt(parts, kwargs, rows_fed_now=False, fed=new_length)
-        return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, inputs_embeds, full_mask, positions,
-                                               labels, hidden, output_attentions, return_dict, kwargs)  # fmt: skip
+        shared_kwargs = dict(kwargs)
+        cross_attention_with_prompt(parts, shared_kwargs, rows_fed_now=False, fed=new_length)
+        try:
+            return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, inputs_embeds.clone(), full_mask, positions, labels,
+                                                   hidden, output_attentions, return_dict, shared_kwargs)  # (a copy: GIT adds to it in place)
+        except shared_prefix.RowsOfItsOwn as error:  # (found 2026-12-07 by a probe: GIT, 2.6 off the prompt fed by hand)
+            shared_prefix.refuse_on(mode, str(error))
     if injecting:
         prompts = embed_prompts(parts, inputs_embeds, attention_mask, task_ids, context_labels)
         inputs_embeds = torch.cat((prompts, inputs_embeds), dim=1)
