@@ -415,9 +415,11 @@ def discover_slots(model, task_type: str) -> list[Slot]:
     ids = torch.tensor([[1, 2, 3]], device=execution_device(model))
     try:
         calls = _run_capturing(model, ids, task_type, decoder_length=2)
-    except ValueError as error:  # (found 2026-12-07 by a probe: Kosmos-2 and Idefics want an image in every call)
-        raise ValueError(f"{type(model).__name__} does not run a text alone ({error}), which finding its attention layers "
-                         "takes: deep prompts are not supported there. Use a shallow prompt (VocabSampledPromptTuningConfig).") from error  # fmt: skip
+    except (ValueError, RuntimeError, TypeError) as error:  # (found 2026-12-07 by probes: Kosmos-2, Idefics and BLIP-2 want
+        # an image in every call; Funnel's default pooling does not run 3 tokens, a bare shape error)
+        raise ValueError(f"{type(model).__name__} does not run a text of 3 tokens alone ({type(error).__name__}: {error}), which "
+                         "finding its attention layers takes: deep prompts are not supported there. Use a shallow prompt "
+                         "(VocabSampledPromptTuningConfig).") from error  # fmt: skip
     slots, seen = [], set()
     for module, key, value, queries in calls:
         if queries == key.shape[-2] and id(module) not in seen:  # cross-attention sees another length

@@ -42,7 +42,14 @@ def check_input_rows_fit(config, word_embeddings: torch.nn.Module, base_model=No
 
 def _refuses_inputs_embeds(model) -> bool:
     """Whether the model's forward raises for `inputs_embeds` given without `input_ids` (transformers' own message), also
-    through a subclass's forward that calls the one it overrides (`super().forward`, found by a review)."""
+    through a subclass's forward that calls the one it overrides (`super().forward`, found by a review); or it, or an
+    encoder-decoder's encoder, requires `input_ids` (BLIP-2; FSMT's encoder: found 2026-12-07 by probes, transformers'
+    own TypeError "missing 1 required positional argument: 'input_ids'", plain PEFT alike)."""
+    encoder = model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder") else None
+    for module in (model, encoder):
+        ids = inspect.signature(module.forward).parameters.get("input_ids") if module is not None else None
+        if ids is not None and ids.default is inspect.Parameter.empty:
+            return True
     for owner in type(model).__mro__:
         forward = vars(owner).get("forward")
         if forward is None:

@@ -401,3 +401,42 @@ def test_a_deep_prompt_on_attention_that_does_more_with_its_cache_is_not_exporte
     with pytest.raises(ValueError, match=r"attention that does more with its cache \(DiffLlama, Doge, JetMoE\)"):
         export_prefix_tuning(_prompted("diffllama", "deep"), tmp_path / "plain")
     export_prefix_tuning(_prompted("qwen2", "deep"), tmp_path / "plain")
+
+
+@pytest.mark.skipif(not hasattr(transformers, "EuroBertConfig"), reason="transformers without EuroBERT")
+@pytest.mark.parametrize("method", ["vocab", "deep"])
+def test_a_left_padded_row_of_a_rotary_encoder_classifier_gets_the_logits_it_gets_alone(method):
+    """EuroBERT's rotary encoder numbers every slot, and its rotation sees only distances: the base model reads a
+    left-padded row as the row alone (1.2e-7), but padding between the prompt and the tokens moved them apart (found
+    2026-12-07 by a probe: 0.069 off shallow, 0.060 deep; plain PEFT 0.057). The positions are counted by the mask."""
+    config = transformers.EuroBertConfig(vocab_size=common.VOCAB_SIZE, hidden_size=64, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=4, num_labels=3, pad_token_id=0, bos_token_id=2,
+                                         eos_token_id=3, initializer_range=0.1)  # fmt: skip
+    torch.manual_seed(0)
+    base = transformers.EuroBertForSequenceClassification(config).eval()
+    prompt = (DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, deep_init="random", seed=3) if method == "deep"
+              else VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, vocab_sampling="uniform", seed=3))  # fmt: skip
+    peft_model = peft.get_peft_model(base, prompt).eval()
+    row = torch.tensor([[11, 57, 203, 99, 140, 8, 77]])
+    padded = torch.tensor([[0, 0, 11, 57, 203, 99, 140, 8, 77], [5, 6, 7, 8, 9, 10, 11, 12, 13]])
+    with torch.no_grad():
+        alone = peft_model(input_ids=row, attention_mask=torch.ones_like(row)).logits[0]
+        in_batch = peft_model(input_ids=padded, attention_mask=(padded != 0).long()).logits[0]
+    torch.testing.assert_close(in_batch, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_models_that_cannot_take_a_prompt_where_it_goes_are_refused_saying_why():
+    """Funnel's default pooling does not run the 3-token text a deep prompt's set-up runs (a bare shape error from
+    inside); FSMT's encoder requires input_ids, where a prompt's rows go in as inputs_embeds (the prompt built, then
+    generate failed with transformers' own TypeError; plain PEFT alike). Found 2026-12-07 by a probe."""
+    torch.manual_seed(0)
+    funnel = transformers.FunnelForSequenceClassification(transformers.FunnelConfig(vocab_size=common.VOCAB_SIZE, d_model=64, n_head=4,
+                                                                                    d_head=16, d_inner=64, num_labels=3, pad_token_id=0))  # fmt: skip
+    with pytest.raises(ValueError, match=r"FunnelForSequenceClassification does not run a text of 3 tokens alone \(RuntimeError"):
+        peft.get_peft_model(funnel, DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, deep_init="random"))
+    fsmt = transformers.FSMTForConditionalGeneration(transformers.FSMTConfig(src_vocab_size=common.VOCAB_SIZE, tgt_vocab_size=common.VOCAB_SIZE,
+                                                                             d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                                                                             decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                                                                             pad_token_id=1, decoder_start_token_id=2, langs=["en", "de"]))  # fmt: skip
+    with pytest.raises(ValueError, match=r"FSMTForConditionalGeneration takes no inputs_embeds without input_ids"):
+        peft.get_peft_model(fsmt, VocabSampledPromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=P, vocab_sampling="uniform"))

@@ -453,7 +453,7 @@ def test_a_prompt_on_kosmos2_leaves_the_image_in_its_slots_and_its_generate_is_r
         with pytest.raises(ValueError, match=r"Kosmos2ForConditionalGeneration.generate hands its input to self.text_model.generate"):
             peft_model.generate(**kosmos2_batch(), max_new_tokens=3)
     deep = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random", **KOSMOS_COUNTS)
-    with pytest.raises(ValueError, match=r"Kosmos2ForConditionalGeneration does not run a text alone"):
+    with pytest.raises(ValueError, match=r"Kosmos2ForConditionalGeneration does not run a text of 3 tokens alone"):
         peft.get_peft_model(tiny_kosmos2(), deep)
 
 
@@ -490,23 +490,26 @@ def test_a_prompt_on_idefics_sees_no_image_as_text_in_front_of_it(shared_prefix)
     with torch.no_grad():
         expected = tiny_idefics()(**idefics_batch(sampled_prompt_ids(peft_model))).logits[:, P:]
         torch.testing.assert_close(peft_model(**idefics_batch()).logits[:, -expected.shape[1]:], expected, atol=1e-4, rtol=1e-4)
-    with pytest.raises(ValueError, match=r"IdeficsForVisionText2Text does not run a text alone"):
+    with pytest.raises(ValueError, match=r"IdeficsForVisionText2Text does not run a text of 3 tokens alone"):
         peft.get_peft_model(tiny_idefics(), DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random"))
 
 
 def test_blip2_whose_forward_requires_input_ids_is_refused_saying_so():
     """BLIP-2's forward requires input_ids and builds its input from them; a soft prompt's rows go in as inputs_embeds
     (found 2026-12-07 by a probe: transformers' own TypeError; its generate, handed to the language model's, ignored
-    the prompt without a word)."""
+    the prompt without a word). A deep prompt, whose set-up runs a text alone, is refused: BLIP-2 wants an image."""
     torch.manual_seed(0)
     text = transformers.OPTConfig(vocab_size=VOCAB, hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=32,
                                   max_position_embeddings=128, pad_token_id=1, bos_token_id=2, eos_token_id=2)  # fmt: skip
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=28, patch_size=14)
     qformer = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, encoder_hidden_size=32, vocab_size=100)
     config = transformers.Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text.to_dict(), num_query_tokens=4, image_token_id=IMAGE_TOKEN)
-    with pytest.raises(ValueError, match=r"Blip2ForConditionalGeneration.forward requires input_ids"):
+    with pytest.raises(ValueError, match=r"Blip2ForConditionalGeneration takes no inputs_embeds without input_ids"):
         peft.get_peft_model(transformers.Blip2ForConditionalGeneration(config).eval(),
                             VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform"))  # fmt: skip
+    with pytest.raises(ValueError, match=r"Blip2ForConditionalGeneration does not run a text of 3 tokens alone"):
+        peft.get_peft_model(transformers.Blip2ForConditionalGeneration(config).eval(),
+                            DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random"))  # fmt: skip
 
 
 def tiny_git():

@@ -10,7 +10,7 @@ from .._peft_compat import PromptParts
 from ..position_table import check_positions_fit, position_limit
 from .inputs import (deep_rows, encoder_inputs, is_deep, layer_prompts, model_accepts, refuse_training_nothing,
                      transformers_model, zero_rows_in_front)
-from .padding_order import in_order, padding_first_order
+from .padding_order import in_order, padding_first_order, starts_with_padding
 from .positions import (checked_position_ids, positions_after_prompt, positions_from_mask, shifted_positions,
                         with_prompt_mask)
 
@@ -41,6 +41,9 @@ def encoder_forward(
             if position_ids is None:  # no mask, no positions
                 position_ids = positions_after_prompt({}, num_virtual, batch_size, length, reference.device)
             check_positions_fit(transformers_model(parts), num_virtual, length, 0, position_ids, given, decoding=False)
+        elif position_ids is None:
+            counted = _counted_past_leading_padding(parts, attention_mask, last_token)
+            position_ids = None if counted is None else counted[:, parts.num_virtual_tokens :] - parts.num_virtual_tokens
         rows = deep_rows(parts, input_ids, inputs_embeds, task_ids)
         if decoder and input_ids is None and attention_mask.dim() == 2 and not bool(attention_mask[:, -1].all()):
             # given embeddings, the classifier reads each row's last position (it finds the last real token from
@@ -57,10 +60,13 @@ def encoder_forward(
     if last_token and attention_mask is None and input_ids is not None:
         attention_mask = _up_to_the_last_real_token(transformers_model(parts), input_ids)
         decoder = attention_mask is not None
+    counted = None if position_ids is not None else _counted_past_leading_padding(parts, attention_mask, last_token)
     inputs_embeds, attention_mask = encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     if token_type_ids is not None:
         kwargs["token_type_ids"] = zero_rows_in_front(token_type_ids, num_virtual)
-    if position_ids is not None:
+    if counted is not None:
+        kwargs["position_ids"] = counted
+    elif position_ids is not None:
         first = (position_limit(transformers_model(parts)) or (0, "", 0))[2]  # (found 2026-12-07 by a review: RoBERTa's
         # prompt sat at rows 0..P-1, row 1 its padding row, 0.009 off the prompt without given ids)
         kwargs["position_ids"] = shifted_positions(position_ids, None, num_virtual, None, injecting=True, first=first)
@@ -71,6 +77,20 @@ def encoder_forward(
     if decoder:
         return _last_token_classifier_call(parts, inputs_embeds, attention_mask, kwargs)
     return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+
+def _counted_past_leading_padding(parts: PromptParts, attention_mask, last_token: bool):
+    """Positions [B, P + L] of [prompt; input] counted by the caller's mask (a deep prompt's input, numbered from 0 as
+    the model numbers it, takes the last L less P) for an encoder whose positions act relatively (rotary: EuroBERT; no position table) on a call where some row starts with padding: the
+    model numbers every slot, so padding between the prompt and the tokens moved them apart (found 2026-12-07 by a
+    probe: a left-padded EuroBERT row 0.069 off the row alone, shallow, 0.060 deep; the base model alone 1.2e-7, as
+    its rotation sees only distances). None elsewhere: the call's positions stay the model's own."""
+    model = transformers_model(parts)
+    if last_token or not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or not starts_with_padding(attention_mask):
+        return None
+    if position_limit(model) is not None or not model_accepts(parts, "position_ids"):
+        return None
+    return positions_from_mask(with_prompt_mask(attention_mask, parts.num_virtual_tokens))
 
 
 def _up_to_the_last_real_token(model, input_ids: torch.Tensor) -> torch.Tensor | None:

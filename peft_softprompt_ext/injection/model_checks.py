@@ -52,24 +52,10 @@ def check_task_type(task_type: str, model) -> None:
                          f"task_type={fits!r}, or load the model with the class named).")  # fmt: skip
     if task_type == "CAUSAL_LM":
         _refuse_an_encoder_loaded_as_a_decoder(model)
-        _refuse_a_forward_without_inputs_embeds(model)
     _refuse_a_recurrent_state(model)
     _refuse_inputs_read_from_ids(model)
     if task_type == "CAUSAL_LM":  # checked once per model, at the build, for every later call's shared prefix
         shared_prefix.cache_prefix_reads_otherwise(model)
-
-
-def _refuse_a_forward_without_inputs_embeds(model) -> None:
-    """A causal LM's prompt goes in as `inputs_embeds` rows in front of the input's, without `input_ids`: BLIP-2's and
-    InstructBLIP's forward requires input_ids (found 2026-12-07 by a probe: transformers' own TypeError, "missing 1
-    required positional argument: 'input_ids'"; plain PEFT: "'NoneType' object is not callable")."""
-    parameters = inspect.signature(model.forward).parameters
-    takes_rows = "inputs_embeds" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    ids = parameters.get("input_ids")
-    if not takes_rows or (ids is not None and ids.default is inspect.Parameter.empty):
-        why = "requires input_ids" if takes_rows else "takes no inputs_embeds"
-        raise ValueError(f"{type(model).__name__}.forward {why}, but a soft prompt's rows go in as inputs_embeds in front of the "
-                         "input's, without ids: soft prompts are not supported there. Use LoRA.")  # fmt: skip
 
 
 def _refuse_an_encoder_loaded_as_a_decoder(model) -> None:
