@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.utils.checkpoint
 
+from .eval_mode import in_eval_mode
 from .instance_attribute import instance_attribute
 from .options import is_integer
 
@@ -620,10 +621,8 @@ def _cache_prefix_runs_as_layers(model, slots: list[Slot], length: int = 2) -> b
     rows = torch.randn(1, length, features(slots), generator=torch.Generator().manual_seed(0)).to(device, dtype)
     ids = torch.tensor([[1, 2, 3]], device=device)
     positions = torch.arange(length, length + 3, device=device)[None]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), in_eval_mode(model):
             with prefixed(model, slots, rows):
                 layered = model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions, use_cache=False).logits
             cache = DynamicCache(config=model.config)
@@ -634,8 +633,6 @@ def _cache_prefix_runs_as_layers(model, slots: list[Slot], length: int = 2) -> b
                            use_cache=True, **{argument: cache}).logits  # fmt: skip
     except (RuntimeError, ValueError, IndexError, TypeError):  # (JetMoE: the cache's widths are not its attention's)
         return False
-    finally:
-        model.train(was_training)
     tolerance = 1e-3 if dtype == torch.float32 else 5e-2
     return bool((layered.float() - cached.float()).abs().max() <= tolerance * max(1.0, float(layered.float().abs().max())))
 

@@ -102,8 +102,8 @@ def check_positions_fit(model, num_virtual_tokens: int, fed_length: int, cache_l
         return
     highest = int(positions.max()) if positions is not None else cache_length + fed_length - 1
     table, source, skipped = limit
-    if given:  # the caller's own ids index the table as they are (RoBERTa's count its unused rows)
-        table += skipped
+    if positions is not None:  # ids index the table as they are: the caller's, and the plugin's, which count from the
+        table += skipped  # first row a token uses (`first_position`; found 2026-12-07 by a review: 2 positions refused)
     if highest < table:
         return
     keep = "prompt + input + generated tokens" if decoding else "prompt + input"

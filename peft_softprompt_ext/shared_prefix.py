@@ -35,6 +35,7 @@ import torch
 
 from . import layer_prefix
 from ._peft_compat import adapter_config_of, is_plugin_config, plugin_parts, task_type_name
+from .eval_mode import in_eval_mode
 from .position_table import first_position
 from .prompt_encoder import KEY_VALUES
 
@@ -178,7 +179,9 @@ class RowsOfItsOwn(Exception):
     """The model put rows of its own in front of the input behind the shared prefix: the call runs the standard path."""
 
 
-_CHECKED_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # base model -> `cache_prefix_reads_otherwise`
+# `cache_prefix_reads_otherwise`'s answer, kept on the model as `position_table` keeps its limit (a module-level weak
+# dictionary read inside torch.compile'd forwards was guarded by its entries' positions)
+_CHECKED_ATTRIBUTE = "_peft_softprompt_ext_cache_prefix_reason"
 
 
 def cache_prefix_reads_otherwise(base_model) -> str | None:
@@ -188,8 +191,8 @@ def cache_prefix_reads_otherwise(base_model) -> str | None:
     5.0's Doge masks keys by its cached values otherwise, 3.2 off), or one that cannot run rows alone at all (Kosmos-2
     and Idefics want an image in every call), gets the standard path. The build asks first (`model_checks`), so that no
     call of the model pays for it."""
-    if base_model in _CHECKED_MODELS:
-        return _CHECKED_MODELS[base_model]
+    if _CHECKED_ATTRIBUTE in base_model.__dict__:
+        return base_model.__dict__[_CHECKED_ATTRIBUTE]
     argument = cache_argument(type(base_model))
     embeddings = base_model.get_input_embeddings()
     device, dtype = embeddings.weight.device, embeddings.weight.dtype
@@ -198,10 +201,8 @@ def cache_prefix_reads_otherwise(base_model) -> str | None:
     text = embeddings(torch.tensor([[1, 2, 3]], device=device)).detach()
     ones = functools.partial(torch.ones, dtype=torch.long, device=device)
     positions = torch.arange(5, device=device)[None]
-    was_training = base_model.training
-    base_model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), in_eval_mode(base_model):
             joined = base_model(inputs_embeds=torch.cat((rows, text), dim=1), attention_mask=ones(1, 5), position_ids=positions).logits[:, 2:]
             prefix = base_model(inputs_embeds=rows.clone(), attention_mask=ones(1, 2), position_ids=positions[:, :2], use_cache=True)
             cache = prefix["cache"] if "cache" in prefix else prefix.get("past_key_values")
@@ -214,9 +215,7 @@ def cache_prefix_reads_otherwise(base_model) -> str | None:
                                                         f"in front of its input ({off:.3g} off, checked on random rows)")  # fmt: skip
     except Exception as error:  # (any failure of running rows alone: the standard path does not run them alone)
         reason = f"{type(base_model).__name__} does not run a prompt's rows alone ({type(error).__name__}: {str(error)[:120]})"
-    finally:
-        base_model.train(was_training)
-    _CHECKED_MODELS[base_model] = reason
+    base_model.__dict__[_CHECKED_ATTRIBUTE] = reason
     return reason
 
 
@@ -484,7 +483,7 @@ def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, fu
     if not input_only and output.logits.shape[1] != inputs_embeds.shape[1]:
         reason = (f"{type(base_model).__name__} puts {output.logits.shape[1] - inputs_embeds.shape[1]} rows of its own in front of the "
                   "input (e.g. GIT's image features), which the prompt run alone would follow instead of precede")  # fmt: skip
-        _CHECKED_MODELS[base_model] = reason  # (later calls take the standard path at once)
+        base_model.__dict__[_CHECKED_ATTRIBUTE] = reason  # (later calls take the standard path at once)
         raise RowsOfItsOwn(reason)
     result = dict(output)
     if not input_only:

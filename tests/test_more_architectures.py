@@ -440,3 +440,33 @@ def test_models_that_cannot_take_a_prompt_where_it_goes_are_refused_saying_why()
                                                                              pad_token_id=1, decoder_start_token_id=2, langs=["en", "de"]))  # fmt: skip
     with pytest.raises(ValueError, match=r"FSMTForConditionalGeneration takes no inputs_embeds without input_ids"):
         peft.get_peft_model(fsmt, VocabSampledPromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=P, vocab_sampling="uniform"))
+
+
+def test_a_roberta_decoder_runs_to_the_end_of_its_position_table():
+    """RoBERTa's rows 0-1 serve padding: a table of 16 rows holds 14 positions, all of which prompt + input may use
+    (a review, 2026-12-07: counting from padding_idx + 1, the check refused the last two); the 15th is refused."""
+    config = transformers.RobertaConfig(vocab_size=common.VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                        intermediate_size=64, max_position_embeddings=16, is_decoder=True, pad_token_id=1)  # fmt: skip
+    torch.manual_seed(0)
+    base = transformers.RobertaForCausalLM(config).eval()
+    peft_model = peft.get_peft_model(base, VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, seed=1)).eval()
+    prompt = peft_model.get_prompt(batch_size=1).detach()
+    with torch.no_grad():
+        ids = torch.arange(5, 15)[None]  # 4 + 10 = 14 positions
+        by_hand = base(inputs_embeds=torch.cat((prompt, base.get_input_embeddings()(ids)), dim=1)).logits[:, 4:]
+        torch.testing.assert_close(peft_model(input_ids=ids).logits[:, -10:], by_hand, rtol=1e-4, atol=1e-4)
+        with pytest.raises(ValueError, match=r"needs position 16, but RobertaForCausalLM has a table of 16 positions"):
+            peft_model(input_ids=torch.arange(5, 16)[None])
+
+
+@pytest.mark.parametrize("method", ["vocab", "deep"])
+def test_building_a_prompt_leaves_every_module_in_the_mode_it_was_in(method):
+    """The build runs the model in eval mode for its checks, then gave the whole model the top module's mode back: a
+    layer the user had left in eval mode came back in train mode, its dropout active (a review, 2026-12-07)."""
+    model = _base("qwen2")
+    model.train()
+    model.model.layers[0].eval()
+    _prompted_model = peft.get_peft_model(model, VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, seed=3)
+                                          if method == "vocab" else DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P,
+                                                                                           deep_init="vocab_sampled", seed=3))  # fmt: skip
+    assert model.training and not model.model.layers[0].training and model.model.layers[1].training

@@ -8,6 +8,7 @@ import torch
 
 from .. import layer_prefix
 from .._peft_compat import task_type_name
+from ..eval_mode import in_eval_mode
 from ..init import check_tokenizer_fits
 from ..prompt_bank import KEY_VALUE_TYPES, load_saved_peft_type, load_saved_prompt, saved_base_tensors
 from ..prompt_encoder import KEY_VALUES
@@ -81,16 +82,13 @@ def initial_key_values(config, word_embeddings, model_config, base_model, slots)
     if config.deep_init == DeepInit.ZERO:
         return torch.zeros(config.num_virtual_tokens, width)
     _warn_layers_without_a_prompt(config, base_model)
-    was_training = base_model.training
-    base_model.eval()  # no dropout in what the prompt starts from
     try:
-        rows = _input_rows(config, word_embeddings, model_config, config.num_virtual_tokens)
-        table = layer_prefix.key_values_of(base_model, slots, task_type_name(config), rows).float()
+        with in_eval_mode(base_model):  # no dropout in what the prompt starts from
+            rows = _input_rows(config, word_embeddings, model_config, config.num_virtual_tokens)
+            table = layer_prefix.key_values_of(base_model, slots, task_type_name(config), rows).float()
     except NotImplementedError as error:  # e.g. BartForSequenceClassification: "Passing input embeddings is currently not supported"
         raise ValueError(f"deep_init={str(config.deep_init)!r} runs input rows through {type(base_model).__name__} as inputs_embeds, "
                          f"which it does not take ({error}). Use deep_init='zero', which runs nothing.") from error  # fmt: skip
-    finally:
-        base_model.train(was_training)
     if config.deep_init != DeepInit.RANDOM:
         return table
     generator = torch.Generator().manual_seed(config.seed)
