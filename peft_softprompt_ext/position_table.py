@@ -102,10 +102,12 @@ def check_positions_fit(model, num_virtual_tokens: int, fed_length: int, cache_l
         return
     highest = int(positions.max()) if positions is not None else cache_length + fed_length - 1
     table, source, skipped = limit
-    if positions is not None:  # ids index the table as they are: the caller's, and the plugin's, which count from the
-        table += skipped  # first row a token uses (`first_position`; found 2026-12-07 by a review: 2 positions refused)
-    if highest < table:
+    unused = skipped if positions is not None else 0  # ids index the table's rows as they are: the caller's, and the
+    # plugin's, which count from the first row a token uses (`first_position`; found 2026-12-07 by a review: RoBERTa's
+    # last 2 positions refused); the message counts positions, as the model numbers its tokens (a second review)
+    if highest < table + unused:
         return
+    highest -= unused
     keep = "prompt + input + generated tokens" if decoding else "prompt + input"
     room = f"{table - num_virtual_tokens} tokens" + (" less the tokens to generate" if decoding else "")
     raise ValueError(

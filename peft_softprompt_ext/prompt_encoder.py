@@ -28,7 +28,12 @@ def check_input_rows_fit(config, word_embeddings: torch.nn.Module, base_model=No
     forward (found 2026-12-07 by a probe: the prompt built, then failed there, as plain PEFT's does)."""
     if config.deep_layout is not None:
         return  # keys and values per layer: the input stays input_ids
-    if base_model is not None and _refuses_inputs_embeds(base_model):
+    why = _refuses_inputs_embeds(base_model) if base_model is not None else None
+    if why == "requires input_ids":
+        raise ValueError(f"{type(base_model).__name__} takes no inputs_embeds without input_ids (its forward, or its encoder's, "
+                         "requires input_ids), and a prompt of input rows goes in as inputs_embeds: use LoRA (a deep prompt "
+                         "keeps input_ids, where the model runs a text alone through transformers' attention interface).")  # fmt: skip
+    if why is not None:
         raise ValueError(f"{type(base_model).__name__} takes no inputs_embeds without input_ids (transformers raises "
                          "NotImplementedError in its forward), and a prompt of input rows goes in as inputs_embeds: use "
                          "DeepPromptTuningConfig(deep_init='zero'), whose keys and values go into every layer while the input "
@@ -40,16 +45,16 @@ def check_input_rows_fit(config, word_embeddings: torch.nn.Module, base_model=No
                      f"{weight.shape[1]} wide (it projects them, e.g. OPT's word_embed_proj_dim): pass token_dim={weight.shape[1]}.")  # fmt: skip
 
 
-def _refuses_inputs_embeds(model) -> bool:
-    """Whether the model's forward raises for `inputs_embeds` given without `input_ids` (transformers' own message), also
-    through a subclass's forward that calls the one it overrides (`super().forward`, found by a review); or it, or an
-    encoder-decoder's encoder, requires `input_ids` (BLIP-2; FSMT's encoder: found 2026-12-07 by probes, transformers'
-    own TypeError "missing 1 required positional argument: 'input_ids'", plain PEFT alike)."""
+def _refuses_inputs_embeds(model) -> str | None:
+    """Why the model takes no `inputs_embeds` without `input_ids`, or None where it does: its forward raises for them
+    (transformers' own message), also through a subclass's forward that calls the one it overrides (`super().forward`,
+    found by a review); or it, or an encoder-decoder's encoder, requires `input_ids` (BLIP-2; FSMT's encoder: found
+    2026-12-07 by probes, transformers' own TypeError "missing 1 required positional argument", plain PEFT alike)."""
     encoder = model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder") else None
     for module in (model, encoder):
         ids = inspect.signature(module.forward).parameters.get("input_ids") if module is not None else None
         if ids is not None and ids.default is inspect.Parameter.empty:
-            return True
+            return "requires input_ids"
     for owner in type(model).__mro__:
         forward = vars(owner).get("forward")
         if forward is None:
@@ -57,12 +62,12 @@ def _refuses_inputs_embeds(model) -> bool:
         try:
             source = inspect.getsource(forward)
         except (OSError, TypeError):  # no source to read (compiled or built at run time): taken as accepting
-            return False
+            return None
         if "Passing input embeddings is currently not supported" in source:
-            return True
+            return "raises NotImplementedError"
         if not re.search(r"super\([^)]*\)\s*\.\s*forward\(", source):  # (a re-implementation calling other helpers: its own)
-            return False
-    return False
+            return None
+    return None
 
 
 def _plain_int(task):

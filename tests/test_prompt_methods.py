@@ -1381,7 +1381,8 @@ def test_roberta_given_its_own_position_ids_gives_the_logits_it_gives_without_th
 def test_a_classifiers_given_positions_past_its_table_are_named(model_name, config_name):
     """Found 2026-12-07 by a probe: a SEQ_CLS forward never read the caller's position_ids, so positions that the prompt
     moves past the learned table failed inside torch (BERT: "index 256 is out of bounds"; GPT-2: "index out of range");
-    the causal LM path names them. RoBERTa's given ids index its table as they are (its first rows unused for tokens)."""
+    the causal LM path names them. RoBERTa's given ids index its table as they are (its first rows unused for tokens);
+    the message counts positions as the model numbers its tokens, from row 2."""
     import transformers
 
     from peft_softprompt_ext import DeepPromptTuningConfig, VocabSampledPromptTuningConfig
@@ -1409,5 +1410,6 @@ def test_a_classifiers_given_positions_past_its_table_are_named(model_name, conf
             if fits:
                 model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions)
             else:
-                with pytest.raises(ValueError, match=rf"this call needs position {table}, but .* has a table of {table} positions"):
+                usable = table - 2 if model_name == "roberta" else table  # (the message counts positions, RoBERTa's from row 2)
+                with pytest.raises(ValueError, match=rf"this call needs position {usable}, but .* has a table of {usable} positions"):
                     model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions)
