@@ -612,12 +612,10 @@ def _cache_prefix_runs_as_layers(model, slots: list[Slot], length: int = 2) -> b
     by its cached values, JetMoE repeats them after the cache (a crash in its cache)."""
     from transformers import DynamicCache
 
-    parameters = inspect.signature(model.forward).parameters
-    argument = next((name for name in ("cache", "past_key_values") if name in parameters), None)
-    if argument is None or "position_ids" not in parameters:
+    argument = cache_argument(type(model))
+    if argument is None:
         return False
-    device = execution_device(model)
-    dtype = next(model.parameters()).dtype
+    device, dtype = execution_device(model), next(model.parameters()).dtype
     rows = torch.randn(1, length, features(slots), generator=torch.Generator().manual_seed(0)).to(device, dtype)
     ids = torch.tensor([[1, 2, 3]], device=device)
     positions = torch.arange(length, length + 3, device=device)[None]
@@ -626,15 +624,38 @@ def _cache_prefix_runs_as_layers(model, slots: list[Slot], length: int = 2) -> b
             with prefixed(model, slots, rows):
                 layered = model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions, use_cache=False).logits
             cache = DynamicCache(config=model.config)
-            modules = [model.get_submodule(slot.name) for slot in slots]
-            for index, (module, (keys, values)) in enumerate(zip(modules, split(rows, slots))):
-                cache.update(keys.contiguous(), values.contiguous(), getattr(module, "layer_idx", index))
+            put_in_cache(cache, model, slots, rows)
             cached = model(input_ids=ids, attention_mask=torch.ones(1, length + 3, dtype=torch.long, device=device), position_ids=positions,
                            use_cache=True, **{argument: cache}).logits  # fmt: skip
     except (RuntimeError, ValueError, IndexError, TypeError):  # (JetMoE: the cache's widths are not its attention's)
         return False
+    return off_beyond_tolerance(layered, cached, dtype) is None
+
+
+def put_in_cache(cache, model, slots: list[Slot], rows: torch.Tensor) -> None:
+    """A deep prompt's rows [B, P, F] as the first P positions of every slot's layer in a transformers cache."""
+    modules = [model.get_submodule(slot.name) for slot in slots]
+    for index, (module, (keys, values)) in enumerate(zip(modules, split(rows, slots))):
+        cache.update(keys.contiguous(), values.contiguous(), getattr(module, "layer_idx", index))
+
+
+def off_beyond_tolerance(reference: torch.Tensor, other: torch.Tensor, dtype: torch.dtype) -> float | None:
+    """How far `other`'s logits are from `reference`'s, where that is past what rounding in the model's `dtype` explains
+    (1e-3 of the logit scale in float32, 5e-2 in half precision); None where they agree. The build's once-per-model
+    checks of a cache prefix read it (`_cache_prefix_runs_as_layers`, `shared_prefix.cache_prefix_reads_otherwise`)."""
+    off = float((reference.float() - other.float()).abs().max())
     tolerance = 1e-3 if dtype == torch.float32 else 5e-2
-    return bool((layered.float() - cached.float()).abs().max() <= tolerance * max(1.0, float(layered.float().abs().max())))
+    return off if off > tolerance * max(1.0, float(reference.float().abs().max())) else None
+
+
+@functools.lru_cache(maxsize=64)
+def cache_argument(model_class: type) -> str | None:
+    """The name of `model_class.forward`'s cache argument (`cache` from transformers 5.24, else
+    `past_key_values`), or None if it takes no cache or no position_ids."""
+    parameters = inspect.signature(model_class.forward).parameters
+    if "position_ids" not in parameters:
+        return None
+    return next((name for name in ("cache", "past_key_values") if name in parameters), None)
 
 
 def layout_of(slots: list[Slot]) -> list[list]:

@@ -28,7 +28,6 @@ passing `prompt_cache=` explicitly to a model or prompt it was not computed for 
 from __future__ import annotations
 
 import functools
-import inspect
 import weakref
 
 import torch
@@ -65,16 +64,6 @@ def refuse_on(mode, reason: str | None, at_config: bool = False) -> None:
 
 
 # --------------------------------------------------------------------------- when it is exact
-@functools.lru_cache(maxsize=64)
-def cache_argument(model_class: type) -> str | None:
-    """The name of `model_class.forward`'s cache argument (`cache` from transformers 5.24, else
-    `past_key_values`), or None if it takes no cache or no position_ids."""
-    parameters = inspect.signature(model_class.forward).parameters
-    if "position_ids" not in parameters:
-        return None
-    return next((name for name in ("cache", "past_key_values") if name in parameters), None)
-
-
 def _text_config(model: torch.nn.Module):
     config = getattr(model, "config", None)
     return config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
@@ -143,7 +132,7 @@ def not_exact_reason(parts, output_attentions=None, call_kwargs=None) -> str | N
         return f"{type(encoder).__name__} gives every input its own prompt (it reads the input)"
     if getattr(parts, "nested_adapters", False):
         return "the base model is itself a PeftModel: its adapters can be switched without changing a weight"
-    if cache_argument(type(base_model)) is None:
+    if layer_prefix.cache_argument(type(base_model)) is None:
         return f"{type(base_model).__name__}.forward takes no cache/position_ids"
     if output_attentions or (output_attentions is None and getattr(config, "output_attentions", False)):
         return "output_attentions=True asks for the attention maps over prompt + input of every row"
@@ -193,7 +182,7 @@ def cache_prefix_reads_otherwise(base_model) -> str | None:
     call of the model pays for it."""
     if _CHECKED_ATTRIBUTE in base_model.__dict__:
         return base_model.__dict__[_CHECKED_ATTRIBUTE]
-    argument = cache_argument(type(base_model))
+    argument = layer_prefix.cache_argument(type(base_model))
     embeddings = base_model.get_input_embeddings()
     device, dtype = embeddings.weight.device, embeddings.weight.dtype
     generator = torch.Generator().manual_seed(0)
@@ -208,11 +197,9 @@ def cache_prefix_reads_otherwise(base_model) -> str | None:
             cache = prefix["cache"] if "cache" in prefix else prefix.get("past_key_values")
             after = base_model(inputs_embeds=text.clone(), attention_mask=ones(1, 5), position_ids=positions[:, 2:], use_cache=True,
                                **{argument: cache}).logits  # fmt: skip
-        off = float((joined.float() - after.float()).abs().max())
-        scale = max(1.0, float(joined.float().abs().max()))
-        tolerance = 1e-3 if dtype == torch.float32 else 5e-2
-        reason = None if off <= tolerance * scale else (f"{type(base_model).__name__} reads a cached prefix otherwise than the same rows "
-                                                        f"in front of its input ({off:.3g} off, checked on random rows)")  # fmt: skip
+        off = layer_prefix.off_beyond_tolerance(joined, after, dtype)
+        reason = None if off is None else (f"{type(base_model).__name__} reads a cached prefix otherwise than the same rows in front "
+                                           f"of its input ({off:.3g} off, checked on random rows)")  # fmt: skip
     except Exception as error:  # (any failure of running rows alone: the standard path does not run them alone)
         reason = f"{type(base_model).__name__} does not run a prompt's rows alone ({type(error).__name__}: {str(error)[:120]})"
     base_model.__dict__[_CHECKED_ATTRIBUTE] = reason
@@ -469,7 +456,7 @@ def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, fu
         prefix.fill(given, rows)
     else:
         given = prefix.new_cache(base_model, rows)
-    kwargs[cache_argument(type(base_model))] = given
+    kwargs[layer_prefix.cache_argument(type(base_model))] = given
     if output_attentions is not None:
         kwargs["output_attentions"] = output_attentions
     output = base_model(

@@ -41,9 +41,8 @@ def encoder_forward(
             if position_ids is None:  # no mask, no positions
                 position_ids = positions_after_prompt({}, num_virtual, batch_size, length, reference.device)
             check_positions_fit(transformers_model(parts), num_virtual, length, 0, position_ids, given, decoding=False)
-        elif position_ids is None:
-            counted = _counted_past_leading_padding(parts, attention_mask, last_token)
-            position_ids = None if counted is None else counted[:, parts.num_virtual_tokens :] - parts.num_virtual_tokens
+        elif position_ids is None and _counts_past_leading_padding(parts, attention_mask, last_token):
+            position_ids = positions_from_mask(attention_mask)  # (the input's own numbering, from 0)
         rows = deep_rows(parts, input_ids, inputs_embeds, task_ids)
         if decoder and input_ids is None and attention_mask.dim() == 2 and not bool(attention_mask[:, -1].all()):
             # given embeddings, the classifier reads each row's last position (it finds the last real token from
@@ -60,12 +59,12 @@ def encoder_forward(
     if last_token and attention_mask is None and input_ids is not None:
         attention_mask = _up_to_the_last_real_token(transformers_model(parts), input_ids)
         decoder = attention_mask is not None
-    counted = None if position_ids is not None else _counted_past_leading_padding(parts, attention_mask, last_token)
+    counted = position_ids is None and _counts_past_leading_padding(parts, attention_mask, last_token)
     inputs_embeds, attention_mask = encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     if token_type_ids is not None:
         kwargs["token_type_ids"] = zero_rows_in_front(token_type_ids, num_virtual)
-    if counted is not None:
-        kwargs["position_ids"] = counted
+    if counted:  # [prompt; input] counted by the mask (the extended one)
+        kwargs["position_ids"] = positions_from_mask(attention_mask)
     elif position_ids is not None:
         first = (position_limit(transformers_model(parts)) or (0, "", 0))[2]  # (found 2026-12-07 by a review: RoBERTa's
         # prompt sat at rows 0..P-1, row 1 its padding row, 0.009 off the prompt without given ids)
@@ -79,18 +78,15 @@ def encoder_forward(
     return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
 
 
-def _counted_past_leading_padding(parts: PromptParts, attention_mask, last_token: bool):
-    """Positions [B, P + L] of [prompt; input] counted by the caller's mask (a deep prompt's input, numbered from 0 as
-    the model numbers it, takes the last L less P) for an encoder whose positions act relatively (rotary: EuroBERT; no position table) on a call where some row starts with padding: the
-    model numbers every slot, so padding between the prompt and the tokens moved them apart (found 2026-12-07 by a
-    probe: a left-padded EuroBERT row 0.069 off the row alone, shallow, 0.060 deep; the base model alone 1.2e-7, as
-    its rotation sees only distances). None elsewhere: the call's positions stay the model's own."""
-    model = transformers_model(parts)
+def _counts_past_leading_padding(parts: PromptParts, attention_mask, last_token: bool) -> bool:
+    """Whether a call's positions are counted by the caller's mask: an encoder whose positions act relatively (rotary,
+    no position table: EuroBERT) on a call where some row starts with padding. The model numbers every slot, so
+    padding between the prompt and the tokens moved them apart (found 2026-12-07 by a probe: a left-padded EuroBERT
+    row 0.069 off the row alone, shallow, 0.060 deep; the base model alone 1.2e-7, as its rotation sees only
+    distances). Elsewhere the call's positions stay the model's own."""
     if last_token or not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or not starts_with_padding(attention_mask):
-        return None
-    if position_limit(model) is not None or not model_accepts(parts, "position_ids"):
-        return None
-    return positions_from_mask(with_prompt_mask(attention_mask, parts.num_virtual_tokens))
+        return False
+    return position_limit(transformers_model(parts)) is None and model_accepts(parts, "position_ids")
 
 
 def _up_to_the_last_real_token(model, input_ids: torch.Tensor) -> torch.Tensor | None:

@@ -9,7 +9,7 @@ import dataclasses
 
 import torch
 
-from .. import layer_prefix, shared_prefix
+from .. import layer_prefix
 from .._peft_compat import PromptParts
 from .inputs import transformers_model
 from .positions import cache_length, fed_tokens, given_cache
@@ -134,16 +134,14 @@ def fill_cache_with_deep_prompt(parts: PromptParts, model_inputs: dict, rows: to
     if cache is None:  # some releases (5.0) create it in the first forward; generate keeps the one returned
         from transformers import DynamicCache
 
-        argument = shared_prefix.cache_argument(parts.model_class or type(parts.base_model))
+        argument = layer_prefix.cache_argument(parts.model_class or type(parts.base_model))
         cache = model_inputs[argument] = DynamicCache(config=parts.base_model.config)
     if not hasattr(cache, "update"):
         raise RuntimeError(f"generate's first step has a {type(cache).__name__} as its cache, which cannot take the deep "
                            "prompt's keys and values; this should not happen with use_cache=True.")  # fmt: skip
     fed = fed_tokens(model_inputs)
     rows = rows.repeat_interleave(fed.shape[0] // rows.shape[0], dim=0)  # beams / returned sequences
-    modules = [parts.inner_model.get_submodule(slot.name) for slot in parts.encoder.slots]
-    for index, (module, (keys, values)) in enumerate(zip(modules, layer_prefix.split(rows, parts.encoder.slots))):
-        cache.update(keys.contiguous(), values.contiguous(), getattr(module, "layer_idx", index))
+    layer_prefix.put_in_cache(cache, parts.inner_model, parts.encoder.slots, rows)
 
 
 def refuse_static_cache(parts: PromptParts, model_inputs: dict) -> None:
