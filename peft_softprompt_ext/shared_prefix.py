@@ -433,19 +433,21 @@ def asks_hidden_states(asked) -> bool:
     return asked is not None and asked is not False
 
 
-def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, full_mask, position_ids, labels,
+def causal_lm_forward(base_model, prefix: PromptKVCache, rows, fed: dict, full_mask, position_ids, labels,
                       output_hidden_states, output_attentions, return_dict, kwargs):  # fmt: skip
     """The input tokens against the shared prefix; output as if `[prompt; input]` had been fed.
 
+    `fed`: the input as the model gets it, `{"input_ids": [B, L]}` or `{"inputs_embeds": [B, L, D]}`.
+
     `output_hidden_states`: as `hidden_states_asked` resolves it; `output_attentions` None or False (True takes
     the standard path): False is passed on over a config that says True."""
-    num_virtual = prefix.num_virtual_tokens
-    batch_size = inputs_embeds.shape[0]
-    rows = rows.to(inputs_embeds.device)
+    (fed_tensor,) = fed.values()
+    length = fed_tensor.shape[1]
+    rows = rows.to(fed_tensor.device)
     num_items = kwargs.pop("num_items_in_batch", None)
     user_use_cache = kwargs.pop("use_cache", None)
     keep = kwargs.pop("logits_to_keep", 0)
-    input_only = isinstance(keep, int) and 0 < keep <= inputs_embeds.shape[1]
+    input_only = isinstance(keep, int) and 0 < keep <= length
     if input_only:  # the last `keep` positions are all input positions: no prompt logits needed
         kwargs["logits_to_keep"] = keep
     if position_ids is not None:
@@ -460,15 +462,15 @@ def causal_lm_forward(base_model, prefix: PromptKVCache, rows, inputs_embeds, fu
     if output_attentions is not None:
         kwargs["output_attentions"] = output_attentions
     output = base_model(
-        inputs_embeds=inputs_embeds,
+        **fed,
         attention_mask=full_mask,
         use_cache=True,
         output_hidden_states=output_hidden_states,
         return_dict=True,
         **kwargs,
     )
-    if not input_only and output.logits.shape[1] != inputs_embeds.shape[1]:
-        reason = (f"{type(base_model).__name__} puts {output.logits.shape[1] - inputs_embeds.shape[1]} rows of its own in front of the "
+    if not input_only and output.logits.shape[1] != length:
+        reason = (f"{type(base_model).__name__} puts {output.logits.shape[1] - length} rows of its own in front of the "
                   "input (e.g. GIT's image features), which the prompt run alone would follow instead of precede")  # fmt: skip
         base_model.__dict__[_CHECKED_ATTRIBUTE] = reason  # (later calls take the standard path at once)
         raise RowsOfItsOwn(reason)

@@ -12,15 +12,16 @@ SHAREABLE_CONFIGS = ["vocab_uniform", "vocab_reparam", "projected", "mixture_tas
 
 
 class InputLengths:
-    """Records the sequence length of every `inputs_embeds` the frozen base model is called with."""
+    """Records the batch size and sequence length of every input (`inputs_embeds`, or `input_ids`, which the shared prefix
+    hands on as given) the frozen base model is called with."""
 
     def __init__(self, base_model):
         self.calls = []
         self.handle = base_model.register_forward_pre_hook(self._record, with_kwargs=True)
 
     def _record(self, module, args, kwargs):
-        embeds = kwargs.get("inputs_embeds")
-        self.calls.append(None if embeds is None else tuple(embeds.shape[:2]))
+        fed = kwargs.get("inputs_embeds") if kwargs.get("input_ids") is None else kwargs["input_ids"]
+        self.calls.append(None if fed is None else tuple(fed.shape[:2]))
 
     def close(self):
         self.handle.remove()

@@ -501,3 +501,26 @@ def conformance_config(name: str, task_type: str, model_name: str, variant: bool
     if name in mixtures:
         return mixtures[name]()
     return all_configs()[name](task_type, model_name)
+
+
+def sampled_prompt_ids(peft_model) -> torch.Tensor:
+    """The token ids whose embedding rows a fresh vocabulary-sampled prompt holds [2, P] (in the space the model reads
+    them: Gemma's scaled by its embedding factor)."""
+    rows, table = peft_model.prompt_encoder["default"](1)[0], peft_model.get_input_embeddings().weight
+    similarity = torch.nn.functional.normalize(rows, dim=-1) @ torch.nn.functional.normalize(table, dim=-1).T
+    assert bool((similarity.max(dim=-1).values > 1 - 1e-5).all()), "a prompt row is no token's embedding"
+    return similarity.argmax(dim=-1).expand(2, -1)
+
+
+def prompted(build, kind: str, shared_prefix: str = "auto", P: int = 5):
+    """A fresh model from `build` with a vocabulary-sampled prompt of P rows: shallow, or deep (the same tokens' keys and
+    values; `sampled_prompt_ids` of the shallow one gives those tokens)."""
+    import peft
+    from peft_softprompt_ext import DeepPromptTuningConfig, VocabSampledPromptTuningConfig
+
+    if kind == "deep":
+        config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="vocab_sampled", vocab_sampling="uniform", seed=3)
+    else:
+        config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3,
+                                                shared_prefix=shared_prefix)  # fmt: skip
+    return peft.get_peft_model(build(), config).eval()

@@ -10,6 +10,7 @@ from .. import shared_prefix
 from .._peft_compat import PromptParts
 from ..position_table import check_positions_fit, first_position
 from .generation_cache import refuse_a_cache_without_prompt_rows
+from .modality_inputs import model_input, refuse_inputs_dropped_beside_embeddings
 from .inputs import (CROSS_ATTENTION_MASKS, cross_attention_with_prompt, embed_prompts, is_deep, layer_prompts, model_accepts,
                      output_switches, refuse_training_nothing, token_types_with_prompt, TOKEN_TYPES, transformers_model)
 from .padding_order import (caller_selection, in_order, keeps_some, kept_positions, leading_padding_first_order,
@@ -57,6 +58,7 @@ def causal_lm_forward(
     `prompt_cache`: a `PromptKVCache` from `prompt_kv_cache(peft_model)` to reuse (shared prefix).
     """
     refuse_training_nothing(parts, {"labels": labels})
+    given_embeds = inputs_embeds is not None
     if inputs_embeds is None:
         inputs_embeds = parts.input_embeddings(input_ids)
     position_ids = checked_position_ids(position_ids, inputs_embeds)
@@ -84,7 +86,7 @@ def causal_lm_forward(
         check_positions_fit(transformers_model(parts), num_virtual, new_length, cache_length(kwargs), kwargs.get("position_ids"), given)
         rows = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
         with layer_prompts(parts, rows):
-            return parts.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,
+            return parts.base_model(**model_input(input_ids, inputs_embeds, given_embeds), attention_mask=attention_mask, labels=labels,
                                     **output_switches(output_attentions, output_hidden_states, return_dict), **kwargs)  # fmt: skip
     mode = "on" if prompt_cache is not None else parts.shared_prefix
     padding_first = padding_goes_first(parts, attention_mask) and not four_d
@@ -104,11 +106,13 @@ def causal_lm_forward(
         shared_kwargs = dict(kwargs)
         cross_attention_with_prompt(parts, shared_kwargs, rows_fed_now=False, fed=new_length)
         try:
-            return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, inputs_embeds.clone(), full_mask, positions, labels,
-                                                   hidden, output_attentions, return_dict, shared_kwargs)  # (a copy: GIT adds to it in place)
+            return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, model_input(input_ids, inputs_embeds, given_embeds),
+                                                   full_mask, positions, labels, hidden, output_attentions, return_dict, shared_kwargs)  # fmt: skip
         except shared_prefix.RowsOfItsOwn as error:  # (found 2026-12-07 by a probe: GIT, 2.6 off the prompt fed by hand)
             shared_prefix.refuse_on(mode, str(error))
     if injecting:
+        if not given_embeds:
+            refuse_inputs_dropped_beside_embeddings(parts, input_ids, attention_mask, position_ids, kwargs)
         prompts = embed_prompts(parts, inputs_embeds, attention_mask, task_ids, context_labels)
         inputs_embeds = torch.cat((prompts, inputs_embeds), dim=1)
         new_length += num_virtual

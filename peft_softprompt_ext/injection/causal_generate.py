@@ -18,6 +18,7 @@ from .generation_cache import (deep_prompt_fits_cache, DEEP_PROMPT_IN_CACHE, fil
                                ShallowPromptInLayers, shift_cache_position, static_cache_of)
 from .inputs import (CROSS_ATTENTION_MASKS, cross_attention_with_prompt, embed_prompts, is_deep, model_accepts,
                      token_types_with_prompt, TOKEN_TYPES, transformers_model)
+from .modality_inputs import refuse_inputs_dropped_beside_embeddings
 from .model_checks import refuse_generate_numbering_from_one, refuse_generate_of_an_inner_model
 from .padding_order import (for_rows_of, in_order, keys_in_order, leading_padding_first_order, PADDING_FIRST_REASON,
                             padding_goes_first, positions_in_order)
@@ -241,6 +242,8 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
     position_ids = model_inputs.get("position_ids")
     if injecting:
         input_ids = model_inputs.get("input_ids")
+        if input_ids is not None:
+            refuse_inputs_dropped_beside_embeddings(parts, input_ids, user_mask, position_ids, model_inputs)
         embeds = model_inputs.get("inputs_embeds") if input_ids is None else parts.input_embeddings(input_ids)
         if fixed_prompts is not None:  # computed once per generate call; beams/samples repeat rows
             prompts = fixed_prompts.to(embeds.dtype).repeat_interleave(embeds.shape[0] // fixed_prompts.shape[0], dim=0)

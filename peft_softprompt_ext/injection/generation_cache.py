@@ -159,16 +159,26 @@ def refuse_static_cache(parts: PromptParts, model_inputs: dict) -> None:
 
 
 def fill_generation_cache(parts: PromptParts, model_inputs: dict, prefix) -> bool:
-    """Put the shared prompt's keys/values into generate's empty cache; False if there is none."""
+    """Put the shared prompt's keys/values into generate's empty cache, or into a new one where generate made none
+    (transformers 5.0, unless a `cache_implementation` is set, leaves that to the model's first forward: the
+    prompt's rows then joined the input's, which audio models drop their audio beside, `modality_inputs.py`); False
+    where the step takes no cache (`use_cache=False`, a model that takes none, a legacy tuple)."""
     cache = given_cache(model_inputs)
-    if prefix is None or cache is None or isinstance(cache, (tuple, list)) or not hasattr(cache, "update"):
+    if prefix is None or isinstance(cache, (tuple, list)) or (cache is not None and not hasattr(cache, "update")):
+        return False
+    model = transformers_model(parts)
+    name = layer_prefix.cache_argument(type(model))
+    if cache is None and (model_inputs.get("use_cache") is False or name is None):
         return False
     prompt_cache, rows = prefix
     reference = model_inputs.get("input_ids")
     if reference is None:
         reference = model_inputs["inputs_embeds"]
     rows = rows.to(reference.device).repeat_interleave(reference.shape[0] // rows.shape[0])  # beams / samples
-    prompt_cache.fill(cache, rows, _layers_running(transformers_model(parts)))
+    if cache is None:
+        model_inputs[name] = prompt_cache.new_cache(model, rows)
+    else:
+        prompt_cache.fill(cache, rows, _layers_running(model))
     return True
 
 

@@ -1,0 +1,72 @@
+"""A call's inputs besides the text (audio features, images) that a model reads only beside `input_ids`.
+
+Qwen2-Audio puts its audio features on the audio tokens only when it gets no `inputs_embeds`, Voxtral only when it gets
+`input_ids`, and Llama 4 refuses `pixel_values` beside `inputs_embeds` (found 2026-12-07 by a probe: a prompted forward
+ran without the audio, 6.9 off the prompt fed by hand; plain PEFT alike). A deep prompt and the shared prefix hand the
+model the caller's `input_ids` as given; a prompt of input rows joined to the input's goes in as `inputs_embeds`, and
+is refused on such a call, once checked per model and set of inputs (`refuse_inputs_dropped_beside_embeddings`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._peft_compat import PromptParts
+from ..eval_mode import in_eval_mode
+from ..layer_prefix import off_beyond_tolerance
+from .inputs import CROSS_ATTENTION_MASKS, TOKEN_TYPES, model_accepts, transformers_model
+
+_CHECKED = "_peft_softprompt_ext_inputs_dropped_beside_embeddings"  # on the model: {input names: reason or None}
+_TEXT_ARGUMENTS = ("input_ids", "inputs_embeds", "attention_mask", "position_ids", "labels")
+_CACHE_ARGUMENTS = ("past_key_values", "cache", "cache_position", "use_cache", "logits_to_keep", "num_items_in_batch", "rope_deltas")
+_NOT_MODALITY = {*_TEXT_ARGUMENTS, *_CACHE_ARGUMENTS, *TOKEN_TYPES, *CROSS_ATTENTION_MASKS}
+
+
+def model_input(input_ids, inputs_embeds: torch.Tensor, given_embeds: bool) -> dict:
+    """The input as the model gets it where the prompt does not join its rows (a deep prompt, the shared prefix): the
+    caller's `input_ids` where the caller gave ids, so that the model puts its other inputs on them; else the rows
+    (a copy: GIT and CTRL change theirs in place)."""
+    if input_ids is not None and not given_embeds:
+        return {"input_ids": input_ids}
+    return {"inputs_embeds": inputs_embeds.clone()}
+
+
+def refuse_inputs_dropped_beside_embeddings(parts: PromptParts, input_ids, attention_mask, position_ids, kwargs: dict) -> None:
+    """Refuse a call that joins prompt rows to the input's (`inputs_embeds`) where the model reads the call's other
+    inputs (`input_features`, `pixel_values`, ...) only beside `input_ids`: checked once per model and set of input names,
+    by running the base model on the call without a prompt both ways (the logits must agree, in the model's dtype).
+    `kwargs`: the call's other arguments (a forward's, or a generate step's model inputs)."""
+    names = tuple(sorted(name for name, value in kwargs.items() if _holds_a_tensor(value) and name not in _NOT_MODALITY))
+    if input_ids is None or not names:
+        return
+    model = transformers_model(parts)
+    answers = model.__dict__.setdefault(_CHECKED, {})
+    if names not in answers:
+        answers[names] = _why_dropped(parts, input_ids, attention_mask, position_ids, kwargs)
+    if answers[names] is not None:
+        raise ValueError(f"{type(model).__name__} {answers[names].format(names=', '.join(names))}, and this call joins the prompt's rows to the input's "
+                         "as inputs_embeds (off the shared prefix: shared_prefix='off', generate without a cache, an input-dependent prompt, "
+                         "output_attentions=True, or a model the shared prefix is not exact for): use shared_prefix='auto' where it applies (the prompt as a cached prefix, the input as "
+                         "input_ids), DeepPromptTuningConfig (keys and values in every layer; the input stays input_ids), or LoRA.")  # fmt: skip
+
+
+def _why_dropped(parts: PromptParts, input_ids, attention_mask, position_ids, kwargs: dict) -> str | None:
+    call = {name: value for name, value in kwargs.items() if name not in (*_TEXT_ARGUMENTS, *_CACHE_ARGUMENTS)}
+    if position_ids is not None and model_accepts(parts, "position_ids"):
+        call["position_ids"] = position_ids
+    model = transformers_model(parts)
+    with torch.no_grad(), in_eval_mode(model):
+        rows = parts.input_embeddings(input_ids)
+        by_ids = parts.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **call).logits
+        try:
+            by_rows = parts.base_model(inputs_embeds=rows, attention_mask=attention_mask, use_cache=False, **call).logits
+        except (ValueError, TypeError, RuntimeError) as error:
+            said = str(error).splitlines()[0][:200].replace("{", "{{").replace("}", "}}")  # (read by str.format below)
+            return f"refuses this call's {{names}} beside inputs_embeds ({type(error).__name__}: {said})"
+    off = off_beyond_tolerance(by_ids, by_rows, rows.dtype)
+    return None if off is None else f"reads this call's {{names}} only beside input_ids (given inputs_embeds, its logits were {off:.3g} off)"
+
+
+def _holds_a_tensor(value) -> bool:
+    """A tensor, or a dict of them (transformers 5.23's `mm_encoder_outputs`: the images a generate encoded first)."""
+    return torch.is_tensor(value) or (isinstance(value, dict) and any(torch.is_tensor(item) for item in value.values()))

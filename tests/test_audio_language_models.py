@@ -1,0 +1,92 @@
+"""Soft prompts on audio-language models (Qwen2-Audio, Voxtral), which put the audio features on their audio tokens only
+when given `input_ids` (found 2026-12-07 by a probe: a prompted forward ran without the audio, shallow and deep alike,
+6.9 and 5.3 off the prompt fed by hand on logit scales of ~4.9; plain PEFT alike)."""
+
+import pytest
+import torch
+import transformers
+
+from testing_common import prompted, sampled_prompt_ids
+
+VOCAB, AUDIO_TOKEN, P = 400, 399, 5
+TEXT = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            pad_token_id=0, max_position_embeddings=256, initializer_range=0.2)  # fmt: skip
+
+
+def tiny_qwen2_audio():
+    torch.manual_seed(0)
+    audio = dict(num_mel_bins=8, encoder_layers=1, encoder_attention_heads=4, encoder_ffn_dim=64, d_model=32, max_source_positions=10, init_std=0.2)
+    config = transformers.Qwen2AudioConfig(audio_config=audio, text_config={**TEXT, "model_type": "qwen2"}, audio_token_index=AUDIO_TOKEN)
+    model = transformers.Qwen2AudioForConditionalGeneration(config).eval()
+    model.generation_config.eos_token_id = None
+    return model
+
+
+def tiny_voxtral():
+    torch.manual_seed(0)
+    audio = dict(num_mel_bins=8, num_hidden_layers=1, num_attention_heads=4, intermediate_size=128, hidden_size=32, max_source_positions=16,
+                 initializer_range=0.2)  # fmt: skip
+    config = transformers.VoxtralConfig(audio_config=audio, text_config={**TEXT, "model_type": "llama"}, audio_token_id=AUDIO_TOKEN)
+    model = transformers.VoxtralForConditionalGeneration(config).eval()
+    model.generation_config.eos_token_id = None
+    return model
+
+
+# family -> (builder, audio tokens per row, the audio inputs of a batch of 2)
+FAMILIES = {
+    "qwen2_audio": (tiny_qwen2_audio, 5, lambda g: {"input_features": torch.randn(2, 8, 20, generator=g),
+                                                    "feature_attention_mask": torch.ones(2, 20, dtype=torch.long)}),  # fmt: skip
+    "voxtral": (tiny_voxtral, 4, lambda g: {"input_features": torch.randn(2, 8, 32, generator=g)}),
+}
+
+
+def audio_batch(family: str, in_front=None, with_audio: bool = True):
+    """Text, the audio's tokens, text; `in_front` [2, P]: text ids put before it."""
+    _, audio_tokens, audio = FAMILIES[family]
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.cat([torch.randint(6, 300, (2, 3), generator=generator), torch.full((2, audio_tokens), AUDIO_TOKEN),
+                     torch.randint(6, 300, (2, 4), generator=generator)], dim=1)  # fmt: skip
+    if in_front is not None:
+        ids = torch.cat((in_front, ids), dim=1)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    return {**batch, **audio(generator)} if with_audio else batch
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("kind, shared_prefix", [("shallow", "auto"), ("deep", "auto")])
+def test_a_prompt_on_an_audio_model_reads_as_text_in_front_of_its_audio(family, kind, shared_prefix):
+    """The reference: the base model on [the sampled tokens; the input], with the audio; forward and greedy generate
+    with and without the cache."""
+    build = FAMILIES[family][0]
+    peft_model = prompted(build, kind, shared_prefix)
+    in_front = sampled_prompt_ids(prompted(build, "shallow"))
+    with torch.no_grad():
+        base = build()
+        expected = base(**audio_batch(family, in_front)).logits[:, P:]
+        without_audio = base(**audio_batch(family, in_front, with_audio=False)).logits[:, P:]
+        assert (expected - without_audio).abs().max() > 0.5  # (the audio matters)
+        torch.testing.assert_close(peft_model(**audio_batch(family)).logits[:, -expected.shape[1]:], expected, atol=1e-4, rtol=1e-4)
+        tokens = base.generate(**audio_batch(family, in_front), max_new_tokens=3, do_sample=False)[:, -3:]
+        for use_cache in (True, False) if kind == "deep" else (True,):  # (a shallow prompt without a cache: refused, below)
+            got = peft_model.generate(**audio_batch(family), max_new_tokens=3, do_sample=False, use_cache=use_cache)[:, -3:]
+            assert got.tolist() == tokens.tolist(), f"use_cache={use_cache}"
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_prompt_of_input_rows_joined_to_an_audio_models_input_is_refused_naming_the_audio(family):
+    """Off the shared prefix (`shared_prefix="off"`, generate without a cache) a shallow prompt's rows go in front of the
+    input's as `inputs_embeds`, beside which these models drop the audio: refused, naming the input and the ways that
+    keep it; text alone still runs."""
+    build = FAMILIES[family][0]
+    peft_model = prompted(build, "shallow", "off")
+    refusal = r"(?s)ForConditionalGeneration reads this call's .*input_features only beside input_ids .*shared_prefix='auto'"
+    with torch.no_grad(), pytest.raises(ValueError, match=refusal):
+        peft_model(**audio_batch(family))
+    with torch.no_grad(), pytest.raises(ValueError, match=refusal):
+        prompted(build, "shallow").generate(**audio_batch(family), max_new_tokens=2, use_cache=False)
+    in_front = sampled_prompt_ids(prompted(build, "shallow"))
+    with torch.no_grad():
+        expected = build()(**audio_batch(family, in_front, with_audio=False)).logits[:, P:]
+        got = peft_model(**audio_batch(family, with_audio=False)).logits[:, P:]
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
