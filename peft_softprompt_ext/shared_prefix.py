@@ -144,6 +144,8 @@ def not_exact_reason(parts, output_attentions=None, call_kwargs=None) -> str | N
         return "output_router_logits: the router's auxiliary loss covers prompt + input of every row"
     if call_kwargs.get("token_type_ids") is not None:
         return "token_type_ids are given for the input only"
+    if call_kwargs.get("encoder_hidden_states") is not None:  # (found 2026-12-07 by a review: GPT-2's, 0.96 off)
+        return "encoder_hidden_states: the prompt's rows attend to each row's encoder output, which the prompt run alone does not see"
     if call_kwargs.get("fused_lm_head"):
         return "trl's fused_lm_head scores every position's hidden state against the labels inside the model"
     layer_types = set(getattr(config, "layer_types", None) or ())

@@ -2,10 +2,12 @@
 when given `input_ids` (found 2026-12-07 by a probe: a prompted forward ran without the audio, shallow and deep alike,
 6.9 and 5.3 off the prompt fed by hand on logit scales of ~4.9; plain PEFT alike)."""
 
+import peft
 import pytest
 import torch
 import transformers
 
+from peft_softprompt_ext import DeepPromptTuningConfig, VocabSampledPromptTuningConfig
 from testing_common import prompted, sampled_prompt_ids
 
 VOCAB, AUDIO_TOKEN, P = 400, 399, 5
@@ -90,3 +92,29 @@ def test_a_prompt_of_input_rows_joined_to_an_audio_models_input_is_refused_namin
         got = peft_model(**audio_batch(family, with_audio=False)).logits[:, P:]
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
+
+def tiny_whisper():
+    config = transformers.WhisperConfig(vocab_size=100, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+                                        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=8,
+                                        max_source_positions=16, max_target_positions=32, pad_token_id=0, decoder_start_token_id=1)  # fmt: skip
+    return transformers.WhisperForConditionalGeneration(config).eval(), "SEQ_2_SEQ_LM", "WhisperForConditionalGeneration takes no token input .its forward takes input_features"
+
+
+def tiny_wav2vec2_classifier():
+    config = transformers.Wav2Vec2Config(vocab_size=32, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                                         conv_dim=(8, 8), conv_stride=(4, 4), conv_kernel=(8, 8), num_conv_pos_embeddings=4,
+                                         num_conv_pos_embedding_groups=2, num_labels=2)  # fmt: skip
+    return transformers.Wav2Vec2ForSequenceClassification(config).eval(), "SEQ_CLS", "Wav2Vec2ForSequenceClassification takes no token input .its forward takes input_values"
+
+
+@pytest.mark.parametrize("build", [tiny_whisper, tiny_wav2vec2_classifier])
+@pytest.mark.parametrize("kind", ["shallow", "deep"])
+def test_a_model_that_reads_no_text_is_refused_at_the_build(build, kind):
+    """Whisper's encoder reads `input_features`, Wav2Vec2 `input_values`: a prompt built on Whisper failed at its first
+    forward with a bare TypeError (found 2026-12-07; plain PEFT: "You have to provide either input_ids or
+    inputs_embeds"), on Wav2Vec2 transformers' NotImplementedError for its input embeddings came out."""
+    model, task_type, names = build()
+    config = (DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=3, deep_init="random") if kind == "deep" else
+              VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=3, vocab_sampling="uniform", seed=1))  # fmt: skip
+    with pytest.raises(ValueError, match=rf"(?s){names}.*reads no text. Use LoRA"):
+        peft.get_peft_model(model, config)

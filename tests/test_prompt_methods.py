@@ -1188,6 +1188,24 @@ def test_a_prompt_over_a_model_accelerate_offloads_gives_the_same_logits_and_tok
             torch.testing.assert_close(model.generate(**batch, **greedy, **setting), expected, rtol=0, atol=0, msg=lambda m: f"{setting}: {m}")
 
 
+@pytest.mark.parametrize("config_name", ["vocab_top_frequent", "deep_vocab"])
+@pytest.mark.parametrize("emptied", ["init_empty_weights", "cpu_offload"])
+def test_a_prompt_built_on_embeddings_without_values_is_refused_saying_to_offload_after(config_name, emptied):
+    """Found by a probe (2026-12-07): a model built under accelerate's init_empty_weights, or offloaded before the
+    prompt was built, has its embeddings on the meta device; the build stopped in a bare "Cannot copy out of meta
+    tensor" (plain PEFT builds, then fails at its first forward)."""
+    import accelerate
+
+    model, task_type = common.tiny_model("llama")
+    if emptied == "init_empty_weights":
+        with accelerate.init_empty_weights():
+            model = type(model)(model.config)
+    else:
+        accelerate.cpu_offload(model, execution_device=torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"LlamaForCausalLM's input embeddings are on the meta device .*build the prompt first, then offload"):
+        peft.get_peft_model(model, common.conformance_config(config_name, task_type, "llama"))
+
+
 def _t5gemma(task_type: str):
     import transformers
 

@@ -14,7 +14,9 @@ import torch
 from .._peft_compat import PromptParts
 from ..eval_mode import in_eval_mode
 from ..layer_prefix import off_beyond_tolerance
+from ..position_table import first_position
 from .inputs import CROSS_ATTENTION_MASKS, TOKEN_TYPES, model_accepts, transformers_model
+from .positions import positions_from_mask
 
 _CHECKED = "_peft_softprompt_ext_inputs_dropped_beside_embeddings"  # on the model: {input names: reason or None}
 _TEXT_ARGUMENTS = ("input_ids", "inputs_embeds", "attention_mask", "position_ids", "labels")
@@ -52,9 +54,10 @@ def refuse_inputs_dropped_beside_embeddings(parts: PromptParts, input_ids, atten
 
 def _why_dropped(parts: PromptParts, input_ids, attention_mask, position_ids, kwargs: dict) -> str | None:
     call = {name: value for name, value in kwargs.items() if name not in (*_TEXT_ARGUMENTS, *_CACHE_ARGUMENTS)}
-    if position_ids is not None and model_accepts(parts, "position_ids"):
-        call["position_ids"] = position_ids
     model = transformers_model(parts)
+    if model_accepts(parts, "position_ids"):  # both ways numbered as the standard path numbers them, by the mask (found
+        # 2026-12-07 by a review: RoBERTa numbers ids around its padding id, rows in a row, and a padded call was refused)
+        call["position_ids"] = position_ids if position_ids is not None else _counted(input_ids, attention_mask, first_position(model))
     with torch.no_grad(), in_eval_mode(model):
         rows = parts.input_embeddings(input_ids)
         by_ids = parts.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **call).logits
@@ -70,3 +73,10 @@ def _why_dropped(parts: PromptParts, input_ids, attention_mask, position_ids, kw
 def _holds_a_tensor(value) -> bool:
     """A tensor, or a dict of them (transformers 5.23's `mm_encoder_outputs`: the images a generate encoded first)."""
     return torch.is_tensor(value) or (isinstance(value, dict) and any(torch.is_tensor(item) for item in value.values()))
+
+
+def _counted(input_ids: torch.Tensor, attention_mask, first: int) -> torch.Tensor:
+    """The positions [B, L] of a call's tokens counted by its 2-D mask (else in a row), from the table's `first` row."""
+    if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
+        return positions_from_mask(attention_mask) + first
+    return torch.arange(first, first + input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import re
 
+import torch
 from transformers import GenerationMixin
 
 from .. import layer_prefix, shared_prefix
@@ -43,6 +44,8 @@ def check_task_type(task_type: str, model) -> None:
     task type the plugin does not support, set after the config was made (found 2026-12-07 by a probe). A causal LM's
     reading of a cached prefix is checked here, once (`shared_prefix.cache_prefix_reads_otherwise`)."""
     validate_task_type(task_type)
+    _refuse_a_model_without_token_input(model)
+    _refuse_embeddings_without_weights(model)
     generates = _generates(model)
     fits = model_task_type(model)
     needs = {"CAUSAL_LM": "a causal LM (AutoModelForCausalLM)", "SEQ_2_SEQ_LM": "an encoder-decoder model (AutoModelForSeq2SeqLM)",
@@ -79,6 +82,34 @@ def _refuse_an_encoder_loaded_as_a_decoder(model) -> None:
             return
 
 
+def _refuse_a_model_without_token_input(model) -> None:
+    """A soft prompt goes in front of a text's tokens, or their keys and values: a model whose forward (or encoder's)
+    takes neither `input_ids` nor `inputs_embeds` has no text input to go in front of (found 2026-12-07: Whisper's
+    encoder reads `input_features`, and the prompt built, then failed at its first forward with a bare TypeError;
+    Wav2Vec2's classifier reads `input_values`, and transformers' NotImplementedError for its input embeddings came
+    out; plain PEFT fails alike)."""
+    encoder = model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder") else None
+    for module in (model, encoder):
+        parameters = inspect.signature(module.forward).parameters if module is not None else {}
+        if any(parameter.kind == parameter.VAR_POSITIONAL for parameter in parameters.values()):
+            continue  # (a wrapper's `forward(*args, **kwargs)` names no inputs of its own)
+        if parameters and "input_ids" not in parameters and "inputs_embeds" not in parameters:
+            takes = ", ".join([name for name, parameter in parameters.items() if parameter.kind != parameter.VAR_KEYWORD][:3] + ["..."])
+            raise ValueError(f"{type(module).__name__} takes no token input (its forward takes {takes}): a soft prompt goes in front of a "
+                             "text's tokens (or their keys and values in every layer), and this model reads no text. Use LoRA.")  # fmt: skip
+
+
+def _refuse_embeddings_without_weights(model) -> None:
+    """The build reads the input embeddings (a prompt's start, the checks' random rows): on the meta device they have no
+    values (found 2026-12-07 by a probe: a bare "Cannot copy out of meta tensor" from the build under accelerate's
+    `init_empty_weights`, or after `cpu_offload`; plain PEFT builds, then fails at its first forward)."""
+    weight = getattr(model.get_input_embeddings(), "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.is_meta:
+        raise ValueError(f"{type(model).__name__}'s input embeddings are on the meta device (no values: built under init_empty_weights, "
+                         "or offloaded by accelerate), and building a prompt reads them. Load the weights first; to offload, build the "
+                         "prompt first, then offload (get_peft_model, then cpu_offload(peft_model.get_base_model())).")  # fmt: skip
+
+
 def _refuse_inputs_read_from_ids(model) -> None:
     """A prompt goes in as `inputs_embeds` ([prompt; text]); models whose forward reads more from `input_ids` than their
     embedding rows (and a factor, `ids_embedding.py`) are refused, naming what (found 2026-12-07 by a probe; plain PEFT
@@ -88,8 +119,8 @@ def _refuse_inputs_read_from_ids(model) -> None:
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     if getattr(text_config, "model_type", None) in ("gemma3n", "gemma3n_text") or getattr(config, "model_type", None) == "gemma3n":
         raise ValueError(f"{type(model).__name__} (Gemma 3n) also reads per-layer inputs looked up from the input ids, which a "
-                         "soft prompt's rows have none of and which its text, given as inputs_embeds beside them, loses: "
-                         "soft prompts are not supported there. Use LoRA.")  # fmt: skip
+                         "soft prompt's rows (or the positions a deep prompt's keys and values stand for) have none of: soft "
+                         "prompts are not supported there. Use LoRA.")  # fmt: skip
     if getattr(config, "model_type", None) == "esm" and getattr(config, "token_dropout", False):
         raise ValueError(f"{type(model).__name__} has token_dropout=True: its forward rescales each row's embeddings by its "
                          "share of mask tokens, read from input_ids, which the text given as inputs_embeds beside a prompt "
