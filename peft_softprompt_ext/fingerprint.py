@@ -148,7 +148,22 @@ def base_model_fingerprint(model) -> dict:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = base.config
     architecture = (getattr(config, "architectures", None) or [type(base).__name__])[0]
-    return embedding_fingerprint(architecture, getattr(config, "model_type", None), _own_module[0](base.get_input_embeddings(), model).weight)
+    embeddings = _own_module[0](base.get_input_embeddings(), model)
+    refuse_embeddings_without_values(base, embeddings)
+    return embedding_fingerprint(architecture, getattr(config, "model_type", None), embeddings.weight)
+
+
+def refuse_embeddings_without_values(model, embeddings) -> None:
+    """Building or loading a prompt reads the input embeddings (this fingerprint, a prompt's start, the build's checks):
+    on the meta device they have no values (found 2026-12-07 by a probe and a review: a bare "Cannot copy out of meta
+    tensor" under accelerate's `init_empty_weights`, or after `cpu_offload`, from get_peft_model, from_pretrained and
+    load_adapter alike; plain PEFT builds, then fails at its first forward)."""
+    weight = getattr(embeddings, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.is_meta:
+        raise ValueError(f"{type(model).__name__}'s input embeddings are on the meta device (no values: built under init_empty_weights, "
+                         "or offloaded by accelerate), and building or loading a prompt reads them. Load the weights first; to "
+                         "offload, build or load the prompt first, then offload (get_peft_model or PeftModel.from_pretrained, then "
+                         "cpu_offload(peft_model.get_base_model())).")  # fmt: skip
 
 
 # Where a plain PROMPT_TUNING copy exported by the plugin carries the fingerprint: its safetensors

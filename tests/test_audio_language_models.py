@@ -97,14 +97,14 @@ def tiny_whisper():
     config = transformers.WhisperConfig(vocab_size=100, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
                                         decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=8,
                                         max_source_positions=16, max_target_positions=32, pad_token_id=0, decoder_start_token_id=1)  # fmt: skip
-    return transformers.WhisperForConditionalGeneration(config).eval(), "SEQ_2_SEQ_LM", "WhisperForConditionalGeneration takes no token input .its forward takes input_features"
+    return transformers.WhisperForConditionalGeneration(config).eval(), "SEQ_2_SEQ_LM", "WhisperForConditionalGeneration takes neither input_ids nor inputs_embeds .its forward takes input_features"
 
 
 def tiny_wav2vec2_classifier():
     config = transformers.Wav2Vec2Config(vocab_size=32, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
                                          conv_dim=(8, 8), conv_stride=(4, 4), conv_kernel=(8, 8), num_conv_pos_embeddings=4,
                                          num_conv_pos_embedding_groups=2, num_labels=2)  # fmt: skip
-    return transformers.Wav2Vec2ForSequenceClassification(config).eval(), "SEQ_CLS", "Wav2Vec2ForSequenceClassification takes no token input .its forward takes input_values"
+    return transformers.Wav2Vec2ForSequenceClassification(config).eval(), "SEQ_CLS", "Wav2Vec2ForSequenceClassification takes neither input_ids nor inputs_embeds .its forward takes input_values"
 
 
 @pytest.mark.parametrize("build", [tiny_whisper, tiny_wav2vec2_classifier])
@@ -116,5 +116,5 @@ def test_a_model_that_reads_no_text_is_refused_at_the_build(build, kind):
     model, task_type, names = build()
     config = (DeepPromptTuningConfig(task_type=task_type, num_virtual_tokens=3, deep_init="random") if kind == "deep" else
               VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=3, vocab_sampling="uniform", seed=1))  # fmt: skip
-    with pytest.raises(ValueError, match=rf"(?s){names}.*reads no text. Use LoRA"):
+    with pytest.raises(ValueError, match=rf"(?s){names}.*does not take. Use LoRA"):
         peft.get_peft_model(model, config)

@@ -518,3 +518,53 @@ def test_a_prompt_on_a_cross_attention_decoder_reads_as_text_in_front_of_its_inp
                 got = peft_model.generate(input_ids=ids[:1], attention_mask=mask[:1], encoder_hidden_states=encoded[:1], max_new_tokens=4,
                                           do_sample=False, use_cache=use_cache)[:, -4:]  # fmt: skip
                 assert got.tolist() == tokens.tolist(), f"use_cache={use_cache}"
+
+
+def _bert_to_gpt2():
+    """A tiny EncoderDecoderModel: BERT's encoder (it takes token_type_ids), GPT-2's decoder with cross-attention."""
+    torch.manual_seed(0)
+    encoder = transformers.BertConfig(vocab_size=common.VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                      intermediate_size=64, max_position_embeddings=256, pad_token_id=0, hidden_dropout_prob=0.0,
+                                      attention_probs_dropout_prob=0.0)  # fmt: skip
+    decoder = transformers.GPT2Config(vocab_size=common.VOCAB_SIZE, n_positions=256, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.0,
+                                      embd_pdrop=0.0, attn_pdrop=0.0)  # fmt: skip
+    config = transformers.EncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    config.decoder_start_token_id, config.pad_token_id = 2, 0
+    model = transformers.EncoderDecoderModel(config=config).eval()
+    model.generation_config.decoder_start_token_id, model.generation_config.pad_token_id, model.generation_config.eos_token_id = 2, 0, None
+    return model
+
+
+def test_an_encoder_decoder_models_token_types_give_the_prompt_type_0():
+    """Found 2026-12-07 by a probe: a shallow SEQ_2_SEQ_LM prompt on an EncoderDecoderModel with BERT's encoder, called
+    with token_type_ids, failed inside BERT's embeddings (12 rows, 7 types), forward and generate; plain PEFT drops the
+    types with a warning. The prompt's rows get type 0, as a BERT classifier's prompt: the base model given the prompt's
+    tokens by hand, type 0 for them."""
+    counts = dict(num_layers=2, token_dim=32, num_attention_heads=4)  # (PEFT reads none from an EncoderDecoderConfig)
+    config = VocabSampledPromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3, **counts)
+    peft_model = peft.get_peft_model(_bert_to_gpt2(), config).eval()
+    ids = torch.randint(6, 300, (3, 7), generator=torch.Generator().manual_seed(1))
+    types, start = torch.ones_like(ids), torch.full((3, 1), 2)
+    whole = torch.cat((common.sampled_prompt_ids(peft_model)[:1].expand(3, -1), ids), dim=1)
+    by_hand = dict(input_ids=whole, attention_mask=torch.ones_like(whole), token_type_ids=torch.cat((torch.zeros(3, P, dtype=types.dtype), types), 1))
+    with torch.no_grad():
+        expected = _bert_to_gpt2()(**by_hand, decoder_input_ids=start).logits
+        got = peft_model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=types, decoder_input_ids=start).logits
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+        tokens = _bert_to_gpt2().generate(**by_hand, max_new_tokens=3, do_sample=False)
+        got = peft_model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=types, max_new_tokens=3, do_sample=False)
+    assert got.tolist() == tokens.tolist()
+
+
+@pytest.mark.parametrize("head", ["ForQuestionAnswering", "ForTokenClassification", "ForMaskedLM", "ForMultipleChoice", "Model"])
+@pytest.mark.parametrize("method", ["vocab", "deep"])
+def test_seq_cls_on_a_model_that_classifies_no_sequence_is_refused_saying_what_it_is(head, method):
+    """Found 2026-12-07 by a probe: SEQ_CLS built on BERT's question-answering, token-classification, masked-LM and bare
+    models; on the first the loss scored the answer span on the prompt's positions, without a word (plain PEFT alike)."""
+    config = transformers.BertConfig(vocab_size=common.VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=64, pad_token_id=0)  # fmt: skip
+    model = getattr(transformers, f"Bert{head}")(config)
+    prompt = (VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, vocab_sampling="uniform") if method == "vocab"
+              else DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, deep_init="random"))  # fmt: skip
+    with pytest.raises(ValueError, match=rf"task_type='SEQ_CLS' needs a sequence classifier .*Bert{head} is a"):
+        peft.get_peft_model(model, prompt)

@@ -1190,7 +1190,7 @@ def test_a_prompt_over_a_model_accelerate_offloads_gives_the_same_logits_and_tok
 
 @pytest.mark.parametrize("config_name", ["vocab_top_frequent", "deep_vocab"])
 @pytest.mark.parametrize("emptied", ["init_empty_weights", "cpu_offload"])
-def test_a_prompt_built_on_embeddings_without_values_is_refused_saying_to_offload_after(config_name, emptied):
+def test_a_prompt_built_on_embeddings_without_values_is_refused_saying_to_offload_after(config_name, emptied, tmp_path):
     """Found by a probe (2026-12-07): a model built under accelerate's init_empty_weights, or offloaded before the
     prompt was built, has its embeddings on the meta device; the build stopped in a bare "Cannot copy out of meta
     tensor" (plain PEFT builds, then fails at its first forward)."""
@@ -1202,8 +1202,18 @@ def test_a_prompt_built_on_embeddings_without_values_is_refused_saying_to_offloa
             model = type(model)(model.config)
     else:
         accelerate.cpu_offload(model, execution_device=torch.device("cpu"))
-    with pytest.raises(ValueError, match=r"LlamaForCausalLM's input embeddings are on the meta device .*build the prompt first, then offload"):
+    refusal = r"LlamaForCausalLM's input embeddings are on the meta device .*build or load the prompt first, then offload"
+    with pytest.raises(ValueError, match=refusal):
         peft.get_peft_model(model, common.conformance_config(config_name, task_type, "llama"))
+    if emptied == "cpu_offload":  # (a review: loading a saved prompt, or a second one, failed in the fingerprint the same way)
+        saved = str(tmp_path / "saved")
+        peft.get_peft_model(common.tiny_model("llama")[0], common.conformance_config(config_name, task_type, "llama")).save_pretrained(saved)
+        with pytest.raises(ValueError, match=refusal):
+            peft.PeftModel.from_pretrained(model, saved)
+        built = peft.get_peft_model(common.tiny_model("llama")[0], common.conformance_config(config_name, task_type, "llama"))
+        accelerate.cpu_offload(built.get_base_model(), execution_device=torch.device("cpu"))
+        with pytest.raises(ValueError, match=refusal):
+            built.load_adapter(saved, adapter_name="second")
 
 
 def _t5gemma(task_type: str):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import inspect
 import re
 
-import torch
 from transformers import GenerationMixin
 
 from .. import layer_prefix, shared_prefix
 from .._peft_compat import validate_task_type
+from ..fingerprint import refuse_embeddings_without_values
 from ..position_table import check_prompt_fits as check_prompt_fits_table
 
 
@@ -45,7 +45,7 @@ def check_task_type(task_type: str, model) -> None:
     reading of a cached prefix is checked here, once (`shared_prefix.cache_prefix_reads_otherwise`)."""
     validate_task_type(task_type)
     _refuse_a_model_without_token_input(model)
-    _refuse_embeddings_without_weights(model)
+    refuse_embeddings_without_values(model, model.get_input_embeddings())
     generates = _generates(model)
     fits = model_task_type(model)
     needs = {"CAUSAL_LM": "a causal LM (AutoModelForCausalLM)", "SEQ_2_SEQ_LM": "an encoder-decoder model (AutoModelForSeq2SeqLM)",
@@ -53,6 +53,8 @@ def check_task_type(task_type: str, model) -> None:
     if task_type in needs and task_type != fits and not (task_type == "SEQ_CLS" and not generates):
         raise ValueError(f"task_type={task_type!r} needs {needs[task_type]}; {type(model).__name__} is not one (it takes "
                          f"task_type={fits!r}, or load the model with the class named).")  # fmt: skip
+    if task_type == "SEQ_CLS":
+        _refuse_a_model_that_classifies_no_sequence(model)
     if task_type == "CAUSAL_LM":
         _refuse_an_encoder_loaded_as_a_decoder(model)
     _refuse_a_recurrent_state(model)
@@ -82,9 +84,33 @@ def _refuse_an_encoder_loaded_as_a_decoder(model) -> None:
             return
 
 
+_NOT_SEQUENCE_CLASSIFIERS = {  # transformers' auto-class mapping -> what its models give (for SEQ_CLS's refusal)
+    "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES": "a question-answering model (an output per position)",
+    "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES": "a token classifier (an output per position)",
+    "MODEL_FOR_MASKED_LM_MAPPING_NAMES": "a masked LM (an output per position)",
+    "MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES": "a multiple-choice model (its input is [batch, choices, length])",
+    "MODEL_MAPPING_NAMES": "a bare model (no head to classify with)",
+}
+
+
+def _refuse_a_model_that_classifies_no_sequence(model) -> None:
+    """SEQ_CLS puts the prompt in front of a sequence classifier's input; on a model with an output per position the
+    prompt's rows add P outputs in front and the labels' positions no longer match (found 2026-12-07 by a probe:
+    BertForQuestionAnswering's loss scored the answer span on the prompt's positions, without a word; plain PEFT
+    alike). Refused by the model's class, as transformers' auto classes list it (a class of the user's own passes)."""
+    from transformers.models.auto import modeling_auto
+
+    name = type(model).__name__
+    for mapping, what in _NOT_SEQUENCE_CLASSIFIERS.items():
+        if name in set(getattr(modeling_auto, mapping, {}).values()):
+            raise ValueError(f"task_type='SEQ_CLS' needs a sequence classifier (AutoModelForSequenceClassification); {name} is {what}, "
+                             "where a prompt's rows in front would shift or add outputs. The plugin's task types are CAUSAL_LM, "
+                             "SEQ_2_SEQ_LM and SEQ_CLS: load the model with AutoModelForSequenceClassification, or use LoRA.")  # fmt: skip
+
+
 def _refuse_a_model_without_token_input(model) -> None:
     """A soft prompt goes in front of a text's tokens, or their keys and values: a model whose forward (or encoder's)
-    takes neither `input_ids` nor `inputs_embeds` has no text input to go in front of (found 2026-12-07: Whisper's
+    takes neither `input_ids` nor `inputs_embeds` has no token input to go in front of (found 2026-12-07: Whisper's
     encoder reads `input_features`, and the prompt built, then failed at its first forward with a bare TypeError;
     Wav2Vec2's classifier reads `input_values`, and transformers' NotImplementedError for its input embeddings came
     out; plain PEFT fails alike)."""
@@ -95,19 +121,9 @@ def _refuse_a_model_without_token_input(model) -> None:
             continue  # (a wrapper's `forward(*args, **kwargs)` names no inputs of its own)
         if parameters and "input_ids" not in parameters and "inputs_embeds" not in parameters:
             takes = ", ".join([name for name, parameter in parameters.items() if parameter.kind != parameter.VAR_KEYWORD][:3] + ["..."])
-            raise ValueError(f"{type(module).__name__} takes no token input (its forward takes {takes}): a soft prompt goes in front of a "
-                             "text's tokens (or their keys and values in every layer), and this model reads no text. Use LoRA.")  # fmt: skip
-
-
-def _refuse_embeddings_without_weights(model) -> None:
-    """The build reads the input embeddings (a prompt's start, the checks' random rows): on the meta device they have no
-    values (found 2026-12-07 by a probe: a bare "Cannot copy out of meta tensor" from the build under accelerate's
-    `init_empty_weights`, or after `cpu_offload`; plain PEFT builds, then fails at its first forward)."""
-    weight = getattr(model.get_input_embeddings(), "weight", None)
-    if isinstance(weight, torch.Tensor) and weight.is_meta:
-        raise ValueError(f"{type(model).__name__}'s input embeddings are on the meta device (no values: built under init_empty_weights, "
-                         "or offloaded by accelerate), and building a prompt reads them. Load the weights first; to offload, build the "
-                         "prompt first, then offload (get_peft_model, then cpu_offload(peft_model.get_base_model())).")  # fmt: skip
+            raise ValueError(f"{type(module).__name__} takes neither input_ids nor inputs_embeds (its forward takes {takes}): a soft prompt "
+                             "goes in front of a text's token embeddings (or their keys and values in every layer), which this model "
+                             "does not take. Use LoRA.")  # fmt: skip
 
 
 def _refuse_inputs_read_from_ids(model) -> None:

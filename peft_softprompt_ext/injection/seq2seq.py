@@ -7,7 +7,8 @@ import torch
 
 from .._peft_compat import PromptParts
 from ..position_table import check_positions_fit
-from .inputs import deep_rows, encoder_inputs, is_deep, layer_prompts, refuse_training_nothing, transformers_model
+from .inputs import (deep_rows, encoder_inputs, is_deep, layer_prompts, refuse_training_nothing, token_types_with_prompt, TOKEN_TYPES,
+                     transformers_model)
 from .padding_order import for_rows_of, in_order, leading_padding_first_order, starts_with_padding
 from .positions import with_prompt_mask
 
@@ -106,7 +107,8 @@ def seq2seq_forward(
         return parts.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
     inputs_embeds, attention_mask, order = _seq2seq_encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     check_positions_fit(transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1], decoding=False)  # BART: a learned table
-    return _encoder_call(parts.base_model, order, {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask, **kwargs},
+    return _encoder_call(parts.base_model, order, {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask,
+                                                   **_with_token_types(kwargs, parts.num_virtual_tokens, order)},
                          transformers_model(parts).config)  # fmt: skip
 
 
@@ -117,8 +119,21 @@ def seq2seq_encode(parts: PromptParts, encoder, input_ids=None, attention_mask=N
             return encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
     inputs_embeds, attention_mask, order = _seq2seq_encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     check_positions_fit(transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1], decoding=False)
-    return _encoder_call(encoder, order, {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask, **kwargs},
+    return _encoder_call(encoder, order, {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask,
+                                          **_with_token_types(kwargs, parts.num_virtual_tokens, order)},
                          transformers_model(parts).config, encoder_only=True)  # fmt: skip
+
+
+def _with_token_types(kwargs: dict, num_virtual: int, order) -> dict:
+    """The call's keywords with the encoder's token types (BERT's, as an EncoderDecoderModel's encoder) given type 0
+    for the prompt's rows in front, in the order the encoder runs them (found 2026-12-07 by a probe: a size mismatch
+    inside BERT's embeddings, forward and generate; plain PEFT drops them with a warning)."""
+    kwargs = dict(kwargs)
+    token_types_with_prompt(kwargs, num_virtual)
+    for name in TOKEN_TYPES if order is not None else ():
+        if kwargs.get(name) is not None:
+            kwargs[name] = in_order(kwargs[name], order)
+    return kwargs
 
 
 def _mask_for_encoder_outputs(attention_mask, encoded, num_virtual_tokens: int):
@@ -161,5 +176,6 @@ def seq2seq_generate(parts: PromptParts, input_ids=None, attention_mask=None, in
                          "input_ids and works as the main model of assisted decoding; else generate without assistant_model.")  # fmt: skip
     inputs_embeds, attention_mask, order = _seq2seq_encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     check_positions_fit(transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1], decoding=False)
-    return _encoder_call(parts.base_model.generate, order, {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask, **kwargs},
+    return _encoder_call(parts.base_model.generate, order, {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask,
+                                                            **_with_token_types(kwargs, parts.num_virtual_tokens, order)},
                          transformers_model(parts).config, generating=True)  # fmt: skip
