@@ -149,15 +149,33 @@ def base_model_fingerprint(model) -> dict:
     config = base.config
     architecture = (getattr(config, "architectures", None) or [type(base).__name__])[0]
     embeddings = _own_module[0](base.get_input_embeddings(), model)
-    refuse_embeddings_without_values(base, embeddings)
-    return embedding_fingerprint(architecture, getattr(config, "model_type", None), embeddings.weight)
+    weight = _values_of(embeddings)
+    if weight is None:
+        refuse_embeddings_without_values(base, embeddings)
+    return embedding_fingerprint(architecture, getattr(config, "model_type", None), weight)
+
+
+def _values_of(embeddings) -> torch.Tensor | None:
+    """The embeddings' weight with its values: where accelerate offloads them (`cpu_offload`, a disk offload: on the
+    meta device between calls) the copy its hook keeps, so that a prompt built first and offloaded after still saves
+    (found 2026-12-07: a bare "Cannot copy out of meta tensor" at the save); None where there is none."""
+    weight = getattr(embeddings, "weight", None)
+    if not isinstance(weight, torch.Tensor) or not weight.is_meta:
+        return weight
+    hook = getattr(embeddings, "_hf_hook", None)
+    kept = getattr(hook, "weights_map", None) if getattr(hook, "offload", False) else None
+    try:
+        return None if kept is None else kept["weight"]
+    except KeyError:
+        return None
 
 
 def refuse_embeddings_without_values(model, embeddings) -> None:
     """Building or loading a prompt reads the input embeddings (this fingerprint, a prompt's start, the build's checks):
     on the meta device they have no values (found 2026-12-07 by a probe and a review: a bare "Cannot copy out of meta
     tensor" under accelerate's `init_empty_weights`, or after `cpu_offload`, from get_peft_model, from_pretrained and
-    load_adapter alike; plain PEFT builds, then fails at its first forward)."""
+    load_adapter alike; plain PEFT builds, then fails at its first forward). A prompt built first and offloaded after
+    saves (`_values_of`)."""
     weight = getattr(embeddings, "weight", None)
     if isinstance(weight, torch.Tensor) and weight.is_meta:
         raise ValueError(f"{type(model).__name__}'s input embeddings are on the meta device (no values: built under init_empty_weights, "

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .devices import execution_device
+
 # Reserved/unused vocabulary slots across tokenizer families (Gemma <unused12>, BERT [unused3],
 # T5 <extra_id_0>, Llama-3 <|reserved_special_token_4|>, chat markers <|im_start|>) and
 # SentencePiece byte-fallback pieces.
@@ -179,9 +181,9 @@ def top_frequent_population(ranked_ids: torch.Tensor, usable_ids: torch.Tensor, 
 
 @torch.no_grad()
 def embed_token_ids(word_embeddings: torch.nn.Module, token_ids: torch.Tensor) -> torch.Tensor:
-    """Rows [n, D] (float32) as the model consumes them: the embedding module applied to the ids."""
-    device = next(word_embeddings.parameters()).device
-    return word_embeddings(token_ids.to(device)).float().cpu()
+    """Rows [n, D] (float32) as the model consumes them: the embedding module applied to the ids (on the device accelerate's
+    hooks run it on, where they offload it: a card's readout after `cpu_offload`)."""
+    return word_embeddings(token_ids.to(execution_device(word_embeddings))).float().cpu()
 
 
 @torch.no_grad()

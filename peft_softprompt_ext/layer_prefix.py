@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.utils.checkpoint
 
+from .devices import execution_device
 from .eval_mode import in_eval_mode
 from .instance_attribute import instance_attribute
 from .options import is_integer
@@ -389,19 +390,6 @@ def _reentrant(module) -> bool:
     if function is torch.utils.checkpoint.checkpoint:
         return True
     return isinstance(keywords, dict) and keywords.get("use_reentrant", True) is not False
-
-
-def execution_device(model) -> torch.device:
-    """The device `model` runs on: its parameters', or, where accelerate keeps them elsewhere between calls
-    (`cpu_offload`, `dispatch_model` with offloading leave them on the meta device), the one its hooks run it on."""
-    device = next(model.parameters()).device
-    if device.type != "meta":
-        return device
-    for module in model.modules():
-        hooked = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
-        if hooked is not None:
-            return torch.device(hooked)
-    return device
 
 
 def discover_slots(model, task_type: str) -> list[Slot]:

@@ -34,6 +34,7 @@ import torch
 
 from . import layer_prefix
 from ._peft_compat import adapter_config_of, is_plugin_config, plugin_parts, task_type_name
+from .devices import execution_device
 from .eval_mode import in_eval_mode
 from .position_table import first_position
 from .prompt_encoder import KEY_VALUES
@@ -234,7 +235,7 @@ def model_state(base_model) -> tuple:
     prompt's cache was reused from before a step of unfrozen base weights, 5.16 off). Frozen tensors edited through
     `.data` (which bumps no counter either) are not noticed."""
     parameters = list(base_model.parameters())
-    device_type = layer_prefix.execution_device(base_model).type
+    device_type = execution_device(base_model).type
     autocast = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type)
     watched = parameters + list(base_model.buffers())
     versions = sum(t._version for t in watched)

@@ -1165,7 +1165,7 @@ def test_a_forward_of_the_model_from_another_thread_during_a_layer_path_generate
 
 
 @pytest.mark.parametrize("config_name", ["vocab_top_frequent", "mixture_task_2", "deep_vocab"])
-def test_a_prompt_over_a_model_accelerate_offloads_gives_the_same_logits_and_tokens(config_name):
+def test_a_prompt_over_a_model_accelerate_offloads_gives_the_same_logits_and_tokens(config_name, tmp_path):
     """Found by a probe (2026-12-06): accelerate's cpu_offload leaves the parameters on the meta device and moves them in
     for each call; the plugin took the model's device from its first parameter, so a shallow prompt's forward and
     generate failed ("unknown device type for autocast"; a static cache: "Cannot copy out of meta tensor"), where plain
@@ -1186,6 +1186,11 @@ def test_a_prompt_over_a_model_accelerate_offloads_gives_the_same_logits_and_tok
         torch.testing.assert_close(model(**batch, **tasks).logits, logits, rtol=1e-5, atol=1e-5)
         for setting, expected in zip(settings, tokens):
             torch.testing.assert_close(model.generate(**batch, **greedy, **setting), expected, rtol=0, atol=0, msg=lambda m: f"{setting}: {m}")
+    # saved after offloading (found 2026-12-07: the fingerprint read the meta weight, "Cannot copy out of meta tensor")
+    model.save_pretrained(tmp_path)
+    loaded = peft.PeftModel.from_pretrained(common.tiny_model("llama")[0], tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch, **tasks).logits, logits, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("config_name", ["vocab_top_frequent", "deep_vocab"])
