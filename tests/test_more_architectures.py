@@ -556,15 +556,20 @@ def test_an_encoder_decoder_models_token_types_give_the_prompt_type_0():
     assert got.tolist() == tokens.tolist()
 
 
-@pytest.mark.parametrize("head", ["ForQuestionAnswering", "ForTokenClassification", "ForMaskedLM", "ForMultipleChoice", "Model"])
+@pytest.mark.parametrize("name", ["BertForQuestionAnswering", "BertForTokenClassification", "BertForMaskedLM", "BertForMultipleChoice",
+                                  "BertForPreTraining", "BertModel", "FunnelModel", "FunnelBaseModel"])
 @pytest.mark.parametrize("method", ["vocab", "deep"])
-def test_seq_cls_on_a_model_that_classifies_no_sequence_is_refused_saying_what_it_is(head, method):
+def test_seq_cls_on_a_model_that_classifies_no_sequence_is_refused_saying_what_it_is(name, method):
     """Found 2026-12-07 by a probe: SEQ_CLS built on BERT's question-answering, token-classification, masked-LM and bare
-    models; on the first the loss scored the answer span on the prompt's positions, without a word (plain PEFT alike)."""
-    config = transformers.BertConfig(vocab_size=common.VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                     intermediate_size=64, pad_token_id=0)  # fmt: skip
-    model = getattr(transformers, f"Bert{head}")(config)
+    models; on the first the loss scored the answer span on the prompt's positions, without a word (plain PEFT alike).
+    (A review: also pre-training heads, and Funnel's two bare models, which transformers lists together.)"""
+    if name.startswith("Funnel"):
+        config = transformers.FunnelConfig(vocab_size=common.VOCAB_SIZE, d_model=32, n_head=4, d_head=8, d_inner=64, block_sizes=[1, 1],
+                                           num_decoder_layers=1)  # fmt: skip
+    else:
+        config = transformers.BertConfig(vocab_size=common.VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                         intermediate_size=64, pad_token_id=0)  # fmt: skip
     prompt = (VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, vocab_sampling="uniform") if method == "vocab"
               else DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, deep_init="random"))  # fmt: skip
-    with pytest.raises(ValueError, match=rf"task_type='SEQ_CLS' needs a sequence classifier .*Bert{head} is a"):
-        peft.get_peft_model(model, prompt)
+    with pytest.raises(ValueError, match=rf"task_type='SEQ_CLS' needs a sequence classifier .*{name} is a"):
+        peft.get_peft_model(getattr(transformers, name)(config), prompt)

@@ -89,6 +89,7 @@ _NOT_SEQUENCE_CLASSIFIERS = {  # transformers' auto-class mapping -> what its mo
     "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES": "a token classifier (an output per position)",
     "MODEL_FOR_MASKED_LM_MAPPING_NAMES": "a masked LM (an output per position)",
     "MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES": "a multiple-choice model (its input is [batch, choices, length])",
+    "MODEL_FOR_PRETRAINING_MAPPING_NAMES": "a pre-training model (outputs per position)",
     "MODEL_MAPPING_NAMES": "a bare model (no head to classify with)",
 }
 
@@ -102,7 +103,8 @@ def _refuse_a_model_that_classifies_no_sequence(model) -> None:
 
     name = type(model).__name__
     for mapping, what in _NOT_SEQUENCE_CLASSIFIERS.items():
-        if name in set(getattr(modeling_auto, mapping, {}).values()):
+        listed = getattr(modeling_auto, mapping, {}).values()  # (a family may list several: Funnel's two bare models)
+        if any(name == value or (isinstance(value, (tuple, list)) and name in value) for value in listed):
             raise ValueError(f"task_type='SEQ_CLS' needs a sequence classifier (AutoModelForSequenceClassification); {name} is {what}, "
                              "where a prompt's rows in front would shift or add outputs. The plugin's task types are CAUSAL_LM, "
                              "SEQ_2_SEQ_LM and SEQ_CLS: load the model with AutoModelForSequenceClassification, or use LoRA.")  # fmt: skip
