@@ -10,9 +10,9 @@ from .. import shared_prefix
 from .._peft_compat import PromptParts
 from ..position_table import check_positions_fit, first_position
 from .generation_cache import refuse_a_cache_without_prompt_rows
-from .modality_inputs import model_input, refuse_inputs_dropped_beside_embeddings
 from .inputs import (CROSS_ATTENTION_MASKS, cross_attention_with_prompt, embed_prompts, is_deep, layer_prompts, model_accepts,
                      output_switches, refuse_training_nothing, token_types_with_prompt, TOKEN_TYPES, transformers_model)
+from .modality_inputs import model_input, refuse_inputs_dropped_beside_embeddings
 from .padding_order import (caller_selection, in_order, keeps_some, kept_positions, leading_padding_first_order,
                             PADDING_FIRST_REASON, padding_goes_first, positions_in_order, restore_order, selected_per_row)
 from .positions import (cache_length, checked_position_ids, multi_axis_positions, positions_after_prompt,

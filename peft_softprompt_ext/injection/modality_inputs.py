@@ -46,10 +46,11 @@ def refuse_inputs_dropped_beside_embeddings(parts: PromptParts, input_ids, atten
     if names not in answers:
         answers[names] = _why_dropped(parts, input_ids, attention_mask, position_ids, kwargs)
     if answers[names] is not None:
-        raise ValueError(f"{type(model).__name__} {answers[names].format(names=', '.join(names))}, and this call joins the prompt's rows to the input's "
-                         "as inputs_embeds (off the shared prefix: shared_prefix='off', generate without a cache, an input-dependent prompt, "
-                         "output_attentions=True, or a model the shared prefix is not exact for): use shared_prefix='auto' where it applies (the prompt as a cached prefix, the input as "
-                         "input_ids), DeepPromptTuningConfig (keys and values in every layer; the input stays input_ids), or LoRA.")  # fmt: skip
+        raise ValueError(f"{type(model).__name__} {answers[names].format(names=', '.join(names))}, and this call joins the prompt's "
+                         "rows to the input's as inputs_embeds (off the shared prefix: shared_prefix='off', generate without a cache, "
+                         "an input-dependent prompt, output_attentions=True, or a model the shared prefix is not exact for): use "
+                         "shared_prefix='auto' where it applies (the prompt as a cached prefix, the input as input_ids), "
+                         "DeepPromptTuningConfig (keys and values in every layer; the input stays input_ids), or LoRA.")  # fmt: skip
 
 
 def _why_dropped(parts: PromptParts, input_ids, attention_mask, position_ids, kwargs: dict) -> str | None:

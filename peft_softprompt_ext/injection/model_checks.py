@@ -1,5 +1,5 @@
 """The model a prompt is built on: the task type it takes, whether the prompt fits its position table, and the models
-no prompt runs on (a recurrent state, inputs read from the ids)."""
+no prompt runs on (a recurrent state, inputs read from the ids, no token input, embeddings without values)."""
 
 from __future__ import annotations
 
