@@ -71,13 +71,20 @@ def _text_config(model: torch.nn.Module):
 
 
 def _active_dropout(model: torch.nn.Module) -> str | None:
-    """Name of a module or config value that would drop activations in train mode, or None."""
+    """Name of a module or config value that would drop activations in train mode, or None. Another modality's encoder
+    (a submodel whose main input is not `input_ids`: an audio or vision tower) is left out: the prompt's rows never run
+    through it, and its output is the same for both paths (found 2026-12-07 by a probe: an audio tower's dropout kept
+    a shallow prompt on Qwen2-Audio off the shared prefix, where its audio is refused)."""
     config = _text_config(model)
     for key, value in vars(config).items() if config is not None else ():  # attributes, not a deep-copied to_dict()
         trunk = not any(word in key for word in ("summary", "classifier", "cls_"))  # heads the LM forward never runs
         if trunk and any(word in key for word in ("dropout", "pdrop", "layerdrop")) and isinstance(value, (int, float)) and value > 0:
             return f"config.{key}={value}"
+    towers = tuple(f"{name}." for name, module in model.named_modules()
+                   if name and isinstance(getattr(module, "main_input_name", None), str) and module.main_input_name != "input_ids")  # fmt: skip
     for name, module in model.named_modules():
+        if f"{name}.".startswith(towers):
+            continue
         if isinstance(module, torch.nn.Dropout) and module.p > 0:
             return f"{name or type(module).__name__} (p={module.p})"
         for attribute in _DROPOUT_ATTRIBUTES:

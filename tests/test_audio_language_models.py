@@ -93,6 +93,36 @@ def test_a_prompt_of_input_rows_joined_to_an_audio_models_input_is_refused_namin
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
+def test_training_a_shallow_prompt_on_an_audio_model_keeps_the_audio_or_is_refused_naming_why():
+    """Found 2026-12-07 by a probe: in train mode a shallow prompt left the shared prefix where only the audio tower had
+    dropout (its rows never run through it; now it stays: the loss of the prompt fed by hand, with the audio), and under
+    gradient checkpointing it was refused with every cause but the user's, first advising the shared_prefix='auto' it
+    had. The refusal names gradient checkpointing now."""
+    build = FAMILIES["qwen2_audio"][0]
+    batch = audio_batch("qwen2_audio")
+    labels = batch["input_ids"].clone()
+    in_front = sampled_prompt_ids(prompted(build, "shallow"))
+    with torch.no_grad():
+        whole = audio_batch("qwen2_audio", in_front)
+        expected = build()(**whole, labels=torch.cat((torch.full_like(in_front, -100), labels), dim=1)).loss
+    peft_model = prompted(build, "shallow").train()
+    base = peft_model.get_base_model()
+    tower = base.model.audio_tower if hasattr(base, "model") else base.audio_tower  # (transformers 5.0: on the model itself)
+    for module in tower.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.1
+        elif isinstance(getattr(module, "dropout", None), float):
+            module.dropout = 0.1
+    tower.eval()  # (its dropout set but idle here, so that the loss can be compared)
+    loss = peft_model(**batch, labels=labels).loss
+    torch.testing.assert_close(loss, expected, atol=1e-5, rtol=1e-5)
+    loss.backward()
+    peft_model = prompted(build, "shallow").train()
+    peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    with pytest.raises(ValueError, match=r"(?s)only beside input_ids .*off the shared prefix .*because gradient checkpointing is on.*DeepPromptTuningConfig"):
+        peft_model(**batch, labels=labels)
+
+
 def tiny_whisper():
     config = transformers.WhisperConfig(vocab_size=100, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
                                         decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=8,

@@ -4,6 +4,8 @@ cache skips the prompt."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .. import shared_prefix
@@ -37,6 +39,15 @@ def _labels_as_in_the_rows_alone(labels: torch.Tensor, attention_mask) -> torch.
     labels[rows, 0] = labels[rows, first[rows]]
     labels[rows, first[rows]] = -100
     return labels
+
+
+def _why_joined(parts: PromptParts, mode: str, padding_first: bool, output_attentions, kwargs: dict) -> str:
+    """Why a first call (its cache empty) joins a shallow prompt's rows to the input's instead of the shared prefix."""
+    if mode == "off":
+        return "shared_prefix='off'"
+    if padding_first:
+        return PADDING_FIRST_REASON
+    return shared_prefix.not_exact_reason(parts, output_attentions, kwargs) or "the shared prefix does not apply to this call"
 
 
 def causal_lm_forward(
@@ -112,7 +123,8 @@ def causal_lm_forward(
             shared_prefix.refuse_on(mode, str(error))
     if injecting:
         if not given_embeds:
-            refuse_inputs_dropped_beside_embeddings(parts, input_ids, attention_mask, position_ids, kwargs)
+            why = functools.partial(_why_joined, parts, mode, padding_first, output_attentions, kwargs)
+            refuse_inputs_dropped_beside_embeddings(parts, input_ids, attention_mask, position_ids, kwargs, why)
         prompts = embed_prompts(parts, inputs_embeds, attention_mask, task_ids, context_labels)
         inputs_embeds = torch.cat((prompts, inputs_embeds), dim=1)
         new_length += num_virtual

@@ -5,6 +5,7 @@ outputs put back in the caller's layout (`generation_output`)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
@@ -185,6 +186,18 @@ def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_
     return model_inputs
 
 
+def _why_joined(parts: PromptParts, model_inputs: dict) -> str:
+    """Why a generate's first step joins a shallow prompt's rows to the input's instead of the shared prefix."""
+    if model_inputs.get("use_cache") is False:
+        return "generate runs without a cache (use_cache=False)"
+    if parts.shared_prefix == "off":
+        return "shared_prefix='off'"
+    if padding_goes_first(parts, model_inputs.get("attention_mask")):
+        return PADDING_FIRST_REASON
+    return (shared_prefix.not_exact_reason(parts, None, model_inputs) or
+            "of this generate's settings (output_hidden_states=True, or no cache made for its first step)")  # fmt: skip
+
+
 def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompts, prefix) -> dict:
     """Adjust one decoding step's model inputs.
 
@@ -243,7 +256,8 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
     if injecting:
         input_ids = model_inputs.get("input_ids")
         if input_ids is not None:
-            refuse_inputs_dropped_beside_embeddings(parts, input_ids, user_mask, position_ids, model_inputs)
+            why = functools.partial(_why_joined, parts, model_inputs)
+            refuse_inputs_dropped_beside_embeddings(parts, input_ids, user_mask, position_ids, model_inputs, why)
         embeds = model_inputs.get("inputs_embeds") if input_ids is None else parts.input_embeddings(input_ids)
         if fixed_prompts is not None:  # computed once per generate call; beams/samples repeat rows
             prompts = fixed_prompts.to(embeds.dtype).repeat_interleave(embeds.shape[0] // fixed_prompts.shape[0], dim=0)

@@ -9,6 +9,8 @@ is refused on such a call, once checked per model and set of inputs (`refuse_inp
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from .._peft_compat import PromptParts
@@ -33,11 +35,13 @@ def model_input(input_ids, inputs_embeds: torch.Tensor, given_embeds: bool) -> d
     return {"inputs_embeds": inputs_embeds.clone()}
 
 
-def refuse_inputs_dropped_beside_embeddings(parts: PromptParts, input_ids, attention_mask, position_ids, kwargs: dict) -> None:
+def refuse_inputs_dropped_beside_embeddings(parts: PromptParts, input_ids, attention_mask, position_ids, kwargs: dict,
+                                            why_joined: Callable[[], str]) -> None:  # fmt: skip
     """Refuse a call that joins prompt rows to the input's (`inputs_embeds`) where the model reads the call's other
     inputs (`input_features`, `pixel_values`, ...) only beside `input_ids`: checked once per model and set of input names,
     by running the base model on the call without a prompt both ways (the logits must agree, in the model's dtype).
-    `kwargs`: the call's other arguments (a forward's, or a generate step's model inputs)."""
+    `kwargs`: the call's other arguments (a forward's, or a generate step's model inputs); `why_joined()`: why this call
+    is off the shared prefix, named in the refusal (a probe: the message listed every cause but the user's)."""
     names = tuple(sorted(name for name, value in kwargs.items() if _holds_a_tensor(value) and name not in _NOT_MODALITY))
     if input_ids is None or not names:
         return
@@ -47,10 +51,10 @@ def refuse_inputs_dropped_beside_embeddings(parts: PromptParts, input_ids, atten
         answers[names] = _why_dropped(parts, input_ids, attention_mask, position_ids, kwargs)
     if answers[names] is not None:
         raise ValueError(f"{type(model).__name__} {answers[names].format(names=', '.join(names))}, and this call joins the prompt's "
-                         "rows to the input's as inputs_embeds (off the shared prefix: shared_prefix='off', generate without a cache, "
-                         "an input-dependent prompt, output_attentions=True, or a model the shared prefix is not exact for): use "
-                         "shared_prefix='auto' where it applies (the prompt as a cached prefix, the input as input_ids), "
-                         "DeepPromptTuningConfig (keys and values in every layer; the input stays input_ids), or LoRA.")  # fmt: skip
+                         f"rows to the input's as inputs_embeds, off the shared prefix (the prompt as a cached prefix, the input as "
+                         f"input_ids) because {why_joined()}. Remove that where it can go (shared_prefix='auto'; generate with the "
+                         "cache; train without gradient checkpointing, and with the language model's dropout at 0), or use "
+                         "DeepPromptTuningConfig (keys and values in every layer; the input stays input_ids) or LoRA.")  # fmt: skip
 
 
 def _why_dropped(parts: PromptParts, input_ids, attention_mask, position_ids, kwargs: dict) -> str | None:
