@@ -45,14 +45,19 @@ def check_input_rows_fit(config, word_embeddings: torch.nn.Module, base_model=No
                      f"{weight.shape[1]} wide (it projects them, e.g. OPT's word_embed_proj_dim): pass token_dim={weight.shape[1]}.")  # fmt: skip
 
 
+def modules_taking_the_input(model) -> tuple:
+    """The modules whose forward a prompted call's input goes into: the model, and an encoder-decoder's encoder."""
+    encoder = model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder") else None
+    return (model,) if encoder is None else (model, encoder)
+
+
 def _refuses_inputs_embeds(model) -> str | None:
     """Why the model takes no `inputs_embeds` without `input_ids`, or None where it does: its forward raises for them
     (transformers' own message), also through a subclass's forward that calls the one it overrides (`super().forward`,
     found by a review); or it, or an encoder-decoder's encoder, requires `input_ids` (BLIP-2; FSMT's encoder: found
     2026-12-07 by probes, transformers' own TypeError "missing 1 required positional argument", plain PEFT alike)."""
-    encoder = model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder") else None
-    for module in (model, encoder):
-        ids = inspect.signature(module.forward).parameters.get("input_ids") if module is not None else None
+    for module in modules_taking_the_input(model):
+        ids = inspect.signature(module.forward).parameters.get("input_ids")
         if ids is not None and ids.default is inspect.Parameter.empty:
             return "requires input_ids"
     for owner in type(model).__mro__:

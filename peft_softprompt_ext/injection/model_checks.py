@@ -12,6 +12,7 @@ from .. import layer_prefix, shared_prefix
 from .._peft_compat import validate_task_type
 from ..fingerprint import refuse_embeddings_without_values
 from ..position_table import check_prompt_fits as check_prompt_fits_table
+from ..prompt_encoder import modules_taking_the_input
 
 
 def check_prompt_fits(config, model, loading: bool) -> None:
@@ -116,9 +117,8 @@ def _refuse_a_model_without_token_input(model) -> None:
     encoder reads `input_features`, and the prompt built, then failed at its first forward with a bare TypeError;
     Wav2Vec2's classifier reads `input_values`, and transformers' NotImplementedError for its input embeddings came
     out; plain PEFT fails alike)."""
-    encoder = model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder") else None
-    for module in (model, encoder):
-        parameters = inspect.signature(module.forward).parameters if module is not None else {}
+    for module in modules_taking_the_input(model):
+        parameters = inspect.signature(module.forward).parameters
         if any(parameter.kind == parameter.VAR_POSITIONAL for parameter in parameters.values()):
             continue  # (a wrapper's `forward(*args, **kwargs)` names no inputs of its own)
         if parameters and "input_ids" not in parameters and "inputs_embeds" not in parameters:
