@@ -12,11 +12,12 @@ from .. import shared_prefix
 from .._peft_compat import PromptParts
 from ..position_table import check_positions_fit, first_position
 from .generation_cache import refuse_a_cache_without_prompt_rows
-from .inputs import (CROSS_ATTENTION_MASKS, cross_attention_with_prompt, embed_prompts, is_deep, layer_prompts, model_accepts,
-                     output_switches, refuse_training_nothing, token_types_with_prompt, TOKEN_TYPES, transformers_model)
-from .modality_inputs import model_input, refuse_inputs_dropped_beside_embeddings
+from .inputs import (cross_attention_with_prompt, embed_prompts, is_deep, layer_prompts, model_accepts, output_switches,
+                     refuse_training_nothing, token_types_with_prompt, transformers_model)
+from .modality_inputs import model_input, refuse_inputs_dropped_beside_embeddings, why_joined
 from .padding_order import (caller_selection, in_order, keeps_some, kept_positions, leading_padding_first_order,
-                            PADDING_FIRST_REASON, padding_goes_first, positions_in_order, restore_order, selected_per_row)
+                            PADDING_FIRST_REASON, padding_goes_first, per_token_inputs_in_order, positions_in_order, restore_order,
+                            selected_per_row)
 from .positions import (cache_length, checked_position_ids, multi_axis_positions, positions_after_prompt,
                         refuse_packed_rows, shifted_positions, with_prompt_mask)
 
@@ -39,15 +40,6 @@ def _labels_as_in_the_rows_alone(labels: torch.Tensor, attention_mask) -> torch.
     labels[rows, 0] = labels[rows, first[rows]]
     labels[rows, first[rows]] = -100
     return labels
-
-
-def _why_joined(parts: PromptParts, mode: str, padding_first: bool, output_attentions, kwargs: dict) -> str:
-    """Why a first call (its cache empty) joins a shallow prompt's rows to the input's instead of the shared prefix."""
-    if mode == "off":
-        return "shared_prefix='off'"
-    if padding_first:
-        return PADDING_FIRST_REASON
-    return shared_prefix.not_exact_reason(parts, output_attentions, kwargs) or "the shared prefix does not apply to this call"
 
 
 def causal_lm_forward(
@@ -97,7 +89,8 @@ def causal_lm_forward(
         check_positions_fit(transformers_model(parts), num_virtual, new_length, cache_length(kwargs), kwargs.get("position_ids"), given)
         rows = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
         with layer_prompts(parts, rows):
-            return parts.base_model(**model_input(input_ids, inputs_embeds, given_embeds), attention_mask=attention_mask, labels=labels,
+            fed = model_input(input_ids, inputs_embeds, given_embeds, used_after=False)
+            return parts.base_model(**fed, attention_mask=attention_mask, labels=labels,
                                     **output_switches(output_attentions, output_hidden_states, return_dict), **kwargs)  # fmt: skip
     mode = "on" if prompt_cache is not None else parts.shared_prefix
     padding_first = padding_goes_first(parts, attention_mask) and not four_d
@@ -117,13 +110,14 @@ def causal_lm_forward(
         shared_kwargs = dict(kwargs)
         cross_attention_with_prompt(parts, shared_kwargs, rows_fed_now=False, fed=new_length)
         try:
-            return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, model_input(input_ids, inputs_embeds, given_embeds),
-                                                   full_mask, positions, labels, hidden, output_attentions, return_dict, shared_kwargs)  # fmt: skip
+            fed = model_input(input_ids, inputs_embeds, given_embeds, used_after=True)  # (the joined path below reads them)
+            return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, fed, full_mask, positions, labels, hidden,
+                                                   output_attentions, return_dict, shared_kwargs)  # fmt: skip
         except shared_prefix.RowsOfItsOwn as error:  # (found 2026-12-07 by a probe: GIT, 2.6 off the prompt fed by hand)
             shared_prefix.refuse_on(mode, str(error))
     if injecting:
         if not given_embeds:
-            why = functools.partial(_why_joined, parts, mode, padding_first, output_attentions, kwargs)
+            why = functools.partial(why_joined, parts, mode, padding_first, output_attentions, kwargs, generating=False)
             refuse_inputs_dropped_beside_embeddings(parts, input_ids, attention_mask, position_ids, kwargs, why)
         prompts = embed_prompts(parts, inputs_embeds, attention_mask, task_ids, context_labels)
         inputs_embeds = torch.cat((prompts, inputs_embeds), dim=1)
@@ -155,9 +149,7 @@ def causal_lm_forward(
         labels = None if labels is None else in_order(labels, order)
         if kwargs.get("position_ids") is not None:
             kwargs["position_ids"] = positions_in_order(kwargs["position_ids"], order)
-        for name in (*TOKEN_TYPES, *CROSS_ATTENTION_MASKS):
-            if kwargs.get(name) is not None:
-                kwargs[name] = in_order(kwargs[name], order)
+        per_token_inputs_in_order(kwargs, order)
     kept = per_row = None  # the caller's logits_to_keep names its positions: the call keeps where it holds them
     if injecting and keeps_some(kwargs.get("logits_to_keep", 0)):
         if isinstance(kwargs["logits_to_keep"], torch.Tensor) and selected_per_row(kwargs["logits_to_keep"]):

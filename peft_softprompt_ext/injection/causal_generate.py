@@ -5,7 +5,6 @@ outputs put back in the caller's layout (`generation_output`)."""
 from __future__ import annotations
 
 import contextlib
-import functools
 
 import torch
 
@@ -17,12 +16,11 @@ from .generation_cache import (deep_prompt_fits_cache, DEEP_PROMPT_IN_CACHE, fil
                                fill_generation_cache, generate_setting, mark_cache_without_prompt_rows,
                                refuse_a_cache_holding_prompt_rows, refuse_static_cache, shallow_prompt_in_layers,
                                ShallowPromptInLayers, shift_cache_position, static_cache_of)
-from .inputs import (CROSS_ATTENTION_MASKS, cross_attention_with_prompt, embed_prompts, is_deep, model_accepts,
-                     token_types_with_prompt, TOKEN_TYPES, transformers_model)
-from .modality_inputs import refuse_inputs_dropped_beside_embeddings
+from .inputs import cross_attention_with_prompt, embed_prompts, is_deep, model_accepts, token_types_with_prompt, transformers_model
+from .modality_inputs import refuse_inputs_dropped_beside_embeddings, why_joined
 from .model_checks import refuse_generate_numbering_from_one, refuse_generate_of_an_inner_model
 from .padding_order import (for_rows_of, in_order, keys_in_order, leading_padding_first_order, PADDING_FIRST_REASON,
-                            padding_goes_first, positions_in_order)
+                            padding_goes_first, per_token_inputs_in_order, positions_in_order)
 from .positions import (cache_length, fed_tokens, first_call_positions, positions_after_prompt, positions_from_mask,
                         shifted_positions, with_prompt_mask)
 
@@ -186,18 +184,6 @@ def prepare_causal_generation_step(parts: PromptParts, model_inputs: dict, task_
     return model_inputs
 
 
-def _why_joined(parts: PromptParts, model_inputs: dict) -> str:
-    """Why a generate's first step joins a shallow prompt's rows to the input's instead of the shared prefix."""
-    if model_inputs.get("use_cache") is False:
-        return "generate runs without a cache (use_cache=False)"
-    if parts.shared_prefix == "off":
-        return "shared_prefix='off'"
-    if padding_goes_first(parts, model_inputs.get("attention_mask")):
-        return PADDING_FIRST_REASON
-    return (shared_prefix.not_exact_reason(parts, None, model_inputs) or
-            "of this generate's settings (output_hidden_states=True, or no cache made for its first step)")  # fmt: skip
-
-
 def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompts, prefix) -> dict:
     """Adjust one decoding step's model inputs.
 
@@ -256,7 +242,9 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
     if injecting:
         input_ids = model_inputs.get("input_ids")
         if input_ids is not None:
-            why = functools.partial(_why_joined, parts, model_inputs)
+            def why():  # (asked only for a refusal: padding_goes_first walks the model's modules)
+                return why_joined(parts, parts.shared_prefix, padding_goes_first(parts, user_mask), None, model_inputs, generating=True)
+
             refuse_inputs_dropped_beside_embeddings(parts, input_ids, user_mask, position_ids, model_inputs, why)
         embeds = model_inputs.get("inputs_embeds") if input_ids is None else parts.input_embeddings(input_ids)
         if fixed_prompts is not None:  # computed once per generate call; beams/samples repeat rows
@@ -279,7 +267,9 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
         if injecting:
             if model_inputs.get("position_ids") is None and model_accepts(parts, "position_ids"):
                 model_inputs["position_ids"] = positions_from_mask(full_mask) + first
-            for name in ("inputs_embeds", "position_ids", *TOKEN_TYPES, *CROSS_ATTENTION_MASKS):
-                if model_inputs.get(name) is not None:
-                    model_inputs[name] = (positions_in_order if name == "position_ids" else in_order)(model_inputs[name], order)
+            if model_inputs.get("inputs_embeds") is not None:
+                model_inputs["inputs_embeds"] = in_order(model_inputs["inputs_embeds"], order)
+            if model_inputs.get("position_ids") is not None:
+                model_inputs["position_ids"] = positions_in_order(model_inputs["position_ids"], order)
+            per_token_inputs_in_order(model_inputs, order)
     return model_inputs

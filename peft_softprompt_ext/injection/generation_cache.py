@@ -130,15 +130,10 @@ def deep_prompt_fits_cache(parts: PromptParts, kwargs: dict) -> bool:
 
 
 def fill_cache_with_deep_prompt(parts: PromptParts, model_inputs: dict, rows: torch.Tensor) -> None:
-    cache = given_cache(model_inputs)
-    if cache is None:  # some releases (5.0) create it in the first forward; generate keeps the one returned
-        from transformers import DynamicCache
-
-        argument = layer_prefix.cache_argument(parts.model_class or type(parts.base_model))
-        cache = model_inputs[argument] = DynamicCache(config=parts.base_model.config)
-    if not hasattr(cache, "update"):
-        raise RuntimeError(f"generate's first step has a {type(cache).__name__} as its cache, which cannot take the deep "
-                           "prompt's keys and values; this should not happen with use_cache=True.")  # fmt: skip
+    cache = first_step_cache(parts, model_inputs)
+    if cache is None:
+        raise RuntimeError(f"generate's first step has a {type(given_cache(model_inputs)).__name__} as its cache, which "
+                           "cannot take the deep prompt's keys and values; this should not happen with use_cache=True.")  # fmt: skip
     fed = fed_tokens(model_inputs)
     rows = rows.repeat_interleave(fed.shape[0] // rows.shape[0], dim=0)  # beams / returned sequences
     layer_prefix.put_in_cache(cache, parts.inner_model, parts.encoder.slots, rows)
@@ -158,27 +153,37 @@ def refuse_static_cache(parts: PromptParts, model_inputs: dict) -> None:
         )
 
 
-def fill_generation_cache(parts: PromptParts, model_inputs: dict, prefix) -> bool:
-    """Put the shared prompt's keys/values into generate's empty cache, or into a new one where generate made none
-    (transformers 5.0, unless a `cache_implementation` is set, leaves that to the model's first forward: the
-    prompt's rows then joined the input's, which audio models drop their audio beside, `modality_inputs.py`); False
-    where the step takes no cache (`use_cache=False`, a model that takes none, a legacy tuple)."""
+def first_step_cache(parts: PromptParts, model_inputs: dict):
+    """Generate's cache at its first step, or a new `DynamicCache` put in the step's inputs where generate made none
+    (transformers 5.0, unless a `cache_implementation` is set, leaves that to the model's first forward: a shallow
+    prompt's rows then joined the input's, which audio models drop their audio beside, `modality_inputs.py`). None
+    where the step takes no cache that keys and values can be put into (`use_cache=False`, a model that takes none,
+    a legacy tuple)."""
     cache = given_cache(model_inputs)
-    if prefix is None or isinstance(cache, (tuple, list)) or (cache is not None and not hasattr(cache, "update")):
-        return False
+    if cache is not None:
+        return cache if hasattr(cache, "update") else None
     model = transformers_model(parts)
     name = layer_prefix.cache_argument(type(model))
-    if cache is None and (model_inputs.get("use_cache") is False or name is None):
+    if model_inputs.get("use_cache") is False or name is None:
+        return None
+    from transformers import DynamicCache
+
+    cache = model_inputs[name] = DynamicCache(config=model.config)
+    return cache
+
+
+def fill_generation_cache(parts: PromptParts, model_inputs: dict, prefix) -> bool:
+    """Put the shared prompt's keys/values into generate's first-step cache (`first_step_cache`); False where the
+    step takes none."""
+    cache = None if prefix is None else first_step_cache(parts, model_inputs)
+    if cache is None:
         return False
     prompt_cache, rows = prefix
     reference = model_inputs.get("input_ids")
     if reference is None:
         reference = model_inputs["inputs_embeds"]
     rows = rows.to(reference.device).repeat_interleave(reference.shape[0] // rows.shape[0])  # beams / samples
-    if cache is None:
-        model_inputs[name] = prompt_cache.new_cache(model, rows)
-    else:
-        prompt_cache.fill(cache, rows, _layers_running(model))
+    prompt_cache.fill(cache, rows, _layers_running(transformers_model(parts)))
     return True
 
 

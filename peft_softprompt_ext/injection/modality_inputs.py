@@ -13,11 +13,13 @@ from collections.abc import Callable
 
 import torch
 
+from .. import shared_prefix
 from .._peft_compat import PromptParts
 from ..eval_mode import in_eval_mode
 from ..layer_prefix import off_beyond_tolerance
 from ..position_table import first_position
 from .inputs import CROSS_ATTENTION_MASKS, TOKEN_TYPES, model_accepts, transformers_model
+from .padding_order import PADDING_FIRST_REASON
 from .positions import positions_from_mask
 
 _CHECKED = "_peft_softprompt_ext_inputs_dropped_beside_embeddings"  # on the model: {input names: reason or None}
@@ -26,13 +28,13 @@ _CACHE_ARGUMENTS = ("past_key_values", "cache", "cache_position", "use_cache", "
 _NOT_MODALITY = {*_TEXT_ARGUMENTS, *_CACHE_ARGUMENTS, *TOKEN_TYPES, *CROSS_ATTENTION_MASKS}
 
 
-def model_input(input_ids, inputs_embeds: torch.Tensor, given_embeds: bool) -> dict:
+def model_input(input_ids, inputs_embeds: torch.Tensor, given_embeds: bool, used_after: bool) -> dict:
     """The input as the model gets it where the prompt does not join its rows (a deep prompt, the shared prefix): the
-    caller's `input_ids` where the caller gave ids, so that the model puts its other inputs on them; else the rows
-    (a copy: GIT and CTRL change theirs in place)."""
+    caller's `input_ids` where the caller gave ids, so that the model puts its other inputs on them; else the rows,
+    a copy where the call reads them again afterwards (`used_after`: GIT and CTRL change theirs in place)."""
     if input_ids is not None and not given_embeds:
         return {"input_ids": input_ids}
-    return {"inputs_embeds": inputs_embeds.clone()}
+    return {"inputs_embeds": inputs_embeds.clone() if used_after else inputs_embeds}
 
 
 def refuse_inputs_dropped_beside_embeddings(parts: PromptParts, input_ids, attention_mask, position_ids, kwargs: dict,
@@ -41,7 +43,7 @@ def refuse_inputs_dropped_beside_embeddings(parts: PromptParts, input_ids, atten
     inputs (`input_features`, `pixel_values`, ...) only beside `input_ids`: checked once per model and set of input names,
     by running the base model on the call without a prompt both ways (the logits must agree, in the model's dtype).
     `kwargs`: the call's other arguments (a forward's, or a generate step's model inputs); `why_joined()`: why this call
-    is off the shared prefix, named in the refusal (a probe: the message listed every cause but the user's)."""
+    is off the shared prefix (`why_joined`), named in the refusal (a probe: the message listed every cause but the user's)."""
     names = tuple(sorted(name for name, value in kwargs.items() if _holds_a_tensor(value) and name not in _NOT_MODALITY))
     if input_ids is None or not names:
         return
@@ -55,6 +57,22 @@ def refuse_inputs_dropped_beside_embeddings(parts: PromptParts, input_ids, atten
                          f"input_ids) because {why_joined()}. Remove that where it can go (shared_prefix='auto'; generate with the "
                          "cache; train without gradient checkpointing, and with the language model's dropout at 0), or use "
                          "DeepPromptTuningConfig (keys and values in every layer; the input stays input_ids) or LoRA.")  # fmt: skip
+
+
+def why_joined(parts: PromptParts, mode: str, padding_first: bool, output_attentions, call_kwargs: dict, generating: bool) -> str:
+    """Why a first call (its cache empty) joins a shallow prompt's rows to the input's instead of running on the shared
+    prefix, for `refuse_inputs_dropped_beside_embeddings`: `mode` the call's shared_prefix setting, `call_kwargs` a
+    forward's other arguments or a generate step's model inputs (`generating`)."""
+    if generating and call_kwargs.get("use_cache") is False:
+        return "generate runs without a cache (use_cache=False)"
+    if mode == "off":
+        return "shared_prefix='off'"
+    if padding_first:
+        return PADDING_FIRST_REASON
+    if generating:
+        return (shared_prefix.not_exact_reason(parts, None, call_kwargs) or
+                "of this generate's settings (output_hidden_states=True, or no cache made for its first step)")  # fmt: skip
+    return shared_prefix.not_exact_reason(parts, output_attentions, call_kwargs) or "the shared prefix does not apply to this call"
 
 
 def _why_dropped(parts: PromptParts, input_ids, attention_mask, position_ids, kwargs: dict) -> str | None:

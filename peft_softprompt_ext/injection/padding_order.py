@@ -11,7 +11,7 @@ import torch
 
 from .. import layer_prefix
 from .._peft_compat import PromptParts
-from .inputs import is_deep
+from .inputs import CROSS_ATTENTION_MASKS, is_deep, TOKEN_TYPES
 
 PADDING_FIRST_REASON = ("left padding on a model with a sliding attention window, chunked attention, recurrent layers "
                         "(state-space, linear-attention, convolution) or ALiBi distances counted in slots (MPT) goes in front "
@@ -91,6 +91,14 @@ def in_order(tensor: torch.Tensor, order: torch.Tensor, dim: int = 1) -> torch.T
     shape[0], shape[dim] = order.shape
     index = order.reshape(shape).expand(*tensor.shape[:dim], order.shape[1], *tensor.shape[dim + 1 :])
     return torch.gather(tensor, dim, index)
+
+
+def per_token_inputs_in_order(kwargs: dict, order: torch.Tensor, names: tuple = (*TOKEN_TYPES, *CROSS_ATTENTION_MASKS)) -> None:
+    """A call's per-token inputs besides embeddings and positions (`names`: token types, cross-attention masks), with
+    the prompt's rows already in front, taken in `order` as the rows run (in place)."""
+    for name in names:
+        if kwargs.get(name) is not None:
+            kwargs[name] = in_order(kwargs[name], order)
 
 
 def positions_in_order(position_ids: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

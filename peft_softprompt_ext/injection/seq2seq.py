@@ -9,7 +9,7 @@ from .._peft_compat import PromptParts
 from ..position_table import check_positions_fit
 from .inputs import (deep_rows, encoder_inputs, is_deep, layer_prompts, refuse_training_nothing, token_types_with_prompt, TOKEN_TYPES,
                      transformers_model)
-from .padding_order import for_rows_of, in_order, leading_padding_first_order, starts_with_padding
+from .padding_order import for_rows_of, in_order, leading_padding_first_order, per_token_inputs_in_order, starts_with_padding
 from .positions import with_prompt_mask
 
 
@@ -130,9 +130,8 @@ def _with_token_types(kwargs: dict, num_virtual: int, order) -> dict:
     inside BERT's embeddings, forward and generate; plain PEFT drops them with a warning)."""
     kwargs = dict(kwargs)
     token_types_with_prompt(kwargs, num_virtual)
-    for name in TOKEN_TYPES if order is not None else ():
-        if kwargs.get(name) is not None:
-            kwargs[name] = in_order(kwargs[name], order)
+    if order is not None:
+        per_token_inputs_in_order(kwargs, order, TOKEN_TYPES)
     return kwargs
 
 
