@@ -113,8 +113,11 @@ def read_corpus(corpus) -> list[str]:
     if isinstance(corpus, str):
         if not os.path.isfile(corpus):
             raise FileNotFoundError(f"corpus={corpus!r} is no text file here (a path to a UTF-8 file, one text per line, or a list of texts).")
-        with open(corpus, encoding="utf-8") as handle:
-            return [line.rstrip("\n") for line in handle if line.strip()]
+        try:
+            with open(corpus, encoding="utf-8") as handle:
+                return [line.rstrip("\n") for line in handle if line.strip()]
+        except UnicodeDecodeError as error:  # (found 2026-12-08 by a probe: a bare UnicodeDecodeError, no file named)
+            raise ValueError(f"corpus={corpus!r} is not UTF-8 text ({error}): save it as UTF-8, one text per line.") from None
     return check_corpus_texts(corpus)
 
 

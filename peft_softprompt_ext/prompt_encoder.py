@@ -38,10 +38,13 @@ def check_input_rows_fit(config, word_embeddings: torch.nn.Module, base_model=No
                          "NotImplementedError in its forward), and a prompt of input rows goes in as inputs_embeds: use "
                          "DeepPromptTuningConfig(deep_init='zero'), whose keys and values go into every layer while the input "
                          "stays input_ids, or LoRA.")  # fmt: skip
+    if not is_integer(config.token_dim) or config.token_dim <= 0:  # (found 2026-12-08 by a probe: token_dim=32.0 failed inside
+        # torch's Embedding, "32" was refused as not 32)
+        raise ValueError(f"token_dim must be a positive integer (the width of the model's input embeddings), got {config.token_dim!r}.")
     weight = getattr(word_embeddings, "weight", None)
     if weight is None or weight.dim() != 2 or weight.shape[1] == config.token_dim:
         return
-    raise ValueError(f"token_dim={config.token_dim} (PEFT fills in the model's hidden_size) but the model's input embeddings are "
+    raise ValueError(f"token_dim={config.token_dim!r} (PEFT fills in the model's hidden_size) but the model's input embeddings are "
                      f"{weight.shape[1]} wide (it projects them, e.g. OPT's word_embed_proj_dim): pass token_dim={weight.shape[1]}.")  # fmt: skip
 
 

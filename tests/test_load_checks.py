@@ -704,6 +704,45 @@ def test_a_corpus_file_that_is_missing_is_named(tmp_path):
         peft.get_peft_model(common.tiny_model("llama")[0], config)
 
 
+def test_a_corpus_file_that_is_not_utf8_is_named(tmp_path):
+    """Found 2026-12-08 by a probe: a bare UnicodeDecodeError, neither corpus= nor the file named."""
+    corpus = tmp_path / "latin1.txt"
+    corpus.write_bytes("caf\xe9 movie was great\n".encode("latin-1"))
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, vocab_sampling="task_corpus", corpus=str(corpus),
+                                            tokenizer_name_or_path=common.tiny_tokenizer_dir())  # fmt: skip
+    with pytest.raises(ValueError, match=r"corpus='.*latin1.txt' is not UTF-8 text .*save it as UTF-8"):
+        peft.get_peft_model(common.tiny_model("llama")[0], config)
+
+
+@pytest.mark.parametrize("config", ["vocab", "deep"])
+def test_a_tokenizer_folder_without_a_tokenizer_is_named(config, tmp_path):
+    """Found 2026-12-08 by a probe: an adapter folder given as the tokenizer gave transformers' "Couldn't instantiate the
+    backend tokenizer", the field and the folder unnamed."""
+    from peft_softprompt_ext import DeepPromptTuningConfig
+
+    folder = tmp_path / "adapter"
+    peft.get_peft_model(common.tiny_model("llama")[0], VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).save_pretrained(folder)
+    make = {"vocab": lambda: VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, vocab_sampling="top_frequent",
+                                                            tokenizer_name_or_path=str(folder)),
+            "deep": lambda: DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, deep_init="text", init_text="a b c d e f",
+                                                   tokenizer_name_or_path=str(folder))}[config]  # fmt: skip
+    with pytest.raises(ValueError, match=rf"tokenizer_name_or_path='{re.escape(str(folder))}' holds no tokenizer that AutoTokenizer can load"):
+        peft.get_peft_model(common.tiny_model("llama")[0], make())
+
+
+@pytest.mark.parametrize("token_dim", ["32", 32.0, None])
+def test_a_token_dim_that_is_no_integer_is_refused_naming_it(token_dim):
+    """Found 2026-12-08 by a probe: token_dim=32.0 failed inside torch's Embedding, "32" was refused as "token_dim=32 ...
+    pass token_dim=32"."""
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
+    config.token_dim = token_dim  # (PEFT fills in None from the model at the build: that one builds)
+    if token_dim is None:
+        peft.get_peft_model(common.tiny_model("gpt2")[0], config)
+        return
+    with pytest.raises(ValueError, match=rf"token_dim must be a positive integer .* got {re.escape(repr(token_dim))}"):
+        peft.get_peft_model(common.tiny_model("gpt2")[0], config)
+
+
 def test_repeated_class_labels_are_refused_at_the_start_and_a_saved_config_holding_them_still_loads(tmp_path):
     """Found 2026-12-06: two labels gave two identical virtual tokens. The review of f65aa69: refused at config time, a
     saved adapter holding them no longer loaded; the start (which a load skips) refuses them now."""

@@ -83,7 +83,7 @@ class DeepPromptTuningConfig(VocabSampledPromptTuningConfig):
             if not isinstance(self.init_text, str) or not self.init_text.strip():
                 raise ValueError(f"deep_init='text' needs a non-empty init_text, got {self.init_text!r}.")
             if not self.tokenizer_name_or_path:
-                raise ValueError("deep_init='text' needs tokenizer_name_or_path to read init_text; got None.")
+                raise ValueError(f"deep_init='text' needs tokenizer_name_or_path to read init_text; got {self.tokenizer_name_or_path!r}.")
         if self.deep_init == DeepInit.PROMPT and (not isinstance(self.init_prompt, str) or not self.init_prompt):
             raise ValueError(f"deep_init='prompt' needs init_prompt (a trained prompt's folder or Hub id), got {self.init_prompt!r}.")
         if not isinstance(self.allow_base_model_mismatch, bool):

@@ -106,7 +106,7 @@ class VocabSampledPromptTuningConfig(PluginPromptConfig):
         if self.tokenizer_name_or_path is not None:
             self.tokenizer_name_or_path = os.fspath(self.tokenizer_name_or_path)  # (saved as JSON)
         if self.vocab_sampling in _NEEDS_TOKENIZER and not self.tokenizer_name_or_path:
-            raise ValueError(f"vocab_sampling={self.vocab_sampling.value!r} needs tokenizer_name_or_path; got None.")
+            raise ValueError(f"vocab_sampling={self.vocab_sampling.value!r} needs tokenizer_name_or_path; got {self.tokenizer_name_or_path!r}.")
         self._validate_class_labels()
         if isinstance(self.corpus, os.PathLike):  # a text file as a Path (found 2026-12-07: refused as "got PosixPath")
             self.corpus = os.fspath(self.corpus)

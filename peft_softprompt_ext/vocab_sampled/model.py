@@ -21,7 +21,14 @@ def load_tokenizer(config):
             sources.check_hub_id(source)
         except FileNotFoundError as error:
             raise FileNotFoundError(f"tokenizer_name_or_path: {error}") from None
-    return AutoTokenizer.from_pretrained(source, **kwargs)
+    try:
+        return AutoTokenizer.from_pretrained(source, **kwargs)
+    except (OSError, ValueError, ImportError) as error:  # (found 2026-12-08 by a probe: an adapter or model folder without
+        # tokenizer files gave transformers' "Couldn't instantiate the backend tokenizer" (5.0: an ImportError asking for
+        # protobuf), the field and folder unnamed)
+        said = " ".join(str(error).split())[:200]
+        raise ValueError(f"tokenizer_name_or_path={source!r} holds no tokenizer that AutoTokenizer can load ({type(error).__name__}: "
+                         f"{said}): give the folder or Hub id of the base model's tokenizer.") from error  # fmt: skip
 
 
 def _corpus_texts(config) -> list[str] | None:
