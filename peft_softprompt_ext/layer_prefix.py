@@ -32,6 +32,7 @@ from .devices import execution_device
 from .eval_mode import in_eval_mode
 from .instance_attribute import instance_attribute
 from .options import is_integer
+from .position_table import positions_in_a_row
 
 ROUTE = "peft_softprompt_ext_layer_prefix|"
 _SUPPORTED = ("sdpa", "eager")
@@ -450,7 +451,7 @@ def _run_capturing(model, ids, task_type: str, decoder_length: int = 0, inputs_e
                 reference = ids if ids is not None else inputs_embeds
                 positions = {}  # (transformers 5.0's Qwen2-VL, given embeddings alone, asks input_ids for its positions)
                 if rope_index_owner(model) is not None:
-                    positions["position_ids"] = torch.arange(reference.shape[1], device=reference.device).expand(reference.shape[0], -1)
+                    positions["position_ids"] = positions_in_a_row(0, reference.shape[1], reference.shape[0], reference.device)
                 model(**inputs, use_cache=False, **positions)
             else:
                 model(**inputs)

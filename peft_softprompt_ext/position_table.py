@@ -52,6 +52,13 @@ def _find_limit(model: torch.nn.Module) -> tuple[int, str] | None:
 _FIRST_ATTRIBUTE = "_peft_softprompt_ext_first_position"
 
 
+def positions_in_a_row(first: int, length: int, batch_size: int, device) -> torch.Tensor:
+    """Positions first .. first + length - 1 for each of `batch_size` rows [B, L], each row its own memory, not a view of
+    one row: Kosmos-2.5's sinusoidal table reads `position_ids.view(-1)` (found 2026-12-08 by a probe: every prompted
+    generate of a batch, and a mixture's prefix, failed there on a broadcast view)."""
+    return torch.arange(first, first + length, device=device).repeat(batch_size, 1)
+
+
 def first_position(model: torch.nn.Module) -> int:
     """The position `model` gives a sequence's first token by its own numbering: padding_idx + 1 where its position
     module numbers as RoBERTa does (rows 0..padding_idx serve padding: the RoBERTa family's learned tables, Kosmos-2's

@@ -36,7 +36,7 @@ from . import layer_prefix
 from ._peft_compat import adapter_config_of, is_plugin_config, plugin_parts, task_type_name
 from .devices import execution_device
 from .eval_mode import in_eval_mode
-from .position_table import first_position
+from .position_table import first_position, positions_in_a_row
 from .prompt_encoder import KEY_VALUES
 
 _CACHE_ATTRIBUTE = "_peft_softprompt_ext_prompt_kv_cache"
@@ -336,7 +336,7 @@ def _run_prefix(base_model, tables: torch.Tensor, output_hidden_states: bool) ->
     """Run the distinct prompts [T, P, D] through the model once; keep what the rows need."""
     count, length = tables.shape[:2]
     first = first_position(base_model)  # (RoBERTa-style tables number from padding_idx + 1)
-    positions = torch.arange(first, first + length, device=tables.device).expand(count, -1)
+    positions = positions_in_a_row(first, length, count, tables.device)
     mask = torch.ones(count, length, dtype=torch.long, device=tables.device)
     output = base_model(
         inputs_embeds=tables.clone(),  # (a copy: CTRL scales the inputs_embeds it is given in place, which were the prompt)

@@ -148,3 +148,53 @@ def test_a_model_that_reads_no_text_is_refused_at_the_build(build, kind):
               VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=3, vocab_sampling="uniform", seed=1))  # fmt: skip
     with pytest.raises(ValueError, match=rf"(?s){names}.*does not take. Use LoRA"):
         peft.get_peft_model(model, config)
+
+
+OMNI_AUDIO, OMNI_IMAGE, OMNI_VIDEO, OMNI_AUDIO_START, OMNI_AUDIO_END, OMNI_VISION_START, OMNI_VISION_END = 399, 398, 397, 396, 395, 394, 393
+
+
+def tiny_qwen3_omni_thinker():
+    torch.manual_seed(0)
+    vision = dict(depth=2, embed_dim=32, hidden_size=32, out_hidden_size=32, intermediate_size=24, num_heads=4, patch_size=16, spatial_merge_size=1,
+                  temporal_patch_size=2, deepstack_visual_indexes=[1])  # fmt: skip
+    audio = dict(d_model=32, encoder_attention_heads=4, encoder_ffn_dim=32, encoder_layers=2, num_mel_bins=20, max_source_positions=1500,
+                 downsample_hidden_size=32, n_window=50, output_dim=32, n_window_infer=100)  # fmt: skip
+    text = dict(rope_parameters={"mrope_section": [1, 1, 2], "rope_type": "default", "interleaved": True, "rope_theta": 10000.0},
+                vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                pad_token_id=0, initializer_range=0.2, moe_intermediate_size=32, num_experts_per_tok=2, num_experts=4)  # fmt: skip
+    config = transformers.Qwen3OmniMoeThinkerConfig(audio_config=audio, vision_config=vision, text_config=text, audio_token_id=OMNI_AUDIO,
+                                                    image_token_id=OMNI_IMAGE, video_token_id=OMNI_VIDEO, audio_start_token_id=OMNI_AUDIO_START,
+                                                    audio_end_token_id=OMNI_AUDIO_END, vision_start_token_id=OMNI_VISION_START,
+                                                    vision_end_token_id=OMNI_VISION_END, user_token_id=392, initializer_range=0.2)  # fmt: skip
+    model = transformers.Qwen3OmniMoeThinkerForConditionalGeneration(config).eval()
+    model.generation_config.eos_token_id = None
+    return model
+
+
+def omni_batch(in_front=None):
+    """Text, an audio's 4 tokens, text, an image's 4 tokens, text; `in_front` [2, P]: text ids put before it."""
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.cat([torch.randint(6, 300, (2, 3), generator=generator), torch.full((2, 1), OMNI_AUDIO_START), torch.full((2, 4), OMNI_AUDIO),
+                     torch.full((2, 1), OMNI_AUDIO_END), torch.randint(6, 300, (2, 2), generator=generator), torch.full((2, 1), OMNI_VISION_START),
+                     torch.full((2, 4), OMNI_IMAGE), torch.full((2, 1), OMNI_VISION_END), torch.randint(6, 300, (2, 4), generator=generator)], dim=1)  # fmt: skip
+    if in_front is not None:
+        ids = torch.cat((in_front, ids), dim=1)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": torch.randn(8, 1536, generator=generator),
+            "image_grid_thw": torch.tensor([[1, 2, 2]] * 2), "input_features": torch.randn(2, 20, 30, generator=generator),
+            "feature_attention_mask": torch.ones(2, 30, dtype=torch.long)}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["shallow", "deep"])
+def test_a_prompt_on_qwen3_omni_with_an_image_and_audio_reads_as_text_in_front(kind):
+    """Qwen3-Omni's thinker numbers its tokens (`get_rope_index`) by the audio's lengths and a video's seconds per grid,
+    which its forward passes under other names than its inputs' (`feature_attention_mask` summed, `video_second_per_grid`)
+    (found 2026-12-08 by a probe: a TypeError from inside for every prompt on a call with an image and audio)."""
+    peft_model = prompted(tiny_qwen3_omni_thinker, kind)
+    in_front = sampled_prompt_ids(prompted(tiny_qwen3_omni_thinker, "shallow"))
+    with torch.no_grad():
+        base = tiny_qwen3_omni_thinker()
+        expected = base(**omni_batch(in_front)).logits[:, P:]
+        torch.testing.assert_close(peft_model(**omni_batch()).logits[:, -expected.shape[1]:], expected, atol=1e-4, rtol=1e-4)
+        tokens = base.generate(**omni_batch(in_front), max_new_tokens=3, do_sample=False)[:, -3:]
+        got = peft_model.generate(**omni_batch(), max_new_tokens=3, do_sample=False)[:, -3:]
+        assert got.tolist() == tokens.tolist()

@@ -577,3 +577,114 @@ def test_a_shallow_prompt_on_llama4_with_an_image_is_refused_in_the_plugins_word
     with torch.no_grad():
         expected = tiny_llama4()(**{name: llama4_batch(in_front)[name] for name in batch}).logits[:, P:]
         torch.testing.assert_close(peft_model(**batch).logits[:, P:], expected, atol=1e-4, rtol=1e-4)  # text alone still runs
+
+
+def tiny_kosmos2_5():
+    torch.manual_seed(0)
+    text = dict(vocab_size=VOCAB, embed_dim=32, layers=2, attention_heads=4, ffn_dim=64, max_position_embeddings=128, pad_token_id=1,
+                bos_token_id=0, eos_token_id=2, dropout=0.0)  # fmt: skip
+    vision = dict(hidden_size=32, patch_embed_hidden_size=12, intermediate_size=64, head_dim=8, num_hidden_layers=1, num_attention_heads=4,
+                  max_num_patches=16)  # fmt: skip
+    config = transformers.Kosmos2_5Config(text_config=text, vision_config=vision, latent_query_num=KOSMOS_IMAGE_TOKENS)
+    model = transformers.Kosmos2_5ForConditionalGeneration(config).eval()
+    model.generation_config.eos_token_id = None
+    return model
+
+
+def kosmos2_5_batch(in_front=None):
+    """<s>, the image's start, 4 image slots, its end, text; flattened patches, each led by its row and column."""
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.cat([torch.zeros(2, 1, dtype=torch.long), torch.full((2, 1), KOSMOS_BOI), torch.full((2, KOSMOS_IMAGE_TOKENS), 5),
+                     torch.full((2, 1), KOSMOS_EOI), torch.randint(6, 300, (2, 3), generator=generator)], dim=1)  # fmt: skip
+    slots = torch.zeros_like(ids)
+    slots[:, 2 : 2 + KOSMOS_IMAGE_TOKENS] = 1
+    if in_front is not None:
+        ids, slots = torch.cat((in_front, ids), dim=1), torch.cat((torch.zeros_like(in_front), slots), dim=1)
+    patches = torch.randn(2, 8, 14, generator=generator)
+    patches[:, :, 0], patches[:, :, 1] = torch.arange(8) // 4 + 1, torch.arange(8) % 4 + 1
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "flattened_patches": patches, "image_embeds_position_mask": slots}
+
+
+@pytest.mark.parametrize("kind", ["shallow", "shallow off", "deep", "mixture"])
+def test_a_prompt_on_kosmos2_5_reads_as_text_in_front_of_its_image_in_forward_and_generate(kind, tmp_path):
+    """Kosmos-2.5's sinusoidal positions read `position_ids.view(-1)`, which a broadcast view of one row refuses (found
+    2026-12-08 by a probe: every prompted generate of a batch, and a mixture's shared prefix in forward, failed there;
+    the forward of a single prompt ran). The reference: the base model on [the sampled tokens; the input]."""
+    shallow = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3,
+                                             shared_prefix="off" if kind == "shallow off" else "auto", **KOSMOS_COUNTS)  # fmt: skip
+    in_front = sampled_prompt_ids(peft.get_peft_model(tiny_kosmos2_5(), shallow))
+    if kind == "deep":
+        config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="vocab_sampled", vocab_sampling="uniform",
+                                        seed=3, **KOSMOS_COUNTS)  # fmt: skip
+    elif kind == "mixture":
+        from peft_softprompt_ext import MixturePromptTuningConfig
+
+        sources = []
+        for seed in (3, 4):
+            source = peft.get_peft_model(tiny_kosmos2_5(), VocabSampledPromptTuningConfig(
+                task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=seed, **KOSMOS_COUNTS))  # fmt: skip
+            source.save_pretrained(tmp_path / str(seed))
+            sources.append(str(tmp_path / str(seed)))
+        config = MixturePromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, source_prompts=sources, mixing="one_hot",
+                                           num_tasks=2, **KOSMOS_COUNTS)  # fmt: skip
+    else:
+        config = shallow
+    peft_model = peft.get_peft_model(tiny_kosmos2_5(), config).eval()
+    task = {"task_ids": torch.tensor([0, 0])} if kind == "mixture" else {}
+    with torch.no_grad():
+        base = tiny_kosmos2_5()
+        expected = base(**kosmos2_5_batch(in_front)).logits[:, P:]
+        torch.testing.assert_close(peft_model(**kosmos2_5_batch(), **task).logits[:, -expected.shape[1]:], expected, atol=1e-4, rtol=1e-4)
+        tokens = base.generate(**kosmos2_5_batch(in_front), max_new_tokens=3, do_sample=False)[:, -3:]
+        for use_cache in (True, False):
+            got = peft_model.generate(**kosmos2_5_batch(), **task, max_new_tokens=3, do_sample=False, use_cache=use_cache)[:, -3:]
+            assert got.tolist() == tokens.tolist(), f"use_cache={use_cache}"
+
+
+FLORENCE_IMAGE_TOKENS = 17  # (what the tiny vision tower below gives a 32 x 32 image)
+
+
+def tiny_florence2():
+    torch.manual_seed(0)
+    vision = dict(depths=[1, 1], patch_size=[7, 3], patch_stride=[4, 2], patch_padding=[3, 1], patch_prenorm=[False, True], embed_dim=[16, 32],
+                  num_heads=[2, 4], num_groups=[2, 4], window_size=2, drop_path_rate=0.0, projection_dim=32, max_temporal_embeddings=4,
+                  max_position_embeddings=16)  # fmt: skip
+    text = dict(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+                encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                decoder_start_token_id=2)  # fmt: skip
+    config = transformers.Florence2Config(text_config=text, vision_config=vision, image_token_id=IMAGE_TOKEN)
+    return transformers.Florence2ForConditionalGeneration(config).eval()
+
+
+def florence2_batch(in_front=None):
+    """The image's tokens, then text; `in_front` [1, P]: text ids put before them."""
+    ids = torch.cat([torch.full((1, FLORENCE_IMAGE_TOKENS), IMAGE_TOKEN), torch.tensor([[0, 7, 8, 9]])], dim=1)
+    if in_front is not None:
+        ids = torch.cat((in_front, ids), dim=1)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))}
+
+
+def test_florence2_prompts_forward_and_refuse_their_generate_and_a_deep_init_in_the_plugins_words():
+    """Florence-2 (seq2seq) finds its image tokens in generate's input tensor, which given embeddings holds none, and its
+    model makes decoder_input_ids beside given decoder_inputs_embeds (found 2026-12-08 by a probe: "Image features and
+    image tokens do not match, tokens: 0" from a shallow prompt's generate, plain PEFT alike; "You must specify exactly
+    one of decoder_input_ids or decoder_inputs_embeds" from a deep prompt's build). The shallow forward is exact; the
+    generate and a deep init that runs rows are refused naming why; deep_init="zero" builds."""
+    config = VocabSampledPromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3, **KOSMOS_COUNTS)
+    peft_model = peft.get_peft_model(tiny_florence2(), config).eval()
+    rows, table = peft_model.prompt_encoder["default"](1)[0], peft_model.get_input_embeddings().weight
+    in_front = torch.cdist(rows, table).argmin(dim=-1)[None]
+    decoder = {"decoder_input_ids": torch.tensor([[2, 5, 6]])}
+    with torch.no_grad():
+        expected = tiny_florence2()(**florence2_batch(in_front), **decoder).logits
+        torch.testing.assert_close(peft_model(**florence2_batch(), **decoder).logits, expected, atol=1e-4, rtol=1e-4)
+        with pytest.raises(ValueError, match=r"(?s)Florence2ForConditionalGeneration's generate refuses this call's pixel_values beside "
+                                             r"inputs_embeds .*decode with forward calls"):  # fmt: skip
+            peft_model.generate(**florence2_batch(), max_new_tokens=2)
+    deep = DeepPromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=P, deep_init="random", **KOSMOS_COUNTS)
+    with pytest.raises(ValueError, match=r"(?s)deep_init='random' runs input rows through Florence2ForConditionalGeneration as "
+                                         r"inputs_embeds, which it does not take .*decoder_inputs_embeds.*deep_init='zero'"):  # fmt: skip
+        peft.get_peft_model(tiny_florence2(), deep)
+    zero = DeepPromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=P, deep_init="zero", **KOSMOS_COUNTS)
+    with torch.no_grad():
+        peft.get_peft_model(tiny_florence2(), zero).eval()(**florence2_batch(), **decoder)

@@ -82,13 +82,16 @@ def initial_key_values(config, word_embeddings, model_config, base_model, slots)
     if config.deep_init == DeepInit.ZERO:
         return torch.zeros(config.num_virtual_tokens, width)
     _warn_layers_without_a_prompt(config, base_model)
-    try:
-        with in_eval_mode(base_model):  # no dropout in what the prompt starts from
-            rows = _input_rows(config, word_embeddings, model_config, config.num_virtual_tokens)
+    with in_eval_mode(base_model):  # no dropout in what the prompt starts from
+        rows = _input_rows(config, word_embeddings, model_config, config.num_virtual_tokens)
+        try:
             table = layer_prefix.key_values_of(base_model, slots, task_type_name(config), rows).float()
-    except NotImplementedError as error:  # e.g. BartForSequenceClassification: "Passing input embeddings is currently not supported"
-        raise ValueError(f"deep_init={str(config.deep_init)!r} runs input rows through {type(base_model).__name__} as inputs_embeds, "
-                         f"which it does not take ({error}). Use deep_init='zero', which runs nothing.") from error  # fmt: skip
+        except (NotImplementedError, ValueError, TypeError, RuntimeError) as error:  # e.g. BartForSequenceClassification:
+            # "Passing input embeddings is currently not supported"; Florence-2 makes decoder_input_ids beside given
+            # decoder_inputs_embeds and refuses both (found 2026-12-08 by a probe: transformers' words at the build)
+            raise ValueError(f"deep_init={str(config.deep_init)!r} runs input rows through {type(base_model).__name__} as inputs_embeds, "
+                             f"which it does not take ({type(error).__name__}: {error}). Use deep_init='zero', which runs "
+                             "nothing.") from error  # fmt: skip
     if config.deep_init != DeepInit.RANDOM:
         return table
     generator = torch.Generator().manual_seed(config.seed)

@@ -21,8 +21,8 @@ from .modality_inputs import refuse_inputs_dropped_beside_embeddings, why_joined
 from .model_checks import refuse_generate_numbering_from_one, refuse_generate_of_an_inner_model
 from .padding_order import (for_rows_of, in_order, keys_in_order, leading_padding_first_order, PADDING_FIRST_REASON,
                             padding_goes_first, per_token_inputs_in_order, positions_in_order)
-from .positions import (cache_length, fed_tokens, first_call_positions, positions_after_prompt, positions_from_mask,
-                        shifted_positions, with_prompt_mask)
+from .positions import (cache_length, fed_tokens, first_call_positions, generate_counts_from, multi_axis_positions, positions_after_prompt,
+                        positions_from_mask, shifted_positions, with_prompt_mask)
 
 
 def generation_scope(parts: PromptParts, prompts: torch.Tensor, prefix=None):
@@ -195,7 +195,14 @@ def _prepare_step(parts: PromptParts, model_inputs: dict, task_ids, fixed_prompt
     num_virtual = parts.num_virtual_tokens
     first = first_position(transformers_model(parts))  # (RoBERTa-style tables number from padding_idx + 1)
     if first and model_inputs.get("position_ids") is not None:  # generate counts the mask from 0, the model's forward from first
-        model_inputs["position_ids"] = model_inputs["position_ids"] + first
+        model_inputs["position_ids"] = model_inputs["position_ids"] + first - generate_counts_from(transformers_model(parts), first)
+    if model_inputs.get("position_ids") is None:  # positions on several axes, as a forward numbers them (transformers 5.0's
+        # Qwen3-Omni leaves them to its forward, which numbered the caller's ids by a mask holding the prompt too: found
+        # 2026-12-08, an IndexError from inside); None where the model has no such positions or the mask numbers them
+        positions = multi_axis_positions(transformers_model(parts), model_inputs.get("input_ids"), model_inputs.get("attention_mask"),
+                                         model_inputs, 0 if is_deep(parts) else num_virtual)  # fmt: skip
+        if positions is not None:
+            model_inputs["position_ids"] = positions
     if is_deep(parts) or isinstance(prefix, ShallowPromptInLayers):  # the prompt is in every layer (generation_scope) or in the cache; positions count it
         in_cache = prefix is DEEP_PROMPT_IN_CACHE
         if in_cache:  # masks count it too

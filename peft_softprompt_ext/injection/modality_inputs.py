@@ -17,7 +17,7 @@ from .. import shared_prefix
 from .._peft_compat import PromptParts
 from ..eval_mode import in_eval_mode
 from ..layer_prefix import off_beyond_tolerance
-from ..position_table import first_position
+from ..position_table import first_position, positions_in_a_row
 from .inputs import CROSS_ATTENTION_MASKS, TOKEN_TYPES, model_accepts, transformers_model
 from .padding_order import PADDING_FIRST_REASON
 from .positions import positions_from_mask
@@ -44,7 +44,7 @@ def refuse_inputs_dropped_beside_embeddings(parts: PromptParts, input_ids, atten
     by running the base model on the call without a prompt both ways (the logits must agree, in the model's dtype).
     `kwargs`: the call's other arguments (a forward's, or a generate step's model inputs); `why_joined()`: why this call
     is off the shared prefix (`why_joined`), named in the refusal (a probe: the message listed every cause but the user's)."""
-    names = tuple(sorted(name for name, value in kwargs.items() if _holds_a_tensor(value) and name not in _NOT_MODALITY))
+    names = _modality_inputs(kwargs)
     if input_ids is None or not names:
         return
     model = transformers_model(parts)
@@ -57,6 +57,35 @@ def refuse_inputs_dropped_beside_embeddings(parts: PromptParts, input_ids, atten
                          f"input_ids) because {why_joined()}. Remove that where it can go (shared_prefix='auto'; generate with the "
                          "cache; train without gradient checkpointing, and with the language model's dropout at 0), or use "
                          "DeepPromptTuningConfig (keys and values in every layer; the input stays input_ids) or LoRA.")  # fmt: skip
+
+
+def refuse_generate_dropping_inputs_beside_embeddings(parts: PromptParts, input_ids, attention_mask, kwargs: dict,
+                                                     error: Exception) -> None:  # fmt: skip
+    """Where a seq2seq generate given a shallow prompt's rows (`inputs_embeds`) failed, on a call with inputs besides the
+    text, and the model's generate runs the call given `input_ids`: refuse, naming the inputs and the error (found
+    2026-12-08 by a probe: Florence-2's generate looks for its image tokens in the input tensor, which given embeddings
+    holds none, "Image features and image tokens do not match, tokens: 0"; plain PEFT alike). Returns where the failure
+    has another cause, for the caller to raise the error as it was."""
+    names = _modality_inputs(kwargs)
+    if input_ids is None or not names:
+        return
+    model = transformers_model(parts)
+    try:
+        with torch.no_grad():  # (one greedy token, the call's other inputs only: no streamer or processors of the caller's)
+            parts.base_model.generate(input_ids=input_ids, attention_mask=attention_mask, **{name: kwargs[name] for name in names},
+                                      max_new_tokens=1, do_sample=False, num_beams=1)  # fmt: skip
+    except (ValueError, TypeError, RuntimeError):
+        return
+    said = str(error).splitlines()[0][:200]
+    raise ValueError(f"{type(model).__name__}'s generate refuses this call's {', '.join(names)} beside inputs_embeds ({type(error).__name__}: "
+                     f"{said}), and a soft prompt goes into the encoder as inputs_embeds, in front of the input's rows (given "
+                     "input_ids alone, without the prompt, it runs). The prompted forward takes them: decode with forward "
+                     "calls, or use LoRA.") from error  # fmt: skip
+
+
+def _modality_inputs(kwargs: dict) -> tuple:
+    """The names of a call's inputs besides the text (`input_features`, `pixel_values`, ...), sorted."""
+    return tuple(sorted(name for name, value in kwargs.items() if _holds_a_tensor(value) and name not in _NOT_MODALITY))
 
 
 def why_joined(parts: PromptParts, mode: str, padding_first: bool, output_attentions, call_kwargs: dict, generating: bool) -> str:
@@ -102,4 +131,4 @@ def _counted(input_ids: torch.Tensor, attention_mask, first: int) -> torch.Tenso
     """The positions [B, L] of a call's tokens counted by its 2-D mask (else in a row), from the table's `first` row."""
     if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
         return positions_from_mask(attention_mask) + first
-    return torch.arange(first, first + input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
+    return positions_in_a_row(first, input_ids.shape[1], input_ids.shape[0], input_ids.device)

@@ -3,11 +3,14 @@ call's cache already holds."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
+from transformers import GenerationMixin
 
 from .. import layer_prefix
+from ..position_table import positions_in_a_row
 
 
 def fed_tokens(inputs: dict) -> torch.Tensor:
@@ -16,11 +19,32 @@ def fed_tokens(inputs: dict) -> torch.Tensor:
     return inputs["inputs_embeds"] if ids is None else ids
 
 
+def generate_counts_from(model, first: int) -> int:
+    """Where the position ids a generate step hands `model` start: 0 (GenerationMixin counts the mask from 0), or
+    `first` (`position_table.first_position`) where a `prepare_inputs_for_generation` of the model's numbers them from
+    its input ids as its table does (Kosmos-2.5's under transformers 5.0, found 2026-12-08: a cached generate's later
+    steps were numbered `first` rows too far, other tokens than the prompt fed by hand)."""
+    if not first:
+        return 0
+    return first if any(_numbers_from_its_ids(type(module)) for module in model.modules()) else 0
+
+
+@functools.lru_cache(maxsize=None)
+def _numbers_from_its_ids(cls: type) -> bool:
+    prepare = getattr(cls, "prepare_inputs_for_generation", None)
+    if prepare is None or prepare is GenerationMixin.prepare_inputs_for_generation:
+        return False
+    try:
+        return "create_position_ids_from_input_ids(" in inspect.getsource(prepare)
+    except (OSError, TypeError):
+        return False
+
+
 def positions_after_prompt(inputs: dict, num_virtual_tokens: int, batch_size: int, length: int, device, first: int = 0) -> torch.Tensor:
     """Positions of `length` fed tokens after the prompt and what the cache holds (the input only: a deep
     prompt's layer path keeps the prompt out of the cache), numbered from `first` (`position_table.first_position`)."""
     start = first + num_virtual_tokens + cache_length(inputs)
-    return torch.arange(start, start + length, device=device).expand(batch_size, -1)
+    return positions_in_a_row(start, length, batch_size, device)
 
 
 def given_cache(inputs: dict):
@@ -142,9 +166,9 @@ def first_call_positions(owner, model, input_ids, attention_mask, kwargs: dict):
         setattr(owner, _TEXT_OFFSET, None)  # (text alone: one axis, as the mask counts it)
         if input_ids is None or isinstance(attention_mask, torch.Tensor):
             return None
-        return torch.arange(input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
+        return positions_in_a_row(0, input_ids.shape[1], input_ids.shape[0], input_ids.device)
     takes = inspect.signature(owner.get_rope_index).parameters
-    given = {name: value for name, value in {**kwargs, "attention_mask": attention_mask}.items()
+    given = {name: value for name, value in {**_as_rope_index_names(kwargs), "attention_mask": attention_mask}.items()
              if name in takes and name != "input_ids" and value is not None}  # fmt: skip
     needed = [name for name, parameter in takes.items() if parameter.default is inspect.Parameter.empty
               and parameter.kind is not inspect.Parameter.VAR_KEYWORD and name not in ("input_ids", *given)]  # fmt: skip
@@ -157,6 +181,18 @@ def first_call_positions(owner, model, input_ids, attention_mask, kwargs: dict):
     following = axes.masked_fill(~real.to(axes.device), -1).amax(dim=(0, 2)) + 1  # each row's next position
     setattr(owner, _TEXT_OFFSET, (following - real.sum(dim=1).to(following.device)).unsqueeze(1))
     return positions
+
+
+def _as_rope_index_names(kwargs: dict) -> dict:
+    """A call's arguments with those `get_rope_index` takes under other names than the forward's, as the forward hands
+    them over: Qwen2.5-Omni's and Qwen3-Omni's thinkers number an audio's tokens by `audio_seqlens` (the forward's
+    `audio_feature_lengths`, or its `feature_attention_mask` summed) and a video's by `second_per_grids` (the forward's
+    `video_second_per_grid`) (found 2026-12-08 by a probe: None given for both, a TypeError from inside for every
+    prompt on a call with an image and audio, or a video)."""
+    lengths = kwargs.get("audio_feature_lengths")
+    if lengths is None and isinstance(kwargs.get("feature_attention_mask"), torch.Tensor):
+        lengths = kwargs["feature_attention_mask"].sum(dim=-1)
+    return {"audio_seqlens": lengths, "second_per_grids": kwargs.get("video_second_per_grid"), **kwargs}
 
 
 _TEXT_OFFSET = "_peft_softprompt_ext_text_offset"  # set by `multi_axis_positions` on the module that numbers positions

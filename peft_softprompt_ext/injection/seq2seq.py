@@ -9,6 +9,7 @@ from .._peft_compat import PromptParts
 from ..position_table import check_positions_fit
 from .inputs import (deep_rows, encoder_inputs, is_deep, layer_prompts, refuse_training_nothing, token_types_with_prompt, TOKEN_TYPES,
                      transformers_model)
+from .modality_inputs import refuse_generate_dropping_inputs_beside_embeddings
 from .padding_order import for_rows_of, in_order, leading_padding_first_order, per_token_inputs_in_order, starts_with_padding
 from .positions import with_prompt_mask
 
@@ -173,8 +174,13 @@ def seq2seq_generate(parts: PromptParts, input_ids=None, attention_mask=None, in
                          "the encoder's inputs_embeds, which transformers hands to the assistant beside its input_ids, "
                          "and the assistant refuses both. A deep prompt (DeepPromptTuningConfig) keeps the input as "
                          "input_ids and works as the main model of assisted decoding; else generate without assistant_model.")  # fmt: skip
+    user_mask = attention_mask
     inputs_embeds, attention_mask, order = _seq2seq_encoder_inputs(parts, input_ids, attention_mask, inputs_embeds, task_ids)
     check_positions_fit(transformers_model(parts), parts.num_virtual_tokens, inputs_embeds.shape[1], decoding=False)
-    return _encoder_call(parts.base_model.generate, order, {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask,
-                                                            **_with_token_types(kwargs, parts.num_virtual_tokens, order)},
-                         transformers_model(parts).config, generating=True)  # fmt: skip
+    try:
+        return _encoder_call(parts.base_model.generate, order, {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask,
+                                                                **_with_token_types(kwargs, parts.num_virtual_tokens, order)},
+                             transformers_model(parts).config, generating=True)  # fmt: skip
+    except (ValueError, TypeError, RuntimeError) as error:
+        refuse_generate_dropping_inputs_beside_embeddings(parts, input_ids, user_mask, kwargs, error)
+        raise
