@@ -28,16 +28,9 @@ def check_input_rows_fit(config, word_embeddings: torch.nn.Module, base_model=No
     forward (found 2026-12-07 by a probe: the prompt built, then failed there, as plain PEFT's does)."""
     if config.deep_layout is not None:
         return  # keys and values per layer: the input stays input_ids
-    why = _refuses_inputs_embeds(base_model) if base_model is not None else None
-    if why == "requires input_ids":
-        raise ValueError(f"{type(base_model).__name__} takes no inputs_embeds without input_ids (its forward, or its encoder's, "
-                         "requires input_ids), and a prompt of input rows goes in as inputs_embeds: use LoRA (a deep prompt "
-                         "keeps input_ids, where the model runs a text alone through transformers' attention interface).")  # fmt: skip
-    if why is not None:
-        raise ValueError(f"{type(base_model).__name__} takes no inputs_embeds without input_ids (transformers raises "
-                         "NotImplementedError in its forward), and a prompt of input rows goes in as inputs_embeds: use "
-                         "DeepPromptTuningConfig(deep_init='zero'), whose keys and values go into every layer while the input "
-                         "stays input_ids, or LoRA.")  # fmt: skip
+    refusal = _refusal_of_inputs_embeds(base_model) if base_model is not None else None
+    if refusal is not None:
+        raise ValueError(refusal)
     if not is_integer(config.token_dim) or config.token_dim <= 0:  # (found 2026-12-08 by a probe: token_dim=32.0 failed inside
         # torch's Embedding, "32" was refused as not 32)
         raise ValueError(f"token_dim must be a positive integer (the width of the model's input embeddings), got {config.token_dim!r}.")
@@ -54,15 +47,19 @@ def modules_taking_the_input(model) -> tuple:
     return (model,) if encoder is None else (model, encoder)
 
 
-def _refuses_inputs_embeds(model) -> str | None:
-    """Why the model takes no `inputs_embeds` without `input_ids`, or None where it does: its forward raises for them
-    (transformers' own message), also through a subclass's forward that calls the one it overrides (`super().forward`,
-    found by a review); or it, or an encoder-decoder's encoder, requires `input_ids` (BLIP-2; FSMT's encoder: found
-    2026-12-07 by probes, transformers' own TypeError "missing 1 required positional argument", plain PEFT alike)."""
+def _refusal_of_inputs_embeds(model) -> str | None:
+    """The refusal of a prompt of input rows (they go in as `inputs_embeds`) on a model that takes no `inputs_embeds`
+    without `input_ids`, or None where it takes them: it, or an encoder-decoder's encoder, requires `input_ids` (BLIP-2;
+    FSMT's encoder: found 2026-12-07 by probes, transformers' own TypeError "missing 1 required positional argument",
+    plain PEFT alike); or its forward raises for them (transformers' own message), also through a subclass's forward
+    that calls the one it overrides (`super().forward`, found by a review)."""
+    name = type(model).__name__
     for module in modules_taking_the_input(model):
         ids = inspect.signature(module.forward).parameters.get("input_ids")
         if ids is not None and ids.default is inspect.Parameter.empty:
-            return "requires input_ids"
+            return (f"{name} takes no inputs_embeds without input_ids (its forward, or its encoder's, requires input_ids), and a "
+                    "prompt of input rows goes in as inputs_embeds: use LoRA (a deep prompt keeps input_ids, where the model "
+                    "runs a text alone through transformers' attention interface).")  # fmt: skip
     for owner in type(model).__mro__:
         forward = vars(owner).get("forward")
         if forward is None:
@@ -72,7 +69,9 @@ def _refuses_inputs_embeds(model) -> str | None:
         except (OSError, TypeError):  # no source to read (compiled or built at run time): taken as accepting
             return None
         if "Passing input embeddings is currently not supported" in source:
-            return "raises NotImplementedError"
+            return (f"{name} takes no inputs_embeds without input_ids (transformers raises NotImplementedError in its forward), "
+                    "and a prompt of input rows goes in as inputs_embeds: use DeepPromptTuningConfig(deep_init='zero'), whose "
+                    "keys and values go into every layer while the input stays input_ids, or LoRA.")  # fmt: skip
         if not re.search(r"super\([^)]*\)\s*\.\s*forward\(", source):  # (a re-implementation calling other helpers: its own)
             return None
     return None
