@@ -29,6 +29,20 @@ def ids_scale(model) -> float:
     return 1.0
 
 
+_DECODERS_TAKING_RAW_ROWS = frozenset({"marian", "pegasus", "blenderbot-small"})  # (MVP's decoder scales ids only, as its encoder)
+
+
+def decoder_rows_factor(model) -> float:
+    """The factor that turns rows as `model`'s encoder reads a text's ids (`ids_scale`) into the rows its decoder reads
+    as the same tokens, given as `decoder_inputs_embeds`: Marian's and Pegasus' decoders put their sqrt(d_model) on given
+    rows too, BlenderbotSmall's on neither (found 2026-12-08 by a probe: a deep prompt's decoder layers started 1.0-14.6
+    off the keys and values of the tokens it was sampled from, where the encoder's were exact)."""
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) in _DECODERS_TAKING_RAW_ROWS and getattr(config, "is_encoder_decoder", False):
+        return 1.0 / ids_scale(model)
+    return 1.0
+
+
 class ScaledIdsEmbedding(torch.nn.Module):
     """An embedding module whose rows come out times `scale`, as its model's forward scales the embedding of input_ids."""
 

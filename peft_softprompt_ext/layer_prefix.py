@@ -435,15 +435,16 @@ def discover_slots(model, task_type: str) -> list[Slot]:
     return slots
 
 
-def _run_capturing(model, ids, task_type: str, decoder_length: int = 0, inputs_embeds=None) -> list:
-    """(module, keys, values, query length) of every attention call of one forward."""
+def _run_capturing(model, ids, task_type: str, decoder_length: int = 0, inputs_embeds=None, decoder_inputs_embeds=None) -> list:
+    """(module, keys, values, query length) of every attention call of one forward (seq2seq given rows: the decoder
+    reads `decoder_inputs_embeds`, else the same rows)."""
     calls = []
     token = _capturing.set(calls)
     try:
         with torch.no_grad():
             inputs = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": ids}
             if task_type == "SEQ_2_SEQ_LM" and inputs_embeds is not None:
-                model(**inputs, decoder_inputs_embeds=inputs_embeds)
+                model(**inputs, decoder_inputs_embeds=inputs_embeds if decoder_inputs_embeds is None else decoder_inputs_embeds)
             elif task_type == "SEQ_2_SEQ_LM":
                 start = getattr(model.config, "decoder_start_token_id", None) or 0
                 model(**inputs, decoder_input_ids=torch.full((ids.shape[0], decoder_length), start, dtype=torch.long, device=ids.device))
@@ -460,14 +461,21 @@ def _run_capturing(model, ids, task_type: str, decoder_length: int = 0, inputs_e
     return calls
 
 
-def key_values_of(model, slots: list[Slot], task_type: str, rows: torch.Tensor) -> torch.Tensor:
+def key_values_of(model, slots: list[Slot], task_type: str, rows: torch.Tensor, decoder_rows: torch.Tensor | None = None) -> torch.Tensor:
     """The deep prompt [P, F] a sequence of input rows [P, D] leaves in every slot: what P tokens (or a
     shallow prompt) at positions 0..P-1 would leave in a cache (rows [B, P, D]: [B, P, F], one per row).
-    Seq2seq: encoder and decoder both read the rows (as encoder input and as decoder input)."""
+    Seq2seq: encoder and decoder both read the rows (as encoder input and as decoder input; `decoder_rows`: the same
+    tokens as the decoder reads them, where that differs, `ids_embedding.decoder_rows_factor`)."""
     route(model)
     batched = rows.dim() == 3
     by_module = {}
-    for module, key, value, _ in _run_capturing(model, None, task_type, inputs_embeds=(rows if batched else rows[None]).clone()):  # (CTRL scales them in place)
+
+    def batch(tensor: torch.Tensor) -> torch.Tensor:
+        return (tensor if batched else tensor[None]).clone()  # (a copy: CTRL scales them in place)
+
+    calls = _run_capturing(model, None, task_type, inputs_embeds=batch(rows),
+                           decoder_inputs_embeds=None if decoder_rows is None else batch(decoder_rows))  # fmt: skip
+    for module, key, value, _ in calls:
         by_module.setdefault(id(module), (key, value))  # a layer's first call (self-attention comes first)
     modules = [model.get_submodule(slot.name) for slot in slots]
     missing = [slot.name for slot, module in zip(slots, modules) if id(module) not in by_module]

@@ -12,7 +12,7 @@ import torch
 import transformers
 
 import testing_common as common
-from peft_softprompt_ext import DeepPromptTuningConfig, VocabSampledPromptTuningConfig
+from peft_softprompt_ext import DeepPromptTuningConfig, layer_prefix, VocabSampledPromptTuningConfig
 from peft_softprompt_ext.position_table import first_position
 
 P = 5
@@ -197,6 +197,64 @@ IDS_SCALED = {
         encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, scale_embedding=True,
         max_position_embeddings=256, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)),
 }  # fmt: skip
+
+
+def tiny_blenderbot_small():
+    return transformers.BlenderbotSmallConfig(vocab_size=common.VOCAB_SIZE, pad_token_id=0, decoder_start_token_id=0, d_model=32, encoder_layers=2,
+                                              decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+                                              decoder_ffn_dim=64, scale_embedding=True, max_position_embeddings=256, dropout=0.0,
+                                              attention_dropout=0.0, activation_dropout=0.0)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["marian", "pegasus", "blenderbot_small"])
+def test_a_seq2seq_deep_prompt_starts_from_the_sampled_tokens_keys_and_values_in_both_stacks(name):
+    """Marian's and Pegasus' decoders put their sqrt(d_model) on given decoder_inputs_embeds too, BlenderbotSmall's on
+    neither, where the encoders scale ids only (found 2026-12-08 by a probe: the decoder layers of a deep prompt sampled
+    from tokens started 1.0-14.6 off those tokens' keys and values, the encoder's exact). The reference: the base
+    model's cache for the sampled ids as encoder and decoder input."""
+    make_config = tiny_blenderbot_small if name == "blenderbot_small" else IDS_SCALED[name][1]
+
+    def build():
+        torch.manual_seed(0)
+        return transformers.AutoModelForSeq2SeqLM.from_config(make_config()).eval()
+
+    sampling = dict(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3)
+    shallow = peft.get_peft_model(build(), VocabSampledPromptTuningConfig(**sampling))
+    rows, table = shallow.prompt_encoder["default"](1)[0], shallow.get_input_embeddings().weight
+    ids = (torch.nn.functional.normalize(rows, dim=-1) @ torch.nn.functional.normalize(table, dim=-1).T).argmax(dim=-1)[None]
+    deep = peft.get_peft_model(build(), DeepPromptTuningConfig(deep_init="vocab_sampled", **sampling))
+    encoder = deep.prompt_encoder["default"]
+    with torch.no_grad():
+        cache = build()(input_ids=ids, decoder_input_ids=ids, use_cache=True).past_key_values.self_attention_cache
+        prompt = layer_prefix.split(encoder(1), encoder.slots)
+    decoder_layers = [index for index, slot in enumerate(encoder.slots) if ".decoder." in f".{slot.name}"]
+    assert len(decoder_layers) == 2
+    for layer, index in enumerate(decoder_layers):
+        keys, values = prompt[index]
+        torch.testing.assert_close(keys, cache.layers[layer].keys, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(values, cache.layers[layer].values, atol=1e-4, rtol=1e-4)
+
+
+def test_a_seq2seq_deep_prompt_whose_encoder_runs_attention_outside_the_interface_warns_naming_it():
+    """LongT5's local encoder attention does not run through transformers' attention interface, so a deep prompt goes
+    into its decoder's layers only (found 2026-12-08 by a probe: built without a word; BigBird-Pegasus and Pegasus-X
+    alike, T5Gemma2's decoder the other way round). Warned, naming the stack; T5 (both stacks) builds without it."""
+    import warnings
+
+    config = dict(vocab_size=common.VOCAB_SIZE, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4, pad_token_id=0,
+                  decoder_start_token_id=0, dropout_rate=0.0)  # fmt: skip
+    deep = dict(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=P, deep_init="random", seed=3)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*attention interface.*")
+            peft.get_peft_model(transformers.T5ForConditionalGeneration(transformers.T5Config(**config)), DeepPromptTuningConfig(**deep))
+    except ValueError as refusal:  # (T5's attention runs through the interface from transformers 5.15)
+        if "ran no attention through transformers' attention interface" in str(refusal):
+            pytest.skip(str(refusal)[:120])
+        raise
+    with pytest.warns(UserWarning, match=r"LongT5ForConditionalGeneration's encoder runs its self-attention outside transformers' "
+                                         r"attention interface, so a deep prompt goes into the decoder's layers only"):  # fmt: skip
+        peft.get_peft_model(transformers.LongT5ForConditionalGeneration(transformers.LongT5Config(**config)), DeepPromptTuningConfig(**deep))
 
 
 @pytest.mark.parametrize("method", ["vocab", "deep"])

@@ -406,17 +406,22 @@ def tiny_kosmos2():
     return transformers.Kosmos2ForConditionalGeneration(config).eval()
 
 
-def kosmos2_batch(in_front=None):
-    """<s>, the image's start, 4 image slots, its end, text; `image_embeds_position_mask` marks the image slots."""
-    generator = torch.Generator().manual_seed(1)
+def kosmos_text(generator, text_tokens: int, in_front=None):
+    """Kosmos-2's and 2.5's ids [2, L]: <s>, the image's start, 4 image slots, its end, text; `in_front` [2, P]: text ids
+    put before them; and `image_embeds_position_mask`, which marks the image slots."""
     ids = torch.cat([torch.zeros(2, 1, dtype=torch.long), torch.full((2, 1), KOSMOS_BOI), torch.full((2, KOSMOS_IMAGE_TOKENS), 5),
-                     torch.full((2, 1), KOSMOS_EOI), torch.randint(6, 300, (2, 5), generator=generator)], dim=1)  # fmt: skip
+                     torch.full((2, 1), KOSMOS_EOI), torch.randint(6, 300, (2, text_tokens), generator=generator)], dim=1)  # fmt: skip
     slots = torch.zeros_like(ids)
     slots[:, 2 : 2 + KOSMOS_IMAGE_TOKENS] = 1
     if in_front is not None:
         ids, slots = torch.cat((in_front, ids), dim=1), torch.cat((torch.zeros_like(in_front), slots), dim=1)
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": torch.randn(2, 3, 28, 28, generator=generator),
-            "image_embeds_position_mask": slots}  # fmt: skip
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "image_embeds_position_mask": slots}
+
+
+def kosmos2_batch(in_front=None):
+    generator = torch.Generator().manual_seed(1)
+    text = kosmos_text(generator, 5, in_front)
+    return {**text, "pixel_values": torch.randn(2, 3, 28, 28, generator=generator)}
 
 
 @pytest.mark.parametrize("shared_prefix", ["auto", "off"])
@@ -592,17 +597,12 @@ def tiny_kosmos2_5():
 
 
 def kosmos2_5_batch(in_front=None):
-    """<s>, the image's start, 4 image slots, its end, text; flattened patches, each led by its row and column."""
+    """`kosmos_text`, and flattened patches, each led by its row and column."""
     generator = torch.Generator().manual_seed(1)
-    ids = torch.cat([torch.zeros(2, 1, dtype=torch.long), torch.full((2, 1), KOSMOS_BOI), torch.full((2, KOSMOS_IMAGE_TOKENS), 5),
-                     torch.full((2, 1), KOSMOS_EOI), torch.randint(6, 300, (2, 3), generator=generator)], dim=1)  # fmt: skip
-    slots = torch.zeros_like(ids)
-    slots[:, 2 : 2 + KOSMOS_IMAGE_TOKENS] = 1
-    if in_front is not None:
-        ids, slots = torch.cat((in_front, ids), dim=1), torch.cat((torch.zeros_like(in_front), slots), dim=1)
+    text = kosmos_text(generator, 3, in_front)
     patches = torch.randn(2, 8, 14, generator=generator)
     patches[:, :, 0], patches[:, :, 1] = torch.arange(8) // 4 + 1, torch.arange(8) % 4 + 1
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "flattened_patches": patches, "image_embeds_position_mask": slots}
+    return {**text, "flattened_patches": patches}
 
 
 @pytest.mark.parametrize("kind", ["shallow", "shallow off", "deep", "mixture"])

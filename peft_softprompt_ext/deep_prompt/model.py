@@ -9,6 +9,7 @@ import torch
 from .. import layer_prefix
 from .._peft_compat import task_type_name
 from ..eval_mode import in_eval_mode
+from ..ids_embedding import decoder_rows_factor
 from ..init import check_tokenizer_fits
 from ..prompt_bank import KEY_VALUE_TYPES, load_saved_peft_type, load_saved_prompt, saved_base_tensors
 from ..prompt_encoder import KEY_VALUES
@@ -67,6 +68,23 @@ def _warn_layers_without_a_prompt(config, base_model) -> None:
                   "shallow prompt (VocabSampledPromptTuningConfig) reaches every layer.", stacklevel=2)  # fmt: skip
 
 
+def _warn_a_stack_without_a_prompt(config, base_model, slots) -> None:
+    """A seq2seq deep prompt goes into the self-attention layers that run through transformers' attention interface:
+    where one stack's do not (LongT5's local, BigBird-Pegasus' block-sparse and Pegasus-X's global encoder attention;
+    T5Gemma2's decoder, which runs self- and cross-attention as one call), that stack gets no prompt: warned, naming it
+    (found 2026-12-08 by a probe: built without a word)."""
+    if task_type_name(config) != "SEQ_2_SEQ_LM" or not hasattr(base_model, "get_encoder"):
+        return
+    encoder = {id(module) for module in base_model.get_encoder().modules()}
+    in_encoder = [id(base_model.get_submodule(slot.name)) in encoder for slot in slots]
+    bare = "encoder" if not any(in_encoder) else "decoder" if all(in_encoder) else None
+    if bare is not None:
+        warnings.warn(f"{type(base_model).__name__}'s {bare} runs its self-attention outside transformers' attention interface, "
+                      f"so a deep prompt goes into the {'decoder' if bare == 'encoder' else 'encoder'}'s layers only; the "
+                      f"{bare} reads the input without one. A shallow prompt (VocabSampledPromptTuningConfig) goes in front of "
+                      "the encoder's input.", stacklevel=2)  # fmt: skip
+
+
 def _uniform(config):
     """A copy of `config` that samples uniformly (the tokens whose key/value scale `"random"` matches)."""
     import copy
@@ -85,7 +103,9 @@ def initial_key_values(config, word_embeddings, model_config, base_model, slots)
     with in_eval_mode(base_model):  # no dropout in what the prompt starts from
         rows = _input_rows(config, word_embeddings, model_config, config.num_virtual_tokens)
         try:
-            table = layer_prefix.key_values_of(base_model, slots, task_type_name(config), rows).float()
+            factor = decoder_rows_factor(base_model)
+            table = layer_prefix.key_values_of(base_model, slots, task_type_name(config), rows,
+                                               decoder_rows=None if factor == 1.0 else rows * factor).float()  # fmt: skip
         except (NotImplementedError, ValueError, TypeError, RuntimeError) as error:  # e.g. BartForSequenceClassification:
             # "Passing input embeddings is currently not supported"; Florence-2 makes decoder_input_ids beside given
             # decoder_inputs_embeds and refuses both (found 2026-12-08 by a probe: transformers' words at the build)
@@ -123,6 +143,7 @@ class DeepPromptEncoder(PromptTableEncoder):
         if base_model is None:
             raise ValueError("A deep prompt needs the base model to find its self-attention layers.")
         slots = layer_prefix.discover_slots(base_model, task_type_name(config))
+        _warn_a_stack_without_a_prompt(config, base_model, slots)
         layer_prefix.check_layout(config.deep_layout, slots, "This deep prompt")
         config.deep_layout = layer_prefix.layout_of(slots)
         window = layer_prefix.sliding_window_of(base_model)
