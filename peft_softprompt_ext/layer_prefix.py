@@ -405,6 +405,8 @@ def discover_slots(model, task_type: str) -> list[Slot]:
     ids = torch.tensor([[1, 2, 3]], device=execution_device(model))
     try:
         calls = _run_capturing(model, ids, task_type, decoder_length=2)
+    except torch.OutOfMemoryError:
+        raise
     except (ValueError, RuntimeError, TypeError) as error:  # (found 2026-12-07 by probes: Kosmos-2, Idefics and BLIP-2 want
         # an image in every call; Funnel's default pooling does not run 3 tokens, a bare shape error)
         raise ValueError(f"{type(model).__name__} does not run a text of 3 tokens alone ({type(error).__name__}: {error}), which "
@@ -461,6 +463,10 @@ def _run_capturing(model, ids, task_type: str, decoder_length: int = 0, inputs_e
     return calls
 
 
+class RowsNotTaken(ValueError):
+    """The model failed given a prompt's rows as `inputs_embeds` (`key_values_of`)."""
+
+
 def key_values_of(model, slots: list[Slot], task_type: str, rows: torch.Tensor, decoder_rows: torch.Tensor | None = None) -> torch.Tensor:
     """The deep prompt [P, F] a sequence of input rows [P, D] leaves in every slot: what P tokens (or a
     shallow prompt) at positions 0..P-1 would leave in a cache (rows [B, P, D]: [B, P, F], one per row).
@@ -473,8 +479,15 @@ def key_values_of(model, slots: list[Slot], task_type: str, rows: torch.Tensor, 
     def batch(tensor: torch.Tensor) -> torch.Tensor:
         return (tensor if batched else tensor[None]).clone()  # (a copy: CTRL scales them in place)
 
-    calls = _run_capturing(model, None, task_type, inputs_embeds=batch(rows),
-                           decoder_inputs_embeds=None if decoder_rows is None else batch(decoder_rows))  # fmt: skip
+    try:
+        calls = _run_capturing(model, None, task_type, inputs_embeds=batch(rows),
+                               decoder_inputs_embeds=None if decoder_rows is None else batch(decoder_rows))  # fmt: skip
+    except torch.OutOfMemoryError:
+        raise
+    except (NotImplementedError, ValueError, TypeError, RuntimeError) as error:  # e.g. BartForSequenceClassification:
+        # "Passing input embeddings is currently not supported"; Florence-2 makes decoder_input_ids beside given
+        # decoder_inputs_embeds and refuses both (found 2026-12-08 by a probe)
+        raise RowsNotTaken(f"{type(model).__name__} does not run rows given as inputs_embeds ({type(error).__name__}: {error})") from error
     for module, key, value, _ in calls:
         by_module.setdefault(id(module), (key, value))  # a layer's first call (self-attention comes first)
     modules = [model.get_submodule(slot.name) for slot in slots]

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import numbers
 import re
 
 import torch
 
+from . import layer_prefix
 from ._peft_compat import PeftEncoderHooks
+from .devices import execution_device
+from .eval_mode import in_eval_mode
 from .options import is_integer
+from .position_table import positions_in_a_row
 
 INPUT_EMBEDDINGS = "input_embeddings"  # rows in front of the input's token embeddings
 KEY_VALUES = "key_values"  # keys and values in front of every attention layer's (deep prompts)
@@ -25,20 +30,25 @@ def check_input_rows_fit(config, word_embeddings: torch.nn.Module, base_model=No
     projects its embeddings (OPT-350m: `word_embed_proj_dim` 512 under a hidden_size of 1024) makes other than
     the hidden_size PEFT fills `token_dim` with; and the model must take its input as `inputs_embeds`, which
     encoder-decoder classifiers (BART's, T5's: they find the end-of-sequence token in `input_ids`) refuse at every
-    forward (found 2026-12-07 by a probe: the prompt built, then failed there, as plain PEFT's does)."""
+    forward (found 2026-12-07 by a probe: the prompt built, then failed there, as plain PEFT's does), and read a text
+    given so as given by its ids (`_refusal_of_rows_read_otherwise`)."""
     if config.deep_layout is not None:
         return  # keys and values per layer: the input stays input_ids
     refusal = _refusal_of_inputs_embeds(base_model) if base_model is not None else None
     if refusal is not None:
         raise ValueError(refusal)
+    if isinstance(config.token_dim, numbers.Integral) and not isinstance(config.token_dim, bool):
+        config.token_dim = int(config.token_dim)  # (numpy's integers too, as before; saved as JSON)
     if not is_integer(config.token_dim) or config.token_dim <= 0:  # (found 2026-12-08 by a probe: token_dim=32.0 failed inside
         # torch's Embedding, "32" was refused as not 32)
         raise ValueError(f"token_dim must be a positive integer (the width of the model's input embeddings), got {config.token_dim!r}.")
     weight = getattr(word_embeddings, "weight", None)
-    if weight is None or weight.dim() != 2 or weight.shape[1] == config.token_dim:
-        return
-    raise ValueError(f"token_dim={config.token_dim!r} (PEFT fills in the model's hidden_size) but the model's input embeddings are "
-                     f"{weight.shape[1]} wide (it projects them, e.g. OPT's word_embed_proj_dim): pass token_dim={weight.shape[1]}.")  # fmt: skip
+    if weight is not None and weight.dim() == 2 and weight.shape[1] != config.token_dim:
+        raise ValueError(f"token_dim={config.token_dim!r} (PEFT fills in the model's hidden_size) but the model's input embeddings are "
+                         f"{weight.shape[1]} wide (it projects them, e.g. OPT's word_embed_proj_dim): pass token_dim={weight.shape[1]}.")  # fmt: skip
+    refusal = _refusal_of_rows_read_otherwise(base_model, word_embeddings) if base_model is not None else None
+    if refusal is not None:
+        raise ValueError(refusal)
 
 
 def modules_taking_the_input(model) -> tuple:
@@ -75,6 +85,66 @@ def _refusal_of_inputs_embeds(model) -> str | None:
         if not re.search(r"super\([^)]*\)\s*\.\s*forward\(", source):  # (a re-implementation calling other helpers: its own)
             return None
     return None
+
+
+def _refusal_of_rows_read_otherwise(model, word_embeddings: torch.nn.Module) -> str | None:
+    """A prompt goes in as `inputs_embeds` beside the text's rows ([prompt; text]): a model whose forward reads a text's
+    ids otherwise than as those rows would read the text otherwise beside a prompt than alone (found 2026-12-08 by a
+    probe: ESM skips its whole embedding module for given embeddings, absolute positions and layer norm too, 0.30 off
+    on a logit scale of 0.33 without a word; Longformer makes its global attention mask from input_ids, ESMC embeds
+    only ids: transformers' errors at every forward; plain PEFT alike). Checked at the build, on three plain tokens in
+    eval mode: the model given the ids and given their rows (`word_embeddings`, as the plugin embeds a text) must agree.
+    A model that does not run a text alone (a VLM wanting an image) is not checked here."""
+    ids = _plain_token_ids(model, word_embeddings, 3)
+    if ids is None:
+        return None
+    extra = {"decoder_input_ids": ids} if getattr(model.config, "is_encoder_decoder", False) else {}
+    if layer_prefix.rope_index_owner(model) is not None:  # (transformers 5.0's Qwen2-VL, given embeddings alone, asks input_ids
+        extra["position_ids"] = positions_in_a_row(0, ids.shape[1], 1, ids.device)  # for its positions; text alone: in a row)
+    with torch.no_grad(), in_eval_mode(model):
+        try:
+            by_ids = _first_output(model(input_ids=ids, **extra))
+        except Exception:  # noqa: BLE001  (not a text alone: the model's own calls say what it needs)
+            return None
+        try:
+            by_rows = _first_output(model(inputs_embeds=word_embeddings(ids).clone(), **extra))  # (a copy: CTRL scales it in place)
+        except (ValueError, TypeError, RuntimeError, IndexError, AttributeError) as error:
+            said = " ".join(str(error).split())[:200]
+            return (f"{type(model).__name__} runs a text given as input_ids but not given as inputs_embeds ({type(error).__name__}: "
+                    f"{said}), and a prompt of input rows goes in as inputs_embeds beside the text's rows: use "
+                    "DeepPromptTuningConfig (keys and values in every layer; the input stays input_ids) or LoRA.")  # fmt: skip
+    if by_ids is None or by_rows is None or by_ids.shape != by_rows.shape:
+        return None
+    off = layer_prefix.off_beyond_tolerance(by_ids, by_rows, by_rows.dtype)
+    if off is None:
+        return None
+    return (f"{type(model).__name__} reads a text's input_ids otherwise than as their embedding rows (given the rows as "
+            f"inputs_embeds its outputs were {off:.3g} off, e.g. ESM skips its embedding module's positions and layer norm "
+            "for given embeddings), and a prompt of input rows goes in as inputs_embeds beside the text's rows: use "
+            "DeepPromptTuningConfig (keys and values in every layer; the input stays input_ids) or LoRA.")  # fmt: skip
+
+
+def _plain_token_ids(model, word_embeddings: torch.nn.Module, count: int) -> torch.Tensor | None:
+    """[1, count] ids from the middle of the vocabulary that no config of the model names (pad, bos, image tokens, ...)."""
+    weight = getattr(word_embeddings, "weight", None)
+    if weight is None or weight.dim() != 2:
+        return None
+    named = set()
+    for config in (model.config, *(value for value in vars(model.config).values() if hasattr(value, "to_dict"))):
+        for key, value in vars(config).items():
+            if key.endswith(("_token_id", "_token_index", "_token_ids")):
+                named.update(value if isinstance(value, (list, tuple)) else [value])
+    vocabulary = weight.shape[0]
+    ids = [index for index in range(vocabulary // 2, vocabulary) if index not in named][:count]
+    return torch.tensor([ids], device=execution_device(model)) if len(ids) == count else None
+
+
+def _first_output(output) -> torch.Tensor | None:
+    """A forward's logits, else its first tensor."""
+    if getattr(output, "logits", None) is not None:
+        return output.logits.float()
+    values = output.values() if hasattr(output, "values") else output
+    return next((value.float() for value in values if torch.is_tensor(value)), None)
 
 
 def _plain_int(task):

@@ -375,16 +375,54 @@ def test_a_model_that_reads_more_from_input_ids_than_their_rows_is_refused_sayin
     else:
         config = transformers.EsmConfig(vocab_size=common.VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                         intermediate_size=64, pad_token_id=1, mask_token_id=4, token_dropout=True,
-                                        position_embedding_type="rotary", max_position_embeddings=128, num_labels=2)  # fmt: skip
+                                        position_embedding_type="rotary", emb_layer_norm_before=False, max_position_embeddings=128,
+                                        num_labels=2)  # fmt: skip  (ESM-2's checkpoints: rotary, no layer norm before)
         model, task_type, message = transformers.AutoModelForSequenceClassification.from_config(config), "SEQ_CLS", r"token_dropout=True"
     for method in ("vocab", "deep"):
         config_class = DeepPromptTuningConfig if method == "deep" else VocabSampledPromptTuningConfig
         extra = {"deep_init": "random"} if method == "deep" else {"vocab_sampling": "uniform"}
         with pytest.raises(ValueError, match=message):
             peft.get_peft_model(model, config_class(task_type=task_type, num_virtual_tokens=P, **extra))
-    if family == "esm":  # without token dropout the ids and the embeddings agree: it builds
-        model.config.token_dropout = False
+    if family == "esm":  # without token dropout (rotary positions, no layer norm before) the ids and the embeddings agree
+        config.token_dropout = False  # (a new model: its embedding module reads the flag when built)
+        model = transformers.AutoModelForSequenceClassification.from_config(config)
         peft.get_peft_model(model, VocabSampledPromptTuningConfig(task_type=task_type, num_virtual_tokens=P, vocab_sampling="uniform"))
+
+
+def _esm_with_absolute_positions():
+    return transformers.EsmConfig(vocab_size=common.VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                  pad_token_id=0, num_labels=3, position_embedding_type="absolute", token_dropout=False,
+                                  max_position_embeddings=128, initializer_range=0.1)  # fmt: skip
+
+
+def _longformer():
+    return transformers.LongformerConfig(vocab_size=common.VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                         pad_token_id=0, num_labels=3, attention_window=[4, 4], max_position_embeddings=128)  # fmt: skip
+
+
+def _esmc():
+    return transformers.CONFIG_MAPPING["esmc"](vocab_size=common.VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                               num_key_value_heads=4, intermediate_size=64, pad_token_id=0, num_labels=3)  # fmt: skip
+
+
+@pytest.mark.parametrize("family, message", [
+    ("esm absolute", r"EsmForSequenceClassification reads a text's input_ids otherwise than as their embedding rows \(given the rows as "
+                     r"inputs_embeds its outputs were [0-9.]+ off"),
+    ("longformer", r"LongformerForSequenceClassification runs a text given as input_ids but not given as inputs_embeds \(TypeError"),
+    ("esmc", r"runs a text given as input_ids but not given as inputs_embeds"),
+])  # fmt: skip
+def test_a_model_that_reads_a_text_given_as_embeddings_otherwise_is_refused_for_input_rows(family, message):
+    """Found 2026-12-08 by a probe: ESM skips its whole embedding module for given inputs_embeds (absolute positions and
+    layer norm too): a shallow prompt 0.30 off the prompt fed by hand on a logit scale of 0.33, without a word; Longformer
+    makes its global attention mask from input_ids and ESMC embeds only ids: transformers' errors at every forward (plain
+    PEFT alike). The build checks the model given a text's ids and their rows once; a mixture of input rows too."""
+    if family == "esmc" and "esmc" not in transformers.CONFIG_MAPPING:
+        pytest.skip(f"transformers {transformers.__version__} has no ESMC")
+    config = {"esm absolute": _esm_with_absolute_positions, "longformer": _longformer, "esmc": _esmc}[family]()
+    torch.manual_seed(0)
+    model = transformers.AutoModelForSequenceClassification.from_config(config).eval()
+    with pytest.raises(ValueError, match=message):
+        peft.get_peft_model(model, VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, vocab_sampling="uniform", seed=3))
 
 
 def test_a_prompt_tuning_export_on_a_model_that_scales_its_ids_warns_that_plain_peft_reads_it_otherwise(tmp_path):
@@ -420,6 +458,31 @@ def test_a_model_that_scales_its_inputs_embeds_in_place_leaves_the_prompt_as_it_
     torch.testing.assert_close(weight.detach(), before, rtol=0, atol=0)
     torch.testing.assert_close(logits, by_hand, rtol=1e-4, atol=1e-4)
     assert cached.tolist() == uncached.tolist()
+
+
+def test_a_deep_prompt_on_a_model_that_scales_its_inputs_embeds_in_place_leaves_the_callers_as_they_were():
+    """A review of 2026-12-08 found a tidy handing CTRL the caller's own inputs_embeds on the deep path: scaled in place,
+    a second identical call gave other logits, and backward through a leaf that requires a gradient failed."""
+    torch.manual_seed(0)
+    base = transformers.CTRLConfig(vocab_size=common.VOCAB_SIZE, n_embd=64, n_layer=2, n_head=4, dff=64, n_positions=128, pad_token_id=0,
+                                   resid_pdrop=0.0, embd_pdrop=0.0)  # fmt: skip
+    config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random", seed=1)
+    try:
+        peft_model = peft.get_peft_model(transformers.AutoModelForCausalLM.from_config(base).eval(), config).eval()
+    except ValueError as refusal:  # (transformers 5.0's CTRL runs no attention through the interface)
+        if "ran no attention through transformers' attention interface" in str(refusal):
+            pytest.skip(str(refusal)[:120])
+        raise
+    ids = common.batch_for("llama", length=9)["input_ids"][:1]
+    embeds = peft_model.get_input_embeddings()(ids).detach()
+    kept = embeds.clone()
+    with torch.no_grad():
+        first, second = peft_model(inputs_embeds=embeds).logits, peft_model(inputs_embeds=embeds).logits
+    torch.testing.assert_close(embeds, kept, rtol=0, atol=0)
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    leaf = kept.clone().requires_grad_()
+    peft_model(inputs_embeds=leaf).logits.sum().backward()
+    assert leaf.grad is not None
 
 
 @pytest.mark.parametrize("method", ["vocab", "deep"])
@@ -631,3 +694,109 @@ def test_seq_cls_on_a_model_that_classifies_no_sequence_is_refused_saying_what_i
               else DeepPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, deep_init="random"))  # fmt: skip
     with pytest.raises(ValueError, match=rf"task_type='SEQ_CLS' needs a sequence classifier .*{name} is a"):
         peft.get_peft_model(getattr(transformers, name)(config), prompt)
+
+
+def test_a_callers_own_mistake_in_a_seq2seq_generate_is_raised_as_transformers_says_it():
+    """A review of 2026-12-08 found the new refusal of inputs beside embeddings (Florence-2) blaming a caller's own
+    mistakes on them: a misspelt setting, or num_return_sequences above num_beams, came out as "refuses this call's
+    decoder_input_ids beside inputs_embeds ... use LoRA". They come out as transformers raises them."""
+    model = peft.get_peft_model(common.tiny_model("t5")[0], VocabSampledPromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3, seed=3))
+    batch = common.batch_for("t5")
+    decoder = torch.zeros(batch["input_ids"].shape[0], 2, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"temprature") as raised:
+        model.generate(**batch, decoder_input_ids=decoder, max_new_tokens=3, temprature=0.5)
+    assert "beside inputs_embeds" not in str(raised.value)
+    with pytest.raises(ValueError, match=r"num_return_sequences") as raised:
+        model.generate(**batch, decoder_input_ids=decoder, max_new_tokens=3, num_beams=2, num_return_sequences=3)
+    assert "beside inputs_embeds" not in str(raised.value)
+
+
+def test_running_out_of_memory_in_a_deep_init_is_raised_as_it_is():
+    """A review of 2026-12-08: the deep init's rewording of a model's refusal of rows caught an out-of-memory error too,
+    and advised deep_init='zero' under another exception type (batch-size finders look for the OOM)."""
+    model = common.tiny_model("llama")[0]
+
+    def out_of_memory(module, args, kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    handle = model.model.layers[0].self_attn.register_forward_pre_hook(out_of_memory, with_kwargs=True)
+    try:
+        with pytest.raises(torch.OutOfMemoryError):
+            peft.get_peft_model(model, DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="random", seed=3))
+    finally:
+        handle.remove()
+
+
+def test_a_token_dim_of_numpys_integer_type_builds():
+    """A review of 2026-12-08: the new token_dim check refused numpy.int64(32), which built before."""
+    import numpy
+
+    config = VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, token_dim=numpy.int64(32))
+    model = peft.get_peft_model(common.tiny_model("llama")[0], config)
+    assert type(model.peft_config["default"].token_dim) is int
+
+
+@pytest.mark.parametrize("family, message", [
+    ("ibert", r"IBertForSequenceClassification's input embedding \(QuantEmbedding\) returns a tuple, not embedding rows"),
+    ("canine", r"CanineForSequenceClassification has no input embedding table"),
+])  # fmt: skip
+def test_a_model_whose_input_embedding_gives_no_rows_is_refused_naming_it(family, message):
+    """Found 2026-12-08 by a probe: I-BERT's quantised embedding returns (rows, scaling factor), a bare AttributeError
+    from the prompt's start (plain PEFT builds, then fails at its first forward); Canine hashes characters and has no
+    embedding table, transformers' bare "get_input_embeddings not auto-handled"."""
+    sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, num_labels=3)
+    config = (transformers.IBertConfig(vocab_size=common.VOCAB_SIZE, pad_token_id=0, **sizes) if family == "ibert"
+              else transformers.CanineConfig(num_hash_buckets=64, **sizes))  # fmt: skip
+    model = transformers.AutoModelForSequenceClassification.from_config(config).eval()
+    with pytest.raises(ValueError, match=message):
+        peft.get_peft_model(model, VocabSampledPromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=P, vocab_sampling="uniform", seed=3))
+
+
+def test_a_deep_start_that_a_models_attention_reads_otherwise_warns(tmp_path):
+    """Found 2026-12-08 by a probe: DiffLlama attends twice per layer, so a deep prompt started from a shallow prompt
+    (or sampled tokens) was 1.90 off that prompt's logits at step 0, where the README promises them, without a word."""
+    common_sizes = dict(vocab_size=common.VOCAB_SIZE, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=2, head_dim=8, pad_token_id=0, initializer_range=0.1)  # fmt: skip
+
+    def build():
+        torch.manual_seed(0)
+        return transformers.DiffLlamaForCausalLM(transformers.DiffLlamaConfig(**common_sizes)).eval()
+
+    shallow = peft.get_peft_model(build(), VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, vocab_sampling="uniform", seed=3))
+    shallow.save_pretrained(tmp_path / "shallow")
+    config = DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P, deep_init="prompt", init_prompt=str(tmp_path / "shallow"))
+    import re
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            peft.get_peft_model(build(), config)
+        except ValueError as refusal:  # (transformers 5.0's DiffLlama runs no attention through the interface)
+            if "ran no attention through transformers' attention interface" in str(refusal):
+                pytest.skip(str(refusal)[:120])
+            raise
+    expected = (r"DiffLlamaForCausalLM's attention does more with keys and values in front of its own than attend to them .*"
+                r"deep_init='prompt' starts from the keys and values init_prompt leaves")  # fmt: skip
+    assert any(re.search(expected, str(warning.message)) for warning in caught), [str(warning.message) for warning in caught]
+
+
+def test_a_deep_prompt_on_a_causal_decoder_that_takes_no_position_ids_is_refused():
+    """Found 2026-12-08 by a probe: BartForCausalLM (and Marian's, Pegasus', Whisper's) takes no position_ids, so the
+    input was numbered from 0 beside a deep prompt in its layers: 4.4 off the sampled tokens fed by hand on a logit scale
+    of 4.1 (a shallow prompt exact)."""
+    config = transformers.BartConfig(vocab_size=common.VOCAB_SIZE, d_model=32, decoder_layers=2, encoder_layers=2, decoder_attention_heads=4,
+                                     encoder_attention_heads=4, decoder_ffn_dim=64, encoder_ffn_dim=64, max_position_embeddings=64, pad_token_id=0)  # fmt: skip
+    with pytest.raises(ValueError, match=r"BartForCausalLM.forward takes no position_ids, so the input cannot be numbered past a deep"):
+        peft.get_peft_model(transformers.BartForCausalLM(config).eval(), DeepPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P,
+                                                                                               deep_init="random", seed=3))  # fmt: skip
+    peft.get_peft_model(transformers.BartForCausalLM(config).eval(), VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P))
+
+
+def test_a_causal_lm_keeping_its_cache_in_a_class_of_its_own_is_refused():
+    """Found 2026-12-08 by a probe: XLNet's generate keeps mems, not a DynamicCache, and failed in its own masks with a
+    prompt (plain PEFT alike); under transformers 5.0 an LFM2 of attention layers only kept its own cache class, and the
+    shared prefix failed at every forward."""
+    config = transformers.XLNetConfig(vocab_size=common.VOCAB_SIZE, d_model=32, n_layer=2, n_head=4, d_inner=64, pad_token_id=0)
+    with pytest.raises(ValueError, match=r"XLNetLMHeadModel's generate keeps its cache in a class of its own"):
+        peft.get_peft_model(transformers.XLNetLMHeadModel(config).eval(), VocabSampledPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import torch
@@ -52,6 +53,10 @@ def _input_rows(config, word_embeddings, model_config, text_tokens: int) -> torc
     return initial_token_rows(config, word_embeddings, model_config).to(word_embeddings.weight)
 
 
+# what a deep init that promises some input's keys and values starts from, as its messages name it
+_STARTS_FROM = {DeepInit.TEXT: "init_text", DeepInit.VOCAB_SAMPLED: "the sampled tokens", DeepInit.PROMPT: "init_prompt"}
+
+
 def _warn_layers_without_a_prompt(config, base_model) -> None:
     """On a hybrid (attention beside layers that carry a state along the sequence: Qwen3-Next, Qwen3.5, Jamba, ...) a
     deep prompt is keys and values in the attention layers only: the other layers' state never sees it. An init that
@@ -59,13 +64,26 @@ def _warn_layers_without_a_prompt(config, base_model) -> None:
     the layers (found 2026-12-07 by a probe: `deep_init="prompt"` on a tiny Qwen3.5 was 10.7 off the shallow prompt's
     logits at step 0, on a logit scale of 6.5, without a word; 0.0 with every layer attention)."""
     recurrent = layer_prefix.recurrent_layers_of(base_model)
-    if recurrent is None or config.deep_init not in (DeepInit.TEXT, DeepInit.VOCAB_SAMPLED, DeepInit.PROMPT):
+    source = _STARTS_FROM.get(config.deep_init)
+    if recurrent is None or source is None:
         return
-    source = {DeepInit.TEXT: "init_text", DeepInit.VOCAB_SAMPLED: "the sampled tokens", DeepInit.PROMPT: "init_prompt"}[config.deep_init]
     warnings.warn(f"{type(base_model).__name__} has layers that carry a state along the sequence ({recurrent}): a deep prompt "
                   f"is keys and values in its attention layers only, so deep_init={str(config.deep_init)!r} starts from what "
                   f"{source} leaves there, not from {source} in front of the input (those layers' state never sees it). A "
                   "shallow prompt (VocabSampledPromptTuningConfig) reaches every layer.", stacklevel=2)  # fmt: skip
+
+
+def _refuse_a_decoder_without_positions(config, base_model) -> None:
+    """A causal decoder reads a deep prompt as P tokens in front of the input, so the input's positions move P on; a
+    decoder whose forward takes no `position_ids` (BART's, Marian's, Pegasus', Whisper's `*ForCausalLM`) numbers the
+    input from 0 beside the prompt in its layers (found 2026-12-08 by a probe: 1.4-5.7 off the sampled tokens fed by
+    hand, cached and uncached generate other tokens; plain PEFT's cache prefix, numbered past its cache, exact)."""
+    if task_type_name(config) != "CAUSAL_LM" or not layer_prefix.is_causal_decoder(base_model):
+        return
+    if "position_ids" not in inspect.signature(base_model.forward).parameters:
+        raise ValueError(f"{type(base_model).__name__}.forward takes no position_ids, so the input cannot be numbered past a deep "
+                         "prompt's positions in front of it (it would read the prompt's keys and values at its own positions). "
+                         "Use a shallow prompt (VocabSampledPromptTuningConfig, exact there) or LoRA.")  # fmt: skip
 
 
 def _warn_a_stack_without_a_prompt(config, base_model, slots) -> None:
@@ -83,6 +101,25 @@ def _warn_a_stack_without_a_prompt(config, base_model, slots) -> None:
                       f"so a deep prompt goes into the {'decoder' if bare == 'encoder' else 'encoder'}'s layers only; the "
                       f"{bare} reads the input without one. A shallow prompt (VocabSampledPromptTuningConfig) goes in front of "
                       "the encoder's input.", stacklevel=2)  # fmt: skip
+
+
+def _warn_a_start_read_otherwise(config, base_model, held_by_a_cache_prefix: bool) -> None:
+    """A deep prompt started from a text, sampled tokens or a shallow prompt holds the keys and values they leave in
+    every layer, which a causal decoder reads as those tokens in front of the input, unless its attention does more with
+    keys and values in front of its own than attend to them (`layer_prefix.held_by_a_cache_prefix`: DiffLlama's two
+    attentions per layer, Doge's key mask read from its values). There the start is not what it says: warned (found
+    2026-12-08 by a probe: `deep_init="prompt"` 1.90 and 1.78 off the shallow prompt's logits on logit scales of 2.2
+    and 2.5, without a word). Sliding windows and hybrids have their own limits (README, `_warn_layers_without_a_prompt`)."""
+    source = _STARTS_FROM.get(config.deep_init)
+    if held_by_a_cache_prefix or source is None:
+        return
+    if not layer_prefix.is_causal_decoder(base_model) or layer_prefix.sliding_window_of(base_model) is not None \
+            or layer_prefix.recurrent_layers_of(base_model) is not None:  # fmt: skip
+        return
+    warnings.warn(f"{type(base_model).__name__}'s attention does more with keys and values in front of its own than attend to "
+                  f"them (it reads a cached prefix otherwise than the tokens that left it), so deep_init={str(config.deep_init)!r} "
+                  f"starts from the keys and values {source} leaves in every layer, not from {source} in front of the input: its "
+                  "first logits are not those. deep_init='zero' or 'random' make no such promise.", stacklevel=2)  # fmt: skip
 
 
 def _uniform(config):
@@ -106,12 +143,10 @@ def initial_key_values(config, word_embeddings, model_config, base_model, slots)
             factor = decoder_rows_factor(base_model)
             table = layer_prefix.key_values_of(base_model, slots, task_type_name(config), rows,
                                                decoder_rows=None if factor == 1.0 else rows * factor).float()  # fmt: skip
-        except (NotImplementedError, ValueError, TypeError, RuntimeError) as error:  # e.g. BartForSequenceClassification:
-            # "Passing input embeddings is currently not supported"; Florence-2 makes decoder_input_ids beside given
-            # decoder_inputs_embeds and refuses both (found 2026-12-08 by a probe: transformers' words at the build)
+        except layer_prefix.RowsNotTaken as error:
             raise ValueError(f"deep_init={str(config.deep_init)!r} runs input rows through {type(base_model).__name__} as inputs_embeds, "
-                             f"which it does not take ({type(error).__name__}: {error}). Use deep_init='zero', which runs "
-                             "nothing.") from error  # fmt: skip
+                             f"which it does not take ({error.__cause__.__class__.__name__}: {error.__cause__}). Use "
+                             "deep_init='zero', which runs nothing.") from error.__cause__  # fmt: skip
     if config.deep_init != DeepInit.RANDOM:
         return table
     generator = torch.Generator().manual_seed(config.seed)
@@ -143,6 +178,7 @@ class DeepPromptEncoder(PromptTableEncoder):
         if base_model is None:
             raise ValueError("A deep prompt needs the base model to find its self-attention layers.")
         slots = layer_prefix.discover_slots(base_model, task_type_name(config))
+        _refuse_a_decoder_without_positions(config, base_model)
         _warn_a_stack_without_a_prompt(config, base_model, slots)
         layer_prefix.check_layout(config.deep_layout, slots, "This deep prompt")
         config.deep_layout = layer_prefix.layout_of(slots)
@@ -163,6 +199,7 @@ class DeepPromptEncoder(PromptTableEncoder):
         self._base_model = [base_model]  # a list: not a registered submodule (its weights are not the adapter's)
 
     def initial_rows(self, config, word_embeddings, model_config) -> torch.Tensor:
+        _warn_a_start_read_otherwise(config, self._base_model[0], self.exact_in_prefix_tuning)
         return initial_key_values(config, word_embeddings, model_config, self._base_model[0], self.slots)
 
     @property

@@ -89,7 +89,7 @@ def causal_lm_forward(
         check_positions_fit(transformers_model(parts), num_virtual, new_length, cache_length(kwargs), kwargs.get("position_ids"), given)
         rows = embed_prompts(parts, inputs_embeds, attention_mask, task_ids)
         with layer_prompts(parts, rows):
-            fed = model_input(input_ids, inputs_embeds, given_embeds, used_after=False)
+            fed = model_input(input_ids, inputs_embeds, given_embeds)
             return parts.base_model(**fed, attention_mask=attention_mask, labels=labels,
                                     **output_switches(output_attentions, output_hidden_states, return_dict), **kwargs)  # fmt: skip
     mode = "on" if prompt_cache is not None else parts.shared_prefix
@@ -110,7 +110,7 @@ def causal_lm_forward(
         shared_kwargs = dict(kwargs)
         cross_attention_with_prompt(parts, shared_kwargs, rows_fed_now=False, fed=new_length)
         try:
-            fed = model_input(input_ids, inputs_embeds, given_embeds, used_after=True)  # (the joined path below reads them)
+            fed = model_input(input_ids, inputs_embeds, given_embeds)
             return shared_prefix.causal_lm_forward(parts.base_model, prefix, rows, fed, full_mask, positions, labels, hidden,
                                                    output_attentions, return_dict, shared_kwargs)  # fmt: skip
         except shared_prefix.RowsOfItsOwn as error:  # (found 2026-12-07 by a probe: GIT, 2.6 off the prompt fed by hand)

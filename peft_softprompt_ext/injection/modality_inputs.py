@@ -28,13 +28,14 @@ _CACHE_ARGUMENTS = ("past_key_values", "cache", "cache_position", "use_cache", "
 _NOT_MODALITY = {*_TEXT_ARGUMENTS, *_CACHE_ARGUMENTS, *TOKEN_TYPES, *CROSS_ATTENTION_MASKS}
 
 
-def model_input(input_ids, inputs_embeds: torch.Tensor, given_embeds: bool, used_after: bool) -> dict:
+def model_input(input_ids, inputs_embeds: torch.Tensor, given_embeds: bool) -> dict:
     """The input as the model gets it where the prompt does not join its rows (a deep prompt, the shared prefix): the
-    caller's `input_ids` where the caller gave ids, so that the model puts its other inputs on them; else the rows,
-    a copy where the call reads them again afterwards (`used_after`: GIT and CTRL change theirs in place)."""
+    caller's `input_ids` where the caller gave ids, so that the model puts its other inputs on them; else the rows, a
+    copy (GIT and CTRL change theirs in place: the caller's tensor stays as given, and a leaf that requires a gradient
+    stays usable; a review of 2026-12-08 found an uncopied deep path failing backward on CTRL)."""
     if input_ids is not None and not given_embeds:
         return {"input_ids": input_ids}
-    return {"inputs_embeds": inputs_embeds.clone() if used_after else inputs_embeds}
+    return {"inputs_embeds": inputs_embeds.clone()}
 
 
 def refuse_inputs_dropped_beside_embeddings(parts: PromptParts, input_ids, attention_mask, position_ids, kwargs: dict,
@@ -66,21 +67,24 @@ def refuse_generate_dropping_inputs_beside_embeddings(parts: PromptParts, input_
     2026-12-08 by a probe: Florence-2's generate looks for its image tokens in the input tensor, which given embeddings
     holds none, "Image features and image tokens do not match, tokens: 0"; plain PEFT alike). Returns where the failure
     has another cause, for the caller to raise the error as it was."""
-    names = _modality_inputs(kwargs)
+    names = tuple(name for name in _modality_inputs(kwargs) if not name.startswith("decoder_"))
     if input_ids is None or not names:
         return
     model = transformers_model(parts)
+    settings = {name: value for name, value in kwargs.items() if name not in _LENGTH_AND_STREAMING}
     try:
-        with torch.no_grad():  # (one greedy token, the call's other inputs only: no streamer or processors of the caller's)
-            parts.base_model.generate(input_ids=input_ids, attention_mask=attention_mask, **{name: kwargs[name] for name in names},
-                                      max_new_tokens=1, do_sample=False, num_beams=1)  # fmt: skip
-    except (ValueError, TypeError, RuntimeError):
+        with torch.no_grad():  # (the caller's own call by ids, one token: a mistake of the caller's fails here too)
+            parts.base_model.generate(input_ids=input_ids, attention_mask=attention_mask, **settings, max_new_tokens=1)
+    except Exception:  # noqa: BLE001  (any failure: the caller's error stands as raised)
         return
     said = str(error).splitlines()[0][:200]
     raise ValueError(f"{type(model).__name__}'s generate refuses this call's {', '.join(names)} beside inputs_embeds ({type(error).__name__}: "
                      f"{said}), and a soft prompt goes into the encoder as inputs_embeds, in front of the input's rows (given "
                      "input_ids alone, without the prompt, it runs). The prompted forward takes them: decode with forward "
                      "calls, or use LoRA.") from error  # fmt: skip
+
+
+_LENGTH_AND_STREAMING = ("max_new_tokens", "max_length", "min_new_tokens", "min_length", "streamer")
 
 
 def _modality_inputs(kwargs: dict) -> tuple:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import re
 
+import torch
 from transformers import GenerationMixin
 
 from .. import layer_prefix, shared_prefix
@@ -46,7 +47,9 @@ def check_task_type(task_type: str, model) -> None:
     reading of a cached prefix is checked here, once (`shared_prefix.cache_prefix_reads_otherwise`)."""
     validate_task_type(task_type)
     _refuse_a_model_without_token_input(model)
-    refuse_embeddings_without_values(model, model.get_input_embeddings())
+    embeddings = _input_embeddings_or_refusal(model)
+    refuse_embeddings_without_values(model, embeddings)
+    _refuse_embeddings_that_give_no_rows(model, embeddings)
     generates = _generates(model)
     fits = model_task_type(model)
     needs = {"CAUSAL_LM": "a causal LM (AutoModelForCausalLM)", "SEQ_2_SEQ_LM": "an encoder-decoder model (AutoModelForSeq2SeqLM)",
@@ -60,8 +63,34 @@ def check_task_type(task_type: str, model) -> None:
         _refuse_an_encoder_loaded_as_a_decoder(model)
     _refuse_a_recurrent_state(model)
     _refuse_inputs_read_from_ids(model)
-    if task_type == "CAUSAL_LM":  # checked once per model, at the build, for every later call's shared prefix
-        shared_prefix.cache_prefix_reads_otherwise(model)
+    if task_type == "CAUSAL_LM":
+        _refuse_a_cache_class_of_its_own(model)
+        shared_prefix.cache_prefix_reads_otherwise(model)  # checked once per model, at the build, for every later call
+
+
+def _input_embeddings_or_refusal(model):
+    """The model's input embedding module, or a refusal where it has none (found 2026-12-08 by a probe: Canine, which
+    hashes characters, gave transformers' bare "get_input_embeddings not auto-handled")."""
+    try:
+        return model.get_input_embeddings()
+    except NotImplementedError as error:
+        raise ValueError(f"{type(model).__name__} has no input embedding table ({error}): a soft prompt goes in front of a "
+                         "text's token embeddings (or their keys and values in every layer). Use LoRA.") from None  # fmt: skip
+
+
+def _refuse_embeddings_that_give_no_rows(model, embeddings) -> None:
+    """A prompt's rows stand beside the text's embedding rows: an input embedding that returns something else (I-BERT's
+    quantised embedding returns rows and a scaling factor) takes none (found 2026-12-08 by a probe: a bare
+    AttributeError from the prompt's start; plain PEFT builds, then fails at its first forward)."""
+    weight = getattr(embeddings, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.is_meta or weight.dim() != 2:
+        return
+    with torch.no_grad():
+        rows = embeddings(torch.zeros(1, 1, dtype=torch.long, device=weight.device))
+    if not isinstance(rows, torch.Tensor):
+        raise ValueError(f"{type(model).__name__}'s input embedding ({type(embeddings).__name__}) returns a {type(rows).__name__}, "
+                         "not embedding rows (a quantised embedding with its scaling factor), and a soft prompt's rows stand "
+                         "beside the text's rows. Use LoRA.")  # fmt: skip
 
 
 def _refuse_an_encoder_loaded_as_a_decoder(model) -> None:
@@ -175,6 +204,20 @@ def _refuse_a_recurrent_state(model) -> None:
                      "reach: soft prompts are not supported there. Use LoRA, or a transformers release where the model "
                      "keeps that state in DynamicCache (in transformers 5.23 Jamba, Bamba, Qwen3-Next, LFM2 and other "
                      "hybrids do, and soft prompts run on them).")  # fmt: skip
+
+
+def _refuse_a_cache_class_of_its_own(model) -> None:
+    """A causal LM whose generate keeps its cache in a class of its own (transformers' `_supports_default_dynamic_cache`
+    is False: XLNet's mems, Reformer; under 5.0 LFM2 even with attention layers only) takes neither the shared prefix's
+    cache nor a deep prompt's (found 2026-12-08 by a probe: a TypeError from inside for every forward of an all-attention
+    LFM2 under transformers 5.0; XLNet's generate failed in its own masks, plain PEFT alike)."""
+    supports = getattr(type(model), "_supports_default_dynamic_cache", None)
+    if callable(supports) and not supports():
+        import transformers
+
+        raise ValueError(f"{type(model).__name__}'s generate keeps its cache in a class of its own (transformers "
+                         f"{transformers.__version__}), which a prompt's cached generation cannot reach: soft prompts are not "
+                         "supported there as a causal LM. Use LoRA.")  # fmt: skip
 
 
 def refuse_generate_of_an_inner_model(model) -> None:

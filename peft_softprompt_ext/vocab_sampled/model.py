@@ -25,10 +25,12 @@ def load_tokenizer(config):
         return AutoTokenizer.from_pretrained(source, **kwargs)
     except (OSError, ValueError, ImportError) as error:  # (found 2026-12-08 by a probe: an adapter or model folder without
         # tokenizer files gave transformers' "Couldn't instantiate the backend tokenizer" (5.0: an ImportError asking for
-        # protobuf), the field and folder unnamed)
-        said = " ".join(str(error).split())[:200]
-        raise ValueError(f"tokenizer_name_or_path={source!r} holds no tokenizer that AutoTokenizer can load ({type(error).__name__}: "
-                         f"{said}): give the folder or Hub id of the base model's tokenizer.") from error  # fmt: skip
+        # protobuf), the field and folder unnamed; a Hub id's errors, e.g. offline, are transformers' own)
+        if not sources.is_local(source):
+            raise
+        said = " ".join(str(error).split())
+        raise ValueError(f"tokenizer_name_or_path={source!r}: AutoTokenizer could not load a tokenizer from this folder "
+                         f"({type(error).__name__}: {said}). Give the folder of the base model's tokenizer, with its files.") from error  # fmt: skip
 
 
 def _corpus_texts(config) -> list[str] | None:
