@@ -108,6 +108,8 @@ def _refusal_of_rows_read_otherwise(model, word_embeddings: torch.nn.Module) -> 
             return None
         try:
             by_rows = _first_output(model(inputs_embeds=word_embeddings(ids).clone(), **extra))  # (a copy: CTRL scales it in place)
+        except torch.OutOfMemoryError:
+            raise
         except (ValueError, TypeError, RuntimeError, IndexError, AttributeError) as error:
             said = " ".join(str(error).split())[:200]
             return (f"{type(model).__name__} runs a text given as input_ids but not given as inputs_embeds ({type(error).__name__}: "
@@ -115,7 +117,7 @@ def _refusal_of_rows_read_otherwise(model, word_embeddings: torch.nn.Module) -> 
                     "DeepPromptTuningConfig (keys and values in every layer; the input stays input_ids) or LoRA.")  # fmt: skip
     if by_ids is None or by_rows is None or by_ids.shape != by_rows.shape:
         return None
-    off = layer_prefix.off_beyond_tolerance(by_ids, by_rows, by_rows.dtype)
+    off = layer_prefix.off_beyond_tolerance(by_ids, by_rows, word_embeddings.weight.dtype)  # (the model's rounding, not float32's)
     if off is None:
         return None
     return (f"{type(model).__name__} reads a text's input_ids otherwise than as their embedding rows (given the rows as "
