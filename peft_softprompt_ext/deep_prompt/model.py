@@ -73,17 +73,21 @@ def _warn_layers_without_a_prompt(config, base_model) -> None:
                   "shallow prompt (VocabSampledPromptTuningConfig) reaches every layer.", stacklevel=2)  # fmt: skip
 
 
-def _refuse_a_decoder_without_positions(config, base_model) -> None:
-    """A causal decoder reads a deep prompt as P tokens in front of the input, so the input's positions move P on; a
-    decoder whose forward takes no `position_ids` (BART's, Marian's, Pegasus', Whisper's `*ForCausalLM`) numbers the
-    input from 0 beside the prompt in its layers (found 2026-12-08 by a probe: 1.4-5.7 off the sampled tokens fed by
-    hand, cached and uncached generate other tokens; plain PEFT's cache prefix, numbered past its cache, exact)."""
-    if task_type_name(config) != "CAUSAL_LM" or not layer_prefix.is_causal_decoder(base_model):
+def _warn_a_decoder_without_positions(config, base_model) -> None:
+    """A deep start from tokens (text, sampled tokens, a shallow prompt) promises those tokens in front of the input,
+    whose positions then move P on; a causal decoder whose forward takes no `position_ids` (BART's, Marian's, Pegasus',
+    Whisper's `*ForCausalLM`) numbers the input from 0 beside the prompt in its layers, so that start is not those tokens
+    (found 2026-12-08 by a probe: 1.4-5.7 off the sampled tokens fed by hand). Warned at the build (a review: a refusal
+    of every deep prompt there refused self-consistent ones, and saved adapters no longer loaded); the prompt itself
+    runs the same in forward and generate."""
+    source = _STARTS_FROM.get(config.deep_init)
+    if source is None or task_type_name(config) != "CAUSAL_LM" or not layer_prefix.is_causal_decoder(base_model):
         return
     if "position_ids" not in inspect.signature(base_model.forward).parameters:
-        raise ValueError(f"{type(base_model).__name__}.forward takes no position_ids, so the input cannot be numbered past a deep "
-                         "prompt's positions in front of it (it would read the prompt's keys and values at its own positions). "
-                         "Use a shallow prompt (VocabSampledPromptTuningConfig, exact there) or LoRA.")  # fmt: skip
+        warnings.warn(f"{type(base_model).__name__}.forward takes no position_ids, so the input is numbered from 0 beside a deep "
+                      f"prompt's keys and values, not past them: deep_init={str(config.deep_init)!r} starts from what {source} "
+                      f"leaves in every layer, not from {source} in front of the input (a shallow prompt, "
+                      "VocabSampledPromptTuningConfig, is exact there).", stacklevel=2)  # fmt: skip
 
 
 def _warn_a_stack_without_a_prompt(config, base_model, slots) -> None:
@@ -178,7 +182,6 @@ class DeepPromptEncoder(PromptTableEncoder):
         if base_model is None:
             raise ValueError("A deep prompt needs the base model to find its self-attention layers.")
         slots = layer_prefix.discover_slots(base_model, task_type_name(config))
-        _refuse_a_decoder_without_positions(config, base_model)
         _warn_a_stack_without_a_prompt(config, base_model, slots)
         layer_prefix.check_layout(config.deep_layout, slots, "This deep prompt")
         config.deep_layout = layer_prefix.layout_of(slots)
@@ -200,6 +203,7 @@ class DeepPromptEncoder(PromptTableEncoder):
 
     def initial_rows(self, config, word_embeddings, model_config) -> torch.Tensor:
         _warn_a_start_read_otherwise(config, self._base_model[0], self.exact_in_prefix_tuning)
+        _warn_a_decoder_without_positions(config, self._base_model[0])
         return initial_key_values(config, word_embeddings, model_config, self._base_model[0], self.slots)
 
     @property
